@@ -1,0 +1,1 @@
+"""billing_app: an open billing front end for SaaS organizations, built on Reflex and Stripe."""

@@ -1,0 +1,23 @@
+"""HTTP routes served by the backend through rx.App(api_transformer=...)."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from billing_app import routes
+from billing_app.db import get_engine
+
+
+async def health(_request: Request) -> JSONResponse:
+    """Liveness plus a database round trip, for `make run` and the test harness to wait on."""
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return JSONResponse({"status": "ok"})
+
+
+def build_api() -> Starlette:
+    return Starlette(routes=[Route(routes.API_HEALTH, health)])

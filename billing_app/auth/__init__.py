@@ -1,0 +1,1 @@
+"""Users, organizations, roles, browser sessions and API tokens."""

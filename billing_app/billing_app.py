@@ -1,0 +1,17 @@
+"""The Reflex app: theme, pages and the backend's HTTP routes. Nothing else lives here."""
+
+import reflex as rx
+
+from billing_app.api import build_api
+from billing_app.settings import get_settings
+
+# Fail fast, with one clear line, on bad configuration (before any page compiles).
+get_settings()
+
+# Importing the page modules registers their @rx.page routes.
+from billing_app.pages import auth_pages, billing_placeholder, home, members  # noqa: E402,F401
+
+app = rx.App(
+    theme=rx.theme(appearance="light", accent_color="iris", gray_color="slate", radius="large"),
+    api_transformer=build_api(),
+)

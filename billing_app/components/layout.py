@@ -1,0 +1,120 @@
+"""The page frame: a navbar (app name, current org and role, links, user menu) and content."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from billing_app import routes
+from billing_app.state import AuthState
+
+MOBILE_ONLY = rx.breakpoints(initial="flex", md="none")
+NAV_LINKS = [("Pricing", routes.PRICING), ("Billing", routes.BILLING), ("Payments", routes.PAYMENTS)]
+
+
+def _nav_link(label: str, href: str) -> rx.Component:
+    return rx.link(label, href=href, size="3", weight="medium", color_scheme="gray", high_contrast=True)
+
+
+def _org_badge() -> rx.Component:
+    return rx.hstack(
+        rx.text(AuthState.org_name, size="2", weight="bold", trim="both", id="nav-org"),
+        rx.badge(AuthState.role_label, variant="soft", color_scheme="iris", id="nav-role"),
+        align="center",
+        spacing="2",
+    )
+
+
+def _menu_label(text) -> rx.Component:
+    return rx.box(rx.text(text, size="1", color_scheme="gray"), padding_x="0.75em", padding_y="0.35em")
+
+
+def _user_menu() -> rx.Component:
+    return rx.menu.root(
+        rx.menu.trigger(
+            rx.button(rx.icon("user", size=16), rx.text("Account", display=["none", "none", "inline"]), variant="soft", id="user-menu"),
+        ),
+        rx.menu.content(
+            _menu_label(AuthState.user_email),
+            # On narrow screens the navbar links live here instead.
+            *[rx.menu.item(label, on_select=rx.redirect(href), display=MOBILE_ONLY) for label, href in NAV_LINKS],
+            rx.menu.separator(display=MOBILE_ONLY),
+            rx.menu.item("Members", on_select=rx.redirect(routes.MEMBERS)),
+            rx.cond(
+                AuthState.orgs.length() > 1,
+                rx.fragment(
+                    rx.menu.separator(),
+                    _menu_label("Switch organization"),
+                    rx.foreach(
+                        AuthState.orgs,
+                        lambda org: rx.menu.item(
+                            org["name"],
+                            on_select=AuthState.switch_org(org["id"]),
+                            disabled=org["id"] == AuthState.org_id.to_string(),
+                        ),
+                    ),
+                ),
+            ),
+            rx.menu.separator(),
+            rx.menu.item("Log out", color="red", on_select=AuthState.logout, id="logout"),
+        ),
+    )
+
+
+def navbar() -> rx.Component:
+    return rx.box(
+        rx.hstack(
+            rx.hstack(
+                rx.link(
+                    rx.hstack(rx.icon("credit-card", size=22), rx.heading("Billing", size="5"), align="center", spacing="2"),
+                    href=routes.HOME,
+                    underline="none",
+                    color_scheme="gray",
+                    high_contrast=True,
+                ),
+                rx.hstack(*[_nav_link(label, href) for label, href in NAV_LINKS], spacing="5", padding_left="1.5em", display=rx.breakpoints(initial="none", md="flex")),
+                align="center",
+            ),
+            rx.cond(
+                AuthState.is_authenticated,
+                rx.hstack(_org_badge(), _user_menu(), align="center", spacing="3"),
+                rx.hstack(
+                    rx.link(rx.button("Log in", variant="soft"), href=routes.LOGIN),
+                    rx.link(rx.button("Sign up"), href=routes.REGISTER),
+                    spacing="2",
+                ),
+            ),
+            justify="between",
+            align="center",
+            width="100%",
+            wrap="wrap",
+            spacing="3",
+        ),
+        padding_x=["1em", "1.5em", "2em"],
+        padding_y="0.9em",
+        border_bottom="1px solid var(--gray-a5)",
+        background="var(--color-panel-solid)",
+        position="sticky",
+        top="0",
+        z_index="10",
+        width="100%",
+    )
+
+
+def page_frame(*children: rx.Component, max_width: str = "64em") -> rx.Component:
+    return rx.box(
+        navbar(),
+        rx.container(rx.vstack(*children, spacing="5", width="100%"), size="3", padding_x=["1em", "1.5em"], padding_y="2em", max_width=max_width),
+        min_height="100vh",
+        background="var(--gray-2)",
+    )
+
+
+def error_callout(message) -> rx.Component:
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="triangle-alert", color_scheme="red", role="alert", width="100%"),
+    )
+
+
+def info_callout(message) -> rx.Component:
+    return rx.cond(message != "", rx.callout(message, icon="info", width="100%", role="status"))
