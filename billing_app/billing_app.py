@@ -1,4 +1,4 @@
-"""The Reflex app: theme, pages and the backend's HTTP routes. Nothing else lives here."""
+"""The Reflex app: pages and the backend's HTTP routes. Nothing else lives here."""
 
 import reflex as rx
 
@@ -12,6 +12,5 @@ get_settings()
 from billing_app.pages import auth_pages, billing_placeholder, home, members  # noqa: E402,F401
 
 app = rx.App(
-    theme=rx.theme(appearance="light", accent_color="iris", gray_color="slate", radius="large"),
     api_transformer=build_api(),
 )

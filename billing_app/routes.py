@@ -1,5 +1,7 @@
 """Every route of the app in one place, so links and redirects cannot drift apart."""
 
+from urllib.parse import urlencode
+
 HOME = "/"
 LOGIN = "/login"
 REGISTER = "/register"
@@ -14,10 +16,16 @@ API_PREFIX = "/api"
 API_HEALTH = "/api/health"
 
 
-def login_url(next_path: str | None = None) -> str:
-    """The login page, returning to `next_path` afterwards (only local paths are kept)."""
-    if next_path and next_path.startswith("/") and not next_path.startswith("//") and next_path != LOGIN:
-        from urllib.parse import quote
+def is_local_path(path: str) -> bool:
+    """Only paths on this site may be redirect targets (no //evil.example)."""
+    return path.startswith("/") and not path.startswith("//") and "\\" not in path
 
-        return f"{LOGIN}?next={quote(next_path)}"
-    return LOGIN
+
+def login_url(next_path: str | None = None, reason: str | None = None) -> str:
+    """The login page, returning to `next_path` afterwards; `reason` picks a fixed notice."""
+    query = {}
+    if next_path and is_local_path(next_path) and next_path != LOGIN:
+        query["next"] = next_path
+    if reason:
+        query["reason"] = reason
+    return f"{LOGIN}?{urlencode(query)}" if query else LOGIN

@@ -32,8 +32,6 @@ class AuthState(rx.State):
     org_name: str = ""
     role: str = ""
     orgs: list[dict[str, str]] = []
-    # A message for the login page (e.g. why the user was sent there).
-    notice: str = ""
 
     @rx.var
     def is_authenticated(self) -> bool:
@@ -67,8 +65,8 @@ class AuthState(rx.State):
         """Forget the session and send the user to the login page, saying why."""
         self._show(None)
         self.session_token = ""
-        self.notice = error.message if error and error.code == ErrorCode.SESSION_EXPIRED else ""
-        return rx.redirect(routes.login_url(self.router.url.path))
+        expired = error is not None and error.code == ErrorCode.SESSION_EXPIRED
+        return rx.redirect(routes.login_url(self.router.url.path, reason="expired" if expired else None))
 
     @rx.event
     def load_identity(self):
@@ -107,5 +105,4 @@ class AuthState(rx.State):
                 accounts.end_session(session, self.session_token)
         self._show(None)
         self.session_token = ""
-        self.notice = "You have been logged out."
-        return rx.redirect(routes.LOGIN)
+        return rx.redirect(routes.login_url(reason="logged_out"))

@@ -44,3 +44,55 @@ def page(browser):
     page.set_default_timeout(20_000)
     yield page
     context.close()
+
+
+# --- database -------------------------------------------------------------------
+
+def _database_backends() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get("TEST_DATABASE_URL") else ["sqlite"]
+
+
+def _use_database(monkeypatch, url: str) -> None:
+    from billing_app.db import get_engine
+    from billing_app.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+
+
+@pytest.fixture(params=_database_backends())
+def database_url(request, tmp_path, monkeypatch):
+    """A freshly migrated, empty database for one test, on each configured backend."""
+    from sqlalchemy import create_engine, text
+
+    from billing_app.db import get_engine
+    from billing_app.migrations import upgrade
+    from billing_app.settings import get_settings
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/test.db"
+    else:
+        url = os.environ["TEST_DATABASE_URL"]
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    upgrade(url)
+    _use_database(monkeypatch, url)
+    yield url
+    get_engine().dispose()
+    get_engine.cache_clear()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def db(database_url):
+    """A database session on the test database; commit to make changes visible to the code under test."""
+    from sqlmodel import Session
+
+    from billing_app.db import get_engine
+
+    with Session(get_engine(), expire_on_commit=False) as session:
+        yield session

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, func, select
+from sqlmodel import Session, delete, select
 
 from billing_app.auth.passwords import check_strength, hash_password, verify_password
 from billing_app.auth.tokens import new_token, token_hash
@@ -142,6 +142,8 @@ def start_session(session: Session, user: User) -> str:
         select(Membership.org_id).where(Membership.user_id == user.id).order_by(Membership.id)
     ).first()
     lifetime = timedelta(hours=get_settings().session_lifetime_hours)
+    # Housekeeping: a user's expired sessions go when they next log in.
+    session.exec(delete(AuthSession).where(AuthSession.user_id == user.id, AuthSession.expires_at <= utcnow()))
     session.add(AuthSession(token_hash=token_hash(token), user_id=user.id, current_org_id=first, expires_at=utcnow() + lifetime))
     session.flush()
     return token
@@ -182,7 +184,6 @@ def actor_for_session(session: Session, token: str) -> Actor:
     if row is None:
         raise AppError(ErrorCode.UNAUTHENTICATED, "Please log in.")
     if as_utc(row.expires_at) <= utcnow():
-        session.delete(row)
         raise AppError(ErrorCode.SESSION_EXPIRED, "Your session has expired. Please log in again.")
     user = session.get(User, row.user_id)
     return _actor(session, user, row.current_org_id)
@@ -279,6 +280,3 @@ def change_role(session: Session, actor: Actor, *, user_id: int, role: Role) -> 
     user = session.get(User, user_id)
     return MemberRow(user.id, user.email, user.name, role)
 
-
-def member_count(session: Session, org_id: int) -> int:
-    return session.exec(select(func.count()).select_from(Membership).where(Membership.org_id == org_id)).one()

@@ -12,18 +12,21 @@ from billing_app.errors import AppError
 from billing_app.state import AuthState
 
 
-def _safe_next(path: str) -> str:
-    return path if path.startswith("/") and not path.startswith("//") else routes.HOME
+# Why the user is on the login page; the URL carries only the key, never the text.
+LOGIN_NOTICES = {
+    "expired": "Your session has expired. Please log in again.",
+    "logged_out": "You have been logged out.",
+}
 
 
 class LoginState(AuthState):
     error: str = ""
-    loading: bool = False
+    notice: str = ""
 
     @rx.event
     def open(self):
         self.error = ""
-        self.loading = False
+        self.notice = LOGIN_NOTICES.get(self.router.url.query_parameters.get("reason", ""), "")
 
     @rx.event
     def submit(self, form: dict):
@@ -35,9 +38,9 @@ class LoginState(AuthState):
             self.error = error.message
             return
         self.session_token = token
-        self.notice = ""
         self._actor()
-        return rx.redirect(_safe_next(self.router.url.query_parameters.get("next", routes.HOME)))
+        next_path = self.router.url.query_parameters.get("next", routes.HOME)
+        return rx.redirect(next_path if routes.is_local_path(next_path) else routes.HOME)
 
 
 class RegisterState(AuthState):
@@ -64,7 +67,6 @@ class RegisterState(AuthState):
             self.error = error.message
             return
         self.session_token = token
-        self.notice = ""
         self._actor()
         return rx.redirect(routes.HOME)
 
@@ -87,7 +89,7 @@ def login_page() -> rx.Component:
     return page_frame(
         _card(
             rx.heading("Log in", size="6"),
-            info_callout(AuthState.notice),
+            info_callout(LoginState.notice),
             error_callout(LoginState.error),
             rx.form(
                 rx.vstack(

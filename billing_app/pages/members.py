@@ -76,7 +76,6 @@ def _role_cell(member) -> rx.Component:
             value=member["role"],
             on_change=lambda role: MembersState.change_role(member["user_id"], role),
             size="2",
-            aria_label="Role of " + member["email"],
         ),
         rx.badge(member["role"], variant="soft"),
     )

@@ -1,0 +1,216 @@
+"""Accounts against a real, migrated database (SQLite, and PostgreSQL when configured)."""
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import func, select
+
+from billing_app.auth import accounts
+from billing_app.auth.tokens import token_hash
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import AuthSession, Membership, Organization, Role, User, utcnow
+
+PASSWORD = "correct-horse-battery"
+
+
+def register(email="ada@example.com", org="Analytical Engines", password=PASSWORD):
+    with session_scope() as s:
+        return accounts.register(s, email=email, password=password, name="Ada", org_name=org)
+
+
+def actor(token):
+    with session_scope() as s:
+        return accounts.actor_for_session(s, token)
+
+
+def login(email, password=PASSWORD):
+    with session_scope() as s:
+        return accounts.login(s, email=email, password=password)
+
+
+def counts(db):
+    db.expire_all()
+    return tuple(db.exec(select(func.count()).select_from(m)).one() for m in (User, Organization, Membership))
+
+
+def expect(code, fn, *args, **kwargs):
+    with pytest.raises(AppError) as info:
+        fn(*args, **kwargs)
+    assert info.value.code == code, info.value.message
+    return info.value
+
+
+def test_register_creates_user_org_and_admin_membership(db):
+    user = register(email="  Ada@Example.COM ")
+    membership = db.exec(select(Membership).where(Membership.user_id == user.id)).one()
+    assert db.get(User, user.id).email == "ada@example.com"
+    assert membership.role == Role.ADMIN.value
+    assert db.get(Organization, membership.org_id).name == "Analytical Engines"
+    assert db.get(User, user.id).password_hash.startswith("$argon2id$")
+
+
+def test_duplicate_email_any_case_is_refused_and_nothing_half_created(db):
+    register()
+    before = counts(db)
+    error = expect(ErrorCode.EMAIL_TAKEN, register, email="ADA@example.com", org="Second Org")
+    assert "already exists" in error.message
+    assert counts(db) == before
+
+
+@pytest.mark.parametrize("password", ["", "short", "123456789"])
+def test_weak_password_creates_nothing(db, password):
+    error = expect(ErrorCode.WEAK_PASSWORD, register, password=password)
+    assert "10 characters" in error.message
+    assert counts(db) == (0, 0, 0)
+
+
+def test_bad_email_and_empty_org_are_refused(db):
+    expect(ErrorCode.VALIDATION_ERROR, register, email="not-an-email")
+    expect(ErrorCode.VALIDATION_ERROR, register, org="   ")
+    assert counts(db) == (0, 0, 0)
+
+
+def test_login_returns_a_session_in_the_users_org(db):
+    register()
+    who = actor(login("ada@example.com"))
+    assert (who.email, who.org_name, who.role) == ("ada@example.com", "Analytical Engines", Role.ADMIN)
+    # Only the hash is stored.
+    assert db.exec(select(AuthSession.token_hash)).one() != login("ada@example.com")
+
+
+def test_wrong_password_and_unknown_email_read_the_same(db):
+    register()
+    wrong = expect(ErrorCode.INVALID_CREDENTIALS, login, "ada@example.com", "wrong-password-1")
+    unknown = expect(ErrorCode.INVALID_CREDENTIALS, login, "nobody@example.com", "wrong-password-1")
+    assert wrong.message == unknown.message == accounts.BAD_LOGIN
+
+
+def test_login_is_throttled_after_repeated_failures_even_with_the_right_password(db):
+    register()
+    for _ in range(5):
+        expect(ErrorCode.INVALID_CREDENTIALS, login, "ada@example.com", "wrong-password-1")
+    error = expect(ErrorCode.TOO_MANY_ATTEMPTS, login, "ada@example.com", PASSWORD)
+    assert "Try again" in error.message
+
+
+def test_unknown_emails_are_throttled_too_so_the_lock_reveals_nothing(db):
+    for _ in range(5):
+        expect(ErrorCode.INVALID_CREDENTIALS, login, "ghost@example.com", "wrong-password-1")
+    expect(ErrorCode.TOO_MANY_ATTEMPTS, login, "ghost@example.com", "wrong-password-1")
+
+
+def test_a_success_resets_the_failure_count(db):
+    register()
+    for _ in range(4):
+        expect(ErrorCode.INVALID_CREDENTIALS, login, "ada@example.com", "wrong-password-1")
+    login("ada@example.com")
+    for _ in range(4):
+        expect(ErrorCode.INVALID_CREDENTIALS, login, "ada@example.com", "wrong-password-1")
+    login("ada@example.com")
+
+
+def test_expired_session_is_refused_until_the_next_login_purges_it(db):
+    register()
+    token = login("ada@example.com")
+    row = db.exec(select(AuthSession)).one()
+    row.expires_at = utcnow() - timedelta(seconds=1)
+    db.add(row)
+    db.commit()
+    error = expect(ErrorCode.SESSION_EXPIRED, actor, token)
+    assert "expired" in error.message
+    expect(ErrorCode.SESSION_EXPIRED, actor, token)
+    fresh = login("ada@example.com")
+    assert actor(fresh).email == "ada@example.com"
+    expect(ErrorCode.UNAUTHENTICATED, actor, token)
+
+
+def test_logout_ends_the_session(db):
+    register()
+    token = login("ada@example.com")
+    with session_scope() as s:
+        accounts.end_session(s, token)
+    expect(ErrorCode.UNAUTHENTICATED, actor, token)
+    expect(ErrorCode.UNAUTHENTICATED, actor, "")
+    expect(ErrorCode.UNAUTHENTICATED, actor, "sess_forged")
+
+
+def test_admin_adds_a_member_by_email(db):
+    register()
+    register(email="bob@example.com", org="Bob's Org")
+    admin = actor(login("ada@example.com"))
+    with session_scope() as s:
+        row = accounts.add_member(s, admin, email="BOB@example.com")
+    assert (row.email, row.role) == ("bob@example.com", Role.MEMBER)
+    with session_scope() as s:
+        emails = [m.email for m in accounts.list_members(s, admin)]
+    assert emails == ["ada@example.com", "bob@example.com"]
+    with session_scope() as s:
+        expect(ErrorCode.ALREADY_MEMBER, accounts.add_member, s, admin, email="bob@example.com")
+    with session_scope() as s:
+        expect(ErrorCode.USER_NOT_FOUND, accounts.add_member, s, admin, email="carol@example.com")
+
+
+def _org_with_member(db):
+    """Ada admin of her org; Bob a plain member of it. Returns (admin actor, member actor)."""
+    register()
+    register(email="bob@example.com", org="Bob's Org")
+    admin = actor(login("ada@example.com"))
+    with session_scope() as s:
+        accounts.add_member(s, admin, email="bob@example.com")
+    bob_token = login("bob@example.com")
+    with session_scope() as s:
+        accounts.switch_org(s, bob_token, admin.org_id)
+    return admin, actor(bob_token)
+
+
+def test_a_member_cannot_add_members_or_change_roles(db):
+    admin, bob = _org_with_member(db)
+    assert bob.org_id == admin.org_id and bob.role == Role.MEMBER
+    register(email="carol@example.com", org="Carol's Org")
+    before = counts(db)
+    with session_scope() as s:
+        expect(ErrorCode.FORBIDDEN, accounts.add_member, s, bob, email="carol@example.com")
+    with session_scope() as s:
+        expect(ErrorCode.FORBIDDEN, accounts.change_role, s, bob, user_id=bob.user_id, role=Role.ADMIN)
+    assert counts(db) == before
+
+
+def test_admin_changes_roles_but_never_removes_the_last_admin(db):
+    admin, bob = _org_with_member(db)
+    with session_scope() as s:
+        expect(ErrorCode.LAST_ADMIN, accounts.change_role, s, admin, user_id=admin.user_id, role=Role.MEMBER)
+    with session_scope() as s:
+        accounts.change_role(s, admin, user_id=bob.user_id, role=Role.ADMIN)
+    # With two admins, Ada may step down.
+    with session_scope() as s:
+        accounts.change_role(s, admin, user_id=admin.user_id, role=Role.MEMBER)
+    roles = {m.user_id: m.role for m in db.exec(select(Membership).where(Membership.org_id == admin.org_id))}
+    assert roles == {admin.user_id: "member", bob.user_id: "admin"}
+
+
+def test_only_a_super_admin_grants_super_admin(db):
+    admin, bob = _org_with_member(db)
+    with session_scope() as s:
+        expect(ErrorCode.FORBIDDEN, accounts.change_role, s, admin, user_id=bob.user_id, role=Role.SUPER_ADMIN)
+    membership = db.exec(select(Membership).where(Membership.user_id == admin.user_id, Membership.org_id == admin.org_id)).one()
+    membership.role = Role.SUPER_ADMIN.value
+    db.add(membership)
+    db.commit()
+    super_admin = actor(login("ada@example.com"))
+    with session_scope() as s:
+        accounts.change_role(s, super_admin, user_id=bob.user_id, role=Role.SUPER_ADMIN)
+
+
+def test_switching_org_needs_membership(db):
+    admin, bob = _org_with_member(db)
+    token = login("bob@example.com")
+    orgs = {o.name: o.id for o in accounts.organizations_of(db, bob.user_id)}
+    assert set(orgs) == {"Analytical Engines", "Bob's Org"}
+    with session_scope() as s:
+        assert accounts.switch_org(s, token, orgs["Bob's Org"]).role == Role.ADMIN
+    register(email="eve@example.com", org="Eve's Org")
+    eve_org = db.exec(select(Organization.id).where(Organization.name == "Eve's Org")).one()
+    with session_scope() as s:
+        expect(ErrorCode.FORBIDDEN, accounts.switch_org, s, token, eve_org)
+    assert actor(token).org_name == "Bob's Org"

@@ -1,0 +1,55 @@
+"""Bad configuration stops start-up with one line naming the variable, never a traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(env_overrides: dict, cwd) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "STRIPE_SECRET_KEY"}}
+    env.update(env_overrides)
+    env["PYTHONPATH"] = os.getcwd()
+    return subprocess.run([sys.executable, "-m", "billing_app", "migrate"], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://db/billing"),
+        ("DATABASE_URL", "not a url"),
+        ("APP_URL", "nowhere"),
+        ("SESSION_LIFETIME_HOURS", "forever"),
+        ("SESSION_LIFETIME_HOURS", "0"),
+        ("STRIPE_SECRET_KEY", "pk_test_publishable"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_ok,oops"),
+        ("STRIPE_API_BASE", "12111"),
+    ],
+)
+def test_malformed_value_stops_with_one_line_naming_it(tmp_path, name, value):
+    result = run_cli({name: value}, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Configuration error: " + name), lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_dotenv_file_is_read(tmp_path):
+    (tmp_path / ".env").write_text("SESSION_LIFETIME_HOURS=never\n")
+    result = run_cli({}, tmp_path)
+    assert "SESSION_LIFETIME_HOURS" in result.stderr
+
+
+def test_defaults_need_no_configuration(tmp_path):
+    result = run_cli({}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / ".data" / "billing.db").exists()
+
+
+def test_webhook_secrets_allow_rotation(monkeypatch):
+    from billing_app.settings import Settings
+
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_old, whsec_new")
+    assert Settings().webhook_secrets == ["whsec_old", "whsec_new"]
