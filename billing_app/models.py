@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -89,3 +89,120 @@ class LoginThrottle(SQLModel, table=True):
     email: str = Field(max_length=254, unique=True, index=True)
     failures: int = 0
     window_started_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+# --- billing mirror (Stripe is the source of truth; these rows are what pages read) ---------
+
+
+class PeriodType(str, enum.Enum):
+    MONTHLY = "MONTHLY"
+    YEARLY = "YEARLY"
+    ALL_TIME = "ALL_TIME"
+
+    @property
+    def interval(self) -> str | None:
+        """Stripe's recurring interval, or None for a one-off (lifetime) price."""
+        return {"MONTHLY": "month", "YEARLY": "year", "ALL_TIME": None}[self.value]
+
+
+class Plan(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=120)
+    description: str = ""
+    features_json: str = "[]"
+    limits_json: str = "{}"
+    display_order: int = 0
+    legacy: bool = False
+    most_popular: bool = False
+    # False once the plan left plans.toml; kept so old subscriptions still resolve.
+    active: bool = True
+    stripe_product_id: str | None = Field(default=None, max_length=255)
+
+
+class PlanPeriod(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("plan_id", "period_type", name="uq_planperiod_plan_type"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    period_type: str = Field(max_length=16)
+    amount: int  # in the currency's minor unit (cents)
+    currency: str = Field(max_length=3)
+    trial_days: int | None = None
+    lookup_key: str = Field(max_length=200, unique=True, index=True)
+    stripe_price_id: str | None = Field(default=None, max_length=255, index=True)
+    active: bool = True
+
+
+class BillingCustomer(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organization.id", unique=True, index=True)
+    stripe_customer_id: str = Field(max_length=255, unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class OrgSubscription(SQLModel, table=True):
+    """An org's subscription (sub_...) or one-off lifetime purchase (pi_... / cs_...)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organization.id", index=True)
+    stripe_id: str = Field(max_length=255, unique=True, index=True)
+    one_off: bool = False
+    plan_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
+    stripe_price_id: str | None = Field(default=None, max_length=255)
+    status: str = Field(max_length=32, index=True)
+    current_period_start: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    current_period_end: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    cancel_at_period_end: bool = False
+    canceled_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    ended_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    trial_end: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    paused: bool = False
+    auto_renew: bool = True
+    started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class PaymentStatus(str, enum.Enum):
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+    REFUNDED = "REFUNDED"
+    PENDING = "PENDING"
+
+
+class Payment(SQLModel, table=True):
+    __table_args__ = (Index("ix_payment_org_created", "org_id", "created"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organization.id")
+    # in_... for invoices, pi_... for one-off payments, cs_... for expired checkouts.
+    stripe_id: str = Field(max_length=255, unique=True, index=True)
+    status: str = Field(max_length=16)
+    amount: int
+    currency: str = Field(max_length=3)
+    created: datetime = Field(sa_column=_ts(nullable=False))
+    description: str = ""
+    invoice_url: str | None = None
+    receipt_url: str | None = None
+    pdf_url: str | None = None
+
+
+class WebhookEvent(SQLModel, table=True):
+    """Every event Stripe sent us, stored before it is handled (the event log)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    stripe_event_id: str = Field(max_length=255, unique=True, index=True)
+    type: str = Field(max_length=100)
+    # The Stripe customer the event is about, so one sync can cover a burst of its events.
+    customer_id: str | None = Field(default=None, max_length=255, index=True)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    processed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True, index=True))
+    # pending -> processed | failed (after the retry limit; replayable by an admin)
+    state: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    claimed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_error: str | None = None
+    payload: str

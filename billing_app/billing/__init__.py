@@ -1,0 +1,1 @@
+"""Billing domain: catalog, customers, checkout, portal, subscriptions, payments, entitlements."""
