@@ -26,6 +26,47 @@ def cmd_seed(_args) -> int:
     return 0
 
 
+def cmd_sync_catalog(args) -> int:
+    from billing_app.billing.catalog import CatalogError, sync_catalog
+    from billing_app.billing.gateway import StripeFailure
+    from billing_app.db import session_scope
+    from billing_app.errors import AppError
+
+    try:
+        with session_scope() as session:
+            changes = sync_catalog(session, dry_run=args.dry_run)
+    except (CatalogError, AppError, StripeFailure) as error:
+        print(f"sync-catalog failed: {getattr(error, 'message', error)}", file=sys.stderr)
+        return 1
+    prefix = "would " if args.dry_run else ""
+    for line in changes:
+        print(f"  {prefix}{line}")
+    print(f"{len(changes)} change(s){' (dry run: nothing written)' if args.dry_run else ''}; catalog in step with Stripe.")
+    return 0
+
+
+def cmd_reconcile(args) -> int:
+    from billing_app.billing.gateway import StripeFailure
+    from billing_app.billing.sync import customers_to_reconcile, sync_customer
+    from billing_app.db import session_scope
+    from billing_app.errors import AppError
+
+    with session_scope() as session:
+        customers = customers_to_reconcile(session, args.org)
+    failures = 0
+    for customer_id in customers:
+        try:
+            report = sync_customer(customer_id)
+        except (AppError, StripeFailure) as error:
+            failures += 1
+            print(f"  {customer_id}: failed: {getattr(error, 'message', error)}", file=sys.stderr)
+            continue
+        for line in report.changes:
+            print(f"  org {report.org_id} {customer_id}: {line}")
+    print(f"Reconciled {len(customers) - failures} of {len(customers)} customer(s).")
+    return 1 if failures else 0
+
+
 def cmd_serve(args) -> int:
     from billing_app.serve import serve
 
@@ -37,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("seed", help="create the demo organizations and logins (idempotent)").set_defaults(func=cmd_seed)
+    catalog = sub.add_parser("sync-catalog", help="make Stripe's products and prices match plans.toml, and mirror them")
+    catalog.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    catalog.set_defaults(func=cmd_sync_catalog)
+    reconcile = sub.add_parser("reconcile", help="re-read customers from Stripe and heal the mirror")
+    reconcile.add_argument("--org", type=int, help="only this organization id")
+    reconcile.set_defaults(func=cmd_reconcile)
     serve = sub.add_parser("serve", help="start the sandbox and the app on 127.0.0.1 (what `make run` does)")
     serve.add_argument("--prod", action="store_true", help="production build, one port")
     serve.add_argument("--port", type=int, default=3000, help="the port users open (default 3000)")

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # Login throttling: this many failures for one email within the window locks it for the window.
     login_max_failures: int = Field(default=5, ge=1)
     login_window_minutes: int = Field(default=15, ge=1)
+    # A past_due subscription keeps access this many days after its period began (the failed renewal).
+    past_due_grace_days: int = Field(default=7, ge=0, le=60)
 
     @field_validator("database_url")
     @classmethod

@@ -1,8 +1,8 @@
 """The only module that imports `stripe`.
 
 Everything else talks to Stripe (or the offline sandbox: same SDK, another base
-address) through `stripe_client()` and gets `StripeFailure` instead of the SDK's
-exception classes. Objects come back as the SDK's StripeObjects, which read like dicts.
+address) through `stripe_client()` and `call()` / `list_all()`, and gets plain dicts
+back and `StripeFailure` instead of the SDK's types, so no other module depends on them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class StripeFailure(Exception):
         self.card_error = card_error
 
 
-class _CountingHTTPClient(stripe.HTTPXClient if hasattr(stripe, "HTTPXClient") else stripe.RequestsClient):
+class _CountingHTTPClient(stripe.HTTPXClient):
     def request(self, *args, **kwargs):
         call_counter["count"] += 1
         return super().request(*args, **kwargs)
@@ -45,7 +45,7 @@ def stripe_client() -> stripe.StripeClient:
     settings = get_settings()
     if not settings.billing_configured:
         raise AppError(ErrorCode.BILLING_NOT_CONFIGURED, "Billing is not configured.")
-    options = {"max_network_retries": 2, "http_client": _CountingHTTPClient()}
+    options = {"max_network_retries": 2, "http_client": _CountingHTTPClient(allow_sync_methods=True)}
     if settings.stripe_api_base:
         options["base_addresses"] = {"api": str(settings.stripe_api_base).rstrip("/")}
     return stripe.StripeClient(settings.stripe_secret_key, **options)
@@ -56,17 +56,32 @@ def reset_client() -> None:
     stripe_client.cache_clear()
 
 
+def _plain(value):
+    return value.to_dict() if isinstance(value, stripe.StripeObject) else value
+
+
+def _failure(error: stripe.StripeError) -> StripeFailure:
+    status = getattr(error, "http_status", None)
+    code = getattr(error, "code", None)
+    message = error.user_message or str(error)
+    log.warning("stripe call failed: status=%s code=%s message=%s", status, code, message)
+    return StripeFailure(message, code=code, status=status, card_error=isinstance(error, stripe.CardError))
+
+
 def call(fn, *args, **kwargs):
-    """Run one SDK call, turning the SDK's exceptions into StripeFailure."""
+    """Run one SDK call; the result as plain dicts, the SDK's exceptions as StripeFailure."""
     try:
-        return fn(*args, **kwargs)
+        return _plain(fn(*args, **kwargs))
     except stripe.StripeError as error:
-        status = getattr(error, "http_status", None)
-        code = getattr(error, "code", None)
-        log.warning("stripe call failed: status=%s code=%s message=%s", status, code, error.user_message or str(error))
-        raise StripeFailure(
-            error.user_message or str(error), code=code, status=status, card_error=isinstance(error, stripe.CardError)
-        ) from error
+        raise _failure(error) from error
+
+
+def list_all(list_method, params: dict) -> list[dict]:
+    """Every object of a list endpoint (all pages), as plain dicts."""
+    try:
+        return [_plain(obj) for obj in list_method(params={"limit": 100, **params}).auto_paging_iter()]
+    except stripe.StripeError as error:
+        raise _failure(error) from error
 
 
 def verify_webhook(payload: bytes, signature_header: str | None, secrets: list[str]) -> dict:

@@ -1,18 +1,257 @@
 """sync_customer: read one Stripe customer's billing state and upsert the local mirror.
 
-(Interface fixed first so the webhook worker can be built against it; body follows.)
+Stripe is the source of truth. Webhooks only say "this customer changed"; this
+function re-reads subscriptions (status=all), invoices, one-off payments and
+checkout sessions, then writes the mirror in one transaction. Duplicate or
+out-of-order deliveries therefore cannot leave the mirror wrong. The checkout
+confirmation, every webhook and `python -m billing_app reconcile` call it.
+
+All Stripe reads happen before the transaction opens, so no database lock is
+held across the network.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from billing_app.billing import gateway
+from billing_app.db import session_scope
+from billing_app.models import BillingCustomer, OrgSubscription, Organization, Payment, PaymentStatus, PlanPeriod, utcnow
 
 
 @dataclass
 class SyncReport:
     customer_id: str
+    org_id: int | None = None
     changes: list[str] = field(default_factory=list)
 
 
+def _ts(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=timezone.utc) if value else None
+
+
+@dataclass
+class _Snapshot:
+    """Everything Stripe says about one customer, read before writing anything."""
+
+    customer: dict
+    subscriptions: list
+    invoices: list
+    charges: list
+    sessions: list
+    refunded_invoices: set[str]
+
+
+def _read(client, customer_id: str) -> _Snapshot:
+    call = gateway.call
+    customer = call(client.v1.customers.retrieve, customer_id)
+    list_all = gateway.list_all
+    subscriptions = list_all(client.v1.subscriptions.list, {"customer": customer_id, "status": "all"})
+    invoices = list_all(client.v1.invoices.list, {"customer": customer_id})
+    charges = list_all(client.v1.charges.list, {"customer": customer_id})
+    sessions = list_all(client.v1.checkout.sessions.list, {"customer": customer_id})
+    # A refund names a payment intent; find which paid invoices it belongs to (only when there are refunds).
+    refunded_intents = {c["payment_intent"] for c in charges if c.get("refunded") and c.get("payment_intent")}
+    refunded_invoices: set[str] = set()
+    if refunded_intents:
+        for invoice in invoices:
+            if invoice["status"] != "paid":
+                continue
+            payments = call(client.v1.invoice_payments.list, params={"invoice": invoice["id"], "limit": 10})["data"]
+            if any((p.get("payment") or {}).get("payment_intent") in refunded_intents for p in payments):
+                refunded_invoices.add(invoice["id"])
+    return _Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices)
+
+
+def _org_for(session: Session, customer: dict) -> int | None:
+    row = session.exec(select(BillingCustomer).where(BillingCustomer.stripe_customer_id == customer["id"])).first()
+    if row is not None:
+        return row.org_id
+    # A customer we created but whose row was lost (e.g. a crash between the two writes).
+    org_id = (customer.get("metadata") or {}).get("org_id")
+    if org_id and org_id.isdigit() and session.get(Organization, int(org_id)) is not None:
+        if session.exec(select(BillingCustomer).where(BillingCustomer.org_id == int(org_id))).first() is None:
+            session.add(BillingCustomer(org_id=int(org_id), stripe_customer_id=customer["id"]))
+            session.flush()
+            return int(org_id)
+    return None
+
+
+def _set(row, changes: list[str], label: str, **values) -> None:
+    """Assign values, noting each one that actually changed."""
+    for name, value in values.items():
+        old = getattr(row, name)
+        if isinstance(old, datetime) and old.tzinfo is None:
+            old = old.replace(tzinfo=timezone.utc)
+        if old != value:
+            if row.id is not None:
+                changes.append(f"{label}: {name} {old!r} -> {value!r}")
+            setattr(row, name, value)
+
+
+def _period_for_price(session: Session, price_id: str | None) -> PlanPeriod | None:
+    if not price_id:
+        return None
+    return session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == price_id)).first()
+
+
+def _upsert(session: Session, model, stripe_id: str, changes: list[str], label: str, **defaults):
+    row = session.exec(select(model).where(model.stripe_id == stripe_id)).first()
+    if row is None:
+        row = model(stripe_id=stripe_id, **defaults)
+        changes.append(f"{label}: new")
+    return row
+
+
+def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[str]) -> None:
+    item = sub["items"]["data"][0] if sub["items"]["data"] else {}
+    price_id = (item.get("price") or {}).get("id")
+    period = _period_for_price(session, price_id)
+    label = f"subscription {sub['id']}"
+    row = _upsert(session, OrgSubscription, sub["id"], changes, label, org_id=org_id, status=sub["status"])
+    paused = sub["status"] == "paused" or sub.get("pause_collection") is not None
+    _set(
+        row, changes, label,
+        org_id=org_id,
+        one_off=False,
+        plan_period_id=period.id if period else None,
+        stripe_price_id=price_id,
+        status=sub["status"],
+        current_period_start=_ts(item.get("current_period_start")),
+        current_period_end=_ts(item.get("current_period_end")),
+        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+        canceled_at=_ts(sub.get("canceled_at")),
+        ended_at=_ts(sub.get("ended_at")),
+        trial_end=_ts(sub.get("trial_end")),
+        paused=paused,
+        auto_renew=sub["status"] not in ("canceled", "incomplete_expired") and not sub.get("cancel_at_period_end"),
+        started_at=_ts(sub.get("start_date")),
+    )
+    row.updated_at = utcnow()
+    session.add(row)
+
+
+def _invoice_status(invoice: dict, refunded: bool) -> str | None:
+    status = invoice["status"]
+    if status == "paid":
+        return PaymentStatus.REFUNDED.value if refunded else PaymentStatus.COMPLETED.value
+    if status == "void":
+        return PaymentStatus.CANCELLED.value
+    if status == "uncollectible" or (status == "open" and invoice.get("attempt_count", 0) > 0):
+        return PaymentStatus.FAILED.value
+    return None  # draft, or open and not yet attempted: nothing has happened to the money
+
+
+def _invoice_description(invoice: dict) -> str:
+    lines = (invoice.get("lines") or {}).get("data") or []
+    return invoice.get("description") or (lines[0].get("description") if lines else "") or "Invoice"
+
+
+def _sync_payment(session: Session, org_id: int, stripe_id: str, status: str, changes: list[str], **values) -> None:
+    label = f"payment {stripe_id}"
+    row = _upsert(session, Payment, stripe_id, changes, label, org_id=org_id, status=status, amount=0, currency="usd", created=utcnow())
+    _set(row, changes, label, org_id=org_id, status=status, **values)
+    session.add(row)
+
+
+def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_intent: dict, changes: list[str]) -> None:
+    """A paid payment-mode checkout is a lifetime purchase, keyed by its payment intent."""
+    intent = checkout.get("payment_intent")
+    key = intent or checkout["id"]
+    charge = charges_by_intent.get(intent)
+    refunded = bool(charge and charge.get("refunded"))
+    metadata = checkout.get("metadata") or {}
+    period = None
+    if (metadata.get("period_id") or "").isdigit():
+        period = session.get(PlanPeriod, int(metadata["period_id"]))
+    label = f"lifetime purchase {key}"
+    row = _upsert(session, OrgSubscription, key, changes, label, org_id=org_id, status="active", one_off=True)
+    _set(
+        row, changes, label,
+        org_id=org_id, one_off=True,
+        plan_period_id=period.id if period else None,
+        stripe_price_id=period.stripe_price_id if period else None,
+        status="canceled" if refunded else "active",
+        auto_renew=False, cancel_at_period_end=False,
+        started_at=_ts(checkout.get("created")),
+    )
+    row.updated_at = utcnow()
+    session.add(row)
+
+
+def _write(session: Session, org_id: int, snap: _Snapshot, changes: list[str]) -> None:
+    for sub in snap.subscriptions:
+        _sync_subscription(session, org_id, sub, changes)
+
+    for invoice in snap.invoices:
+        status = _invoice_status(invoice, invoice["id"] in snap.refunded_invoices)
+        if status is None:
+            continue
+        paid = invoice["status"] == "paid"
+        _sync_payment(
+            session, org_id, invoice["id"], status, changes,
+            amount=invoice["amount_paid"] if paid else invoice["amount_due"],
+            currency=invoice["currency"],
+            created=_ts((invoice.get("status_transitions") or {}).get("paid_at")) or _ts(invoice["created"]),
+            description=_invoice_description(invoice),
+            invoice_url=invoice.get("hosted_invoice_url"),
+            pdf_url=invoice.get("invoice_pdf"),
+        )
+
+    charges_by_intent = {c["payment_intent"]: c for c in snap.charges if c.get("payment_intent")}
+    for checkout in snap.sessions:
+        metadata = checkout.get("metadata") or {}
+        description = metadata.get("description") or "Checkout"
+        if checkout["status"] == "expired":
+            _sync_payment(
+                session, org_id, checkout["id"], PaymentStatus.EXPIRED.value, changes,
+                amount=checkout.get("amount_total") or 0, currency=checkout.get("currency") or "usd",
+                created=_ts(checkout.get("expires_at")) or _ts(checkout["created"]), description=description,
+            )
+        elif checkout["mode"] == "payment" and checkout["status"] == "complete":
+            intent = checkout.get("payment_intent")
+            charge = charges_by_intent.get(intent)
+            if checkout["payment_status"] == "paid":
+                _sync_one_off(session, org_id, checkout, charges_by_intent, changes)
+                status = PaymentStatus.REFUNDED.value if charge and charge.get("refunded") else PaymentStatus.COMPLETED.value
+            else:
+                status = PaymentStatus.FAILED.value  # async payment failed
+            _sync_payment(
+                session, org_id, intent or checkout["id"], status, changes,
+                amount=checkout.get("amount_total") or 0, currency=checkout.get("currency") or "usd",
+                created=_ts(charge["created"]) if charge else _ts(checkout["created"]),
+                description=description, receipt_url=charge.get("receipt_url") if charge else None,
+            )
+
+
 def sync_customer(customer_id: str) -> SyncReport:
-    raise NotImplementedError
+    """Make the mirror of one Stripe customer equal to Stripe's state. Returns what changed."""
+    snap = _read(gateway.stripe_client(), customer_id)
+    report = SyncReport(customer_id)
+    for attempt in range(2):
+        try:
+            with session_scope() as session:
+                report.org_id = _org_for(session, snap.customer)
+                if report.org_id is None:
+                    report.changes.append("customer belongs to no organization here; ignored")
+                    return report
+                changes: list[str] = []
+                _write(session, report.org_id, snap, changes)
+            report.changes = changes
+            return report
+        except IntegrityError:
+            # A concurrent sync of the same customer inserted the same row first; the retry updates it.
+            if attempt == 1:
+                raise
+    return report
+
+
+def customers_to_reconcile(session: Session, org_id: int | None = None) -> list[str]:
+    query = select(BillingCustomer.stripe_customer_id).order_by(BillingCustomer.org_id)
+    if org_id is not None:
+        query = query.where(BillingCustomer.org_id == org_id)
+    return list(session.exec(query).all())

@@ -1,0 +1,110 @@
+"""The Stripe Customer Portal: one configuration per catalog generation and audience."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from billing_app import routes
+from billing_app.auth.accounts import Actor
+from billing_app.billing import gateway
+from billing_app.billing.catalog import load_catalog
+from billing_app.billing.customers import customer_id_for
+from billing_app.billing.entitlements import current_subscription
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import Plan, PlanPeriod, Role
+from billing_app.settings import get_settings
+
+FLOWS = ("payment_method_update", "subscription_cancel", "subscription_update")
+_config_cache: dict[tuple[int, str], str] = {}
+
+
+def _switchable_products(legacy: bool) -> list[dict]:
+    """Recurring prices a customer of this audience may switch among in the portal."""
+    with session_scope() as session:
+        rows = session.exec(
+            select(Plan.stripe_product_id, PlanPeriod.stripe_price_id)
+            .join(PlanPeriod, PlanPeriod.plan_id == Plan.id)
+            .where(Plan.active == True, Plan.legacy == legacy, PlanPeriod.active == True)  # noqa: E712
+            .where(PlanPeriod.period_type != "ALL_TIME")
+        ).all()
+    products: dict[str, list[str]] = {}
+    for product_id, price_id in rows:
+        if product_id and price_id:
+            products.setdefault(product_id, []).append(price_id)
+    return [{"product": product, "prices": prices} for product, prices in sorted(products.items())]
+
+
+def _configuration_id(legacy: bool) -> str:
+    """Find or create the portal configuration for (catalog generation, audience); reused after."""
+    generation = load_catalog().generation
+    audience = "legacy" if legacy else "current"
+    key = (generation, audience)
+    if key in _config_cache:
+        return _config_cache[key]
+    client = gateway.stripe_client()
+    for config in gateway.list_all(client.v1.billing_portal.configurations.list, {}):
+        metadata = config.get("metadata") or {}
+        if metadata.get("generation") == str(generation) and metadata.get("audience") == audience and config["active"]:
+            _config_cache[key] = config["id"]
+            return config["id"]
+    products = _switchable_products(legacy)
+    features = {
+        "payment_method_update": {"enabled": True},
+        "invoice_history": {"enabled": True},
+        "customer_update": {"enabled": True, "allowed_updates": ["email", "name"]},
+        "subscription_cancel": {
+            "enabled": True,
+            "mode": "at_period_end",
+            "cancellation_reason": {
+                "enabled": True,
+                "options": ["too_expensive", "missing_features", "switched_service", "unused", "other"],
+            },
+        },
+    }
+    if products:
+        features["subscription_update"] = {
+            "enabled": True,
+            "default_allowed_updates": ["price"],
+            "proration_behavior": "create_prorations",
+            "products": products,
+        }
+    config = gateway.call(
+        client.v1.billing_portal.configurations.create,
+        params={
+            "business_profile": {"headline": "Manage your subscription"},
+            "features": features,
+            "metadata": {"generation": str(generation), "audience": audience},
+        },
+        options={"idempotency_key": f"portal-config-{generation}-{audience}"},
+    )
+    _config_cache[key] = config["id"]
+    return config["id"]
+
+
+def portal_url(actor: Actor, flow: str | None = None) -> str:
+    org_id = actor.require_role(Role.ADMIN)
+    if flow is not None and flow not in FLOWS:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown portal flow {flow!r}.")
+    customer_id = customer_id_for(org_id)
+    if customer_id is None:
+        raise AppError(ErrorCode.NO_BILLING_ACCOUNT, "No active subscription found. Please subscribe to a plan first.")
+    with session_scope() as session:
+        sub = current_subscription(session, org_id)
+        period = session.get(PlanPeriod, sub.plan_period_id) if sub and sub.plan_period_id else None
+        plan = session.get(Plan, period.plan_id) if period else None
+        legacy = bool(plan and plan.legacy)
+    return_url = get_settings().url(routes.BILLING)
+    params = {"customer": customer_id, "return_url": return_url}
+    try:
+        params["configuration"] = _configuration_id(legacy)
+        if flow == "payment_method_update":
+            params["flow_data"] = {"type": flow}
+        elif flow in ("subscription_cancel", "subscription_update"):
+            if sub is None or sub.one_off:
+                raise AppError(ErrorCode.SUBSCRIPTION_NOT_FOUND, "There is no subscription to change.")
+            params["flow_data"] = {"type": flow, flow: {"subscription": sub.stripe_id}}
+        session_obj = gateway.call(gateway.stripe_client().v1.billing_portal.sessions.create, params=params)
+    except gateway.StripeFailure:
+        raise AppError(ErrorCode.STRIPE_PORTAL_FAILED, "We could not open the billing portal. Please try again.") from None
+    return session_obj["url"]

@@ -1,0 +1,131 @@
+"""Cancel, reactivate and change an org's subscription. Each ends by re-syncing from Stripe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from billing_app.auth.accounts import Actor
+from billing_app.billing import gateway
+from billing_app.billing.entitlements import current_subscription
+from billing_app.billing.sync import sync_customer
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import OrgSubscription, PeriodType, Plan, PlanPeriod, Role
+
+MANAGEABLE = ("active", "trialing", "past_due", "unpaid", "paused")
+
+
+def _manageable_subscription(org_id: int) -> OrgSubscription:
+    with session_scope() as session:
+        sub = current_subscription(session, org_id)
+    if sub is None:
+        raise AppError(ErrorCode.SUBSCRIPTION_NOT_FOUND, "Your organization has no subscription.")
+    if sub.one_off:
+        raise AppError(ErrorCode.LIFETIME_NOT_CHANGEABLE, "A lifetime plan is paid once: there is nothing to cancel or change.")
+    if sub.status not in MANAGEABLE:
+        raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription has already ended. Subscribe again from the pricing page.")
+    return sub
+
+
+def _customer_of(subscription) -> str:
+    customer = subscription["customer"]
+    return customer if isinstance(customer, str) else customer["id"]
+
+
+def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = None) -> None:
+    org_id = actor.require_role(Role.ADMIN)
+    sub = _manageable_subscription(org_id)
+    if at_period_end and sub.cancel_at_period_end:
+        raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription is already set to cancel at the end of the period.")
+    client = gateway.stripe_client()
+    details = {"comment": reason[:500]} if reason else None
+    try:
+        if at_period_end:
+            params = {"cancel_at_period_end": True}
+            if details:
+                params["cancellation_details"] = details
+            updated = gateway.call(client.v1.subscriptions.update, sub.stripe_id, params=params)
+        else:
+            params = {"cancellation_details": details} if details else {}
+            updated = gateway.call(client.v1.subscriptions.cancel, sub.stripe_id, params=params)
+    except gateway.StripeFailure:
+        raise AppError(ErrorCode.STRIPE_CANCELLATION_FAILED, "We could not cancel the subscription. Please try again.") from None
+    sync_customer(_customer_of(updated))
+
+
+def reactivate(actor: Actor) -> None:
+    org_id = actor.require_role(Role.ADMIN)
+    sub = _manageable_subscription(org_id)
+    if not sub.cancel_at_period_end:
+        raise AppError(ErrorCode.SUBSCRIPTION_NOT_CANCELING, "This subscription is not set to cancel.")
+    try:
+        updated = gateway.call(gateway.stripe_client().v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": False})
+    except gateway.StripeFailure:
+        raise AppError(ErrorCode.STRIPE_REACTIVATION_FAILED, "We could not reactivate the subscription. Please try again.") from None
+    sync_customer(_customer_of(updated))
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    from_plan: str
+    to_plan: str
+    upgrade: bool
+    amount_due_now: int
+    currency: str
+    applied: bool
+
+
+def _monthly_value(period: PlanPeriod) -> float:
+    return period.amount / 12 if period.period_type == PeriodType.YEARLY.value else period.amount
+
+
+def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
+    """Move to another recurring period. An upgrade applies now, billing the prorated difference."""
+    org_id = actor.require_role(Role.ADMIN)
+    sub = _manageable_subscription(org_id)
+    with session_scope() as session:
+        target = session.get(PlanPeriod, period_id)
+        target_plan = session.get(Plan, target.plan_id) if target else None
+        current = session.get(PlanPeriod, sub.plan_period_id) if sub.plan_period_id else None
+        current_plan = session.get(Plan, current.plan_id) if current else None
+    if target is None or not target.active or target_plan is None or not target_plan.active or not target.stripe_price_id:
+        raise AppError(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, "That plan or billing period is not available.")
+    if target.period_type == PeriodType.ALL_TIME.value:
+        raise AppError(ErrorCode.VALIDATION_ERROR, "A lifetime plan is bought once from the pricing page, not switched to.")
+    if target_plan.legacy != bool(current_plan and current_plan.legacy):
+        raise AppError(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, "That plan is not available to your organization.")
+    if sub.stripe_price_id == target.stripe_price_id:
+        raise AppError(ErrorCode.SAME_PLAN, "You are already on this plan.")
+    upgrade = current is None or _monthly_value(target) >= _monthly_value(current)
+    if not upgrade:
+        # Downgrades take effect at the period end through a subscription schedule; not built yet.
+        raise AppError(ErrorCode.VALIDATION_ERROR, "Downgrades are not available yet; contact support.")
+    client = gateway.stripe_client()
+    stripe_sub = gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id)
+    item_id = stripe_sub["items"]["data"][0]["id"]
+    items = [{"id": item_id, "price": target.stripe_price_id}]
+    try:
+        if preview:
+            invoice = gateway.call(
+                client.v1.invoices.create_preview,
+                params={
+                    "customer": _customer_of(stripe_sub),
+                    "subscription": sub.stripe_id,
+                    "subscription_details": {"items": items, "proration_behavior": "always_invoice"},
+                },
+            )
+            amount_due = invoice["amount_due"]
+        else:
+            gateway.call(
+                client.v1.subscriptions.update, sub.stripe_id,
+                params={"items": items, "proration_behavior": "always_invoice"},
+            )
+            amount_due = 0
+    except gateway.StripeFailure:
+        raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not change the plan. Please try again.") from None
+    if not preview:
+        sync_customer(_customer_of(stripe_sub))
+    return PlanChange(
+        from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=upgrade,
+        amount_due_now=amount_due, currency=target.currency, applied=not preview,
+    )

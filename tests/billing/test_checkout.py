@@ -1,0 +1,158 @@
+"""start_checkout and checkout_status through the SDK against the sandbox."""
+
+import threading
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from billing_app.billing.checkout import checkout_status, start_checkout
+from billing_app.billing.customers import ensure_customer
+from billing_app.billing.entitlements import entitlement
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import BillingCustomer, OrgSubscription, Payment, PlanPeriod
+from tests.billing.conftest import make_org, period_id
+
+
+def expect(code, fn, *args, **kwargs):
+    with pytest.raises(AppError) as info:
+        fn(*args, **kwargs)
+    assert info.value.code == code, info.value.message
+    return info.value
+
+
+def buy(org, plan="starter", period="MONTHLY", sandbox=None, card="pm_card_visa"):
+    started = start_checkout(org.admin, period_id(plan, period))
+    sandbox.complete_checkout(started.session_id, payment_method=card)
+    return started, checkout_status(org.admin, started.session_id)
+
+
+def test_subscription_checkout_end_to_end(org, stripe_env, db):
+    started = start_checkout(org.admin, period_id("starter", "MONTHLY"))
+    checkout = stripe_env.client.v1.checkout.sessions.retrieve(started.session_id)
+    assert started.url == checkout.url and httpx.get(started.url).status_code == 200
+    assert checkout.mode == "subscription" and checkout.client_reference_id == str(org.id)
+    assert checkout.metadata["plan_key"] == "starter"
+    assert checkout.success_url == "http://127.0.0.1:3999/billing/confirm?session_id={CHECKOUT_SESSION_ID}"
+    assert checkout.cancel_url == "http://127.0.0.1:3999/pricing"
+    assert checkout_status(org.admin, started.session_id).status == "open"
+
+    stripe_env.complete_checkout(started.session_id)
+    status = checkout_status(org.member, started.session_id)  # any member may read it
+    assert (status.status, status.payment_status) == ("complete", "paid")
+    # The mirror is already up to date, without waiting for a webhook.
+    sub = db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id)).one()
+    assert (sub.stripe_id, sub.status, sub.auto_renew) == (status.subscription_id, "active", True)
+    assert sub.current_period_end > sub.current_period_start
+    payment = db.exec(select(Payment).where(Payment.org_id == org.id)).one()
+    assert (payment.status, payment.amount, payment.currency) == ("COMPLETED", 900, "usd")
+    assert payment.pdf_url and httpx.get(payment.pdf_url).content.startswith(b"%PDF")
+    with session_scope() as s:
+        ent = entitlement(s, org.id)
+    assert (ent.access, ent.reason, ent.plan_key, ent.limits["seats"]) == (True, "active", "starter", 3)
+
+
+def test_a_second_purchase_is_refused_while_subscribed(org, stripe_env):
+    buy(org, sandbox=stripe_env)
+    error = expect(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, start_checkout, org.admin, period_id("pro", "MONTHLY"))
+    assert "already has a subscription" in error.message
+
+
+def test_trial_once_per_org(org, stripe_env, db):
+    _, status = buy(org, plan="pro", sandbox=stripe_env)
+    assert status.payment_status == "no_payment_required"
+    sub = db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id)).one()
+    assert sub.status == "trialing" and sub.trial_end is not None
+    with session_scope() as s:
+        assert entitlement(s, org.id).on_trial
+
+
+def test_lifetime_purchase(org, stripe_env, db):
+    started, status = buy(org, plan="business", period="ALL_TIME", sandbox=stripe_env)
+    assert (status.mode, status.status, status.payment_status) == ("payment", "complete", "paid")
+    sub = db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id)).one()
+    assert sub.one_off and sub.status == "active" and not sub.auto_renew
+    payment = db.exec(select(Payment).where(Payment.org_id == org.id)).one()
+    assert (payment.status, payment.amount, payment.description) == ("COMPLETED", 249900, "Business (lifetime)")
+    assert payment.receipt_url
+    with session_scope() as s:
+        assert entitlement(s, org.id).lifetime
+    expect(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, start_checkout, org.admin, period_id("starter", "MONTHLY"))
+
+
+def test_refunded_lifetime_loses_access_and_the_payment_reads_refunded(org, stripe_env, db):
+    started, _ = buy(org, plan="business", period="ALL_TIME", sandbox=stripe_env)
+    intent = stripe_env.client.v1.checkout.sessions.retrieve(started.session_id).payment_intent
+    stripe_env.client.v1.refunds.create(params={"payment_intent": intent})
+    customer = db.exec(select(BillingCustomer.stripe_customer_id).where(BillingCustomer.org_id == org.id)).one()
+    from billing_app.billing.sync import sync_customer
+
+    report = sync_customer(customer)
+    assert any("REFUNDED" in line for line in report.changes)
+    db.expire_all()
+    assert db.exec(select(Payment.status).where(Payment.org_id == org.id)).one() == "REFUNDED"
+    with session_scope() as s:
+        assert not entitlement(s, org.id).access
+
+
+def test_declined_card_leaves_the_checkout_open_and_nothing_bought(org, stripe_env, db):
+    started = start_checkout(org.admin, period_id("starter", "MONTHLY"))
+    with pytest.raises(Exception):
+        stripe_env.complete_checkout(started.session_id, payment_method="pm_card_chargeDeclined")
+    assert checkout_status(org.admin, started.session_id).status == "open"
+    assert db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id)).all() == []
+
+
+def test_expired_checkout_is_recorded_as_expired(org, stripe_env, db):
+    started = start_checkout(org.admin, period_id("starter", "YEARLY"))
+    stripe_env.client.v1.checkout.sessions.expire(started.session_id)
+    assert checkout_status(org.admin, started.session_id).status == "expired"
+    payment = db.exec(select(Payment).where(Payment.org_id == org.id)).one()
+    assert (payment.status, payment.amount, payment.stripe_id) == ("EXPIRED", 9000, started.session_id)
+
+
+def test_another_orgs_or_a_malformed_session_reveals_nothing(org, stripe_env):
+    other = make_org("Globex", "admin@globex.example", "member@globex.example")
+    started = start_checkout(other.admin, period_id("starter", "MONTHLY"))
+    for session_id in (started.session_id, "cs_test_doesnotexist", "not-a-session", "cs_" + "x" * 300, ""):
+        error = expect(ErrorCode.INVALID_SESSION, checkout_status, org.admin, session_id)
+        assert error.message == "We could not find this checkout."
+
+
+def test_members_cannot_start_a_checkout(org, stripe_env):
+    expect(ErrorCode.FORBIDDEN, start_checkout, org.member, period_id("starter", "MONTHLY"))
+
+
+@pytest.mark.parametrize("plan", ["classic", "nope"])
+def test_unknown_or_legacy_period_is_not_for_sale(org, stripe_env, plan):
+    pid = period_id("classic", "MONTHLY") if plan == "classic" else 999_999
+    expect(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, start_checkout, org.admin, pid)
+
+
+def test_price_that_drifted_from_the_catalog_is_refused(org, stripe_env, db):
+    period = db.get(PlanPeriod, period_id("starter", "MONTHLY"))
+    period.amount = 1234
+    db.add(period)
+    db.commit()
+    expect(ErrorCode.STRIPE_PRICE_MISMATCH, start_checkout, org.admin, period.id)
+
+
+def test_two_racing_first_purchases_make_one_stripe_customer(org, stripe_env, db):
+    results, errors = [], []
+
+    def first_purchase():
+        try:
+            results.append(ensure_customer(org.id, "admin@acme.example"))
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=first_purchase) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(results)) == 1
+    customers = stripe_env.client.v1.customers.list(params={"limit": 100}).data
+    assert [c.id for c in customers if c.metadata.to_dict().get("org_id") == str(org.id)] == results[:1]
+    assert len(db.exec(select(BillingCustomer).where(BillingCustomer.org_id == org.id)).all()) == 1
