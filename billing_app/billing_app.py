@@ -9,7 +9,7 @@ from billing_app.settings import get_settings
 get_settings()
 
 # Importing the page modules registers their @rx.page routes.
-from billing_app.pages import auth_pages, billing_placeholder, home, members  # noqa: E402,F401
+from billing_app.pages import auth_pages, billing, confirm, home, members, payments, pricing  # noqa: E402,F401
 
 app = rx.App(
     api_transformer=build_api(),

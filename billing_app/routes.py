@@ -14,6 +14,7 @@ PAYMENTS = "/billing/payments"
 # Custom HTTP routes served by the backend (see billing_app/api).
 API_PREFIX = "/api"
 API_HEALTH = "/api/health"
+API_PAYMENTS_CSV = "/api/billing/payments.csv"
 
 
 def is_local_path(path: str) -> bool:

@@ -1,7 +1,7 @@
 """Start everything `make run` starts, on 127.0.0.1, and stop it all on Ctrl-C.
 
 Order: migrate and seed the database, start the offline Stripe sandbox (unless a
-real STRIPE_SECRET_KEY is configured), start Reflex, wait until the pages and the
+real STRIPE_SECRET_KEY is configured) and sync the catalog into it, start Reflex, wait until the pages and the
 backend answer, then print the URL and the demo logins. The browser tests start
 the app through this same function, so they test what a newcomer runs.
 """
@@ -114,7 +114,9 @@ def start(
                     env=env, cwd=PROJECT_ROOT, start_new_session=True, **output,
                 )
             )
-            _wait_until_up(f"http://127.0.0.1:{sandbox_port}/", processes, timeout=30)
+            _wait_until_up(f"http://127.0.0.1:{sandbox_port}/_sandbox/health", processes, timeout=30)
+            # The sandbox starts empty (or from --data): give it the catalog, idempotently.
+            subprocess.run([python, "-m", "billing_app", "sync-catalog"], env=env, check=True, cwd=PROJECT_ROOT, **output)
         command = [python, "-m", "reflex", "run", "--frontend-port", str(port)]
         command += ["--env", "prod", "--single-port"] if prod else ["--env", "dev", "--backend-port", str(backend_port)]
         if quiet_reflex:

@@ -1,0 +1,44 @@
+"""CSV export of the payment history, for the payments page's "Export CSV" link.
+
+A plain HTTP route (not the websocket) so a large export streams to a file; the
+browser's session cookie authenticates it, with the same checks as the page.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import iterate_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+
+from billing_app.auth import accounts
+from billing_app.billing.payments import PaymentFilter, export_csv
+from billing_app.db import session_scope
+from billing_app.errors import AppError
+from billing_app.models import Role
+from billing_app.state import SESSION_COOKIE
+
+
+def error_response(error: AppError) -> JSONResponse:
+    return JSONResponse({"success": False, "error_code": error.code.value, "message": error.message}, status_code=error.http_status)
+
+
+async def payments_csv(request: Request):
+    params = request.query_params
+    try:
+        with session_scope() as session:
+            actor = accounts.actor_for_session(session, request.cookies.get(SESSION_COOKIE, ""))
+        # Checked here too (export_csv checks again) so a refusal gets its status before streaming starts.
+        actor.require_role(Role.ADMIN)
+        filters = PaymentFilter.parse(params.get("start"), params.get("end"), params.get("status"))
+    except AppError as error:
+        return error_response(error)
+
+    def chunks():
+        with session_scope() as session:
+            yield from export_csv(session, actor, filters)
+
+    return StreamingResponse(
+        iterate_in_threadpool(chunks()),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="payments.csv"'},
+    )

@@ -1,0 +1,317 @@
+"""The billing dashboard: plan, status and dates for everyone; actions for admins."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from billing_app import routes
+from billing_app import live
+from billing_app.billing.portal import portal_url
+from billing_app.billing.subscriptions import cancel, change_plan, reactivate
+from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options
+from billing_app.billing.payments import format_amount
+from billing_app.components.billing_ui import detail, not_configured_notice
+from billing_app.components.layout import error_callout, info_callout, page_frame
+from billing_app.db import session_scope
+from billing_app.errors import AppError
+from billing_app.settings import get_settings
+from billing_app.state import AuthState
+
+
+class BillingState(AuthState):
+    view: BillingView = BillingView()
+    options: list[ChangeOption] = []
+    error: str = ""
+    message: str = ""
+    busy: str = ""  # which action is running: portal, change, cancel, reactivate
+    # Change-plan dialog
+    change_open: bool = False
+    change_target: str = ""
+    change_preview: str = ""
+    # Cancel dialog
+    cancel_open: bool = False
+
+    def _refresh(self, org_id: int) -> None:
+        with session_scope() as session:
+            self.view = billing_view(session, org_id)
+            self.options = change_options(session, org_id) if self.view.can_change else []
+
+    @rx.event
+    def load(self):
+        self.error = self.message = self.busy = ""
+        self.change_open = self.cancel_open = False
+        try:
+            actor = self._actor()
+            org_id = actor.require_org()
+        except AppError as error:
+            return self._signed_out(error)
+        self._refresh(org_id)
+        live.watch(org_id, self.router.session.client_token, type(self))
+        wanted = self.router.url.query_parameters.get("change", "")
+        if wanted and actor.is_admin and self.view.can_change:
+            return BillingState.open_change(wanted)
+
+    def on_billing_changed(self):
+        """Called by `live` when a webhook changed this org's billing."""
+        try:
+            self._refresh(self._actor().require_org())
+        except AppError:
+            pass
+
+    def _run(self, action: str, fn):
+        """Run an admin action; errors become a message on the page, never a traceback."""
+        self.error = self.message = ""
+        try:
+            actor = self._actor()
+            result = fn(actor)
+            self._refresh(actor.require_org())
+            return result
+        except AppError as error:
+            self.error = error.message
+        finally:
+            self.busy = ""
+
+    @rx.event
+    def open_portal(self, flow: str = ""):
+        self.busy = "portal"
+        yield
+        url = self._run("portal", lambda actor: portal_url(actor, flow or None))
+        if url:
+            self.busy = "portal"  # keep the button busy while the browser leaves
+            yield rx.redirect(url)
+
+    @rx.event
+    def open_change(self, period_id: str = ""):
+        self.change_open, self.change_target, self.change_preview = True, period_id, ""
+        if period_id:
+            return BillingState.preview_change(period_id)
+
+    @rx.event
+    def close_change(self):
+        self.change_open, self.change_preview = False, ""
+
+    @rx.event
+    def preview_change(self, period_id: str):
+        self.change_target, self.change_preview, self.busy = period_id, "", "preview"
+        yield
+        try:
+            target = int(period_id)
+        except ValueError:
+            self.error, self.busy = "Choose a plan.", ""
+            return
+        change = self._run("preview", lambda actor: change_plan(actor, target, preview=True))
+        if change:
+            self.change_preview = (
+                f"{change.from_plan} → {change.to_plan}. Due now: {format_amount(change.amount_due_now, change.currency)} "
+                "(the prorated difference for the rest of this period)."
+            )
+
+    @rx.event
+    def confirm_change(self):
+        self.busy = "change"
+        yield
+        try:
+            target = int(self.change_target)
+        except ValueError:
+            self.error, self.busy = "Choose a plan.", ""
+            return
+        change = self._run("change", lambda actor: change_plan(actor, target, preview=False))
+        if change:
+            self.change_open, self.change_preview = False, ""
+            self.message = f"Your plan is now {change.to_plan}."
+
+    @rx.event
+    def set_cancel_open(self, value: bool):
+        self.cancel_open = value
+
+    @rx.event
+    def confirm_cancel(self, form: dict):
+        self.busy = "cancel"
+        yield
+        reason = (form.get("reason") or "").strip() or None
+        if self._run("cancel", lambda actor: cancel(actor, at_period_end=True, reason=reason)) is None and not self.error:
+            self.cancel_open = False
+            self.message = "Your subscription will end at the end of the period. You can reactivate it until then."
+
+    @rx.event
+    def do_reactivate(self):
+        self.busy = "reactivate"
+        yield
+        self._run("reactivate", reactivate)
+        if not self.error:
+            self.message = "Your subscription is active again."
+
+
+V = BillingState.view
+
+
+def _change_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Change plan"),
+            rx.dialog.description("Upgrades apply now; you pay the prorated difference for the rest of this period.", size="2"),
+            rx.vstack(
+                rx.select.root(
+                    rx.select.trigger(placeholder="Choose a plan", width="100%"),
+                    rx.select.content(rx.foreach(BillingState.options, lambda o: rx.select.item(o.label, value=o.period_id))),
+                    value=BillingState.change_target,
+                    on_change=BillingState.preview_change,
+                ),
+                rx.cond(BillingState.busy == "preview", rx.hstack(rx.spinner(), rx.text("Calculating…", size="2"))),
+                info_callout(BillingState.change_preview),
+                error_callout(BillingState.error),
+                rx.hstack(
+                    rx.dialog.close(rx.button("Keep current plan", variant="soft", color_scheme="gray", on_click=BillingState.close_change)),
+                    rx.button(
+                        "Confirm change",
+                        on_click=BillingState.confirm_change,
+                        loading=BillingState.busy == "change",
+                        disabled=BillingState.change_preview == "",
+                        id="confirm-change",
+                    ),
+                    justify="end",
+                    width="100%",
+                ),
+                spacing="3",
+                padding_top="1em",
+            ),
+        ),
+        open=BillingState.change_open,
+        on_open_change=lambda open_: rx.cond(open_, BillingState.open_change(""), BillingState.close_change()),
+    )
+
+
+def _cancel_dialog() -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Cancel subscription?"),
+            rx.alert_dialog.description(
+                "Your plan stays active until ", V.renewal_date, ". You can reactivate it until then.", size="2"
+            ),
+            rx.form(
+                rx.vstack(
+                    rx.text_area(name="reason", placeholder="Why are you leaving? (optional)", width="100%", max_length=500),
+                    rx.hstack(
+                        rx.alert_dialog.cancel(rx.button("Keep subscription", variant="soft", color_scheme="gray", type="button")),
+                        rx.button("Cancel subscription", color_scheme="red", type="submit", loading=BillingState.busy == "cancel", id="confirm-cancel"),
+                        justify="end",
+                        width="100%",
+                    ),
+                    spacing="3",
+                    padding_top="1em",
+                ),
+                on_submit=BillingState.confirm_cancel,
+            ),
+        ),
+        open=BillingState.cancel_open,
+        on_open_change=BillingState.set_cancel_open,
+    )
+
+
+def _admin_actions() -> rx.Component:
+    return rx.flex(
+        rx.button(
+            rx.icon("external-link", size=16), "Manage billing",
+            on_click=BillingState.open_portal(""), loading=BillingState.busy == "portal", id="manage-billing",
+        ),
+        rx.cond(V.can_change, rx.button("Change plan", variant="soft", on_click=BillingState.open_change(""), id="change-plan")),
+        rx.cond(
+            V.can_cancel,
+            rx.button("Cancel subscription", variant="soft", color_scheme="red", on_click=BillingState.set_cancel_open(True), id="cancel-subscription"),
+        ),
+        rx.cond(
+            V.can_reactivate,
+            rx.button("Reactivate", color_scheme="green", on_click=BillingState.do_reactivate, loading=BillingState.busy == "reactivate", id="reactivate"),
+        ),
+        spacing="2",
+        wrap="wrap",
+    )
+
+
+def _summary() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.vstack(
+                    rx.text("Current plan", size="1", color_scheme="gray", weight="medium"),
+                    rx.heading(V.plan_name, size="6", id="plan-name"),
+                    rx.text(V.price, size="2", color_scheme="gray"),
+                    spacing="1",
+                ),
+                rx.badge(V.status, color_scheme=V.status_color, size="3", variant="soft", id="status-badge"),
+                justify="between",
+                align="start",
+                width="100%",
+                wrap="wrap",
+            ),
+            rx.grid(
+                detail("Period", V.period),
+                detail(V.renewal_label, V.renewal_date),
+                detail("Trial ends", V.trial_end),
+                detail("Started", V.start_date),
+                detail("Auto-renew", V.auto_renew),
+                columns=rx.breakpoints(initial="2", sm="3"),
+                spacing="4",
+                width="100%",
+            ),
+            rx.cond(
+                V.lifetime,
+                rx.text("A lifetime plan is paid once: there is nothing to renew, cancel or change.", size="2", color_scheme="gray", id="lifetime-note"),
+            ),
+            rx.cond(AuthState.is_admin, rx.cond(~V.lifetime, _admin_actions()), rx.text("Only admins can change billing.", size="2", color_scheme="gray")),
+            spacing="4",
+            width="100%",
+        ),
+        size="3",
+        width="100%",
+    )
+
+
+def _payment_problem_banner() -> rx.Component:
+    return rx.cond(
+        V.payment_problem,
+        rx.callout.root(
+            rx.callout.icon(rx.icon("triangle-alert")),
+            rx.callout.text(
+                rx.text.strong("Your last payment failed. "),
+                "Update your payment method to keep your plan.",
+            ),
+            rx.cond(
+                AuthState.is_admin,
+                rx.button("Update payment method", size="2", color_scheme="red", on_click=BillingState.open_portal("payment_method_update"), id="update-payment-method"),
+            ),
+            color_scheme="red",
+            role="alert",
+            id="payment-problem",
+        ),
+    )
+
+
+def _empty_state() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.icon("credit-card", size=32),
+            rx.heading("No subscription yet", size="5"),
+            rx.text("Pick a plan to get started.", color_scheme="gray"),
+            rx.link(rx.button("See plans"), href=routes.PRICING),
+            align="center",
+            spacing="3",
+            padding="2em",
+        ),
+        width="100%",
+        id="no-subscription",
+    )
+
+
+@rx.page(route=routes.BILLING, title="Billing", on_load=BillingState.load)
+def billing_page() -> rx.Component:
+    if not get_settings().billing_configured:
+        return page_frame(rx.heading("Billing", size="7"), not_configured_notice())
+    return page_frame(
+        rx.heading("Billing", size="7"),
+        error_callout(rx.cond(BillingState.change_open, "", BillingState.error)),
+        info_callout(BillingState.message),
+        rx.cond(V.has_subscription, rx.vstack(_payment_problem_banner(), _summary(), width="100%", spacing="4"), _empty_state()),
+        _change_dialog(),
+        _cancel_dialog(),
+    )

@@ -1,0 +1,131 @@
+"""After Checkout: confirm the session's outcome, re-checking for a short while."""
+
+from __future__ import annotations
+
+import asyncio
+
+import reflex as rx
+
+from billing_app import routes
+from billing_app.billing.checkout import checkout_status
+from billing_app.billing.views import billing_view
+from billing_app.components.layout import page_frame
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.state import AuthState
+
+# Re-check every POLL_SECONDS, POLL_TIMES times (about 10 s) while the outcome is pending.
+POLL_SECONDS = 2
+POLL_TIMES = 5
+
+
+class ConfirmState(AuthState):
+    # checking | success | failed | expired | processing | not_found
+    phase: str = "checking"
+    plan_name: str = ""
+    renewal: str = ""
+    # Each visit gets a number, so a poller from an earlier visit knows to stop.
+    visit: int = 0
+
+    def _check(self) -> str:
+        session_id = self.router.url.query_parameters.get("session_id", "")
+        try:
+            actor = self._actor()
+            status = checkout_status(actor, session_id)
+        except AppError as error:
+            if error.code in (ErrorCode.UNAUTHENTICATED, ErrorCode.SESSION_EXPIRED):
+                raise
+            return "not_found" if error.code == ErrorCode.INVALID_SESSION else "processing"
+        if status.status == "expired":
+            return "expired"
+        if status.status == "complete" and status.payment_status in ("paid", "no_payment_required"):
+            with session_scope() as session:
+                view = billing_view(session, actor.require_org())
+            self.plan_name = view["plan_name"]
+            self.renewal = f"{view['renewal_label']}: {view['renewal_date']}" if view["renewal_date"] else ""
+            return "success"
+        if status.status == "complete":
+            return "failed"  # complete but unpaid: an async payment that failed
+        return "processing"
+
+    @rx.event
+    def load(self):
+        self.visit += 1
+        self.phase, self.plan_name, self.renewal = "checking", "", ""
+        try:
+            self.phase = self._check()
+        except AppError as error:
+            return self._signed_out(error)
+        if self.phase in ("checking", "processing"):
+            self.phase = "checking"
+            return ConfirmState.poll(self.visit)
+
+    @rx.event(background=True)
+    async def poll(self, visit: int):
+        for _ in range(POLL_TIMES):
+            await asyncio.sleep(POLL_SECONDS)
+            async with self:
+                # Stop when the user left the page or opened it again.
+                if self.visit != visit or not self.router.url.path.rstrip("/").endswith(routes.BILLING_CONFIRM):
+                    return
+                try:
+                    phase = self._check()
+                except AppError:
+                    return
+                if phase not in ("processing", "checking"):
+                    self.phase = phase
+                    return
+        async with self:
+            if self.visit == visit and self.phase == "checking":
+                self.phase = "processing"
+
+    @rx.event
+    def retry(self):
+        return ConfirmState.load
+
+
+def _panel(icon: str, color: str, title: str, *children) -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.icon(icon, size=40, color=f"var(--{color}-9)"),
+            rx.heading(title, size="6", id="confirm-title"),
+            *children,
+            align="center",
+            spacing="3",
+            padding="2em",
+        ),
+        width="100%",
+        max_width="32em",
+    )
+
+
+def _back_to_pricing() -> rx.Component:
+    return rx.link(rx.button("Back to pricing", variant="soft"), href=routes.PRICING)
+
+
+@rx.page(route=routes.BILLING_CONFIRM, title="Confirming payment · Billing", on_load=ConfirmState.load)
+def confirm_page() -> rx.Component:
+    return page_frame(
+        rx.center(
+            rx.match(
+                ConfirmState.phase,
+                ("success", _panel(
+                    "circle-check", "green", "Payment successful",
+                    rx.text("You are on the ", rx.text.strong(ConfirmState.plan_name), " plan."),
+                    rx.text(ConfirmState.renewal, color_scheme="gray", size="2"),
+                    rx.link(rx.button("Go to billing"), href=routes.BILLING),
+                )),
+                ("failed", _panel("circle-x", "red", "Payment failed",
+                                  rx.text("Your payment did not go through. No plan was started."), _back_to_pricing())),
+                ("expired", _panel("clock", "orange", "Checkout expired",
+                                   rx.text("This checkout expired before it was paid."), _back_to_pricing())),
+                ("processing", _panel("hourglass", "amber", "Still processing",
+                                      rx.text("Your payment is still being processed. This can take a minute."),
+                                      rx.button("Check again", on_click=ConfirmState.retry, id="retry"))),
+                ("not_found", _panel("search-x", "gray", "We could not find this checkout",
+                                     rx.text("The link may be wrong or belong to another organization."), _back_to_pricing())),
+                _panel("loader", "iris", "Confirming your payment…", rx.spinner(size="3"), rx.text("This takes a few seconds.", color_scheme="gray")),
+            ),
+            width="100%",
+        ),
+    )

@@ -1,0 +1,214 @@
+"""Payment history (admins): newest first, date and status filters, 25 a page, CSV export."""
+
+from __future__ import annotations
+
+from datetime import timezone
+from urllib.parse import urlencode
+
+import reflex as rx
+
+from billing_app import live, routes
+from billing_app.billing.payments import PaymentFilter, format_amount, list_payments
+from billing_app.components.billing_ui import not_configured_notice
+from billing_app.components.layout import error_callout, page_frame
+from billing_app.db import session_scope
+from billing_app.errors import AppError
+from billing_app.models import PaymentStatus
+from billing_app.settings import get_settings
+from billing_app.state import AuthState
+
+PAGE_SIZE = 25
+STATUS_LABEL = {"COMPLETED": "Completed", "FAILED": "Failed", "EXPIRED": "Expired", "CANCELLED": "Cancelled", "REFUNDED": "Refunded", "PENDING": "Pending"}
+STATUS_COLOR = {"COMPLETED": "green", "FAILED": "red", "EXPIRED": "gray", "CANCELLED": "gray", "REFUNDED": "orange", "PENDING": "amber"}
+ALL = "all"
+
+
+class PaymentsState(AuthState):
+    rows: list[dict] = []
+    start: str = ""
+    end: str = ""
+    status: str = ALL
+    error: str = ""
+    # Keyset pagination: the cursors that opened each page so far, and the next one.
+    cursors: list[str] = []
+    next_cursor: str = ""
+
+    def _filters(self) -> PaymentFilter:
+        return PaymentFilter.parse(self.start or None, self.end or None, None if self.status == ALL else self.status)
+
+    def _fetch(self, cursor: str) -> bool:
+        self.error = ""
+        try:
+            actor = self._actor()
+            filters = self._filters()
+            with session_scope() as session:
+                page = list_payments(session, actor, filters, limit=PAGE_SIZE, cursor=cursor or None)
+        except AppError as error:
+            self.error, self.rows, self.next_cursor = error.message, [], ""
+            return False
+        self.rows = [
+            {
+                "date": (p.created if p.created.tzinfo else p.created.replace(tzinfo=timezone.utc)).strftime("%b %-d, %Y"),
+                "description": p.description,
+                "amount": format_amount(p.amount, p.currency),
+                "status": STATUS_LABEL.get(p.status, p.status),
+                "color": STATUS_COLOR.get(p.status, "gray"),
+                "invoice_url": p.invoice_url or "",
+                "pdf_url": p.pdf_url or "",
+                "receipt_url": p.receipt_url or "",
+            }
+            for p in page.rows
+        ]
+        self.next_cursor = page.next_cursor or ""
+        return True
+
+    @rx.event
+    def load(self):
+        try:
+            actor = self._actor()
+        except AppError as error:
+            return self._signed_out(error)
+        self.cursors = [""]
+        if actor.is_admin:
+            self._fetch("")
+            live.watch(actor.org_id, self.router.session.client_token, type(self))
+        else:
+            self.rows, self.next_cursor = [], ""
+
+    def on_billing_changed(self):
+        """A webhook changed this org's billing: show the current page again."""
+        if self.cursors:
+            self._fetch(self.cursors[-1])
+
+    @rx.event
+    def apply_filters(self, form: dict):
+        self.start, self.end = form.get("start", ""), form.get("end", "")
+        self.status = form.get("status") or ALL
+        self.cursors = [""]
+        self._fetch("")
+
+    @rx.event
+    def clear_filters(self):
+        self.start, self.end, self.status, self.cursors = "", "", ALL, [""]
+        self._fetch("")
+
+    @rx.event
+    def next_page(self):
+        cursor = self.next_cursor
+        if cursor and self._fetch(cursor):
+            self.cursors = [*self.cursors, cursor]
+
+    @rx.event
+    def previous_page(self):
+        if len(self.cursors) > 1:
+            self.cursors = self.cursors[:-1]
+            self._fetch(self.cursors[-1])
+
+    @rx.var
+    def page_number(self) -> int:
+        return len(self.cursors)
+
+    @rx.var
+    def export_url(self) -> str:
+        query = {k: v for k, v in {"start": self.start, "end": self.end, "status": "" if self.status == ALL else self.status}.items() if v}
+        return f"{routes.API_PAYMENTS_CSV}?{urlencode(query)}" if query else routes.API_PAYMENTS_CSV
+
+
+def _filters() -> rx.Component:
+    return rx.form(
+        rx.flex(
+            rx.vstack(rx.text("From", size="1", weight="medium"), rx.input(type="date", name="start", id="filter-start"), spacing="1"),
+            rx.vstack(rx.text("To", size="1", weight="medium"), rx.input(type="date", name="end", id="filter-end"), spacing="1"),
+            rx.vstack(
+                rx.text("Status", size="1", weight="medium"),
+                rx.select([ALL] + [s.value for s in PaymentStatus if s != PaymentStatus.PENDING], name="status", default_value=ALL),
+                spacing="1",
+            ),
+            rx.button("Apply", type="submit", id="apply-filters"),
+            rx.button("Clear", type="reset", variant="soft", color_scheme="gray", on_click=PaymentsState.clear_filters),
+            rx.spacer(),
+            rx.link(rx.button(rx.icon("download", size=16), "Export CSV", variant="outline", type="button"), href=PaymentsState.export_url, is_external=True, id="export-csv"),
+            spacing="3",
+            align="end",
+            wrap="wrap",
+            width="100%",
+        ),
+        on_submit=PaymentsState.apply_filters,
+        width="100%",
+    )
+
+
+def _links(row) -> rx.Component:
+    return rx.hstack(
+        rx.cond(row["invoice_url"] != "", rx.link("Invoice", href=row["invoice_url"], is_external=True, size="2")),
+        rx.cond(row["pdf_url"] != "", rx.link("PDF", href=row["pdf_url"], is_external=True, size="2", class_name="pdf-link")),
+        rx.cond(row["receipt_url"] != "", rx.link("Receipt", href=row["receipt_url"], is_external=True, size="2")),
+        spacing="3",
+    )
+
+
+def _table() -> rx.Component:
+    return rx.box(
+        rx.table.root(
+            rx.table.header(
+                rx.table.row(*[rx.table.column_header_cell(h) for h in ("Date", "Description", "Amount", "Status", "Documents")])
+            ),
+            rx.table.body(
+                rx.foreach(
+                    PaymentsState.rows,
+                    lambda row: rx.table.row(
+                        rx.table.cell(row["date"], white_space="nowrap"),
+                        rx.table.cell(row["description"]),
+                        rx.table.cell(row["amount"], white_space="nowrap"),
+                        rx.table.cell(rx.badge(row["status"], color_scheme=row["color"].to(str), variant="soft")),
+                        rx.table.cell(_links(row)),
+                        class_name="payment-row",
+                    ),
+                )
+            ),
+            width="100%",
+            variant="surface",
+        ),
+        overflow_x="auto",
+        width="100%",
+    )
+
+
+def _pager() -> rx.Component:
+    return rx.hstack(
+        rx.button("Previous", variant="soft", on_click=PaymentsState.previous_page, disabled=PaymentsState.page_number <= 1, id="prev-page"),
+        rx.text("Page ", PaymentsState.page_number, size="2"),
+        rx.button("Next", variant="soft", on_click=PaymentsState.next_page, disabled=PaymentsState.next_cursor == "", id="next-page"),
+        justify="end",
+        align="center",
+        width="100%",
+    )
+
+
+@rx.page(route=routes.PAYMENTS, title="Payments · Billing", on_load=PaymentsState.load)
+def payments_page() -> rx.Component:
+    if not get_settings().billing_configured:
+        return page_frame(rx.heading("Payments", size="7"), not_configured_notice())
+    return page_frame(
+        rx.heading("Payments", size="7"),
+        rx.cond(
+            AuthState.is_admin,
+            rx.vstack(
+                _filters(),
+                error_callout(PaymentsState.error),
+                rx.cond(
+                    PaymentsState.rows.length() > 0,
+                    rx.vstack(_table(), _pager(), width="100%", spacing="3"),
+                    rx.cond(
+                        PaymentsState.error == "",
+                        rx.card(rx.vstack(rx.icon("receipt", size=28), rx.text("No payments match.", weight="medium"),
+                                          align="center", padding="2em"), width="100%", id="no-payments"),
+                    ),
+                ),
+                width="100%",
+                spacing="4",
+            ),
+            rx.callout("Only organization admins can see the payment history.", icon="lock", id="payments-admin-only"),
+        ),
+        max_width="72em",
+    )

@@ -1,0 +1,175 @@
+"""Pricing (public): plan cards from the catalog mirror, Monthly / Yearly, Subscribe."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from billing_app import routes
+from billing_app.billing.checkout import start_checkout
+from billing_app.billing.views import PlanCard, pricing_view
+from billing_app.components.billing_ui import not_configured_notice
+from billing_app.components.layout import error_callout, page_frame
+from billing_app.db import session_scope
+from billing_app.errors import AppError
+from billing_app.settings import get_settings
+from billing_app.state import AuthState
+
+
+class PricingState(AuthState):
+    plans: list[PlanCard] = []
+    yearly: bool = False
+    has_subscription: bool = False
+    holds_lifetime: bool = False
+    # The period whose button is busy (starting a checkout), for its loading state.
+    pending_period_id: str = ""
+    error: str = ""
+
+    @rx.event
+    def load(self):
+        self.error, self.pending_period_id = "", ""
+        org_id = None
+        if self.session_token:
+            try:
+                org_id = self._actor().org_id
+            except AppError:
+                org_id = None
+        with session_scope() as session:
+            view = pricing_view(session, org_id)
+        self.plans, self.has_subscription, self.holds_lifetime = view.plans, view.has_subscription, view.holds_lifetime
+
+    @rx.event
+    def set_yearly(self, value: bool):
+        self.yearly = value
+
+    @rx.event
+    def subscribe(self, period_id: str):
+        """Start a hosted Checkout and send the browser to it in the same tab."""
+        self.error, self.pending_period_id = "", period_id
+        yield
+        try:
+            started = start_checkout(self._actor(), int(period_id))
+        except AppError as error:
+            self.error, self.pending_period_id = error.message, ""
+            return
+        except ValueError:
+            self.error, self.pending_period_id = "Unknown plan.", ""
+            return
+        yield rx.redirect(started.url)
+
+
+def _action(plan, period) -> rx.Component:
+    """The card's button for one period, by who is looking and what the org has."""
+    busy = PricingState.pending_period_id == period.period_id
+    return rx.cond(
+        ~AuthState.is_authenticated,
+        rx.link(rx.button("Sign up", size="3", width="100%"), href=routes.REGISTER, width="100%"),
+        rx.cond(
+            plan.is_current,
+            rx.button("Current plan", size="3", width="100%", disabled=True, variant="soft"),
+            rx.cond(
+                ~AuthState.is_admin,
+                rx.text("Ask an admin to upgrade", size="2", color_scheme="gray", align="center", width="100%"),
+                rx.cond(
+                    PricingState.holds_lifetime,
+                    rx.button("You have lifetime access", size="3", width="100%", disabled=True, variant="soft"),
+                    rx.cond(
+                        PricingState.has_subscription,
+                        rx.link(
+                            rx.button("Switch plan", size="3", width="100%", variant="outline"),
+                            href=routes.BILLING + "?change=" + period.period_id,
+                            width="100%",
+                        ),
+                        rx.button(
+                            "Subscribe",
+                            size="3",
+                            width="100%",
+                            loading=busy,
+                            disabled=PricingState.pending_period_id != "",
+                            on_click=PricingState.subscribe(period.period_id),
+                            class_name="subscribe",
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def _price(period) -> rx.Component:
+    return rx.hstack(
+        rx.heading(period.price, size="8"),
+        rx.text(period.interval, size="2", color_scheme="gray"),
+        align="baseline",
+        spacing="2",
+    )
+
+
+def _card(plan) -> rx.Component:
+    period = rx.cond(PricingState.yearly & (plan.yearly.period_id != ""), plan.yearly, plan.monthly)
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.heading(plan.name, size="5"),
+                rx.cond(plan.most_popular, rx.badge("Most popular", color_scheme="iris", variant="solid")),
+                rx.cond(plan.is_current, rx.badge("Current plan", color_scheme="green", variant="soft")),
+                justify="between",
+                width="100%",
+                wrap="wrap",
+            ),
+            rx.text(plan.description, size="2", color_scheme="gray"),
+            rx.cond(period.period_id != "", rx.vstack(_price(period), rx.cond(period.trial != "", rx.text(period.trial, size="1", color_scheme="green")), spacing="1")),
+            rx.vstack(
+                rx.foreach(plan.features, lambda f: rx.hstack(rx.icon("check", size=16, color="var(--green-9)"), rx.text(f, size="2"), spacing="2", align="center")),
+                spacing="2",
+            ),
+            rx.spacer(),
+            rx.cond(period.period_id != "", _action(plan, period)),
+            rx.cond(
+                plan.lifetime.period_id != "",
+                rx.vstack(
+                    rx.separator(),
+                    _price(plan.lifetime),
+                    _action(plan, plan.lifetime),
+                    spacing="2",
+                    width="100%",
+                ),
+            ),
+            spacing="4",
+            height="100%",
+            width="100%",
+        ),
+        size="3",
+        border=rx.cond(plan.most_popular, "2px solid var(--accent-9)", "none"),
+        data_plan=plan.key,
+        class_name="plan-card",
+    )
+
+
+@rx.page(route=routes.PRICING, title="Pricing · Billing", on_load=PricingState.load)
+def pricing_page() -> rx.Component:
+    if not get_settings().billing_configured:
+        return page_frame(rx.heading("Pricing", size="7"), not_configured_notice())
+    return page_frame(
+        rx.vstack(
+            rx.heading("Simple pricing", size="8", align="center"),
+            rx.text("Pick a plan for your organization. Change or cancel any time.", color_scheme="gray", align="center"),
+            rx.segmented_control.root(
+                rx.segmented_control.item("Monthly", value="monthly"),
+                rx.segmented_control.item("Yearly", value="yearly"),
+                value=rx.cond(PricingState.yearly, "yearly", "monthly"),
+                on_change=lambda v: PricingState.set_yearly(v == "yearly"),
+                id="period-toggle",
+            ),
+            align="center",
+            width="100%",
+            spacing="3",
+        ),
+        error_callout(PricingState.error),
+        rx.grid(
+            rx.foreach(PricingState.plans, _card),
+            columns=rx.breakpoints(initial="1", sm="2", lg="3"),
+            spacing="4",
+            width="100%",
+        ),
+        max_width="76em",
+    )
