@@ -41,8 +41,8 @@ class ConfirmState(AuthState):
         if status.status == "complete" and status.payment_status in ("paid", "no_payment_required"):
             with session_scope() as session:
                 view = billing_view(session, actor.require_org())
-            self.plan_name = view["plan_name"]
-            self.renewal = f"{view['renewal_label']}: {view['renewal_date']}" if view["renewal_date"] else ""
+            self.plan_name = view.plan_name
+            self.renewal = f"{view.renewal_label}: {view.renewal_date}" if view.renewal_date else ""
             return "success"
         if status.status == "complete":
             return "failed"  # complete but unpaid: an async payment that failed

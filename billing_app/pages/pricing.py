@@ -57,7 +57,7 @@ class PricingState(AuthState):
         yield rx.redirect(started.url)
 
 
-def _action(plan, period) -> rx.Component:
+def _action(plan, period, label: str = "Subscribe") -> rx.Component:
     """The card's button for one period, by who is looking and what the org has."""
     busy = PricingState.pending_period_id == period.period_id
     return rx.cond(
@@ -80,7 +80,7 @@ def _action(plan, period) -> rx.Component:
                             width="100%",
                         ),
                         rx.button(
-                            "Subscribe",
+                            label,
                             size="3",
                             width="100%",
                             loading=busy,
@@ -95,12 +95,13 @@ def _action(plan, period) -> rx.Component:
     )
 
 
-def _price(period) -> rx.Component:
-    return rx.hstack(
-        rx.heading(period.price, size="8"),
-        rx.text(period.interval, size="2", color_scheme="gray"),
+def _price(period, size: str = "8") -> rx.Component:
+    return rx.flex(
+        rx.heading(period.price, size=size),
+        rx.text(period.interval, size="2", color_scheme="gray", white_space="nowrap"),
         align="baseline",
         spacing="2",
+        wrap="wrap",
     )
 
 
@@ -128,8 +129,9 @@ def _card(plan) -> rx.Component:
                 plan.lifetime.period_id != "",
                 rx.vstack(
                     rx.separator(),
-                    _price(plan.lifetime),
-                    _action(plan, plan.lifetime),
+                    rx.text("Or pay once, for life", size="2", weight="medium"),
+                    _price(plan.lifetime, size="6"),
+                    _action(plan, plan.lifetime, "Buy lifetime"),
                     spacing="2",
                     width="100%",
                 ),
