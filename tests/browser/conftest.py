@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from billing_app import serve
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -22,6 +24,14 @@ class RunningApp:
     url: str
     database_url: str
     log_path: Path
+    sandbox_url: str
+
+    @property
+    def stripe(self):
+        """The SDK pointed at the app's sandbox, for setting up what a test needs at "Stripe"."""
+        import stripe
+
+        return stripe.StripeClient(serve.SANDBOX_KEY, base_addresses={"api": self.sandbox_url}, max_network_retries=0)
 
     def engine(self):
         return create_engine(self.database_url)
@@ -32,8 +42,7 @@ class RunningApp:
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    """`python -m billing_app serve --prod`'s start-up on free loopback ports and a fresh SQLite file."""
-    from billing_app import serve
+    """`python -m billing_app serve --prod`'s start-up (sandbox included) on free loopback ports and a fresh SQLite file."""
     from billing_app.settings import get_settings
 
     work = tmp_path_factory.mktemp("app")
@@ -49,12 +58,12 @@ def app_server(tmp_path_factory):
             processes = serve.start(
                 # The production build: what ships, and no hot reload while tests run.
                 prod=True, port=port, backend_port=backend_port, sandbox_port=sandbox_port,
-                data_dir=work, use_sandbox=False, log=log,
+                data_dir=work, use_sandbox=True, log=log,
             )
         except Exception as error:
             pytest.fail(f"the app did not start: {error}\n{log_path.read_text()[-4000:]}")
         try:
-            yield RunningApp(f"http://127.0.0.1:{port}", database_url, log_path)
+            yield RunningApp(f"http://127.0.0.1:{port}", database_url, log_path, f"http://127.0.0.1:{sandbox_port}")
         finally:
             serve.stop(processes)
             for key, value in saved.items():

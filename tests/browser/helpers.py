@@ -33,3 +33,27 @@ def screenshot(page, name: str) -> None:
     """Saved for a reviewer to look at (not committed; see .gitignore)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
+
+
+def pay_on_sandbox_checkout(page, card: str = "4242 4242 4242 4242") -> None:
+    """Fill the sandbox's hosted Checkout form the way a customer would."""
+    page.wait_for_url("**/checkout/cs_*")
+    page.fill("#card_number", card)
+    page.fill("#card_expiry", "12/34")
+    page.fill("#card_cvc", "123")
+    page.locator("button[type=submit]").click()
+
+
+def start_purchase(page, app, plan: str, button: str = "Subscribe", yearly: bool = False) -> None:
+    page.goto(f"{app.url}/pricing")
+    page.wait_for_selector(".plan-card")
+    if yearly:
+        page.get_by_role("radio", name="Yearly").click()
+    page.locator(f".plan-card[data-plan={plan}]").get_by_role("button", name=button).click()
+
+
+def new_admin(page, app, org: str = "Journey Co") -> str:
+    email = unique_email("admin")
+    register(page, app, email=email, org=org)
+    page.wait_for_selector("#whoami")
+    return email
