@@ -159,6 +159,10 @@ class OrgSubscription(SQLModel, table=True):
     trial_end: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     paused: bool = False
     auto_renew: bool = True
+    # A downgrade waiting for the period end (a Stripe subscription schedule's next phase).
+    stripe_schedule_id: str | None = Field(default=None, max_length=255)
+    scheduled_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
+    scheduled_change_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 

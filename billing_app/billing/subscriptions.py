@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from billing_app.auth.accounts import Actor
 from billing_app.billing import gateway
@@ -40,6 +41,8 @@ def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = Non
     client = gateway.stripe_client()
     details = {"comment": reason[:500]} if reason else None
     try:
+        # A pending downgrade's schedule would own the subscription; the cancellation replaces it.
+        _release_schedule(client, sub)
         if at_period_end:
             params = {"cancel_at_period_end": True}
             if details:
@@ -65,6 +68,24 @@ def reactivate(actor: Actor) -> None:
     sync_customer(_customer_of(updated))
 
 
+def _release_schedule(client, sub: OrgSubscription) -> None:
+    if sub.stripe_schedule_id:
+        gateway.call(client.v1.subscription_schedules.release, sub.stripe_schedule_id)
+
+
+def cancel_scheduled_change(actor: Actor) -> None:
+    """Keep the current plan: drop a downgrade that was waiting for the period end."""
+    org_id = actor.require_role(Role.ADMIN)
+    sub = _manageable_subscription(org_id)
+    if not sub.stripe_schedule_id:
+        raise AppError(ErrorCode.VALIDATION_ERROR, "No plan change is scheduled.")
+    try:
+        _release_schedule(gateway.stripe_client(), sub)
+    except gateway.StripeFailure:
+        raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not keep your current plan. Please try again.") from None
+    sync_customer(_customer_of(gateway.call(gateway.stripe_client().v1.subscriptions.retrieve, sub.stripe_id)))
+
+
 @dataclass(frozen=True)
 class PlanChange:
     from_plan: str
@@ -73,6 +94,8 @@ class PlanChange:
     amount_due_now: int
     currency: str
     applied: bool
+    # When it takes effect: now for an upgrade, the period end for a downgrade.
+    effective_at: datetime | None = None
 
 
 def _monthly_value(period: PlanPeriod) -> float:
@@ -97,11 +120,10 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
     if sub.stripe_price_id == target.stripe_price_id:
         raise AppError(ErrorCode.SAME_PLAN, "You are already on this plan.")
     upgrade = current is None or _monthly_value(target) >= _monthly_value(current)
-    if not upgrade:
-        # Downgrades take effect at the period end through a subscription schedule; not built yet.
-        raise AppError(ErrorCode.VALIDATION_ERROR, "Downgrades are not available yet; contact support.")
     client = gateway.stripe_client()
     stripe_sub = gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id)
+    if not upgrade:
+        return _schedule_downgrade(client, sub, stripe_sub, current_plan, target, target_plan, preview)
     item_id = stripe_sub["items"]["data"][0]["id"]
     items = [{"id": item_id, "price": target.stripe_price_id}]
     try:
@@ -129,3 +151,38 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
         from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=upgrade,
         amount_due_now=amount_due, currency=target.currency, applied=not preview,
     )
+
+
+def _schedule_downgrade(client, sub, stripe_sub, current_plan, target, target_plan, preview: bool) -> PlanChange:
+    """A downgrade keeps what was paid for until the period end, then switches (a schedule's second phase)."""
+    item = stripe_sub["items"]["data"][0]
+    period_end = datetime.fromtimestamp(item["current_period_end"], tz=timezone.utc)
+    change = PlanChange(
+        from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=False,
+        amount_due_now=0, currency=target.currency, applied=not preview, effective_at=period_end,
+    )
+    if preview:
+        return change
+    try:
+        schedule_id = stripe_sub.get("schedule")
+        if not schedule_id:
+            schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": sub.stripe_id})["id"]
+        current_phase = gateway.call(client.v1.subscription_schedules.retrieve, schedule_id)["phases"][0]
+        gateway.call(
+            client.v1.subscription_schedules.update, schedule_id,
+            params={
+                "end_behavior": "release",
+                "phases": [
+                    {
+                        "items": [{"price": item["price"]["id"], "quantity": 1}],
+                        "start_date": current_phase["start_date"],
+                        "end_date": current_phase["end_date"],
+                    },
+                    {"items": [{"price": target.stripe_price_id, "quantity": 1}], "proration_behavior": "none"},
+                ],
+            },
+        )
+    except gateway.StripeFailure:
+        raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not schedule the plan change. Please try again.") from None
+    sync_customer(_customer_of(stripe_sub))
+    return change

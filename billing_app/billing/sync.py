@@ -50,7 +50,8 @@ def _read(client, customer_id: str) -> _Snapshot:
     call = gateway.call
     customer = call(client.v1.customers.retrieve, customer_id)
     list_all = gateway.list_all
-    subscriptions = list_all(client.v1.subscriptions.list, {"customer": customer_id, "status": "all"})
+    # The schedule (a downgrade waiting for the period end) comes expanded, in the same call.
+    subscriptions = list_all(client.v1.subscriptions.list, {"customer": customer_id, "status": "all", "expand": ["data.schedule"]})
     invoices = list_all(client.v1.invoices.list, {"customer": customer_id})
     charges = list_all(client.v1.charges.list, {"customer": customer_id})
     sessions = list_all(client.v1.checkout.sessions.list, {"customer": customer_id})
@@ -113,6 +114,7 @@ def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[s
     period = _period_for_price(session, price_id)
     label = f"subscription {sub['id']}"
     row = _upsert(session, OrgSubscription, sub["id"], changes, label, org_id=org_id, status=sub["status"])
+    scheduled_period, scheduled_at, schedule_id = _scheduled_change(session, sub, item)
     paused = sub["status"] == "paused" or sub.get("pause_collection") is not None
     _set(
         row, changes, label,
@@ -130,9 +132,27 @@ def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[s
         paused=paused,
         auto_renew=sub["status"] not in ("canceled", "incomplete_expired") and not sub.get("cancel_at_period_end"),
         started_at=_ts(sub.get("start_date")),
+        stripe_schedule_id=schedule_id,
+        scheduled_period_id=scheduled_period.id if scheduled_period else None,
+        scheduled_change_at=scheduled_at,
     )
     row.updated_at = utcnow()
     session.add(row)
+
+
+def _scheduled_change(session: Session, sub: dict, item: dict) -> tuple[PlanPeriod | None, datetime | None, str | None]:
+    """The plan period a live schedule switches to next, and when (None when nothing is scheduled)."""
+    schedule = sub.get("schedule")
+    if not isinstance(schedule, dict) or schedule.get("status") not in ("active", "not_started"):
+        return None, None, None
+    now = item.get("current_period_start") or 0
+    for phase in schedule.get("phases") or []:
+        if phase.get("start_date", 0) > now and phase.get("items"):
+            price = phase["items"][0].get("price")
+            price_id = price["id"] if isinstance(price, dict) else price
+            if price_id != (item.get("price") or {}).get("id"):
+                return _period_for_price(session, price_id), _ts(phase["start_date"]), schedule["id"]
+    return None, None, schedule["id"]
 
 
 def _invoice_status(invoice: dict, refunded: bool) -> str | None:

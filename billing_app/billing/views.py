@@ -68,6 +68,7 @@ class BillingView:
     can_reactivate: bool = False
     can_change: bool = False
     payment_problem: bool = False
+    scheduled_change: str = ""  # e.g. "Changes to Starter on Dec 22, 2026"
 
 
 @dataclass
@@ -179,6 +180,10 @@ def billing_view(session: Session, org_id: int) -> BillingView:
     view.can_cancel = not ended and not sub.cancel_at_period_end
     view.can_reactivate = not ended and sub.cancel_at_period_end
     view.can_change = not ended
+    scheduled = session.get(PlanPeriod, sub.scheduled_period_id) if sub.scheduled_period_id and not ended else None
+    if scheduled:
+        plan = session.get(Plan, scheduled.plan_id)
+        view.scheduled_change = f"Changes to {plan.name} ({PERIOD_NAME[scheduled.period_type].lower()}) on {fmt_date(sub.scheduled_change_at)}"
     return view
 
 

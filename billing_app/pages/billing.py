@@ -7,8 +7,8 @@ import reflex as rx
 from billing_app import routes
 from billing_app import live
 from billing_app.billing.portal import portal_url
-from billing_app.billing.subscriptions import cancel, change_plan, reactivate
-from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options
+from billing_app.billing.subscriptions import cancel, cancel_scheduled_change, change_plan, reactivate
+from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options, fmt_date
 from billing_app.billing.payments import format_amount
 from billing_app.components.billing_ui import detail, not_configured_notice
 from billing_app.components.layout import error_callout, info_callout, page_frame
@@ -100,10 +100,15 @@ class BillingState(AuthState):
             self.error, self.busy = "Choose a plan.", ""
             return
         change = self._run("preview", lambda actor: change_plan(actor, target, preview=True))
-        if change:
+        if change and change.upgrade:
             self.change_preview = (
                 f"{change.from_plan} → {change.to_plan}. Due now: {format_amount(change.amount_due_now, change.currency)} "
                 "(the prorated difference for the rest of this period)."
+            )
+        elif change:
+            self.change_preview = (
+                f"{change.from_plan} → {change.to_plan} on {fmt_date(change.effective_at)}, when this period ends. "
+                "Nothing is due now; you keep your current plan until then."
             )
 
     @rx.event
@@ -118,7 +123,10 @@ class BillingState(AuthState):
         change = self._run("change", lambda actor: change_plan(actor, target, preview=False))
         if change:
             self.change_open, self.change_preview = False, ""
-            self.message = f"Your plan is now {change.to_plan}."
+            self.message = (
+                f"Your plan is now {change.to_plan}." if change.upgrade
+                else f"Your plan changes to {change.to_plan} on {fmt_date(change.effective_at)}."
+            )
 
     @rx.event
     def set_cancel_open(self, value: bool):
@@ -132,6 +140,14 @@ class BillingState(AuthState):
         if self._run("cancel", lambda actor: cancel(actor, at_period_end=True, reason=reason)) is None and not self.error:
             self.cancel_open = False
             self.message = "Your subscription will end at the end of the period. You can reactivate it until then."
+
+    @rx.event
+    def keep_current_plan(self):
+        self.busy = "keep"
+        yield
+        self._run("keep", cancel_scheduled_change)
+        if not self.error:
+            self.message = "You will stay on your current plan."
 
     @rx.event
     def do_reactivate(self):
@@ -149,7 +165,11 @@ def _change_dialog() -> rx.Component:
     return rx.dialog.root(
         rx.dialog.content(
             rx.dialog.title("Change plan"),
-            rx.dialog.description("Upgrades apply now; you pay the prorated difference for the rest of this period.", size="2"),
+            rx.dialog.description(
+                "Upgrades apply now; you pay the prorated difference for the rest of this period. "
+                "Downgrades apply when the period ends.",
+                size="2",
+            ),
             rx.vstack(
                 rx.select.root(
                     rx.select.trigger(placeholder="Choose a plan", width="100%"),
@@ -253,6 +273,19 @@ def _summary() -> rx.Component:
                 columns=rx.breakpoints(initial="2", sm="3"),
                 spacing="4",
                 width="100%",
+            ),
+            rx.cond(
+                V.scheduled_change != "",
+                rx.callout.root(
+                    rx.callout.icon(rx.icon("calendar-clock")),
+                    rx.callout.text(V.scheduled_change, id="scheduled-change"),
+                    rx.cond(
+                        AuthState.is_admin,
+                        rx.button("Keep current plan", size="1", variant="soft", on_click=BillingState.keep_current_plan,
+                                  loading=BillingState.busy == "keep", id="keep-current-plan"),
+                    ),
+                    width="100%",
+                ),
             ),
             rx.cond(
                 V.lifetime,
