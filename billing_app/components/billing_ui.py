@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import reflex as rx
 
+from billing_app.components.layout import page_frame
+from billing_app.settings import get_settings
 
-def not_configured_notice() -> rx.Component:
-    return rx.callout(
-        "Billing is not configured: set STRIPE_SECRET_KEY (or run `make run`, which starts the offline Stripe sandbox).",
-        icon="info",
-        id="billing-not-configured",
-    )
+
+def billing_frame(title: str, *children: rx.Component, **props) -> rx.Component:
+    """A billing page's frame; without Stripe configured, it says so instead of the content."""
+    if not get_settings().billing_configured:
+        children = (
+            rx.callout(
+                "Billing is not configured: set STRIPE_SECRET_KEY (or run `make run`, which starts the offline Stripe sandbox).",
+                icon="info",
+                id="billing-not-configured",
+            ),
+        )
+    return page_frame(rx.heading(title, size="7"), *children, **props)
 
 
 def detail(label: str, value) -> rx.Component:

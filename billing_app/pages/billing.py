@@ -10,11 +10,10 @@ from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel, cancel_scheduled_change, change_plan, reactivate
 from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options, fmt_date
 from billing_app.billing.payments import format_amount
-from billing_app.components.billing_ui import detail, not_configured_notice
-from billing_app.components.layout import error_callout, info_callout, page_frame
+from billing_app.components.billing_ui import billing_frame, detail
+from billing_app.components.layout import error_callout, info_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.settings import get_settings
 from billing_app.state import AuthState
 
 
@@ -338,10 +337,8 @@ def _empty_state() -> rx.Component:
 
 @rx.page(route=routes.BILLING, title="Billing", on_load=BillingState.load)
 def billing_page() -> rx.Component:
-    if not get_settings().billing_configured:
-        return page_frame(rx.heading("Billing", size="7"), not_configured_notice())
-    return page_frame(
-        rx.heading("Billing", size="7"),
+    return billing_frame(
+        "Billing",
         error_callout(rx.cond(BillingState.change_open, "", BillingState.error)),
         info_callout(BillingState.message),
         rx.cond(V.has_subscription, rx.vstack(_payment_problem_banner(), _summary(), width="100%", spacing="4"), _empty_state()),

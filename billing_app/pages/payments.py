@@ -9,12 +9,11 @@ import reflex as rx
 
 from billing_app import live, routes
 from billing_app.billing.payments import PaymentFilter, format_amount, list_payments
-from billing_app.components.billing_ui import not_configured_notice
-from billing_app.components.layout import error_callout, page_frame
+from billing_app.components.billing_ui import billing_frame
+from billing_app.components.layout import error_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.models import PaymentStatus
-from billing_app.settings import get_settings
 from billing_app.state import AuthState
 
 PAGE_SIZE = 25
@@ -187,10 +186,8 @@ def _pager() -> rx.Component:
 
 @rx.page(route=routes.PAYMENTS, title="Payments · Billing", on_load=PaymentsState.load)
 def payments_page() -> rx.Component:
-    if not get_settings().billing_configured:
-        return page_frame(rx.heading("Payments", size="7"), not_configured_notice())
-    return page_frame(
-        rx.heading("Payments", size="7"),
+    return billing_frame(
+        "Payments",
         rx.cond(
             AuthState.is_admin,
             rx.vstack(

@@ -7,11 +7,10 @@ import reflex as rx
 from billing_app import routes
 from billing_app.billing.checkout import start_checkout
 from billing_app.billing.views import PlanCard, pricing_view
-from billing_app.components.billing_ui import not_configured_notice
-from billing_app.components.layout import error_callout, page_frame
+from billing_app.components.billing_ui import billing_frame
+from billing_app.components.layout import error_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.settings import get_settings
 from billing_app.state import AuthState
 
 
@@ -149,11 +148,9 @@ def _card(plan) -> rx.Component:
 
 @rx.page(route=routes.PRICING, title="Pricing · Billing", on_load=PricingState.load)
 def pricing_page() -> rx.Component:
-    if not get_settings().billing_configured:
-        return page_frame(rx.heading("Pricing", size="7"), not_configured_notice())
-    return page_frame(
+    return billing_frame(
+        "Pricing",
         rx.vstack(
-            rx.heading("Simple pricing", size="8", align="center"),
             rx.text("Pick a plan for your organization. Change or cancel any time.", color_scheme="gray", align="center"),
             rx.segmented_control.root(
                 rx.segmented_control.item("Monthly", value="monthly"),

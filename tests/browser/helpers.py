@@ -57,3 +57,14 @@ def new_admin(page, app, org: str = "Journey Co") -> str:
     register(page, app, email=email, org=org)
     page.wait_for_selector("#whoami")
     return email
+
+
+def new_org_buys(page, app, plan: str = "starter", button: str = "Subscribe") -> str:
+    """A new admin signs up, buys `plan` with the 4242 card and sees the confirmation."""
+    from playwright.sync_api import expect
+
+    email = new_admin(page, app)
+    start_purchase(page, app, plan, button=button)
+    pay_on_sandbox_checkout(page)
+    expect(page.locator("#confirm-title")).to_have_text("Payment successful")
+    return email

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import login, new_admin, pay_on_sandbox_checkout, screenshot, start_purchase
+from tests.browser.helpers import login, new_admin, new_org_buys, pay_on_sandbox_checkout, screenshot, start_purchase
 
 pytestmark = pytest.mark.browser
 SEED_PASSWORD = "demo-password-123"
@@ -81,10 +81,7 @@ def test_expired_and_unknown_checkouts(page, app_server):
 
 
 def test_lifetime_purchase_has_no_cancel_or_change(page, app_server):
-    new_admin(page, app_server)
-    start_purchase(page, app_server, "business", button="Buy lifetime")
-    pay_on_sandbox_checkout(page)
-    expect(page.locator("#confirm-title")).to_have_text("Payment successful")
+    new_org_buys(page, app_server, "business", button="Buy lifetime")
     page.goto(f"{app_server.url}/billing")
     expect(page.locator("#status-badge")).to_have_text("Lifetime")
     expect(page.locator("#lifetime-note")).to_be_visible()
@@ -94,10 +91,7 @@ def test_lifetime_purchase_has_no_cancel_or_change(page, app_server):
 
 
 def test_plan_change_shows_the_proration_preview_then_applies(page, app_server):
-    new_admin(page, app_server)
-    start_purchase(page, app_server, "starter")
-    pay_on_sandbox_checkout(page)
-    expect(page.locator("#confirm-title")).to_have_text("Payment successful")
+    new_org_buys(page, app_server)
     page.goto(f"{app_server.url}/billing")
     page.locator("#change-plan").click()
     dialog = page.get_by_role("dialog")
@@ -111,10 +105,7 @@ def test_plan_change_shows_the_proration_preview_then_applies(page, app_server):
 
 
 def test_cancel_then_reactivate_from_the_dashboard(page, app_server):
-    new_admin(page, app_server)
-    start_purchase(page, app_server, "starter")
-    pay_on_sandbox_checkout(page)
-    expect(page.locator("#confirm-title")).to_have_text("Payment successful")
+    new_org_buys(page, app_server)
     page.goto(f"{app_server.url}/billing")
     page.locator("#cancel-subscription").click()
     page.get_by_placeholder("Why are you leaving? (optional)").fill("Just testing")
@@ -147,10 +138,7 @@ def test_signed_out_visitor_sees_prices_and_sign_up(page, app_server):
 
 
 def test_payment_history_and_its_date_filter(page, app_server):
-    new_admin(page, app_server)
-    start_purchase(page, app_server, "starter")
-    pay_on_sandbox_checkout(page)
-    expect(page.locator("#confirm-title")).to_have_text("Payment successful")
+    new_org_buys(page, app_server)
     page.goto(f"{app_server.url}/billing/payments")
     row = page.locator(".payment-row").first
     expect(row).to_contain_text("$9.00")
