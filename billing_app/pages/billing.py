@@ -314,6 +314,7 @@ def _payment_problem_banner() -> rx.Component:
             ),
             color_scheme="red",
             role="alert",
+            width="100%",
             id="payment-problem",
         ),
     )
