@@ -103,17 +103,18 @@ def _capture_event_frames(page):
     return captured
 
 
-def _forge(frames, handler: str, payload: dict) -> str:
+def _forge(frames, handler: str, payload: dict, state=None) -> str:
     """Turn the last real event frame the page sent into a call of `handler` (as a tampering user could)."""
     from billing_app.pages.members import MembersState
 
+    state = state or MembersState
     for frame in reversed(frames):
         # A socket.io event frame: "42", the namespace ("/_event,"), an optional ack id, a JSON array.
         match = re.match(r"^(42(?:/[^,]*,)?)\d*(\[.*)$", frame, re.S) if isinstance(frame, str) else None
         if match:
             kind, event = json.loads(match.group(2))
             if kind == "event":
-                event["name"] = f"{MembersState.get_full_name()}.{handler}"
+                event["name"] = f"{state.get_full_name()}.{handler}"
                 event["payload"] = payload
                 return match.group(1) + json.dumps([kind, event])
     raise AssertionError(f"no event frame among {[str(f)[:120] for f in frames]}")
@@ -141,6 +142,20 @@ def test_member_calling_admin_handlers_directly_is_refused_by_the_server(page, a
             )
         ).all()
     assert [tuple(r) for r in roles] == [("admin@acme.test", "admin"), ("member@acme.test", "member")]
+
+
+def test_switching_to_an_org_the_user_is_not_in_is_refused_with_a_message(page, app_server):
+    from billing_app.state import AuthState
+
+    captured = _capture_event_frames(page)
+    login(page, app_server, email="member@acme.test", password=SEED_PASSWORD)
+    expect(page.locator("#nav-org")).to_have_text("Acme Inc")
+    with app_server.engine().connect() as connection:
+        globex = connection.execute(text("SELECT id FROM organization WHERE name = 'Globex Corp'")).scalar_one()
+    captured["server"].send(_forge(captured["frames"], "switch_org", {"org_id": str(globex)}, state=AuthState))
+    expect(page.get_by_text("You are not a member of that organization.")).to_be_visible()
+    page.reload()
+    expect(page.locator("#nav-org")).to_have_text("Acme Inc")
 
 
 def _role_select(page, email: str):
