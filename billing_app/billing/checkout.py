@@ -113,5 +113,9 @@ def checkout_status(actor: Actor, session_id: str) -> CheckoutStatus:
     if checkout.get("client_reference_id") != str(org_id):
         raise not_found  # another org's checkout: say nothing about it
     if checkout.get("customer"):
-        sync_customer(checkout["customer"])
+        try:
+            sync_customer(checkout["customer"])
+        except gateway.StripeFailure:
+            # The session's own status is known; the mirror catches up from the webhook.
+            pass
     return CheckoutStatus(checkout["status"], checkout["payment_status"], checkout.get("subscription"), checkout["mode"])

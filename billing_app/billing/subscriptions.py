@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from billing_app.auth.accounts import Actor
 from billing_app.billing import gateway
 from billing_app.billing.entitlements import current_subscription
-from billing_app.billing.sync import sync_customer
+from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import OrgSubscription, PeriodType, Plan, PlanPeriod, Role
@@ -53,7 +53,7 @@ def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = Non
             updated = gateway.call(client.v1.subscriptions.cancel, sub.stripe_id, params=params)
     except gateway.StripeFailure:
         raise AppError(ErrorCode.STRIPE_CANCELLATION_FAILED, "We could not cancel the subscription. Please try again.") from None
-    sync_customer(_customer_of(updated))
+    resync_after_change(_customer_of(updated))
 
 
 def reactivate(actor: Actor) -> None:
@@ -65,7 +65,7 @@ def reactivate(actor: Actor) -> None:
         updated = gateway.call(gateway.stripe_client().v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": False})
     except gateway.StripeFailure:
         raise AppError(ErrorCode.STRIPE_REACTIVATION_FAILED, "We could not reactivate the subscription. Please try again.") from None
-    sync_customer(_customer_of(updated))
+    resync_after_change(_customer_of(updated))
 
 
 def _release_schedule(client, sub: OrgSubscription) -> None:
@@ -81,9 +81,10 @@ def cancel_scheduled_change(actor: Actor) -> None:
         raise AppError(ErrorCode.VALIDATION_ERROR, "No plan change is scheduled.")
     try:
         _release_schedule(gateway.stripe_client(), sub)
+        customer = _customer_of(gateway.call(gateway.stripe_client().v1.subscriptions.retrieve, sub.stripe_id))
     except gateway.StripeFailure:
         raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not keep your current plan. Please try again.") from None
-    sync_customer(_customer_of(gateway.call(gateway.stripe_client().v1.subscriptions.retrieve, sub.stripe_id)))
+    resync_after_change(customer)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,10 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
         raise AppError(ErrorCode.SAME_PLAN, "You are already on this plan.")
     upgrade = current is None or _monthly_value(target) >= _monthly_value(current)
     client = gateway.stripe_client()
-    stripe_sub = gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id)
+    try:
+        stripe_sub = gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id)
+    except gateway.StripeFailure:
+        raise AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.") from None
     if not upgrade:
         return _schedule_downgrade(client, sub, stripe_sub, current_plan, target, target_plan, preview)
     item_id = stripe_sub["items"]["data"][0]["id"]
@@ -146,7 +150,7 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
     except gateway.StripeFailure:
         raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not change the plan. Please try again.") from None
     if not preview:
-        sync_customer(_customer_of(stripe_sub))
+        resync_after_change(_customer_of(stripe_sub))
     return PlanChange(
         from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=upgrade,
         amount_due_now=amount_due, currency=target.currency, applied=not preview,
@@ -184,5 +188,5 @@ def _schedule_downgrade(client, sub, stripe_sub, current_plan, target, target_pl
         )
     except gateway.StripeFailure:
         raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not schedule the plan change. Please try again.") from None
-    sync_customer(_customer_of(stripe_sub))
+    resync_after_change(_customer_of(stripe_sub))
     return change

@@ -12,6 +12,7 @@ held across the network.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -21,6 +22,8 @@ from sqlmodel import Session, select
 from billing_app.billing import gateway
 from billing_app.db import session_scope
 from billing_app.models import BillingCustomer, OrgSubscription, Organization, Payment, PaymentStatus, PlanPeriod, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -268,6 +271,18 @@ def sync_customer(customer_id: str) -> SyncReport:
             if attempt == 1:
                 raise
     return report
+
+
+def resync_after_change(customer_id: str) -> None:
+    """Refresh the mirror right after an action succeeded at Stripe.
+
+    If this read fails, the action still happened; the webhook Stripe sends for it
+    (or `reconcile`) brings the mirror up to date, so the failure is only logged.
+    """
+    try:
+        sync_customer(customer_id)
+    except gateway.StripeFailure as failure:
+        log.warning("sync after a change failed for %s (the webhook will catch up): %s", customer_id, failure.message)
 
 
 def customers_to_reconcile(session: Session, org_id: int | None = None) -> list[str]:

@@ -184,3 +184,22 @@ def test_trial_ends_and_the_first_payment_is_taken(org, stripe_env, db):
     advance(stripe_env, clock, int(sub.trial_end.timestamp()) + 3600, customer)
     assert subscription(db, org).status == "active"
     assert 2900 in [p.amount for p in db.exec(select(Payment).where(Payment.status == "COMPLETED"))]
+
+
+def test_stripe_unreachable_gives_readable_errors_and_changes_nothing(org, stripe_env, db, monkeypatch):
+    from billing_app.billing import gateway
+    from billing_app.settings import get_settings
+    from tests.billing.conftest import make_org
+
+    started, _ = buy(org, sandbox=stripe_env)
+    newcomer = make_org("Newcomer", "admin@new.example", "member@new.example")
+    monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:9")  # nothing listens there
+    get_settings.cache_clear()
+    gateway.reset_client()
+    before = subscription(db, org).cancel_at_period_end
+    expect(ErrorCode.STRIPE_CANCELLATION_FAILED, cancel, org.admin)
+    expect(ErrorCode.STRIPE_UNAVAILABLE, change_plan, org.admin, period_id("pro", "MONTHLY"), preview=True)
+    expect(ErrorCode.STRIPE_PORTAL_FAILED, portal_url, org.admin)
+    expect(ErrorCode.STRIPE_UNAVAILABLE, checkout_status, org.admin, started.session_id)
+    expect(ErrorCode.STRIPE_UNAVAILABLE, start_checkout, newcomer.admin, period_id("starter", "MONTHLY"))
+    assert subscription(db, org).cancel_at_period_end == before
