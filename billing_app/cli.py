@@ -67,6 +67,20 @@ def cmd_reconcile(args) -> int:
     return 1 if failures else 0
 
 
+def cmd_create_token(args) -> int:
+    from billing_app.auth.api_tokens import create_token_for_email
+    from billing_app.errors import AppError
+
+    try:
+        token = create_token_for_email(args.email, args.org, args.name)
+    except AppError as error:
+        print(f"create-token failed: {error.message}", file=sys.stderr)
+        return 1
+    print("API token (shown once; store it now):")
+    print(token)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from billing_app.serve import serve
 
@@ -84,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = sub.add_parser("reconcile", help="re-read customers from Stripe and heal the mirror")
     reconcile.add_argument("--org", type=int, help="only this organization id")
     reconcile.set_defaults(func=cmd_reconcile)
+    token = sub.add_parser("create-token", help="make a REST API token for a user (printed once)")
+    token.add_argument("--email", required=True, help="the user's email")
+    token.add_argument("--org", help="organization id or exact name (needed when the user is in several)")
+    token.add_argument("--name", default="cli", help="a label shown in the token list")
+    token.set_defaults(func=cmd_create_token)
     serve = sub.add_parser("serve", help="start the sandbox and the app on 127.0.0.1 (what `make run` does)")
     serve.add_argument("--prod", action="store_true", help="production build, one port")
     serve.add_argument("--port", type=int, default=3000, help="the port users open (default 3000)")

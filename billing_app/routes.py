@@ -10,6 +10,7 @@ PRICING = "/pricing"
 BILLING = "/billing"
 BILLING_CONFIRM = "/billing/confirm"
 PAYMENTS = "/billing/payments"
+ACCOUNT_TOKENS = "/account/tokens"
 
 # Custom HTTP routes served by the backend (see billing_app/api).
 API_PREFIX = "/api"

@@ -39,6 +39,7 @@ def _user_menu() -> rx.Component:
             *[rx.menu.item(label, on_select=rx.redirect(href), display=MOBILE_ONLY) for label, href in NAV_LINKS],
             rx.menu.separator(display=MOBILE_ONLY),
             rx.menu.item("Members", on_select=rx.redirect(routes.MEMBERS)),
+            rx.menu.item("API tokens", on_select=rx.redirect(routes.ACCOUNT_TOKENS)),
             rx.cond(
                 AuthState.orgs.length() > 1,
                 rx.fragment(

@@ -1,0 +1,431 @@
+"""The REST API: the billing abilities of the UI for scripts and other front ends.
+
+A FastAPI app mounted at `/api` inside the backend's Starlette app (see `mount()`), so the
+routes below are relative to `/api` and the OpenAPI 3.1 document, generated from these same
+definitions, is served at `/api/openapi.json` with full paths. Every route calls the same
+billing services as the pages; the services check roles themselves, and admin-only routes
+also refuse non-admins up front (403) so a member learns nothing from validation errors.
+Auth is `Authorization: Bearer <token>` (billing_app/auth/api_tokens.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime, timezone
+from typing import Annotated
+
+from fastapi import Body, Depends, FastAPI, Path, Query, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import select
+from starlette.routing import Mount
+
+from billing_app import routes
+from billing_app.api import rest_errors as errs
+from billing_app.api.rest_errors import error_responses
+from billing_app.api.rest_schemas import (
+    BuyRequest,
+    CancelRequest,
+    ChangeRequest,
+    CheckoutStartedResponse,
+    CheckoutStatusResponse,
+    MySubscriptionResponse,
+    PaymentOut,
+    PaymentsResponse,
+    PeriodOut,
+    PlanChangeResponse,
+    PlanOut,
+    PlansResponse,
+    PortalRequest,
+    PortalResponse,
+    ScheduledChange,
+    SubscriptionActionResponse,
+    SubscriptionOut,
+    SummaryPlan,
+    SummaryResponse,
+)
+from billing_app.auth import api_tokens
+from billing_app.auth.accounts import Actor
+from billing_app.billing import checkout, payments, portal, subscriptions
+from billing_app.billing.entitlements import entitlement
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import PaymentStatus, PeriodType, Plan, PlanPeriod, Role
+
+E = ErrorCode
+# Query dates are YYYY-MM-DD only (not timestamps, not 20260131); the service then checks the calendar.
+ISO_DATE = {"pattern": r"^\d{4}-\d{2}-\d{2}$", "json_schema_extra": {"format": "date"}}
+PAYMENTS_MAX_LIMIT = payments.MAX_LIMIT
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    description="An API token for one user in one organization: made on the API tokens page or with "
+    "`python -m billing_app create-token --email EMAIL [--org ORG]`. It acts with the user's current role.",
+)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+# --- auth dependencies ------------------------------------------------------------------------------
+
+
+def current_actor(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
+    return api_tokens.authenticate_bearer(credentials.credentials if credentials else None)
+
+
+def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    actor.require_role(Role.ADMIN)
+    return actor
+
+
+def _only_query_params(allowed: frozenset[str]):
+    """A dependency refusing unknown query parameters: a misspelt filter (start_date) must not
+    silently return everything."""
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params.keys()) - allowed)
+        if unknown:
+            raise AppError(E.VALIDATION_ERROR, f"Unknown query parameter(s): {', '.join(repr(u) for u in unknown)}; "
+                           f"use {', '.join(sorted(allowed))}.")
+
+    return check
+
+
+PAYMENT_QUERY = frozenset({"startDate", "endDate", "status", "limit", "cursor"})
+
+Member = Annotated[Actor, Depends(current_actor)]
+Admin = Annotated[Actor, Depends(admin_actor)]
+
+
+# --- views of the mirror -------------------------------------------------------------------------
+
+
+def _subscription_out(session, org_id: int) -> SubscriptionOut | None:
+    ent = entitlement(session, org_id)
+    sub = ent.subscription
+    if sub is None:
+        return None
+    period = session.get(PlanPeriod, sub.plan_period_id) if sub.plan_period_id else None
+    lifetime = sub.one_off or (period is not None and period.period_type == PeriodType.ALL_TIME.value)
+    return SubscriptionOut(
+        id=sub.stripe_id,
+        planKey=ent.plan_key,
+        planName=ent.plan_name,
+        periodType=PeriodType(period.period_type) if period else (PeriodType.ALL_TIME if sub.one_off else None),
+        subscriptionPeriodId=sub.plan_period_id,
+        price=period.amount if period else None,
+        currency=period.currency if period else None,
+        dateFrom=_utc(sub.started_at if lifetime else (sub.current_period_start or sub.started_at)),
+        dateTo=None if lifetime else _utc(sub.current_period_end),
+        status=sub.status,
+        autoRenew=bool(sub.auto_renew),
+        cancelAtPeriodEnd=bool(sub.cancel_at_period_end),
+        trialEndsAt=_utc(sub.trial_end),
+        access=ent.access,
+        scheduledChange=_scheduled_change(session, sub),
+    )
+
+
+def _scheduled_change(session, sub) -> ScheduledChange | None:
+    # Columns of the downgrade scheduling (migration 0003); absent on older schemas.
+    period_id = getattr(sub, "scheduled_period_id", None)
+    at = getattr(sub, "scheduled_change_at", None)
+    if period_id is None and at is None:
+        return None
+    period = session.get(PlanPeriod, period_id) if period_id else None
+    plan = session.get(Plan, period.plan_id) if period else None
+    return ScheduledChange(
+        subscriptionPeriodId=period_id, planKey=plan.key if plan else None,
+        periodType=PeriodType(period.period_type) if period else None, at=_utc(at),
+    )
+
+
+def _current(org_id: int) -> SubscriptionOut | None:
+    with session_scope() as session:
+        return _subscription_out(session, org_id)
+
+
+def _plans(session) -> list[PlanOut]:
+    plans = session.exec(
+        select(Plan).where(Plan.active == True, Plan.legacy == False).order_by(Plan.display_order, Plan.id)  # noqa: E712
+    ).all()
+    periods = session.exec(select(PlanPeriod).where(PlanPeriod.active == True)).all()  # noqa: E712
+    order = {t.value: i for i, t in enumerate(PeriodType)}
+    by_plan: dict[int, list[PlanPeriod]] = {}
+    for period in sorted(periods, key=lambda p: (order.get(p.period_type, 9), p.id)):
+        by_plan.setdefault(period.plan_id, []).append(period)
+    return [
+        PlanOut(
+            key=plan.key,
+            name=plan.name,
+            description=plan.description,
+            features=json.loads(plan.features_json or "[]"),
+            limits=json.loads(plan.limits_json or "{}"),
+            mostPopular=plan.most_popular,
+            periods=[
+                PeriodOut(
+                    id=p.id,
+                    periodType=PeriodType(p.period_type),
+                    price=p.amount,
+                    currency=p.currency,
+                    interval=PeriodType(p.period_type).interval,
+                    trialDays=p.trial_days,
+                )
+                for p in by_plan.get(plan.id, [])
+            ],
+        )
+        for plan in plans
+        if by_plan.get(plan.id)
+    ]
+
+
+# --- the app ---------------------------------------------------------------------------------------
+
+TAGS = [
+    {"name": "plans", "description": "The public catalog."},
+    {"name": "subscription", "description": "The organization's subscription: read it, buy, change, cancel, reactivate."},
+    {"name": "billing", "description": "Payments, the Stripe Customer Portal and a summary for gating."},
+]
+
+
+
+def create_app() -> FastAPI:
+    """A new REST app (tests make one each; the backend mounts `rest_app`)."""
+    app = FastAPI(
+        title="billing_app REST API",
+        version="1.0.0",
+        description=(
+            "The billing abilities of the app for scripts and other front ends. Authenticate with "
+            "`Authorization: Bearer <token>`. Every error is `{success: false, error_code, message}`; "
+            "`error_code` comes from the one list of codes shared with the UI."
+        ),
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        root_path_in_servers=False,
+        openapi_tags=TAGS,
+        separate_input_output_schemas=False,
+        generate_unique_id_function=lambda route: route.name,
+    )
+    errs.install(app)
+    _add_routes(app)
+
+    def openapi() -> dict:
+        # Routes are declared relative to the mount point; the document names their full paths.
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, openapi_version=app.openapi_version,
+                description=app.description, routes=app.routes, tags=app.openapi_tags,
+                separate_input_output_schemas=app.separate_input_output_schemas,
+            )
+            schema["paths"] = {routes.API_PREFIX + path: item for path, item in schema.get("paths", {}).items()}
+            # The shared envelope, for readers (each route's responses narrow its error codes).
+            envelope = errs.ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(envelope.pop("$defs", {}))
+            components["ErrorResponse"] = envelope
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists every route
+    @app.get(
+        "/subscriptions", tags=["plans"], response_model=PlansResponse,
+        summary="Active plans and their billing periods (public)", responses=error_responses(validation=False),
+    )
+    def list_plans() -> PlansResponse:
+        with session_scope() as session:
+            return PlansResponse(plans=_plans(session))
+
+    @app.get(
+        "/subscriptions/my", tags=["subscription"], response_model=MySubscriptionResponse,
+        summary="The organization's subscription, or null", responses=error_responses(errs.AUTH, validation=False),
+    )
+    def my_subscription(actor: Member) -> MySubscriptionResponse:
+        return MySubscriptionResponse(subscription=_current(actor.require_org()))
+
+    @app.post(
+        "/subscriptions/buy", tags=["subscription"], response_model=CheckoutStartedResponse,
+        summary="Start a Stripe Checkout for a plan period (admins)",
+        responses=error_responses(
+            errs.ADMIN, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SUBSCRIPTION_ALREADY_ACTIVE, E.STRIPE_PRICE_MISMATCH,
+                         E.STRIPE_CHECKOUT_FAILED], errs.STRIPE,
+        ),
+    )
+    def buy(actor: Admin, body: BuyRequest) -> CheckoutStartedResponse:
+        started = checkout.start_checkout(actor, body.subscriptionPeriodId)
+        return CheckoutStartedResponse(sessionId=started.session_id, checkoutUrl=started.url)
+
+    @app.get(
+        "/subscriptions/checkout-session/{session_id}", tags=["subscription"], response_model=CheckoutStatusResponse,
+        summary="How a Checkout ended (syncs the organization's billing first)",
+        responses=error_responses(errs.AUTH, [E.INVALID_SESSION], errs.STRIPE, path_params=True),
+    )
+    def checkout_session(
+        actor: Member,
+        session_id: Annotated[str, Path(description="The Checkout Session id (cs_...) from POST /api/subscriptions/buy.")],
+    ) -> CheckoutStatusResponse:
+        status = checkout.checkout_status(actor, session_id)
+        return CheckoutStatusResponse(
+            status=status.status, payment_status=status.payment_status,
+            subscriptionId=status.subscription_id, mode=status.mode,
+        )
+
+    portal_doc = dict(
+        response_model=PortalResponse,
+        summary="A Stripe Customer Portal URL for the organization (admins)",
+        responses=error_responses(errs.ADMIN, [E.NO_BILLING_ACCOUNT, E.SUBSCRIPTION_NOT_FOUND, E.STRIPE_PORTAL_FAILED], errs.STRIPE),
+    )
+
+    def open_portal(actor: Actor, body: PortalRequest | None) -> PortalResponse:
+        return PortalResponse(url=portal.portal_url(actor, body.flow if body else None))
+
+    @app.post("/subscriptions/portal", tags=["subscription"], **portal_doc)
+    def subscriptions_portal(actor: Admin, body: Annotated[PortalRequest | None, Body()] = None) -> PortalResponse:
+        return open_portal(actor, body)
+
+    @app.post("/billing/portal", tags=["billing"], **portal_doc)
+    def billing_portal(actor: Admin, body: Annotated[PortalRequest | None, Body()] = None) -> PortalResponse:
+        return open_portal(actor, body)
+
+    @app.get(
+        "/subscriptions/payments", tags=["billing"], response_model=PaymentsResponse,
+        summary="Payment history, newest first, one page at a time (admins)",
+        responses=error_responses(errs.ADMIN),
+    )
+    # Optional query parameters are typed without `| None` so the document does not offer `null`
+    # (a query string cannot carry one); absent means None.
+    def list_payments(
+        actor: Admin,
+        _known: Annotated[None, Depends(_only_query_params(PAYMENT_QUERY))],
+        start_date: Annotated[str, Query(alias="startDate", description="First day (inclusive), YYYY-MM-DD.", **ISO_DATE)] = None,
+        end_date: Annotated[str, Query(alias="endDate", description="Last day (inclusive), YYYY-MM-DD.", **ISO_DATE)] = None,
+        status: Annotated[PaymentStatus, Query(description="Only payments in this status.")] = None,
+        limit: Annotated[int, Query(ge=1, le=PAYMENTS_MAX_LIMIT, description="Page size.")] = 25,
+        cursor: Annotated[str, Query(max_length=200, description="nextCursor of the previous page.")] = None,
+    ) -> PaymentsResponse:
+        filters = payments.PaymentFilter.parse(start_date, end_date, status.value if status else None)
+        if filters.end is not None and filters.end >= date.max:
+            raise AppError(E.VALIDATION_ERROR, "The to date is out of range.")
+        if cursor:
+            _check_cursor(cursor)
+        with session_scope() as session:
+            page = payments.list_payments(session, actor, filters, limit=limit, cursor=cursor or None)
+            rows = [
+                PaymentOut(
+                    id=row.stripe_id, status=PaymentStatus(row.status), amount=row.amount, currency=row.currency,
+                    created=_utc(row.created), description=row.description, invoiceUrl=row.invoice_url,
+                    receiptUrl=row.receipt_url, pdfUrl=row.pdf_url,
+                )
+                for row in page.rows
+            ]
+        return PaymentsResponse(payments=rows, nextCursor=page.next_cursor)
+
+    @app.post(
+        "/subscriptions/cancel", tags=["subscription"], response_model=SubscriptionActionResponse,
+        summary="Cancel at the period end (default) or now (admins)",
+        responses=error_responses(
+            errs.ADMIN, [E.SUBSCRIPTION_NOT_FOUND, E.LIFETIME_NOT_CHANGEABLE, E.SUBSCRIPTION_ALREADY_CANCELED,
+                         E.STRIPE_CANCELLATION_FAILED], errs.STRIPE,
+        ),
+    )
+    def cancel(actor: Admin, body: Annotated[CancelRequest | None, Body()] = None) -> SubscriptionActionResponse:
+        body = body or CancelRequest()
+        subscriptions.cancel(actor, at_period_end=body.atPeriodEnd, reason=body.reason)
+        return SubscriptionActionResponse(subscription=_current(actor.require_org()))
+
+    @app.post(
+        "/subscriptions/reactivate", tags=["subscription"], response_model=SubscriptionActionResponse,
+        summary="Undo a cancellation at the period end (admins)",
+        responses=error_responses(
+            errs.ADMIN, [E.SUBSCRIPTION_NOT_FOUND, E.LIFETIME_NOT_CHANGEABLE, E.SUBSCRIPTION_ALREADY_CANCELED,
+                         E.SUBSCRIPTION_NOT_CANCELING, E.STRIPE_REACTIVATION_FAILED], errs.STRIPE, validation=False,
+        ),
+    )
+    def reactivate(actor: Admin) -> SubscriptionActionResponse:
+        subscriptions.reactivate(actor)
+        return SubscriptionActionResponse(subscription=_current(actor.require_org()))
+
+    @app.post(
+        "/subscriptions/change", tags=["subscription"], response_model=PlanChangeResponse,
+        summary="Preview or make a plan change: upgrades apply now (prorated), downgrades at the period end (admins)",
+        responses=error_responses(
+            errs.ADMIN, [E.SUBSCRIPTION_NOT_FOUND, E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SAME_PLAN, E.LIFETIME_NOT_CHANGEABLE,
+                         E.SUBSCRIPTION_ALREADY_CANCELED, E.STRIPE_PLAN_CHANGE_FAILED], errs.STRIPE,
+        ),
+    )
+    def change(actor: Admin, body: ChangeRequest) -> PlanChangeResponse:
+        result = subscriptions.change_plan(actor, body.subscriptionPeriodId, preview=body.preview)
+        return PlanChangeResponse(
+            fromPlan=result.from_plan, toPlan=result.to_plan, upgrade=result.upgrade,
+            amountDueNow=result.amount_due_now, currency=result.currency, applied=result.applied,
+            effectiveAt=_utc(getattr(result, "effective_at", None)),
+            subscription=_current(actor.require_org()),
+        )
+
+    @app.get(
+        "/billing/summary", tags=["billing"], response_model=SummaryResponse,
+        summary="Status, plan and key dates, for gating features", responses=error_responses(errs.AUTH, validation=False),
+    )
+    def summary(actor: Member) -> SummaryResponse:
+        with session_scope() as session:
+            ent = entitlement(session, actor.require_org())
+        sub = ent.subscription
+        plan = None
+        if ent.plan_key:
+            period_type = PeriodType(ent.period_type) if ent.period_type else None
+            plan = SummaryPlan(key=ent.plan_key, name=ent.plan_name or ent.plan_key, periodType=period_type, limits=ent.limits)
+        lifetime = bool(sub and sub.one_off)
+        return SummaryResponse(
+            status=sub.status if sub else None,
+            trial_ends_at=_utc(sub.trial_end) if sub else None,
+            activated_at=_utc(sub.started_at) if sub else None,
+            plan=plan,
+            current_period_end=None if (sub is None or lifetime) else _utc(sub.current_period_end),
+            access=ent.access,
+            reason=ent.reason,
+        )
+
+
+def _check_cursor(cursor: str) -> None:
+    """Refuse cursors whose id would overflow the database's integer (PostgreSQL would fail with a 500)."""
+    try:
+        _created, row_id = payments._decode_cursor(cursor)
+    except AppError:
+        raise
+    except Exception:  # noqa: BLE001 - any undecodable cursor is the client's mistake
+        raise AppError(E.VALIDATION_ERROR, "That page link is not valid; start from the first page.") from None
+    if not -(2**31) <= row_id < 2**31:
+        raise AppError(E.VALIDATION_ERROR, "That page link is not valid; start from the first page.")
+
+
+rest_app = create_app()
+
+
+class _ApiMount(Mount):
+    """Mount whose prefix match also spans a decoded newline (`%0A`) in the path.
+
+    Starlette's `.*` stops at a newline, so `/api/x%0Ay` would miss the mount and get the outer
+    app's plain-text 404 instead of the API's JSON envelope.
+    """
+
+    def __init__(self, path: str, app) -> None:
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+
+def mount(app: FastAPI | None = None) -> Mount:
+    """The API as a route of the backend's Starlette app, at `/api`.
+
+    Put it after the backend's own `/api/...` routes (health, the Stripe webhook, the CSV export):
+    it takes every path under `/api` that no earlier route matched, and answers unknown ones with
+    the JSON 404 envelope.
+    """
+    return _ApiMount(routes.API_PREFIX, app=app or rest_app)

@@ -1,0 +1,190 @@
+"""Request and response bodies of the REST API: the validation and the OpenAPI document come from these.
+
+Field names are the JSON names of the API (camelCase, as the issue specifies them; the checkout
+status and the billing summary keep their snake_case names). Request bodies are strict and
+closed: a string where a boolean belongs, or an unknown field, is a 422, not a guess.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from billing_app.billing.portal import FLOWS
+from billing_app.models import PaymentStatus, PeriodType
+
+# Integer ids are 32-bit in the database; anything larger is refused by validation, not by PostgreSQL.
+MAX_ID = 2**31 - 1
+
+PortalFlow = Literal[FLOWS]  # type: ignore[valid-type]
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer: 7 or 7.0 (JSON Schema counts both), never "7" or true."""
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+# Lax only where JSON Schema is (7.0 is an integer); the rest of a request body is strict.
+Id = Annotated[int, Field(strict=False), Ge(1), Le(MAX_ID), BeforeValidator(_json_integer)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Response(BaseModel):
+    success: Literal[True] = True
+
+
+# --- requests --------------------------------------------------------------------------------------
+
+
+class BuyRequest(_Request):
+    subscriptionPeriodId: Id = Field(description="A period `id` from GET /api/subscriptions.")  # noqa: N815
+
+
+class ChangeRequest(_Request):
+    subscriptionPeriodId: Id = Field(description="The recurring period to move to.")  # noqa: N815
+    preview: bool = Field(default=False, description="true: only price the change (nothing is applied).")
+
+
+class CancelRequest(_Request):
+    atPeriodEnd: bool = Field(  # noqa: N815
+        default=True, description="true: keep access until the period ends; false: end the subscription now."
+    )
+    reason: str | None = Field(default=None, max_length=500, description="Optional comment, passed to Stripe.")
+
+
+class PortalRequest(_Request):
+    flow: PortalFlow | None = Field(  # type: ignore[valid-type]
+        default=None, description="Open the portal on one task instead of its home page."
+    )
+
+
+# --- responses -------------------------------------------------------------------------------------
+
+
+class PeriodOut(BaseModel):
+    id: int = Field(description="The subscriptionPeriodId to buy or change to.")
+    periodType: PeriodType  # noqa: N815
+    price: int = Field(description="In the currency's minor unit (cents).")
+    currency: str
+    interval: Literal["month", "year"] | None = Field(description="Stripe's billing interval; null for ALL_TIME (paid once).")
+    trialDays: int | None  # noqa: N815
+
+
+class PlanOut(BaseModel):
+    key: str
+    name: str
+    description: str
+    features: list[str]
+    limits: dict[str, Any]
+    mostPopular: bool  # noqa: N815
+    periods: list[PeriodOut]
+
+
+class PlansResponse(_Response):
+    plans: list[PlanOut]
+
+
+class ScheduledChange(BaseModel):
+    subscriptionPeriodId: int | None  # noqa: N815
+    planKey: str | None  # noqa: N815
+    periodType: PeriodType | None  # noqa: N815
+    at: datetime | None = Field(description="When the switch happens (the current period's end).")
+
+
+class SubscriptionOut(BaseModel):
+    id: str = Field(description="Stripe's id (sub_... for subscriptions; pi_/cs_... for a lifetime purchase).")
+    planKey: str | None  # noqa: N815
+    planName: str | None  # noqa: N815
+    periodType: PeriodType | None  # noqa: N815
+    subscriptionPeriodId: int | None  # noqa: N815
+    price: int | None = Field(description="In the currency's minor unit (cents).")
+    currency: str | None
+    dateFrom: datetime | None  # noqa: N815
+    dateTo: datetime | None = Field(description="End of the current period; null for ALL_TIME.")  # noqa: N815
+    status: str = Field(description="Stripe's status: trialing, active, past_due, unpaid, canceled, paused, incomplete, ...")
+    autoRenew: bool  # noqa: N815
+    cancelAtPeriodEnd: bool  # noqa: N815
+    trialEndsAt: datetime | None  # noqa: N815
+    access: bool = Field(description="Whether the organization may use the product now.")
+    scheduledChange: ScheduledChange | None = Field(  # noqa: N815
+        default=None, description="A downgrade waiting for the period end, or null."
+    )
+
+
+class MySubscriptionResponse(_Response):
+    subscription: SubscriptionOut | None
+
+
+class CheckoutStartedResponse(_Response):
+    sessionId: str  # noqa: N815
+    checkoutUrl: str  # noqa: N815
+
+
+class CheckoutStatusResponse(_Response):
+    status: Literal["open", "complete", "expired"]
+    payment_status: Literal["paid", "unpaid", "no_payment_required"]
+    subscriptionId: str | None  # noqa: N815
+    mode: Literal["subscription", "payment", "setup"]
+
+
+class PortalResponse(_Response):
+    url: str
+
+
+class PaymentOut(BaseModel):
+    id: str = Field(description="Stripe's id: in_... (invoice), pi_... (one-off payment) or cs_... (expired checkout).")
+    status: PaymentStatus
+    amount: int = Field(description="In the currency's minor unit (cents).")
+    currency: str
+    created: datetime
+    description: str
+    invoiceUrl: str | None  # noqa: N815
+    receiptUrl: str | None  # noqa: N815
+    pdfUrl: str | None  # noqa: N815
+
+
+class PaymentsResponse(_Response):
+    payments: list[PaymentOut]
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page.")  # noqa: N815
+
+
+class PlanChangeResponse(_Response):
+    fromPlan: str  # noqa: N815
+    toPlan: str  # noqa: N815
+    upgrade: bool
+    amountDueNow: int = Field(description="Prorated amount billed now for an upgrade (preview), in minor units; 0 once applied and for downgrades.")  # noqa: N815
+    currency: str
+    applied: bool = Field(description="false for a preview; true once an upgrade is made or a downgrade is scheduled.")
+    effectiveAt: datetime | None = Field(  # noqa: N815
+        default=None, description="When a downgrade takes effect (the period end); an upgrade applies at once (null or now)."
+    )
+    subscription: SubscriptionOut | None
+
+
+class SubscriptionActionResponse(_Response):
+    subscription: SubscriptionOut | None
+
+
+class SummaryPlan(BaseModel):
+    key: str
+    name: str
+    periodType: PeriodType | None  # noqa: N815
+    limits: dict[str, Any]
+
+
+class SummaryResponse(_Response):
+    status: str | None = Field(description="The subscription's Stripe status; null without one.")
+    trial_ends_at: datetime | None
+    activated_at: datetime | None
+    plan: SummaryPlan | None
+    current_period_end: datetime | None
+    access: bool
+    reason: str = Field(description="Why access is granted or not: active, trialing, lifetime, no_subscription, canceled, ...")

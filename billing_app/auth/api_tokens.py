@@ -1,0 +1,181 @@
+"""Bearer tokens for the REST API: one user in one organization, stored hashed, revocable.
+
+The plain token is returned once, when it is made; only its SHA-256 and a short prefix
+(to tell tokens apart in a list) are stored. A token carries no role of its own: every
+use looks up the user's *current* membership, so a demoted user's token loses admin
+rights at once and a token of a user who left the organization stops working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, select
+
+from billing_app.auth.accounts import Actor, as_utc, normalize_email
+from billing_app.auth.tokens import new_token, token_hash
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import ApiToken, Membership, Organization, Role, User, utcnow
+
+TOKEN_KIND = "bapi"  # tokens look like bapi_<43 url-safe characters>
+PREFIX_LENGTH = 12  # "bapi_" and 7 random characters: enough to tell tokens apart, useless to guess
+MAX_NAME = 120
+# last_used_at is written at most this often per token, so a busy script does not write on every call.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+BAD_TOKEN = "Missing, invalid or revoked API token. Send `Authorization: Bearer <token>`."
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    id: int
+    token: str  # shown once; never stored
+    prefix: str
+    name: str
+    org_id: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def _clean_name(name: str | None) -> str:
+    name = (name or "").strip()
+    if len(name) > MAX_NAME:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"Token name is too long ({MAX_NAME} characters at most).")
+    return name
+
+
+def _issue(session: Session, user_id: int, org_id: int, name: str) -> CreatedToken:
+    token = new_token(TOKEN_KIND)
+    row = ApiToken(token_hash=token_hash(token), prefix=token[:PREFIX_LENGTH], name=name, user_id=user_id, org_id=org_id)
+    session.add(row)
+    session.flush()
+    return CreatedToken(row.id, token, row.prefix, row.name, org_id, as_utc(row.created_at))
+
+
+def create_token(session: Session, actor: Actor, name: str = "") -> CreatedToken:
+    """A new token for the acting user in their current organization (any role may make one)."""
+    org_id = actor.require_org()
+    return _issue(session, actor.user_id, org_id, _clean_name(name))
+
+
+def list_tokens(session: Session, actor: Actor, *, include_revoked: bool = False) -> list[TokenRow]:
+    """The acting user's tokens for their current organization, newest first."""
+    org_id = actor.require_org()
+    query = select(ApiToken).where(ApiToken.user_id == actor.user_id, ApiToken.org_id == org_id)
+    if not include_revoked:
+        query = query.where(ApiToken.revoked_at == None)  # noqa: E711
+    rows = session.exec(query.order_by(ApiToken.created_at.desc(), ApiToken.id.desc())).all()
+    return [
+        TokenRow(
+            r.id, r.name, r.prefix, as_utc(r.created_at),
+            as_utc(r.last_used_at) if r.last_used_at else None,
+            as_utc(r.revoked_at) if r.revoked_at else None,
+        )
+        for r in rows
+    ]
+
+
+def revoke_token(session: Session, actor: Actor, token_id: int) -> None:
+    """Revoke one token: its owner may, and so may an admin of the token's organization.
+
+    Revoking an already revoked token changes nothing. Anyone else's token is reported as
+    not found, so token ids reveal nothing.
+    """
+    org_id = actor.require_org()
+    row = session.get(ApiToken, token_id) if isinstance(token_id, int) else None
+    mine = row is not None and row.user_id == actor.user_id and row.org_id == org_id
+    org_admin = row is not None and row.org_id == org_id and actor.is_admin
+    if not (mine or org_admin):
+        raise AppError(ErrorCode.TOKEN_NOT_FOUND, "No such API token.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+
+
+def actor_for_token(session: Session, token: str | None) -> Actor:
+    """The actor behind a bearer token, with the user's current role in the token's organization.
+
+    Missing, unknown and revoked tokens, and tokens of users who are no longer members of
+    the organization, all raise UNAUTHENTICATED with the same message.
+    """
+    if not token or not token.startswith(f"{TOKEN_KIND}_") or len(token) > 200:
+        raise AppError(ErrorCode.UNAUTHENTICATED, BAD_TOKEN)
+    found = session.exec(
+        select(ApiToken, User, Organization, Membership.role)
+        .join(User, User.id == ApiToken.user_id)
+        .join(Organization, Organization.id == ApiToken.org_id)
+        .join(Membership, (Membership.user_id == ApiToken.user_id) & (Membership.org_id == ApiToken.org_id))
+        .where(ApiToken.token_hash == token_hash(token), ApiToken.revoked_at == None)  # noqa: E711
+    ).first()
+    if found is None:
+        raise AppError(ErrorCode.UNAUTHENTICATED, BAD_TOKEN)
+    row, user, org, role = found
+    now = utcnow()
+    if row.last_used_at is None or as_utc(row.last_used_at) <= now - LAST_USED_RESOLUTION:
+        # One conditional UPDATE, at most once a minute per token; concurrent uses do not collide.
+        session.exec(
+            update(ApiToken)
+            .where(ApiToken.id == row.id)
+            .where(or_(ApiToken.last_used_at == None, ApiToken.last_used_at <= now - LAST_USED_RESOLUTION))  # noqa: E711
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return Actor(user.id, user.email, user.name, org.id, org.name, Role(role))
+
+
+def authenticate_bearer(token: str | None) -> Actor:
+    """actor_for_token in its own unit of work (commits the last_used_at touch)."""
+    with session_scope() as session:
+        return actor_for_token(session, token)
+
+
+def create_token_for_email(email: str, org: int | str | None = None, name: str = "cli") -> str:
+    """For `python -m billing_app create-token --email EMAIL [--org ORG]`: the plain token, once.
+
+    ORG is an organization id or its exact name (case-insensitive); without it the user must
+    belong to exactly one organization.
+    """
+    with session_scope() as session:
+        user = session.exec(select(User).where(User.email == normalize_email(email))).first()
+        if user is None:
+            raise AppError(ErrorCode.USER_NOT_FOUND, f"No account uses {email}.")
+        orgs = session.exec(
+            select(Organization)
+            .join(Membership, Membership.org_id == Organization.id)
+            .where(Membership.user_id == user.id)
+            .order_by(Organization.id)
+        ).all()
+        if not orgs:
+            raise AppError(ErrorCode.NO_ORGANIZATION, f"{user.email} is not a member of any organization.")
+        if org is None or str(org).strip() == "":
+            if len(orgs) > 1:
+                listing = ", ".join(f"{o.id} ({o.name})" for o in orgs)
+                raise AppError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f"{user.email} belongs to several organizations; pass --org with one of: {listing}.",
+                )
+            chosen = orgs[0]
+        else:
+            wanted = str(org).strip()
+            matches = [o for o in orgs if str(o.id) == wanted] or [o for o in orgs if o.name.lower() == wanted.lower()]
+            if not matches:
+                raise AppError(ErrorCode.FORBIDDEN, f"{user.email} is not a member of an organization {wanted!r}.")
+            if len(matches) > 1:
+                raise AppError(ErrorCode.VALIDATION_ERROR, f"Several organizations are named {wanted!r}; pass its id instead.")
+            chosen = matches[0]
+        return _issue(session, user.id, chosen.id, _clean_name(name)).token

@@ -1,0 +1,123 @@
+"""API tokens: make one for scripts (shown once), see yours, revoke them."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from billing_app import routes
+from billing_app.auth import api_tokens
+from billing_app.billing.views import fmt_date
+from billing_app.components.layout import error_callout, page_frame
+from billing_app.db import session_scope
+from billing_app.errors import AppError
+from billing_app.state import AuthState
+
+
+class TokensState(AuthState):
+    tokens: list[dict[str, str]] = []
+    # The plain token, shown once right after it is made; cleared on the next visit.
+    new_token: str = ""
+    error: str = ""
+
+    def _reload(self, actor) -> None:
+        with session_scope() as session:
+            rows = api_tokens.list_tokens(session, actor)
+        self.tokens = [
+            {"id": str(r.id), "name": r.name or "(unnamed)", "prefix": r.prefix + "…", "created": fmt_date(r.created_at),
+             "last_used": fmt_date(r.last_used_at) or "never"}
+            for r in rows
+        ]
+
+    @rx.event
+    def load(self):
+        self.new_token = self.error = ""
+        try:
+            self._reload(self._actor())
+        except AppError as error:
+            return self._signed_out(error)
+
+    @rx.event
+    def create(self, form: dict):
+        self.error = self.new_token = ""
+        try:
+            actor = self._actor()
+            with session_scope() as session:
+                created = api_tokens.create_token(session, actor, form.get("name", ""))
+            self.new_token = created.token
+            self._reload(actor)
+        except AppError as error:
+            self.error = error.message
+
+    @rx.event
+    def revoke(self, token_id: str):
+        self.error = ""
+        try:
+            actor = self._actor()
+            with session_scope() as session:
+                api_tokens.revoke_token(session, actor, int(token_id))
+            self._reload(actor)
+        except (AppError, ValueError) as error:
+            self.error = error.message if isinstance(error, AppError) else "No such API token."
+
+
+@rx.page(route=routes.ACCOUNT_TOKENS, title="API tokens · Billing", on_load=TokensState.load)
+def tokens_page() -> rx.Component:
+    return page_frame(
+        rx.heading("API tokens", size="7"),
+        rx.text(
+            "A token lets a script use the REST API as you, in ", rx.text.strong(AuthState.org_name),
+            ", with your role there. Send it as ", rx.code("Authorization: Bearer <token>"), ".",
+            size="2", color_scheme="gray",
+        ),
+        error_callout(TokensState.error),
+        rx.cond(
+            TokensState.new_token != "",
+            rx.callout.root(
+                rx.callout.text(rx.text.strong("Copy this token now; it will not be shown again.")),
+                rx.hstack(
+                    rx.code(TokensState.new_token, id="new-token", size="3", style={"word_break": "break-all"}),
+                    rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", on_click=rx.set_clipboard(TokensState.new_token)),
+                    align="center",
+                    wrap="wrap",
+                ),
+                color_scheme="green",
+                width="100%",
+            ),
+        ),
+        rx.card(
+            rx.form(
+                rx.flex(
+                    rx.input(name="name", placeholder="What is it for? e.g. nightly export", max_length=120, flex="1", min_width="12em", id="token-name"),
+                    rx.button("Create token", type="submit", id="create-token"),
+                    spacing="2",
+                    wrap="wrap",
+                    width="100%",
+                ),
+                on_submit=TokensState.create,
+                reset_on_submit=True,
+            ),
+            width="100%",
+        ),
+        rx.box(
+            rx.table.root(
+                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Name", "Token", "Created", "Last used", "")])),
+                rx.table.body(
+                    rx.foreach(
+                        TokensState.tokens,
+                        lambda t: rx.table.row(
+                            rx.table.cell(t["name"]),
+                            rx.table.cell(rx.code(t["prefix"])),
+                            rx.table.cell(t["created"]),
+                            rx.table.cell(t["last_used"]),
+                            rx.table.cell(rx.button("Revoke", size="1", color_scheme="red", variant="soft", on_click=TokensState.revoke(t["id"]))),
+                            class_name="token-row",
+                        ),
+                    )
+                ),
+                width="100%",
+                variant="surface",
+            ),
+            overflow_x="auto",
+            width="100%",
+        ),
+    )

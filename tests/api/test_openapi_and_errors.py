@@ -1,0 +1,104 @@
+"""The OpenAPI document and the one error envelope (including FastAPI's own 404/405/422)."""
+
+from fastapi.testclient import TestClient
+
+from billing_app.errors import HTTP_STATUS, ErrorCode
+
+ROUTES = {
+    ("get", "/api/subscriptions"), ("get", "/api/subscriptions/my"), ("post", "/api/subscriptions/buy"),
+    ("get", "/api/subscriptions/checkout-session/{session_id}"), ("post", "/api/subscriptions/portal"),
+    ("post", "/api/billing/portal"), ("get", "/api/subscriptions/payments"), ("post", "/api/subscriptions/cancel"),
+    ("post", "/api/subscriptions/reactivate"), ("post", "/api/subscriptions/change"), ("get", "/api/billing/summary"),
+}
+ADMIN_ONLY = {"/api/subscriptions/buy", "/api/subscriptions/portal", "/api/billing/portal", "/api/subscriptions/payments",
+              "/api/subscriptions/cancel", "/api/subscriptions/reactivate", "/api/subscriptions/change"}
+
+
+def envelope(response, status, code=None):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"success", "error_code", "message"} and body["success"] is False
+    assert body["error_code"] in ErrorCode.__members__
+    if code:
+        assert body["error_code"] == code
+    return body
+
+
+def test_the_document_lists_every_route_with_its_auth_and_errors(client):
+    response = client.get("/api/openapi.json")  # public, like the docs it feeds
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["openapi"].startswith("3.1")
+    assert {(m, p) for p, item in doc["paths"].items() for m in item} == ROUTES
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {**doc["components"]["securitySchemes"]["bearerAuth"],
+                                                                  "type": "http", "scheme": "bearer"}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            responses = op["responses"]
+            assert "200" in responses
+            if path == "/api/subscriptions":
+                assert "security" not in op and set(responses) == {"200"}
+                continue
+            assert op["security"] == [{"bearerAuth": []}]
+            assert "401" in responses
+            assert ("403" in responses) == (path in ADMIN_ONLY), (method, path)
+            assert ("422" in responses) == (method == "post" and path != "/api/subscriptions/reactivate"
+                                            or path in ("/api/subscriptions/payments", "/api/subscriptions/checkout-session/{session_id}"))
+            for status, doc_response in responses.items():
+                if status == "200":
+                    continue
+                schema = doc_response["content"]["application/json"]["schema"]
+                assert schema["required"] == ["success", "error_code", "message"]
+                codes = schema["properties"]["error_code"]["enum"]
+                # Every documented code is a shared code whose HTTP status is the one it is documented under.
+                for code in codes:
+                    assert HTTP_STATUS.get(ErrorCode(code), 400) == int(status) or (status == "404" and "{" in path)
+    change = doc["paths"]["/api/subscriptions/change"]["post"]["responses"]
+    assert set(change["409"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]) == {
+        "SAME_PLAN", "LIFETIME_NOT_CHANGEABLE", "SUBSCRIPTION_ALREADY_CANCELED"}
+    assert "STRIPE_PLAN_CHANGE_FAILED" in change["502"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]
+    buy = doc["paths"]["/api/subscriptions/buy"]["post"]
+    assert buy["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BuyRequest"}
+    assert doc["components"]["schemas"]["BuyRequest"]["required"] == ["subscriptionPeriodId"]
+    assert doc["components"]["schemas"]["ErrorResponse"]["properties"]["error_code"] == {
+        **doc["components"]["schemas"]["ErrorResponse"]["properties"]["error_code"], "$ref": "#/components/schemas/ErrorCode"}
+    assert set(doc["components"]["schemas"]["ErrorCode"]["enum"]) == {c.value for c in ErrorCode}
+
+
+def test_unknown_routes_and_methods_use_the_envelope(client):
+    envelope(client.get("/api/nothing-here"), 404)
+    envelope(client.get("/api/nothing%0Ahere"), 404)  # a decoded newline still reaches the API's mount
+    envelope(client.get("/api/subscriptions/checkout-session/a/b", headers={"Authorization": "Bearer x"}), 404)
+    response = client.delete("/api/subscriptions")
+    envelope(response, 405)
+    assert response.headers["allow"] == "GET"
+    envelope(client.get("/api/subscriptions/buy"), 405)
+
+
+def test_validation_errors_use_the_envelope_and_name_the_field(client, tokens):
+    body = envelope(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": "one"}),
+                    422, "VALIDATION_ERROR")
+    assert "subscriptionPeriodId" in body["message"]
+    body = envelope(client.post("/api/subscriptions/buy", headers={**tokens.admin, "content-type": "application/json"},
+                                content=b'{"subscriptionPeriodId": '), 422, "VALIDATION_ERROR")
+    body = envelope(client.get("/api/subscriptions/payments", headers=tokens.admin, params={"limit": "many"}), 422, "VALIDATION_ERROR")
+    assert "limit" in body["message"]
+
+
+def test_authentication_comes_before_validation(client, tokens):
+    response = client.post("/api/subscriptions/buy", json={"nonsense": True})
+    envelope(response, 401, "UNAUTHENTICATED")
+    assert response.headers["www-authenticate"] == "Bearer"
+    envelope(client.post("/api/subscriptions/buy", headers={"Authorization": "Basic dXNlcjpwYXNz"}, json={}), 401, "UNAUTHENTICATED")
+    envelope(client.post("/api/subscriptions/buy", headers=tokens.member, json={"nonsense": True}), 403, "FORBIDDEN")
+
+
+def test_the_backend_serves_the_rest_api_under_api(database_url):
+    """The backend's own app (what rx.App(api_transformer=...) serves) mounts the REST API at /api."""
+    from billing_app.api import build_api
+
+    with TestClient(build_api()) as client:
+        assert client.get("/api/health").json() == {"status": "ok"}
+        assert client.get("/api/openapi.json").json()["openapi"].startswith("3.1")
+        envelope(client.get("/api/subscriptions/my"), 401, "UNAUTHENTICATED")
+        envelope(client.get("/api/no-such-route"), 404)
