@@ -4,13 +4,16 @@ import reflex as rx
 
 from billing_app.api import build_api
 from billing_app.settings import get_settings
+from billing_app.webhooks.worker import run_worker
 
 # Fail fast, with one clear line, on bad configuration (before any page compiles).
 get_settings()
 
 # Importing the page modules registers their @rx.page routes.
-from billing_app.pages import auth_pages, billing, confirm, home, members, payments, pricing  # noqa: E402,F401
+from billing_app.pages import auth_pages, billing, confirm, home, members, payments, pricing, tokens  # noqa: E402,F401
 
 app = rx.App(
     api_transformer=build_api(),
 )
+# The webhook worker runs inside the backend process for as long as it serves.
+app.register_lifespan_task(run_worker)

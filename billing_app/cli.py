@@ -81,6 +81,27 @@ def cmd_create_token(args) -> int:
     return 0
 
 
+def cmd_webhook_events(args) -> int:
+    from billing_app.webhooks import counts, recent
+
+    summary = ", ".join(f"{state} {n}" for state, n in sorted(counts().items()))
+    print(f"Events by state: {summary or 'none stored'}")
+    for event in recent(state=args.state, limit=args.limit):
+        error = f"  last error: {event.last_error}" if event.last_error else ""
+        print(f"  {event.stripe_event_id}  {event.type:<40} {event.state:<10} attempts {event.attempts}{error}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from billing_app.webhooks import replay
+
+    if not replay(args.event_id):
+        print(f"No stored event {args.event_id}.", file=sys.stderr)
+        return 1
+    print(f"Queued {args.event_id} again; the running app's worker processes it.")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from billing_app.serve import serve
 
@@ -103,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--org", help="organization id or exact name (needed when the user is in several)")
     token.add_argument("--name", default="cli", help="a label shown in the token list")
     token.set_defaults(func=cmd_create_token)
+    events = sub.add_parser("webhook-events", help="list stored Stripe events (e.g. the failed ones to replay)")
+    events.add_argument("--state", choices=["pending", "processed", "failed"], help="only events in this state")
+    events.add_argument("--limit", type=int, default=50)
+    events.set_defaults(func=cmd_webhook_events)
+    replay = sub.add_parser("replay", help="queue a stored Stripe event again (after fixing what made it fail)")
+    replay.add_argument("event_id", help="the Stripe event id (evt_...)")
+    replay.set_defaults(func=cmd_replay)
     serve = sub.add_parser("serve", help="start the sandbox and the app on 127.0.0.1 (what `make run` does)")
     serve.add_argument("--prod", action="store_true", help="production build, one port")
     serve.add_argument("--port", type=int, default=3000, help="the port users open (default 3000)")

@@ -196,6 +196,12 @@ class Payment(SQLModel, table=True):
 class WebhookEvent(SQLModel, table=True):
     """Every event Stripe sent us, stored before it is handled (the event log)."""
 
+    __table_args__ = (
+        # The worker's "what is due" and "whose events are held" queries.
+        Index("ix_webhookevent_state_next_attempt", "state", "next_attempt_at"),
+        Index("ix_webhookevent_customer_state", "customer_id", "state"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     stripe_event_id: str = Field(max_length=255, unique=True, index=True)
     type: str = Field(max_length=100)

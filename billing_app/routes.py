@@ -16,6 +16,7 @@ ACCOUNT_TOKENS = "/account/tokens"
 API_PREFIX = "/api"
 API_HEALTH = "/api/health"
 API_PAYMENTS_CSV = "/api/billing/payments.csv"
+API_STRIPE_WEBHOOK = "/api/stripe/webhook"
 
 
 def is_local_path(path: str) -> bool:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from billing_app import routes
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_BUN_BIN = PROJECT_ROOT / ".tools" / "bun" / "node_modules" / ".bin"
 SANDBOX_KEY = "sk_test_sandbox"
@@ -109,7 +111,7 @@ def start(
             processes.append(
                 subprocess.Popen(
                     [python, "-m", "billing_app.sandbox", "--port", str(sandbox_port),
-                     "--webhook-url", f"{env['REFLEX_API_URL']}/api/stripe/webhook",
+                     "--webhook-url", env["REFLEX_API_URL"] + routes.API_STRIPE_WEBHOOK,
                      "--webhook-secret", SANDBOX_WEBHOOK_SECRET, "--data", str(data_dir / "sandbox.json")],
                     env=env, cwd=PROJECT_ROOT, start_new_session=True, **output,
                 )

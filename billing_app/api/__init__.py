@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from billing_app import routes
 from billing_app.db import get_engine
+from billing_app.webhooks.route import PATH as STRIPE_WEBHOOK_PATH, stripe_webhook
 
 
 async def health(_request: Request) -> JSONResponse:
@@ -20,4 +21,14 @@ async def health(_request: Request) -> JSONResponse:
 
 
 def build_api() -> Starlette:
-    return Starlette(routes=[Route(routes.API_HEALTH, health)])
+    from billing_app.api import exports, rest
+
+    return Starlette(
+        routes=[
+            Route(routes.API_HEALTH, health),
+            Route(STRIPE_WEBHOOK_PATH, stripe_webhook, methods=["GET", "PUT", "PATCH", "DELETE", "POST"]),
+            Route(routes.API_PAYMENTS_CSV, exports.payments_csv, methods=["GET"]),
+            # Last: the REST API takes every other path under /api (JSON 404 for unknown ones).
+            rest.mount(),
+        ]
+    )

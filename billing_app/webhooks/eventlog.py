@@ -1,0 +1,354 @@
+"""The webhook event log: store, claim, record, replay.
+
+Every verified event is stored once by its Stripe id before anything else happens
+(`store_events`: INSERT ... ON CONFLICT DO NOTHING). The worker then claims due events
+(`claim`), syncs their customers and writes the outcome (`record`; `mark_processed`
+and `mark_failed` for one group). The row is the whole state of the retry machine:
+
+    pending --sync ok--> processed
+    pending --sync failed--> pending (attempts+1, last_error, next_attempt_at = now + backoff)
+                         \\--> failed once attempts reach the limit (shown to admins; `replay` re-queues)
+
+A claim is a lease: `claimed_until` is set in the future, atomically. On PostgreSQL one
+UPDATE whose row choice uses FOR UPDATE SKIP LOCKED, so several workers never take the
+same row; on SQLite the rows are chosen in a read and claimed by an UPDATE that re-checks
+they are still due, under the single write lock. If the process dies, the lease expires
+and the event is claimed again. The exact `claimed_until` value doubles as the claim's
+fencing token: a worker whose lease ran out cannot mark a row another worker has since
+claimed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from billing_app.db import get_engine
+from billing_app.models import WebhookEvent, utcnow
+from billing_app.webhooks import handlers
+
+T = WebhookEvent.__table__
+
+PENDING = "pending"
+PROCESSED = "processed"
+FAILED = "failed"
+ERROR_MAX_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One claimed event, as the worker needs it (the payload stays in the database)."""
+
+    id: int
+    stripe_event_id: str
+    type: str
+    customer_id: str | None
+    attempts: int  # including this attempt
+
+
+_sqlite_write_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator:
+    """A write transaction. On SQLite, this process's writers (the ingest thread, the worker)
+    take turns on a lock first: waiting on it is a hand-over, where waiting on SQLite's own
+    busy timeout sleeps in steps of up to 100 ms and lets a busy writer starve the others."""
+    engine = get_engine()
+    lock = _sqlite_write_lock if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+    with lock, engine.begin() as connection:
+        yield connection
+
+
+def _row(event: dict, payload: str, now: datetime) -> dict:
+    handled = handlers.is_handled(event["type"])
+    return dict(
+        stripe_event_id=event["id"],
+        type=event["type"],
+        customer_id=handlers.customer_to_sync(event) if handled else None,
+        received_at=now,
+        processed_at=None if handled else now,
+        state=PENDING if handled else PROCESSED,
+        attempts=0,
+        payload=payload,
+    )
+
+
+_EXISTING = select(T.c.stripe_event_id).where(T.c.stripe_event_id.in_(bindparam("ids", expanding=True)))
+_INSERT_SQLITE = sqlite_insert(T).on_conflict_do_nothing(index_elements=[T.c.stripe_event_id])
+
+
+def store_events(items: list[tuple[dict, str]]) -> list[bool]:
+    """Store verified events (event, raw payload) in one transaction; for each, True if new.
+
+    INSERT ... ON CONFLICT (stripe_event_id) DO NOTHING: an id already stored (or repeated
+    within `items`) is a no-op and reported False. Unknown types are stored already
+    processed: kept for the record, never synced.
+    """
+    now = utcnow()
+    first: dict[str, int] = {}
+    rows = []
+    for index, (event, payload) in enumerate(items):
+        if event["id"] not in first:
+            first[event["id"]] = index
+            rows.append(_row(event, payload, now))
+    if get_engine().dialect.name == "postgresql":
+        statement = pg_insert(T).values(rows).on_conflict_do_nothing(index_elements=[T.c.stripe_event_id])
+        with _writing() as connection:
+            inserted = set(connection.execute(statement.returning(T.c.stripe_event_id)).scalars())
+    else:
+        # SQLite: this process's writers take turns (`_writing`), so "which ids exist" then one
+        # executemany INSERT is exact here and costs far less than a many-row VALUES statement.
+        with _writing() as connection:
+            existing = set(connection.execute(_EXISTING, {"ids": list(first)}).scalars())
+            new = [row for row in rows if row["stripe_event_id"] not in existing]
+            if new:
+                connection.execute(_INSERT_SQLITE, new)
+        inserted = {row["stripe_event_id"] for row in new}
+    return [event["id"] in inserted and first[event["id"]] == index for index, (event, _) in enumerate(items)]
+
+
+def store_event(event: dict, payload: str) -> bool:
+    """Store one verified event; True if new, False for a duplicate id (a no-op)."""
+    return store_events([(event, payload)])[0]
+
+
+def _due(now):
+    return and_(
+        T.c.state == PENDING,
+        or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= now),
+        or_(T.c.claimed_until.is_(None), T.c.claimed_until < now),
+    )
+
+
+_NOW = bindparam("now")
+_HAS_DUE = select(T.c.id).where(_due(_NOW)).limit(1)
+_other = T.alias("other")
+# Computed once per claim (not correlated per row): the customers whose events someone holds now.
+_BUSY_CUSTOMERS = select(_other.c.customer_id).where(
+    _other.c.state == PENDING, _other.c.claimed_until >= _NOW, _other.c.customer_id.is_not(None),
+)
+_CHOOSE = (
+    select(T.c.id)
+    .where(_due(_NOW), or_(T.c.customer_id.is_(None), T.c.customer_id.not_in(_BUSY_CUSTOMERS)))
+    .order_by(T.c.id)
+    .limit(bindparam("limit"))
+)
+_RETURNING = (T.c.id, T.c.stripe_event_id, T.c.type, T.c.customer_id, T.c.attempts)
+_CLAIM_VALUES = dict(claimed_until=bindparam("token"), attempts=T.c.attempts + 1)
+# PostgreSQL: one statement; rows another worker is claiming right now are skipped, not waited for.
+_CLAIM_PG = update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True))).values(**_CLAIM_VALUES).returning(*_RETURNING)
+# SQLite: the chosen ids, claimed only if still due (the re-check makes the claim atomic).
+_CLAIM_IDS = update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW)).values(**_CLAIM_VALUES).returning(*_RETURNING)
+
+
+def has_due(now: datetime | None = None) -> bool:
+    """A cheap read, so an idle worker does not take SQLite's write lock every poll."""
+    with get_engine().connect() as connection:
+        return connection.execute(_HAS_DUE, {"now": now or utcnow()}).first() is not None
+
+
+def claim(limit: int, lease: timedelta, now: datetime | None = None) -> tuple[datetime, list[Claimed]]:
+    """Claim up to `limit` due events; returns the claim's token (its `claimed_until`) and the events.
+
+    Events of a customer another worker is syncing right now are left alone: they wait
+    and are covered by one later sync instead of a second concurrent one.
+    """
+    now = now or utcnow()
+    token = now + lease
+    if get_engine().dialect.name == "postgresql":
+        with _writing() as connection:
+            rows = connection.execute(_CLAIM_PG, {"now": now, "limit": limit, "token": token}).all()
+    else:
+        # Choose in a read (WAL readers never block the writer), then claim under the write
+        # lock: it is held only for a few primary-key updates.
+        with get_engine().connect() as connection:
+            ids = list(connection.execute(_CHOOSE, {"now": now, "limit": limit}).scalars())
+        if not ids:
+            return token, []
+        with _writing() as connection:
+            rows = connection.execute(_CLAIM_IDS, {"ids": ids, "now": now, "token": token}).all()
+    return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+
+
+@dataclass(frozen=True)
+class Synced:
+    """A successful sync of `customer_id` (begun at `synced_from`) for our claimed rows `ids`."""
+
+    ids: list[int]
+    customer_id: str | None = None
+    synced_from: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A failed sync for these claimed events, with the error to show the admin."""
+
+    events: list[Claimed]
+    error: str
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    backoff_base: float  # seconds before the 2nd attempt; doubles each time
+    backoff_cap: float
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Exponential: base, 2*base, 4*base, ... capped."""
+        return timedelta(seconds=min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempts - 1)))
+
+
+_DONE = dict(
+    state=PROCESSED, processed_at=bindparam("done_at"), claimed_until=None, next_attempt_at=None, last_error=None,
+)
+# Our claimed rows, by id and claim token.
+_MARK_OURS = update(T).where(
+    T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_until == bindparam("token"), T.c.state == PENDING,
+).values(**_DONE)
+# Pending events of the customer stored before its successful sync began are covered by it
+# (e.g. ones waiting for a retry), unless another worker holds them. SKIP LOCKED: never wait
+# for a row another transaction is writing (no lock-order deadlocks between workers on
+# PostgreSQL). `state || ''` keeps SQLite's planner on the customer_id index (without
+# statistics it would pick the state index and scan every pending row).
+_MARK_COVERED = update(T).where(
+    T.c.id.in_(
+        select(T.c.id)
+        .where(
+            T.c.customer_id == bindparam("customer"),
+            (T.c.state + "") == PENDING,
+            T.c.received_at <= bindparam("synced_from"),
+            or_(T.c.claimed_until.is_(None), T.c.claimed_until < bindparam("done_at")),
+        )
+        .with_for_update(skip_locked=True)
+    ),
+    T.c.state == PENDING,
+).values(**_DONE)
+_MARK_FAILED = update(T).where(
+    T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_until == bindparam("token"), T.c.state == PENDING,
+).values(
+    claimed_until=None, last_error=bindparam("error"), state=bindparam("new_state"), next_attempt_at=bindparam("retry_at"),
+).returning(T.c.id)
+
+
+def record(
+    token: datetime, synced: Iterable[Synced] = (), failed: Iterable[Failed] = (), *, policy: RetryPolicy | None = None,
+) -> tuple[int, list[tuple[int, str]]]:
+    """Write the outcome of several syncs in one short transaction.
+
+    Synced rows become processed. Failed rows count the attempt (already counted by the
+    claim) and keep the error: retried after a backoff, or `failed` once the limit is
+    reached. Only rows still held by this claim (`token`) change. Returns the number of
+    rows marked processed and (id, new state) for each failed row.
+    """
+    synced, failed = list(synced), list(failed)
+    if not synced and not failed:
+        return 0, []
+    if failed and policy is None:
+        raise ValueError("a retry policy is needed to record failures")
+    now = utcnow()
+    # Failures grouped by (error, attempts): same text, same backoff, one statement each.
+    groups: dict[tuple[str, int], list[int]] = {}
+    for f in failed:
+        for event in f.events:
+            groups.setdefault((f.error[:ERROR_MAX_CHARS], event.attempts), []).append(event.id)
+    states: list[tuple[int, str]] = []
+    with _writing() as connection:
+        ours = [row_id for s in synced for row_id in s.ids]
+        processed = connection.execute(_MARK_OURS, {"ids": ours, "token": token, "done_at": now}).rowcount if ours else 0
+        for s in synced:
+            if s.customer_id is not None and s.synced_from is not None:
+                params = {"customer": s.customer_id, "synced_from": s.synced_from, "done_at": now}
+                processed += connection.execute(_MARK_COVERED, params).rowcount
+        for (error, attempts), ids in groups.items():
+            final = attempts >= policy.max_attempts
+            state = FAILED if final else PENDING
+            params = {"ids": ids, "token": token, "error": error, "new_state": state,
+                      "retry_at": None if final else now + policy.backoff(attempts)}
+            states += [(row_id, state) for row_id in connection.execute(_MARK_FAILED, params).scalars()]
+    return processed, states
+
+
+def mark_processed(
+    ids: Iterable[int], token: datetime, *, customer_id: str | None = None, synced_from: datetime | None = None,
+) -> int:
+    """Mark our claimed events processed (and the customer's covered ones); how many rows changed."""
+    return record(token, [Synced(list(ids), customer_id, synced_from)])[0]
+
+
+def mark_failed(
+    events: Iterable[Claimed], token: datetime, error: str, *, max_attempts: int, backoff_base: float, backoff_cap: float,
+) -> list[tuple[int, str]]:
+    """Record a failed attempt for our claimed events; (id, new state) for each row still ours."""
+    policy = RetryPolicy(max_attempts, backoff_base, backoff_cap)
+    return record(token, failed=[Failed(list(events), error)], policy=policy)[1]
+
+
+def release(ids: Iterable[int], token: datetime) -> int:
+    """Give claimed events back untried (the lease is running out): not counted as an attempt."""
+    statement = (
+        update(T)
+        .where(T.c.id.in_(list(ids)), T.c.claimed_until == token, T.c.state == PENDING)
+        .values(claimed_until=None, attempts=case((T.c.attempts > 0, T.c.attempts - 1), else_=0))
+    )
+    with _writing() as connection:
+        return connection.execute(statement).rowcount
+
+
+def replay(event_id: str | int) -> bool:
+    """Queue an event again (an admin's "replay"): pending, attempts reset, due now.
+
+    `event_id` is the Stripe id (evt_...) or the row id. Any state may be replayed: a
+    processed event re-syncs its customer, which is always safe. Returns False if unknown.
+    """
+    key = T.c.id == event_id if isinstance(event_id, int) else T.c.stripe_event_id == event_id
+    statement = update(T).where(key).values(
+        state=PENDING, attempts=0, next_attempt_at=None, claimed_until=None, processed_at=None,
+    )
+    with _writing() as connection:
+        found = connection.execute(statement).rowcount == 1
+    if found:
+        from billing_app.webhooks.worker import notify
+
+        notify()
+    return found
+
+
+def counts() -> dict[str, int]:
+    """How many events are in each state (for admins, logs and the benchmark)."""
+    with get_engine().connect() as connection:
+        rows = connection.execute(select(T.c.state, func.count()).group_by(T.c.state)).all()
+    return {state: count for state, count in rows}
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """One stored event as an admin page or command shows it (no payload)."""
+
+    id: int
+    stripe_event_id: str
+    type: str
+    customer_id: str | None
+    state: str
+    attempts: int
+    received_at: datetime
+    processed_at: datetime | None
+    next_attempt_at: datetime | None
+    last_error: str | None
+
+
+def recent(state: str | None = None, limit: int = 50) -> list[EventSummary]:
+    """The newest stored events, optionally of one state (e.g. "failed", for the admin to replay)."""
+    columns = [T.c[name] for name in EventSummary.__dataclass_fields__]
+    query = select(*columns).order_by(T.c.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(T.c.state == state)
+    with get_engine().connect() as connection:
+        return [EventSummary(*row) for row in connection.execute(query)]

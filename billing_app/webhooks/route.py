@@ -1,0 +1,78 @@
+"""POST /api/stripe/webhook: verify the signature, store the event once, answer 200.
+
+The route does only what must happen before Stripe gets its answer: check
+`Stripe-Signature` on the raw body (any of the configured secrets, for rotation;
+300 s tolerance) and one INSERT ... ON CONFLICT DO NOTHING, shared with concurrent
+deliveries (`ingest`: group commit). The worker does the rest.
+A bad or missing signature gets 400, a log line and no row.
+"""
+
+from __future__ import annotations
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from billing_app import routes
+from billing_app.billing.gateway import verify_webhook
+from billing_app.settings import get_settings
+from billing_app.webhooks.ingest import writer
+from billing_app.webhooks.worker import notify
+
+log = structlog.get_logger("billing_app.webhooks")
+
+# The URL to give Stripe (and the sandbox): <backend>/api/stripe/webhook.
+PATH = routes.API_STRIPE_WEBHOOK
+# Stripe's events are a few KB (large invoices some tens of KB); this refuses abuse, not events.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _refuse(request: Request, reason: str, message: str, detail: str = "", status: int = 400) -> JSONResponse:
+    """A refusal with a fixed message (400 unless told); the detail goes to the log only."""
+    client = request.client.host if request.client else None
+    log.warning("webhook.rejected", reason=reason, detail=(detail or message)[:200], client=client)
+    return JSONResponse({"error": {"code": reason, "message": message}}, status_code=status)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The raw body, or None past MAX_BODY_BYTES (read before the signature is checked, so bounded)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _well_formed(event) -> bool:
+    return (
+        isinstance(event, dict)
+        and isinstance(event.get("id"), str) and 0 < len(event["id"]) <= 255
+        and isinstance(event.get("type"), str) and 0 < len(event["type"]) <= 100
+    )
+
+
+async def stripe_webhook(request: Request) -> JSONResponse:
+    if request.method != "POST":  # routed here for every method, so the REST mount after it cannot answer 404
+        return JSONResponse({"error": {"code": "method_not_allowed", "message": "POST only."}}, status_code=405,
+                            headers={"Allow": "POST"})
+    body = await _read_body(request)
+    if body is None:
+        return _refuse(request, "payload_too_large", "The body is larger than any Stripe event.", status=413)
+    try:
+        event = verify_webhook(body, request.headers.get("stripe-signature"), get_settings().webhook_secrets)
+    except ValueError as error:
+        return _refuse(request, "signature_invalid", "Missing or invalid Stripe-Signature.", str(error))
+    if not _well_formed(event):
+        return _refuse(request, "event_malformed", "The body is not a Stripe event (id and type).")
+    # The signature check proved these bytes are UTF-8 JSON from Stripe; store them as sent.
+    # The answer waits for the commit (group commit with concurrent deliveries, off the event loop).
+    try:
+        stored = await writer.store(event, body.decode("utf-8"))
+    except Exception as error:  # the database is unavailable: non-2xx, so Stripe retries later
+        log.error("webhook.store_failed", event_id=event["id"], error=f"{type(error).__name__}: {error}")
+        return JSONResponse({"error": {"code": "unavailable", "message": "Try again later."}}, status_code=503)
+    if stored:
+        notify()
+    return JSONResponse({"received": True, "duplicate": not stored})

@@ -1,0 +1,256 @@
+"""The webhook worker: claims stored events, syncs each customer once, marks the events.
+
+`Worker.run_once()` is one synchronous pass (tests drive it directly);
+`run_worker()` is the loop the backend starts as a Reflex lifespan task. It runs each
+pass in a thread (the sync makes blocking Stripe and database calls), sleeps while
+nothing is due, and wakes early when the webhook route stores an event (`notify`),
+after a short pause that lets a burst of one customer's events gather into one sync.
+
+The sync function is a parameter (default `billing_app.billing.sync.sync_customer`),
+so the claim/retry/coalescing logic can be exercised with a real database and a test
+double where that is the honest thing to test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+
+from billing_app.models import utcnow
+from billing_app.webhooks import eventlog
+
+log = structlog.get_logger("billing_app.webhooks")
+
+SyncFn = Callable[[str], object]
+
+BATCH_SIZE = 200
+LEASE_SECONDS = 120.0
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_SECONDS = 30.0  # 30 s, 1 min, 2 min, ... (about 1 h 4 min over 8 attempts)
+BACKOFF_CAP_SECONDS = 3600.0
+POLL_SECONDS = 1.0
+GATHER_SECONDS = 0.25
+FLUSH_EVERY = 50  # write outcomes after this many customers ...
+FLUSH_SECONDS = 1.0  # ... or this long, whichever comes first
+YIELD_MAX_SECONDS = 0.05  # the longest the worker defers a write to incoming deliveries
+
+
+def _ingest_busy() -> bool:
+    from billing_app.webhooks.ingest import writer
+
+    return writer.busy()
+
+
+def _default_sync(customer_id: str):
+    from billing_app.billing.sync import sync_customer
+
+    return sync_customer(customer_id)
+
+
+@dataclass
+class PassReport:
+    claimed: int = 0
+    events: list[str] = field(default_factory=list)  # the Stripe ids this pass claimed
+    synced: list[str] = field(default_factory=list)  # customers synced successfully
+    failed: list[str] = field(default_factory=list)  # customers whose sync raised
+    processed: int = 0  # rows marked processed (ours plus covered ones)
+    released: int = 0  # rows given back because the lease ran short
+    gave_up: int = 0  # rows that reached the attempt limit and are now `failed`
+    errors: dict[str, list[str]] = field(default_factory=dict)  # error text -> customers
+    changed_orgs: set[int] = field(default_factory=set)  # orgs whose mirror the syncs changed
+
+
+class Worker:
+    def __init__(
+        self,
+        sync: SyncFn | None = None,
+        *,
+        batch_size: int = BATCH_SIZE,
+        lease_seconds: float = LEASE_SECONDS,
+        max_attempts: int = MAX_ATTEMPTS,
+        backoff_base: float = BACKOFF_BASE_SECONDS,
+        backoff_cap: float = BACKOFF_CAP_SECONDS,
+        flush_every: int = FLUSH_EVERY,
+        flush_seconds: float = FLUSH_SECONDS,
+        ingest_busy: Callable[[], bool] | None = _ingest_busy,
+    ):
+        self.sync = sync or _default_sync
+        self.batch_size = batch_size
+        self.lease = timedelta(seconds=lease_seconds)
+        self.policy = eventlog.RetryPolicy(max_attempts, backoff_base, backoff_cap)
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self.ingest_busy = ingest_busy
+
+    def _yield_to_ingest(self) -> None:
+        """Ingest first: while deliveries are being stored in this process, let them have the
+        database (and the interpreter) for a moment before each of our writes. Bounded, so a
+        flood slows the worker down (and its syncs cover more events each) without stopping it."""
+        if self.ingest_busy is None:
+            return
+        deadline = time.monotonic() + YIELD_MAX_SECONDS
+        while self.ingest_busy() and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def run_once(self) -> PassReport:
+        """Claim one batch and handle it: one sync per customer, then mark its events.
+
+        Outcomes are written a few customers at a time in one transaction (and always at the
+        end of the pass): if the process dies before a write, those events' claims expire
+        and they are synced again, which is harmless.
+        """
+        report = PassReport()
+        if not eventlog.has_due():
+            return report
+        self._yield_to_ingest()
+        token, events = eventlog.claim(self.batch_size, self.lease)
+        report.claimed = len(events)
+        report.events = [e.stripe_event_id for e in events]
+        by_customer: dict[str | None, list[eventlog.Claimed]] = {}
+        for event in events:
+            by_customer.setdefault(event.customer_id, []).append(event)
+
+        synced: list[eventlog.Synced] = []
+        failed: list[eventlog.Failed] = []
+        # Handled types whose object names no customer: nothing in the mirror can depend on them.
+        if None in by_customer:
+            synced.append(eventlog.Synced([e.id for e in by_customer.pop(None)]))
+
+        def flush():
+            self._yield_to_ingest()
+            processed, states = eventlog.record(token, synced, failed, policy=self.policy)
+            report.processed += processed
+            report.gave_up += sum(1 for _, state in states if state == eventlog.FAILED)
+            synced.clear()
+            failed.clear()
+
+        # Stop starting syncs well before the lease ends, so no other worker re-claims mid-sync.
+        stop_at = time.monotonic() + self.lease.total_seconds() / 2
+        last_flush = time.monotonic()
+        customers = list(by_customer)
+        for index, customer_id in enumerate(customers):
+            if time.monotonic() > stop_at:
+                flush()
+                rest = [e.id for c in customers[index:] for e in by_customer[c]]
+                report.released = eventlog.release(rest, token)
+                break
+            outcome = self._sync_one(customer_id, by_customer[customer_id], report)
+            (synced if isinstance(outcome, eventlog.Synced) else failed).append(outcome)
+            if len(synced) + len(failed) >= self.flush_every or time.monotonic() - last_flush > self.flush_seconds:
+                flush()
+                last_flush = time.monotonic()
+        flush()
+        self._log(report)
+        return report
+
+    def _sync_one(self, customer_id: str, events: list[eventlog.Claimed], report: PassReport):
+        started = utcnow()
+        try:
+            result = self.sync(customer_id)
+        except Exception as error:  # any failure is retried; the error text is kept on the rows for the admin
+            message = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
+            report.failed.append(customer_id)
+            report.errors.setdefault(message, []).append(customer_id)
+            return eventlog.Failed(events, message)
+        report.synced.append(customer_id)
+        org_id = getattr(result, "org_id", None)
+        if org_id is not None and getattr(result, "changes", True):
+            report.changed_orgs.add(org_id)
+        return eventlog.Synced([e.id for e in events], customer_id, started)
+
+    @staticmethod
+    def _log(report: PassReport) -> None:
+        log.info(
+            "webhook.pass", claimed=report.claimed, synced=len(report.synced), failed=len(report.failed),
+            processed=report.processed, gave_up=report.gave_up, released=report.released,
+        )
+        for message, customers in report.errors.items():
+            log.warning("webhook.sync_failed", error=message, customers=len(customers), sample=customers[:5])
+
+    def drain(self, max_passes: int = 1000) -> list[PassReport]:
+        """Run passes until nothing is due (bounded); for tests, benchmarks and scripts."""
+        reports = []
+        for _ in range(max_passes):
+            report = self.run_once()
+            if not report.claimed:
+                break
+            reports.append(report)
+        return reports
+
+
+# --- the lifespan task ---------------------------------------------------------------
+
+_wakeups: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+
+def notify() -> None:
+    """Wake the worker(s) of this process now (called after an event is stored); safe from any thread."""
+    for loop, event in list(_wakeups):
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+
+async def _refresh_pages(org_ids: set[int]) -> None:
+    """Push the new billing state to the org's open pages (billing_app.live)."""
+    from billing_app import live
+
+    for org_id in org_ids:
+        try:
+            await live.notify(org_id)
+        except Exception as error:  # a page refresh is a nicety; never stop the worker for it
+            log.info("webhook.live_refresh_skipped", org=org_id, error=str(error))
+
+
+async def run_worker(
+    sync: SyncFn | None = None, *, poll_seconds: float = POLL_SECONDS, gather_seconds: float = GATHER_SECONDS,
+    worker: Worker | None = None, on_change=_refresh_pages,
+) -> None:
+    """Process stored events until cancelled (the backend's lifespan ends).
+
+    `on_change(org_ids)` runs after a pass whose syncs changed some orgs' mirror
+    (default: refresh their open billing pages through `billing_app.live`).
+    """
+    worker = worker or Worker(sync)
+    wake = asyncio.Event()
+    entry = (asyncio.get_running_loop(), wake)
+    _wakeups.append(entry)
+    log.info("webhook.worker_started")
+    failures = 0
+    try:
+        while True:
+            try:
+                report = await asyncio.to_thread(worker.run_once)
+                failures = 0
+            except Exception as error:  # e.g. the database is unreachable: log, back off, keep going
+                failures += 1
+                log.error("webhook.worker_error", error=f"{type(error).__name__}: {error}")
+                await asyncio.sleep(min(30.0, poll_seconds * 2 ** failures))
+                continue
+            if report.changed_orgs and on_change is not None:
+                await on_change(report.changed_orgs)
+            if report.claimed >= worker.batch_size:
+                continue  # a backlog: carry on at once
+            if report.claimed:
+                # Events keep arriving: let them gather for a moment, so each customer's burst is one sync.
+                await asyncio.sleep(gather_seconds)
+                continue
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=poll_seconds)
+            except TimeoutError:
+                continue
+            await asyncio.sleep(gather_seconds)  # let the rest of a burst arrive, to sync each customer once
+    finally:
+        _wakeups.remove(entry)
+        log.info("webhook.worker_stopped")
