@@ -1,0 +1,236 @@
+"""Checkout sessions: creation, expiry, and completion (hosted page and test helper)."""
+
+from __future__ import annotations
+
+from .. import objects as o
+from ..api import Ctx, created_filter, route
+from ..billing import (
+    FAILURES, attach, charge_card, decline_error, finalize, get_or_404, mark_paid, new_invoice, now_for, product_name,
+    real_now, resolve_payment_method, start_subscription,
+)
+from ..errors import card_declined, invalid
+from ..params import as_bool, as_int, as_list
+from ..store import gen_id
+
+DEFAULT_TTL = 24 * 3600
+
+
+@route("POST", "/v1/checkout/sessions", "checkout._session_create_params:SessionCreateParams")
+def create_session(ctx: Ctx):
+    p, store = ctx.params, ctx.store
+    mode = p.get("mode")
+    if mode not in ("subscription", "payment"):
+        if mode == "setup":
+            raise invalid("The sandbox supports Checkout in `payment` and `subscription` mode only.", "mode")
+        raise invalid("Missing required param: mode.", "mode", "parameter_missing")
+    items = as_list(p.get("line_items"))
+    if not items:
+        raise invalid("line_items is required in `%s` mode." % mode, "line_items", "parameter_missing")
+    ui_mode = p.get("ui_mode") or "hosted"
+    if ui_mode != "hosted":
+        raise invalid("The sandbox supports ui_mode=hosted only.", "ui_mode")
+    if not p.get("success_url"):
+        raise invalid("You must provide a success_url in hosted mode.", "success_url", "parameter_missing")
+    cust = None
+    if p.get("customer"):
+        cust = get_or_404(store, "customer", p["customer"], param="customer")
+    line_items, currency, total = [], None, 0
+    has_recurring = False
+    for i, li in enumerate(items):
+        if not li.get("price"):
+            if li.get("price_data"):
+                raise invalid("The sandbox needs line_items[%d][price]; price_data is not supported." % i, f"line_items[{i}][price_data]")
+            raise invalid("Missing required param: line_items[%d][price]." % i, f"line_items[{i}][price]", "parameter_missing")
+        pr = get_or_404(store, "price", li["price"], "price", f"line_items[{i}][price]")
+        if not pr["active"]:
+            raise invalid(f"The price specified is inactive. This field only accepts active prices.", f"line_items[{i}][price]")
+        if mode == "payment" and pr["type"] == "recurring":
+            raise invalid("You specified `payment` mode but passed a recurring price. Either switch to `subscription` mode "
+                          "or use only one-time prices.", "line_items")
+        has_recurring |= pr["type"] == "recurring"
+        if currency and pr["currency"] != currency:
+            raise invalid("All line items must use the same currency.", "line_items")
+        currency = pr["currency"]
+        qty = as_int(li.get("quantity"), f"line_items[{i}][quantity]") or 1
+        item = o.checkout_item(pr, qty)
+        item["description"] = product_name(store, pr)
+        line_items.append(item)
+        total += item["amount_total"]
+    if mode == "subscription" and not has_recurring:
+        raise invalid("You must provide at least one recurring price in `subscription` mode when using prices.", "line_items")
+    now = real_now()
+    expires_at = as_int(p.get("expires_at"), "expires_at") or now + DEFAULT_TTL
+    if not now + 1800 <= expires_at <= now + DEFAULT_TTL + 60:
+        raise invalid("The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout Session creation.", "expires_at")
+    cs_id = "cs_test_" + gen_id("x", 58)[2:]
+    invoice_creation = None
+    if mode == "payment":
+        ic = p.get("invoice_creation") or {}
+        invoice_creation = {"enabled": as_bool(ic.get("enabled"), "invoice_creation[enabled]") or False, "invoice_data": None}
+    cs = o.checkout_session(
+        cs_id, now, mode, f"{store.base_url}/checkout/{cs_id}", amount_subtotal=total, amount_total=total, currency=currency,
+        cancel_url=p.get("cancel_url"), success_url=p["success_url"], client_reference_id=p.get("client_reference_id"),
+        customer=cust["id"] if cust else None, customer_email=p.get("customer_email"), expires_at=expires_at,
+        metadata=p.get("metadata") or {}, invoice_creation=invoice_creation,
+        customer_creation=None if cust else ("always" if mode == "subscription" else p.get("customer_creation") or "if_required"))
+    cs["_line_items"] = line_items
+    sd = p.get("subscription_data") or {}
+    cs["_subscription_data"] = {
+        "metadata": sd.get("metadata") or {},
+        "trial_period_days": as_int(sd.get("trial_period_days"), "subscription_data[trial_period_days]"),
+        "trial_end": as_int(sd.get("trial_end"), "subscription_data[trial_end]"),
+        "description": sd.get("description"),
+        "missing_payment_method": ((sd.get("trial_settings") or {}).get("end_behavior") or {}).get("missing_payment_method"),
+    }
+    pid = p.get("payment_intent_data") or {}
+    cs["_payment_intent_data"] = {"metadata": pid.get("metadata") or {}, "description": pid.get("description")}
+    if mode == "subscription" and p.get("payment_method_collection") == "if_required":
+        cs["payment_method_collection"] = "if_required"
+    store.put(cs)
+    return ctx.out(cs)
+
+
+def expire_if_due(store, cs: dict) -> None:
+    """Sessions expire lazily: whoever looks at one after expires_at sees it expired."""
+    if cs["status"] == "open" and cs["expires_at"] and cs["expires_at"] <= real_now():
+        expire(store, cs)
+
+
+def expire(store, cs: dict) -> None:
+    cs["status"] = "expired"
+    cs["url"] = None
+    store.emit("checkout.session.expired", cs)
+
+
+def load(store, id_) -> dict:
+    cs = get_or_404(store, "checkout.session", id_, "checkout.session")
+    expire_if_due(store, cs)
+    return cs
+
+
+@route("GET", "/v1/checkout/sessions/{id}", "checkout._session_retrieve_params:SessionRetrieveParams")
+def get_session(ctx: Ctx, id):
+    return ctx.out(load(ctx.store, id))
+
+
+@route("GET", "/v1/checkout/sessions", "checkout._session_list_params:SessionListParams")
+def list_sessions(ctx: Ctx):
+    p, store = ctx.params, ctx.store
+    objs = store.all("checkout.session")
+    for cs in objs:
+        expire_if_due(store, cs)
+    for key in ("customer", "payment_intent", "subscription", "status"):
+        if p.get(key):
+            objs = [x for x in objs if x[key] == p[key]]
+    objs = created_filter(objs, p.get("created"))
+    return ctx.page(objs, "/v1/checkout/sessions")
+
+
+@route("GET", "/v1/checkout/sessions/{id}/line_items", "checkout._session_list_line_items_params:SessionListLineItemsParams")
+def session_line_items(ctx: Ctx, id):
+    cs = load(ctx.store, id)
+    return ctx.page(cs["_line_items"], f"/v1/checkout/sessions/{id}/line_items")
+
+
+@route("POST", "/v1/checkout/sessions/{id}", "checkout._session_update_params:SessionUpdateParams")
+def update_session(ctx: Ctx, id):
+    cs = load(ctx.store, id)
+    if "metadata" in ctx.params:
+        from ..api import update_metadata
+        update_metadata(cs, ctx.params["metadata"])
+    return ctx.out(cs)
+
+
+@route("POST", "/v1/checkout/sessions/{id}/expire", "checkout._session_expire_params:SessionExpireParams")
+def expire_session(ctx: Ctx, id):
+    cs = load(ctx.store, id)
+    if cs["status"] != "open":
+        raise invalid(f"Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout Session has a status of \"{cs['status']}\".",
+                      None)
+    expire(ctx.store, cs)
+    return ctx.out(cs)
+
+
+@route("POST", "/v1/test_helpers/checkout/sessions/{id}/complete", None)
+def helper_complete(ctx: Ctx, id):
+    """Sandbox-only: what the hosted page does when the customer pays, for tests without a browser.
+
+    payment_method: a pm_card_* token or card number (default pm_card_visa); email/name for a new
+    customer; async_payment=succeeded|failed simulates a delayed payment method.
+    """
+    p = ctx.params
+    unknown = set(p) - {"payment_method", "email", "name", "async_payment", "expand"}
+    if unknown:
+        k = sorted(unknown)[0]
+        raise invalid(f"Received unknown parameter: {k}", k, "parameter_unknown")
+    cs = load(ctx.store, id)
+    complete(ctx.store, cs, p.get("payment_method") or "pm_card_visa", p.get("email"), p.get("name"),
+             async_payment=p.get("async_payment"))
+    return ctx.out(cs)
+
+
+def complete(store, cs: dict, pm_ref: str, email: str | None = None, name: str | None = None, async_payment: str | None = None) -> dict:
+    """Pay for a session: raises a 402 card_error (session stays open) if the card is declined."""
+    if cs["status"] != "open":
+        raise invalid(f"This Checkout Session is {cs['status']}; it can no longer be completed.", None, "checkout_session_not_open")
+    pm = resolve_payment_method(store, pm_ref)
+    if pm["_behaviour"] != "ok":
+        # The first charge fails, so Checkout keeps the customer on the page with the error.
+        failure = FAILURES[pm["_behaviour"]]
+        if cs["mode"] == "payment":
+            cust_id = cs["customer"]
+            pi, ch, _ = charge_card(store, cs["amount_total"], cs["currency"], cust_id, pm, now_for(store, cust_id))
+            cs["payment_intent"] = pi["id"]
+            raise decline_error(pi, ch)
+        raise card_declined(failure[1], failure[2])
+    email = email or cs["customer_email"]
+    if cs["customer"]:
+        cust = store.get("customer", cs["customer"])
+    elif cs["mode"] == "subscription" or cs["customer_creation"] == "always" or (cs.get("invoice_creation") or {}).get("enabled"):
+        cust = o.customer(gen_id("cus", 14), real_now(), email=email or "customer@example.com", name=name)
+        store.put(cust)
+        store.emit("customer.created", cust)
+        cs["customer"] = cust["id"]
+    else:
+        cust = None
+    now = now_for(store, cust["id"] if cust else None)
+    cs["customer_details"] = {"address": None, "email": (cust or {}).get("email") or email, "name": (cust or {}).get("name") or name,
+                              "phone": None, "tax_exempt": "none", "tax_ids": [], "business_name": None, "individual_name": None}
+    if cs["mode"] == "subscription":
+        attach(store, pm, cust)
+        sd = cs["_subscription_data"]
+        items = [(store.get("price", li["price"]), li["quantity"]) for li in cs["_line_items"]]
+        sub, inv, ok = start_subscription(store, cust, items, now, pm=pm, trial_days=sd["trial_period_days"],
+                                          trial_end=sd["trial_end"], metadata=sd["metadata"], description=sd["description"],
+                                          missing_pm=sd["missing_payment_method"] or "create_invoice")
+        cs.update(subscription=sub["id"], invoice=inv["id"])
+        cs["payment_status"] = "no_payment_required" if sub["status"] == "trialing" and inv["amount_due"] == 0 else "paid"
+    else:
+        pi = store.get("payment_intent", cs["payment_intent"]) if cs["payment_intent"] else None
+        if cust:
+            attach(store, pm, cust)
+        inv = None
+        if cust and (cs.get("invoice_creation") or {}).get("enabled"):
+            lines = [{"amount": li["amount_total"], "description": li["description"], "price": store.get("price", li["price"]),
+                      "quantity": li["quantity"], "period": (now, now)} for li in cs["_line_items"]]
+            inv = new_invoice(store, cust, cs["currency"], lines, "manual", now)
+            finalize(store, inv, now)
+        pid = cs["_payment_intent_data"]
+        pi, ch, ok = charge_card(store, cs["amount_total"], cs["currency"], cust["id"] if cust else None, pm, now,
+                                 description=pid["description"], metadata=pid["metadata"], pi=pi)
+        cs["payment_intent"] = pi["id"]
+        if inv:
+            store.put(o.invoice_payment(gen_id("inpay"), now, inv, pi["id"]))
+            mark_paid(store, inv, now)
+            cs["invoice"] = inv["id"]
+        cs["payment_status"] = "paid"
+    cs["status"] = "complete"
+    cs["url"] = None
+    if async_payment in ("succeeded", "failed"):
+        cs["payment_status"] = "unpaid"
+        store.emit("checkout.session.completed", cs)
+        cs["payment_status"] = "paid" if async_payment == "succeeded" else "unpaid"
+        store.emit(f"checkout.session.async_payment_{async_payment}", cs)
+    else:
+        store.emit("checkout.session.completed", cs)
+    return cs

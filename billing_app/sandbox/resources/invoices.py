@@ -1,0 +1,265 @@
+"""Invoices (incl. create_preview), invoice payments, payment intents, charges and refunds."""
+
+from __future__ import annotations
+
+from .. import objects as o
+from ..api import Ctx, created_filter, route, update_metadata
+from ..billing import (
+    decline_error, get_or_404, invoice_paid_outside, invoice_subscription, item_lines, mark_uncollectible,
+    now_for, pay_invoice, pending_lines, period_end_for, plan_change, resolve_payment_method, sub_period,
+    void_invoice, finalize,
+)
+from ..errors import invalid
+from ..params import as_bool, as_int
+from ..store import gen_id
+from .subscriptions import PRORATION, changes_from
+
+
+@route("GET", "/v1/invoices/{id}", "_invoice_retrieve_params:InvoiceRetrieveParams")
+def get_invoice(ctx: Ctx, id):
+    return ctx.out(get_or_404(ctx.store, "invoice", id))
+
+
+@route("GET", "/v1/invoices", "_invoice_list_params:InvoiceListParams")
+def list_invoices(ctx: Ctx):
+    p = ctx.params
+    objs = ctx.store.all("invoice")
+    if p.get("customer"):
+        objs = [i for i in objs if i["customer"] == p["customer"]]
+    if p.get("subscription"):
+        objs = [i for i in objs if invoice_subscription(i) == p["subscription"]]
+    if p.get("status"):
+        objs = [i for i in objs if i["status"] == p["status"]]
+    if p.get("collection_method"):
+        objs = [i for i in objs if i["collection_method"] == p["collection_method"]]
+    objs = created_filter(objs, p.get("created"))
+    return ctx.page(objs, "/v1/invoices")
+
+
+@route("GET", "/v1/invoices/{id}/lines", "_invoice_line_item_list_params:InvoiceLineItemListParams")
+def invoice_lines(ctx: Ctx, id):
+    inv = get_or_404(ctx.store, "invoice", id)
+    lines = inv["lines"]["data"]
+    return ctx.page([dict(l, _seq=-i) for i, l in enumerate(lines)], f"/v1/invoices/{id}/lines")
+
+
+@route("POST", "/v1/invoices/{id}", "_invoice_update_params:InvoiceUpdateParams")
+def update_invoice(ctx: Ctx, id):
+    inv = get_or_404(ctx.store, "invoice", id)
+    before = dict(metadata=dict(inv["metadata"]), description=inv["description"])
+    update_metadata(inv, ctx.params.get("metadata"))
+    if "description" in ctx.params:
+        inv["description"] = ctx.params["description"] or None
+    ctx.store.emit("invoice.updated", inv, {k: v for k, v in before.items() if inv[k] != v})
+    return ctx.out(inv)
+
+
+@route("POST", "/v1/invoices/{id}/pay", "_invoice_pay_params:InvoicePayParams")
+def pay(ctx: Ctx, id):
+    store, p = ctx.store, ctx.params
+    inv = get_or_404(store, "invoice", id)
+    now = now_for(store, inv["customer"])
+    if as_bool(p.get("paid_out_of_band"), "paid_out_of_band"):
+        from ..billing import mark_paid
+        mark_paid(store, inv, now)
+        invoice_paid_outside(store, inv, now)
+        return ctx.out(inv)
+    pm = resolve_payment_method(store, p["payment_method"], "payment_method") if p.get("payment_method") else None
+    if inv["status"] == "draft":
+        finalize(store, inv, now)
+    ok, pi, ch = pay_invoice(store, inv, now, pm)
+    if not ok:
+        if pi is None:
+            raise invalid("This invoice has no payment method to charge: attach one to the customer first.", "payment_method")
+        raise decline_error(pi, ch)
+    invoice_paid_outside(store, inv, now)
+    return ctx.out(inv)
+
+
+@route("POST", "/v1/invoices/{id}/finalize", "_invoice_finalize_invoice_params:InvoiceFinalizeInvoiceParams")
+def finalize_invoice(ctx: Ctx, id):
+    inv = get_or_404(ctx.store, "invoice", id)
+    if inv["status"] != "draft":
+        raise invalid("This invoice is already finalized, you can't re-finalize a non-draft invoice.", None, "invoice_not_editable")
+    finalize(ctx.store, inv, now_for(ctx.store, inv["customer"]))
+    return ctx.out(inv)
+
+
+@route("POST", "/v1/invoices/{id}/void", "_invoice_void_invoice_params:InvoiceVoidInvoiceParams")
+def void(ctx: Ctx, id):
+    inv = get_or_404(ctx.store, "invoice", id)
+    void_invoice(ctx.store, inv, now_for(ctx.store, inv["customer"]))
+    return ctx.out(inv)
+
+
+@route("POST", "/v1/invoices/{id}/mark_uncollectible", "_invoice_mark_uncollectible_params:InvoiceMarkUncollectibleParams")
+def uncollectible(ctx: Ctx, id):
+    inv = get_or_404(ctx.store, "invoice", id)
+    if inv["status"] != "open":
+        raise invalid("You can only mark an open invoice as uncollectible.", None)
+    mark_uncollectible(ctx.store, inv, now_for(ctx.store, inv["customer"]))
+    return ctx.out(inv)
+
+
+@route("POST", "/v1/invoices/create_preview", "_invoice_create_preview_params:InvoiceCreatePreviewParams")
+def create_preview(ctx: Ctx):
+    """What the next invoice would be, optionally after a plan change (for proration previews)."""
+    store, p = ctx.store, ctx.params
+    sub = None
+    if p.get("subscription"):
+        sub = get_or_404(store, "subscription", p["subscription"], param="subscription")
+    cust_id = p.get("customer") or (sub and sub["customer"])
+    if not cust_id:
+        raise invalid("Missing required param: customer or subscription.", "customer", "parameter_missing")
+    cust = get_or_404(store, "customer", cust_id, param="customer")
+    if sub is None:
+        sub = next((s for s in store.all("subscription") if s["customer"] == cust_id and s["status"] not in ("canceled", "incomplete_expired")), None)
+    if sub is None:
+        raise invalid("No upcoming invoices for customer: %s" % cust_id, None, "invoice_upcoming_none")
+    sd = p.get("subscription_details") or {}
+    behavior = sd.get("proration_behavior") or "create_prorations"
+    if behavior not in PRORATION:
+        raise invalid("Invalid subscription_details[proration_behavior]", "subscription_details[proration_behavior]")
+    now = now_for(store, cust_id)
+    at = as_int(sd.get("proration_date"), "subscription_details[proration_date]") or now
+    start, end = sub_period(sub)
+    if sd.get("items"):
+        change = plan_change(store, sub, changes_from(store, sd["items"], "subscription_details[items]"), behavior, at)
+        temp = {**sub, "items": {**sub["items"], "data": [dict(it, current_period_start=change["period"][0], current_period_end=change["period"][1]) for it in change["items"]]}}
+        if change["reset"] or behavior == "always_invoice":
+            lines = change["lines"] + (item_lines(store, temp, change["period"]) if change["reset"] else [])
+            reason, period, created = "subscription_update", (at, at), at
+        else:
+            p0 = store.get("price", change["items"][0]["price"])
+            nxt = (end, period_end_for(end, p0, sub["billing_cycle_anchor"]))
+            lines = pending_lines(store, sub) + change["lines"] + item_lines(store, temp, nxt)
+            reason, period, created = "subscription_cycle", (start, end), end
+    else:
+        p0 = store.get("price", sub["items"]["data"][0]["price"])
+        nxt_start = sub["trial_end"] if sub["status"] == "trialing" else end
+        nxt = (nxt_start, period_end_for(nxt_start, p0, sub["billing_cycle_anchor"]))
+        lines = pending_lines(store, sub) + item_lines(store, sub, nxt)
+        reason, period, created = "subscription_cycle", (start, end), nxt_start
+    for l in lines:
+        l.pop("_ii", None)
+    inv = o.invoice("upcoming_" + gen_id("in"), created, dict(cust), sub["currency"], [], reason, store.base_url,
+                    sub=sub, period_start=period[0], period_end=period[1])
+    for spec in lines:
+        inv["lines"]["data"].append(o.invoice_line(
+            inv["id"], spec["amount"], sub["currency"], spec["description"], spec["period"][0], spec["period"][1],
+            price_obj=spec.get("price"), quantity=spec.get("quantity", 1), sub_id=sub["id"], sub_item_id=spec.get("item"),
+            proration=spec.get("proration", False)))
+    total = sum(l["amount"] for l in inv["lines"]["data"])
+    credit = min(-cust["balance"], max(total, 0)) if cust["balance"] < 0 else 0
+    inv.update(subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total,
+               amount_due=max(total - credit, 0), amount_remaining=max(total - credit, 0), starting_balance=cust["balance"])
+    inv["lines"]["total_count"] = len(inv["lines"]["data"])
+    return o.expand(store, o.render(store, inv), ctx.expand)
+
+
+# --- invoice payments ----------------------------------------------------------------------------------
+@route("GET", "/v1/invoice_payments", "_invoice_payment_list_params:InvoicePaymentListParams")
+def list_invoice_payments(ctx: Ctx):
+    p = ctx.params
+    objs = ctx.store.all("invoice_payment")
+    if p.get("invoice"):
+        objs = [x for x in objs if x["invoice"] == p["invoice"]]
+    if p.get("status"):
+        objs = [x for x in objs if x["status"] == p["status"]]
+    pay = p.get("payment") or {}
+    if isinstance(pay, dict) and pay.get("payment_intent"):
+        objs = [x for x in objs if x["payment"].get("payment_intent") == pay["payment_intent"]]
+    return ctx.page(objs, "/v1/invoice_payments")
+
+
+@route("GET", "/v1/invoice_payments/{id}", "_invoice_payment_retrieve_params:InvoicePaymentRetrieveParams")
+def get_invoice_payment(ctx: Ctx, id):
+    return ctx.out(get_or_404(ctx.store, "invoice_payment", id, "invoice payment"))
+
+
+# --- payment intents, charges --------------------------------------------------------------------------
+@route("GET", "/v1/payment_intents/{id}", "_payment_intent_retrieve_params:PaymentIntentRetrieveParams")
+def get_payment_intent(ctx: Ctx, id):
+    return ctx.out(get_or_404(ctx.store, "payment_intent", id, "payment_intent"))
+
+
+@route("GET", "/v1/payment_intents", "_payment_intent_list_params:PaymentIntentListParams")
+def list_payment_intents(ctx: Ctx):
+    objs = ctx.store.all("payment_intent")
+    if ctx.params.get("customer"):
+        objs = [x for x in objs if x["customer"] == ctx.params["customer"]]
+    return ctx.page(created_filter(objs, ctx.params.get("created")), "/v1/payment_intents")
+
+
+@route("GET", "/v1/charges/{id}", "_charge_retrieve_params:ChargeRetrieveParams")
+def get_charge(ctx: Ctx, id):
+    return ctx.out(get_or_404(ctx.store, "charge", id))
+
+
+@route("GET", "/v1/charges", "_charge_list_params:ChargeListParams")
+def list_charges(ctx: Ctx):
+    objs = ctx.store.all("charge")
+    for key in ("customer", "payment_intent"):
+        if ctx.params.get(key):
+            objs = [x for x in objs if x[key] == ctx.params[key]]
+    return ctx.page(created_filter(objs, ctx.params.get("created")), "/v1/charges")
+
+
+# --- refunds -------------------------------------------------------------------------------------------
+@route("POST", "/v1/refunds", "_refund_create_params:RefundCreateParams")
+def create_refund(ctx: Ctx):
+    store, p = ctx.store, ctx.params
+    if p.get("charge"):
+        ch = get_or_404(store, "charge", p["charge"], param="charge")
+    elif p.get("payment_intent"):
+        pi = get_or_404(store, "payment_intent", p["payment_intent"], "payment_intent", "payment_intent")
+        if not pi["latest_charge"] or pi["status"] != "succeeded":
+            raise invalid(f"This PaymentIntent ({pi['id']}) does not have a successful charge to refund.", "payment_intent")
+        ch = store.get("charge", pi["latest_charge"])
+    else:
+        raise invalid("One of the following params should be provided for this request: payment_intent or charge.", "charge", "parameter_missing")
+    if not ch["paid"]:
+        raise invalid(f"Charge {ch['id']} has no successful payment to refund.", "charge")
+    left = ch["amount"] - ch["amount_refunded"]
+    amount = as_int(p.get("amount"), "amount")
+    amount = left if amount is None else amount
+    if left <= 0:
+        raise invalid(f"Charge {ch['id']} has already been refunded.", "charge", "charge_already_refunded")
+    if amount <= 0 or amount > left:
+        raise invalid(f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})", "amount", "amount_too_large")
+    now = now_for(store, ch["customer"])
+    rf = o.refund(gen_id("re"), now, amount, ch, p.get("reason"), p.get("metadata") or {})
+    store.put(rf)
+    prev = {"amount_refunded": ch["amount_refunded"], "refunded": ch["refunded"]}
+    ch["amount_refunded"] += amount
+    ch["refunded"] = ch["amount_refunded"] >= ch["amount"]
+    ch["refunds"]["data"].insert(0, o.render(store, rf))
+    ch["refunds"]["total_count"] = len(ch["refunds"]["data"])
+    store.emit("refund.created", rf)
+    store.emit("charge.refunded", ch, prev)
+    return ctx.out(rf)
+
+
+@route("GET", "/v1/refunds/{id}", "_refund_retrieve_params:RefundRetrieveParams")
+def get_refund(ctx: Ctx, id):
+    return ctx.out(get_or_404(ctx.store, "refund", id))
+
+
+@route("GET", "/v1/refunds", "_refund_list_params:RefundListParams")
+def list_refunds(ctx: Ctx):
+    objs = ctx.store.all("refund")
+    for key in ("charge", "payment_intent"):
+        if ctx.params.get(key):
+            objs = [x for x in objs if x[key] == ctx.params[key]]
+    return ctx.page(objs, "/v1/refunds")
+
+
+@route("GET", "/v1/invoiceitems", "_invoice_item_list_params:InvoiceItemListParams")
+def list_invoiceitems(ctx: Ctx):
+    objs = ctx.store.all("invoiceitem")
+    if ctx.params.get("customer"):
+        objs = [x for x in objs if x["customer"] == ctx.params["customer"]]
+    if "pending" in ctx.params:
+        pend = as_bool(ctx.params["pending"], "pending")
+        objs = [x for x in objs if (x["invoice"] is None) == pend]
+    return ctx.page(objs, "/v1/invoiceitems")

@@ -1,0 +1,228 @@
+"""Subscriptions: create, retrieve, list, update (cancel at period end, plan change, pause), cancel, resume."""
+
+from __future__ import annotations
+
+import copy
+
+from ..api import Ctx, created_filter, route, update_metadata
+from ..billing import (
+    apply_plan_change, cancel_now, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
+    period_end_for, plan_change, resolve_payment_method, attach, set_period, start_subscription, sub_period,
+)
+from ..errors import invalid
+from ..params import as_bool, as_int, as_list
+
+PRORATION = ("create_prorations", "none", "always_invoice")
+ENDED = ("canceled", "incomplete_expired")
+
+
+def changes_from(store, items_param, prefix="items") -> list[dict]:
+    out = []
+    for i, it in enumerate(as_list(items_param)):
+        ch = {"id": it.get("id"), "deleted": as_bool(it.get("deleted"), f"{prefix}[{i}][deleted]") or False,
+              "quantity": as_int(it.get("quantity"), f"{prefix}[{i}][quantity]")}
+        if it.get("price"):
+            ch["price"] = get_or_404(store, "price", it["price"], "price", f"{prefix}[{i}][price]")
+            if ch["price"]["type"] != "recurring":
+                raise invalid(f"The price `{it['price']}` is not recurring.", f"{prefix}[{i}][price]")
+        elif not it.get("id"):
+            raise invalid(f"Missing required param: {prefix}[{i}][price].", f"{prefix}[{i}][price]", "parameter_missing")
+        out.append(ch)
+    return out
+
+
+@route("POST", "/v1/subscriptions", "_subscription_create_params:SubscriptionCreateParams")
+def create_subscription(ctx: Ctx):
+    p, store = ctx.params, ctx.store
+    cust = get_or_404(store, "customer", p["customer"], param="customer")
+    items = []
+    for i, it in enumerate(as_list(p.get("items"))):
+        if not it.get("price"):
+            raise invalid(f"Missing required param: items[{i}][price].", f"items[{i}][price]", "parameter_missing")
+        items.append((get_or_404(store, "price", it["price"], "price", f"items[{i}][price]"),
+                      as_int(it.get("quantity"), f"items[{i}][quantity]") or 1))
+    if not items:
+        raise invalid("Missing required param: items.", "items", "parameter_missing")
+    pm = None
+    if p.get("default_payment_method"):
+        pm = resolve_payment_method(store, p["default_payment_method"], "default_payment_method")
+        if pm["customer"] != cust["id"]:
+            attach(store, pm, cust)
+    elif cust["invoice_settings"]["default_payment_method"]:
+        pm = store.get("payment_method", cust["invoice_settings"]["default_payment_method"])
+    behavior = p.get("payment_behavior") or "allow_incomplete"
+    ts = ((p.get("trial_settings") or {}).get("end_behavior") or {}).get("missing_payment_method")
+    trial_end = p.get("trial_end")
+    now = now_for(store, cust["id"])
+    trial_end = now if trial_end == "now" else as_int(trial_end, "trial_end")
+    sub, inv, ok = start_subscription(
+        store, cust, items, now, pm=pm if behavior != "default_incomplete" else None,
+        trial_days=as_int(p.get("trial_period_days"), "trial_period_days"), trial_end=trial_end,
+        metadata=p.get("metadata") or {}, missing_pm=ts or "create_invoice", description=p.get("description"),
+        payment_behavior=behavior, cancel_at_period_end=bool(as_bool(p.get("cancel_at_period_end"), "cancel_at_period_end")))
+    if p.get("default_payment_method"):
+        sub["default_payment_method"] = pm["id"]
+    return ctx.out(sub)
+
+
+@route("GET", "/v1/subscriptions/{id}", "_subscription_retrieve_params:SubscriptionRetrieveParams")
+def get_subscription(ctx: Ctx, id):
+    return ctx.out(get_or_404(ctx.store, "subscription", id))
+
+
+@route("GET", "/v1/subscriptions", "_subscription_list_params:SubscriptionListParams")
+def list_subscriptions(ctx: Ctx):
+    p = ctx.params
+    objs = ctx.store.all("subscription")
+    status = p.get("status")
+    if status == "all":
+        pass
+    elif status:
+        objs = [s for s in objs if s["status"] == status]
+    else:
+        objs = [s for s in objs if s["status"] not in ENDED]  # Stripe's default hides canceled ones
+    for key in ("customer", "test_clock"):
+        if p.get(key):
+            objs = [s for s in objs if s[key] == p[key]]
+    if p.get("price"):
+        objs = [s for s in objs if any(it["price"] == p["price"] for it in s["items"]["data"])]
+    objs = created_filter(objs, p.get("created"))
+    return ctx.page(objs, "/v1/subscriptions")
+
+
+@route("POST", "/v1/subscriptions/{id}", "_subscription_update_params:SubscriptionUpdateParams")
+def update_subscription(ctx: Ctx, id):
+    store, p = ctx.store, ctx.params
+    sub = get_or_404(store, "subscription", id)
+    update(store, sub, p)
+    return ctx.out(sub)
+
+
+def update(store, sub: dict, p: dict) -> dict:
+    """Shared by the API and the portal page, so both emit the same events."""
+    now = now_for(store, sub["customer"])
+    if sub["status"] in ENDED and set(p) - {"metadata", "cancellation_details", "expand"}:
+        raise invalid("A canceled subscription can only update its cancellation_details and metadata.", None)
+    if sub.get("schedule") and ({"cancel_at_period_end", "cancel_at"} & set(p)):
+        raise invalid(
+            f"The subscription is managed by the subscription schedule `{sub['schedule']}`, and updating any "
+            "cancelation behavior directly is not allowed. Please update the schedule instead.", None,
+        )
+    before = copy.deepcopy(sub)
+    behavior = p.get("proration_behavior") or "create_prorations"
+    if behavior not in PRORATION:
+        raise invalid("Invalid proration_behavior: must be one of create_prorations, none, or always_invoice", "proration_behavior")
+    if p.get("items"):
+        change = plan_change(store, sub, changes_from(store, p["items"]), behavior, now)
+        apply_plan_change(store, sub, change, behavior, now)
+        before = copy.deepcopy(sub)
+    keys = set()
+    if "cancel_at_period_end" in p:
+        flag = as_bool(p["cancel_at_period_end"], "cancel_at_period_end")
+        sub["cancel_at_period_end"] = bool(flag)
+        sub["cancel_at"] = sub_period(sub)[1] if flag else None
+        sub["canceled_at"] = now if flag else None
+        keys |= {"cancel_at_period_end", "cancel_at", "canceled_at"}
+    if "cancel_at" in p:
+        at = as_int(p["cancel_at"], "cancel_at")
+        sub["cancel_at"] = at
+        sub["cancel_at_period_end"] = bool(at and at == sub_period(sub)[1])
+        sub["canceled_at"] = now if at else None
+        keys |= {"cancel_at_period_end", "cancel_at", "canceled_at"}
+    cd = p.get("cancellation_details")
+    if isinstance(cd, dict):
+        for k in ("comment", "feedback"):
+            if k in cd:
+                sub["cancellation_details"][k] = cd[k] or None
+        keys.add("cancellation_details")
+    if sub["cancel_at_period_end"] and "cancel_at_period_end" in p:
+        sub["cancellation_details"]["reason"] = "cancellation_requested"
+        keys.add("cancellation_details")
+    elif "cancel_at_period_end" in p:
+        sub["cancellation_details"]["reason"] = None
+    if "pause_collection" in p:
+        pc = p["pause_collection"]
+        if pc in ("", None):
+            sub["pause_collection"] = None
+        else:
+            if pc.get("behavior") not in ("keep_as_draft", "mark_uncollectible", "void"):
+                raise invalid("Invalid pause_collection[behavior]: must be one of keep_as_draft, mark_uncollectible, or void",
+                              "pause_collection[behavior]")
+            sub["pause_collection"] = {"behavior": pc["behavior"], "resumes_at": as_int(pc.get("resumes_at"), "pause_collection[resumes_at]")}
+        keys.add("pause_collection")
+    if "metadata" in p:
+        update_metadata(sub, p["metadata"])
+        keys.add("metadata")
+    if "description" in p:
+        sub["description"] = p["description"] or None
+        keys.add("description")
+    if "default_payment_method" in p:
+        if p["default_payment_method"]:
+            pm = resolve_payment_method(store, p["default_payment_method"], "default_payment_method")
+            if pm["customer"] != sub["customer"]:
+                raise invalid("The payment method must be attached to the subscription's customer.", "default_payment_method")
+            sub["default_payment_method"] = pm["id"]
+        else:
+            sub["default_payment_method"] = None
+        keys.add("default_payment_method")
+    if "trial_end" in p and sub["status"] == "trialing":
+        te = now if p["trial_end"] == "now" else as_int(p["trial_end"], "trial_end")
+        sub["trial_end"] = te
+        set_period(sub, sub_period(sub)[0], te)
+        keys |= {"trial_end"}
+    previous = {k: before[k] for k in keys if before.get(k) != sub.get(k)}
+    if previous:
+        store.emit("customer.subscription.updated", sub, previous)
+    if "trial_end" in p and sub["status"] == "trialing" and sub["trial_end"] <= now:
+        from ..billing import end_trial
+        end_trial(store, sub, now)
+    return sub
+
+
+@route("DELETE", "/v1/subscriptions/{id}", "_subscription_cancel_params:SubscriptionCancelParams")
+def cancel_subscription(ctx: Ctx, id):
+    p = ctx.params
+    sub = get_or_404(ctx.store, "subscription", id)
+    cd = p.get("cancellation_details") or {}
+    cancel_now(ctx.store, sub, now_for(ctx.store, sub["customer"]),
+               invoice_now=bool(as_bool(p.get("invoice_now"), "invoice_now")), prorate=bool(as_bool(p.get("prorate"), "prorate")),
+               comment=cd.get("comment"), feedback=cd.get("feedback"))
+    return ctx.out(sub)
+
+
+@route("POST", "/v1/subscriptions/{id}/resume", "_subscription_resume_params:SubscriptionResumeParams")
+def resume_subscription(ctx: Ctx, id):
+    store, p = ctx.store, ctx.params
+    sub = get_or_404(store, "subscription", id)
+    resume(store, sub, p.get("proration_behavior") or "create_prorations")
+    return ctx.out(sub)
+
+
+def resume(store, sub: dict, behavior: str = "create_prorations") -> dict:
+    if sub["status"] != "paused":
+        raise invalid("Only a paused subscription can be resumed.", None)
+    now = now_for(store, sub["customer"])
+    p0 = store.get("price", sub["items"]["data"][0]["price"])
+    end = period_end_for(now, p0, now)
+    set_period(sub, now, end)
+    sub["billing_cycle_anchor"] = now
+    sub["status"] = "active"
+    store.emit("customer.subscription.updated", sub, {"status": "paused"})
+    store.emit("customer.subscription.resumed", sub)
+    invoice_subscription_now(store, sub, pending_lines(store, sub) + item_lines(store, sub, (now, end)), "subscription_update", now, (now, now))
+    return sub
+
+
+@route("GET", "/v1/subscription_items", "_subscription_item_list_params:SubscriptionItemListParams")
+def list_items(ctx: Ctx):
+    sub = get_or_404(ctx.store, "subscription", ctx.params["subscription"], param="subscription")
+    return ctx.page(sub["items"]["data"], f"/v1/subscription_items?subscription={sub['id']}")
+
+
+@route("GET", "/v1/subscription_items/{id}", "_subscription_item_retrieve_params:SubscriptionItemRetrieveParams")
+def get_item(ctx: Ctx, id):
+    for sub in ctx.store.all("subscription"):
+        for it in sub["items"]["data"]:
+            if it["id"] == id:
+                return ctx.out(it)
+    return ctx.out(get_or_404(ctx.store, "subscription_item", id, "subscription item"))

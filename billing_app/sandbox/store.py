@@ -1,0 +1,180 @@
+"""The sandbox's state: every object by type and id, events, and settings.
+
+One re-entrant lock guards everything: requests are short, so serialising them is
+simpler than fine-grained locking and still far above the throughput the app needs.
+State is plain JSON-able dicts so ``--data FILE`` can persist it as-is.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import secrets
+import string
+import threading
+import time
+from typing import Callable
+
+API_VERSION = "2026-10-28.endive"
+
+_ALPHABET = string.ascii_letters + string.digits
+
+# id prefix -> object type, used for `expand` and for telling ids apart.
+PREFIXES = {
+    "cus": "customer",
+    "prod": "product",
+    "price": "price",
+    "pm": "payment_method",
+    "cs": "checkout.session",
+    "sub": "subscription",
+    "si": "subscription_item",
+    "in": "invoice",
+    "inpay": "invoice_payment",
+    "ii": "invoiceitem",
+    "il": "line_item",
+    "pi": "payment_intent",
+    "ch": "charge",
+    "re": "refund",
+    "bpc": "billing_portal.configuration",
+    "bps": "billing_portal.session",
+    "clock": "test_helpers.test_clock",
+    "evt": "event",
+    "we": "webhook_endpoint",
+}
+
+DEFAULT_SETTINGS = {
+    # Webhook delivery retries, in seconds after the previous attempt (Stripe: up to 3 days).
+    "webhook_retry_schedule": [0.5, 1, 2, 4, 8],
+    "webhook_timeout": 5.0,
+    "chaos": [],  # any of "dup", "shuffle", "delay"
+    # Failed renewal payments: retry this many days after the first failure ...
+    "payment_retry_days": [3, 5, 7],
+    # ... and when the last retry fails: "cancel" (Stripe's default), "unpaid" or "past_due".
+    "after_final_failure": "cancel",
+}
+
+
+def gen_id(prefix: str, length: int = 24) -> str:
+    body = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    return f"{prefix}_{body}"
+
+
+def type_of_id(id_: str) -> str | None:
+    if not isinstance(id_, str) or "_" not in id_:
+        return None
+    if id_.startswith("cs_test_"):
+        return "checkout.session"
+    if id_.startswith("sub_sched_"):
+        return "subscription_schedule"
+    if id_.startswith("upcoming_in_"):
+        return None
+    return PREFIXES.get(id_.split("_", 1)[0])
+
+
+class Store:
+    def __init__(self, data_path: str | None = None, settings: dict | None = None):
+        self.lock = threading.RLock()
+        self.data_path = data_path
+        self.base_settings = {**copy.deepcopy(DEFAULT_SETTINGS), **(settings or {})}
+        self.builtin_endpoints: list[dict] = []  # from --webhook-url; survive reset
+        self.on_event: Callable[[dict], None] | None = None
+        self.on_reset: Callable[[], None] | None = None
+        self.base_url = "http://127.0.0.1"
+        self._dirty = False
+        self._seq = 0
+        self.current_request: dict | None = None  # set while an API request runs, for event.request
+        self.reset(load=True)
+        if data_path:
+            t = threading.Thread(target=self._saver, name="sandbox-saver", daemon=True)
+            t.start()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def reset(self, load: bool = False) -> None:
+        with self.lock:
+            self.objects: dict[str, dict[str, dict]] = {}
+            self.settings = copy.deepcopy(self.base_settings)
+            self._seq = 0
+            if load and self.data_path and os.path.exists(self.data_path):
+                with open(self.data_path) as f:
+                    saved = json.load(f)
+                self.objects = saved.get("objects", {})
+                self.settings.update(saved.get("settings", {}))
+                self._seq = saved.get("seq", 0)
+            for ep in self.builtin_endpoints:
+                self.put(copy.deepcopy(ep))
+            self._dirty = True
+        if self.on_reset and not load:
+            self.on_reset()
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {"objects": copy.deepcopy(self.objects), "settings": self.settings, "seq": self._seq}
+
+    def save(self) -> None:
+        if not self.data_path:
+            return
+        data = self.snapshot()
+        tmp = self.data_path + ".tmp"
+        os.makedirs(os.path.dirname(os.path.abspath(self.data_path)), exist_ok=True)
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, self.data_path)  # atomic, so a crash never leaves half a file
+
+    def _saver(self) -> None:
+        # Debounced: writing the whole state on every request would cap throughput.
+        while True:
+            time.sleep(0.3)
+            if self._dirty:
+                self._dirty = False
+                try:
+                    self.save()
+                except Exception:  # noqa: BLE001 - a failed save must not kill the server
+                    self._dirty = True
+
+    # --- objects -----------------------------------------------------------------------------
+    def seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def put(self, obj: dict) -> dict:
+        kind = obj["object"]
+        obj.setdefault("_seq", self.seq())
+        self.objects.setdefault(kind, {})[obj["id"]] = obj
+        self._dirty = True
+        return obj
+
+    def touch(self) -> None:
+        self._dirty = True
+
+    def get(self, kind: str, id_: str) -> dict | None:
+        return self.objects.get(kind, {}).get(id_)
+
+    def find(self, id_: str) -> dict | None:
+        kind = type_of_id(id_)
+        return self.get(kind, id_) if kind else None
+
+    def delete(self, kind: str, id_: str) -> None:
+        self.objects.get(kind, {}).pop(id_, None)
+        self._dirty = True
+
+    def all(self, kind: str) -> list[dict]:
+        return list(self.objects.get(kind, {}).values())
+
+    # --- events ------------------------------------------------------------------------------
+    def emit(self, type_: str, obj: dict, previous: dict | None = None, request: dict | None = None, created: int | None = None) -> dict:
+        """Record the event Stripe would send; the renderer snapshots the object now."""
+        from .objects import event, render
+
+        data = {"object": render(self, obj)}
+        if previous:
+            data["previous_attributes"] = previous
+        endpoints = [
+            we for we in self.all("webhook_endpoint")
+            if we["status"] == "enabled" and ("*" in we["enabled_events"] or type_ in we["enabled_events"])
+        ]
+        ev = event(self, type_, data, pending=len(endpoints), request=request or self.current_request, created=created)
+        self.put(ev)
+        if self.on_event:
+            self.on_event(ev)
+        return ev

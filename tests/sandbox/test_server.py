@@ -1,0 +1,95 @@
+"""The sandbox as a process: start-up time, loopback binding, --data persistence, CLI checks."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import stripe
+
+from tests.sandbox_fixture import ROOT, free_port, start_sandbox, stop, wait_until_up
+
+
+def test_starts_in_under_two_seconds_on_loopback():
+    port = free_port()
+    t0 = time.monotonic()
+    proc = start_sandbox(port)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", proc)
+        assert time.monotonic() - t0 < 2.0
+        # Bound to loopback only: the port is not open on another local address of this machine.
+        addrs = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)} - {"127.0.0.1", "127.0.1.1"}
+        for addr in addrs:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                assert s.connect_ex((addr, port)) != 0, f"sandbox reachable on {addr}"
+    finally:
+        stop(proc)
+
+
+def test_data_file_survives_restart(tmp_path):
+    data = tmp_path / "sandbox.json"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_sandbox(port, "--data", str(data))
+    try:
+        wait_until_up(url, proc)
+        c = stripe.StripeClient("sk_test_persist", base_addresses={"api": url})
+        prod = c.v1.products.create(params={"name": "kept"})
+        price = c.v1.prices.create(params={"product": prod.id, "currency": "eur", "unit_amount": 700, "recurring": {"interval": "month"}})
+        cust = c.v1.customers.create(params={"email": "keep@x.test"})
+        cs = c.v1.checkout.sessions.create(params={"mode": "subscription", "customer": cust.id, "success_url": "http://app.test/",
+                                                   "line_items": [{"price": price.id, "quantity": 1}]})
+        c.raw_request("post", f"/v1/test_helpers/checkout/sessions/{cs.id}/complete")
+    finally:
+        stop(proc)  # SIGTERM: a clean shutdown flushes the file
+    assert data.exists()
+    proc = start_sandbox(port, "--data", str(data))
+    try:
+        wait_until_up(url, proc)
+        c = stripe.StripeClient("sk_test_persist", base_addresses={"api": url})
+        assert c.v1.products.retrieve(prod.id).name == "kept"
+        cs = c.v1.checkout.sessions.retrieve(cs.id)
+        assert cs.status == "complete"
+        assert c.v1.subscriptions.retrieve(cs.subscription).status == "active"
+        assert c.v1.invoices.list(params={"customer": cust.id}).data[0].status == "paid"
+        assert c.v1.events.list(params={"type": "checkout.session.completed"}).data
+        # New objects still get fresh ids after a reload.
+        assert c.v1.products.create(params={"name": "new"}).id != prod.id
+    finally:
+        stop(proc)
+
+
+def test_without_data_state_is_memory_only(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    for expected in (0, 0):
+        proc = start_sandbox(port)
+        try:
+            wait_until_up(url, proc)
+            c = stripe.StripeClient("sk_test_mem", base_addresses={"api": url})
+            assert len(c.v1.products.list().data) == expected
+            c.v1.products.create(params={"name": "gone after restart"})
+        finally:
+            stop(proc)
+
+
+def test_cli_rejects_bad_options():
+    for args in (["--chaos", "explode"], ["--webhook-url", "http://x"], ["--webhook-url", "http://x", "--webhook-secret", "nope"]):
+        r = subprocess.run([sys.executable, "-m", "billing_app.sandbox", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, args
+        assert "error" in r.stderr
+
+
+def test_sandbox_imports_nothing_else_from_billing_app():
+    """The app knows the sandbox only as a URL; the reverse holds too."""
+    code = ("import sys, billing_app.sandbox.app, billing_app.sandbox.__main__; "
+            "print(sorted(m for m in sys.modules if m.startswith('billing_app') and not m.startswith('billing_app.sandbox') and m != 'billing_app'))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+    for path in (ROOT / "billing_app" / "sandbox").rglob("*.py"):
+        assert not re.search(r"^\s*(from|import)\s+billing_app(?!\.sandbox)", path.read_text(), re.M), path
