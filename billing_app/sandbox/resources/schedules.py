@@ -1,0 +1,183 @@
+"""Subscription schedules, the part this app uses: a schedule made from a subscription,
+its phases replaced (e.g. "this plan until the period end, then that one"), released or
+canceled. When a renewal crosses a phase boundary, billing.renew switches the items."""
+
+from __future__ import annotations
+
+import copy
+
+from ..api import Ctx, route, update_metadata
+from ..billing import cancel_now, get_or_404, now_for, period_end_for, sub_period
+from ..errors import invalid
+from ..params import as_int, as_list
+from ..store import gen_id
+
+LIVE = ("not_started", "active")
+
+
+def _phase(store, items: list[dict], start: int, end: int | None, currency: str, proration: str) -> dict:
+    first_price = store.get("price", items[0]["price"])
+    return {
+        "add_invoice_items": [], "application_fee_percent": None, "billing_cycle_anchor": None,
+        "collection_method": None, "currency": currency, "default_payment_method": None, "default_tax_rates": [],
+        "description": None, "discounts": [],
+        "end_date": end if end is not None else period_end_for(start, first_price),
+        "invoice_settings": None,
+        "items": [{"discounts": [], "metadata": {}, "price": it["price"], "quantity": it.get("quantity") or 1,
+                   "tax_rates": [], "plan": it["price"], "billing_thresholds": None} for it in items],
+        "metadata": {}, "on_behalf_of": None, "proration_behavior": proration, "start_date": start,
+        "transfer_data": None, "trial_end": None, "billing_thresholds": None,
+    }
+
+
+def schedule_object(id_, now, sub: dict, phases: list[dict]) -> dict:
+    return {
+        "id": id_, "object": "subscription_schedule", "application": None,
+        "billing_mode": {"type": "flexible", "flexible": None, "updated_at": None},
+        "canceled_at": None, "completed_at": None, "created": now,
+        "current_phase": {"start_date": phases[0]["start_date"], "end_date": phases[0]["end_date"]},
+        "customer": sub["customer"], "customer_account": None,
+        "default_settings": {
+            "application_fee_percent": None, "automatic_tax": {"enabled": False, "liability": None},
+            "billing_cycle_anchor": "automatic", "billing_thresholds": None, "collection_method": "charge_automatically",
+            "default_payment_method": None, "description": None, "invoice_settings": {"account_tax_ids": None, "days_until_due": None, "issuer": {"type": "self"}},
+            "on_behalf_of": None, "transfer_data": None,
+        },
+        "end_behavior": "release", "livemode": False, "metadata": {}, "phases": phases,
+        "released_at": None, "released_subscription": None, "status": "active",
+        "subscription": sub["id"], "test_clock": sub.get("test_clock"),
+    }
+
+
+@route("POST", "/v1/subscription_schedules", "_subscription_schedule_create_params:SubscriptionScheduleCreateParams")
+def create_schedule(ctx: Ctx):
+    store, p = ctx.store, ctx.params
+    if not p.get("from_subscription"):
+        raise invalid("The sandbox makes schedules only from an existing subscription: pass from_subscription.", "from_subscription", "parameter_missing")
+    sub = get_or_404(store, "subscription", p["from_subscription"], param="from_subscription")
+    if sub.get("schedule"):
+        raise invalid(f"You cannot migrate a subscription that is already attached to a schedule: `{sub['schedule']}`.", "from_subscription")
+    if sub["status"] in ("canceled", "incomplete_expired"):
+        raise invalid("You cannot create a schedule from a canceled subscription.", "from_subscription")
+    start, end = sub_period(sub)
+    items = [{"price": it["price"], "quantity": it["quantity"]} for it in sub["items"]["data"]]
+    now = now_for(store, sub["customer"])
+    schedule = store.put(schedule_object(gen_id("sub_sched"), now, sub, [_phase(store, items, start, end, sub["currency"], "create_prorations")]))
+    update_metadata(schedule, p.get("metadata"))
+    sub["schedule"] = schedule["id"]
+    store.emit("subscription_schedule.created", schedule)
+    store.emit("customer.subscription.updated", sub, {"schedule": None})
+    return ctx.out(schedule)
+
+
+@route("GET", "/v1/subscription_schedules/{id}", "_subscription_schedule_retrieve_params:SubscriptionScheduleRetrieveParams")
+def get_schedule(ctx: Ctx, id):
+    return ctx.out(get_or_404(ctx.store, "subscription_schedule", id))
+
+
+@route("GET", "/v1/subscription_schedules", "_subscription_schedule_list_params:SubscriptionScheduleListParams")
+def list_schedules(ctx: Ctx):
+    objs = ctx.store.all("subscription_schedule")
+    if ctx.params.get("customer"):
+        objs = [s for s in objs if s["customer"] == ctx.params["customer"]]
+    return ctx.page(objs, "/v1/subscription_schedules")
+
+
+def _live(schedule: dict) -> None:
+    if schedule["status"] not in LIVE:
+        raise invalid(f"You cannot update a subscription schedule that is {schedule['status']}.", None)
+
+
+@route("POST", "/v1/subscription_schedules/{id}", "_subscription_schedule_update_params:SubscriptionScheduleUpdateParams")
+def update_schedule(ctx: Ctx, id):
+    store, p = ctx.store, ctx.params
+    schedule = get_or_404(store, "subscription_schedule", id)
+    _live(schedule)
+    before = copy.deepcopy(schedule)
+    sub = store.get("subscription", schedule["subscription"])
+    if p.get("end_behavior"):
+        if p["end_behavior"] not in ("release", "cancel"):
+            raise invalid("Invalid end_behavior: must be one of release or cancel", "end_behavior")
+        schedule["end_behavior"] = p["end_behavior"]
+    if "phases" in p:
+        phases, start = [], schedule["phases"][0]["start_date"]
+        for i, ph in enumerate(as_list(p["phases"])):
+            items = []
+            for j, it in enumerate(as_list(ph.get("items"))):
+                if not it.get("price"):
+                    raise invalid(f"Missing required param: phases[{i}][items][{j}][price].", f"phases[{i}][items][{j}][price]", "parameter_missing")
+                price = get_or_404(store, "price", it["price"], "price", f"phases[{i}][items][{j}][price]")
+                if price["type"] != "recurring":
+                    raise invalid(f"The price `{price['id']}` is not recurring.", f"phases[{i}][items][{j}][price]")
+                items.append({"price": price["id"], "quantity": as_int(it.get("quantity"), f"phases[{i}][items][{j}][quantity]") or 1})
+            if not items:
+                raise invalid(f"Missing required param: phases[{i}][items].", f"phases[{i}][items]", "parameter_missing")
+            phase_start = as_int(ph.get("start_date"), f"phases[{i}][start_date]") if i == 0 and ph.get("start_date") else start
+            if i == 0 and phase_start != schedule["phases"][0]["start_date"]:
+                raise invalid("You cannot change the start_date of the current phase.", f"phases[{i}][start_date]")
+            end = as_int(ph.get("end_date"), f"phases[{i}][end_date]") if ph.get("end_date") else None
+            proration = ph.get("proration_behavior") or "create_prorations"
+            phase = _phase(store, items, phase_start, end, sub["currency"], proration)
+            if phase["end_date"] <= phase_start:
+                raise invalid("A phase's end_date must be after its start_date.", f"phases[{i}][end_date]")
+            phases.append(phase)
+            start = phase["end_date"]
+        if not phases:
+            raise invalid("A schedule needs at least one phase.", "phases", "parameter_missing")
+        schedule["phases"] = phases
+        schedule["current_phase"] = {"start_date": phases[0]["start_date"], "end_date": phases[0]["end_date"]}
+    update_metadata(schedule, p.get("metadata"))
+    store.emit("subscription_schedule.updated", schedule, {"phases": before["phases"]} if "phases" in p else {})
+    return ctx.out(schedule)
+
+
+def release(store, schedule: dict, at: int) -> None:
+    """Detach the schedule; the subscription carries on as it is."""
+    sub = store.get("subscription", schedule["subscription"])
+    schedule.update(status="released", released_at=at, released_subscription=sub["id"], current_phase=None)
+    if sub.get("schedule") == schedule["id"]:
+        sub["schedule"] = None
+        store.emit("customer.subscription.updated", sub, {"schedule": schedule["id"]})
+    store.emit("subscription_schedule.released", schedule)
+
+
+@route("POST", "/v1/subscription_schedules/{id}/release", "_subscription_schedule_release_params:SubscriptionScheduleReleaseParams")
+def release_schedule(ctx: Ctx, id):
+    store = ctx.store
+    schedule = get_or_404(store, "subscription_schedule", id)
+    _live(schedule)
+    release(store, schedule, now_for(store, schedule["customer"]))
+    return ctx.out(schedule)
+
+
+@route("POST", "/v1/subscription_schedules/{id}/cancel", "_subscription_schedule_cancel_params:SubscriptionScheduleCancelParams")
+def cancel_schedule(ctx: Ctx, id):
+    store = ctx.store
+    schedule = get_or_404(store, "subscription_schedule", id)
+    _live(schedule)
+    now = now_for(store, schedule["customer"])
+    schedule.update(status="canceled", canceled_at=now, current_phase=None)
+    sub = store.get("subscription", schedule["subscription"])
+    sub["schedule"] = None
+    if sub["status"] not in ("canceled", "incomplete_expired"):
+        cancel_now(store, sub, now)
+    store.emit("subscription_schedule.canceled", schedule)
+    return ctx.out(schedule)
+
+
+def advance_phase(store, sub: dict, at: int) -> None:
+    """Called at a renewal: if the schedule's next phase starts now, switch the items to it."""
+    schedule = store.get("subscription_schedule", sub.get("schedule") or "")
+    if not schedule or schedule["status"] not in LIVE:
+        return
+    upcoming = [ph for ph in schedule["phases"] if ph["start_date"] <= at < ph["end_date"] and ph["start_date"] > schedule["phases"][0]["start_date"]]
+    if upcoming:
+        phase = upcoming[0]
+        for item, planned in zip(sub["items"]["data"], phase["items"]):
+            item["price"], item["quantity"] = planned["price"], planned["quantity"]
+        schedule["phases"] = [ph for ph in schedule["phases"] if ph["start_date"] >= phase["start_date"]]
+        schedule["current_phase"] = {"start_date": phase["start_date"], "end_date": phase["end_date"]}
+        store.emit("subscription_schedule.updated", schedule)
+    if len(schedule["phases"]) == 1 and at >= schedule["phases"][0]["start_date"] and schedule["end_behavior"] == "release":
+        # The last phase has begun: Stripe releases the subscription to carry on by itself.
+        release(store, schedule, at)

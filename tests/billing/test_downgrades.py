@@ -1,0 +1,74 @@
+"""Downgrades wait for the period end (a Stripe subscription schedule), then switch."""
+
+from datetime import datetime, timezone
+
+from sqlmodel import select
+
+from billing_app.billing.entitlements import entitlement
+from billing_app.billing.subscriptions import cancel, cancel_scheduled_change, change_plan
+from billing_app.billing.sync import sync_customer
+from billing_app.billing.views import billing_view
+from billing_app.db import session_scope
+from billing_app.errors import ErrorCode
+from billing_app.models import OrgSubscription, Payment
+from tests.billing.conftest import period_id
+from tests.billing.test_checkout import expect
+from tests.billing.test_subscriptions import buy_on_clock, subscription
+
+
+def test_downgrade_preview_says_when_and_charges_nothing(org, stripe_env, db):
+    buy_on_clock(org, stripe_env, plan="business")
+    preview = change_plan(org.admin, period_id("starter", "MONTHLY"), preview=True)
+    assert not preview.upgrade and preview.amount_due_now == 0 and not preview.applied
+    assert preview.effective_at == subscription(db, org).current_period_end.replace(tzinfo=timezone.utc)
+    assert subscription(db, org).stripe_schedule_id is None
+
+
+def test_downgrade_is_scheduled_then_applies_at_the_period_end(org, stripe_env, db):
+    clock, customer = buy_on_clock(org, stripe_env, plan="business")
+    change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    sub = subscription(db, org)
+    end = int(sub.current_period_end.timestamp())
+    assert sub.stripe_schedule_id and sub.scheduled_change_at.timestamp() == end
+    with session_scope() as s:
+        assert entitlement(s, org.id).plan_key == "business"  # paid for until the period end
+        assert billing_view(s, org.id).scheduled_change.startswith("Changes to Starter (monthly) on ")
+
+    stripe_env.client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": end + 3600})
+    sync_customer(customer.id)
+    sub = subscription(db, org)
+    assert sub.status == "active" and sub.scheduled_period_id is None
+    with session_scope() as s:
+        assert entitlement(s, org.id, now=datetime.fromtimestamp(end + 3600, tz=timezone.utc)).plan_key == "starter"
+    renewal = db.exec(select(Payment).where(Payment.org_id == org.id).order_by(Payment.created.desc())).first()
+    assert renewal.amount == 900  # the renewal bills the new, lower price
+
+
+def test_keep_current_plan_drops_the_scheduled_downgrade(org, stripe_env, db):
+    clock, customer = buy_on_clock(org, stripe_env, plan="business")
+    change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    cancel_scheduled_change(org.admin)
+    sub = subscription(db, org)
+    assert sub.stripe_schedule_id is None and sub.scheduled_period_id is None
+    stripe_env.client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": int(sub.current_period_end.timestamp()) + 3600})
+    sync_customer(customer.id)
+    with session_scope() as s:
+        assert entitlement(s, org.id).plan_key == "business"
+    expect(ErrorCode.VALIDATION_ERROR, cancel_scheduled_change, org.admin)
+
+
+def test_canceling_replaces_a_scheduled_downgrade(org, stripe_env, db):
+    buy_on_clock(org, stripe_env, plan="business")
+    change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    cancel(org.admin)
+    sub = subscription(db, org)
+    assert sub.cancel_at_period_end and sub.stripe_schedule_id is None
+
+
+def test_schedules_are_real_at_stripe(org, stripe_env, db):
+    buy_on_clock(org, stripe_env, plan="business")
+    change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    sub = subscription(db, org)
+    schedule = stripe_env.client.v1.subscription_schedules.retrieve(sub.stripe_schedule_id)
+    assert schedule.subscription == sub.stripe_id and schedule.end_behavior == "release"
+    assert len(schedule.phases) == 2 and schedule.phases[1]["items"][0]["price"] is not None

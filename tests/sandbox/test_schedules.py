@@ -1,0 +1,65 @@
+"""Subscription schedules in the sandbox: made from a subscription, phased, released, canceled."""
+
+import pytest
+import stripe
+
+
+@pytest.fixture
+def subscribed(sandbox):
+    c = sandbox.client
+    clock = c.v1.test_helpers.test_clocks.create(params={"frozen_time": 1_767_225_600})
+    cust = c.v1.customers.create(params={"email": "s@example.com", "test_clock": clock.id, "payment_method": "pm_card_visa",
+                                         "invoice_settings": {"default_payment_method": "pm_card_visa"}})
+    prod = c.v1.products.create(params={"name": "Plan"})
+    big = c.v1.prices.create(params={"product": prod.id, "currency": "usd", "unit_amount": 5000, "recurring": {"interval": "month"}})
+    small = c.v1.prices.create(params={"product": prod.id, "currency": "usd", "unit_amount": 1000, "recurring": {"interval": "month"}})
+    sub = c.v1.subscriptions.create(params={"customer": cust.id, "items": [{"price": big.id}]})
+    return c, clock, cust, sub, big, small
+
+
+def test_a_downgrade_phase_applies_at_the_period_end_then_releases(subscribed):
+    c, clock, cust, sub, big, small = subscribed
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    assert c.v1.subscriptions.retrieve(sub.id).schedule == schedule.id
+    phase = schedule.phases[0]
+    c.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "release", "phases": [
+        {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date},
+        {"items": [{"price": small.id, "quantity": 1}], "proration_behavior": "none"},
+    ]})
+    with pytest.raises(stripe.InvalidRequestError, match="managed by the subscription schedule"):
+        c.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
+
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
+    renewed = c.v1.subscriptions.retrieve(sub.id)
+    assert renewed["items"].data[0].price.id == small.id and renewed.schedule is None
+    assert c.v1.subscription_schedules.retrieve(schedule.id).status == "released"
+    latest = c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
+    assert latest.amount_paid == 1000
+    types = [e.type for e in c.v1.events.list(params={"limit": 100}).data]
+    assert {"subscription_schedule.created", "subscription_schedule.updated", "subscription_schedule.released"} <= set(types)
+
+
+def test_release_keeps_the_subscription_and_cancel_ends_it(subscribed):
+    c, clock, cust, sub, big, small = subscribed
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    with pytest.raises(stripe.InvalidRequestError, match="already attached to a schedule"):
+        c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    released = c.v1.subscription_schedules.release(schedule.id)
+    assert released.status == "released" and released.released_subscription == sub.id
+    assert c.v1.subscriptions.retrieve(sub.id).status == "active"
+    again = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    assert c.v1.subscription_schedules.cancel(again.id).status == "canceled"
+    assert c.v1.subscriptions.retrieve(sub.id).status == "canceled"
+
+
+def test_bad_schedule_requests_get_stripe_errors(subscribed):
+    c, clock, cust, sub, big, small = subscribed
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        c.v1.subscription_schedules.create(params={})
+    assert info.value.param == "from_subscription"
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        c.v1.subscription_schedules.retrieve("sub_sched_missing")
+    assert info.value.http_status == 404
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    with pytest.raises(stripe.InvalidRequestError, match="start_date of the current phase"):
+        c.v1.subscription_schedules.update(schedule.id, params={"phases": [{"items": [{"price": small.id}], "start_date": 1}]})
