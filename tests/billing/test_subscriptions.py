@@ -203,3 +203,20 @@ def test_stripe_unreachable_gives_readable_errors_and_changes_nothing(org, strip
     expect(ErrorCode.STRIPE_UNAVAILABLE, checkout_status, org.admin, started.session_id)
     expect(ErrorCode.STRIPE_UNAVAILABLE, start_checkout, newcomer.admin, period_id("starter", "MONTHLY"))
     assert subscription(db, org).cancel_at_period_end == before
+
+
+def test_an_org_on_a_legacy_plan_switches_only_among_legacy_prices_in_the_portal(org, stripe_env, db):
+    from billing_app.billing.customers import ensure_customer
+    from billing_app.models import PlanPeriod
+
+    customer = ensure_customer(org.id, "admin@acme.example")
+    with session_scope() as s:
+        classic = s.get(PlanPeriod, period_id("classic", "MONTHLY")).stripe_price_id
+        starter = s.get(PlanPeriod, period_id("starter", "MONTHLY")).stripe_price_id
+    # An org that bought Classic before it became legacy.
+    stripe_env.client.v1.subscriptions.create(params={"customer": customer, "items": [{"price": classic}], "default_payment_method": "pm_card_visa"})
+    sync_customer(customer)
+    portal_url(org.admin)
+    configs = {c.metadata["audience"]: c for c in stripe_env.client.v1.billing_portal.configurations.list().data}
+    offered = {p for product in configs["legacy"].features.subscription_update.products for p in product.prices}
+    assert classic in offered and starter not in offered
