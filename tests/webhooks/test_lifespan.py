@@ -11,6 +11,7 @@ import httpx
 from billing_app.api import build_api
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.worker import run_worker
+from tests.conftest import run_async
 from tests.webhooks.conftest import CountingSync, event, rows, sign
 
 
@@ -55,7 +56,7 @@ def test_the_running_worker_wakes_on_a_stored_event_and_refreshes_changed_orgs(w
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
 
-    asyncio.run(scenario())
+    run_async(scenario())
     assert {r.state for r in rows()} == {"processed"}
     assert sync_calls.calls == ["cus_live"]  # the burst gathered into one sync
     assert refreshed == [{7}]
@@ -78,6 +79,6 @@ def test_the_worker_survives_a_failing_sync_and_keeps_the_failure_on_the_row(web
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
 
-    asyncio.run(scenario())
+    run_async(scenario())
     (failed,) = rows()
     assert (failed.state, failed.attempts, failed.last_error) == ("pending", 1, "ConnectionError: sandbox unreachable")

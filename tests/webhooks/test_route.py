@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 
 from billing_app.webhooks.handlers import HANDLERS
 from billing_app.webhooks.worker import Worker
+from tests.conftest import run_async
 from tests.webhooks.conftest import OLD_SECRET, CountingSync, event, row, rows, sign
 
 
@@ -170,7 +171,7 @@ def test_concurrent_deliveries_of_one_event_store_one_row(webhook_secrets):
                 client.post("/api/stripe/webhook", content=body, headers={"Stripe-Signature": sign(body)}) for _ in range(12)
             ])
 
-    responses = asyncio.run(deliver_many())
+    responses = run_async(deliver_many())
     assert [r.status_code for r in responses] == [200] * 12
     assert sorted(r.json()["duplicate"] for r in responses) == [False] + [True] * 11
     assert len(rows()) == 1
