@@ -109,8 +109,10 @@ class PaymentsState(AuthState):
 
     @rx.var
     def export_url(self) -> str:
+        """On the backend's address: in development the page is served from another port."""
         query = {k: v for k, v in {"start": self.start, "end": self.end, "status": "" if self.status == ALL else self.status}.items() if v}
-        return f"{routes.API_PAYMENTS_CSV}?{urlencode(query)}" if query else routes.API_PAYMENTS_CSV
+        url = rx.config.get_config().api_url.rstrip("/") + routes.API_PAYMENTS_CSV
+        return f"{url}?{urlencode(query)}" if query else url
 
 
 def _filters() -> rx.Component:

@@ -148,6 +148,10 @@ def test_payment_history_and_its_date_filter(page, app_server):
     assert response.ok and response.body().startswith(b"%PDF")
     both_widths(page, "payments")
 
+    export = page.request.get(page.locator("#export-csv").get_attribute("href"))
+    assert export.ok and export.headers["content-type"].startswith("text/csv")
+    assert "Completed" not in export.text() and "COMPLETED" in export.text() and "9.00" in export.text()
+
     page.fill("#filter-start", "2099-01-01")
     page.locator("#apply-filters").click()
     expect(page.locator("#no-payments")).to_be_visible()
