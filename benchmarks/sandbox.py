@@ -16,7 +16,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make billing_app importable
 AUTH = {"Authorization": "Bearer sk_test_bench"}
 
 BARE_APP = """
@@ -65,13 +65,9 @@ def wait_for(port: int, path: str, headers: dict, proc: subprocess.Popen, timeou
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    from billing_app.serve import stop as stop_processes
+
+    stop_processes([proc])
 
 
 def load(port: int, requests: list, seconds: float, threads: int) -> float:
@@ -115,7 +111,7 @@ def main() -> None:
     # The sandbox.
     port = free_port()
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "billing_app.sandbox", "--port", str(port)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "billing_app.sandbox", "--port", str(port)], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(port, "/v1/products", AUTH, proc)
@@ -145,7 +141,7 @@ def main() -> None:
 
     # A bare Starlette route under the same uvicorn, for scale.
     bport = free_port()
-    bare = subprocess.Popen([sys.executable, "-c", BARE_APP.replace("{port}", str(bport))], cwd=ROOT,
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP.replace("{port}", str(bport))], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(bport, "/hello", {}, bare)

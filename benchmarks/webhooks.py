@@ -33,7 +33,6 @@ import itertools
 import json
 import os
 import random
-import signal
 import socket
 import sqlite3
 import statistics
@@ -45,6 +44,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make billing_app importable
 SECRET = "whsec_benchmark"
 PATH = "/api/stripe/webhook"
 FIXTURES = ROOT.parent / "shared" / "stripe" / "fixtures3.json"
@@ -163,13 +163,9 @@ def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    from billing_app.serve import stop as stop_processes
+
+    stop_processes([proc])
 
 
 def wait_until_up(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -54,17 +53,15 @@ def start_sandbox(port: int, *extra: str, env: dict | None = None) -> subprocess
     return subprocess.Popen(
         [sys.executable, "-m", "billing_app.sandbox", "--port", str(port), *extra],
         cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
     )
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """SIGTERM (a clean shutdown flushes --data), SIGKILL if it hangs."""
+    from billing_app.serve import stop as stop_processes
+
+    stop_processes([proc])
 
 
 @dataclass
