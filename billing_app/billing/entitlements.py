@@ -52,7 +52,7 @@ class Entitlement:
 
     @property
     def on_grace_period(self) -> bool:
-        return self.reason in ("cancels_at_period_end", "canceled_until_period_end", "past_due_grace")
+        return self.reason in ("cancels_at_period_end", "past_due_grace")
 
     @property
     def past_due(self) -> bool:
@@ -64,7 +64,6 @@ class Entitlement:
 
 
 def _access(sub: OrgSubscription, now: datetime) -> tuple[bool, str]:
-    period_end = _utc(sub.current_period_end)
     if sub.one_off:
         return (sub.status == "active", "lifetime" if sub.status == "active" else "lifetime_refunded")
     if sub.paused or sub.status == "paused":
@@ -74,8 +73,8 @@ def _access(sub: OrgSubscription, now: datetime) -> tuple[bool, str]:
     if sub.status == "active":
         return True, "cancels_at_period_end" if sub.cancel_at_period_end else "active"
     if sub.status == "canceled":
-        if period_end and period_end > now:
-            return True, "canceled_until_period_end"
+        # Stripe keeps a subscription canceled "at period end" active until that end (the grace
+        # period above); `canceled` means it has ended: at once, at the period end, or by dunning.
         return False, "canceled"
     if sub.status == "past_due":
         grace = timedelta(days=get_settings().past_due_grace_days)

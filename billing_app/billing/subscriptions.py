@@ -28,6 +28,12 @@ def _manageable_subscription(org_id: int) -> OrgSubscription:
     return sub
 
 
+def _customer_id_of_org(org_id: int) -> str:
+    from billing_app.billing.customers import customer_id_for
+
+    return customer_id_for(org_id)
+
+
 def _customer_of(subscription) -> str:
     customer = subscription["customer"]
     return customer if isinstance(customer, str) else customer["id"]
@@ -52,6 +58,9 @@ def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = Non
             params = {"cancellation_details": details} if details else {}
             updated = gateway.call(client.v1.subscriptions.cancel, sub.stripe_id, params=params)
     except gateway.StripeFailure:
+        # A released schedule (a dropped downgrade) may already have changed at Stripe.
+        if sub.stripe_schedule_id:
+            resync_after_change(_customer_id_of_org(org_id))
         raise AppError(ErrorCode.STRIPE_CANCELLATION_FAILED, "We could not cancel the subscription. Please try again.") from None
     resync_after_change(_customer_of(updated))
 
@@ -142,12 +151,22 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
             )
             amount_due = invoice["amount_due"]
         else:
+            # A pending downgrade would switch the upgrade back at the period end: drop it first.
+            _release_schedule(client, sub)
             gateway.call(
                 client.v1.subscriptions.update, sub.stripe_id,
-                params={"items": items, "proration_behavior": "always_invoice"},
+                # A declined card leaves the plan as it was (Stripe answers 402 and applies nothing).
+                params={"items": items, "proration_behavior": "always_invoice", "payment_behavior": "error_if_incomplete"},
             )
             amount_due = 0
-    except gateway.StripeFailure:
+    except gateway.StripeFailure as failure:
+        if sub.stripe_schedule_id and not preview:
+            resync_after_change(_customer_id_of_org(org_id))  # the released schedule is gone at Stripe
+        if failure.card_error:
+            raise AppError(
+                ErrorCode.STRIPE_PLAN_CHANGE_FAILED,
+                "Your card was declined, so your plan was not changed. Update your payment method and try again.",
+            ) from None
         raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not change the plan. Please try again.") from None
     if not preview:
         resync_after_change(_customer_of(stripe_sub))

@@ -156,3 +156,12 @@ def test_two_racing_first_purchases_make_one_stripe_customer(org, stripe_env, db
     customers = stripe_env.client.v1.customers.list(params={"limit": 100}).data
     assert [c.id for c in customers if c.metadata.to_dict().get("org_id") == str(org.id)] == results[:1]
     assert len(db.exec(select(BillingCustomer).where(BillingCustomer.org_id == org.id)).all()) == 1
+
+
+def test_a_new_checkout_expires_the_orgs_older_open_one(org, stripe_env):
+    first = start_checkout(org.admin, period_id("starter", "MONTHLY"))
+    second = start_checkout(org.admin, period_id("pro", "MONTHLY"))
+    assert stripe_env.client.v1.checkout.sessions.retrieve(first.session_id).status == "expired"
+    assert stripe_env.client.v1.checkout.sessions.retrieve(second.session_id).status == "open"
+    with pytest.raises(Exception):
+        stripe_env.complete_checkout(first.session_id)  # the stale tab cannot buy a second subscription

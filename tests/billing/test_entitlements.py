@@ -35,7 +35,8 @@ def add(db, org_id, **fields):
         ({}, True, "active"),
         ({"status": "trialing"}, True, "trialing"),
         ({"cancel_at_period_end": True}, True, "cancels_at_period_end"),
-        ({"status": "canceled"}, True, "canceled_until_period_end"),
+        # Ended at once or by dunning: no access, even though the paid period had time left.
+        ({"status": "canceled"}, False, "canceled"),
         ({"status": "canceled", "current_period_end": NOW - timedelta(days=1)}, False, "canceled"),
         ({"status": "past_due", "current_period_start": NOW - timedelta(days=2)}, True, "past_due_grace"),
         ({"status": "past_due", "current_period_start": NOW - timedelta(days=8)}, False, "past_due"),

@@ -220,3 +220,26 @@ def test_an_org_on_a_legacy_plan_switches_only_among_legacy_prices_in_the_portal
     configs = {c.metadata["audience"]: c for c in stripe_env.client.v1.billing_portal.configurations.list().data}
     offered = {p for product in configs["legacy"].features.subscription_update.products for p in product.prices}
     assert classic in offered and starter not in offered
+
+
+def test_an_upgrade_with_a_declined_card_changes_nothing(org, stripe_env, db):
+    buy(org, sandbox=stripe_env)
+    sub = subscription(db, org)
+    customer = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).customer
+    failing = stripe_env.client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": customer})
+    stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={"default_payment_method": failing.id})
+    error = expect(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, change_plan, org.admin, period_id("business", "MONTHLY"), preview=False)
+    assert "declined" in error.message
+    at_stripe = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id)
+    assert at_stripe.status == "active" and at_stripe["items"].data[0].price.id == sub.stripe_price_id
+    assert access(org).plan_key == "starter" and subscription(db, org).status == "active"
+
+
+def test_an_upgrade_drops_a_pending_downgrade(org, stripe_env, db):
+    buy_on_clock(org, stripe_env, plan="pro")
+    change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    assert subscription(db, org).stripe_schedule_id
+    change_plan(org.admin, period_id("business", "MONTHLY"), preview=False)
+    sub = subscription(db, org)
+    assert sub.stripe_schedule_id is None and sub.scheduled_period_id is None
+    assert access(org).plan_key == "business"

@@ -9,7 +9,7 @@ from ..billing import (
     apply_plan_change, cancel_now, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
     period_end_for, plan_change, resolve_payment_method, attach, set_period, start_subscription, sub_period,
 )
-from ..errors import invalid
+from ..errors import card_declined, invalid
 from ..params import as_bool, as_int, as_list
 
 PRORATION = ("create_prorations", "none", "always_invoice")
@@ -114,7 +114,17 @@ def update(store, sub: dict, p: dict) -> dict:
         raise invalid("Invalid proration_behavior: must be one of create_prorations, none, or always_invoice", "proration_behavior")
     if p.get("items"):
         change = plan_change(store, sub, changes_from(store, p["items"]), behavior, now)
+        invoice_before = sub.get("latest_invoice")
         apply_plan_change(store, sub, change, behavior, now)
+        invoice = store.get("invoice", sub.get("latest_invoice") or "")
+        if p.get("payment_behavior") == "error_if_incomplete" and sub.get("latest_invoice") != invoice_before \
+                and invoice and invoice["status"] != "paid":
+            # As Stripe: the change is not applied when its payment fails; the invoice is voided.
+            sub.clear()
+            sub.update(before)
+            invoice["status"] = "void"
+            store.emit("invoice.voided", invoice)
+            raise card_declined()
         before = copy.deepcopy(sub)
     keys = set()
     if "cancel_at_period_end" in p:
