@@ -11,10 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, delete, select
 
 from billing_app.auth.passwords import check_strength, hash_password, verify_password
 from billing_app.auth.tokens import new_token, token_hash
+from billing_app.db import get_engine
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import AuthSession, LoginThrottle, Membership, Organization, Role, User, utcnow
 from billing_app.settings import get_settings
@@ -101,37 +105,56 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
 # --- login, sessions ----------------------------------------------------------
 
 
-def _throttle_row(session: Session, email: str) -> LoginThrottle:
-    row = session.exec(select(LoginThrottle).where(LoginThrottle.email == email)).first()
-    if row is None:
-        row = LoginThrottle(email=email)
-        session.add(row)
-    window = timedelta(minutes=get_settings().login_window_minutes)
-    if utcnow() - as_utc(row.window_started_at) > window:
-        row.failures, row.window_started_at = 0, utcnow()
-    return row
+def _reserve_attempt(email: str) -> int:
+    """Count one login attempt for `email` and return the count in the current window.
+
+    Counted before the password is checked, atomically and in its own committed
+    transaction, so parallel guesses cannot all slip under the limit and a refusal
+    is recorded even though the caller's transaction rolls back.
+    """
+    now = utcnow()
+    window_start = now - timedelta(minutes=get_settings().login_window_minutes)
+    table = LoginThrottle.__table__
+    engine = get_engine()
+    insert_stmt = (pg_insert if engine.dialect.name == "postgresql" else sqlite_insert)(table)
+    expired = table.c.window_started_at < window_start
+    with engine.begin() as connection:
+        connection.execute(
+            insert_stmt.values(email=email, failures=0, window_started_at=now).on_conflict_do_nothing(index_elements=["email"])
+        )
+        return connection.execute(
+            update(table)
+            .where(table.c.email == email)
+            .values(
+                failures=case((expired, 1), else_=table.c.failures + 1),
+                window_started_at=case((expired, now), else_=table.c.window_started_at),
+            )
+            .returning(table.c.failures)
+        ).scalar_one()
+
+
+def _clear_attempts(email: str) -> None:
+    with get_engine().begin() as connection:
+        connection.execute(update(LoginThrottle.__table__).where(LoginThrottle.__table__.c.email == email).values(failures=0))
 
 
 def authenticate(session: Session, *, email: str, password: str) -> User:
-    """The user for these credentials. Failures are counted per email, known or not."""
+    """The user for these credentials. Attempts are counted per email, known or not."""
     try:
         email = normalize_email(email)
     except AppError:
         raise AppError(ErrorCode.INVALID_CREDENTIALS, BAD_LOGIN) from None
     settings = get_settings()
-    throttle = _throttle_row(session, email)
-    if throttle.failures >= settings.login_max_failures:
+    # The limit allows max failures; the attempt after them is refused without checking the password.
+    if _reserve_attempt(email) > settings.login_max_failures:
         raise AppError(
             ErrorCode.TOO_MANY_ATTEMPTS,
             f"Too many failed attempts. Try again in {settings.login_window_minutes} minutes.",
         )
     user = session.exec(select(User).where(User.email == email)).first()
-    if not verify_password(user.password_hash if user else None, password):
-        throttle.failures += 1
-        # The failure must be recorded even though the caller sees an error.
-        session.commit()
+    if not verify_password(user.password_hash if user else None, password if isinstance(password, str) else ""):
         raise AppError(ErrorCode.INVALID_CREDENTIALS, BAD_LOGIN)
-    throttle.failures = 0
+    _clear_attempts(email)
     return user
 
 

@@ -214,3 +214,21 @@ def test_switching_org_needs_membership(db):
     with session_scope() as s:
         expect(ErrorCode.FORBIDDEN, accounts.switch_org, s, token, eve_org)
     assert actor(token).org_name == "Bob's Org"
+
+
+def test_parallel_guesses_cannot_exceed_the_limit(db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    register()
+
+    def guess(_):
+        try:
+            login("ada@example.com", "wrong-password-1")
+        except AppError as error:
+            return error.code
+        return "logged in"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(guess, range(20)))
+    assert outcomes.count(ErrorCode.INVALID_CREDENTIALS) == 5
+    assert outcomes.count(ErrorCode.TOO_MANY_ATTEMPTS) == 15
