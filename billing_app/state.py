@@ -20,6 +20,12 @@ from billing_app.settings import get_settings
 SESSION_COOKIE = "billing_session"
 
 
+def form_text(form, key: str) -> str:
+    """A form field as text. Events can be hand-crafted, so a value may be anything, or missing."""
+    value = form.get(key) if isinstance(form, dict) else None
+    return value if isinstance(value, str) else ""
+
+
 class AuthState(rx.State):
     session_token: str = rx.Cookie(
         "", name=SESSION_COOKIE, same_site="strict", max_age=get_settings().session_lifetime_hours * 3600
@@ -93,7 +99,7 @@ class AuthState(rx.State):
             with session_scope() as session:
                 accounts.switch_org(session, self.session_token, int(org_id))
             self._actor()
-        except (ValueError, AppError) as error:
+        except (TypeError, ValueError, AppError) as error:
             message = error.message if isinstance(error, AppError) else "Unknown organization."
             return rx.toast.error(message)
         return rx.redirect(self.router.url.path)

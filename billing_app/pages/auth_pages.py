@@ -9,7 +9,7 @@ from billing_app.auth import accounts
 from billing_app.components.layout import error_callout, info_callout, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.state import AuthState
+from billing_app.state import AuthState, form_text
 
 
 # Why the user is on the login page; the URL carries only the key, never the text.
@@ -33,7 +33,7 @@ class LoginState(AuthState):
         self.error = ""
         try:
             with session_scope() as session:
-                token = accounts.login(session, email=form.get("email", ""), password=form.get("password", ""))
+                token = accounts.login(session, email=form_text(form, "email"), password=form_text(form, "password"))
         except AppError as error:
             self.error = error.message
             return
@@ -57,10 +57,10 @@ class RegisterState(AuthState):
             with session_scope() as session:
                 user = accounts.register(
                     session,
-                    email=form.get("email", ""),
-                    password=form.get("password", ""),
-                    name=form.get("name", ""),
-                    org_name=form.get("org_name", ""),
+                    email=form_text(form, "email"),
+                    password=form_text(form, "password"),
+                    name=form_text(form, "name"),
+                    org_name=form_text(form, "org_name"),
                 )
                 token = accounts.start_session(session, user)
         except AppError as error:

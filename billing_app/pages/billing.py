@@ -14,7 +14,7 @@ from billing_app.components.billing_ui import billing_frame, detail
 from billing_app.components.layout import error_callout, info_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.state import AuthState
+from billing_app.state import AuthState, form_text
 
 
 class BillingState(AuthState):
@@ -95,7 +95,7 @@ class BillingState(AuthState):
         yield
         try:
             target = int(period_id)
-        except ValueError:
+        except (TypeError, ValueError):
             self.error, self.busy = "Choose a plan.", ""
             return
         change = self._run("preview", lambda actor: change_plan(actor, target, preview=True))
@@ -116,7 +116,7 @@ class BillingState(AuthState):
         yield
         try:
             target = int(self.change_target)
-        except ValueError:
+        except (TypeError, ValueError):
             self.error, self.busy = "Choose a plan.", ""
             return
         change = self._run("change", lambda actor: change_plan(actor, target, preview=False))
@@ -135,7 +135,7 @@ class BillingState(AuthState):
     def confirm_cancel(self, form: dict):
         self.busy = "cancel"
         yield
-        reason = (form.get("reason") or "").strip() or None
+        reason = form_text(form, "reason").strip() or None
         if self._run("cancel", lambda actor: cancel(actor, at_period_end=True, reason=reason)) is None and not self.error:
             self.cancel_open = False
             self.message = "Your subscription will end at the end of the period. You can reactivate it until then."

@@ -26,6 +26,8 @@ class ConfirmState(AuthState):
     renewal: str = ""
     # Each visit gets a number, so a poller from an earlier visit knows to stop.
     visit: int = 0
+    # Backend-only: a poller is running (one at a time, however often the event is sent).
+    _polling: bool = False
 
     def _check(self) -> str:
         session_id = self.router.url.query_parameters.get("session_id", "")
@@ -62,6 +64,17 @@ class ConfirmState(AuthState):
 
     @rx.event(background=True)
     async def poll(self, visit: int):
+        async with self:
+            if self._polling or visit != self.visit:
+                return
+            self._polling = True
+        try:
+            await self._poll(visit)
+        finally:
+            async with self:
+                self._polling = False
+
+    async def _poll(self, visit: int):
         for _ in range(POLL_TIMES):
             await asyncio.sleep(POLL_SECONDS)
             async with self:

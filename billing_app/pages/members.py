@@ -10,7 +10,7 @@ from billing_app.components.layout import error_callout, info_callout, page_fram
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.models import Role
-from billing_app.state import AuthState
+from billing_app.state import AuthState, form_text
 
 ROLE_CHOICES = [r.value for r in Role]
 
@@ -39,9 +39,9 @@ class MembersState(AuthState):
         self.error = self.message = ""
         try:
             actor = self._actor()
-            role = Role(form.get("role") or Role.MEMBER.value)
+            role = Role(form_text(form, "role") or Role.MEMBER.value)
             with session_scope() as session:
-                row = accounts.add_member(session, actor, email=form.get("email", ""), role=role)
+                row = accounts.add_member(session, actor, email=form_text(form, "email"), role=role)
             self._reload(actor)
             self.message = f"Added {row.email} as {row.role.value.replace('_', ' ')}."
         except ValueError:
@@ -58,7 +58,7 @@ class MembersState(AuthState):
                 row = accounts.change_role(session, actor, user_id=int(user_id), role=Role(role))
             self._reload(actor)
             self.message = f"{row.email} is now {row.role.value.replace('_', ' ')}."
-        except ValueError:
+        except (TypeError, ValueError):
             self.error = "Unknown member or role."
         except AppError as error:
             self.error = error.message

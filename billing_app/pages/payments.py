@@ -14,7 +14,7 @@ from billing_app.components.layout import error_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.models import PaymentStatus
-from billing_app.state import AuthState
+from billing_app.state import AuthState, form_text
 
 PAGE_SIZE = 25
 STATUS_LABEL = {"COMPLETED": "Completed", "FAILED": "Failed", "EXPIRED": "Expired", "CANCELLED": "Cancelled", "REFUNDED": "Refunded", "PENDING": "Pending"}
@@ -81,8 +81,8 @@ class PaymentsState(AuthState):
 
     @rx.event
     def apply_filters(self, form: dict):
-        self.start, self.end = form.get("start", ""), form.get("end", "")
-        self.status = form.get("status") or ALL
+        self.start, self.end = form_text(form, "start"), form_text(form, "end")
+        self.status = form_text(form, "status") or ALL
         self.cursors = [""]
         self._fetch("")
 

@@ -50,7 +50,7 @@ class PricingState(AuthState):
         except AppError as error:
             self.error, self.pending_period_id = error.message, ""
             return
-        except ValueError:
+        except (TypeError, ValueError):
             self.error, self.pending_period_id = "Unknown plan.", ""
             return
         yield rx.redirect(started.url)

@@ -10,7 +10,7 @@ from billing_app.billing.views import fmt_date
 from billing_app.components.layout import error_callout, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.state import AuthState
+from billing_app.state import AuthState, form_text
 
 
 class TokensState(AuthState):
@@ -42,7 +42,7 @@ class TokensState(AuthState):
         try:
             actor = self._actor()
             with session_scope() as session:
-                created = api_tokens.create_token(session, actor, form.get("name", ""))
+                created = api_tokens.create_token(session, actor, form_text(form, "name"))
             self.new_token = created.token
             self._reload(actor)
         except AppError as error:
@@ -56,7 +56,7 @@ class TokensState(AuthState):
             with session_scope() as session:
                 api_tokens.revoke_token(session, actor, int(token_id))
             self._reload(actor)
-        except (AppError, ValueError) as error:
+        except (AppError, TypeError, ValueError) as error:
             self.error = error.message if isinstance(error, AppError) else "No such API token."
 
 
