@@ -18,7 +18,6 @@ from sqlmodel import Session, delete, select
 
 from billing_app.auth.passwords import check_strength, hash_password, verify_password
 from billing_app.auth.tokens import new_token, token_hash
-from billing_app.db import get_engine
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import AuthSession, LoginThrottle, Membership, Organization, Role, User, utcnow
 from billing_app.settings import get_settings
@@ -105,37 +104,35 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
 # --- login, sessions ----------------------------------------------------------
 
 
-def _reserve_attempt(email: str) -> int:
+def _reserve_attempt(session: Session, email: str) -> int:
     """Count one login attempt for `email` and return the count in the current window.
 
-    Counted before the password is checked, atomically and in its own committed
-    transaction, so parallel guesses cannot all slip under the limit and a refusal
-    is recorded even though the caller's transaction rolls back.
+    Counted before the password is checked, with one atomic increment, so parallel
+    guesses cannot all slip under the limit. It is committed at once (on the caller's
+    own connection: a second one would wait on SQLite's write lock), so the count
+    stands even though a refused login rolls the rest back.
     """
     now = utcnow()
     window_start = now - timedelta(minutes=get_settings().login_window_minutes)
     table = LoginThrottle.__table__
-    engine = get_engine()
-    insert_stmt = (pg_insert if engine.dialect.name == "postgresql" else sqlite_insert)(table)
+    insert_stmt = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
     expired = table.c.window_started_at < window_start
-    with engine.begin() as connection:
-        connection.execute(
-            insert_stmt.values(email=email, failures=0, window_started_at=now).on_conflict_do_nothing(index_elements=["email"])
+    session.execute(insert_stmt.values(email=email, failures=0, window_started_at=now).on_conflict_do_nothing(index_elements=["email"]))
+    count = session.execute(
+        update(table)
+        .where(table.c.email == email)
+        .values(
+            failures=case((expired, 1), else_=table.c.failures + 1),
+            window_started_at=case((expired, now), else_=table.c.window_started_at),
         )
-        return connection.execute(
-            update(table)
-            .where(table.c.email == email)
-            .values(
-                failures=case((expired, 1), else_=table.c.failures + 1),
-                window_started_at=case((expired, now), else_=table.c.window_started_at),
-            )
-            .returning(table.c.failures)
-        ).scalar_one()
+        .returning(table.c.failures)
+    ).scalar_one()
+    session.commit()
+    return count
 
 
-def _clear_attempts(email: str) -> None:
-    with get_engine().begin() as connection:
-        connection.execute(update(LoginThrottle.__table__).where(LoginThrottle.__table__.c.email == email).values(failures=0))
+def _clear_attempts(session: Session, email: str) -> None:
+    session.execute(update(LoginThrottle.__table__).where(LoginThrottle.__table__.c.email == email).values(failures=0))
 
 
 def authenticate(session: Session, *, email: str, password: str) -> User:
@@ -146,7 +143,7 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
         raise AppError(ErrorCode.INVALID_CREDENTIALS, BAD_LOGIN) from None
     settings = get_settings()
     # The limit allows max failures; the attempt after them is refused without checking the password.
-    if _reserve_attempt(email) > settings.login_max_failures:
+    if _reserve_attempt(session, email) > settings.login_max_failures:
         raise AppError(
             ErrorCode.TOO_MANY_ATTEMPTS,
             f"Too many failed attempts. Try again in {settings.login_window_minutes} minutes.",
@@ -154,7 +151,7 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
     user = session.exec(select(User).where(User.email == email)).first()
     if not verify_password(user.password_hash if user else None, password if isinstance(password, str) else ""):
         raise AppError(ErrorCode.INVALID_CREDENTIALS, BAD_LOGIN)
-    _clear_attempts(email)
+    _clear_attempts(session, email)
     return user
 
 
