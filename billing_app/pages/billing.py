@@ -10,7 +10,7 @@ from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel, cancel_scheduled_change, change_plan, reactivate
 from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options, fmt_date
 from billing_app.billing.payments import format_amount
-from billing_app.components.billing_ui import billing_frame, detail
+from billing_app.components.billing_ui import billing_frame, detail, empty_state
 from billing_app.components.layout import error_callout, info_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -321,17 +321,10 @@ def _payment_problem_banner() -> rx.Component:
 
 
 def _empty_state() -> rx.Component:
-    return rx.card(
-        rx.vstack(
-            rx.icon("credit-card", size=32),
-            rx.heading("No subscription yet", size="5"),
-            rx.text("Pick a plan to get started.", color_scheme="gray"),
-            rx.link(rx.button("See plans"), href=routes.PRICING),
-            align="center",
-            spacing="3",
-            padding="2em",
-        ),
-        width="100%",
+    return empty_state(
+        "credit-card", "No subscription yet",
+        rx.text("Pick a plan to get started.", color_scheme="gray"),
+        rx.link(rx.button("See plans"), href=routes.PRICING),
         id="no-subscription",
     )
 

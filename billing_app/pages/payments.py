@@ -9,7 +9,7 @@ import reflex as rx
 
 from billing_app import live, routes
 from billing_app.billing.payments import PaymentFilter, format_amount, list_payments
-from billing_app.components.billing_ui import billing_frame
+from billing_app.components.billing_ui import billing_frame, empty_state
 from billing_app.components.layout import error_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -200,8 +200,7 @@ def payments_page() -> rx.Component:
                     rx.vstack(_table(), _pager(), width="100%", spacing="3"),
                     rx.cond(
                         PaymentsState.error == "",
-                        rx.card(rx.vstack(rx.icon("receipt", size=28), rx.text("No payments match.", weight="medium"),
-                                          align="center", padding="2em"), width="100%", id="no-payments"),
+                        empty_state("receipt", "No payments match", id="no-payments"),
                     ),
                 ),
                 width="100%",
