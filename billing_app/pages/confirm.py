@@ -7,6 +7,7 @@ import asyncio
 import reflex as rx
 
 from billing_app import routes
+from billing_app.auth import accounts
 from billing_app.billing.checkout import checkout_status
 from billing_app.billing.views import billing_view
 from billing_app.components.layout import page_frame
@@ -19,6 +20,29 @@ POLL_SECONDS = 2
 POLL_TIMES = 5
 
 
+def check_outcome(session_token: str, session_id: str) -> tuple[str, str, str]:
+    """(phase, plan name, renewal line) for a checkout, from Stripe and the mirror.
+
+    Plain function of its inputs, so the poller can run it outside the state lock.
+    Raises AppError only when the browser session is not valid.
+    """
+    with session_scope() as session:
+        actor = accounts.actor_for_session(session, session_token)
+    try:
+        status = checkout_status(actor, session_id)
+    except AppError as error:
+        return ("not_found" if error.code == ErrorCode.INVALID_SESSION else "processing"), "", ""
+    if status.status == "expired":
+        return "expired", "", ""
+    if status.status == "complete" and status.payment_status in ("paid", "no_payment_required"):
+        with session_scope() as session:
+            view = billing_view(session, actor.require_org())
+        return "success", view.plan_name, f"{view.renewal_label}: {view.renewal_date}" if view.renewal_date else ""
+    if status.status == "complete":
+        return "failed", "", ""  # complete but unpaid: an async payment that failed
+    return "processing", "", ""
+
+
 class ConfirmState(AuthState):
     # checking | success | failed | expired | processing | not_found
     phase: str = "checking"
@@ -29,33 +53,15 @@ class ConfirmState(AuthState):
     # Backend-only: a poller is running (one at a time, however often the event is sent).
     _polling: bool = False
 
-    def _check(self) -> str:
-        session_id = self.router.url.query_parameters.get("session_id", "")
-        try:
-            actor = self._actor()
-            status = checkout_status(actor, session_id)
-        except AppError as error:
-            if error.code in (ErrorCode.UNAUTHENTICATED, ErrorCode.SESSION_EXPIRED):
-                raise
-            return "not_found" if error.code == ErrorCode.INVALID_SESSION else "processing"
-        if status.status == "expired":
-            return "expired"
-        if status.status == "complete" and status.payment_status in ("paid", "no_payment_required"):
-            with session_scope() as session:
-                view = billing_view(session, actor.require_org())
-            self.plan_name = view.plan_name
-            self.renewal = f"{view.renewal_label}: {view.renewal_date}" if view.renewal_date else ""
-            return "success"
-        if status.status == "complete":
-            return "failed"  # complete but unpaid: an async payment that failed
-        return "processing"
-
     @rx.event
     def load(self):
         self.visit += 1
         self.phase, self.plan_name, self.renewal = "checking", "", ""
         try:
-            self.phase = self._check()
+            self._actor()  # refreshes the navbar; raises when signed out
+            self.phase, self.plan_name, self.renewal = check_outcome(
+                self.session_token, self.router.url.query_parameters.get("session_id", "")
+            )
         except AppError as error:
             return self._signed_out(error)
         if self.phase in ("checking", "processing"):
@@ -81,13 +87,17 @@ class ConfirmState(AuthState):
                 # Stop when the user left the page or opened it again.
                 if self.visit != visit or not self.router.url.path.rstrip("/").endswith(routes.BILLING_CONFIRM):
                     return
-                try:
-                    phase = self._check()
-                except AppError:
-                    return
-                if phase not in ("processing", "checking"):
-                    self.phase = phase
-                    return
+                token, session_id = self.session_token, self.router.url.query_parameters.get("session_id", "")
+            try:
+                # Stripe and the database are read outside the lock, so the page stays responsive.
+                outcome = await asyncio.to_thread(check_outcome, token, session_id)
+            except AppError:
+                return
+            if outcome[0] not in ("processing", "checking"):
+                async with self:
+                    if self.visit == visit:
+                        self.phase, self.plan_name, self.renewal = outcome
+                return
         async with self:
             if self.visit == visit and self.phase == "checking":
                 self.phase = "processing"
