@@ -86,7 +86,11 @@ def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
         params["customer"] = ensure_customer(org_id, actor.email)
         # An older checkout left open in another tab could be paid too: one subscription per org.
         for stale in gateway.list_all(client.v1.checkout.sessions.list, {"customer": params["customer"], "status": "open"}):
-            gateway.call(client.v1.checkout.sessions.expire, stale["id"])
+            try:
+                gateway.call(client.v1.checkout.sessions.expire, stale["id"])
+            except gateway.StripeFailure:
+                pass  # completed or expired meanwhile (another tab, a racing request): nothing to close
+
         checkout = gateway.call(client.v1.checkout.sessions.create, params=params)
     except gateway.StripeFailure:
         raise AppError(ErrorCode.STRIPE_CHECKOUT_FAILED, "We could not start the checkout. Please try again.") from None
