@@ -1,8 +1,11 @@
-"""Stripe webhooks: route, event log, one handler per event type, worker, replay.
+"""Stripe webhooks: route, event log, the event types that re-sync a customer, worker, replay.
 
     Stripe --signed POST--> route (verify, INSERT once, 200)
                              --> event log (webhookevent rows)
                              --> worker (claim, one sync_customer per customer, mark; retry with backoff)
+
+Imports run one way: route -> ingest -> eventlog -> handlers; worker -> eventlog; and
+route, eventlog (replay) and worker meet only in `signal` (the in-process wake-up).
 
 For the admin: `recent(state="failed")` lists stored events (no payload) and
 `replay(event_id)` puts any stored event back in the queue; `counts()` per state.

@@ -2,8 +2,8 @@
 
 Every verified event is stored once by its Stripe id before anything else happens
 (`store_events`: INSERT ... ON CONFLICT DO NOTHING). The worker then claims due events
-(`claim`), syncs their customers and writes the outcome (`record`; `mark_processed`
-and `mark_failed` for one group). The row is the whole state of the retry machine:
+(`claim`), syncs their customers and writes the outcome (`record`). The row is the
+whole state of the retry machine:
 
     pending --sync ok--> processed
     pending --sync failed--> pending (attempts+1, last_error, next_attempt_at = now + backoff)
@@ -32,7 +32,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from billing_app.db import get_engine
 from billing_app.models import WebhookEvent, utcnow
-from billing_app.webhooks import handlers
+from billing_app.webhooks.handlers import RESYNC_EVENT_TYPES, customer_of
+from billing_app.webhooks.signal import notify
 
 T = WebhookEvent.__table__
 
@@ -67,12 +68,18 @@ def _writing() -> Iterator:
         yield connection
 
 
+def _customer_to_sync(event: dict) -> str | None:
+    """The Stripe customer this (re-sync) event asks us to re-read, or None."""
+    obj = (event.get("data") or {}).get("object")
+    return customer_of(obj) if isinstance(obj, dict) else None
+
+
 def _row(event: dict, payload: str, now: datetime) -> dict:
-    handled = handlers.is_handled(event["type"])
+    handled = event["type"] in RESYNC_EVENT_TYPES
     return dict(
         stripe_event_id=event["id"],
         type=event["type"],
-        customer_id=handlers.customer_to_sync(event) if handled else None,
+        customer_id=_customer_to_sync(event) if handled else None,
         received_at=now,
         processed_at=None if handled else now,
         state=PENDING if handled else PROCESSED,
@@ -113,11 +120,6 @@ def store_events(items: list[tuple[dict, str]]) -> list[bool]:
                 connection.execute(_INSERT_SQLITE, new)
         inserted = {row["stripe_event_id"] for row in new}
     return [event["id"] in inserted and first[event["id"]] == index for index, (event, _) in enumerate(items)]
-
-
-def store_event(event: dict, payload: str) -> bool:
-    """Store one verified event; True if new, False for a duplicate id (a no-op)."""
-    return store_events([(event, payload)])[0]
 
 
 def _due(now):
@@ -276,21 +278,6 @@ def record(
     return processed, states
 
 
-def mark_processed(
-    ids: Iterable[int], token: datetime, *, customer_id: str | None = None, synced_from: datetime | None = None,
-) -> int:
-    """Mark our claimed events processed (and the customer's covered ones); how many rows changed."""
-    return record(token, [Synced(list(ids), customer_id, synced_from)])[0]
-
-
-def mark_failed(
-    events: Iterable[Claimed], token: datetime, error: str, *, max_attempts: int, backoff_base: float, backoff_cap: float,
-) -> list[tuple[int, str]]:
-    """Record a failed attempt for our claimed events; (id, new state) for each row still ours."""
-    policy = RetryPolicy(max_attempts, backoff_base, backoff_cap)
-    return record(token, failed=[Failed(list(events), error)], policy=policy)[1]
-
-
 def release(ids: Iterable[int], token: datetime) -> int:
     """Give claimed events back untried (the lease is running out): not counted as an attempt."""
     statement = (
@@ -315,8 +302,6 @@ def replay(event_id: str | int) -> bool:
     with _writing() as connection:
         found = connection.execute(statement).rowcount == 1
     if found:
-        from billing_app.webhooks.worker import notify
-
         notify()
     return found
 

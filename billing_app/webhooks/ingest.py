@@ -19,7 +19,7 @@ from concurrent.futures import Future
 
 import structlog
 
-from billing_app.webhooks import eventlog
+from billing_app.webhooks import eventlog, signal
 
 log = structlog.get_logger("billing_app.webhooks")
 MAX_BATCH = 256
@@ -97,3 +97,4 @@ class GroupCommitWriter:
 
 
 writer = GroupCommitWriter()
+signal.on_ingest(writer.busy)  # the worker of this process yields to it (`signal.ingest_busy`)

@@ -17,7 +17,7 @@ from billing_app import routes
 from billing_app.billing.gateway import verify_webhook
 from billing_app.settings import get_settings
 from billing_app.webhooks.ingest import writer
-from billing_app.webhooks.worker import notify
+from billing_app.webhooks.signal import notify
 
 log = structlog.get_logger("billing_app.webhooks")
 

@@ -3,12 +3,14 @@
 `Worker.run_once()` is one synchronous pass (tests drive it directly);
 `run_worker()` is the loop the backend starts as a Reflex lifespan task. It runs each
 pass in a thread (the sync makes blocking Stripe and database calls), sleeps while
-nothing is due, and wakes early when the webhook route stores an event (`notify`),
-after a short pause that lets a burst of one customer's events gather into one sync.
+nothing is due, and wakes early when the webhook route stores an event
+(`signal.notify`), after a short pause that lets a burst of one customer's events
+gather into one sync.
 
 The sync function is a parameter (default `billing_app.billing.sync.sync_customer`),
 so the claim/retry/coalescing logic can be exercised with a real database and a test
-double where that is the honest thing to test.
+double where that is the honest thing to test. So is `ingest_busy`, the test the worker
+yields to before each write (default `signal.ingest_busy`: this process's ingest writer).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from datetime import timedelta
 
 import structlog
 
+from billing_app import live
+from billing_app.billing.sync import sync_customer
 from billing_app.models import utcnow
-from billing_app.webhooks import eventlog
+from billing_app.webhooks import eventlog, signal
 
 log = structlog.get_logger("billing_app.webhooks")
 
@@ -38,18 +42,6 @@ GATHER_SECONDS = 0.25
 FLUSH_EVERY = 50  # write outcomes after this many customers ...
 FLUSH_SECONDS = 1.0  # ... or this long, whichever comes first
 YIELD_MAX_SECONDS = 0.05  # the longest the worker defers a write to incoming deliveries
-
-
-def _ingest_busy() -> bool:
-    from billing_app.webhooks.ingest import writer
-
-    return writer.busy()
-
-
-def _default_sync(customer_id: str):
-    from billing_app.billing.sync import sync_customer
-
-    return sync_customer(customer_id)
 
 
 @dataclass
@@ -77,9 +69,9 @@ class Worker:
         backoff_cap: float = BACKOFF_CAP_SECONDS,
         flush_every: int = FLUSH_EVERY,
         flush_seconds: float = FLUSH_SECONDS,
-        ingest_busy: Callable[[], bool] | None = _ingest_busy,
+        ingest_busy: Callable[[], bool] | None = signal.ingest_busy,
     ):
-        self.sync = sync or _default_sync
+        self.sync = sync or sync_customer
         self.batch_size = batch_size
         self.lease = timedelta(seconds=lease_seconds)
         self.policy = eventlog.RetryPolicy(max_attempts, backoff_base, backoff_cap)
@@ -185,26 +177,8 @@ class Worker:
 
 # --- the lifespan task ---------------------------------------------------------------
 
-_wakeups: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
-
-
-def notify() -> None:
-    """Wake the worker(s) of this process now (called after an event is stored); safe from any thread."""
-    for loop, event in list(_wakeups):
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            event.set()
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(event.set)
-
-
 async def _refresh_pages(org_ids: set[int]) -> None:
     """Push the new billing state to the org's open pages (billing_app.live)."""
-    from billing_app import live
-
     for org_id in org_ids:
         try:
             await live.notify(org_id)
@@ -222,35 +196,36 @@ async def run_worker(
     (default: refresh their open billing pages through `billing_app.live`).
     """
     worker = worker or Worker(sync)
-    wake = asyncio.Event()
-    entry = (asyncio.get_running_loop(), wake)
-    _wakeups.append(entry)
-    log.info("webhook.worker_started")
+    with signal.listen() as wake:
+        log.info("webhook.worker_started")
+        try:
+            await _loop(worker, wake, poll_seconds, gather_seconds, on_change)
+        finally:
+            log.info("webhook.worker_stopped")
+
+
+async def _loop(worker: Worker, wake: asyncio.Event, poll_seconds: float, gather_seconds: float, on_change) -> None:
     failures = 0
-    try:
-        while True:
-            try:
-                report = await asyncio.to_thread(worker.run_once)
-                failures = 0
-            except Exception as error:  # e.g. the database is unreachable: log, back off, keep going
-                failures += 1
-                log.error("webhook.worker_error", error=f"{type(error).__name__}: {error}")
-                await asyncio.sleep(min(30.0, poll_seconds * 2 ** failures))
-                continue
-            if report.changed_orgs and on_change is not None:
-                await on_change(report.changed_orgs)
-            if report.claimed >= worker.batch_size:
-                continue  # a backlog: carry on at once
-            if report.claimed:
-                # Events keep arriving: let them gather for a moment, so each customer's burst is one sync.
-                await asyncio.sleep(gather_seconds)
-                continue
-            wake.clear()
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=poll_seconds)
-            except TimeoutError:
-                continue
-            await asyncio.sleep(gather_seconds)  # let the rest of a burst arrive, to sync each customer once
-    finally:
-        _wakeups.remove(entry)
-        log.info("webhook.worker_stopped")
+    while True:
+        try:
+            report = await asyncio.to_thread(worker.run_once)
+            failures = 0
+        except Exception as error:  # e.g. the database is unreachable: log, back off, keep going
+            failures += 1
+            log.error("webhook.worker_error", error=f"{type(error).__name__}: {error}")
+            await asyncio.sleep(min(30.0, poll_seconds * 2 ** failures))
+            continue
+        if report.changed_orgs and on_change is not None:
+            await on_change(report.changed_orgs)
+        if report.claimed >= worker.batch_size:
+            continue  # a backlog: carry on at once
+        if report.claimed:
+            # Events keep arriving: let them gather for a moment, so each customer's burst is one sync.
+            await asyncio.sleep(gather_seconds)
+            continue
+        wake.clear()
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=poll_seconds)
+        except TimeoutError:
+            continue
+        await asyncio.sleep(gather_seconds)  # let the rest of a burst arrive, to sync each customer once

@@ -23,7 +23,7 @@ from billing_app.billing.sync import sync_customer
 from billing_app.db import session_scope
 from billing_app.models import OrgSubscription, Payment, WebhookEvent
 from billing_app.webhooks.worker import run_worker
-from tests.billing.conftest import make_org, period_id, stripe_env  # noqa: F401  (fixture)
+from tests.billing.helpers import make_org, period_id
 from tests.sandbox_fixture import free_port
 
 
@@ -37,7 +37,7 @@ class CountingRealSync:
 
 
 @pytest.fixture
-def backend(stripe_env, monkeypatch):  # noqa: F811
+def backend(stripe_env, monkeypatch):
     """The backend's API routes under uvicorn on 127.0.0.1, with the worker as a lifespan task."""
     from billing_app.settings import get_settings
 
@@ -88,7 +88,7 @@ def events():
         return list(session.exec(select(WebhookEvent)).all())
 
 
-def test_webhooks_alone_keep_the_mirror_in_step_even_with_duplicated_shuffled_deliveries(stripe_env, backend):  # noqa: F811
+def test_webhooks_alone_keep_the_mirror_in_step_even_with_duplicated_shuffled_deliveries(stripe_env, backend):
     stripe_env.configure(chaos=["dup", "shuffle"])
     org = make_org("Hooks Inc", "admin@hooks.example", "member@hooks.example")
     started = start_checkout(org.admin, period_id("starter", "MONTHLY"))

@@ -11,8 +11,7 @@ import httpx
 from billing_app.api import build_api
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.worker import run_worker
-from tests.conftest import run_async
-from tests.webhooks.conftest import CountingSync, event, rows, sign
+from tests.webhooks.helpers import CountingSync, event, rows, run_async, sign
 
 
 def test_the_backend_registers_the_worker_as_a_lifespan_task():

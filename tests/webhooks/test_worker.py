@@ -21,7 +21,7 @@ from billing_app.db import get_engine
 from billing_app.models import WebhookEvent, utcnow
 from billing_app.webhooks import eventlog, replay
 from billing_app.webhooks.worker import Worker
-from tests.webhooks.conftest import CountingSync, event, row, rows
+from tests.webhooks.helpers import CountingSync, event, mark_failed, mark_processed, row, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 T = WebhookEvent.__table__
@@ -170,10 +170,10 @@ def test_a_worker_whose_lease_expired_cannot_overwrite_the_new_claim(post):
     assert [c.stripe_event_id for c in reclaimed] == [ev["id"]] and reclaimed[0].attempts == 2
 
     # The first worker finally finishes: its marks are fenced off by the token.
-    assert eventlog.mark_processed([claimed[0].id], old_token) == 0
-    assert eventlog.mark_failed(claimed, old_token, "late", max_attempts=1, backoff_base=1, backoff_cap=1) == []
+    assert mark_processed([claimed[0].id], old_token) == 0
+    assert mark_failed(claimed, old_token, "late", max_attempts=1, backoff_base=1, backoff_cap=1) == []
     assert row(ev["id"]).state == "pending"
-    assert eventlog.mark_processed([reclaimed[0].id], new_token) == 1
+    assert mark_processed([reclaimed[0].id], new_token) == 1
     assert row(ev["id"]).state == "processed"
 
 
@@ -187,7 +187,7 @@ def test_events_of_a_customer_being_synced_wait_for_one_later_sync(post):
     sync = CountingSync()
     report = Worker(sync).run_once()
     assert sync.calls == ["cus_free"] and report.claimed == 1
-    eventlog.mark_processed([first[0].id], token)  # the other worker finishes
+    mark_processed([first[0].id], token)  # the other worker finishes
     Worker(sync).run_once()
     assert sync.calls == ["cus_free", "cus_busy"]
     assert {r.state for r in rows()} == {"processed"}
