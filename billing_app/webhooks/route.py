@@ -5,6 +5,10 @@ The route does only what must happen before Stripe gets its answer: check
 300 s tolerance) and one INSERT ... ON CONFLICT DO NOTHING, shared with concurrent
 deliveries (`ingest`: group commit). The worker does the rest.
 A bad or missing signature gets 400, a log line and no row.
+
+Errors answer in the envelope of the rest of /api, `{"success": false, "error_code",
+"message"}`, with codes from `billing_app.errors.ErrorCode`; the log line names the
+precise reason (signature_invalid, event_malformed, payload_too_large, store_failed).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from starlette.responses import JSONResponse
 
 from billing_app import routes
 from billing_app.billing.gateway import verify_webhook
+from billing_app.errors import ErrorCode
 from billing_app.settings import get_settings
 from billing_app.webhooks.ingest import writer
 from billing_app.webhooks.signal import notify
@@ -27,11 +32,17 @@ PATH = routes.API_STRIPE_WEBHOOK
 MAX_BODY_BYTES = 1024 * 1024
 
 
+def _error(status: int, code: ErrorCode, message: str, headers: dict | None = None) -> JSONResponse:
+    """The /api error envelope, as the REST API answers it."""
+    body = {"success": False, "error_code": code.value, "message": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def _refuse(request: Request, reason: str, message: str, detail: str = "", status: int = 400) -> JSONResponse:
-    """A refusal with a fixed message (400 unless told); the detail goes to the log only."""
+    """A refusal of what was sent, with a fixed message (400 unless told); the reason and detail go to the log only."""
     client = request.client.host if request.client else None
     log.warning("webhook.rejected", reason=reason, detail=(detail or message)[:200], client=client)
-    return JSONResponse({"error": {"code": reason, "message": message}}, status_code=status)
+    return _error(status, ErrorCode.VALIDATION_ERROR, message)
 
 
 async def _read_body(request: Request) -> bytes | None:
@@ -55,8 +66,7 @@ def _well_formed(event) -> bool:
 
 async def stripe_webhook(request: Request) -> JSONResponse:
     if request.method != "POST":  # routed here for every method, so the REST mount after it cannot answer 404
-        return JSONResponse({"error": {"code": "method_not_allowed", "message": "POST only."}}, status_code=405,
-                            headers={"Allow": "POST"})
+        return _error(405, ErrorCode.METHOD_NOT_ALLOWED, "POST only.", headers={"Allow": "POST"})
     body = await _read_body(request)
     if body is None:
         return _refuse(request, "payload_too_large", "The body is larger than any Stripe event.", status=413)
@@ -72,7 +82,7 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         stored = await writer.store(event, body.decode("utf-8"))
     except Exception as error:  # the database is unavailable: non-2xx, so Stripe retries later
         log.error("webhook.store_failed", event_id=event["id"], error=f"{type(error).__name__}: {error}")
-        return JSONResponse({"error": {"code": "unavailable", "message": "Try again later."}}, status_code=503)
+        return _error(503, ErrorCode.INTERNAL_ERROR, "Try again later.")
     if stored:
         notify()
     return JSONResponse({"received": True, "duplicate": not stored})

@@ -50,7 +50,7 @@ def test_a_bad_or_missing_signature_gets_400_a_log_line_and_no_row(client, case)
         assert response.status_code == 200
         return
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "signature_invalid"
+    assert response.json() == {"success": False, "error_code": "VALIDATION_ERROR", "message": "Missing or invalid Stripe-Signature."}
     assert rows() == []
     assert [entry["event"] for entry in logs] == ["webhook.rejected"]
     assert logs[0]["log_level"] == "warning" and logs[0]["reason"] == "signature_invalid"
@@ -96,7 +96,17 @@ def test_only_post_is_accepted(client):
     for method in ("GET", "PUT", "DELETE"):
         response = client.request(method, "/api/stripe/webhook")
         assert response.status_code == 405 and response.headers["allow"] == "POST"
+        assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
     assert rows() == []
+
+
+def test_errors_answer_in_the_envelope_of_the_rest_api(client):
+    body = json.dumps(event())
+    refused = client.post("/api/stripe/webhook", content=body, headers={"Stripe-Signature": sign(body, "whsec_wrong")})
+    rest = client.get("/api/no-such-route")  # the REST API's own error answer
+    assert rest.status_code == 404 and refused.status_code == 400
+    assert refused.json().keys() == rest.json().keys() == {"success", "error_code", "message"}
+    assert refused.json()["success"] is rest.json()["success"] is False
 
 
 def test_a_duplicate_id_is_a_no_op_200_one_row_one_effect(post):
@@ -183,7 +193,7 @@ def test_when_the_event_cannot_be_stored_the_answer_is_503_so_stripe_retries(pos
         connection.execute(text("DROP TABLE webhookevent"))
     with capture_logs() as logs:
         response = post(event("invoice.paid", "cus_x"))
-    assert response.status_code == 503
+    assert response.status_code == 503 and response.json()["error_code"] == "INTERNAL_ERROR"
     assert [entry["event"] for entry in logs] == ["webhook.store_failed"]
 
 
@@ -192,7 +202,7 @@ def test_a_body_larger_than_any_stripe_event_is_refused_unread(client):
 
     body = json.dumps(event(obj={"id": "in_big", "object": "invoice", "customer": "cus_big", "pad": "x" * MAX_BODY_BYTES}))
     response = client.post("/api/stripe/webhook", content=body, headers={"Stripe-Signature": sign(body)})
-    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert response.status_code == 413 and response.json()["error_code"] == "VALIDATION_ERROR"
     assert rows() == []
 
 
