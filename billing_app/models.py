@@ -1,21 +1,42 @@
 """SQLModel tables. Schema changes go through Alembic (billing_app/migrations)."""
 
-from __future__ import annotations
 
 import enum
+import json
 from datetime import datetime, timezone
 
 from sqlalchemy import Column, DateTime, Index, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Relationship, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _ts(**kwargs) -> Column:
-    """A timezone-aware timestamp column (SQLite stores it as text; we re-attach UTC on read)."""
-    return Column(DateTime(timezone=True), **kwargs)
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out, on every engine (dj-stripe's StripeDateTimeField idea).
+
+    SQLite keeps no zone, so a value is stored as UTC and UTC is attached on read; PostgreSQL
+    returns aware values, which are normalised to UTC. A naive value is taken as UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def timestamp_column(**kwargs) -> Column:
+    return Column(UTCDateTime(), **kwargs)
 
 
 class Role(str, enum.Enum):
@@ -34,7 +55,7 @@ class Role(str, enum.Enum):
 class Organization(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=120)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
 
 
 class User(SQLModel, table=True):
@@ -43,7 +64,7 @@ class User(SQLModel, table=True):
     email: str = Field(max_length=254, unique=True, index=True)
     name: str = Field(default="", max_length=120)
     password_hash: str
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
 
 
 class Membership(SQLModel, table=True):
@@ -53,7 +74,7 @@ class Membership(SQLModel, table=True):
     user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
     org_id: int = Field(foreign_key="organization.id", index=True, ondelete="CASCADE")
     role: str = Field(default=Role.MEMBER.value, max_length=20)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
 
 
 class AuthSession(SQLModel, table=True):
@@ -63,8 +84,8 @@ class AuthSession(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True, index=True)
     user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
     current_org_id: int | None = Field(default=None, foreign_key="organization.id", ondelete="SET NULL")
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    expires_at: datetime = Field(sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    expires_at: datetime = Field(sa_column=timestamp_column(nullable=False))
 
 
 class ApiToken(SQLModel, table=True):
@@ -77,9 +98,9 @@ class ApiToken(SQLModel, table=True):
     name: str = Field(default="", max_length=120)
     user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
     org_id: int = Field(foreign_key="organization.id", index=True, ondelete="CASCADE")
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    last_used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    last_used_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 
 
 class LoginThrottle(SQLModel, table=True):
@@ -88,7 +109,7 @@ class LoginThrottle(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True, index=True)
     failures: int = 0
-    window_started_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    window_started_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
 
 
 # --- billing mirror (Stripe is the source of truth; these rows are what pages read) ---------
@@ -119,6 +140,14 @@ class Plan(SQLModel, table=True):
     active: bool = True
     stripe_product_id: str | None = Field(default=None, max_length=255)
 
+    @property
+    def features(self) -> list[str]:
+        return json.loads(self.features_json or "[]")
+
+    @property
+    def limits(self) -> dict:
+        return json.loads(self.limits_json or "{}")
+
 
 class PlanPeriod(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("plan_id", "period_type", name="uq_planperiod_plan_type"),)
@@ -133,12 +162,42 @@ class PlanPeriod(SQLModel, table=True):
     stripe_price_id: str | None = Field(default=None, max_length=255, index=True)
     active: bool = True
 
+    plan: Plan = Relationship()
+
 
 class BillingCustomer(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     org_id: int = Field(foreign_key="organization.id", unique=True, index=True)
     stripe_customer_id: str = Field(max_length=255, unique=True, index=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+
+
+class SubscriptionStatus(str, enum.Enum):
+    """Stripe's subscription statuses; a lifetime purchase row is `active`, or `canceled` once refunded."""
+
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+    UNPAID = "unpaid"
+    PAUSED = "paused"
+
+
+def _values(*statuses: SubscriptionStatus) -> frozenset[str]:
+    # Plain strings: the column holds str, and a str-enum member hashes by its name, not its value.
+    return frozenset(s.value for s in statuses)
+
+
+S = SubscriptionStatus
+# The status sets behind the predicates below, for queries (`OrgSubscription.status.in_(...)`).
+# Manageable: the org has this plan now and changes it rather than buying again.
+MANAGEABLE_STATUSES = _values(S.ACTIVE, S.TRIALING, S.PAST_DUE, S.UNPAID, S.PAUSED)
+# Live: the subscription still exists at Stripe (a first payment may still be incomplete).
+LIVE_STATUSES = MANAGEABLE_STATUSES | _values(S.INCOMPLETE)
+ENDED_STATUSES = _values(S.CANCELED, S.INCOMPLETE_EXPIRED)
+PAYMENT_PROBLEM_STATUSES = _values(S.PAST_DUE, S.UNPAID)
 
 
 class OrgSubscription(SQLModel, table=True):
@@ -151,20 +210,53 @@ class OrgSubscription(SQLModel, table=True):
     plan_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
     stripe_price_id: str | None = Field(default=None, max_length=255)
     status: str = Field(max_length=32, index=True)
-    current_period_start: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    current_period_end: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    current_period_start: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    current_period_end: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     cancel_at_period_end: bool = False
-    canceled_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    ended_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    trial_end: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    canceled_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    ended_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    trial_end: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     paused: bool = False
     auto_renew: bool = True
     # A downgrade waiting for the period end (a Stripe subscription schedule's next phase).
     stripe_schedule_id: str | None = Field(default=None, max_length=255)
     scheduled_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
-    scheduled_change_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    scheduled_change_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    started_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+
+    period: PlanPeriod | None = Relationship(
+        sa_relationship_kwargs={"foreign_keys": "[OrgSubscription.plan_period_id]"})
+    scheduled_period: PlanPeriod | None = Relationship(
+        sa_relationship_kwargs={"foreign_keys": "[OrgSubscription.scheduled_period_id]"})
+
+    # Status predicates (Laravel Cashier's habit); each decision about a status is made here.
+    @property
+    def is_lifetime_held(self) -> bool:
+        return self.one_off and self.status == S.ACTIVE.value
+
+    @property
+    def is_live(self) -> bool:
+        """It still exists at Stripe: a held lifetime purchase, or a subscription not ended."""
+        return self.is_lifetime_held if self.one_off else self.status in LIVE_STATUSES
+
+    @property
+    def is_manageable(self) -> bool:
+        """A subscription the org can cancel or change (and must not buy again)."""
+        return not self.one_off and self.status in MANAGEABLE_STATUSES
+
+    @property
+    def holds_plan(self) -> bool:
+        """The org has this plan now: another purchase would be a second charge."""
+        return self.is_lifetime_held or self.is_manageable
+
+    @property
+    def has_ended(self) -> bool:
+        return self.status in ENDED_STATUSES
+
+    @property
+    def has_payment_problem(self) -> bool:
+        return self.status in PAYMENT_PROBLEM_STATUSES
 
 
 class PaymentStatus(str, enum.Enum):
@@ -186,7 +278,7 @@ class Payment(SQLModel, table=True):
     status: str = Field(max_length=16)
     amount: int
     currency: str = Field(max_length=3)
-    created: datetime = Field(sa_column=_ts(nullable=False))
+    created: datetime = Field(sa_column=timestamp_column(nullable=False))
     description: str = ""
     invoice_url: str | None = None
     receipt_url: str | None = None
@@ -207,12 +299,12 @@ class WebhookEvent(SQLModel, table=True):
     type: str = Field(max_length=100)
     # The Stripe customer the event is about, so one sync can cover a burst of its events.
     customer_id: str | None = Field(default=None, max_length=255, index=True)
-    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    processed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True, index=True))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    processed_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
     # pending -> processed | failed (after the retry limit; replayable by an admin)
     state: str = Field(default="pending", max_length=16, index=True)
     attempts: int = 0
-    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    claimed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     last_error: str | None = None
     payload: str

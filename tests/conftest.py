@@ -109,3 +109,36 @@ def run_async(coroutine):
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+# --- billing against the sandbox --------------------------------------------------
+
+
+@pytest.fixture
+def stripe_env(sandbox, database_url, monkeypatch):
+    """Settings pointing the app's gateway at the sandbox; the catalog synced into Stripe and the mirror."""
+    from billing_app.billing import gateway, portal
+    from billing_app.billing.catalog import sync_catalog
+    from billing_app.db import session_scope
+    from billing_app.settings import get_settings
+
+    monkeypatch.setenv("STRIPE_SECRET_KEY", sandbox.api_key)
+    monkeypatch.setenv("STRIPE_API_BASE", sandbox.base_url)
+    monkeypatch.setenv("APP_URL", "http://127.0.0.1:3999")
+    get_settings.cache_clear()
+    gateway.reset_client()
+    portal._config_cache.clear()
+    with session_scope() as s:
+        sync_catalog(s)
+    yield sandbox
+    gateway.reset_client()
+    portal._config_cache.clear()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def org(stripe_env):
+    """Acme: an admin and a member, the catalog in the sandbox."""
+    from tests.billing.helpers import make_org
+
+    return make_org("Acme", "admin@acme.example", "member@acme.example")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy import case, update
@@ -24,11 +24,6 @@ from billing_app.settings import get_settings
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BAD_LOGIN = "Incorrect email or password."
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def normalize_email(email: str) -> str:
@@ -203,7 +198,7 @@ def actor_for_session(session: Session, token: str) -> Actor:
     row = session.exec(select(AuthSession).where(AuthSession.token_hash == token_hash(token))).first()
     if row is None:
         raise AppError(ErrorCode.UNAUTHENTICATED, "Please log in.")
-    if as_utc(row.expires_at) <= utcnow():
+    if row.expires_at <= utcnow():
         raise AppError(ErrorCode.SESSION_EXPIRED, "Your session has expired. Please log in again.")
     user = session.get(User, row.user_id)
     return _actor(session, user, row.current_org_id)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
-from billing_app.auth.accounts import Actor, as_utc, normalize_email
+from billing_app.auth.accounts import Actor, normalize_email
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -64,7 +64,7 @@ def _issue(session: Session, user_id: int, org_id: int, name: str) -> CreatedTok
     row = ApiToken(token_hash=token_hash(token), prefix=token[:PREFIX_LENGTH], name=name, user_id=user_id, org_id=org_id)
     session.add(row)
     session.flush()
-    return CreatedToken(row.id, token, row.prefix, row.name, org_id, as_utc(row.created_at))
+    return CreatedToken(row.id, token, row.prefix, row.name, org_id, row.created_at)
 
 
 def create_token(session: Session, actor: Actor, name: str = "") -> CreatedToken:
@@ -82,9 +82,9 @@ def list_tokens(session: Session, actor: Actor, *, include_revoked: bool = False
     rows = session.exec(query.order_by(ApiToken.created_at.desc(), ApiToken.id.desc())).all()
     return [
         TokenRow(
-            r.id, r.name, r.prefix, as_utc(r.created_at),
-            as_utc(r.last_used_at) if r.last_used_at else None,
-            as_utc(r.revoked_at) if r.revoked_at else None,
+            r.id, r.name, r.prefix, r.created_at,
+            r.last_used_at,
+            r.revoked_at if r.revoked_at else None,
         )
         for r in rows
     ]
@@ -126,7 +126,7 @@ def actor_for_token(session: Session, token: str | None) -> Actor:
         raise AppError(ErrorCode.UNAUTHENTICATED, BAD_TOKEN)
     row, user, org, role = found
     now = utcnow()
-    if row.last_used_at is None or as_utc(row.last_used_at) <= now - LAST_USED_RESOLUTION:
+    if row.last_used_at is None or row.last_used_at <= now - LAST_USED_RESOLUTION:
         # One conditional UPDATE, at most once a minute per token; concurrent uses do not collide.
         session.exec(
             update(ApiToken)

@@ -20,8 +20,6 @@ from billing_app.models import OrgSubscription, PeriodType, Plan, PlanPeriod, Ro
 from billing_app.settings import get_settings
 
 SESSION_ID_RE = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
-# A live subscription in these states must be managed, not bought again.
-BLOCKING_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused")
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class CheckoutStarted:
 
 def _period_on_sale(session, period_id: int) -> tuple[PlanPeriod, Plan]:
     period = session.get(PlanPeriod, period_id)
-    plan = session.get(Plan, period.plan_id) if period else None
+    plan = period.plan if period else None
     if period is None or not period.active or plan is None or not plan.active or plan.legacy:
         raise AppError(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, "That plan or billing period is not available.")
     return period, plan
@@ -43,9 +41,9 @@ def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
     with session_scope() as session:
         period, plan = _period_on_sale(session, period_id)
         current = current_subscription(session, org_id)
-        if current is not None and current.one_off and current.status == "active":
+        if current is not None and current.is_lifetime_held:
             raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, "Your organization already holds a lifetime plan.")
-        if current is not None and current.status in BLOCKING_STATUSES:
+        if current is not None and current.is_manageable:
             raise AppError(
                 ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE,
                 "Your organization already has a subscription. Change or manage it from the billing page.",

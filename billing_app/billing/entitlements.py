@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
-import json
+import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from billing_app.models import OrgSubscription, Plan, PlanPeriod, utcnow
+from billing_app.models import OrgSubscription, SubscriptionStatus, utcnow
 from billing_app.settings import get_settings
 
-# Subscriptions that still exist at Stripe (not ended); at most one per org in normal use.
-LIVE_STATUSES = ("trialing", "active", "past_due", "unpaid", "paused", "incomplete")
+S = SubscriptionStatus
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+class AccessReason(str, enum.Enum):
+    """Why an org has access or not (`reason` in /api/billing/summary)."""
+
+    NO_SUBSCRIPTION = "no_subscription"
+    LIFETIME = "lifetime"
+    LIFETIME_REFUNDED = "lifetime_refunded"
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    CANCELS_AT_PERIOD_END = "cancels_at_period_end"
+    PAST_DUE_GRACE = "past_due_grace"
+    PAST_DUE = "past_due"
+    PAUSED = "paused"
+    CANCELED = "canceled"
+    UNPAID = "unpaid"
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+
+
+R = AccessReason
 
 
 def current_subscription(session: Session, org_id: int) -> OrgSubscription | None:
@@ -25,19 +41,19 @@ def current_subscription(session: Session, org_id: int) -> OrgSubscription | Non
     rows = session.exec(select(OrgSubscription).where(OrgSubscription.org_id == org_id)).all()
     if not rows:
         return None
-    lifetime = [r for r in rows if r.one_off and r.status == "active"]
+    lifetime = [r for r in rows if r.is_lifetime_held]
     if lifetime:
         return lifetime[0]
     def newest(r):
-        return _utc(r.started_at) or _utc(r.updated_at)
-    live = [r for r in rows if not r.one_off and r.status in LIVE_STATUSES]
+        return r.started_at or r.updated_at
+    live = [r for r in rows if not r.one_off and r.is_live]
     return max(live or rows, key=newest)
 
 
 @dataclass(frozen=True)
 class Entitlement:
     access: bool
-    reason: str
+    reason: AccessReason
     plan_key: str | None = None
     plan_name: str | None = None
     period_type: str | None = None
@@ -48,57 +64,58 @@ class Entitlement:
     # Readable predicates, as in Laravel Cashier.
     @property
     def on_trial(self) -> bool:
-        return self.status == "trialing"
+        return self.status == S.TRIALING.value
 
     @property
     def on_grace_period(self) -> bool:
-        return self.reason in ("cancels_at_period_end", "past_due_grace")
+        return self.reason in (R.CANCELS_AT_PERIOD_END, R.PAST_DUE_GRACE)
 
     @property
     def past_due(self) -> bool:
-        return self.status == "past_due"
+        return self.status == S.PAST_DUE.value
 
     @property
     def lifetime(self) -> bool:
-        return self.reason == "lifetime"
+        return self.reason == R.LIFETIME
 
 
-def _access(sub: OrgSubscription, now: datetime) -> tuple[bool, str]:
+def _access(sub: OrgSubscription, now: datetime) -> tuple[bool, AccessReason]:
     if sub.one_off:
-        return (sub.status == "active", "lifetime" if sub.status == "active" else "lifetime_refunded")
-    if sub.paused or sub.status == "paused":
-        return False, "paused"
-    if sub.status == "trialing":
-        return True, "trialing"
-    if sub.status == "active":
-        return True, "cancels_at_period_end" if sub.cancel_at_period_end else "active"
-    if sub.status == "canceled":
+        return (True, R.LIFETIME) if sub.is_lifetime_held else (False, R.LIFETIME_REFUNDED)
+    status = S(sub.status)
+    if sub.paused or status == S.PAUSED:
+        return False, R.PAUSED
+    if status == S.TRIALING:
+        return True, R.TRIALING
+    if status == S.ACTIVE:
+        return True, R.CANCELS_AT_PERIOD_END if sub.cancel_at_period_end else R.ACTIVE
+    if status == S.CANCELED:
         # Stripe keeps a subscription canceled "at period end" active until that end (the grace
         # period above); `canceled` means it has ended: at once, at the period end, or by dunning.
-        return False, "canceled"
-    if sub.status == "past_due":
+        return False, R.CANCELED
+    if status == S.PAST_DUE:
         grace = timedelta(days=get_settings().past_due_grace_days)
-        began = _utc(sub.current_period_start)
+        began = sub.current_period_start
         if began and now < began + grace:
-            return True, "past_due_grace"
-        return False, "past_due"
-    return False, sub.status  # unpaid, incomplete, incomplete_expired
+            return True, R.PAST_DUE_GRACE
+        return False, R.PAST_DUE
+    return False, R(status.value)  # unpaid, incomplete, incomplete_expired
 
 
 def entitlement(session: Session, org_id: int, now: datetime | None = None) -> Entitlement:
     sub = current_subscription(session, org_id)
     if sub is None:
-        return Entitlement(access=False, reason="no_subscription")
+        return Entitlement(access=False, reason=R.NO_SUBSCRIPTION)
     access, reason = _access(sub, now or utcnow())
-    period = session.get(PlanPeriod, sub.plan_period_id) if sub.plan_period_id else None
-    plan = session.get(Plan, period.plan_id) if period else None
+    period = sub.period
+    plan = period.plan if period else None
     return Entitlement(
         access=access,
         reason=reason,
         plan_key=plan.key if plan else None,
         plan_name=plan.name if plan else None,
         period_type=period.period_type if period else None,
-        limits=json.loads(plan.limits_json) if plan else {},
+        limits=plan.limits if plan else {},
         status=sub.status,
         subscription=sub,
     )

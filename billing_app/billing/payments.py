@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from billing_app.auth.accounts import Actor
 from billing_app.errors import AppError, ErrorCode
+from billing_app.formatting import plain_amount
 from billing_app.models import Payment, PaymentStatus, Role
 
 MAX_LIMIT = 100
@@ -44,6 +45,8 @@ class PaymentFilter:
                 allowed = ", ".join(s.value for s in PaymentStatus)
                 raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown status {status!r}; use one of {allowed}.") from None
         result = cls(day(start, "from"), day(end, "to"), parsed_status)
+        if result.end is not None and result.end >= date.max:
+            raise AppError(ErrorCode.VALIDATION_ERROR, "The to date is out of range.")  # the query adds a day
         if result.start and result.end and result.start > result.end:
             raise AppError(ErrorCode.VALIDATION_ERROR, "The from date must be on or before the to date.")
         return result
@@ -56,16 +59,29 @@ class PaymentPage:
 
 
 def _cursor(row: Payment) -> str:
-    created = row.created if row.created.tzinfo else row.created.replace(tzinfo=timezone.utc)
-    return base64.urlsafe_b64encode(f"{created.isoformat()}|{row.id}".encode()).decode()
+    return base64.urlsafe_b64encode(f"{row.created.isoformat()}|{row.id}".encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+MAX_CURSOR_LENGTH = 200
+_BAD_CURSOR = "That page link is not valid; start from the first page."
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (created, id) a page link continues after; a clear error for anything we did not make.
+
+    The one check for the page, the CSV route and the API: an id past the database's integer
+    would make PostgreSQL fail, and a zoneless time would compare wrongly.
+    """
     try:
-        created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), int(row_id)
-    except (ValueError, UnicodeDecodeError):
-        raise AppError(ErrorCode.VALIDATION_ERROR, "That page link is not valid; start from the first page.") from None
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError
+        created_text, id_text = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        created, row_id = datetime.fromisoformat(created_text), int(id_text)
+    except (ValueError, UnicodeDecodeError, TypeError):
+        raise AppError(ErrorCode.VALIDATION_ERROR, _BAD_CURSOR) from None
+    if created.tzinfo is None or not -(2**31) <= row_id < 2**31:
+        raise AppError(ErrorCode.VALIDATION_ERROR, _BAD_CURSOR)
+    return created, row_id
 
 
 def _query(org_id: int, filters: PaymentFilter):
@@ -86,7 +102,7 @@ def list_payments(session: Session, actor: Actor, filters: PaymentFilter, *, lim
         raise AppError(ErrorCode.VALIDATION_ERROR, f"limit must be between 1 and {MAX_LIMIT}.")
     query = _query(org_id, filters)
     if cursor:
-        created, row_id = _decode_cursor(cursor)
+        created, row_id = decode_cursor(cursor)
         query = query.where(or_(Payment.created < created, and_(Payment.created == created, Payment.id < row_id)))
     rows = list(session.exec(query.limit(limit + 1)).all())
     has_more = len(rows) > limit
@@ -97,14 +113,6 @@ def list_payments(session: Session, actor: Actor, filters: PaymentFilter, *, lim
 CSV_COLUMNS = ["date", "description", "amount", "currency", "status", "invoice_url", "receipt_url", "pdf_url", "stripe_id"]
 
 
-def format_amount(amount: int, currency: str) -> str:
-    """Minor units to a readable amount: 2900, 'usd' -> '$29.00'; zero-decimal currencies kept whole."""
-    zero_decimal = {"jpy", "krw", "vnd", "clp", "pyg", "ugx", "xof", "xaf", "bif", "djf", "gnf", "kmf", "mga", "rwf", "vuv", "xpf"}
-    symbol = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}.get(currency.lower())
-    value = f"{amount:,}" if currency.lower() in zero_decimal else f"{amount / 100:,.2f}"
-    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
-
-
 def export_csv(session: Session, actor: Actor, filters: PaymentFilter) -> Iterator[str]:
     """The filtered rows as CSV text chunks, read in batches (never all rows in memory)."""
     org_id = actor.require_role(Role.ADMIN)
@@ -112,9 +120,8 @@ def export_csv(session: Session, actor: Actor, filters: PaymentFilter) -> Iterat
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for row in session.exec(_query(org_id, filters).execution_options(yield_per=1000)):
-        created = row.created if row.created.tzinfo else row.created.replace(tzinfo=timezone.utc)
         writer.writerow([
-            created.date().isoformat(), row.description, f"{row.amount / 100:.2f}", row.currency.upper(), row.status,
+            row.created.date().isoformat(), row.description, plain_amount(row.amount, row.currency), row.currency.upper(), row.status,
             row.invoice_url or "", row.receipt_url or "", row.pdf_url or "", row.stripe_id,
         ])
         if buffer.tell() > 64_000:

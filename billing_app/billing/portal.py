@@ -91,9 +91,7 @@ def portal_url(actor: Actor, flow: str | None = None) -> str:
         raise AppError(ErrorCode.NO_BILLING_ACCOUNT, "No active subscription found. Please subscribe to a plan first.")
     with session_scope() as session:
         sub = current_subscription(session, org_id)
-        period = session.get(PlanPeriod, sub.plan_period_id) if sub and sub.plan_period_id else None
-        plan = session.get(Plan, period.plan_id) if period else None
-        legacy = bool(plan and plan.legacy)
+        legacy = bool(sub and sub.period and sub.period.plan.legacy)
     return_url = get_settings().url(routes.BILLING)
     params = {"customer": customer_id, "return_url": return_url}
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from billing_app.auth.accounts import Actor
 from billing_app.billing import gateway
@@ -11,9 +11,7 @@ from billing_app.billing.entitlements import current_subscription
 from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.models import OrgSubscription, PeriodType, Plan, PlanPeriod, Role
-
-MANAGEABLE = ("active", "trialing", "past_due", "unpaid", "paused")
+from billing_app.models import OrgSubscription, PeriodType, PlanPeriod, Role
 
 
 def _manageable_subscription(org_id: int) -> OrgSubscription:
@@ -23,7 +21,7 @@ def _manageable_subscription(org_id: int) -> OrgSubscription:
         raise AppError(ErrorCode.SUBSCRIPTION_NOT_FOUND, "Your organization has no subscription.")
     if sub.one_off:
         raise AppError(ErrorCode.LIFETIME_NOT_CHANGEABLE, "A lifetime plan is paid once: there is nothing to cancel or change.")
-    if sub.status not in MANAGEABLE:
+    if not sub.is_manageable:
         raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription has already ended. Subscribe again from the pricing page.")
     return sub
 
@@ -118,9 +116,9 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
     sub = _manageable_subscription(org_id)
     with session_scope() as session:
         target = session.get(PlanPeriod, period_id)
-        target_plan = session.get(Plan, target.plan_id) if target else None
-        current = session.get(PlanPeriod, sub.plan_period_id) if sub.plan_period_id else None
-        current_plan = session.get(Plan, current.plan_id) if current else None
+        target_plan = target.plan if target else None
+        current = session.get(OrgSubscription, sub.id).period
+        current_plan = current.plan if current else None
     if target is None or not target.active or target_plan is None or not target_plan.active or not target.stripe_price_id:
         raise AppError(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, "That plan or billing period is not available.")
     if target.period_type == PeriodType.ALL_TIME.value:
@@ -179,7 +177,7 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
 def _schedule_downgrade(client, sub, stripe_sub, current_plan, target, target_plan, preview: bool) -> PlanChange:
     """A downgrade keeps what was paid for until the period end, then switches (a schedule's second phase)."""
     item = stripe_sub["items"]["data"][0]
-    period_end = datetime.fromtimestamp(item["current_period_end"], tz=timezone.utc)
+    period_end = datetime.fromtimestamp(item["current_period_end"], tz=UTC)
     change = PlanChange(
         from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=False,
         amount_due_now=0, currency=target.currency, applied=not preview, effective_at=period_end,

@@ -21,7 +21,17 @@ from sqlmodel import Session, select
 
 from billing_app.billing import gateway
 from billing_app.db import session_scope
-from billing_app.models import BillingCustomer, OrgSubscription, Organization, Payment, PaymentStatus, PlanPeriod, utcnow
+from billing_app.models import (
+    ENDED_STATUSES,
+    BillingCustomer,
+    OrgSubscription,
+    Organization,
+    Payment,
+    PaymentStatus,
+    PlanPeriod,
+    SubscriptionStatus as S,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +43,8 @@ class SyncReport:
     changes: list[str] = field(default_factory=list)
 
 
-def _ts(value: int | None) -> datetime | None:
+def _from_epoch(value: int | None) -> datetime | None:
+    """Stripe's Unix timestamps as aware UTC datetimes (None stays None)."""
     return datetime.fromtimestamp(value, tz=timezone.utc) if value else None
 
 
@@ -89,8 +100,6 @@ def _set(row, changes: list[str], label: str, **values) -> None:
     """Assign values, noting each one that actually changed."""
     for name, value in values.items():
         old = getattr(row, name)
-        if isinstance(old, datetime) and old.tzinfo is None:
-            old = old.replace(tzinfo=timezone.utc)
         if old != value:
             if row.id is not None:
                 changes.append(f"{label}: {name} {old!r} -> {value!r}")
@@ -118,7 +127,7 @@ def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[s
     label = f"subscription {sub['id']}"
     row = _upsert(session, OrgSubscription, sub["id"], changes, label, org_id=org_id, status=sub["status"])
     scheduled_period, scheduled_at, schedule_id = _scheduled_change(session, sub, item)
-    paused = sub["status"] == "paused" or sub.get("pause_collection") is not None
+    paused = sub["status"] == S.PAUSED.value or sub.get("pause_collection") is not None
     _set(
         row, changes, label,
         org_id=org_id,
@@ -126,15 +135,15 @@ def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[s
         plan_period_id=period.id if period else None,
         stripe_price_id=price_id,
         status=sub["status"],
-        current_period_start=_ts(item.get("current_period_start")),
-        current_period_end=_ts(item.get("current_period_end")),
+        current_period_start=_from_epoch(item.get("current_period_start")),
+        current_period_end=_from_epoch(item.get("current_period_end")),
         cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
-        canceled_at=_ts(sub.get("canceled_at")),
-        ended_at=_ts(sub.get("ended_at")),
-        trial_end=_ts(sub.get("trial_end")),
+        canceled_at=_from_epoch(sub.get("canceled_at")),
+        ended_at=_from_epoch(sub.get("ended_at")),
+        trial_end=_from_epoch(sub.get("trial_end")),
         paused=paused,
-        auto_renew=sub["status"] not in ("canceled", "incomplete_expired") and not sub.get("cancel_at_period_end"),
-        started_at=_ts(sub.get("start_date")),
+        auto_renew=sub["status"] not in ENDED_STATUSES and not sub.get("cancel_at_period_end"),
+        started_at=_from_epoch(sub.get("start_date")),
         stripe_schedule_id=schedule_id,
         scheduled_period_id=scheduled_period.id if scheduled_period else None,
         scheduled_change_at=scheduled_at,
@@ -154,7 +163,7 @@ def _scheduled_change(session: Session, sub: dict, item: dict) -> tuple[PlanPeri
             price = phase["items"][0].get("price")
             price_id = price["id"] if isinstance(price, dict) else price
             if price_id != (item.get("price") or {}).get("id"):
-                return _period_for_price(session, price_id), _ts(phase["start_date"]), schedule["id"]
+                return _period_for_price(session, price_id), _from_epoch(phase["start_date"]), schedule["id"]
     return None, None, schedule["id"]
 
 
@@ -192,15 +201,15 @@ def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_inte
     if (metadata.get("period_id") or "").isdigit():
         period = session.get(PlanPeriod, int(metadata["period_id"]))
     label = f"lifetime purchase {key}"
-    row = _upsert(session, OrgSubscription, key, changes, label, org_id=org_id, status="active", one_off=True)
+    row = _upsert(session, OrgSubscription, key, changes, label, org_id=org_id, status=S.ACTIVE.value, one_off=True)
     _set(
         row, changes, label,
         org_id=org_id, one_off=True,
         plan_period_id=period.id if period else None,
         stripe_price_id=period.stripe_price_id if period else None,
-        status="canceled" if refunded else "active",
+        status=(S.CANCELED if refunded else S.ACTIVE).value,
         auto_renew=False, cancel_at_period_end=False,
-        started_at=_ts(checkout.get("created")),
+        started_at=_from_epoch(checkout.get("created")),
     )
     row.updated_at = utcnow()
     session.add(row)
@@ -219,7 +228,7 @@ def _write(session: Session, org_id: int, snap: _Snapshot, changes: list[str]) -
             session, org_id, invoice["id"], status, changes,
             amount=invoice["amount_paid"] if paid else invoice["amount_due"],
             currency=invoice["currency"],
-            created=_ts((invoice.get("status_transitions") or {}).get("paid_at")) or _ts(invoice["created"]),
+            created=_from_epoch((invoice.get("status_transitions") or {}).get("paid_at")) or _from_epoch(invoice["created"]),
             description=_invoice_description(invoice),
             invoice_url=invoice.get("hosted_invoice_url"),
             pdf_url=invoice.get("invoice_pdf"),
@@ -233,7 +242,7 @@ def _write(session: Session, org_id: int, snap: _Snapshot, changes: list[str]) -
             _sync_payment(
                 session, org_id, checkout["id"], PaymentStatus.EXPIRED.value, changes,
                 amount=checkout.get("amount_total") or 0, currency=checkout.get("currency") or "usd",
-                created=_ts(checkout.get("expires_at")) or _ts(checkout["created"]), description=description,
+                created=_from_epoch(checkout.get("expires_at")) or _from_epoch(checkout["created"]), description=description,
             )
         elif checkout["mode"] == "payment" and checkout["status"] == "complete":
             intent = checkout.get("payment_intent")
@@ -246,7 +255,7 @@ def _write(session: Session, org_id: int, snap: _Snapshot, changes: list[str]) -
             _sync_payment(
                 session, org_id, intent or checkout["id"], status, changes,
                 amount=checkout.get("amount_total") or 0, currency=checkout.get("currency") or "usd",
-                created=_ts(charge["created"]) if charge else _ts(checkout["created"]),
+                created=_from_epoch(charge["created"]) if charge else _from_epoch(checkout["created"]),
                 description=description, receipt_url=charge.get("receipt_url") if charge else None,
             )
 

@@ -1,20 +1,18 @@
 """What the billing pages show, computed from the database only (never a Stripe call).
 
-Each function returns plain dicts of display-ready strings, which is what Reflex
+Each function returns plain dataclasses of display-ready values, which is what Reflex
 state should hold.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from sqlmodel import Session, select
 
 from billing_app.billing.entitlements import current_subscription, entitlement
-from billing_app.billing.payments import format_amount
-from billing_app.models import Plan, PlanPeriod
+from billing_app.formatting import format_amount, format_date
+from billing_app.models import OrgSubscription, Plan, PlanPeriod, SubscriptionStatus
 
 INTERVAL_LABEL = {"MONTHLY": "/ month", "YEARLY": "/ year", "ALL_TIME": "one-time · lifetime"}
 PERIOD_NAME = {"MONTHLY": "Monthly", "YEARLY": "Yearly", "ALL_TIME": "Lifetime"}
@@ -77,13 +75,6 @@ class ChangeOption:
     label: str = ""
 
 
-def fmt_date(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return value.strftime("%b %-d, %Y")
-
-
 def _period_card(period: PlanPeriod) -> PeriodCard:
     return PeriodCard(
         period_id=str(period.id),
@@ -97,12 +88,8 @@ def _period_card(period: PlanPeriod) -> PeriodCard:
 def pricing_view(session: Session, org_id: int | None) -> PricingView:
     """Plan cards for the pricing page, and where the org stands."""
     current = current_subscription(session, org_id) if org_id else None
-    live = current is not None and (
-        (current.one_off and current.status == "active")
-        or current.status in ("active", "trialing", "past_due", "unpaid", "paused")
-    )
-    current_period = session.get(PlanPeriod, current.plan_period_id) if live and current.plan_period_id else None
-    current_plan_id = current_period.plan_id if current_period else None
+    live = current is not None and current.holds_plan
+    current_plan_id = current.period.plan_id if live and current.period else None
     plans = []
     for plan in session.exec(select(Plan).where(Plan.active == True).order_by(Plan.display_order)).all():  # noqa: E712
         if plan.legacy and plan.id != current_plan_id:
@@ -114,7 +101,7 @@ def pricing_view(session: Session, org_id: int | None) -> PricingView:
             key=plan.key,
             name=plan.name,
             description=plan.description,
-            features=json.loads(plan.features_json),
+            features=plan.features,
             most_popular=plan.most_popular,
             is_current=plan.id == current_plan_id,
             monthly=periods.get("MONTHLY", PeriodCard()),
@@ -124,24 +111,28 @@ def pricing_view(session: Session, org_id: int | None) -> PricingView:
     return PricingView(plans, has_subscription=live and not current.one_off, holds_lifetime=live and current.one_off)
 
 
-def status_badge(sub, now: datetime | None = None) -> tuple[str, str]:
+S = SubscriptionStatus
+STATUS_BADGES = {
+    S.TRIALING.value: ("Trialing", "blue"),
+    S.ACTIVE.value: ("Active", "green"),
+    S.PAST_DUE.value: ("Past due", "red"),
+    S.UNPAID.value: ("Unpaid", "red"),
+    S.CANCELED.value: ("Canceled", "gray"),
+    S.PAUSED.value: ("Paused", "amber"),
+    S.INCOMPLETE.value: ("Incomplete", "amber"),
+    S.INCOMPLETE_EXPIRED.value: ("Expired", "gray"),
+}
+
+
+def status_badge(sub: OrgSubscription | None) -> tuple[str, str]:
     """The dashboard's status label and its colour."""
     if sub is None:
         return "No subscription", "gray"
     if sub.one_off:
-        return ("Lifetime", "iris") if sub.status == "active" else ("Refunded", "gray")
-    if sub.status == "active" and sub.cancel_at_period_end:
-        return f"Cancels on {fmt_date(sub.current_period_end)}", "orange"
-    return {
-        "trialing": ("Trialing", "blue"),
-        "active": ("Active", "green"),
-        "past_due": ("Past due", "red"),
-        "unpaid": ("Unpaid", "red"),
-        "canceled": ("Canceled", "gray"),
-        "paused": ("Paused", "amber"),
-        "incomplete": ("Incomplete", "amber"),
-        "incomplete_expired": ("Expired", "gray"),
-    }.get(sub.status, (sub.status.replace("_", " ").title(), "gray"))
+        return ("Lifetime", "iris") if sub.is_lifetime_held else ("Refunded", "gray")
+    if sub.status == S.ACTIVE.value and sub.cancel_at_period_end:
+        return f"Cancels on {format_date(sub.current_period_end)}", "orange"
+    return STATUS_BADGES.get(sub.status, (sub.status.replace("_", " ").title(), "gray"))
 
 
 def billing_view(session: Session, org_id: int) -> BillingView:
@@ -158,41 +149,39 @@ def billing_view(session: Session, org_id: int) -> BillingView:
         status=label,
         status_color=color,
         access=ent.access,
-        start_date=fmt_date(sub.started_at),
+        start_date=format_date(sub.started_at),
         lifetime=sub.one_off,
-        payment_problem=sub.status in ("past_due", "unpaid"),
+        payment_problem=sub.has_payment_problem,
     )
-    period = session.get(PlanPeriod, sub.plan_period_id) if sub.plan_period_id else None
+    period = sub.period
     if period:
         view.price = f"{format_amount(period.amount, period.currency)} {INTERVAL_LABEL[period.period_type]}"
     if sub.one_off:
         view.renewal_label, view.renewal_date, view.auto_renew = "Expires", "Never", "No (paid once)"
         return view
-    ended = sub.status in ("canceled", "incomplete_expired")
+    ended = sub.has_ended
     if ended:
-        view.renewal_label, view.renewal_date = "Ended", fmt_date(sub.ended_at or sub.canceled_at)
+        view.renewal_label, view.renewal_date = "Ended", format_date(sub.ended_at or sub.canceled_at)
     elif sub.cancel_at_period_end:
-        view.renewal_label, view.renewal_date = "Access until", fmt_date(sub.current_period_end)
+        view.renewal_label, view.renewal_date = "Access until", format_date(sub.current_period_end)
     else:
-        view.renewal_label, view.renewal_date = "Next renewal", fmt_date(sub.current_period_end)
-    view.trial_end = fmt_date(sub.trial_end) if sub.status == "trialing" else ""
+        view.renewal_label, view.renewal_date = "Next renewal", format_date(sub.current_period_end)
+    view.trial_end = format_date(sub.trial_end) if sub.status == S.TRIALING.value else ""
     view.auto_renew = "Yes" if sub.auto_renew else "No"
     view.can_cancel = not ended and not sub.cancel_at_period_end
     view.can_reactivate = not ended and sub.cancel_at_period_end
     view.can_change = not ended
-    scheduled = session.get(PlanPeriod, sub.scheduled_period_id) if sub.scheduled_period_id and not ended else None
+    scheduled = sub.scheduled_period if not ended else None
     if scheduled:
-        plan = session.get(Plan, scheduled.plan_id)
-        view.scheduled_change = f"Changes to {plan.name} ({PERIOD_NAME[scheduled.period_type].lower()}) on {fmt_date(sub.scheduled_change_at)}"
+        view.scheduled_change = f"Changes to {scheduled.plan.name} ({PERIOD_NAME[scheduled.period_type].lower()}) on {format_date(sub.scheduled_change_at)}"
     return view
 
 
 def change_options(session: Session, org_id: int) -> list[ChangeOption]:
     """Recurring periods the org may switch to (same audience: legacy or current)."""
     sub = current_subscription(session, org_id)
-    current_period = session.get(PlanPeriod, sub.plan_period_id) if sub and sub.plan_period_id else None
-    current_plan = session.get(Plan, current_period.plan_id) if current_period else None
-    legacy = bool(current_plan and current_plan.legacy)
+    current_period = sub.period if sub else None
+    legacy = bool(current_period and current_period.plan.legacy)
     rows = session.exec(
         select(Plan, PlanPeriod).join(PlanPeriod, PlanPeriod.plan_id == Plan.id)
         .where(Plan.active == True, Plan.legacy == legacy, PlanPeriod.active == True, PlanPeriod.period_type != "ALL_TIME")  # noqa: E712

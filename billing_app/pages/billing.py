@@ -8,12 +8,12 @@ from billing_app import routes
 from billing_app import live
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel, cancel_scheduled_change, change_plan, reactivate
-from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options, fmt_date
-from billing_app.billing.payments import format_amount
+from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options
 from billing_app.components.billing_ui import billing_frame, detail, empty_state
 from billing_app.components.layout import error_callout, info_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
+from billing_app.formatting import format_amount, format_date
 from billing_app.state import AuthState, form_text
 
 
@@ -106,7 +106,7 @@ class BillingState(AuthState):
             )
         elif change:
             self.change_preview = (
-                f"{change.from_plan} → {change.to_plan} on {fmt_date(change.effective_at)}, when this period ends. "
+                f"{change.from_plan} → {change.to_plan} on {format_date(change.effective_at)}, when this period ends. "
                 "Nothing is due now; you keep your current plan until then."
             )
 
@@ -124,7 +124,7 @@ class BillingState(AuthState):
             self.change_open, self.change_preview = False, ""
             self.message = (
                 f"Your plan is now {change.to_plan}." if change.upgrade
-                else f"Your plan changes to {change.to_plan} on {fmt_date(change.effective_at)}."
+                else f"Your plan changes to {change.to_plan} on {format_date(change.effective_at)}."
             )
 
     @rx.event

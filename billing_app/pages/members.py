@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import reflex as rx
 
 from billing_app import routes
@@ -15,15 +17,23 @@ from billing_app.state import AuthState, form_text
 ROLE_CHOICES = [r.value for r in Role]
 
 
+@dataclass
+class MemberRow:
+    user_id: str = ""
+    email: str = ""
+    name: str = ""
+    role: str = ""
+
+
 class MembersState(AuthState):
-    members: list[dict[str, str]] = []
+    members: list[MemberRow] = []
     error: str = ""
     message: str = ""
 
     def _reload(self, actor) -> None:
         with session_scope() as session:
             rows = accounts.list_members(session, actor)
-        self.members = [{"user_id": str(r.user_id), "email": r.email, "name": r.name, "role": r.role.value} for r in rows]
+        self.members = [MemberRow(str(r.user_id), r.email, r.name, r.role.value) for r in rows]
 
     @rx.event
     def load(self):
@@ -73,11 +83,11 @@ def _role_cell(member) -> rx.Component:
         AuthState.is_admin,
         rx.select(
             ROLE_CHOICES,
-            value=member["role"],
-            on_change=lambda role: MembersState.change_role(member["user_id"], role),
+            value=member.role,
+            on_change=lambda role: MembersState.change_role(member.user_id, role),
             size="2",
         ),
-        rx.badge(member["role"], variant="soft"),
+        rx.badge(member.role, variant="soft"),
     )
 
 
@@ -116,7 +126,7 @@ def members_page() -> rx.Component:
             rx.table.body(
                 rx.foreach(
                     MembersState.members,
-                    lambda m: rx.table.row(rx.table.cell(m["email"]), rx.table.cell(m["name"]), rx.table.cell(_role_cell(m))),
+                    lambda m: rx.table.row(rx.table.cell(m.email), rx.table.cell(m.name), rx.table.cell(_role_cell(m))),
                 )
             ),
             width="100%",

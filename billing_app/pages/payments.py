@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import reflex as rx
 
 from billing_app import live, routes
-from billing_app.billing.payments import PaymentFilter, format_amount, list_payments
+from billing_app.billing.payments import PaymentFilter, list_payments
 from billing_app.components.billing_ui import billing_frame, empty_state
 from billing_app.components.layout import error_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
+from billing_app.formatting import format_amount, format_date
 from billing_app.models import PaymentStatus
 from billing_app.state import AuthState, form_text
 
@@ -22,8 +23,22 @@ STATUS_COLOR = {"COMPLETED": "green", "FAILED": "red", "EXPIRED": "gray", "CANCE
 ALL = "all"
 
 
+@dataclass
+class PaymentRow:
+    """One line of the table, display-ready ("" where a link is absent)."""
+
+    date: str = ""
+    description: str = ""
+    amount: str = ""
+    status: str = ""
+    color: str = "gray"
+    invoice_url: str = ""
+    pdf_url: str = ""
+    receipt_url: str = ""
+
+
 class PaymentsState(AuthState):
-    rows: list[dict] = []
+    rows: list[PaymentRow] = []
     start: str = ""
     end: str = ""
     status: str = ALL
@@ -46,16 +61,16 @@ class PaymentsState(AuthState):
             self.error, self.rows, self.next_cursor = error.message, [], ""
             return False
         self.rows = [
-            {
-                "date": (p.created if p.created.tzinfo else p.created.replace(tzinfo=timezone.utc)).strftime("%b %-d, %Y"),
-                "description": p.description,
-                "amount": format_amount(p.amount, p.currency),
-                "status": STATUS_LABEL.get(p.status, p.status),
-                "color": STATUS_COLOR.get(p.status, "gray"),
-                "invoice_url": p.invoice_url or "",
-                "pdf_url": p.pdf_url or "",
-                "receipt_url": p.receipt_url or "",
-            }
+            PaymentRow(
+                date=format_date(p.created),
+                description=p.description,
+                amount=format_amount(p.amount, p.currency),
+                status=STATUS_LABEL.get(p.status, p.status),
+                color=STATUS_COLOR.get(p.status, "gray"),
+                invoice_url=p.invoice_url or "",
+                pdf_url=p.pdf_url or "",
+                receipt_url=p.receipt_url or "",
+            )
             for p in page.rows
         ]
         self.next_cursor = page.next_cursor or ""
@@ -141,9 +156,9 @@ def _filters() -> rx.Component:
 
 def _links(row) -> rx.Component:
     return rx.hstack(
-        rx.cond(row["invoice_url"] != "", rx.link("Invoice", href=row["invoice_url"], is_external=True, size="2")),
-        rx.cond(row["pdf_url"] != "", rx.link("PDF", href=row["pdf_url"], is_external=True, size="2", class_name="pdf-link")),
-        rx.cond(row["receipt_url"] != "", rx.link("Receipt", href=row["receipt_url"], is_external=True, size="2")),
+        rx.cond(row.invoice_url != "", rx.link("Invoice", href=row.invoice_url, is_external=True, size="2")),
+        rx.cond(row.pdf_url != "", rx.link("PDF", href=row.pdf_url, is_external=True, size="2", class_name="pdf-link")),
+        rx.cond(row.receipt_url != "", rx.link("Receipt", href=row.receipt_url, is_external=True, size="2")),
         spacing="3",
     )
 
@@ -158,10 +173,10 @@ def _table() -> rx.Component:
                 rx.foreach(
                     PaymentsState.rows,
                     lambda row: rx.table.row(
-                        rx.table.cell(row["date"], white_space="nowrap"),
-                        rx.table.cell(row["description"]),
-                        rx.table.cell(row["amount"], white_space="nowrap"),
-                        rx.table.cell(rx.badge(row["status"], color_scheme=row["color"].to(str), variant="soft")),
+                        rx.table.cell(row.date, white_space="nowrap"),
+                        rx.table.cell(row.description),
+                        rx.table.cell(row.amount, white_space="nowrap"),
+                        rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft")),
                         rx.table.cell(_links(row)),
                         class_name="payment-row",
                     ),

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import reflex as rx
 
 from billing_app import routes
 from billing_app.auth import api_tokens
-from billing_app.billing.views import fmt_date
 from billing_app.components.layout import error_callout, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError
+from billing_app.formatting import format_date
 from billing_app.state import AuthState, form_text
 
 
+@dataclass
+class TokenRow:
+    id: str = ""
+    name: str = ""
+    prefix: str = ""
+    created: str = ""
+    last_used: str = ""
+
+
 class TokensState(AuthState):
-    tokens: list[dict[str, str]] = []
+    tokens: list[TokenRow] = []
     # The plain token, shown once right after it is made; cleared on the next visit.
     new_token: str = ""
     error: str = ""
@@ -23,8 +34,8 @@ class TokensState(AuthState):
         with session_scope() as session:
             rows = api_tokens.list_tokens(session, actor)
         self.tokens = [
-            {"id": str(r.id), "name": r.name or "(unnamed)", "prefix": r.prefix + "…", "created": fmt_date(r.created_at),
-             "last_used": fmt_date(r.last_used_at) or "never"}
+            TokenRow(id=str(r.id), name=r.name or "(unnamed)", prefix=r.prefix + "…", created=format_date(r.created_at),
+                     last_used=format_date(r.last_used_at) or "never")
             for r in rows
         ]
 
@@ -105,11 +116,11 @@ def tokens_page() -> rx.Component:
                     rx.foreach(
                         TokensState.tokens,
                         lambda t: rx.table.row(
-                            rx.table.cell(t["name"]),
-                            rx.table.cell(rx.code(t["prefix"])),
-                            rx.table.cell(t["created"]),
-                            rx.table.cell(t["last_used"]),
-                            rx.table.cell(rx.button("Revoke", size="1", color_scheme="red", variant="soft", on_click=TokensState.revoke(t["id"]))),
+                            rx.table.cell(t.name),
+                            rx.table.cell(rx.code(t.prefix)),
+                            rx.table.cell(t.created),
+                            rx.table.cell(t.last_used),
+                            rx.table.cell(rx.button("Revoke", size="1", color_scheme="red", variant="soft", on_click=TokensState.revoke(t.id))),
                             class_name="token-row",
                         ),
                     )

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from billing_app.auth import accounts, api_tokens
 from billing_app.db import session_scope
 from billing_app.models import Membership, Role
-from tests.billing.conftest import Org, make_org, org, period_id, stripe_env  # noqa: F401 - fixtures
+from tests.billing.helpers import Org, make_org, period_id  # noqa: F401 - re-exported until tests/api/helpers.py
 
 
 @pytest.fixture(autouse=True)

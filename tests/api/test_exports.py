@@ -11,7 +11,7 @@ from billing_app.auth import accounts
 from billing_app.db import session_scope
 from billing_app.models import Payment
 from billing_app.state import SESSION_COOKIE
-from tests.billing.conftest import make_org
+from tests.billing.helpers import make_org
 
 
 def cookie_for(email, org_id):

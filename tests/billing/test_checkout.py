@@ -9,22 +9,9 @@ from sqlmodel import select
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.entitlements import entitlement
 from billing_app.db import session_scope
-from billing_app.errors import AppError, ErrorCode
+from billing_app.errors import ErrorCode
 from billing_app.models import BillingCustomer, OrgSubscription, Payment, PlanPeriod
-from tests.billing.conftest import make_org, period_id
-
-
-def expect(code, fn, *args, **kwargs):
-    with pytest.raises(AppError) as info:
-        fn(*args, **kwargs)
-    assert info.value.code == code, info.value.message
-    return info.value
-
-
-def buy(org, plan="starter", period="MONTHLY", sandbox=None, card="pm_card_visa"):
-    started = start_checkout(org.admin, period_id(plan, period))
-    sandbox.complete_checkout(started.session_id, payment_method=card)
-    return started, checkout_status(org.admin, started.session_id)
+from tests.billing.helpers import buy, expect, make_org, period_id
 
 
 def test_subscription_checkout_end_to_end(org, stripe_env, db):

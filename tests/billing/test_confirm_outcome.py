@@ -7,7 +7,7 @@ from billing_app.billing.checkout import start_checkout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.pages.confirm import check_outcome
-from tests.billing.conftest import make_org, period_id
+from tests.billing.helpers import make_org, period_id
 
 
 def session_of(email, org_id):

@@ -10,10 +10,8 @@ from billing_app.billing.sync import sync_customer
 from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
-from billing_app.models import OrgSubscription, Payment
-from tests.billing.conftest import period_id
-from tests.billing.test_checkout import expect
-from tests.billing.test_subscriptions import buy_on_clock, subscription
+from billing_app.models import Payment
+from tests.billing.helpers import buy_on_clock, expect, period_id, subscription
 
 
 def test_downgrade_preview_says_when_and_charges_nothing(org, stripe_env, db):

@@ -6,10 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from billing_app.billing.payments import PaymentFilter, export_csv, format_amount, list_payments
+from billing_app.billing.payments import PaymentFilter, export_csv, list_payments
 from billing_app.errors import AppError, ErrorCode
+from billing_app.formatting import format_amount, plain_amount
 from billing_app.models import Payment
-from tests.billing.conftest import make_org
+from tests.billing.helpers import make_org
 
 START = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 
@@ -79,3 +80,32 @@ def test_amounts_read_as_money():
     assert format_amount(123456, "eur") == "€1,234.56"
     assert format_amount(500, "jpy") == "¥500"
     assert format_amount(1999, "chf") == "19.99 CHF"
+    # The CSV's plain amounts: no symbol, no thousands separator, whole units where there are no cents.
+    assert (plain_amount(123456, "usd"), plain_amount(500, "jpy")) == ("1234.56", "500")
+
+
+def _cursor(created: str, row_id: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(f"{created}|{row_id}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        _cursor("2026-01-01T00:00:00+00:00", str(2**31)),  # past the database's integer
+        _cursor("2026-01-01T00:00:00", "5"),  # no zone
+        _cursor("not a time", "5"),
+        "A" * 400,
+    ],
+)
+def test_the_one_cursor_check_refuses_what_we_did_not_make(history, db, cursor):
+    with pytest.raises(AppError) as info:
+        list_payments(db, history.admin, PaymentFilter(), cursor=cursor)
+    assert info.value.message == "That page link is not valid; start from the first page."
+
+
+def test_a_to_date_at_the_end_of_the_calendar_is_refused():
+    with pytest.raises(AppError, match="out of range"):
+        PaymentFilter.parse(None, "9999-12-31")

@@ -1,6 +1,5 @@
 """Cancel, reactivate, plan changes, the portal, and test-clock lifecycles, against the sandbox."""
 
-import time
 from datetime import datetime, timezone
 
 import httpx
@@ -8,27 +7,24 @@ import pytest
 from sqlmodel import select
 
 from billing_app.billing.checkout import checkout_status, start_checkout
-from billing_app.billing.entitlements import entitlement
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel, change_plan, reactivate
 from billing_app.billing.sync import sync_customer
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
-from billing_app.models import BillingCustomer, OrgSubscription, Payment
-from tests.billing.conftest import period_id
-from tests.billing.test_checkout import buy, expect
+from billing_app.models import Payment
+from tests.billing.helpers import (
+    access,
+    advance,
+    buy,
+    buy_on_clock,
+    expect,
+    make_org,
+    period_id,
+    subscription,
+)
 
 DAY = 86_400
-
-
-def subscription(db, org) -> OrgSubscription:
-    db.expire_all()
-    return db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id)).one()
-
-
-def access(org, now=None):
-    with session_scope() as s:
-        return entitlement(s, org.id, now=now)
 
 
 def test_cancel_at_period_end_then_reactivate(org, stripe_env, db):
@@ -116,24 +112,6 @@ def test_portal_session_and_its_configuration_is_made_once(org, stripe_env):
 # --- test clocks: time passes at Stripe ---------------------------------------------------------
 
 
-def buy_on_clock(org, stripe_env, plan="starter"):
-    """Put the org's Stripe customer on a test clock, then subscribe through Checkout."""
-    client = stripe_env.client
-    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": int(time.time())})
-    customer = client.v1.customers.create(params={"email": "admin@acme.example", "test_clock": clock.id, "metadata": {"org_id": str(org.id)}})
-    with session_scope() as s:
-        s.add(BillingCustomer(org_id=org.id, stripe_customer_id=customer.id))
-    started = start_checkout(org.admin, period_id(plan, "MONTHLY"))
-    stripe_env.complete_checkout(started.session_id)
-    checkout_status(org.admin, started.session_id)
-    return clock, customer
-
-
-def advance(stripe_env, clock, to: int, customer):
-    stripe_env.client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": to})
-    sync_customer(customer.id)
-
-
 def test_renewal_bills_the_next_period(org, stripe_env, db):
     clock, customer = buy_on_clock(org, stripe_env)
     first_end = subscription(db, org).current_period_end
@@ -189,7 +167,6 @@ def test_trial_ends_and_the_first_payment_is_taken(org, stripe_env, db):
 def test_stripe_unreachable_gives_readable_errors_and_changes_nothing(org, stripe_env, db, monkeypatch):
     from billing_app.billing import gateway
     from billing_app.settings import get_settings
-    from tests.billing.conftest import make_org
 
     started, _ = buy(org, sandbox=stripe_env)
     newcomer = make_org("Newcomer", "admin@new.example", "member@new.example")

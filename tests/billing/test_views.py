@@ -7,7 +7,7 @@ from billing_app.billing.payments import PaymentFilter, list_payments
 from billing_app.billing.views import billing_view, change_options, pricing_view
 from billing_app.db import session_scope
 from billing_app.models import OrgSubscription
-from tests.billing.test_checkout import buy
+from tests.billing.helpers import buy
 
 
 def test_rendering_pricing_billing_and_payments_makes_no_stripe_call(org, stripe_env):

@@ -1,0 +1,26 @@
+"""Display formatting for pages, the CSV export and the API: money and dates, in one place."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+# Currencies Stripe counts in whole units (no cents).
+ZERO_DECIMAL = frozenset({"jpy", "krw", "vnd", "clp", "pyg", "ugx", "xof", "xaf", "bif", "djf", "gnf", "kmf", "mga", "rwf", "vuv", "xpf"})
+SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
+
+
+def plain_amount(amount: int, currency: str) -> str:
+    """Minor units as a plain decimal for spreadsheets: 2900, 'usd' -> '29.00'; 500, 'jpy' -> '500'."""
+    return str(amount) if currency.lower() in ZERO_DECIMAL else f"{amount / 100:.2f}"
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """Minor units to a readable amount: 2900, 'usd' -> '$29.00'; zero-decimal currencies kept whole."""
+    value = f"{amount:,}" if currency.lower() in ZERO_DECIMAL else f"{amount / 100:,.2f}"
+    symbol = SYMBOLS.get(currency.lower())
+    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+
+
+def format_date(value: datetime | None) -> str:
+    """'Dec 22, 2026', or '' for no date. Values are aware UTC (the column type sees to it)."""
+    return value.strftime("%b %-d, %Y") if value is not None else ""
