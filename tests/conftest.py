@@ -5,6 +5,7 @@ Each area's own fixtures live beside its tests; the ones here are used across ar
 
 import os
 import shutil
+import uuid
 
 import pytest
 
@@ -61,6 +62,30 @@ def _use_database(monkeypatch, url: str) -> None:
     get_engine.cache_clear()
 
 
+# This run's own PostgreSQL schema, so two suites on one server (a developer's and CI's) never collide.
+RUN_SCHEMA = f"test_run_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+def _own_schema(url: str) -> str:
+    """The URL with this run's schema first on the search path (tables and Alembic's version table go there)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.update_query_dict({"options": f"-csearch_path={RUN_SCHEMA}"}).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_run_schema():
+    yield
+    if "TEST_DATABASE_URL" in os.environ:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(os.environ["TEST_DATABASE_URL"])
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA IF EXISTS {RUN_SCHEMA} CASCADE"))
+        engine.dispose()
+
+
 @pytest.fixture(params=_database_backends())
 def database_url(request, tmp_path, monkeypatch):
     """A freshly migrated, empty database for one test, on each configured backend."""
@@ -73,11 +98,11 @@ def database_url(request, tmp_path, monkeypatch):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/test.db"
     else:
-        url = os.environ["TEST_DATABASE_URL"]
+        url = _own_schema(os.environ["TEST_DATABASE_URL"])
         engine = create_engine(url)
         with engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
+            connection.execute(text(f"DROP SCHEMA IF EXISTS {RUN_SCHEMA} CASCADE"))
+            connection.execute(text(f"CREATE SCHEMA {RUN_SCHEMA}"))
         engine.dispose()
     upgrade(url)
     _use_database(monkeypatch, url)
