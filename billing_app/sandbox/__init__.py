@@ -6,7 +6,7 @@ key switched.  See README.md beside this file.  It imports nothing from billing_
 the app knows it only as a URL.
 """
 
-from .store import API_VERSION
+from .objects import API_VERSION
 
 __all__ = ["API_VERSION", "create_app"]
 

@@ -38,8 +38,9 @@ def main(argv=None) -> int:
     import uvicorn
 
     from .app import create_app
+    from .objects import API_VERSION
     from .resources.events import new_endpoint
-    from .store import API_VERSION, Store
+    from .store import Store
 
     settings = {"chaos": args.chaos_list}
     if args.webhook_retry:

@@ -22,7 +22,8 @@ from . import resources  # noqa: F401  (registers the API routes)
 from .api import ROUTES, Ctx
 from .errors import StripeError
 from .params import check, parse_form
-from .store import API_VERSION, Store
+from .objects import API_VERSION
+from .store import Store
 from .webhooks import Dispatcher
 
 log = logging.getLogger("billing_app.sandbox")

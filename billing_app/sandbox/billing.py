@@ -13,7 +13,8 @@ import time
 
 from . import objects as o
 from .errors import StripeError, card_declined, invalid, missing
-from .store import Store, gen_id
+from .ids import gen_id
+from .store import Store
 
 DAY = 86400
 INCOMPLETE_EXPIRY = 23 * 3600
@@ -504,9 +505,39 @@ def start_subscription(store: Store, cust: dict, items: list[tuple[dict, int]], 
     return sub, inv, ok
 
 
-def renew(store: Store, sub: dict, at: int) -> None:
-    from .resources.schedules import advance_phase
+# --- subscription schedules ------------------------------------------------------------------------
+SCHEDULE_LIVE = ("not_started", "active")
 
+
+def release_schedule(store: Store, schedule: dict, at: int) -> None:
+    """Detach the schedule; the subscription carries on as it is."""
+    sub = store.get("subscription", schedule["subscription"])
+    schedule.update(status="released", released_at=at, released_subscription=sub["id"], current_phase=None)
+    if sub.get("schedule") == schedule["id"]:
+        sub["schedule"] = None
+        store.emit("customer.subscription.updated", sub, {"schedule": schedule["id"]})
+    store.emit("subscription_schedule.released", schedule)
+
+
+def advance_phase(store: Store, sub: dict, at: int) -> None:
+    """Called at a renewal: if the schedule's next phase starts now, switch the items to it."""
+    schedule = store.get("subscription_schedule", sub.get("schedule") or "")
+    if not schedule or schedule["status"] not in SCHEDULE_LIVE:
+        return
+    upcoming = [ph for ph in schedule["phases"] if ph["start_date"] <= at < ph["end_date"] and ph["start_date"] > schedule["phases"][0]["start_date"]]
+    if upcoming:
+        phase = upcoming[0]
+        for item, planned in zip(sub["items"]["data"], phase["items"]):
+            item["price"], item["quantity"] = planned["price"], planned["quantity"]
+        schedule["phases"] = [ph for ph in schedule["phases"] if ph["start_date"] >= phase["start_date"]]
+        schedule["current_phase"] = {"start_date": phase["start_date"], "end_date": phase["end_date"]}
+        store.emit("subscription_schedule.updated", schedule)
+    if len(schedule["phases"]) == 1 and at >= schedule["phases"][0]["start_date"] and schedule["end_behavior"] == "release":
+        # The last phase has begun: Stripe releases the subscription to carry on by itself.
+        release_schedule(store, schedule, at)
+
+
+def renew(store: Store, sub: dict, at: int) -> None:
     start, end = sub_period(sub)
     advance_phase(store, sub, at)  # a scheduled plan change begins with the new period
     p0 = store.get("price", sub["items"]["data"][0]["price"])

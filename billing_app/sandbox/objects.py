@@ -9,9 +9,13 @@ sandbox bookkeeping and are stripped from responses.
 from __future__ import annotations
 
 import copy
+import time
 
 from .errors import invalid
-from .store import API_VERSION, gen_id
+from .ids import gen_id
+
+# The API version whose object shapes these builders produce (the one the Stripe SDK pins).
+API_VERSION = "2026-10-28.endive"
 
 ADDRESS_NULL = {"city": None, "country": None, "line1": None, "line2": None, "postal_code": None, "state": None}
 
@@ -331,8 +335,6 @@ def test_clock(id_, now, frozen_time, name=None):
 
 
 def event(store, type_, data, pending=0, request=None, created=None):
-    import time
-
     return {
         "id": gen_id("evt"), "object": "event", "api_version": API_VERSION,
         "created": created if created is not None else int(time.time()), "data": data, "livemode": False,

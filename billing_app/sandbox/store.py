@@ -10,38 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-import secrets
-import string
 import threading
 import time
 from typing import Callable
 
-API_VERSION = "2026-10-28.endive"
-
-_ALPHABET = string.ascii_letters + string.digits
-
-# id prefix -> object type, used for `expand` and for telling ids apart.
-PREFIXES = {
-    "cus": "customer",
-    "prod": "product",
-    "price": "price",
-    "pm": "payment_method",
-    "cs": "checkout.session",
-    "sub": "subscription",
-    "si": "subscription_item",
-    "in": "invoice",
-    "inpay": "invoice_payment",
-    "ii": "invoiceitem",
-    "il": "line_item",
-    "pi": "payment_intent",
-    "ch": "charge",
-    "re": "refund",
-    "bpc": "billing_portal.configuration",
-    "bps": "billing_portal.session",
-    "clock": "test_helpers.test_clock",
-    "evt": "event",
-    "we": "webhook_endpoint",
-}
+from .ids import type_of_id
+from .objects import event, render
 
 DEFAULT_SETTINGS = {
     # Webhook delivery retries, in seconds after the previous attempt (Stripe: up to 3 days).
@@ -53,23 +27,6 @@ DEFAULT_SETTINGS = {
     # ... and when the last retry fails: "cancel" (Stripe's default), "unpaid" or "past_due".
     "after_final_failure": "cancel",
 }
-
-
-def gen_id(prefix: str, length: int = 24) -> str:
-    body = "".join(secrets.choice(_ALPHABET) for _ in range(length))
-    return f"{prefix}_{body}"
-
-
-def type_of_id(id_: str) -> str | None:
-    if not isinstance(id_, str) or "_" not in id_:
-        return None
-    if id_.startswith("cs_test_"):
-        return "checkout.session"
-    if id_.startswith("sub_sched_"):
-        return "subscription_schedule"
-    if id_.startswith("upcoming_in_"):
-        return None
-    return PREFIXES.get(id_.split("_", 1)[0])
 
 
 class Store:
@@ -164,8 +121,6 @@ class Store:
     # --- events ------------------------------------------------------------------------------
     def emit(self, type_: str, obj: dict, previous: dict | None = None, request: dict | None = None, created: int | None = None) -> dict:
         """Record the event Stripe would send; the renderer snapshots the object now."""
-        from .objects import event, render
-
         data = {"object": render(self, obj)}
         if previous:
             data["previous_attributes"] = previous

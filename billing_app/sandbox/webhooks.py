@@ -20,6 +20,8 @@ import time
 
 import httpx
 
+from .objects import render
+
 
 def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
     t = int(time.time()) if timestamp is None else timestamp
@@ -48,8 +50,6 @@ class Dispatcher:
         ]
         if not endpoints:
             return
-        from .objects import render
-
         payload = json.dumps(render(self.store, ev), indent=2)  # the snapshot at emission time, like Stripe
         chaos = set(self.store.settings.get("chaos") or [])
         now = time.monotonic()

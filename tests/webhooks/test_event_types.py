@@ -12,7 +12,7 @@ import typing
 from stripe._api_version import _ApiVersion
 from stripe._event import Event
 
-from billing_app.sandbox.store import API_VERSION
+from billing_app.sandbox import API_VERSION
 from billing_app.webhooks.handlers import RESYNC_EVENT_TYPES
 
 

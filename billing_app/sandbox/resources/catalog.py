@@ -8,8 +8,8 @@ from .. import objects as o
 from ..api import Ctx, created_filter, diff, route, update_metadata
 from ..billing import get_or_404, real_now
 from ..errors import invalid
+from ..ids import gen_id
 from ..params import as_bool, as_int, as_list
-from ..store import gen_id
 
 PRODUCT_FIELDS = ("name", "description", "url", "statement_descriptor", "unit_label", "tax_code")
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from .. import objects as o
-from ..api import Ctx, created_filter, route
+from ..api import Ctx, created_filter, route, update_metadata
 from ..billing import (
     FAILURES, attach, charge_card, decline_error, finalize, get_or_404, mark_paid, new_invoice, now_for, product_name,
     real_now, resolve_payment_method, start_subscription,
 )
 from ..errors import card_declined, invalid
+from ..ids import gen_id
 from ..params import as_bool, as_int, as_list
-from ..store import gen_id
 
 DEFAULT_TTL = 24 * 3600
 
@@ -136,7 +136,6 @@ def session_line_items(ctx: Ctx, id):
 def update_session(ctx: Ctx, id):
     cs = load(ctx.store, id)
     if "metadata" in ctx.params:
-        from ..api import update_metadata
         update_metadata(cs, ctx.params["metadata"])
     return ctx.out(cs)
 

@@ -9,8 +9,8 @@ from .. import objects as o
 from ..api import Ctx, created_filter, diff, route, update_metadata
 from ..billing import attach, cancel_now, get_or_404, now_for, real_now, resolve_payment_method
 from ..errors import invalid
+from ..ids import gen_id
 from ..params import as_int
-from ..store import gen_id
 
 SIMPLE = ("email", "name", "description", "phone")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from .. import objects as o
 from ..api import Ctx, created_filter, route, update_metadata
 from ..billing import (
-    decline_error, get_or_404, invoice_paid_outside, invoice_subscription, item_lines, mark_uncollectible,
+    decline_error, get_or_404, invoice_paid_outside, invoice_subscription, item_lines, mark_paid, mark_uncollectible,
     now_for, pay_invoice, pending_lines, period_end_for, plan_change, resolve_payment_method, sub_period,
     void_invoice, finalize,
 )
 from ..errors import invalid
+from ..ids import gen_id
 from ..params import as_bool, as_int
-from ..store import gen_id
 from .subscriptions import PRORATION, changes_from
 
 
@@ -60,7 +60,6 @@ def pay(ctx: Ctx, id):
     inv = get_or_404(store, "invoice", id)
     now = now_for(store, inv["customer"])
     if as_bool(p.get("paid_out_of_band"), "paid_out_of_band"):
-        from ..billing import mark_paid
         mark_paid(store, inv, now)
         invoice_paid_outside(store, inv, now)
         return ctx.out(inv)

@@ -8,8 +8,8 @@ from .. import objects as o
 from ..api import Ctx, route, update_metadata
 from ..billing import get_or_404, real_now
 from ..errors import invalid
+from ..ids import gen_id
 from ..params import as_bool, as_list
-from ..store import gen_id
 
 FLOW_TYPES = ("payment_method_update", "subscription_cancel", "subscription_update", "subscription_update_confirm")
 

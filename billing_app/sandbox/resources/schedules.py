@@ -1,18 +1,17 @@
 """Subscription schedules, the part this app uses: a schedule made from a subscription,
 its phases replaced (e.g. "this plan until the period end, then that one"), released or
-canceled. When a renewal crosses a phase boundary, billing.renew switches the items."""
+canceled. When a renewal crosses a phase boundary, billing.renew switches the items
+(`billing.advance_phase`); releasing is `billing.release_schedule`, shared by both doors."""
 
 from __future__ import annotations
 
 import copy
 
 from ..api import Ctx, route, update_metadata
-from ..billing import cancel_now, get_or_404, now_for, period_end_for, sub_period
+from ..billing import SCHEDULE_LIVE, cancel_now, get_or_404, now_for, period_end_for, release_schedule, sub_period
 from ..errors import invalid
+from ..ids import gen_id
 from ..params import as_int, as_list
-from ..store import gen_id
-
-LIVE = ("not_started", "active")
 
 
 def _phase(store, items: list[dict], start: int, end: int | None, currency: str, proration: str) -> dict:
@@ -84,7 +83,7 @@ def list_schedules(ctx: Ctx):
 
 
 def _live(schedule: dict) -> None:
-    if schedule["status"] not in LIVE:
+    if schedule["status"] not in SCHEDULE_LIVE:
         raise invalid(f"You cannot update a subscription schedule that is {schedule['status']}.", None)
 
 
@@ -131,22 +130,12 @@ def update_schedule(ctx: Ctx, id):
     return ctx.out(schedule)
 
 
-def release(store, schedule: dict, at: int) -> None:
-    """Detach the schedule; the subscription carries on as it is."""
-    sub = store.get("subscription", schedule["subscription"])
-    schedule.update(status="released", released_at=at, released_subscription=sub["id"], current_phase=None)
-    if sub.get("schedule") == schedule["id"]:
-        sub["schedule"] = None
-        store.emit("customer.subscription.updated", sub, {"schedule": schedule["id"]})
-    store.emit("subscription_schedule.released", schedule)
-
-
 @route("POST", "/v1/subscription_schedules/{id}/release", "_subscription_schedule_release_params:SubscriptionScheduleReleaseParams")
-def release_schedule(ctx: Ctx, id):
+def release(ctx: Ctx, id):
     store = ctx.store
     schedule = get_or_404(store, "subscription_schedule", id)
     _live(schedule)
-    release(store, schedule, now_for(store, schedule["customer"]))
+    release_schedule(store, schedule, now_for(store, schedule["customer"]))
     return ctx.out(schedule)
 
 
@@ -163,21 +152,3 @@ def cancel_schedule(ctx: Ctx, id):
         cancel_now(store, sub, now)
     store.emit("subscription_schedule.canceled", schedule)
     return ctx.out(schedule)
-
-
-def advance_phase(store, sub: dict, at: int) -> None:
-    """Called at a renewal: if the schedule's next phase starts now, switch the items to it."""
-    schedule = store.get("subscription_schedule", sub.get("schedule") or "")
-    if not schedule or schedule["status"] not in LIVE:
-        return
-    upcoming = [ph for ph in schedule["phases"] if ph["start_date"] <= at < ph["end_date"] and ph["start_date"] > schedule["phases"][0]["start_date"]]
-    if upcoming:
-        phase = upcoming[0]
-        for item, planned in zip(sub["items"]["data"], phase["items"]):
-            item["price"], item["quantity"] = planned["price"], planned["quantity"]
-        schedule["phases"] = [ph for ph in schedule["phases"] if ph["start_date"] >= phase["start_date"]]
-        schedule["current_phase"] = {"start_date": phase["start_date"], "end_date": phase["end_date"]}
-        store.emit("subscription_schedule.updated", schedule)
-    if len(schedule["phases"]) == 1 and at >= schedule["phases"][0]["start_date"] and schedule["end_behavior"] == "release":
-        # The last phase has begun: Stripe releases the subscription to carry on by itself.
-        release(store, schedule, at)

@@ -6,7 +6,7 @@ import copy
 
 from ..api import Ctx, created_filter, route, update_metadata
 from ..billing import (
-    apply_plan_change, cancel_now, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
+    apply_plan_change, cancel_now, end_trial, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
     period_end_for, plan_change, resolve_payment_method, attach, set_period, start_subscription, sub_period,
 )
 from ..errors import card_declined, invalid
@@ -184,7 +184,6 @@ def update(store, sub: dict, p: dict) -> dict:
     if previous:
         store.emit("customer.subscription.updated", sub, previous)
     if "trial_end" in p and sub["status"] == "trialing" and sub["trial_end"] <= now:
-        from ..billing import end_trial
         end_trial(store, sub, now)
     return sub
 

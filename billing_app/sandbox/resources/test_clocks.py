@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .. import objects as o
 from ..api import Ctx, route
-from ..billing import cancel_now, get_or_404, real_now, run_until
+from ..billing import cancel_now, get_or_404, next_milestone, real_now, run_until
 from ..errors import invalid
+from ..ids import gen_id
 from ..params import as_int
-from ..store import gen_id
 
 
 @route("POST", "/v1/test_helpers/test_clocks", "test_helpers._test_clock_create_params:TestClockCreateParams")
@@ -65,7 +65,6 @@ def advance(store, clock: dict, target: int) -> None:
     customers = {c["id"] for c in store.all("customer") if c["test_clock"] == clock["id"]}
     subs = [s for s in store.all("subscription") if s["customer"] in customers]
     # Step subscriptions in time order, so events across subscriptions come out chronologically.
-    from ..billing import next_milestone
     for _ in range(100000):
         due = [(m[0], s["_seq"], s) for s in subs if (m := next_milestone(store, s)) and m[0] <= target]
         if not due:
