@@ -119,15 +119,19 @@ class Store:
         return list(self.objects.get(kind, {}).values())
 
     # --- events ------------------------------------------------------------------------------
+    def endpoints_for(self, type_: str) -> list[dict]:
+        """The enabled webhook endpoints that listen to events of this type."""
+        return [
+            we for we in self.all("webhook_endpoint")
+            if we["status"] == "enabled" and ("*" in we["enabled_events"] or type_ in we["enabled_events"])
+        ]
+
     def emit(self, type_: str, obj: dict, previous: dict | None = None, request: dict | None = None, created: int | None = None) -> dict:
         """Record the event Stripe would send; the renderer snapshots the object now."""
         data = {"object": render(self, obj)}
         if previous:
             data["previous_attributes"] = previous
-        endpoints = [
-            we for we in self.all("webhook_endpoint")
-            if we["status"] == "enabled" and ("*" in we["enabled_events"] or type_ in we["enabled_events"])
-        ]
+        endpoints = self.endpoints_for(type_)
         ev = event(self, type_, data, pending=len(endpoints), request=request or self.current_request, created=created)
         self.put(ev)
         if self.on_event:

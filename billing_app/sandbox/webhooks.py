@@ -44,10 +44,7 @@ class Dispatcher:
 
     # Called by the store (under its lock) for every new event.
     def enqueue_event(self, ev: dict) -> None:
-        endpoints = [
-            we for we in self.store.all("webhook_endpoint")
-            if we["status"] == "enabled" and ("*" in we["enabled_events"] or ev["type"] in we["enabled_events"])
-        ]
+        endpoints = self.store.endpoints_for(ev["type"])
         if not endpoints:
             return
         payload = json.dumps(render(self.store, ev), indent=2)  # the snapshot at emission time, like Stripe

@@ -212,9 +212,8 @@ _DONE = dict(
     state=PROCESSED, processed_at=bindparam("done_at"), claimed_until=None, next_attempt_at=None, last_error=None,
 )
 # Our claimed rows, by id and claim token.
-_MARK_OURS = update(T).where(
-    T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_until == bindparam("token"), T.c.state == PENDING,
-).values(**_DONE)
+_OURS = and_(T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_until == bindparam("token"), T.c.state == PENDING)
+_MARK_OURS = update(T).where(_OURS).values(**_DONE)
 # Pending events of the customer stored before its successful sync began are covered by it
 # (e.g. ones waiting for a retry), unless another worker holds them. SKIP LOCKED: never wait
 # for a row another transaction is writing (no lock-order deadlocks between workers on
@@ -233,9 +232,7 @@ _MARK_COVERED = update(T).where(
     ),
     T.c.state == PENDING,
 ).values(**_DONE)
-_MARK_FAILED = update(T).where(
-    T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_until == bindparam("token"), T.c.state == PENDING,
-).values(
+_MARK_FAILED = update(T).where(_OURS).values(
     claimed_until=None, last_error=bindparam("error"), state=bindparam("new_state"), next_attempt_at=bindparam("retry_at"),
 ).returning(T.c.id)
 
@@ -278,15 +275,13 @@ def record(
     return processed, states
 
 
+_RELEASE = update(T).where(_OURS).values(claimed_until=None, attempts=case((T.c.attempts > 0, T.c.attempts - 1), else_=0))
+
+
 def release(ids: Iterable[int], token: datetime) -> int:
     """Give claimed events back untried (the lease is running out): not counted as an attempt."""
-    statement = (
-        update(T)
-        .where(T.c.id.in_(list(ids)), T.c.claimed_until == token, T.c.state == PENDING)
-        .values(claimed_until=None, attempts=case((T.c.attempts > 0, T.c.attempts - 1), else_=0))
-    )
     with _writing() as connection:
-        return connection.execute(statement).rowcount
+        return connection.execute(_RELEASE, {"ids": list(ids), "token": token}).rowcount
 
 
 def replay(event_id: str | int) -> bool:

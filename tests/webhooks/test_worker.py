@@ -193,6 +193,20 @@ def test_events_of_a_customer_being_synced_wait_for_one_later_sync(post):
     assert {r.state for r in rows()} == {"processed"}
 
 
+def test_a_worker_short_of_lease_gives_the_rest_back_untried(post):
+    """Past half its lease the worker starts no more syncs: the rest are released, no attempt counted."""
+    first, second = event("invoice.paid", "cus_first"), event("invoice.paid", "cus_second")
+    post(first)
+    post(second)
+    sync = CountingSync(delay=0.3)
+    report = Worker(sync, lease_seconds=0.4).run_once()
+    assert sync.calls == ["cus_first"] and report.released == 1
+    given_back = row(second["id"])
+    assert (given_back.state, given_back.attempts, given_back.claimed_until) == ("pending", 0, None)
+    Worker(CountingSync()).run_once()
+    assert row(second["id"]).state == "processed"
+
+
 def test_several_workers_never_process_the_same_event_twice(post, database_url):
     """Four workers (threads with their own connections) drain 300 events of 60 customers at once.
 
