@@ -10,15 +10,12 @@ Auth is `Authorization: Bearer <token>` (billing_app/auth/api_tokens.py).
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import date, datetime, timezone
 from typing import Annotated
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlmodel import select
 from starlette.routing import Mount
 
 from billing_app import routes
@@ -47,11 +44,10 @@ from billing_app.api.rest_schemas import (
 )
 from billing_app.auth import api_tokens
 from billing_app.auth.accounts import Actor
-from billing_app.billing import checkout, payments, portal, subscriptions
-from billing_app.billing.entitlements import entitlement
+from billing_app.billing import checkout, payments, portal, subscriptions, views
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.models import PaymentStatus, PeriodType, Plan, PlanPeriod, Role
+from billing_app.models import PaymentStatus, Role
 
 E = ErrorCode
 # Query dates are YYYY-MM-DD only (not timestamps, not 20260131); the service then checks the calendar.
@@ -64,10 +60,6 @@ bearer = HTTPBearer(
     description="An API token for one user in one organization: made on the API tokens page or with "
     "`python -m billing_app create-token --email EMAIL [--org ORG]`. It acts with the user's current role.",
 )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 # --- auth dependencies ------------------------------------------------------------------------------
@@ -101,86 +93,55 @@ Member = Annotated[Actor, Depends(current_actor)]
 Admin = Annotated[Actor, Depends(admin_actor)]
 
 
-# --- views of the mirror -------------------------------------------------------------------------
+# --- views of the mirror, as the API's schemas -----------------------------------------------------
 
 
-def _subscription_out(session, org_id: int) -> SubscriptionOut | None:
-    ent = entitlement(session, org_id)
-    sub = ent.subscription
-    if sub is None:
+def _subscription_out(detail: views.SubscriptionDetail | None) -> SubscriptionOut | None:
+    if detail is None:
         return None
-    period = session.get(PlanPeriod, sub.plan_period_id) if sub.plan_period_id else None
-    lifetime = sub.one_off or (period is not None and period.period_type == PeriodType.ALL_TIME.value)
+    change = detail.scheduled_change
     return SubscriptionOut(
-        id=sub.stripe_id,
-        planKey=ent.plan_key,
-        planName=ent.plan_name,
-        periodType=PeriodType(period.period_type) if period else (PeriodType.ALL_TIME if sub.one_off else None),
-        subscriptionPeriodId=sub.plan_period_id,
-        price=period.amount if period else None,
-        currency=period.currency if period else None,
-        dateFrom=_utc(sub.started_at if lifetime else (sub.current_period_start or sub.started_at)),
-        dateTo=None if lifetime else _utc(sub.current_period_end),
-        status=sub.status,
-        autoRenew=bool(sub.auto_renew),
-        cancelAtPeriodEnd=bool(sub.cancel_at_period_end),
-        trialEndsAt=_utc(sub.trial_end),
-        access=ent.access,
-        scheduledChange=_scheduled_change(session, sub),
-    )
-
-
-def _scheduled_change(session, sub) -> ScheduledChange | None:
-    # Columns of the downgrade scheduling (migration 0003); absent on older schemas.
-    period_id = getattr(sub, "scheduled_period_id", None)
-    at = getattr(sub, "scheduled_change_at", None)
-    if period_id is None and at is None:
-        return None
-    period = session.get(PlanPeriod, period_id) if period_id else None
-    plan = session.get(Plan, period.plan_id) if period else None
-    return ScheduledChange(
-        subscriptionPeriodId=period_id, planKey=plan.key if plan else None,
-        periodType=PeriodType(period.period_type) if period else None, at=_utc(at),
+        id=detail.stripe_id,
+        planKey=detail.plan_key,
+        planName=detail.plan_name,
+        periodType=detail.period_type,
+        subscriptionPeriodId=detail.period_id,
+        price=detail.price,
+        currency=detail.currency,
+        dateFrom=detail.date_from,
+        dateTo=detail.date_to,
+        status=detail.status,
+        autoRenew=detail.auto_renew,
+        cancelAtPeriodEnd=detail.cancel_at_period_end,
+        trialEndsAt=detail.trial_ends_at,
+        access=detail.access,
+        scheduledChange=ScheduledChange(
+            subscriptionPeriodId=change.period_id, planKey=change.plan_key, periodType=change.period_type, at=change.at,
+        ) if change else None,
     )
 
 
 def _current(org_id: int) -> SubscriptionOut | None:
     with session_scope() as session:
-        return _subscription_out(session, org_id)
+        return _subscription_out(views.subscription_detail(session, org_id))
 
 
-def _plans(session) -> list[PlanOut]:
-    plans = session.exec(
-        select(Plan).where(Plan.active == True, Plan.legacy == False).order_by(Plan.display_order, Plan.id)  # noqa: E712
-    ).all()
-    periods = session.exec(select(PlanPeriod).where(PlanPeriod.active == True)).all()  # noqa: E712
-    order = {t.value: i for i, t in enumerate(PeriodType)}
-    by_plan: dict[int, list[PlanPeriod]] = {}
-    for period in sorted(periods, key=lambda p: (order.get(p.period_type, 9), p.id)):
-        by_plan.setdefault(period.plan_id, []).append(period)
-    return [
-        PlanOut(
-            key=plan.key,
-            name=plan.name,
-            description=plan.description,
-            features=json.loads(plan.features_json or "[]"),
-            limits=json.loads(plan.limits_json or "{}"),
-            mostPopular=plan.most_popular,
-            periods=[
-                PeriodOut(
-                    id=p.id,
-                    periodType=PeriodType(p.period_type),
-                    price=p.amount,
-                    currency=p.currency,
-                    interval=PeriodType(p.period_type).interval,
-                    trialDays=p.trial_days,
-                )
-                for p in by_plan.get(plan.id, [])
-            ],
-        )
-        for plan in plans
-        if by_plan.get(plan.id)
-    ]
+def _plan_out(plan: views.CatalogPlan) -> PlanOut:
+    return PlanOut(
+        key=plan.key,
+        name=plan.name,
+        description=plan.description,
+        features=plan.features,
+        limits=plan.limits,
+        mostPopular=plan.most_popular,
+        periods=[
+            PeriodOut(
+                id=p.id, periodType=p.period_type, price=p.amount, currency=p.currency,
+                interval=p.period_type.interval, trialDays=p.trial_days,
+            )
+            for p in plan.periods
+        ],
+    )
 
 
 # --- the app ---------------------------------------------------------------------------------------
@@ -242,7 +203,9 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists ever
     )
     def list_plans() -> PlansResponse:
         with session_scope() as session:
-            return PlansResponse(plans=_plans(session))
+            plans = views.catalog(session)
+        # A plan with no period on sale has nothing to buy.
+        return PlansResponse(plans=[_plan_out(plan) for plan in plans if plan.periods])
 
     @app.get(
         "/subscriptions/my", tags=["subscription"], response_model=MySubscriptionResponse,
@@ -317,7 +280,7 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists ever
             rows = [
                 PaymentOut(
                     id=row.stripe_id, status=PaymentStatus(row.status), amount=row.amount, currency=row.currency,
-                    created=_utc(row.created), description=row.description, invoiceUrl=row.invoice_url,
+                    created=row.created, description=row.description, invoiceUrl=row.invoice_url,
                     receiptUrl=row.receipt_url, pdfUrl=row.pdf_url,
                 )
                 for row in page.rows
@@ -362,7 +325,7 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists ever
         return PlanChangeResponse(
             fromPlan=result.from_plan, toPlan=result.to_plan, upgrade=result.upgrade,
             amountDueNow=result.amount_due_now, currency=result.currency, applied=result.applied,
-            effectiveAt=_utc(getattr(result, "effective_at", None)),
+            effectiveAt=result.effective_at,
             subscription=_current(actor.require_org()),
         )
 
@@ -372,21 +335,16 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists ever
     )
     def summary(actor: Member) -> SummaryResponse:
         with session_scope() as session:
-            ent = entitlement(session, actor.require_org())
-        sub = ent.subscription
-        plan = None
-        if ent.plan_key:
-            period_type = PeriodType(ent.period_type) if ent.period_type else None
-            plan = SummaryPlan(key=ent.plan_key, name=ent.plan_name or ent.plan_key, periodType=period_type, limits=ent.limits)
-        lifetime = bool(sub and sub.one_off)
+            result = views.billing_summary(session, actor.require_org())
+        plan = result.plan
         return SummaryResponse(
-            status=sub.status if sub else None,
-            trial_ends_at=_utc(sub.trial_end) if sub else None,
-            activated_at=_utc(sub.started_at) if sub else None,
-            plan=plan,
-            current_period_end=None if (sub is None or lifetime) else _utc(sub.current_period_end),
-            access=ent.access,
-            reason=ent.reason,
+            status=result.status,
+            trial_ends_at=result.trial_ends_at,
+            activated_at=result.activated_at,
+            plan=SummaryPlan(key=plan.key, name=plan.name, periodType=plan.period_type, limits=plan.limits) if plan else None,
+            current_period_end=result.current_period_end,
+            access=result.access,
+            reason=result.reason,
         )
 
 

@@ -1,21 +1,82 @@
-"""What the billing pages show, computed from the database only (never a Stripe call).
+"""What the billing pages and the REST API show, computed from the database only (never a Stripe call).
 
-Each function returns plain dataclasses of display-ready values, which is what Reflex
-state should hold.
+Each function returns plain dataclasses, which is what Reflex state should hold: display-ready
+strings for the pages (`pricing_view`, `billing_view`, `change_options`), raw values for the API
+(`catalog`, `subscription_detail`, `billing_summary`). Where both show the same thing they read
+it through the same function here (the catalog, a scheduled change).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
-from billing_app.billing.entitlements import current_subscription, entitlement
+from billing_app.billing.entitlements import AccessReason, current_subscription, entitlement
 from billing_app.formatting import format_amount, format_date
-from billing_app.models import OrgSubscription, Plan, PlanPeriod, SubscriptionStatus
+from billing_app.models import OrgSubscription, PeriodType, Plan, PlanPeriod, SubscriptionStatus
 
 INTERVAL_LABEL = {"MONTHLY": "/ month", "YEARLY": "/ year", "ALL_TIME": "one-time · lifetime"}
 PERIOD_NAME = {"MONTHLY": "Monthly", "YEARLY": "Yearly", "ALL_TIME": "Lifetime"}
+
+
+# --- the catalog: the pricing page and GET /api/subscriptions ----------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogPeriod:
+    id: int
+    period_type: PeriodType
+    amount: int  # in the currency's minor unit (cents)
+    currency: str
+    trial_days: int | None
+
+
+@dataclass(frozen=True)
+class CatalogPlan:
+    id: int
+    key: str
+    name: str
+    description: str
+    features: list[str]
+    limits: dict
+    most_popular: bool
+    periods: list[CatalogPeriod]  # the active ones: monthly, yearly, lifetime
+
+
+PERIOD_ORDER = {period_type: i for i, period_type in enumerate(PeriodType)}
+
+
+def catalog(session: Session, *, legacy_plan_id: int | None = None) -> list[CatalogPlan]:
+    """Active plans in display order, each with its active periods (possibly none).
+
+    Legacy plans are left out, except `legacy_plan_id`: the one an organization still holds.
+    """
+    shown = Plan.legacy == False  # noqa: E712
+    if legacy_plan_id is not None:
+        shown = or_(shown, Plan.id == legacy_plan_id)
+    plans = session.exec(select(Plan).where(Plan.active == True, shown).order_by(Plan.display_order, Plan.id)).all()  # noqa: E712
+    periods = session.exec(
+        select(PlanPeriod).where(PlanPeriod.active == True, PlanPeriod.plan_id.in_([plan.id for plan in plans]))  # noqa: E712
+    ).all()
+    by_plan: dict[int, list[CatalogPeriod]] = {}
+    for period in sorted(periods, key=lambda p: (PERIOD_ORDER[PeriodType(p.period_type)], p.id)):
+        by_plan.setdefault(period.plan_id, []).append(CatalogPeriod(
+            id=period.id, period_type=PeriodType(period.period_type), amount=period.amount,
+            currency=period.currency, trial_days=period.trial_days,
+        ))
+    return [
+        CatalogPlan(
+            id=plan.id, key=plan.key, name=plan.name, description=plan.description, features=plan.features,
+            limits=plan.limits, most_popular=plan.most_popular, periods=by_plan.get(plan.id, []),
+        )
+        for plan in plans
+    ]
+
+
+# --- the pricing page ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -75,12 +136,12 @@ class ChangeOption:
     label: str = ""
 
 
-def _period_card(period: PlanPeriod) -> PeriodCard:
+def _period_card(period: CatalogPeriod) -> PeriodCard:
     return PeriodCard(
         period_id=str(period.id),
-        type=period.period_type,
+        type=period.period_type.value,
         price=format_amount(period.amount, period.currency),
-        interval=INTERVAL_LABEL[period.period_type],
+        interval=INTERVAL_LABEL[period.period_type.value],
         trial=f"{period.trial_days}-day free trial" if period.trial_days else "",
     )
 
@@ -91,12 +152,9 @@ def pricing_view(session: Session, org_id: int | None) -> PricingView:
     live = current is not None and current.holds_plan
     current_plan_id = current.period.plan_id if live and current.period else None
     plans = []
-    for plan in session.exec(select(Plan).where(Plan.active == True).order_by(Plan.display_order)).all():  # noqa: E712
-        if plan.legacy and plan.id != current_plan_id:
-            continue  # legacy plans are shown only to the orgs that have them
-        periods = {p.period_type: _period_card(p) for p in session.exec(
-            select(PlanPeriod).where(PlanPeriod.plan_id == plan.id, PlanPeriod.active == True)  # noqa: E712
-        ).all()}
+    # Legacy plans are shown only to the orgs that have them.
+    for plan in catalog(session, legacy_plan_id=current_plan_id):
+        periods = {p.period_type: _period_card(p) for p in plan.periods}
         plans.append(PlanCard(
             key=plan.key,
             name=plan.name,
@@ -104,9 +162,9 @@ def pricing_view(session: Session, org_id: int | None) -> PricingView:
             features=plan.features,
             most_popular=plan.most_popular,
             is_current=plan.id == current_plan_id,
-            monthly=periods.get("MONTHLY", PeriodCard()),
-            yearly=periods.get("YEARLY", PeriodCard()),
-            lifetime=periods.get("ALL_TIME", PeriodCard()),
+            monthly=periods.get(PeriodType.MONTHLY, PeriodCard()),
+            yearly=periods.get(PeriodType.YEARLY, PeriodCard()),
+            lifetime=periods.get(PeriodType.ALL_TIME, PeriodCard()),
         ))
     return PricingView(plans, has_subscription=live and not current.one_off, holds_lifetime=live and current.one_off)
 
@@ -171,9 +229,9 @@ def billing_view(session: Session, org_id: int) -> BillingView:
     view.can_cancel = not ended and not sub.cancel_at_period_end
     view.can_reactivate = not ended and sub.cancel_at_period_end
     view.can_change = not ended
-    scheduled = sub.scheduled_period if not ended else None
-    if scheduled:
-        view.scheduled_change = f"Changes to {scheduled.plan.name} ({PERIOD_NAME[scheduled.period_type].lower()}) on {format_date(sub.scheduled_change_at)}"
+    change = _scheduled_change(sub) if not ended else None
+    if change and change.period_type:
+        view.scheduled_change = f"Changes to {change.plan_name} ({PERIOD_NAME[change.period_type.value].lower()}) on {format_date(change.at)}"
     return view
 
 
@@ -192,3 +250,120 @@ def change_options(session: Session, org_id: int) -> list[ChangeOption]:
         for plan, period in rows
         if not current_period or period.id != current_period.id
     ]
+
+
+# --- the subscription and the summary: GET /api/subscriptions/my, GET /api/billing/summary ----------
+
+
+@dataclass(frozen=True)
+class ScheduledChange:
+    """A downgrade waiting for the period end (a Stripe subscription schedule's next phase)."""
+
+    period_id: int | None
+    plan_key: str | None
+    plan_name: str | None
+    period_type: PeriodType | None
+    at: datetime | None
+
+
+def _scheduled_change(sub: OrgSubscription) -> ScheduledChange | None:
+    if sub.scheduled_period_id is None and sub.scheduled_change_at is None:
+        return None
+    period = sub.scheduled_period
+    plan = period.plan if period else None
+    return ScheduledChange(
+        period_id=sub.scheduled_period_id,
+        plan_key=plan.key if plan else None,
+        plan_name=plan.name if plan else None,
+        period_type=PeriodType(period.period_type) if period else None,
+        at=sub.scheduled_change_at,
+    )
+
+
+@dataclass(frozen=True)
+class SubscriptionDetail:
+    """The organization's subscription (or lifetime purchase) with its plan; times are aware UTC."""
+
+    stripe_id: str
+    plan_key: str | None
+    plan_name: str | None
+    period_type: PeriodType | None
+    period_id: int | None
+    price: int | None  # in the currency's minor unit (cents)
+    currency: str | None
+    date_from: datetime | None
+    date_to: datetime | None  # the current period's end; None for a lifetime purchase
+    status: str  # Stripe's status
+    auto_renew: bool
+    cancel_at_period_end: bool
+    trial_ends_at: datetime | None
+    access: bool
+    scheduled_change: ScheduledChange | None
+
+
+def subscription_detail(session: Session, org_id: int) -> SubscriptionDetail | None:
+    """The subscription that decides the org's access (see `entitlement`), or None."""
+    ent = entitlement(session, org_id)
+    sub = ent.subscription
+    if sub is None:
+        return None
+    period = sub.period
+    lifetime = sub.one_off or (period is not None and period.period_type == PeriodType.ALL_TIME.value)
+    return SubscriptionDetail(
+        stripe_id=sub.stripe_id,
+        plan_key=ent.plan_key,
+        plan_name=ent.plan_name,
+        period_type=PeriodType(period.period_type) if period else (PeriodType.ALL_TIME if sub.one_off else None),
+        period_id=sub.plan_period_id,
+        price=period.amount if period else None,
+        currency=period.currency if period else None,
+        date_from=sub.started_at if lifetime else (sub.current_period_start or sub.started_at),
+        date_to=None if lifetime else sub.current_period_end,
+        status=sub.status,
+        auto_renew=bool(sub.auto_renew),
+        cancel_at_period_end=bool(sub.cancel_at_period_end),
+        trial_ends_at=sub.trial_end,
+        access=ent.access,
+        scheduled_change=_scheduled_change(sub),
+    )
+
+
+@dataclass(frozen=True)
+class SummaryPlan:
+    key: str
+    name: str
+    period_type: PeriodType | None
+    limits: dict
+
+
+@dataclass(frozen=True)
+class BillingSummary:
+    """Status, plan and key dates, for gating features; `access` and `reason` are the app's one rule."""
+
+    access: bool
+    reason: AccessReason
+    status: str | None = None  # Stripe's status; None without a subscription
+    plan: SummaryPlan | None = None
+    trial_ends_at: datetime | None = None
+    activated_at: datetime | None = None
+    current_period_end: datetime | None = None  # None for a lifetime purchase
+
+
+def billing_summary(session: Session, org_id: int) -> BillingSummary:
+    ent = entitlement(session, org_id)
+    sub = ent.subscription
+    plan = None
+    if ent.plan_key:
+        period_type = PeriodType(ent.period_type) if ent.period_type else None
+        plan = SummaryPlan(key=ent.plan_key, name=ent.plan_name or ent.plan_key, period_type=period_type, limits=ent.limits)
+    if sub is None:
+        return BillingSummary(access=ent.access, reason=ent.reason, plan=plan)
+    return BillingSummary(
+        access=ent.access,
+        reason=ent.reason,
+        status=sub.status,
+        plan=plan,
+        trial_ends_at=sub.trial_end,
+        activated_at=sub.started_at,
+        current_period_end=None if sub.one_off else sub.current_period_end,
+    )
