@@ -6,7 +6,9 @@ import contextlib
 import functools
 from collections.abc import Iterator
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -49,3 +51,9 @@ def session_scope() -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_if_absent(session: Session, table: Table, key: list[str], **values) -> None:
+    """INSERT ... ON CONFLICT (key) DO NOTHING: make sure a row exists, whoever races us to it."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=key))

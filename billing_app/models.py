@@ -259,6 +259,20 @@ class OrgSubscription(SQLModel, table=True):
         return self.status in PAYMENT_PROBLEM_STATUSES
 
 
+class PurchaseReservation(SQLModel, table=True):
+    """One row per org: its one open Checkout, and a short claim taken by whoever changes it.
+
+    The claim is a value in the row (taken by a conditional UPDATE), not a database lock, so
+    no lock is held across a Stripe call; a claim left by a dead process lapses on its own.
+    """
+
+    org_id: int = Field(primary_key=True, foreign_key="organization.id", ondelete="CASCADE")
+    claim_id: str | None = Field(default=None, max_length=32)
+    claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    checkout_session_id: str | None = Field(default=None, max_length=255)
+    plan_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
+
+
 class PaymentStatus(str, enum.Enum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"

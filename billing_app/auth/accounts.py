@@ -12,12 +12,11 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy import case, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, delete, select
 
 from billing_app.auth.passwords import check_strength, hash_password, verify_password
 from billing_app.auth.tokens import new_token, token_hash
+from billing_app.db import insert_if_absent
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import AuthSession, LoginThrottle, Membership, Organization, Role, User, utcnow
 from billing_app.settings import get_settings
@@ -110,9 +109,8 @@ def _reserve_attempt(session: Session, email: str) -> int:
     now = utcnow()
     window_start = now - timedelta(minutes=get_settings().login_window_minutes)
     table = LoginThrottle.__table__
-    insert_stmt = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
     expired = table.c.window_started_at < window_start
-    session.execute(insert_stmt.values(email=email, failures=0, window_started_at=now).on_conflict_do_nothing(index_elements=["email"]))
+    insert_if_absent(session, table, ["email"], email=email, failures=0, window_started_at=now)
     count = session.execute(
         update(table)
         .where(table.c.email == email)

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
-
-from sqlmodel import select
 
 from billing_app import routes
 from billing_app.auth.accounts import Actor
-from billing_app.billing import gateway
+from billing_app.billing import gateway, reservations
 from billing_app.billing.catalog import price_matches_period
 from billing_app.billing.customers import ensure_customer
 from billing_app.billing.entitlements import current_subscription
-from billing_app.billing.sync import sync_customer
+from billing_app.billing.sync import resync_after_change, sync_customer
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.models import OrgSubscription, PeriodType, Plan, PlanPeriod, Role
+from billing_app.models import MANAGEABLE_STATUSES, PeriodType, Plan, PlanPeriod, Role
 from billing_app.settings import get_settings
 
 SESSION_ID_RE = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
@@ -36,10 +35,9 @@ def _period_on_sale(session, period_id: int) -> tuple[PlanPeriod, Plan]:
     return period, plan
 
 
-def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
-    org_id = actor.require_role(Role.ADMIN)
+def _refuse_if_org_holds_a_plan(org_id: int) -> bool:
+    """Refuse when the mirror shows a plan the org holds; else whether it ever had a subscription."""
     with session_scope() as session:
-        period, plan = _period_on_sale(session, period_id)
         current = current_subscription(session, org_id)
         if current is not None and current.is_lifetime_held:
             raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, "Your organization already holds a lifetime plan.")
@@ -48,15 +46,104 @@ def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
                 ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE,
                 "Your organization already has a subscription. Change or manage it from the billing page.",
             )
-        had_subscription = session.exec(select(OrgSubscription.id).where(OrgSubscription.org_id == org_id)).first() is not None
+        return current is not None
+
+
+def _stripe_down() -> AppError:
+    return AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.")
+
+
+def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
+    """A hosted Checkout for one plan period; at most one live purchase per org, by construction.
+
+    Under the org's purchase claim: the org's open session is reused when the same period is
+    asked for again (a double click, a second tab), and expired before another is made; what
+    Stripe says now (a completed checkout, a live subscription) decides, not the mirror alone.
+    """
+    org_id = actor.require_role(Role.ADMIN)
+    with session_scope() as session:
+        period, plan = _period_on_sale(session, period_id)
+    _refuse_if_org_holds_a_plan(org_id)
     client = gateway.stripe_client()
     try:
         price = gateway.call(client.v1.prices.retrieve, period.stripe_price_id) if period.stripe_price_id else None
     except gateway.StripeFailure:
-        raise AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.") from None
+        raise _stripe_down() from None
     if price is None or not price_matches_period(price, period):
         raise AppError(ErrorCode.STRIPE_PRICE_MISMATCH, "This price is out of date. Please reload the pricing page.")
 
+    with reservations.purchase_claim(org_id) as reservation:
+        try:
+            customer_id = ensure_customer(org_id, actor.email)
+            reused = _close_open_checkouts(client, reservation, customer_id, period.id)
+            if reused is not None:
+                return reused
+            # Fresh truth: a purchase that completed a moment ago is live even if no webhook has landed.
+            subscriptions = gateway.list_all(client.v1.subscriptions.list, {"customer": customer_id, "status": "all"})
+        except gateway.StripeFailure:
+            raise _stripe_down() from None
+        if any(sub["status"] in MANAGEABLE_STATUSES for sub in subscriptions):
+            resync_after_change(customer_id)
+            raise AppError(
+                ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE,
+                "Your organization already has a subscription. Change or manage it from the billing page.",
+            )
+        had_subscription = _refuse_if_org_holds_a_plan(org_id) or bool(subscriptions)
+        # One free trial per organization: with one open session at a time, at most one trial can be paid.
+        trial = bool(period.trial_days) and not had_subscription
+        params = _checkout_params(org_id, customer_id, plan, period, price["id"], trial)
+        reservations.renew(reservation)
+        try:
+            checkout = gateway.call(
+                client.v1.checkout.sessions.create, params=params,
+                # A retry of this very attempt (the SDK's own) makes no second session.
+                options={"idempotency_key": f"checkout-{org_id}-{reservation.claim_id}"},
+            )
+        except gateway.StripeFailure:
+            raise AppError(ErrorCode.STRIPE_CHECKOUT_FAILED, "We could not start the checkout. Please try again.") from None
+        reservations.record_checkout(reservation, checkout["id"], period.id)
+    return CheckoutStarted(checkout["id"], checkout["url"])
+
+
+# A session about to expire is not worth handing out again: the buyer needs time to pay.
+REUSE_MIN_SECONDS_LEFT = 600
+
+
+def _close_open_checkouts(client, reservation: reservations.Reservation, customer_id: str, period_id: int) -> CheckoutStarted | None:
+    """Reuse the org's open session for the same period; expire every other open one.
+
+    Raises SUBSCRIPTION_ALREADY_ACTIVE when a session of ours completed (paid, maybe not yet
+    in the mirror) or completes while we try to expire it. Sessions made behind the app's back
+    are expired too; one that still gets paid is caught by the sync (see sync.py).
+    """
+    ours = reservation.checkout_session_id
+    if ours:
+        session = gateway.call(client.v1.checkout.sessions.retrieve, ours)
+        if session["status"] == "complete":
+            _completed_purchase(reservation.org_id, session)
+        elif (session["status"] == "open" and reservation.plan_period_id == period_id
+              and session["expires_at"] - time.time() > REUSE_MIN_SECONDS_LEFT):
+            return CheckoutStarted(session["id"], session["url"])
+    for stale in gateway.list_all(client.v1.checkout.sessions.list, {"customer": customer_id, "status": "open"}):
+        try:
+            gateway.call(client.v1.checkout.sessions.expire, stale["id"])
+        except gateway.StripeFailure:
+            # Only a session that stopped being open can refuse to expire: find out how it ended.
+            if gateway.call(client.v1.checkout.sessions.retrieve, stale["id"])["status"] == "complete":
+                _completed_purchase(reservation.org_id, stale)
+    if ours:
+        reservations.record_checkout(reservation, None, None)
+    return None
+
+
+def _completed_purchase(org_id: int, session: dict) -> None:
+    """A checkout completed at Stripe: sync it, and refuse unless what it bought has ended since."""
+    if session.get("customer"):
+        resync_after_change(session["customer"])
+    _refuse_if_org_holds_a_plan(org_id)
+
+
+def _checkout_params(org_id: int, customer_id: str, plan: Plan, period: PlanPeriod, price_id: str, trial: bool) -> dict:
     settings = get_settings()
     one_off = PeriodType(period.period_type) == PeriodType.ALL_TIME
     label = {"MONTHLY": "monthly", "YEARLY": "yearly", "ALL_TIME": "lifetime"}[period.period_type]
@@ -66,8 +153,8 @@ def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
     }
     params = {
         "mode": "payment" if one_off else "subscription",
-        "customer": None,
-        "line_items": [{"price": price["id"], "quantity": 1}],
+        "customer": customer_id,
+        "line_items": [{"price": price_id, "quantity": 1}],
         "client_reference_id": str(org_id),
         "metadata": metadata,
         "success_url": settings.url(routes.BILLING_CONFIRM) + "?session_id={CHECKOUT_SESSION_ID}",
@@ -77,22 +164,9 @@ def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
         params["payment_intent_data"] = {"metadata": metadata, "description": metadata["description"]}
     else:
         params["subscription_data"] = {"metadata": metadata}
-        # One free trial per organization.
-        if period.trial_days and not had_subscription:
+        if trial:
             params["subscription_data"]["trial_period_days"] = period.trial_days
-    try:
-        params["customer"] = ensure_customer(org_id, actor.email)
-        # An older checkout left open in another tab could be paid too: one subscription per org.
-        for stale in gateway.list_all(client.v1.checkout.sessions.list, {"customer": params["customer"], "status": "open"}):
-            try:
-                gateway.call(client.v1.checkout.sessions.expire, stale["id"])
-            except gateway.StripeFailure:
-                pass  # completed or expired meanwhile (another tab, a racing request): nothing to close
-
-        checkout = gateway.call(client.v1.checkout.sessions.create, params=params)
-    except gateway.StripeFailure:
-        raise AppError(ErrorCode.STRIPE_CHECKOUT_FAILED, "We could not start the checkout. Please try again.") from None
-    return CheckoutStarted(checkout["id"], checkout["url"])
+    return params
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import reflex as rx
 
 from billing_app import routes
@@ -40,18 +42,29 @@ class PricingState(AuthState):
     def set_yearly(self, value: bool):
         self.yearly = value
 
-    @rx.event
-    def subscribe(self, period_id: str):
-        """Start a hosted Checkout and send the browser to it in the same tab."""
-        self.error, self.pending_period_id = "", period_id
-        yield
+    @rx.event(background=True)
+    async def subscribe(self, period_id: str):
+        """Start a hosted Checkout and send the browser to it in the same tab.
+
+        A background event: the Stripe calls (and a wait for a racing checkout of the same org)
+        run in a thread, with the state lock held only to read inputs and show the outcome.
+        """
+        async with self:
+            self.error, self.pending_period_id = "", period_id
+            try:
+                actor = self._actor()
+            except AppError as error:
+                self.error, self.pending_period_id = error.message, ""
+                return
         try:
-            started = start_checkout(self._actor(), int(period_id))
+            started = await asyncio.to_thread(start_checkout, actor, int(period_id))
         except AppError as error:
-            self.error, self.pending_period_id = error.message, ""
+            async with self:
+                self.error, self.pending_period_id = error.message, ""
             return
         except (TypeError, ValueError):
-            self.error, self.pending_period_id = "Unknown plan.", ""
+            async with self:
+                self.error, self.pending_period_id = "Unknown plan.", ""
             return
         yield rx.redirect(started.url)
 

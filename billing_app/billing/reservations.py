@@ -1,0 +1,98 @@
+"""The per-org purchase reservation: one checkout at a time per organization, by construction.
+
+Whoever starts a checkout first claims the org's `PurchaseReservation` row with a conditional
+UPDATE (a value in the row, not a database lock, so no lock is held across Stripe calls). A
+racing request waits for the claim to be released and then sees what the first one did: the
+same open session (reused), or a completed purchase (refused). A claim left by a process that
+died lapses after `CLAIM_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, update
+
+from billing_app.db import insert_if_absent, session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import PurchaseReservation, utcnow
+
+# Longer than the few Stripe calls a checkout makes; renewed (`renew`) right before the one that
+# creates the session, so a holder whose claim lapsed never creates a second one.
+CLAIM_SECONDS = 120
+# How long a racing request waits for the claim before answering CHECKOUT_IN_PROGRESS.
+WAIT_SECONDS = 30
+POLL_SECONDS = 0.05
+
+T = PurchaseReservation.__table__
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What the claim holder may read and change: the org's one open checkout."""
+
+    org_id: int
+    claim_id: str
+    checkout_session_id: str | None
+    plan_period_id: int | None
+
+
+def _try_claim(org_id: int, claim_id: str) -> bool:
+    now = utcnow()
+    with session_scope() as session:
+        insert_if_absent(session, T, ["org_id"], org_id=org_id)
+        result = session.execute(
+            update(T)
+            .where(T.c.org_id == org_id, or_(T.c.claimed_until.is_(None), T.c.claimed_until < now))
+            .values(claim_id=claim_id, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+        )
+        return result.rowcount == 1
+
+
+@contextlib.contextmanager
+def purchase_claim(org_id: int) -> Iterator[Reservation]:
+    """Hold the org's reservation for the duration of the block (waits for a racing holder)."""
+    claim_id = secrets.token_hex(8)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not _try_claim(org_id, claim_id):
+        if time.monotonic() > deadline:
+            raise AppError(
+                ErrorCode.CHECKOUT_IN_PROGRESS,
+                "Another checkout for your organization is being started. Please try again in a moment.",
+            )
+        time.sleep(POLL_SECONDS)
+    try:
+        with session_scope() as session:
+            row = session.get(PurchaseReservation, org_id)
+            reservation = Reservation(org_id, claim_id, row.checkout_session_id, row.plan_period_id)
+        yield reservation
+    finally:
+        _write(org_id, claim_id, claim_id=None, claimed_until=None)
+
+
+def renew(reservation: Reservation) -> None:
+    """Extend the claim; refuse to go on if it lapsed and another request holds it now."""
+    with session_scope() as session:
+        result = session.execute(
+            update(T)
+            .where(T.c.org_id == reservation.org_id, T.c.claim_id == reservation.claim_id)
+            .values(claimed_until=utcnow() + timedelta(seconds=CLAIM_SECONDS))
+        )
+    if result.rowcount != 1:
+        raise AppError(ErrorCode.CHECKOUT_IN_PROGRESS, "Another checkout for your organization was started meanwhile. Please try again.")
+
+
+def record_checkout(reservation: Reservation, session_id: str | None, period_id: int | None) -> None:
+    """Remember the org's one open checkout (None once it is closed)."""
+    _write(reservation.org_id, reservation.claim_id, checkout_session_id=session_id, plan_period_id=period_id)
+
+
+def _write(org_id: int, holder: str, **values) -> None:
+    # Only the holder writes; a holder whose claim lapsed and was taken over changes nothing.
+    with session_scope() as session:
+        session.execute(update(T).where(T.c.org_id == org_id, T.c.claim_id == holder).values(**values))
