@@ -1,0 +1,1 @@
+"""One APIRouter per resource: the catalog, the organization's subscription, billing."""

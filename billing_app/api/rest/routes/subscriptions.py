@@ -1,0 +1,139 @@
+"""/api/subscriptions/...: the organization's subscription: read it, buy, change, cancel, reactivate."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path
+
+from billing_app.api.rest.deps import Admin, Member
+from billing_app.api.rest.errors import ADMIN, AUTH, STRIPE, error_responses
+from billing_app.api.rest.schemas import (
+    BuyRequest,
+    CancelRequest,
+    ChangeRequest,
+    CheckoutStartedResponse,
+    CheckoutStatusResponse,
+    MySubscriptionResponse,
+    PlanChangeResponse,
+    ScheduledChange,
+    SubscriptionActionResponse,
+    SubscriptionOut,
+)
+from billing_app.billing import checkout, subscriptions, views
+from billing_app.db import session_scope
+from billing_app.errors import ErrorCode as E
+
+router = APIRouter()
+
+
+def _subscription_out(detail: views.SubscriptionDetail | None) -> SubscriptionOut | None:
+    if detail is None:
+        return None
+    change = detail.scheduled_change
+    return SubscriptionOut(
+        id=detail.stripe_id,
+        planKey=detail.plan_key,
+        planName=detail.plan_name,
+        periodType=detail.period_type,
+        subscriptionPeriodId=detail.period_id,
+        price=detail.price,
+        currency=detail.currency,
+        dateFrom=detail.date_from,
+        dateTo=detail.date_to,
+        status=detail.status,
+        autoRenew=detail.auto_renew,
+        cancelAtPeriodEnd=detail.cancel_at_period_end,
+        trialEndsAt=detail.trial_ends_at,
+        access=detail.access,
+        scheduledChange=ScheduledChange(
+            subscriptionPeriodId=change.period_id, planKey=change.plan_key, periodType=change.period_type, at=change.at,
+        ) if change else None,
+    )
+
+
+def _current(org_id: int) -> SubscriptionOut | None:
+    with session_scope() as session:
+        return _subscription_out(views.subscription_detail(session, org_id))
+
+
+@router.get(
+    "/subscriptions/my", tags=["subscription"], response_model=MySubscriptionResponse,
+    summary="The organization's subscription, or null", responses=error_responses(AUTH, validation=False),
+)
+def my_subscription(actor: Member) -> MySubscriptionResponse:
+    return MySubscriptionResponse(subscription=_current(actor.require_org()))
+
+
+@router.post(
+    "/subscriptions/buy", tags=["subscription"], response_model=CheckoutStartedResponse,
+    summary="Start a Stripe Checkout for a plan period (admins)",
+    responses=error_responses(
+        ADMIN, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SUBSCRIPTION_ALREADY_ACTIVE, E.STRIPE_PRICE_MISMATCH,
+                E.STRIPE_CHECKOUT_FAILED], STRIPE,
+    ),
+)
+def buy(actor: Admin, body: BuyRequest) -> CheckoutStartedResponse:
+    started = checkout.start_checkout(actor, body.subscriptionPeriodId)
+    return CheckoutStartedResponse(sessionId=started.session_id, checkoutUrl=started.url)
+
+
+@router.get(
+    "/subscriptions/checkout-session/{session_id}", tags=["subscription"], response_model=CheckoutStatusResponse,
+    summary="How a Checkout ended (syncs the organization's billing first)",
+    responses=error_responses(AUTH, [E.INVALID_SESSION], STRIPE, path_params=True),
+)
+def checkout_session(
+    actor: Member,
+    session_id: Annotated[str, Path(description="The Checkout Session id (cs_...) from POST /api/subscriptions/buy.")],
+) -> CheckoutStatusResponse:
+    status = checkout.checkout_status(actor, session_id)
+    return CheckoutStatusResponse(
+        status=status.status, payment_status=status.payment_status,
+        subscriptionId=status.subscription_id, mode=status.mode,
+    )
+
+
+@router.post(
+    "/subscriptions/cancel", tags=["subscription"], response_model=SubscriptionActionResponse,
+    summary="Cancel at the period end (default) or now (admins)",
+    responses=error_responses(
+        ADMIN, [E.SUBSCRIPTION_NOT_FOUND, E.LIFETIME_NOT_CHANGEABLE, E.SUBSCRIPTION_ALREADY_CANCELED,
+                E.STRIPE_CANCELLATION_FAILED], STRIPE,
+    ),
+)
+def cancel(actor: Admin, body: Annotated[CancelRequest | None, Body()] = None) -> SubscriptionActionResponse:
+    body = body or CancelRequest()
+    subscriptions.cancel(actor, at_period_end=body.atPeriodEnd, reason=body.reason)
+    return SubscriptionActionResponse(subscription=_current(actor.require_org()))
+
+
+@router.post(
+    "/subscriptions/reactivate", tags=["subscription"], response_model=SubscriptionActionResponse,
+    summary="Undo a cancellation at the period end (admins)",
+    responses=error_responses(
+        ADMIN, [E.SUBSCRIPTION_NOT_FOUND, E.LIFETIME_NOT_CHANGEABLE, E.SUBSCRIPTION_ALREADY_CANCELED,
+                E.SUBSCRIPTION_NOT_CANCELING, E.STRIPE_REACTIVATION_FAILED], STRIPE, validation=False,
+    ),
+)
+def reactivate(actor: Admin) -> SubscriptionActionResponse:
+    subscriptions.reactivate(actor)
+    return SubscriptionActionResponse(subscription=_current(actor.require_org()))
+
+
+@router.post(
+    "/subscriptions/change", tags=["subscription"], response_model=PlanChangeResponse,
+    summary="Preview or make a plan change: upgrades apply now (prorated), downgrades at the period end (admins)",
+    responses=error_responses(
+        ADMIN, [E.SUBSCRIPTION_NOT_FOUND, E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SAME_PLAN, E.LIFETIME_NOT_CHANGEABLE,
+                E.SUBSCRIPTION_ALREADY_CANCELED, E.STRIPE_PLAN_CHANGE_FAILED], STRIPE,
+    ),
+)
+def change(actor: Admin, body: ChangeRequest) -> PlanChangeResponse:
+    result = subscriptions.change_plan(actor, body.subscriptionPeriodId, preview=body.preview)
+    return PlanChangeResponse(
+        fromPlan=result.from_plan, toPlan=result.to_plan, upgrade=result.upgrade,
+        amountDueNow=result.amount_due_now, currency=result.currency, applied=result.applied,
+        effectiveAt=result.effective_at,
+        subscription=_current(actor.require_org()),
+    )
