@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from billing_app.billing.entitlements import AccessReason
 from billing_app.billing.portal import FLOWS
 from billing_app.models import PaymentStatus, PeriodType
 
@@ -187,4 +188,4 @@ class SummaryResponse(_Response):
     plan: SummaryPlan | None
     current_period_end: datetime | None
     access: bool
-    reason: str = Field(description="Why access is granted or not: active, trialing, lifetime, no_subscription, canceled, ...")
+    reason: AccessReason = Field(description="Why access is granted or not (the app's one access rule).")
