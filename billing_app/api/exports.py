@@ -1,25 +1,23 @@
 """CSV export of the payment history, for the payments page's "Export CSV" link.
 
 A plain HTTP route (not the websocket) so a large export streams to a file; the
-browser's session cookie authenticates it, with the same checks as the page.
+browser's session cookie authenticates it, with the same checks as the page. The filters are
+checked by `PaymentFilter.parse`, as for the page and the REST API; a refusal is the API's envelope.
 """
 
 from __future__ import annotations
 
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import StreamingResponse
 
+from billing_app.api.rest.errors import envelope
 from billing_app.auth import accounts
 from billing_app.billing.payments import PaymentFilter, export_csv
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.models import Role
 from billing_app.state import SESSION_COOKIE
-
-
-def error_response(error: AppError) -> JSONResponse:
-    return JSONResponse({"success": False, "error_code": error.code.value, "message": error.message}, status_code=error.http_status)
 
 
 async def payments_csv(request: Request):
@@ -31,7 +29,7 @@ async def payments_csv(request: Request):
         actor.require_role(Role.ADMIN)
         filters = PaymentFilter.parse(params.get("start"), params.get("end"), params.get("status"))
     except AppError as error:
-        return error_response(error)
+        return envelope(error.http_status, error.code, error.message)  # the REST API's envelope
 
     def chunks():
         with session_scope() as session:
