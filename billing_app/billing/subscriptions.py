@@ -1,9 +1,16 @@
-"""Cancel, reactivate and change an org's subscription. Each ends by re-syncing from Stripe."""
+"""Cancel, reactivate and change an org's subscription.
+
+Each action re-reads the subscription (and its schedule) from Stripe right before acting and
+decides on that, so a mirror a webhook behind never turns into "please try again": a state that
+makes the action impossible is a 409 saying what the state is now. Each ends by re-syncing.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+
+from sqlmodel import select
 
 from billing_app.auth.accounts import Actor
 from billing_app.billing import gateway
@@ -11,10 +18,17 @@ from billing_app.billing.entitlements import current_subscription
 from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.models import OrgSubscription, PeriodType, PlanPeriod, Role
+from billing_app.models import (
+    ENDED_STATUSES,
+    OrgSubscription,
+    PeriodType,
+    PlanPeriod,
+    Role,
+)
 
 
 def _manageable_subscription(org_id: int) -> OrgSubscription:
+    """Which subscription to act on: the org's own row (only our row ties an org to Stripe)."""
     with session_scope() as session:
         sub = current_subscription(session, org_id)
     if sub is None:
@@ -22,76 +36,144 @@ def _manageable_subscription(org_id: int) -> OrgSubscription:
     if sub.one_off:
         raise AppError(ErrorCode.LIFETIME_NOT_CHANGEABLE, "A lifetime plan is paid once: there is nothing to cancel or change.")
     if not sub.is_manageable:
-        raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription has already ended. Subscribe again from the pricing page.")
+        raise _ended()
     return sub
 
 
-def _customer_id_of_org(org_id: int) -> str:
-    from billing_app.billing.customers import customer_id_for
-
-    return customer_id_for(org_id)
+def _ended() -> AppError:
+    return AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription has already ended. Subscribe again from the pricing page.")
 
 
-def _customer_of(subscription) -> str:
-    customer = subscription["customer"]
-    return customer if isinstance(customer, str) else customer["id"]
+@dataclass(frozen=True)
+class _Fresh:
+    """The subscription as Stripe has it right now, which every action decides on (the mirror may lag)."""
+
+    stripe_sub: dict
+
+    @property
+    def customer_id(self) -> str:
+        customer = self.stripe_sub["customer"]
+        return customer if isinstance(customer, str) else customer["id"]
+
+    @property
+    def ended(self) -> bool:
+        return self.stripe_sub["status"] in ENDED_STATUSES
+
+    @property
+    def canceling(self) -> bool:
+        return bool(self.stripe_sub.get("cancel_at_period_end"))
+
+    @property
+    def schedule_id(self) -> str | None:
+        """A schedule that still owns the subscription (a downgrade waiting for the period end)."""
+        schedule = self.stripe_sub.get("schedule")
+        if isinstance(schedule, dict) and schedule.get("status") in ("active", "not_started"):
+            return schedule["id"]
+        return None
+
+    @property
+    def price_id(self) -> str | None:
+        items = self.stripe_sub["items"]["data"]
+        return items[0]["price"]["id"] if items else None
+
+
+def _fresh(client, sub: OrgSubscription, failed: AppError) -> _Fresh:
+    """Re-read the subscription and its schedule from Stripe; an ended one is refused (and synced).
+    `failed` is the action's own 502, raised when Stripe cannot be read."""
+    try:
+        fresh = _Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id, params={"expand": ["schedule"]}))
+    except gateway.StripeFailure:
+        raise failed from None
+    if fresh.ended:
+        resync_after_change(fresh.customer_id)
+        raise _ended()
+    return fresh
+
+
+def _refusal(client, sub: OrgSubscription, failure: gateway.StripeFailure, otherwise: AppError) -> AppError:
+    """Stripe refused an action: when the subscription changed meanwhile, say what it is now (409).
+
+    `otherwise` (a 502) stays for Stripe being down or failing, and for refusals the state does
+    not explain.
+    """
+    if failure.status is None or failure.status >= 500 or failure.card_error:
+        return otherwise
+    try:
+        _fresh(client, sub, otherwise)
+    except AppError as conflict:
+        return conflict
+    return otherwise
+
+
+def _release_schedule(client, fresh: _Fresh) -> None:
+    """Drop a schedule Stripe has on the subscription (known to the mirror or not)."""
+    if fresh.schedule_id:
+        gateway.call(client.v1.subscription_schedules.release, fresh.schedule_id)
 
 
 def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = None) -> None:
     org_id = actor.require_role(Role.ADMIN)
     sub = _manageable_subscription(org_id)
-    if at_period_end and sub.cancel_at_period_end:
-        raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription is already set to cancel at the end of the period.")
     client = gateway.stripe_client()
+    failed = AppError(ErrorCode.STRIPE_CANCELLATION_FAILED, "We could not cancel the subscription. Please try again.")
+    fresh = _fresh(client, sub, failed)
+    if at_period_end and fresh.canceling:
+        resync_after_change(fresh.customer_id)
+        raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription is already set to cancel at the end of the period.")
     details = {"comment": reason[:500]} if reason else None
     try:
         # A pending downgrade's schedule would own the subscription; the cancellation replaces it.
-        _release_schedule(client, sub)
+        _release_schedule(client, fresh)
         if at_period_end:
             params = {"cancel_at_period_end": True}
             if details:
                 params["cancellation_details"] = details
-            updated = gateway.call(client.v1.subscriptions.update, sub.stripe_id, params=params)
+            gateway.call(client.v1.subscriptions.update, sub.stripe_id, params=params)
         else:
             params = {"cancellation_details": details} if details else {}
-            updated = gateway.call(client.v1.subscriptions.cancel, sub.stripe_id, params=params)
-    except gateway.StripeFailure:
-        # A released schedule (a dropped downgrade) may already have changed at Stripe.
-        if sub.stripe_schedule_id:
-            resync_after_change(_customer_id_of_org(org_id))
-        raise AppError(ErrorCode.STRIPE_CANCELLATION_FAILED, "We could not cancel the subscription. Please try again.") from None
-    resync_after_change(_customer_of(updated))
+            gateway.call(client.v1.subscriptions.cancel, sub.stripe_id, params=params)
+    except gateway.StripeFailure as failure:
+        raise _refusal(client, sub, failure, failed) from None
+    finally:
+        # Whatever happened at Stripe (a released schedule, the cancellation) reaches the mirror now.
+        resync_after_change(fresh.customer_id)
 
 
 def reactivate(actor: Actor) -> None:
     org_id = actor.require_role(Role.ADMIN)
     sub = _manageable_subscription(org_id)
-    if not sub.cancel_at_period_end:
+    client = gateway.stripe_client()
+    failed = AppError(ErrorCode.STRIPE_REACTIVATION_FAILED, "We could not reactivate the subscription. Please try again.")
+    fresh = _fresh(client, sub, failed)
+    if not fresh.canceling:
+        resync_after_change(fresh.customer_id)
         raise AppError(ErrorCode.SUBSCRIPTION_NOT_CANCELING, "This subscription is not set to cancel.")
     try:
-        updated = gateway.call(gateway.stripe_client().v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": False})
-    except gateway.StripeFailure:
-        raise AppError(ErrorCode.STRIPE_REACTIVATION_FAILED, "We could not reactivate the subscription. Please try again.") from None
-    resync_after_change(_customer_of(updated))
-
-
-def _release_schedule(client, sub: OrgSubscription) -> None:
-    if sub.stripe_schedule_id:
-        gateway.call(client.v1.subscription_schedules.release, sub.stripe_schedule_id)
+        # Stripe refuses cancel-behaviour changes under a schedule (one left by a change made meanwhile).
+        _release_schedule(client, fresh)
+        gateway.call(client.v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": False})
+    except gateway.StripeFailure as failure:
+        raise _refusal(client, sub, failure, failed) from None
+    finally:
+        resync_after_change(fresh.customer_id)
 
 
 def cancel_scheduled_change(actor: Actor) -> None:
     """Keep the current plan: drop a downgrade that was waiting for the period end."""
     org_id = actor.require_role(Role.ADMIN)
     sub = _manageable_subscription(org_id)
-    if not sub.stripe_schedule_id:
-        raise AppError(ErrorCode.VALIDATION_ERROR, "No plan change is scheduled.")
+    client = gateway.stripe_client()
+    failed = AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not keep your current plan. Please try again.")
+    fresh = _fresh(client, sub, failed)
+    if not fresh.schedule_id:
+        resync_after_change(fresh.customer_id)
+        raise AppError(ErrorCode.NO_SCHEDULED_CHANGE, "No plan change is scheduled: your organization stays on its current plan.")
     try:
-        _release_schedule(gateway.stripe_client(), sub)
-        customer = _customer_of(gateway.call(gateway.stripe_client().v1.subscriptions.retrieve, sub.stripe_id))
-    except gateway.StripeFailure:
-        raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not keep your current plan. Please try again.") from None
-    resync_after_change(customer)
+        _release_schedule(client, fresh)
+    except gateway.StripeFailure as failure:
+        raise _refusal(client, sub, failure, failed) from None
+    finally:
+        resync_after_change(fresh.customer_id)
 
 
 @dataclass(frozen=True)
@@ -111,81 +193,87 @@ def _monthly_value(period: PlanPeriod) -> float:
 
 
 def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
-    """Move to another recurring period. An upgrade applies now, billing the prorated difference."""
+    """Move to another recurring period. An upgrade applies now, billing the prorated difference;
+    a downgrade waits for the period end."""
     org_id = actor.require_role(Role.ADMIN)
     sub = _manageable_subscription(org_id)
     with session_scope() as session:
         target = session.get(PlanPeriod, period_id)
         target_plan = target.plan if target else None
-        current = session.get(OrgSubscription, sub.id).period
-        current_plan = current.plan if current else None
     if target is None or not target.active or target_plan is None or not target_plan.active or not target.stripe_price_id:
         raise AppError(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, "That plan or billing period is not available.")
     if target.period_type == PeriodType.ALL_TIME.value:
         raise AppError(ErrorCode.VALIDATION_ERROR, "A lifetime plan is bought once from the pricing page, not switched to.")
+    client = gateway.stripe_client()
+    fresh = _fresh(client, sub, AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again."))
+    with session_scope() as session:
+        # The plan it is on now, by Stripe's price (the mirror's row when the price is not ours).
+        current = session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == fresh.price_id)).first()
+        current = current or session.get(OrgSubscription, sub.id).period
+        current_plan = current.plan if current else None
     if target_plan.legacy != bool(current_plan and current_plan.legacy):
         raise AppError(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, "That plan is not available to your organization.")
-    if sub.stripe_price_id == target.stripe_price_id:
+    if fresh.price_id == target.stripe_price_id:
         raise AppError(ErrorCode.SAME_PLAN, "You are already on this plan.")
+    if fresh.canceling:
+        resync_after_change(fresh.customer_id)
+        raise AppError(
+            ErrorCode.SUBSCRIPTION_CANCELING,
+            "This subscription is set to cancel at the end of the period. Reactivate it before changing the plan.",
+        )
     upgrade = current is None or _monthly_value(target) >= _monthly_value(current)
-    client = gateway.stripe_client()
-    try:
-        stripe_sub = gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id)
-    except gateway.StripeFailure:
-        raise AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.") from None
+    change = PlanChange(
+        from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=upgrade,
+        amount_due_now=0, currency=target.currency, applied=not preview,
+    )
     if not upgrade:
-        return _schedule_downgrade(client, sub, stripe_sub, current_plan, target, target_plan, preview)
-    item_id = stripe_sub["items"]["data"][0]["id"]
-    items = [{"id": item_id, "price": target.stripe_price_id}]
-    try:
-        if preview:
+        return _schedule_downgrade(client, sub, fresh, target, change)
+    items = [{"id": fresh.stripe_sub["items"]["data"][0]["id"], "price": target.stripe_price_id}]
+    if preview:
+        try:
             invoice = gateway.call(
                 client.v1.invoices.create_preview,
                 params={
-                    "customer": _customer_of(stripe_sub),
+                    "customer": fresh.customer_id,
                     "subscription": sub.stripe_id,
                     "subscription_details": {"items": items, "proration_behavior": "always_invoice"},
                 },
             )
-            amount_due = invoice["amount_due"]
-        else:
-            # A pending downgrade would switch the upgrade back at the period end: drop it first.
-            _release_schedule(client, sub)
-            gateway.call(
-                client.v1.subscriptions.update, sub.stripe_id,
-                # A declined card leaves the plan as it was (Stripe answers 402 and applies nothing).
-                params={"items": items, "proration_behavior": "always_invoice", "payment_behavior": "error_if_incomplete"},
-            )
-            amount_due = 0
+        except gateway.StripeFailure as failure:
+            raise _refusal(client, sub, failure, _change_failed()) from None
+        return replace(change, amount_due_now=invoice["amount_due"])
+    try:
+        # A pending downgrade would switch the upgrade back at the period end: drop it first.
+        _release_schedule(client, fresh)
+        gateway.call(
+            client.v1.subscriptions.update, sub.stripe_id,
+            # A declined card leaves the plan as it was (Stripe answers 402 and applies nothing).
+            params={"items": items, "proration_behavior": "always_invoice", "payment_behavior": "error_if_incomplete"},
+        )
     except gateway.StripeFailure as failure:
-        if sub.stripe_schedule_id and not preview:
-            resync_after_change(_customer_id_of_org(org_id))  # the released schedule is gone at Stripe
         if failure.card_error:
             raise AppError(
                 ErrorCode.STRIPE_PLAN_CHANGE_FAILED,
                 "Your card was declined, so your plan was not changed. Update your payment method and try again.",
             ) from None
-        raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not change the plan. Please try again.") from None
-    if not preview:
-        resync_after_change(_customer_of(stripe_sub))
-    return PlanChange(
-        from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=upgrade,
-        amount_due_now=amount_due, currency=target.currency, applied=not preview,
-    )
+        raise _refusal(client, sub, failure, _change_failed()) from None
+    finally:
+        resync_after_change(fresh.customer_id)
+    return change
 
 
-def _schedule_downgrade(client, sub, stripe_sub, current_plan, target, target_plan, preview: bool) -> PlanChange:
+def _change_failed() -> AppError:
+    return AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not change the plan. Please try again.")
+
+
+def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: PlanPeriod, change: PlanChange) -> PlanChange:
     """A downgrade keeps what was paid for until the period end, then switches (a schedule's second phase)."""
-    item = stripe_sub["items"]["data"][0]
-    period_end = datetime.fromtimestamp(item["current_period_end"], tz=UTC)
-    change = PlanChange(
-        from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=False,
-        amount_due_now=0, currency=target.currency, applied=not preview, effective_at=period_end,
-    )
-    if preview:
+    item = fresh.stripe_sub["items"]["data"][0]
+    change = replace(change, effective_at=datetime.fromtimestamp(item["current_period_end"], tz=UTC))
+    if not change.applied:
         return change
     try:
-        schedule_id = stripe_sub.get("schedule")
+        schedule_id = fresh.schedule_id
         if not schedule_id:
             schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": sub.stripe_id})["id"]
         current_phase = gateway.call(client.v1.subscription_schedules.retrieve, schedule_id)["phases"][0]
@@ -203,7 +291,9 @@ def _schedule_downgrade(client, sub, stripe_sub, current_plan, target, target_pl
                 ],
             },
         )
-    except gateway.StripeFailure:
-        raise AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not schedule the plan change. Please try again.") from None
-    resync_after_change(_customer_of(stripe_sub))
+    except gateway.StripeFailure as failure:
+        raise _refusal(client, sub, failure, AppError(
+            ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not schedule the plan change. Please try again.")) from None
+    finally:
+        resync_after_change(fresh.customer_id)
     return change

@@ -52,7 +52,7 @@ def test_keep_current_plan_drops_the_scheduled_downgrade(org, stripe_env, db):
     sync_customer(customer.id)
     with session_scope() as s:
         assert entitlement(s, org.id).plan_key == "business"
-    expect(ErrorCode.VALIDATION_ERROR, cancel_scheduled_change, org.admin)
+    expect(ErrorCode.NO_SCHEDULED_CHANGE, cancel_scheduled_change, org.admin)  # 409: nothing left to keep
 
 
 def test_canceling_replaces_a_scheduled_downgrade(org, stripe_env, db):
