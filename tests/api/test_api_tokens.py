@@ -5,19 +5,13 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from billing_app.auth import accounts, api_tokens
+from billing_app.auth import api_tokens
 from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
-from billing_app.errors import AppError, ErrorCode
+from billing_app.errors import ErrorCode
 from billing_app.models import ApiToken, Membership, Role
-from tests.api.conftest import bearer, make_org, set_role, token_for
-
-
-def expect(code, fn, *args, **kwargs):
-    with pytest.raises(AppError) as info:
-        fn(*args, **kwargs)
-    assert info.value.code == code, info.value.message
-    return info.value
+from tests.api.helpers import bearer, set_role, token_for
+from tests.billing.helpers import expect, make_org
 
 
 @pytest.fixture

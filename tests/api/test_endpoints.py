@@ -9,32 +9,9 @@ from billing_app.billing import gateway
 from billing_app.db import session_scope
 from billing_app.models import BillingCustomer, OrgSubscription, Payment, Plan, PlanPeriod
 from billing_app.settings import get_settings
-from tests.api.conftest import period_id
+from tests.api.helpers import buy, err, ok
+from tests.billing.helpers import period_id
 from tests.sandbox_fixture import free_port
-
-
-def ok(response, status=200):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is True
-    return body
-
-
-def err(response, status, code):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"success", "error_code", "message"} and body["success"] is False and body["message"]
-    assert body["error_code"] == code, body
-    return body
-
-
-def buy(client, tokens, sandbox, plan="starter", period="MONTHLY", card="pm_card_visa"):
-    started = ok(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": period_id(plan, period)}))
-    sandbox.complete_checkout(started["sessionId"], payment_method=card)
-    # What the confirmation page does (no webhook runs in these tests): syncs the mirror.
-    assert ok(client.get(f"/api/subscriptions/checkout-session/{started['sessionId']}", headers=tokens.admin))["status"] == "complete"
-    return started["sessionId"]
 
 
 @pytest.fixture

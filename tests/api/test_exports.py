@@ -11,13 +11,13 @@ from billing_app.auth import accounts
 from billing_app.db import session_scope
 from billing_app.models import Payment
 from billing_app.state import SESSION_COOKIE
-from tests.billing.helpers import make_org
+from tests.billing.helpers import PASSWORD, make_org
 
 
 def cookie_for(email, org_id):
     """A browser session of `email`, switched to `org_id`."""
     with session_scope() as s:
-        token = accounts.login(s, email=email, password="a-long-password-1")
+        token = accounts.login(s, email=email, password=PASSWORD)
         accounts.switch_org(s, token, org_id)
     return {SESSION_COOKIE: token}
 

@@ -3,6 +3,7 @@
 from fastapi.testclient import TestClient
 
 from billing_app.errors import HTTP_STATUS, ErrorCode
+from tests.api.helpers import err
 
 ROUTES = {
     ("get", "/api/subscriptions"), ("get", "/api/subscriptions/my"), ("post", "/api/subscriptions/buy"),
@@ -12,16 +13,6 @@ ROUTES = {
 }
 ADMIN_ONLY = {"/api/subscriptions/buy", "/api/subscriptions/portal", "/api/billing/portal", "/api/subscriptions/payments",
               "/api/subscriptions/cancel", "/api/subscriptions/reactivate", "/api/subscriptions/change"}
-
-
-def envelope(response, status, code=None):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"success", "error_code", "message"} and body["success"] is False
-    assert body["error_code"] in ErrorCode.__members__
-    if code:
-        assert body["error_code"] == code
-    return body
 
 
 def test_the_document_lists_every_route_with_its_auth_and_errors(client):
@@ -66,31 +57,31 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
 
 
 def test_unknown_routes_and_methods_use_the_envelope(client):
-    envelope(client.get("/api/nothing-here"), 404)
-    envelope(client.get("/api/nothing%0Ahere"), 404)  # a decoded newline still reaches the API's mount
-    envelope(client.get("/api/subscriptions/checkout-session/a/b", headers={"Authorization": "Bearer x"}), 404)
+    err(client.get("/api/nothing-here"), 404)
+    err(client.get("/api/nothing%0Ahere"), 404)  # a decoded newline still reaches the API's mount
+    err(client.get("/api/subscriptions/checkout-session/a/b", headers={"Authorization": "Bearer x"}), 404)
     response = client.delete("/api/subscriptions")
-    envelope(response, 405)
+    err(response, 405)
     assert response.headers["allow"] == "GET"
-    envelope(client.get("/api/subscriptions/buy"), 405)
+    err(client.get("/api/subscriptions/buy"), 405)
 
 
 def test_validation_errors_use_the_envelope_and_name_the_field(client, tokens):
-    body = envelope(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": "one"}),
-                    422, "VALIDATION_ERROR")
+    body = err(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": "one"}),
+               422, "VALIDATION_ERROR")
     assert "subscriptionPeriodId" in body["message"]
-    body = envelope(client.post("/api/subscriptions/buy", headers={**tokens.admin, "content-type": "application/json"},
-                                content=b'{"subscriptionPeriodId": '), 422, "VALIDATION_ERROR")
-    body = envelope(client.get("/api/subscriptions/payments", headers=tokens.admin, params={"limit": "many"}), 422, "VALIDATION_ERROR")
+    body = err(client.post("/api/subscriptions/buy", headers={**tokens.admin, "content-type": "application/json"},
+                           content=b'{"subscriptionPeriodId": '), 422, "VALIDATION_ERROR")
+    body = err(client.get("/api/subscriptions/payments", headers=tokens.admin, params={"limit": "many"}), 422, "VALIDATION_ERROR")
     assert "limit" in body["message"]
 
 
 def test_authentication_comes_before_validation(client, tokens):
     response = client.post("/api/subscriptions/buy", json={"nonsense": True})
-    envelope(response, 401, "UNAUTHENTICATED")
+    err(response, 401, "UNAUTHENTICATED")
     assert response.headers["www-authenticate"] == "Bearer"
-    envelope(client.post("/api/subscriptions/buy", headers={"Authorization": "Basic dXNlcjpwYXNz"}, json={}), 401, "UNAUTHENTICATED")
-    envelope(client.post("/api/subscriptions/buy", headers=tokens.member, json={"nonsense": True}), 403, "FORBIDDEN")
+    err(client.post("/api/subscriptions/buy", headers={"Authorization": "Basic dXNlcjpwYXNz"}, json={}), 401, "UNAUTHENTICATED")
+    err(client.post("/api/subscriptions/buy", headers=tokens.member, json={"nonsense": True}), 403, "FORBIDDEN")
 
 
 def test_the_backend_serves_the_rest_api_under_api(database_url):
@@ -100,5 +91,5 @@ def test_the_backend_serves_the_rest_api_under_api(database_url):
     with TestClient(build_api()) as client:
         assert client.get("/api/health").json() == {"status": "ok"}
         assert client.get("/api/openapi.json").json()["openapi"].startswith("3.1")
-        envelope(client.get("/api/subscriptions/my"), 401, "UNAUTHENTICATED")
-        envelope(client.get("/api/no-such-route"), 404)
+        err(client.get("/api/subscriptions/my"), 401, "UNAUTHENTICATED")
+        err(client.get("/api/no-such-route"), 404)

@@ -8,8 +8,8 @@ from billing_app.auth import api_tokens
 from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
 from billing_app.models import ApiToken, OrgSubscription
-from tests.api.conftest import bearer, period_id, token_for
-from tests.api.test_endpoints import buy
+from tests.api.helpers import bearer, buy, token_for
+from tests.billing.helpers import period_id
 
 ROLES = ["member", "admin", "super_admin", "other_org", "no_token", "revoked", "made_up"]
 ADMINS = {"admin", "super_admin"}

@@ -7,8 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from tests.api.conftest import backend_app
-from tests.api.test_endpoints import buy
+from tests.api.helpers import backend_app, buy
 
 MAX_EXAMPLES = 60
 

@@ -1,0 +1,80 @@
+"""Factories for the REST API tests: the app as the backend mounts it, tokens and roles, answers.
+
+Billing factories (make_org, period_id, expect, ...) come from tests/billing/helpers.py; the
+fixtures (client, tokens) are in conftest.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import select
+from starlette.applications import Starlette
+
+from billing_app.api.rest import create_app, mount
+from billing_app.auth import api_tokens
+from billing_app.db import session_scope
+from billing_app.errors import ErrorCode
+from billing_app.models import Membership, Role
+from tests.billing.helpers import Org, period_id
+
+
+def backend_app() -> Starlette:
+    """The REST app as the backend serves it: a fresh app mounted at /api."""
+    return Starlette(routes=[mount(create_app())])
+
+
+def token_for(actor) -> str:
+    with session_scope() as s:
+        return api_tokens.create_token(s, actor, name="test").token
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def set_role(org_id: int, user_id: int, role: Role) -> None:
+    with session_scope() as s:
+        row = s.exec(select(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id)).one()
+        row.role = role.value
+
+
+@dataclass
+class Tokens:
+    """Bearer headers for each role in `org`, plus an admin of another org."""
+
+    org: Org
+    other: Org
+    admin: dict
+    member: dict
+    super_admin: dict
+    other_admin: dict
+
+
+def ok(response, status=200):
+    """A success answer: its status and `success: true`; the body."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is True
+    return body
+
+
+def err(response, status, code=None):
+    """An error answer in the one envelope, with this status (and this code, if given); the body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"success", "error_code", "message"} and body["success"] is False and body["message"]
+    assert body["error_code"] in ErrorCode.__members__
+    if code:
+        assert body["error_code"] == code, body
+    return body
+
+
+def buy(client, tokens: Tokens, sandbox, plan="starter", period="MONTHLY", card="pm_card_visa") -> str:
+    """Buy through the API as the org's admin, pay on the sandbox and confirm; the Checkout Session id."""
+    started = ok(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": period_id(plan, period)}))
+    sandbox.complete_checkout(started["sessionId"], payment_method=card)
+    # What the confirmation page does (no webhook runs in these tests): syncs the mirror.
+    assert ok(client.get(f"/api/subscriptions/checkout-session/{started['sessionId']}", headers=tokens.admin))["status"] == "complete"
+    return started["sessionId"]
