@@ -21,7 +21,7 @@ from billing_app.db import session_scope
 from billing_app.errors import ErrorCode as E
 from billing_app.models import PaymentStatus
 
-router = APIRouter()
+router = APIRouter()  # tags per route: the portal is also the subscription's
 
 # Query dates are YYYY-MM-DD only (not timestamps, not 20260131); the service then checks the calendar.
 ISO_DATE = {"pattern": r"^\d{4}-\d{2}-\d{2}$", "json_schema_extra": {"format": "date"}}

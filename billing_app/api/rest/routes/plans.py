@@ -9,7 +9,7 @@ from billing_app.api.rest.schemas import PeriodOut, PlanOut, PlansResponse
 from billing_app.billing import views
 from billing_app.db import session_scope
 
-router = APIRouter()
+router = APIRouter(tags=["plans"])
 
 
 def _plan_out(plan: views.CatalogPlan) -> PlanOut:
@@ -31,7 +31,7 @@ def _plan_out(plan: views.CatalogPlan) -> PlanOut:
 
 
 @router.get(
-    "/subscriptions", tags=["plans"], response_model=PlansResponse,
+    "/subscriptions", response_model=PlansResponse,
     summary="Active plans and their billing periods (public)", responses=error_responses(validation=False),
 )
 def list_plans() -> PlansResponse:

@@ -24,7 +24,10 @@ from billing_app.billing import checkout, subscriptions, views
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode as E
 
-router = APIRouter()
+router = APIRouter(tags=["subscription"])
+
+# The refusals of acting on the organization's subscription (cancel, reactivate, change).
+MANAGE = (E.SUBSCRIPTION_NOT_FOUND, E.LIFETIME_NOT_CHANGEABLE, E.SUBSCRIPTION_ALREADY_CANCELED)
 
 
 def _subscription_out(detail: views.SubscriptionDetail | None) -> SubscriptionOut | None:
@@ -58,7 +61,7 @@ def _current(org_id: int) -> SubscriptionOut | None:
 
 
 @router.get(
-    "/subscriptions/my", tags=["subscription"], response_model=MySubscriptionResponse,
+    "/subscriptions/my", response_model=MySubscriptionResponse,
     summary="The organization's subscription, or null", responses=error_responses(AUTH, validation=False),
 )
 def my_subscription(actor: Member) -> MySubscriptionResponse:
@@ -66,7 +69,7 @@ def my_subscription(actor: Member) -> MySubscriptionResponse:
 
 
 @router.post(
-    "/subscriptions/buy", tags=["subscription"], response_model=CheckoutStartedResponse,
+    "/subscriptions/buy", response_model=CheckoutStartedResponse,
     summary="Start a Stripe Checkout for a plan period (admins)",
     responses=error_responses(
         ADMIN, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SUBSCRIPTION_ALREADY_ACTIVE, E.STRIPE_PRICE_MISMATCH,
@@ -79,7 +82,7 @@ def buy(actor: Admin, body: BuyRequest) -> CheckoutStartedResponse:
 
 
 @router.get(
-    "/subscriptions/checkout-session/{session_id}", tags=["subscription"], response_model=CheckoutStatusResponse,
+    "/subscriptions/checkout-session/{session_id}", response_model=CheckoutStatusResponse,
     summary="How a Checkout ended (syncs the organization's billing first)",
     responses=error_responses(AUTH, [E.INVALID_SESSION], STRIPE, path_params=True),
 )
@@ -95,12 +98,9 @@ def checkout_session(
 
 
 @router.post(
-    "/subscriptions/cancel", tags=["subscription"], response_model=SubscriptionActionResponse,
+    "/subscriptions/cancel", response_model=SubscriptionActionResponse,
     summary="Cancel at the period end (default) or now (admins)",
-    responses=error_responses(
-        ADMIN, [E.SUBSCRIPTION_NOT_FOUND, E.LIFETIME_NOT_CHANGEABLE, E.SUBSCRIPTION_ALREADY_CANCELED,
-                E.STRIPE_CANCELLATION_FAILED], STRIPE,
-    ),
+    responses=error_responses(ADMIN, MANAGE, [E.STRIPE_CANCELLATION_FAILED], STRIPE),
 )
 def cancel(actor: Admin, body: Annotated[CancelRequest | None, Body()] = None) -> SubscriptionActionResponse:
     body = body or CancelRequest()
@@ -109,11 +109,10 @@ def cancel(actor: Admin, body: Annotated[CancelRequest | None, Body()] = None) -
 
 
 @router.post(
-    "/subscriptions/reactivate", tags=["subscription"], response_model=SubscriptionActionResponse,
+    "/subscriptions/reactivate", response_model=SubscriptionActionResponse,
     summary="Undo a cancellation at the period end (admins)",
     responses=error_responses(
-        ADMIN, [E.SUBSCRIPTION_NOT_FOUND, E.LIFETIME_NOT_CHANGEABLE, E.SUBSCRIPTION_ALREADY_CANCELED,
-                E.SUBSCRIPTION_NOT_CANCELING, E.STRIPE_REACTIVATION_FAILED], STRIPE, validation=False,
+        ADMIN, MANAGE, [E.SUBSCRIPTION_NOT_CANCELING, E.STRIPE_REACTIVATION_FAILED], STRIPE, validation=False,
     ),
 )
 def reactivate(actor: Admin) -> SubscriptionActionResponse:
@@ -122,11 +121,10 @@ def reactivate(actor: Admin) -> SubscriptionActionResponse:
 
 
 @router.post(
-    "/subscriptions/change", tags=["subscription"], response_model=PlanChangeResponse,
+    "/subscriptions/change", response_model=PlanChangeResponse,
     summary="Preview or make a plan change: upgrades apply now (prorated), downgrades at the period end (admins)",
     responses=error_responses(
-        ADMIN, [E.SUBSCRIPTION_NOT_FOUND, E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SAME_PLAN, E.LIFETIME_NOT_CHANGEABLE,
-                E.SUBSCRIPTION_ALREADY_CANCELED, E.STRIPE_PLAN_CHANGE_FAILED], STRIPE,
+        ADMIN, MANAGE, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SAME_PLAN, E.STRIPE_PLAN_CHANGE_FAILED], STRIPE,
     ),
 )
 def change(actor: Admin, body: ChangeRequest) -> PlanChangeResponse:
