@@ -62,11 +62,13 @@ def catalog(session: Session, *, legacy_plan_id: int | None = None) -> list[Cata
         select(PlanPeriod).where(PlanPeriod.active == True, PlanPeriod.plan_id.in_([plan.id for plan in plans]))  # noqa: E712
     ).all()
     by_plan: dict[int, list[CatalogPeriod]] = {}
-    for period in sorted(periods, key=lambda p: (PERIOD_ORDER[PeriodType(p.period_type)], p.id)):
+    for period in periods:
         by_plan.setdefault(period.plan_id, []).append(CatalogPeriod(
             id=period.id, period_type=PeriodType(period.period_type), amount=period.amount,
             currency=period.currency, trial_days=period.trial_days,
         ))
+    for plan_periods in by_plan.values():
+        plan_periods.sort(key=lambda p: (PERIOD_ORDER[p.period_type], p.id))
     return [
         CatalogPlan(
             id=plan.id, key=plan.key, name=plan.name, description=plan.description, features=plan.features,
@@ -76,7 +78,7 @@ def catalog(session: Session, *, legacy_plan_id: int | None = None) -> list[Cata
     ]
 
 
-# --- the pricing page ------------------------------------------------------------------------------
+# --- the pages: pricing, the billing dashboard, the plan change -------------------------------------
 
 
 @dataclass
@@ -242,7 +244,7 @@ def change_options(session: Session, org_id: int) -> list[ChangeOption]:
     legacy = bool(current_period and current_period.plan.legacy)
     rows = session.exec(
         select(Plan, PlanPeriod).join(PlanPeriod, PlanPeriod.plan_id == Plan.id)
-        .where(Plan.active == True, Plan.legacy == legacy, PlanPeriod.active == True, PlanPeriod.period_type != "ALL_TIME")  # noqa: E712
+        .where(Plan.active == True, Plan.legacy == legacy, PlanPeriod.active == True, PlanPeriod.period_type != PeriodType.ALL_TIME.value)  # noqa: E712
         .order_by(Plan.display_order, PlanPeriod.period_type)
     ).all()
     return [
