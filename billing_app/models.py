@@ -320,5 +320,7 @@ class WebhookEvent(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # The claim holding the row: its process (host:pid:nonce) and number; see webhooks/owner.py.
+    claimed_by: str | None = Field(default=None, max_length=255)
     last_error: str | None = None
     payload: str
