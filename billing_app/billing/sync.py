@@ -12,6 +12,7 @@ held across the network.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,8 +20,8 @@ from datetime import datetime, timezone
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from billing_app.billing import gateway
-from billing_app.db import session_scope
+from billing_app.billing import duplicates, gateway
+from billing_app.db import insert_if_absent, session_scope
 from billing_app.models import (
     ENDED_STATUSES,
     BillingCustomer,
@@ -30,6 +31,7 @@ from billing_app.models import (
     PaymentStatus,
     PlanPeriod,
     SubscriptionStatus as S,
+    WebhookEvent,
     utcnow,
 )
 
@@ -41,6 +43,7 @@ class SyncReport:
     customer_id: str
     org_id: int | None = None
     changes: list[str] = field(default_factory=list)
+    snapshot: _Snapshot | None = field(default=None, repr=False)
 
 
 def _from_epoch(value: int | None) -> datetime | None:
@@ -261,9 +264,45 @@ def _write(session: Session, org_id: int, snap: _Snapshot, changes: list[str]) -
 
 
 def sync_customer(customer_id: str) -> SyncReport:
-    """Make the mirror of one Stripe customer equal to Stripe's state. Returns what changed."""
-    snap = _read(gateway.stripe_client(), customer_id)
-    report = SyncReport(customer_id)
+    """Make the mirror of one Stripe customer equal to Stripe's state. Returns what changed.
+
+    A purchase beyond the org's first (a second charge) is canceled and refunded, then the
+    customer is read again so the mirror shows the outcome (billing/duplicates.py).
+    """
+    client = gateway.stripe_client()
+    report = _sync_snapshot(customer_id, _read(client, customer_id))
+    if report.org_id is None:
+        return report
+    snap = report.snapshot
+    extras = duplicates.find_extra_purchases(snap.subscriptions, snap.sessions, snap.charges)
+    if not extras:
+        return report
+    for extra in extras:
+        duplicates.undo(client, extra, snap.invoices)
+        _record_duplicate(customer_id, report.org_id, extra)
+    repaired = _sync_snapshot(customer_id, _read(client, customer_id))
+    repaired.changes = report.changes + [f"{e.kind} {e.stripe_id}: canceled and refunded ({duplicates.REASON})" for e in extras] + repaired.changes
+    return repaired
+
+
+def _record_duplicate(customer_id: str, org_id: int, extra: duplicates.ExtraPurchase) -> None:
+    """Say why in the event log, beside Stripe's events (one row per undone purchase)."""
+    now = utcnow()
+    payload = json.dumps({"org_id": org_id, "kind": extra.kind, "id": extra.stripe_id, "kept": extra.kept, "reason": duplicates.REASON})
+    with session_scope() as session:
+        insert_if_absent(
+            session, WebhookEvent.__table__, ["stripe_event_id"],
+            stripe_event_id=f"app_duplicate_{extra.stripe_id}", type=DUPLICATE_EVENT_TYPE, customer_id=customer_id,
+            received_at=now, processed_at=now, state="processed", attempts=0, payload=payload,
+        )
+
+
+# The app's own entry in the event log (not a Stripe type; never re-synced).
+DUPLICATE_EVENT_TYPE = "app.duplicate_purchase_undone"
+
+
+def _sync_snapshot(customer_id: str, snap: _Snapshot) -> SyncReport:
+    report = SyncReport(customer_id, snapshot=snap)
     for attempt in range(2):
         try:
             with session_scope() as session:

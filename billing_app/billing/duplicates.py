@@ -1,0 +1,79 @@
+"""Defense in depth against a second charge: an org holds one plan, so a sync that finds more undoes the extra.
+
+Checkout already allows one live purchase per org (billing/reservations.py). A second one can
+still appear from outside the app: a session made behind its back and paid, a dashboard user,
+an older release. `sync_customer` finds it in the customer's snapshot; the first purchase made
+through the app is kept, each other one is canceled at once and everything it charged is refunded. Cancels and
+refunds carry idempotency keys, so two syncs racing over the same customer undo it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from billing_app.billing import gateway
+from billing_app.models import MANAGEABLE_STATUSES
+
+log = structlog.get_logger(__name__)
+
+REASON = "duplicate purchase: the organization already holds a plan"
+
+
+@dataclass(frozen=True)
+class ExtraPurchase:
+    kind: str  # "subscription" or "lifetime"
+    stripe_id: str  # sub_... or the lifetime purchase's payment intent pi_...
+    kept: str  # the purchase the org keeps
+
+
+def _holdings(subscriptions: list[dict], sessions: list[dict], charges: list[dict]) -> list[tuple[bool, int, str, str]]:
+    """Every plan the customer holds now, the one to keep first: bought through our own Checkout
+    (it names the org), then the oldest. Stripe's `created` is in seconds, so two purchases of
+    the same second are told apart by who made them, not by chance."""
+    refunded = {c["payment_intent"] for c in charges if c.get("refunded") and c.get("payment_intent")}
+    ours = {s.get("subscription") for s in sessions if s.get("client_reference_id")}
+    ours |= {s.get("payment_intent") for s in sessions if s.get("client_reference_id")}
+    held = [(s["id"] not in ours, s["created"], "subscription", s["id"]) for s in subscriptions if s["status"] in MANAGEABLE_STATUSES]
+    held += [
+        (s["payment_intent"] not in ours, s["created"], "lifetime", s["payment_intent"])
+        for s in sessions
+        if s["mode"] == "payment" and s["status"] == "complete" and s["payment_status"] == "paid"
+        and s.get("payment_intent") and s["payment_intent"] not in refunded
+    ]
+    return sorted(held)
+
+
+def find_extra_purchases(subscriptions: list[dict], sessions: list[dict], charges: list[dict]) -> list[ExtraPurchase]:
+    held = _holdings(subscriptions, sessions, charges)
+    return [ExtraPurchase(kind, stripe_id, held[0][3]) for _theirs, _created, kind, stripe_id in held[1:]]
+
+
+def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
+    """Cancel the extra purchase now and refund every payment it took."""
+    intents: list[str] = []
+    if extra.kind == "subscription":
+        gateway.call(
+            client.v1.subscriptions.cancel, extra.stripe_id,
+            params={"cancellation_details": {"comment": REASON}},
+            options={"idempotency_key": f"duplicate-cancel-{extra.stripe_id}"},
+        )
+        for invoice in invoices:
+            parent = (invoice.get("parent") or {}).get("subscription_details") or {}
+            if parent.get("subscription") == extra.stripe_id and invoice["status"] == "paid" and invoice["amount_paid"] > 0:
+                payments = gateway.call(client.v1.invoice_payments.list, params={"invoice": invoice["id"], "limit": 10})["data"]
+                intents += [p["payment"]["payment_intent"] for p in payments if (p.get("payment") or {}).get("payment_intent")]
+    else:
+        intents.append(extra.stripe_id)
+    for intent in intents:
+        try:
+            gateway.call(
+                client.v1.refunds.create,
+                params={"payment_intent": intent, "reason": "duplicate", "metadata": {"why": REASON}},
+                options={"idempotency_key": f"duplicate-refund-{intent}"},
+            )
+        except gateway.StripeFailure as failure:
+            if failure.code != "charge_already_refunded":
+                raise
+    log.warning("billing.duplicate_purchase_undone", kind=extra.kind, id=extra.stripe_id, kept=extra.kept, refunded=intents)

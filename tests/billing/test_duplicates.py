@@ -1,0 +1,86 @@
+"""A second purchase that got past Checkout (made behind the app's back) is undone by the next sync."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlmodel import select
+
+from billing_app.billing.customers import customer_id_for
+from billing_app.billing.sync import DUPLICATE_EVENT_TYPE, sync_customer
+from billing_app.models import OrgSubscription, WebhookEvent
+from tests.billing.helpers import buy, period_id
+
+
+def buy_behind_the_apps_back(stripe_env, customer_id, price_id, mode="subscription"):
+    """What a dashboard user or another app could do: a session for the same customer, paid."""
+    session = stripe_env.client.v1.checkout.sessions.create(params={
+        "mode": mode, "customer": customer_id, "line_items": [{"price": price_id, "quantity": 1}],
+        "success_url": "http://127.0.0.1:3999/ok",
+    })
+    stripe_env.complete_checkout(session.id)
+    return stripe_env.client.v1.checkout.sessions.retrieve(session.id)
+
+
+def price_of(db, plan, period):
+    from billing_app.models import PlanPeriod
+
+    return db.get(PlanPeriod, period_id(plan, period)).stripe_price_id
+
+
+def paid_intent_of_subscription(stripe_env, customer_id, sub_id):
+    """The payment intent that paid the subscription's first invoice (found by the invoice's parent)."""
+    invoices = stripe_env.client.v1.invoices.list(params={"customer": customer_id, "limit": 100}).data
+    invoice = next(i for i in invoices if i.parent.subscription_details.subscription == sub_id and i.status == "paid")
+    payments = stripe_env.client.v1.invoice_payments.list(params={"invoice": invoice.id}).data
+    return payments[0].payment.payment_intent
+
+
+def refunds_of_customer(stripe_env, customer_id):
+    """Refunds of this customer's payments (the sandbox is shared by the whole run)."""
+    charges = stripe_env.client.v1.charges.list(params={"customer": customer_id, "limit": 100}).data
+    intents = {c.payment_intent for c in charges}
+    return [r for r in stripe_env.client.v1.refunds.list(params={"limit": 100}).data if r.payment_intent in intents]
+
+
+def test_a_second_subscription_is_canceled_and_refunded_and_the_first_kept(org, stripe_env, db):
+    _, status = buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "MONTHLY"))
+
+    report = sync_customer(customer)
+
+    assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
+    assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).status == "active"
+    intent = paid_intent_of_subscription(stripe_env, customer, extra.subscription)
+    refunds = refunds_of_customer(stripe_env, customer)
+    # Exactly one refund, of the extra subscription's payment (the kept one is untouched).
+    assert [(r.payment_intent, r.reason) for r in refunds] == [(intent, "duplicate")] and refunds[0].amount > 0
+    rows = {r.stripe_id: r.status for r in db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id))}
+    assert rows == {status.subscription_id: "active", extra.subscription: "canceled"}
+    logged = db.exec(select(WebhookEvent).where(WebhookEvent.type == DUPLICATE_EVENT_TYPE)).one()
+    assert extra.subscription in logged.payload and logged.state == "processed"
+    assert any("canceled and refunded" in change for change in report.changes)
+
+
+def test_a_subscription_next_to_a_lifetime_purchase_is_undone(org, stripe_env, db):
+    buy(org, "business", "ALL_TIME", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "pro", "YEARLY"))
+    sync_customer(customer)
+    assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
+
+
+def test_two_syncs_racing_refund_once(org, stripe_env, db):
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "MONTHLY"))
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: sync_customer(customer), range(2)))
+    intent = paid_intent_of_subscription(stripe_env, customer, extra.subscription)
+    assert [r.payment_intent for r in refunds_of_customer(stripe_env, customer)] == [intent]
+
+
+def test_one_purchase_is_left_alone(org, stripe_env, db):
+    _, status = buy(org, "pro", "MONTHLY", sandbox=stripe_env)
+    sync_customer(customer_id_for(org.id))
+    assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).status == "trialing"
+    assert db.exec(select(WebhookEvent).where(WebhookEvent.type == DUPLICATE_EVENT_TYPE)).first() is None
