@@ -10,9 +10,11 @@ ROUTES = {
     ("get", "/api/subscriptions/checkout-session/{session_id}"), ("post", "/api/subscriptions/portal"),
     ("post", "/api/billing/portal"), ("get", "/api/subscriptions/payments"), ("post", "/api/subscriptions/cancel"),
     ("post", "/api/subscriptions/reactivate"), ("post", "/api/subscriptions/change"), ("get", "/api/billing/summary"),
+    ("post", "/api/subscriptions/keep-current-plan"),
 }
 ADMIN_ONLY = {"/api/subscriptions/buy", "/api/subscriptions/portal", "/api/billing/portal", "/api/subscriptions/payments",
-              "/api/subscriptions/cancel", "/api/subscriptions/reactivate", "/api/subscriptions/change"}
+              "/api/subscriptions/cancel", "/api/subscriptions/reactivate", "/api/subscriptions/change",
+              "/api/subscriptions/keep-current-plan"}
 
 
 def test_the_document_lists_every_route_with_its_auth_and_errors(client):
@@ -33,7 +35,7 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
             assert op["security"] == [{"bearerAuth": []}]
             assert "401" in responses
             assert ("403" in responses) == (path in ADMIN_ONLY), (method, path)
-            assert ("422" in responses) == (method == "post" and path != "/api/subscriptions/reactivate"
+            assert ("422" in responses) == (method == "post" and path not in ("/api/subscriptions/reactivate", "/api/subscriptions/keep-current-plan")
                                             or path in ("/api/subscriptions/payments", "/api/subscriptions/checkout-session/{session_id}"))
             for status, doc_response in responses.items():
                 if status == "200":
@@ -46,7 +48,8 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
                     assert HTTP_STATUS.get(ErrorCode(code), 400) == int(status) or (status == "404" and "{" in path)
     change = doc["paths"]["/api/subscriptions/change"]["post"]["responses"]
     assert set(change["409"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]) == {
-        "SAME_PLAN", "LIFETIME_NOT_CHANGEABLE", "SUBSCRIPTION_ALREADY_CANCELED"}
+        "SAME_PLAN", "LIFETIME_NOT_CHANGEABLE", "SUBSCRIPTION_ALREADY_CANCELED",
+        "SUBSCRIPTION_CANCELING"}  # issue 10: a downgrade on a subscription set to cancel
     assert "STRIPE_PLAN_CHANGE_FAILED" in change["502"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]
     buy = doc["paths"]["/api/subscriptions/buy"]["post"]
     assert buy["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BuyRequest"}

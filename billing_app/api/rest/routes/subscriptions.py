@@ -1,4 +1,5 @@
-"""/api/subscriptions/...: the organization's subscription: read it, buy, change, cancel, reactivate."""
+"""/api/subscriptions/...: the organization's subscription: read it, buy, change, cancel, reactivate,
+keep the current plan."""
 
 from __future__ import annotations
 
@@ -72,8 +73,8 @@ def my_subscription(actor: Member) -> MySubscriptionResponse:
     "/subscriptions/buy", response_model=CheckoutStartedResponse,
     summary="Start a Stripe Checkout for a plan period (admins)",
     responses=error_responses(
-        ADMIN, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SUBSCRIPTION_ALREADY_ACTIVE, E.STRIPE_PRICE_MISMATCH,
-                E.STRIPE_CHECKOUT_FAILED], STRIPE,
+        ADMIN, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SUBSCRIPTION_ALREADY_ACTIVE, E.CHECKOUT_IN_PROGRESS,
+                E.STRIPE_PRICE_MISMATCH, E.STRIPE_CHECKOUT_FAILED], STRIPE,
     ),
 )
 def buy(actor: Admin, body: BuyRequest) -> CheckoutStartedResponse:
@@ -124,7 +125,8 @@ def reactivate(actor: Admin) -> SubscriptionActionResponse:
     "/subscriptions/change", response_model=PlanChangeResponse,
     summary="Preview or make a plan change: upgrades apply now (prorated), downgrades at the period end (admins)",
     responses=error_responses(
-        ADMIN, MANAGE, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SAME_PLAN, E.STRIPE_PLAN_CHANGE_FAILED], STRIPE,
+        ADMIN, MANAGE, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SAME_PLAN, E.SUBSCRIPTION_CANCELING, E.STRIPE_PLAN_CHANGE_FAILED],
+        STRIPE,
     ),
 )
 def change(actor: Admin, body: ChangeRequest) -> PlanChangeResponse:
@@ -135,3 +137,13 @@ def change(actor: Admin, body: ChangeRequest) -> PlanChangeResponse:
         effectiveAt=result.effective_at,
         subscription=_current(actor.require_org()),
     )
+
+
+@router.post(
+    "/subscriptions/keep-current-plan", response_model=SubscriptionActionResponse,
+    summary="Drop a plan change scheduled for the period end, like the dashboard's Keep current plan (admins)",
+    responses=error_responses(ADMIN, MANAGE, [E.NO_SCHEDULED_CHANGE, E.STRIPE_PLAN_CHANGE_FAILED], STRIPE, validation=False),
+)
+def keep_current_plan(actor: Admin) -> SubscriptionActionResponse:
+    subscriptions.cancel_scheduled_change(actor)
+    return SubscriptionActionResponse(subscription=_current(actor.require_org()))

@@ -1,0 +1,79 @@
+"""No double charge through the REST API: concurrent buys over real HTTP, and keep-current-plan."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import uvicorn
+
+from billing_app.billing.customers import customer_id_for
+from tests.api.helpers import backend_app, buy, err, ok
+from tests.billing.helpers import period_id
+from tests.sandbox_fixture import free_port
+
+
+@pytest.fixture
+def live_api(stripe_env):
+    """The backend's API served by uvicorn on a loopback port, so requests really run at once."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(backend_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_twenty_concurrent_buys_make_one_live_subscription(live_api, tokens, stripe_env):
+    body = {"subscriptionPeriodId": period_id("starter", "MONTHLY")}
+
+    def post(_):
+        return httpx.post(f"{live_api}/api/subscriptions/buy", headers=tokens.admin, json=body, timeout=60)
+
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(post, range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
+    session_ids = {r.json()["sessionId"] for r in responses}
+    assert len(session_ids) == 1  # a double click, or twenty, is one checkout
+
+    for session_id in session_ids:
+        stripe_env.complete_checkout(session_id)
+    customer = customer_id_for(tokens.org.id)
+    subs = stripe_env.client.v1.subscriptions.list(params={"customer": customer, "status": "all"}).data
+    assert [s.status for s in subs] == ["active"]
+    response = httpx.post(f"{live_api}/api/subscriptions/buy", headers=tokens.admin,
+                          json={"subscriptionPeriodId": period_id("business", "ALL_TIME")}, timeout=60)
+    err(response, 409, "SUBSCRIPTION_ALREADY_ACTIVE")
+    mine = ok(httpx.get(f"{live_api}/api/subscriptions/my", headers=tokens.admin))["subscription"]
+    assert mine["status"] == "active" and mine["planKey"] == "starter"
+
+
+def test_lifetime_then_yearly_in_quick_succession_is_refused(client, tokens, stripe_env):
+    started = ok(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": period_id("business", "ALL_TIME")}))
+    stripe_env.complete_checkout(started["sessionId"])  # paid; the webhook has not landed
+    err(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": period_id("business", "YEARLY")}),
+        409, "SUBSCRIPTION_ALREADY_ACTIVE")
+
+
+def test_keep_current_plan_drops_a_scheduled_downgrade(client, tokens, stripe_env):
+    buy(client, tokens, stripe_env, plan="business")
+    err(client.post("/api/subscriptions/keep-current-plan", headers=tokens.admin), 409, "NO_SCHEDULED_CHANGE")
+    changed = ok(client.post("/api/subscriptions/change", headers=tokens.admin, json={"subscriptionPeriodId": period_id("starter", "MONTHLY")}))
+    assert changed["subscription"]["scheduledChange"]["planKey"] == "starter"
+    err(client.post("/api/subscriptions/keep-current-plan", headers=tokens.member), 403, "FORBIDDEN")
+    kept = ok(client.post("/api/subscriptions/keep-current-plan", headers=tokens.admin))["subscription"]
+    assert kept["scheduledChange"] is None and kept["planKey"] == "business"
+    assert stripe_env.client.v1.subscriptions.retrieve(kept["id"]).schedule is None
+
+
+def test_a_downgrade_on_a_subscription_set_to_cancel_is_a_409(client, tokens, stripe_env):
+    buy(client, tokens, stripe_env, plan="business")
+    ok(client.post("/api/subscriptions/cancel", headers=tokens.admin))
+    err(client.post("/api/subscriptions/change", headers=tokens.admin, json={"subscriptionPeriodId": period_id("starter", "MONTHLY")}),
+        409, "SUBSCRIPTION_CANCELING")
+    ok(client.post("/api/subscriptions/reactivate", headers=tokens.admin))
