@@ -9,7 +9,7 @@ BUN_MIN := 1.4.4
 LOCAL_BUN := .tools/bun/node_modules/.bin/bun
 PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test setup bun chromium clean help
+.PHONY: run test setup bun chromium clean help chaos
 
 help:
 	@echo "make run    start the app (http://127.0.0.1:3000) with the offline Stripe sandbox"
@@ -45,6 +45,10 @@ test: setup chromium
 	@if [ -z "$$TEST_DATABASE_URL" ] && $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 		export TEST_DATABASE_URL=$(PG_TEST_URL); echo "PostgreSQL found: database tests also run on $$TEST_DATABASE_URL"; fi; \
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Not part of `make test`: N orgs' seeded lifecycles while the backend is killed; prints the figures (see README).
+chaos: setup
+	$(PY) benchmarks/chaos.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .web .states .data
