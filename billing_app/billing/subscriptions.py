@@ -7,6 +7,8 @@ makes the action impossible is a 409 saying what the state is now. Each ends by 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -111,69 +113,57 @@ def _release_schedule(client, fresh: _Fresh) -> None:
         gateway.call(client.v1.subscription_schedules.release, fresh.schedule_id)
 
 
-def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = None) -> None:
-    org_id = actor.require_role(Role.ADMIN)
-    sub = _manageable_subscription(org_id)
+@contextlib.contextmanager
+def _acting_on(sub: OrgSubscription, failed: AppError) -> Iterator[tuple[object, _Fresh]]:
+    """Decide and act on the subscription as Stripe has it now; the mirror follows whatever happened.
+
+    A Stripe refusal becomes a 409 when the state explains it, else `failed` (the action's 502);
+    every exit, refusals included, re-syncs, so the page shows what is true.
+    """
     client = gateway.stripe_client()
-    failed = AppError(ErrorCode.STRIPE_CANCELLATION_FAILED, "We could not cancel the subscription. Please try again.")
     fresh = _fresh(client, sub, failed)
-    if at_period_end and fresh.canceling:
-        resync_after_change(fresh.customer_id)
-        raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription is already set to cancel at the end of the period.")
-    details = {"comment": reason[:500]} if reason else None
     try:
+        yield client, fresh
+    except gateway.StripeFailure as failure:
+        raise _refusal(client, sub, failure, failed) from None
+    finally:
+        resync_after_change(fresh.customer_id)
+
+
+def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = None) -> None:
+    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
+    failed = AppError(ErrorCode.STRIPE_CANCELLATION_FAILED, "We could not cancel the subscription. Please try again.")
+    with _acting_on(sub, failed) as (client, fresh):
+        if at_period_end and fresh.canceling:
+            raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription is already set to cancel at the end of the period.")
+        details = {"cancellation_details": {"comment": reason[:500]}} if reason else {}
         # A pending downgrade's schedule would own the subscription; the cancellation replaces it.
         _release_schedule(client, fresh)
         if at_period_end:
-            params = {"cancel_at_period_end": True}
-            if details:
-                params["cancellation_details"] = details
-            gateway.call(client.v1.subscriptions.update, sub.stripe_id, params=params)
+            gateway.call(client.v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": True, **details})
         else:
-            params = {"cancellation_details": details} if details else {}
-            gateway.call(client.v1.subscriptions.cancel, sub.stripe_id, params=params)
-    except gateway.StripeFailure as failure:
-        raise _refusal(client, sub, failure, failed) from None
-    finally:
-        # Whatever happened at Stripe (a released schedule, the cancellation) reaches the mirror now.
-        resync_after_change(fresh.customer_id)
+            gateway.call(client.v1.subscriptions.cancel, sub.stripe_id, params=details)
 
 
 def reactivate(actor: Actor) -> None:
-    org_id = actor.require_role(Role.ADMIN)
-    sub = _manageable_subscription(org_id)
-    client = gateway.stripe_client()
+    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
     failed = AppError(ErrorCode.STRIPE_REACTIVATION_FAILED, "We could not reactivate the subscription. Please try again.")
-    fresh = _fresh(client, sub, failed)
-    if not fresh.canceling:
-        resync_after_change(fresh.customer_id)
-        raise AppError(ErrorCode.SUBSCRIPTION_NOT_CANCELING, "This subscription is not set to cancel.")
-    try:
+    with _acting_on(sub, failed) as (client, fresh):
+        if not fresh.canceling:
+            raise AppError(ErrorCode.SUBSCRIPTION_NOT_CANCELING, "This subscription is not set to cancel.")
         # Stripe refuses cancel-behaviour changes under a schedule (one left by a change made meanwhile).
         _release_schedule(client, fresh)
         gateway.call(client.v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": False})
-    except gateway.StripeFailure as failure:
-        raise _refusal(client, sub, failure, failed) from None
-    finally:
-        resync_after_change(fresh.customer_id)
 
 
 def cancel_scheduled_change(actor: Actor) -> None:
     """Keep the current plan: drop a downgrade that was waiting for the period end."""
-    org_id = actor.require_role(Role.ADMIN)
-    sub = _manageable_subscription(org_id)
-    client = gateway.stripe_client()
+    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
     failed = AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not keep your current plan. Please try again.")
-    fresh = _fresh(client, sub, failed)
-    if not fresh.schedule_id:
-        resync_after_change(fresh.customer_id)
-        raise AppError(ErrorCode.NO_SCHEDULED_CHANGE, "No plan change is scheduled: your organization stays on its current plan.")
-    try:
+    with _acting_on(sub, failed) as (client, fresh):
+        if not fresh.schedule_id:
+            raise AppError(ErrorCode.NO_SCHEDULED_CHANGE, "No plan change is scheduled: your organization stays on its current plan.")
         _release_schedule(client, fresh)
-    except gateway.StripeFailure as failure:
-        raise _refusal(client, sub, failure, failed) from None
-    finally:
-        resync_after_change(fresh.customer_id)
 
 
 @dataclass(frozen=True)
@@ -277,18 +267,15 @@ def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: Pla
         if not schedule_id:
             schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": sub.stripe_id})["id"]
         current_phase = gateway.call(client.v1.subscription_schedules.retrieve, schedule_id)["phases"][0]
+        keep = {"items": [{"price": item["price"]["id"], "quantity": 1}],
+                "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
+        if current_phase.get("trial_end"):
+            keep["trial_end"] = current_phase["trial_end"]  # a current phase sent without it would end the trial now
         gateway.call(
             client.v1.subscription_schedules.update, schedule_id,
             params={
                 "end_behavior": "release",
-                "phases": [
-                    {
-                        "items": [{"price": item["price"]["id"], "quantity": 1}],
-                        "start_date": current_phase["start_date"],
-                        "end_date": current_phase["end_date"],
-                    },
-                    {"items": [{"price": target.stripe_price_id, "quantity": 1}], "proration_behavior": "none"},
-                ],
+                "phases": [keep, {"items": [{"price": target.stripe_price_id, "quantity": 1}], "proration_behavior": "none"}],
             },
         )
     except gateway.StripeFailure as failure:
