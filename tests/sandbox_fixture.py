@@ -68,6 +68,7 @@ def stop(proc: subprocess.Popen) -> None:
 class SandboxServer:
     base_url: str
     proc: subprocess.Popen
+    recording: Path  # every request, answer and event of the run (tests/conformance checks it)
 
 
 @dataclass
@@ -103,13 +104,14 @@ class Sandbox:
 
 
 @pytest.fixture(scope="session")
-def sandbox_server():
+def sandbox_server(tmp_path_factory):
     port = free_port()
-    proc = start_sandbox(port)
+    recording = tmp_path_factory.mktemp("sandbox") / "recording.jsonl"
+    proc = start_sandbox(port, "--record", str(recording))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, proc)
-        yield SandboxServer(url, proc)
+        yield SandboxServer(url, proc, recording)
     finally:
         stop(proc)
 

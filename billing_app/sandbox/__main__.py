@@ -19,6 +19,7 @@ def parse_args(argv=None):
     ap.add_argument("--chaos", default="", help="comma list of dup,shuffle,delay: perturb webhook delivery")
     ap.add_argument("--webhook-retry", default=None, help="retry delays in seconds, e.g. 0.5,1,2,4")
     ap.add_argument("--public-url", help="base of hosted-page URLs (default http://HOST:PORT)")
+    ap.add_argument("--record", help="append every API request/answer and every event to this JSON-lines file")
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
     chaos = [c for c in args.chaos.split(",") if c]
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
                 store.put(dict(ep))
     host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     public = args.public_url or (None if args.host in ("0.0.0.0", "::") else f"http://{host_for_url}:{args.port}")
-    app = create_app(store, public)
+    app = create_app(store, public, args.record)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s sandbox %(levelname)s %(message)s")
     print(f"Stripe sandbox on http://{args.host}:{args.port} (API version {API_VERSION})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)

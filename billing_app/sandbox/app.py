@@ -22,7 +22,8 @@ from . import resources  # noqa: F401  (registers the API routes)
 from .api import ROUTES, Ctx
 from .errors import StripeError
 from .params import check, parse_form
-from .objects import API_VERSION
+from .objects import API_VERSION, render
+from .recorder import Recorder
 from .store import Store
 from .webhooks import Dispatcher
 
@@ -35,15 +36,21 @@ _ROUTES = sorted(ROUTES, key=lambda r: r[1].pattern.count("(?P"))
 
 
 class Sandbox:
-    def __init__(self, store: Store, public_url: str | None = None):
+    def __init__(self, store: Store, public_url: str | None = None, recorder: Recorder | None = None):
         self.store = store
         self.public_url = public_url
         self.dispatcher = Dispatcher(store)
-        store.on_event = self.dispatcher.enqueue_event
+        self.recorder = recorder
+        store.on_event = self._on_event
         store.on_reset = self.dispatcher.clear
         if public_url:
             store.base_url = public_url
         self.idem: collections.OrderedDict = collections.OrderedDict()
+
+    def _on_event(self, ev: dict) -> None:
+        if self.recorder:
+            self.recorder.event(render(self.store, ev))
+        self.dispatcher.enqueue_event(ev)
 
     def base_url(self, request: Request) -> str:
         if self.public_url:
@@ -59,7 +66,7 @@ class Sandbox:
             status, body, extra_headers = exc.status, exc.body(), {}
         except Exception:  # noqa: BLE001 - surface as Stripe's api_error, never a bare 500 page
             log.error("sandbox error\n%s", traceback.format_exc())
-            status, body, extra_headers = 500, {"error": {"type": "api_error", "code": None, "param": None,
+            status, body, extra_headers = 500, {"error": {"type": "api_error",
                                                           "message": "Sandbox internal error: " + traceback.format_exc(limit=1).strip().splitlines()[-1]}}, {}
         headers = {"Request-Id": req_id, "Stripe-Version": API_VERSION, **extra_headers}
         return Response(body if isinstance(body, bytes) else json.dumps(body).encode(), status, headers, "application/json")
@@ -125,6 +132,8 @@ class Sandbox:
             finally:
                 store.current_request = None
             encoded = json.dumps(body).encode()
+            if self.recorder:
+                self.recorder.request(method, path, raw, status, encoded)
             if idem_key and status != 500:
                 self.idem[(key, idem_key)] = (fingerprint, status, encoded, req_id)
                 while len(self.idem) > IDEMPOTENCY_CAP:
@@ -179,9 +188,9 @@ def validate_settings(changes: dict) -> str | None:
     return None
 
 
-def create_app(store: Store | None = None, public_url: str | None = None) -> Starlette:
+def create_app(store: Store | None = None, public_url: str | None = None, record: str | None = None) -> Starlette:
     store = store or Store()
-    sb = Sandbox(store, public_url)
+    sb = Sandbox(store, public_url, Recorder(record) if record else None)
     methods = ["GET", "POST", "DELETE", "PUT", "PATCH"]
     routes = [
         Route("/v1/{path:path}", sb.api, methods=methods),
@@ -196,6 +205,8 @@ def create_app(store: Store | None = None, public_url: str | None = None) -> Sta
         yield
         sb.dispatcher.stop()
         store.save()  # flush --data on a clean shutdown (SIGINT/SIGTERM)
+        if sb.recorder:
+            sb.recorder.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sb
