@@ -9,13 +9,16 @@ whole state of the retry machine:
     pending --sync failed--> pending (attempts+1, last_error, next_attempt_at = now + backoff)
                          \\--> failed once attempts reach the limit (shown to admins; `replay` re-queues)
 
-A claim is a lease: `claimed_until` is set in the future, atomically. On PostgreSQL one
-UPDATE whose row choice uses FOR UPDATE SKIP LOCKED, so several workers never take the
+A claim is a short lease: `claimed_until` is set a few seconds ahead and `claimed_by` to the
+claim's token (its process and a number, `owner.new_claim_token`), atomically. On PostgreSQL
+one UPDATE whose row choice uses FOR UPDATE SKIP LOCKED, so several workers never take the
 same row; on SQLite the rows are chosen in a read and claimed by an UPDATE that re-checks
-they are still due, under the single write lock. If the process dies, the lease expires
-and the event is claimed again. The exact `claimed_until` value doubles as the claim's
-fencing token: a worker whose lease ran out cannot mark a row another worker has since
-claimed.
+they are still due, under the single write lock. While its syncs run, the worker keeps
+extending the lease (`renew`, its heartbeat). If the process dies, the lease is no longer
+renewed and runs out, and the event is claimed again; a restarted process does not wait
+for that: `release_orphans` frees at once the claims of dead processes of its host. The
+token fences the claim: a worker whose lease ran out cannot mark or renew a row another
+worker has since claimed.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from billing_app.db import get_engine
 from billing_app.models import WebhookEvent, utcnow
+from billing_app.webhooks import owner
 from billing_app.webhooks.handlers import RESYNC_EVENT_TYPES, customer_of
 from billing_app.webhooks.signal import notify
 
@@ -144,7 +148,8 @@ _CHOOSE = (
     .limit(bindparam("limit"))
 )
 _RETURNING = (T.c.id, T.c.stripe_event_id, T.c.type, T.c.customer_id, T.c.attempts)
-_CLAIM_VALUES = dict(claimed_until=bindparam("token"), attempts=T.c.attempts + 1)
+_CLAIM_VALUES = dict(claimed_until=bindparam("until"), claimed_by=bindparam("token"), attempts=T.c.attempts + 1)
+_UNCLAIMED = dict(claimed_until=None, claimed_by=None)
 # PostgreSQL: one statement; rows another worker is claiming right now are skipped, not waited for.
 _CLAIM_PG = update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True))).values(**_CLAIM_VALUES).returning(*_RETURNING)
 # SQLite: the chosen ids, claimed only if still due (the re-check makes the claim atomic).
@@ -157,17 +162,21 @@ def has_due(now: datetime | None = None) -> bool:
         return connection.execute(_HAS_DUE, {"now": now or utcnow()}).first() is not None
 
 
-def claim(limit: int, lease: timedelta, now: datetime | None = None) -> tuple[datetime, list[Claimed]]:
-    """Claim up to `limit` due events; returns the claim's token (its `claimed_until`) and the events.
+def claim(
+    limit: int, lease: timedelta, now: datetime | None = None, *, by: owner.Owner | None = None,
+) -> tuple[str, list[Claimed]]:
+    """Claim up to `limit` due events until `now + lease`; returns the claim's token and the events.
 
-    Events of a customer another worker is syncing right now are left alone: they wait
-    and are covered by one later sync instead of a second concurrent one.
+    `by` is the claiming process (default this one). Events of a customer another worker
+    holds right now are left alone: they wait and are covered by one later sync instead of
+    a second concurrent one.
     """
     now = now or utcnow()
-    token = now + lease
+    token = owner.new_claim_token(by)
+    values = {"now": now, "limit": limit, "token": token, "until": now + lease}
     if get_engine().dialect.name == "postgresql":
         with _writing() as connection:
-            rows = connection.execute(_CLAIM_PG, {"now": now, "limit": limit, "token": token}).all()
+            rows = connection.execute(_CLAIM_PG, values).all()
     else:
         # Choose in a read (WAL readers never block the writer), then claim under the write
         # lock: it is held only for a few primary-key updates.
@@ -176,7 +185,7 @@ def claim(limit: int, lease: timedelta, now: datetime | None = None) -> tuple[da
         if not ids:
             return token, []
         with _writing() as connection:
-            rows = connection.execute(_CLAIM_IDS, {"ids": ids, "now": now, "token": token}).all()
+            rows = connection.execute(_CLAIM_IDS, {**values, "ids": ids}).all()
     return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
 
@@ -208,11 +217,9 @@ class RetryPolicy:
         return timedelta(seconds=min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempts - 1)))
 
 
-_DONE = dict(
-    state=PROCESSED, processed_at=bindparam("done_at"), claimed_until=None, next_attempt_at=None, last_error=None,
-)
+_DONE = dict(state=PROCESSED, processed_at=bindparam("done_at"), next_attempt_at=None, last_error=None, **_UNCLAIMED)
 # Our claimed rows, by id and claim token.
-_OURS = and_(T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_until == bindparam("token"), T.c.state == PENDING)
+_OURS = and_(T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_by == bindparam("token"), T.c.state == PENDING)
 _MARK_OURS = update(T).where(_OURS).values(**_DONE)
 # Pending events of the customer stored before its successful sync began are covered by it
 # (e.g. ones waiting for a retry), unless another worker holds them. SKIP LOCKED: never wait
@@ -233,12 +240,12 @@ _MARK_COVERED = update(T).where(
     T.c.state == PENDING,
 ).values(**_DONE)
 _MARK_FAILED = update(T).where(_OURS).values(
-    claimed_until=None, last_error=bindparam("error"), state=bindparam("new_state"), next_attempt_at=bindparam("retry_at"),
+    last_error=bindparam("error"), state=bindparam("new_state"), next_attempt_at=bindparam("retry_at"), **_UNCLAIMED,
 ).returning(T.c.id)
 
 
 def record(
-    token: datetime, synced: Iterable[Synced] = (), failed: Iterable[Failed] = (), *, policy: RetryPolicy | None = None,
+    token: str, synced: Iterable[Synced] = (), failed: Iterable[Failed] = (), *, policy: RetryPolicy | None = None,
 ) -> tuple[int, list[tuple[int, str]]]:
     """Write the outcome of several syncs in one short transaction.
 
@@ -275,13 +282,45 @@ def record(
     return processed, states
 
 
-_RELEASE = update(T).where(_OURS).values(claimed_until=None, attempts=case((T.c.attempts > 0, T.c.attempts - 1), else_=0))
+_RELEASE = update(T).where(_OURS).values(attempts=case((T.c.attempts > 0, T.c.attempts - 1), else_=0), **_UNCLAIMED)
+# SKIP LOCKED: rows the worker is recording right now are skipped (they are being marked), so
+# the heartbeat never waits for, or deadlocks with, its own pass's writes on PostgreSQL.
+_RENEW = update(T).where(T.c.id.in_(select(T.c.id).where(_OURS).with_for_update(skip_locked=True))).values(
+    claimed_until=bindparam("until"),
+)
 
 
-def release(ids: Iterable[int], token: datetime) -> int:
+def release(ids: Iterable[int], token: str) -> int:
     """Give claimed events back untried (the lease is running out): not counted as an attempt."""
     with _writing() as connection:
         return connection.execute(_RELEASE, {"ids": list(ids), "token": token}).rowcount
+
+
+def renew(ids: Iterable[int], token: str, until: datetime) -> int:
+    """Extend the lease of the claim `token` on these rows (the worker's heartbeat); how many it extended."""
+    with _writing() as connection:
+        return connection.execute(_RENEW, {"ids": list(ids), "token": token, "until": until}).rowcount
+
+
+_HOLDERS = select(T.c.claimed_by).where(T.c.state == PENDING, T.c.claimed_by.is_not(None)).distinct()
+_RELEASE_HOLDERS = update(T).where(T.c.state == PENDING, T.c.claimed_by.in_(bindparam("tokens", expanding=True))).values(**_UNCLAIMED)
+
+
+def release_orphans() -> int:
+    """Free at once the claims of dead processes of this host (`owner.is_dead`); how many events.
+
+    For a worker starting up: the events its host's killed processes (its own previous
+    incarnation among them) never finished are due again without waiting for their
+    leases, and so are the newer events of those customers. The attempt stays counted: the
+    sync may have run, and an event that kills its process each time must still reach
+    the attempt limit.
+    """
+    with get_engine().connect() as connection:
+        dead = [token for token in connection.execute(_HOLDERS).scalars() if owner.is_dead(token)]
+    if not dead:
+        return 0
+    with _writing() as connection:
+        return connection.execute(_RELEASE_HOLDERS, {"tokens": dead}).rowcount
 
 
 def replay(event_id: str | int) -> bool:
@@ -291,9 +330,7 @@ def replay(event_id: str | int) -> bool:
     processed event re-syncs its customer, which is always safe. Returns False if unknown.
     """
     key = T.c.id == event_id if isinstance(event_id, int) else T.c.stripe_event_id == event_id
-    statement = update(T).where(key).values(
-        state=PENDING, attempts=0, next_attempt_at=None, claimed_until=None, processed_at=None,
-    )
+    statement = update(T).where(key).values(state=PENDING, attempts=0, next_attempt_at=None, processed_at=None, **_UNCLAIMED)
     with _writing() as connection:
         found = connection.execute(statement).rowcount == 1
     if found:
