@@ -154,6 +154,14 @@ def new_invoice(store: Store, cust: dict, currency: str, line_specs: list[dict],
     inv_id = gen_id("in")
     lines = []
     for spec in line_specs:
+        if sub is None and not spec.get("invoice_item"):
+            # A one-off line comes from an invoice item, as on Stripe (Checkout's invoice_creation makes them).
+            ii = store.put(o.invoiceitem(gen_id("ii"), now, cust["id"], spec["amount"], currency, spec["description"],
+                                         spec["period"][0], spec["period"][1], price_obj=spec["price"], proration=False,
+                                         test_clock=cust.get("test_clock"), quantity=spec.get("quantity", 1)))
+            ii["invoice"] = inv_id
+            store.emit("invoiceitem.created", ii)
+            spec = dict(spec, invoice_item=ii["id"])
         lines.append(o.invoice_line(
             inv_id, spec["amount"], currency, spec["description"], spec["period"][0], spec["period"][1],
             price_obj=spec.get("price"), quantity=spec.get("quantity", 1), sub_id=sub["id"] if sub else None,
@@ -305,7 +313,7 @@ def pending_lines(store: Store, sub: dict) -> list[dict]:
         p = store.get("price", ii["pricing"]["price_details"]["price"])
         out.append({"amount": ii["amount"], "description": ii["description"], "price": p, "quantity": 1,
                     "period": (ii["period"]["start"], ii["period"]["end"]), "proration": ii["proration"],
-                    "invoice_item": ii["id"], "_ii": ii})
+                    "invoice_item": ii["id"], "item": ii["parent"]["subscription_details"]["subscription_item"], "_ii": ii})
     return out
 
 
@@ -422,7 +430,8 @@ def cancel_now(store: Store, sub: dict, now: int, reason: str = "cancellation_re
                 p = store.get("price", it["price"])
                 credit = -round(p["unit_amount"] * it["quantity"] * (end - now) / (end - start))
                 if credit:
-                    _pending_item(store, sub, p, credit, f"Unused time on {product_name(store, p)} after {fmt_date(now)}", (now, end), now)
+                    _pending_item(store, sub, p, credit, f"Unused time on {product_name(store, p)} after {fmt_date(now)}", (now, end), now,
+                                  it["id"])
     if invoice_now:
         lines = pending_lines(store, sub)
         if lines:
@@ -444,9 +453,9 @@ def cancel_now(store: Store, sub: dict, now: int, reason: str = "cancellation_re
     return sub
 
 
-def _pending_item(store, sub, price, amount, desc, period, now):
+def _pending_item(store, sub, price, amount, desc, period, now, item_id):
     ii = o.invoiceitem(gen_id("ii"), now, sub["customer"], amount, sub["currency"], desc, period[0], period[1],
-                       price_obj=price, sub_id=sub["id"], test_clock=sub.get("test_clock"))
+                       price_obj=price, sub_id=sub["id"], sub_item_id=item_id, test_clock=sub.get("test_clock"))
     store.put(ii)
     store.emit("invoiceitem.created", ii)
     return ii
@@ -714,5 +723,5 @@ def apply_plan_change(store: Store, sub: dict, change: dict, behavior: str, at: 
         invoice_subscription_now(store, sub, lines, "subscription_update", at, (at, at))
     else:
         for l in change["lines"]:
-            _pending_item(store, sub, l["price"], l["amount"], l["description"], l["period"], at)
+            _pending_item(store, sub, l["price"], l["amount"], l["description"], l["period"], at, l["item"])
     return sub

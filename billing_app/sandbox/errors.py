@@ -14,10 +14,14 @@ class StripeError(Exception):
         self.extra = extra
 
     def body(self) -> dict:
-        err = {"type": self.type, "code": self.code, "message": self.message, "param": self.param}
+        """Stripe leaves unset fields out of an error (no ``"param": null``)."""
+        err = {"type": self.type, "message": self.message}
         if self.code:
+            err["code"] = self.code
             err["doc_url"] = f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}"
-        err.update(self.extra)
+        if self.param:
+            err["param"] = self.param
+        err.update({k: v for k, v in self.extra.items() if v is not None})
         return {"error": err}
 
 

@@ -115,6 +115,12 @@ def checkout_item(p, quantity):
     }
 
 
+def invoice_data(description=None, metadata=None, footer=None):
+    """Checkout's ``invoice_creation.invoice_data``: what the invoice of a payment-mode session will carry."""
+    return {"account_tax_ids": None, "custom_fields": None, "description": description, "footer": footer,
+            "issuer": {"account": None, "type": "self"}, "metadata": metadata or {}, "rendering_options": None}
+
+
 def checkout_session(id_, now, mode, url, **f):
     return {
         "id": id_, "object": "checkout.session", "after_expiration": None, "allow_promotion_codes": None,
@@ -135,7 +141,7 @@ def checkout_session(id_, now, mode, url, **f):
         "shipping_cost": None, "shipping_options": [], "status": "open", "submit_type": None,
         "subscription": None, "success_url": f.get("success_url"),
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": "hosted", "url": url, "adaptive_pricing": {"enabled": False}, "discounts": [],
+        "ui_mode": "hosted_page", "url": url, "adaptive_pricing": {"enabled": False}, "discounts": [],
         "collected_information": None, "permissions": None, "wallet_options": None, "origin_context": None,
         "currency_conversion": None, "customer_account": None, "integration_identifier": None,
         "managed_payments": {"enabled": False},
@@ -223,7 +229,7 @@ def invoice(id_, now, cust, currency, lines, billing_reason, base_url, *, sub=No
         "rendering": None, "shipping_cost": None, "shipping_details": None, "starting_balance": 0,
         "statement_descriptor": None, "status": "draft",
         "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None, "voided_at": None},
-        "subscription": None, "subtotal": total, "subtotal_excluding_tax": total, "test_clock": cust.get("test_clock"),
+        "subtotal": total, "subtotal_excluding_tax": total, "test_clock": cust.get("test_clock"),
         "total": total, "total_discount_amounts": [], "total_excluding_tax": total, "webhooks_delivered_at": None,
         "automatically_finalizes_at": None, "total_pretax_credit_amounts": [], "total_taxes": [], "amount_overpaid": 0,
         "parent": {"type": "subscription_details", "quote_details": None,
@@ -232,15 +238,19 @@ def invoice(id_, now, cust, currency, lines, billing_reason, base_url, *, sub=No
     }
 
 
-def invoiceitem(id_, now, customer_id, amount, currency, description, period_start, period_end, *, price_obj, sub_id, proration=True, test_clock=None):
+def invoiceitem(id_, now, customer_id, amount, currency, description, period_start, period_end, *, price_obj, sub_id=None,
+                sub_item_id=None, proration=True, test_clock=None, quantity=1):
+    """An invoice item: a subscription's proration (``sub_id``) or a one-off line (no parent)."""
+    parent = {"type": "subscription_details", "subscription_details": {"subscription": sub_id, "subscription_item": sub_item_id}} \
+        if sub_id else None
     return {
         "id": id_, "object": "invoiceitem", "amount": amount, "currency": currency, "customer": customer_id,
-        "date": now, "description": description, "discountable": False, "discounts": [], "invoice": None,
+        "date": now, "description": description, "discountable": not proration, "discounts": [], "invoice": None,
         "livemode": False, "metadata": {}, "period": {"end": period_end, "start": period_start}, "proration": proration,
-        "quantity": 1, "tax_rates": [], "test_clock": test_clock,
-        "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub_id, "subscription_item": None}},
-        "pricing": {"type": "price_details", "price_details": {"price": price_obj["id"], "product": price_obj["product"]}, "unit_amount_decimal": str(amount)},
-        "net_amount": amount, "customer_account": None, "quantity_decimal": "1",
+        "quantity": quantity, "tax_rates": [], "test_clock": test_clock, "parent": parent,
+        "pricing": {"type": "price_details", "price_details": {"price": price_obj["id"], "product": price_obj["product"]},
+                    "unit_amount_decimal": str(amount // quantity if quantity else amount)},
+        "net_amount": amount, "customer_account": None, "quantity_decimal": str(quantity),
     }
 
 

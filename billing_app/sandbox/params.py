@@ -90,9 +90,15 @@ def _schema_of_type(tp, ns):
         return ("list", inner)
     if origin in (dict, typing.Dict):
         return _ANY
+    if origin is typing.Literal:
+        return frozenset(args)  # an enum
     if origin is typing.Union or type(tp).__name__ == "UnionType":
         # e.g. "Literal[''] | SomeParams" (unsettable) or "SomeParams | int": the richest wins.
         found = [_schema_of_type(a, ns) for a in args]
+        enums = [s for s in found if isinstance(s, frozenset) and s != {""}]
+        if enums and all(s is _LEAF or isinstance(s, frozenset) for s in found) and str in args:
+            # "Literal['a', 'b'] | str" is the SDK's forward-compatible spelling of an enum: the Literal is the set.
+            return frozenset().union(*[s for s in found if isinstance(s, frozenset)])
         for s in found:
             if isinstance(s, dict):
                 return s
@@ -157,6 +163,13 @@ def check(params: dict, spec: str | None, extra: tuple = ()) -> None:
 
 def _check_node(value, schema, path, extra=()):
     if schema is _LEAF or schema == _ANY:
+        return
+    if isinstance(schema, frozenset):
+        if isinstance(value, str) and value not in schema:
+            p = _fmt(path)
+            choices = sorted(v for v in schema if v)
+            raise StripeError(400, "invalid_request_error", None,
+                              f"Invalid {p}: must be one of {', '.join(choices[:-1])}, or {choices[-1]}", p)
         return
     if isinstance(schema, tuple):  # list
         inner = schema[1]

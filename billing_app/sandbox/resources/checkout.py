@@ -26,9 +26,8 @@ def create_session(ctx: Ctx):
     items = as_list(p.get("line_items"))
     if not items:
         raise invalid("line_items is required in `%s` mode." % mode, "line_items", "parameter_missing")
-    ui_mode = p.get("ui_mode") or "hosted"
-    if ui_mode != "hosted":
-        raise invalid("The sandbox supports ui_mode=hosted only.", "ui_mode")
+    if (p.get("ui_mode") or "hosted_page") != "hosted_page":
+        raise invalid("The sandbox supports ui_mode=hosted_page only.", "ui_mode")
     if not p.get("success_url"):
         raise invalid("You must provide a success_url in hosted mode.", "success_url", "parameter_missing")
     cust = None
@@ -66,7 +65,9 @@ def create_session(ctx: Ctx):
     invoice_creation = None
     if mode == "payment":
         ic = p.get("invoice_creation") or {}
-        invoice_creation = {"enabled": as_bool(ic.get("enabled"), "invoice_creation[enabled]") or False, "invoice_data": None}
+        data = ic.get("invoice_data") or {}
+        invoice_creation = {"enabled": as_bool(ic.get("enabled"), "invoice_creation[enabled]") or False,
+                            "invoice_data": o.invoice_data(data.get("description"), data.get("metadata"), data.get("footer"))}
     cs = o.checkout_session(
         cs_id, now, mode, f"{store.base_url}/checkout/{cs_id}", amount_subtotal=total, amount_total=total, currency=currency,
         cancel_url=p.get("cancel_url"), success_url=p["success_url"], client_reference_id=p.get("client_reference_id"),
@@ -126,7 +127,7 @@ def list_sessions(ctx: Ctx):
     return ctx.page(objs, "/v1/checkout/sessions")
 
 
-@route("GET", "/v1/checkout/sessions/{id}/line_items", "checkout._session_list_line_items_params:SessionListLineItemsParams")
+@route("GET", "/v1/checkout/sessions/{id}/line_items", "checkout._session_line_item_list_params:SessionLineItemListParams")
 def session_line_items(ctx: Ctx, id):
     cs = load(ctx.store, id)
     return ctx.page(cs["_line_items"], f"/v1/checkout/sessions/{id}/line_items")

@@ -113,7 +113,7 @@ def search_customers(ctx: Ctx):
             return (c.get("metadata") or {}).get(key) if field == "metadata" else c.get(field)
         objs = [c for c in objs if (get(c) == value if op == ":" else value.lower() in str(get(c) or "").lower())]
     res = ctx.page(objs, "/v1/customers/search")
-    res.update(object="search_result", next_page=None, total_count=len(objs))
+    res.update(object="search_result", next_page=None)
     return res
 
 
@@ -130,7 +130,7 @@ def delete_customer(ctx: Ctx, id):
     return o.deleted("customer", id)
 
 
-@route("GET", "/v1/customers/{id}/payment_methods", "_customer_list_payment_methods_params:CustomerListPaymentMethodsParams")
+@route("GET", "/v1/customers/{id}/payment_methods", "_customer_payment_method_list_params:CustomerPaymentMethodListParams")
 def customer_payment_methods(ctx: Ctx, id):
     get_or_404(ctx.store, "customer", id)
     objs = [pm for pm in ctx.store.all("payment_method") if pm["customer"] == id]

@@ -9,7 +9,7 @@ from ..api import Ctx, route, update_metadata
 from ..billing import get_or_404, real_now
 from ..errors import invalid
 from ..ids import gen_id
-from ..params import as_bool, as_list
+from ..params import as_bool, as_int, as_list
 
 FLOW_TYPES = ("payment_method_update", "subscription_cancel", "subscription_update", "subscription_update_confirm")
 
@@ -26,7 +26,9 @@ def build_features(f: dict | None, base: dict | None = None) -> dict:
         "subscription_update": {"default_allowed_updates": [], "enabled": False, "products": [],
                                 "proration_behavior": "none", "schedule_at_period_end": {"conditions": []},
                                 "trial_update_behavior": "end_trial", "billing_cycle_anchor": None},
-        "subscription_pause": {"enabled": False},
+        # Stripe's default pause duration: one preset option of one month.
+        "subscription_pause": {"enabled": False, "duration": {
+            "type": "interval_options", "interval_options": [{"interval": "month", "interval_count": 1}]}},
     }
     def flag(d, key="enabled"):
         return bool(as_bool(d.get(key), key)) if key in d else None
@@ -56,6 +58,11 @@ def build_features(f: dict | None, base: dict | None = None) -> dict:
                                     {"enabled": False, "maximum": None, "minimum": 1}} for pr in as_list(val["products"])]
             if val.get("proration_behavior"):
                 tgt["proration_behavior"] = val["proration_behavior"]
+        if name == "subscription_pause" and isinstance(val.get("duration"), dict):
+            d = val["duration"]
+            tgt["duration"] = {"type": d["type"], "interval_options": [
+                {"interval": x["interval"], "interval_count": as_int(x.get("interval_count"), "interval_count") or 1}
+                for x in as_list(d.get("interval_options"))]}
     return out
 
 

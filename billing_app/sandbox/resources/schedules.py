@@ -42,7 +42,7 @@ def schedule_object(id_, now, sub: dict, phases: list[dict]) -> dict:
             "default_payment_method": None, "description": None, "invoice_settings": {"account_tax_ids": None, "days_until_due": None, "issuer": {"type": "self"}},
             "on_behalf_of": None, "transfer_data": None,
         },
-        "end_behavior": "release", "livemode": False, "metadata": {}, "phases": phases,
+        "end_behavior": "release", "livemode": False, "metadata": {}, "pause_schedules": [], "phases": phases,
         "released_at": None, "released_subscription": None, "status": "active",
         "subscription": sub["id"], "test_clock": sub.get("test_clock"),
     }
