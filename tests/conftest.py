@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-pytest_plugins = ["tests.sandbox_fixture"]
+pytest_plugins = ["tests.sandbox_fixture", "tests.conformance.plugin"]
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # Without these flags Chromium keeps dialling Google's hosts, which this closed network refuses.
