@@ -294,6 +294,11 @@ def item_lines(store: Store, sub: dict, period: tuple[int, int]) -> list[dict]:
     return lines
 
 
+def trial_lines(store: Store, sub: dict, period: tuple[int, int]) -> list[dict]:
+    """The $0 lines of a trial's invoice."""
+    return [dict(l, amount=0, description=f"Trial period for {product_name(store, l['price'])}") for l in item_lines(store, sub, period)]
+
+
 def money(amount: int, currency: str) -> str:
     sym = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency, "")
     value = f"{abs(amount) / 100:,.2f}"
@@ -486,7 +491,7 @@ def start_subscription(store: Store, cust: dict, items: list[tuple[dict, int]], 
                          billing_cycle_anchor=end if trialing else now)
     store.put(sub)
     if trialing:
-        lines = [dict(l, amount=0, description=f"Trial period for {product_name(store, l['price'])}") for l in item_lines(store, sub, (now, end))]
+        lines = trial_lines(store, sub, (now, end))
         store.emit("customer.subscription.created", sub)
         inv = new_invoice(store, cust, currency, lines, "subscription_create", now, sub=sub, period=(now, now))
         finalize(store, inv, now)
@@ -528,8 +533,14 @@ def release_schedule(store: Store, schedule: dict, at: int) -> None:
     store.emit("subscription_schedule.released", schedule)
 
 
+def phase_trial_end(phase: dict) -> int | None:
+    """A phase's trial lasts until its trial_end, or the whole phase with trial=true."""
+    return phase.get("trial_end") or (phase["end_date"] if phase.get("trial") else None)
+
+
 def advance_phase(store: Store, sub: dict, at: int) -> None:
-    """Called at a renewal: if the schedule's next phase starts now, switch the items to it."""
+    """Called at a renewal or a trial's end: if the schedule's next phase starts now, switch the items
+    to it (and start its trial, if it has one)."""
     schedule = store.get("subscription_schedule", sub.get("schedule") or "")
     if not schedule or schedule["status"] not in SCHEDULE_LIVE:
         return
@@ -538,6 +549,10 @@ def advance_phase(store: Store, sub: dict, at: int) -> None:
         phase = upcoming[0]
         for item, planned in zip(sub["items"]["data"], phase["items"]):
             item["price"], item["quantity"] = planned["price"], planned["quantity"]
+        trial_end = phase_trial_end(phase)
+        if trial_end and trial_end > at:
+            sub.update(status="trialing", trial_start=at, trial_end=trial_end)
+            sub.pop("_trial_will_end_sent", None)
         schedule["phases"] = [ph for ph in schedule["phases"] if ph["start_date"] >= phase["start_date"]]
         schedule["current_phase"] = {"start_date": phase["start_date"], "end_date": phase["end_date"]}
         store.emit("subscription_schedule.updated", schedule)
@@ -548,13 +563,16 @@ def advance_phase(store: Store, sub: dict, at: int) -> None:
 
 def renew(store: Store, sub: dict, at: int) -> None:
     start, end = sub_period(sub)
+    was = sub["status"]
     advance_phase(store, sub, at)  # a scheduled plan change begins with the new period
+    trial = sub["status"] == "trialing"  # the phase beginning now starts with a trial
     p0 = store.get("price", sub["items"]["data"][0]["price"])
-    new_end = period_end_for(at, p0, sub["billing_cycle_anchor"])
+    new_end = sub["trial_end"] if trial else period_end_for(at, p0, sub["billing_cycle_anchor"])
     set_period(sub, at, new_end)
-    store.emit("customer.subscription.updated", sub, {"items": {"data": [
-        {"id": it["id"], "current_period_start": start, "current_period_end": end} for it in sub["items"]["data"]]}})
-    lines = pending_lines(store, sub) + item_lines(store, sub, (at, new_end))
+    previous = {"items": {"data": [
+        {"id": it["id"], "current_period_start": start, "current_period_end": end} for it in sub["items"]["data"]]}}
+    store.emit("customer.subscription.updated", sub, {**previous, "status": was} if trial else previous)
+    lines = pending_lines(store, sub) + (trial_lines if trial else item_lines)(store, sub, (at, new_end))
     invoice_subscription_now(store, sub, lines, "subscription_cycle", at, (start, at))
 
 
@@ -567,6 +585,12 @@ def end_trial(store: Store, sub: dict, at: int) -> None:
         return
     if not has_pm and sub["trial_settings"]["end_behavior"]["missing_payment_method"] == "cancel":
         cancel_now(store, sub, at, reason="cancellation_requested")
+        return
+    before = {"trial_start": sub["trial_start"], "trial_end": sub["trial_end"]}
+    advance_phase(store, sub, at)  # a scheduled change may begin with the trial's end
+    if sub["trial_end"] > at:  # ... and bring a trial of its own
+        set_period(sub, at, sub["trial_end"])
+        store.emit("customer.subscription.updated", sub, before)
         return
     p0 = store.get("price", sub["items"]["data"][0]["price"])
     new_end = period_end_for(at, p0, at)

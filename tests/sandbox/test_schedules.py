@@ -63,3 +63,66 @@ def test_bad_schedule_requests_get_stripe_errors(subscribed):
     schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
     with pytest.raises(stripe.InvalidRequestError, match="start_date of the current phase"):
         c.v1.subscription_schedules.update(schedule.id, params={"phases": [{"items": [{"price": small.id}], "start_date": 1}]})
+
+
+@pytest.fixture
+def trialing(subscribed):
+    c, clock, cust, _, big, small = subscribed
+    sub = c.v1.subscriptions.create(params={"customer": cust.id, "items": [{"price": big.id}], "trial_period_days": 14})
+    assert sub.status == "trialing"
+    return c, clock, sub, big, small
+
+
+def test_a_schedule_made_during_a_trial_keeps_it_in_its_first_phase(trialing):
+    c, clock, sub, big, small = trialing
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    assert schedule.phases[0].trial_end == sub.trial_end == schedule.phases[0].end_date
+
+
+def test_a_downgrade_scheduled_during_a_trial_starts_when_the_trial_ends(trialing):
+    c, clock, sub, big, small = trialing
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    c.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "release", "phases": [
+        {"items": [{"price": big.id}], "start_date": phase.start_date, "end_date": phase.end_date, "trial_end": phase.trial_end},
+        {"items": [{"price": small.id}], "proration_behavior": "none"},
+    ]})
+    still = c.v1.subscriptions.retrieve(sub.id)
+    assert still.status == "trialing" and still.trial_end == sub.trial_end
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": sub.trial_end + 3600})
+    after = c.v1.subscriptions.retrieve(sub.id)
+    assert after.status == "active" and after["items"].data[0].price.id == small.id and after.schedule is None
+    assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_paid == 1000
+
+
+def test_a_current_phase_given_without_its_trial_ends_the_trial_now(trialing):
+    """As on Stripe: the phases replace the schedule, and a current phase without trial_end has no trial."""
+    c, clock, sub, big, small = trialing
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+        {"items": [{"price": big.id}], "start_date": phase.start_date, "end_date": phase.end_date},
+        {"items": [{"price": small.id}]},
+    ]})
+    ended = c.v1.subscriptions.retrieve(sub.id)
+    assert ended.status == "active" and ended.trial_end == phase.start_date
+    assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_paid == 5000
+
+
+def test_a_later_phase_can_start_with_a_trial(subscribed):
+    c, clock, cust, sub, big, small = subscribed
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    c.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "release", "phases": [
+        {"items": [{"price": big.id}], "start_date": phase.start_date, "end_date": phase.end_date},
+        {"items": [{"price": small.id}], "trial": True, "end_date": phase.end_date + 7 * 86400},
+        {"items": [{"price": small.id}]},
+    ]})
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
+    trial = c.v1.subscriptions.retrieve(sub.id)
+    assert trial.status == "trialing" and trial.trial_end == phase.end_date + 7 * 86400
+    assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_due == 0
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 8 * 86400})
+    paid = c.v1.subscriptions.retrieve(sub.id)
+    assert paid.status == "active" and paid.schedule is None
+    assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_paid == 1000

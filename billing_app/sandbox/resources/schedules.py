@@ -8,13 +8,17 @@ from __future__ import annotations
 import copy
 
 from ..api import Ctx, route, update_metadata
-from ..billing import SCHEDULE_LIVE, cancel_now, get_or_404, now_for, period_end_for, release_schedule, sub_period
+from ..billing import (
+    SCHEDULE_LIVE, cancel_now, end_trial, get_or_404, now_for, period_end_for, phase_trial_end, release_schedule, set_period,
+    sub_period,
+)
 from ..errors import invalid
 from ..ids import gen_id
-from ..params import as_int, as_list
+from ..params import as_bool, as_int, as_list
 
 
-def _phase(store, items: list[dict], start: int, end: int | None, currency: str, proration: str) -> dict:
+def _phase(store, items: list[dict], start: int, end: int | None, currency: str, proration: str,
+           trial_end: int | None = None, trial: bool = False) -> dict:
     first_price = store.get("price", items[0]["price"])
     return {
         "add_invoice_items": [], "application_fee_percent": None, "billing_cycle_anchor": None,
@@ -25,7 +29,7 @@ def _phase(store, items: list[dict], start: int, end: int | None, currency: str,
         "items": [{"discounts": [], "metadata": {}, "price": it["price"], "quantity": it.get("quantity") or 1,
                    "tax_rates": [], "plan": it["price"], "billing_thresholds": None} for it in items],
         "metadata": {}, "on_behalf_of": None, "proration_behavior": proration, "start_date": start,
-        "transfer_data": None, "trial_end": None, "billing_thresholds": None,
+        "transfer_data": None, "trial": trial, "trial_end": trial_end, "billing_thresholds": None,
     }
 
 
@@ -61,7 +65,9 @@ def create_schedule(ctx: Ctx):
     start, end = sub_period(sub)
     items = [{"price": it["price"], "quantity": it["quantity"]} for it in sub["items"]["data"]]
     now = now_for(store, sub["customer"])
-    schedule = store.put(schedule_object(gen_id("sub_sched"), now, sub, [_phase(store, items, start, end, sub["currency"], "create_prorations")]))
+    trial_end = sub["trial_end"] if sub["status"] == "trialing" else None  # a trialing subscription's phase keeps its trial
+    phase = _phase(store, items, start, end, sub["currency"], "create_prorations", trial_end)
+    schedule = store.put(schedule_object(gen_id("sub_sched"), now, sub, [phase]))
     update_metadata(schedule, p.get("metadata"))
     sub["schedule"] = schedule["id"]
     store.emit("subscription_schedule.created", schedule)
@@ -94,6 +100,7 @@ def update_schedule(ctx: Ctx, id):
     _live(schedule)
     before = copy.deepcopy(schedule)
     sub = store.get("subscription", schedule["subscription"])
+    now = now_for(store, sub["customer"])
     if p.get("end_behavior"):
         if p["end_behavior"] not in ("release", "cancel"):
             raise invalid("Invalid end_behavior: must be one of release or cancel", "end_behavior")
@@ -116,9 +123,13 @@ def update_schedule(ctx: Ctx, id):
                 raise invalid("You cannot change the start_date of the current phase.", f"phases[{i}][start_date]")
             end = as_int(ph.get("end_date"), f"phases[{i}][end_date]") if ph.get("end_date") else None
             proration = ph.get("proration_behavior") or "create_prorations"
-            phase = _phase(store, items, phase_start, end, sub["currency"], proration)
+            trial_end = now if ph.get("trial_end") == "now" else as_int(ph.get("trial_end"), f"phases[{i}][trial_end]")
+            phase = _phase(store, items, phase_start, end, sub["currency"], proration, trial_end,
+                           bool(as_bool(ph.get("trial"), f"phases[{i}][trial]")))
             if phase["end_date"] <= phase_start:
                 raise invalid("A phase's end_date must be after its start_date.", f"phases[{i}][end_date]")
+            if trial_end is not None and not phase_start <= trial_end <= phase["end_date"]:
+                raise invalid("A phase's trial_end must fall within the phase.", f"phases[{i}][trial_end]")
             phases.append(phase)
             start = phase["end_date"]
         if not phases:
@@ -127,7 +138,23 @@ def update_schedule(ctx: Ctx, id):
         schedule["current_phase"] = {"start_date": phases[0]["start_date"], "end_date": phases[0]["end_date"]}
     update_metadata(schedule, p.get("metadata"))
     store.emit("subscription_schedule.updated", schedule, {"phases": before["phases"]} if "phases" in p else {})
+    if "phases" in p and sub["status"] == "trialing":
+        _current_trial(store, sub, schedule["phases"][0], now)
     return ctx.out(schedule)
+
+
+def _current_trial(store, sub: dict, phase: dict, now: int) -> None:
+    """The current phase decides the subscription's trial, as on Stripe: a phase given without
+    its trial_end ends the trial now; a new trial_end moves it."""
+    trial_end = phase_trial_end(phase)
+    if not trial_end or trial_end <= now:
+        sub["trial_end"] = now
+        end_trial(store, sub, now)
+    elif trial_end != sub["trial_end"]:
+        previous = sub["trial_end"]
+        sub["trial_end"] = trial_end
+        set_period(sub, sub_period(sub)[0], trial_end)
+        store.emit("customer.subscription.updated", sub, {"trial_end": previous})
 
 
 @route("POST", "/v1/subscription_schedules/{id}/release", "_subscription_schedule_release_params:SubscriptionScheduleReleaseParams")
