@@ -11,7 +11,7 @@ from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import Payment
-from tests.billing.helpers import buy_on_clock, expect, period_id, subscription
+from tests.billing.helpers import advance, buy_on_clock, expect, period_id, subscription
 
 
 def test_downgrade_preview_says_when_and_charges_nothing(org, stripe_env, db):
@@ -70,3 +70,26 @@ def test_schedules_are_real_at_stripe(org, stripe_env, db):
     schedule = stripe_env.client.v1.subscription_schedules.retrieve(sub.stripe_schedule_id)
     assert schedule.subscription == sub.stripe_id and schedule.end_behavior == "release"
     assert len(schedule.phases) == 2 and schedule.phases[1]["items"][0]["price"] is not None
+
+
+def test_a_downgrade_scheduled_during_a_trial_keeps_the_trial(org, stripe_env, db):
+    """Pro starts with a 14-day trial: the downgrade waits for the trial's end, and the trial is not cut short."""
+    clock, customer = buy_on_clock(org, stripe_env, plan="pro")
+    before = subscription(db, org)
+    assert before.status == "trialing" and before.trial_end
+    change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    sub = subscription(db, org)
+    assert sub.status == "trialing" and sub.trial_end == before.trial_end  # still on the free trial, to the same day
+    assert sub.scheduled_change_at == before.trial_end
+    with session_scope() as s:
+        assert entitlement(s, org.id).plan_key == "pro"
+    assert db.exec(select(Payment).where(Payment.org_id == org.id, Payment.amount > 0)).first() is None  # nothing charged
+
+    end = int(before.trial_end.replace(tzinfo=timezone.utc).timestamp())
+    advance(stripe_env, clock, end + 3600, customer)
+    sub = subscription(db, org)
+    assert sub.status == "active" and sub.scheduled_period_id is None
+    with session_scope() as s:
+        assert entitlement(s, org.id, now=datetime.fromtimestamp(end + 3600, tz=timezone.utc)).plan_key == "starter"
+    first = db.exec(select(Payment).where(Payment.org_id == org.id, Payment.amount > 0)).one()
+    assert first.amount == 900  # the first charge after the trial is the lower plan's price
