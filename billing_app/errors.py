@@ -11,6 +11,8 @@ class ErrorCode(str, enum.Enum):
     SESSION_EXPIRED = "SESSION_EXPIRED"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"
+    RATE_LIMITED = "RATE_LIMITED"
+    TOKEN_LIMIT_REACHED = "TOKEN_LIMIT_REACHED"
     EMAIL_TAKEN = "EMAIL_TAKEN"
     WEAK_PASSWORD = "WEAK_PASSWORD"
     USER_NOT_FOUND = "USER_NOT_FOUND"
@@ -51,6 +53,8 @@ HTTP_STATUS = {
     ErrorCode.SESSION_EXPIRED: 401,
     ErrorCode.INVALID_CREDENTIALS: 401,
     ErrorCode.TOO_MANY_ATTEMPTS: 429,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.TOKEN_LIMIT_REACHED: 409,
     ErrorCode.EMAIL_TAKEN: 409,
     ErrorCode.WEAK_PASSWORD: 422,
     ErrorCode.USER_NOT_FOUND: 404,
@@ -96,3 +100,11 @@ class AppError(Exception):
     @property
     def http_status(self) -> int:
         return HTTP_STATUS.get(self.code, 400)
+
+
+class RateLimited(AppError):
+    """Too many requests: `retry_after` whole seconds until one is allowed again (the Retry-After header)."""
+
+    def __init__(self, retry_after: int, message: str | None = None, code: ErrorCode = ErrorCode.RATE_LIMITED):
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(code, message or f"Too many requests. Try again in {self.retry_after} seconds.")

@@ -86,6 +86,10 @@ class AuthSession(SQLModel, table=True):
     current_org_id: int | None = Field(default=None, foreign_key="organization.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
     expires_at: datetime = Field(sa_column=timestamp_column(nullable=False))
+    # For the user's own session list ("where am I signed in?"); never used for a decision.
+    last_seen_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    user_agent: str = Field(default="", max_length=255)
+    client_ip: str = Field(default="", max_length=64)
 
 
 class ApiToken(SQLModel, table=True):
@@ -101,15 +105,57 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
     last_used_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # Optional: a token past this moment is refused like a revoked one.
+    expires_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 
 
 class LoginThrottle(SQLModel, table=True):
-    """Failed logins per email (known or not, so the lock reveals nothing)."""
+    """Login attempts per throttle key, with a growing delay once too many failed.
+
+    Keys: `ec:<email>|<client>` (one email from one device or address), `c:<client>` (one
+    device or address over all emails) and `e:<email>` (one email from devices that never
+    signed in to it). A client is a known device (`d:<hash>`) or an address (`ip:<addr>`).
+    """
 
     id: int | None = Field(default=None, primary_key=True)
-    email: str = Field(max_length=254, unique=True, index=True)
+    key: str = Field(max_length=400, unique=True, index=True)
     failures: int = 0
-    window_started_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    # Attempts are refused until then (set once failures reach the free allowance).
+    next_allowed_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False, index=True))
+
+
+class KnownDevice(SQLModel, table=True):
+    """A browser that signed in to this user before (a device cookie, stored as its SHA-256).
+
+    Its owner is never locked out by failures from other clients (OWASP's device cookies).
+    """
+
+    __table_args__ = (UniqueConstraint("device_hash", "user_id", name="uq_knowndevice_device_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_hash: str = Field(max_length=64, index=True)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    last_login_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+
+
+class PasswordReset(SQLModel, table=True):
+    """A one-time password reset link (only its SHA-256 is stored); sent by the notifications hook."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    expires_at: datetime = Field(sa_column=timestamp_column(nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+
+
+class AppMeta(SQLModel, table=True):
+    """Facts about this deployment (this database), e.g. its `deployment_id`."""
+
+    key: str = Field(max_length=64, primary_key=True)
+    value: str = Field(max_length=255)
 
 
 # --- billing mirror (Stripe is the source of truth; these rows are what pages read) ---------
@@ -170,6 +216,25 @@ class BillingCustomer(SQLModel, table=True):
     org_id: int = Field(foreign_key="organization.id", unique=True, index=True)
     stripe_customer_id: str = Field(max_length=255, unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+
+
+class OrphanCustomer(SQLModel, table=True):
+    """A Stripe customer that reached us (a webhook, reconcile) but belongs to no org here.
+
+    Never attached by what its metadata says: an operator attaches it explicitly
+    (`python -m billing_app orphans --attach CUS --org ID`), which records who it went to.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    stripe_customer_id: str = Field(max_length=255, unique=True, index=True)
+    email: str = Field(default="", max_length=254)
+    name: str = Field(default="", max_length=255)
+    # What the customer's metadata claimed (shown to the operator, never trusted).
+    claimed_org_id: str = Field(default="", max_length=64)
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    attached_org_id: int | None = Field(default=None, foreign_key="organization.id", ondelete="SET NULL")
+    attached_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 
 
 class SubscriptionStatus(str, enum.Enum):
