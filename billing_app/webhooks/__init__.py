@@ -2,9 +2,10 @@
 
     Stripe --signed POST--> route (verify, INSERT once, 200)
                              --> event log (webhookevent rows)
-                             --> worker (claim, one sync_customer per customer, mark; retry with backoff)
+                             --> worker (claim on a short lease it renews, one sync_customer per customer,
+                                         mark; retry with backoff; at start, free the claims of dead processes)
 
-Imports run one way: route -> ingest -> eventlog -> handlers; worker -> eventlog; and
+Imports run one way: route -> ingest -> eventlog -> handlers, owner; worker -> eventlog; and
 route, eventlog (replay) and worker meet only in `signal` (the in-process wake-up).
 
 For the admin: `recent(state="failed")` lists stored events (no payload) and

@@ -7,19 +7,27 @@ nothing is due, and wakes early when the webhook route stores an event
 (`signal.notify`), after a short pause that lets a burst of one customer's events
 gather into one sync.
 
+A pass holds its events on a short lease (`LEASE_SECONDS`) that a heartbeat thread
+renews every `HEARTBEAT_SECONDS` while its syncs run: a slow sync keeps its events, and
+the events of a killed process are due again once its last lease runs out (at most
+`LEASE_SECONDS` later). A restarted backend does not wait even that long: `run_worker`
+first releases the claims of its host's dead processes (`eventlog.release_orphans`).
+
 The sync function is a parameter (default `billing_app.billing.sync.sync_customer`),
 so the claim/retry/coalescing logic can be exercised with a real database and a test
 double where that is the honest thing to test. So is `ingest_busy`, the test the worker
-yields to before each write (default `signal.ingest_busy`: this process's ingest writer).
+yields to before each write (default `signal.ingest_busy`: this process's ingest writer), and
+so is `clock`, the time the worker claims and renews at (tests move it forward instead of waiting).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -33,7 +41,8 @@ log = structlog.get_logger("billing_app.webhooks")
 SyncFn = Callable[[str], object]
 
 BATCH_SIZE = 200
-LEASE_SECONDS = 120.0
+LEASE_SECONDS = 10.0  # how long a claim holds unless renewed: a killed process's events wait at most this
+HEARTBEAT_SECONDS = 2.0  # the lease is renewed this often while a pass runs (it outlasts four missed beats)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 30.0  # 30 s, 1 min, 2 min, ... (about 1 h 4 min over 8 attempts)
 BACKOFF_CAP_SECONDS = 3600.0
@@ -64,20 +73,24 @@ class Worker:
         *,
         batch_size: int = BATCH_SIZE,
         lease_seconds: float = LEASE_SECONDS,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
         max_attempts: int = MAX_ATTEMPTS,
         backoff_base: float = BACKOFF_BASE_SECONDS,
         backoff_cap: float = BACKOFF_CAP_SECONDS,
         flush_every: int = FLUSH_EVERY,
         flush_seconds: float = FLUSH_SECONDS,
         ingest_busy: Callable[[], bool] | None = signal.ingest_busy,
+        clock: Callable[[], datetime] = utcnow,
     ):
         self.sync = sync or sync_customer
         self.batch_size = batch_size
         self.lease = timedelta(seconds=lease_seconds)
+        self.heartbeat_seconds = heartbeat_seconds
         self.policy = eventlog.RetryPolicy(max_attempts, backoff_base, backoff_cap)
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
         self.ingest_busy = ingest_busy
+        self.clock = clock
 
     def _yield_to_ingest(self) -> None:
         """Ingest first: while deliveries are being stored in this process, let them have the
@@ -94,13 +107,22 @@ class Worker:
 
         Outcomes are written a few customers at a time in one transaction (and always at the
         end of the pass): if the process dies before a write, those events' claims expire
-        and they are synced again, which is harmless.
+        and they are synced again, which is harmless. A heartbeat renews the lease meanwhile.
         """
         report = PassReport()
-        if not eventlog.has_due():
+        if not eventlog.has_due(self.clock()):
             return report
         self._yield_to_ingest()
-        token, events = eventlog.claim(self.batch_size, self.lease)
+        claimed_at = self.clock()
+        token, events = eventlog.claim(self.batch_size, self.lease, claimed_at)
+        if not events:
+            return report
+        with _Heartbeat(self, token, [e.id for e in events], claimed_at + self.lease) as heartbeat:
+            self._handle(token, events, heartbeat, report)
+        self._log(report)
+        return report
+
+    def _handle(self, token: str, events: list[eventlog.Claimed], heartbeat: _Heartbeat, report: PassReport) -> None:
         report.claimed = len(events)
         report.events = [e.stripe_event_id for e in events]
         by_customer: dict[str | None, list[eventlog.Claimed]] = {}
@@ -121,12 +143,12 @@ class Worker:
             synced.clear()
             failed.clear()
 
-        # Stop starting syncs well before the lease ends, so no other worker re-claims mid-sync.
-        stop_at = time.monotonic() + self.lease.total_seconds() / 2
+        # Stop starting syncs well before the lease ends (as the heartbeat last renewed it: only
+        # when renewals fail, e.g. the database is unreachable), so no other worker re-claims mid-sync.
         last_flush = time.monotonic()
         customers = list(by_customer)
         for index, customer_id in enumerate(customers):
-            if time.monotonic() > stop_at:
+            if self.clock() > heartbeat.until - self.lease / 2:
                 flush()
                 rest = [e.id for c in customers[index:] for e in by_customer[c]]
                 report.released = eventlog.release(rest, token)
@@ -137,8 +159,6 @@ class Worker:
                 flush()
                 last_flush = time.monotonic()
         flush()
-        self._log(report)
-        return report
 
     def _sync_one(self, customer_id: str, events: list[eventlog.Claimed], report: PassReport):
         started = utcnow()
@@ -164,6 +184,13 @@ class Worker:
         for message, customers in report.errors.items():
             log.warning("webhook.sync_failed", error=message, customers=len(customers), sample=customers[:5])
 
+    def release_orphans(self) -> int:
+        """Free the claims of this host's dead processes (run once as the worker starts)."""
+        released = eventlog.release_orphans()
+        if released:
+            log.info("webhook.orphans_released", events=released)
+        return released
+
     def drain(self, max_passes: int = 1000) -> list[PassReport]:
         """Run passes until nothing is due (bounded); for tests, benchmarks and scripts."""
         reports = []
@@ -173,6 +200,38 @@ class Worker:
                 break
             reports.append(report)
         return reports
+
+
+class _Heartbeat:
+    """While a pass runs, a thread renews its lease every `heartbeat_seconds` (until the block ends).
+
+    `until` is the lease's end as last written: the worker starts no sync that could outlast
+    it by much. A failed renewal (the database briefly unreachable) is logged and tried
+    again at the next beat.
+    """
+
+    def __init__(self, worker: Worker, token: str, ids: list[int], until: datetime):
+        self.worker, self.token, self.ids, self.until = worker, token, ids, until
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.worker.heartbeat_seconds):
+            until = self.worker.clock() + self.worker.lease
+            try:
+                eventlog.renew(self.ids, self.token, until)
+            except Exception as error:  # keep beating; the pass stops starting syncs if the lease runs short
+                log.warning("webhook.heartbeat_failed", error=f"{type(error).__name__}: {error}")
+                continue
+            self.until = until
 
 
 # --- the lifespan task ---------------------------------------------------------------
@@ -198,6 +257,10 @@ async def run_worker(
     worker = worker or Worker(sync)
     with signal.listen() as wake:
         log.info("webhook.worker_started")
+        try:
+            await asyncio.to_thread(worker.release_orphans)
+        except Exception as error:  # their leases run out anyway; never keep the worker from starting
+            log.error("webhook.orphans_not_released", error=f"{type(error).__name__}: {error}")
         try:
             await _loop(worker, wake, poll_seconds, gather_seconds, on_change)
         finally:

@@ -11,10 +11,14 @@ import hashlib
 import hmac
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlmodel import select
 
@@ -22,6 +26,7 @@ from billing_app.db import session_scope
 from billing_app.models import WebhookEvent
 from billing_app.webhooks import eventlog
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_test_current"
 OLD_SECRET = "whsec_test_previous"
 _ids = itertools.count(1)
@@ -95,18 +100,53 @@ class CountingSync:
 
 
 def mark_processed(
-    ids: Iterable[int], token: datetime, *, customer_id: str | None = None, synced_from: datetime | None = None,
+    ids: Iterable[int], token: str, *, customer_id: str | None = None, synced_from: datetime | None = None,
 ) -> int:
     """What a worker records for a successful sync of these claimed events; how many rows changed."""
     return eventlog.record(token, [eventlog.Synced(list(ids), customer_id, synced_from)])[0]
 
 
 def mark_failed(
-    events: Iterable[eventlog.Claimed], token: datetime, error: str, *, max_attempts: int, backoff_base: float, backoff_cap: float,
+    events: Iterable[eventlog.Claimed], token: str, error: str, *, max_attempts: int, backoff_base: float, backoff_cap: float,
 ) -> list[tuple[int, str]]:
     """What a worker records for a failed sync of these claimed events; (id, new state) for each row still ours."""
     policy = eventlog.RetryPolicy(max_attempts, backoff_base, backoff_cap)
     return eventlog.record(token, failed=[eventlog.Failed(list(events), error)], policy=policy)[1]
+
+
+CRASHING_WORKER = """
+import os
+from billing_app.webhooks.worker import Worker
+
+def crash(customer_id):
+    os._exit(17)  # the process dies mid-sync: no rollback, no mark, nothing
+
+Worker(crash, **({"lease_seconds": float(os.environ["LEASE"])} if os.environ.get("LEASE") else {})).run_once()
+"""
+
+
+def run_crashing_worker(database_url: str, lease_seconds: float | None = None) -> int:
+    """A worker in a process of its own that dies in its first sync; its exit code.
+
+    Its claim stays on the rows, held by a pid that no longer runs, with a lease nobody
+    renews (the worker's default unless `lease_seconds` is given).
+    """
+    env = {**os.environ, "DATABASE_URL": database_url, "LEASE": "" if lease_seconds is None else str(lease_seconds)}
+    return subprocess.run([sys.executable, "-c", CRASHING_WORKER], cwd=ROOT, env=env, timeout=60, check=False).returncode
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A time read back from the database, in UTC (SQLite returns it without its zone)."""
+    return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+async def cancel_when(task: asyncio.Task, done: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (bounded) until `done()`, then cancel the running worker `task` and let it end."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def run_async(coroutine):

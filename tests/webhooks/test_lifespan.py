@@ -11,7 +11,7 @@ import httpx
 from billing_app.api import build_api
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.worker import run_worker
-from tests.webhooks.helpers import CountingSync, event, rows, run_async, sign
+from tests.webhooks.helpers import CountingSync, cancel_when, event, rows, run_async, sign
 
 
 def test_the_backend_registers_the_worker_as_a_lifespan_task():
@@ -48,12 +48,7 @@ def test_the_running_worker_wakes_on_a_stored_event_and_refreshes_changed_orgs(w
                 client.post("/api/stripe/webhook", content=body, headers={"Stripe-Signature": sign(body)}) for body in bodies
             ])
         assert all(r.status_code == 200 for r in responses)
-        for _ in range(100):
-            if eventlog.counts() == {"processed": 10}:
-                break
-            await asyncio.sleep(0.1)
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
+        await cancel_when(worker, lambda: eventlog.counts() == {"processed": 10})
 
     run_async(scenario())
     assert {r.state for r in rows()} == {"processed"}

@@ -6,14 +6,10 @@ the event log's state machine. tests/webhooks/test_end_to_end.py runs the real s
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import update
 
@@ -21,16 +17,9 @@ from billing_app.db import get_engine
 from billing_app.models import WebhookEvent, utcnow
 from billing_app.webhooks import eventlog, replay
 from billing_app.webhooks.worker import Worker
-from tests.webhooks.helpers import CountingSync, event, mark_failed, mark_processed, row, rows
+from tests.webhooks.helpers import CountingSync, aware, event, mark_failed, mark_processed, row, rows, run_crashing_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 T = WebhookEvent.__table__
-
-
-def aware(value):
-    from datetime import timezone
-
-    return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def make_due(stripe_event_id: str) -> None:
@@ -129,23 +118,10 @@ def test_one_customers_failure_does_not_hold_back_the_others(post):
     assert {r.customer_id: r.state for r in rows()} == {"cus_bad": "pending", "cus_good": "processed"}
 
 
-CRASHING_WORKER = """
-import os
-from billing_app.webhooks.worker import Worker
-
-def crash(customer_id):
-    os._exit(17)  # the process dies mid-sync: no rollback, no mark, nothing
-
-Worker(crash, lease_seconds=float(os.environ["LEASE"])).run_once()
-"""
-
-
 def test_an_event_claimed_by_a_process_that_died_is_processed_after_its_claim_expires(post, database_url):
     ev = event("customer.subscription.deleted", "cus_crash")
     post(ev)
-    env = {**os.environ, "DATABASE_URL": database_url, "LEASE": "2"}
-    died = subprocess.run([sys.executable, "-c", CRASHING_WORKER], cwd=ROOT, env=env, timeout=60)
-    assert died.returncode == 17
+    assert run_crashing_worker(database_url, lease_seconds=2) == 17
 
     orphan = row(ev["id"])
     assert (orphan.state, orphan.attempts) == ("pending", 1) and aware(orphan.claimed_until) > utcnow()
@@ -194,12 +170,13 @@ def test_events_of_a_customer_being_synced_wait_for_one_later_sync(post):
 
 
 def test_a_worker_short_of_lease_gives_the_rest_back_untried(post):
-    """Past half its lease the worker starts no more syncs: the rest are released, no attempt counted."""
+    """Past half a lease its heartbeat has not renewed, the worker starts no more syncs: the rest are
+    released, no attempt counted."""
     first, second = event("invoice.paid", "cus_first"), event("invoice.paid", "cus_second")
     post(first)
     post(second)
     sync = CountingSync(delay=0.3)
-    report = Worker(sync, lease_seconds=0.4).run_once()
+    report = Worker(sync, lease_seconds=0.4, heartbeat_seconds=60).run_once()  # no beat within the pass
     assert sync.calls == ["cus_first"] and report.released == 1
     given_back = row(second["id"])
     assert (given_back.state, given_back.attempts, given_back.claimed_until) == ("pending", 0, None)

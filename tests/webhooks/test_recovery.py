@@ -1,0 +1,155 @@
+"""Crash recovery in seconds: short leases a heartbeat renews, and a restarted worker that frees its dead predecessors' claims.
+
+The killed worker is a real process that dies in the middle of its sync
+(helpers.run_crashing_worker). Time is moved on through the worker's clock, never waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+from billing_app.models import utcnow
+from billing_app.webhooks import eventlog, owner
+from billing_app.webhooks.worker import Worker, run_worker
+from tests.webhooks.helpers import CountingSync, aware, cancel_when, event, row, rows, run_async, run_crashing_worker
+
+SHORT_LEASE = timedelta(seconds=10)  # "crash recovery in seconds": the most a killed worker's events wait
+TICK = timedelta(milliseconds=1)
+
+
+def at(moment):
+    """A worker clock stopped at `moment` (past or future), so leases run out without waiting."""
+    return lambda: moment
+
+
+def test_a_killed_workers_event_is_taken_over_once_its_short_lease_runs_out(post, database_url):
+    ev = event("customer.subscription.updated", "cus_killed")
+    post(ev)
+    assert run_crashing_worker(database_url) == 17
+    killed_at = utcnow()
+
+    orphan = row(ev["id"])
+    lease_end = aware(orphan.claimed_until)
+    assert orphan.state == "pending" and killed_at < lease_end <= killed_at + SHORT_LEASE
+    # Another worker (one that cannot tell the claim is dead, e.g. on another machine) leaves it
+    # while the lease runs, and takes it the moment the lease has run out.
+    sync = CountingSync()
+    assert Worker(sync, clock=at(lease_end - TICK)).run_once().claimed == 0
+    report = Worker(sync, clock=at(lease_end + TICK)).run_once()
+    assert report.events == [ev["id"]] and sync.calls == ["cus_killed"]
+    assert (row(ev["id"]).state, row(ev["id"]).attempts) == ("processed", 2)
+
+
+def test_newer_events_of_the_customer_wait_no_longer_than_the_short_lease(post, database_url):
+    """The issue's case: a change made in the Stripe dashboard right after a worker was killed."""
+    first = event("customer.subscription.updated", "cus_dashboard")
+    post(first)
+    assert run_crashing_worker(database_url) == 17
+    newer = event("customer.subscription.updated", "cus_dashboard")
+    post(newer)
+    stored_at = utcnow()
+
+    lease_end = aware(row(first["id"]).claimed_until)
+    assert lease_end <= stored_at + SHORT_LEASE
+    sync = CountingSync()
+    assert Worker(sync, clock=at(lease_end - TICK)).run_once().claimed == 0  # the customer is held while the claim may live
+    report = Worker(sync, clock=at(lease_end + TICK)).run_once()
+    assert sorted(report.events) == sorted([first["id"], newer["id"]]) and sync.calls == ["cus_dashboard"]
+    assert {r.state for r in rows()} == {"processed"}
+
+
+def test_the_restarted_backend_processes_its_unfinished_events_at_once(post, database_url):
+    """Its worker frees the claims of the killed process as it starts: no lease has to run out
+    (the killed one held an hour's lease here, so nothing else can explain the processing)."""
+    first = event("customer.subscription.updated", "cus_restart")
+    post(first)
+    assert run_crashing_worker(database_url, lease_seconds=3600) == 17
+    newer = event("invoice.paid", "cus_restart")
+    post(newer)
+    assert Worker(CountingSync()).run_once().claimed == 0  # held: the killed process's claim
+
+    sync = CountingSync()
+
+    async def scenario():
+        # A poll interval far longer than the wait below: only the first pass can process them.
+        task = asyncio.create_task(run_worker(sync, poll_seconds=600, on_change=None))
+        await cancel_when(task, lambda: eventlog.counts() == {"processed": 2})
+
+    run_async(scenario())
+    assert sync.calls == ["cus_restart"]
+    done = row(first["id"])
+    assert (done.state, done.attempts) == ("processed", 2)  # the killed attempt still counts
+    assert row(newer["id"]).state == "processed"
+
+
+def test_only_claims_that_no_live_process_can_hold_are_freed_at_start(post):
+    me = owner.this_process()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        holders = {
+            "cus_earlier_me": owner.Owner(me.host, me.pid, "0ld1ncar"),  # this pid before a restart
+            "cus_dead_pid": owner.Owner(me.host, finished.pid, "deadbeef"),
+            "cus_live_pid": owner.Owner(me.host, running.pid, "a11ve000"),
+            "cus_this_process": me,
+            "cus_other_host": owner.Owner("elsewhere@00000000", finished.pid, "deadbeef"),
+        }
+        for customer, holder in holders.items():
+            post(event("invoice.paid", customer))
+            token, claimed = eventlog.claim(1, SHORT_LEASE, by=holder)
+            assert [c.customer_id for c in claimed] == [customer] and token.startswith(f"{holder}:")
+
+        assert Worker(CountingSync()).release_orphans() == 2
+        sync = CountingSync()
+        Worker(sync).run_once()
+        assert sorted(sync.calls) == ["cus_dead_pid", "cus_earlier_me"]
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_a_long_sync_that_keeps_its_heartbeat_is_not_taken_over_and_runs_once(post):
+    ev = event("invoice.paid", "cus_slow")
+    post(ev)
+    started, finish = threading.Event(), threading.Event()
+    calls = []
+
+    def slow_sync(customer_id):
+        calls.append(customer_id)
+        started.set()
+        assert finish.wait(60)
+
+    reports = []
+    slow = threading.Thread(target=lambda: reports.append(Worker(slow_sync).run_once()))  # the backend's settings
+    slow.start()
+    try:
+        assert started.wait(30)
+        seen = aware(row(ev["id"]).claimed_until)
+        deadline = time.monotonic() + 30
+        while (renewed := aware(row(ev["id"]).claimed_until)) == seen and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the heartbeat has renewed the lease at least once since
+        assert renewed > seen, "the lease was not renewed while the sync ran"
+
+        # A moment at which the lease as seen has run out, and the renewed one has not.
+        later = seen + (renewed - seen) / 2
+        newer = event("invoice.paid", "cus_slow")
+        post(newer)
+        other = CountingSync()
+        assert Worker(other, clock=at(later)).run_once().claimed == 0  # neither the event nor its customer
+        assert Worker(other).release_orphans() == 0  # a live process's claim
+        assert other.calls == []
+    finally:
+        finish.set()
+        slow.join(60)
+
+    assert calls == ["cus_slow"] and reports[0].processed == 1
+    done = row(ev["id"])
+    assert (done.state, done.attempts, done.claimed_by, done.claimed_until) == ("processed", 1, None, None)
+    Worker(other).run_once()  # the newer event came after the slow sync began: one more sync covers it
+    assert other.calls == ["cus_slow"] and {r.state for r in rows()} == {"processed"}
