@@ -37,7 +37,6 @@ from .sdk import Kind
 
 _INT = re.compile(r"^-?\d+$")
 _NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)$")
-_INDEX = re.compile(r"\[\d+\]")
 # A recorded line's shape, to skip repeats: JSON numbers, ids (a lowercase prefix, then random letters
 # and digits), free text (a space, @, / or :, which no enum value has), long mixed-case tokens and
 # uuids are masked; keys and enum-like strings stay.
@@ -87,7 +86,6 @@ class Checker:
         self.problems: collections.Counter = collections.Counter()
         self.objects: collections.Counter = collections.Counter()  # object type -> how many checked
         self.requests: collections.Counter = collections.Counter()  # "POST /v1/..." template -> how many checked
-        self.params_seen: collections.Counter = collections.Counter()  # "POST /v1/... param" -> how many
         self._seen: set = set()
 
     # --- reporting --------------------------------------------------------------------------------------
@@ -101,7 +99,7 @@ class Checker:
 
     # --- recorded lines ------------------------------------------------------------------------------------
     def text(self, line: str) -> None:
-        """One recorded JSON line; a line equal to one seen before but for ids and numbers is skipped."""
+        """One recorded JSON line; one of the same shape as a line seen before (see ``shape``) is skipped."""
         key = shape(line)
         if key in self._seen:
             return
@@ -289,7 +287,6 @@ class Checker:
             if k not in fields:
                 out.append(("param unknown", where, name))
                 continue
-            self.params_seen[where + " " + _INDEX.sub("[]", name)] += 1
             self._param(v, fields[k], path + [k], where, out)
         for k in sorted(required - set(value)):
             out.append(("param missing", where, _fmt(path + [k])))

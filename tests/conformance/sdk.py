@@ -2,11 +2,11 @@
 
 Three things, all at the API version the SDK pins, so they move with the pin:
 
-* ``object_schema(kind)``: the response shape of an object type (``"invoice"``,
+* ``fields(object_class(kind))``: the response shape of an object type (``"invoice"``,
   ``"checkout.session"``...), from the resource class the SDK maps that ``object``
   value to (``stripe._object_classes``), through its type annotations.
-* ``params_schema(td)``: the accepted request parameters, from a TypedDict under
-  ``stripe/params/``.
+* ``params_fields(td)``: the accepted request parameters and the required ones, from a
+  TypedDict under ``stripe/params/``.
 * ``endpoints()``: every v1 endpoint the SDK's services call, as
   ``(method, path template) -> Endpoint(params TypedDict, response type)``, read with
   ``ast`` from ``stripe/**/_*_service.py``.
@@ -33,6 +33,7 @@ from stripe._object_classes import OBJECT_CLASSES
 from stripe._stripe_object import StripeObject, UntypedStripeObject
 
 SDK_DIR = Path(stripe.__file__).parent
+ForwardRef = typing.ForwardRef
 API_VERSION = stripe.api_version
 
 
@@ -95,9 +96,6 @@ def fields(cls: type) -> dict:
                 continue
             out[name] = to_tree(tp, ns, local)
     return out
-
-
-ForwardRef = typing.ForwardRef
 
 
 def to_tree(tp, ns: dict | None = None, local: dict | None = None):
