@@ -48,7 +48,8 @@ def test_the_running_worker_wakes_on_a_stored_event_and_refreshes_changed_orgs(w
                 client.post("/api/stripe/webhook", content=body, headers={"Stripe-Signature": sign(body)}) for body in bodies
             ])
         assert all(r.status_code == 200 for r in responses)
-        await cancel_when(worker, lambda: eventlog.counts() == {"processed": 10})
+        # Rows are marked inside a pass and the pages refreshed after it: wait for both before stopping.
+        await cancel_when(worker, lambda: eventlog.counts() == {"processed": 10} and refreshed)
 
     run_async(scenario())
     assert {r.state for r in rows()} == {"processed"}
