@@ -3,6 +3,7 @@
 import reflex as rx
 
 from billing_app.api import build_api
+from billing_app.auth.cookies import event_socket_sessions
 from billing_app.settings import get_settings
 from billing_app.webhooks.worker import run_worker
 
@@ -13,7 +14,9 @@ get_settings()
 from billing_app.pages import auth_pages, billing, confirm, home, members, payments, pricing, tokens  # noqa: E402,F401
 
 app = rx.App(
-    api_transformer=build_api(),
+    # Our HTTP routes, then (outermost) the event socket's session middleware: pages see the
+    # session's hash, never the cookie (billing_app/auth/cookies.py).
+    api_transformer=[build_api(), event_socket_sessions],
 )
 # The webhook worker runs inside the backend process for as long as it serves.
 app.register_lifespan_task(run_worker)

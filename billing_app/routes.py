@@ -1,6 +1,6 @@
 """Every route of the app in one place, so links and redirects cannot drift apart."""
 
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 HOME = "/"
 LOGIN = "/login"
@@ -11,17 +11,43 @@ BILLING = "/billing"
 BILLING_CONFIRM = "/billing/confirm"
 PAYMENTS = "/billing/payments"
 ACCOUNT_TOKENS = "/account/tokens"
+ACCOUNT_SECURITY = "/account/security"
 
 # Custom HTTP routes served by the backend (see billing_app/api).
 API_PREFIX = "/api"
 API_HEALTH = "/api/health"
 API_PAYMENTS_CSV = "/api/billing/payments.csv"
 API_STRIPE_WEBHOOK = "/api/stripe/webhook"
+# The browser session: these set and clear the HttpOnly cookie (billing_app/api/session.py).
+API_SESSION_LOGIN = "/api/session/login"
+API_SESSION_REGISTER = "/api/session/register"
+API_SESSION_LOGOUT = "/api/session/logout"
 
 
 def is_local_path(path: str) -> bool:
-    """Only paths on this site may be redirect targets (no //evil.example)."""
-    return path.startswith("/") and not path.startswith("//") and "\\" not in path
+    """Only paths on this site may be redirect targets.
+
+    Parsed, not pattern-matched: no scheme, no host (`//evil.example`, `/\\evil`), no control
+    characters or whitespace tricks, and no encoded slash or backslash that a later decoding step
+    could turn into a host (`/%2F%2Fevil.example`).
+    """
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > 2000:
+        return False
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in path):
+        return False
+    decoded = unquote(path)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in decoded) or decoded.startswith("//"):
+        return False
+    lowered = path.lower()
+    if "%2f" in lowered or "%5c" in lowered:
+        return False
+    parts = urlsplit(path)
+    return not parts.scheme and not parts.netloc and parts.path.startswith("/") and not parts.path.startswith("//")
+
+
+def safe_next(path: str | None, default: str = HOME) -> str:
+    """`path` when it is a local path (is_local_path), else `default`."""
+    return path if path and is_local_path(path) else default
 
 
 def login_url(next_path: str | None = None, reason: str | None = None) -> str:

@@ -29,9 +29,29 @@ class Settings(BaseSettings):
     # Set only for the offline sandbox (e.g. http://127.0.0.1:12111); unset means real Stripe.
     stripe_api_base: AnyHttpUrl | None = None
     session_lifetime_hours: int = Field(default=24 * 7, ge=1, le=24 * 90)
-    # Login throttling: this many failures for one email within the window locks it for the window.
+    # Login throttling (growing delays, never a hard lock for a device that signed in before):
+    # failures allowed for one email from one client before each attempt must wait, the wait
+    # doubling from 1 s up to LOGIN_WINDOW_MINUTES; LOGIN_CLIENT_MAX_FAILURES over all emails from
+    # one client, and LOGIN_EMAIL_MAX_FAILURES for one email from clients that never signed in to it.
     login_max_failures: int = Field(default=5, ge=1)
     login_window_minutes: int = Field(default=15, ge=1)
+    login_client_max_failures: int = Field(default=20, ge=1)
+    login_email_max_failures: int = Field(default=20, ge=1)
+    # Request rate limits ("N/second|minute|hour|day", several with ";"), counted in RATE_LIMIT_STORAGE
+    # (memory:// for one process; redis://host:6379 shares them between processes).
+    rate_limit_storage: str = "memory://"
+    rate_limit_login_ip: str = "20/minute;200/hour"
+    rate_limit_login_email: str = "10/minute;60/hour"
+    rate_limit_register_ip: str = "10/minute;50/hour"
+    rate_limit_stripe_org: str = "30/minute;300/hour"
+    rate_limit_api_token: str = "600/minute"
+    rate_limit_account_user: str = "10/minute"
+    # Password hashing runs in this many threads (argon2id takes about 64 MiB and 0.1 s each); at
+    # most PASSWORD_HASH_QUEUE more wait, beyond that a login is refused as busy (429).
+    password_hash_workers: int = Field(default=2, ge=1, le=32)
+    password_hash_queue: int = Field(default=32, ge=0)
+    # API tokens: at most this many live tokens per user and organization.
+    api_tokens_per_user: int = Field(default=20, ge=1)
     # A past_due subscription keeps access this many days after its period began (the failed renewal).
     past_due_grace_days: int = Field(default=7, ge=0, le=60)
 
@@ -44,6 +64,20 @@ class Settings(BaseSettings):
             raise ValueError("not a database URL (e.g. sqlite:///.data/billing.db)") from exc
         if url.get_backend_name() not in {"sqlite", "postgresql"}:
             raise ValueError("only sqlite:// and postgresql+psycopg:// are supported")
+        return value
+
+    @field_validator(
+        "rate_limit_login_ip", "rate_limit_login_email", "rate_limit_register_ip",
+        "rate_limit_stripe_org", "rate_limit_api_token", "rate_limit_account_user",
+    )
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("must look like 20/minute or 20/minute;200/hour") from None
         return value
 
     @field_validator("stripe_secret_key")
@@ -71,6 +105,18 @@ class Settings(BaseSettings):
     @property
     def webhook_secrets(self) -> list[str]:
         return [s.strip() for s in (self.stripe_webhook_secret or "").split(",") if s.strip()]
+
+    @property
+    def app_origin(self) -> str:
+        """scheme://host[:port] of APP_URL: the one origin allowed to call the backend with credentials."""
+        url = self.app_url
+        default = {"http": 80, "https": 443}.get(url.scheme)
+        port = f":{url.port}" if url.port and url.port != default else ""
+        return f"{url.scheme}://{url.host}{port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.app_url.scheme == "https"
 
     def url(self, path: str) -> str:
         """An absolute URL of the app for `path` (used in links Stripe redirects to)."""

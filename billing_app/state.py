@@ -1,23 +1,28 @@
 """Shared state: who is signed in, and as what. Imports no page.
 
-The browser holds only the session token (a cookie). Every handler that acts
-or reads re-resolves the token against the database (`_actor`), so a copied,
-expired or forged value gets nothing, and the display fields below are never
-trusted for a decision.
+The browser's session token lives only in an HttpOnly cookie set by the backend's session routes
+(api/session.py); no state holds it or any other secret, because Reflex persists states. On the
+event socket the backend replaces the cookie with the session's SHA-256 (auth/cookies.py), and
+every handler that acts or reads re-resolves that against the database (`_actor`), so an ended,
+expired or forged session gets nothing, and the display fields below are never trusted for a
+decision.
 """
 
 from __future__ import annotations
+
+import asyncio
+import json
 
 import reflex as rx
 
 from billing_app import routes
 from billing_app.auth import accounts
 from billing_app.auth.accounts import Actor
+from billing_app.auth.cookies import SESSION_COOKIE, session_hash_from_headers
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.settings import get_settings
 
-SESSION_COOKIE = "billing_session"
+__all__ = ["AuthState", "SESSION_COOKIE", "backend_url", "form_text", "leave_to"]
 
 
 def form_text(form, key: str) -> str:
@@ -26,11 +31,19 @@ def form_text(form, key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-class AuthState(rx.State):
-    session_token: str = rx.Cookie(
-        "", name=SESSION_COOKIE, same_site="strict", max_age=get_settings().session_lifetime_hours * 3600
-    )
+def backend_url(path: str) -> str:
+    """An absolute URL of a backend route (the session routes), for links and form actions."""
+    from reflex.config import get_config
 
+    return get_config().api_url.rstrip("/") + path
+
+
+def leave_to(url: str):
+    """A full page load of `url` (a backend route must not be taken over by the client-side router)."""
+    return rx.call_script(f"window.location.assign({json.dumps(url)})")
+
+
+class AuthState(rx.State):
     # Display copies of the server's records, refreshed on every page load.
     user_email: str = ""
     user_name: str = ""
@@ -51,12 +64,40 @@ class AuthState(rx.State):
     def role_label(self) -> str:
         return self.role.replace("_", " ").title()
 
+    @property
+    def _session_hash(self) -> str:
+        """SHA-256 of this socket's session cookie ("" when signed out); see auth/cookies.py."""
+        return session_hash_from_headers(self.router.headers.raw_headers)
+
+    @property
+    def session_token(self) -> str:
+        """Non-empty when the browser sent a session cookie (kept for pages that ask "is anyone
+        signed in?"). It is the session's hash, not the token: no state can hold the token."""
+        return self._session_hash
+
     def _actor(self) -> Actor:
         """The acting user from the database; raises AppError when not signed in."""
-        with session_scope() as session:
-            actor = accounts.actor_for_session(session, self.session_token)
-            orgs = accounts.organizations_of(session, actor.user_id)
+        actor, orgs = self._resolve(self._session_hash)
         self._show(actor, orgs)
+        return actor
+
+    @staticmethod
+    def _resolve(session_hash: str) -> tuple[Actor, list[accounts.OrgChoice]]:
+        with session_scope() as session:
+            actor = accounts.actor_for_session_hash(session, session_hash)
+            orgs = accounts.organizations_of(session, actor.user_id)
+        return actor, orgs
+
+    async def _actor_in_background(self) -> Actor:
+        """`_actor` for background events; call it *outside* `async with self`.
+
+        The lock is taken only to read the socket's session and to show the result; the database
+        read runs in a thread in between."""
+        async with self:
+            session_hash = self._session_hash
+        actor, orgs = await asyncio.to_thread(self._resolve, session_hash)
+        async with self:
+            self._show(actor, orgs)
         return actor
 
     def _show(self, actor: Actor | None, orgs: list[accounts.OrgChoice] = ()) -> None:
@@ -68,16 +109,15 @@ class AuthState(rx.State):
         self.orgs = [{"id": str(o.id), "name": o.name, "role": o.role.value} for o in orgs]
 
     def _signed_out(self, error: AppError | None = None):
-        """Forget the session and send the user to the login page, saying why."""
+        """Send the user to the login page, saying why (the cookie stays until the next login or logout)."""
         self._show(None)
-        self.session_token = ""
         expired = error is not None and error.code == ErrorCode.SESSION_EXPIRED
         return rx.redirect(routes.login_url(self.router.url.path, reason="expired" if expired else None))
 
     @rx.event
     def load_identity(self):
         """On public pages: show who is signed in, if anyone; never redirect."""
-        if not self.session_token:
+        if not self._session_hash:
             self._show(None)
             return
         try:
@@ -97,7 +137,7 @@ class AuthState(rx.State):
     def switch_org(self, org_id: str):
         try:
             with session_scope() as session:
-                accounts.switch_org(session, self.session_token, int(org_id))
+                accounts.switch_org_hash(session, self._session_hash, int(org_id))
             self._actor()
         except (TypeError, ValueError, AppError) as error:
             message = error.message if isinstance(error, AppError) else "Unknown organization."
@@ -106,9 +146,8 @@ class AuthState(rx.State):
 
     @rx.event
     def logout(self):
-        if self.session_token:
-            with session_scope() as session:
-                accounts.end_session(session, self.session_token)
+        """End the session here, then let the backend clear the HttpOnly cookie (only it can)."""
+        with session_scope() as session:
+            accounts.end_session_hash(session, self._session_hash)
         self._show(None)
-        self.session_token = ""
-        return rx.redirect(routes.login_url(reason="logged_out"))
+        return leave_to(backend_url(routes.API_SESSION_LOGOUT))

@@ -21,11 +21,14 @@ async def health(_request: Request) -> JSONResponse:
 
 
 def build_api() -> Starlette:
-    from billing_app.api import exports, rest
+    from billing_app.api import exports, rest, session
 
     return Starlette(
         routes=[
             Route(routes.API_HEALTH, health),
+            Route(routes.API_SESSION_LOGIN, session.login, methods=["POST"]),
+            Route(routes.API_SESSION_REGISTER, session.register, methods=["POST"]),
+            Route(routes.API_SESSION_LOGOUT, session.logout, methods=["GET", "POST"]),
             Route(STRIPE_WEBHOOK_PATH, stripe_webhook, methods=["GET", "PUT", "PATCH", "DELETE", "POST"]),
             Route(routes.API_PAYMENTS_CSV, exports.payments_csv, methods=["GET"]),
             # Last: the REST API takes every other path under /api (JSON 404 for unknown ones).

@@ -8,27 +8,34 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy import case, update
 from sqlmodel import Session, delete, select
 
+from billing_app.auth import throttle
 from billing_app.auth.passwords import check_strength, hash_password, verify_password
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.db import insert_if_absent
 from billing_app.errors import AppError, ErrorCode
-from billing_app.models import AuthSession, LoginThrottle, Membership, Organization, Role, User, utcnow
+from billing_app.models import AuthSession, KnownDevice, Membership, Organization, PasswordReset, Role, User, utcnow
 from billing_app.settings import get_settings
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BAD_LOGIN = "Incorrect email or password."
+FORM_MESSAGES = {
+    "invalid": "Enter a valid email address.",
+    "taken": "An account with this email already exists. Log in instead.",
+    "org_missing": "Enter a name for your organization.",
+    "org_too_long": "Organization name is too long (120 characters at most).",
+}
 
 
 def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()
     if not EMAIL_RE.match(email) or len(email) > 254:
-        raise AppError(ErrorCode.VALIDATION_ERROR, "Enter a valid email address.")
+        raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["invalid"])
     return email
 
 
@@ -75,11 +82,11 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
     check_strength(password)
     org_name = (org_name or "").strip()
     if not org_name:
-        raise AppError(ErrorCode.VALIDATION_ERROR, "Enter a name for your organization.")
+        raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_missing"])
     if len(org_name) > 120:
-        raise AppError(ErrorCode.VALIDATION_ERROR, "Organization name is too long (120 characters at most).")
+        raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_too_long"])
     if session.exec(select(User.id).where(User.email == email)).first() is not None:
-        raise AppError(ErrorCode.EMAIL_TAKEN, "An account with this email already exists. Log in instead.")
+        raise AppError(ErrorCode.EMAIL_TAKEN, FORM_MESSAGES["taken"])
     user = User(email=email, name=(name or "").strip()[:120], password_hash=hash_password(password))
     org = Organization(name=org_name)
     session.add(user)
@@ -89,7 +96,7 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
     except IntegrityError:
         # Two registrations raced for one email; the unique index decided.
         session.rollback()
-        raise AppError(ErrorCode.EMAIL_TAKEN, "An account with this email already exists. Log in instead.") from None
+        raise AppError(ErrorCode.EMAIL_TAKEN, FORM_MESSAGES["taken"]) from None
     session.add(Membership(user_id=user.id, org_id=org.id, role=Role.ADMIN.value))
     session.flush()
     return user
@@ -98,58 +105,68 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
 # --- login, sessions ----------------------------------------------------------
 
 
-def _reserve_attempt(session: Session, email: str) -> int:
-    """Count one login attempt for `email` and return the count in the current window.
+@dataclass(frozen=True)
+class Client:
+    """Where a login comes from: the address, the device cookie (if any) and the browser's name."""
 
-    Counted before the password is checked, with one atomic increment, so parallel
-    guesses cannot all slip under the limit. It is committed at once (on the caller's
-    own connection: a second one would wait on SQLite's write lock), so the count
-    stands even though a refused login rolls the rest back.
+    ip: str = ""
+    device: str | None = None  # the raw device cookie; only its hash is compared or stored
+    user_agent: str = ""
+
+    @property
+    def device_hash(self) -> str | None:
+        return token_hash(self.device) if self.device and len(self.device) <= 200 else None
+
+
+LOCAL_CLIENT = Client(ip="local")
+
+
+def _known_device(session: Session, user: User | None, client: Client) -> bool:
+    device = client.device_hash
+    if user is None or device is None:
+        return False
+    return session.exec(
+        select(KnownDevice.id).where(KnownDevice.device_hash == device, KnownDevice.user_id == user.id)
+    ).first() is not None
+
+
+def remember_device(session: Session, user_id: int, client: Client) -> None:
+    """After a successful login: this browser is now a device the user signed in from."""
+    device = client.device_hash
+    if device is None:
+        return
+    insert_if_absent(session, KnownDevice.__table__, ["device_hash", "user_id"],
+                     device_hash=device, user_id=user_id, created_at=utcnow(), last_login_at=utcnow())
+    session.execute(
+        update(KnownDevice.__table__)
+        .where(KnownDevice.__table__.c.device_hash == device, KnownDevice.__table__.c.user_id == user_id)
+        .values(last_login_at=utcnow())
+    )
+
+
+def authenticate(session: Session, *, email: str, password: str, client: Client = LOCAL_CLIENT) -> User:
+    """The user for these credentials, throttled per (email, client) and per client (auth/throttle.py).
+
+    Runs argon2 (through the bounded pool): call it from a worker thread, never the event loop.
+    Attempts are counted whether the email is known or not, so a refusal reveals nothing.
     """
-    now = utcnow()
-    window_start = now - timedelta(minutes=get_settings().login_window_minutes)
-    table = LoginThrottle.__table__
-    expired = table.c.window_started_at < window_start
-    insert_if_absent(session, table, ["email"], email=email, failures=0, window_started_at=now)
-    count = session.execute(
-        update(table)
-        .where(table.c.email == email)
-        .values(
-            failures=case((expired, 1), else_=table.c.failures + 1),
-            window_started_at=case((expired, now), else_=table.c.window_started_at),
-        )
-        .returning(table.c.failures)
-    ).scalar_one()
-    session.commit()
-    return count
-
-
-def _clear_attempts(session: Session, email: str) -> None:
-    session.execute(update(LoginThrottle.__table__).where(LoginThrottle.__table__.c.email == email).values(failures=0))
-
-
-def authenticate(session: Session, *, email: str, password: str) -> User:
-    """The user for these credentials. Attempts are counted per email, known or not."""
     try:
         email = normalize_email(email)
     except AppError:
         raise AppError(ErrorCode.INVALID_CREDENTIALS, BAD_LOGIN) from None
-    settings = get_settings()
-    # The limit allows max failures; the attempt after them is refused without checking the password.
-    if _reserve_attempt(session, email) > settings.login_max_failures:
-        raise AppError(
-            ErrorCode.TOO_MANY_ATTEMPTS,
-            f"Too many failed attempts. Try again in {settings.login_window_minutes} minutes.",
-        )
     user = session.exec(select(User).where(User.email == email)).first()
+    known = _known_device(session, user, client)
+    who = f"d:{client.device_hash}" if known else f"ip:{client.ip or 'unknown'}"
+    keys = throttle.keys_for(email, who, known_device=known)
+    throttle.reserve(session, keys)
     if not verify_password(user.password_hash if user else None, password if isinstance(password, str) else ""):
         raise AppError(ErrorCode.INVALID_CREDENTIALS, BAD_LOGIN)
-    _clear_attempts(session, email)
+    throttle.succeeded(session, keys)
     return user
 
 
-def start_session(session: Session, user: User) -> str:
-    """A new browser session for the user, in their first organization. Returns the token."""
+def start_session(session: Session, user: User, client: Client = LOCAL_CLIENT) -> str:
+    """A new browser session for the user, in their first organization. Returns the token (for the cookie only)."""
     token = new_token("sess")
     first = session.exec(
         select(Membership.org_id).where(Membership.user_id == user.id).order_by(Membership.id)
@@ -157,19 +174,26 @@ def start_session(session: Session, user: User) -> str:
     lifetime = timedelta(hours=get_settings().session_lifetime_hours)
     # Housekeeping: a user's expired sessions go when they next log in.
     session.exec(delete(AuthSession).where(AuthSession.user_id == user.id, AuthSession.expires_at <= utcnow()))
-    session.add(AuthSession(token_hash=token_hash(token), user_id=user.id, current_org_id=first, expires_at=utcnow() + lifetime))
+    session.add(AuthSession(
+        token_hash=token_hash(token), user_id=user.id, current_org_id=first, expires_at=utcnow() + lifetime,
+        last_seen_at=utcnow(), user_agent=(client.user_agent or "")[:255], client_ip=(client.ip or "")[:64],
+    ))
+    remember_device(session, user.id, client)
     session.flush()
     return token
 
 
-def login(session: Session, *, email: str, password: str) -> str:
-    return start_session(session, authenticate(session, email=email, password=password))
+def login(session: Session, *, email: str, password: str, client: Client = LOCAL_CLIENT) -> str:
+    return start_session(session, authenticate(session, email=email, password=password, client=client), client)
 
 
 def end_session(session: Session, token: str) -> None:
-    row = session.exec(select(AuthSession).where(AuthSession.token_hash == token_hash(token))).first()
-    if row is not None:
-        session.delete(row)
+    end_session_hash(session, token_hash(token))
+
+
+def end_session_hash(session: Session, session_hash: str) -> None:
+    if session_hash:
+        session.exec(delete(AuthSession).where(AuthSession.token_hash == session_hash))
 
 
 def _actor(session: Session, user: User, org_id: int | None) -> Actor:
@@ -189,17 +213,102 @@ def _actor(session: Session, user: User, org_id: int | None) -> Actor:
     return Actor(user.id, user.email, user.name, org.id, org.name, Role(membership.role))
 
 
-def actor_for_session(session: Session, token: str) -> Actor:
-    """The actor behind a browser session token; raises when missing or expired."""
-    if not token:
-        raise AppError(ErrorCode.UNAUTHENTICATED, "Please log in.")
-    row = session.exec(select(AuthSession).where(AuthSession.token_hash == token_hash(token))).first()
+# last_seen_at is written at most this often per session.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+
+def _session_row(session: Session, session_hash: str) -> AuthSession:
+    row = session.exec(select(AuthSession).where(AuthSession.token_hash == session_hash)).first() if session_hash else None
     if row is None:
         raise AppError(ErrorCode.UNAUTHENTICATED, "Please log in.")
     if row.expires_at <= utcnow():
         raise AppError(ErrorCode.SESSION_EXPIRED, "Your session has expired. Please log in again.")
+    return row
+
+
+def actor_for_session_hash(session: Session, session_hash: str) -> Actor:
+    """The actor behind a session, named by the SHA-256 of its token (what pages hold); raises when
+    missing or expired."""
+    row = _session_row(session, session_hash)
+    now = utcnow()
+    if row.last_seen_at is None or row.last_seen_at <= now - LAST_SEEN_RESOLUTION:
+        row.last_seen_at = now
+        session.flush()
     user = session.get(User, row.user_id)
     return _actor(session, user, row.current_org_id)
+
+
+def actor_for_session(session: Session, token: str) -> Actor:
+    """The actor behind a browser session token (the cookie's value); raises when missing or expired."""
+    if not token or not isinstance(token, str) or len(token) > 200:
+        raise AppError(ErrorCode.UNAUTHENTICATED, "Please log in.")
+    return actor_for_session_hash(session, token_hash(token))
+
+
+# --- the user's own sessions and password ------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: int
+    created_at: datetime
+    last_seen_at: datetime | None
+    user_agent: str
+    client_ip: str
+    current: bool
+
+
+def list_sessions(session: Session, user_id: int, current_hash: str = "") -> list[SessionRow]:
+    """The user's live sessions, most recently used first (the current one marked)."""
+    rows = session.exec(
+        select(AuthSession).where(AuthSession.user_id == user_id, AuthSession.expires_at > utcnow())
+    ).all()
+    rows = sorted(rows, key=lambda r: (r.last_seen_at or r.created_at, r.id), reverse=True)
+    return [SessionRow(r.id, r.created_at, r.last_seen_at, r.user_agent, r.client_ip, r.token_hash == current_hash) for r in rows]
+
+
+def end_session_by_id(session: Session, user_id: int, session_id: int) -> None:
+    """End one of the user's own sessions; anyone else's is 'not found'."""
+    row = session.get(AuthSession, session_id) if isinstance(session_id, int) else None
+    if row is None or row.user_id != user_id:
+        raise AppError(ErrorCode.NOT_FOUND, "No such session.")
+    session.delete(row)
+    session.flush()
+
+
+def end_other_sessions(session: Session, user_id: int, keep_hash: str = "") -> int:
+    """Log out everywhere else (keep_hash empty: everywhere). Returns how many sessions ended."""
+    query = delete(AuthSession).where(AuthSession.user_id == user_id)
+    if keep_hash:
+        query = query.where(AuthSession.token_hash != keep_hash)
+    return session.exec(query).rowcount or 0
+
+
+def change_password(session: Session, user_id: int, *, current: str, new: str, keep_hash: str = "") -> int:
+    """Set a new password after checking the current one; ends every other session.
+
+    Runs argon2 twice (through the bounded pool): call it from a worker thread. Returns how many
+    other sessions ended.
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise AppError(ErrorCode.UNAUTHENTICATED, "Please log in.")
+    if not verify_password(user.password_hash, current if isinstance(current, str) else ""):
+        raise AppError(ErrorCode.INVALID_CREDENTIALS, "Your current password is not correct.")
+    new = new if isinstance(new, str) else ""
+    check_strength(new)
+    if new == current:
+        raise AppError(ErrorCode.VALIDATION_ERROR, "Choose a password different from the current one.")
+    set_password(session, user, new)
+    return end_other_sessions(session, user_id, keep_hash)
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """Store a new password hash (pool) and void any open password-reset links of the user."""
+    user.password_hash = hash_password(password)
+    session.add(user)
+    session.exec(delete(PasswordReset).where(PasswordReset.user_id == user.id))
+    session.flush()
 
 
 def organizations_of(session: Session, user_id: int) -> list[OrgChoice]:
@@ -213,16 +322,23 @@ def organizations_of(session: Session, user_id: int) -> list[OrgChoice]:
 
 
 def switch_org(session: Session, token: str, org_id: int) -> Actor:
-    actor = actor_for_session(session, token)
+    """switch_org_hash for a session token (the cookie's value)."""
+    if not token or not isinstance(token, str) or len(token) > 200:
+        raise AppError(ErrorCode.UNAUTHENTICATED, "Please log in.")
+    return switch_org_hash(session, token_hash(token), org_id)
+
+
+def switch_org_hash(session: Session, session_hash: str, org_id: int) -> Actor:
+    """Make `org_id` the session's current organization (the user must be a member)."""
+    actor = actor_for_session_hash(session, session_hash)
     member = session.exec(
         select(Membership.id).where(Membership.user_id == actor.user_id, Membership.org_id == org_id)
     ).first()
     if member is None:
         raise AppError(ErrorCode.FORBIDDEN, "You are not a member of that organization.")
-    row = session.exec(select(AuthSession).where(AuthSession.token_hash == token_hash(token))).one()
-    row.current_org_id = org_id
+    _session_row(session, session_hash).current_org_id = org_id
     session.flush()
-    return actor_for_session(session, token)
+    return actor_for_session_hash(session, session_hash)
 
 
 # --- members and roles ----------------------------------------------------------

@@ -1,7 +1,8 @@
 """Bearer tokens for the REST API: one user in one organization, stored hashed, revocable.
 
 The plain token is returned once, when it is made; only its SHA-256 and a short prefix
-(to tell tokens apart in a list) are stored. A token carries no role of its own: every
+(to tell tokens apart in a list) are stored. A token may expire (`expires_in_days`); a user has at
+most API_TOKENS_PER_USER live (unrevoked, unexpired) tokens. A token carries no role of its own: every
 use looks up the user's *current* membership, so a demoted user's token loses admin
 rights at once and a token of a user who left the organization stops working.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, update
 from sqlmodel import Session, select
 
 from billing_app.auth.accounts import Actor, normalize_email
@@ -19,6 +20,7 @@ from billing_app.auth.tokens import new_token, token_hash
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import ApiToken, Membership, Organization, Role, User, utcnow
+from billing_app.settings import get_settings
 
 TOKEN_KIND = "bapi"  # tokens look like bapi_<43 url-safe characters>
 PREFIX_LENGTH = 12  # "bapi_" and 7 random characters: enough to tell tokens apart, useless to guess
@@ -36,6 +38,7 @@ class CreatedToken:
     name: str
     org_id: int
     created_at: datetime
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class TokenRow:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
     @property
     def revoked(self) -> bool:
@@ -59,18 +63,35 @@ def _clean_name(name: str | None) -> str:
     return name
 
 
-def _issue(session: Session, user_id: int, org_id: int, name: str) -> CreatedToken:
+MAX_EXPIRY_DAYS = 3650
+
+
+def _live(query):
+    now = utcnow()
+    return query.where(ApiToken.revoked_at == None, or_(ApiToken.expires_at == None, ApiToken.expires_at > now))  # noqa: E711
+
+
+def _issue(session: Session, user_id: int, org_id: int, name: str, expires_in_days: int | None = None) -> CreatedToken:
+    if expires_in_days is not None and (not isinstance(expires_in_days, int) or not 1 <= expires_in_days <= MAX_EXPIRY_DAYS):
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"A token expires in 1 to {MAX_EXPIRY_DAYS} days, or never.")
+    # One user's token count is decided one creation at a time (the user row is the lock).
+    session.exec(select(User.id).where(User.id == user_id).with_for_update()).first()
+    cap = get_settings().api_tokens_per_user
+    live = session.exec(_live(select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user_id))).one()
+    if live >= cap:
+        raise AppError(ErrorCode.TOKEN_LIMIT_REACHED, f"You have {cap} live API tokens, the most allowed. Revoke one you no longer use first.")
     token = new_token(TOKEN_KIND)
-    row = ApiToken(token_hash=token_hash(token), prefix=token[:PREFIX_LENGTH], name=name, user_id=user_id, org_id=org_id)
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    row = ApiToken(token_hash=token_hash(token), prefix=token[:PREFIX_LENGTH], name=name, user_id=user_id, org_id=org_id, expires_at=expires_at)
     session.add(row)
     session.flush()
-    return CreatedToken(row.id, token, row.prefix, row.name, org_id, row.created_at)
+    return CreatedToken(row.id, token, row.prefix, row.name, org_id, row.created_at, row.expires_at)
 
 
-def create_token(session: Session, actor: Actor, name: str = "") -> CreatedToken:
+def create_token(session: Session, actor: Actor, name: str = "", *, expires_in_days: int | None = None) -> CreatedToken:
     """A new token for the acting user in their current organization (any role may make one)."""
     org_id = actor.require_org()
-    return _issue(session, actor.user_id, org_id, _clean_name(name))
+    return _issue(session, actor.user_id, org_id, _clean_name(name), expires_in_days)
 
 
 def list_tokens(session: Session, actor: Actor, *, include_revoked: bool = False) -> list[TokenRow]:
@@ -78,13 +99,14 @@ def list_tokens(session: Session, actor: Actor, *, include_revoked: bool = False
     org_id = actor.require_org()
     query = select(ApiToken).where(ApiToken.user_id == actor.user_id, ApiToken.org_id == org_id)
     if not include_revoked:
-        query = query.where(ApiToken.revoked_at == None)  # noqa: E711
+        query = _live(query)
     rows = session.exec(query.order_by(ApiToken.created_at.desc(), ApiToken.id.desc())).all()
     return [
         TokenRow(
             r.id, r.name, r.prefix, r.created_at,
             r.last_used_at,
             r.revoked_at if r.revoked_at else None,
+            r.expires_at,
         )
         for r in rows
     ]
@@ -110,8 +132,8 @@ def revoke_token(session: Session, actor: Actor, token_id: int) -> None:
 def actor_for_token(session: Session, token: str | None) -> Actor:
     """The actor behind a bearer token, with the user's current role in the token's organization.
 
-    Missing, unknown and revoked tokens, and tokens of users who are no longer members of
-    the organization, all raise UNAUTHENTICATED with the same message.
+    Missing, unknown, revoked and expired tokens, and tokens of users who are no longer members
+    of the organization, all raise UNAUTHENTICATED with the same message.
     """
     if not token or not token.startswith(f"{TOKEN_KIND}_") or len(token) > 200:
         raise AppError(ErrorCode.UNAUTHENTICATED, BAD_TOKEN)
@@ -121,6 +143,7 @@ def actor_for_token(session: Session, token: str | None) -> Actor:
         .join(Organization, Organization.id == ApiToken.org_id)
         .join(Membership, (Membership.user_id == ApiToken.user_id) & (Membership.org_id == ApiToken.org_id))
         .where(ApiToken.token_hash == token_hash(token), ApiToken.revoked_at == None)  # noqa: E711
+        .where(or_(ApiToken.expires_at == None, ApiToken.expires_at > utcnow()))  # noqa: E711
     ).first()
     if found is None:
         raise AppError(ErrorCode.UNAUTHENTICATED, BAD_TOKEN)
@@ -144,7 +167,7 @@ def authenticate_bearer(token: str | None) -> Actor:
         return actor_for_token(session, token)
 
 
-def create_token_for_email(email: str, org: int | str | None = None, name: str = "cli") -> str:
+def create_token_for_email(email: str, org: int | str | None = None, name: str = "cli", expires_in_days: int | None = None) -> str:
     """For `python -m billing_app create-token --email EMAIL [--org ORG]`: the plain token, once.
 
     ORG is an organization id or its exact name (case-insensitive); without it the user must
@@ -178,4 +201,4 @@ def create_token_for_email(email: str, org: int | str | None = None, name: str =
             if len(matches) > 1:
                 raise AppError(ErrorCode.VALIDATION_ERROR, f"Several organizations are named {wanted!r}; pass its id instead.")
             chosen = matches[0]
-        return _issue(session, user.id, chosen.id, _clean_name(name)).token
+        return _issue(session, user.id, chosen.id, _clean_name(name), expires_in_days).token

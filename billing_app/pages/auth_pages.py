@@ -1,77 +1,59 @@
-"""Log in and sign up."""
+"""Log in and sign up: plain HTML forms posting to the backend's session routes.
+
+The routes (billing_app/api/session.py) check the password off the event loop, set the HttpOnly
+session cookie and redirect; a refusal comes back as `?error=<key>` and is shown here from a fixed
+list (auth/form_errors.py). No state ever sees the password or the session token.
+"""
 
 from __future__ import annotations
 
 import reflex as rx
 
 from billing_app import routes
-from billing_app.auth import accounts
+from billing_app.auth import form_errors
 from billing_app.components.layout import error_callout, info_callout, page_frame
-from billing_app.db import session_scope
-from billing_app.errors import AppError
-from billing_app.state import AuthState, form_text
+from billing_app.state import AuthState, backend_url
 
 
 # Why the user is on the login page; the URL carries only the key, never the text.
 LOGIN_NOTICES = {
     "expired": "Your session has expired. Please log in again.",
     "logged_out": "You have been logged out.",
+    "password_changed": "Your password was changed. Please log in again.",
 }
 
 
 class LoginState(AuthState):
     error: str = ""
     notice: str = ""
+    next_path: str = ""
 
     @rx.event
     def open(self):
-        self.error = ""
-        self.notice = LOGIN_NOTICES.get(self.router.url.query_parameters.get("reason", ""), "")
-
-    @rx.event
-    def submit(self, form: dict):
-        self.error = ""
-        try:
-            with session_scope() as session:
-                token = accounts.login(session, email=form_text(form, "email"), password=form_text(form, "password"))
-        except AppError as error:
-            self.error = error.message
-            return
-        self.session_token = token
-        self._actor()
-        next_path = self.router.url.query_parameters.get("next", routes.HOME)
-        return rx.redirect(next_path if routes.is_local_path(next_path) else routes.HOME)
+        query = self.router.url.query_parameters
+        self.error = form_errors.text_for(query.get("error", ""), query.get("retry", ""))
+        self.notice = "" if self.error else LOGIN_NOTICES.get(query.get("reason", ""), "")
+        self.next_path = routes.safe_next(query.get("next"), "")
 
 
 class RegisterState(AuthState):
     error: str = ""
+    # What the user typed before a refusal (never the password), so they need not type it again.
+    name: str = ""
+    email: str = ""
+    org_name: str = ""
 
     @rx.event
     def open(self):
-        self.error = ""
-
-    @rx.event
-    def submit(self, form: dict):
-        self.error = ""
-        try:
-            with session_scope() as session:
-                user = accounts.register(
-                    session,
-                    email=form_text(form, "email"),
-                    password=form_text(form, "password"),
-                    name=form_text(form, "name"),
-                    org_name=form_text(form, "org_name"),
-                )
-                token = accounts.start_session(session, user)
-        except AppError as error:
-            self.error = error.message
-            return
-        self.session_token = token
-        self._actor()
-        return rx.redirect(routes.HOME)
+        query = self.router.url.query_parameters
+        self.error = form_errors.text_for(query.get("error", ""), query.get("retry", ""))
+        self.name, self.email, self.org_name = (query.get(k, "")[:254] for k in ("name", "email", "org_name"))
 
 
 def _field(label: str, name: str, type_: str = "text", placeholder: str = "", **props) -> rx.Component:
+    if "default_value" in props:
+        # Remount when the prefill arrives, so the typed-in value shows after a refused sign-up.
+        props["key"] = props["default_value"]
     return rx.vstack(
         rx.text(label, as_="label", html_for=name, size="2", weight="medium"),
         rx.input(id=name, name=name, type=type_, placeholder=placeholder, size="3", width="100%", **props),
@@ -91,15 +73,17 @@ def login_page() -> rx.Component:
             rx.heading("Log in", size="6"),
             info_callout(LoginState.notice),
             error_callout(LoginState.error),
-            rx.form(
+            rx.el.form(
                 rx.vstack(
                     _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email"),
                     _field("Password", "password", "password", required=True, auto_complete="current-password"),
+                    rx.el.input(type="hidden", name="next", value=LoginState.next_path, read_only=True),
                     rx.button("Log in", type="submit", size="3", width="100%", id="login-submit"),
                     spacing="3",
                     width="100%",
                 ),
-                on_submit=LoginState.submit,
+                action=backend_url(routes.API_SESSION_LOGIN),
+                method="post",
                 width="100%",
             ),
             rx.text("New here? ", rx.link("Create an account", href=routes.REGISTER), size="2"),
@@ -114,17 +98,18 @@ def register_page() -> rx.Component:
             rx.heading("Create your account", size="6"),
             rx.text("You will be the admin of your new organization.", size="2", color_scheme="gray"),
             error_callout(RegisterState.error),
-            rx.form(
+            rx.el.form(
                 rx.vstack(
-                    _field("Your name", "name", placeholder="Ada Lovelace", auto_complete="name"),
-                    _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email"),
+                    _field("Your name", "name", placeholder="Ada Lovelace", auto_complete="name", default_value=RegisterState.name),
+                    _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email", default_value=RegisterState.email),
                     _field("Password (10 characters or more)", "password", "password", required=True, auto_complete="new-password"),
-                    _field("Organization name", "org_name", placeholder="Acme Inc", required=True),
+                    _field("Organization name", "org_name", placeholder="Acme Inc", required=True, default_value=RegisterState.org_name),
                     rx.button("Create account", type="submit", size="3", width="100%", id="register-submit"),
                     spacing="3",
                     width="100%",
                 ),
-                on_submit=RegisterState.submit,
+                action=backend_url(routes.API_SESSION_REGISTER),
+                method="post",
                 width="100%",
             ),
             rx.text("Already have an account? ", rx.link("Log in", href=routes.LOGIN), size="2"),

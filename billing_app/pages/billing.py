@@ -1,11 +1,17 @@
-"""The billing dashboard: plan, status and dates for everyone; actions for admins."""
+"""The billing dashboard: plan, status and dates for everyone; actions for admins.
+
+Every admin action calls Stripe, so each runs as a background event: the Stripe calls happen in a
+thread with the state lock released (a slow Stripe never stalls the backend's event loop), and each
+counts against the organization's Stripe rate limit (billing_app/limits.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
+
 import reflex as rx
 
-from billing_app import routes
-from billing_app import live
+from billing_app import limits, live, routes
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel, cancel_scheduled_change, change_plan, reactivate
 from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options
@@ -30,10 +36,14 @@ class BillingState(AuthState):
     # Cancel dialog
     cancel_open: bool = False
 
-    def _refresh(self, org_id: int) -> None:
+    @staticmethod
+    def _read(org_id: int) -> tuple[BillingView, list[ChangeOption]]:
         with session_scope() as session:
-            self.view = billing_view(session, org_id)
-            self.options = change_options(session, org_id) if self.view.can_change else []
+            view = billing_view(session, org_id)
+            return view, change_options(session, org_id) if view.can_change else []
+
+    def _refresh(self, org_id: int) -> None:
+        self.view, self.options = self._read(org_id)
 
     @rx.event
     def load(self):
@@ -57,26 +67,37 @@ class BillingState(AuthState):
         except AppError:
             pass
 
-    def _run(self, action: str, fn):
-        """Run an admin action; errors become a message on the page, never a traceback."""
-        self.error = self.message = ""
-        try:
-            actor = self._actor()
-            result = fn(actor)
-            self._refresh(actor.require_org())
-            return result
-        except AppError as error:
-            self.error = error.message
-        finally:
-            self.busy = ""
+    async def _act(self, busy: str, fn) -> tuple[object, bool]:
+        """Run an admin action that calls Stripe, from a background event.
 
-    @rx.event
-    def open_portal(self, flow: str = ""):
-        self.busy = "portal"
-        yield
-        url = self._run("portal", lambda actor: portal_url(actor, flow or None))
-        if url:
-            self.busy = "portal"  # keep the button busy while the browser leaves
+        The state lock is held only to show `busy` and to write the outcome: the Stripe calls and
+        the database work run in a thread, so this page (and every other) stays responsive. Every
+        such action counts against the organization's Stripe rate limit. Errors become a message
+        on the page, never a traceback. Returns (result, succeeded).
+        """
+        async with self:
+            self.error = self.message = ""
+            self.busy = busy
+        try:
+            actor = await self._actor_in_background()
+            org_id = actor.require_org()
+            limits.hit(limits.STRIPE_ORG, org_id)
+            result = await asyncio.to_thread(fn, actor)
+            view, options = await asyncio.to_thread(self._read, org_id)
+        except AppError as error:
+            async with self:
+                self.error, self.busy = error.message, ""
+            return None, False
+        async with self:
+            self.view, self.options, self.busy = view, options, ""
+        return result, True
+
+    @rx.event(background=True)
+    async def open_portal(self, flow: str = ""):
+        url, ok = await self._act("portal", lambda actor: portal_url(actor, flow or None))
+        if ok and url:
+            async with self:
+                self.busy = "portal"  # keep the button busy while the browser leaves
             yield rx.redirect(url)
 
     @rx.event
@@ -89,72 +110,78 @@ class BillingState(AuthState):
     def close_change(self):
         self.change_open, self.change_preview = False, ""
 
-    @rx.event
-    def preview_change(self, period_id: str):
-        self.change_target, self.change_preview, self.busy = period_id, "", "preview"
-        yield
+    @rx.event(background=True)
+    async def preview_change(self, period_id: str):
+        async with self:
+            self.change_target, self.change_preview = period_id, ""
         try:
             target = int(period_id)
         except (TypeError, ValueError):
-            self.error, self.busy = "Choose a plan.", ""
+            async with self:
+                self.error, self.busy = "Choose a plan.", ""
             return
-        change = self._run("preview", lambda actor: change_plan(actor, target, preview=True))
-        if change and change.upgrade:
-            self.change_preview = (
+        change, ok = await self._act("preview", lambda actor: change_plan(actor, target, preview=True))
+        if not ok or not change:
+            return
+        if change.upgrade:
+            text = (
                 f"{change.from_plan} → {change.to_plan}. Due now: {format_amount(change.amount_due_now, change.currency)} "
                 "(the prorated difference for the rest of this period)."
             )
-        elif change:
-            self.change_preview = (
+        else:
+            text = (
                 f"{change.from_plan} → {change.to_plan} on {format_date(change.effective_at)}, when this period ends. "
                 "Nothing is due now; you keep your current plan until then."
             )
+        async with self:
+            if self.change_target == period_id:  # the user may have picked another plan meanwhile
+                self.change_preview = text
 
-    @rx.event
-    def confirm_change(self):
-        self.busy = "change"
-        yield
+    @rx.event(background=True)
+    async def confirm_change(self):
+        async with self:
+            wanted = self.change_target
         try:
-            target = int(self.change_target)
+            target = int(wanted)
         except (TypeError, ValueError):
-            self.error, self.busy = "Choose a plan.", ""
+            async with self:
+                self.error, self.busy = "Choose a plan.", ""
             return
-        change = self._run("change", lambda actor: change_plan(actor, target, preview=False))
-        if change:
-            self.change_open, self.change_preview = False, ""
-            self.message = (
-                f"Your plan is now {change.to_plan}." if change.upgrade
-                else f"Your plan changes to {change.to_plan} on {format_date(change.effective_at)}."
-            )
+        change, ok = await self._act("change", lambda actor: change_plan(actor, target, preview=False))
+        if ok and change:
+            async with self:
+                self.change_open, self.change_preview = False, ""
+                self.message = (
+                    f"Your plan is now {change.to_plan}." if change.upgrade
+                    else f"Your plan changes to {change.to_plan} on {format_date(change.effective_at)}."
+                )
 
     @rx.event
     def set_cancel_open(self, value: bool):
         self.cancel_open = value
 
-    @rx.event
-    def confirm_cancel(self, form: dict):
-        self.busy = "cancel"
-        yield
-        reason = form_text(form, "reason").strip() or None
-        if self._run("cancel", lambda actor: cancel(actor, at_period_end=True, reason=reason)) is None and not self.error:
-            self.cancel_open = False
-            self.message = "Your subscription will end at the end of the period. You can reactivate it until then."
+    @rx.event(background=True)
+    async def confirm_cancel(self, form: dict):
+        reason = form_text(form, "reason").strip()[:500] or None
+        _, ok = await self._act("cancel", lambda actor: cancel(actor, at_period_end=True, reason=reason))
+        if ok:
+            async with self:
+                self.cancel_open = False
+                self.message = "Your subscription will end at the end of the period. You can reactivate it until then."
 
-    @rx.event
-    def keep_current_plan(self):
-        self.busy = "keep"
-        yield
-        self._run("keep", cancel_scheduled_change)
-        if not self.error:
-            self.message = "You will stay on your current plan."
+    @rx.event(background=True)
+    async def keep_current_plan(self):
+        _, ok = await self._act("keep", cancel_scheduled_change)
+        if ok:
+            async with self:
+                self.message = "You will stay on your current plan."
 
-    @rx.event
-    def do_reactivate(self):
-        self.busy = "reactivate"
-        yield
-        self._run("reactivate", reactivate)
-        if not self.error:
-            self.message = "Your subscription is active again."
+    @rx.event(background=True)
+    async def do_reactivate(self):
+        _, ok = await self._act("reactivate", reactivate)
+        if ok:
+            async with self:
+                self.message = "Your subscription is active again."
 
 
 V = BillingState.view

@@ -6,7 +6,7 @@ import asyncio
 
 import reflex as rx
 
-from billing_app import routes
+from billing_app import limits, routes
 from billing_app.auth import accounts
 from billing_app.billing.checkout import checkout_status
 from billing_app.billing.views import billing_view
@@ -20,15 +20,20 @@ POLL_SECONDS = 2
 POLL_TIMES = 5
 
 
-def check_outcome(session_token: str, session_id: str) -> tuple[str, str, str]:
+def check_outcome(session_ref: str, session_id: str) -> tuple[str, str, str]:
     """(phase, plan name, renewal line) for a checkout, from Stripe and the mirror.
 
-    Plain function of its inputs, so the poller can run it outside the state lock.
-    Raises AppError only when the browser session is not valid.
+    Plain function of its inputs (the session as its hash, as pages hold it, or a session token),
+    so it runs in a thread outside the state lock. Each check counts against the organization's
+    Stripe rate limit. Raises AppError only when the browser session is not valid.
     """
     with session_scope() as session:
-        actor = accounts.actor_for_session(session, session_token)
+        if session_ref.startswith("sess_"):
+            actor = accounts.actor_for_session(session, session_ref)
+        else:
+            actor = accounts.actor_for_session_hash(session, session_ref)
     try:
+        limits.hit(limits.STRIPE_ORG, actor.require_org())
         status = checkout_status(actor, session_id)
     except AppError as error:
         return ("not_found" if error.code == ErrorCode.INVALID_SESSION else "processing"), "", ""
@@ -53,20 +58,37 @@ class ConfirmState(AuthState):
     # Backend-only: a poller is running (one at a time, however often the event is sent).
     _polling: bool = False
 
-    @rx.event
-    def load(self):
-        self.visit += 1
-        self.phase, self.plan_name, self.renewal = "checking", "", ""
+    @rx.event(background=True)
+    async def load(self):
+        """Show "checking" at once; Stripe and the sync run in a thread, outside the state lock."""
+        async with self:
+            self.visit += 1
+            visit = self.visit
+            self.phase, self.plan_name, self.renewal = "checking", "", ""
+            session_id = self.router.url.query_parameters.get("session_id", "")
         try:
-            self._actor()  # refreshes the navbar; raises when signed out
-            self.phase, self.plan_name, self.renewal = check_outcome(
-                self.session_token, self.router.url.query_parameters.get("session_id", "")
-            )
+            await self._actor_in_background()  # refreshes the navbar; raises when signed out
+            outcome = await asyncio.to_thread(check_outcome, await self._hash(), session_id)
         except AppError as error:
-            return self._signed_out(error)
-        if self.phase in ("checking", "processing"):
-            self.phase = "checking"
-            return ConfirmState.poll(self.visit)
+            async with self:
+                redirect = self._signed_out(error)
+            yield redirect
+            return
+        async with self:
+            if self.visit != visit:
+                return
+            self.phase, self.plan_name, self.renewal = outcome
+            if self.phase in ("checking", "processing"):
+                self.phase = "checking"
+                poll = True
+            else:
+                poll = False
+        if poll:
+            yield ConfirmState.poll(visit)
+
+    async def _hash(self) -> str:
+        async with self:
+            return self._session_hash
 
     @rx.event(background=True)
     async def poll(self, visit: int):
@@ -87,7 +109,7 @@ class ConfirmState(AuthState):
                 # Stop when the user left the page or opened it again.
                 if self.visit != visit or not self.router.url.path.rstrip("/").endswith(routes.BILLING_CONFIRM):
                     return
-                token, session_id = self.session_token, self.router.url.query_parameters.get("session_id", "")
+                token, session_id = self._session_hash, self.router.url.query_parameters.get("session_id", "")
             try:
                 # Stripe and the database are read outside the lock, so the page stays responsive.
                 outcome = await asyncio.to_thread(check_outcome, token, session_id)

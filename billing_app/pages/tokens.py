@@ -1,16 +1,22 @@
-"""API tokens: make one for scripts (shown once), see yours, revoke them."""
+"""API tokens: make one for scripts (shown once), see yours, revoke them.
+
+A new token goes to the browser once, into a client-side variable (`NEW_TOKEN`, React state that
+never comes back to the server), and is dropped there on the next visit: no state holds it, since
+Reflex persists states.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import reflex as rx
+from reflex.experimental.client_state import ClientStateVar
 
 from billing_app import routes
 from billing_app.auth import api_tokens
 from billing_app.components.layout import error_callout, page_frame
 from billing_app.db import session_scope
-from billing_app.errors import AppError
+from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
 from billing_app.state import AuthState, form_text
 
@@ -22,12 +28,16 @@ class TokenRow:
     prefix: str = ""
     created: str = ""
     last_used: str = ""
+    expires: str = ""
+
+
+# The plain token, shown once right after it is made: in the browser only, never in a state.
+NEW_TOKEN = ClientStateVar.create("new_api_token", "")
+EXPIRY_CHOICES = {"never": None, "30": 30, "90": 90, "365": 365}
 
 
 class TokensState(AuthState):
     tokens: list[TokenRow] = []
-    # The plain token, shown once right after it is made; cleared on the next visit.
-    new_token: str = ""
     error: str = ""
 
     def _reload(self, actor) -> None:
@@ -35,29 +45,34 @@ class TokensState(AuthState):
             rows = api_tokens.list_tokens(session, actor)
         self.tokens = [
             TokenRow(id=str(r.id), name=r.name or "(unnamed)", prefix=r.prefix + "…", created=format_date(r.created_at),
-                     last_used=format_date(r.last_used_at) or "never")
+                     last_used=format_date(r.last_used_at) or "never", expires=format_date(r.expires_at) or "never")
             for r in rows
         ]
 
     @rx.event
     def load(self):
-        self.new_token = self.error = ""
+        self.error = ""
         try:
             self._reload(self._actor())
         except AppError as error:
             return self._signed_out(error)
+        return NEW_TOKEN.push("")
 
     @rx.event
     def create(self, form: dict):
-        self.error = self.new_token = ""
+        self.error = ""
+        choice = form_text(form, "expires") or "never"
         try:
+            if choice not in EXPIRY_CHOICES:
+                raise AppError(ErrorCode.VALIDATION_ERROR, "Choose when the token expires.")
             actor = self._actor()
             with session_scope() as session:
-                created = api_tokens.create_token(session, actor, form_text(form, "name"))
-            self.new_token = created.token
+                created = api_tokens.create_token(session, actor, form_text(form, "name"), expires_in_days=EXPIRY_CHOICES[choice])
             self._reload(actor)
         except AppError as error:
             self.error = error.message
+            return NEW_TOKEN.push("")
+        return NEW_TOKEN.push(created.token)
 
     @rx.event
     def revoke(self, token_id: str):
@@ -82,12 +97,12 @@ def tokens_page() -> rx.Component:
         ),
         error_callout(TokensState.error),
         rx.cond(
-            TokensState.new_token != "",
+            NEW_TOKEN.value != "",
             rx.callout.root(
                 rx.callout.text(rx.text.strong("Copy this token now; it will not be shown again.")),
                 rx.hstack(
-                    rx.code(TokensState.new_token, id="new-token", size="3", style={"word_break": "break-all"}),
-                    rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", on_click=rx.set_clipboard(TokensState.new_token)),
+                    rx.code(NEW_TOKEN.value, id="new-token", size="3", style={"word_break": "break-all"}),
+                    rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", on_click=rx.set_clipboard(NEW_TOKEN.value)),
                     align="center",
                     wrap="wrap",
                 ),
@@ -99,6 +114,20 @@ def tokens_page() -> rx.Component:
             rx.form(
                 rx.flex(
                     rx.input(name="name", placeholder="What is it for? e.g. nightly export", max_length=120, flex="1", min_width="12em", id="token-name"),
+                    rx.el.label(
+                        rx.text("Expires", size="2", as_="span", margin_right="0.5em"),
+                        rx.select.root(
+                            rx.select.trigger(id="token-expiry", aria_label="Expires"),
+                            rx.select.content(
+                                rx.select.item("Never", value="never"),
+                                rx.select.item("In 30 days", value="30"),
+                                rx.select.item("In 90 days", value="90"),
+                                rx.select.item("In a year", value="365"),
+                            ),
+                            name="expires",
+                            default_value="never",
+                        ),
+                    ),
                     rx.button("Create token", type="submit", id="create-token"),
                     spacing="2",
                     wrap="wrap",
@@ -111,7 +140,7 @@ def tokens_page() -> rx.Component:
         ),
         rx.box(
             rx.table.root(
-                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Name", "Token", "Created", "Last used", "")])),
+                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Name", "Token", "Created", "Last used", "Expires", "")])),
                 rx.table.body(
                     rx.foreach(
                         TokensState.tokens,
@@ -120,6 +149,7 @@ def tokens_page() -> rx.Component:
                             rx.table.cell(rx.code(t.prefix)),
                             rx.table.cell(t.created),
                             rx.table.cell(t.last_used),
+                            rx.table.cell(t.expires),
                             rx.table.cell(rx.button("Revoke", size="1", color_scheme="red", variant="soft", on_click=TokensState.revoke(t.id))),
                             class_name="token-row",
                         ),

@@ -1,0 +1,183 @@
+"""The browser session's HTTP routes: log in, sign up, log out. Only these touch the session cookie.
+
+The login and sign-up pages are plain HTML forms posting here, so the session token goes from
+this route straight into an HttpOnly cookie and never passes through a Reflex state (states are
+persisted). A form POST must come from APP_URL's origin (no login CSRF). Before any database or
+argon2 work each attempt passes the rate limits (per client address, per email); argon2 runs in
+the bounded pool off the event loop (auth/passwords.py) and the login throttle adds growing delays
+per (email, client) (auth/throttle.py).
+
+A browser form gets a 303 redirect: to `next` on success, back to the form with `?error=<key>` on
+a refusal (auth/form_errors.py). A JSON request (`Content-Type: application/json`) gets the /api
+envelope instead: `{"success": true, "next": ...}`, or the error with its status (429 with
+Retry-After when limited).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from billing_app import limits, routes
+from billing_app.api.rest.errors import envelope
+from billing_app.auth import accounts, cookies, form_errors
+from billing_app.auth.tokens import new_token
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode, RateLimited
+from billing_app.settings import get_settings
+
+MAX_FORM_BYTES = 16_384
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address; X-Forwarded-For only through Reflex's trusted_proxy_hops (as the socket does)."""
+    from reflex.config import get_config
+
+    hops = get_config().trusted_proxy_hops
+    if hops:
+        forwarded = [ip.strip() for ip in request.headers.get("x-forwarded-for", "").split(",") if ip.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return request.client.host if request.client else "unknown"
+
+
+def same_origin(request: Request) -> bool:
+    """The form was sent by a page of this app (Origin, else Referer, equals APP_URL's origin)."""
+    expected = get_settings().app_origin
+    origin = request.headers.get("origin")
+    if origin:
+        return origin == expected
+    referer = request.headers.get("referer", "")
+    return referer == expected or referer.startswith(expected + "/")
+
+
+def _wants_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+
+
+async def _fields(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise AppError(ErrorCode.VALIDATION_ERROR, "The form is too large.")
+    if _wants_json(request):
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise AppError(ErrorCode.VALIDATION_ERROR, "The request body is not valid JSON.") from None
+    else:
+        from urllib.parse import parse_qsl
+
+        data = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    if not isinstance(data, dict):
+        raise AppError(ErrorCode.VALIDATION_ERROR, "Send the fields as an object.")
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _app_url(path: str) -> str:
+    return get_settings().url(path)
+
+
+def _refused(request: Request, error: AppError, form_page: str, keep: dict[str, str]) -> Response:
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else None
+    if _wants_json(request):
+        return envelope(error.http_status, error.code, error.message, headers)
+    query = {"error": form_errors.key_for(error), **{k: v for k, v in keep.items() if v}}
+    if isinstance(error, RateLimited):
+        query["retry"] = str(error.retry_after)
+    return RedirectResponse(_app_url(f"{form_page}?{urlencode(query)}"), status_code=303, headers=headers)
+
+
+def _signed_in(request: Request, token: str, next_path: str) -> Response:
+    response: Response
+    if _wants_json(request):
+        response = JSONResponse({"success": True, "next": next_path})
+    else:
+        response = RedirectResponse(_app_url(next_path), status_code=303)
+    cookies.set_session_cookie(response, token)
+    return response
+
+
+def _client(request: Request, device: str | None) -> accounts.Client:
+    return accounts.Client(ip=client_ip(request), device=device, user_agent=request.headers.get("user-agent", "")[:255])
+
+
+async def login(request: Request) -> Response:
+    """POST email, password[, next]: the session cookie and a redirect to `next`."""
+    next_path = routes.safe_next(request.query_params.get("next"))
+    try:
+        if not same_origin(request):
+            raise AppError(ErrorCode.FORBIDDEN, form_errors.MESSAGES["origin"])
+        fields = await _fields(request)
+        next_path = routes.safe_next(fields.get("next") or request.query_params.get("next"))
+        email = fields.get("email", "").strip().lower()
+        limits.hit(limits.LOGIN_IP, client_ip(request))
+        limits.hit(limits.LOGIN_EMAIL, email)
+        # A browser without a device cookie gets one now; the login remembers it once it succeeds.
+        had_device = request.cookies.get(cookies.DEVICE_COOKIE) or None
+        device = had_device or new_token("dev")
+        client = _client(request, device)
+
+        def work() -> str:
+            with session_scope() as session:
+                return accounts.login(session, email=email, password=fields.get("password", ""), client=client)
+
+        token = await asyncio.to_thread(work)
+    except AppError as error:
+        keep = {"next": next_path if next_path != routes.HOME else ""}
+        return _refused(request, error, routes.LOGIN, keep)
+    response = _signed_in(request, token, next_path)
+    if had_device is None:
+        cookies.set_device_cookie(response, device)
+    return response
+
+
+async def register(request: Request) -> Response:
+    """POST name, email, password, org_name: a new user, their organization, and the session cookie."""
+    keep: dict[str, str] = {}
+    try:
+        if not same_origin(request):
+            raise AppError(ErrorCode.FORBIDDEN, form_errors.MESSAGES["origin"])
+        fields = await _fields(request)
+        keep = {k: fields.get(k, "")[:254] for k in ("name", "email", "org_name")}
+        limits.hit(limits.REGISTER_IP, client_ip(request))
+        device = new_token("dev")
+        client = _client(request, device)
+
+        def work() -> str:
+            with session_scope() as session:
+                user = accounts.register(
+                    session, email=fields.get("email", ""), password=fields.get("password", ""),
+                    name=fields.get("name", ""), org_name=fields.get("org_name", ""),
+                )
+                return accounts.start_session(session, user, client)
+
+        token = await asyncio.to_thread(work)
+    except AppError as error:
+        return _refused(request, error, routes.REGISTER, keep)
+    response = _signed_in(request, token, routes.HOME)
+    cookies.set_device_cookie(response, device)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """GET or POST: end this browser's session (if its cookie came along) and clear the cookie.
+
+    With SameSite=Strict no other site can make a browser send the cookie here, so the worst a
+    forged link can do is clear a cookie.
+    """
+    token = request.cookies.get(cookies.SESSION_COOKIE, "")
+    if token:
+        def work() -> None:
+            with session_scope() as session:
+                accounts.end_session(session, token)
+
+        await asyncio.to_thread(work)
+    reason = request.query_params.get("reason", "logged_out")
+    target = routes.login_url(reason=reason if reason in ("logged_out", "expired", "password_changed") else "logged_out")
+    response = RedirectResponse(_app_url(target), status_code=303)
+    cookies.clear_session_cookie(response)
+    return response

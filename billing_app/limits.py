@@ -1,0 +1,90 @@
+"""Request rate limits, counted with the `limits` library (moving windows).
+
+One call per costly entry point: `hit(LOGIN_IP, client_ip)` raises `RateLimited` (429
+RATE_LIMITED, with the seconds until the next allowed request for `Retry-After`) when the
+caller is over its limit. The limits themselves are settings (RATE_LIMIT_*); the counts live in
+RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to share them.
+
+    LOGIN_IP, LOGIN_EMAIL   every login attempt, per client address and per email
+    REGISTER_IP             sign-ups per client address
+    STRIPE_ORG              every action that calls Stripe, per organization (pages and REST)
+    API_TOKEN               every REST request, per token
+    ACCOUNT_USER            password changes and other argon2 work, per user
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import time
+
+from limits import RateLimitItem, parse_many, storage, strategies
+
+from billing_app.errors import RateLimited
+from billing_app.settings import get_settings
+
+LOGIN_IP = "login_ip"
+LOGIN_EMAIL = "login_email"
+REGISTER_IP = "register_ip"
+STRIPE_ORG = "stripe_org"
+API_TOKEN = "api_token"
+ACCOUNT_USER = "account_user"
+
+_MESSAGES = {
+    LOGIN_IP: "Too many login attempts from your network. Try again in {s} seconds.",
+    LOGIN_EMAIL: "Too many login attempts for this email. Try again in {s} seconds.",
+    REGISTER_IP: "Too many sign-ups from your network. Try again in {s} seconds.",
+    STRIPE_ORG: "Too many billing requests for your organization. Try again in {s} seconds.",
+    API_TOKEN: "Too many requests with this API token. Try again in {s} seconds.",
+    ACCOUNT_USER: "Too many attempts. Try again in {s} seconds.",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _limiter() -> strategies.MovingWindowRateLimiter:
+    return strategies.MovingWindowRateLimiter(storage.storage_from_string(get_settings().rate_limit_storage))
+
+
+@functools.lru_cache(maxsize=16)
+def _items(kind: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(getattr(get_settings(), f"rate_limit_{kind}")))
+
+
+def _key(identity: str | int) -> str:
+    # Emails and tokens are not kept as they are, even in memory or Redis.
+    return hashlib.sha256(str(identity).encode()).hexdigest()[:32]
+
+
+def hit(kind: str, identity: str | int) -> None:
+    """Count one request of `kind` for `identity`; raise RateLimited when over any of its limits.
+
+    A refused request is not counted, so a client that waits as told gets in.
+    """
+    limiter, key = _limiter(), _key(identity)
+    items = _items(kind)
+    for item in items:
+        if not limiter.test(item, kind, key):
+            _refuse(limiter, item, kind, key)
+    for item in items:
+        if not limiter.hit(item, kind, key):  # a concurrent request took the last slot
+            _refuse(limiter, item, kind, key)
+
+
+def _refuse(limiter, item: RateLimitItem, kind: str, key: str):
+    wait = _retry_after(limiter, item, kind, key)
+    raise RateLimited(wait, _MESSAGES[kind].format(s=wait))
+
+
+def _retry_after(limiter, item: RateLimitItem, kind: str, key: str) -> int:
+    reset = limiter.get_window_stats(item, kind, key).reset_time
+    return max(1, math.ceil(reset - time.time()))
+
+
+def reset() -> None:
+    """Forget every count (tests; a changed RATE_LIMIT_* setting)."""
+    if _limiter.cache_info().currsize:
+        _limiter().storage.reset()
+    _limiter.cache_clear()
+    _items.cache_clear()
+
