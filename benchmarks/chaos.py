@@ -17,7 +17,8 @@ For each database, on 127.0.0.1 and free ports, everything stopped by process gr
   from the app's own `register` and `create_token_for_email`.
 
 Then N organizations run their lifecycles (benchmarks/chaos_lifecycles.py: buys paid at the
-sandbox, two or three buys at once, plan changes, cancellations, reactivations, late payments,
+sandbox, two or three buys at once, plan changes, cancellations, reactivations, keep the current
+plan, late payments,
 and dashboard changes straight at Stripe: cancel now, cancel_at_period_end, refunds, a paid
 Checkout made behind the app's back) from `--lanes` threads. Meanwhile the backend is killed
 with SIGKILL `--kills` times at random moments and restarted at once, and taken down once
@@ -139,6 +140,23 @@ def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s; see {log}")
 
 
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name: [state, ppid, pgrp, ...] (None when the pid is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def group_pids(pgid: int) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and (_stat(int(p.name)) or [0, 0, -1])[2] == str(pgid)]
+
+
+def zombies(pids: list[int]) -> list[int]:
+    """Those of `pids` that died but are not reaped yet (a restarted worker's `kill(pid, 0)` still finds them)."""
+    return [pid for pid in pids if (_stat(pid) or ["?"])[0] == "Z"]
+
+
 class Backend:
     """The app's backend, which the chaos kills and restarts; `ready` is set while it serves."""
 
@@ -161,15 +179,17 @@ class Backend:
         self.ready.set()
         return time.monotonic() - began
 
-    def kill(self) -> None:
-        """SIGKILL the whole process group, mid-whatever it was doing."""
+    def kill(self) -> list[int]:
+        """SIGKILL the whole process group, mid-whatever it was doing; returns the group's pids."""
         self.ready.clear()  # first: a client whose connection drops now waits for the restart
         with self.lock:
+            pids = group_pids(self.proc.pid)
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             self.proc.wait()
+        return pids
 
     def stop(self, *, close: bool = False) -> None:
         self.ready.clear()
@@ -202,9 +222,12 @@ def _disrupt(backend: Backend, rng: random.Random, kills: int, down: float, cloc
             time.sleep(0.02)
         if what == "kill":
             at = clock.now()
-            backend.kill()
+            killed = backend.kill()
             took = backend.start()
-            timeline.append(f"{at:7.2f}s after {progress()} steps: kill -9 of the backend; serving again after {took:.1f} s")
+            # The killed processes may linger as zombies until PID 1 reaps them; say so, it explains slow recoveries.
+            unreaped = zombies(killed)
+            timeline.append(f"{at:7.2f}s after {progress()} steps: kill -9 of the backend (pids {killed}); serving again after "
+                            f"{took:.1f} s{f', pids {unreaped} still unreaped zombies then' if unreaped else ''}")
         else:
             at = clock.now()
             backend.stop()
@@ -327,7 +350,7 @@ def _exercise(args, work: Path, sandbox_port: int, backend: Backend, mirror: Mir
         truth = read_truth(client, org.org_id, mirror.customer_of(org.org_id))
         response = world.rest(org, "GET", "/subscriptions/my")
         mine = response.json()["subscription"] if response is not None and response.status_code == 200 else None
-        diffs = differences(truth, mirror.rows_of(org.org_id), mine, period_by_price)
+        diffs = differences(truth, mirror.rows_of(org.org_id), mine, period_by_price, mirror.payments_of(org.org_id))
         if response is None or response.status_code != 200:
             diffs.append(f"/my answered {response.status_code if response is not None else 'nothing'}")
         return diffs, truth

@@ -7,7 +7,9 @@ expanded), Checkout sessions and charges. The app's view is read twice: what a c
 lifetime purchase). An org has converged when every Stripe subscription and lifetime purchase
 has its row with the same status, price, cancel_at_period_end and schedule, no row names
 something Stripe does not have, and /my shows the subscription the app's one rule picks
-(a held lifetime purchase, else the newest live subscription, else the newest of any).
+(a held lifetime purchase, else the newest live subscription, else the newest of any). Money
+is checked too: every paid invoice and lifetime payment is in the payment history, marked
+REFUNDED exactly when Stripe refunded it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import stripe
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 
-from billing_app.models import BillingCustomer, OrgSubscription, PlanPeriod, WebhookEvent
+from billing_app.models import BillingCustomer, OrgSubscription, Payment, PlanPeriod, WebhookEvent
 
 MANAGEABLE = {"active", "trialing", "past_due", "unpaid", "paused"}
 LIVE_SCHEDULE = ("active", "not_started")
@@ -43,6 +45,10 @@ class Mirror:
         with self.engine.connect() as c:
             rows = c.execute(select(t).where(t.c.org_id == org_id)).mappings().all()
         return {r["stripe_id"]: dict(r) for r in rows}
+
+    def payments_of(self, org_id: int) -> dict[str, str]:
+        with self.engine.connect() as c:
+            return dict(c.execute(select(Payment.stripe_id, Payment.status).where(Payment.org_id == org_id)).all())
 
     def period_by_price(self) -> dict[str, int]:
         with self.engine.connect() as c:
@@ -69,11 +75,17 @@ class Truth:
     subscriptions: list[dict] = field(default_factory=list)
     sessions: list[dict] = field(default_factory=list)
     charges: list[dict] = field(default_factory=list)
+    invoices: list[dict] = field(default_factory=list)
+    invoice_intents: dict[str, set[str]] = field(default_factory=dict)  # paid invoice -> its payment intents
+
+    @property
+    def refunded_intents(self) -> set[str]:
+        return {c["payment_intent"] for c in self.charges if c.get("refunded") and c.get("payment_intent")}
 
     @property
     def lifetimes(self) -> dict[str, bool]:
         """Paid one-off purchases (payment-mode Checkouts) by payment intent: refunded or not."""
-        refunded = {c["payment_intent"] for c in self.charges if c.get("refunded") and c.get("payment_intent")}
+        refunded = self.refunded_intents
         return {
             s["payment_intent"]: s["payment_intent"] in refunded
             for s in self.sessions
@@ -102,6 +114,11 @@ def read_truth(client: stripe.StripeClient, org_id: int, mirror_customer: str | 
         truth.subscriptions += list_all(client.v1.subscriptions.list, {"customer": customer, "status": "all", "expand": ["data.schedule"]})
         truth.sessions += list_all(client.v1.checkout.sessions.list, {"customer": customer})
         truth.charges += list_all(client.v1.charges.list, {"customer": customer})
+        truth.invoices += list_all(client.v1.invoices.list, {"customer": customer})
+    for invoice in truth.invoices:
+        if invoice["status"] == "paid" and invoice["amount_paid"] > 0:
+            payments = list_all(client.v1.invoice_payments.list, {"invoice": invoice["id"]})
+            truth.invoice_intents[invoice["id"]] = {(p.get("payment") or {}).get("payment_intent") for p in payments} - {None}
     return truth
 
 
@@ -126,7 +143,8 @@ def _schedule(sub: dict) -> tuple[str | None, str | None]:
     return schedule["id"], None
 
 
-def differences(truth: Truth, rows: dict[str, dict], mine: dict | None, period_by_price: dict[str, int]) -> list[str]:
+def differences(truth: Truth, rows: dict[str, dict], mine: dict | None, period_by_price: dict[str, int],
+                payments: dict[str, str]) -> list[str]:
     """What the app shows that Stripe does not say (empty: converged)."""
     diffs: list[str] = []
     if len(truth.customers) > 1:
@@ -150,8 +168,18 @@ def differences(truth: Truth, rows: dict[str, dict], mine: dict | None, period_b
                 diffs.append(f"mirror {stripe_id}.{name}={row[name]!r}, Stripe says {value!r}")
     for stripe_id in rows.keys() - expected.keys():
         diffs.append(f"mirror has {stripe_id} ({rows[stripe_id]['status']}) that Stripe does not")
+    diffs += _payment_differences(truth, payments)
     diffs += _view_differences(truth, mine, period_by_price)
     return diffs
+
+
+def _payment_differences(truth: Truth, payments: dict[str, str]) -> list[str]:
+    """Money taken: every paid invoice and lifetime payment in the payment history, refunded where Stripe refunded it."""
+    refunded = truth.refunded_intents
+    want = {i: "REFUNDED" if intents & refunded else "COMPLETED" for i, intents in truth.invoice_intents.items()}
+    want |= {intent: "REFUNDED" if was_refunded else "COMPLETED" for intent, was_refunded in truth.lifetimes.items()}
+    return [f"payment {stripe_id} is {payments.get(stripe_id, 'missing')}, Stripe says {status}"
+            for stripe_id, status in want.items() if payments.get(stripe_id) != status]
 
 
 def _view_differences(truth: Truth, mine: dict | None, period_by_price: dict[str, int]) -> list[str]:

@@ -4,10 +4,10 @@ Each organization follows its own sequence of steps, drawn before the run from
 `random.Random(f"{seed}:{org}:{step}")`, so one seed gives the same sequences whatever the
 timing (only the interleaving between organizations, and the moments of the kills, vary).
 A step is either what an admin's script does through the REST API (buy and pay the Checkout,
-two or three buys at once, change plan, cancel, reactivate, look at the Checkout's outcome,
-pay an abandoned session later) or what a dashboard user does straight at Stripe (the
-sandbox) with the Stripe SDK (cancel a subscription now, toggle cancel_at_period_end, refund
-a payment, create a Checkout behind the app's back and pay it).
+two or three buys at once, change plan, cancel, reactivate, keep the current plan, look at the
+Checkout's outcome, pay an abandoned session later) or what a dashboard user does straight at
+Stripe (the sandbox) with the Stripe SDK (cancel a subscription now, toggle
+cancel_at_period_end, refund a payment, create a Checkout behind the app's back and pay it).
 
 Actions are not chosen by what the client believes the state is: the app must answer an
 action that does not apply now with a clear 409/404, never a 5xx. A request whose connection
@@ -261,6 +261,11 @@ def reactivate(world: World, org: Org, rng: random.Random) -> None:
     org.note(world.clock, f"reactivate -> {_describe(response)}")
 
 
+def keep_current_plan(world: World, org: Org, rng: random.Random) -> None:
+    response = world.rest(org, "POST", "/subscriptions/keep-current-plan")
+    org.note(world.clock, f"keep current plan -> {_describe(response)}")
+
+
 def confirm(world: World, org: Org, rng: random.Random) -> None:
     if org.last_session is None:
         response = world.rest(org, "GET", "/subscriptions/my")
@@ -363,6 +368,7 @@ STEPS: dict[str, tuple[float, Callable[[World, Org, random.Random], None]]] = {
     "change": (18, change),
     "cancel": (12, cancel),
     "reactivate": (9, reactivate),
+    "keep_current_plan": (6, keep_current_plan),
     "confirm": (4, confirm),
     "late_payment": (5, late_payment),
     "dashboard_cancel_now": (5, dashboard_cancel_now),
