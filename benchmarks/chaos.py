@@ -191,12 +191,17 @@ class Backend:
             self.proc.wait()
         return pids
 
-    def stop(self, *, close: bool = False) -> None:
+    def stop(self, *, close: bool = False) -> str:
+        """SIGTERM (SIGKILL after 15 s, as `serve` stops it); says how long it took and how it ended."""
         self.ready.clear()
+        began = time.monotonic()
         with self.lock:
             self.closed = self.closed or close
-            if self.proc is not None:
-                stop([self.proc])
+            if self.proc is None:
+                return "not running"
+            stop([self.proc])
+            how = "needed SIGKILL" if self.proc.returncode == -signal.SIGKILL else "exited"
+        return f"{how} after {time.monotonic() - began:.1f} s"
 
 
 def chaos(backend: Backend, rng: random.Random, kills: int, down: float, clock: Clock, timeline: list[str],
@@ -230,11 +235,11 @@ def _disrupt(backend: Backend, rng: random.Random, kills: int, down: float, cloc
                             f"{took:.1f} s{f', pids {unreaped} still unreaped zombies then' if unreaped else ''}")
         else:
             at = clock.now()
-            backend.stop()
+            stopped = backend.stop()
             time.sleep(down)
             took = backend.start()
-            timeline.append(f"{at:7.2f}s after {progress()} steps: backend stopped (webhook target down) for {down:.0f} s; "
-                            f"serving again {took:.1f} s after the restart")
+            timeline.append(f"{at:7.2f}s after {progress()} steps: backend stopped with SIGTERM ({stopped}), webhook target "
+                            f"down {down:.0f} s more; serving again {took:.1f} s after the restart")
 
 
 # --- one database ----------------------------------------------------------------------------------
