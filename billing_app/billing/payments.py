@@ -113,6 +113,15 @@ def list_payments(session: Session, actor: Actor, filters: PaymentFilter, *, lim
 CSV_COLUMNS = ["date", "description", "amount", "currency", "status", "invoice_url", "receipt_url", "pdf_url", "stripe_id"]
 
 
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str) -> str:
+    """Text that a spreadsheet shows as text: a leading formula character gets a ' in front."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def export_csv(session: Session, actor: Actor, filters: PaymentFilter) -> Iterator[str]:
     """The filtered rows as CSV text chunks, read in batches (never all rows in memory)."""
     org_id = actor.require_role(Role.ADMIN)
@@ -120,9 +129,11 @@ def export_csv(session: Session, actor: Actor, filters: PaymentFilter) -> Iterat
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for row in session.exec(_query(org_id, filters).execution_options(yield_per=1000)):
+        # Text from Stripe is neutralised; the date and the amount (a number, kept a number) are ours.
         writer.writerow([
-            row.created.date().isoformat(), row.description, plain_amount(row.amount, row.currency), row.currency.upper(), row.status,
-            row.invoice_url or "", row.receipt_url or "", row.pdf_url or "", row.stripe_id,
+            row.created.date().isoformat(), csv_cell(row.description), plain_amount(row.amount, row.currency),
+            csv_cell(row.currency.upper()), csv_cell(row.status), csv_cell(row.invoice_url or ""),
+            csv_cell(row.receipt_url or ""), csv_cell(row.pdf_url or ""), csv_cell(row.stripe_id),
         ])
         if buffer.tell() > 64_000:
             yield buffer.getvalue()
