@@ -67,12 +67,48 @@ def cmd_reconcile(args) -> int:
     return 1 if failures else 0
 
 
+def cmd_orphans(args) -> int:
+    """List Stripe customers that belong to no organization, or attach one (then sync it)."""
+    from billing_app.billing.gateway import StripeFailure
+    from billing_app.billing.orphans import attach_orphan, list_orphans
+    from billing_app.billing.sync import sync_customer
+    from billing_app.errors import AppError
+
+    if args.attach or args.org is not None:
+        if not (args.attach and args.org is not None):
+            print("orphans: --attach CUSTOMER and --org ID go together.", file=sys.stderr)
+            return 2
+        try:
+            attach_orphan(args.attach, args.org)
+        except AppError as error:
+            print(f"orphans: {error.message}", file=sys.stderr)
+            return 1
+        print(f"Attached {args.attach} to organization {args.org}.")
+        try:
+            report = sync_customer(args.attach)
+        except (AppError, StripeFailure) as error:
+            print(f"  sync failed (run `reconcile --org {args.org}` later): {getattr(error, 'message', error)}", file=sys.stderr)
+            return 1
+        for line in report.changes:
+            print(f"  {line}")
+        return 0
+    orphans = list_orphans()
+    if not orphans:
+        print("No orphan Stripe customers.")
+        return 0
+    print(f"{len(orphans)} Stripe customer(s) belong to no organization (attach one with --attach CUSTOMER --org ID):")
+    for o in orphans:
+        claim = f"  metadata claims org {o.claimed_org_id} (not trusted)" if o.claimed_org_id else ""
+        print(f"  {o.customer_id}  {o.email or '-'}  {o.name or '-'}  first seen {o.first_seen_at:%Y-%m-%d %H:%M}Z{claim}")
+    return 0
+
+
 def cmd_create_token(args) -> int:
     from billing_app.auth.api_tokens import create_token_for_email
     from billing_app.errors import AppError
 
     try:
-        token = create_token_for_email(args.email, args.org, args.name)
+        token = create_token_for_email(args.email, args.org, args.name, args.expires_days)
     except AppError as error:
         print(f"create-token failed: {error.message}", file=sys.stderr)
         return 1
@@ -105,7 +141,7 @@ def cmd_replay(args) -> int:
 def cmd_serve(args) -> int:
     from billing_app.serve import serve
 
-    return serve(prod=args.prod, port=args.port, backend_port=args.backend_port, sandbox_port=args.sandbox_port)
+    return serve(prod=args.prod, port=args.port, backend_port=args.backend_port, sandbox_port=args.sandbox_port, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--email", required=True, help="the user's email")
     token.add_argument("--org", help="organization id or exact name (needed when the user is in several)")
     token.add_argument("--name", default="cli", help="a label shown in the token list")
+    token.add_argument("--expires-days", type=int, help="expire the token after this many days (default: never)")
     token.set_defaults(func=cmd_create_token)
+    orphans = sub.add_parser("orphans", help="Stripe customers that belong to no organization; attach one explicitly")
+    orphans.add_argument("--attach", metavar="CUSTOMER", help="the Stripe customer id (cus_...) to attach")
+    orphans.add_argument("--org", type=int, help="the organization id to attach it to")
+    orphans.set_defaults(func=cmd_orphans)
     events = sub.add_parser("webhook-events", help="list stored Stripe events (e.g. the failed ones to replay)")
     events.add_argument("--state", choices=["pending", "processed", "failed"], help="only events in this state")
     events.add_argument("--limit", type=int, default=50)
@@ -132,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("event_id", help="the Stripe event id (evt_...)")
     replay.set_defaults(func=cmd_replay)
     serve = sub.add_parser("serve", help="start the sandbox and the app on 127.0.0.1 (what `make run` does)")
-    serve.add_argument("--prod", action="store_true", help="production build, one port")
+    serve.add_argument("--prod", action="store_true", help="production build, one port (no demo logins unless --seed or the sandbox)")
+    serve.add_argument("--seed", action="store_true", help="create the demo logins even in production")
     serve.add_argument("--port", type=int, default=3000, help="the port users open (default 3000)")
     serve.add_argument("--backend-port", type=int, default=8000, help="backend port in dev mode (default 8000)")
     serve.add_argument("--sandbox-port", type=int, default=12111, help="offline Stripe sandbox port (default 12111)")

@@ -14,7 +14,6 @@ RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to shar
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import time
@@ -41,14 +40,24 @@ _MESSAGES = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def _limiter() -> strategies.MovingWindowRateLimiter:
-    return strategies.MovingWindowRateLimiter(storage.storage_from_string(get_settings().rate_limit_storage))
+class _Limits:
+    """The limiter and parsed limits for one Settings object (a new one, as in tests, starts afresh)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(settings.rate_limit_storage))
+        self.items = {kind: tuple(parse_many(getattr(settings, f"rate_limit_{kind}"))) for kind in _MESSAGES}
 
 
-@functools.lru_cache(maxsize=16)
-def _items(kind: str) -> tuple[RateLimitItem, ...]:
-    return tuple(parse_many(getattr(get_settings(), f"rate_limit_{kind}")))
+_current: _Limits | None = None
+
+
+def _state() -> _Limits:
+    global _current
+    settings = get_settings()
+    if _current is None or _current.settings is not settings:
+        _current = _Limits(settings)
+    return _current
 
 
 def _key(identity: str | int) -> str:
@@ -61,8 +70,8 @@ def hit(kind: str, identity: str | int) -> None:
 
     A refused request is not counted, so a client that waits as told gets in.
     """
-    limiter, key = _limiter(), _key(identity)
-    items = _items(kind)
+    state, key = _state(), _key(identity)
+    limiter, items = state.limiter, state.items[kind]
     for item in items:
         if not limiter.test(item, kind, key):
             _refuse(limiter, item, kind, key)
@@ -83,8 +92,7 @@ def _retry_after(limiter, item: RateLimitItem, kind: str, key: str) -> int:
 
 def reset() -> None:
     """Forget every count (tests; a changed RATE_LIMIT_* setting)."""
-    if _limiter.cache_info().currsize:
-        _limiter().storage.reset()
-    _limiter.cache_clear()
-    _items.cache_clear()
-
+    global _current
+    if _current is not None:
+        _current.limiter.storage.reset()
+    _current = None

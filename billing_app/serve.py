@@ -1,8 +1,9 @@
 """Start everything `make run` starts, on 127.0.0.1, and stop it all on Ctrl-C.
 
-Order: migrate and seed the database, start the offline Stripe sandbox (unless a
-real STRIPE_SECRET_KEY is configured) and sync the catalog into it, start Reflex, wait until the pages and the
-backend answer, then print the URL and the demo logins. The browser tests start
+Order: migrate the database and seed the demo logins (only in development, with the sandbox, or
+when asked: their password is public), start the offline Stripe sandbox (unless a real
+STRIPE_SECRET_KEY is configured) and sync the catalog into it, start Reflex, wait until the pages
+and the backend answer, then print the URL and the demo logins. The browser tests start
 the app through this same function, so they test what a newcomer runs.
 """
 
@@ -92,9 +93,14 @@ def app_environment(*, port: int, backend_port: int, prod: bool, sandbox_port: i
     return env
 
 
+def seeds_demo(*, prod: bool, use_sandbox: bool, seed: bool = False) -> bool:
+    """Demo admins have a published password: only in development, with the sandbox, or when asked."""
+    return seed or not prod or use_sandbox
+
+
 def start(
     *, prod: bool, port: int, backend_port: int, sandbox_port: int, data_dir: Path,
-    use_sandbox: bool | None = None, log=None, quiet_reflex: bool = False,
+    use_sandbox: bool | None = None, log=None, quiet_reflex: bool = False, seed: bool = False,
 ) -> list[subprocess.Popen]:
     """Start the sandbox and the app; returns the running processes (caller stops them with `stop`)."""
     if use_sandbox is None:
@@ -105,7 +111,8 @@ def start(
     output = dict(stdout=log, stderr=subprocess.STDOUT) if log else {}
     try:
         subprocess.run([python, "-m", "billing_app", "migrate"], env=env, check=True, cwd=PROJECT_ROOT, **output)
-        subprocess.run([python, "-m", "billing_app", "seed"], env=env, check=True, cwd=PROJECT_ROOT, **output)
+        if seeds_demo(prod=prod, use_sandbox=use_sandbox, seed=seed):
+            subprocess.run([python, "-m", "billing_app", "seed"], env=env, check=True, cwd=PROJECT_ROOT, **output)
         if use_sandbox:
             data_dir.mkdir(parents=True, exist_ok=True)
             processes.append(
@@ -136,13 +143,14 @@ def start(
 stop = _stop
 
 
-def serve(*, prod: bool, port: int, backend_port: int, sandbox_port: int) -> int:
+def serve(*, prod: bool, port: int, backend_port: int, sandbox_port: int, seed: bool = False) -> int:
     from billing_app.seed import logins_text
     from billing_app.settings import get_settings
 
     use_sandbox = wants_sandbox()
     try:
-        processes = start(prod=prod, port=port, backend_port=backend_port, sandbox_port=sandbox_port, data_dir=PROJECT_ROOT / ".data")
+        processes = start(prod=prod, port=port, backend_port=backend_port, sandbox_port=sandbox_port,
+                          data_dir=PROJECT_ROOT / ".data", seed=seed)
     except (RuntimeError, subprocess.CalledProcessError) as error:
         print(f"Could not start the app: {error}", file=sys.stderr)
         return 1
@@ -156,7 +164,8 @@ def serve(*, prod: bool, port: int, backend_port: int, sandbox_port: int) -> int
         print("  Stripe:       the account of STRIPE_SECRET_KEY")
     else:
         print("  Stripe:       not configured (billing pages say so)")
-    print(logins_text())
+    if seeds_demo(prod=prod, use_sandbox=use_sandbox, seed=seed):
+        print(logins_text())
     print("  Press Ctrl-C to stop everything.\n", flush=True)
 
     stopping = False

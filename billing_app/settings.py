@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     rate_limit_login_ip: str = "20/minute;200/hour"
     rate_limit_login_email: str = "10/minute;60/hour"
     rate_limit_register_ip: str = "10/minute;50/hour"
-    rate_limit_stripe_org: str = "30/minute;300/hour"
+    rate_limit_stripe_org: str = "120/minute;1000/hour"
     rate_limit_api_token: str = "600/minute"
     rate_limit_account_user: str = "10/minute"
     # Password hashing runs in this many threads (argon2id takes about 64 MiB and 0.1 s each); at

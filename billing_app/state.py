@@ -22,7 +22,7 @@ from billing_app.auth.cookies import SESSION_COOKIE, session_hash_from_headers
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 
-__all__ = ["AuthState", "SESSION_COOKIE", "backend_url", "form_text", "leave_to"]
+__all__ = ["AuthState", "SESSION_COOKIE", "backend_url", "clear_cookie_script", "form_text", "leave_to"]
 
 
 def form_text(form, key: str) -> str:
@@ -41,6 +41,12 @@ def backend_url(path: str) -> str:
 def leave_to(url: str):
     """A full page load of `url` (a backend route must not be taken over by the client-side router)."""
     return rx.call_script(f"window.location.assign({json.dumps(url)})")
+
+
+def clear_cookie_script():
+    """POST to the logout route from the page, so the backend clears the HttpOnly session cookie."""
+    url = json.dumps(backend_url(routes.API_SESSION_LOGOUT))
+    return rx.call_script(f"fetch({url}, {{method: 'POST', credentials: 'include'}}).catch(() => {{}})")
 
 
 class AuthState(rx.State):
@@ -146,8 +152,8 @@ class AuthState(rx.State):
 
     @rx.event
     def logout(self):
-        """End the session here, then let the backend clear the HttpOnly cookie (only it can)."""
+        """End the session here, then have the backend clear the HttpOnly cookie (only it can)."""
         with session_scope() as session:
             accounts.end_session_hash(session, self._session_hash)
         self._show(None)
-        return leave_to(backend_url(routes.API_SESSION_LOGOUT))
+        return [clear_cookie_script(), rx.redirect(routes.login_url(reason="logged_out"))]

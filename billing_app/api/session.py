@@ -164,11 +164,14 @@ async def register(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    """GET or POST: end this browser's session (if its cookie came along) and clear the cookie.
+    """End this browser's session (if its cookie came along) and clear the cookie.
 
-    With SameSite=Strict no other site can make a browser send the cookie here, so the worst a
-    forged link can do is clear a cookie.
+    POST (what the page's Log out sends, from APP_URL's origin) answers 204; GET (a plain link)
+    redirects to the login page. With SameSite=Strict no other site can make a browser send the
+    cookie here, so the worst a forged link can do is clear a cookie.
     """
+    if request.method == "POST" and not same_origin(request):
+        return envelope(403, ErrorCode.FORBIDDEN, form_errors.MESSAGES["origin"])
     token = request.cookies.get(cookies.SESSION_COOKIE, "")
     if token:
         def work() -> None:
@@ -176,8 +179,10 @@ async def logout(request: Request) -> Response:
                 accounts.end_session(session, token)
 
         await asyncio.to_thread(work)
-    reason = request.query_params.get("reason", "logged_out")
-    target = routes.login_url(reason=reason if reason in ("logged_out", "expired", "password_changed") else "logged_out")
-    response = RedirectResponse(_app_url(target), status_code=303)
+    response: Response
+    if request.method == "POST":
+        response = Response(status_code=204)
+    else:
+        response = RedirectResponse(_app_url(routes.login_url(reason="logged_out")), status_code=303)
     cookies.clear_session_cookie(response)
     return response

@@ -1,13 +1,36 @@
-"""The org's Stripe customer: created lazily, exactly once."""
+"""The org's Stripe customer: created lazily, exactly once, and tied to the org only by our row."""
 
 from __future__ import annotations
+
+import uuid
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from billing_app.billing import gateway
 from billing_app.db import session_scope
-from billing_app.models import BillingCustomer, Organization
+from billing_app.models import AppMeta, BillingCustomer, Organization
+
+DEPLOYMENT_KEY = "deployment_id"
+
+
+def deployment_id() -> str:
+    """This deployment's id: made once per database, the first time anything asks.
+
+    Part of every idempotency key for customer creation, so two deployments (two databases)
+    sharing one Stripe account never get each other's customer for "org 1".
+    """
+    with session_scope() as session:
+        row = session.get(AppMeta, DEPLOYMENT_KEY)
+        if row is not None:
+            return row.value
+    try:
+        with session_scope() as session:
+            session.add(AppMeta(key=DEPLOYMENT_KEY, value=uuid.uuid4().hex[:16]))
+    except IntegrityError:
+        pass  # another process made it first; theirs stands
+    with session_scope() as session:
+        return session.get(AppMeta, DEPLOYMENT_KEY).value
 
 
 def customer_id_for(org_id: int) -> str | None:
@@ -20,18 +43,21 @@ def ensure_customer(org_id: int, email: str) -> str:
     """The org's Stripe customer id, creating the customer on first use.
 
     Two first purchases racing both ask Stripe with the same idempotency key, so Stripe
-    makes one customer; the unique row then settles the race locally.
+    makes one customer; the unique row then settles the race locally. The metadata says which
+    org and deployment made it, for people reading the Stripe dashboard; the app never trusts it
+    (billing/sync.py `_org_for`).
     """
     existing = customer_id_for(org_id)
     if existing:
         return existing
     with session_scope() as session:
         org_name = session.get(Organization, org_id).name
+    deployment = deployment_id()
     client = gateway.stripe_client()
     customer = gateway.call(
         client.v1.customers.create,
-        params={"name": org_name, "email": email, "metadata": {"org_id": str(org_id)}},
-        options={"idempotency_key": f"billing-customer-org-{org_id}"},
+        params={"name": org_name, "email": email, "metadata": {"org_id": str(org_id), "deployment_id": deployment}},
+        options={"idempotency_key": f"billing-customer-{deployment}-org-{org_id}"},
     )
     try:
         with session_scope() as session:

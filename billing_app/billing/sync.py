@@ -20,13 +20,12 @@ from datetime import datetime, timezone
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from billing_app.billing import duplicates, gateway
+from billing_app.billing import duplicates, gateway, orphans
 from billing_app.db import insert_if_absent, session_scope
 from billing_app.models import (
     ENDED_STATUSES,
     BillingCustomer,
     OrgSubscription,
-    Organization,
     Payment,
     PaymentStatus,
     PlanPeriod,
@@ -86,16 +85,17 @@ def _read(client, customer_id: str) -> _Snapshot:
 
 
 def _org_for(session: Session, customer: dict) -> int | None:
+    """The org this customer belongs to: only by our own BillingCustomer row.
+
+    Never by `customer.metadata.org_id`: anyone with access to the Stripe account can write
+    metadata, so trusting it would let a stranger's customer (and its subscription and portal)
+    attach itself to an org. A customer without a row is recorded for an operator
+    (billing/orphans.py: `python -m billing_app orphans`) and ignored.
+    """
     row = session.exec(select(BillingCustomer).where(BillingCustomer.stripe_customer_id == customer["id"])).first()
     if row is not None:
         return row.org_id
-    # A customer we created but whose row was lost (e.g. a crash between the two writes).
-    org_id = (customer.get("metadata") or {}).get("org_id")
-    if org_id and org_id.isdigit() and session.get(Organization, int(org_id)) is not None:
-        if session.exec(select(BillingCustomer).where(BillingCustomer.org_id == int(org_id))).first() is None:
-            session.add(BillingCustomer(org_id=int(org_id), stripe_customer_id=customer["id"]))
-            session.flush()
-            return int(org_id)
+    orphans.record_orphan(session, customer)
     return None
 
 

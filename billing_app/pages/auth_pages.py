@@ -8,6 +8,7 @@ list (auth/form_errors.py). No state ever sees the password or the session token
 from __future__ import annotations
 
 import reflex as rx
+from reflex_components_core.el.elements.base import BaseHTML
 
 from billing_app import routes
 from billing_app.auth import form_errors
@@ -21,6 +22,14 @@ LOGIN_NOTICES = {
     "logged_out": "You have been logged out.",
     "password_changed": "Your password was changed. Please log in again.",
 }
+
+
+class NativeForm(BaseHTML):
+    """A plain <form> the browser submits itself (Reflex's own form always prevents that)."""
+
+    tag = "form"
+    action: rx.Var[str]
+    method: rx.Var[str]
 
 
 class LoginState(AuthState):
@@ -73,7 +82,7 @@ def login_page() -> rx.Component:
             rx.heading("Log in", size="6"),
             info_callout(LoginState.notice),
             error_callout(LoginState.error),
-            rx.el.form(
+            NativeForm.create(
                 rx.vstack(
                     _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email"),
                     _field("Password", "password", "password", required=True, auto_complete="current-password"),
@@ -98,7 +107,7 @@ def register_page() -> rx.Component:
             rx.heading("Create your account", size="6"),
             rx.text("You will be the admin of your new organization.", size="2", color_scheme="gray"),
             error_callout(RegisterState.error),
-            rx.el.form(
+            NativeForm.create(
                 rx.vstack(
                     _field("Your name", "name", placeholder="Ada Lovelace", auto_complete="name", default_value=RegisterState.name),
                     _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email", default_value=RegisterState.email),

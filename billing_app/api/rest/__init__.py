@@ -30,7 +30,15 @@ TAGS = [
 ]
 
 
-def create_app() -> FastAPI:
+def docs_enabled() -> bool:
+    """Swagger UI at /api/docs in development only: FastAPI's page loads its script and styles from
+    a public CDN, which a production page must not. The OpenAPI document itself is always served."""
+    from reflex.utils.exec import is_prod_mode
+
+    return not is_prod_mode()
+
+
+def create_app(*, docs: bool | None = None) -> FastAPI:
     """A new REST app (tests make one each; the backend mounts `rest_app`)."""
     app = FastAPI(
         title="billing_app REST API",
@@ -41,7 +49,7 @@ def create_app() -> FastAPI:
             "`error_code` comes from the one list of codes shared with the UI."
         ),
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url="/docs" if (docs_enabled() if docs is None else docs) else None,
         redoc_url=None,
         root_path_in_servers=False,
         openapi_tags=TAGS,

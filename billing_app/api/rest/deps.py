@@ -3,6 +3,10 @@
 Auth is `Authorization: Bearer <token>` (billing_app/auth/api_tokens.py). The services check roles
 themselves; `Admin` also refuses non-admins up front (403) so a member learns nothing from
 validation errors.
+
+Rate limits (billing_app/limits.py), applied here so no route can forget them: every request counts
+against its token's limit, and every route that calls Stripe (`STRIPE_ROUTES`) also against the
+organization's; over a limit the answer is `429 RATE_LIMITED` with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from billing_app import limits
 from billing_app.auth import api_tokens
 from billing_app.auth.accounts import Actor
 from billing_app.errors import AppError, ErrorCode
@@ -25,8 +30,23 @@ bearer = HTTPBearer(
 )
 
 
-def current_actor(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
-    return api_tokens.authenticate_bearer(credentials.credentials if credentials else None)
+# Route names (see routes/*) whose handlers call Stripe: every POST, and reading a Checkout session.
+STRIPE_ROUTES = frozenset({
+    "buy", "checkout_session", "subscriptions_portal", "billing_portal", "cancel", "reactivate", "change",
+    "keep_current_plan",
+})
+
+
+def current_actor(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Actor:
+    token = credentials.credentials if credentials else None
+    actor = api_tokens.authenticate_bearer(token)
+    limits.hit(limits.API_TOKEN, token)
+    route = request.scope.get("route")
+    if getattr(route, "name", None) in STRIPE_ROUTES or request.method == "POST":
+        limits.hit(limits.STRIPE_ORG, actor.require_org())
+    return actor
 
 
 def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing_app.billing.gateway import StripeFailure
-from billing_app.errors import HTTP_STATUS, AppError, ErrorCode
+from billing_app.errors import HTTP_STATUS, AppError, ErrorCode, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def _headers_for(status: int) -> dict | None:
 
 
 async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
-    return envelope(exc.http_status, exc.code, exc.message, _headers_for(exc.http_status))
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else _headers_for(exc.http_status)
+    return envelope(exc.http_status, exc.code, exc.message, headers)
 
 
 async def _stripe_failure(_request: Request, exc: StripeFailure) -> JSONResponse:
@@ -103,8 +104,9 @@ def install(app: FastAPI) -> None:
 
 # --- documentation: which statuses and codes each route can answer ------------------------------------
 
-AUTH = (ErrorCode.UNAUTHENTICATED,)
-ADMIN = (ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN)
+# Every authenticated route is rate limited per token (429 RATE_LIMITED, see deps.py).
+AUTH = (ErrorCode.UNAUTHENTICATED, ErrorCode.RATE_LIMITED)
+ADMIN = (ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN, ErrorCode.RATE_LIMITED)
 STRIPE = (ErrorCode.BILLING_NOT_CONFIGURED, ErrorCode.STRIPE_UNAVAILABLE)
 
 _TITLES = {
@@ -113,6 +115,7 @@ _TITLES = {
     404: "Not found",
     409: "Conflicts with the subscription's current state",
     422: "The request is not valid",
+    429: "Too many requests for this token or organization; retry after `Retry-After` seconds",
     502: "Stripe failed or could not be reached",
     503: "Billing is not configured on this server",
 }
@@ -157,5 +160,7 @@ def error_responses(*groups: Iterable[ErrorCode], validation: bool = True, path_
         }
         if status == 401:
             doc["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}}
+        if status == 429:
+            doc["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until a request is allowed again"}}
         responses[status] = doc
     return responses
