@@ -109,6 +109,14 @@ def _forge(frames, handler: str, payload: dict, state=None) -> str:
 
     state = state or MembersState
     for frame in reversed(frames):
+        # A page opened by a full load (log in is a form post) sends its first event inside the
+        # socket.io CONNECT frame ("40/_event,{"event": {...}}"); forge from it the same way.
+        connect = re.match(r"^40(/[^,]*,)(\{.*)$", frame, re.S) if isinstance(frame, str) else None
+        if connect and isinstance(json.loads(connect.group(2)).get("event"), dict):
+            event = json.loads(connect.group(2))["event"]
+            event["name"] = f"{state.get_full_name()}.{handler}"
+            event["payload"] = payload
+            return "42" + connect.group(1) + json.dumps(["event", event])
         # A socket.io event frame: "42", the namespace ("/_event,"), an optional ack id, a JSON array.
         match = re.match(r"^(42(?:/[^,]*,)?)\d*(\[.*)$", frame, re.S) if isinstance(frame, str) else None
         if match:
