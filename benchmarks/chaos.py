@@ -45,6 +45,7 @@ The exit status is 1 when an org did not converge, an event was lost, a duplicat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -119,11 +120,21 @@ def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM each process group, SIGKILL what is left after 15 s (the app's own `serve.stop`)."""
-    from billing_app.serve import stop as stop_groups
-
-    stop_groups([p for p in processes if p is not None])
+def stop(proc: subprocess.Popen | None, grace: float = 15.0) -> None:
+    """SIGTERM the process's group, SIGKILL it after `grace` seconds (as `serve` stops what it started),
+    then SIGKILL whatever of the group outlived its leader."""
+    if proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
@@ -138,6 +149,17 @@ def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s; see {log}")
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Clean-up that a second Ctrl-C (or SIGTERM) must not cut short, leaving servers or a schema behind."""
+    handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -192,14 +214,14 @@ class Backend:
         return pids
 
     def stop(self, *, close: bool = False) -> str:
-        """SIGTERM (SIGKILL after 15 s, as `serve` stops it); says how long it took and how it ended."""
+        """SIGTERM (SIGKILL after 15 s; 3 s when closing at the end); says how long it took and how it ended."""
         self.ready.clear()
         began = time.monotonic()
         with self.lock:
             self.closed = self.closed or close
             if self.proc is None:
                 return "not running"
-            stop([self.proc])
+            stop(self.proc, grace=3.0 if close else 15.0)
             how = "needed SIGKILL" if self.proc.returncode == -signal.SIGKILL else "exited"
         return f"{how} after {time.monotonic() - began:.1f} s"
 
@@ -262,7 +284,8 @@ class Database:
 
     def __exit__(self, *_exc) -> None:
         if self.kind == "postgresql":
-            self._admin(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+            with uninterrupted():
+                self._admin(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
 
     @staticmethod
     def _admin(statement: str) -> None:
@@ -311,10 +334,11 @@ def run_database(kind: str, args, work: Path) -> tuple[dict, bool]:
                 subprocess.run(cli + ["sync-catalog"], cwd=ROOT, env=env, check=True, stdout=out, stderr=subprocess.STDOUT)
             return _exercise(args, work, sandbox_port, backend, mirror, provisioned)
         finally:
-            mirror.close()
-            if backend is not None:
-                backend.stop(close=True)
-            stop([sandbox])
+            with uninterrupted():
+                mirror.close()
+                if backend is not None:
+                    backend.stop(close=True)
+                stop(sandbox, grace=5.0)
 
 
 def _catalog(backend_port: int, mirror: Mirror) -> list[Period]:
