@@ -60,6 +60,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -67,8 +68,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]  # run as a script: billing_app and the helper modules import
 
-from chaos_check import Mirror, differences, event_figures, read_truth  # noqa: E402
-from chaos_lifecycles import Clock, Org, Period, Stats, World, draw_plan, run_lifecycles, stripe_client  # noqa: E402
+from chaos_check import Mirror, differences, event_figures, read_truth
+from chaos_lifecycles import (
+    Clock,
+    Org,
+    Period,
+    Stats,
+    World,
+    draw_plan,
+    run_lifecycles,
+    stripe_client,
+)
 
 API_KEY = "sk_test_sandbox"
 SECRET = "whsec_chaos"
@@ -235,7 +245,7 @@ def chaos(backend: Backend, rng: random.Random, kills: int, down: float, clock: 
     """
     try:
         _disrupt(backend, rng, kills, down, clock, timeline, progress, total)
-    except Exception as error:  # the clients wait for `ready`; tell the main thread instead of leaving them hanging
+    except Exception as error:  # noqa: BLE001 - the clients wait for `ready`: tell the main thread, never leave them hanging
         timeline.append(f"chaos failed: {type(error).__name__}: {error}")
 
 
@@ -277,7 +287,7 @@ class Database:
         else:
             self.url = f"{PG_URL}?options=-csearch_path%3D{self.schema}"
 
-    def __enter__(self) -> Database:
+    def __enter__(self) -> Self:
         if self.kind == "postgresql":
             self._admin(f"CREATE SCHEMA {self.schema}")
         return self
@@ -314,7 +324,7 @@ def run_database(kind: str, args, work: Path) -> tuple[dict, bool]:
         with log.open("ab") as out:
             subprocess.run(cli + ["migrate"], cwd=ROOT, env=env, check=True, stdout=out, stderr=subprocess.STDOUT)
         made = subprocess.run([sys.executable, __file__, "--provision", str(args.orgs)], cwd=ROOT, env=env,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if made.returncode != 0:
             raise RuntimeError(f"provisioning the organizations failed:\n{made.stderr[-2000:]}")
         provisioned = json.loads(made.stdout.strip().splitlines()[-1])
@@ -385,15 +395,17 @@ def _exercise(args, work: Path, sandbox_port: int, backend: Backend, mirror: Mir
         return diffs, truth
 
     waiting = {org.index: org for org in orgs}
-    last: dict[int, list[str]] = {}
+    first: dict[int, list[str]] = {}  # what differed at the first look, for orgs that needed time
+    agreed: dict[int, float] = {}  # when each org agreed, seconds after the lifecycles ended
     converged_at = None
     deadline = time.monotonic() + args.timeout
     while waiting and time.monotonic() < deadline:
         for index, org in list(waiting.items()):
             diffs, _ = check(org)
             if diffs:
-                last[index] = diffs
+                first.setdefault(index, diffs)
             else:
+                agreed[index] = clock.now() - lifecycle_s
                 del waiting[index]
         if waiting:
             time.sleep(1.0)
@@ -423,7 +435,7 @@ def _exercise(args, work: Path, sandbox_port: int, backend: Backend, mirror: Mir
     }
     info = _info(stats, events, timeline, lifecycle_s, orgs, mirror)
     healthy = not final and events.lost == 0 and duplicates == 0 and stats.http_5xx == 0 and not stats.driver_errors
-    _write_report(work, orgs, final, last, events, stats, timeline)
+    _write_report(work, orgs, final, first, agreed, events, stats, timeline)
     if final:
         for index, diffs in sorted(final.items()):
             org = orgs[index]
@@ -468,7 +480,7 @@ def _info(stats: Stats, events, timeline: list[str], lifecycle_s: float, orgs: l
     }
 
 
-def _write_report(work: Path, orgs, final, last, events, stats: Stats, timeline) -> None:
+def _write_report(work: Path, orgs, final, first, agreed, events, stats: Stats, timeline) -> None:
     with (work / "report.txt").open("w") as out:
         out.write("disruptions:\n" + "".join(f"  {t}\n" for t in timeline))
         for title, lines in (("5xx answers", stats.server_errors), ("driver errors", stats.driver_errors),
@@ -477,10 +489,12 @@ def _write_report(work: Path, orgs, final, last, events, stats: Stats, timeline)
             out.write(f"{title}: {len(lines)}\n" + "".join(f"  {line}\n" for line in lines))
         out.write("dashboard steps:\n" + "".join(f"  {a}: {o} x{n}\n" for (a, o), n in sorted(stats.dashboard.items())))
         for org in orgs:
-            state = "NOT converged" if org.index in final else "converged"
+            state = "NOT converged" if org.index in final else f"converged {agreed.get(org.index, float('nan')):.1f} s after the lifecycles"
             out.write(f"\norg {org.index} (id {org.org_id}, {org.email}): {state}\n")
             for line in final.get(org.index, []):
                 out.write(f"  ! {line}\n")
+            for line in first.get(org.index, []) if org.index not in final else []:
+                out.write(f"  (at first: {line})\n")
             for line in org.log:
                 out.write(f"  {line}\n")
 
@@ -525,7 +539,7 @@ def main() -> int:
         except KeyboardInterrupt:
             print(f"interrupted; logs in {work}", file=sys.stderr)
             return 130
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - say which database failed, still run the other
             print(f"database={kind} failed: {type(error).__name__}: {error}; logs in {work}", file=sys.stderr)
             healthy = False
             continue

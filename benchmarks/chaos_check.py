@@ -21,7 +21,13 @@ import stripe
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 
-from billing_app.models import BillingCustomer, OrgSubscription, Payment, PlanPeriod, WebhookEvent
+from billing_app.models import (
+    BillingCustomer,
+    OrgSubscription,
+    Payment,
+    PlanPeriod,
+    WebhookEvent,
+)
 
 MANAGEABLE = {"active", "trialing", "past_due", "unpaid", "paused"}
 LIVE_SCHEDULE = ("active", "not_started")

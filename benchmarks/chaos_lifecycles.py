@@ -399,7 +399,7 @@ def run_lifecycles(world: World, orgs: list[Org], lanes: int) -> None:
                 name, rng = org.plan[step]
                 try:
                     STEPS[name][1](world, org, rng)
-                except Exception as error:  # report and carry on: one broken step must not hide the rest
+                except Exception as error:  # noqa: BLE001 - report and carry on: one broken step must not hide the rest
                     world.stats.note("driver_errors", f"org {org.index} step {step} {name}: {type(error).__name__}: {error}")
                     org.note(world.clock, f"{name}: driver error {type(error).__name__}: {error}")
                 with world.stats.lock:
