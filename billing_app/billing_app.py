@@ -11,7 +11,7 @@ from billing_app.webhooks.worker import run_worker
 get_settings()
 
 # Importing the page modules registers their @rx.page routes.
-from billing_app.pages import auth_pages, billing, confirm, home, members, payments, pricing, tokens  # noqa: E402,F401
+from billing_app.pages import account, auth_pages, billing, confirm, home, members, payments, pricing, tokens  # noqa: E402,F401
 
 app = rx.App(
     # Our HTTP routes, then (outermost) the event socket's session middleware: pages see the

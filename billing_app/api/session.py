@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from billing_app import limits, routes
 from billing_app.api.rest.errors import envelope
-from billing_app.auth import accounts, cookies, form_errors
+from billing_app.auth import accounts, cookies, form_errors, passwords
 from billing_app.auth.tokens import new_token
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode, RateLimited
@@ -121,11 +121,7 @@ async def login(request: Request) -> Response:
         device = had_device or new_token("dev")
         client = _client(request, device)
 
-        def work() -> str:
-            with session_scope() as session:
-                return accounts.login(session, email=email, password=fields.get("password", ""), client=client)
-
-        token = await asyncio.to_thread(work)
+        token = await _login(email, fields.get("password", ""), client)
     except AppError as error:
         keep = {"next": next_path if next_path != routes.HOME else ""}
         return _refused(request, error, routes.LOGIN, keep)
@@ -133,6 +129,24 @@ async def login(request: Request) -> Response:
     if had_device is None:
         cookies.set_device_cookie(response, device)
     return response
+
+
+async def _login(email: str, password: str, client: accounts.Client) -> str:
+    """accounts.login in three steps, so no thread is held while argon2 waits in its pool:
+    count the attempt (database, a thread), check the password (awaited on the pool), then
+    start the session (database, a thread)."""
+
+    def begin() -> accounts.LoginAttempt:
+        with session_scope() as session:
+            return accounts.begin_login(session, email=email, client=client)
+
+    def finish(attempt: accounts.LoginAttempt, ok: bool) -> str:
+        with session_scope() as session:
+            return accounts.start_session(session, accounts.finish_login(session, attempt, ok), client)
+
+    attempt = await asyncio.to_thread(begin)
+    ok = await passwords.verify_password_async(attempt.password_hash, password)
+    return await asyncio.to_thread(finish, attempt, ok)
 
 
 async def register(request: Request) -> Response:
@@ -147,10 +161,14 @@ async def register(request: Request) -> Response:
         device = new_token("dev")
         client = _client(request, device)
 
+        password = fields.get("password", "")
+        accounts.check_registration(email=fields.get("email", ""), password=password, org_name=fields.get("org_name", ""))
+        password_hash = await passwords.hash_password_async(password)
+
         def work() -> str:
             with session_scope() as session:
                 user = accounts.register(
-                    session, email=fields.get("email", ""), password=fields.get("password", ""),
+                    session, email=fields.get("email", ""), password=password, password_hash=password_hash,
                     name=fields.get("name", ""), org_name=fields.get("org_name", ""),
                 )
                 return accounts.start_session(session, user, client)

@@ -76,18 +76,30 @@ class Actor:
 # --- registration -----------------------------------------------------------
 
 
-def register(session: Session, *, email: str, password: str, name: str, org_name: str) -> User:
-    """Create a user and their organization, the user its admin, in one transaction."""
+def check_registration(*, email: str, password: str, org_name: str) -> tuple[str, str]:
+    """The normalized email and organization name, or a refusal; no database or hashing work."""
     email = normalize_email(email)
-    check_strength(password)
+    check_strength(password if isinstance(password, str) else "")
     org_name = (org_name or "").strip()
     if not org_name:
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_missing"])
     if len(org_name) > 120:
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_too_long"])
+    return email, org_name
+
+
+def register(
+    session: Session, *, email: str, password: str, name: str, org_name: str, password_hash: str | None = None
+) -> User:
+    """Create a user and their organization, the user its admin, in one transaction.
+
+    Hashes the password (the pool) unless `password_hash` is given, as the sign-up route does
+    after awaiting the hash off the event loop.
+    """
+    email, org_name = check_registration(email=email, password=password, org_name=org_name)
     if session.exec(select(User.id).where(User.email == email)).first() is not None:
         raise AppError(ErrorCode.EMAIL_TAKEN, FORM_MESSAGES["taken"])
-    user = User(email=email, name=(name or "").strip()[:120], password_hash=hash_password(password))
+    user = User(email=email, name=(name or "").strip()[:120], password_hash=password_hash or hash_password(password))
     org = Organization(name=org_name)
     session.add(user)
     session.add(org)
@@ -144,12 +156,18 @@ def remember_device(session: Session, user_id: int, client: Client) -> None:
     )
 
 
-def authenticate(session: Session, *, email: str, password: str, client: Client = LOCAL_CLIENT) -> User:
-    """The user for these credentials, throttled per (email, client) and per client (auth/throttle.py).
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A counted login attempt, waiting for its password check (see `authenticate`)."""
 
-    Runs argon2 (through the bounded pool): call it from a worker thread, never the event loop.
-    Attempts are counted whether the email is known or not, so a refusal reveals nothing.
-    """
+    email: str
+    user_id: int | None
+    password_hash: str | None
+    keys: tuple
+
+
+def begin_login(session: Session, *, email: str, client: Client = LOCAL_CLIENT) -> LoginAttempt:
+    """Count the attempt under the throttle keys (or refuse it); no password work yet."""
     try:
         email = normalize_email(email)
     except AppError:
@@ -159,10 +177,27 @@ def authenticate(session: Session, *, email: str, password: str, client: Client 
     who = f"d:{client.device_hash}" if known else f"ip:{client.ip or 'unknown'}"
     keys = throttle.keys_for(email, who, known_device=known)
     throttle.reserve(session, keys)
-    if not verify_password(user.password_hash if user else None, password if isinstance(password, str) else ""):
+    return LoginAttempt(email, user.id if user else None, user.password_hash if user else None, tuple(keys))
+
+
+def finish_login(session: Session, attempt: LoginAttempt, password_ok: bool) -> User:
+    """After the password check: the user, or INVALID_CREDENTIALS (the same for an unknown email)."""
+    if not password_ok or attempt.user_id is None:
         raise AppError(ErrorCode.INVALID_CREDENTIALS, BAD_LOGIN)
-    throttle.succeeded(session, keys)
-    return user
+    throttle.succeeded(session, list(attempt.keys))
+    return session.get(User, attempt.user_id)
+
+
+def authenticate(session: Session, *, email: str, password: str, client: Client = LOCAL_CLIENT) -> User:
+    """The user for these credentials, throttled per (email, client) and per client (auth/throttle.py).
+
+    Runs argon2 (through the bounded pool): call it from a worker thread, never the event loop.
+    The login route runs the same three steps with the check awaited instead (api/session.py).
+    Attempts are counted whether the email is known or not, so a refusal reveals nothing.
+    """
+    attempt = begin_login(session, email=email, client=client)
+    ok = verify_password(attempt.password_hash, password if isinstance(password, str) else "")
+    return finish_login(session, attempt, ok)
 
 
 def start_session(session: Session, user: User, client: Client = LOCAL_CLIENT) -> str:

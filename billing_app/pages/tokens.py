@@ -95,6 +95,7 @@ def tokens_page() -> rx.Component:
             ", with your role there. Send it as ", rx.code("Authorization: Bearer <token>"), ".",
             size="2", color_scheme="gray",
         ),
+        rx.link("Password and sessions", href=routes.ACCOUNT_SECURITY, size="2", id="account-security-link"),
         error_callout(TokensState.error),
         rx.cond(
             NEW_TOKEN.value != "",

@@ -1,0 +1,70 @@
+"""Password reset by email: the token mechanics, and the hook notifications will fill in.
+
+`request_reset(email)` makes a one-time link (only its SHA-256 is stored; valid RESET_LIFETIME)
+and hands it to the sender registered with `set_sender`. Until notifications exist there is no
+sender, so nothing is sent and the request is only logged (without the link). `reset_password`
+uses a link once, sets the new password and ends every session of the user.
+
+For notifications: `set_sender(lambda email, url: send_mail(email, ...))` at start-up, and a page
+at `/reset?token=...` that calls `reset_password`. Both refuse the same way for unknown emails.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlmodel import select
+
+from billing_app.auth.accounts import end_other_sessions, normalize_email, set_password
+from billing_app.auth.passwords import check_strength
+from billing_app.auth.tokens import new_token, token_hash
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import PasswordReset, User, utcnow
+from billing_app.settings import get_settings
+
+log = logging.getLogger(__name__)
+RESET_LIFETIME = timedelta(hours=1)
+RESET_PATH = "/reset"
+Sender = Callable[[str, str], None]
+_sender: Sender | None = None
+
+
+def set_sender(sender: Sender | None) -> None:
+    """Register how a reset link reaches its user: sender(email, url). Notifications call this."""
+    global _sender
+    _sender = sender
+
+
+def request_reset(email: str) -> None:
+    """Send a reset link when the email has an account; the same (silent) outcome when not."""
+    try:
+        email = normalize_email(email)
+    except AppError:
+        return
+    with session_scope() as session:
+        user = session.exec(select(User).where(User.email == email)).first()
+        if user is None:
+            return
+        token = new_token("reset")
+        session.add(PasswordReset(token_hash=token_hash(token), user_id=user.id, expires_at=utcnow() + RESET_LIFETIME))
+    if _sender is None:
+        log.warning("password reset requested for user %s, but no sender is configured (notifications)", user.id)
+        return
+    _sender(email, get_settings().url(f"{RESET_PATH}?token={token}"))
+
+
+def reset_password(token: str, new_password: str) -> None:
+    """Use a reset link once: set the password, end every session. Runs argon2: not on the event loop."""
+    check_strength(new_password if isinstance(new_password, str) else "")
+    with session_scope() as session:
+        row = session.exec(
+            select(PasswordReset).where(PasswordReset.token_hash == token_hash(token or "")).with_for_update()
+        ).first()
+        if row is None or row.used_at is not None or row.expires_at <= utcnow():
+            raise AppError(ErrorCode.INVALID_SESSION, "This reset link is invalid or has expired. Ask for a new one.")
+        user = session.get(User, row.user_id)
+        set_password(session, user, new_password)  # also removes the user's reset links, this one included
+        end_other_sessions(session, user.id)
