@@ -1,0 +1,100 @@
+"""REST rate limits (429 RATE_LIMITED with Retry-After), CSV injection, the far-future date, /api/docs."""
+
+import csv
+import io
+from datetime import datetime, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from billing_app import limits
+from billing_app.api import build_api
+from billing_app.auth import accounts
+from billing_app.db import session_scope
+from billing_app.models import Payment
+from billing_app.state import SESSION_COOKIE
+from tests.api.helpers import err, ok
+from tests.billing.helpers import PASSWORD, make_org
+
+
+@pytest.fixture
+def fresh_limits():
+    limits.reset()
+    yield
+    limits.reset()
+
+
+def limit(monkeypatch, name: str, value: str) -> None:
+    from billing_app.settings import get_settings
+
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
+def test_each_token_is_rate_limited_with_retry_after(client, tokens, monkeypatch, fresh_limits):
+    limit(monkeypatch, "RATE_LIMIT_API_TOKEN", "3/minute")
+    for _ in range(3):
+        ok(client.get("/api/billing/summary", headers=tokens.admin))
+    refused = client.get("/api/billing/summary", headers=tokens.admin)
+    err(refused, 429, "RATE_LIMITED")
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    ok(client.get("/api/billing/summary", headers=tokens.member))  # another token is not affected
+
+
+def test_stripe_routes_are_limited_per_organization_across_its_tokens(client, tokens, monkeypatch, fresh_limits):
+    limit(monkeypatch, "RATE_LIMIT_STRIPE_ORG", "2/minute")
+    for token in (tokens.admin, tokens.admin):
+        client.post("/api/subscriptions/portal", headers=token)
+    refused = client.post("/api/subscriptions/portal", headers=tokens.super_admin)
+    err(refused, 429, "RATE_LIMITED")
+    assert "retry-after" in refused.headers
+    ok(client.get("/api/billing/summary", headers=tokens.admin))  # reading the mirror calls no Stripe
+
+
+def test_the_document_says_every_authenticated_route_may_answer_429(client):
+    doc = client.get("/api/openapi.json").json()
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            if "security" in op:
+                assert op["responses"]["429"]["headers"]["Retry-After"], path
+
+
+def test_api_docs_are_off_in_production(monkeypatch):
+    from billing_app.api import rest
+
+    monkeypatch.setenv("REFLEX_ENV_MODE", "prod")
+    assert rest.docs_enabled() is False
+    assert TestClient(rest.create_app()).get("/docs").status_code == 404
+    assert TestClient(rest.create_app(docs=True)).get("/docs").status_code == 200
+
+
+def admin_cookie(org):
+    with session_scope() as s:
+        token = accounts.login(s, email="admin@csv.example", password=PASSWORD)
+        accounts.switch_org(s, token, org.id)
+    return {SESSION_COOKIE: token}
+
+
+@pytest.mark.parametrize("evil", ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"])
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(database_url, db, evil):
+    org = make_org("CSV Co", "admin@csv.example", "member@csv.example")
+    db.add(Payment(org_id=org.id, stripe_id="in_evil", status="COMPLETED", amount=900, currency="usd",
+                   created=datetime(2026, 3, 1, tzinfo=timezone.utc), description=evil))
+    db.commit()
+    answer = TestClient(build_api()).get("/api/billing/payments.csv", cookies=admin_cookie(org))
+    [row] = list(csv.DictReader(io.StringIO(answer.text)))
+    assert row["description"] == "'" + evil
+    assert row["amount"] == "9.00"
+
+
+def test_the_last_possible_day_is_refused_cleanly_by_the_csv_route_and_the_page(database_url, db):
+    from billing_app.billing.payments import PaymentFilter
+    from billing_app.errors import AppError
+
+    org = make_org("Far Future", "admin@csv.example", "member@csv.example")
+    answer = TestClient(build_api()).get("/api/billing/payments.csv?end=9999-12-31", cookies=admin_cookie(org))
+    assert answer.status_code == 422 and answer.json()["error_code"] == "VALIDATION_ERROR"
+    # The page builds its filter through the same validator (PaymentsState._filters); the browser
+    # test tests/browser/test_security_ui.py types the date on the page itself.
+    with pytest.raises(AppError):
+        PaymentFilter.parse(None, "9999-12-31", None)
