@@ -48,7 +48,11 @@ def app_server(tmp_path_factory):
     work = tmp_path_factory.mktemp("app")
     database_url = f"sqlite:///{work}/app.db"
     port, backend_port, sandbox_port = free_port(), free_port(), free_port()
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "STRIPE_SECRET_KEY")}
+    # Every browser test comes from 127.0.0.1: one client to the per-address limits, which are meant
+    # for the internet (tests/auth and tests/api/test_security.py test the limits themselves).
+    relaxed = {"RATE_LIMIT_LOGIN_IP": "1000/minute", "RATE_LIMIT_REGISTER_IP": "1000/minute", "LOGIN_CLIENT_MAX_FAILURES": "1000"}
+    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "STRIPE_SECRET_KEY", *relaxed)}
+    os.environ.update(relaxed)
     os.environ["DATABASE_URL"] = database_url
     os.environ.pop("STRIPE_SECRET_KEY", None)
     get_settings.cache_clear()
