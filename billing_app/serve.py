@@ -109,6 +109,10 @@ def start(
     python = sys.executable
     processes: list[subprocess.Popen] = []
     output = dict(stdout=log, stderr=subprocess.STDOUT) if log else {}
+    # Reflex persists page states here; they hold no secret, and still are nobody else's business.
+    states = PROJECT_ROOT / ".states"
+    states.mkdir(mode=0o700, exist_ok=True)
+    states.chmod(0o700)
     try:
         subprocess.run([python, "-m", "billing_app", "migrate"], env=env, check=True, cwd=PROJECT_ROOT, **output)
         if seeds_demo(prod=prod, use_sandbox=use_sandbox, seed=seed):
