@@ -332,7 +332,8 @@ class PurchaseReservation(SQLModel, table=True):
     """
 
     org_id: int = Field(primary_key=True, foreign_key="organization.id", ondelete="CASCADE")
-    claim_id: str | None = Field(default=None, max_length=32)
+    # The holder's claim token (owners.py), so a restarted process takes over a dead one's claim at once.
+    claim_id: str | None = Field(default=None, max_length=255)
     claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     checkout_session_id: str | None = Field(default=None, max_length=255)
     plan_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
@@ -385,7 +386,7 @@ class WebhookEvent(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
-    # The claim holding the row: its process (host:pid:nonce) and number; see webhooks/owner.py.
+    # The claim holding the row: its process (host:pid:nonce) and number; see owners.py.
     claimed_by: str | None = Field(default=None, max_length=255)
     last_error: str | None = None
     payload: str

@@ -97,7 +97,7 @@ def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
             checkout = gateway.call(
                 client.v1.checkout.sessions.create, params=params,
                 # A retry of this very attempt (the SDK's own) makes no second session.
-                options={"idempotency_key": f"checkout-{org_id}-{reservation.claim_id}"},
+                options={"idempotency_key": f"checkout-{reservation.claim_id}-org-{org_id}"},
             )
         except gateway.StripeFailure:
             raise AppError(ErrorCode.STRIPE_CHECKOUT_FAILED, "We could not start the checkout. Please try again.") from None

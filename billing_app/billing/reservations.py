@@ -3,21 +3,22 @@
 Whoever starts a checkout first claims the org's `PurchaseReservation` row with a conditional
 UPDATE (a value in the row, not a database lock, so no lock is held across Stripe calls). A
 racing request waits for the claim to be released and then sees what the first one did: the
-same open session (reused), or a completed purchase (refused). A claim left by a process that
-died lapses after `CLAIM_SECONDS`.
+same open session (reused), or a completed purchase (refused). A claim left by a process of this
+host that died is taken over at once (`owners.is_dead`); one from elsewhere lapses after
+`CLAIM_SECONDS`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 
+from billing_app import owners
 from billing_app.db import insert_if_absent, session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import PurchaseReservation, utcnow
@@ -46,9 +47,12 @@ def _try_claim(org_id: int, claim_id: str) -> bool:
     now = utcnow()
     with session_scope() as session:
         insert_if_absent(session, T, ["org_id"], org_id=org_id)
+        holder = session.execute(select(T.c.claim_id).where(T.c.org_id == org_id)).scalar_one()
+        free = or_(T.c.claimed_until.is_(None), T.c.claimed_until < now)
+        if holder and owners.is_dead(holder):
+            free = or_(free, T.c.claim_id == holder)  # killed mid-checkout: no need to wait out its claim
         result = session.execute(
-            update(T)
-            .where(T.c.org_id == org_id, or_(T.c.claimed_until.is_(None), T.c.claimed_until < now))
+            update(T).where(T.c.org_id == org_id, free)
             .values(claim_id=claim_id, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
         )
         return result.rowcount == 1
@@ -57,7 +61,7 @@ def _try_claim(org_id: int, claim_id: str) -> bool:
 @contextlib.contextmanager
 def purchase_claim(org_id: int) -> Iterator[Reservation]:
     """Hold the org's reservation for the duration of the block (waits for a racing holder)."""
-    claim_id = secrets.token_hex(8)
+    claim_id = owners.new_claim_token()
     deadline = time.monotonic() + WAIT_SECONDS
     while not _try_claim(org_id, claim_id):
         if time.monotonic() > deadline:

@@ -10,7 +10,7 @@ whole state of the retry machine:
                          \\--> failed once attempts reach the limit (shown to admins; `replay` re-queues)
 
 A claim is a short lease: `claimed_until` is set a few seconds ahead and `claimed_by` to the
-claim's token (its process and a number, `owner.new_claim_token`), atomically. On PostgreSQL
+claim's token (its process and a number, `owners.new_claim_token`), atomically. On PostgreSQL
 one UPDATE whose row choice uses FOR UPDATE SKIP LOCKED, so several workers never take the
 same row; on SQLite the rows are chosen in a read and claimed by an UPDATE that re-checks
 they are still due, under the single write lock. While its syncs run, the worker keeps
@@ -33,9 +33,9 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from billing_app import owners
 from billing_app.db import get_engine
 from billing_app.models import WebhookEvent, utcnow
-from billing_app.webhooks import owner
 from billing_app.webhooks.handlers import RESYNC_EVENT_TYPES, customer_of
 from billing_app.webhooks.signal import notify
 
@@ -163,7 +163,7 @@ def has_due(now: datetime | None = None) -> bool:
 
 
 def claim(
-    limit: int, lease: timedelta, now: datetime | None = None, *, by: owner.Owner | None = None,
+    limit: int, lease: timedelta, now: datetime | None = None, *, by: owners.Owner | None = None,
 ) -> tuple[str, list[Claimed]]:
     """Claim up to `limit` due events until `now + lease`; returns the claim's token and the events.
 
@@ -172,7 +172,7 @@ def claim(
     a second concurrent one.
     """
     now = now or utcnow()
-    token = owner.new_claim_token(by)
+    token = owners.new_claim_token(by)
     values = {"now": now, "limit": limit, "token": token, "until": now + lease}
     if get_engine().dialect.name == "postgresql":
         with _writing() as connection:
@@ -307,7 +307,7 @@ _RELEASE_HOLDERS = update(T).where(T.c.state == PENDING, T.c.claimed_by.in_(bind
 
 
 def release_orphans() -> int:
-    """Free at once the claims of dead processes of this host (`owner.is_dead`); how many events.
+    """Free at once the claims of dead processes of this host (`owners.is_dead`); how many events.
 
     For a worker starting up: the events its host's killed processes (its own previous
     incarnation among them) never finished are due again without waiting for their
@@ -316,7 +316,7 @@ def release_orphans() -> int:
     the attempt limit.
     """
     with get_engine().connect() as connection:
-        dead = [token for token in connection.execute(_HOLDERS).scalars() if owner.is_dead(token)]
+        dead = [token for token in connection.execute(_HOLDERS).scalars() if owners.is_dead(token)]
     if not dead:
         return 0
     with _writing() as connection:

@@ -136,3 +136,17 @@ def test_a_holder_whose_claim_was_taken_over_goes_no_further(org, stripe_env):
             s.get(PurchaseReservation, org.id).claim_id = "someone-else"
         reservations.renew(reservation)
     assert info.value.code == ErrorCode.CHECKOUT_IN_PROGRESS
+
+
+def test_a_claim_held_by_a_killed_process_of_this_host_is_taken_over_at_once(org, stripe_env, monkeypatch):
+    import subprocess
+
+    from billing_app import owners
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = owners.new_claim_token(owners.Owner(owners.this_process().host, finished.pid, "deadbeef"))
+    monkeypatch.setattr(reservations, "WAIT_SECONDS", 0.3)  # it must not need to wait at all
+    with session_scope() as s:
+        s.add(PurchaseReservation(org_id=org.id, claim_id=dead, claimed_until=utcnow() + timedelta(hours=1)))
+    assert start_checkout(org.admin, period_id("starter", "MONTHLY")).session_id

@@ -13,10 +13,20 @@ import threading
 import time
 from datetime import timedelta
 
+from billing_app import owners
 from billing_app.models import utcnow
-from billing_app.webhooks import eventlog, owner
+from billing_app.webhooks import eventlog
 from billing_app.webhooks.worker import Worker, run_worker
-from tests.webhooks.helpers import CountingSync, aware, cancel_when, event, row, rows, run_async, run_crashing_worker
+from tests.webhooks.helpers import (
+    CountingSync,
+    aware,
+    cancel_when,
+    event,
+    row,
+    rows,
+    run_async,
+    run_crashing_worker,
+)
 
 SHORT_LEASE = timedelta(seconds=10)  # "crash recovery in seconds": the most a killed worker's events wait
 TICK = timedelta(milliseconds=1)
@@ -88,17 +98,17 @@ def test_the_restarted_backend_processes_its_unfinished_events_at_once(post, dat
 
 
 def test_only_claims_that_no_live_process_can_hold_are_freed_at_start(post):
-    me = owner.this_process()
+    me = owners.this_process()
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         holders = {
-            "cus_earlier_me": owner.Owner(me.host, me.pid, "0ld1ncar"),  # this pid before a restart
-            "cus_dead_pid": owner.Owner(me.host, finished.pid, "deadbeef"),
-            "cus_live_pid": owner.Owner(me.host, running.pid, "a11ve000"),
+            "cus_earlier_me": owners.Owner(me.host, me.pid, "0ld1ncar"),  # this pid before a restart
+            "cus_dead_pid": owners.Owner(me.host, finished.pid, "deadbeef"),
+            "cus_live_pid": owners.Owner(me.host, running.pid, "a11ve000"),
             "cus_this_process": me,
-            "cus_other_host": owner.Owner("elsewhere@00000000", finished.pid, "deadbeef"),
+            "cus_other_host": owners.Owner("elsewhere@00000000", finished.pid, "deadbeef"),
         }
         for customer, holder in holders.items():
             post(event("invoice.paid", customer))

@@ -18,7 +18,7 @@ def upgrade() -> None:
     op.create_table(
         'purchasereservation',
         sa.Column('org_id', sa.Integer(), nullable=False),
-        sa.Column('claim_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column('claim_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
         sa.Column('claimed_until', sa.DateTime(timezone=True), nullable=True),
         sa.Column('checkout_session_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
         sa.Column('plan_period_id', sa.Integer(), nullable=True),

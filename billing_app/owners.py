@@ -1,4 +1,4 @@
-"""Who holds a claim on the event log, named so that a restarted worker can tell its dead predecessors.
+"""Who holds a claim (on the event log, on an org's purchase), named so a restarted process can tell its dead predecessors.
 
 Every claim is written on its rows as a token `host:pid:nonce:n`: the claiming process
 (`this_process()`) and a number of its own, so each claim is unique and fences off the
@@ -76,7 +76,17 @@ def _runs(pid: int) -> bool:
         return False
     except PermissionError:  # it exists, under another user
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process not yet reaped by its parent still answers signal 0, but it holds nothing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state letter follows the command name, which is in parentheses and may hold spaces.
+    return stat[stat.rfind(")") + 2:][:1] == "Z"
 
 
 def is_dead(token: str) -> bool:
