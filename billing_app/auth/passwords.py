@@ -73,12 +73,17 @@ def _verify(password_hash: str | None, password: str) -> bool:
 
 
 def _not_on_the_loop() -> None:
-    """Waiting for the pool on the event loop's thread would stall every page: a bug, said loudly."""
+    """Waiting for the pool inside a coroutine would stall every page: a bug, said loudly.
+
+    Only a running task counts (a Reflex handler runs in one): plain code on a thread whose loop
+    is merely running, as Playwright's sync API leaves the main thread, may wait.
+    """
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop in this thread
         return
-    raise RuntimeError("password hashing waited on the event loop; use the *_async functions or asyncio.to_thread")
+    if task is not None:
+        raise RuntimeError("password hashing waited on the event loop; use the *_async functions or asyncio.to_thread")
 
 
 def hash_password(password: str) -> str:
