@@ -6,7 +6,6 @@ import pytest
 from sqlmodel import func, select
 
 from billing_app.auth import accounts
-from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import AuthSession, Membership, Organization, Role, User, utcnow
