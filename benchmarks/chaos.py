@@ -448,7 +448,7 @@ def _exercise(args, work: Path, sandbox_port: int, backend: Backend, mirror: Mir
 def _settle(sandbox_base: str, mirror: Mirror, deadline: float) -> None:
     """Wait until no delivery is queued at the sandbox and no stored event is pending (or the deadline)."""
     while time.monotonic() < deadline:
-        queued = httpx.get(f"{sandbox_base}/_sandbox/deliveries", timeout=10).json()["pending"]
+        queued = httpx.get(f"{sandbox_base}/_sandbox/deliveries", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10).json()["pending"]
         pending = sum(1 for r in mirror.events() if r["state"] == "pending")
         if queued == 0 and pending == 0:
             return

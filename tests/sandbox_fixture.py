@@ -79,7 +79,7 @@ class Sandbox:
     http: httpx.Client = field(repr=False)
 
     def reset(self) -> None:
-        self.http.post("/_sandbox/reset").raise_for_status()
+        self.http.post("/_sandbox/reset", json={}).raise_for_status()
 
     def configure(self, **settings) -> dict:
         """Change sandbox settings (see README: webhook_retry_schedule, chaos, payment_retry_days, ...)."""
@@ -120,7 +120,8 @@ def sandbox_server(tmp_path_factory):
 def sandbox(sandbox_server):
     import stripe
 
-    http = httpx.Client(base_url=sandbox_server.base_url, timeout=30)
+    # The control routes (/_sandbox/*) take the sandbox key, like the API.
+    http = httpx.Client(base_url=sandbox_server.base_url, timeout=30, headers={"Authorization": f"Bearer {API_KEY}"})
     client = stripe.StripeClient(API_KEY, base_addresses={"api": sandbox_server.base_url}, max_network_retries=0)
     sb = Sandbox(sandbox_server.base_url, API_KEY, client, http)
     sb.reset()

@@ -40,6 +40,7 @@ def _user_menu() -> rx.Component:
             rx.menu.separator(display=MOBILE_ONLY),
             rx.menu.item("Members", on_select=rx.redirect(routes.MEMBERS)),
             rx.menu.item("API tokens", on_select=rx.redirect(routes.ACCOUNT_TOKENS)),
+            rx.menu.item("Account security", on_select=rx.redirect(routes.ACCOUNT_SECURITY)),
             rx.cond(
                 AuthState.orgs.length() > 1,
                 rx.fragment(

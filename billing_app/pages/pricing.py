@@ -6,7 +6,7 @@ import asyncio
 
 import reflex as rx
 
-from billing_app import routes
+from billing_app import limits, routes
 from billing_app.billing.checkout import start_checkout
 from billing_app.billing.views import PlanCard, pricing_view
 from billing_app.components.billing_ui import billing_frame
@@ -29,7 +29,7 @@ class PricingState(AuthState):
     def load(self):
         self.error, self.pending_period_id = "", ""
         org_id = None
-        if self.session_token:
+        if self._session_hash:
             try:
                 org_id = self._actor().org_id
             except AppError:
@@ -51,12 +51,9 @@ class PricingState(AuthState):
         """
         async with self:
             self.error, self.pending_period_id = "", period_id
-            try:
-                actor = self._actor()
-            except AppError as error:
-                self.error, self.pending_period_id = error.message, ""
-                return
         try:
+            actor = await self._actor_in_background()
+            limits.hit(limits.STRIPE_ORG, actor.require_org())
             started = await asyncio.to_thread(start_checkout, actor, int(period_id))
         except AppError as error:
             async with self:

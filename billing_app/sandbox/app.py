@@ -142,6 +142,21 @@ class Sandbox:
         return status, encoded, {}
 
     # --- sandbox-only routes -------------------------------------------------------------------
+    def control(self, handler):
+        """A `/_sandbox/*` control route: the sandbox key, and JSON for a POST, are required, so a
+        web page cannot reset or reconfigure the sandbox with a cross-site form post."""
+
+        async def guarded(request: Request) -> Response:
+            try:
+                self._auth(request)
+            except StripeError as exc:
+                return JSONResponse(exc.body(), exc.status)
+            if request.method == "POST" and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+                return JSONResponse({"error": "send Content-Type: application/json"}, 415)
+            return await handler(request)
+
+        return guarded
+
     async def reset(self, request: Request) -> Response:
         self.store.reset()
         self.idem.clear()
@@ -194,9 +209,9 @@ def create_app(store: Store | None = None, public_url: str | None = None, record
     methods = ["GET", "POST", "DELETE", "PUT", "PATCH"]
     routes = [
         Route("/v1/{path:path}", sb.api, methods=methods),
-        Route("/_sandbox/reset", sb.reset, methods=["POST"]),
-        Route("/_sandbox/config", sb.config, methods=["GET", "POST"]),
-        Route("/_sandbox/deliveries", sb.deliveries, methods=["GET"]),
+        Route("/_sandbox/reset", sb.control(sb.reset), methods=["POST"]),
+        Route("/_sandbox/config", sb.control(sb.config), methods=["GET", "POST"]),
+        Route("/_sandbox/deliveries", sb.control(sb.deliveries), methods=["GET"]),
         Route("/_sandbox/health", sb.health, methods=["GET"]),
         *pages.routes(sb),
     ]

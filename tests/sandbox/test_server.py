@@ -93,3 +93,16 @@ def test_sandbox_imports_nothing_else_from_billing_app():
     assert r.stdout.strip() == "[]"
     for path in (ROOT / "billing_app" / "sandbox").rglob("*.py"):
         assert not re.search(r"^\s*(from|import)\s+billing_app(?!\.sandbox)", path.read_text(), re.M), path
+
+
+def test_control_routes_need_the_key_and_json(sandbox):
+    """A web page cannot reset or reconfigure the sandbox with a cross-site form post."""
+    import httpx as plain
+
+    base = sandbox.base_url
+    assert plain.post(f"{base}/_sandbox/reset", json={}).status_code == 401  # no key
+    form = plain.post(f"{base}/_sandbox/config", data={"chaos": "dup"}, headers={"Authorization": f"Bearer {sandbox.api_key}"})
+    assert form.status_code == 415  # a form post, even with the key
+    assert plain.get(f"{base}/_sandbox/deliveries").status_code == 401
+    assert sandbox.http.get("/_sandbox/deliveries").status_code == 200
+    assert plain.get(f"{base}/_sandbox/health").status_code == 200  # readiness stays open

@@ -146,7 +146,7 @@ def test_cli_webhook_url_and_secret(tmp_path, webhook_receiver):
         d = webhook_receiver.wait_for_type("customer.created", id=cust.id)
         assert verify(d, "whsec_cli_test").data.object.name == "cli"
         import httpx
-        httpx.post(url + "/_sandbox/reset").raise_for_status()
+        httpx.post(url + "/_sandbox/reset", json={}, headers={"Authorization": "Bearer sk_test_cli"}).raise_for_status()
         client.v1.customers.create(params={"name": "after reset"})
         d = webhook_receiver.wait_for_type("customer.created", name="after reset")
         json.loads(d["body"])
