@@ -5,7 +5,7 @@ import enum
 import json
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import Column, DateTime, Float, Index, LargeBinary, UniqueConstraint, false
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
@@ -65,6 +65,8 @@ class User(SQLModel, table=True):
     name: str = Field(default="", max_length=120)
     password_hash: str
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    # Runs the SaaS (the /ops console); granted only on the command line, unrelated to org roles.
+    is_operator: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class Membership(SQLModel, table=True):
@@ -279,7 +281,7 @@ class OrgSubscription(SQLModel, table=True):
     current_period_end: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     cancel_at_period_end: bool = False
     canceled_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
-    ended_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    ended_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
     trial_end: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     paused: bool = False
     auto_renew: bool = True
@@ -287,8 +289,11 @@ class OrgSubscription(SQLModel, table=True):
     stripe_schedule_id: str | None = Field(default=None, max_length=255)
     scheduled_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
     scheduled_change_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
-    started_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    started_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    # A discount on each billing period (mirrored by the coupons work; MRR subtracts it).
+    discount_percent_off: float | None = Field(default=None, sa_column=Column(Float(), nullable=True))
+    discount_amount_off: int | None = None  # minor units per billing period, in the price's currency
 
     period: PlanPeriod | None = Relationship(
         sa_relationship_kwargs={"foreign_keys": "[OrgSubscription.plan_period_id]"})
@@ -363,6 +368,8 @@ class Payment(SQLModel, table=True):
     invoice_url: str | None = None
     receipt_url: str | None = None
     pdf_url: str | None = None
+    # Stripe's payment attempts on an invoice: paid with 2 or more means a failed payment recovered.
+    attempt_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class WebhookEvent(SQLModel, table=True):
@@ -390,3 +397,74 @@ class WebhookEvent(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=255)
     last_error: str | None = None
     payload: str
+
+
+# --- the operator console (billing_app/ops) ---------------------------------------------------
+
+
+class OperatorAudit(SQLModel, table=True):
+    """Every operator action: who, what, when, on which target."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False, index=True))
+    operator_id: int | None = Field(default=None, foreign_key="user.id", index=True, ondelete="SET NULL")
+    operator_email: str = Field(max_length=254)  # kept if the user is deleted
+    action: str = Field(max_length=40, index=True)  # replay, reconcile, attach_orphan, impersonate_read, ...
+    target: str = Field(max_length=255)  # org:12, evt_..., cus_..., all-failed
+    detail: str = ""
+
+
+class ReconcileRun(SQLModel, table=True):
+    """One bulk reconcile: its progress (for the command line and /ops) and where to resume."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    mode: str = Field(max_length=16)  # full | incremental
+    state: str = Field(default="running", max_length=16, index=True)  # running | done | failed
+    phase: str = Field(default="fetch", max_length=16)  # fetch | apply | done
+    started_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    heartbeat_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # Incremental runs read objects created since this time (the last finished run's start, less a margin).
+    since: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # Per list: the `starting_after` cursor of the next page, or "done".
+    cursors_json: str = "{}"
+    fetched: int = 0
+    customers_total: int = 0
+    customers_done: int = 0
+    last_customer: str = Field(default="", max_length=255)  # the apply phase resumes after this id
+    changes: int = 0
+    orphans: int = 0
+    calls: int = 0
+    started_by: str = Field(default="", max_length=254)
+    error: str | None = None
+
+
+class ReconcileStage(SQLModel, table=True):
+    """A Stripe object a bulk run has read, kept until the run is applied (so a run can resume)."""
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "stripe_id", name="uq_reconcilestage_run_object"),
+        Index("ix_reconcilestage_run_customer", "run_id", "customer_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="reconcilerun.id", ondelete="CASCADE")
+    kind: str = Field(max_length=16)  # customer | subscription | invoice | charge | session
+    customer_id: str = Field(max_length=255)
+    stripe_id: str = Field(max_length=255)
+    # Which source wins when an object comes twice: a list read (2) over an event's copy (1).
+    rank: int = 2
+    payload: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))  # zlib-compressed JSON
+
+
+class StripeOrphan(SQLModel, table=True):
+    """A Stripe customer no organization is tied to, found by the bulk reconcile."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    stripe_customer_id: str = Field(max_length=255, unique=True, index=True)
+    email: str = Field(default="", max_length=254)
+    name: str = Field(default="", max_length=255)
+    created: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    subscriptions: int = 0  # how many of its subscriptions are live at Stripe
+    metadata_org_id: str = Field(default="", max_length=32)  # shown as a hint, never acted on
+    discovered_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))

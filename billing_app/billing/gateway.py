@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 
 import stripe
 
@@ -21,22 +22,27 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 
 # Counts every call made through the client, so tests can prove a page render makes none.
 call_counter = {"count": 0}
+_counter_lock = threading.Lock()  # the bulk reconcile calls from several threads
 
 
 class StripeFailure(Exception):
     """Stripe refused or could not be reached. `message` is Stripe's text, for the logs only."""
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, card_error: bool = False):
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, card_error: bool = False,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
         self.card_error = card_error
+        # Seconds Stripe asked us to wait (its Retry-After header, on a 429), if it said.
+        self.retry_after = retry_after
 
 
 class _CountingHTTPClient(stripe.HTTPXClient):
     def request(self, *args, **kwargs):
-        call_counter["count"] += 1
+        with _counter_lock:
+            call_counter["count"] += 1
         return super().request(*args, **kwargs)
 
 
@@ -65,7 +71,18 @@ def _failure(error: stripe.StripeError) -> StripeFailure:
     code = getattr(error, "code", None)
     message = error.user_message or str(error)
     log.warning("stripe call failed: status=%s code=%s message=%s", status, code, message)
-    return StripeFailure(message, code=code, status=status, card_error=isinstance(error, stripe.CardError))
+    return StripeFailure(message, code=code, status=status, card_error=isinstance(error, stripe.CardError),
+                         retry_after=_retry_after(getattr(error, "headers", None)))
+
+
+def _retry_after(headers) -> float | None:
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def call(fn, *args, **kwargs):
@@ -82,6 +99,15 @@ def list_all(list_method, params: dict) -> list[dict]:
         return [_plain(obj) for obj in list_method(params={"limit": 100, **params}).auto_paging_iter()]
     except stripe.StripeError as error:
         raise _failure(error) from error
+
+
+def list_page(list_method, params: dict) -> tuple[list[dict], bool]:
+    """One page of a list endpoint (for callers that keep their own cursor): its objects and has_more."""
+    try:
+        page = list_method(params={"limit": 100, **params})
+    except stripe.StripeError as error:
+        raise _failure(error) from error
+    return [_plain(obj) for obj in page.data], bool(page.has_more)
 
 
 def verify_webhook(payload: bytes, signature_header: str | None, secrets: list[str]) -> dict:

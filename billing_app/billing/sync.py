@@ -42,7 +42,7 @@ class SyncReport:
     customer_id: str
     org_id: int | None = None
     changes: list[str] = field(default_factory=list)
-    snapshot: _Snapshot | None = field(default=None, repr=False)
+    snapshot: Snapshot | None = field(default=None, repr=False)
 
 
 def _from_epoch(value: int | None) -> datetime | None:
@@ -51,7 +51,7 @@ def _from_epoch(value: int | None) -> datetime | None:
 
 
 @dataclass
-class _Snapshot:
+class Snapshot:
     """Everything Stripe says about one customer, read before writing anything."""
 
     customer: dict
@@ -62,7 +62,7 @@ class _Snapshot:
     refunded_invoices: set[str]
 
 
-def _read(client, customer_id: str) -> _Snapshot:
+def _read(client, customer_id: str) -> Snapshot:
     call = gateway.call
     customer = call(client.v1.customers.retrieve, customer_id)
     list_all = gateway.list_all
@@ -81,7 +81,7 @@ def _read(client, customer_id: str) -> _Snapshot:
             payments = call(client.v1.invoice_payments.list, params={"invoice": invoice["id"], "limit": 10})["data"]
             if any((p.get("payment") or {}).get("payment_intent") in refunded_intents for p in payments):
                 refunded_invoices.add(invoice["id"])
-    return _Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices)
+    return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices)
 
 
 def _org_for(session: Session, customer: dict) -> int | None:
@@ -218,7 +218,8 @@ def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_inte
     session.add(row)
 
 
-def _write(session: Session, org_id: int, snap: _Snapshot, changes: list[str]) -> None:
+def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> None:
+    """Upsert the mirror of one org from a snapshot (sync_customer's and the bulk reconcile's write)."""
     for sub in snap.subscriptions:
         _sync_subscription(session, org_id, sub, changes)
 
@@ -235,6 +236,7 @@ def _write(session: Session, org_id: int, snap: _Snapshot, changes: list[str]) -
             description=_invoice_description(invoice),
             invoice_url=invoice.get("hosted_invoice_url"),
             pdf_url=invoice.get("invoice_pdf"),
+            attempt_count=invoice.get("attempt_count") or 0,
         )
 
     charges_by_intent = {c["payment_intent"]: c for c in snap.charges if c.get("payment_intent")}
@@ -301,7 +303,7 @@ def _record_duplicate(customer_id: str, org_id: int, extra: duplicates.ExtraPurc
 DUPLICATE_EVENT_TYPE = "app.duplicate_purchase_undone"
 
 
-def _sync_snapshot(customer_id: str, snap: _Snapshot) -> SyncReport:
+def _sync_snapshot(customer_id: str, snap: Snapshot) -> SyncReport:
     report = SyncReport(customer_id, snapshot=snap)
     for attempt in range(2):
         try:
@@ -311,7 +313,7 @@ def _sync_snapshot(customer_id: str, snap: _Snapshot) -> SyncReport:
                     report.changes.append("customer belongs to no organization here; ignored")
                     return report
                 changes: list[str] = []
-                _write(session, report.org_id, snap, changes)
+                write(session, report.org_id, snap, changes)
             report.changes = changes
             return report
         except IntegrityError:
