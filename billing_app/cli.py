@@ -51,6 +51,10 @@ def cmd_reconcile(args) -> int:
     from billing_app.db import session_scope
     from billing_app.errors import AppError
 
+    if args.org is None and not args.per_customer:
+        from billing_app.ops.cli import bulk_reconcile_command
+
+        return bulk_reconcile_command(args)
     with session_scope() as session:
         customers = customers_to_reconcile(session, args.org)
     failures = 0
@@ -103,6 +107,18 @@ def cmd_orphans(args) -> int:
     return 0
 
 
+def cmd_grant_operator(args) -> int:
+    from billing_app.ops.cli import set_operator_command
+
+    return set_operator_command(args.email, True)
+
+
+def cmd_revoke_operator(args) -> int:
+    from billing_app.ops.cli import set_operator_command
+
+    return set_operator_command(args.email, False)
+
+
 def cmd_create_token(args) -> int:
     from billing_app.auth.api_tokens import create_token_for_email
     from billing_app.errors import AppError
@@ -153,8 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     catalog.set_defaults(func=cmd_sync_catalog)
     reconcile = sub.add_parser("reconcile", help="re-read customers from Stripe and heal the mirror")
-    reconcile.add_argument("--org", type=int, help="only this organization id")
+    reconcile.add_argument("--org", type=int, help="only this organization id (read one customer at a time)")
+    reconcile.add_argument("--per-customer", action="store_true", help="read each customer on its own (about 5 calls each) instead of in bulk")
+    reconcile.add_argument("--incremental", action="store_true", help="bulk: only what changed since the last finished run")
+    reconcile.add_argument("--fresh", action="store_true", help="bulk: start over instead of resuming an interrupted run")
+    reconcile.add_argument("--concurrency", type=int, default=4, help="bulk: Stripe lists read at once (default 4)")
+    reconcile.add_argument("--no-progress", action="store_true", help="bulk: no progress bar")
     reconcile.set_defaults(func=cmd_reconcile)
+    grant = sub.add_parser("grant-operator", help="let a user into the operator console (/ops)")
+    grant.add_argument("email")
+    grant.set_defaults(func=cmd_grant_operator)
+    revoke = sub.add_parser("revoke-operator", help="take a user's operator console access away")
+    revoke.add_argument("email")
+    revoke.set_defaults(func=cmd_revoke_operator)
     token = sub.add_parser("create-token", help="make a REST API token for a user (printed once)")
     token.add_argument("--email", required=True, help="the user's email")
     token.add_argument("--org", help="organization id or exact name (needed when the user is in several)")
