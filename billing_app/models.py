@@ -282,7 +282,7 @@ class OrgSubscription(SQLModel, table=True):
     cancel_at_period_end: bool = False
     canceled_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     ended_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
-    trial_end: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    trial_end: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
     paused: bool = False
     auto_renew: bool = True
     # A downgrade waiting for the period end (a Stripe subscription schedule's next phase).
@@ -354,7 +354,11 @@ class PaymentStatus(str, enum.Enum):
 
 
 class Payment(SQLModel, table=True):
-    __table_args__ = (Index("ix_payment_org_created", "org_id", "created"),)
+    __table_args__ = (
+        Index("ix_payment_org_created", "org_id", "created"),
+        # The console's failed-payment recovery rate (ops/metrics.py).
+        Index("ix_payment_status_attempts", "status", "attempt_count"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     org_id: int = Field(foreign_key="organization.id")

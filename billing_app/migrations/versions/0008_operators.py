@@ -23,9 +23,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('discount_amount_off', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_orgsubscription_started_at'), ['started_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_orgsubscription_ended_at'), ['ended_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_orgsubscription_trial_end'), ['trial_end'], unique=False)
 
     with op.batch_alter_table('payment', schema=None) as batch_op:
         batch_op.add_column(sa.Column('attempt_count', sa.Integer(), server_default='0', nullable=False))
+        batch_op.create_index('ix_payment_status_attempts', ['status', 'attempt_count'], unique=False)
 
     op.create_table(
         'operatoraudit',
@@ -107,8 +109,10 @@ def downgrade() -> None:
     op.drop_table('reconcilerun')
     op.drop_table('operatoraudit')
     with op.batch_alter_table('payment', schema=None) as batch_op:
+        batch_op.drop_index('ix_payment_status_attempts')
         batch_op.drop_column('attempt_count')
     with op.batch_alter_table('orgsubscription', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_orgsubscription_trial_end'))
         batch_op.drop_index(batch_op.f('ix_orgsubscription_ended_at'))
         batch_op.drop_index(batch_op.f('ix_orgsubscription_started_at'))
         batch_op.drop_column('discount_amount_off')
