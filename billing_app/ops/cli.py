@@ -55,7 +55,7 @@ def bulk_reconcile_command(args) -> int:
                 say(f"Resuming bulk reconcile run {job.run_id}.")
             result = job.run()
     except reconcile.ReconcileBusy as error:
-        print(f"reconcile: {error}", file=sys.stderr)
+        print(f"reconcile: {error.message}", file=sys.stderr)
         return 1
     except (AppError, StripeFailure) as error:
         print(f"reconcile failed: {getattr(error, 'message', error)} (run it again to resume)", file=sys.stderr)

@@ -50,7 +50,12 @@ def attach_orphan(operator: Operator, customer_id: str, org_id: int) -> list[str
         if session.exec(select(BillingCustomer).where(BillingCustomer.stripe_customer_id == customer_id)).first() is not None:
             raise AppError(ErrorCode.VALIDATION_ERROR, f"{customer_id} is already tied to an organization.")
     # Stripe's word that the customer exists (a deleted one cannot be attached), before any write.
-    customer = gateway.call(gateway.stripe_client().v1.customers.retrieve, customer_id) if customer_id else {}
+    try:
+        customer = gateway.call(gateway.stripe_client().v1.customers.retrieve, customer_id) if customer_id else {}
+    except gateway.StripeFailure as failure:
+        if failure.status != 404:
+            raise
+        customer = {}
     if not customer or customer.get("deleted"):
         raise AppError(ErrorCode.NOT_FOUND, f"Stripe has no customer {customer_id!r}.")
     try:

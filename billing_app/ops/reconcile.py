@@ -44,7 +44,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from billing_app.billing import duplicates, gateway, sync
 from billing_app.billing.gateway import StripeFailure
 from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
 from billing_app.models import BillingCustomer, OrgSubscription, ReconcileRun, ReconcileStage, StripeOrphan, utcnow
+from billing_app.ops import audit
 from billing_app.webhooks.handlers import customer_of
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,11 @@ MAX_RETRY_AFTER = 60.0
 RATE_LIMIT_ATTEMPTS = 8
 
 
-class ReconcileBusy(Exception):
+class ReconcileBusy(AppError):
     """Another bulk reconcile is running now."""
+
+    def __init__(self, message: str):
+        super().__init__(ErrorCode.RECONCILE_RUNNING, message)
 
 
 @dataclass(frozen=True)
@@ -448,6 +453,15 @@ class BulkReconcile:
 def bulk_reconcile(**options) -> Result:
     """Run (or resume) a bulk reconcile; see BulkReconcile for the options."""
     return BulkReconcile(**options).run()
+
+
+def start_for_operator(operator, *, incremental: bool = False, progress=None) -> BulkReconcile:
+    """The console's "Reconcile all": the run is created (or ReconcileBusy raised) and audited; call .run()."""
+    job = BulkReconcile(incremental=incremental, started_by=operator.email, progress=progress)
+    with session_scope() as session:
+        audit.record(session, operator, audit.BULK_RECONCILE, f"run:{job.run_id}",
+                     f"{job.mode}{' (resumed)' if job.resumed else ''}")
+    return job
 
 
 @dataclass

@@ -20,7 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.routing import Mount
 
 from billing_app.api.rest import errors
-from billing_app.api.rest.routes import billing, plans, subscriptions
+from billing_app.api.rest.routes import billing, ops, plans, subscriptions
 from billing_app.routes import API_PREFIX
 
 TAGS = [
@@ -57,7 +57,7 @@ def create_app(*, docs: bool | None = None) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     errors.install(app)
-    for router in (plans.router, subscriptions.router, billing.router):
+    for router in (plans.router, subscriptions.router, billing.router, ops.router):
         app.include_router(router)
 
     def openapi() -> dict:
