@@ -58,3 +58,18 @@ def login_url(next_path: str | None = None, reason: str | None = None) -> str:
     if reason:
         query["reason"] = reason
     return f"{LOGIN}?{urlencode(query)}" if query else LOGIN
+
+
+# The operator console (billing_app/ops): every page answers non-operators as an unknown page.
+OPS = "/ops"
+OPS_ORGS = "/ops/orgs"
+OPS_ORG = "/ops/orgs/[ops_org]"
+OPS_ORG_READ_ONLY = "/ops/orgs/[ops_org]/view"
+OPS_EVENTS = "/ops/events"
+OPS_ORPHANS = "/ops/orphans"
+OPS_AUDIT = "/ops/audit"
+API_OPS_ORGS_CSV = "/api/ops/orgs.csv"
+
+
+def ops_org_url(org_id: int | str, read_only: bool = False) -> str:
+    return f"{OPS_ORGS}/{org_id}{'/view' if read_only else ''}"

@@ -1,0 +1,94 @@
+"""What every operator console page shares: the gate, the frame and the not-found answer.
+
+`OpsState._operator()` is the one server-side check of the pages: every page's on_load and
+every handler that acts calls it (through `_gate` or directly). A visitor, a member or an org
+admin sees what an unknown page shows ("404: Page not found"), and no data is ever loaded
+for them; the console is not advertised in the navbar or anywhere else.
+"""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from billing_app import routes
+from billing_app.components.layout import page_frame
+from billing_app.db import session_scope
+from billing_app.errors import AppError
+from billing_app.ops import access
+from billing_app.ops.access import Operator
+from billing_app.state import AuthState
+
+OK, NOT_FOUND = "ok", "404"
+NAV = [("Overview", routes.OPS), ("Organizations", routes.OPS_ORGS), ("Events", routes.OPS_EVENTS),
+       ("Orphans", routes.OPS_ORPHANS), ("Audit", routes.OPS_AUDIT)]
+
+
+class OpsState(AuthState):
+    # "" until the server has answered, then "ok" for an operator or "404" for anyone else.
+    gate: str = ""
+
+    def _operator(self) -> Operator:
+        """The signed-in operator, re-read from the database; NOT_FOUND for anyone else."""
+        try:
+            actor = self._actor()
+        except AppError:
+            raise access.not_found() from None
+        with session_scope() as session:
+            return access.operator_of(session, actor)
+
+    def _gate(self) -> Operator | None:
+        """For on_load: the operator, or None after turning the page into the not-found answer."""
+        try:
+            operator = self._operator()
+        except AppError:
+            self.gate = NOT_FOUND
+            return None
+        self.gate = OK
+        return operator
+
+
+def not_found() -> rx.Component:
+    """Word for word what Reflex shows for a route it does not have."""
+    return rx.box(rx.text.span("404: Page not found"), id="not-found")
+
+
+def ops_nav() -> rx.Component:
+    return rx.hstack(
+        rx.badge("Operator console", color_scheme="tomato", variant="solid"),
+        *[rx.link(label, href=href, size="2", weight="medium", high_contrast=True) for label, href in NAV],
+        spacing="4",
+        align="center",
+        wrap="wrap",
+        width="100%",
+        id="ops-nav",
+        role="navigation",
+        aria_label="Operator console",
+    )
+
+
+def ops_page(title: str, *children: rx.Component, max_width: str = "80em") -> rx.Component:
+    """The console's frame; the content only for an operator."""
+    content = rx.vstack(ops_nav(), rx.heading(title, size="7"), *children, spacing="5", width="100%")
+    return rx.cond(
+        OpsState.gate == OK,
+        page_frame(content, max_width=max_width),
+        rx.cond(OpsState.gate == NOT_FOUND, not_found(), rx.center(rx.spinner(size="3"), padding="4em")),
+    )
+
+
+def field(label: str, control: rx.Component, id: str) -> rx.Component:
+    """A labelled filter control (the label is tied to the control for screen readers)."""
+    return rx.vstack(rx.text(label, as_="label", html_for=id, size="1", weight="medium"), control, spacing="1")
+
+
+def stat(label: str, value, id: str, hint=None) -> rx.Component:
+    """A figure on a card; `hint` (text or a state var) says what it is made of."""
+    return rx.card(
+        rx.vstack(
+            rx.text(label, size="1", color_scheme="gray", weight="medium"),
+            rx.heading(value, size="6", id=id),
+            *([rx.text(hint, size="1", color_scheme="gray")] if hint is not None else []),
+            spacing="1",
+        ),
+        width="100%",
+    )

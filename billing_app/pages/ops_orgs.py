@@ -1,0 +1,173 @@
+"""/ops/orgs: every organization with plan, status, MRR, seats and created; search, filter, sort,
+keyset pages, CSV export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import reflex as rx
+
+from billing_app import routes
+from billing_app.components.layout import error_callout
+from billing_app.db import session_scope
+from billing_app.errors import AppError
+from billing_app.formatting import format_amount, format_date
+from billing_app.ops import orgs
+from billing_app.pages.ops_common import OpsState, field, ops_page
+from billing_app.state import form_text
+
+ALL = "all"
+SORT_LABELS = {"-created": "Newest", "created": "Oldest", "name": "Name A–Z", "-name": "Name Z–A", "-mrr": "MRR, highest", "mrr": "MRR, lowest"}
+STATUS_COLOR = {"active": "green", "trialing": "blue", "past_due": "red", "unpaid": "red", "paused": "amber",
+                "canceled": "gray", "incomplete": "amber", "incomplete_expired": "gray", "lifetime": "iris"}
+
+
+@dataclass
+class OrgLine:
+    id: str = ""
+    url: str = ""
+    name: str = ""
+    plan: str = ""
+    status: str = ""
+    color: str = "gray"
+    mrr: str = ""
+    seats: str = ""
+    created: str = ""
+
+
+def org_line(row: orgs.OrgRow) -> OrgLine:
+    status = "lifetime" if row.lifetime and row.status == "active" else (row.status or "none")
+    plan = f"{row.plan} ({row.period_type.lower().replace('_', ' ')})" if row.plan and row.period_type else (row.plan or "—")
+    return OrgLine(
+        id=str(row.id), url=routes.ops_org_url(row.id), name=row.name, plan=plan, status=status.replace("_", " "),
+        color=STATUS_COLOR.get(status, "gray"), mrr=format_amount(row.mrr, row.currency) if row.currency else "—",
+        seats=f"{row.seats_used} / {'∞' if row.seat_limit is None else row.seat_limit}", created=format_date(row.created),
+    )
+
+
+class OpsOrgsState(OpsState):
+    rows: list[OrgLine] = []
+    q: str = ""
+    status: str = ALL
+    sort: str = "-created"
+    error: str = ""
+    cursors: list[str] = []
+    next_cursor: str = ""
+
+    def _fetch(self, cursor: str) -> bool:
+        self.error = ""
+        try:
+            self._operator()
+            filters = orgs.OrgFilter.parse(self.q, self.status, self.sort)
+            with session_scope() as session:
+                page = orgs.list_orgs(session, filters, cursor=cursor or None)
+        except AppError as error:
+            if error.code.value == "NOT_FOUND":
+                self.gate, self.rows = "404", []
+            else:
+                self.error, self.rows, self.next_cursor = error.message, [], ""
+            return False
+        self.rows = [org_line(r) for r in page.rows]
+        self.next_cursor = page.next_cursor or ""
+        return True
+
+    @rx.event
+    def load(self):
+        if self._gate() is None:
+            self.rows = []
+            return
+        self.cursors = [""]
+        self._fetch("")
+
+    @rx.event
+    def apply_filters(self, form: dict):
+        self.q = form_text(form, "q")[:254]
+        self.status = form_text(form, "status") or ALL
+        self.sort = form_text(form, "sort") or "-created"
+        self.cursors = [""]
+        self._fetch("")
+
+    @rx.event
+    def next_page(self):
+        cursor = self.next_cursor
+        if cursor and self._fetch(cursor):
+            self.cursors = [*self.cursors, cursor]
+
+    @rx.event
+    def previous_page(self):
+        if len(self.cursors) > 1:
+            self.cursors = self.cursors[:-1]
+            self._fetch(self.cursors[-1])
+
+    @rx.var
+    def page_number(self) -> int:
+        return len(self.cursors)
+
+    @rx.var
+    def export_url(self) -> str:
+        query = {k: v for k, v in {"q": self.q, "status": "" if self.status == ALL else self.status, "sort": self.sort}.items() if v}
+        url = rx.config.get_config().api_url.rstrip("/") + routes.API_OPS_ORGS_CSV
+        return f"{url}?{urlencode(query)}"
+
+
+S = OpsOrgsState
+
+
+def _filters() -> rx.Component:
+    return rx.form(
+        rx.flex(
+            field("Search", rx.input(name="q", id="org-search", placeholder="Name, member email or cus_…", width="16em"), id="org-search"),
+            field("Status", rx.select([ALL, *orgs.STATUS_FILTERS], name="status", default_value=ALL, id="org-status"), id="org-status"),
+            field("Sort", rx.select.root(
+                rx.select.trigger(id="org-sort"),
+                rx.select.content(*[rx.select.item(label, value=value) for value, label in SORT_LABELS.items()]),
+                name="sort", default_value="-created"), id="org-sort"),
+            rx.button("Apply", type="submit", id="apply-org-filters"),
+            rx.spacer(),
+            rx.link(rx.button(rx.icon("download", size=16), "Export CSV", variant="outline", type="button"),
+                    href=S.export_url, is_external=True, id="export-orgs"),
+            spacing="3", align="end", wrap="wrap", width="100%",
+        ),
+        on_submit=S.apply_filters,
+        width="100%",
+    )
+
+
+def _table() -> rx.Component:
+    return rx.box(
+        rx.table.root(
+            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Organization", "Plan", "Status", "MRR", "Seats", "Created")])),
+            rx.table.body(rx.foreach(S.rows, lambda row: rx.table.row(
+                rx.table.row_header_cell(rx.link(row.name, href=row.url, weight="medium")),
+                rx.table.cell(row.plan),
+                rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft")),
+                rx.table.cell(row.mrr, white_space="nowrap"),
+                rx.table.cell(row.seats, white_space="nowrap"),
+                rx.table.cell(row.created, white_space="nowrap"),
+                class_name="org-row",
+            ))),
+            width="100%", variant="surface",
+        ),
+        overflow_x="auto", width="100%",
+    )
+
+
+def _pager() -> rx.Component:
+    return rx.hstack(
+        rx.button("Previous", variant="soft", on_click=S.previous_page, disabled=S.page_number <= 1, id="orgs-prev"),
+        rx.text("Page ", S.page_number, size="2"),
+        rx.button("Next", variant="soft", on_click=S.next_page, disabled=S.next_cursor == "", id="orgs-next"),
+        justify="end", align="center", width="100%",
+    )
+
+
+@rx.page(route=routes.OPS_ORGS, title="Billing", on_load=OpsOrgsState.load)
+def ops_orgs_page() -> rx.Component:
+    return ops_page(
+        "Organizations",
+        _filters(),
+        error_callout(S.error),
+        rx.cond(S.rows.length() > 0, rx.vstack(_table(), _pager(), spacing="3", width="100%"),
+                rx.text("No organization matches.", color_scheme="gray", id="no-orgs")),
+    )
