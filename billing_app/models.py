@@ -460,15 +460,3 @@ class ReconcileStage(SQLModel, table=True):
     rank: int = 2
     payload: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))  # zlib-compressed JSON
 
-
-class StripeOrphan(SQLModel, table=True):
-    """A Stripe customer no organization is tied to, found by the bulk reconcile."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    stripe_customer_id: str = Field(max_length=255, unique=True, index=True)
-    email: str = Field(default="", max_length=254)
-    name: str = Field(default="", max_length=255)
-    created: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
-    subscriptions: int = 0  # how many of its subscriptions are live at Stripe
-    metadata_org_id: str = Field(default="", max_length=32)  # shown as a hint, never acted on
-    discovered_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))

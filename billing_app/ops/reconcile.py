@@ -14,7 +14,7 @@
             cancels and refunds the extra one (billing/duplicates.py).
 
 An org is tied to its Stripe customer only by our own BillingCustomer row (never by metadata);
-customers Stripe has and we do not are recorded as orphans (ops/orphans.py).
+customers Stripe has and we do not are recorded as orphans (billing/orphans.py), for an operator.
 
 Incremental runs (`incremental=True`) read what was created since the last finished run
 (created[gte], less a margin) and take older invoices, charges and sessions that changed from
@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -45,7 +45,8 @@ from billing_app.billing import duplicates, gateway, sync
 from billing_app.billing.gateway import StripeFailure
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.models import BillingCustomer, OrgSubscription, ReconcileRun, ReconcileStage, StripeOrphan, utcnow
+from billing_app.ops import orphans as ops_orphans
+from billing_app.models import BillingCustomer, OrgSubscription, ReconcileRun, ReconcileStage, utcnow
 from billing_app.ops import audit
 from billing_app.webhooks.handlers import customer_of
 
@@ -381,25 +382,10 @@ class BulkReconcile:
             sync.write(session, known[customer_id], snap, lines)
             changes[customer_id] = lines
         for customer in orphans:
-            self._record_orphan(session, customer)
+            ops_orphans.record_orphan(session, customer)
         run = session.get(ReconcileRun, self.run_id)
         self._save(session, customers_done=run.customers_done + len(batch), last_customer=batch[-1],
                    changes=run.changes + sum(len(v) for v in changes.values()), orphans=run.orphans + len(orphans))
-
-    def _record_orphan(self, session: Session, customer: dict) -> None:
-        live = session.exec(
-            select(func.count()).select_from(ReconcileStage).where(
-                ReconcileStage.run_id == self.run_id, ReconcileStage.customer_id == customer["id"],
-                ReconcileStage.kind == "subscription")
-        ).one()
-        row = session.exec(select(StripeOrphan).where(StripeOrphan.stripe_customer_id == customer["id"])).first()
-        row = row or StripeOrphan(stripe_customer_id=customer["id"])
-        metadata_org = str((customer.get("metadata") or {}).get("org_id") or "")[:32]
-        created = customer.get("created")
-        row.email, row.name = (customer.get("email") or "")[:254], (customer.get("name") or "")[:255]
-        row.created = datetime.fromtimestamp(created, tz=timezone.utc) if created else None
-        row.subscriptions, row.metadata_org_id, row.discovered_at = live, metadata_org, utcnow()
-        session.add(row)
 
     def _holding_two(self, ours: dict, known: dict) -> list[str]:
         """Incremental runs see part of a customer: a second live purchase shows in the mirror."""
@@ -417,18 +403,9 @@ class BulkReconcile:
 
     def _finish(self) -> None:
         with session_scope() as session:
-            run = session.get(ReconcileRun, self.run_id)
-            if run.mode == FULL:
-                # Orphans Stripe no longer lists, or that an org now holds, are gone.
-                listed = select(ReconcileStage.customer_id).where(
-                    ReconcileStage.run_id == self.run_id, ReconcileStage.kind == "customer")
-                session.exec(delete(StripeOrphan).where(StripeOrphan.stripe_customer_id.not_in(listed)))
-            attached = select(BillingCustomer.stripe_customer_id)
-            session.exec(delete(StripeOrphan).where(StripeOrphan.stripe_customer_id.in_(attached)))
             session.exec(delete(ReconcileStage).where(ReconcileStage.run_id == self.run_id))
-            orphans = session.exec(select(func.count()).select_from(StripeOrphan)).one()
-            self._save(session, state=DONE, phase="done", finished_at=utcnow(), orphans=orphans)
-        self.result.orphans = orphans
+            self._save(session, state=DONE, phase="done", finished_at=utcnow())
+            self.result.orphans = session.get(ReconcileRun, self.run_id).orphans
         self._report()
 
     def run(self) -> Result:

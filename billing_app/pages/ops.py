@@ -121,13 +121,11 @@ class OpsDashboardState(OpsState):
 
     @rx.event(background=True)
     async def reconcile_all(self, incremental: bool = False):
+        operator = await self._operator_in_background()
+        if operator is None:
+            return
         async with self:
             self.error = self.message = ""
-            try:
-                operator = self._operator()
-            except AppError:
-                self.gate = "404"
-                return
             self.running = True
         try:
             job = await asyncio.to_thread(reconcile.start_for_operator, operator, incremental=incremental)

@@ -8,6 +8,8 @@ for them; the console is not advertised in the navbar or anywhere else.
 
 from __future__ import annotations
 
+import asyncio
+
 import reflex as rx
 
 from billing_app import routes
@@ -36,6 +38,17 @@ class OpsState(AuthState):
         with session_scope() as session:
             return access.operator_of(session, actor)
 
+    async def _operator_in_background(self) -> Operator | None:
+        """`_operator` for background events (call it outside `async with self`): the database is
+        read in a thread; None after turning the page into the not-found answer."""
+        try:
+            actor = await self._actor_in_background()
+            return await asyncio.to_thread(_operator_of, actor)
+        except AppError:
+            async with self:
+                self.gate = NOT_FOUND
+            return None
+
     def _gate(self) -> Operator | None:
         """For on_load: the operator, or None after turning the page into the not-found answer."""
         try:
@@ -45,6 +58,11 @@ class OpsState(AuthState):
             return None
         self.gate = OK
         return operator
+
+
+def _operator_of(actor) -> Operator:
+    with session_scope() as session:
+        return access.operator_of(session, actor)
 
 
 def not_found() -> rx.Component:

@@ -18,7 +18,7 @@ from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_amount, format_date
 from billing_app.ops import orgs
-from billing_app.pages.ops_common import NOT_FOUND, OpsState, ops_page
+from billing_app.pages.ops_common import OpsState, ops_page
 from billing_app.pages.ops_orgs import OrgLine, org_line
 
 _ORG_IN_PATH = re.compile(r"^/ops/orgs/(\d{1,9})(?:/view)?/?$")
@@ -127,14 +127,12 @@ class OpsOrgState(OpsState):
 
     @rx.event(background=True)
     async def reconcile_now(self):
+        operator = await self._operator_in_background()
+        if operator is None:
+            return
         async with self:
             self.error = self.message = ""
             self.changes = []
-            try:
-                operator = self._operator()
-            except AppError:
-                self.gate = NOT_FOUND
-                return
             org_id = _org_id(self.router.url.path)
             self.busy = True
         try:

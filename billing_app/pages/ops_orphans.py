@@ -10,11 +10,10 @@ import reflex as rx
 
 from billing_app import routes
 from billing_app.components.layout import error_callout, info_callout
-from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_date
 from billing_app.ops import orphans
-from billing_app.pages.ops_common import NOT_FOUND, OpsState, ops_page
+from billing_app.pages.ops_common import OpsState, ops_page
 from billing_app.state import form_text
 
 
@@ -23,8 +22,8 @@ class OrphanLine:
     customer_id: str = ""
     email: str = ""
     name: str = ""
-    created: str = ""
-    live: int = 0
+    first_seen: str = ""
+    last_seen: str = ""
     hint: str = ""
 
 
@@ -35,11 +34,9 @@ class OpsOrphansState(OpsState):
     message: str = ""
 
     def _refresh(self) -> None:
-        with session_scope() as session:
-            found = orphans.list_orphans(session)
-        self.rows = [OrphanLine(o.customer_id, o.email, o.name, format_date(o.created), o.live_subscriptions,
-                                f"metadata names org {o.metadata_org_id} (not trusted)" if o.metadata_org_id else "")
-                     for o in found]
+        self.rows = [OrphanLine(o.customer_id, o.email, o.name, format_date(o.first_seen_at), format_date(o.last_seen_at),
+                                f"metadata names org {o.claimed_org_id} (not trusted)" if o.claimed_org_id else "")
+                     for o in orphans.list_orphans()]
 
     @rx.event
     def load(self):
@@ -52,13 +49,11 @@ class OpsOrphansState(OpsState):
     @rx.event(background=True)
     async def attach(self, form: dict):
         customer_id, org_text = form_text(form, "customer_id"), form_text(form, "org_id").strip()
+        operator = await self._operator_in_background()
+        if operator is None:
+            return
         async with self:
             self.error = self.message = ""
-            try:
-                operator = self._operator()
-            except AppError:
-                self.gate = NOT_FOUND
-                return
             if not org_text.isdigit() or len(org_text) > 9:
                 self.error = "Enter the id of the organization to attach it to (see Organizations)."
                 return
@@ -82,8 +77,8 @@ def _row(o) -> rx.Component:
     return rx.table.row(
         rx.table.cell(rx.code(o.customer_id, size="1")),
         rx.table.cell(rx.vstack(rx.text(o.email), rx.text(o.name, size="1", color_scheme="gray"), spacing="0")),
-        rx.table.cell(o.created, white_space="nowrap"),
-        rx.table.cell(o.live),
+        rx.table.cell(o.first_seen, white_space="nowrap"),
+        rx.table.cell(o.last_seen, white_space="nowrap"),
         rx.table.cell(rx.text(o.hint, size="1", color_scheme="gray")),
         rx.table.cell(rx.form(
             rx.hstack(
@@ -110,7 +105,7 @@ def ops_orphans_page() -> rx.Component:
         rx.cond(
             S.rows.length() > 0,
             rx.box(rx.table.root(
-                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Customer", "Email", "Created", "Live subscriptions", "Note", "Attach to")])),
+                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Customer", "Email", "First seen", "Last seen", "Note", "Attach to")])),
                 rx.table.body(rx.foreach(S.rows, _row)),
                 width="100%", variant="surface", size="1",
             ), overflow_x="auto", width="100%"),

@@ -214,7 +214,7 @@ def test_orphans_are_listed_and_attached_on_purpose(client, world, stripe_env):
     finished = wait_for_run(client, ops, run.json()["runId"])
     assert (finished["state"], finished["orphans"]) == ("done", 1)
     listed = client.get("/api/ops/orphans", headers=ops).json()["orphans"]
-    assert [(o["customerId"], o["email"], o["liveSubscriptions"]) for o in listed] == [(stray.id, "stray@example.com", 1)]
+    assert [(o["customerId"], o["email"], o["claimedOrgId"]) for o in listed] == [(stray.id, "stray@example.com", None)]
 
     taken = client.post(f"/api/ops/orphans/{stray.id}/attach?orgId={world['org'].id}", headers=ops)
     assert taken.status_code == 422 and "already has a Stripe customer" in taken.json()["message"]

@@ -23,7 +23,7 @@ from billing_app.billing.checkout import start_checkout
 from billing_app.billing.customers import ensure_customer
 from billing_app.billing.sync import customers_to_reconcile, sync_customer
 from billing_app.db import session_scope
-from billing_app.models import BillingCustomer, OrgSubscription, Payment, ReconcileRun, ReconcileStage, StripeOrphan
+from billing_app.models import BillingCustomer, OrgSubscription, OrphanCustomer, Payment, ReconcileRun, ReconcileStage
 from billing_app.ops import reconcile
 from tests.billing.helpers import buy, make_org, period_id
 from tests.ops.helpers import customer_of_org, mirror_of
@@ -130,9 +130,8 @@ def test_customers_stripe_has_and_we_do_not_are_orphans_never_attached_by_metada
 
     assert result.orphans == 1
     with session_scope() as s:
-        orphan = s.exec(select(StripeOrphan)).one()
-        assert (orphan.stripe_customer_id, orphan.email, orphan.subscriptions, orphan.metadata_org_id) == (
-            stray.id, "stray@example.com", 1, str(other.id))
+        orphan = s.exec(select(OrphanCustomer)).one()
+        assert (orphan.stripe_customer_id, orphan.email, orphan.claimed_org_id) == (stray.id, "stray@example.com", str(other.id))
         assert s.exec(select(BillingCustomer).where(BillingCustomer.org_id == other.id)).first() is None
         assert s.exec(select(OrgSubscription).where(OrgSubscription.org_id == other.id)).all() == []
     # Once an org holds it, it is no orphan.

@@ -1,7 +1,7 @@
-"""operators: the is_operator flag, the audit log, bulk reconcile runs and orphans; MRR inputs
+"""operators: the is_operator flag, the audit log, bulk reconcile runs; MRR inputs
 
 Revision ID: 0008
-Revises: 0006 (0007 is being written on main; the chain is fixed at merge)
+Revises: 0007
 Create Date: 2026-12-02 09:00:00
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ import sqlmodel
 from alembic import op
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
@@ -87,24 +87,8 @@ def upgrade() -> None:
     with op.batch_alter_table('reconcilestage', schema=None) as batch_op:
         batch_op.create_index('ix_reconcilestage_run_customer', ['run_id', 'customer_id'], unique=False)
 
-    op.create_table(
-        'stripeorphan',
-        sa.Column('id', sa.Integer(), nullable=False),
-        sa.Column('stripe_customer_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=254), nullable=False),
-        sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column('created', sa.DateTime(timezone=True), nullable=True),
-        sa.Column('subscriptions', sa.Integer(), nullable=False),
-        sa.Column('metadata_org_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column('discovered_at', sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint('id'),
-    )
-    with op.batch_alter_table('stripeorphan', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_stripeorphan_stripe_customer_id'), ['stripe_customer_id'], unique=True)
-
 
 def downgrade() -> None:
-    op.drop_table('stripeorphan')
     op.drop_table('reconcilestage')
     op.drop_table('reconcilerun')
     op.drop_table('operatoraudit')

@@ -165,11 +165,9 @@ def replay_event(op: Operator, event_id: Annotated[int, Path(ge=1, lt=2**31)]) -
 
 @router.get("/ops/orphans")
 def list_orphans(op: Operator) -> dict:
-    with session_scope() as session:
-        found = orphans.list_orphans(session)
     return {"success": True, "orphans": [
-        {"customerId": o.customer_id, "email": o.email, "name": o.name, "created": _iso(o.created),
-         "liveSubscriptions": o.live_subscriptions, "metadataOrgId": o.metadata_org_id or None} for o in found]}
+        {"customerId": o.customer_id, "email": o.email, "name": o.name, "claimedOrgId": o.claimed_org_id or None,
+         "firstSeenAt": _iso(o.first_seen_at), "lastSeenAt": _iso(o.last_seen_at)} for o in orphans.list_orphans()]}
 
 
 @router.post("/ops/orphans/{customer_id}/attach")
