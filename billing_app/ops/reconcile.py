@@ -45,7 +45,7 @@ from billing_app.billing import duplicates, gateway, sync
 from billing_app.billing.gateway import StripeFailure
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.ops import orphans as ops_orphans
+from billing_app.billing import orphans as billing_orphans
 from billing_app.models import BillingCustomer, OrgSubscription, ReconcileRun, ReconcileStage, utcnow
 from billing_app.ops import audit
 from billing_app.webhooks.handlers import customer_of
@@ -382,7 +382,7 @@ class BulkReconcile:
             sync.write(session, known[customer_id], snap, lines)
             changes[customer_id] = lines
         for customer in orphans:
-            ops_orphans.record_orphan(session, customer)
+            billing_orphans.record_orphan(session, customer)
         run = session.get(ReconcileRun, self.run_id)
         self._save(session, customers_done=run.customers_done + len(batch), last_customer=batch[-1],
                    changes=run.changes + sum(len(v) for v in changes.values()), orphans=run.orphans + len(orphans))
