@@ -10,6 +10,7 @@ import reflex as rx
 
 from billing_app import routes
 from billing_app.components.layout import error_callout
+from billing_app.components.pagination import KeysetPages
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
@@ -46,14 +47,12 @@ def org_line(row: orgs.OrgRow) -> OrgLine:
     )
 
 
-class OpsOrgsState(OpsState):
+class OpsOrgsState(KeysetPages, OpsState):
     rows: list[OrgLine] = []
     q: str = ""
     status: str = ALL
     sort: str = "-created"
     error: str = ""
-    cursors: list[str] = []
-    next_cursor: str = ""
 
     def _fetch(self, cursor: str) -> bool:
         self.error = ""
@@ -77,32 +76,14 @@ class OpsOrgsState(OpsState):
         if self._gate() is None:
             self.rows = []
             return
-        self.cursors = [""]
-        self._fetch("")
+        self._first_page()
 
     @rx.event
     def apply_filters(self, form: dict):
         self.q = form_text(form, "q")[:254]
         self.status = form_text(form, "status") or ALL
         self.sort = form_text(form, "sort") or "-created"
-        self.cursors = [""]
-        self._fetch("")
-
-    @rx.event
-    def next_page(self):
-        cursor = self.next_cursor
-        if cursor and self._fetch(cursor):
-            self.cursors = [*self.cursors, cursor]
-
-    @rx.event
-    def previous_page(self):
-        if len(self.cursors) > 1:
-            self.cursors = self.cursors[:-1]
-            self._fetch(self.cursors[-1])
-
-    @rx.var
-    def page_number(self) -> int:
-        return len(self.cursors)
+        self._first_page()
 
     @rx.var
     def export_url(self) -> str:

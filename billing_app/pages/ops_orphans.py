@@ -10,7 +10,6 @@ import reflex as rx
 
 from billing_app import routes
 from billing_app.components.layout import error_callout, info_callout
-from billing_app.errors import AppError
 from billing_app.formatting import format_date
 from billing_app.ops import orphans
 from billing_app.pages.ops_common import OpsState, ops_page

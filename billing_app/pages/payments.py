@@ -11,6 +11,7 @@ from billing_app import live, routes
 from billing_app.billing.payments import PaymentFilter, list_payments
 from billing_app.components.billing_ui import billing_frame, empty_state
 from billing_app.components.layout import error_callout
+from billing_app.components.pagination import KeysetPages
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
@@ -37,15 +38,12 @@ class PaymentRow:
     receipt_url: str = ""
 
 
-class PaymentsState(AuthState):
+class PaymentsState(KeysetPages, AuthState):
     rows: list[PaymentRow] = []
     start: str = ""
     end: str = ""
     status: str = ALL
     error: str = ""
-    # Keyset pagination: the cursors that opened each page so far, and the next one.
-    cursors: list[str] = []
-    next_cursor: str = ""
 
     def _filters(self) -> PaymentFilter:
         return PaymentFilter.parse(self.start or None, self.end or None, None if self.status == ALL else self.status)
@@ -98,29 +96,12 @@ class PaymentsState(AuthState):
     def apply_filters(self, form: dict):
         self.start, self.end = form_text(form, "start"), form_text(form, "end")
         self.status = form_text(form, "status") or ALL
-        self.cursors = [""]
-        self._fetch("")
+        self._first_page()
 
     @rx.event
     def clear_filters(self):
-        self.start, self.end, self.status, self.cursors = "", "", ALL, [""]
-        self._fetch("")
-
-    @rx.event
-    def next_page(self):
-        cursor = self.next_cursor
-        if cursor and self._fetch(cursor):
-            self.cursors = [*self.cursors, cursor]
-
-    @rx.event
-    def previous_page(self):
-        if len(self.cursors) > 1:
-            self.cursors = self.cursors[:-1]
-            self._fetch(self.cursors[-1])
-
-    @rx.var
-    def page_number(self) -> int:
-        return len(self.cursors)
+        self.start, self.end, self.status = "", "", ALL
+        self._first_page()
 
     @rx.var
     def export_url(self) -> str:

@@ -1,0 +1,39 @@
+"""Keyset pagination shared by the list pages (payments, the operator's organizations)."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+
+class KeysetPages(rx.State, mixin=True):
+    """`cursors` opened each page so far ("" for the first), `next_cursor` the next ("" at the end).
+
+    A page's State mixes this in and defines `_fetch(cursor) -> bool` (False when the page
+    could not be read, which leaves the position unchanged).
+    """
+
+    cursors: list[str] = []
+    next_cursor: str = ""
+
+    def _fetch(self, cursor: str) -> bool:
+        raise NotImplementedError
+
+    def _first_page(self) -> None:
+        self.cursors = [""]
+        self._fetch("")
+
+    @rx.event
+    def next_page(self):
+        cursor = self.next_cursor
+        if cursor and self._fetch(cursor):
+            self.cursors = [*self.cursors, cursor]
+
+    @rx.event
+    def previous_page(self):
+        if len(self.cursors) > 1:
+            self.cursors = self.cursors[:-1]
+            self._fetch(self.cursors[-1])
+
+    @rx.var
+    def page_number(self) -> int:
+        return len(self.cursors)
