@@ -20,7 +20,7 @@ from .errors import StripeError
 
 from .resources import checkout as checkout_res
 from .resources import subscriptions as subs_res
-from .resources.portal import default_configuration
+from .resources.portal import default_configuration, quantity_bounds
 
 E = html.escape
 
@@ -74,9 +74,16 @@ def routes(sb) -> list[Route]:
         store.base_url = sb.base_url(request)
 
     def checkout_body(cs, error=None, email=""):
+        def qty(li):
+            aq = li.get("adjustable_quantity")
+            if not aq or cs["status"] != "open":
+                return str(li["quantity"])
+            # Submitted with the payment form (form=pay): the buyer's seats, say.
+            return (f"<input form=pay id=quantity name=quantity type=number aria-label=Quantity style='width:6em' "
+                    f"min={aq['minimum']} max={aq['maximum']} value={li['quantity']}>")
         items = "".join(
             f"<tr><td>{E(li['description'] or '')}<div class=muted>{E(_price_label(store, li['price']))}</div></td>"
-            f"<td class=r>{li['quantity']}</td><td class=r>{E(b.money(li['amount_total'], li['currency']))}</td></tr>"
+            f"<td class=r>{qty(li)}</td><td class=r>{E(b.money(li['amount_total'], li['currency']))}</td></tr>"
             for li in cs["_line_items"])
         cust = store.get("customer", cs["customer"]) if cs["customer"] else None
         trial = cs["_subscription_data"].get("trial_period_days")
@@ -97,7 +104,7 @@ def routes(sb) -> list[Route]:
         cancel = f"<a id=cancel href='{E(cs['cancel_url'])}'>← Cancel and go back</a>" if cs["cancel_url"] else ""
         label = "Start trial" if trial else ("Subscribe" if cs["mode"] == "subscription" else "Pay")
         return (f"<div class=card>{head}{summary}</div><div class=card>{err}"
-                f"<form method=post action='/checkout/{E(cs['id'])}'>{email_field}{name_field}{card_fields()}"
+                f"<form id=pay method=post action='/checkout/{E(cs['id'])}'>{email_field}{name_field}{card_fields()}"
                 f"<button type=submit id=submit>{label}</button></form><p>{cancel}</p></div>")
 
     async def checkout_get(request: Request):
@@ -124,6 +131,8 @@ def routes(sb) -> list[Route]:
                 return page("Checkout", checkout_body(cs, "Your card number is invalid. Use a Stripe test card, e.g. 4242 4242 4242 4242.",
                                                       form.get("email", "")), 400)
             try:
+                if form.get("quantity"):
+                    checkout_res.set_quantity(cs, form["quantity"])
                 checkout_res.complete(store, cs, card, form.get("email") or None, form.get("name") or None)
             except StripeError as exc:
                 return page("Checkout", checkout_body(cs, exc.message, form.get("email", "")), exc.status)
@@ -235,6 +244,12 @@ def routes(sb) -> list[Route]:
             if choices:
                 out.append(f"<form method=post action='/portal/{bid}/update'>{hidden}<label for=price>Change plan</label>"
                            f"<select id=price name=price>{''.join(choices)}</select><button type=submit class=secondary id=update-plan>Update plan</button></form>")
+            bounds = quantity_bounds(cfg, pr)
+            if bounds:
+                top = f" max={bounds[1]}" if bounds[1] else ""
+                out.append(f"<form method=post action='/portal/{bid}/quantity'>{hidden}<label for=quantity>Quantity</label>"
+                           f"<input id=quantity name=quantity type=number min={bounds[0]}{top} value={it['quantity']}>"
+                           "<button type=submit class=secondary id=update-quantity>Update quantity</button></form>")
         if ftype == "subscription_update_confirm":
             conf = flow["subscription_update_confirm"]
             desc = ", ".join(_price_label(store, i["price"]) for i in conf["items"] if i.get("price"))
@@ -320,6 +335,23 @@ def routes(sb) -> list[Route]:
             behavior = f["subscription_update"]["proration_behavior"]
             subs_res.update(store, sub, {"items": items, "proration_behavior": behavior})
             return "Your plan has been updated."
+        if action == "quantity":
+            need("subscription_update")
+            sub = own_sub(form, cust)
+            item = sub["items"]["data"][0]
+            bounds = quantity_bounds(cfg, store.get("price", item["price"]))
+            if bounds is None:
+                raise StripeError(400, "invalid_request_error", None, "This portal does not let you change the quantity.")
+            try:
+                qty = int(form.get("quantity", ""))
+            except ValueError:
+                qty = -1
+            if qty < bounds[0] or (bounds[1] is not None and qty > bounds[1]):
+                top = f" to {bounds[1]}" if bounds[1] else " or more"
+                raise StripeError(400, "invalid_request_error", None, f"Choose a quantity from {bounds[0]}{top}.")
+            behavior = f["subscription_update"]["proration_behavior"]
+            subs_res.update(store, sub, {"items": [{"id": item["id"], "quantity": str(qty)}], "proration_behavior": behavior})
+            return f"Your quantity is now {qty}."
         if action == "payment_method":
             need("payment_method_update")
             card = (form.get("card_number") or "").replace(" ", "")

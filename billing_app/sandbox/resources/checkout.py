@@ -53,6 +53,7 @@ def create_session(ctx: Ctx):
         qty = as_int(li.get("quantity"), f"line_items[{i}][quantity]") or 1
         item = o.checkout_item(pr, qty)
         item["description"] = product_name(store, pr)
+        item["adjustable_quantity"] = adjustable_quantity(li.get("adjustable_quantity"), qty, i)
         line_items.append(item)
         total += item["amount_total"]
     if mode == "subscription" and not has_recurring:
@@ -89,6 +90,42 @@ def create_session(ctx: Ctx):
         cs["payment_method_collection"] = "if_required"
     store.put(cs)
     return ctx.out(cs)
+
+
+def adjustable_quantity(aq, quantity: int, i: int) -> dict | None:
+    """`line_items[i][adjustable_quantity]` as Stripe answers it (defaults: minimum 0, maximum 99)."""
+    if not isinstance(aq, dict):
+        return None
+    where = f"line_items[{i}][adjustable_quantity]"
+    if "enabled" not in aq:
+        raise invalid(f"Missing required param: {where}[enabled].", f"{where}[enabled]", "parameter_missing")
+    if not as_bool(aq.get("enabled"), f"{where}[enabled]"):
+        return None
+    minimum = as_int(aq.get("minimum"), f"{where}[minimum]")
+    maximum = as_int(aq.get("maximum"), f"{where}[maximum]")
+    minimum = 0 if minimum is None else minimum
+    maximum = 99 if maximum is None else maximum
+    if not 0 <= minimum <= maximum <= 999999:
+        raise invalid("adjustable_quantity needs 0 <= minimum <= maximum <= 999999.", where)
+    if not minimum <= quantity <= maximum:
+        raise invalid(f"The quantity of line_items[{i}] must be between its adjustable_quantity minimum and maximum.",
+                      f"line_items[{i}][quantity]")
+    return {"enabled": True, "maximum": maximum, "minimum": minimum}
+
+
+def set_quantity(cs: dict, quantity, param: str = "quantity") -> None:
+    """The buyer changed the first adjustable line item's quantity (hosted page or test helper)."""
+    li = next((li for li in cs["_line_items"] if li.get("adjustable_quantity")), None)
+    if li is None:
+        raise invalid("No line item of this Checkout Session has an adjustable quantity.", param)
+    qty = as_int(quantity, param)
+    aq = li["adjustable_quantity"]
+    if qty is None or not aq["minimum"] <= qty <= aq["maximum"]:
+        raise invalid(f"Choose a quantity from {aq['minimum']} to {aq['maximum']}.", param)
+    unit = li["amount_subtotal"] // li["quantity"] if li["quantity"] else 0
+    li.update(quantity=qty, amount_subtotal=unit * qty, amount_total=unit * qty)
+    total = sum(x["amount_total"] for x in cs["_line_items"])
+    cs.update(amount_subtotal=total, amount_total=total)
 
 
 def expire_if_due(store, cs: dict) -> None:
@@ -156,14 +193,19 @@ def helper_complete(ctx: Ctx, id):
     """Sandbox-only: what the hosted page does when the customer pays, for tests without a browser.
 
     payment_method: a pm_card_* token or card number (default pm_card_visa); email/name for a new
-    customer; async_payment=succeeded|failed simulates a delayed payment method.
+    customer; async_payment=succeeded|failed simulates a delayed payment method; quantity=N is what
+    the buyer set on an adjustable line item.
     """
     p = ctx.params
-    unknown = set(p) - {"payment_method", "email", "name", "async_payment", "expand"}
+    unknown = set(p) - {"payment_method", "email", "name", "async_payment", "quantity", "expand"}
     if unknown:
         k = sorted(unknown)[0]
         raise invalid(f"Received unknown parameter: {k}", k, "parameter_unknown")
     cs = load(ctx.store, id)
+    if p.get("quantity") not in (None, ""):
+        if cs["status"] != "open":
+            raise invalid(f"This Checkout Session is {cs['status']}; it can no longer be completed.", None, "checkout_session_not_open")
+        set_quantity(cs, p["quantity"])
     complete(ctx.store, cs, p.get("payment_method") or "pm_card_visa", p.get("email"), p.get("name"),
              async_payment=p.get("async_payment"))
     return ctx.out(cs)

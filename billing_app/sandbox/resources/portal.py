@@ -54,8 +54,9 @@ def build_features(f: dict | None, base: dict | None = None) -> dict:
             if "default_allowed_updates" in val:
                 tgt["default_allowed_updates"] = as_list(val["default_allowed_updates"])
             if "products" in val:
-                tgt["products"] = [{"product": pr["product"], "prices": as_list(pr.get("prices")), "adjustable_quantity":
-                                    {"enabled": False, "maximum": None, "minimum": 1}} for pr in as_list(val["products"])]
+                tgt["products"] = [{"product": pr["product"], "prices": as_list(pr.get("prices")),
+                                    "adjustable_quantity": _adjustable(pr.get("adjustable_quantity"))}
+                                   for pr in as_list(val["products"])]
             if val.get("proration_behavior"):
                 tgt["proration_behavior"] = val["proration_behavior"]
         if name == "subscription_pause" and isinstance(val.get("duration"), dict):
@@ -64,6 +65,28 @@ def build_features(f: dict | None, base: dict | None = None) -> dict:
                 {"interval": x["interval"], "interval_count": as_int(x.get("interval_count"), "interval_count") or 1}
                 for x in as_list(d.get("interval_options"))]}
     return out
+
+
+def _adjustable(aq) -> dict:
+    """A product's `adjustable_quantity` in the portal (Stripe's default: off, minimum 1, no maximum)."""
+    aq = aq if isinstance(aq, dict) else {}
+    minimum = as_int(aq.get("minimum"), "adjustable_quantity[minimum]")
+    return {"enabled": bool(as_bool(aq.get("enabled"), "adjustable_quantity[enabled]")),
+            "maximum": as_int(aq.get("maximum"), "adjustable_quantity[maximum]"),
+            "minimum": 1 if minimum is None else minimum}
+
+
+def quantity_bounds(cfg: dict, price: dict) -> tuple[int, int | None] | None:
+    """(minimum, maximum) when the portal lets the customer change this price's quantity, else None:
+    `quantity` among the default allowed updates, and the product's adjustable_quantity enabled."""
+    su = cfg["features"]["subscription_update"]
+    if not su["enabled"] or "quantity" not in su["default_allowed_updates"]:
+        return None
+    entry = next((pr for pr in su["products"] if pr["product"] == price["product"]), None)
+    if entry is None or not entry["adjustable_quantity"]["enabled"]:
+        return None
+    aq = entry["adjustable_quantity"]
+    return aq["minimum"], aq["maximum"]
 
 
 def _business_profile(bp: dict | None):
