@@ -179,8 +179,14 @@ class Plan(SQLModel, table=True):
     key: str = Field(max_length=64, unique=True, index=True)
     name: str = Field(max_length=120)
     description: str = ""
+    # The pricing page's marketing lines (plans.toml `bullets`).
     features_json: str = "[]"
     limits_json: str = "{}"
+    # The switches the product checks (plans.toml `features`), e.g. {"sso": true}.
+    feature_flags_json: str = "{}"
+    # Billed per seat: the subscription item's quantity follows the members, at least min_seats.
+    per_seat: bool = False
+    min_seats: int = 1
     display_order: int = 0
     legacy: bool = False
     most_popular: bool = False
@@ -190,11 +196,22 @@ class Plan(SQLModel, table=True):
 
     @property
     def features(self) -> list[str]:
+        """The marketing lines (kept under this name for the pages and GET /api/subscriptions)."""
         return json.loads(self.features_json or "[]")
+
+    @property
+    def feature_flags(self) -> dict[str, bool]:
+        return json.loads(self.feature_flags_json or "{}")
 
     @property
     def limits(self) -> dict:
         return json.loads(self.limits_json or "{}")
+
+    @property
+    def seat_cap(self) -> int | None:
+        """The most members the plan allows, or None for unlimited (limits.seats, -1 = unlimited)."""
+        seats = self.limits.get("seats", -1)
+        return None if seats is None or seats < 0 else seats
 
 
 class PlanPeriod(SQLModel, table=True):
@@ -287,6 +304,8 @@ class OrgSubscription(SQLModel, table=True):
     auto_renew: bool = True
     # A downgrade waiting for the period end (a Stripe subscription schedule's next phase).
     stripe_schedule_id: str | None = Field(default=None, max_length=255)
+    # The subscription item's quantity at Stripe: the purchased seats of a per-seat plan.
+    quantity: int = 1
     scheduled_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
     scheduled_change_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     started_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
@@ -329,6 +348,40 @@ class OrgSubscription(SQLModel, table=True):
         return self.status in PAYMENT_PROBLEM_STATUSES
 
 
+class Invitation(SQLModel, table=True):
+    """An invitation to join an organization, sent to an email address (auth/invitations.py).
+
+    Only the token's SHA-256 is stored. Pending while none of accepted/declined/revoked is set and
+    it has not expired; a pending invitation reserves a seat against the plan's cap.
+    """
+
+    __table_args__ = (Index("ix_invitation_org_email", "org_id", "email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organization.id", index=True, ondelete="CASCADE")
+    email: str = Field(max_length=254)  # lower-cased
+    role: str = Field(default=Role.MEMBER.value, max_length=20)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    invited_by_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    expires_at: datetime = Field(sa_column=timestamp_column(nullable=False))
+    accepted_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    accepted_by_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    declined_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # Why the last acceptance failed (e.g. Stripe refused the seat change), shown to the admins.
+    last_error: str | None = Field(default=None, max_length=500)
+
+    organization: Organization = Relationship()
+
+    @property
+    def is_used(self) -> bool:
+        return self.accepted_at is not None or self.declined_at is not None
+
+    def is_pending(self, now: datetime | None = None) -> bool:
+        return not self.is_used and self.revoked_at is None and self.expires_at > (now or utcnow())
+
+
 class PurchaseReservation(SQLModel, table=True):
     """One row per org: its one open Checkout, and a short claim taken by whoever changes it.
 
@@ -342,6 +395,15 @@ class PurchaseReservation(SQLModel, table=True):
     claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     checkout_session_id: str | None = Field(default=None, max_length=255)
     plan_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
+
+
+class SeatClaim(SQLModel, table=True):
+    """One row per org: a short claim held while its seats change (billing/seats.py), taken like
+    the purchase reservation's (a value in the row, never a lock held across a Stripe call)."""
+
+    org_id: int = Field(primary_key=True, foreign_key="organization.id", ondelete="CASCADE")
+    claim_id: str | None = Field(default=None, max_length=255)
+    claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 
 
 class PaymentStatus(str, enum.Enum):

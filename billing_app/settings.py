@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     api_tokens_per_user: int = Field(default=20, ge=1)
     # A past_due subscription keeps access this many days after its period began (the failed renewal).
     past_due_grace_days: int = Field(default=7, ge=0, le=60)
+    # How a seat change of a per-seat plan is billed: create_prorations (on the next invoice, so a
+    # burst of changes makes no burst of invoices), always_invoice (billed at once), none.
+    seat_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
 
     @field_validator("database_url")
     @classmethod

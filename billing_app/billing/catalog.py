@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
 from sqlmodel import Session, select
 
 from billing_app.billing import gateway
@@ -29,27 +31,52 @@ class PeriodSpec(BaseModel):
         return self
 
 
-class PlanSpec(BaseModel):
+FeatureKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$")]
+
+
+class GrantSpec(BaseModel):
+    """What an organization may use: boolean features and numeric limits (-1 = unlimited)."""
+
+    features: dict[FeatureKey, bool] = {}
+    limits: dict[FeatureKey, Annotated[int, Field(ge=-1)]] = {}
+
+
+class PlanSpec(GrantSpec):
     key: str = Field(pattern=r"^[a-z0-9_-]+$")
     name: str
     description: str = ""
-    features: list[str] = []
-    limits: dict[str, int] = {}
+    # The marketing lines on the pricing page (apart from the features the product checks).
+    bullets: list[str] = []
     display_order: int = 0
     legacy: bool = False
     most_popular: bool = False
+    # Billed per seat: the Stripe subscription item's quantity follows the members (at least min_seats).
+    per_seat: bool = False
+    min_seats: int = Field(default=1, ge=1, le=10_000)
     periods: list[PeriodSpec] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bullets_from_old_features(cls, data):
+        # Before boolean features, `features` held the marketing lines.
+        if isinstance(data, dict) and isinstance(data.get("features"), list) and "bullets" not in data:
+            data = {**data, "bullets": data["features"], "features": {}}
+        return data
 
     @model_validator(mode="after")
     def _one_period_per_type(self):
         types = [p.type for p in self.periods]
         if len(types) != len(set(types)):
             raise ValueError(f"plan {self.key} lists a period type twice")
+        if self.per_seat and any(p.type == PeriodType.ALL_TIME for p in self.periods):
+            raise ValueError(f"plan {self.key} is billed per seat, so it cannot be sold once (ALL_TIME)")
         return self
 
 
 class CatalogSpec(BaseModel):
     generation: int = Field(ge=1)
+    # An organization with no live subscription gets these.
+    free: GrantSpec = GrantSpec()
     plans: list[PlanSpec]
 
     @model_validator(mode="after")
@@ -70,6 +97,12 @@ def load_catalog(path: Path = CATALOG_PATH) -> CatalogSpec:
         return CatalogSpec.model_validate(tomllib.loads(path.read_text()))
     except (tomllib.TOMLDecodeError, ValidationError) as error:
         raise CatalogError(f"{path.name} is not a valid catalog: {error}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def free_tier() -> GrantSpec:
+    """The features and limits of an organization with no live subscription ([free] in plans.toml)."""
+    return load_catalog().free
 
 
 def _price_matches(price, spec: PeriodSpec, product_id: str) -> bool:
@@ -128,7 +161,9 @@ def sync_catalog(session: Session, *, dry_run: bool = False, spec: CatalogSpec |
                 )
         plan = session.exec(select(Plan).where(Plan.key == plan_spec.key)).first() or Plan(key=plan_spec.key, name=plan_spec.name)
         plan.name, plan.description = plan_spec.name, plan_spec.description
-        plan.features_json, plan.limits_json = json.dumps(plan_spec.features), json.dumps(plan_spec.limits)
+        plan.features_json, plan.limits_json = json.dumps(plan_spec.bullets), json.dumps(plan_spec.limits)
+        plan.feature_flags_json = json.dumps(plan_spec.features)
+        plan.per_seat, plan.min_seats = plan_spec.per_seat, plan_spec.min_seats if plan_spec.per_seat else 1
         plan.display_order, plan.legacy, plan.most_popular, plan.active = (
             plan_spec.display_order, plan_spec.legacy, plan_spec.most_popular, True,
         )

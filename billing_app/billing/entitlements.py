@@ -1,14 +1,26 @@
-"""Who may use what: the one rule that turns the mirror into access (Cashier-style predicates)."""
+"""Who may use what: the one rule that turns the mirror into access (Cashier-style predicates).
+
+`entitlement()` decides access from the org's subscription; `grants()` extends it to what the org
+may use: the features and limits of its live plan, else of the free tier ([free] in plans.toml).
+For the host product (documented in the README, "Gating your product"), reading the mirror only:
+
+    entitlements.check(org_id, "sso")      -> bool
+    entitlements.limit(org_id, "seats")    -> Limit(limit=3, used=2)   (limit None = unlimited)
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
-from billing_app.models import OrgSubscription, SubscriptionStatus, utcnow
+from billing_app.billing.catalog import free_tier
+from billing_app.db import session_scope
+from billing_app.models import Membership, OrgSubscription, Plan, SubscriptionStatus, utcnow
 from billing_app.settings import get_settings
 
 S = SubscriptionStatus
@@ -119,3 +131,109 @@ def entitlement(session: Session, org_id: int, now: datetime | None = None) -> E
         status=sub.status,
         subscription=sub,
     )
+
+
+# --- what the org may use: features and limits (the live plan's, else the free tier's) -------------
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A numeric limit and how much of it is used (None: unlimited / not counted here)."""
+
+    limit: int | None
+    used: int | None
+
+    @property
+    def remaining(self) -> int | None:
+        if self.limit is None:
+            return None
+        return max(self.limit - (self.used or 0), 0)
+
+    @property
+    def reached(self) -> bool:
+        return self.limit is not None and (self.used or 0) >= self.limit
+
+
+@dataclass(frozen=True)
+class Grants:
+    """The features and limits an org has now; `plan_key` is None on the free tier."""
+
+    access: bool
+    reason: AccessReason
+    plan_key: str | None
+    plan_name: str | None
+    features: dict[str, bool]
+    limits: dict[str, int]  # -1 = unlimited
+    per_seat: bool = False
+    min_seats: int = 1
+    # The seats paid for on a per-seat plan (the subscription item's quantity), else None.
+    purchased_seats: int | None = None
+
+    @property
+    def seat_cap(self) -> int | None:
+        seats = self.limits.get("seats", -1)
+        return None if seats < 0 else seats
+
+
+def count_members(session: Session, org_id: int) -> int:
+    return session.exec(select(func.count()).select_from(Membership).where(Membership.org_id == org_id)).one()
+
+
+# How much of a limit is used, per limit key. Seats are counted here; the host product registers
+# counters for what it owns (register_usage("projects", ...)); other limits answer `used: None`.
+USAGE: dict[str, Callable[[Session, int], int]] = {"seats": count_members}
+
+
+def register_usage(key: str, counter: Callable[[Session, int], int]) -> None:
+    """Let `limit()` and GET /api/billing/entitlements count `key`: counter(session, org_id) -> int."""
+    USAGE[key] = counter
+
+
+def grants(session: Session, org_id: int, now: datetime | None = None) -> Grants:
+    """The one rule, extended: the live plan's features and limits when the org has access to a
+    plan, else the free tier's."""
+    ent = entitlement(session, org_id, now)
+    sub = ent.subscription
+    plan: Plan | None = sub.period.plan if ent.access and sub is not None and sub.period else None
+    if plan is None:
+        free = free_tier()
+        return Grants(ent.access, ent.reason, None, None, dict(free.features), dict(free.limits))
+    per_seat = bool(plan.per_seat)
+    return Grants(
+        ent.access, ent.reason, plan.key, plan.name, plan.feature_flags, plan.limits,
+        per_seat=per_seat, min_seats=plan.min_seats if per_seat else 1,
+        purchased_seats=sub.quantity if per_seat else None,
+    )
+
+
+def known_keys(session: Session) -> tuple[list[str], list[str]]:
+    """Every feature key and limit key the catalog names (plans and the free tier), sorted."""
+    free = free_tier()
+    features, limit_keys = set(free.features), set(free.limits)
+    for plan in session.exec(select(Plan).where(Plan.active == True)).all():  # noqa: E712
+        features |= set(plan.feature_flags)
+        limit_keys |= set(plan.limits)
+    return sorted(features), sorted(limit_keys)
+
+
+def limit_of(session: Session, org_id: int, key: str, granted: Grants | None = None) -> Limit:
+    granted = granted or grants(session, org_id)
+    value = granted.limits.get(key)
+    counter = USAGE.get(key)
+    used = counter(session, org_id) if counter else None
+    if value is None:
+        # A limit the org's plan does not name is not granted: 0, unless nothing names it at all.
+        return Limit(0 if key in known_keys(session)[1] else None, used)
+    return Limit(None if value < 0 else value, used)
+
+
+def check(org_id: int, feature: str) -> bool:
+    """May this org use `feature` now? (Unknown features: False.) Reads the mirror only."""
+    with session_scope() as session:
+        return bool(grants(session, org_id).features.get(feature, False))
+
+
+def limit(org_id: int, key: str) -> Limit:
+    """The org's limit for `key` now and how much is used, e.g. limit(org_id, "seats"). Mirror only."""
+    with session_scope() as session:
+        return limit_of(session, org_id, key)

@@ -23,16 +23,24 @@ def _switchable_products(legacy: bool) -> list[dict]:
     """Recurring prices a customer of this audience may switch among in the portal."""
     with session_scope() as session:
         rows = session.exec(
-            select(Plan.stripe_product_id, PlanPeriod.stripe_price_id)
+            select(Plan.stripe_product_id, PlanPeriod.stripe_price_id, Plan.per_seat, Plan.min_seats)
             .join(PlanPeriod, PlanPeriod.plan_id == Plan.id)
             .where(Plan.active == True, Plan.legacy == legacy, PlanPeriod.active == True)  # noqa: E712
             .where(PlanPeriod.period_type != "ALL_TIME")
         ).all()
     products: dict[str, list[str]] = {}
-    for product_id, price_id in rows:
+    # A per-seat plan's seats can be changed in the portal too (never below min_seats); the app
+    # mirrors the new quantity and warns when it falls below the members.
+    adjustable: dict[str, dict] = {}
+    for product_id, price_id, per_seat, min_seats in rows:
         if product_id and price_id:
             products.setdefault(product_id, []).append(price_id)
-    return [{"product": product, "prices": prices} for product, prices in sorted(products.items())]
+            if per_seat:
+                adjustable[product_id] = {"enabled": True, "minimum": min_seats}
+    return [
+        {"product": product, "prices": prices} | ({"adjustable_quantity": adjustable[product]} if product in adjustable else {})
+        for product, prices in sorted(products.items())
+    ]
 
 
 def _configuration_id(legacy: bool) -> str:
@@ -63,9 +71,10 @@ def _configuration_id(legacy: bool) -> str:
         },
     }
     if products:
+        seats = any("adjustable_quantity" in p for p in products)
         features["subscription_update"] = {
             "enabled": True,
-            "default_allowed_updates": ["price"],
+            "default_allowed_updates": ["price", "quantity"] if seats else ["price"],
             "proration_behavior": "create_prorations",
             "products": products,
         }

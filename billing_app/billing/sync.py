@@ -148,6 +148,7 @@ def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[s
         auto_renew=sub["status"] not in ENDED_STATUSES and not sub.get("cancel_at_period_end"),
         started_at=_from_epoch(sub.get("start_date")),
         stripe_schedule_id=schedule_id,
+        quantity=item.get("quantity") or 1,
         scheduled_period_id=scheduled_period.id if scheduled_period else None,
         scheduled_change_at=scheduled_at,
     )

@@ -44,6 +44,9 @@ class CatalogPlan:
     limits: dict
     most_popular: bool
     periods: list[CatalogPeriod]  # the active ones: monthly, yearly, lifetime
+    feature_flags: dict = field(default_factory=dict)
+    per_seat: bool = False  # each period's amount is per seat
+    min_seats: int = 1
 
 
 PERIOD_ORDER = {period_type: i for i, period_type in enumerate(PeriodType)}
@@ -73,6 +76,7 @@ def catalog(session: Session, *, legacy_plan_id: int | None = None) -> list[Cata
         CatalogPlan(
             id=plan.id, key=plan.key, name=plan.name, description=plan.description, features=plan.features,
             limits=plan.limits, most_popular=plan.most_popular, periods=by_plan.get(plan.id, []),
+            feature_flags=plan.feature_flags, per_seat=plan.per_seat, min_seats=plan.min_seats,
         )
         for plan in plans
     ]
@@ -101,6 +105,8 @@ class PlanCard:
     monthly: PeriodCard = field(default_factory=PeriodCard)
     yearly: PeriodCard = field(default_factory=PeriodCard)
     lifetime: PeriodCard = field(default_factory=PeriodCard)
+    per_seat: bool = False
+    min_seats: int = 1
 
 
 @dataclass
@@ -138,12 +144,12 @@ class ChangeOption:
     label: str = ""
 
 
-def _period_card(period: CatalogPeriod) -> PeriodCard:
+def _period_card(period: CatalogPeriod, per_seat: bool = False) -> PeriodCard:
     return PeriodCard(
         period_id=str(period.id),
         type=period.period_type.value,
         price=format_amount(period.amount, period.currency),
-        interval=INTERVAL_LABEL[period.period_type.value],
+        interval=("per seat " if per_seat else "") + INTERVAL_LABEL[period.period_type.value],
         trial=f"{period.trial_days}-day free trial" if period.trial_days else "",
     )
 
@@ -156,7 +162,7 @@ def pricing_view(session: Session, org_id: int | None) -> PricingView:
     plans = []
     # Legacy plans are shown only to the orgs that have them.
     for plan in catalog(session, legacy_plan_id=current_plan_id):
-        periods = {p.period_type: _period_card(p) for p in plan.periods}
+        periods = {p.period_type: _period_card(p, plan.per_seat) for p in plan.periods}
         plans.append(PlanCard(
             key=plan.key,
             name=plan.name,
@@ -167,6 +173,8 @@ def pricing_view(session: Session, org_id: int | None) -> PricingView:
             monthly=periods.get(PeriodType.MONTHLY, PeriodCard()),
             yearly=periods.get(PeriodType.YEARLY, PeriodCard()),
             lifetime=periods.get(PeriodType.ALL_TIME, PeriodCard()),
+            per_seat=plan.per_seat,
+            min_seats=plan.min_seats,
         ))
     return PricingView(plans, has_subscription=live and not current.one_off, holds_lifetime=live and current.one_off)
 

@@ -52,7 +52,7 @@ def break_customer(org_id):
 def test_plans_are_public_and_list_active_non_legacy_plans(client, stripe_env):
     body = ok(client.get("/api/subscriptions"))
     plans = {p["key"]: p for p in body["plans"]}
-    assert list(plans) == ["starter", "pro", "business"]
+    assert list(plans) == ["starter", "pro", "team", "business"]
     starter = plans["starter"]
     assert starter["name"] == "Starter" and starter["limits"] == {"seats": 3, "projects": 5}
     assert [(p["periodType"], p["price"], p["currency"], p["interval"]) for p in starter["periods"]] == [
@@ -67,7 +67,7 @@ def test_plans_are_public_and_list_active_non_legacy_plans(client, stripe_env):
         s.exec(select(Plan).where(Plan.key == "pro")).one().legacy = True
         s.get(PlanPeriod, period_id("starter", "YEARLY")).active = False
     plans = {p["key"]: p for p in ok(client.get("/api/subscriptions", headers={"Authorization": "Bearer junk"}))["plans"]}
-    assert list(plans) == ["starter", "business"]
+    assert list(plans) == ["starter", "team", "business"]
     assert [p["periodType"] for p in plans["starter"]["periods"]] == ["MONTHLY"]
 
 

@@ -31,16 +31,16 @@ def test_the_counter_does_count_gateway_calls(stripe_env):
 def test_pricing_marks_the_current_plan_and_hides_legacy_from_new_orgs(org, stripe_env):
     with session_scope() as s:
         before = pricing_view(s, org.id)
-    assert [p.key for p in before.plans] == ["starter", "pro", "business"]
+    assert [p.key for p in before.plans] == ["starter", "pro", "team", "business"]
     assert not before.has_subscription
     pro = before.plans[1]
     assert pro.most_popular and pro.monthly.price == "$29.00" and pro.monthly.interval == "/ month"
     assert pro.monthly.trial == "14-day free trial"
-    assert before.plans[2].lifetime.interval == "one-time · lifetime"
+    assert before.plans[3].lifetime.interval == "one-time · lifetime"
     buy(org, sandbox=stripe_env)
     with session_scope() as s:
         after = pricing_view(s, org.id)
-    assert after.has_subscription and [p.is_current for p in after.plans] == [True, False, False]
+    assert after.has_subscription and [p.is_current for p in after.plans] == [True, False, False, False]
 
 
 def test_billing_view_labels(org, stripe_env, db):

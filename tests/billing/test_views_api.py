@@ -28,9 +28,9 @@ def test_the_pricing_page_shows_the_catalog_and_a_legacy_plan_only_to_its_holder
     with session_scope() as s:
         plans = catalog(s)
         cards = pricing_view(s, org.id).plans
-    assert [p.key for p in plans] == [c.key for c in cards] == ["starter", "pro", "business"]
+    assert [p.key for p in plans] == [c.key for c in cards] == ["starter", "pro", "team", "business"]
     assert [p.id for p in plans[0].periods] == [period_id("starter", "MONTHLY"), period_id("starter", "YEARLY")]
-    assert [p.period_type for p in plans[2].periods] == [PeriodType.MONTHLY, PeriodType.YEARLY, PeriodType.ALL_TIME]
+    assert [p.period_type for p in plans[3].periods] == [PeriodType.MONTHLY, PeriodType.YEARLY, PeriodType.ALL_TIME]
     assert (cards[0].monthly.period_id, cards[0].yearly.period_id) == tuple(str(p.id) for p in plans[0].periods)
 
     with session_scope() as s:
@@ -38,10 +38,10 @@ def test_the_pricing_page_shows_the_catalog_and_a_legacy_plan_only_to_its_holder
         starter.legacy = True
         s.add(starter)
     with session_scope() as s:
-        assert [p.key for p in catalog(s)] == ["pro", "business"]  # what the API and new orgs see
-        assert [p.key for p in catalog(s, legacy_plan_id=starter.id)] == ["starter", "pro", "business"]
-        assert [c.key for c in pricing_view(s, org.id).plans] == ["starter", "pro", "business"]  # its holder
-        assert [c.key for c in pricing_view(s, None).plans] == ["pro", "business"]
+        assert [p.key for p in catalog(s)] == ["pro", "team", "business"]  # what the API and new orgs see
+        assert [p.key for p in catalog(s, legacy_plan_id=starter.id)] == ["starter", "pro", "team", "business"]
+        assert [c.key for c in pricing_view(s, org.id).plans] == ["starter", "pro", "team", "business"]  # its holder
+        assert [c.key for c in pricing_view(s, None).plans] == ["pro", "team", "business"]
 
 
 def test_detail_and_summary_without_and_with_a_subscription(org, stripe_env):

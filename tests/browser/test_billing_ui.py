@@ -131,7 +131,7 @@ def test_member_sees_billing_read_only(page, app_server):
 
 def test_signed_out_visitor_sees_prices_and_sign_up(page, app_server):
     page.goto(f"{app_server.url}/pricing")
-    expect(page.locator(".plan-card")).to_have_count(3)
+    expect(page.locator(".plan-card")).to_have_count(4)
     expect(page.get_by_role("button", name="Sign up").first).to_be_visible()
     page.goto(f"{app_server.url}/billing")
     expect(page).to_have_url(re.compile(r"/login\?next="))
