@@ -12,6 +12,8 @@ BILLING_CONFIRM = "/billing/confirm"
 PAYMENTS = "/billing/payments"
 ACCOUNT_TOKENS = "/account/tokens"
 ACCOUNT_SECURITY = "/account/security"
+# An invitation's link; the token is the last segment (see invite_path).
+INVITE = "/invite/[token]"
 
 # Custom HTTP routes served by the backend (see billing_app/api).
 API_PREFIX = "/api"
@@ -22,6 +24,10 @@ API_STRIPE_WEBHOOK = "/api/stripe/webhook"
 API_SESSION_LOGIN = "/api/session/login"
 API_SESSION_REGISTER = "/api/session/register"
 API_SESSION_LOGOUT = "/api/session/logout"
+
+
+def invite_path(token: str) -> str:
+    return f"/invite/{token}"
 
 
 def is_local_path(path: str) -> bool:

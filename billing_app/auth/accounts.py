@@ -403,24 +403,6 @@ def _check_can_grant(actor: Actor, role: Role) -> None:
         raise AppError(ErrorCode.FORBIDDEN, "Only a super admin can grant the super admin role.")
 
 
-def add_member(session: Session, actor: Actor, *, email: str, role: Role = Role.MEMBER) -> MemberRow:
-    """Add an existing user to the actor's organization (admins only)."""
-    org_id = actor.require_role(Role.ADMIN)
-    _check_can_grant(actor, role)
-    email = normalize_email(email)
-    user = session.exec(select(User).where(User.email == email)).first()
-    if user is None:
-        raise AppError(ErrorCode.USER_NOT_FOUND, "No account uses this email yet. Ask them to sign up, then add them.")
-    exists = session.exec(
-        select(Membership.id).where(Membership.user_id == user.id, Membership.org_id == org_id)
-    ).first()
-    if exists is not None:
-        raise AppError(ErrorCode.ALREADY_MEMBER, f"{email} is already a member of this organization.")
-    session.add(Membership(user_id=user.id, org_id=org_id, role=role.value))
-    session.flush()
-    return MemberRow(user.id, user.email, user.name, role)
-
-
 def change_role(session: Session, actor: Actor, *, user_id: int, role: Role) -> MemberRow:
     """Change a member's role (admins only); the organization always keeps an admin."""
     org_id = actor.require_role(Role.ADMIN)

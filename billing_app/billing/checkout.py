@@ -11,7 +11,8 @@ from billing_app.auth.accounts import Actor
 from billing_app.billing import gateway, reservations
 from billing_app.billing.catalog import price_matches_period
 from billing_app.billing.customers import ensure_customer
-from billing_app.billing.entitlements import current_subscription
+from billing_app.billing.entitlements import count_members, current_subscription
+from billing_app.billing.seats import refuse_plan_too_small, required_quantity
 from billing_app.billing.sync import resync_after_change, sync_customer
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -53,16 +54,44 @@ def _stripe_down() -> AppError:
     return AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.")
 
 
-def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
+# The most seats one Checkout offers to adjust to (Stripe's own maximum is far higher).
+MAX_CHECKOUT_SEATS = 1000
+
+
+def _seats_to_buy(session, org_id: int, plan: Plan, seats: int | None) -> tuple[int, int]:
+    """(quantity, the least the buyer may adjust it to) for this plan: a per-seat plan charges for
+    the chosen seats (default: the members, at least min_seats); a flat plan is one item whose seat
+    cap must hold the members (SEAT_LIMIT_EXCEEDED)."""
+    if not plan.per_seat:
+        if seats is not None:
+            raise AppError(ErrorCode.VALIDATION_ERROR, f"The {plan.name} plan is not billed per seat: leave seats out.")
+        refuse_plan_too_small(session, org_id, plan)
+        return 1, 1
+    members = count_members(session, org_id)
+    least = required_quantity(plan.min_seats, members)
+    if seats is None:
+        return least, least
+    if seats < plan.min_seats:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"The {plan.name} plan needs at least {plan.min_seats} seats.")
+    if seats < members:
+        raise AppError(ErrorCode.SEATS_BELOW_MEMBERS, f"Your organization has {members} members, so it needs at least {members} seats.")
+    if seats > MAX_CHECKOUT_SEATS:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"At most {MAX_CHECKOUT_SEATS} seats can be bought at once.")
+    return seats, least
+
+
+def start_checkout(actor: Actor, period_id: int, seats: int | None = None) -> CheckoutStarted:
     """A hosted Checkout for one plan period; at most one live purchase per org, by construction.
 
-    Under the org's purchase claim: the org's open session is reused when the same period is
-    asked for again (a double click, a second tab), and expired before another is made; what
-    Stripe says now (a completed checkout, a live subscription) decides, not the mirror alone.
+    Under the org's purchase claim: the org's open session is reused when the same period (and
+    seats) is asked for again (a double click, a second tab), and expired before another is made;
+    what Stripe says now (a completed checkout, a live subscription) decides, not the mirror alone.
+    A per-seat plan charges for `seats` (default: the members, at least the plan's min_seats).
     """
     org_id = actor.require_role(Role.ADMIN)
     with session_scope() as session:
         period, plan = _period_on_sale(session, period_id)
+        quantity, least = _seats_to_buy(session, org_id, plan, seats)
     _refuse_if_org_holds_a_plan(org_id)
     client = gateway.stripe_client()
     try:
@@ -75,7 +104,7 @@ def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
     with reservations.purchase_claim(org_id) as reservation:
         try:
             customer_id = ensure_customer(org_id, actor.email)
-            reused = _close_open_checkouts(client, reservation, customer_id, period.id)
+            reused = _close_open_checkouts(client, reservation, customer_id, period.id, quantity)
             if reused is not None:
                 return reused
             # Fresh truth: a purchase that completed a moment ago is live even if no webhook has landed.
@@ -91,7 +120,7 @@ def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
         had_subscription = _refuse_if_org_holds_a_plan(org_id) or bool(subscriptions)
         # One free trial per organization: with one open session at a time, at most one trial can be paid.
         trial = bool(period.trial_days) and not had_subscription
-        params = _checkout_params(org_id, customer_id, plan, period, price["id"], trial)
+        params = _checkout_params(org_id, customer_id, plan, period, price["id"], trial, quantity, least)
         reservations.renew(reservation)
         try:
             checkout = gateway.call(
@@ -109,7 +138,8 @@ def start_checkout(actor: Actor, period_id: int) -> CheckoutStarted:
 REUSE_MIN_SECONDS_LEFT = 600
 
 
-def _close_open_checkouts(client, reservation: reservations.Reservation, customer_id: str, period_id: int) -> CheckoutStarted | None:
+def _close_open_checkouts(client, reservation: reservations.Reservation, customer_id: str, period_id: int,
+                          quantity: int = 1) -> CheckoutStarted | None:
     """Reuse the org's open session for the same period; expire every other open one.
 
     Raises SUBSCRIPTION_ALREADY_ACTIVE when a session of ours completed (paid, maybe not yet
@@ -122,6 +152,7 @@ def _close_open_checkouts(client, reservation: reservations.Reservation, custome
         if session["status"] == "complete":
             _completed_purchase(reservation.org_id, session)
         elif (session["status"] == "open" and reservation.plan_period_id == period_id
+              and (session.get("metadata") or {}).get("seats", "1") == str(quantity)
               and session["expires_at"] - time.time() > REUSE_MIN_SECONDS_LEFT):
             return CheckoutStarted(session["id"], session["url"])
     for stale in gateway.list_all(client.v1.checkout.sessions.list, {"customer": customer_id, "status": "open"}):
@@ -143,7 +174,8 @@ def _completed_purchase(org_id: int, session: dict) -> None:
     _refuse_if_org_holds_a_plan(org_id)
 
 
-def _checkout_params(org_id: int, customer_id: str, plan: Plan, period: PlanPeriod, price_id: str, trial: bool) -> dict:
+def _checkout_params(org_id: int, customer_id: str, plan: Plan, period: PlanPeriod, price_id: str, trial: bool,
+                     quantity: int = 1, least: int = 1) -> dict:
     settings = get_settings()
     one_off = PeriodType(period.period_type) == PeriodType.ALL_TIME
     label = {"MONTHLY": "monthly", "YEARLY": "yearly", "ALL_TIME": "lifetime"}[period.period_type]
@@ -151,10 +183,16 @@ def _checkout_params(org_id: int, customer_id: str, plan: Plan, period: PlanPeri
         "org_id": str(org_id), "plan_key": plan.key, "period_id": str(period.id),
         "description": f"{plan.name} ({label})",
     }
+    line_item = {"price": price_id, "quantity": quantity}
+    if plan.per_seat:
+        metadata["seats"] = str(quantity)
+        metadata["description"] = f"{plan.name} ({label}, {quantity} seats)"
+        # The buyer may add seats on the Checkout page, never go below the members (or min_seats).
+        line_item["adjustable_quantity"] = {"enabled": True, "minimum": least, "maximum": max(MAX_CHECKOUT_SEATS, quantity)}
     params = {
         "mode": "payment" if one_off else "subscription",
         "customer": customer_id,
-        "line_items": [{"price": price_id, "quantity": 1}],
+        "line_items": [line_item],
         "client_reference_id": str(org_id),
         "metadata": metadata,
         "success_url": settings.url(routes.BILLING_CONFIRM) + "?session_id={CHECKOUT_SESSION_ID}",

@@ -43,40 +43,54 @@ class Reservation:
     plan_period_id: int | None
 
 
-def _try_claim(org_id: int, claim_id: str) -> bool:
+def _try_claim(org_id: int, claim_id: str, table=T) -> bool:
     now = utcnow()
     with session_scope() as session:
-        insert_if_absent(session, T, ["org_id"], org_id=org_id)
-        holder = session.execute(select(T.c.claim_id).where(T.c.org_id == org_id)).scalar_one()
-        free = or_(T.c.claimed_until.is_(None), T.c.claimed_until < now)
+        insert_if_absent(session, table, ["org_id"], org_id=org_id)
+        holder = session.execute(select(table.c.claim_id).where(table.c.org_id == org_id)).scalar_one()
+        free = or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
         if holder and owners.is_dead(holder):
-            free = or_(free, T.c.claim_id == holder)  # killed mid-checkout: no need to wait out its claim
+            free = or_(free, table.c.claim_id == holder)  # killed mid-checkout: no need to wait out its claim
         result = session.execute(
-            update(T).where(T.c.org_id == org_id, free)
+            update(table).where(table.c.org_id == org_id, free)
             .values(claim_id=claim_id, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
         )
         return result.rowcount == 1
 
 
 @contextlib.contextmanager
-def purchase_claim(org_id: int) -> Iterator[Reservation]:
-    """Hold the org's reservation for the duration of the block (waits for a racing holder)."""
+def org_claim(table, org_id: int, busy: AppError) -> Iterator[str]:
+    """Hold the org's row of `table` (org_id, claim_id, claimed_until) for the block; the claim token.
+
+    Waits up to WAIT_SECONDS for a racing holder, then raises `busy`. Also used for seat changes
+    (billing/seats.py), on a row of their own.
+    """
     claim_id = owners.new_claim_token()
     deadline = time.monotonic() + WAIT_SECONDS
-    while not _try_claim(org_id, claim_id):
+    while not _try_claim(org_id, claim_id, table):
         if time.monotonic() > deadline:
-            raise AppError(
-                ErrorCode.CHECKOUT_IN_PROGRESS,
-                "Another checkout for your organization is being started. Please try again in a moment.",
-            )
+            raise busy
         time.sleep(POLL_SECONDS)
     try:
+        yield claim_id
+    finally:
+        with session_scope() as session:
+            session.execute(update(table).where(table.c.org_id == org_id, table.c.claim_id == claim_id)
+                            .values(claim_id=None, claimed_until=None))
+
+
+@contextlib.contextmanager
+def purchase_claim(org_id: int) -> Iterator[Reservation]:
+    """Hold the org's reservation for the duration of the block (waits for a racing holder)."""
+    busy = AppError(
+        ErrorCode.CHECKOUT_IN_PROGRESS,
+        "Another checkout for your organization is being started. Please try again in a moment.",
+    )
+    with org_claim(T, org_id, busy) as claim_id:
         with session_scope() as session:
             row = session.get(PurchaseReservation, org_id)
             reservation = Reservation(org_id, claim_id, row.checkout_session_id, row.plan_period_id)
         yield reservation
-    finally:
-        _write(org_id, claim_id, claim_id=None, claimed_until=None)
 
 
 def renew(reservation: Reservation) -> None:

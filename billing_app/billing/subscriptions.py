@@ -16,7 +16,8 @@ from sqlmodel import select
 
 from billing_app.auth.accounts import Actor
 from billing_app.billing import gateway
-from billing_app.billing.entitlements import current_subscription
+from billing_app.billing.entitlements import count_members, current_subscription
+from billing_app.billing.seats import refuse_plan_too_small, required_quantity, seat_claim
 from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -184,8 +185,17 @@ def _monthly_value(period: PlanPeriod) -> float:
 
 def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
     """Move to another recurring period. An upgrade applies now, billing the prorated difference;
-    a downgrade waits for the period end."""
+    a downgrade waits for the period end. A plan whose seat cap is below the members is refused
+    (409 SEAT_LIMIT_EXCEEDED); the change is made under the org's seat claim, so no invitation is
+    accepted meanwhile."""
     org_id = actor.require_role(Role.ADMIN)
+    if preview:
+        return _change_plan(actor, org_id, period_id, preview=True)
+    with seat_claim(org_id):
+        return _change_plan(actor, org_id, period_id, preview=False)
+
+
+def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) -> PlanChange:
     sub = _manageable_subscription(org_id)
     with session_scope() as session:
         target = session.get(PlanPeriod, period_id)
@@ -194,6 +204,9 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
         raise AppError(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, "That plan or billing period is not available.")
     if target.period_type == PeriodType.ALL_TIME.value:
         raise AppError(ErrorCode.VALIDATION_ERROR, "A lifetime plan is bought once from the pricing page, not switched to.")
+    with session_scope() as session:
+        refuse_plan_too_small(session, org_id, target_plan)
+        members = count_members(session, org_id)
     client = gateway.stripe_client()
     fresh = _fresh(client, sub, AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again."))
     with session_scope() as session:
@@ -211,14 +224,20 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
             ErrorCode.SUBSCRIPTION_CANCELING,
             "This subscription is set to cancel at the end of the period. Reactivate it before changing the plan.",
         )
-    upgrade = current is None or _monthly_value(target) >= _monthly_value(current)
+    # Seats: a per-seat plan bills the members (at least min_seats, and never fewer than bought); a flat one is one item.
+    current_quantity = fresh.stripe_sub["items"]["data"][0].get("quantity") or 1
+    quantity = 1
+    if target_plan.per_seat:
+        kept = current_quantity if current_plan is not None and current_plan.per_seat else 1
+        quantity = max(kept, required_quantity(target_plan.min_seats, members))
+    upgrade = current is None or _monthly_value(target) * quantity >= _monthly_value(current) * current_quantity
     change = PlanChange(
         from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=upgrade,
         amount_due_now=0, currency=target.currency, applied=not preview,
     )
     if not upgrade:
-        return _schedule_downgrade(client, sub, fresh, target, change)
-    items = [{"id": fresh.stripe_sub["items"]["data"][0]["id"], "price": target.stripe_price_id}]
+        return _schedule_downgrade(client, sub, fresh, target, change, quantity)
+    items = [{"id": fresh.stripe_sub["items"]["data"][0]["id"], "price": target.stripe_price_id, "quantity": quantity}]
     if preview:
         try:
             invoice = gateway.call(
@@ -256,7 +275,8 @@ def _change_failed() -> AppError:
     return AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not change the plan. Please try again.")
 
 
-def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: PlanPeriod, change: PlanChange) -> PlanChange:
+def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: PlanPeriod, change: PlanChange,
+                        quantity: int = 1) -> PlanChange:
     """A downgrade keeps what was paid for until the period end, then switches (a schedule's second phase)."""
     item = fresh.stripe_sub["items"]["data"][0]
     change = replace(change, effective_at=datetime.fromtimestamp(item["current_period_end"], tz=UTC))
@@ -267,7 +287,7 @@ def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: Pla
         if not schedule_id:
             schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": sub.stripe_id})["id"]
         current_phase = gateway.call(client.v1.subscription_schedules.retrieve, schedule_id)["phases"][0]
-        keep = {"items": [{"price": item["price"]["id"], "quantity": 1}],
+        keep = {"items": [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}],
                 "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
         if current_phase.get("trial_end"):
             keep["trial_end"] = current_phase["trial_end"]  # a current phase sent without it would end the trial now
@@ -275,7 +295,7 @@ def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: Pla
             client.v1.subscription_schedules.update, schedule_id,
             params={
                 "end_behavior": "release",
-                "phases": [keep, {"items": [{"price": target.stripe_price_id, "quantity": 1}], "proration_behavior": "none"}],
+                "phases": [keep, {"items": [{"price": target.stripe_price_id, "quantity": quantity}], "proration_behavior": "none"}],
             },
         )
     except gateway.StripeFailure as failure:

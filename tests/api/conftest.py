@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from billing_app.auth import accounts
 from billing_app.db import session_scope
 from billing_app.models import Role
-from tests.api.helpers import Tokens, backend_app, bearer, set_role, token_for
+from tests.api.helpers import Tokens, add_membership, backend_app, bearer, token_for
 from tests.billing.helpers import PASSWORD, make_org
 
 
@@ -36,8 +36,8 @@ def tokens(org) -> Tokens:
         accounts.register(s, email="boss@acme.example", password=PASSWORD, name="Boss", org_name="Boss's own")
     with session_scope() as s:
         boss = accounts.actor_for_session(s, accounts.login(s, email="boss@acme.example", password=PASSWORD))
-        accounts.add_member(s, org.admin, email="boss@acme.example")
-    set_role(org.id, boss.user_id, Role.SUPER_ADMIN)
+    # A third member, past the free tier's seats: set up directly (tests/teams tests the seat rules).
+    add_membership(org.id, boss.user_id, Role.SUPER_ADMIN)
     with session_scope() as s:
         token = accounts.login(s, email="boss@acme.example", password=PASSWORD)
         super_admin = accounts.switch_org(s, token, org.id)

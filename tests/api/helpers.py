@@ -39,6 +39,12 @@ def set_role(org_id: int, user_id: int, role: Role) -> None:
         row.role = role.value
 
 
+def add_membership(org_id: int, user_id: int, role: Role = Role.MEMBER) -> None:
+    """Put a user in an org directly, past the seat rules (for setting up a test's state only)."""
+    with session_scope() as s:
+        s.add(Membership(org_id=org_id, user_id=user_id, role=role.value))
+
+
 @dataclass
 class Tokens:
     """Bearer headers for each role in `org`, plus an admin of another org."""

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import func, select
 
-from billing_app.auth import accounts
+from billing_app.auth import accounts, invitations
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import AuthSession, Membership, Organization, Role, User, utcnow
@@ -134,20 +134,9 @@ def test_logout_ends_the_session(db):
     expect(ErrorCode.UNAUTHENTICATED, actor, "sess_forged")
 
 
-def test_admin_adds_a_member_by_email(db):
-    register()
-    register(email="bob@example.com", org="Bob's Org")
-    admin = actor(login("ada@example.com"))
-    with session_scope() as s:
-        row = accounts.add_member(s, admin, email="BOB@example.com")
-    assert (row.email, row.role) == ("bob@example.com", Role.MEMBER)
-    with session_scope() as s:
-        emails = [m.email for m in accounts.list_members(s, admin)]
-    assert emails == ["ada@example.com", "bob@example.com"]
-    with session_scope() as s:
-        expect(ErrorCode.ALREADY_MEMBER, accounts.add_member, s, admin, email="bob@example.com")
-    with session_scope() as s:
-        expect(ErrorCode.USER_NOT_FOUND, accounts.add_member, s, admin, email="carol@example.com")
+def test_the_direct_add_is_gone_members_join_by_invitation(db):
+    """Members join with their consent (tests/teams covers invitations): no service adds a user outright."""
+    assert not hasattr(accounts, "add_member")
 
 
 def _org_with_member(db):
@@ -155,21 +144,20 @@ def _org_with_member(db):
     register()
     register(email="bob@example.com", org="Bob's Org")
     admin = actor(login("ada@example.com"))
-    with session_scope() as s:
-        accounts.add_member(s, admin, email="bob@example.com")
+    invited = invitations.invite(admin, email="bob@example.com")
     bob_token = login("bob@example.com")
+    invitations.accept(actor(bob_token), invited.url.rsplit("/", 1)[1])
     with session_scope() as s:
         accounts.switch_org(s, bob_token, admin.org_id)
     return admin, actor(bob_token)
 
 
-def test_a_member_cannot_add_members_or_change_roles(db):
+def test_a_member_cannot_invite_members_or_change_roles(db):
     admin, bob = _org_with_member(db)
     assert bob.org_id == admin.org_id and bob.role == Role.MEMBER
     register(email="carol@example.com", org="Carol's Org")
     before = counts(db)
-    with session_scope() as s:
-        expect(ErrorCode.FORBIDDEN, accounts.add_member, s, bob, email="carol@example.com")
+    expect(ErrorCode.FORBIDDEN, invitations.invite, bob, email="carol@example.com")
     with session_scope() as s:
         expect(ErrorCode.FORBIDDEN, accounts.change_role, s, bob, user_id=bob.user_id, role=Role.ADMIN)
     assert counts(db) == before

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 from sqlmodel import select
 
-from billing_app.auth import accounts
+from billing_app.auth import accounts, invitations
 from billing_app.auth.accounts import Actor
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.entitlements import entitlement
@@ -31,15 +31,24 @@ class Org:
     member: Actor
 
 
+def token_of(invite_url: str) -> str:
+    """The invitation token at the end of an invite link (/invite/<token>)."""
+    return invite_url.rsplit("/", 1)[1]
+
+
 def make_org(name: str, admin_email: str, member_email: str) -> Org:
-    """An organization with an admin and a member, both logged in."""
+    """An organization with an admin and a member (invited and accepted), both logged in."""
     with session_scope() as s:
         accounts.register(s, email=admin_email, password=PASSWORD, name="Admin", org_name=name)
         accounts.register(s, email=member_email, password=PASSWORD, name="Member", org_name=f"{name} (member's own)")
     with session_scope() as s:
         admin = accounts.actor_for_session(s, accounts.login(s, email=admin_email, password=PASSWORD))
-        accounts.add_member(s, admin, email=member_email)
         member_token = accounts.login(s, email=member_email, password=PASSWORD)
+    invited = invitations.invite(admin, email=member_email)
+    with session_scope() as s:
+        invitee = accounts.actor_for_session(s, member_token)
+    invitations.accept(invitee, token_of(invited.url))
+    with session_scope() as s:
         accounts.switch_org(s, member_token, admin.org_id)
     with session_scope() as s:
         member = accounts.actor_for_session(s, member_token)

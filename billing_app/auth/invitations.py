@@ -1,0 +1,274 @@
+"""Invitations: how people join an organization, with their consent.
+
+An admin invites an email address with a role. The invitation's link (`/invite/<token>`) is shown
+once to the admin to pass on (sent by email once notifications exist); only the token's SHA-256
+is stored. The invitee opens it, logs in or registers with that email, and accepts or declines.
+An invitation expires after 7 days, can be revoked, and works once. Inviting says nothing about
+whether the email has an account here: the answer is the same either way.
+
+A pending invitation reserves a seat against the plan's cap; accepting takes it (billing/seats.py).
+On a per-seat plan, accepting raises the Stripe quantity first and adds the member only once
+Stripe agreed (billing/seat_billing.py): a refusal leaves the invitation pending, nobody added,
+and the reason on the invitation for the admins to see.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from billing_app import routes
+from billing_app.auth.accounts import Actor, _check_can_grant, normalize_email
+from billing_app.auth.tokens import new_token, token_hash
+from billing_app.billing.seat_billing import CostPreview, invite_cost, per_seat_subscription, set_quantity, undo
+from billing_app.billing.seats import refuse_acceptance, refuse_invitation, required_quantity, seat_claim, seats_of
+from billing_app.billing.sync import resync_after_change
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import Invitation, Membership, Organization, Role, User, utcnow
+from billing_app.settings import get_settings
+
+log = logging.getLogger(__name__)
+INVITATION_DAYS = 7
+TOKEN_PREFIX = "inv"
+
+
+@dataclass(frozen=True)
+class InvitationRow:
+    id: int
+    email: str
+    role: Role
+    created_at: datetime
+    expires_at: datetime
+    invited_by: str
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Invited:
+    """A new invitation; `url` (holding the token) is shown once and never stored."""
+
+    invitation: InvitationRow
+    url: str
+    cost: CostPreview | None
+
+
+def invite_url(token: str) -> str:
+    return get_settings().url(routes.invite_path(token))
+
+
+def _row(session: Session, inv: Invitation) -> InvitationRow:
+    inviter = session.get(User, inv.invited_by_id) if inv.invited_by_id else None
+    return InvitationRow(inv.id, inv.email, Role(inv.role), inv.created_at, inv.expires_at,
+                         (inviter.name or inviter.email) if inviter else "", inv.last_error)
+
+
+def _pending_query(org_id: int, now: datetime):
+    return select(Invitation).where(
+        Invitation.org_id == org_id, Invitation.accepted_at.is_(None), Invitation.declined_at.is_(None),
+        Invitation.revoked_at.is_(None), Invitation.expires_at > now,
+    )
+
+
+def list_invitations(session: Session, actor: Actor) -> list[InvitationRow]:
+    """The org's pending invitations, newest first (any member may see them, as the members)."""
+    org_id = actor.require_org()
+    rows = session.exec(_pending_query(org_id, utcnow()).order_by(Invitation.created_at.desc(), Invitation.id.desc())).all()
+    return [_row(session, inv) for inv in rows]
+
+
+def invite(actor: Actor, *, email: str, role: Role = Role.MEMBER) -> Invited:
+    """Invite `email` with `role` (admins). A new invitation for an email replaces its pending one
+    (whose link then stops working). Refused at the seat cap (409 SEAT_LIMIT_REACHED)."""
+    org_id = actor.require_role(Role.ADMIN)
+    role = Role(role)
+    _check_can_grant(actor, role)
+    email = normalize_email(email)
+    token = new_token(TOKEN_PREFIX)
+    now = utcnow()
+    with seat_claim(org_id):
+        with session_scope() as session:
+            member = session.exec(
+                select(Membership.id).join(User, User.id == Membership.user_id)
+                .where(Membership.org_id == org_id, User.email == email)
+            ).first()
+            if member is not None:
+                raise AppError(ErrorCode.ALREADY_MEMBER, f"{email} is already a member of this organization.")
+            for old in session.exec(_pending_query(org_id, now).where(Invitation.email == email)).all():
+                old.revoked_at = now
+                session.add(old)
+            session.flush()
+            refuse_invitation(session, seats_of(session, org_id))
+            inv = Invitation(
+                org_id=org_id, email=email, role=role.value, token_hash=token_hash(token), invited_by_id=actor.user_id,
+                created_at=now, expires_at=now + timedelta(days=INVITATION_DAYS),
+            )
+            session.add(inv)
+            session.flush()
+            row = _row(session, inv)
+    cost = None
+    try:
+        cost = invite_cost(org_id)
+    except AppError as error:  # the invitation stands; only its price could not be read
+        log.warning("cost preview for an invitation of org %s failed: %s", org_id, error.message)
+    return Invited(row, invite_url(token), cost)
+
+
+def revoke(actor: Actor, invitation_id: int) -> None:
+    org_id = actor.require_role(Role.ADMIN)
+    with session_scope() as session:
+        inv = session.get(Invitation, invitation_id) if isinstance(invitation_id, int) else None
+        if inv is None or inv.org_id != org_id:
+            raise AppError(ErrorCode.INVITATION_NOT_FOUND, "No such invitation.")
+        _refuse_unless_open(inv, for_revoking=True)
+        inv.revoked_at = utcnow()
+        session.add(inv)
+
+
+# --- the invitee's side: /invite/<token> -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvitationView:
+    """What the invitation page shows to whoever holds the link."""
+
+    org_id: int
+    org_name: str
+    email: str
+    role: Role
+    invited_by: str
+    expires_at: datetime
+    status: str  # pending | expired | revoked | accepted | declined
+
+
+def _status(inv: Invitation, now: datetime) -> str:
+    if inv.accepted_at is not None:
+        return "accepted"
+    if inv.declined_at is not None:
+        return "declined"
+    if inv.revoked_at is not None:
+        return "revoked"
+    return "pending" if inv.expires_at > now else "expired"
+
+
+def _by_token(session: Session, token: str) -> Invitation:
+    if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX + "_") or len(token) > 200:
+        raise AppError(ErrorCode.INVITATION_NOT_FOUND, "This invitation link is not valid.")
+    inv = session.exec(select(Invitation).where(Invitation.token_hash == token_hash(token))).first()
+    if inv is None:
+        raise AppError(ErrorCode.INVITATION_NOT_FOUND, "This invitation link is not valid.")
+    return inv
+
+
+def find(token: str) -> InvitationView:
+    with session_scope() as session:
+        inv = _by_token(session, token)
+        row = _row(session, inv)
+        org = session.get(Organization, inv.org_id)
+        return InvitationView(inv.org_id, org.name, inv.email, Role(inv.role), row.invited_by, inv.expires_at, _status(inv, utcnow()))
+
+
+def _refuse_unless_open(inv: Invitation, *, for_revoking: bool = False) -> None:
+    status = _status(inv, utcnow())
+    if status in ("accepted", "declined"):
+        raise AppError(ErrorCode.INVITATION_USED, f"This invitation was already {status}.")
+    if status == "revoked":
+        raise AppError(ErrorCode.INVITATION_REVOKED, "This invitation was revoked by an admin of the organization.")
+    if status == "expired" and not for_revoking:
+        raise AppError(ErrorCode.INVITATION_EXPIRED, "This invitation has expired. Ask an admin of the organization for a new one.")
+
+
+def _refuse_other_user(inv: Invitation, actor: Actor) -> None:
+    if actor.email.lower() != inv.email:
+        raise AppError(
+            ErrorCode.INVITATION_WRONG_USER,
+            f"This invitation is for {inv.email}. Log in with that email (or sign up with it) to accept it.",
+        )
+
+
+def _open_for(session: Session, token: str, actor: Actor) -> Invitation:
+    inv = _by_token(session, token)
+    _refuse_unless_open(inv)
+    _refuse_other_user(inv, actor)
+    return inv
+
+
+def _mark(session: Session, inv: Invitation, **values) -> bool:
+    """Set values on the invitation only while it is still open (a conditional UPDATE)."""
+    t = Invitation.__table__
+    result = session.execute(
+        update(t).where(
+            t.c.id == inv.id, t.c.accepted_at.is_(None), t.c.declined_at.is_(None), t.c.revoked_at.is_(None),
+            t.c.expires_at > utcnow(),
+        ).values(**values)
+    )
+    return result.rowcount == 1
+
+
+def _note_failure(invitation_id: int, message: str) -> None:
+    with session_scope() as session:
+        session.execute(update(Invitation.__table__).where(Invitation.__table__.c.id == invitation_id)
+                        .values(last_error=message[:500]))
+
+
+def accept(actor: Actor, token: str) -> int:
+    """Join the invitation's organization with its role; returns the org's id.
+
+    Under the org's seat claim: the cap is checked on the members now, a per-seat plan's Stripe
+    quantity is raised first, and the member is added only once Stripe agreed (the quantity is put
+    back if the database then fails). Two acceptances at once are decided one after the other.
+    """
+    with session_scope() as session:
+        org_id = _open_for(session, token, actor).org_id
+    with seat_claim(org_id):
+        with session_scope() as session:
+            inv = _open_for(session, token, actor)
+            org_name = session.get(Organization, org_id).name
+            already = session.exec(
+                select(Membership.id).where(Membership.org_id == org_id, Membership.user_id == actor.user_id)
+            ).first()
+            if already is not None:
+                _mark(session, inv, accepted_at=utcnow(), accepted_by_id=actor.user_id, last_error=None)
+                return org_id
+            seats = seats_of(session, org_id)
+            refuse_acceptance(session, seats)
+            members_after = seats.used + 1
+            invitation_id, role = inv.id, inv.role
+        change = None
+        per_seat = per_seat_subscription(org_id)
+        if per_seat is not None:
+            needed = required_quantity(per_seat.plan.min_seats, members_after)
+            try:
+                change = set_quantity(per_seat, lambda current: max(current, needed))
+            except AppError as error:
+                _note_failure(invitation_id, f"{actor.email} could not join: {error.message}")
+                raise AppError(
+                    error.code,
+                    f"We could not add you to {org_name}: the payment provider did not accept the extra seat. "
+                    "Nothing was changed, and the organization's admins can see why on their members page.",
+                ) from None
+        try:
+            with session_scope() as session:
+                if not _mark(session, inv, accepted_at=utcnow(), accepted_by_id=actor.user_id, last_error=None):
+                    _refuse_unless_open(session.get(Invitation, invitation_id))
+                    raise AppError(ErrorCode.INVITATION_USED, "This invitation can no longer be used.")
+                session.add(Membership(user_id=actor.user_id, org_id=org_id, role=role))
+                session.flush()
+        except Exception:  # refused, a unique clash or the database failing: Stripe goes back too
+            if change is not None:
+                undo(change)
+            raise
+    if change is not None and change.changed:
+        resync_after_change(change.customer_id)
+    return org_id
+
+
+def decline(actor: Actor, token: str) -> None:
+    with session_scope() as session:
+        inv = _open_for(session, token, actor)
+        if not _mark(session, inv, declined_at=utcnow()):
+            raise AppError(ErrorCode.INVITATION_USED, "This invitation can no longer be used.")

@@ -1,0 +1,250 @@
+"""Per-seat billing at Stripe: the subscription item's quantity follows the members.
+
+Accepting an invitation raises the quantity to cover the members (never below the plan's
+`min_seats`, never lowering seats already bought); removing a member sets it to
+max(min_seats, members). Each change re-reads the subscription from Stripe first and is billed
+as SEAT_PRORATION says (create_prorations by default: the prorated amount waits for the next
+invoice, so a burst of changes makes no burst of invoices). The callers (auth/invitations.py,
+auth/members.py, `change_seats` here) hold the org's seat claim and change the database only
+after Stripe agreed, undoing the Stripe change if the database then fails: nobody is half-added.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from billing_app.auth.accounts import Actor
+from billing_app.billing import gateway, subscriptions
+from billing_app.billing.entitlements import count_members, current_subscription
+from billing_app.billing.seats import required_quantity, seat_claim, seats_of
+from billing_app.billing.sync import resync_after_change
+from billing_app.db import session_scope
+from billing_app.errors import AppError, ErrorCode
+from billing_app.formatting import format_amount
+from billing_app.models import OrgSubscription, PeriodType, Plan, PlanPeriod, Role
+from billing_app.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PerSeat:
+    """An org's manageable subscription on a per-seat plan, as the mirror has it."""
+
+    sub: OrgSubscription
+    plan: Plan
+    period: PlanPeriod
+
+    @property
+    def unit_amount(self) -> int:
+        return self.period.amount
+
+    @property
+    def currency(self) -> str:
+        return self.period.currency
+
+    @property
+    def interval(self) -> str:
+        return PeriodType(self.period.period_type).interval or "month"
+
+
+def per_seat_subscription(org_id: int) -> PerSeat | None:
+    with session_scope() as session:
+        sub = current_subscription(session, org_id)
+        if sub is None or not sub.is_manageable or sub.period is None or not sub.period.plan.per_seat:
+            return None
+        return PerSeat(sub, sub.period.plan, sub.period)
+
+
+def _failed() -> AppError:
+    return AppError(
+        ErrorCode.STRIPE_SEAT_UPDATE_FAILED,
+        "We could not update the seats with the payment provider, so nothing was changed. Please try again.",
+    )
+
+
+@dataclass(frozen=True)
+class QuantityChange:
+    customer_id: str
+    stripe_id: str
+    item_id: str
+    before: int
+    after: int
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def _update(client, sub: OrgSubscription, item_id: str, quantity: int) -> None:
+    try:
+        gateway.call(
+            client.v1.subscriptions.update, sub.stripe_id,
+            params={
+                "items": [{"id": item_id, "quantity": quantity}],
+                "proration_behavior": get_settings().seat_proration,
+                # Billed at once (always_invoice) and declined: Stripe applies nothing.
+                "payment_behavior": "error_if_incomplete",
+            },
+        )
+    except gateway.StripeFailure as failure:
+        if failure.card_error:
+            raise AppError(
+                ErrorCode.STRIPE_SEAT_UPDATE_FAILED,
+                "The card on file was declined for the new seat, so nothing was changed. "
+                "Update the payment method on the billing page and try again.",
+            ) from None
+        raise subscriptions._refusal(client, sub, failure, _failed()) from None
+
+
+def set_quantity(per_seat: PerSeat, decide: Callable[[int], int]) -> QuantityChange:
+    """Set the quantity to decide(quantity Stripe has now), when that differs. Raises (409/502) with
+    nothing changed when Stripe refuses. Call under the org's seat claim."""
+    client = gateway.stripe_client()
+    fresh = subscriptions._fresh(client, per_seat.sub, _failed())
+    item = fresh.stripe_sub["items"]["data"][0]
+    before = item.get("quantity") or 1
+    change = QuantityChange(fresh.customer_id, per_seat.sub.stripe_id, item["id"], before, decide(before))
+    if change.changed:
+        _update(client, per_seat.sub, change.item_id, change.after)
+    return change
+
+
+def undo(change: QuantityChange) -> None:
+    """Put the quantity back after the database refused what Stripe already agreed to (best effort)."""
+    if not change.changed:
+        return
+    try:
+        gateway.call(
+            gateway.stripe_client().v1.subscriptions.update, change.stripe_id,
+            params={"items": [{"id": change.item_id, "quantity": change.before}],
+                    "proration_behavior": get_settings().seat_proration},
+        )
+    except gateway.StripeFailure as failure:
+        log.error("seat quantity of %s left at %s (wanted %s back): %s", change.stripe_id, change.after, change.before, failure.message)
+    finally:
+        resync_after_change(change.customer_id)
+
+
+def _prorated(per_seat: PerSeat, quantity: int) -> tuple[int, int]:
+    """(prorated difference for the rest of this period, of which due at once if billed now) for
+    moving to `quantity` seats, from Stripe's preview of the change."""
+    client = gateway.stripe_client()
+    failed = AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.")
+    fresh = subscriptions._fresh(client, per_seat.sub, failed)
+    item = fresh.stripe_sub["items"]["data"][0]
+    if (item.get("quantity") or 1) == quantity:
+        return 0, 0
+    try:
+        invoice = gateway.call(
+            client.v1.invoices.create_preview,
+            params={
+                "customer": fresh.customer_id,
+                "subscription": per_seat.sub.stripe_id,
+                "subscription_details": {"items": [{"id": item["id"], "quantity": quantity}], "proration_behavior": "always_invoice"},
+            },
+        )
+    except gateway.StripeFailure as failure:
+        raise subscriptions._refusal(client, per_seat.sub, failure, failed) from None
+    return invoice["total"], invoice["amount_due"]
+
+
+# --- what inviting one more costs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CostPreview:
+    seats_added: int
+    amount: int  # added to each period's bill, in minor units
+    currency: str
+    interval: str  # month | year
+    prorated: int  # for the rest of the current period
+    message: str
+
+
+def _billing_note(prorated: int, currency: str) -> str:
+    proration = get_settings().seat_proration
+    if proration == "none":
+        return "; nothing now (billed from the next renewal)"
+    when = "on the next invoice" if proration == "create_prorations" else "charged when the invitation is accepted"
+    return f"; {format_amount(prorated, currency)} now, prorated ({when})"
+
+
+def invite_cost(org_id: int, *, including_new: bool = True) -> CostPreview | None:
+    """What one more member costs on a per-seat plan (None on a flat plan or the free tier).
+
+    `including_new`: the new invitation is already among the pending ones (after inviting).
+    """
+    per_seat = per_seat_subscription(org_id)
+    if per_seat is None:
+        return None
+    with session_scope() as session:
+        seats = seats_of(session, org_id)
+    purchased = seats.purchased or 1
+    taking = seats.used + seats.pending + (0 if including_new else 1)
+    added = max(required_quantity(seats.min_seats, taking) - purchased, 0)
+    if added == 0:
+        spare = max(purchased - taking + 1, 1)
+        return CostPreview(0, 0, per_seat.currency, per_seat.interval, 0,
+                           f"uses one of your {spare} unused paid seats; no extra charge")
+    prorated, _ = _prorated(per_seat, purchased + added)
+    amount = per_seat.unit_amount * added
+    what = "adds" if added == 1 else f"adds {added} seats:"
+    message = f"{what} {format_amount(amount, per_seat.currency)} a {per_seat.interval}" + _billing_note(prorated, per_seat.currency)
+    return CostPreview(added, amount, per_seat.currency, per_seat.interval, prorated, message)
+
+
+# --- buying seats: POST /api/subscriptions/seats -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeatChange:
+    from_seats: int
+    to_seats: int
+    members: int
+    unit_amount: int
+    currency: str
+    interval: str
+    recurring_amount: int  # each period's bill for the seats, after the change
+    prorated_amount: int  # for the rest of this period (negative: a credit)
+    amount_due_now: int  # billed at once (SEAT_PRORATION=always_invoice), else 0
+    applied: bool
+
+
+def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
+    """Buy more seats, or give back unused ones (never below the members, nor min_seats)."""
+    org_id = actor.require_role(Role.ADMIN)
+    subscriptions._manageable_subscription(org_id)  # the usual refusals: none, lifetime, ended
+    per_seat = per_seat_subscription(org_id)
+    if per_seat is None:
+        raise AppError(ErrorCode.NOT_PER_SEAT, "Your plan is not billed per seat: its seats come with the plan.")
+    if seats < per_seat.plan.min_seats:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"The {per_seat.plan.name} plan needs at least {per_seat.plan.min_seats} seats.")
+
+    def refuse_below_members() -> int:
+        with session_scope() as session:
+            members = count_members(session, org_id)
+        if seats < members:
+            raise AppError(
+                ErrorCode.SEATS_BELOW_MEMBERS,
+                f"Your organization has {members} members, so it needs at least {members} seats. Remove members first.",
+            )
+        return members
+
+    members = refuse_below_members()
+    prorated, _due = _prorated(per_seat, seats)
+    before, applied = per_seat.sub.quantity, False
+    if not preview:
+        with seat_claim(org_id):
+            members = refuse_below_members()
+            change = set_quantity(per_seat, lambda _current: seats)
+        resync_after_change(change.customer_id)
+        before, applied = change.before, True
+    billed_now = get_settings().seat_proration == "always_invoice"
+    return SeatChange(
+        from_seats=before, to_seats=seats, members=members, unit_amount=per_seat.unit_amount,
+        currency=per_seat.currency, interval=per_seat.interval, recurring_amount=per_seat.unit_amount * seats,
+        prorated_amount=prorated, amount_due_now=max(prorated, 0) if billed_now else 0, applied=applied,
+    )

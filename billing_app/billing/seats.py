@@ -1,0 +1,163 @@
+"""Seats: who counts, what the org's plan allows, and one seat change at a time per org.
+
+Seats used are the org's members. A pending invitation reserves a seat against a cap (so an
+admin cannot invite past it), and is not billed until it is accepted. Caps come from the one
+entitlement rule (`entitlements.grants`): the live plan's `limits.seats`, else the free tier's.
+A per-seat plan bills the members as the Stripe quantity, never below `min_seats`
+(billing/seat_billing.py makes those Stripe calls); this module reads the mirror only.
+
+Every change that adds or removes a seat (an invitation, an acceptance, a removal, a seat
+purchase, a plan change) runs under the org's seat claim (`seat_claim`: the checkout's claim
+logic, on a row of its own in `seatclaim`), so two of them never decide on the same count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from billing_app.billing import reservations
+from billing_app.billing.entitlements import Grants, count_members, grants
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import Invitation, Plan, SeatClaim, utcnow
+
+FREE_PLAN_NAME = "Free"
+
+
+@dataclass(frozen=True)
+class Seats:
+    """An org's seats as the mirror has them."""
+
+    used: int  # members
+    pending: int  # pending invitations, each reserving a seat against the cap
+    limit: int | None  # the cap; None = unlimited
+    purchased: int | None  # a per-seat plan's quantity at Stripe; None otherwise
+    per_seat: bool
+    min_seats: int
+    plan_key: str | None  # None on the free tier
+    plan_name: str
+
+    @property
+    def below_members(self) -> bool:
+        """A per-seat plan paying for fewer seats than it has members (lowered in the portal)."""
+        return self.per_seat and self.purchased is not None and self.purchased < self.used
+
+    @property
+    def spare(self) -> int:
+        """Seats paid for and not yet taken by a member or a pending invitation (per-seat plans)."""
+        if not self.per_seat or self.purchased is None:
+            return 0
+        return max(self.purchased - self.used - self.pending, 0)
+
+
+def count_pending(session: Session, org_id: int, now: datetime | None = None) -> int:
+    now = now or utcnow()
+    return session.exec(
+        select(func.count()).select_from(Invitation).where(
+            Invitation.org_id == org_id, Invitation.accepted_at.is_(None), Invitation.declined_at.is_(None),
+            Invitation.revoked_at.is_(None), Invitation.expires_at > now,
+        )
+    ).one()
+
+
+def seats_of(session: Session, org_id: int, granted: Grants | None = None) -> Seats:
+    granted = granted or grants(session, org_id)
+    return Seats(
+        used=count_members(session, org_id),
+        pending=count_pending(session, org_id),
+        limit=granted.seat_cap,
+        purchased=granted.purchased_seats,
+        per_seat=granted.per_seat,
+        min_seats=granted.min_seats,
+        plan_key=granted.plan_key,
+        plan_name=granted.plan_name or FREE_PLAN_NAME,
+    )
+
+
+def required_quantity(min_seats: int, members: int) -> int:
+    """What a per-seat plan bills for this many members."""
+    return max(min_seats, members, 1)
+
+
+def _lifting_plan(session: Session, needed: int, current_key: str | None) -> Plan | None:
+    """The first plan on sale (display order) that allows `needed` members: per seat or a cap high enough."""
+    plans = session.exec(
+        select(Plan).where(Plan.active == True, Plan.legacy == False).order_by(Plan.display_order, Plan.id)  # noqa: E712
+    ).all()
+    for plan in plans:
+        if plan.key != current_key and (plan.seat_cap is None or plan.seat_cap >= needed):
+            return plan
+    return None
+
+
+def _how_to_lift(session: Session, seats: Seats, needed: int) -> str:
+    plan = _lifting_plan(session, needed, seats.plan_key)
+    if plan is None:
+        return "Remove a member or revoke a pending invitation first."
+    if plan.per_seat:
+        return f"The {plan.name} plan lifts it: billed per seat, with no cap."
+    if plan.seat_cap is None:
+        return f"The {plan.name} plan lifts it: unlimited seats."
+    return f"The {plan.name} plan lifts it: up to {plan.seat_cap} seats."
+
+
+def _seats_word(n: int) -> str:
+    return f"{n} seat" if n == 1 else f"{n} seats"
+
+
+def refuse_invitation(session: Session, seats: Seats) -> None:
+    """Inviting one more: refused at the cap (members and pending invitations), or while a per-seat
+    plan pays for fewer seats than it has members."""
+    if seats.limit is not None and seats.used + seats.pending + 1 > seats.limit:
+        taken = f"{seats.used} members" + (f" and {seats.pending} pending invitations" if seats.pending else "")
+        raise AppError(
+            ErrorCode.SEAT_LIMIT_REACHED,
+            f"Your {seats.plan_name} plan allows {_seats_word(seats.limit)}, and all are taken ({taken}). "
+            + _how_to_lift(session, seats, seats.used + seats.pending + 1),
+        )
+    if seats.below_members:
+        raise AppError(
+            ErrorCode.SEAT_LIMIT_REACHED,
+            f"Your {seats.plan_name} plan pays for {_seats_word(seats.purchased)} but has {seats.used} members. "
+            "Buy seats for everyone (Seats on the billing page, or the billing portal) before inviting more.",
+        )
+
+
+def refuse_acceptance(session: Session, seats: Seats) -> None:
+    """Accepting an invitation (whose own seat was reserved): refused when the members fill the cap."""
+    if seats.limit is not None and seats.used + 1 > seats.limit:
+        raise AppError(
+            ErrorCode.SEAT_LIMIT_REACHED,
+            f"This organization's {seats.plan_name} plan allows {_seats_word(seats.limit)}, and all are taken. "
+            "Ask an admin of the organization to upgrade: " + _how_to_lift(session, seats, seats.used + 1),
+        )
+
+
+def refuse_plan_too_small(session: Session, org_id: int, plan: Plan) -> None:
+    """A plan change (or purchase) whose seat cap is below the current members: 409 SEAT_LIMIT_EXCEEDED."""
+    cap = plan.seat_cap
+    if cap is None or plan.per_seat:
+        return
+    members = count_members(session, org_id)
+    if members > cap:
+        raise AppError(
+            ErrorCode.SEAT_LIMIT_EXCEEDED,
+            f"The {plan.name} plan allows {_seats_word(cap)}, and your organization has {members} members. "
+            f"Remove {members - cap} first, or choose a plan with more seats.",
+        )
+
+
+@contextlib.contextmanager
+def seat_claim(org_id: int) -> Iterator[None]:
+    """Hold the org's seat claim while deciding on its seats (waits for a racing holder)."""
+    busy = AppError(
+        ErrorCode.SEAT_CHANGE_IN_PROGRESS,
+        "Another change to your organization's seats or plan is in progress. Please try again in a moment.",
+    )
+    with reservations.org_claim(SeatClaim.__table__, org_id, busy):
+        yield
