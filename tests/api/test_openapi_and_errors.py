@@ -11,10 +11,14 @@ ROUTES = {
     ("post", "/api/billing/portal"), ("get", "/api/subscriptions/payments"), ("post", "/api/subscriptions/cancel"),
     ("post", "/api/subscriptions/reactivate"), ("post", "/api/subscriptions/change"), ("get", "/api/billing/summary"),
     ("post", "/api/subscriptions/keep-current-plan"),
+    # Teams (tests/teams)
+    ("get", "/api/billing/entitlements"), ("get", "/api/org/members"), ("post", "/api/org/invitations"),
+    ("delete", "/api/org/invitations/{id}"), ("delete", "/api/org/members/{userId}"), ("post", "/api/subscriptions/seats"),
 }
 ADMIN_ONLY = {"/api/subscriptions/buy", "/api/subscriptions/portal", "/api/billing/portal", "/api/subscriptions/payments",
               "/api/subscriptions/cancel", "/api/subscriptions/reactivate", "/api/subscriptions/change",
-              "/api/subscriptions/keep-current-plan"}
+              "/api/subscriptions/keep-current-plan", "/api/org/invitations", "/api/org/invitations/{id}",
+              "/api/org/members/{userId}", "/api/subscriptions/seats"}
 
 
 def test_the_document_lists_every_route_with_its_auth_and_errors(client):
@@ -36,6 +40,7 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
             assert "401" in responses
             assert ("403" in responses) == (path in ADMIN_ONLY), (method, path)
             assert ("422" in responses) == (method == "post" and path not in ("/api/subscriptions/reactivate", "/api/subscriptions/keep-current-plan")
+                                            or method == "delete"  # an id that is not an integer
                                             or path in ("/api/subscriptions/payments", "/api/subscriptions/checkout-session/{session_id}"))
             for status, doc_response in responses.items():
                 if status == "200":
@@ -49,7 +54,8 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
     change = doc["paths"]["/api/subscriptions/change"]["post"]["responses"]
     assert set(change["409"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]) == {
         "SAME_PLAN", "LIFETIME_NOT_CHANGEABLE", "SUBSCRIPTION_ALREADY_CANCELED",
-        "SUBSCRIPTION_CANCELING"}  # issue 10: a downgrade on a subscription set to cancel
+        "SUBSCRIPTION_CANCELING",  # issue 10: a downgrade on a subscription set to cancel
+        "SEAT_LIMIT_EXCEEDED", "SEAT_CHANGE_IN_PROGRESS"}  # teams: a plan whose seat cap is below the members
     assert "STRIPE_PLAN_CHANGE_FAILED" in change["502"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]
     buy = doc["paths"]["/api/subscriptions/buy"]["post"]
     assert buy["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BuyRequest"}

@@ -33,3 +33,67 @@ def roomy_free_tier(monkeypatch):
     roomy = free_tier().model_copy(update={"limits": {**free_tier().limits, "seats": 10}})
     monkeypatch.setattr(entitlements, "free_tier", lambda: roomy)
     return roomy
+
+
+@pytest.fixture
+def tokens(org):
+    """Acme (admin, member, a super admin: 3 members) and Globex (admin, member), with a token each."""
+    from billing_app.auth import accounts
+    from billing_app.db import session_scope
+    from billing_app.models import Role
+    from tests.api.helpers import Tokens, add_membership, bearer, token_for
+    from tests.billing.helpers import PASSWORD, make_org
+
+    other = make_org("Globex", "admin@globex.example", "member@globex.example")
+    with session_scope() as s:
+        accounts.register(s, email="boss@acme.example", password=PASSWORD, name="Boss", org_name="Boss's own")
+    with session_scope() as s:
+        boss = accounts.actor_for_session(s, accounts.login(s, email="boss@acme.example", password=PASSWORD))
+    add_membership(org.id, boss.user_id, Role.SUPER_ADMIN)
+    with session_scope() as s:
+        super_admin = accounts.switch_org(s, accounts.login(s, email="boss@acme.example", password=PASSWORD), org.id)
+    return Tokens(org, other, admin=bearer(token_for(org.admin)), member=bearer(token_for(org.member)),
+                  super_admin=bearer(token_for(super_admin)), other_admin=bearer(token_for(other.admin)))
+
+
+@pytest.fixture
+def backend(stripe_env, monkeypatch):
+    """The backend's API routes under uvicorn with the webhook worker, receiving the sandbox's webhooks."""
+    import asyncio
+    import contextlib
+    import threading
+    import time
+
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from billing_app.api import build_api
+    from billing_app.billing.sync import sync_customer
+    from billing_app.settings import get_settings
+    from billing_app.webhooks.worker import run_worker
+    from tests.sandbox_fixture import free_port
+
+    port = free_port()
+    endpoint = stripe_env.register_webhook(f"http://127.0.0.1:{port}/api/stripe/webhook")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", endpoint.secret)
+    get_settings.cache_clear()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        task = asyncio.create_task(run_worker(sync_customer, poll_seconds=0.3, on_change=None))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app = Starlette(routes=build_api().routes, lifespan=lifespan)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield server
+    server.should_exit = True
+    thread.join(timeout=15)

@@ -64,3 +64,30 @@ def invitation_row(invitation_id: int) -> Invitation:
 
 def customer(org: Org) -> str:
     return customer_id_for(org.id)
+
+
+# --- REST ------------------------------------------------------------------------------------------------
+
+ROLES = ["member", "admin", "super_admin", "other_org", "no_token", "revoked", "made_up"]
+ANONYMOUS = {"no_token", "revoked", "made_up"}
+
+
+def role_headers(role: str, tokens) -> dict:
+    """Bearer headers for one role of the role matrix (tokens: tests/api/helpers.Tokens)."""
+    from tests.api.helpers import bearer, token_for
+
+    if role == "no_token":
+        return {}
+    if role == "made_up":
+        return bearer("bapi_" + "x" * 43)
+    if role == "revoked":
+        from billing_app.auth import api_tokens
+        from billing_app.auth.tokens import token_hash
+        from billing_app.models import ApiToken
+
+        token = token_for(tokens.org.admin)
+        with session_scope() as s:
+            row = s.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).one()
+            api_tokens.revoke_token(s, tokens.org.admin, row.id)
+        return bearer(token)
+    return {"member": tokens.member, "admin": tokens.admin, "super_admin": tokens.super_admin, "other_org": tokens.other_admin}[role]

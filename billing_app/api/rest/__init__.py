@@ -8,7 +8,7 @@ billing services and views as the pages.
     deps.py     who is calling (Member, Admin) and the unknown-query-parameter guard
     errors.py   the one error envelope, and which codes each route documents
     schemas.py  request and response bodies
-    routes/     one APIRouter per resource: plans, subscriptions, billing
+    routes/     one APIRouter per resource: plans, subscriptions, seats, billing, entitlements, org
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from fastapi.openapi.utils import get_openapi
 from starlette.routing import Mount
 
 from billing_app.api.rest import errors
-from billing_app.api.rest.routes import billing, ops, plans, subscriptions
+from billing_app.api.rest.routes import billing, entitlements, ops, org, plans, seats, subscriptions
 from billing_app.routes import API_PREFIX
 
 TAGS = [
     {"name": "plans", "description": "The public catalog."},
     {"name": "subscription", "description": "The organization's subscription: read it, buy, change, cancel, reactivate."},
-    {"name": "billing", "description": "Payments, the Stripe Customer Portal and a summary for gating."},
+    {"name": "billing", "description": "Payments, the Stripe Customer Portal, a summary and the entitlements for gating."},
+    {"name": "organization", "description": "Members, invitations and seats."},
 ]
 
 
@@ -57,7 +58,7 @@ def create_app(*, docs: bool | None = None) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     errors.install(app)
-    for router in (plans.router, subscriptions.router, billing.router, ops.router):
+    for router in (plans.router, subscriptions.router, seats.router, billing.router, entitlements.router, org.router, ops.router):
         app.include_router(router)
 
     def openapi() -> dict:

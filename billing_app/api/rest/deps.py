@@ -33,7 +33,7 @@ bearer = HTTPBearer(
 # Route names (see routes/*) whose handlers call Stripe: every POST, and reading a Checkout session.
 STRIPE_ROUTES = frozenset({
     "buy", "checkout_session", "subscriptions_portal", "billing_portal", "cancel", "reactivate", "change",
-    "keep_current_plan",
+    "keep_current_plan", "seats", "remove_member",
 })
 
 

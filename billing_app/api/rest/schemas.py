@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from billing_app.billing.entitlements import AccessReason
 from billing_app.billing.portal import FLOWS
-from billing_app.models import PaymentStatus, PeriodType
+from billing_app.models import PaymentStatus, PeriodType, Role
 
 # Integer ids are 32-bit in the database; anything larger is refused by validation, not by PostgreSQL.
 MAX_ID = 2**31 - 1
@@ -32,6 +32,8 @@ def _json_integer(value: Any) -> Any:
 
 # Lax only where JSON Schema is (7.0 is an integer); the rest of a request body is strict.
 Id = Annotated[int, Field(strict=False), Ge(1), Le(MAX_ID), BeforeValidator(_json_integer)]
+MAX_SEATS = 10_000
+SeatCount = Annotated[int, Field(strict=False), Ge(1), Le(MAX_SEATS), BeforeValidator(_json_integer)]
 
 
 class _Request(BaseModel):
@@ -47,6 +49,23 @@ class _Response(BaseModel):
 
 class BuyRequest(_Request):
     subscriptionPeriodId: Id = Field(description="A period `id` from GET /api/subscriptions.")  # noqa: N815
+    seats: SeatCount | None = Field(
+        default=None,
+        description="Per-seat plans only: the seats to buy (default: the members, at least the plan's minSeats). "
+        "The buyer may raise it on the Checkout page.",
+    )
+
+
+class SeatsRequest(_Request):
+    seats: SeatCount = Field(description="The seats to pay for: at least the members and the plan's minSeats.")
+    preview: bool = Field(default=False, description="true: only price the change (nothing is applied).")
+
+
+class InvitationRequest(_Request):
+    email: str = Field(min_length=3, max_length=254, description="Who to invite. Whether it has an account here is never revealed.")
+    role: Literal["member", "admin", "super_admin"] = Field(
+        default="member", description="The role on joining (super_admin only by a super admin)."
+    )
 
 
 class ChangeRequest(_Request):
@@ -83,8 +102,13 @@ class PlanOut(BaseModel):
     key: str
     name: str
     description: str
-    features: list[str]
-    limits: dict[str, Any]
+    features: list[str] = Field(description="The marketing lines shown on the pricing page.")
+    limits: dict[str, Any] = Field(description="Numeric limits, e.g. seats; -1 is unlimited.")
+    featureFlags: dict[str, bool] = Field(  # noqa: N815
+        default_factory=dict, description="What the plan unlocks, by feature key (see GET /api/billing/entitlements)."
+    )
+    perSeat: bool = Field(default=False, description="Billed per seat: each period's price is per seat.")  # noqa: N815
+    minSeats: int = Field(default=1, description="The fewest seats a per-seat plan bills.")  # noqa: N815
     mostPopular: bool  # noqa: N815
     periods: list[PeriodOut]
 
@@ -189,3 +213,81 @@ class SummaryResponse(_Response):
     current_period_end: datetime | None
     access: bool
     reason: AccessReason = Field(description="Why access is granted or not (the app's one access rule).")
+
+
+# --- teams: entitlements, members, invitations, seats ------------------------------------------------------
+
+
+class EntitlementPlan(BaseModel):
+    key: str
+    name: str
+
+
+class LimitOut(BaseModel):
+    limit: int | None = Field(description="The most allowed; null is unlimited.")
+    used: int | None = Field(description="How much is used (seats: the members); null when not counted here.")
+
+
+class EntitlementsResponse(_Response):
+    plan: EntitlementPlan | None = Field(description="The live plan whose grants apply; null on the free tier.")
+    access: bool = Field(description="Whether the organization has a live plan (the app's one access rule).")
+    features: dict[str, bool] = Field(description="Every feature key the catalog names, and whether the organization has it.")
+    limits: dict[str, LimitOut] = Field(description="Every limit key the catalog names: the limit and its use.")
+
+
+class MemberOut(BaseModel):
+    userId: int  # noqa: N815
+    email: str
+    name: str
+    role: Role
+
+
+class InvitationOut(BaseModel):
+    id: int
+    email: str
+    role: Role
+    expiresAt: datetime  # noqa: N815
+
+
+class SeatsOut(BaseModel):
+    used: int = Field(description="Members.")
+    limit: int | None = Field(description="The plan's (or the free tier's) seat cap; null is unlimited.")
+    purchased: int | None = Field(description="Seats paid for on a per-seat plan (the Stripe quantity); null otherwise.")
+
+
+class MembersResponse(_Response):
+    members: list[MemberOut]
+    invitations: list[InvitationOut] = Field(description="Pending invitations; each reserves a seat against the cap.")
+    seats: SeatsOut
+
+
+class CostPreviewOut(BaseModel):
+    seatsAdded: int = Field(description="Seats the invitation adds once accepted (0: it takes an unused paid seat).")  # noqa: N815
+    amount: int = Field(description="Added to each period's bill, in minor units.")
+    currency: str
+    interval: Literal["month", "year"]
+    proratedAmount: int = Field(description="For the rest of the current period, in minor units.")  # noqa: N815
+    message: str = Field(description="e.g. 'adds $8.00 a month; $2.40 now, prorated (on the next invoice)'.")
+
+
+class InvitationCreatedResponse(_Response):
+    invitation: InvitationOut
+    inviteUrl: str = Field(description="The link to pass on; shown once (only its hash is stored).")  # noqa: N815
+    costPreview: CostPreviewOut | None = Field(description="What accepting costs on a per-seat plan; null on a flat plan or the free tier.")  # noqa: N815
+
+
+class SeatsChangedResponse(_Response):
+    seats: SeatsOut
+
+
+class SeatChangeResponse(_Response):
+    fromSeats: int  # noqa: N815
+    toSeats: int  # noqa: N815
+    unitAmount: int = Field(description="Price of one seat per period, in minor units.")  # noqa: N815
+    currency: str
+    interval: Literal["month", "year"]
+    recurringAmount: int = Field(description="Each period's bill for toSeats seats.")  # noqa: N815
+    proratedAmount: int = Field(description="The prorated difference for the rest of this period (negative: a credit).")  # noqa: N815
+    amountDueNow: int = Field(description="Billed at once (SEAT_PRORATION=always_invoice); otherwise 0 and the proration lands on the next invoice.")  # noqa: N815
+    applied: bool
+    seats: SeatsOut

@@ -19,6 +19,9 @@ def _plan_out(plan: views.CatalogPlan) -> PlanOut:
         description=plan.description,
         features=plan.features,
         limits=plan.limits,
+        featureFlags=plan.feature_flags,
+        perSeat=plan.per_seat,
+        minSeats=plan.min_seats,
         mostPopular=plan.most_popular,
         periods=[
             PeriodOut(

@@ -74,11 +74,11 @@ def my_subscription(actor: Member) -> MySubscriptionResponse:
     summary="Start a Stripe Checkout for a plan period (admins)",
     responses=error_responses(
         ADMIN, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SUBSCRIPTION_ALREADY_ACTIVE, E.CHECKOUT_IN_PROGRESS,
-                E.STRIPE_PRICE_MISMATCH, E.STRIPE_CHECKOUT_FAILED], STRIPE,
+                E.SEATS_BELOW_MEMBERS, E.SEAT_LIMIT_EXCEEDED, E.STRIPE_PRICE_MISMATCH, E.STRIPE_CHECKOUT_FAILED], STRIPE,
     ),
 )
 def buy(actor: Admin, body: BuyRequest) -> CheckoutStartedResponse:
-    started = checkout.start_checkout(actor, body.subscriptionPeriodId)
+    started = checkout.start_checkout(actor, body.subscriptionPeriodId, body.seats)
     return CheckoutStartedResponse(sessionId=started.session_id, checkoutUrl=started.url)
 
 
@@ -125,7 +125,8 @@ def reactivate(actor: Admin) -> SubscriptionActionResponse:
     "/subscriptions/change", response_model=PlanChangeResponse,
     summary="Preview or make a plan change: upgrades apply now (prorated), downgrades at the period end (admins)",
     responses=error_responses(
-        ADMIN, MANAGE, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SAME_PLAN, E.SUBSCRIPTION_CANCELING, E.STRIPE_PLAN_CHANGE_FAILED],
+        ADMIN, MANAGE, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SAME_PLAN, E.SUBSCRIPTION_CANCELING, E.SEAT_LIMIT_EXCEEDED,
+                        E.SEAT_CHANGE_IN_PROGRESS, E.STRIPE_PLAN_CHANGE_FAILED],
         STRIPE,
     ),
 )

@@ -1,0 +1,164 @@
+"""The teams routes over HTTP: the role matrix, the exact shapes a client reads, and every error code."""
+
+from __future__ import annotations
+
+import pytest
+
+from billing_app.auth import invitations
+from billing_app.db import session_scope
+from billing_app.models import Invitation
+from tests.api.helpers import add_membership, err, ok
+from tests.billing.helpers import buy, period_id
+from tests.teams.helpers import ANONYMOUS, ROLES, buy_team, invitee, join, quantity_at_stripe, role_headers, token_of
+
+OK = (200, None)
+FORBIDDEN = (403, "FORBIDDEN")
+
+
+def expected(role, member, admin, other):
+    if role in ANONYMOUS:
+        return 401, "UNAUTHENTICATED"
+    return {"member": member, "admin": admin, "super_admin": admin, "other_org": other}[role]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_matrix_of_the_teams_routes(client, tokens, stripe_env, role):
+    org = tokens.org
+    buy_team(org, stripe_env)  # 3 members: 3 seats
+    headers = role_headers(role, tokens)
+    leaver = join(org, "leaver@example.com")  # 4 members: 4 seats
+    pending = invitations.invite(org.admin, email="pending@example.com").invitation.id
+
+    steps = [
+        ("GET", "/api/billing/entitlements", None, OK, OK, OK),
+        ("GET", "/api/org/members", None, OK, OK, OK),
+        ("POST", "/api/org/invitations", {"email": f"new-{role}@example.com"}, FORBIDDEN, OK,
+         (409, "SEAT_LIMIT_REACHED")),  # Globex: free tier, 2 of 2 seats
+        ("DELETE", f"/api/org/invitations/{pending}", None, FORBIDDEN, OK, (404, "INVITATION_NOT_FOUND")),
+        ("POST", "/api/subscriptions/seats", {"seats": 6, "preview": True}, FORBIDDEN, OK, (404, "SUBSCRIPTION_NOT_FOUND")),
+        ("DELETE", f"/api/org/members/{leaver.user_id}", None, FORBIDDEN, OK, (404, "USER_NOT_FOUND")),
+        ("POST", "/api/subscriptions/buy", {"subscriptionPeriodId": period_id("team", "MONTHLY"), "seats": 3}, FORBIDDEN,
+         (409, "SUBSCRIPTION_ALREADY_ACTIVE"), OK),
+    ]
+    seen = {}
+    for method, path, json, member, admin, other in steps:
+        response = client.request(method, path, headers=headers, json=json)
+        got = (response.status_code, response.json().get("error_code"))
+        assert got == expected(role, member, admin, other), f"{role} {method} {path}: {response.text}"
+        seen[(method, path)] = response.json()
+
+    with session_scope() as s:
+        revoked = s.get(Invitation, pending).revoked_at is not None
+    acme_members = 4 if role not in ("admin", "super_admin") else 3
+    assert revoked == (role in ("admin", "super_admin"))
+    assert quantity_at_stripe(org, stripe_env) == acme_members  # a removal lowered it; nothing else did
+    listed, granted = seen[("GET", "/api/org/members")], seen[("GET", "/api/billing/entitlements")]
+    if role in ("member", "admin", "super_admin"):
+        assert listed["seats"] == {"used": 4, "limit": None, "purchased": 4} and granted["plan"]["key"] == "team"
+    if role == "other_org":
+        assert listed["seats"] == {"used": 2, "limit": 2, "purchased": None}
+        assert granted["plan"] is None
+
+
+def test_entitlements_answer_the_free_tier_then_the_live_plan(client, tokens, stripe_env):
+    body = ok(client.get("/api/billing/entitlements", headers=tokens.member))
+    assert body == {
+        "success": True, "plan": None, "access": False,
+        "features": {"api_access": False, "priority_support": False, "sso": False},
+        "limits": {"projects": {"limit": 1, "used": None}, "seats": {"limit": 2, "used": 3}},
+    }
+    buy(tokens.org, "business", sandbox=stripe_env)
+    body = ok(client.get("/api/billing/entitlements", headers=tokens.member))
+    assert body["plan"] == {"key": "business", "name": "Business"} and body["access"] is True
+    assert body["features"] == {"api_access": True, "priority_support": True, "sso": True}
+    assert body["limits"] == {"projects": {"limit": None, "used": None}, "seats": {"limit": None, "used": 3}}
+
+
+def test_members_and_invitations_shapes(client, tokens, stripe_env):
+    buy(tokens.org, "pro", sandbox=stripe_env)
+    created = ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "Carol@Example.com", "role": "admin"}))
+    assert set(created) == {"success", "invitation", "inviteUrl", "costPreview"}
+    invitation = created["invitation"]
+    assert set(invitation) == {"id", "email", "role", "expiresAt"}
+    assert (invitation["email"], invitation["role"], created["costPreview"]) == ("carol@example.com", "admin", None)
+    assert created["inviteUrl"].startswith("http://127.0.0.1:3999/invite/inv_")
+
+    body = ok(client.get("/api/org/members", headers=tokens.member))
+    assert set(body) == {"success", "members", "invitations", "seats"}
+    assert [m["email"] for m in body["members"]] == ["admin@acme.example", "boss@acme.example", "member@acme.example"]
+    assert set(body["members"][0]) == {"userId", "email", "name", "role"}
+    assert [m["role"] for m in body["members"]] == ["admin", "super_admin", "member"]
+    assert body["invitations"] == [invitation]
+    assert body["seats"] == {"used": 3, "limit": 15, "purchased": None}
+
+    carol = invitee("carol@example.com")
+    invitations.accept(carol, token_of(created["inviteUrl"]))
+    body = ok(client.get("/api/org/members", headers=tokens.admin))
+    assert body["invitations"] == [] and body["seats"]["used"] == 4
+    removed = ok(client.delete(f"/api/org/members/{carol.user_id}", headers=tokens.admin))
+    assert removed["seats"] == {"used": 3, "limit": 15, "purchased": None}
+
+
+def test_per_seat_invitation_shows_its_cost_and_seats_change(client, tokens, stripe_env):
+    buy_team(tokens.org, stripe_env)  # 3 members: 3 seats
+    created = ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "dave@example.com"}))
+    cost = created["costPreview"]
+    assert set(cost) == {"seatsAdded", "amount", "currency", "interval", "proratedAmount", "message"}
+    assert (cost["seatsAdded"], cost["amount"], cost["currency"], cost["interval"]) == (1, 800, "usd", "month")
+    assert cost["message"].startswith("adds $8.00 a month; $") and "now, prorated" in cost["message"]
+
+    preview = ok(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 5, "preview": True}))
+    assert (preview["fromSeats"], preview["toSeats"], preview["applied"], preview["recurringAmount"]) == (3, 5, False, 4000)
+    assert preview["seats"] == {"used": 3, "limit": None, "purchased": 3}
+    done = ok(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 5}))
+    assert done["applied"] and done["seats"]["purchased"] == 5 and quantity_at_stripe(tokens.org, stripe_env) == 5
+    err(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 2}), 422, "VALIDATION_ERROR")  # min 3
+    add_membership(tokens.org.id, invitee("fourth@example.com").user_id)
+    err(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 3}), 409, "SEATS_BELOW_MEMBERS")
+    err(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 0}), 422, "VALIDATION_ERROR")
+    err(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": "5"}), 422, "VALIDATION_ERROR")
+    err(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 5, "extra": 1}), 422, "VALIDATION_ERROR")
+
+
+def test_error_codes_of_the_teams_routes(client, tokens, stripe_env):
+    h = tokens.admin
+    err(client.post("/api/org/invitations", headers=h, json={"email": "carol@example.com"}), 409, "SEAT_LIMIT_REACHED")
+    buy(tokens.org, "pro", sandbox=stripe_env)
+    err(client.post("/api/subscriptions/seats", headers=h, json={"seats": 5}), 409, "NOT_PER_SEAT")
+    err(client.post("/api/org/invitations", headers=h, json={"email": "member@acme.example"}), 409, "ALREADY_MEMBER")
+    err(client.post("/api/org/invitations", headers=h, json={"email": "not-an-email"}), 422, "VALIDATION_ERROR")
+    err(client.post("/api/org/invitations", headers=h, json={"email": "x@example.com", "role": "owner"}), 422, "VALIDATION_ERROR")
+    err(client.post("/api/org/invitations", headers=h, json={"email": "x@example.com", "role": "super_admin"}), 403, "FORBIDDEN")
+    ok(client.post("/api/org/invitations", headers=tokens.super_admin, json={"email": "x@example.com", "role": "super_admin"}))
+    invitation = ok(client.post("/api/org/invitations", headers=h, json={"email": "y@example.com"}))["invitation"]
+    ok(client.delete(f"/api/org/invitations/{invitation['id']}", headers=h))
+    err(client.delete(f"/api/org/invitations/{invitation['id']}", headers=h), 409, "INVITATION_REVOKED")
+    err(client.delete("/api/org/invitations/999999", headers=h), 404, "INVITATION_NOT_FOUND")
+    err(client.delete("/api/org/invitations/abc", headers=h), 422, "VALIDATION_ERROR")
+    # The last admin: Acme has an admin and a super admin; removing both is refused at the last one.
+    ok(client.delete(f"/api/org/members/{tokens.org.admin.user_id}", headers=tokens.super_admin))
+    boss = ok(client.get("/api/org/members", headers=tokens.super_admin))["members"][0]
+    assert boss["role"] == "super_admin"
+    err(client.delete(f"/api/org/members/{boss['userId']}", headers=tokens.super_admin), 409, "LAST_ADMIN")
+    err(client.delete("/api/org/members/999999", headers=tokens.super_admin), 404, "USER_NOT_FOUND")
+    # A plan change below the members: Starter (3 seats) with 4 members.
+    add_membership(tokens.org.id, invitee("four@example.com").user_id)
+    add_membership(tokens.org.id, invitee("five@example.com").user_id)
+    err(client.post("/api/subscriptions/change", headers=tokens.super_admin,
+                    json={"subscriptionPeriodId": period_id("starter", "MONTHLY"), "preview": True}), 409, "SEAT_LIMIT_EXCEEDED")
+
+
+def test_buy_takes_seats_for_per_seat_plans_only(client, tokens, stripe_env):
+    team = period_id("team", "MONTHLY")
+    err(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": team, "seats": 2}), 422,
+        "VALIDATION_ERROR")  # below min_seats
+    add_membership(tokens.org.id, invitee("fourth@example.com").user_id)
+    err(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": team, "seats": 3}), 409,
+        "SEATS_BELOW_MEMBERS")  # 4 members
+    err(client.post("/api/subscriptions/buy", headers=tokens.admin,
+                    json={"subscriptionPeriodId": period_id("starter", "MONTHLY"), "seats": 3}), 422, "VALIDATION_ERROR")
+    started = ok(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": team, "seats": 6}))
+    item = stripe_env.client.v1.checkout.sessions.line_items.list(started["sessionId"]).data[0]
+    assert (item.quantity, item.amount_total) == (6, 4800)
+    default = ok(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": team}))
+    assert stripe_env.client.v1.checkout.sessions.line_items.list(default["sessionId"]).data[0].quantity == 4  # the members
