@@ -149,19 +149,32 @@ async def _login(email: str, password: str, client: accounts.Client) -> str:
     return await asyncio.to_thread(finish, attempt, ok)
 
 
+def _org_name_for(fields: dict[str, str], next_path: str) -> str:
+    """The new organization's name; someone signing up to accept an invitation need not name one."""
+    org_name = fields.get("org_name", "")
+    if org_name.strip() or not next_path.startswith("/invite/"):
+        return org_name
+    who = fields.get("name", "").strip() or fields.get("email", "").split("@")[0].strip() or "My"
+    return f"{who}'s organization"[:120]
+
+
 async def register(request: Request) -> Response:
-    """POST name, email, password, org_name: a new user, their organization, and the session cookie."""
+    """POST name, email, password, org_name[, next]: a new user, their organization, and the session cookie."""
     keep: dict[str, str] = {}
+    next_path = routes.safe_next(request.query_params.get("next"))
     try:
         if not same_origin(request):
             raise AppError(ErrorCode.FORBIDDEN, form_errors.MESSAGES["origin"])
         fields = await _fields(request)
+        next_path = routes.safe_next(fields.get("next") or request.query_params.get("next"))
         keep = {k: fields.get(k, "")[:254] for k in ("name", "email", "org_name")}
+        keep["next"] = next_path if next_path != routes.HOME else ""
         limits.hit(limits.REGISTER_IP, client_ip(request))
         device = new_token("dev")
         client = _client(request, device)
 
         password = fields.get("password", "")
+        fields["org_name"] = _org_name_for(fields, next_path)
         accounts.check_registration(email=fields.get("email", ""), password=password, org_name=fields.get("org_name", ""))
         password_hash = await passwords.hash_password_async(password)
 
@@ -176,7 +189,7 @@ async def register(request: Request) -> Response:
         token = await asyncio.to_thread(work)
     except AppError as error:
         return _refused(request, error, routes.REGISTER, keep)
-    response = _signed_in(request, token, routes.HOME)
+    response = _signed_in(request, token, next_path)
     cookies.set_device_cookie(response, device)
     return response
 

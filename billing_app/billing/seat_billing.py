@@ -183,13 +183,16 @@ def invite_cost(org_id: int, *, including_new: bool = True) -> CostPreview | Non
     with session_scope() as session:
         seats = seats_of(session, org_id)
     purchased = seats.purchased or 1
+    # Everyone counted once the new one joins: members and pending invitations (each reserves a seat).
     taking = seats.used + seats.pending + (0 if including_new else 1)
-    added = max(required_quantity(seats.min_seats, taking) - purchased, 0)
-    if added == 0:
-        spare = max(purchased - taking + 1, 1)
+    # The seats one more person adds: what all of them would need, beyond what the others already need.
+    before = max(purchased, required_quantity(seats.min_seats, taking - 1))
+    added = required_quantity(seats.min_seats, taking) - before
+    if added <= 0:
+        spare = max(before - (taking - 1), 1)
         return CostPreview(0, 0, per_seat.currency, per_seat.interval, 0,
                            f"uses one of your {spare} unused paid seats; no extra charge")
-    prorated, _ = _prorated(per_seat, purchased + added)
+    prorated, _ = _prorated(per_seat, purchased + added)  # a seat's price for the rest of this period
     amount = per_seat.unit_amount * added
     what = "adds" if added == 1 else f"adds {added} seats:"
     message = f"{what} {format_amount(amount, per_seat.currency)} a {per_seat.interval}" + _billing_note(prorated, per_seat.currency)

@@ -106,15 +106,19 @@ def _how_to_lift(session: Session, seats: Seats, needed: int) -> str:
     return f"The {plan.name} plan lifts it: up to {plan.seat_cap} seats."
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _seats_word(n: int) -> str:
-    return f"{n} seat" if n == 1 else f"{n} seats"
+    return _count(n, "seat")
 
 
 def refuse_invitation(session: Session, seats: Seats) -> None:
     """Inviting one more: refused at the cap (members and pending invitations), or while a per-seat
     plan pays for fewer seats than it has members."""
     if seats.limit is not None and seats.used + seats.pending + 1 > seats.limit:
-        taken = f"{seats.used} members" + (f" and {seats.pending} pending invitations" if seats.pending else "")
+        taken = _count(seats.used, "member") + (f" and {_count(seats.pending, 'pending invitation')}" if seats.pending else "")
         raise AppError(
             ErrorCode.SEAT_LIMIT_REACHED,
             f"Your {seats.plan_name} plan allows {_seats_word(seats.limit)}, and all are taken ({taken}). "
@@ -123,7 +127,7 @@ def refuse_invitation(session: Session, seats: Seats) -> None:
     if seats.below_members:
         raise AppError(
             ErrorCode.SEAT_LIMIT_REACHED,
-            f"Your {seats.plan_name} plan pays for {_seats_word(seats.purchased)} but has {seats.used} members. "
+            f"Your {seats.plan_name} plan pays for {_seats_word(seats.purchased)} but has {_count(seats.used, 'member')}. "
             "Buy seats for everyone (Seats on the billing page, or the billing portal) before inviting more.",
         )
 
@@ -147,7 +151,7 @@ def refuse_plan_too_small(session: Session, org_id: int, plan: Plan) -> None:
     if members > cap:
         raise AppError(
             ErrorCode.SEAT_LIMIT_EXCEEDED,
-            f"The {plan.name} plan allows {_seats_word(cap)}, and your organization has {members} members. "
+            f"The {plan.name} plan allows {_seats_word(cap)}, and your organization has {_count(members, 'member')}. "
             f"Remove {members - cap} first, or choose a plan with more seats.",
         )
 

@@ -51,12 +51,20 @@ class RegisterState(AuthState):
     name: str = ""
     email: str = ""
     org_name: str = ""
+    # Where to go after signing up (an invitation's page, say).
+    next_path: str = ""
+
+    @rx.var
+    def invited(self) -> bool:
+        """Signing up to accept an invitation: no organization of one's own is asked for."""
+        return self.next_path.startswith("/invite/")
 
     @rx.event
     def open(self):
         query = self.router.url.query_parameters
         self.error = form_errors.text_for(query.get("error", ""), query.get("retry", ""))
         self.name, self.email, self.org_name = (query.get(k, "")[:254] for k in ("name", "email", "org_name"))
+        self.next_path = routes.safe_next(query.get("next"), "")
 
 
 def _field(label: str, name: str, type_: str = "text", placeholder: str = "", **props) -> rx.Component:
@@ -105,14 +113,21 @@ def register_page() -> rx.Component:
     return page_frame(
         _card(
             rx.heading("Create your account", size="6"),
-            rx.text("You will be the admin of your new organization.", size="2", color_scheme="gray"),
+            rx.text(
+                rx.cond(RegisterState.invited, "Then accept your invitation.", "You will be the admin of your new organization."),
+                size="2", color_scheme="gray",
+            ),
             error_callout(RegisterState.error),
             NativeForm.create(
                 rx.vstack(
                     _field("Your name", "name", placeholder="Ada Lovelace", auto_complete="name", default_value=RegisterState.name),
                     _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email", default_value=RegisterState.email),
                     _field("Password (10 characters or more)", "password", "password", required=True, auto_complete="new-password"),
-                    _field("Organization name", "org_name", placeholder="Acme Inc", required=True, default_value=RegisterState.org_name),
+                    rx.cond(
+                        RegisterState.invited,
+                        rx.el.input(type="hidden", name="next", value=RegisterState.next_path, read_only=True),
+                        _field("Organization name", "org_name", placeholder="Acme Inc", required=True, default_value=RegisterState.org_name),
+                    ),
                     rx.button("Create account", type="submit", size="3", width="100%", id="register-submit"),
                     spacing="3",
                     width="100%",
@@ -121,6 +136,6 @@ def register_page() -> rx.Component:
                 method="post",
                 width="100%",
             ),
-            rx.text("Already have an account? ", rx.link("Log in", href=routes.LOGIN), size="2"),
+            rx.text("Already have an account? ", rx.link("Log in", href=rx.cond(RegisterState.invited, routes.LOGIN + "?next=" + RegisterState.next_path, routes.LOGIN)), size="2"),
         )
     )

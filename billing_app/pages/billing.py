@@ -17,6 +17,7 @@ from billing_app.billing.subscriptions import cancel, cancel_scheduled_change, c
 from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options
 from billing_app.components.billing_ui import billing_frame, detail, empty_state
 from billing_app.components.layout import error_callout, info_callout
+from billing_app.components.seats import SeatsBarState, seats_bar
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
@@ -356,13 +357,14 @@ def _empty_state() -> rx.Component:
     )
 
 
-@rx.page(route=routes.BILLING, title="Billing", on_load=BillingState.load)
+@rx.page(route=routes.BILLING, title="Billing", on_load=[BillingState.load, SeatsBarState.load])
 def billing_page() -> rx.Component:
     return billing_frame(
         "Billing",
         error_callout(rx.cond(BillingState.change_open, "", BillingState.error)),
         info_callout(BillingState.message),
         rx.cond(V.has_subscription, rx.vstack(_payment_problem_banner(), _summary(), width="100%", spacing="4"), _empty_state()),
+        seats_bar(),
         _change_dialog(),
         _cancel_dialog(),
     )

@@ -1,20 +1,34 @@
-"""Organization members: everyone sees the list; admins add members and change roles."""
+"""Organization members: everyone sees the members, pending invitations and seats; admins invite
+(seeing what a seat costs first), revoke, remove and change roles; anyone may leave.
+
+A new invitation's link goes to the browser once, into a client-side variable (`INVITE_URL`, never
+a state: Reflex persists states), for the admin to copy; only the token's hash is stored. Inviting,
+removing and leaving may change the Stripe quantity of a per-seat plan, so they run as background
+events, with the state lock held only to read inputs and show results.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import reflex as rx
+from reflex.experimental.client_state import ClientStateVar
 
-from billing_app import routes
-from billing_app.auth import accounts
+from billing_app import limits, live, routes
+from billing_app.auth import accounts, invitations, members
+from billing_app.billing.seat_billing import invite_cost
+from billing_app.billing.team_views import seat_warning, seats_summary, team_view
 from billing_app.components.layout import error_callout, info_callout, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError
+from billing_app.formatting import format_date
 from billing_app.models import Role
 from billing_app.state import AuthState, form_text
 
 ROLE_CHOICES = [r.value for r in Role]
+# The link of the invitation just made, shown once: in the browser only, never in a state.
+INVITE_URL = ClientStateVar.create("new_invite_url", "")
 
 
 @dataclass
@@ -23,41 +37,177 @@ class MemberRow:
     email: str = ""
     name: str = ""
     role: str = ""
+    is_self: bool = False
+
+
+@dataclass
+class InvitationItem:
+    id: str = ""
+    email: str = ""
+    role: str = ""
+    expires: str = ""
+    invited_by: str = ""
+    last_error: str = ""
+
+
+@dataclass
+class TeamData:
+    members: list[MemberRow]
+    invitations: list[InvitationItem]
+    seats_text: str
+    seats_used: int
+    seats_cap: int  # 0: no cap shown (unlimited)
+    warning: str
+    per_seat: bool
+
+
+def _read(actor) -> TeamData:
+    with session_scope() as session:
+        view = team_view(session, actor)
+    seats = view.seats
+    cap = seats.purchased if seats.per_seat else seats.limit
+    return TeamData(
+        members=[MemberRow(str(m.user_id), m.email, m.name, m.role.value, m.user_id == actor.user_id) for m in view.members],
+        invitations=[
+            InvitationItem(str(i.id), i.email, i.role.value, format_date(i.expires_at), i.invited_by, i.last_error or "")
+            for i in view.invitations
+        ],
+        seats_text=seats_summary(seats),
+        seats_used=seats.used,
+        seats_cap=cap or 0,
+        warning=seat_warning(seats),
+        per_seat=seats.per_seat,
+    )
 
 
 class MembersState(AuthState):
     members: list[MemberRow] = []
+    invitations: list[InvitationItem] = []
+    seats_text: str = ""
+    seats_used: int = 0
+    seats_cap: int = 0
+    seat_warning: str = ""
+    per_seat: bool = False
+    # What one more member costs on a per-seat plan, shown before inviting.
+    cost_preview: str = ""
     error: str = ""
     message: str = ""
+    busy: str = ""  # invite | remove:<id> | leave | revoke:<id>
+
+    def _show_team(self, data: TeamData) -> None:
+        self.members, self.invitations = data.members, data.invitations
+        self.seats_text, self.seats_used, self.seats_cap = data.seats_text, data.seats_used, data.seats_cap
+        self.seat_warning, self.per_seat = data.warning, data.per_seat
 
     def _reload(self, actor) -> None:
-        with session_scope() as session:
-            rows = accounts.list_members(session, actor)
-        self.members = [MemberRow(str(r.user_id), r.email, r.name, r.role.value) for r in rows]
+        self._show_team(_read(actor))
 
     @rx.event
     def load(self):
-        self.error = self.message = ""
-        try:
-            self._reload(self._actor())
-        except AppError as error:
-            self.members = []
-            return self._signed_out(error)
-
-    @rx.event
-    def add_member(self, form: dict):
-        self.error = self.message = ""
+        self.error = self.message = self.busy = self.cost_preview = ""
         try:
             actor = self._actor()
-            role = Role(form_text(form, "role") or Role.MEMBER.value)
-            with session_scope() as session:
-                row = accounts.add_member(session, actor, email=form_text(form, "email"), role=role)
             self._reload(actor)
-            self.message = f"Added {row.email} as {row.role.value.replace('_', ' ')}."
-        except ValueError:
-            self.error = "Unknown role."
         except AppError as error:
-            self.error = error.message
+            self.members, self.invitations = [], []
+            return self._signed_out(error)
+        live.watch(actor.require_org(), self.router.session.client_token, type(self))
+        events = [INVITE_URL.push("")]
+        if actor.is_admin and self.per_seat:
+            events.append(MembersState.load_cost)
+        return events
+
+    def on_billing_changed(self):
+        """Called by `live` when a webhook changed this org's billing (e.g. seats in the portal)."""
+        try:
+            self._reload(self._actor())
+        except AppError:
+            pass
+
+    @rx.event(background=True)
+    async def load_cost(self):
+        """The price of one more seat, from Stripe's preview (a background event: a Stripe call)."""
+        try:
+            actor = await self._actor_in_background()
+            cost = await asyncio.to_thread(invite_cost, actor.require_org(), including_new=False)
+        except AppError:
+            return
+        async with self:
+            self.cost_preview = f"Inviting one more person {cost.message}." if cost else ""
+
+    async def _run(self, busy: str, fn, *, stripe: bool = True, reload: bool = True):
+        """Run fn(actor) in a thread; show the outcome. Returns (result, ok)."""
+        async with self:
+            self.error = self.message = ""
+            self.busy = busy
+        try:
+            actor = await self._actor_in_background()
+            if stripe:
+                limits.hit(limits.STRIPE_ORG, actor.require_org())
+            result = await asyncio.to_thread(fn, actor)
+            data = await asyncio.to_thread(_read, actor) if reload else None
+        except AppError as error:
+            async with self:
+                self.error, self.busy = error.message, ""
+            return None, False
+        async with self:
+            if data is not None:
+                self._show_team(data)
+            self.busy = ""
+        return result, True
+
+    @rx.event(background=True)
+    async def invite(self, form: dict):
+        email = form_text(form, "email")
+        try:
+            role = Role(form_text(form, "role") or Role.MEMBER.value)
+        except ValueError:
+            async with self:
+                self.error = "Unknown role."
+            return
+        invited, ok = await self._run("invite", lambda actor: invitations.invite(actor, email=email, role=role))
+        if not ok:
+            yield INVITE_URL.push("")
+            return
+        cost = f" Once accepted, it {invited.cost.message}." if invited.cost else ""
+        async with self:
+            self.message = f"Invitation for {invited.invitation.email} created.{cost} Copy the link below and send it to them."
+            per_seat = self.per_seat
+        yield INVITE_URL.push(invited.url)
+        if per_seat:
+            yield MembersState.load_cost
+
+    @rx.event(background=True)
+    async def revoke(self, invitation_id: str):
+        try:
+            wanted = int(invitation_id)
+        except (TypeError, ValueError):
+            async with self:
+                self.error = "No such invitation."
+            return
+        _, ok = await self._run(f"revoke:{invitation_id}", lambda actor: invitations.revoke(actor, wanted), stripe=False)
+        if ok:
+            async with self:
+                self.message = "Invitation revoked: its link no longer works."
+
+    @rx.event(background=True)
+    async def remove(self, user_id: str):
+        try:
+            wanted = int(user_id)
+        except (TypeError, ValueError):
+            async with self:
+                self.error = "Unknown member."
+            return
+        row, ok = await self._run(f"remove:{user_id}", lambda actor: members.remove_member(actor, wanted))
+        if ok:
+            async with self:
+                self.message = f"{row.email} was removed from the organization."
+
+    @rx.event(background=True)
+    async def leave(self):
+        _, ok = await self._run("leave", members.leave, reload=False)
+        if ok:
+            yield rx.redirect(routes.HOME)
 
     @rx.event
     def change_role(self, user_id: str, role: str):
@@ -91,26 +241,121 @@ def _role_cell(member) -> rx.Component:
     )
 
 
-def _add_form() -> rx.Component:
+def _seats_card() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.text("Seats", weight="medium"),
+                rx.text(MembersState.seats_text, size="2", color_scheme="gray", id="seats-used"),
+                justify="between",
+                width="100%",
+                wrap="wrap",
+            ),
+            rx.cond(
+                MembersState.seats_cap > 0,
+                rx.progress(value=MembersState.seats_used, max=MembersState.seats_cap, width="100%", aria_label="Seats used"),
+            ),
+            rx.cond(
+                MembersState.seat_warning != "",
+                rx.callout(MembersState.seat_warning, icon="triangle-alert", color_scheme="orange", width="100%", id="seat-warning"),
+            ),
+            spacing="2",
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _invite_form() -> rx.Component:
     return rx.card(
         rx.form(
             rx.vstack(
-                rx.heading("Add a member", size="4"),
+                rx.heading("Invite someone", size="4"),
+                rx.text("They get a link to accept, as the email you enter. It expires in 7 days.", size="2", color_scheme="gray"),
                 rx.flex(
-                    rx.input(name="email", type="email", placeholder="colleague@company.com", required=True, flex="1", min_width="12em", id="member-email"),
+                    rx.input(name="email", type="email", placeholder="colleague@company.com", required=True, flex="1",
+                             min_width="12em", id="invite-email", aria_label="Email to invite"),
                     rx.select(ROLE_CHOICES, name="role", default_value="member"),
-                    rx.button("Add member", type="submit", id="add-member"),
+                    rx.button("Invite", type="submit", id="invite", loading=MembersState.busy == "invite"),
                     spacing="2",
                     wrap="wrap",
                     width="100%",
                 ),
+                rx.cond(MembersState.cost_preview != "", rx.text(MembersState.cost_preview, size="2", id="cost-preview")),
                 width="100%",
             ),
-            on_submit=MembersState.add_member,
+            on_submit=MembersState.invite,
             reset_on_submit=True,
         ),
         width="100%",
-        id="add-member-card",
+        id="invite-card",
+    )
+
+
+def _new_invite_link() -> rx.Component:
+    return rx.cond(
+        INVITE_URL.value != "",
+        rx.callout.root(
+            rx.callout.text(rx.text.strong("Copy this link now; it will not be shown again.")),
+            rx.hstack(
+                rx.code(INVITE_URL.value, id="invite-url", size="3", style={"word_break": "break-all"}),
+                rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", on_click=rx.set_clipboard(INVITE_URL.value)),
+                align="center",
+                wrap="wrap",
+            ),
+            color_scheme="green",
+            width="100%",
+        ),
+    )
+
+
+def _member_row(m) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(m.email),
+        rx.table.cell(m.name),
+        rx.table.cell(_role_cell(m)),
+        rx.table.cell(
+            rx.cond(
+                m.is_self,
+                rx.button("Leave", size="1", variant="soft", color_scheme="gray", on_click=MembersState.leave,
+                          loading=MembersState.busy == "leave", id="leave-org"),
+                rx.cond(
+                    AuthState.is_admin,
+                    rx.button("Remove", size="1", variant="soft", color_scheme="red", on_click=MembersState.remove(m.user_id),
+                              loading=MembersState.busy == "remove:" + m.user_id, class_name="remove-member"),
+                ),
+            ),
+        ),
+        class_name="member-row",
+    )
+
+
+def _invitation_row(i) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(i.email, rx.cond(i.last_error != "", rx.text(i.last_error, size="1", color_scheme="red", class_name="invite-error"))),
+        rx.table.cell(rx.badge(i.role, variant="soft")),
+        rx.table.cell(i.expires),
+        rx.table.cell(
+            rx.cond(
+                AuthState.is_admin,
+                rx.button("Revoke", size="1", variant="soft", color_scheme="red", on_click=MembersState.revoke(i.id),
+                          loading=MembersState.busy == "revoke:" + i.id, class_name="revoke-invitation"),
+            ),
+        ),
+        class_name="invitation-row",
+    )
+
+
+def _table(headers: list[str], body) -> rx.Component:
+    return rx.box(
+        rx.table.root(
+            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers])),
+            rx.table.body(body),
+            width="100%",
+            variant="surface",
+        ),
+        overflow_x="auto",
+        width="100%",
     )
 
 
@@ -120,16 +365,17 @@ def members_page() -> rx.Component:
         rx.heading("Members of ", AuthState.org_name, size="6"),
         error_callout(MembersState.error),
         info_callout(MembersState.message),
-        rx.cond(AuthState.is_admin, _add_form(), rx.text("Only admins can add members or change roles.", color_scheme="gray", size="2")),
-        rx.table.root(
-            rx.table.header(rx.table.row(rx.table.column_header_cell("Email"), rx.table.column_header_cell("Name"), rx.table.column_header_cell("Role"))),
-            rx.table.body(
-                rx.foreach(
-                    MembersState.members,
-                    lambda m: rx.table.row(rx.table.cell(m.email), rx.table.cell(m.name), rx.table.cell(_role_cell(m))),
-                )
+        _new_invite_link(),
+        _seats_card(),
+        rx.cond(AuthState.is_admin, _invite_form(), rx.text("Only admins can invite members or change roles.", color_scheme="gray", size="2")),
+        _table(["Email", "Name", "Role", ""], rx.foreach(MembersState.members, _member_row)),
+        rx.cond(
+            MembersState.invitations.length() > 0,
+            rx.vstack(
+                rx.heading("Pending invitations", size="4"),
+                _table(["Email", "Role", "Expires", ""], rx.foreach(MembersState.invitations, _invitation_row)),
+                width="100%",
+                id="pending-invitations",
             ),
-            width="100%",
-            variant="surface",
         ),
     )

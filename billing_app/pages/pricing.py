@@ -8,6 +8,7 @@ import reflex as rx
 
 from billing_app import limits, routes
 from billing_app.billing.checkout import start_checkout
+from billing_app.billing.entitlements import count_members
 from billing_app.billing.views import PlanCard, pricing_view
 from billing_app.components.billing_ui import billing_frame
 from billing_app.components.layout import error_callout
@@ -24,6 +25,9 @@ class PricingState(AuthState):
     # The period whose button is busy (starting a checkout), for its loading state.
     pending_period_id: str = ""
     error: str = ""
+    # Per-seat plans: the seats an admin picks (default and least: the members, at least min_seats).
+    seats: str = ""
+    members: int = 0
 
     @rx.event
     def load(self):
@@ -36,25 +40,35 @@ class PricingState(AuthState):
                 org_id = None
         with session_scope() as session:
             view = pricing_view(session, org_id)
+            self.members = count_members(session, org_id) if org_id else 0
         self.plans, self.has_subscription, self.holds_lifetime = view.plans, view.has_subscription, view.holds_lifetime
+        least = max([p.min_seats for p in view.plans if p.per_seat] or [1])
+        self.seats = str(max(least, self.members))
+
+    @rx.event
+    def set_seats(self, value: str):
+        self.seats = value
 
     @rx.event
     def set_yearly(self, value: bool):
         self.yearly = value
 
     @rx.event(background=True)
-    async def subscribe(self, period_id: str):
-        """Start a hosted Checkout and send the browser to it in the same tab.
+    async def subscribe(self, period_id: str, per_seat: bool = False):
+        """Start a hosted Checkout and send the browser to it in the same tab (a per-seat plan for
+        the seats picked; the buyer may still add seats on the Checkout page).
 
         A background event: the Stripe calls (and a wait for a racing checkout of the same org)
         run in a thread, with the state lock held only to read inputs and show the outcome.
         """
         async with self:
             self.error, self.pending_period_id = "", period_id
+            seats_text = self.seats
         try:
             actor = await self._actor_in_background()
             limits.hit(limits.STRIPE_ORG, actor.require_org())
-            started = await asyncio.to_thread(start_checkout, actor, int(period_id))
+            seats = int(seats_text) if per_seat is True else None
+            started = await asyncio.to_thread(start_checkout, actor, int(period_id), seats)
         except AppError as error:
             async with self:
                 self.error, self.pending_period_id = error.message, ""
@@ -94,12 +108,30 @@ def _action(plan, period, label: str = "Subscribe") -> rx.Component:
                             width="100%",
                             loading=busy,
                             disabled=PricingState.pending_period_id != "",
-                            on_click=PricingState.subscribe(period.period_id),
+                            on_click=PricingState.subscribe(period.period_id, plan.per_seat),
                             class_name="subscribe",
                         ),
                     ),
                 ),
             ),
+        ),
+    )
+
+
+def _seat_picker(plan) -> rx.Component:
+    """Admins of an org without a plan pick the seats to buy (at least the members and min_seats)."""
+    return rx.cond(
+        AuthState.is_admin & ~PricingState.has_subscription & ~PricingState.holds_lifetime,
+        rx.hstack(
+            rx.text("Seats", as_="label", html_for="seat-count", size="2", weight="medium"),
+            rx.input(
+                id="seat-count", type="number", value=PricingState.seats, on_change=PricingState.set_seats,
+                min=rx.cond(PricingState.members > plan.min_seats, PricingState.members, plan.min_seats),
+                max=1000, width="6em", size="2",
+            ),
+            rx.text("at least ", plan.min_seats, size="1", color_scheme="gray"),
+            align="center",
+            spacing="2",
         ),
     )
 
@@ -133,6 +165,7 @@ def _card(plan) -> rx.Component:
                 spacing="2",
             ),
             rx.spacer(),
+            rx.cond(plan.per_seat, _seat_picker(plan)),
             rx.cond(period.period_id != "", _action(plan, period)),
             rx.cond(
                 plan.lifetime.period_id != "",

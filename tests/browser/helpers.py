@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
 SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", "screenshots"))
+PASSWORD = "a-long-password-1"
 
 
 def unique_email(prefix: str = "user") -> str:
@@ -68,3 +70,41 @@ def new_org_buys(page, app, plan: str = "starter", button: str = "Subscribe") ->
     pay_on_sandbox_checkout(page)
     expect(page.locator("#confirm-title")).to_have_text("Payment successful")
     return email
+
+
+def invite(page, app, email: str) -> str:
+    """As the signed-in admin, invite `email` on the members page; the link shown once."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{app.url}/org/members")
+    page.fill("#invite-email", email)
+    page.click("#invite")
+    expect(page.get_by_role("status")).to_contain_text(f"Invitation for {email} created.")
+    link = page.locator("#invite-url").inner_text()
+    assert re.search(r"/invite/inv_[\w-]+$", link)
+    return link
+
+
+def accept_as_new_user(browser, link: str, email: str, name: str) -> None:
+    """The invitee, in a browser of their own: opens the link, signs up with the invited email, accepts."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(link)
+        expect(page.locator("#invite-org")).to_be_visible()
+        page.locator("#invite-register").click()
+        page.wait_for_url(re.compile(r"/register\?"))
+        expect(page.locator("#email")).to_have_value(email)
+        expect(page.locator("#org_name")).to_have_count(0)  # no organization of their own to name
+        page.fill("#name", name)
+        page.fill("#password", PASSWORD)
+        page.click("#register-submit")
+        page.wait_for_url(re.compile(r"/invite/inv_"))
+        page.locator("#accept-invitation").click()
+        page.wait_for_url(re.compile(r"/org/members/?$"))
+        expect(page.get_by_role("cell", name=email)).to_be_visible()
+    finally:
+        context.close()

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from sqlalchemy import text
 
 from billing_app.models import utcnow
-from tests.browser.helpers import login, register, screenshot, unique_email
+from tests.browser.helpers import accept_as_new_user, invite, login, register, screenshot, unique_email
 
 pytestmark = pytest.mark.browser
 SEED_PASSWORD = "demo-password-123"
@@ -79,7 +79,7 @@ def test_member_sees_no_admin_actions(page, app_server):
     expect(page.locator("#nav-role")).to_have_text("Member")
     page.goto(f"{app_server.url}/org/members")
     expect(page.get_by_role("cell", name="admin@acme.test")).to_be_visible()
-    expect(page.get_by_text("Only admins can add members or change roles.")).to_be_visible()
+    expect(page.get_by_text("Only admins can invite members or change roles.")).to_be_visible()
     expect(page.locator("#add-member-card")).to_have_count(0)
     expect(page.get_by_role("combobox")).to_have_count(0)
     screenshot(page, "members-as-member")
@@ -139,7 +139,9 @@ def test_member_calling_admin_handlers_directly_is_refused_by_the_server(page, a
         member_id = connection.execute(text("SELECT id FROM user WHERE email = 'member@acme.test'")).scalar_one()
     captured["server"].send(_forge(captured["frames"], "change_role", {"user_id": str(member_id), "role": "admin"}))
     expect(page.get_by_role("alert")).to_have_text("Only an organization admin can do that.")
-    captured["server"].send(_forge(captured["frames"], "add_member", {"form": {"email": "admin@globex.test", "role": "admin"}}))
+    captured["server"].send(_forge(captured["frames"], "invite", {"form": {"email": "admin@globex.test", "role": "admin"}}))
+    expect(page.get_by_role("alert")).to_have_text("Only an organization admin can do that.")
+    captured["server"].send(_forge(captured["frames"], "remove", {"user_id": str(member_id)}))
     expect(page.get_by_role("alert")).to_have_text("Only an organization admin can do that.")
 
     with app_server.engine().connect() as connection:
@@ -170,17 +172,14 @@ def _role_select(page, email: str):
     return page.get_by_role("row").filter(has_text=email).get_by_role("combobox")
 
 
-def test_admin_adds_a_member_and_changes_a_role(page, app_server):
+def test_admin_invites_a_member_and_changes_a_role(page, browser, app_server):
     admin_email, colleague = unique_email("boss"), unique_email("colleague")
-    register(page, app_server, email=colleague, org="Colleague Org")
-    expect(page.locator("#whoami")).to_be_visible()
-    page.context.clear_cookies()
     register(page, app_server, email=admin_email, org="Boss Org")
     expect(page.locator("#whoami")).to_be_visible()
+    link = invite(page, app_server, colleague)
+    accept_as_new_user(browser, link, colleague, "Colleague")
     page.goto(f"{app_server.url}/org/members")
-    page.fill("#member-email", colleague)
-    page.click("#add-member")
-    expect(page.get_by_role("status")).to_have_text(f"Added {colleague} as member.")
+    expect(page.get_by_role("cell", name=colleague)).to_be_visible()
     _role_select(page, admin_email).click()
     page.get_by_role("option", name="member", exact=True).click()
     expect(page.get_by_role("alert")).to_have_text(

@@ -47,7 +47,7 @@ def test_pending_invitations_reserve_seats_on_a_flat_plan(org, stripe_env):
     buy(org, "starter", sandbox=stripe_env)  # 3 seats, 2 members
     carol = invitations.invite(org.admin, email="carol@example.com")
     error = expect(ErrorCode.SEAT_LIMIT_REACHED, invitations.invite, org.admin, email="dave@example.com")
-    assert "Starter plan allows 3 seats" in error.message and "1 pending invitations" in error.message
+    assert "Starter plan allows 3 seats" in error.message and "2 members and 1 pending invitation)" in error.message
     assert "Pro plan lifts it: up to 15 seats" in error.message
     invitations.revoke(org.admin, carol.invitation.id)  # the reserved seat is free again
     dave = invitations.invite(org.admin, email="dave@example.com")
