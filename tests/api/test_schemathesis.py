@@ -20,14 +20,17 @@ def admin_headers(client, tokens, stripe_env):
 
 # Loaded once at import: generating the document needs no database. Each generated test then runs
 # on its own fresh database (the `database_url` fixture), through this same app.
-# Two routes answer some schema-valid requests with 422 by rule, as documented: payments (a from date
-# after the to date, a page cursor that is not one of ours) and change (a lifetime period, which is
-# bought, not switched to). JSON Schema cannot say those rules, so 422 counts as an answer there.
+# Some routes answer some schema-valid requests with 422 by rule, as documented: payments (a from date
+# after the to date, a page cursor that is not one of ours), change (a lifetime period, which is
+# bought, not switched to), buy (seats for a plan not billed per seat), seats (fewer than the
+# plan's min_seats) and invitations (an email the sign-up form would refuse). JSON Schema cannot say
+# those rules, so 422 counts as an answer there.
 SEMANTIC_422 = ["2xx", "401", "403", "404", "409", "422"]
 CONFIG = SchemathesisConfig.from_dict({
     "operations": [
         {"include-path": path, "checks": {"positive_data_acceptance": {"expected-statuses": SEMANTIC_422}}}
-        for path in ("/api/subscriptions/payments", "/api/subscriptions/change")
+        for path in ("/api/subscriptions/payments", "/api/subscriptions/change", "/api/subscriptions/buy", "/api/subscriptions/seats",
+                     "/api/org/invitations")
     ],
 })
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", backend_app(), config=CONFIG)

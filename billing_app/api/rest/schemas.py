@@ -62,7 +62,11 @@ class SeatsRequest(_Request):
 
 
 class InvitationRequest(_Request):
-    email: str = Field(min_length=3, max_length=254, description="Who to invite. Whether it has an account here is never revealed.")
+    email: str = Field(
+        min_length=3, max_length=254,
+        description="Who to invite (checked as the sign-up form checks it: 422 otherwise). Whether it has an account "
+        "here is never revealed.",
+    )
     role: Literal["member", "admin", "super_admin"] = Field(
         default="member", description="The role on joining (super_admin only by a super admin)."
     )
