@@ -253,3 +253,19 @@ def test_roles_are_kept_on_joining(org, stripe_env):
     assert role == Role.ADMIN.value
     with pytest.raises(AppError):
         invitations.invite(org.member, email="x@example.com")
+
+
+def test_plan_changes_between_flat_and_per_seat_carry_the_seats(org, stripe_env):
+    buy(org, "starter", sandbox=stripe_env)
+    join(org, "carol@example.com")  # 3 members, Starter's cap
+    change = change_plan(org.admin, period_id("team", "MONTHLY"), preview=False)  # 3 seats at $8.00 > $9.00: an upgrade
+    assert change.upgrade and quantity_at_stripe(org, stripe_env) == mirror_quantity(org) == 3
+    join(org, "dave@example.com")
+    assert quantity_at_stripe(org, stripe_env) == 4
+    error = expect(ErrorCode.SEAT_LIMIT_EXCEEDED, change_plan, org.admin, period_id("starter", "MONTHLY"), preview=True)
+    assert "4 members" in error.message
+    # Pro (15 seats, $29.00 flat) is worth less than 4 seats ($32.00): a downgrade at the period end, to one item.
+    down = change_plan(org.admin, period_id("pro", "MONTHLY"), preview=False)
+    assert not down.upgrade and down.effective_at is not None
+    schedule = stripe_env.client.v1.subscription_schedules.retrieve(stripe_subscription(org, stripe_env).schedule)
+    assert [[i.quantity for i in phase.items] for phase in schedule.phases] == [[4], [1]]
