@@ -65,9 +65,14 @@ class PricingState(AuthState):
             self.error, self.pending_period_id = "", period_id
             seats_text = self.seats
         try:
+            seats = int(seats_text) if per_seat is True else None
+        except (TypeError, ValueError):
+            async with self:
+                self.error, self.pending_period_id = "Enter how many seats to buy.", ""
+            return
+        try:
             actor = await self._actor_in_background()
             limits.hit(limits.STRIPE_ORG, actor.require_org())
-            seats = int(seats_text) if per_seat is True else None
             started = await asyncio.to_thread(start_checkout, actor, int(period_id), seats)
         except AppError as error:
             async with self:

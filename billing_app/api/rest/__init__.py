@@ -8,7 +8,7 @@ billing services and views as the pages.
     deps.py     who is calling (Member, Admin) and the unknown-query-parameter guard
     errors.py   the one error envelope, and which codes each route documents
     schemas.py  request and response bodies
-    routes/     one APIRouter per resource: plans, subscriptions, seats, billing, entitlements, org
+    routes/     one APIRouter per resource: plans, subscriptions, seats, billing, entitlements, org, ops
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """teams: invitations, seat claims, per-seat plans (quantity), boolean plan features
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-06 09:00:00
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 
 revision = '0009'
-# 0008 belongs to another branch; the chain is fixed at merge.
-down_revision = '0007'
+# Follows the operator console's 0008 (on main since this branch was rebased).
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
