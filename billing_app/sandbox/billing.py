@@ -13,11 +13,11 @@ import time
 
 from . import discounts as disc
 from . import objects as o
+from .dates import DAY, add_interval  # noqa: F401  (add_interval is used through this module too)
 from .errors import StripeError, card_declined, invalid, missing
 from .ids import gen_id
 from .store import Store
 
-DAY = 86400
 INCOMPLETE_EXPIRY = 23 * 3600
 
 FAILURES = {
@@ -40,19 +40,6 @@ def now_for(store: Store, customer_id: str | None) -> int:
         if clock:
             return clock["frozen_time"]
     return real_now()
-
-
-def add_interval(ts: int, interval: str, count: int, anchor_day: int | None = None) -> int:
-    d = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-    if interval == "day":
-        return ts + count * DAY
-    if interval == "week":
-        return ts + count * 7 * DAY
-    months = count if interval == "month" else 12 * count
-    m = d.month - 1 + months
-    year, month = d.year + m // 12, m % 12 + 1
-    day = min(anchor_day or d.day, calendar.monthrange(year, month)[1])
-    return int(d.replace(year=year, month=month, day=day).timestamp())
 
 
 def period_end_for(start: int, price: dict, anchor: int | None = None) -> int:

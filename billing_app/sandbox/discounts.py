@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 
 from . import objects as o
+from .dates import add_interval
 from .errors import StripeError, invalid, missing
+from .objects import coupon_valid, real_now
 from .ids import gen_id
 
 # Percent, by the customer's billing country: the sandbox's stand-in for Stripe Tax's registrations.
@@ -23,23 +25,7 @@ TAX_RATES = {
 }
 
 
-def real_now() -> int:
-    import time
-
-    return int(time.time())
-
-
 # --- coupons and promotion codes ---------------------------------------------------------------------
-def coupon_valid(c: dict, at: int | None = None) -> bool:
-    """Can it still be applied: not deleted, not past `redeem_by`, redemptions left."""
-    at = real_now() if at is None else at
-    if c.get("_deleted"):
-        return False
-    if c.get("redeem_by") and c["redeem_by"] <= at:
-        return False
-    return not (c.get("max_redemptions") is not None and c["times_redeemed"] >= c["max_redemptions"])
-
-
 def redeemable_coupon(store, coupon_id: str, param: str) -> dict:
     c = store.get("coupon", coupon_id) if isinstance(coupon_id, str) else None
     if c is None or c.get("_deleted"):
@@ -93,8 +79,6 @@ def describe(c: dict) -> str:
 def discount_end(c: dict, start: int) -> int | None:
     if c["duration"] != "repeating":
         return None
-    from .billing import add_interval  # billing imports this module
-
     return add_interval(start, "month", int(c["duration_in_months"]))
 
 

@@ -329,6 +329,20 @@ def coupon(id_, now, duration, **f):
     }
 
 
+def real_now() -> int:
+    return int(time.time())
+
+
+def coupon_valid(c: dict, at: int | None = None) -> bool:
+    """Can it still be applied: not deleted, not past `redeem_by`, redemptions left."""
+    at = real_now() if at is None else at
+    if c.get("_deleted"):
+        return False
+    if c.get("redeem_by") and c["redeem_by"] <= at:
+        return False
+    return not (c.get("max_redemptions") is not None and c["times_redeemed"] >= c["max_redemptions"])
+
+
 def promotion_code(id_, now, code, coupon_id, **f):
     return {
         "id": id_, "object": "promotion_code", "active": f.get("active", True), "code": code, "created": now,
@@ -429,8 +443,6 @@ def render(store, obj: dict) -> dict:
     elif kind == "subscription_item":
         _embed_price(store, out)
     elif kind == "coupon":
-        from .discounts import coupon_valid  # it builds on these objects
-
         out["valid"] = coupon_valid(obj)
     elif kind == "item":
         p = store.get("price", out["price"])
