@@ -10,11 +10,16 @@ ROUTES = {
     ("get", "/api/subscriptions/checkout-session/{session_id}"), ("post", "/api/subscriptions/portal"),
     ("post", "/api/billing/portal"), ("get", "/api/subscriptions/payments"), ("post", "/api/subscriptions/cancel"),
     ("post", "/api/subscriptions/reactivate"), ("post", "/api/subscriptions/change"), ("get", "/api/billing/summary"),
-    ("post", "/api/subscriptions/keep-current-plan"),
+    ("post", "/api/subscriptions/keep-current-plan"), ("post", "/api/subscriptions/pause"), ("post", "/api/subscriptions/resume"),
+    ("get", "/api/subscriptions/retention"), ("post", "/api/subscriptions/retention/accept"),
 }
 ADMIN_ONLY = {"/api/subscriptions/buy", "/api/subscriptions/portal", "/api/billing/portal", "/api/subscriptions/payments",
               "/api/subscriptions/cancel", "/api/subscriptions/reactivate", "/api/subscriptions/change",
-              "/api/subscriptions/keep-current-plan"}
+              "/api/subscriptions/keep-current-plan", "/api/subscriptions/pause", "/api/subscriptions/resume",
+              "/api/subscriptions/retention", "/api/subscriptions/retention/accept"}
+# POST routes without a body: nothing to validate.
+BODILESS = ("/api/subscriptions/reactivate", "/api/subscriptions/keep-current-plan", "/api/subscriptions/resume",
+            "/api/subscriptions/retention/accept")
 
 
 def test_the_document_lists_every_route_with_its_auth_and_errors(client):
@@ -35,7 +40,7 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
             assert op["security"] == [{"bearerAuth": []}]
             assert "401" in responses
             assert ("403" in responses) == (path in ADMIN_ONLY), (method, path)
-            assert ("422" in responses) == (method == "post" and path not in ("/api/subscriptions/reactivate", "/api/subscriptions/keep-current-plan")
+            assert ("422" in responses) == (method == "post" and path not in BODILESS
                                             or path in ("/api/subscriptions/payments", "/api/subscriptions/checkout-session/{session_id}"))
             for status, doc_response in responses.items():
                 if status == "200":
@@ -51,6 +56,13 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
         "SAME_PLAN", "LIFETIME_NOT_CHANGEABLE", "SUBSCRIPTION_ALREADY_CANCELED",
         "SUBSCRIPTION_CANCELING"}  # issue 10: a downgrade on a subscription set to cancel
     assert "STRIPE_PLAN_CHANGE_FAILED" in change["502"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]
+    pause = doc["paths"]["/api/subscriptions/pause"]["post"]["responses"]
+    assert set(pause["409"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]) >= {
+        "SUBSCRIPTION_PAUSED", "SUBSCRIPTION_CANCELING", "SUBSCRIPTION_NOT_PAUSABLE"}
+    accept = doc["paths"]["/api/subscriptions/retention/accept"]["post"]["responses"]
+    assert "RETENTION_OFFER_USED" in accept["409"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]
+    assert accept["404"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"] == [
+        "SUBSCRIPTION_NOT_FOUND", "RETENTION_OFFER_UNAVAILABLE"]
     buy = doc["paths"]["/api/subscriptions/buy"]["post"]
     assert buy["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BuyRequest"}
     assert doc["components"]["schemas"]["BuyRequest"]["required"] == ["subscriptionPeriodId"]
