@@ -113,7 +113,8 @@ def offer_for(session: Session, org_id: int) -> CouponSpec | None:
         return None  # running now (applied at Stripe: the sync also notes it as accepted)
     if row is not None and row.offered_at:
         sub = current_subscription(session, org_id)
-        if sub is not None and sub.canceled_at and sub.canceled_at >= row.offered_at:
+        # Stripe's times are whole seconds: a cancellation in the second of the offer came after it.
+        if sub is not None and sub.canceled_at and sub.canceled_at >= row.offered_at.replace(microsecond=0):
             return None  # the portal showed it and the organization canceled anyway
     return coupon
 
