@@ -81,8 +81,9 @@ class MembersState(AuthState):
 def _role_cell(member) -> rx.Component:
     return rx.cond(
         AuthState.is_admin,
-        rx.select(
-            ROLE_CHOICES,
+        rx.select.root(
+            rx.select.trigger(aria_label="Role of " + member.email),
+            rx.select.content(*[rx.select.item(choice, value=choice) for choice in ROLE_CHOICES]),
             value=member.role,
             on_change=lambda role: MembersState.change_role(member.user_id, role),
             size="2",
@@ -97,8 +98,13 @@ def _add_form() -> rx.Component:
             rx.vstack(
                 rx.heading("Add a member", size="4"),
                 rx.flex(
-                    rx.input(name="email", type="email", placeholder="colleague@company.com", required=True, flex="1", min_width="12em", id="member-email"),
-                    rx.select(ROLE_CHOICES, name="role", default_value="member"),
+                    rx.input(name="email", type="email", placeholder="colleague@company.com", required=True, flex="1", min_width="12em",
+                             id="member-email", aria_label="Email of the person to add"),
+                    rx.select.root(
+                        rx.select.trigger(aria_label="Their role"),
+                        rx.select.content(*[rx.select.item(choice, value=choice) for choice in ROLE_CHOICES]),
+                        name="role", default_value="member",
+                    ),
                     rx.button("Add member", type="submit", id="add-member"),
                     spacing="2",
                     wrap="wrap",
