@@ -157,14 +157,22 @@ def values(customer: dict, subscriptions: list[dict], preview: dict | None) -> d
     }
 
 
-def write(session: Session, org_id: int, customer: dict, subscriptions: list[dict], preview: dict | None, changes: list[str]) -> None:
+# A forecast, recomputed by every sync: kept current, never reported as a change of the mirror.
+FORECAST = ("next_invoice_json",)
+
+
+def write(session: Session, org_id: int, customer: dict, subscriptions: list[dict], preview: dict | None, changes: list[str],
+          *, preview_read: bool = True) -> None:
+    """Upsert the org's profile; without `preview_read` (the bulk reconcile) the next invoice is left as it is."""
     row = session.get(BillingProfile, org_id)
     new = row is None
     if new:
         row = BillingProfile(org_id=org_id)
     for name, value in values(customer, subscriptions, preview).items():
+        if name in FORECAST and not preview_read:
+            continue
         if getattr(row, name) != value:
-            if not new:
+            if not new and name not in FORECAST:
                 changes.append(f"billing profile: {name.removesuffix('_json')} changed")
             setattr(row, name, value)
     if new:

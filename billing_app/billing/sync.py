@@ -61,8 +61,10 @@ class Snapshot:
     sessions: list
     refunded_invoices: set[str]
     preview: dict | None = None  # the next invoice, as Stripe's preview prices it (billing/profile.py)
-    # Read with the dashboard's facts expanded (sync_customer's reads; the bulk reconcile's lists are not).
+    # Read with the dashboard's facts expanded (profile.CUSTOMER_EXPAND / SUBSCRIPTION_EXPAND), and
+    # with the invoice preview (sync_customer's reads; the bulk reconcile lists no previews).
     has_profile: bool = False
+    has_preview: bool = False
 
 
 def _read(client, customer_id: str) -> Snapshot:
@@ -87,7 +89,7 @@ def _read(client, customer_id: str) -> Snapshot:
             if any((p.get("payment") or {}).get("payment_intent") in refunded_intents for p in payments):
                 refunded_invoices.add(invoice["id"])
     preview = profile.read_preview(client, customer_id, subscriptions)
-    return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, preview, has_profile=True)
+    return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, preview, has_profile=True, has_preview=True)
 
 
 def _org_for(session: Session, customer: dict) -> int | None:
@@ -276,7 +278,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
         _sync_subscription(session, org_id, sub, changes)
         _sync_cancellation(session, org_id, sub, changes)
     if snap.has_profile:
-        profile.write(session, org_id, snap.customer, snap.subscriptions, snap.preview, changes)
+        profile.write(session, org_id, snap.customer, snap.subscriptions, snap.preview, changes, preview_read=snap.has_preview)
 
     for invoice in snap.invoices:
         status = _invoice_status(invoice, invoice["id"] in snap.refunded_invoices)

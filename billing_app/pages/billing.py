@@ -12,18 +12,18 @@ import asyncio
 import reflex as rx
 
 from billing_app import limits, live, routes
+from billing_app.billing.dashboard import DashboardView, dashboard_view, member_billing_view
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel_scheduled_change, change_plan, reactivate
-from billing_app.billing.dashboard import DashboardView, dashboard_view, member_billing_view
 from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options
 from billing_app.components.billing_ui import billing_frame, detail, empty_state
 from billing_app.components.layout import error_callout, info_callout, link_button
-from billing_app.pages.billing_dashboard import (
-    DashboardMixin, admin_sections, cancel_flow_dialog, dashboard_styles, details_dialog, paused_banner,
-)
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
+from billing_app.pages.billing_dashboard import (
+    DashboardMixin, admin_sections, cancel_flow_dialog, dashboard_styles, details_dialog, paused_banner,
+)
 from billing_app.state import AuthState
 
 
