@@ -308,6 +308,8 @@ class OrgSubscription(SQLModel, table=True):
     quantity: int = 1
     scheduled_period_id: int | None = Field(default=None, foreign_key="planperiod.id")
     scheduled_change_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # Collection paused (pause_collection) until then; None while not paused or paused with no end.
+    pause_resumes_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     started_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
     # A discount on each billing period (mirrored by the coupons work; MRR subtracts it).
@@ -436,6 +438,43 @@ class Payment(SQLModel, table=True):
     pdf_url: str | None = None
     # Stripe's payment attempts on an invoice: paid with 2 or more means a failed payment recovered.
     attempt_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # What the amount is made of (an invoice's subtotal, discounts and tax; None where Stripe gives none).
+    subtotal: int | None = None
+    discount: int = 0
+    tax: int = 0
+
+
+class BillingProfile(SQLModel, table=True):
+    """The dashboard's facts about an org's Stripe customer, written by the sync (pages never ask Stripe).
+
+    JSON columns hold small lists read whole: the address, tax IDs, the subscription's running
+    discounts and the next invoice as Stripe's invoice preview priced it (see billing/profile.py).
+    """
+
+    org_id: int = Field(primary_key=True, foreign_key="organization.id", ondelete="CASCADE")
+    email: str = Field(default="", max_length=254)
+    name: str = Field(default="", max_length=255)
+    address_json: str = "{}"
+    tax_ids_json: str = "[]"
+    card_brand: str = Field(default="", max_length=32)
+    card_last4: str = Field(default="", max_length=4)
+    card_exp_month: int | None = None
+    card_exp_year: int | None = None
+    discounts_json: str = "[]"
+    next_invoice_json: str = ""  # "" when there is no next invoice (none live, canceling, paused)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+
+
+class RetentionOffer(SQLModel, table=True):
+    """The coupon offered once per organization before it cancels (plans.toml [retention])."""
+
+    org_id: int = Field(primary_key=True, foreign_key="organization.id", ondelete="CASCADE")
+    coupon_id: str = Field(max_length=255)
+    # The offer was shown in the portal's cancel flow (a portal session made with it).
+    offered_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    accepted_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # The cancellation was confirmed while the offer stood (in the app or through the API).
+    declined_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 
 
 class WebhookEvent(SQLModel, table=True):

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str | None = None
     # Set only for the offline sandbox (e.g. http://127.0.0.1:12111); unset means real Stripe.
     stripe_api_base: AnyHttpUrl | None = None
+    # Stripe Tax: Checkout computes tax from the billing address, and so do the subscription's invoices.
+    stripe_automatic_tax: bool = False
     session_lifetime_hours: int = Field(default=24 * 7, ge=1, le=24 * 90)
     # Login throttling (growing delays, never a hard lock for a device that signed in before):
     # failures allowed for one email from one client before each attempt must wait, the wait

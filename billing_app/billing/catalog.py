@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, model
 from sqlmodel import Session, select
 
 from billing_app.billing import gateway
+from billing_app.billing.coupons import CouponSpec, PromotionCodeSpec, RetentionSpec, check_references, sync_coupons
 from billing_app.models import PeriodType, Plan, PlanPeriod
 
 CATALOG_PATH = Path(__file__).resolve().parent.parent / "plans.toml"
@@ -78,6 +79,14 @@ class CatalogSpec(BaseModel):
     # An organization with no live subscription gets these.
     free: GrantSpec = GrantSpec()
     plans: list[PlanSpec]
+    coupons: list[CouponSpec] = []
+    promotion_codes: list[PromotionCodeSpec] = []
+    retention: RetentionSpec | None = None
+
+    @model_validator(mode="after")
+    def _coupon_references(self):
+        check_references(self.coupons, self.promotion_codes, self.retention)
+        return self
 
     @model_validator(mode="after")
     def _unique_keys(self):
@@ -192,6 +201,7 @@ def sync_catalog(session: Session, *, dry_run: bool = False, spec: CatalogSpec |
             plan.active = False
             changes.append(f"retire plan {plan.key}")
             session.add(plan)
+    changes += sync_coupons(client, spec.coupons, spec.promotion_codes, dry_run=dry_run)
     if dry_run:
         session.rollback()
     else:

@@ -198,6 +198,16 @@ def _checkout_params(org_id: int, customer_id: str, plan: Plan, period: PlanPeri
         "success_url": settings.url(routes.BILLING_CONFIRM) + "?session_id={CHECKOUT_SESSION_ID}",
         "cancel_url": settings.url(routes.PRICING),
     }
+    # Promotion codes, the billing address and a tax ID are asked on Checkout's page and saved on the
+    # customer (customer_update), so invoices carry them; Stripe Tax when STRIPE_AUTOMATIC_TAX is on.
+    params |= {
+        "allow_promotion_codes": True,
+        "billing_address_collection": "required",
+        "tax_id_collection": {"enabled": True},
+        "customer_update": {"address": "auto", "name": "auto"},
+    }
+    if settings.stripe_automatic_tax:
+        params["automatic_tax"] = {"enabled": True}
     if one_off:
         params["payment_intent_data"] = {"metadata": metadata, "description": metadata["description"]}
     else:

@@ -6,16 +6,22 @@ from sqlmodel import select
 
 from billing_app import routes
 from billing_app.auth.accounts import Actor
-from billing_app.billing import gateway
+from billing_app.billing import gateway, retention
 from billing_app.billing.catalog import load_catalog
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.entitlements import current_subscription
+from billing_app.billing.retention import PAUSE_MONTHS
+from billing_app.billing.subscriptions import CANCELLATION_FEEDBACK
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Plan, PlanPeriod, Role
 from billing_app.settings import get_settings
 
-FLOWS = ("payment_method_update", "subscription_cancel", "subscription_update")
+FLOWS = ("payment_method_update", "subscription_cancel", "subscription_update", "subscription_pause", "customer_update")
+# Flows about the organization's subscription (flow_data[type][subscription]).
+SUBSCRIPTION_FLOWS = ("subscription_cancel", "subscription_update", "subscription_pause")
+# Bumped when the configuration's features change: a configuration is made once per (generation, audience, this).
+FEATURES_VERSION = "2"
 _config_cache: dict[tuple[int, str], str] = {}
 
 
@@ -53,21 +59,26 @@ def _configuration_id(legacy: bool) -> str:
     client = gateway.stripe_client()
     for config in gateway.list_all(client.v1.billing_portal.configurations.list, {}):
         metadata = config.get("metadata") or {}
-        if metadata.get("generation") == str(generation) and metadata.get("audience") == audience and config["active"]:
+        if (metadata.get("generation") == str(generation) and metadata.get("audience") == audience
+                and metadata.get("features") == FEATURES_VERSION and config["active"]):
             _config_cache[key] = config["id"]
             return config["id"]
     products = _switchable_products(legacy)
     features = {
         "payment_method_update": {"enabled": True},
         "invoice_history": {"enabled": True},
-        "customer_update": {"enabled": True, "allowed_updates": ["email", "name"]},
+        "customer_update": {"enabled": True, "allowed_updates": ["email", "name", "address", "tax_id"]},
+        # The same choices as the app's cancellation flow: a reason, a pause of 1 to 3 months, the
+        # retention coupon (in the cancel flow's flow_data, see portal_url).
         "subscription_cancel": {
             "enabled": True,
             "mode": "at_period_end",
-            "cancellation_reason": {
-                "enabled": True,
-                "options": ["too_expensive", "missing_features", "switched_service", "unused", "other"],
-            },
+            "cancellation_reason": {"enabled": True, "options": list(CANCELLATION_FEEDBACK)},
+        },
+        "subscription_pause": {
+            "enabled": True,
+            "duration": {"type": "interval_options",
+                         "interval_options": [{"interval": "month", "interval_count": n} for n in PAUSE_MONTHS]},
         },
     }
     if products:
@@ -83,9 +94,9 @@ def _configuration_id(legacy: bool) -> str:
         params={
             "business_profile": {"headline": "Manage your subscription"},
             "features": features,
-            "metadata": {"generation": str(generation), "audience": audience},
+            "metadata": {"generation": str(generation), "audience": audience, "features": FEATURES_VERSION},
         },
-        options={"idempotency_key": f"portal-config-{generation}-{audience}"},
+        options={"idempotency_key": f"portal-config-{generation}-{audience}-{FEATURES_VERSION}"},
     )
     _config_cache[key] = config["id"]
     return config["id"]
@@ -105,12 +116,18 @@ def portal_url(actor: Actor, flow: str | None = None) -> str:
     params = {"customer": customer_id, "return_url": return_url}
     try:
         params["configuration"] = _configuration_id(legacy)
-        if flow == "payment_method_update":
+        if flow in ("payment_method_update", "customer_update"):
             params["flow_data"] = {"type": flow}
-        elif flow in ("subscription_cancel", "subscription_update"):
+        elif flow in SUBSCRIPTION_FLOWS:
             if sub is None or sub.one_off:
                 raise AppError(ErrorCode.SUBSCRIPTION_NOT_FOUND, "There is no subscription to change.")
             params["flow_data"] = {"type": flow, flow: {"subscription": sub.stripe_id}}
+            if flow == "subscription_cancel":
+                with session_scope() as session:
+                    offer = retention.offer_for(session, org_id)
+                if offer is not None:
+                    params["flow_data"][flow]["retention"] = {"type": "coupon_offer", "coupon_offer": {"coupon": offer.id}}
+                    retention.note_offered(org_id, offer.id)
         session_obj = gateway.call(gateway.stripe_client().v1.billing_portal.sessions.create, params=params)
     except gateway.StripeFailure:
         raise AppError(ErrorCode.STRIPE_PORTAL_FAILED, "We could not open the billing portal. Please try again.") from None

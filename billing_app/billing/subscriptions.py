@@ -131,13 +131,22 @@ def _acting_on(sub: OrgSubscription, failed: AppError) -> Iterator[tuple[object,
         resync_after_change(fresh.customer_id)
 
 
-def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = None) -> None:
+# Stripe's cancellation reasons (cancellation_details.feedback), asked in the cancellation flow.
+CANCELLATION_FEEDBACK = ("too_expensive", "missing_features", "switched_service", "unused", "customer_service",
+                         "too_complex", "low_quality", "other")
+
+
+def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = None, feedback: str | None = None) -> None:
+    """`reason` is the admin's own words (Stripe's cancellation comment); `feedback` one of Stripe's reasons."""
     sub = _manageable_subscription(actor.require_role(Role.ADMIN))
+    if feedback is not None and feedback not in CANCELLATION_FEEDBACK:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown cancellation reason {feedback!r}.")
     failed = AppError(ErrorCode.STRIPE_CANCELLATION_FAILED, "We could not cancel the subscription. Please try again.")
     with _acting_on(sub, failed) as (client, fresh):
         if at_period_end and fresh.canceling:
             raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription is already set to cancel at the end of the period.")
-        details = {"cancellation_details": {"comment": reason[:500]}} if reason else {}
+        said = {k: v for k, v in {"comment": reason[:500] if reason else None, "feedback": feedback}.items() if v}
+        details = {"cancellation_details": said} if said else {}
         # A pending downgrade's schedule would own the subscription; the cancellation replaces it.
         _release_schedule(client, fresh)
         if at_period_end:

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from billing_app.billing import duplicates, gateway, orphans
+from billing_app.billing import duplicates, gateway, history, orphans, profile
 from billing_app.db import insert_if_absent, session_scope
 from billing_app.models import (
     ENDED_STATUSES,
@@ -60,14 +60,21 @@ class Snapshot:
     charges: list
     sessions: list
     refunded_invoices: set[str]
+    preview: dict | None = None  # the next invoice, as Stripe's preview prices it (billing/profile.py)
+    # Read with the dashboard's facts expanded (profile.CUSTOMER_EXPAND / SUBSCRIPTION_EXPAND), and
+    # with the invoice preview (sync_customer's reads; the bulk reconcile lists no previews).
+    has_profile: bool = False
+    has_preview: bool = False
 
 
 def _read(client, customer_id: str) -> Snapshot:
     call = gateway.call
-    customer = call(client.v1.customers.retrieve, customer_id)
+    # The dashboard's facts (card, tax IDs, discounts) come expanded in the calls the sync makes anyway.
+    customer = call(client.v1.customers.retrieve, customer_id, params={"expand": profile.CUSTOMER_EXPAND})
     list_all = gateway.list_all
     # The schedule (a downgrade waiting for the period end) comes expanded, in the same call.
-    subscriptions = list_all(client.v1.subscriptions.list, {"customer": customer_id, "status": "all", "expand": ["data.schedule"]})
+    subscriptions = list_all(client.v1.subscriptions.list, {"customer": customer_id, "status": "all",
+                                                            "expand": ["data.schedule", *profile.SUBSCRIPTION_EXPAND]})
     invoices = list_all(client.v1.invoices.list, {"customer": customer_id})
     charges = list_all(client.v1.charges.list, {"customer": customer_id})
     sessions = list_all(client.v1.checkout.sessions.list, {"customer": customer_id})
@@ -81,7 +88,8 @@ def _read(client, customer_id: str) -> Snapshot:
             payments = call(client.v1.invoice_payments.list, params={"invoice": invoice["id"], "limit": 10})["data"]
             if any((p.get("payment") or {}).get("payment_intent") in refunded_intents for p in payments):
                 refunded_invoices.add(invoice["id"])
-    return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices)
+    preview = profile.read_preview(client, customer_id, subscriptions)
+    return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, preview, has_profile=True, has_preview=True)
 
 
 def _org_for(session: Session, customer: dict) -> int | None:
@@ -131,6 +139,7 @@ def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[s
     row = _upsert(session, OrgSubscription, sub["id"], changes, label, org_id=org_id, status=sub["status"])
     scheduled_period, scheduled_at, schedule_id = _scheduled_change(session, sub, item)
     paused = sub["status"] == S.PAUSED.value or sub.get("pause_collection") is not None
+    pause = sub.get("pause_collection") or {}
     _set(
         row, changes, label,
         org_id=org_id,
@@ -151,6 +160,8 @@ def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[s
         quantity=item.get("quantity") or 1,
         scheduled_period_id=scheduled_period.id if scheduled_period else None,
         scheduled_change_at=scheduled_at,
+        pause_resumes_at=_from_epoch(pause.get("resumes_at")),
+        **profile.discount_columns(sub),
     )
     row.updated_at = utcnow()
     session.add(row)
@@ -185,6 +196,49 @@ def _invoice_status(invoice: dict, refunded: bool) -> str | None:
 def _invoice_description(invoice: dict) -> str:
     lines = (invoice.get("lines") or {}).get("data") or []
     return invoice.get("description") or (lines[0].get("description") if lines else "") or "Invoice"
+
+
+def _invoice_parts(invoice: dict) -> dict:
+    """What an invoice's amount is made of: subtotal, discounts, tax."""
+    return {
+        "subtotal": invoice.get("subtotal"),
+        "discount": sum(x["amount"] for x in invoice.get("total_discount_amounts") or []),
+        "tax": sum(x["amount"] for x in invoice.get("total_taxes") or []),
+    }
+
+
+def _checkout_parts(checkout: dict) -> dict:
+    details = checkout.get("total_details") or {}
+    return {"subtotal": checkout.get("amount_subtotal"), "discount": details.get("amount_discount") or 0,
+            "tax": details.get("amount_tax") or 0}
+
+
+def _expired_at(session: Session, checkout: dict) -> datetime:
+    """When a checkout expired: its `expires_at`, or when we first saw it expired if it was expired
+    early (Stripe keeps the planned `expires_at`); never a time still to come."""
+    planned = _from_epoch(checkout.get("expires_at")) or _from_epoch(checkout["created"])
+    seen = session.exec(select(Payment.created).where(Payment.stripe_id == checkout["id"])).first()
+    return min(planned, seen or utcnow())
+
+
+def _plan_label(session: Session, sub: dict) -> str:
+    items = sub["items"]["data"]
+    period = _period_for_price(session, (items[0].get("price") or {}).get("id")) if items else None
+    if period is None:
+        return ""
+    return f"{period.plan.name} ({period.period_type.lower()})"  # "Starter (monthly)", as checkout descriptions say
+
+
+def _sync_cancellation(session: Session, org_id: int, sub: dict, changes: list[str]) -> None:
+    """A canceled (or canceling) subscription's CANCELLED entry in the history; none once undone."""
+    entry = history.cancellation(sub, _plan_label(session, sub))
+    if entry is not None:
+        _sync_payment(session, org_id, sub["id"], PaymentStatus.CANCELLED.value, changes, **entry)
+        return
+    row = session.exec(select(Payment).where(Payment.stripe_id == sub["id"])).first()
+    if row is not None:
+        changes.append(f"payment {sub['id']}: cancellation undone")
+        session.delete(row)
 
 
 def _sync_payment(session: Session, org_id: int, stripe_id: str, status: str, changes: list[str], **values) -> None:
@@ -223,6 +277,9 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
     """Upsert the mirror of one org from a snapshot (sync_customer's and the bulk reconcile's write)."""
     for sub in snap.subscriptions:
         _sync_subscription(session, org_id, sub, changes)
+        _sync_cancellation(session, org_id, sub, changes)
+    if snap.has_profile:
+        profile.write(session, org_id, snap.customer, snap.subscriptions, snap.preview, changes, preview_read=snap.has_preview)
 
     for invoice in snap.invoices:
         status = _invoice_status(invoice, invoice["id"] in snap.refunded_invoices)
@@ -238,6 +295,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
             invoice_url=invoice.get("hosted_invoice_url"),
             pdf_url=invoice.get("invoice_pdf"),
             attempt_count=invoice.get("attempt_count") or 0,
+            **_invoice_parts(invoice),
         )
 
     charges_by_intent = {c["payment_intent"]: c for c in snap.charges if c.get("payment_intent")}
@@ -248,7 +306,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
             _sync_payment(
                 session, org_id, checkout["id"], PaymentStatus.EXPIRED.value, changes,
                 amount=checkout.get("amount_total") or 0, currency=checkout.get("currency") or "usd",
-                created=_from_epoch(checkout.get("expires_at")) or _from_epoch(checkout["created"]), description=description,
+                created=_expired_at(session, checkout), description=description,
             )
         elif checkout["mode"] == "payment" and checkout["status"] == "complete":
             intent = checkout.get("payment_intent")
@@ -263,6 +321,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
                 amount=checkout.get("amount_total") or 0, currency=checkout.get("currency") or "usd",
                 created=_from_epoch(charge["created"]) if charge else _from_epoch(checkout["created"]),
                 description=description, receipt_url=charge.get("receipt_url") if charge else None,
+                **_checkout_parts(checkout),
             )
 
 

@@ -309,6 +309,8 @@ class SubscriptionDetail:
     trial_ends_at: datetime | None
     access: bool
     scheduled_change: ScheduledChange | None
+    paused: bool = False  # collection paused, or Stripe paused the subscription: no access meanwhile
+    pause_resumes_at: datetime | None = None
 
 
 def subscription_detail(session: Session, org_id: int) -> SubscriptionDetail | None:
@@ -335,6 +337,8 @@ def subscription_detail(session: Session, org_id: int) -> SubscriptionDetail | N
         trial_ends_at=sub.trial_end,
         access=ent.access,
         scheduled_change=_scheduled_change(sub),
+        paused=bool(sub.paused) or sub.status == SubscriptionStatus.PAUSED.value,
+        pause_resumes_at=sub.pause_resumes_at,
     )
 
 

@@ -8,7 +8,14 @@ from billing_app import routes
 from billing_app.state import AuthState
 
 MOBILE_ONLY = rx.breakpoints(initial="flex", md="none")
-NAV_LINKS = [("Pricing", routes.PRICING), ("Billing", routes.BILLING), ("Payments", routes.PAYMENTS)]
+NAV_LINKS = [("Pricing", routes.PRICING), ("Billing", routes.BILLING)]
+# Shown to admins only: a member may not open them.
+ADMIN_LINKS = [("Payments", routes.PAYMENTS)]
+
+
+def link_button(*children, href, is_external: bool = False, **button_props) -> rx.Component:
+    """A link that looks like a button: one <a> (a button inside a link is two controls in one)."""
+    return rx.button(rx.link(*children, href=href, is_external=is_external, underline="none"), as_child=True, **button_props)
 
 
 def _nav_link(label: str, href: str) -> rx.Component:
@@ -31,12 +38,14 @@ def _menu_label(text) -> rx.Component:
 def _user_menu() -> rx.Component:
     return rx.menu.root(
         rx.menu.trigger(
-            rx.button(rx.icon("user", size=16), rx.text("Account", display=["none", "none", "inline"]), variant="soft", id="user-menu"),
+            rx.button(rx.icon("user", size=16), rx.text("Account", display=["none", "none", "inline"]), variant="soft", id="user-menu",
+                      aria_label="Account"),
         ),
         rx.menu.content(
             _menu_label(AuthState.user_email),
             # On narrow screens the navbar links live here instead.
             *[rx.menu.item(label, on_select=rx.redirect(href), display=MOBILE_ONLY) for label, href in NAV_LINKS],
+            *[rx.cond(AuthState.is_admin, rx.menu.item(label, on_select=rx.redirect(href), display=MOBILE_ONLY)) for label, href in ADMIN_LINKS],
             rx.menu.separator(display=MOBILE_ONLY),
             rx.menu.item("Members", on_select=rx.redirect(routes.MEMBERS)),
             rx.menu.item("API tokens", on_select=rx.redirect(routes.ACCOUNT_TOKENS)),
@@ -73,15 +82,19 @@ def navbar() -> rx.Component:
                     color_scheme="gray",
                     high_contrast=True,
                 ),
-                rx.hstack(*[_nav_link(label, href) for label, href in NAV_LINKS], spacing="5", padding_left="1.5em", display=rx.breakpoints(initial="none", md="flex")),
+                rx.hstack(
+                    *[_nav_link(label, href) for label, href in NAV_LINKS],
+                    *[rx.cond(AuthState.is_admin, _nav_link(label, href)) for label, href in ADMIN_LINKS],
+                    spacing="5", padding_left="1.5em", display=rx.breakpoints(initial="none", md="flex"),
+                ),
                 align="center",
             ),
             rx.cond(
                 AuthState.is_authenticated,
                 rx.hstack(_org_badge(), _user_menu(), align="center", spacing="3"),
                 rx.hstack(
-                    rx.link(rx.button("Log in", variant="soft"), href=routes.LOGIN),
-                    rx.link(rx.button("Sign up"), href=routes.REGISTER),
+                    link_button("Log in", href=routes.LOGIN, variant="soft"),
+                    link_button("Sign up", href=routes.REGISTER),
                     spacing="2",
                 ),
             ),
@@ -102,8 +115,26 @@ def navbar() -> rx.Component:
     )
 
 
+# Keyboard focus drawn on every control, whatever draws it (Radix, native, links); native controls
+# and labels in the theme's look; a Radix table scrolls in its (focusable) wrapper, not in an inner
+# area a keyboard cannot reach.
+FRAME_STYLE = (
+    ":is(a,button,input,select,textarea,[tabindex]):focus-visible{outline:2px solid var(--accent-9);outline-offset:2px}"
+    ".field-label{font-size:var(--font-size-2);font-weight:500;color:var(--gray-12)}"
+    ".native-select{width:100%;padding:6px 8px;border:1px solid var(--gray-a7);border-radius:var(--radius-2);"
+    "background:var(--color-surface);color:var(--gray-12);font-size:var(--font-size-2);min-height:32px}"
+    ".rt-TableRoot .rt-ScrollAreaRoot,.rt-TableRoot .rt-ScrollAreaViewport{overflow:visible!important}"
+)
+
+
+def scroll_region(child: rx.Component, label: str, **props) -> rx.Component:
+    """A wide table's scrolling box, reachable by keyboard (a scrollable region must be focusable)."""
+    return rx.box(child, overflow_x="auto", width="100%", tab_index=0, role="region", aria_label=label, **props)
+
+
 def page_frame(*children: rx.Component, max_width: str = "64em") -> rx.Component:
     return rx.box(
+        rx.el.style(FRAME_STYLE),
         navbar(),
         rx.container(rx.vstack(*children, spacing="5", width="100%"), size="3", padding_x=["1em", "1.5em"], padding_y="2em", max_width=max_width),
         min_height="100vh",

@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from billing_app.billing import duplicates, gateway, sync
+from billing_app.billing import duplicates, gateway, profile, sync
 from billing_app.billing.gateway import StripeFailure
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -83,8 +83,9 @@ class _List:
 def _lists(client, incremental: bool) -> list[_List]:
     v1 = client.v1
     lists = [
-        _List("customer", v1.customers.list, {}, True),
-        _List("subscription", v1.subscriptions.list, {"status": "all", "expand": ["data.schedule"]}, False),
+        # With the dashboard's facts expanded, as sync_customer reads them (billing/profile.py).
+        _List("customer", v1.customers.list, {"expand": [f"data.{p}" for p in profile.CUSTOMER_EXPAND]}, True),
+        _List("subscription", v1.subscriptions.list, {"status": "all", "expand": ["data.schedule", *profile.SUBSCRIPTION_EXPAND]}, False),
         _List("invoice", v1.invoices.list, {}, True),
         _List("charge", v1.charges.list, {}, True),
         _List("session", v1.checkout.sessions.list, {}, True),
@@ -319,7 +320,8 @@ class BulkReconcile:
             customer = objects["customer"][0] if objects["customer"] else {"id": customer_id, "object": "customer"}
             by_newest = {k: sorted(objects[k], key=lambda o: o.get("created") or 0, reverse=True) for k in objects}
             snaps[customer_id] = sync.Snapshot(customer, by_newest["subscription"], by_newest["invoice"],
-                                               by_newest["charge"], by_newest["session"], set())
+                                               by_newest["charge"], by_newest["session"], set(),
+                                               has_profile=bool(objects["customer"]))
         return snaps
 
     def _refunds(self, client, snap: sync.Snapshot) -> None:

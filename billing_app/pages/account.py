@@ -15,7 +15,8 @@ import reflex as rx
 
 from billing_app import limits, routes
 from billing_app.auth import accounts
-from billing_app.components.layout import error_callout, info_callout, page_frame
+from billing_app.components.forms import field_label
+from billing_app.components.layout import error_callout, info_callout, page_frame, scroll_region
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
@@ -116,7 +117,7 @@ class AccountState(AuthState):
 
 def _password_field(label: str, name: str, autocomplete: str) -> rx.Component:
     return rx.vstack(
-        rx.text(label, as_="label", html_for=name, size="2", weight="medium"),
+        field_label(label, name),
         rx.input(id=name, name=name, type="password", required=True, auto_complete=autocomplete, width="100%"),
         spacing="1",
         width="100%",
@@ -174,15 +175,14 @@ def account_page() -> rx.Component:
                     width="100%",
                     wrap="wrap",
                 ),
-                rx.box(
+                scroll_region(
                     rx.table.root(
                         rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Browser", "Address", "Signed in", "Last seen", "")])),
                         rx.table.body(rx.foreach(AccountState.sessions, _session_row)),
                         width="100%",
                         variant="surface",
                     ),
-                    overflow_x="auto",
-                    width="100%",
+                    "Sessions",
                 ),
                 spacing="3",
                 width="100%",

@@ -12,6 +12,7 @@ from reflex_components_core.el.elements.base import BaseHTML
 
 from billing_app import routes
 from billing_app.auth import form_errors
+from billing_app.components.forms import field_label
 from billing_app.components.layout import error_callout, info_callout, page_frame
 from billing_app.state import AuthState, backend_url
 
@@ -72,7 +73,7 @@ def _field(label: str, name: str, type_: str = "text", placeholder: str = "", **
         # Remount when the prefill arrives, so the typed-in value shows after a refused sign-up.
         props["key"] = props["default_value"]
     return rx.vstack(
-        rx.text(label, as_="label", html_for=name, size="2", weight="medium"),
+        field_label(label, name),
         rx.input(id=name, name=name, type=type_, placeholder=placeholder, size="3", width="100%", **props),
         spacing="1",
         width="100%",
@@ -103,7 +104,7 @@ def login_page() -> rx.Component:
                 method="post",
                 width="100%",
             ),
-            rx.text("New here? ", rx.link("Create an account", href=routes.REGISTER), size="2"),
+            rx.text("New here? ", rx.link("Create an account", href=routes.REGISTER, underline="always"), size="2"),
         )
     )
 
@@ -136,6 +137,6 @@ def register_page() -> rx.Component:
                 method="post",
                 width="100%",
             ),
-            rx.text("Already have an account? ", rx.link("Log in", href=rx.cond(RegisterState.invited, routes.LOGIN + "?next=" + RegisterState.next_path, routes.LOGIN)), size="2"),
+            rx.text("Already have an account? ", rx.link("Log in", href=rx.cond(RegisterState.invited, routes.LOGIN + "?next=" + RegisterState.next_path, routes.LOGIN), underline="always"), size="2"),
         )
     )

@@ -12,19 +12,23 @@ import asyncio
 import reflex as rx
 
 from billing_app import limits, live, routes
+from billing_app.billing.dashboard import DashboardView, dashboard_view, member_billing_view
 from billing_app.billing.portal import portal_url
-from billing_app.billing.subscriptions import cancel, cancel_scheduled_change, change_plan, reactivate
+from billing_app.billing.subscriptions import cancel_scheduled_change, change_plan, reactivate
 from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options
 from billing_app.components.billing_ui import billing_frame, detail, empty_state
-from billing_app.components.layout import error_callout, info_callout
+from billing_app.components.layout import error_callout, info_callout, link_button
 from billing_app.components.seats import SeatsBarState, seats_bar
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
-from billing_app.state import AuthState, form_text
+from billing_app.pages.billing_dashboard import (
+    DashboardMixin, admin_sections, cancel_flow_dialog, dashboard_styles, details_dialog, paused_banner,
+)
+from billing_app.state import AuthState
 
 
-class BillingState(AuthState):
+class BillingState(DashboardMixin, AuthState):
     view: BillingView = BillingView()
     options: list[ChangeOption] = []
     error: str = ""
@@ -34,28 +38,30 @@ class BillingState(AuthState):
     change_open: bool = False
     change_target: str = ""
     change_preview: str = ""
-    # Cancel dialog
-    cancel_open: bool = False
 
     @staticmethod
-    def _read(org_id: int) -> tuple[BillingView, list[ChangeOption]]:
+    def _read(org_id: int, admin: bool) -> tuple[BillingView, list[ChangeOption], DashboardView]:
+        """What the page shows; a member's copy holds plan and status only (state reaches the browser)."""
         with session_scope() as session:
             view = billing_view(session, org_id)
-            return view, change_options(session, org_id) if view.can_change else []
+            dash = dashboard_view(session, org_id, admin=admin)
+            if not admin:
+                return member_billing_view(view), [], dash
+            return view, change_options(session, org_id) if view.can_change else [], dash
 
-    def _refresh(self, org_id: int) -> None:
-        self.view, self.options = self._read(org_id)
+    def _refresh(self, actor) -> None:
+        self.view, self.options, self.dash = self._read(actor.require_org(), actor.is_admin)
 
     @rx.event
     def load(self):
         self.error = self.message = self.busy = ""
-        self.change_open = self.cancel_open = False
+        self.change_open, self.cancel_step, self.details_open = False, "", False
         try:
             actor = self._actor()
             org_id = actor.require_org()
         except AppError as error:
             return self._signed_out(error)
-        self._refresh(org_id)
+        self._refresh(actor)
         live.watch(org_id, self.router.session.client_token, type(self))
         wanted = self.router.url.query_parameters.get("change", "")
         if wanted and actor.is_admin and self.view.can_change:
@@ -64,7 +70,7 @@ class BillingState(AuthState):
     def on_billing_changed(self):
         """Called by `live` when a webhook changed this org's billing."""
         try:
-            self._refresh(self._actor().require_org())
+            self._refresh(self._actor())
         except AppError:
             pass
 
@@ -84,13 +90,13 @@ class BillingState(AuthState):
             org_id = actor.require_org()
             limits.hit(limits.STRIPE_ORG, org_id)
             result = await asyncio.to_thread(fn, actor)
-            view, options = await asyncio.to_thread(self._read, org_id)
+            view, options, dash = await asyncio.to_thread(self._read, org_id, actor.is_admin)
         except AppError as error:
             async with self:
                 self.error, self.busy = error.message, ""
             return None, False
         async with self:
-            self.view, self.options, self.busy = view, options, ""
+            self.view, self.options, self.dash, self.busy = view, options, dash, ""
         return result, True
 
     @rx.event(background=True)
@@ -157,19 +163,6 @@ class BillingState(AuthState):
                     else f"Your plan changes to {change.to_plan} on {format_date(change.effective_at)}."
                 )
 
-    @rx.event
-    def set_cancel_open(self, value: bool):
-        self.cancel_open = value
-
-    @rx.event(background=True)
-    async def confirm_cancel(self, form: dict):
-        reason = form_text(form, "reason").strip()[:500] or None
-        _, ok = await self._act("cancel", lambda actor: cancel(actor, at_period_end=True, reason=reason))
-        if ok:
-            async with self:
-                self.cancel_open = False
-                self.message = "Your subscription will end at the end of the period. You can reactivate it until then."
-
     @rx.event(background=True)
     async def keep_current_plan(self):
         _, ok = await self._act("keep", cancel_scheduled_change)
@@ -228,33 +221,6 @@ def _change_dialog() -> rx.Component:
     )
 
 
-def _cancel_dialog() -> rx.Component:
-    return rx.alert_dialog.root(
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Cancel subscription?"),
-            rx.alert_dialog.description(
-                "Your plan stays active until ", V.renewal_date, ". You can reactivate it until then.", size="2"
-            ),
-            rx.form(
-                rx.vstack(
-                    rx.text_area(name="reason", placeholder="Why are you leaving? (optional)", width="100%", max_length=500),
-                    rx.hstack(
-                        rx.alert_dialog.cancel(rx.button("Keep subscription", variant="soft", color_scheme="gray", type="button")),
-                        rx.button("Cancel subscription", color_scheme="red", type="submit", loading=BillingState.busy == "cancel", id="confirm-cancel"),
-                        justify="end",
-                        width="100%",
-                    ),
-                    spacing="3",
-                    padding_top="1em",
-                ),
-                on_submit=BillingState.confirm_cancel,
-            ),
-        ),
-        open=BillingState.cancel_open,
-        on_open_change=BillingState.set_cancel_open,
-    )
-
-
 def _admin_actions() -> rx.Component:
     return rx.flex(
         rx.button(
@@ -264,7 +230,7 @@ def _admin_actions() -> rx.Component:
         rx.cond(V.can_change, rx.button("Change plan", variant="soft", on_click=BillingState.open_change(""), id="change-plan")),
         rx.cond(
             V.can_cancel,
-            rx.button("Cancel subscription", variant="soft", color_scheme="red", on_click=BillingState.set_cancel_open(True), id="cancel-subscription"),
+            rx.button("Cancel subscription", variant="soft", color_scheme="red", on_click=BillingState.start_cancel, id="cancel-subscription"),
         ),
         rx.cond(
             V.can_reactivate,
@@ -352,7 +318,7 @@ def _empty_state() -> rx.Component:
     return empty_state(
         "credit-card", "No subscription yet",
         rx.text("Pick a plan to get started.", color_scheme="gray"),
-        rx.link(rx.button("See plans"), href=routes.PRICING),
+        link_button("See plans", href=routes.PRICING),
         id="no-subscription",
     )
 
@@ -361,10 +327,23 @@ def _empty_state() -> rx.Component:
 def billing_page() -> rx.Component:
     return billing_frame(
         "Billing",
-        error_callout(rx.cond(BillingState.change_open, "", BillingState.error)),
+        dashboard_styles(),
+        error_callout(rx.cond(BillingState.change_open | BillingState.details_open | (BillingState.cancel_step != ""), "", BillingState.error)),
         info_callout(BillingState.message),
-        rx.cond(V.has_subscription, rx.vstack(_payment_problem_banner(), _summary(), width="100%", spacing="4"), _empty_state()),
+        rx.cond(
+            V.has_subscription,
+            rx.vstack(
+                _payment_problem_banner(),
+                rx.cond(AuthState.is_admin, paused_banner(BillingState)),
+                _summary(),
+                rx.cond(AuthState.is_admin, admin_sections(BillingState)),
+                width="100%",
+                spacing="4",
+            ),
+            _empty_state(),
+        ),
         seats_bar(),
         _change_dialog(),
-        _cancel_dialog(),
+        cancel_flow_dialog(BillingState, V.renewal_date),
+        details_dialog(BillingState),
     )

@@ -10,7 +10,7 @@ from billing_app import limits, routes
 from billing_app.auth import accounts
 from billing_app.billing.checkout import checkout_status
 from billing_app.billing.views import billing_view
-from billing_app.components.layout import page_frame
+from billing_app.components.layout import link_button, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.state import AuthState
@@ -145,7 +145,7 @@ def _panel(icon: str, color: str, title: str, *children) -> rx.Component:
 
 
 def _back_to_pricing() -> rx.Component:
-    return rx.link(rx.button("Back to pricing", variant="soft"), href=routes.PRICING)
+    return link_button("Back to pricing", href=routes.PRICING, variant="soft")
 
 
 @rx.page(route=routes.BILLING_CONFIRM, title="Confirming payment · Billing", on_load=ConfirmState.load)
@@ -158,7 +158,7 @@ def confirm_page() -> rx.Component:
                     "circle-check", "green", "Payment successful",
                     rx.text("You are on the ", rx.text.strong(ConfirmState.plan_name), " plan."),
                     rx.text(ConfirmState.renewal, color_scheme="gray", size="2"),
-                    rx.link(rx.button("Go to billing"), href=routes.BILLING),
+                    link_button("Go to billing", href=routes.BILLING),
                 )),
                 ("failed", _panel("circle-x", "red", "Payment failed",
                                   rx.text("Your payment did not go through. No plan was started."), _back_to_pricing())),

@@ -32,7 +32,7 @@ def home_page() -> rx.Component:
         rx.grid(
             _tile("Pricing", "Plans and prices", routes.PRICING, "tag"),
             _tile("Billing", "Your plan and its status", routes.BILLING, "credit-card"),
-            _tile("Payments", "Invoices and receipts", routes.PAYMENTS, "receipt"),
+            rx.cond(AuthState.is_admin, _tile("Payments", "Invoices and receipts", routes.PAYMENTS, "receipt")),
             _tile("Members", "Who is in this organization", routes.MEMBERS, "users"),
             columns=rx.breakpoints(initial="1", sm="2"),
             spacing="3",

@@ -231,8 +231,9 @@ class MembersState(AuthState):
 def _role_cell(member) -> rx.Component:
     return rx.cond(
         AuthState.is_admin,
-        rx.select(
-            ROLE_CHOICES,
+        rx.select.root(
+            rx.select.trigger(aria_label="Role of " + member.email),
+            rx.select.content(*[rx.select.item(choice, value=choice) for choice in ROLE_CHOICES]),
             value=member.role,
             on_change=lambda role: MembersState.change_role(member.user_id, role),
             size="2",
@@ -275,7 +276,11 @@ def _invite_form() -> rx.Component:
                 rx.flex(
                     rx.input(name="email", type="email", placeholder="colleague@company.com", required=True, flex="1",
                              min_width="12em", id="invite-email", aria_label="Email to invite"),
-                    rx.select(ROLE_CHOICES, name="role", default_value="member"),
+                    rx.select.root(
+                        rx.select.trigger(aria_label="Their role"),
+                        rx.select.content(*[rx.select.item(choice, value=choice) for choice in ROLE_CHOICES]),
+                        name="role", default_value="member",
+                    ),
                     rx.button("Invite", type="submit", id="invite", loading=MembersState.busy == "invite"),
                     spacing="2",
                     wrap="wrap",

@@ -10,7 +10,8 @@ import reflex as rx
 from billing_app import live, routes
 from billing_app.billing.payments import PaymentFilter, list_payments
 from billing_app.components.billing_ui import billing_frame, empty_state
-from billing_app.components.layout import error_callout
+from billing_app.components.forms import field_label, native_select
+from billing_app.components.layout import error_callout, link_button, scroll_region
 from billing_app.components.pagination import KeysetPages
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -31,11 +32,24 @@ class PaymentRow:
     date: str = ""
     description: str = ""
     amount: str = ""
+    breakdown: str = ""  # "$9.00 − $0.90 discount + $1.54 tax" when there is a discount or tax
     status: str = ""
     color: str = "gray"
     invoice_url: str = ""
     pdf_url: str = ""
     receipt_url: str = ""
+
+
+def _breakdown(p) -> str:
+    """What the amount is made of, when a discount or tax changed it."""
+    if not (p.discount or p.tax):
+        return ""
+    parts = [format_amount(p.subtotal if p.subtotal is not None else p.amount + p.discount - p.tax, p.currency)]
+    if p.discount:
+        parts.append(f"− {format_amount(p.discount, p.currency)} discount")
+    if p.tax:
+        parts.append(f"+ {format_amount(p.tax, p.currency)} tax")
+    return " ".join(parts)
 
 
 class PaymentsState(KeysetPages, AuthState):
@@ -63,6 +77,7 @@ class PaymentsState(KeysetPages, AuthState):
                 date=format_date(p.created),
                 description=p.description,
                 amount=format_amount(p.amount, p.currency),
+                breakdown=_breakdown(p),
                 status=STATUS_LABEL.get(p.status, p.status),
                 color=STATUS_COLOR.get(p.status, "gray"),
                 invoice_url=p.invoice_url or "",
@@ -114,17 +129,18 @@ class PaymentsState(KeysetPages, AuthState):
 def _filters() -> rx.Component:
     return rx.form(
         rx.flex(
-            rx.vstack(rx.text("From", size="1", weight="medium"), rx.input(type="date", name="start", id="filter-start"), spacing="1"),
-            rx.vstack(rx.text("To", size="1", weight="medium"), rx.input(type="date", name="end", id="filter-end"), spacing="1"),
+            rx.vstack(field_label("From", "filter-start"), rx.input(type="date", name="start", id="filter-start"), spacing="1"),
+            rx.vstack(field_label("To", "filter-end"), rx.input(type="date", name="end", id="filter-end"), spacing="1"),
             rx.vstack(
-                rx.text("Status", size="1", weight="medium"),
-                rx.select([ALL] + [s.value for s in PaymentStatus if s != PaymentStatus.PENDING], name="status", default_value=ALL),
+                field_label("Status", "filter-status"),
+                native_select("filter-status", "status", [(ALL, "All")] + [(s.value, STATUS_LABEL[s.value]) for s in PaymentStatus
+                                                                          if s != PaymentStatus.PENDING]),
                 spacing="1",
             ),
             rx.button("Apply", type="submit", id="apply-filters"),
             rx.button("Clear", type="reset", variant="soft", color_scheme="gray", on_click=PaymentsState.clear_filters),
             rx.spacer(),
-            rx.link(rx.button(rx.icon("download", size=16), "Export CSV", variant="outline", type="button"), href=PaymentsState.export_url, is_external=True, id="export-csv"),
+            link_button(rx.icon("download", size=16), "Export CSV", href=PaymentsState.export_url, is_external=True, variant="outline", id="export-csv"),
             spacing="3",
             align="end",
             wrap="wrap",
@@ -145,7 +161,7 @@ def _links(row) -> rx.Component:
 
 
 def _table() -> rx.Component:
-    return rx.box(
+    return scroll_region(
         rx.table.root(
             rx.table.header(
                 rx.table.row(*[rx.table.column_header_cell(h) for h in ("Date", "Description", "Amount", "Status", "Documents")])
@@ -156,8 +172,11 @@ def _table() -> rx.Component:
                     lambda row: rx.table.row(
                         rx.table.cell(row.date, white_space="nowrap"),
                         rx.table.cell(row.description),
-                        rx.table.cell(row.amount, white_space="nowrap"),
-                        rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft")),
+                        rx.table.cell(
+                            rx.text(row.amount, white_space="nowrap"),
+                            rx.cond(row.breakdown != "", rx.text(row.breakdown, size="1", color_scheme="gray", class_name="amount-breakdown")),
+                        ),
+                        rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft", high_contrast=True)),
                         rx.table.cell(_links(row)),
                         class_name="payment-row",
                     ),
@@ -166,8 +185,7 @@ def _table() -> rx.Component:
             width="100%",
             variant="surface",
         ),
-        overflow_x="auto",
-        width="100%",
+        "Payments",
     )
 
 

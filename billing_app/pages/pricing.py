@@ -11,7 +11,7 @@ from billing_app.billing.checkout import start_checkout
 from billing_app.billing.entitlements import count_members
 from billing_app.billing.views import PlanCard, pricing_view
 from billing_app.components.billing_ui import billing_frame
-from billing_app.components.layout import error_callout
+from billing_app.components.layout import error_callout, link_button
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.state import AuthState
@@ -90,7 +90,7 @@ def _action(plan, period, label: str = "Subscribe") -> rx.Component:
     busy = PricingState.pending_period_id == period.period_id
     return rx.cond(
         ~AuthState.is_authenticated,
-        rx.link(rx.button("Sign up", size="3", width="100%"), href=routes.REGISTER, width="100%"),
+        link_button("Sign up", href=routes.REGISTER, size="3", width="100%"),
         rx.cond(
             plan.is_current,
             rx.button("Current plan", size="3", width="100%", disabled=True, variant="soft"),
@@ -102,11 +102,8 @@ def _action(plan, period, label: str = "Subscribe") -> rx.Component:
                     rx.button("You have lifetime access", size="3", width="100%", disabled=True, variant="soft"),
                     rx.cond(
                         PricingState.has_subscription,
-                        rx.link(
-                            rx.button("Switch plan", size="3", width="100%", variant="outline"),
-                            href=routes.BILLING + "?change=" + period.period_id,
-                            width="100%",
-                        ),
+                        link_button("Switch plan", href=routes.BILLING + "?change=" + period.period_id, size="3", width="100%",
+                                    variant="outline"),
                         rx.button(
                             label,
                             size="3",

@@ -14,7 +14,7 @@ from reflex.experimental.client_state import ClientStateVar
 
 from billing_app import routes
 from billing_app.auth import api_tokens
-from billing_app.components.layout import error_callout, page_frame
+from billing_app.components.layout import error_callout, page_frame, scroll_region
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
@@ -139,7 +139,7 @@ def tokens_page() -> rx.Component:
             ),
             width="100%",
         ),
-        rx.box(
+        scroll_region(
             rx.table.root(
                 rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Name", "Token", "Created", "Last used", "Expires", "")])),
                 rx.table.body(
@@ -159,7 +159,6 @@ def tokens_page() -> rx.Component:
                 width="100%",
                 variant="surface",
             ),
-            overflow_x="auto",
-            width="100%",
+            "API tokens",
         ),
     )

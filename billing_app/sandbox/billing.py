@@ -7,16 +7,16 @@ emits the same events whichever door it came through.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import time
 
+from . import discounts as disc
 from . import objects as o
+from .dates import DAY, add_interval  # noqa: F401  (add_interval is used through this module too)
 from .errors import StripeError, card_declined, invalid, missing
 from .ids import gen_id
 from .store import Store
 
-DAY = 86400
 INCOMPLETE_EXPIRY = 23 * 3600
 
 FAILURES = {
@@ -39,19 +39,6 @@ def now_for(store: Store, customer_id: str | None) -> int:
         if clock:
             return clock["frozen_time"]
     return real_now()
-
-
-def add_interval(ts: int, interval: str, count: int, anchor_day: int | None = None) -> int:
-    d = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-    if interval == "day":
-        return ts + count * DAY
-    if interval == "week":
-        return ts + count * 7 * DAY
-    months = count if interval == "month" else 12 * count
-    m = d.month - 1 + months
-    year, month = d.year + m // 12, m % 12 + 1
-    day = min(anchor_day or d.day, calendar.monthrange(year, month)[1])
-    return int(d.replace(year=year, month=month, day=day).timestamp())
 
 
 def period_end_for(start: int, price: dict, anchor: int | None = None) -> int:
@@ -149,8 +136,13 @@ def decline_error(pi: dict | None, ch: dict | None) -> StripeError:
 
 # --- invoices ----------------------------------------------------------------------------------------
 def new_invoice(store: Store, cust: dict, currency: str, line_specs: list[dict], billing_reason: str, now: int,
-                sub: dict | None = None, period: tuple[int, int] | None = None) -> dict:
-    """Create a draft invoice; each line spec: amount, description, price, quantity, period, proration, item."""
+                sub: dict | None = None, period: tuple[int, int] | None = None, discounts: list[dict] | None = None,
+                tax: bool = False) -> dict:
+    """Create a draft invoice; each line spec: amount, description, price, quantity, period, proration, item.
+
+    A subscription's invoice is priced with its live discounts and its automatic tax; another
+    invoice with the `discounts` and `tax` given.
+    """
     inv_id = gen_id("in")
     lines = []
     for spec in line_specs:
@@ -168,6 +160,11 @@ def new_invoice(store: Store, cust: dict, currency: str, line_specs: list[dict],
             sub_item_id=spec.get("item"), proration=spec.get("proration", False), invoice_item=spec.get("invoice_item")))
     p0, p1 = period or (now, now)
     inv = o.invoice(inv_id, now, cust, currency, lines, billing_reason, store.base_url, sub=sub, period_start=p0, period_end=p1)
+    if sub is not None:
+        disc.end_finished_discounts(store, sub, now)
+        discounts, tax = disc.live_discounts(store, sub["discounts"], now), bool(sub["automatic_tax"]["enabled"])
+    if discounts or tax:
+        disc.price_invoice(store, inv, discounts or [], cust, tax)
     # Credit from the customer's balance (negative balance = credit) is applied first.
     if cust["balance"] < 0 and inv["total"] > 0:
         used = min(-cust["balance"], inv["total"])
@@ -185,6 +182,7 @@ def new_invoice(store: Store, cust: dict, currency: str, line_specs: list[dict],
     store.emit("invoice.created", inv)
     if sub:
         sub["latest_invoice"] = inv["id"]
+        disc.use_up_once_discounts(store, sub, inv)
     return inv
 
 
@@ -469,8 +467,13 @@ def _pending_item(store, sub, price, amount, desc, period, now, item_id):
 def start_subscription(store: Store, cust: dict, items: list[tuple[dict, int]], now: int, *, pm: dict | None,
                        trial_days: int | None = None, trial_end: int | None = None, metadata: dict | None = None,
                        missing_pm: str = "create_invoice", description: str | None = None,
-                       payment_behavior: str = "allow_incomplete", cancel_at_period_end: bool = False):
-    """Create a subscription and its first invoice; returns (subscription, invoice, ok)."""
+                       payment_behavior: str = "allow_incomplete", cancel_at_period_end: bool = False,
+                       discounts: list | None = None, automatic_tax: bool = False):
+    """Create a subscription and its first invoice; returns (subscription, invoice, ok).
+
+    `discounts`: (kind, value) pairs from `discounts.from_params` (a "discount" pair carries an
+    existing discount object, e.g. Checkout's); they apply from the first invoice.
+    """
     prices = [p for p, _ in items]
     currency = prices[0]["currency"]
     for p in prices:
@@ -489,7 +492,18 @@ def start_subscription(store: Store, cust: dict, items: list[tuple[dict, int]], 
                          trial_start=now if trialing else None, trial_end=trial_end if trialing else None,
                          test_clock=cust.get("test_clock"), missing_payment_method=missing_pm, description=description,
                          billing_cycle_anchor=end if trialing else now)
+    if automatic_tax:
+        sub["automatic_tax"] = {"enabled": True, "liability": {"account": None, "type": "self"}, "disabled_reason": None}
     store.put(sub)
+    for kind, value in discounts or []:
+        if kind == "discount":
+            value["subscription"] = sub["id"]
+            sub["discounts"].append(value["id"])
+        elif kind == "coupon":
+            sub["discounts"].append(disc.new_discount(store, cust["id"], value, now, sub=sub)["id"])
+        else:
+            c = store.get("coupon", value["promotion"]["coupon"])
+            sub["discounts"].append(disc.new_discount(store, cust["id"], c, now, promo=value, sub=sub)["id"])
     if trialing:
         lines = trial_lines(store, sub, (now, end))
         store.emit("customer.subscription.created", sub)
@@ -628,6 +642,9 @@ def next_milestone(store: Store, sub: dict):
     pc = sub.get("pause_collection")
     if pc and pc.get("resumes_at"):
         cands.append((pc["resumes_at"], "unpause"))
+    for d in disc.live_discounts(store, sub.get("discounts") or [], 0):
+        if d["end"] is not None:
+            cands.append((d["end"], "end_discount"))
     return min(cands) if cands else None
 
 
@@ -658,6 +675,8 @@ def run_until(store: Store, sub: dict, target: int) -> None:
             prev = sub["pause_collection"]
             sub["pause_collection"] = None
             store.emit("customer.subscription.updated", sub, {"pause_collection": prev})
+        elif action == "end_discount":
+            disc.end_finished_discounts(store, sub, at)
 
 
 # --- plan changes and prorations ----------------------------------------------------------------

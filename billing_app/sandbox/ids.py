@@ -28,6 +28,9 @@ PREFIXES = {
     "clock": "test_helpers.test_clock",
     "evt": "event",
     "we": "webhook_endpoint",
+    "promo": "promotion_code",
+    "di": "discount",
+    "txi": "tax_id",
 }
 
 

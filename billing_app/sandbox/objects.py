@@ -318,6 +318,62 @@ def refund(id_, now, amount, ch, reason=None, metadata=None):
     }
 
 
+# --- coupons, promotion codes, discounts, tax ids ----------------------------------------------
+def coupon(id_, now, duration, **f):
+    return {
+        "id": id_, "object": "coupon", "amount_off": f.get("amount_off"), "applies_to": None, "created": now,
+        "currency": f.get("currency"), "duration": duration, "duration_in_months": f.get("duration_in_months"),
+        "livemode": False, "max_redemptions": f.get("max_redemptions"), "metadata": f.get("metadata", {}),
+        "name": f.get("name"), "percent_off": f.get("percent_off"), "redeem_by": f.get("redeem_by"),
+        "times_redeemed": 0, "valid": True,
+    }
+
+
+def real_now() -> int:
+    return int(time.time())
+
+
+def coupon_valid(c: dict, at: int | None = None) -> bool:
+    """Can it still be applied: not deleted, not past `redeem_by`, redemptions left."""
+    at = real_now() if at is None else at
+    if c.get("_deleted"):
+        return False
+    if c.get("redeem_by") and c["redeem_by"] <= at:
+        return False
+    return not (c.get("max_redemptions") is not None and c["times_redeemed"] >= c["max_redemptions"])
+
+
+def promotion_code(id_, now, code, coupon_id, **f):
+    return {
+        "id": id_, "object": "promotion_code", "active": f.get("active", True), "code": code, "created": now,
+        "customer": f.get("customer"), "customer_account": None, "expires_at": f.get("expires_at"), "livemode": False,
+        "max_redemptions": f.get("max_redemptions"), "metadata": f.get("metadata", {}),
+        "promotion": {"coupon": coupon_id, "type": "coupon"},
+        "restrictions": {"first_time_transaction": bool(f.get("first_time_transaction")), "minimum_amount": f.get("minimum_amount"),
+                         "minimum_amount_currency": f.get("minimum_amount_currency")},
+        "times_redeemed": 0,
+    }
+
+
+def discount(id_, now, customer_id, coupon_id, *, end=None, subscription=None, promotion_code=None, checkout_session=None,
+             invoice=None):
+    return {
+        "id": id_, "object": "discount", "checkout_session": checkout_session, "customer": customer_id,
+        "customer_account": None, "end": end, "invoice": invoice, "invoice_item": None, "promotion_code": promotion_code,
+        "source": {"coupon": coupon_id, "type": "coupon"}, "start": now, "subscription": subscription, "subscription_item": None,
+    }
+
+
+def tax_id(id_, now, customer_id, type_, value, country, verification_status):
+    return {
+        "id": id_, "object": "tax_id", "country": country, "created": now, "customer": customer_id, "customer_account": None,
+        "livemode": False, "owner": {"account": None, "application": None, "customer": customer_id, "customer_account": None,
+                                     "type": "customer"},
+        "type": type_, "value": value,
+        "verification": {"status": verification_status, "verified_address": None, "verified_name": None},
+    }
+
+
 # --- portal, clocks, events --------------------------------------------------------------------
 def portal_configuration(id_, now, features, **f):
     return {
@@ -386,6 +442,8 @@ def render(store, obj: dict) -> dict:
             _embed_price(store, item)
     elif kind == "subscription_item":
         _embed_price(store, out)
+    elif kind == "coupon":
+        out["valid"] = coupon_valid(obj)
     elif kind == "item":
         p = store.get("price", out["price"])
         if p:
@@ -412,6 +470,7 @@ EXPANDABLE = {
     "invoice", "latest_invoice", "payment_intent", "latest_charge", "charge", "configuration", "test_clock",
     "line_items", "payments", "pending_setup_intent", "setup_intent", "schedule", "default_source", "on_behalf_of",
     "application", "balance_transaction", "review", "source", "discounts", "invoice_item", "payment_link",
+    "coupon", "promotion_code", "discount",
 }
 
 
@@ -449,6 +508,12 @@ def _expand_path(store, node, parts, full):
         if target is None:
             raise invalid(f"This property cannot be expanded ({full}).", "expand")
         node[key] = value = render(store, target)
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        # A list of ids (a subscription's or an invoice's `discounts`): each one expanded.
+        found = [store.find(v) for v in value]
+        if any(t is None for t in found):
+            raise invalid(f"This property cannot be expanded ({full}).", "expand")
+        node[key] = value = [render(store, t) for t in found]
     if rest and value is not None:
         _expand_path(store, value, rest, full)
 
@@ -459,6 +524,9 @@ def _virtual(store, node, key):
         stored = store.get("checkout.session", node["id"])
         items = [render(store, i) for i in stored.get("_line_items", [])]
         return list_object(items, f"/v1/checkout/sessions/{node['id']}/line_items")
+    if node.get("object") == "customer" and key == "tax_ids":
+        ids = [render(store, t) for t in store.all("tax_id") if t["customer"] == node["id"]]
+        return list_object(sorted(ids, key=lambda t: t["created"]), f"/v1/customers/{node['id']}/tax_ids")
     if node.get("object") == "invoice" and key == "payments":
         pays = [render(store, p) for p in store.all("invoice_payment") if p["invoice"] == node["id"]]
         return list_object(pays, f"/v1/invoice_payments?invoice={node['id']}")

@@ -18,7 +18,9 @@ from starlette.routing import Route
 from . import billing as b
 from .errors import StripeError
 
+from . import discounts as disc
 from .resources import checkout as checkout_res
+from .resources import customers as cust_res
 from .resources import subscriptions as subs_res
 from .resources.portal import default_configuration, quantity_bounds
 
@@ -35,6 +37,7 @@ button.secondary{background:#fff;color:#3c4257;border:1px solid #cfd7df}button.d
 .error{background:#fdecee;color:#a41c2c;border:1px solid #f5c2c9;border-radius:6px;padding:10px 12px;margin:12px 0}
 .notice{background:#e8f6ee;color:#0e6245;border:1px solid #b7e4c7;border-radius:6px;padding:10px 12px;margin:12px 0}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;background:#eef0f3;font-size:12px}.total{font-weight:600;font-size:18px}
+fieldset{border:1px solid #e3e8ee;border-radius:8px;margin:16px 0 0;padding:4px 14px 14px}legend{font-size:13px;color:#3c4257;padding:0 4px}
 a{color:#635bff}.banner{background:#fff3cd;color:#6b4e00;text-align:center;font-size:12px;padding:4px}
 """
 
@@ -73,7 +76,7 @@ def routes(sb) -> list[Route]:
     def base(request):
         store.base_url = sb.base_url(request)
 
-    def checkout_body(cs, error=None, email=""):
+    def checkout_body(cs, error=None, email="", form=None):
         def qty(li):
             aq = li.get("adjustable_quantity")
             if not aq or cs["status"] != "open":
@@ -89,7 +92,14 @@ def routes(sb) -> list[Route]:
         trial = cs["_subscription_data"].get("trial_period_days")
         head = (f"<h1>{'Subscribe' if cs['mode'] == 'subscription' else 'Pay'}</h1>"
                 f"<p class=muted>Checkout session {E(cs['id'][:24])}…</p>")
-        summary = (f"<table><tr><th>Item</th><th class=r>Qty</th><th class=r>Amount</th></tr>{items}"
+        td = cs.get("total_details") or {}
+        extra = ""
+        if td.get("amount_discount"):
+            extra += (f"<tr><td colspan=2>Discount</td><td class=r id=discount>"
+                      f"-{E(b.money(td['amount_discount'], cs['currency']))}</td></tr>")
+        if td.get("amount_tax"):
+            extra += f"<tr><td colspan=2>Tax</td><td class=r id=tax>{E(b.money(td['amount_tax'], cs['currency']))}</td></tr>"
+        summary = (f"<table><tr><th>Item</th><th class=r>Qty</th><th class=r>Amount</th></tr>{items}{extra}"
                    f"<tr><td colspan=2 class=total>Total due today</td><td class='r total' id=total>"
                    f"{E(b.money(0 if trial else cs['amount_total'], cs['currency']))}</td></tr></table>")
         if trial:
@@ -104,8 +114,32 @@ def routes(sb) -> list[Route]:
         cancel = f"<a id=cancel href='{E(cs['cancel_url'])}'>← Cancel and go back</a>" if cs["cancel_url"] else ""
         label = "Start trial" if trial else ("Subscribe" if cs["mode"] == "subscription" else "Pay")
         return (f"<div class=card>{head}{summary}</div><div class=card>{err}"
-                f"<form id=pay method=post action='/checkout/{E(cs['id'])}'>{email_field}{name_field}{card_fields()}"
-                f"<button type=submit id=submit>{label}</button></form><p>{cancel}</p></div>")
+                f"<form id=pay method=post action='/checkout/{E(cs['id'])}'>{email_field}{name_field}{billing_fields(cs, form or {})}"
+                f"{card_fields()}<button type=submit id=submit>{label}</button></form><p>{cancel}</p></div>")
+
+    def billing_fields(cs, form):
+        """What the session asks for besides the card: address, business and tax ID, a promotion code."""
+        v = lambda k: E(form.get(k, ""))  # noqa: E731
+        out = ""
+        if checkout_res.needs_address(cs) or cs.get("billing_address_collection") == "auto":
+            out += ("<fieldset><legend>Billing address</legend>"
+                    f"<label for=address_line1>Address</label><input id=address_line1 name=address_line1 value='{v('address_line1')}' autocomplete=address-line1>"
+                    f"<div class=row><div><label for=address_city>City</label><input id=address_city name=address_city value='{v('address_city')}'></div>"
+                    f"<div><label for=address_postal_code>Postal code</label><input id=address_postal_code name=address_postal_code value='{v('address_postal_code')}'></div></div>"
+                    f"<div class=row><div><label for=address_state>State or region</label><input id=address_state name=address_state value='{v('address_state')}'></div>"
+                    f"<div><label for=address_country>Country (2-letter code)</label><input id=address_country name=address_country "
+                    f"value='{v('address_country') or 'US'}' maxlength=2 autocomplete=country></div></div></fieldset>")
+        if cs["tax_id_collection"]["enabled"]:
+            out += ("<fieldset><legend>Purchasing as a business (optional)</legend>"
+                    f"<label for=business_name>Business name</label><input id=business_name name=business_name value='{v('business_name')}'>"
+                    "<div class=row><div><label for=tax_id_type>Tax ID type</label><select id=tax_id_type name=tax_id_type>"
+                    "<option value=eu_vat>EU VAT</option><option value=gb_vat>UK VAT</option><option value=us_ein>US EIN</option>"
+                    "<option value=ch_vat>Swiss VAT</option><option value=au_abn>Australian ABN</option></select></div>"
+                    f"<div><label for=tax_id_value>Tax ID</label><input id=tax_id_value name=tax_id_value value='{v('tax_id_value')}'></div></div></fieldset>")
+        if cs.get("allow_promotion_codes"):
+            out += (f"<label for=promotion_code>Promotion code</label><input id=promotion_code name=promotion_code "
+                    f"value='{v('promotion_code')}' autocomplete=off>")
+        return out
 
     async def checkout_get(request: Request):
         with store.lock:
@@ -126,16 +160,23 @@ def routes(sb) -> list[Route]:
             checkout_res.expire_if_due(store, cs)
             card = (form.get("card_number") or "").replace(" ", "").replace("-", "")
             if not card:
-                return page("Checkout", checkout_body(cs, "Enter a card number.", form.get("email", "")), 400)
+                return page("Checkout", checkout_body(cs, "Enter a card number.", form.get("email", ""), form), 400)
             if not (card in b.o.CARDS):
                 return page("Checkout", checkout_body(cs, "Your card number is invalid. Use a Stripe test card, e.g. 4242 4242 4242 4242.",
-                                                      form.get("email", "")), 400)
+                                                      form.get("email", ""), form), 400)
+            address = {k[8:]: v for k, v in form.items() if k.startswith("address_") and v} or None
+            if checkout_res.needs_address(cs) and not (address and address.get("line1") and address.get("country")):
+                return page("Checkout", checkout_body(cs, "Enter your billing address.", form.get("email", ""), form), 400)
+            tax_id = {"type": form.get("tax_id_type") or "eu_vat", "value": form["tax_id_value"]} if form.get("tax_id_value") else None
             try:
                 if form.get("quantity"):
                     checkout_res.set_quantity(cs, form["quantity"])
-                checkout_res.complete(store, cs, card, form.get("email") or None, form.get("name") or None)
+                checkout_res.complete(store, cs, card, form.get("email") or None, form.get("name") or None,
+                                      promotion_code=form.get("promotion_code") or None, address=address,
+                                      business_name=form.get("business_name") or None, tax_id=tax_id)
             except StripeError as exc:
-                return page("Checkout", checkout_body(cs, exc.message, form.get("email", "")), exc.status)
+                message = "That tax ID is not valid." if exc.code == "tax_id_invalid" else exc.message
+                return page("Checkout", checkout_body(cs, message, form.get("email", ""), form), exc.status)
             store.touch()
             target = cs["success_url"].replace("{CHECKOUT_SESSION_ID}", cs["id"])
         return RedirectResponse(target, 303)
@@ -155,7 +196,7 @@ def routes(sb) -> list[Route]:
         flow = sess.get("flow") or {}
         ftype = flow.get("type")
         subs = [s for s in store.all("subscription") if s["customer"] == cust["id"] and s["status"] not in ("canceled", "incomplete_expired")]
-        if ftype in ("subscription_cancel", "subscription_update", "subscription_update_confirm"):
+        if ftype in ("subscription_cancel", "subscription_pause", "subscription_update", "subscription_update_confirm"):
             sub_id = flow[ftype]["subscription"]
             subs = [s for s in subs if s["id"] == sub_id]
         bp = cfg.get("business_profile") or {}
@@ -169,7 +210,7 @@ def routes(sb) -> list[Route]:
             parts.append(f"<a id=return href='{E(sess['return_url'])}'>← Return to the app</a>")
         parts.append("</div>")
         show_all = ftype is None
-        if ftype != "payment_method_update":
+        if ftype not in ("payment_method_update", "customer_update"):
             parts.append("<div class=card><h2>Current plan</h2>")
             if not subs:
                 parts.append("<p class=muted id=no-subscription>No active subscription.</p>")
@@ -185,13 +226,8 @@ def routes(sb) -> list[Route]:
                 parts.append(f"<form method=post action='/portal/{bid}/payment_method'>{card_fields('New card')}"
                              "<button type=submit id=update-payment-method>Update payment method</button></form>")
             parts.append("</div>")
-        if show_all and f["customer_update"]["enabled"]:
-            allowed = f["customer_update"]["allowed_updates"]
-            fields = "".join(f"<label for=cu_{k}>{k.title()}</label><input id=cu_{k} name={k} value='{E(cust.get(k) or '')}'>"
-                             for k in ("email", "name", "phone") if k in allowed)
-            if fields:
-                parts.append(f"<div class=card><h2>Billing information</h2><form method=post action='/portal/{bid}/customer'>{fields}"
-                             "<button type=submit class=secondary id=update-customer>Save</button></form></div>")
+        if (show_all or ftype == "customer_update") and f["customer_update"]["enabled"]:
+            parts.append(billing_info(cust, f["customer_update"]["allowed_updates"], bid))
         if show_all and f["invoice_history"]["enabled"]:
             invs = sorted([i for i in store.all("invoice") if i["customer"] == cust["id"] and i["status"] != "draft"],
                           key=lambda i: (i["created"], i["_seq"]), reverse=True)
@@ -202,6 +238,61 @@ def routes(sb) -> list[Route]:
                 for i in invs)
             parts.append(f"<div class=card><h2>Invoice history</h2><table id=invoices>{rows or '<tr><td class=muted>No invoices yet.</td></tr>'}</table></div>")
         return "".join(parts)
+
+    def billing_info(cust, allowed, bid):
+        labels = {"email": "Billing email", "name": "Name or company", "phone": "Phone"}
+        fields = "".join(f"<label for=cu_{k}>{labels[k]}</label><input id=cu_{k} name={k} value='{E(cust.get(k) or '')}'>"
+                         for k in ("email", "name", "phone") if k in allowed)
+        if "address" in allowed:
+            a = cust.get("address") or {}
+            names = {"line1": "Address line 1", "line2": "Address line 2", "city": "City", "state": "State or region",
+                     "postal_code": "Postal code", "country": "Country (2-letter code)"}
+            fields += "".join(f"<label for=cu_address_{k}>{v}</label><input id=cu_address_{k} name=address_{k} value='{E(a.get(k) or '')}'>"
+                              for k, v in names.items())
+        out = [f"<div class=card><h2>Billing information</h2>"]
+        if fields:
+            out.append(f"<form method=post action='/portal/{bid}/customer'>{fields}"
+                       "<button type=submit class=secondary id=update-customer>Save</button></form>")
+        if "tax_id" in allowed:
+            ids = [t for t in store.all("tax_id") if t["customer"] == cust["id"]]
+            rows = "".join(f"<li class=tax-id>{E(t['type'])} {E(t['value'])} <form method=post action='/portal/{bid}/tax_id_delete' style=display:inline>"
+                           f"<input type=hidden name=tax_id value='{E(t['id'])}'><button type=submit class=secondary "
+                           f"aria-label='Remove tax ID {E(t['value'])}'>Remove</button></form></li>" for t in ids)
+            out.append(f"<h2>Tax IDs</h2><ul id=tax-ids>{rows or '<li class=muted>None</li>'}</ul>"
+                       f"<form method=post action='/portal/{bid}/tax_id_add'><label for=tax_id_type>Tax ID type</label>"
+                       "<select id=tax_id_type name=type><option value=eu_vat>EU VAT</option><option value=gb_vat>UK VAT</option>"
+                       "<option value=us_ein>US EIN</option><option value=ch_vat>Swiss VAT</option><option value=au_abn>Australian ABN</option></select>"
+                       "<label for=tax_id_value>Tax ID</label><input id=tax_id_value name=value placeholder='DE123456789'>"
+                       "<button type=submit class=secondary id=add-tax-id>Add tax ID</button></form>")
+        out.append("</div>")
+        return "".join(out)
+
+    def pause_form(s, cfg, bid, label="Pause payments"):
+        hidden = f"<input type=hidden name=subscription value='{E(s['id'])}'>"
+        duration = cfg["features"]["subscription_pause"]["duration"]
+        options = duration.get("interval_options") or []
+        choices = "".join(
+            f"<option value='{o['interval_count']} {o['interval']}'>{o['interval_count']} {o['interval']}{'s' if o['interval_count'] > 1 else ''}</option>"
+            for o in options)
+        select = (f"<label for=pause_for>Pause for</label><select id=pause_for name=pause_for>{choices}</select>"
+                  if duration.get("type") == "interval_options" and choices else "")
+        return (f"<form method=post action='/portal/{bid}/pause'>{hidden}{select}<p class=muted>No payments are taken while paused; "
+                "the plan resumes by itself.</p>"
+                f"<button type=submit class=secondary id=pause>{E(label)}</button></form>")
+
+    def retention_offer(s, flow, bid):
+        """The coupon offered before a cancellation (flow_data[subscription_cancel][retention])."""
+        retention = (flow.get("subscription_cancel") or {}).get("retention") or {}
+        coupon_id = (retention.get("coupon_offer") or {}).get("coupon")
+        c = store.get("coupon", coupon_id) if coupon_id else None
+        if c is None or not disc.coupon_valid(c):
+            return ""
+        if any((store.get("discount", d) or {}).get("source", {}).get("coupon") == coupon_id for d in s["discounts"]):
+            return ""  # already taken
+        hidden = f"<input type=hidden name=subscription value='{E(s['id'])}'>"
+        return (f"<div class=notice id=retention-offer><b>Before you go: {E(c.get('name') or disc.describe(c))}</b>"
+                f"<p>{E(disc.describe(c))} if you stay.</p><form method=post action='/portal/{bid}/accept_retention'>{hidden}"
+                "<button type=submit id=accept-offer>Accept offer</button></form></div>")
 
     def sub_block(s, cfg, bid, ftype, flow):
         f = cfg["features"]
@@ -217,20 +308,34 @@ def routes(sb) -> list[Route]:
             out.append(f"<p class=notice id=cancel-notice>Your plan will be canceled on {date(s['cancel_at'])}.</p>")
         elif s["status"] in ("active", "past_due", "trialing"):
             out.append(f"<p class=muted>Renews {date(end)}</p>")
-        if s.get("pause_collection"):
-            out.append("<p class=notice id=pause-notice>Payment collection is paused.</p>")
+        pc = s.get("pause_collection")
+        if pc:
+            until = f" until {date(pc['resumes_at'])}" if pc.get("resumes_at") else ""
+            out.append(f"<p class=notice id=pause-notice>Payment collection is paused{until}.</p>")
+        for d in disc.live_discounts(store, s["discounts"], b.now_for(store, s["customer"])):
+            c = store.get("coupon", d["source"]["coupon"])
+            ends = f" (until {date(d['end'])})" if d["end"] else ""
+            out.append(f"<p class=muted data-discount>{E(c.get('name') or disc.describe(c))}{ends}</p>")
         hidden = f"<input type=hidden name=subscription value='{sid}'>"
         if s["status"] == "paused":
             out.append(f"<form method=post action='/portal/{bid}/resume'>{hidden}<button type=submit id=resume>Resume subscription</button></form>")
+        can_pause = f["subscription_pause"]["enabled"] and s["status"] in ("active", "trialing") and not pc
+        if ftype == "subscription_pause" and can_pause:
+            out.append(pause_form(s, cfg, bid))
         if ftype in (None, "subscription_cancel") and f["subscription_cancel"]["enabled"] and s["status"] != "paused":
             if s["cancel_at_period_end"] and ftype is None:
                 out.append(f"<form method=post action='/portal/{bid}/renew'>{hidden}<button type=submit id=renew>Don't cancel (renew plan)</button></form>")
             elif not s["cancel_at_period_end"]:
+                if ftype == "subscription_cancel":
+                    out.append(retention_offer(s, flow, bid))
+                    if can_pause:
+                        out.append("<h2>Pause instead</h2>" + pause_form(s, cfg, bid, "Pause instead"))
                 reason = ""
                 cr = f["subscription_cancel"]["cancellation_reason"]
                 if cr["enabled"]:
                     opts = "".join(f"<option value='{E(o)}'>{E(o.replace('_', ' '))}</option>" for o in cr["options"])
-                    reason = f"<label for=reason>Why are you canceling?</label><select id=reason name=reason><option value=''>—</option>{opts}</select>"
+                    reason = (f"<label for=reason>Why are you canceling?</label><select id=reason name=reason><option value=''>—</option>{opts}</select>"
+                              "<label for=comment>Anything else? (optional)</label><input id=comment name=comment maxlength=500>")
                 when = "immediately" if f["subscription_cancel"]["mode"] == "immediately" else f"at the end of the period ({date(end)})"
                 out.append(f"<form method=post action='/portal/{bid}/cancel'>{hidden}{reason}<p class=muted>Your plan will be canceled {E(when)}.</p>"
                            f"<button type=submit class=danger id=cancel-subscription>Cancel plan</button></form>")
@@ -256,10 +361,10 @@ def routes(sb) -> list[Route]:
             out.append(f"<form method=post action='/portal/{bid}/confirm_update'>{hidden}<p>New plan: <b>{E(desc)}</b></p>"
                        "<button type=submit id=confirm-update>Confirm</button></form>")
         if ftype is None and f["subscription_pause"]["enabled"] and s["status"] in ("active", "trialing"):
-            if s.get("pause_collection"):
+            if pc:
                 out.append(f"<form method=post action='/portal/{bid}/unpause'>{hidden}<button type=submit class=secondary id=unpause>Resume payments</button></form>")
             else:
-                out.append(f"<form method=post action='/portal/{bid}/pause'>{hidden}<button type=submit class=secondary id=pause>Pause payments</button></form>")
+                out.append(pause_form(s, cfg, bid))
         out.append("</div>")
         return "".join(out)
 
@@ -308,14 +413,15 @@ def routes(sb) -> list[Route]:
             need("subscription_cancel")
             sub = own_sub(form, cust)
             feedback = form.get("reason") or None
+            comment = (form.get("comment") or "").strip()[:500] or None
             if f["subscription_cancel"]["mode"] == "immediately":
-                b.cancel_now(store, sub, b.now_for(store, cust["id"]), feedback=feedback,
+                b.cancel_now(store, sub, b.now_for(store, cust["id"]), feedback=feedback, comment=comment,
                              prorate=f["subscription_cancel"]["proration_behavior"] != "none",
                              invoice_now=f["subscription_cancel"]["proration_behavior"] == "always_invoice")
                 return "Your plan has been canceled."
             params = {"cancel_at_period_end": "true"}
-            if feedback:
-                params["cancellation_details"] = {"feedback": feedback}
+            if feedback or comment:
+                params["cancellation_details"] = {k: v for k, v in {"feedback": feedback, "comment": comment}.items() if v}
             subs_res.update(store, sub, params)
             return f"Your plan will be canceled on {date(sub['cancel_at'])}."
         if action == "renew":
@@ -375,18 +481,61 @@ def routes(sb) -> list[Route]:
             return "Your payment method has been updated."
         if action == "customer":
             need("customer_update")
-            before = {k: cust.get(k) for k in ("email", "name", "phone")}
-            for k in f["customer_update"]["allowed_updates"]:
-                if k in form and k in before:
+            allowed = f["customer_update"]["allowed_updates"]
+            if "email" in allowed and "email" in form:
+                cust_res.check_email(form["email"])
+            address = None
+            if "address" in allowed and any(k.startswith("address_") for k in form):
+                address = cust_res.clean_address({k[8:]: v for k, v in form.items() if k.startswith("address_")})
+            before = {k: cust.get(k) for k in ("email", "name", "phone", "address")}
+            for k in allowed:
+                if k in form and k in before and k != "address":
                     cust[k] = form[k] or None
+            if "address" in allowed and any(k.startswith("address_") for k in form):
+                cust["address"] = address
             prev = {k: v for k, v in before.items() if cust.get(k) != v}
             if prev:
                 store.emit("customer.updated", cust, prev)
             return "Your billing information has been saved."
+        if action == "tax_id_add":
+            need("customer_update")
+            if "tax_id" not in f["customer_update"]["allowed_updates"]:
+                raise StripeError(400, "invalid_request_error", None, "This portal does not allow tax ID changes.")
+            disc.add_tax_id(store, cust, form.get("type") or "eu_vat", form.get("value") or "", b.now_for(store, cust["id"]))
+            return "Your tax ID has been added."
+        if action == "tax_id_delete":
+            need("customer_update")
+            t = store.get("tax_id", form.get("tax_id", ""))
+            if t is None or t["customer"] != cust["id"]:
+                raise StripeError(404, "invalid_request_error", "resource_missing", "That tax ID is not yours.")
+            store.delete("tax_id", t["id"])
+            store.emit("customer.tax_id.deleted", t)
+            return "Your tax ID has been removed."
         if action == "pause":
             need("subscription_pause")
-            subs_res.update(store, own_sub(form, cust), {"pause_collection": {"behavior": "void"}})
-            return "Payments are paused."
+            sub = own_sub(form, cust)
+            params = {"behavior": "void"}
+            if form.get("pause_for"):
+                count, interval = form["pause_for"].split(" ", 1)
+                allowed = {f"{o['interval_count']} {o['interval']}" for o in f["subscription_pause"]["duration"].get("interval_options") or []}
+                if form["pause_for"] not in allowed:
+                    raise StripeError(400, "invalid_request_error", None, "That pause duration is not offered.")
+                params["resumes_at"] = b.add_interval(b.now_for(store, cust["id"]), interval, int(count))
+            subs_res.update(store, sub, {"pause_collection": params})
+            until = f" until {date(params['resumes_at'])}" if params.get("resumes_at") else ""
+            return f"Payments are paused{until}."
+        if action == "accept_retention":
+            need("subscription_cancel")
+            sub = own_sub(form, cust)
+            flow = sess.get("flow") or {}
+            coupon_id = (((flow.get("subscription_cancel") or {}).get("retention") or {}).get("coupon_offer") or {}).get("coupon")
+            if not coupon_id or flow["subscription_cancel"]["subscription"] != sub["id"]:
+                raise StripeError(400, "invalid_request_error", None, "There is no offer in this session.")
+            if any((store.get("discount", d) or {}).get("source", {}).get("coupon") == coupon_id for d in sub["discounts"]):
+                raise StripeError(400, "invalid_request_error", None, "This offer has already been applied.")
+            keep = [{"discount": d} for d in sub["discounts"]]
+            subs_res.update(store, sub, {"discounts": keep + [{"coupon": coupon_id}]})
+            return "The offer has been applied to your plan. Thank you for staying!"
         if action == "unpause":
             subs_res.update(store, own_sub(form, cust), {"pause_collection": ""})
             return "Payments have resumed."

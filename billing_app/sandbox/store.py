@@ -109,7 +109,10 @@ class Store:
 
     def find(self, id_: str) -> dict | None:
         kind = type_of_id(id_)
-        return self.get(kind, id_) if kind else None
+        if kind:
+            return self.get(kind, id_)
+        # Coupon ids are the merchant's own (or 8 random characters): no prefix to go by.
+        return self.get("coupon", id_) if isinstance(id_, str) else None
 
     def delete(self, kind: str, id_: str) -> None:
         self.objects.get(kind, {}).pop(id_, None)

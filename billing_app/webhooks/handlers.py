@@ -12,10 +12,22 @@ Any other type is stored and ignored (answered 200, marked processed).
 
 from __future__ import annotations
 
-# Every one of these carries in data.object a checkout session, a subscription, an invoice or
-# a charge: each names its customer in the same `customer` field (tests/webhooks checks the
-# names against the Stripe SDK's own list of event types).
+# Every one of these carries in data.object a checkout session, a subscription, an invoice, a
+# charge, a discount, a tax ID or a payment method, each naming its customer in the same `customer`
+# field, or the customer itself (tests/webhooks checks the names against the Stripe SDK's own list
+# of event types). The customer's own events keep the dashboard's billing details, card, tax IDs
+# and discounts current (billing/profile.py).
 RESYNC_EVENT_TYPES = frozenset({
+    "customer.updated",
+    "customer.tax_id.created",
+    "customer.tax_id.updated",
+    "customer.tax_id.deleted",
+    "customer.discount.created",
+    "customer.discount.updated",
+    "customer.discount.deleted",
+    "payment_method.attached",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",

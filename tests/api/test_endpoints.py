@@ -251,7 +251,8 @@ def test_payments_newest_first_paginated_and_filtered(client, tokens, stripe_env
     assert all(p["id"].startswith(f"in_{tokens.org.id}_") for p in seen)  # never another org's
     first = seen[-1]
     assert (first["amount"], first["currency"], first["status"], first["description"]) == (100, "usd", "COMPLETED", "payment 0")
-    assert set(first) == {"id", "status", "amount", "currency", "created", "description", "invoiceUrl", "receiptUrl", "pdfUrl"}
+    assert set(first) == {"id", "status", "amount", "currency", "created", "description", "invoiceUrl", "receiptUrl", "pdfUrl",
+                          "subtotal", "discount", "tax"}
 
     failed = ok(client.get("/api/subscriptions/payments", headers=tokens.super_admin, params={"status": "FAILED"}))["payments"]
     assert [p["description"] for p in failed] == ["payment 1", "payment 0"]

@@ -10,15 +10,20 @@ ROUTES = {
     ("get", "/api/subscriptions/checkout-session/{session_id}"), ("post", "/api/subscriptions/portal"),
     ("post", "/api/billing/portal"), ("get", "/api/subscriptions/payments"), ("post", "/api/subscriptions/cancel"),
     ("post", "/api/subscriptions/reactivate"), ("post", "/api/subscriptions/change"), ("get", "/api/billing/summary"),
-    ("post", "/api/subscriptions/keep-current-plan"),
+    ("post", "/api/subscriptions/keep-current-plan"), ("post", "/api/subscriptions/pause"), ("post", "/api/subscriptions/resume"),
+    ("get", "/api/subscriptions/retention"), ("post", "/api/subscriptions/retention/accept"),
     # Teams (tests/teams)
     ("get", "/api/billing/entitlements"), ("get", "/api/org/members"), ("post", "/api/org/invitations"),
     ("delete", "/api/org/invitations/{id}"), ("delete", "/api/org/members/{userId}"), ("post", "/api/subscriptions/seats"),
 }
 ADMIN_ONLY = {"/api/subscriptions/buy", "/api/subscriptions/portal", "/api/billing/portal", "/api/subscriptions/payments",
               "/api/subscriptions/cancel", "/api/subscriptions/reactivate", "/api/subscriptions/change",
-              "/api/subscriptions/keep-current-plan", "/api/org/invitations", "/api/org/invitations/{id}",
-              "/api/org/members/{userId}", "/api/subscriptions/seats"}
+              "/api/subscriptions/keep-current-plan", "/api/subscriptions/pause", "/api/subscriptions/resume",
+              "/api/subscriptions/retention", "/api/subscriptions/retention/accept",
+              "/api/org/invitations", "/api/org/invitations/{id}", "/api/org/members/{userId}", "/api/subscriptions/seats"}
+# POST routes without a body: nothing to validate.
+BODILESS = ("/api/subscriptions/reactivate", "/api/subscriptions/keep-current-plan", "/api/subscriptions/resume",
+            "/api/subscriptions/retention/accept")
 
 
 def test_the_document_lists_every_route_with_its_auth_and_errors(client):
@@ -39,7 +44,7 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
             assert op["security"] == [{"bearerAuth": []}]
             assert "401" in responses
             assert ("403" in responses) == (path in ADMIN_ONLY), (method, path)
-            assert ("422" in responses) == (method == "post" and path not in ("/api/subscriptions/reactivate", "/api/subscriptions/keep-current-plan")
+            assert ("422" in responses) == (method == "post" and path not in BODILESS
                                             or method == "delete"  # an id that is not an integer
                                             or path in ("/api/subscriptions/payments", "/api/subscriptions/checkout-session/{session_id}"))
             for status, doc_response in responses.items():
@@ -57,6 +62,13 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
         "SUBSCRIPTION_CANCELING",  # issue 10: a downgrade on a subscription set to cancel
         "SEAT_LIMIT_EXCEEDED", "SEAT_CHANGE_IN_PROGRESS"}  # teams: a plan whose seat cap is below the members
     assert "STRIPE_PLAN_CHANGE_FAILED" in change["502"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]
+    pause = doc["paths"]["/api/subscriptions/pause"]["post"]["responses"]
+    assert set(pause["409"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]) >= {
+        "SUBSCRIPTION_PAUSED", "SUBSCRIPTION_CANCELING", "SUBSCRIPTION_NOT_PAUSABLE"}
+    accept = doc["paths"]["/api/subscriptions/retention/accept"]["post"]["responses"]
+    assert "RETENTION_OFFER_USED" in accept["409"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]
+    assert accept["404"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"] == [
+        "SUBSCRIPTION_NOT_FOUND", "RETENTION_OFFER_UNAVAILABLE"]
     buy = doc["paths"]["/api/subscriptions/buy"]["post"]
     assert buy["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BuyRequest"}
     assert doc["components"]["schemas"]["BuyRequest"]["required"] == ["subscriptionPeriodId"]

@@ -40,6 +40,10 @@ def screenshot(page, name: str) -> None:
 def pay_on_sandbox_checkout(page, card: str = "4242 4242 4242 4242") -> None:
     """Fill the sandbox's hosted Checkout form the way a customer would."""
     page.wait_for_url("**/checkout/cs_*")
+    if page.locator("#address_line1").count():  # the app's Checkout asks for the billing address
+        page.get_by_label("Address", exact=True).fill("1 Main Street")
+        page.get_by_label("City").fill("Springfield")
+        page.get_by_label("Postal code").fill("62701")
     page.fill("#card_number", card)
     page.fill("#card_expiry", "12/34")
     page.fill("#card_cvc", "123")

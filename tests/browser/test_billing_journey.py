@@ -18,7 +18,7 @@ CANCELS_ON = re.compile(r"^Cancels on [A-Z][a-z]{2} \d{1,2}, \d{4}$")
 
 def test_subscribe_cancel_in_the_portal_reactivate_and_read_the_history(page, app_server):
     new_org_buys(page, app_server)
-    page.get_by_role("button", name="Go to billing").click()
+    page.get_by_role("link", name="Go to billing").click()
     expect(page.locator("#status-badge")).to_have_text("Active")
     expect(page.get_by_text("Next renewal")).to_be_visible()
 

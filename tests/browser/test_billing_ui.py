@@ -41,7 +41,7 @@ def test_subscribe_monthly_then_dashboard_is_active(page, app_server):
     expect(page.get_by_text("Next renewal:")).to_be_visible()
     both_widths(page, "confirm-success")
 
-    page.get_by_role("button", name="Go to billing").click()
+    page.get_by_role("link", name="Go to billing").click()
     expect(page.locator("#status-badge")).to_have_text("Active")
     expect(page.locator("#plan-name")).to_have_text("Starter")
     expect(page.get_by_text("Next renewal")).to_be_visible()
@@ -50,7 +50,7 @@ def test_subscribe_monthly_then_dashboard_is_active(page, app_server):
     page.goto(f"{app_server.url}/pricing")
     starter = page.locator(".plan-card[data-plan=starter]")
     expect(starter.get_by_role("button", name="Current plan")).to_be_disabled()
-    expect(page.locator(".plan-card[data-plan=pro]").get_by_role("button", name="Switch plan")).to_be_visible()
+    expect(page.locator(".plan-card[data-plan=pro]").get_by_role("link", name="Switch plan")).to_be_visible()
 
 
 def test_declined_card_shows_an_error_and_nothing_is_bought(page, app_server):
@@ -73,7 +73,7 @@ def test_expired_and_unknown_checkouts(page, app_server):
     app_server.stripe.v1.checkout.sessions.expire(session_id)
     page.goto(f"{app_server.url}/billing/confirm?session_id={session_id}")
     expect(page.locator("#confirm-title")).to_have_text("Checkout expired")
-    expect(page.get_by_role("button", name="Back to pricing")).to_be_visible()
+    expect(page.get_by_role("link", name="Back to pricing")).to_be_visible()
     for bad in ("cs_test_nope", "<script>", ""):
         page.goto(f"{app_server.url}/billing/confirm?session_id={bad}")
         expect(page.locator("#confirm-title")).to_have_text("We could not find this checkout")
@@ -108,8 +108,13 @@ def test_cancel_then_reactivate_from_the_dashboard(page, app_server):
     new_org_buys(page, app_server)
     page.goto(f"{app_server.url}/billing")
     page.locator("#cancel-subscription").click()
-    page.get_by_placeholder("Why are you leaving? (optional)").fill("Just testing")
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Why are you canceling?").select_option("other")
+    dialog.get_by_label("Anything else you'd like to tell us? (optional)").fill("Just testing")
     screenshot(page, "billing-cancel-dialog")
+    dialog.get_by_role("button", name="Continue").click()
+    dialog.locator("#skip-pause").click()
+    dialog.locator("#decline-offer").click()
     page.locator("#confirm-cancel").click()
     expect(page.locator("#status-badge")).to_have_text(re.compile(r"^Cancels on [A-Z][a-z]{2} \d{1,2}, \d{4}$"))
     page.locator("#reactivate").click()
@@ -132,7 +137,7 @@ def test_member_sees_billing_read_only(page, app_server):
 def test_signed_out_visitor_sees_prices_and_sign_up(page, app_server):
     page.goto(f"{app_server.url}/pricing")
     expect(page.locator(".plan-card")).to_have_count(4)
-    expect(page.get_by_role("button", name="Sign up").first).to_be_visible()
+    expect(page.get_by_role("link", name="Sign up").first).to_be_visible()
     page.goto(f"{app_server.url}/billing")
     expect(page).to_have_url(re.compile(r"/login\?next="))
 

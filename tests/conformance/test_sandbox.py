@@ -10,6 +10,7 @@ parameter name and enum value, and Stripe's refusal of unknown parameters.
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ EXPECTED = {
     "payment_intent": 1, "charge": 1, "refund": 1, "billing_portal.configuration": 1, "billing_portal.session": 1,
     "test_helpers.test_clock": 1, "event": 20, "webhook_endpoint": 1, "subscription_schedule": 1, "error": 1,
     "deleted customer": 1, "deleted product": 1, "deleted webhook_endpoint": 1, "deleted test_helpers.test_clock": 1,
+    "coupon": 1, "promotion_code": 1, "discount": 1, "tax_id": 1, "deleted coupon": 1, "deleted tax_id": 1,
 }
 
 
@@ -68,7 +70,7 @@ def test_the_checker_catches_drift():
 
 
 def _route_path(pattern, id_="x_123") -> str:
-    return pattern.pattern.strip("^$").replace("(?P<id>[^/]+)", id_)
+    return re.sub(r"\(\?P<\w+>\[\^/\]\+\)", id_, pattern.pattern.strip("^$"))
 
 
 def test_every_sandbox_route_is_an_sdk_endpoint_with_the_same_params():
@@ -113,6 +115,7 @@ def tour(sandbox, webhook_receiver) -> None:
     prod, m, y, one = catalog(c)
     we = sandbox.register_webhook(webhook_receiver.url)
     clock, cust = clock_customer(c, 1_767_225_600)
+    other_clock_cust = c.v1.customers.create(params={"email": "tour@example.com", "test_clock": clock.id})
     cs = c.v1.checkout.sessions.create(params={"mode": "subscription", "customer": cust.id, "success_url": SUCCESS,
                                                "cancel_url": CANCEL, "line_items": [{"price": m.id, "quantity": 1}]})
     sandbox.complete_checkout(cs.id)
@@ -132,6 +135,20 @@ def tour(sandbox, webhook_receiver) -> None:
     cfg = c.v1.billing_portal.configurations.create(params={"features": {
         "invoice_history": {"enabled": True}, "subscription_pause": {"enabled": True}}})
     c.v1.billing_portal.sessions.create(params={"customer": cust.id, "configuration": cfg.id, "return_url": "http://app.test/"})
+    # Coupons, promotion codes, discounts (a promotion code at Checkout, with address and tax ID collection and tax), tax IDs.
+    c.v1.coupons.create(params={"id": "tour25", "percent_off": 25, "duration": "repeating", "duration_in_months": 2, "name": "Tour"})
+    promo = c.v1.promotion_codes.create(params={"promotion": {"type": "coupon", "coupon": "tour25"}, "code": "TOUR25"})
+    taxed = c.v1.checkout.sessions.create(params={
+        "mode": "subscription", "customer": other_clock_cust.id, "success_url": SUCCESS, "line_items": [{"price": m.id, "quantity": 1}],
+        "allow_promotion_codes": True, "billing_address_collection": "required", "tax_id_collection": {"enabled": True},
+        "automatic_tax": {"enabled": True}, "customer_update": {"address": "auto", "name": "auto"}})
+    sandbox.complete_checkout(taxed.id, promotion_code="TOUR25", billing_address={"line1": "1 Rue", "city": "Paris", "country": "FR"},
+                              business_name="Tour SARL", tax_id={"type": "eu_vat", "value": "FRAB123456789"})
+    taxed = c.v1.checkout.sessions.retrieve(taxed.id)
+    c.v1.promotion_codes.update(promo.id, params={"active": False})
+    gone = c.v1.coupons.create(params={"amount_off": 100, "currency": "usd", "duration": "once"})
+    c.v1.subscriptions.update(taxed.subscription, params={"pause_collection": {"behavior": "void", "resumes_at": 1_767_225_600 + 50 * 86400}})
+    tax_id = c.v1.customers.tax_ids.create(cust.id, params={"type": "us_ein", "value": "12-3456789"})
     temp = c.v1.products.create(params={"name": "temp"})
     other = c.v1.customers.create(params={})
     gets = [
@@ -144,16 +161,30 @@ def tour(sandbox, webhook_receiver) -> None:
         f"/v1/refunds/{refund.id}", f"/v1/billing_portal/configurations/{cfg.id}", f"/v1/test_helpers/test_clocks/{clock.id}",
         f"/v1/subscription_schedules/{schedule.id}", "/v1/events?limit=100", f"/v1/webhook_endpoints/{we.id}",
         "/v1/customers/search?query=email:'ada@example.com'",
+        "/v1/coupons/tour25", "/v1/coupons", f"/v1/promotion_codes/{promo.id}", "/v1/promotion_codes?code=TOUR25",
+        f"/v1/customers/{cust.id}/tax_ids", f"/v1/customers/{cust.id}/tax_ids/{tax_id.id}",
+        f"/v1/customers/{other_clock_cust.id}?expand[]=tax_ids",
+        f"/v1/subscriptions/{taxed.subscription}?expand[]=discounts.source.coupon&expand[]=discounts.promotion_code",
+        f"/v1/invoices/{taxed.invoice}",
     ]
     for path in gets:
         assert http.get(path).status_code == 200, path
     assert http.post("/v1/invoices/create_preview", data={"subscription": sub.id}).status_code == 200
     assert http.post("/v1/billing_portal/sessions", data={"customer": cust.id}).status_code == 200
+    assert http.post("/v1/invoices/create_preview", data={"subscription": taxed.subscription}).status_code == 200
+    assert http.post("/v1/billing_portal/sessions", data={
+        "customer": other_clock_cust.id, "flow_data[type]": "subscription_cancel",
+        "flow_data[subscription_cancel][subscription]": taxed.subscription,
+        "flow_data[subscription_cancel][retention][type]": "coupon_offer",
+        "flow_data[subscription_cancel][retention][coupon_offer][coupon]": "tour25"}).status_code == 200
+    assert http.post("/v1/billing_portal/sessions", data={"customer": other_clock_cust.id,
+                                                          "flow_data[type]": "customer_update"}).status_code == 200
+    assert http.post(f"/v1/customers/{cust.id}/tax_ids", data={"type": "eu_vat", "value": "DE1"}).status_code == 400
     assert http.post("/v1/webhook_endpoints", data={"url": webhook_receiver.url, "enabled_events[]": "*"}).status_code == 200
     assert http.get("/v1/customers/cus_missing").status_code == 404
     assert http.post("/v1/customers", data={"bogus": "1"}).status_code == 400
     advance(c, clock, 1_767_225_600 + 40 * 86400)
-    for path in (f"/v1/products/{temp.id}", f"/v1/customers/{other.id}", f"/v1/webhook_endpoints/{we.id}",
+    for path in (f"/v1/coupons/{gone.id}", f"/v1/customers/{cust.id}/tax_ids/{tax_id.id}", f"/v1/products/{temp.id}", f"/v1/customers/{other.id}", f"/v1/webhook_endpoints/{we.id}",
                  f"/v1/test_helpers/test_clocks/{clock.id}"):
         assert http.delete(path).status_code == 200, path
 

@@ -43,7 +43,10 @@ def event(type_: str = "invoice.paid", customer: str | None = "cus_A", *, id: st
     """A Stripe event envelope with a data.object of the kind the type carries."""
     kind = type_.split(".")[0] if not type_.startswith("customer.subscription") else "subscription"
     kind = {"checkout": "checkout.session", "invoice": "invoice", "charge": "charge"}.get(kind, kind)
+    kind = {"customer.tax_id": "tax_id", "customer.discount": "discount"}.get(type_.rsplit(".", 1)[0], kind)
     data_object = obj if obj is not None else {"id": f"{kind[:3]}_{next(_ids)}", "object": kind, "customer": customer}
+    if obj is None and kind == "customer":
+        data_object = {"id": customer, "object": "customer"}
     return {
         "id": id or f"evt_test_{next(_ids)}",
         "object": "event",

@@ -125,7 +125,7 @@ def test_a_duplicate_id_is_a_no_op_200_one_row_one_effect(post):
 
 
 def test_an_unknown_type_is_stored_and_ignored(post):
-    ev = event("customer.tax_id.created", obj={"id": "txi_1", "object": "tax_id", "customer": "cus_unknown"})
+    ev = event("payment_intent.created", obj={"id": "pi_1", "object": "payment_intent", "customer": "cus_unknown"})
     response = post(ev)
     assert response.status_code == 200 and response.json()["duplicate"] is False
     stored = row(ev["id"])

@@ -15,12 +15,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from billing_app.billing.entitlements import AccessReason
 from billing_app.billing.portal import FLOWS
+from billing_app.billing.subscriptions import CANCELLATION_FEEDBACK
 from billing_app.models import PaymentStatus, PeriodType, Role
 
 # Integer ids are 32-bit in the database; anything larger is refused by validation, not by PostgreSQL.
 MAX_ID = 2**31 - 1
 
 PortalFlow = Literal[FLOWS]  # type: ignore[valid-type]
+CancellationFeedback = Literal[CANCELLATION_FEEDBACK]  # type: ignore[valid-type]
 
 
 def _json_integer(value: Any) -> Any:
@@ -82,6 +84,13 @@ class CancelRequest(_Request):
         default=True, description="true: keep access until the period ends; false: end the subscription now."
     )
     reason: str | None = Field(default=None, max_length=500, description="Optional comment, passed to Stripe.")
+    feedback: CancellationFeedback | None = Field(  # type: ignore[valid-type]
+        default=None, description="Why: one of Stripe's cancellation reasons (cancellation_details.feedback).")
+
+
+class PauseRequest(_Request):
+    months: Annotated[int, Field(strict=False), Ge(1), Le(3), BeforeValidator(_json_integer)] = Field(
+        description="How long to stop charging: 1, 2 or 3 months; then the subscription resumes by itself.")
 
 
 class PortalRequest(_Request):
@@ -146,6 +155,9 @@ class SubscriptionOut(BaseModel):
     scheduledChange: ScheduledChange | None = Field(  # noqa: N815
         default=None, description="A downgrade waiting for the period end, or null."
     )
+    paused: bool = Field(default=False, description="Charging is paused (no access meanwhile).")
+    pauseResumesAt: datetime | None = Field(  # noqa: N815
+        default=None, description="When a pause ends by itself; null when not paused or paused with no end.")
 
 
 class MySubscriptionResponse(_Response):
@@ -169,7 +181,8 @@ class PortalResponse(_Response):
 
 
 class PaymentOut(BaseModel):
-    id: str = Field(description="Stripe's id: in_... (invoice), pi_... (one-off payment) or cs_... (expired checkout).")
+    id: str = Field(description="Stripe's id: in_... (invoice), pi_... (one-off payment), cs_... (expired checkout) or "
+                                "sub_... (a cancellation, status CANCELLED, amount 0).")
     status: PaymentStatus
     amount: int = Field(description="In the currency's minor unit (cents).")
     currency: str
@@ -178,6 +191,9 @@ class PaymentOut(BaseModel):
     invoiceUrl: str | None  # noqa: N815
     receiptUrl: str | None  # noqa: N815
     pdfUrl: str | None  # noqa: N815
+    subtotal: int | None = Field(default=None, description="Before discounts and tax (minor units); null where Stripe gives none.")
+    discount: int = Field(default=0, description="Discounts taken off (minor units).")
+    tax: int = Field(default=0, description="Tax added (minor units).")
 
 
 class PaymentsResponse(_Response):
@@ -295,3 +311,18 @@ class SeatChangeResponse(_Response):
     amountDueNow: int = Field(description="Billed at once (SEAT_PRORATION=always_invoice); otherwise 0 and the proration lands on the next invoice.")  # noqa: N815
     applied: bool
     seats: SeatsOut
+
+
+class RetentionOffer(BaseModel):
+    couponId: str = Field(description="The Stripe coupon (plans.toml [retention]).")  # noqa: N815
+    name: str
+    description: str = Field(description='What it gives, e.g. "20% off for 3 months".')
+
+
+class RetentionOfferResponse(_Response):
+    offer: RetentionOffer | None = Field(description="The offer the organization may still accept before it cancels, or null.")
+
+
+class RetentionAcceptedResponse(_Response):
+    offer: RetentionOffer
+    subscription: SubscriptionOut | None

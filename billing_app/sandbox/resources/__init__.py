@@ -1,3 +1,5 @@
 """API endpoints, one module per resource family; importing them registers their routes."""
 
-from . import catalog, checkout, customers, events, invoices, portal, schedules, subscriptions, test_clocks  # noqa: F401
+from . import (  # noqa: F401
+    catalog, checkout, coupons, customers, events, invoices, portal, schedules, subscriptions, tax_ids, test_clocks,
+)

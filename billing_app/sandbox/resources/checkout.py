@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+
+from .. import discounts as disc
 from .. import objects as o
 from ..api import Ctx, created_filter, route, update_metadata
 from ..billing import (
     FAILURES, attach, charge_card, decline_error, finalize, get_or_404, mark_paid, new_invoice, now_for, product_name,
     real_now, resolve_payment_method, start_subscription,
 )
-from ..errors import card_declined, invalid
+from ..errors import StripeError, card_declined, invalid
 from ..ids import gen_id
 from ..params import as_bool, as_int, as_list
+from .customers import clean_address
 
 DEFAULT_TTL = 24 * 3600
 
@@ -88,6 +92,7 @@ def create_session(ctx: Ctx):
     cs["_payment_intent_data"] = {"metadata": pid.get("metadata") or {}, "description": pid.get("description")}
     if mode == "subscription" and p.get("payment_method_collection") == "if_required":
         cs["payment_method_collection"] = "if_required"
+    _billing_options(store, cs, p, cust)
     store.put(cs)
     return ctx.out(cs)
 
@@ -126,6 +131,71 @@ def set_quantity(cs: dict, quantity, param: str = "quantity") -> None:
     li.update(quantity=qty, amount_subtotal=unit * qty, amount_total=unit * qty)
     total = sum(x["amount_total"] for x in cs["_line_items"])
     cs.update(amount_subtotal=total, amount_total=total)
+
+
+def _billing_options(store, cs: dict, p: dict, cust: dict | None) -> None:
+    """Promotion codes, discounts, address and tax ID collection, automatic tax (checked as Stripe does)."""
+    allow_codes = as_bool(p.get("allow_promotion_codes"), "allow_promotion_codes")
+    if allow_codes and p.get("discounts"):
+        raise invalid("You may only specify one of these parameters: allow_promotion_codes, discounts.", "discounts")
+    update = p.get("customer_update") or {}
+    if update and not cust:
+        raise invalid("customer_update can only be used with customer.", "customer_update")
+    tax_ids = as_bool((p.get("tax_id_collection") or {}).get("enabled"), "tax_id_collection[enabled]") or False
+    tax = as_bool((p.get("automatic_tax") or {}).get("enabled"), "automatic_tax[enabled]") or False
+    if tax_ids and cust and update.get("name") != "auto":
+        raise invalid("tax_id_collection[enabled]=true requires customer_update[name]=auto when an existing customer is provided.",
+                      "customer_update[name]")
+    if tax and cust and not (cust.get("address") or {}).get("country") and update.get("address") != "auto":
+        raise invalid("Automatic tax calculation requires a valid address on the Customer. Add a valid address to the Customer "
+                      "or set `customer_update[address]` to 'auto' to save the address entered in Checkout.", "automatic_tax[enabled]")
+    cs["allow_promotion_codes"] = bool(allow_codes) if allow_codes is not None else None
+    cs["billing_address_collection"] = p.get("billing_address_collection") or None
+    cs["tax_id_collection"] = {"enabled": tax_ids, "required": (p.get("tax_id_collection") or {}).get("required") or "never"}
+    cs["automatic_tax"] = {"enabled": tax, "liability": {"account": None, "type": "self"} if tax else None,
+                           "status": "requires_location_inputs" if tax else None, "provider": "stripe" if tax else None}
+    cs["_customer_update"] = {k: update.get(k) for k in ("address", "name")}
+    given = disc.from_params(store, p.get("discounts"), cust["id"] if cust else None, "discounts")
+    if any(kind == "discount" for kind, _ in given):
+        raise invalid("Checkout takes coupons or promotion codes, not existing discounts.", "discounts")
+    cs["discounts"] = [{"coupon": v["id"], "promotion_code": None} if k == "coupon" else {"coupon": None, "promotion_code": v["id"]}
+                       for k, v in given]
+    _price_session(store, cs, cust)
+
+
+def _session_coupons(store, cs: dict) -> list[tuple[dict, dict | None]]:
+    """(coupon, promotion code or None) for each of the session's discounts."""
+    out = []
+    for d in cs["discounts"] or []:
+        if d.get("promotion_code"):
+            promo = store.get("promotion_code", d["promotion_code"])
+            out.append((store.get("coupon", promo["promotion"]["coupon"]), promo))
+        else:
+            out.append((store.get("coupon", d["coupon"]), None))
+    return out
+
+
+def _price_session(store, cs: dict, cust: dict | None) -> None:
+    """amount_subtotal / total_details / amount_total from the line items, the discounts and the tax."""
+    subtotal = sum(li["amount_subtotal"] for li in cs["_line_items"])
+    trial = cs["mode"] == "subscription" and (cs.get("_subscription_data") or {}).get("trial_period_days")
+    inv = {"currency": cs["currency"], "lines": {"data": [
+        {"id": li["id"], "amount": 0 if trial else li["amount_subtotal"], "discountable": True} for li in cs["_line_items"]]}}
+    # Not yet redeemed: priced as discounts would be, none made.
+    planned = [o.discount(f"di_planned_{i}", 0, None, c["id"]) for i, (c, _) in enumerate(_session_coupons(store, cs))]
+    disc.price_invoice(store, inv, planned, cust, cs["automatic_tax"]["enabled"])
+    discount = sum(x["amount"] for x in inv["total_discount_amounts"])
+    tax = sum(x["amount"] for x in inv["total_taxes"])
+    for li in cs["_line_items"]:
+        line = next(x for x in inv["lines"]["data"] if x["id"] == li["id"])
+        li["amount_discount"] = sum(x["amount"] for x in line["discount_amounts"])
+        li["amount_tax"] = sum(x["amount"] for x in line["taxes"])
+        li["amount_total"] = li["amount_subtotal"] - li["amount_discount"] + li["amount_tax"] if not trial else li["amount_subtotal"]
+    cs["amount_subtotal"] = subtotal
+    cs["total_details"] = {"amount_discount": discount, "amount_shipping": 0, "amount_tax": tax}
+    cs["amount_total"] = subtotal if trial else subtotal - discount + tax
+    if cs["automatic_tax"]["enabled"]:
+        cs["automatic_tax"]["status"] = inv["automatic_tax"]["status"]
 
 
 def expire_if_due(store, cs: dict) -> None:
@@ -197,7 +267,8 @@ def helper_complete(ctx: Ctx, id):
     the buyer set on an adjustable line item.
     """
     p = ctx.params
-    unknown = set(p) - {"payment_method", "email", "name", "async_payment", "quantity", "expand"}
+    unknown = set(p) - {"payment_method", "email", "name", "async_payment", "quantity", "expand", "promotion_code", "billing_address",
+                        "business_name", "tax_id"}
     if unknown:
         k = sorted(unknown)[0]
         raise invalid(f"Received unknown parameter: {k}", k, "parameter_unknown")
@@ -206,15 +277,63 @@ def helper_complete(ctx: Ctx, id):
         if cs["status"] != "open":
             raise invalid(f"This Checkout Session is {cs['status']}; it can no longer be completed.", None, "checkout_session_not_open")
         set_quantity(cs, p["quantity"])
+    tax_id = p.get("tax_id") if isinstance(p.get("tax_id"), dict) else None
     complete(ctx.store, cs, p.get("payment_method") or "pm_card_visa", p.get("email"), p.get("name"),
-             async_payment=p.get("async_payment"))
+             async_payment=p.get("async_payment"), promotion_code=p.get("promotion_code"),
+             address=p.get("billing_address") if isinstance(p.get("billing_address"), dict) else None,
+             business_name=p.get("business_name"), tax_id=tax_id)
     return ctx.out(cs)
 
 
-def complete(store, cs: dict, pm_ref: str, email: str | None = None, name: str | None = None, async_payment: str | None = None) -> dict:
-    """Pay for a session: raises a 402 card_error (session stays open) if the card is declined."""
+# What the test helper fills in when a session collects an address and none is given.
+DEFAULT_ADDRESS = {"line1": "1 Test Street", "city": "San Francisco", "state": "CA", "postal_code": "94103", "country": "US"}
+
+
+def needs_address(cs: dict) -> bool:
+    return cs.get("billing_address_collection") == "required" or cs["automatic_tax"]["enabled"]
+
+
+def apply_promotion_code(store, cs: dict, code: str | None) -> None:
+    """A code typed on the page: checked now, priced into the session (or Stripe's words for why not)."""
+    if not code:
+        return
+    if not cs.get("allow_promotion_codes"):
+        raise invalid("This Checkout Session does not accept promotion codes.", "promotion_code")
+    promo = disc.find_promotion_code(store, code)
+    problem = "This code is invalid." if promo is None else disc.promotion_valid(store, promo, cs["customer"])
+    if problem:
+        raise StripeError(400, "invalid_request_error", "promotion_code_invalid", problem, "promotion_code")
+    cs["discounts"] = [{"coupon": None, "promotion_code": promo["id"]}]
+
+
+def complete(store, cs: dict, pm_ref: str, email: str | None = None, name: str | None = None, async_payment: str | None = None,
+             promotion_code: str | None = None, address: dict | None = None, business_name: str | None = None,
+             tax_id: dict | None = None) -> dict:
+    """Pay for a session: raises a 402 card_error (session stays open) if the card is declined.
+
+    `promotion_code` (a code as typed), `address` (the billing address) and `business_name` /
+    `tax_id` ({type, value}) are what the page collects when the session asks for them.
+    """
     if cs["status"] != "open":
         raise invalid(f"This Checkout Session is {cs['status']}; it can no longer be completed.", None, "checkout_session_not_open")
+    priced = ("discounts", "amount_subtotal", "amount_total", "total_details", "automatic_tax", "_line_items")
+    before = {k: copy.deepcopy(cs[k]) for k in priced}
+    try:
+        apply_promotion_code(store, cs, promotion_code)
+        address = clean_address(address, "billing_address") if address else (dict(DEFAULT_ADDRESS) if needs_address(cs) else None)
+        if tax_id and tax_id.get("value"):
+            if not cs["tax_id_collection"]["enabled"]:
+                raise invalid("This Checkout Session does not collect tax IDs.", "tax_id")
+            disc.normalise_tax_id(tax_id.get("type") or "eu_vat", tax_id["value"])
+        known = store.get("customer", cs["customer"]) if cs["customer"] else None
+        _price_session(store, cs, {"address": address or (known or {}).get("address")})
+        return _complete(store, cs, pm_ref, email, name, async_payment, address, business_name, tax_id)
+    except StripeError:
+        cs.update(before)  # a refused code, a bad tax ID or a declined card leaves the session as it was
+        raise
+
+
+def _complete(store, cs: dict, pm_ref: str, email, name, async_payment, address, business_name, tax_id) -> dict:
     pm = resolve_payment_method(store, pm_ref)
     if pm["_behaviour"] != "ok":
         # The first charge fails, so Checkout keeps the customer on the page with the error.
@@ -228,23 +347,37 @@ def complete(store, cs: dict, pm_ref: str, email: str | None = None, name: str |
     email = email or cs["customer_email"]
     if cs["customer"]:
         cust = store.get("customer", cs["customer"])
+        _update_customer(store, cs, cust, address, business_name)
     elif cs["mode"] == "subscription" or cs["customer_creation"] == "always" or (cs.get("invoice_creation") or {}).get("enabled"):
-        cust = o.customer(gen_id("cus", 14), real_now(), email=email or "customer@example.com", name=name)
+        cust = o.customer(gen_id("cus", 14), real_now(), email=email or "customer@example.com", name=business_name or name,
+                          address=address)
         store.put(cust)
         store.emit("customer.created", cust)
         cs["customer"] = cust["id"]
     else:
         cust = None
     now = now_for(store, cust["id"] if cust else None)
-    cs["customer_details"] = {"address": None, "email": (cust or {}).get("email") or email, "name": (cust or {}).get("name") or name,
-                              "phone": None, "tax_exempt": "none", "tax_ids": [], "business_name": None, "individual_name": None}
+    tax_ids = []
+    if tax_id and tax_id.get("value") and cust:
+        made = disc.add_tax_id(store, cust, tax_id.get("type") or "eu_vat", tax_id["value"], now)
+        tax_ids = [{"type": made["type"], "value": made["value"]}]
+    cs["customer_details"] = {"address": address, "email": (cust or {}).get("email") or email,
+                              "name": (cust or {}).get("name") or business_name or name, "phone": None, "tax_exempt": "none",
+                              "tax_ids": tax_ids, "business_name": business_name or None, "individual_name": None}
+    # The session's discounts become real ones: redeemed now, carried by the subscription.
+    made_discounts = []
+    for c, promo in _session_coupons(store, cs):
+        d = disc.new_discount(store, cust["id"] if cust else None, c, now, promo=promo, checkout_session=cs["id"])
+        made_discounts.append(d)
     if cs["mode"] == "subscription":
         attach(store, pm, cust)
         sd = cs["_subscription_data"]
         items = [(store.get("price", li["price"]), li["quantity"]) for li in cs["_line_items"]]
         sub, inv, ok = start_subscription(store, cust, items, now, pm=pm, trial_days=sd["trial_period_days"],
                                           trial_end=sd["trial_end"], metadata=sd["metadata"], description=sd["description"],
-                                          missing_pm=sd["missing_payment_method"] or "create_invoice")
+                                          missing_pm=sd["missing_payment_method"] or "create_invoice",
+                                          discounts=[("discount", d) for d in made_discounts],
+                                          automatic_tax=cs["automatic_tax"]["enabled"])
         cs.update(subscription=sub["id"], invoice=inv["id"])
         cs["payment_status"] = "no_payment_required" if sub["status"] == "trialing" and inv["amount_due"] == 0 else "paid"
     else:
@@ -253,9 +386,10 @@ def complete(store, cs: dict, pm_ref: str, email: str | None = None, name: str |
             attach(store, pm, cust)
         inv = None
         if cust and (cs.get("invoice_creation") or {}).get("enabled"):
-            lines = [{"amount": li["amount_total"], "description": li["description"], "price": store.get("price", li["price"]),
+            lines = [{"amount": li["amount_subtotal"], "description": li["description"], "price": store.get("price", li["price"]),
                       "quantity": li["quantity"], "period": (now, now)} for li in cs["_line_items"]]
-            inv = new_invoice(store, cust, cs["currency"], lines, "manual", now)
+            inv = new_invoice(store, cust, cs["currency"], lines, "manual", now, discounts=made_discounts,
+                              tax=cs["automatic_tax"]["enabled"])
             finalize(store, inv, now)
         pid = cs["_payment_intent_data"]
         pi, ch, ok = charge_card(store, cs["amount_total"], cs["currency"], cust["id"] if cust else None, pm, now,
@@ -276,3 +410,16 @@ def complete(store, cs: dict, pm_ref: str, email: str | None = None, name: str |
     else:
         store.emit("checkout.session.completed", cs)
     return cs
+
+
+def _update_customer(store, cs: dict, cust: dict, address: dict | None, business_name: str | None) -> None:
+    """`customer_update[address|name]=auto`: what was typed on the page is saved on the customer."""
+    wanted = cs.get("_customer_update") or {}
+    before = {"address": cust.get("address"), "name": cust.get("name")}
+    if wanted.get("address") == "auto" and address:
+        cust["address"] = address
+    if wanted.get("name") == "auto" and business_name:
+        cust["name"] = business_name
+    changed = {k: v for k, v in before.items() if cust.get(k) != v}
+    if changed:
+        store.emit("customer.updated", cust, changed)

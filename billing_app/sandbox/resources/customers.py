@@ -8,11 +8,36 @@ import re
 from .. import objects as o
 from ..api import Ctx, created_filter, diff, route, update_metadata
 from ..billing import attach, cancel_now, get_or_404, now_for, real_now, resolve_payment_method
-from ..errors import invalid
+from ..discounts import add_tax_id, normalise_tax_id
+from ..errors import StripeError, invalid
 from ..ids import gen_id
 from ..params import as_int
 
 SIMPLE = ("email", "name", "description", "phone")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ADDRESS_KEYS = ("city", "country", "line1", "line2", "postal_code", "state")
+
+
+def check_email(value) -> None:
+    """Stripe refuses a malformed email with `email_invalid`."""
+    if value and not EMAIL.match(value):
+        raise StripeError(400, "invalid_request_error", "email_invalid", f"Invalid email address: {value}", "email")
+
+
+def clean_address(value, param: str = "address"):
+    """An address hash as Stripe stores it (every key present), its country a 2-letter code."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, dict):
+        raise invalid(f"Invalid object: {param}", param)
+    country = (value.get("country") or "").strip()
+    if country and not re.fullmatch(r"[A-Za-z]{2}", country):
+        raise StripeError(400, "invalid_request_error", "country_code_invalid",
+                          f"Country '{country}' is unknown. Try using a 2-character alphanumeric country code instead, "
+                          "such as 'US', 'EG', or 'GB'.", f"{param}[country]")
+    out = {k: (value.get(k) or None) for k in ADDRESS_KEYS}
+    out["country"] = country.upper() or None
+    return out
 
 
 @route("POST", "/v1/customers", "_customer_create_params:CustomerCreateParams")
@@ -22,13 +47,18 @@ def create_customer(ctx: Ctx):
     if p.get("test_clock"):
         clock = get_or_404(store, "test_helpers.test_clock", p["test_clock"], "test_clock", "test_clock")
     now = clock["frozen_time"] if clock else real_now()
+    check_email(p.get("email"))
     cust = o.customer(gen_id("cus", 14), now, email=p.get("email"), name=p.get("name"), description=p.get("description"),
                       phone=p.get("phone"), metadata=p.get("metadata") or {}, test_clock=clock["id"] if clock else None,
-                      address=p.get("address") or None, preferred_locales=p.get("preferred_locales") or [])
+                      address=clean_address(p.get("address")), preferred_locales=p.get("preferred_locales") or [])
+    for tid in p.get("tax_id_data") or []:
+        normalise_tax_id(tid.get("type"), tid.get("value"))  # refused before anything is made
     if p.get("balance"):
         cust["balance"] = as_int(p["balance"], "balance")
     store.put(cust)
     store.emit("customer.created", cust)
+    for tid in p.get("tax_id_data") or []:
+        add_tax_id(store, cust, tid["type"], tid["value"], now)
     memo: dict = {}
     if p.get("payment_method"):
         pm = resolve_payment_method(store, p["payment_method"], memo=memo)
@@ -57,11 +87,14 @@ def update_customer(ctx: Ctx, id):
     store, p = ctx.store, ctx.params
     cust = get_or_404(store, "customer", id)
     before = copy.deepcopy(cust)
+    if "email" in p:
+        check_email(p["email"])
+    address = clean_address(p["address"]) if "address" in p else None
     for k in SIMPLE:
         if k in p:
             cust[k] = p[k] or None
     if "address" in p:
-        cust["address"] = p["address"] or None
+        cust["address"] = address
     if "balance" in p:
         cust["balance"] = as_int(p["balance"], "balance") or 0
     if "preferred_locales" in p:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import discounts as disc
 from .. import objects as o
 from ..api import Ctx, created_filter, route, update_metadata
 from ..billing import (
@@ -148,10 +149,11 @@ def create_preview(ctx: Ctx):
             inv["id"], spec["amount"], sub["currency"], spec["description"], spec["period"][0], spec["period"][1],
             price_obj=spec.get("price"), quantity=spec.get("quantity", 1), sub_id=sub["id"], sub_item_id=spec.get("item"),
             proration=spec.get("proration", False)))
-    total = sum(l["amount"] for l in inv["lines"]["data"])
+    # The discounts still running on the invoice's date, and the subscription's automatic tax.
+    disc.price_invoice(store, inv, disc.live_discounts(store, sub["discounts"], created), cust, bool(sub["automatic_tax"]["enabled"]))
+    total = inv["total"]
     credit = min(-cust["balance"], max(total, 0)) if cust["balance"] < 0 else 0
-    inv.update(subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total,
-               amount_due=max(total - credit, 0), amount_remaining=max(total - credit, 0), starting_balance=cust["balance"])
+    inv.update(amount_due=max(total - credit, 0), amount_remaining=max(total - credit, 0), starting_balance=cust["balance"])
     inv["lines"]["total_count"] = len(inv["lines"]["data"])
     return o.expand(store, o.render(store, inv), ctx.expand)
 

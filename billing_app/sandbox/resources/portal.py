@@ -7,11 +7,14 @@ import copy
 from .. import objects as o
 from ..api import Ctx, route, update_metadata
 from ..billing import get_or_404, real_now
-from ..errors import invalid
+from ..errors import invalid, missing
 from ..ids import gen_id
 from ..params import as_bool, as_int, as_list
 
-FLOW_TYPES = ("payment_method_update", "subscription_cancel", "subscription_update", "subscription_update_confirm")
+FLOW_TYPES = ("customer_update", "payment_method_update", "subscription_cancel", "subscription_pause", "subscription_update",
+              "subscription_update_confirm")
+# Flows that act on one subscription (flow_data[type][subscription]).
+SUBSCRIPTION_FLOWS = ("subscription_cancel", "subscription_pause", "subscription_update", "subscription_update_confirm")
 
 
 def build_features(f: dict | None, base: dict | None = None) -> dict:
@@ -158,6 +161,20 @@ def default_configuration(store) -> dict:
     return cfg
 
 
+def _retention(store, retention) -> dict | None:
+    """flow_data[subscription_cancel][retention]: a coupon offered before the cancellation is confirmed."""
+    if not retention:
+        return None
+    param = "flow_data[subscription_cancel][retention][coupon_offer][coupon]"
+    coupon_id = (retention.get("coupon_offer") or {}).get("coupon")
+    if retention.get("type") != "coupon_offer" or not coupon_id:
+        raise invalid(f"Missing required param: {param}.", param, "parameter_missing")
+    c = store.get("coupon", coupon_id)
+    if c is None or c.get("_deleted"):
+        raise missing("coupon", coupon_id, param)
+    return {"coupon_offer": {"coupon": coupon_id}, "type": "coupon_offer"}
+
+
 @route("POST", "/v1/billing_portal/sessions", "billing_portal._session_create_params:SessionCreateParams")
 def create_session(ctx: Ctx):
     p, store = ctx.params, ctx.store
@@ -181,9 +198,14 @@ def create_session(ctx: Ctx):
                                  "redirect": {"return_url": ac["redirect"]["return_url"]} if ac.get("redirect") else None,
                                  "hosted_confirmation": {"custom_message": (ac.get("hosted_confirmation") or {}).get("custom_message")}
                                  if ac.get("type") == "hosted_confirmation" else None},
-            "subscription_cancel": None, "subscription_update": None, "subscription_update_confirm": None,
+            "customer_update": None, "subscription_cancel": None, "subscription_pause": None, "subscription_update": None,
+            "subscription_update_confirm": None,
         }
-        if ftype != "payment_method_update":
+        if ftype == "customer_update":
+            flow["customer_update"] = {}
+        if ftype == "subscription_pause" and not cfg["features"]["subscription_pause"]["enabled"]:
+            raise invalid("The portal configuration does not enable subscription_pause.", "flow_data[type]")
+        if ftype in SUBSCRIPTION_FLOWS:
             body = fd.get(ftype) or {}
             if not body.get("subscription"):
                 raise invalid(f"Missing required param: flow_data[{ftype}][subscription].", f"flow_data[{ftype}][subscription]", "parameter_missing")
@@ -193,7 +215,9 @@ def create_session(ctx: Ctx):
             if sub["status"] in ("canceled", "incomplete_expired"):
                 raise invalid("You can't create a portal session for a canceled subscription.", f"flow_data[{ftype}][subscription]")
             if ftype == "subscription_cancel":
-                flow["subscription_cancel"] = {"retention": None, "subscription": sub["id"]}
+                flow["subscription_cancel"] = {"retention": _retention(store, body.get("retention")), "subscription": sub["id"]}
+            elif ftype == "subscription_pause":
+                flow["subscription_pause"] = {"subscription": sub["id"]}
             elif ftype == "subscription_update":
                 flow["subscription_update"] = {"subscription": sub["id"]}
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from .. import discounts as disc
 from ..api import Ctx, created_filter, route, update_metadata
 from ..billing import (
     apply_plan_change, cancel_now, end_trial, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
@@ -55,11 +56,15 @@ def create_subscription(ctx: Ctx):
     trial_end = p.get("trial_end")
     now = now_for(store, cust["id"])
     trial_end = now if trial_end == "now" else as_int(trial_end, "trial_end")
+    discounts = disc.from_params(store, p.get("discounts"), cust["id"], "discounts")
+    if any(kind == "discount" for kind, _ in discounts):
+        raise invalid("A new subscription takes coupons or promotion codes, not existing discounts.", "discounts")
     sub, inv, ok = start_subscription(
         store, cust, items, now, pm=pm if behavior != "default_incomplete" else None,
         trial_days=as_int(p.get("trial_period_days"), "trial_period_days"), trial_end=trial_end,
         metadata=p.get("metadata") or {}, missing_pm=ts or "create_invoice", description=p.get("description"),
-        payment_behavior=behavior, cancel_at_period_end=bool(as_bool(p.get("cancel_at_period_end"), "cancel_at_period_end")))
+        payment_behavior=behavior, cancel_at_period_end=bool(as_bool(p.get("cancel_at_period_end"), "cancel_at_period_end")),
+        discounts=discounts, automatic_tax=bool(as_bool((p.get("automatic_tax") or {}).get("enabled"), "automatic_tax[enabled]")))
     if p.get("default_payment_method"):
         sub["default_payment_method"] = pm["id"]
     return ctx.out(sub)
@@ -158,8 +163,19 @@ def update(store, sub: dict, p: dict) -> dict:
             if pc.get("behavior") not in ("keep_as_draft", "mark_uncollectible", "void"):
                 raise invalid("Invalid pause_collection[behavior]: must be one of keep_as_draft, mark_uncollectible, or void",
                               "pause_collection[behavior]")
-            sub["pause_collection"] = {"behavior": pc["behavior"], "resumes_at": as_int(pc.get("resumes_at"), "pause_collection[resumes_at]")}
+            resumes_at = as_int(pc.get("resumes_at"), "pause_collection[resumes_at]")
+            if resumes_at is not None and resumes_at <= now:
+                raise invalid("pause_collection[resumes_at] must be in the future.", "pause_collection[resumes_at]")
+            sub["pause_collection"] = {"behavior": pc["behavior"], "resumes_at": resumes_at}
         keys.add("pause_collection")
+    if "discounts" in p:
+        disc.set_subscription_discounts(store, sub, disc.from_params(store, p["discounts"] or None, sub["customer"], "discounts"), now)
+        keys.add("discounts")
+    if "automatic_tax" in p and isinstance(p["automatic_tax"], dict):
+        enabled = bool(as_bool(p["automatic_tax"].get("enabled"), "automatic_tax[enabled]"))
+        sub["automatic_tax"] = {"enabled": enabled, "liability": {"account": None, "type": "self"} if enabled else None,
+                                "disabled_reason": None}
+        keys.add("automatic_tax")
     if "metadata" in p:
         update_metadata(sub, p["metadata"])
         keys.add("metadata")

@@ -1,5 +1,5 @@
 """/api/subscriptions/...: the organization's subscription: read it, buy, change, cancel, reactivate,
-keep the current plan."""
+keep the current plan, pause and resume, the retention offer."""
 
 from __future__ import annotations
 
@@ -16,14 +16,19 @@ from billing_app.api.rest.schemas import (
     CheckoutStartedResponse,
     CheckoutStatusResponse,
     MySubscriptionResponse,
+    PauseRequest,
     PlanChangeResponse,
+    RetentionAcceptedResponse,
+    RetentionOffer,
+    RetentionOfferResponse,
     ScheduledChange,
     SubscriptionActionResponse,
     SubscriptionOut,
 )
-from billing_app.billing import checkout, subscriptions, views
+from billing_app.billing import checkout, retention, subscriptions, views
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode as E
+from billing_app.models import Role
 
 router = APIRouter(tags=["subscription"])
 
@@ -53,6 +58,8 @@ def _subscription_out(detail: views.SubscriptionDetail | None) -> SubscriptionOu
         scheduledChange=ScheduledChange(
             subscriptionPeriodId=change.period_id, planKey=change.plan_key, periodType=change.period_type, at=change.at,
         ) if change else None,
+        paused=detail.paused,
+        pauseResumesAt=detail.pause_resumes_at,
     )
 
 
@@ -104,8 +111,10 @@ def checkout_session(
     responses=error_responses(ADMIN, MANAGE, [E.STRIPE_CANCELLATION_FAILED], STRIPE),
 )
 def cancel(actor: Admin, body: Annotated[CancelRequest | None, Body()] = None) -> SubscriptionActionResponse:
+    """Confirming a cancellation while the retention offer stands declines the offer (GET
+    /api/subscriptions/retention shows it first, as the app's cancellation flow does)."""
     body = body or CancelRequest()
-    subscriptions.cancel(actor, at_period_end=body.atPeriodEnd, reason=body.reason)
+    retention.cancel(actor, at_period_end=body.atPeriodEnd, feedback=body.feedback, comment=body.reason)
     return SubscriptionActionResponse(subscription=_current(actor.require_org()))
 
 
@@ -148,3 +157,53 @@ def change(actor: Admin, body: ChangeRequest) -> PlanChangeResponse:
 def keep_current_plan(actor: Admin) -> SubscriptionActionResponse:
     subscriptions.cancel_scheduled_change(actor)
     return SubscriptionActionResponse(subscription=_current(actor.require_org()))
+
+
+@router.post(
+    "/subscriptions/pause", response_model=SubscriptionActionResponse,
+    summary="Pause instead of canceling: no charge for 1, 2 or 3 months, then it resumes by itself (admins)",
+    responses=error_responses(
+        ADMIN, MANAGE, [E.SUBSCRIPTION_PAUSED, E.SUBSCRIPTION_CANCELING, E.SUBSCRIPTION_NOT_PAUSABLE, E.STRIPE_PAUSE_FAILED], STRIPE,
+    ),
+)
+def pause(actor: Admin, body: PauseRequest) -> SubscriptionActionResponse:
+    retention.pause(actor, body.months)
+    return SubscriptionActionResponse(subscription=_current(actor.require_org()))
+
+
+@router.post(
+    "/subscriptions/resume", response_model=SubscriptionActionResponse,
+    summary="End a pause early: charging and access resume now (admins)",
+    responses=error_responses(ADMIN, MANAGE, [E.SUBSCRIPTION_NOT_PAUSED, E.STRIPE_PAUSE_FAILED], STRIPE, validation=False),
+)
+def resume(actor: Admin) -> SubscriptionActionResponse:
+    retention.resume(actor)
+    return SubscriptionActionResponse(subscription=_current(actor.require_org()))
+
+
+def _offer_out(coupon) -> RetentionOffer:
+    return RetentionOffer(couponId=coupon.id, name=coupon.name, description=coupon.describe())
+
+
+@router.get(
+    "/subscriptions/retention", response_model=RetentionOfferResponse,
+    summary="The retention offer the organization may accept before it cancels, or null (admins)",
+    responses=error_responses(ADMIN, validation=False),
+)
+def retention_offer(actor: Admin) -> RetentionOfferResponse:
+    with session_scope() as session:
+        offer = retention.offer_for(session, actor.require_role(Role.ADMIN))
+    return RetentionOfferResponse(offer=_offer_out(offer) if offer else None)
+
+
+@router.post(
+    "/subscriptions/retention/accept", response_model=RetentionAcceptedResponse,
+    summary="Accept the retention offer: its coupon is applied to the subscription and nothing is canceled (admins)",
+    responses=error_responses(
+        ADMIN, MANAGE, [E.RETENTION_OFFER_UNAVAILABLE, E.RETENTION_OFFER_USED, E.SUBSCRIPTION_CANCELING, E.STRIPE_OFFER_FAILED],
+        STRIPE, validation=False,
+    ),
+)
+def accept_retention(actor: Admin) -> RetentionAcceptedResponse:
+    coupon = retention.accept(actor)
+    return RetentionAcceptedResponse(offer=_offer_out(coupon), subscription=_current(actor.require_org()))

@@ -1,0 +1,297 @@
+"""Coupons, promotion codes and discounts, and Stripe Tax: what they do to an invoice.
+
+A discount is the application of a coupon (directly, or through a promotion code) to a
+subscription or a Checkout Session. Invoices price their discountable lines through the
+subscription's live discounts (`price_invoice`); a `once` discount is used up by the first
+invoice it reduces, a `repeating` one ends `duration_in_months` after it started. Automatic tax
+charges one rate per customer country (`TAX_RATES`, as if the account were registered there).
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import objects as o
+from .dates import add_interval
+from .errors import StripeError, invalid, missing
+from .objects import coupon_valid, real_now
+from .ids import gen_id
+
+# Percent, by the customer's billing country: the sandbox's stand-in for Stripe Tax's registrations.
+TAX_RATES = {
+    "US": 8.0, "CA": 5.0, "GB": 20.0, "IE": 23.0, "DE": 19.0, "FR": 20.0, "NL": 21.0, "BE": 21.0, "ES": 21.0,
+    "IT": 22.0, "AT": 20.0, "SE": 25.0, "DK": 25.0, "FI": 25.5, "PL": 23.0, "PT": 23.0, "CH": 8.1, "NO": 25.0,
+    "AU": 10.0, "NZ": 15.0, "JP": 10.0,
+}
+
+
+# --- coupons and promotion codes ---------------------------------------------------------------------
+def redeemable_coupon(store, coupon_id: str, param: str) -> dict:
+    c = store.get("coupon", coupon_id) if isinstance(coupon_id, str) else None
+    if c is None or c.get("_deleted"):
+        raise missing("coupon", coupon_id, param)
+    if not coupon_valid(c):
+        raise invalid(f"Coupon {coupon_id} is used up or expired and cannot be redeemed.", param, "coupon_expired")
+    return c
+
+
+def find_promotion_code(store, code: str) -> dict | None:
+    """The active promotion code with this customer-facing code (codes match regardless of case)."""
+    wanted = (code or "").strip().upper()
+    return next((p for p in store.all("promotion_code") if p["active"] and p["code"].upper() == wanted), None)
+
+
+def promotion_valid(store, promo: dict, customer_id: str | None, at: int | None = None) -> str | None:
+    """Why this promotion code cannot be redeemed now (None when it can)."""
+    at = real_now() if at is None else at
+    if not promo["active"]:
+        return "This promotion code is inactive."
+    if promo.get("expires_at") and promo["expires_at"] <= at:
+        return "This promotion code has expired."
+    if promo.get("max_redemptions") is not None and promo["times_redeemed"] >= promo["max_redemptions"]:
+        return "This promotion code has been used up."
+    if promo.get("customer") and promo["customer"] != customer_id:
+        return "This promotion code cannot be used by this customer."
+    c = store.get("coupon", promo["promotion"]["coupon"])
+    if c is None or not coupon_valid(c, at):
+        return "This promotion code's coupon is no longer valid."
+    return None
+
+
+def redeemable_promotion(store, promo_id: str, customer_id: str | None, param: str) -> dict:
+    promo = store.get("promotion_code", promo_id) if isinstance(promo_id, str) else None
+    if promo is None:
+        raise missing("promotion code", promo_id, param)
+    problem = promotion_valid(store, promo, customer_id)
+    if problem:
+        raise invalid(problem, param, "promotion_code_invalid" if promo["active"] else "coupon_expired")
+    return promo
+
+
+def describe(c: dict) -> str:
+    off = f"{c['percent_off']:g}% off" if c.get("percent_off") is not None else f"{c['amount_off'] / 100:.2f} {str(c['currency']).upper()} off"
+    if c["duration"] == "repeating":
+        return f"{off} for {c['duration_in_months']} months"
+    return f"{off} {'forever' if c['duration'] == 'forever' else 'once'}"
+
+
+# --- discounts ------------------------------------------------------------------------------------------
+def discount_end(c: dict, start: int) -> int | None:
+    if c["duration"] != "repeating":
+        return None
+    return add_interval(start, "month", int(c["duration_in_months"]))
+
+
+def new_discount(store, customer_id: str, c: dict, now: int, *, promo: dict | None = None, sub: dict | None = None,
+                 checkout_session: str | None = None) -> dict:
+    """Redeem the coupon (and the promotion code): a discount, and `customer.discount.created`."""
+    d = o.discount(gen_id("di"), now, customer_id, c["id"], end=discount_end(c, now), subscription=sub["id"] if sub else None,
+                   promotion_code=promo["id"] if promo else None, checkout_session=checkout_session)
+    store.put(d)
+    c["times_redeemed"] += 1
+    c["valid"] = coupon_valid(c)
+    if promo:
+        promo["times_redeemed"] += 1
+    store.emit("customer.discount.created", d)
+    return d
+
+
+def from_params(store, specs, customer_id: str, param: str) -> list[tuple[str, object]]:
+    """`discounts[]` as (kind, value): ("coupon", coupon), ("promotion_code", promo) or ("discount", id); checked now."""
+    out = []
+    if specs in (None, ""):
+        return out
+    if not isinstance(specs, list):
+        raise invalid(f"Invalid array: {param}", param)
+    for i, spec in enumerate(specs):
+        where = f"{param}[{i}]"
+        if not isinstance(spec, dict) or len([k for k in ("coupon", "promotion_code", "discount") if spec.get(k)]) != 1:
+            raise invalid(f"Each of {param} needs exactly one of coupon, promotion_code or discount.", where)
+        if spec.get("coupon"):
+            out.append(("coupon", redeemable_coupon(store, spec["coupon"], f"{where}[coupon]")))
+        elif spec.get("promotion_code"):
+            out.append(("promotion_code", redeemable_promotion(store, spec["promotion_code"], customer_id, f"{where}[promotion_code]")))
+        else:
+            out.append(("discount", spec["discount"]))
+    return out
+
+
+def live_discounts(store, ids: list[str], at: int) -> list[dict]:
+    """The discounts of these ids still running at `at`."""
+    out = []
+    for d_id in ids or []:
+        d = store.get("discount", d_id)
+        if d and not d.get("_deleted") and (d["end"] is None or d["end"] > at):
+            out.append(d)
+    return out
+
+
+def set_subscription_discounts(store, sub: dict, wanted: list[tuple[str, object]], now: int) -> None:
+    """Replace the subscription's discounts (Stripe's `discounts` update): kept ones stay, others end now."""
+    before = list(sub["discounts"])
+    keep: list[str] = []
+    for kind, value in wanted:
+        if kind == "discount":
+            if value not in before:
+                raise invalid(f"The discount {value} is not on this subscription.", "discounts")
+            keep.append(value)
+        elif kind == "coupon":
+            keep.append(new_discount(store, sub["customer"], value, now, sub=sub)["id"])
+        else:
+            c = store.get("coupon", value["promotion"]["coupon"])
+            keep.append(new_discount(store, sub["customer"], c, now, promo=value, sub=sub)["id"])
+    for d_id in before:
+        if d_id not in keep:
+            remove_discount(store, d_id, emit_sub=None)
+    sub["discounts"] = keep
+
+
+def remove_discount(store, d_id: str, emit_sub: dict | None) -> None:
+    """End a discount now: `customer.discount.deleted` (and the subscription's update, when asked)."""
+    d = store.get("discount", d_id)
+    if d is None or d.get("_deleted"):
+        return
+    d["_deleted"] = True
+    store.emit("customer.discount.deleted", d)
+    if emit_sub is not None and d_id in emit_sub["discounts"]:
+        before = list(emit_sub["discounts"])
+        emit_sub["discounts"] = [x for x in before if x != d_id]
+        store.emit("customer.subscription.updated", emit_sub, {"discounts": before})
+
+
+def end_finished_discounts(store, sub: dict, at: int) -> None:
+    """Repeating discounts whose months are over leave the subscription."""
+    for d_id in list(sub.get("discounts") or []):
+        d = store.get("discount", d_id)
+        if d is None or d.get("_deleted") or (d["end"] is not None and d["end"] <= at):
+            remove_discount(store, d_id, emit_sub=sub)
+
+
+# --- tax ----------------------------------------------------------------------------------------------------
+def tax_rate_for(cust: dict | None) -> tuple[float | None, str | None]:
+    """(percent, country) for the customer's billing address; (None, None) without a known country."""
+    country = ((cust or {}).get("address") or {}).get("country")
+    if not country:
+        return None, None
+    return TAX_RATES.get(country.upper(), 0.0), country.upper()
+
+
+def automatic_tax(enabled: bool, status: str | None) -> dict:
+    """An invoice's `automatic_tax`."""
+    return {"enabled": enabled, "liability": {"account": None, "type": "self"} if enabled else None,
+            "status": status if enabled else None, "disabled_reason": None, "provider": "stripe" if enabled else None}
+
+
+def _tax_entry(amount: int, taxable: int, country: str, rate: float) -> dict:
+    return {"amount": amount, "tax_behavior": "exclusive", "tax_rate_details": {"tax_rate": f"txr_sandbox_{country}"},
+            "taxability_reason": "standard_rated" if rate else "not_collecting", "taxable_amount": taxable, "type": "tax_rate_details"}
+
+
+# --- pricing an invoice -------------------------------------------------------------------------------------
+def price_invoice(store, inv: dict, discounts: list[dict], cust: dict | None, tax: bool) -> None:
+    """Apply discounts to the discountable lines, then tax; set the invoice's totals (before any balance)."""
+    lines = inv["lines"]["data"]
+    for line in lines:
+        line["discount_amounts"], line["discounts"], line["taxes"] = [], [], []
+    used: dict[str, int] = {}
+    for d in discounts:
+        c = store.get("coupon", d["source"]["coupon"])
+        if c is None:
+            continue
+        eligible = [l for l in lines if l["discountable"] and l["amount"] > 0]
+        remaining = {l["id"]: l["amount"] - sum(x["amount"] for x in l["discount_amounts"]) for l in eligible}
+        base = sum(remaining.values())
+        if base <= 0:
+            continue
+        if c.get("percent_off") is not None:
+            cuts = {k: round(v * c["percent_off"] / 100) for k, v in remaining.items()}
+        elif c.get("currency") == inv["currency"]:
+            total_cut = min(c["amount_off"], base)
+            cuts, given = {}, 0
+            for i, (k, v) in enumerate(remaining.items()):
+                cut = total_cut - given if i == len(remaining) - 1 else total_cut * v // base
+                cuts[k], given = cut, given + cut
+        else:
+            continue
+        for line in eligible:
+            cut = cuts.get(line["id"], 0)
+            line["discounts"].append(d["id"])
+            line["discount_amounts"].append({"amount": cut, "discount": d["id"]})
+        used[d["id"]] = sum(cuts.values())
+    subtotal = sum(l["amount"] for l in lines)
+    discount_total = sum(used.values())
+    tax_total, status = 0, None
+    if tax:
+        rate, country = tax_rate_for(cust)
+        status = "complete" if country else "requires_location_inputs"
+        entries: dict[str, list[int]] = {}
+        if country:
+            for line in lines:
+                taxable = line["amount"] - sum(x["amount"] for x in line["discount_amounts"])
+                if taxable <= 0:
+                    continue
+                amount = round(taxable * rate / 100)
+                line["taxes"] = [_tax_entry(amount, taxable, country, rate)]
+                tax_total += amount
+                entries.setdefault(country, [0, 0])
+                entries[country][0] += amount
+                entries[country][1] += taxable
+        inv["total_taxes"] = [_tax_entry(a, t, k, rate) for k, (a, t) in entries.items()]
+    else:
+        inv["total_taxes"] = []
+    inv["automatic_tax"] = automatic_tax(tax, status)
+    inv["discounts"] = [d["id"] for d in discounts if d["id"] in used]
+    inv["total_discount_amounts"] = [{"amount": a, "discount": k} for k, a in used.items()]
+    total = subtotal - discount_total + tax_total
+    inv.update(subtotal=subtotal, subtotal_excluding_tax=subtotal, total_excluding_tax=subtotal - discount_total,
+               total=total, amount_due=max(total, 0), amount_remaining=max(total, 0))
+
+
+def use_up_once_discounts(store, sub: dict, inv: dict) -> None:
+    """A `once` discount that reduced this invoice is spent: it leaves the subscription."""
+    for entry in inv["total_discount_amounts"]:
+        d = store.get("discount", entry["discount"])
+        c = store.get("coupon", d["source"]["coupon"]) if d else None
+        if c and c["duration"] == "once" and entry["amount"] > 0:
+            remove_discount(store, d["id"], emit_sub=sub)
+
+
+# --- tax ids ------------------------------------------------------------------------------------------------
+EU_VAT = re.compile(
+    r"^(ATU\d{8}|BE[01]\d{9}|BG\d{9,10}|CY\d{8}[A-Z]|CZ\d{8,10}|DE\d{9}|DK\d{8}|EE\d{9}|EL\d{9}|ES[A-Z0-9]\d{7}[A-Z0-9]"
+    r"|FI\d{8}|FR[A-HJ-NP-Z0-9]{2}\d{9}|HR\d{11}|HU\d{8}|IE\d{7}[A-W][A-I]?|IE\d[A-Z+*]\d{5}[A-W]|IT\d{11}|LT(\d{9}|\d{12})"
+    r"|LU\d{8}|LV\d{11}|MT\d{8}|NL\d{9}B\d{2}|PL\d{10}|PT\d{9}|RO\d{2,10}|SE\d{12}|SI\d{8}|SK\d{10}|XI\d{9})$"
+)
+# type -> (pattern, country); a pattern sees the value upper-cased with spaces removed.
+TAX_ID_FORMATS = {
+    "eu_vat": (EU_VAT, None),
+    "gb_vat": (re.compile(r"^GB(\d{9}|\d{12})$"), "GB"),
+    "us_ein": (re.compile(r"^\d{2}-?\d{7}$"), "US"),
+    "ch_vat": (re.compile(r"^CHE-?\d{3}\.?\d{3}\.?\d{3}(MWST|TVA|IVA)$"), "CH"),
+    "au_abn": (re.compile(r"^\d{11}$"), "AU"),
+    "ca_bn": (re.compile(r"^\d{9}$"), "CA"),
+    "no_vat": (re.compile(r"^\d{9}MVA$"), "NO"),
+}
+VERIFIED_TYPES = ("eu_vat", "gb_vat")
+
+
+def normalise_tax_id(type_: str, value: str) -> tuple[str, str | None, str]:
+    """(value as Stripe stores it, country, verification status); Stripe's 400 `tax_id_invalid` when malformed."""
+    compact = re.sub(r"\s+", "", value or "").upper()
+    fmt = TAX_ID_FORMATS.get(type_)
+    if not compact or (fmt and not fmt[0].match(compact)):
+        raise StripeError(400, "invalid_request_error", "tax_id_invalid", f"Invalid value for {type_}.", "value")
+    if type_ == "eu_vat":
+        country = {"EL": "GR", "XI": "GB"}.get(compact[:2], compact[:2])
+    else:
+        country = fmt[1] if fmt else None
+    stored = compact if fmt else value.strip()
+    return stored, country, "verified" if type_ in VERIFIED_TYPES else "unavailable"
+
+
+def add_tax_id(store, cust: dict, type_: str, value: str, now: int) -> dict:
+    stored, country, status = normalise_tax_id(type_, value)
+    t = o.tax_id(gen_id("txi"), now, cust["id"], type_, stored, country, status)
+    store.put(t)
+    store.emit("customer.tax_id.created", t)
+    return t

@@ -1,0 +1,94 @@
+"""axe-core (axe-playwright-python) on every page of the app, at 1280 and 375 px: no serious or
+critical violation. Dialogs are checked open too (the cancellation flow's steps, billing details)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
+
+from tests.browser.helpers import new_admin, pay_on_sandbox_checkout, screenshot, start_purchase
+
+pytestmark = pytest.mark.browser
+WIDTHS = (1280, 375)
+BLOCKING = ("serious", "critical")
+_axe = Axe()
+
+
+def _violations(page) -> list[str]:
+    results = _axe.run(page)
+    found = []
+    for v in results.response["violations"]:
+        if v.get("impact") in BLOCKING:
+            targets = ", ".join(" ".join(map(str, n["target"])) for n in v["nodes"][:3])
+            found.append(f"{v['id']} ({v['impact']}): {v['help']} — {targets}")
+    return found
+
+
+def audit(page, name: str, problems: list[str], ready=None) -> None:
+    """Check the page as it is, at each width (each width rendered and settled first)."""
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(200)
+        if ready is not None:
+            expect(ready).to_be_visible()
+        problems += [f"{name} @{width}px: {p}" for p in _violations(page)]
+        screenshot(page, f"a11y-{name}")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_every_page_has_no_serious_or_critical_violation(page, app_server):
+    problems: list[str] = []
+    url = app_server.url
+    for path, ready in (("/login", "#login-submit"), ("/register", "#register-submit"), ("/pricing", ".plan-card")):
+        page.goto(url + path)
+        audit(page, f"signed-out{path.replace('/', '-')}", problems, page.locator(ready).first)
+
+    new_admin(page, app_server, org="Accessible Co")
+    audit(page, "home", problems, page.locator("#whoami"))
+    page.goto(url + "/billing")
+    audit(page, "billing-empty", problems, page.locator("#no-subscription"))
+    start_purchase(page, app_server, "starter")
+    page.wait_for_url("**/checkout/cs_*")
+    pay_on_sandbox_checkout(page)
+    expect(page.locator("#confirm-title")).to_have_text("Payment successful")
+    audit(page, "confirm", problems, page.locator("#confirm-title"))
+
+    page.goto(url + "/billing")
+    audit(page, "billing", problems, page.locator("#payment-method"))
+    page.locator("#edit-details").click()
+    audit(page, "billing-details-dialog", problems, page.get_by_role("dialog"))
+    page.keyboard.press("Escape")
+    page.locator("#cancel-subscription").click()
+    dialog = page.get_by_role("dialog")
+    audit(page, "cancel-reason", problems, dialog.get_by_label("Why are you canceling?"))
+    dialog.get_by_label("Why are you canceling?").select_option("unused")
+    dialog.get_by_role("button", name="Continue").click()
+    audit(page, "cancel-pause", problems, dialog.get_by_label("Pause for"))
+    dialog.locator("#skip-pause").click()
+    audit(page, "cancel-offer", problems, dialog.locator("#retention-offer"))
+    dialog.locator("#decline-offer").click()
+    audit(page, "cancel-confirm", problems, dialog.get_by_role("button", name="Cancel subscription"))
+    page.keyboard.press("Escape")
+
+    for path, ready in (("/pricing", ".plan-card"), ("/billing/payments", ".payment-row"), ("/account/tokens", "h1, h2"),
+                        ("/account/security", "h1, h2"), ("/org/members", "h1, h2")):
+        page.goto(url + path)
+        audit(page, path.strip("/").replace("/", "-"), problems, page.locator(ready).first)
+
+    assert not problems, "axe found serious or critical violations:\n" + "\n".join(problems)
+
+
+def test_focus_is_visible_on_the_dashboard(page, app_server):
+    """Tabbing to a control draws an outline a sighted keyboard user can follow."""
+    new_admin(page, app_server, org="Focus Co")
+    page.goto(app_server.url + "/billing")
+    expect(page.locator("#no-subscription")).to_be_visible()
+    link = page.get_by_role("link", name="See plans")
+    link.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    outline = link.evaluate("e => getComputedStyle(e).outlineStyle + ' ' + getComputedStyle(e).outlineWidth")
+    assert re.match(r"^(solid|auto) [1-9]", outline), outline

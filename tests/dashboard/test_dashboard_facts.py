@@ -1,0 +1,135 @@
+"""Each dashboard fact appears once the Stripe change that causes it arrives by webhook.
+
+Nothing here syncs by hand after the purchase: changes are made at Stripe (the sandbox) the way a
+dashboard user or the portal makes them, and the mirror only hears of them through the webhook
+route and its worker. Rendering the dashboard makes no Stripe call.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from sqlmodel import select
+
+from billing_app.billing import gateway
+from billing_app.billing.checkout import checkout_status, start_checkout
+from billing_app.billing.dashboard import DashboardView, dashboard_view, discount_label, member_billing_view
+from billing_app.billing.views import billing_view
+from billing_app.db import session_scope
+from billing_app.models import BillingProfile, OrgSubscription
+from tests.billing.helpers import period_id
+from tests.dashboard.helpers import billing, dashboard, wait_for
+
+
+def _buy(acme, stripe_env, plan="starter", confirm=True, **complete):
+    """Checkout paid on the sandbox; `confirm` syncs as the confirmation page does (else only webhooks will)."""
+    started = start_checkout(acme.admin, period_id(plan, "MONTHLY"))
+    stripe_env.complete_checkout(started.session_id, **complete)
+    if confirm:
+        checkout_status(acme.admin, started.session_id)
+    return stripe_env.client.v1.checkout.sessions.retrieve(started.session_id)
+
+
+def _subscription_id(acme) -> str:
+    with session_scope() as s:
+        return s.exec(select(OrgSubscription.stripe_id).where(OrgSubscription.org_id == acme.id)).one()
+
+
+def test_every_fact_follows_stripe_by_webhook(acme, stripe_env, webhooks):
+    c = stripe_env.client
+    checkout = _buy(acme, stripe_env, confirm=False, promotion_code="LAUNCH10",
+                    billing_address={"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "state": "IL", "country": "US"})
+    customer = checkout.customer
+    # The purchase: card, billing details from Checkout, the next invoice with the code's discount.
+    view = wait_for(lambda: (v := dashboard(acme)).card and v.next_amount and v, "the purchase")
+    assert (view.card, view.card_expiry, view.card_warning) == ("Visa •••• 4242", "Expires 12/2034", "")
+    assert view.billing_email == "admin@acme.example" and view.address_lines == ["1 Main St", "12345 Springfield", "IL", "US"]
+    assert view.discounts == [f"10% off until {datetime.fromtimestamp(c.v1.subscriptions.retrieve(checkout.subscription, params={'expand': ['discounts']}).discounts[0].end, timezone.utc).strftime('%b %Y')}"]
+    assert view.next_amount == "$8.10" and "Discount −$0.90" in view.next_details  # a promotion code at Checkout shows on the next invoice
+    sub = c.v1.subscriptions.retrieve(checkout.subscription)
+    assert view.next_date == datetime.fromtimestamp(sub["items"].data[0].current_period_end, timezone.utc).strftime("%b %-d, %Y")
+    assert [(i.amount, i.status) for i in view.invoices] == [("$8.10", "Paid")] and view.invoices[0].pdf_url.endswith("/pdf")
+
+    # Billing details changed at Stripe (the dashboard, the portal).
+    c.v1.customers.update(customer, params={"email": "ap@acme.example", "name": "Acme Inc",
+                                            "address": {"line1": "2 Elm St", "city": "Shelbyville", "country": "US"}})
+    view = wait_for(lambda: (v := dashboard(acme)).billing_email == "ap@acme.example" and v, "the new billing email")
+    assert view.company_name == "Acme Inc" and view.address_lines == ["2 Elm St", "Shelbyville", "US"]
+
+    c.v1.customers.tax_ids.create(customer, params={"type": "eu_vat", "value": "DE123456789"})
+    view = wait_for(lambda: (v := dashboard(acme)).tax_ids and v, "the tax ID")
+    assert [(t.label, t.status) for t in view.tax_ids] == [("EU VAT DE123456789", "verified")]
+
+    # A new card as the default.
+    pm = c.v1.payment_methods.create(params={"payment_method": "pm_card_mastercard"})
+    c.v1.payment_methods.attach(pm.id, params={"customer": customer})
+    c.v1.subscriptions.update(sub.id, params={"default_payment_method": pm.id})
+    c.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": pm.id}})
+    wait_for(lambda: dashboard(acme).card == "Mastercard •••• 4444", "the new card")
+
+    # Another discount, and an upgrade's prorations, on the next invoice.
+    kept = [{"discount": d} for d in c.v1.subscriptions.retrieve(sub.id).discounts]
+    c.v1.subscriptions.update(sub.id, params={"discounts": [*kept, {"coupon": "welcome5"}]})
+    view = wait_for(lambda: len((v := dashboard(acme)).discounts) == 2 and v, "the second discount")
+    assert "$5.00 off the next invoice" in view.discounts
+    pro = c.v1.prices.list(params={"lookup_keys": ["pro_monthly_v1"]}).data[0]
+    c.v1.subscriptions.update(sub.id, params={"items": [{"id": sub["items"].data[0].id, "price": pro.id}],
+                                              "proration_behavior": "create_prorations"})
+    def prorated():
+        v = dashboard(acme)
+        return v if any(d.startswith("Prorations") for d in v.next_details) else None
+
+    view = wait_for(prorated, "the prorations")
+    assert view.next_details[0].startswith("Subtotal $")
+
+    # Paused at Stripe: the dashboard says until when; access stops.
+    resumes = int(datetime.now(timezone.utc).timestamp()) + 40 * 86400
+    c.v1.subscriptions.update(sub.id, params={"pause_collection": {"behavior": "void", "resumes_at": resumes}})
+    view = wait_for(lambda: (v := dashboard(acme)).paused and v, "the pause")
+    assert view.paused_until == datetime.fromtimestamp(resumes, timezone.utc).strftime("%b %-d, %Y") and view.can_resume
+    assert view.next_amount == ""  # nothing is charged while paused
+    assert billing(acme).access is False
+
+    # Rendering all of it asks Stripe nothing.
+    before = gateway.call_counter["count"]
+    with session_scope() as s:
+        dashboard_view(s, acme.id, admin=True)
+        billing_view(s, acme.id)
+    assert gateway.call_counter["count"] == before
+
+
+def test_a_member_sees_plan_and_status_only(acme, stripe_env):
+    _buy(acme, stripe_env)
+    with session_scope() as s:
+        assert s.get(BillingProfile, acme.id) is not None  # there is something to hide
+    assert dashboard(acme, admin=False) == DashboardView()
+    view = member_billing_view(billing(acme))
+    assert view.plan_name == "Starter" and view.status == "Active"
+    assert (view.price, view.renewal_date, view.can_cancel, view.can_change) == ("", "", False, False)
+
+
+def test_card_expiry_warnings(acme, stripe_env):
+    _buy(acme, stripe_env)
+    soon = dashboard(acme, now=datetime(2034, 12, 10, tzinfo=timezone.utc))
+    assert soon.card_warning.startswith("Expires soon: the card works until Dec 31, 2034")
+    assert dashboard(acme, now=datetime(2034, 11, 30, tzinfo=timezone.utc)).card_warning == ""
+    assert dashboard(acme, now=datetime(2035, 1, 2, tzinfo=timezone.utc)).card_warning.startswith("Expired at the end of 12/2034")
+
+
+def test_discount_labels():
+    assert discount_label({"percent_off": 20.0, "end": int(datetime(2027, 3, 1, tzinfo=timezone.utc).timestamp())}) == "20% off until Mar 2027"
+    assert discount_label({"percent_off": 10.0, "end": None, "duration": "forever"}) == "10% off forever"
+    assert discount_label({"percent_off": None, "amount_off": 500, "currency": "usd", "end": None, "duration": "once"}) == "$5.00 off the next invoice"
+
+
+def test_the_profile_mirror_is_stable(acme, stripe_env):
+    """A second sync of an unchanged customer changes nothing (reconcile prints nothing)."""
+    from billing_app.billing.sync import sync_customer
+
+    checkout = _buy(acme, stripe_env, promotion_code="WELCOME5")
+    assert sync_customer(checkout.customer).changes == []
+    with session_scope() as s:
+        profile = s.get(BillingProfile, acme.id)
+    assert json.loads(profile.next_invoice_json)["discount"] == 0  # the $5 was for the first invoice only
+    assert json.loads(profile.discounts_json) == []
