@@ -59,41 +59,7 @@ def tokens(org):
 @pytest.fixture
 def backend(stripe_env, monkeypatch):
     """The backend's API routes under uvicorn with the webhook worker, receiving the sandbox's webhooks."""
-    import asyncio
-    import contextlib
-    import threading
-    import time
+    from tests.webhooks.helpers import served_backend
 
-    import uvicorn
-    from starlette.applications import Starlette
-
-    from billing_app.api import build_api
-    from billing_app.billing.sync import sync_customer
-    from billing_app.settings import get_settings
-    from billing_app.webhooks.worker import run_worker
-    from tests.sandbox_fixture import free_port
-
-    port = free_port()
-    endpoint = stripe_env.register_webhook(f"http://127.0.0.1:{port}/api/stripe/webhook")
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", endpoint.secret)
-    get_settings.cache_clear()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        task = asyncio.create_task(run_worker(sync_customer, poll_seconds=0.3, on_change=None))
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    app = Starlette(routes=build_api().routes, lifespan=lifespan)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield server
-    server.should_exit = True
-    thread.join(timeout=15)
+    with served_backend(stripe_env, monkeypatch) as url:
+        yield url

@@ -7,6 +7,7 @@ test module or a conftest for these.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -15,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -160,3 +161,46 @@ def run_async(coroutine):
     """
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+@contextlib.contextmanager
+def served_backend(stripe_env, monkeypatch, sync: Callable = None, poll_seconds: float = 0.3) -> Iterator[str]:
+    """The backend's API routes under uvicorn on a loopback port, with the webhook worker as a
+    lifespan task (as served), registered as the sandbox's webhook endpoint; yields its base URL."""
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from billing_app.api import build_api
+    from billing_app.billing.sync import sync_customer
+    from billing_app.settings import get_settings
+    from billing_app.webhooks.worker import run_worker
+    from tests.sandbox_fixture import free_port
+
+    port = free_port()
+    endpoint = stripe_env.register_webhook(f"http://127.0.0.1:{port}/api/stripe/webhook")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", endpoint.secret)
+    get_settings.cache_clear()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        task = asyncio.create_task(run_worker(sync or sync_customer, poll_seconds=poll_seconds, on_change=None))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app = Starlette(routes=build_api().routes, lifespan=lifespan)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

@@ -7,24 +7,17 @@ change through webhooks.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
 import time
 
 import pytest
-import uvicorn
 from sqlmodel import select
-from starlette.applications import Starlette
 
-from billing_app.api import build_api
 from billing_app.billing.checkout import start_checkout
 from billing_app.billing.sync import sync_customer
 from billing_app.db import session_scope
 from billing_app.models import OrgSubscription, Payment, WebhookEvent
-from billing_app.webhooks.worker import run_worker
 from tests.billing.helpers import make_org, period_id
-from tests.sandbox_fixture import free_port
+from tests.webhooks.helpers import served_backend
 
 
 class CountingRealSync:
@@ -39,34 +32,9 @@ class CountingRealSync:
 @pytest.fixture
 def backend(stripe_env, monkeypatch):
     """The backend's API routes under uvicorn on 127.0.0.1, with the worker as a lifespan task."""
-    from billing_app.settings import get_settings
-
-    port = free_port()
-    endpoint = stripe_env.register_webhook(f"http://127.0.0.1:{port}/api/stripe/webhook")
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", endpoint.secret)
-    get_settings.cache_clear()
     sync = CountingRealSync()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        task = asyncio.create_task(run_worker(sync, poll_seconds=0.5, on_change=None))
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    app = Starlette(routes=build_api().routes, lifespan=lifespan)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield sync
-    server.should_exit = True
-    thread.join(timeout=15)
-
+    with served_backend(stripe_env, monkeypatch, sync=sync, poll_seconds=0.5):
+        yield sync
 
 def wait_for(predicate, what: str, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
