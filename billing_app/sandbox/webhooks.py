@@ -38,6 +38,7 @@ class Dispatcher:
         self._generation = 0  # bumped on reset, so queued deliveries of old state are dropped
         self._stop = False
         self.attempts: list[dict] = []  # recent delivery log, for /_sandbox/deliveries
+        self._in_flight = 0  # popped and being posted: still pending until its attempt is logged
         self._threads = [threading.Thread(target=self._run, name=f"sandbox-webhooks-{i}", daemon=True) for i in range(workers)]
         for t in self._threads:
             t.start()
@@ -76,8 +77,9 @@ class Dispatcher:
             self.attempts.clear()
 
     def pending(self) -> int:
+        """Deliveries queued or being posted right now (0 means every attempt so far is in `attempts`)."""
         with self._cv:
-            return len(self._heap)
+            return len(self._heap) + self._in_flight
 
     def stop(self) -> None:
         with self._cv:
@@ -96,7 +98,12 @@ class Dispatcher:
                 _, _, job = heapq.heappop(self._heap)
                 if job["generation"] != self._generation:
                     continue
-            self._deliver(client, job)
+                self._in_flight += 1
+            try:
+                self._deliver(client, job)
+            finally:
+                with self._cv:
+                    self._in_flight -= 1
 
     def _deliver(self, client: httpx.Client, job: dict) -> None:
         payload = job["payload"]
