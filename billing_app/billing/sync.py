@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 
 from billing_app.billing import duplicates, gateway, history, orphans, profile
 from billing_app.db import insert_if_absent, session_scope
+from billing_app.notifications import billing as billing_notices
 from billing_app.models import (
     ENDED_STATUSES,
     BillingCustomer,
@@ -274,7 +275,12 @@ def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_inte
 
 
 def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> None:
-    """Upsert the mirror of one org from a snapshot (sync_customer's and the bulk reconcile's write)."""
+    """Upsert the mirror of one org from a snapshot (sync_customer's and the bulk reconcile's write).
+
+    The emails this change causes (a receipt, a failed payment, ...) go into the outbox in the
+    same transaction (billing_app/notifications/billing.py).
+    """
+    was = billing_notices.before(session, org_id, snap)
     for sub in snap.subscriptions:
         _sync_subscription(session, org_id, sub, changes)
         _sync_cancellation(session, org_id, sub, changes)
@@ -323,6 +329,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
                 description=description, receipt_url=charge.get("receipt_url") if charge else None,
                 **_checkout_parts(checkout),
             )
+    billing_notices.derive(session, org_id, snap, was)
 
 
 def sync_customer(customer_id: str) -> SyncReport:
