@@ -442,6 +442,8 @@ class Payment(SQLModel, table=True):
     subtotal: int | None = None
     discount: int = 0
     tax: int = 0
+    # An open invoice whose payment waits for the customer's bank (3-D Secure) on the hosted invoice page.
+    action_required: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class BillingProfile(SQLModel, table=True):

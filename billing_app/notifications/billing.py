@@ -137,7 +137,14 @@ def derive(session: Session, org_id: int, snap, was: Before) -> None:
                 pdf_url=invoice.get("invoice_pdf") or "",
             )
         new_attempts = invoice.get("attempt_count") or 0
-        if invoice["status"] == "open" and new_attempts > 0 and new_attempts > attempts:
+        if invoice["id"] in getattr(snap, "action_required", ()) and new_attempts > attempts:
+            # Not a failure: the bank wants the customer (3-D Secure). Same key as the event's email.
+            ctx.enqueue(
+                Kind.PAYMENT_ACTION_REQUIRED, f"{invoice['id']}:{new_attempts}",
+                amount=format_amount(invoice["amount_due"], invoice["currency"]),
+                plan=plan_for_invoice(invoice), invoice_url=invoice.get("hosted_invoice_url") or ctx.billing_url,
+            )
+        elif invoice["status"] == "open" and new_attempts > 0 and new_attempts > attempts:
             ctx.enqueue(
                 Kind.PAYMENT_FAILED, f"{invoice['id']}:{new_attempts}",
                 amount=format_amount(invoice["amount_due"], invoice["currency"]),

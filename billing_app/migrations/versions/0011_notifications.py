@@ -1,4 +1,4 @@
-"""notifications: the email outbox and admins' opt-outs of optional kinds
+"""notifications: the email outbox and admins' opt-outs of optional kinds; payments awaiting 3-D Secure
 
 Revision ID: 0011
 Revises: 0010
@@ -16,6 +16,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('payment', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('action_required', sa.Boolean(), server_default=sa.false(), nullable=False))
+
     op.create_table(
         'notification',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -61,3 +64,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('notificationoptout')
     op.drop_table('notification')
+    with op.batch_alter_table('payment', schema=None) as batch_op:
+        batch_op.drop_column('action_required')
