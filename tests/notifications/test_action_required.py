@@ -38,3 +38,31 @@ def test_renewal_needing_authentication(org, webhook_client, stripe_env, smtp, d
     with session_scope() as s:
         assert billing_view(s, org.id).confirm_payment_url == ""
     assert subscription(db, org).status == "active" and access(org).access
+
+
+def test_an_incomplete_first_payment_expires_and_never_grants_access(org, stripe_env, db):
+    import time
+
+    from sqlmodel import select
+
+    from billing_app.models import BillingCustomer, PlanPeriod
+
+    c = stripe_env.client
+    clock = c.v1.test_helpers.test_clocks.create(params={"frozen_time": int(time.time())})
+    customer = c.v1.customers.create(params={"email": "admin@acme.example", "test_clock": clock.id})
+    with session_scope() as s:
+        s.add(BillingCustomer(org_id=org.id, stripe_customer_id=customer.id))
+        price = s.exec(select(PlanPeriod.stripe_price_id).where(PlanPeriod.amount > 0, PlanPeriod.period_type == "MONTHLY")).first()
+    card = c.v1.payment_methods.attach("pm_card_authenticationRequired", params={"customer": customer.id})
+    sub = c.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price}], "default_payment_method": card.id})
+    assert sub.status == "incomplete"
+    sync_customer(customer.id)
+    assert subscription(db, org).status == "incomplete" and not access(org).access
+    with session_scope() as s:
+        assert billing_view(s, org.id).confirm_payment_url  # the first payment can still be confirmed
+
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": int(time.time()) + 24 * 3600})
+    sync_customer(customer.id)
+    assert subscription(db, org).status == "incomplete_expired" and not access(org).access
+    with session_scope() as s:
+        assert billing_view(s, org.id).confirm_payment_url == ""  # the expired invoice is void: nothing to confirm
