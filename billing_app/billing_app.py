@@ -14,7 +14,7 @@ get_settings()
 
 # Importing the page modules registers their @rx.page routes.
 from billing_app.pages import account, auth_pages, billing, confirm, home, invite, members, payments, pricing, tokens  # noqa: E402,F401
-from billing_app.pages import dev_mail, password_reset  # noqa: E402,F401
+from billing_app.pages import dev_mail, notification_settings, password_reset  # noqa: E402,F401
 from billing_app.pages import ops, ops_audit, ops_events, ops_org, ops_orgs, ops_orphans  # noqa: E402,F401
 
 app = rx.App(

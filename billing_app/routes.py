@@ -17,6 +17,7 @@ INVITE = "/invite/[token]"
 # Email (billing_app/notifications): the outbox as a mailbox (development or sandbox only),
 # asking for a password reset link, and using one.
 DEV_MAIL = "/dev/mail"
+ACCOUNT_NOTIFICATIONS = "/account/notifications"
 FORGOT_PASSWORD = "/forgot"
 RESET_PASSWORD = "/reset"
 

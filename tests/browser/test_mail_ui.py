@@ -81,3 +81,18 @@ def test_password_reset_end_to_end(page, app_server, browser):
     other_page.goto(f"{app_server.url}/billing")
     other_page.wait_for_url("**/login**")
     other.close()
+
+
+def test_an_admin_turns_receipts_off(page, app_server):
+    new_admin(page, app_server, org="Quiet Inc")
+    page.click("#user-menu")
+    page.get_by_role("menuitem", name="Email notifications").click()
+    page.wait_for_url("**/account/notifications")
+    receipts = page.locator("#notify-receipt")
+    expect(receipts).to_have_attribute("data-state", "checked")
+    receipts.click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    page.reload()
+    expect(page.locator("#notify-receipt")).to_have_attribute("data-state", "unchecked")
+    expect(page.locator("#notify-plan_changed")).to_have_attribute("data-state", "checked")
+    expect(page.get_by_text("Payment failed, Payment needs confirmation")).to_be_visible()
