@@ -159,7 +159,9 @@ class BillingState(DashboardMixin, AuthState):
             async with self:
                 self.change_open, self.change_preview = False, ""
                 self.message = (
-                    f"Your plan is now {change.to_plan}." if change.upgrade
+                    f"Your bank needs you to confirm the payment first: use Confirm the payment above. "
+                    f"Your plan changes to {change.to_plan} once it is confirmed." if change.confirm_url
+                    else f"Your plan is now {change.to_plan}." if change.upgrade
                     else f"Your plan changes to {change.to_plan} on {format_date(change.effective_at)}."
                 )
 

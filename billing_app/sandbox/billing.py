@@ -8,6 +8,7 @@ emits the same events whichever door it came through.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import time
 
@@ -307,6 +308,14 @@ def void_invoice(store: Store, inv: dict, now: int) -> None:
     inv["amount_remaining"] = 0
     inv["status_transitions"]["voided_at"] = now
     store.emit("invoice.voided", inv)
+    sub_id = invoice_subscription(inv)
+    sub = store.get("subscription", sub_id) if sub_id else None
+    if sub and sub.get("_pending_after") is not None and sub.get("latest_invoice") == inv["id"]:
+        # Voiding a pending update's invoice discards the update.
+        sub.pop("_pending_after")
+        previous = {"pending_update": sub["pending_update"]}
+        sub["pending_update"] = None
+        store.emit("customer.subscription.updated", sub, previous)
 
 
 def mark_uncollectible(store: Store, inv: dict, now: int) -> None:
@@ -462,6 +471,15 @@ def invoice_paid_outside(store: Store, inv: dict, now: int) -> None:
         return
     if sub.get("_retry", {}).get("invoice") == inv["id"]:
         sub.pop("_retry", None)
+    after = sub.get("_pending_after")
+    if after is not None and sub.get("latest_invoice") == inv["id"]:
+        # A pending update's invoice is paid: the update applies now.
+        previous = {"items": copy.deepcopy(sub["items"]), "pending_update": sub["pending_update"]}
+        status = sub["status"]
+        sub.pop("_pending_after")
+        sub.update({k: v for k, v in after.items() if k not in ("status", "pending_update")})
+        sub.update(status=status, pending_update=None)
+        store.emit("customer.subscription.updated", sub, previous)
     if sub["status"] in ("past_due", "unpaid", "incomplete"):
         set_status(store, sub, "active")
 

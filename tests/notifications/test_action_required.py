@@ -66,3 +66,46 @@ def test_an_incomplete_first_payment_expires_and_never_grants_access(org, stripe
     assert subscription(db, org).status == "incomplete_expired" and not access(org).access
     with session_scope() as s:
         assert billing_view(s, org.id).confirm_payment_url == ""  # the expired invoice is void: nothing to confirm
+
+
+def test_an_upgrade_needing_authentication_waits_for_the_hosted_page(org, webhook_client, stripe_env, smtp, db):
+    from billing_app.billing.subscriptions import change_plan
+    from tests.billing.helpers import period_id
+
+    clock, customer = buy_on_clock(org, stripe_env)
+    card = stripe_env.client.v1.payment_methods.attach("pm_card_authenticationRequired", params={"customer": customer.id})
+    stripe_env.client.v1.subscriptions.update(subscription(db, org).stripe_id, params={"default_payment_method": card.id})
+    starter_price = subscription(db, org).stripe_price_id
+
+    change = change_plan(org.admin, period_id("pro", "MONTHLY"), preview=False)
+    assert change.confirm_url and not change.applied
+    assert subscription(db, org).stripe_price_id == starter_price  # nothing changes before the bank says yes
+    with session_scope() as s:
+        assert billing_view(s, org.id).confirm_payment_url == change.confirm_url
+    redeliver_all(webhook_client, stripe_env, WEBHOOK_SECRET, times=3)
+    Worker(ingest_busy=None).drain()
+    MailWorker(smtp_url=smtp.url).drain()
+    assert len(smtp.of_kind("payment_action_required")) == 1
+
+    assert httpx.post(f"{change.confirm_url}/authenticate", data={"authentication": "approve"}).status_code == 303
+    sync_customer(customer.id)
+    assert subscription(db, org).stripe_price_id != starter_price and subscription(db, org).status == "active"
+    with session_scope() as s:
+        view = billing_view(s, org.id)
+    assert view.confirm_payment_url == "" and view.plan_name == "Pro"
+
+
+def test_a_declined_upgrade_changes_nothing_and_leaves_nothing_owed(org, stripe_env, db):
+    from billing_app.billing.subscriptions import change_plan
+    from billing_app.errors import ErrorCode
+    from tests.billing.helpers import expect, period_id
+
+    clock, customer = buy_on_clock(org, stripe_env)
+    failing = stripe_env.client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": customer.id})
+    sub = subscription(db, org)
+    stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={"default_payment_method": failing.id})
+    expect(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, change_plan, org.admin, period_id("pro", "MONTHLY"), preview=False)
+    fresh = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id)
+    assert fresh.pending_update is None and fresh["items"].data[0].price.id == sub.stripe_price_id
+    assert stripe_env.client.v1.invoices.retrieve(fresh.latest_invoice).status == "void"
+    assert subscription(db, org).status == "active"
