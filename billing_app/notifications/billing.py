@@ -36,6 +36,13 @@ from billing_app.notifications.kinds import Kind
 from billing_app.settings import get_settings
 
 PAID = (PaymentStatus.COMPLETED.value, PaymentStatus.REFUNDED.value)
+# A change older than this is history, not news: a first sync of an existing Stripe account (or a
+# reconcile after a long outage) does not email about it. Test-clock times run ahead, never behind.
+NEWS_WINDOW_SECONDS = 7 * 86400
+
+
+def _recent(ts: int | None) -> bool:
+    return ts is None or ts >= datetime.now(timezone.utc).timestamp() - NEWS_WINDOW_SECONDS
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,8 @@ def derive(session: Session, org_id: int, snap, was: Before) -> None:
 
     for invoice in snap.invoices:
         status, attempts = was.payments.get(invoice["id"], (None, 0))
-        if invoice["status"] == "paid" and status not in PAID and (invoice.get("amount_paid") or 0) > 0:
+        paid_at = (invoice.get("status_transitions") or {}).get("paid_at")
+        if invoice["status"] == "paid" and status not in PAID and (invoice.get("amount_paid") or 0) > 0 and _recent(paid_at):
             line = (((invoice.get("lines") or {}).get("data") or [{}])[0]).get("period") or {}
             start, end = _epoch(line.get("start")), _epoch(line.get("end"))
             ctx.enqueue(
@@ -137,6 +145,8 @@ def derive(session: Session, org_id: int, snap, was: Before) -> None:
                 pdf_url=invoice.get("invoice_pdf") or "",
             )
         new_attempts = invoice.get("attempt_count") or 0
+        if not _recent(invoice.get("created")) and invoice["id"] not in was.payments:
+            continue  # an old open invoice seen for the first time: history
         if invoice["id"] in getattr(snap, "action_required", ()) and new_attempts > attempts:
             # Not a failure: the bank wants the customer (3-D Secure). Same key as the event's email.
             ctx.enqueue(
@@ -157,7 +167,7 @@ def derive(session: Session, org_id: int, snap, was: Before) -> None:
         old = was.subscriptions.get(sub["id"])
         status, price_id = sub["status"], _price_of(sub)
         plan = ctx.plan_name(price_id)
-        if status == S.CANCELED.value and old is not None and old.status not in ENDED_STATUSES:
+        if status == S.CANCELED.value and old is not None and old.status not in ENDED_STATUSES and _recent(sub.get("ended_at")):
             ctx.enqueue(Kind.SUBSCRIPTION_CANCELED, sub["id"], plan=plan, ended_on=format_date(_epoch(sub.get("ended_at"))))
             continue
         if status not in LIVE_STATUSES:
@@ -165,7 +175,7 @@ def derive(session: Session, org_id: int, snap, was: Before) -> None:
         period_end = _item(sub).get("current_period_end")
         ends = sub.get("cancel_at") or period_end
         if sub.get("cancel_at_period_end") or sub.get("cancel_at"):
-            if old is None or not old.cancel_at_period_end:
+            if (old is None and _recent(sub.get("canceled_at"))) or (old is not None and not old.cancel_at_period_end):
                 ctx.enqueue(Kind.CANCEL_SCHEDULED, f"{sub['id']}:{ends}", plan=plan, ends_on=format_date(_epoch(ends)))
         if old is not None and old.price_id and price_id and old.price_id != price_id:
             start = _item(sub).get("current_period_start")

@@ -86,3 +86,21 @@ def test_members_never_get_billing_mail(stripe_env, webhook_client, smtp):
     buy_on_clock(org, stripe_env)
     deliver(webhook_client, stripe_env, smtp, rounds=1)
     assert smtp.received and all("member@globex.example" not in r.to for r in smtp.received)
+
+
+def test_history_is_not_news(org, stripe_env, smtp, mail_settings):
+    """A customer's old paid invoices, seen for the first time, send no receipts."""
+    from billing_app.billing.sync import write
+    from billing_app.billing.sync import _read
+    from billing_app.billing import gateway
+
+    clock, customer = buy_on_clock(org, stripe_env)
+    snap = _read(gateway.stripe_client(), customer.id)
+    for invoice in snap.invoices:
+        invoice["id"] = "in_history_" + invoice["id"]
+        invoice["status_transitions"]["paid_at"] -= 40 * DAY
+    with session_scope() as s:
+        write(s, org.id, snap, [])
+    with session_scope() as s:
+        keys = s.exec(select(Notification.key)).all()
+    assert not [k for k in keys if "in_history_" in k]
