@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import EllipsisType
 
 import structlog
 from sqlalchemy import and_, or_, update
@@ -51,7 +52,7 @@ class MailReport:
 
 class MailWorker:
     def __init__(
-        self, *, smtp_url: str | None | type(...) = ..., send: Sender = mailer.send,
+        self, *, smtp_url: str | None | EllipsisType = ..., send: Sender = mailer.send,
         batch_size: int = BATCH_SIZE, max_attempts: int = MAX_ATTEMPTS,
         backoff_base: float = BACKOFF_BASE_SECONDS, backoff_cap: float = BACKOFF_CAP_SECONDS,
         clock: Callable[[], datetime] = utcnow,
@@ -65,6 +66,7 @@ class MailWorker:
 
     @property
     def smtp_url(self) -> str | None:
+        """The worker's own (tests), else SMTP_URL as configured now."""
         return get_settings().smtp_url if self._smtp_url is ... else self._smtp_url
 
     def backoff(self, attempts: int) -> timedelta:

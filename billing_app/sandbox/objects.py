@@ -444,6 +444,8 @@ def render(store, obj: dict) -> dict:
     if kind == "subscription":
         for item in out["items"]["data"]:
             _embed_price(store, item)
+        for item in (out.get("pending_update") or {}).get("subscription_items") or []:
+            _embed_price(store, item)
     elif kind == "subscription_item":
         _embed_price(store, out)
     elif kind == "coupon":

@@ -120,6 +120,7 @@ def test_without_smtp_nothing_leaves_and_messages_are_kept(mail_settings, smtp):
 
 
 def test_password_reset_goes_through_the_hook(mail_settings, smtp, monkeypatch):
+    previous = reset._sender
     hooks.install()
     try:
         org = make_org("Acme", "admin@acme.example", "member@acme.example")
@@ -127,7 +128,7 @@ def test_password_reset_goes_through_the_hook(mail_settings, smtp, monkeypatch):
         reset.request_reset("nobody@acme.example")  # no account: nothing queued, same silence
         MailWorker(smtp_url=smtp.url).drain()
     finally:
-        reset.set_sender(None)
+        reset.set_sender(previous)
     assert [r.to for r in smtp.received] == [["admin@acme.example"]]
     body = smtp.received[0].part("plain")
     token = body.split("token=", 1)[1].split()[0]
@@ -153,3 +154,11 @@ def test_admins_choose_optional_kinds_but_not_security_ones(mail_settings):
 
     with session_scope() as s, pytest.raises(ValueError):
         outbox.set_preference(s, org.admin.user_id, org.id, Kind.PAYMENT_FAILED, False)
+
+
+def test_the_backend_runs_the_mail_worker_and_sends_resets_through_it():
+    from billing_app.billing_app import app
+    from billing_app.notifications.worker import run_mail_worker
+
+    assert run_mail_worker in app.get_lifespan_tasks()
+    assert reset._sender is hooks.send_password_reset
