@@ -26,7 +26,7 @@ class Received:
 
     @property
     def key(self) -> str:
-        return self.message["X-Notification-Key"]
+        return "".join(str(self.message["X-Notification-Key"]).split())  # a long header comes folded
 
     @property
     def kind(self) -> str:
@@ -63,7 +63,8 @@ class SmtpServer:
             self._controller = None
 
     def kinds(self) -> list[str]:
-        return sorted(r.kind for r in self.received)
+        """The kinds received, invitations aside (make_org invites its member by email)."""
+        return sorted(r.kind for r in self.received if r.kind != "invitation")
 
     def of_kind(self, kind: str) -> list[Received]:
         return [r for r in self.received if r.kind == kind]

@@ -129,8 +129,9 @@ def test_password_reset_goes_through_the_hook(mail_settings, smtp, monkeypatch):
         MailWorker(smtp_url=smtp.url).drain()
     finally:
         reset.set_sender(previous)
-    assert [r.to for r in smtp.received] == [["admin@acme.example"]]
-    body = smtp.received[0].part("plain")
+    resets = smtp.of_kind("password_reset")
+    assert [r.to for r in resets] == [["admin@acme.example"]]
+    body = resets[0].part("plain")
     token = body.split("token=", 1)[1].split()[0]
     reset.reset_password(token, "a-brand-new-password-2")
     from billing_app.auth import accounts
@@ -162,3 +163,21 @@ def test_the_backend_runs_the_mail_worker_and_sends_resets_through_it():
 
     assert run_mail_worker in app.get_lifespan_tasks()
     assert reset._sender is hooks.send_password_reset
+
+
+def test_an_invitation_is_emailed_to_the_invitee_only(mail_settings, smtp, monkeypatch):
+    from billing_app.auth import invitations
+    from billing_app.billing import entitlements
+    from billing_app.billing.catalog import free_tier
+
+    roomy = free_tier().model_copy(update={"limits": {**free_tier().limits, "seats": 10}})
+    monkeypatch.setattr(entitlements, "free_tier", lambda: roomy)
+    org = make_org("Acme", "admin@acme.example", "member@acme.example")
+    invited = invitations.invite(org.admin, email="New.Person@example.com")
+    MailWorker(smtp_url=smtp.url).drain()
+    # make_org invited its member the same way; each invitation went to its invitee alone
+    assert sorted(r.to[0] for r in smtp.of_kind("invitation")) == ["member@acme.example", "new.person@example.com"]
+    assert all(len(r.to) == 1 for r in smtp.received)
+    got = next(r for r in smtp.received if r.to == ["new.person@example.com"])
+    assert got.subject == "[Acme Billing] You are invited to join Acme"
+    assert invited.url in got.part("plain") and "Admin invited you" in got.part("plain")
