@@ -1,7 +1,7 @@
 """Invitations: how people join an organization, with their consent.
 
 An admin invites an email address with a role. The invitation's link (`/invite/<token>`) is shown
-once to the admin to pass on (sent by email once notifications exist); only the token's SHA-256
+once to the admin to pass on, and emailed to the invitee (billing_app/notifications); only the token's SHA-256
 is stored. The invitee opens it, logs in or registers with that email, and accepts or declines.
 An invitation expires after 7 days, can be revoked, and works once. Inviting says nothing about
 whether the email has an account here: the answer is the same either way.
