@@ -9,17 +9,14 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import text
 
-from tests.browser.helpers import new_admin, screenshot, start_purchase
+from tests.browser.helpers import new_admin, pay_on_sandbox_checkout, screenshot, start_purchase
 
 pytestmark = pytest.mark.browser
 CARD_3DS = "4000 0027 6000 3184"
 
 
 def fill_card(page, card: str) -> None:
-    page.fill("#card_number", card)
-    page.fill("#card_expiry", "12/34")
-    page.fill("#card_cvc", "123")
-    page.locator("#submit").click()
+    pay_on_sandbox_checkout(page, card)  # the billing address too, when Checkout asks for it
 
 
 def test_checkout_authentication_failed_then_approved(page, app_server):
