@@ -5,6 +5,8 @@ import reflex as rx
 from billing_app.api import build_api
 from billing_app.auth.cookies import event_socket_sessions
 from billing_app.settings import get_settings
+from billing_app.notifications import hooks as notification_hooks
+from billing_app.notifications.worker import run_mail_worker
 from billing_app.webhooks.worker import run_worker
 
 # Fail fast, with one clear line, on bad configuration (before any page compiles).
@@ -12,6 +14,7 @@ get_settings()
 
 # Importing the page modules registers their @rx.page routes.
 from billing_app.pages import account, auth_pages, billing, confirm, home, invite, members, payments, pricing, tokens  # noqa: E402,F401
+from billing_app.pages import dev_mail, notification_settings, password_reset  # noqa: E402,F401
 from billing_app.pages import ops, ops_audit, ops_events, ops_org, ops_orgs, ops_orphans  # noqa: E402,F401
 
 app = rx.App(
@@ -21,3 +24,6 @@ app = rx.App(
 )
 # The webhook worker runs inside the backend process for as long as it serves.
 app.register_lifespan_task(run_worker)
+# So is the mail worker (the outbox: billing_app/notifications); password resets send through it.
+app.register_lifespan_task(run_mail_worker)
+notification_hooks.install()

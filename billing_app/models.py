@@ -442,6 +442,8 @@ class Payment(SQLModel, table=True):
     subtotal: int | None = None
     discount: int = 0
     tax: int = 0
+    # An open invoice whose payment waits for the customer's bank (3-D Secure) on the hosted invoice page.
+    action_required: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class BillingProfile(SQLModel, table=True):
@@ -561,3 +563,49 @@ class ReconcileStage(SQLModel, table=True):
     rank: int = 2
     payload: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))  # zlib-compressed JSON
 
+
+
+# --- email notifications (billing_app/notifications) -------------------------------------------
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: one email, written in the same transaction as the change that causes it.
+
+    `key` is unique per (kind, cause), e.g. `receipt:in_123`, so a webhook delivered five times
+    (or a sync run twice) writes one row and sends one email. The mail worker sends pending rows
+    (`state` pending -> sent | failed; `kept` when no SMTP_URL is set: shown at /dev/mail only).
+    """
+
+    __table_args__ = (Index("ix_notification_state_next_attempt", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    kind: str = Field(max_length=40, index=True)
+    org_id: int | None = Field(default=None, foreign_key="organization.id", index=True, ondelete="CASCADE")
+    # JSON list of addresses; one message goes to all of them.
+    recipients: str
+    subject: str = Field(max_length=255)
+    text_body: str
+    html_body: str
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False, index=True))
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    sent_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    last_error: str | None = None
+
+    @property
+    def to(self) -> list[str]:
+        return json.loads(self.recipients)
+
+
+class NotificationOptOut(SQLModel, table=True):
+    """An admin who chose not to receive an optional kind (receipts, plan changes) for one org."""
+
+    __table_args__ = (UniqueConstraint("user_id", "org_id", "kind", name="uq_notificationoptout_user_org_kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    org_id: int = Field(foreign_key="organization.id", ondelete="CASCADE")
+    kind: str = Field(max_length=40)

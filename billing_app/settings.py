@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     # How a seat change of a per-seat plan is billed: create_prorations (on the next invoice, so a
     # burst of changes makes no burst of invoices), always_invoice (billed at once), none.
     seat_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
+    # Email (billing_app/notifications): unset SMTP_URL keeps every message in the outbox, shown
+    # at /dev/mail in development or sandbox mode; nothing leaves the machine.
+    # smtp://user:pass@host:587 (STARTTLS, required unless the host is loopback) or smtps://host:465.
+    smtp_url: str | None = None
+    mail_from: str = "Billing <billing@localhost>"
+    # The product's name in email subjects and layouts.
+    product_name: str = "billing_app"
 
     @field_validator("database_url")
     @classmethod
@@ -84,6 +91,22 @@ class Settings(BaseSettings):
             parse_many(value)
         except ValueError:
             raise ValueError("must look like 20/minute or 20/minute;200/hour") from None
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_parses(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must look like smtp://user:pass@host:587 or smtps://host:465")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("the port must be a number") from None
         return value
 
     @field_validator("stripe_secret_key")

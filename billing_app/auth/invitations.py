@@ -1,7 +1,7 @@
 """Invitations: how people join an organization, with their consent.
 
 An admin invites an email address with a role. The invitation's link (`/invite/<token>`) is shown
-once to the admin to pass on (sent by email once notifications exist); only the token's SHA-256
+once to the admin to pass on, and emailed to the invitee (billing_app/notifications); only the token's SHA-256
 is stored. The invitee opens it, logs in or registers with that email, and accepts or declines.
 An invitation expires after 7 days, can be revoked, and works once. Inviting says nothing about
 whether the email has an account here: the answer is the same either way.
@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from billing_app import routes
 from billing_app.auth.accounts import Actor, _check_can_grant, normalize_email
+from billing_app.notifications import hooks as notification_hooks
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.billing.seat_billing import CostPreview, invite_cost, per_seat_subscription, set_quantity, undo
 from billing_app.billing.seats import refuse_acceptance, refuse_invitation, required_quantity, seat_claim, seats_of
@@ -110,6 +111,9 @@ def invite(actor: Actor, *, email: str, role: Role = Role.MEMBER) -> Invited:
             session.add(inv)
             session.flush()
             row = _row(session, inv)
+            # The invitation email, in the invitation's own transaction (billing_app/notifications).
+            notification_hooks.send_invitation(email, invite_url(token), org_name=actor.org_name,
+                                               inviter=actor.name or actor.email, org_id=org_id, session=session)
     cost = None
     try:
         cost = invite_cost(org_id)

@@ -1,12 +1,11 @@
-"""Password reset by email: the token mechanics, and the hook notifications will fill in.
+"""Password reset by email: the token mechanics and the sending hook.
 
 `request_reset(email)` makes a one-time link (only its SHA-256 is stored; valid RESET_LIFETIME)
-and hands it to the sender registered with `set_sender`. Until notifications exist there is no
-sender, so nothing is sent and the request is only logged (without the link). `reset_password`
-uses a link once, sets the new password and ends every session of the user.
-
-For notifications: `set_sender(lambda email, url: send_mail(email, ...))` at start-up, and a page
-at `/reset?token=...` that calls `reset_password`. Both refuse the same way for unknown emails.
+and hands it to the sender registered with `set_sender`: at start-up the backend registers
+`notifications.hooks.send_password_reset` (the outbox; billing_app/billing_app.py). Without a
+sender nothing is sent and the request is only logged (without the link). `reset_password` uses a
+link once, sets the new password and ends every session of the user. The pages are /forgot and
+/reset?token=... (pages/password_reset.py); both answer the same way for unknown emails.
 """
 
 from __future__ import annotations

@@ -186,6 +186,9 @@ class PlanChange:
     applied: bool
     # When it takes effect: now for an upgrade, the period end for a downgrade.
     effective_at: datetime | None = None
+    # An upgrade whose payment waits for the customer's bank (3-D Secure): Stripe's hosted invoice
+    # page, where confirming it applies the change (a pending update); `applied` is False until then.
+    confirm_url: str | None = None
 
 
 def _monthly_value(period: PlanPeriod) -> float:
@@ -263,11 +266,21 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
     try:
         # A pending downgrade would switch the upgrade back at the period end: drop it first.
         _release_schedule(client, fresh)
-        gateway.call(
+        updated = gateway.call(
             client.v1.subscriptions.update, sub.stripe_id,
-            # A declined card leaves the plan as it was (Stripe answers 402 and applies nothing).
-            params={"items": items, "proration_behavior": "always_invoice", "payment_behavior": "error_if_incomplete"},
+            # Pending updates: the plan changes only once the prorated invoice is paid. A declined card
+            # leaves the plan as it was (its invoice is voided below); a payment that needs the
+            # customer's bank waits for them on the hosted invoice page.
+            params={"items": items, "proration_behavior": "always_invoice", "payment_behavior": "pending_if_incomplete"},
         )
+        if updated.get("pending_update"):
+            confirm_url = _awaiting_customer(client, updated["latest_invoice"])
+            if confirm_url is None:
+                raise AppError(
+                    ErrorCode.STRIPE_PLAN_CHANGE_FAILED,
+                    "Your card was declined, so your plan was not changed. Update your payment method and try again.",
+                )
+            change = replace(change, applied=False, confirm_url=confirm_url)
     except gateway.StripeFailure as failure:
         if failure.card_error:
             raise AppError(
@@ -278,6 +291,21 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
     finally:
         resync_after_change(fresh.customer_id)
     return change
+
+
+def _awaiting_customer(client, invoice_id: str) -> str | None:
+    """The hosted invoice page when the invoice's payment waits for 3-D Secure; otherwise the payment
+    failed: the invoice is voided, which discards the pending update (nothing changed, nothing owed)."""
+    invoice = gateway.call(client.v1.invoices.retrieve, invoice_id)
+    payments = gateway.call(client.v1.invoice_payments.list,
+                            params={"invoice": invoice_id, "limit": 10, "expand": ["data.payment.payment_intent"]})["data"]
+    for payment in payments:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if payment.get("status") == "open" and isinstance(intent, dict) and intent.get("status") == "requires_action":
+            return invoice["hosted_invoice_url"]
+    if invoice["status"] == "open":
+        gateway.call(client.v1.invoices.void_invoice, invoice_id)
+    return None
 
 
 def _change_failed() -> AppError:

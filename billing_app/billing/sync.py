@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 
 from billing_app.billing import duplicates, gateway, history, orphans, profile
 from billing_app.db import insert_if_absent, session_scope
+from billing_app.notifications import billing as billing_notices
 from billing_app.models import (
     ENDED_STATUSES,
     BillingCustomer,
@@ -65,6 +66,8 @@ class Snapshot:
     # with the invoice preview (sync_customer's reads; the bulk reconcile lists no previews).
     has_profile: bool = False
     has_preview: bool = False
+    # Open invoices whose payment waits for the customer (3-D Secure): the hosted page confirms it.
+    action_required: set[str] = field(default_factory=set)
 
 
 def _read(client, customer_id: str) -> Snapshot:
@@ -89,7 +92,17 @@ def _read(client, customer_id: str) -> Snapshot:
             if any((p.get("payment") or {}).get("payment_intent") in refunded_intents for p in payments):
                 refunded_invoices.add(invoice["id"])
     preview = profile.read_preview(client, customer_id, subscriptions)
-    return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, preview, has_profile=True, has_preview=True)
+    # Only an open invoice already attempted can wait for the customer (rare: one call each).
+    action_required: set[str] = set()
+    for invoice in invoices:
+        if invoice["status"] == "open" and (invoice.get("attempt_count") or 0) > 0:
+            payments = call(client.v1.invoice_payments.list,
+                            params={"invoice": invoice["id"], "limit": 10, "expand": ["data.payment.payment_intent"]})["data"]
+            if any(((p.get("payment") or {}).get("payment_intent") or {}).get("status") == "requires_action"
+                   for p in payments if p.get("status") == "open" and isinstance((p.get("payment") or {}).get("payment_intent"), dict)):
+                action_required.add(invoice["id"])
+    return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, preview, has_profile=True, has_preview=True,
+                    action_required=action_required)
 
 
 def _org_for(session: Session, customer: dict) -> int | None:
@@ -274,7 +287,12 @@ def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_inte
 
 
 def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> None:
-    """Upsert the mirror of one org from a snapshot (sync_customer's and the bulk reconcile's write)."""
+    """Upsert the mirror of one org from a snapshot (sync_customer's and the bulk reconcile's write).
+
+    The emails this change causes (a receipt, a failed payment, ...) go into the outbox in the
+    same transaction (billing_app/notifications/billing.py).
+    """
+    was = billing_notices.before(session, org_id, snap)
     for sub in snap.subscriptions:
         _sync_subscription(session, org_id, sub, changes)
         _sync_cancellation(session, org_id, sub, changes)
@@ -296,6 +314,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
             pdf_url=invoice.get("invoice_pdf"),
             attempt_count=invoice.get("attempt_count") or 0,
             **_invoice_parts(invoice),
+            action_required=invoice["id"] in snap.action_required,
         )
 
     charges_by_intent = {c["payment_intent"]: c for c in snap.charges if c.get("payment_intent")}
@@ -323,6 +342,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
                 description=description, receipt_url=charge.get("receipt_url") if charge else None,
                 **_checkout_parts(checkout),
             )
+    billing_notices.derive(session, org_id, snap, was)
 
 
 def sync_customer(customer_id: str) -> SyncReport:

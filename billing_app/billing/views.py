@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from billing_app.billing.entitlements import AccessReason, current_subscription, entitlement
 from billing_app.formatting import format_amount, format_date
-from billing_app.models import OrgSubscription, PeriodType, Plan, PlanPeriod, SubscriptionStatus
+from billing_app.models import OrgSubscription, Payment, PeriodType, Plan, PlanPeriod, SubscriptionStatus
 
 INTERVAL_LABEL = {"MONTHLY": "/ month", "YEARLY": "/ year", "ALL_TIME": "one-time · lifetime"}
 PERIOD_NAME = {"MONTHLY": "Monthly", "YEARLY": "Yearly", "ALL_TIME": "Lifetime"}
@@ -136,6 +136,8 @@ class BillingView:
     can_change: bool = False
     payment_problem: bool = False
     scheduled_change: str = ""  # e.g. "Changes to Starter on Dec 22, 2026"
+    # The hosted invoice page while a payment waits for the bank's confirmation (3-D Secure).
+    confirm_payment_url: str = ""
 
 
 @dataclass
@@ -220,6 +222,7 @@ def billing_view(session: Session, org_id: int) -> BillingView:
         start_date=format_date(sub.started_at),
         lifetime=sub.one_off,
         payment_problem=sub.has_payment_problem,
+        confirm_payment_url=confirm_payment_url(session, org_id),
     )
     period = sub.period
     if period:
@@ -381,3 +384,13 @@ def billing_summary(session: Session, org_id: int) -> BillingSummary:
         activated_at=sub.started_at,
         current_period_end=None if sub.one_off else sub.current_period_end,
     )
+
+
+def confirm_payment_url(session: Session, org_id: int) -> str:
+    """The hosted invoice page of the org's newest payment waiting for 3-D Secure, or ''."""
+    url = session.exec(
+        select(Payment.invoice_url)
+        .where(Payment.org_id == org_id, Payment.action_required, Payment.invoice_url.is_not(None))
+        .order_by(Payment.created.desc())
+    ).first()
+    return url or ""

@@ -50,6 +50,7 @@ def _user_menu() -> rx.Component:
             rx.menu.item("Members", on_select=rx.redirect(routes.MEMBERS)),
             rx.menu.item("API tokens", on_select=rx.redirect(routes.ACCOUNT_TOKENS)),
             rx.menu.item("Account security", on_select=rx.redirect(routes.ACCOUNT_SECURITY)),
+            rx.cond(AuthState.is_admin, rx.menu.item("Email notifications", on_select=rx.redirect(routes.ACCOUNT_NOTIFICATIONS))),
             rx.cond(
                 AuthState.orgs.length() > 1,
                 rx.fragment(

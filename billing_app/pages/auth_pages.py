@@ -105,6 +105,7 @@ def login_page() -> rx.Component:
                 width="100%",
             ),
             rx.text("New here? ", rx.link("Create an account", href=routes.REGISTER, underline="always"), size="2"),
+            rx.text(rx.link("Forgot your password?", href=routes.FORGOT_PASSWORD, underline="always"), size="2"),
         )
     )
 

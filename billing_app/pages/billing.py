@@ -159,7 +159,9 @@ class BillingState(DashboardMixin, AuthState):
             async with self:
                 self.change_open, self.change_preview = False, ""
                 self.message = (
-                    f"Your plan is now {change.to_plan}." if change.upgrade
+                    f"Your bank needs you to confirm the payment first: use Confirm the payment above. "
+                    f"Your plan changes to {change.to_plan} once it is confirmed." if change.confirm_url
+                    else f"Your plan is now {change.to_plan}." if change.upgrade
                     else f"Your plan changes to {change.to_plan} on {format_date(change.effective_at)}."
                 )
 
@@ -295,7 +297,7 @@ def _summary() -> rx.Component:
 
 def _payment_problem_banner() -> rx.Component:
     return rx.cond(
-        V.payment_problem,
+        V.payment_problem & (V.confirm_payment_url == ""),  # a payment awaiting the bank has its own banner
         rx.callout.root(
             rx.callout.icon(rx.icon("triangle-alert")),
             rx.callout.text(
@@ -310,6 +312,22 @@ def _payment_problem_banner() -> rx.Component:
             role="alert",
             width="100%",
             id="payment-problem",
+        ),
+    )
+
+
+def _confirm_payment_banner() -> rx.Component:
+    """While a payment waits for the bank (3-D Secure): the link to confirm it on Stripe's page."""
+    return rx.cond(
+        V.confirm_payment_url != "",
+        rx.callout.root(
+            rx.callout.icon(rx.icon("shield-check")),
+            rx.callout.text(rx.text.strong("Your bank needs you to confirm a payment. "), "Until then it is not made."),
+            rx.link(rx.button("Confirm the payment", size="2", color_scheme="amber"), href=V.confirm_payment_url, is_external=True, id="confirm-payment"),
+            color_scheme="amber",
+            role="alert",
+            width="100%",
+            id="action-required",
         ),
     )
 
@@ -333,6 +351,7 @@ def billing_page() -> rx.Component:
         rx.cond(
             V.has_subscription,
             rx.vstack(
+                _confirm_payment_banner(),
                 _payment_problem_banner(),
                 rx.cond(AuthState.is_admin, paused_banner(BillingState)),
                 _summary(),

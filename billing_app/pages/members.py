@@ -171,7 +171,7 @@ class MembersState(AuthState):
             return
         cost = f" Once accepted, it {invited.cost.message}." if invited.cost else ""
         async with self:
-            self.message = f"Invitation for {invited.invitation.email} created.{cost} Copy the link below and send it to them."
+            self.message = f"Invitation for {invited.invitation.email} created. We emailed them the link.{cost} It is below too, to pass on yourself."
             per_seat = self.per_seat
         yield INVITE_URL.push(invited.url)
         if per_seat:

@@ -7,6 +7,8 @@ emits the same events whichever door it came through.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import datetime as dt
 import time
 
@@ -24,6 +26,36 @@ FAILURES = {
     "fail": ("card_declined", "Your card was declined.", "generic_decline"),
     "insufficient_funds": ("card_declined", "Your card has insufficient funds.", "insufficient_funds"),
 }
+
+
+AUTHENTICATION_FAILED = ("We are unable to authenticate your payment method. Please choose a different payment "
+                         "method and try again.")
+
+
+@contextlib.contextmanager
+def approved(store: Store, pm_id: str | None):
+    """The customer approved 3-D Secure for `pm_id` on a hosted page: charges inside succeed."""
+    store._approved_pm = pm_id
+    try:
+        yield
+    finally:
+        store._approved_pm = None
+
+
+def needs_authentication(store: Store, pm: dict) -> bool:
+    return pm["_behaviour"] == "authenticate" and getattr(store, "_approved_pm", None) != pm["id"]
+
+
+def authentication_failed(store: Store, pi: dict) -> None:
+    """The customer failed (or refused) 3-D Secure: the intent wants another payment method."""
+    pi.update(status="requires_payment_method", next_action=None)
+    pi["last_payment_error"] = {"type": "card_error", "code": "payment_intent_authentication_failure",
+                                "message": AUTHENTICATION_FAILED}
+    store.emit("payment_intent.payment_failed", pi)
+
+
+def authentication_error() -> StripeError:
+    return StripeError(402, "card_error", "payment_intent_authentication_failure", AUTHENTICATION_FAILED)
 
 
 # --- time ------------------------------------------------------------------------------------------
@@ -110,6 +142,15 @@ def charge_card(store: Store, amount: int, currency: str, cust_id: str | None, p
         pi = store.put(o.payment_intent(gen_id("pi"), now, amount, currency, cust_id, description, metadata))
         store.emit("payment_intent.created", pi)
     pi["payment_method"] = pm["id"]
+    if needs_authentication(store, pm):
+        # No charge yet: the bank wants the customer (the hosted invoice page shows the step).
+        pi.update(status="requires_action", last_payment_error=None, next_action={
+            "type": "redirect_to_url",
+            "redirect_to_url": {"url": store.base_url, "return_url": None},
+        })
+        store.emit("payment_intent.requires_action", pi)
+        return pi, None, False
+    pi["next_action"] = None
     failure = FAILURES.get(pm["_behaviour"])
     ch = store.put(o.charge(gen_id("ch"), now, amount, currency, cust_id, pi["id"], pm, failure is None, failure, store.base_url))
     pi["latest_charge"] = ch["id"]
@@ -251,6 +292,10 @@ def pay_invoice(store: Store, inv: dict, now: int, pm: dict | None = None, pi: d
     if ok:
         inv["default_payment_method"] = None
         mark_paid(store, inv, now)
+    elif pi["status"] == "requires_action":
+        # The customer confirms on the hosted invoice page (its 3-D Secure step).
+        pi["next_action"]["redirect_to_url"]["url"] = inv["hosted_invoice_url"]
+        store.emit("invoice.payment_action_required", inv)
     else:
         store.emit("invoice.payment_failed", inv)
     return ok, pi, ch
@@ -263,6 +308,14 @@ def void_invoice(store: Store, inv: dict, now: int) -> None:
     inv["amount_remaining"] = 0
     inv["status_transitions"]["voided_at"] = now
     store.emit("invoice.voided", inv)
+    sub_id = invoice_subscription(inv)
+    sub = store.get("subscription", sub_id) if sub_id else None
+    if sub and sub.get("_pending_after") is not None and sub.get("latest_invoice") == inv["id"]:
+        # Voiding a pending update's invoice discards the update.
+        sub.pop("_pending_after")
+        previous = {"pending_update": sub["pending_update"]}
+        sub["pending_update"] = None
+        store.emit("customer.subscription.updated", sub, previous)
 
 
 def mark_uncollectible(store: Store, inv: dict, now: int) -> None:
@@ -418,6 +471,15 @@ def invoice_paid_outside(store: Store, inv: dict, now: int) -> None:
         return
     if sub.get("_retry", {}).get("invoice") == inv["id"]:
         sub.pop("_retry", None)
+    after = sub.get("_pending_after")
+    if after is not None and sub.get("latest_invoice") == inv["id"]:
+        # A pending update's invoice is paid: the update applies now.
+        previous = {"items": copy.deepcopy(sub["items"]), "pending_update": sub["pending_update"]}
+        status = sub["status"]
+        sub.pop("_pending_after")
+        sub.update({k: v for k, v in after.items() if k not in ("status", "pending_update")})
+        sub.update(status=status, pending_update=None)
+        store.emit("customer.subscription.updated", sub, previous)
     if sub["status"] in ("past_due", "unpaid", "incomplete"):
         set_status(store, sub, "active")
 
@@ -768,3 +830,15 @@ def apply_plan_change(store: Store, sub: dict, change: dict, behavior: str, at: 
         for l in change["lines"]:
             _pending_item(store, sub, l["price"], l["amount"], l["description"], l["period"], at, l["item"])
     return sub
+
+
+def action_required_intent(store: Store, inv: dict) -> dict | None:
+    """The payment intent of an open invoice that waits for the customer's 3-D Secure, if any."""
+    if inv["status"] != "open":
+        return None
+    for ip in store.all("invoice_payment"):
+        if ip["invoice"] == inv["id"] and ip["status"] == "open":
+            pi = store.get("payment_intent", (ip.get("payment") or {}).get("payment_intent") or "")
+            if pi and pi["status"] == "requires_action":
+                return pi
+    return None

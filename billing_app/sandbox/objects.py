@@ -30,6 +30,10 @@ CARDS = {
     "4000000000000002": ("visa", "0002", "decline"),
     "4000000000000341": ("visa", "0341", "fail"),
     "4000000000009995": ("visa", "9995", "insufficient_funds"),
+    # 3-D Secure: every payment needs the customer's approval (on the hosted pages); off-session
+    # charges (renewals, upgrades) end `requires_action` with invoice.payment_action_required.
+    "pm_card_authenticationRequired": ("visa", "3184", "authenticate"),
+    "4000002760003184": ("visa", "3184", "authenticate"),
 }
 
 
@@ -439,6 +443,8 @@ def render(store, obj: dict) -> dict:
     kind = obj.get("object")
     if kind == "subscription":
         for item in out["items"]["data"]:
+            _embed_price(store, item)
+        for item in (out.get("pending_update") or {}).get("subscription_items") or []:
             _embed_price(store, item)
     elif kind == "subscription_item":
         _embed_price(store, out)

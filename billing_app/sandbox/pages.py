@@ -70,6 +70,19 @@ def card_fields(prefix_label: str = "Card information") -> str:
 
 
 # --- checkout --------------------------------------------------------------------------------------------
+def authentication_buttons(action: str, hidden: dict) -> str:
+    fields = "".join(f"<input type=hidden name={E(k)} value='{E(v)}'>" for k, v in hidden.items())
+    return (f"<form method=post action='{E(action)}'>{fields}"
+            "<p>This is the sandbox's stand-in for your bank's 3-D Secure page.</p>"
+            "<button type=submit name=authentication value=approve id=authenticate-approve>Complete authentication</button> "
+            "<button type=submit name=authentication value=fail id=authenticate-fail class=secondary>Fail authentication</button></form>")
+
+
+def authentication_step(action: str, amount: str, hidden: dict) -> str:
+    return (f"<div class=card id=authentication><h1>Confirm your payment</h1>"
+            f"<p>Your bank asks you to confirm a payment of <b>{E(amount)}</b>.</p>{authentication_buttons(action, hidden)}</div>")
+
+
 def routes(sb) -> list[Route]:
     store = sb.store
 
@@ -168,12 +181,16 @@ def routes(sb) -> list[Route]:
             if checkout_res.needs_address(cs) and not (address and address.get("line1") and address.get("country")):
                 return page("Checkout", checkout_body(cs, "Enter your billing address.", form.get("email", ""), form), 400)
             tax_id = {"type": form.get("tax_id_type") or "eu_vat", "value": form["tax_id_value"]} if form.get("tax_id_value") else None
+            if b.o.CARDS[card][2] == "authenticate" and form.get("authentication") not in ("approve", "fail"):
+                hidden = {k: v for k, v in form.items() if k != "authentication"}
+                return page("Checkout", authentication_step(f"/checkout/{cs['id']}", b.money(cs["amount_total"], cs["currency"]), hidden))
             try:
                 if form.get("quantity"):
                     checkout_res.set_quantity(cs, form["quantity"])
                 checkout_res.complete(store, cs, card, form.get("email") or None, form.get("name") or None,
                                       promotion_code=form.get("promotion_code") or None, address=address,
-                                      business_name=form.get("business_name") or None, tax_id=tax_id)
+                                      business_name=form.get("business_name") or None, tax_id=tax_id,
+                                      authentication=form.get("authentication"))
             except StripeError as exc:
                 message = "That tax ID is not valid." if exc.code == "tax_id_invalid" else exc.message
                 return page("Checkout", checkout_body(cs, message, form.get("email", ""), form), exc.status)
@@ -554,6 +571,10 @@ def routes(sb) -> list[Route]:
                  f"<div class=error role=alert>{E(error)}</div>" if error else "", f"<div class=notice>{E(msg)}</div>" if msg else "",
                  f"<table>{rows}<tr><td class=total>Amount due</td><td class='r total'>{E(b.money(inv['amount_remaining'], inv['currency']))}</td></tr></table>",
                  f"<p><a id=download-pdf href='/invoices/{E(inv['id'])}/pdf'>Download PDF</a></p></div>"]
+        if b.action_required_intent(store, inv) is not None:
+            action = f"/invoices/{inv['id']}/authenticate"
+            parts.append(f"<div class=card id=action-required><h2>Your bank needs you to confirm this payment</h2>"
+                         f"{authentication_buttons(action, {})}</div>")
         if inv["status"] == "open" and inv["amount_remaining"] > 0:
             parts.append(f"<div class=card><h2>Pay this invoice</h2><form method=post action='/invoices/{E(inv['id'])}/pay'>{card_fields()}"
                          "<button type=submit id=pay>Pay</button></form></div>")
@@ -578,11 +599,44 @@ def routes(sb) -> list[Route]:
             if card not in b.o.CARDS:
                 return page("Invoice", invoice_body(inv, "Your card number is invalid."), 400)
             now = b.now_for(store, inv["customer"])
+            answer = form.get("authentication")
+            if b.o.CARDS[card][2] == "authenticate":
+                if answer not in ("approve", "fail"):
+                    return page("Invoice", authentication_step(f"/invoices/{inv['id']}/pay", b.money(inv["amount_remaining"], inv["currency"]),
+                                                               {"card_number": card}))
+                if answer == "fail":
+                    return page("Invoice", invoice_body(inv, b.AUTHENTICATION_FAILED), 402)
             try:
                 pm = b.resolve_payment_method(store, card)
-                ok, pi, ch = b.pay_invoice(store, inv, now, pm)
+                with b.approved(store, pm["id"] if answer == "approve" else None):
+                    ok, pi, ch = b.pay_invoice(store, inv, now, pm)
             except StripeError as exc:
                 return page("Invoice", invoice_body(inv, exc.message), exc.status)
+            if not ok:
+                return page("Invoice", invoice_body(inv, "Your card was declined."), 402)
+            b.invoice_paid_outside(store, inv, now)
+            store.touch()
+        return RedirectResponse(f"/invoices/{inv['id']}?msg=Paid", 303)
+
+    async def invoice_authenticate(request: Request):
+        """The 3-D Secure step for a payment made off-session (a renewal, an upgrade)."""
+        form = await form_of(request)
+        with store.lock:
+            base(request)
+            inv = store.get("invoice", request.path_params["id"])
+            if inv is None:
+                return not_found("Invoice")
+            pi = b.action_required_intent(store, inv)
+            if pi is None:
+                return page("Invoice", invoice_body(inv, "This payment no longer needs confirming."), 400)
+            now = b.now_for(store, inv["customer"])
+            if form.get("authentication") != "approve":
+                b.authentication_failed(store, pi)
+                store.touch()
+                return page("Invoice", invoice_body(inv, b.AUTHENTICATION_FAILED), 402)
+            pm = store.get("payment_method", pi["payment_method"])
+            with b.approved(store, pm["id"]):
+                ok, _, _ = b.pay_invoice(store, inv, now, pm, pi=pi)
             if not ok:
                 return page("Invoice", invoice_body(inv, "Your card was declined."), 402)
             b.invoice_paid_outside(store, inv, now)
@@ -619,6 +673,7 @@ def routes(sb) -> list[Route]:
         Route("/invoices/{id}", invoice_get, methods=["GET"]),
         Route("/invoices/{id}/pay", invoice_pay, methods=["POST"]),
         Route("/invoices/{id}/pdf", invoice_pdf_route, methods=["GET"]),
+        Route("/invoices/{id}/authenticate", invoice_authenticate, methods=["POST"]),
         Route("/receipts/{id}", receipt, methods=["GET"]),
     ]
 

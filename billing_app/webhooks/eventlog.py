@@ -37,6 +37,7 @@ from billing_app import owners
 from billing_app.db import get_engine
 from billing_app.models import WebhookEvent, utcnow
 from billing_app.webhooks.handlers import RESYNC_EVENT_TYPES, customer_of
+from billing_app.notifications import outbox
 from billing_app.webhooks.signal import notify
 
 T = WebhookEvent.__table__
@@ -196,6 +197,8 @@ class Synced:
     ids: list[int]
     customer_id: str | None = None
     synced_from: datetime | None = None
+    # Outbox rows (billing_app/notifications) written in the same transaction as the marking.
+    notices: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,8 @@ def record(
             if s.customer_id is not None and s.synced_from is not None:
                 params = {"customer": s.customer_id, "synced_from": s.synced_from, "done_at": now}
                 processed += connection.execute(_MARK_COVERED, params).rowcount
+            if s.notices:
+                outbox.insert_rows(connection, list(s.notices))
         for (error, attempts), ids in groups.items():
             final = attempts >= policy.max_attempts
             state = FAILED if final else PENDING

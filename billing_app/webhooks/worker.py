@@ -34,6 +34,7 @@ import structlog
 from billing_app import live
 from billing_app.billing.sync import sync_customer
 from billing_app.models import utcnow
+from billing_app.notifications import events as notification_events
 from billing_app.webhooks import eventlog, signal
 
 log = structlog.get_logger("billing_app.webhooks")
@@ -173,7 +174,8 @@ class Worker:
         org_id = getattr(result, "org_id", None)
         if org_id is not None and getattr(result, "changes", True):
             report.changed_orgs.add(org_id)
-        return eventlog.Synced([e.id for e in events], customer_id, started)
+        notices = tuple(notification_events.rows_for(result, events))
+        return eventlog.Synced([e.id for e in events], customer_id, started, notices)
 
     @staticmethod
     def _log(report: PassReport) -> None:

@@ -8,7 +8,7 @@ from .. import discounts as disc
 from .. import objects as o
 from ..api import Ctx, created_filter, route, update_metadata
 from ..billing import (
-    FAILURES, attach, charge_card, decline_error, finalize, get_or_404, mark_paid, new_invoice, now_for, product_name,
+    FAILURES, approved, attach, authentication_error, charge_card, decline_error, finalize, get_or_404, mark_paid, new_invoice, now_for, product_name,
     real_now, resolve_payment_method, start_subscription,
 )
 from ..errors import StripeError, card_declined, invalid
@@ -264,11 +264,12 @@ def helper_complete(ctx: Ctx, id):
 
     payment_method: a pm_card_* token or card number (default pm_card_visa); email/name for a new
     customer; async_payment=succeeded|failed simulates a delayed payment method; quantity=N is what
-    the buyer set on an adjustable line item.
+    the buyer set on an adjustable line item; authentication=approve|fail is the customer's answer to
+    3-D Secure (a card that needs it is refused with 402 `authentication_required` without one).
     """
     p = ctx.params
     unknown = set(p) - {"payment_method", "email", "name", "async_payment", "quantity", "expand", "promotion_code", "billing_address",
-                        "business_name", "tax_id"}
+                        "business_name", "tax_id", "authentication"}
     if unknown:
         k = sorted(unknown)[0]
         raise invalid(f"Received unknown parameter: {k}", k, "parameter_unknown")
@@ -281,7 +282,8 @@ def helper_complete(ctx: Ctx, id):
     complete(ctx.store, cs, p.get("payment_method") or "pm_card_visa", p.get("email"), p.get("name"),
              async_payment=p.get("async_payment"), promotion_code=p.get("promotion_code"),
              address=p.get("billing_address") if isinstance(p.get("billing_address"), dict) else None,
-             business_name=p.get("business_name"), tax_id=tax_id)
+             business_name=p.get("business_name"), tax_id=tax_id,
+             authentication=p.get("authentication"))
     return ctx.out(cs)
 
 
@@ -308,8 +310,11 @@ def apply_promotion_code(store, cs: dict, code: str | None) -> None:
 
 def complete(store, cs: dict, pm_ref: str, email: str | None = None, name: str | None = None, async_payment: str | None = None,
              promotion_code: str | None = None, address: dict | None = None, business_name: str | None = None,
-             tax_id: dict | None = None) -> dict:
+             tax_id: dict | None = None, authentication: str | None = None) -> dict:
     """Pay for a session: raises a 402 card_error (session stays open) if the card is declined.
+
+    A card that needs 3-D Secure needs `authentication`: "approve" pays, "fail" is refused like a
+    decline (the session stays open); none at all is refused with `authentication_required`.
 
     `promotion_code` (a code as typed), `address` (the billing address) and `business_name` /
     `tax_id` ({type, value}) are what the page collects when the session asks for them.
@@ -327,14 +332,23 @@ def complete(store, cs: dict, pm_ref: str, email: str | None = None, name: str |
             disc.normalise_tax_id(tax_id.get("type") or "eu_vat", tax_id["value"])
         known = store.get("customer", cs["customer"]) if cs["customer"] else None
         _price_session(store, cs, {"address": address or (known or {}).get("address")})
-        return _complete(store, cs, pm_ref, email, name, async_payment, address, business_name, tax_id)
+        return _complete(store, cs, pm_ref, email, name, async_payment, address, business_name, tax_id, authentication)
     except StripeError:
         cs.update(before)  # a refused code, a bad tax ID or a declined card leaves the session as it was
         raise
 
 
-def _complete(store, cs: dict, pm_ref: str, email, name, async_payment, address, business_name, tax_id) -> dict:
+def _complete(store, cs: dict, pm_ref: str, email, name, async_payment, address, business_name, tax_id, authentication) -> dict:
     pm = resolve_payment_method(store, pm_ref)
+    rest = (email, name, async_payment, address, business_name, tax_id)
+    if pm["_behaviour"] == "authenticate":
+        if authentication == "fail":
+            raise authentication_error()
+        if authentication != "approve":
+            raise StripeError(402, "card_error", "authentication_required",
+                              "This card requires authentication: answer the 3-D Secure step (authentication=approve or fail).")
+        with approved(store, pm["id"]):
+            return _pay(store, cs, pm, *rest)
     if pm["_behaviour"] != "ok":
         # The first charge fails, so Checkout keeps the customer on the page with the error.
         failure = FAILURES[pm["_behaviour"]]
@@ -344,6 +358,10 @@ def _complete(store, cs: dict, pm_ref: str, email, name, async_payment, address,
             cs["payment_intent"] = pi["id"]
             raise decline_error(pi, ch)
         raise card_declined(failure[1], failure[2])
+    return _pay(store, cs, pm, *rest)
+
+
+def _pay(store, cs: dict, pm: dict, email, name, async_payment, address, business_name, tax_id) -> dict:
     email = email or cs["customer_email"]
     if cs["customer"]:
         cust = store.get("customer", cs["customer"])

@@ -10,6 +10,7 @@ from ..billing import (
     apply_plan_change, cancel_now, end_trial, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
     period_end_for, plan_change, resolve_payment_method, attach, set_period, start_subscription, sub_period,
 )
+from ..billing import INCOMPLETE_EXPIRY
 from ..errors import card_declined, invalid
 from ..params import as_bool, as_int, as_list
 
@@ -103,6 +104,21 @@ def update_subscription(ctx: Ctx, id):
     return ctx.out(sub)
 
 
+def start_pending_update(store, sub: dict, before: dict, invoice: dict, now: int) -> None:
+    after = copy.deepcopy(sub)
+    after.pop("_retry", None)
+    sub.clear()
+    sub.update(before)
+    sub["latest_invoice"] = invoice["id"]
+    sub["_pending_after"] = after
+    invoice["next_payment_attempt"] = None
+    sub["pending_update"] = {
+        "billing_cycle_anchor": None, "expires_at": now + INCOMPLETE_EXPIRY,
+        "subscription_items": copy.deepcopy(after["items"]["data"]), "trial_end": None, "trial_from_plan": None,
+    }
+    store.emit("customer.subscription.updated", sub, {"pending_update": None})
+
+
 def update(store, sub: dict, p: dict) -> dict:
     """Shared by the API and the portal page, so both emit the same events."""
     now = now_for(store, sub["customer"])
@@ -130,6 +146,12 @@ def update(store, sub: dict, p: dict) -> dict:
             invoice["status"] = "void"
             store.emit("invoice.voided", invoice)
             raise card_declined()
+        if p.get("payment_behavior") == "pending_if_incomplete" and sub.get("latest_invoice") != invoice_before \
+                and invoice and invoice["status"] != "paid":
+            # As Stripe's pending updates: the subscription stays as it was, with `pending_update`, until
+            # the new invoice is paid (e.g. after 3-D Secure on the hosted invoice page); then it applies.
+            start_pending_update(store, sub, before, invoice, now)
+            return sub
         before = copy.deepcopy(sub)
     keys = set()
     if "cancel_at_period_end" in p:

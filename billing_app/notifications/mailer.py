@@ -1,0 +1,130 @@
+"""Rendering (Jinja2: HTML and plain text, one layout) and sending over SMTP.
+
+SMTP_URL: `smtp://user:pass@host:587` speaks STARTTLS (required: a server that does not offer it
+is refused, so credentials and mail never travel in clear text, except to a loopback host, where
+STARTTLS is used when offered); `smtps://host:465` is TLS from the first byte.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from billing_app.notifications.kinds import Kind
+from billing_app.settings import get_settings
+
+TEMPLATES = Path(__file__).parent / "templates"
+SMTP_TIMEOUT_SECONDS = 20
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+SUBJECTS = {
+    Kind.INVITATION: "You are invited to join {org_name}",
+    Kind.PASSWORD_RESET: "Reset your password",
+    Kind.TRIAL_ENDING: "Your trial ends on {trial_end}",
+    Kind.PAYMENT_FAILED: "Payment failed: update your payment method",
+    Kind.PAYMENT_ACTION_REQUIRED: "Your bank needs you to confirm a payment",
+    Kind.RECEIPT: "Receipt: {amount} paid",
+    Kind.SUBSCRIPTION_CANCELED: "Your {plan} subscription has ended",
+    Kind.CANCEL_SCHEDULED: "Your {plan} subscription will cancel on {ends_on}",
+    Kind.PLAN_CHANGED: "You are now on {plan}",
+}
+
+
+@lru_cache(maxsize=2)
+def _env(autoescape: bool) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]) if autoescape else False,
+        undefined=StrictUndefined,  # a missing value is a bug in the caller, not an empty string in an email
+        keep_trailing_newline=True,
+    )
+
+
+def render(kind: Kind, context: dict) -> Rendered:
+    settings = get_settings()
+    values = {"product_name": settings.product_name, "app_url": settings.url("/"), "optional": kind.optional, **context}
+    subject = f"[{settings.product_name}] " + SUBJECTS[kind].format(**values)
+    values["subject"] = subject
+    html = _env(True).get_template(f"{kind.value}.html").render(values)
+    text = _env(False).get_template(f"{kind.value}.txt").render(values).strip()
+    text += f"\n\n-- \n{settings.product_name} ({settings.url('/')})\n"
+    return Rendered(subject, text, html)
+
+
+def build_message(to: list[str], rendered: Rendered, *, message_id_key: str | None = None) -> EmailMessage:
+    settings = get_settings()
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = ", ".join(to)
+    message["Subject"] = rendered.subject
+    message["Message-ID"] = make_msgid(domain=_domain(settings.mail_from))
+    if message_id_key:
+        message["X-Notification-Key"] = message_id_key
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    return message
+
+
+def _domain(address: str) -> str:
+    part = address.rsplit("@", 1)[-1].strip(" >")
+    return part or "localhost"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SmtpError(Exception):
+    """Sending failed; the text is kept on the outbox row."""
+
+
+def send(smtp_url: str, message: EmailMessage) -> None:
+    """Deliver one message through SMTP_URL; raises SmtpError (or OSError) on any failure."""
+    parts = urlsplit(smtp_url)
+    host = parts.hostname
+    context = ssl.create_default_context()
+    if parts.scheme == "smtps":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=SMTP_TIMEOUT_SECONDS, context=context)
+    else:
+        client = smtplib.SMTP(host, parts.port or 587, timeout=SMTP_TIMEOUT_SECONDS)
+    try:
+        client.ehlo()
+        if parts.scheme == "smtp":
+            if client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+            elif not _is_loopback(host):
+                raise SmtpError(f"{host} does not offer STARTTLS; refusing to send in clear text")
+        if parts.username:
+            client.login(unquote(parts.username), unquote(parts.password or ""))
+        refused = client.send_message(message)
+        if refused:
+            raise SmtpError(f"refused recipients: {', '.join(sorted(refused))}")
+    except smtplib.SMTPException as error:
+        raise SmtpError(f"{type(error).__name__}: {error}") from error
+    finally:
+        try:
+            client.quit()
+        except Exception:  # the connection may already be gone; nothing to clean up
+            client.close()

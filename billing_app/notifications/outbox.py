@@ -1,0 +1,94 @@
+"""Writing the outbox: a rendered message, keyed per (kind, cause), in the caller's transaction.
+
+`enqueue` takes the caller's session so the notification commits (or rolls back) with the change
+that causes it; INSERT ... ON CONFLICT DO NOTHING on `key` makes repeats (a webhook delivered five
+times, a second sync) a no-op. `org_recipients` is who hears about an org's billing: the billing
+email (the Stripe customer's) and the admins, minus admins who turned an optional kind off.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, select
+
+from billing_app.models import Membership, Notification, NotificationOptOut, Role, User, utcnow
+from billing_app.notifications import mailer
+from billing_app.notifications.kinds import Kind, OPTIONAL
+
+KEY_MAX = 255
+
+
+def values(kind: Kind, key: str, to: list[str], context: dict, *, org_id: int | None = None) -> dict | None:
+    """The row for one rendered message (None when nobody is to receive it)."""
+    to = list(dict.fromkeys(a.strip().lower() for a in to if a and a.strip()))
+    if not to:
+        return None
+    rendered = mailer.render(kind, context)
+    return dict(
+        key=f"{kind.value}:{key}"[:KEY_MAX], kind=kind.value, org_id=org_id, recipients=json.dumps(to),
+        subject=rendered.subject[:255], text_body=rendered.text, html_body=rendered.html,
+        created_at=utcnow(), state="pending", attempts=0, next_attempt_at=None,
+    )
+
+
+def enqueue(session: Session, kind: Kind, key: str, to: list[str], context: dict, *, org_id: int | None = None) -> bool:
+    """Add one message to the outbox unless `key` is already there. False when nobody is to receive it."""
+    row = values(kind, key, to, context, org_id=org_id)
+    if row is None:
+        return False
+    insert_rows(session, [row])
+    return True
+
+
+def insert_rows(connection, rows: list[dict]) -> None:
+    """INSERT ... ON CONFLICT (key) DO NOTHING, on a Session or a Core connection (the webhook worker's)."""
+    if not rows:
+        return
+    dialect = connection.get_bind().dialect if isinstance(connection, Session) else connection.dialect
+    insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
+    for row in rows:
+        connection.execute(insert(Notification.__table__).values(**row).on_conflict_do_nothing(index_elements=["key"]))
+
+
+def org_recipients(session: Session, org_id: int, kind: Kind, billing_email: str | None = None) -> list[str]:
+    """The billing email and the org's admins, without admins who opted out of this (optional) kind."""
+    admin_roles = [Role.ADMIN.value, Role.SUPER_ADMIN.value]
+    query = (
+        select(User.id, User.email)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.org_id == org_id, Membership.role.in_(admin_roles))
+        .order_by(User.id)
+    )
+    admins = session.exec(query).all()
+    opted_out: set[int] = set()
+    if kind in OPTIONAL:
+        opted_out = set(session.exec(
+            select(NotificationOptOut.user_id).where(NotificationOptOut.org_id == org_id, NotificationOptOut.kind == kind.value)
+        ).all())
+    emails = [billing_email] if billing_email else []
+    emails += [email for user_id, email in admins if user_id not in opted_out]
+    return emails
+
+
+def preferences(session: Session, user_id: int, org_id: int) -> dict[str, bool]:
+    """The optional kinds and whether this admin receives each (default: yes)."""
+    off = set(session.exec(
+        select(NotificationOptOut.kind).where(NotificationOptOut.user_id == user_id, NotificationOptOut.org_id == org_id)
+    ).all())
+    return {kind.value: kind.value not in off for kind in sorted(OPTIONAL, key=lambda k: k.value)}
+
+
+def set_preference(session: Session, user_id: int, org_id: int, kind: Kind, receive: bool) -> None:
+    """Turn an optional kind on or off for one admin of one org; always-sent kinds cannot be turned off."""
+    if kind not in OPTIONAL:
+        raise ValueError(f"{kind.value} is always sent")
+    row = session.exec(select(NotificationOptOut).where(
+        NotificationOptOut.user_id == user_id, NotificationOptOut.org_id == org_id, NotificationOptOut.kind == kind.value,
+    )).first()
+    if receive and row is not None:
+        session.delete(row)
+    elif not receive and row is None:
+        session.add(NotificationOptOut(user_id=user_id, org_id=org_id, kind=kind.value))

@@ -1,0 +1,161 @@
+"""The mail worker: sends the outbox over SMTP, with retries and backoff.
+
+`MailWorker.run_once()` is one synchronous pass (tests drive it); `run_mail_worker()` is the loop
+the backend starts as a Reflex lifespan task. A pass claims due rows with a short lease (a
+conditional UPDATE, so two processes never send the same row), sends each outside any
+transaction, then records the outcome: `sent`, or another attempt after a backoff (30 s doubling,
+capped at 1 h), or `failed` after MAX_ATTEMPTS with the last error kept on the row.
+
+Without SMTP_URL nothing leaves the machine: pending rows become `kept` (shown at /dev/mail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import EllipsisType
+
+import structlog
+from sqlalchemy import and_, or_, update
+from sqlmodel import select
+
+from billing_app.db import session_scope
+from billing_app.models import Notification, utcnow
+from billing_app.notifications import mailer
+from billing_app.notifications.mailer import Rendered
+from billing_app.settings import get_settings
+
+log = structlog.get_logger("billing_app.notifications")
+
+PENDING, SENT, FAILED, KEPT = "pending", "sent", "failed", "kept"
+BATCH_SIZE = 50
+LEASE_SECONDS = 120.0
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_SECONDS = 30.0
+BACKOFF_CAP_SECONDS = 3600.0
+POLL_SECONDS = 2.0
+ERROR_MAX_CHARS = 2000
+
+Sender = Callable[[str, object], None]
+
+
+@dataclass
+class MailReport:
+    claimed: int = 0
+    sent: list[str] = field(default_factory=list)  # keys
+    kept: list[str] = field(default_factory=list)
+    retrying: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+class MailWorker:
+    def __init__(
+        self, *, smtp_url: str | None | EllipsisType = ..., send: Sender = mailer.send,
+        batch_size: int = BATCH_SIZE, max_attempts: int = MAX_ATTEMPTS,
+        backoff_base: float = BACKOFF_BASE_SECONDS, backoff_cap: float = BACKOFF_CAP_SECONDS,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self._smtp_url = smtp_url
+        self.send = send
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.clock = clock
+
+    @property
+    def smtp_url(self) -> str | None:
+        """The worker's own (tests), else SMTP_URL as configured now."""
+        return get_settings().smtp_url if self._smtp_url is ... else self._smtp_url
+
+    def backoff(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempts - 1)))
+
+    def _claim(self, now: datetime) -> list[Notification]:
+        due = and_(
+            Notification.state == PENDING,
+            or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
+            or_(Notification.claimed_until.is_(None), Notification.claimed_until < now),
+        )
+        with session_scope() as session:
+            ids = session.exec(select(Notification.id).where(due).order_by(Notification.id).limit(self.batch_size)).all()
+            if not ids:
+                return []
+            until = now + timedelta(seconds=LEASE_SECONDS)
+            # Conditional: a row another process claimed meanwhile no longer matches `due`.
+            claimed = session.execute(
+                update(Notification).where(Notification.id.in_(ids), due)
+                .values(claimed_until=until, attempts=Notification.attempts + 1)
+                .returning(Notification.id)
+            ).scalars().all()
+        with session_scope() as session:
+            return list(session.exec(select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.id)).all())
+
+    def run_once(self) -> MailReport:
+        report = MailReport()
+        now = self.clock()
+        rows = self._claim(now)
+        report.claimed = len(rows)
+        smtp_url = self.smtp_url
+        for row in rows:
+            if smtp_url is None:
+                self._finish(row.id, state=KEPT, attempts=row.attempts - 1)
+                report.kept.append(row.key)
+                continue
+            message = mailer.build_message(row.to, Rendered(row.subject, row.text_body, row.html_body), message_id_key=row.key)
+            try:
+                self.send(smtp_url, message)
+            except Exception as error:  # any failure is retried; the text is kept for whoever looks
+                text = f"{type(error).__name__}: {error}"[:ERROR_MAX_CHARS]
+                if row.attempts >= self.max_attempts:
+                    self._finish(row.id, state=FAILED, last_error=text)
+                    report.failed.append(row.key)
+                    log.error("mail.failed", key=row.key, attempts=row.attempts, error=text)
+                else:
+                    self._finish(row.id, state=PENDING, last_error=text, next_attempt_at=self.clock() + self.backoff(row.attempts))
+                    report.retrying.append(row.key)
+                    log.warning("mail.retrying", key=row.key, attempts=row.attempts, error=text)
+                continue
+            self._finish(row.id, state=SENT, sent_at=self.clock(), last_error=None)
+            report.sent.append(row.key)
+        if rows:
+            log.info("mail.pass", claimed=report.claimed, sent=len(report.sent), kept=len(report.kept),
+                     retrying=len(report.retrying), failed=len(report.failed))
+        return report
+
+    @staticmethod
+    def _finish(row_id: int, **values) -> None:
+        with session_scope() as session:
+            session.execute(update(Notification).where(Notification.id == row_id).values(claimed_until=None, **values))
+
+    def drain(self, max_passes: int = 100) -> list[MailReport]:
+        reports = []
+        for _ in range(max_passes):
+            report = self.run_once()
+            if not report.claimed:
+                break
+            reports.append(report)
+        return reports
+
+
+async def run_mail_worker(*, poll_seconds: float = POLL_SECONDS, worker: MailWorker | None = None) -> None:
+    """Send the outbox until cancelled (the backend's lifespan ends)."""
+    worker = worker or MailWorker()
+    log.info("mail.worker_started", smtp=bool(worker.smtp_url))
+    failures = 0
+    try:
+        while True:
+            try:
+                report = await asyncio.to_thread(worker.run_once)
+                failures = 0
+            except Exception as error:  # e.g. the database is unreachable: log, back off, keep going
+                failures += 1
+                log.error("mail.worker_error", error=f"{type(error).__name__}: {error}")
+                await asyncio.sleep(min(30.0, poll_seconds * 2 ** failures))
+                continue
+            if report.claimed >= worker.batch_size:
+                continue
+            await asyncio.sleep(poll_seconds)
+    finally:
+        log.info("mail.worker_stopped")

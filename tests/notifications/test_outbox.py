@@ -1,0 +1,183 @@
+"""The outbox and the mail worker against a real SMTP server (aiosmtpd on loopback)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import select
+
+from billing_app.auth import reset
+from billing_app.db import session_scope
+from billing_app.models import Notification, utcnow
+from billing_app.notifications import hooks, mailer, outbox
+from billing_app.notifications.kinds import Kind
+from billing_app.notifications.worker import MailWorker
+from tests.billing.helpers import PASSWORD, make_org
+from tests.notifications.helpers import SmtpServer
+from tests.sandbox_fixture import free_port
+
+
+def _queue_reset(email="someone@example.com", url="http://app.example/reset?token=abc"):
+    hooks.send_password_reset(email, url)
+
+
+def test_every_kind_renders_html_and_text_in_one_layout(mail_settings):
+    contexts = {
+        Kind.INVITATION: dict(url="http://x/i", org_name="Acme <b>", inviter="Ann"),
+        Kind.PASSWORD_RESET: dict(url="http://x/r", email="a@b.c"),
+        Kind.TRIAL_ENDING: dict(org_name="Acme", plan="Pro", trial_end="Dec 1, 2026", billing_url="http://x/b", pricing_url="http://x/p"),
+        Kind.PAYMENT_FAILED: dict(org_name="Acme", plan="Pro", amount="$29.00", next_retry="Dec 4, 2026", update_url="http://x/b", billing_url="", pricing_url=""),
+        Kind.PAYMENT_ACTION_REQUIRED: dict(org_name="Acme", plan="Pro", amount="$29.00", invoice_url="http://s/invoices/in_1", billing_url="", pricing_url=""),
+        Kind.RECEIPT: dict(org_name="Acme", amount="$29.00", description="Pro", period="Nov 1 – Dec 1", paid_on="Nov 1, 2026", pdf_url="http://s/in_1/pdf", billing_url="", pricing_url=""),
+        Kind.SUBSCRIPTION_CANCELED: dict(org_name="Acme", plan="Pro", ended_on="Dec 1, 2026", billing_url="", pricing_url="http://x/p"),
+        Kind.CANCEL_SCHEDULED: dict(org_name="Acme", plan="Pro", ends_on="Dec 1, 2026", billing_url="http://x/b", pricing_url=""),
+        Kind.PLAN_CHANGED: dict(org_name="Acme", plan="Pro", previous="Starter", quantity=1, billing_url="http://x/b", pricing_url=""),
+    }
+    assert set(contexts) == set(Kind)
+    for kind, context in contexts.items():
+        rendered = mailer.render(kind, context)
+        assert rendered.subject.startswith("[Acme Billing] ")
+        assert "Acme Billing" in rendered.html and "Acme Billing" in rendered.text
+        assert "<html" in rendered.html and "<" not in rendered.text.replace("<b>", "")
+    invitation = mailer.render(Kind.INVITATION, contexts[Kind.INVITATION])
+    assert "Acme &lt;b&gt;" in invitation.html  # HTML is escaped; the text part is plain
+    failed = mailer.render(Kind.PAYMENT_FAILED, contexts[Kind.PAYMENT_FAILED])
+    assert "Dec 4, 2026" in failed.text and "Update payment method" in failed.html
+
+
+def test_one_row_per_kind_and_cause(mail_settings):
+    for _ in range(5):
+        _queue_reset()
+    _queue_reset(url="http://app.example/reset?token=other")
+    with session_scope() as s:
+        rows = s.exec(select(Notification)).all()
+    assert len(rows) == 2
+    assert "token=abc" not in rows[0].key  # the key holds a digest, never the link's token
+
+
+def test_sent_over_smtp_once(mail_settings, smtp):
+    _queue_reset()
+    worker = MailWorker(smtp_url=smtp.url)
+    assert len(worker.run_once().sent) == 1
+    assert worker.run_once().claimed == 0
+    assert len(smtp.received) == 1
+    got = smtp.received[0]
+    assert got.to == ["someone@example.com"]
+    assert got.message["From"] == "Acme Billing <billing@acme.example>"
+    assert "http://app.example/reset?token=abc" in got.part("plain")
+    assert 'href="http://app.example/reset?token=abc"' in got.part("html")
+    with session_scope() as s:
+        row = s.exec(select(Notification)).one()
+    assert row.state == "sent" and row.sent_at is not None and row.attempts == 1
+
+
+def test_smtp_down_then_up_sends_once_after_retry(mail_settings):
+    server = SmtpServer(port=free_port())  # not started: connection refused
+    now = [utcnow()]
+    worker = MailWorker(smtp_url=server.url, clock=lambda: now[0])
+    _queue_reset()
+    report = worker.run_once()
+    assert report.retrying and not report.sent
+    with session_scope() as s:
+        row = s.exec(select(Notification)).one()
+    assert row.state == "pending" and row.attempts == 1 and "Connection" in (row.last_error or "")
+    assert row.next_attempt_at > now[0] + timedelta(seconds=29)
+    assert worker.run_once().claimed == 0  # not due before the backoff
+
+    server.start()
+    try:
+        now[0] += timedelta(seconds=31)
+        assert len(worker.run_once().sent) == 1
+        now[0] += timedelta(hours=2)
+        assert worker.run_once().claimed == 0
+        assert len(server.received) == 1
+    finally:
+        server.stop()
+    with session_scope() as s:
+        row = s.exec(select(Notification)).one()
+    assert row.state == "sent" and row.attempts == 2
+
+
+def test_gives_up_after_the_attempt_limit(mail_settings):
+    now = [utcnow()]
+    worker = MailWorker(smtp_url=f"smtp://127.0.0.1:{free_port()}", max_attempts=3, clock=lambda: now[0])
+    _queue_reset()
+    for _ in range(3):
+        worker.run_once()
+        now[0] += timedelta(hours=2)
+    with session_scope() as s:
+        row = s.exec(select(Notification)).one()
+    assert row.state == "failed" and row.attempts == 3 and row.last_error
+    assert worker.run_once().claimed == 0
+
+
+def test_without_smtp_nothing_leaves_and_messages_are_kept(mail_settings, smtp):
+    _queue_reset()
+    report = MailWorker(smtp_url=None).run_once()
+    assert report.kept and not smtp.received
+    with session_scope() as s:
+        assert s.exec(select(Notification.state)).one() == "kept"
+
+
+def test_password_reset_goes_through_the_hook(mail_settings, smtp, monkeypatch):
+    previous = reset._sender
+    hooks.install()
+    try:
+        org = make_org("Acme", "admin@acme.example", "member@acme.example")
+        reset.request_reset("ADMIN@acme.example")
+        reset.request_reset("nobody@acme.example")  # no account: nothing queued, same silence
+        MailWorker(smtp_url=smtp.url).drain()
+    finally:
+        reset.set_sender(previous)
+    resets = smtp.of_kind("password_reset")
+    assert [r.to for r in resets] == [["admin@acme.example"]]
+    body = resets[0].part("plain")
+    token = body.split("token=", 1)[1].split()[0]
+    reset.reset_password(token, "a-brand-new-password-2")
+    from billing_app.auth import accounts
+
+    with session_scope() as s:
+        accounts.login(s, email="admin@acme.example", password="a-brand-new-password-2")
+    assert org.admin.email == "admin@acme.example" and PASSWORD
+
+
+def test_admins_choose_optional_kinds_but_not_security_ones(mail_settings):
+    org = make_org("Acme", "admin@acme.example", "member@acme.example")
+    with session_scope() as s:
+        outbox.set_preference(s, org.admin.user_id, org.id, Kind.RECEIPT, False)
+    with session_scope() as s:
+        assert outbox.org_recipients(s, org.id, Kind.RECEIPT, "billing@acme.example") == ["billing@acme.example"]
+        assert outbox.org_recipients(s, org.id, Kind.PAYMENT_FAILED, "billing@acme.example") == ["billing@acme.example", "admin@acme.example"]
+        assert outbox.preferences(s, org.admin.user_id, org.id) == {"plan_changed": True, "receipt": False}
+        # members never get billing mail
+        assert "member@acme.example" not in outbox.org_recipients(s, org.id, Kind.PLAN_CHANGED)
+    import pytest
+
+    with session_scope() as s, pytest.raises(ValueError):
+        outbox.set_preference(s, org.admin.user_id, org.id, Kind.PAYMENT_FAILED, False)
+
+
+def test_the_backend_runs_the_mail_worker_and_sends_resets_through_it():
+    from billing_app.billing_app import app
+    from billing_app.notifications.worker import run_mail_worker
+
+    assert run_mail_worker in app.get_lifespan_tasks()
+    assert reset._sender is hooks.send_password_reset
+
+
+def test_an_invitation_is_emailed_to_the_invitee_only(mail_settings, smtp, monkeypatch):
+    from billing_app.auth import invitations
+    from billing_app.billing import entitlements
+    from billing_app.billing.catalog import free_tier
+
+    roomy = free_tier().model_copy(update={"limits": {**free_tier().limits, "seats": 10}})
+    monkeypatch.setattr(entitlements, "free_tier", lambda: roomy)
+    org = make_org("Acme", "admin@acme.example", "member@acme.example")
+    invited = invitations.invite(org.admin, email="New.Person@example.com")
+    MailWorker(smtp_url=smtp.url).drain()
+    # make_org invited its member the same way; each invitation went to its invitee alone
+    assert sorted(r.to[0] for r in smtp.of_kind("invitation")) == ["member@acme.example", "new.person@example.com"]
+    assert all(len(r.to) == 1 for r in smtp.received)
+    got = next(r for r in smtp.received if r.to == ["new.person@example.com"])
+    assert got.subject == "[Acme Billing] You are invited to join Acme"
+    assert invited.url in got.part("plain") and "Admin invited you" in got.part("plain")
