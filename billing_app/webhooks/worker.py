@@ -270,11 +270,11 @@ async def run_worker(
     """
     worker = worker or Worker(sync)
     with signal.listen() as wake:
-        log.info("webhook.worker_started")
         try:
             await asyncio.to_thread(worker.release_orphans)
         except Exception as error:  # their leases run out anyway; never keep the worker from starting
             log.error("webhook.orphans_not_released", error=f"{type(error).__name__}: {error}")
+        log.info("webhook.worker_started")  # past its start-up: from here on, claims come back by their leases
         try:
             await _loop(worker, wake, poll_seconds, gather_seconds, on_change)
         finally:
