@@ -103,8 +103,8 @@ class TcpProxy:
 
     `cut()`: every open connection is closed and new ones are refused (the server seems down),
     until `restore()`. `hold_from(marker, n)`: client-to-server bytes are forwarded until the
-    n-th occurrence of `marker` (e.g. the n-th request for a Stripe customer); from there they
-    wait (`held` is set) until `release()`.
+    n-th occurrence of `marker` (e.g. the n-th request for a Stripe customer); from there each
+    connection that sends the marker waits (`held` is set) until `release()`.
     """
 
     def __init__(self, target_port: int):
@@ -175,9 +175,12 @@ class TcpProxy:
             while data := source.recv(65536):
                 if outgoing and self._marker:
                     window = tail + data
-                    self.seen += window.count(self._marker) - tail.count(self._marker)
+                    found = window.count(self._marker)
                     tail = window[-(len(self._marker) - 1):]
-                    if self.seen >= self._hold_at and not self._released.is_set():
+                    with self._lock:
+                        self.seen += found
+                        hold = found and self.seen >= self._hold_at
+                    if hold and not self._released.is_set():  # this connection waits; others go on
                         self.held.set()
                         self._released.wait()
                 target.sendall(data)
