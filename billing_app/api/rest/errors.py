@@ -72,7 +72,8 @@ RETRY_AFTER_SECONDS = 5
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.error("database unavailable during %s %s: %s", request.method, request.url.path, type(getattr(exc, "orig", exc)).__name__)
+    cause = getattr(exc, "orig", None) or exc
+    log.error("database unavailable during %s %s: %s: %s", request.method, request.url.path, type(cause).__name__, str(cause)[:300])
     code = ErrorCode.SERVICE_UNAVAILABLE
     return envelope(status_of(code), code, "The service is briefly unavailable. Please try again in a moment.",
                     {"Retry-After": str(RETRY_AFTER_SECONDS)})
