@@ -14,8 +14,8 @@ claim's token (its process and a number, `owners.new_claim_token`), atomically. 
 one UPDATE whose row choice uses FOR UPDATE SKIP LOCKED, so several workers never take the
 same row, after a transaction-level advisory lock that makes claims one at a time: SKIP
 LOCKED locks rows, not customers, so two claims at the same instant (neither seeing the
-other's uncommitted claim) could each take events of one customer and sync it twice; on SQLite the rows are chosen in a read and claimed by an UPDATE that re-checks
-they are still due, under the single write lock. While its syncs run, the worker keeps
+other's uncommitted claim) could each take events of one customer and sync it twice. On
+SQLite the rows are chosen in a read and claimed by an UPDATE that re-checks they are still due, under the single write lock. While its syncs run, the worker keeps
 extending the lease (`renew`, its heartbeat). If the process dies, the lease is no longer
 renewed and runs out, and the event is claimed again; a restarted process does not wait
 for that: `release_orphans` frees at once the claims of dead processes of its host. The
