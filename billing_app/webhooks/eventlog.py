@@ -15,12 +15,13 @@ one UPDATE whose row choice uses FOR UPDATE SKIP LOCKED, so several workers neve
 same row, after a transaction-level advisory lock that makes claims one at a time: SKIP
 LOCKED locks rows, not customers, so two claims at the same instant (neither seeing the
 other's uncommitted claim) could each take events of one customer and sync it twice. On
-SQLite the rows are chosen in a read and claimed by an UPDATE that re-checks they are still due, under the single write lock. While its syncs run, the worker keeps
-extending the lease (`renew`, its heartbeat). If the process dies, the lease is no longer
-renewed and runs out, and the event is claimed again; a restarted process does not wait
-for that: `release_orphans` frees at once the claims of dead processes of its host. The
-token fences the claim: a worker whose lease ran out cannot mark or renew a row another
-worker has since claimed.
+SQLite the rows are chosen in a read and claimed by an UPDATE that re-checks they are still
+due, under the single write lock. While its syncs run, the worker keeps extending the lease
+(`renew`, its heartbeat). If the process dies, the lease is no longer renewed and runs out,
+and the event is claimed again; a restarted process does not wait for that:
+`release_orphans` frees at once the claims of dead processes of its host. The token fences
+the claim: a worker whose lease ran out cannot mark or renew a row another worker has since
+claimed.
 """
 
 from __future__ import annotations
