@@ -22,8 +22,10 @@ app = rx.App(
     # session's hash, never the cookie (billing_app/auth/cookies.py).
     api_transformer=[build_api(), event_socket_sessions],
 )
-# The webhook worker runs inside the backend process for as long as it serves.
-app.register_lifespan_task(run_worker)
-# So is the mail worker (the outbox: billing_app/notifications); password resets send through it.
-app.register_lifespan_task(run_mail_worker)
+# The webhook worker runs inside the backend process for as long as it serves, and so does the mail
+# worker (the outbox: billing_app/notifications; password resets send through it), unless they run
+# as processes of their own (`python -m billing_app worker`, RUN_WORKERS_IN_BACKEND=false).
+if get_settings().run_workers_in_backend:
+    app.register_lifespan_task(run_worker)
+    app.register_lifespan_task(run_mail_worker)
 notification_hooks.install()

@@ -154,6 +154,12 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_worker(_args) -> int:
+    from billing_app.webhooks.process import run
+
+    return run()
+
+
 def cmd_serve(args) -> int:
     from billing_app.serve import serve
 
@@ -199,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="queue a stored Stripe event again (after fixing what made it fail)")
     replay.add_argument("event_id", help="the Stripe event id (evt_...)")
     replay.set_defaults(func=cmd_replay)
+    worker = sub.add_parser("worker", help="run the webhook and mail workers as their own process, until SIGTERM (drains first)")
+    worker.set_defaults(func=cmd_worker)
     serve = sub.add_parser("serve", help="start the sandbox and the app on 127.0.0.1 (what `make run` does)")
     serve.add_argument("--prod", action="store_true", help="production build, one port (no demo logins unless --seed or the sandbox)")
     serve.add_argument("--seed", action="store_true", help="create the demo logins even in production")

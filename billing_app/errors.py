@@ -54,6 +54,8 @@ class ErrorCode(str, enum.Enum):
     RECONCILE_RUNNING = "RECONCILE_RUNNING"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # The database cannot be reached right now (down, restarting, failing over): retry shortly.
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     # Teams: seats, invitations (auth/invitations.py, billing/seats.py).
     SEAT_LIMIT_REACHED = "SEAT_LIMIT_REACHED"
     SEAT_LIMIT_EXCEEDED = "SEAT_LIMIT_EXCEEDED"
@@ -118,6 +120,7 @@ HTTP_STATUS = {
     ErrorCode.RECONCILE_RUNNING: 409,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.SEAT_LIMIT_REACHED: 409,
     ErrorCode.SEAT_LIMIT_EXCEEDED: 409,
     ErrorCode.SEATS_BELOW_MEMBERS: 409,

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     mail_from: str = "Billing <billing@localhost>"
     # The product's name in email subjects and layouts.
     product_name: str = "billing_app"
+    # The webhook and mail workers run inside the backend process (one process, `make run`). Set false
+    # when they run as their own processes (`python -m billing_app worker`), e.g. beside N backends.
+    run_workers_in_backend: bool = True
 
     @field_validator("database_url")
     @classmethod

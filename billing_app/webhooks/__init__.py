@@ -5,8 +5,9 @@
                              --> worker (claim on a short lease it renews, one sync_customer per customer,
                                          mark; retry with backoff; at start, free the claims of dead processes)
 
-Imports run one way: route -> ingest -> eventlog -> handlers, owner; worker -> eventlog; and
-route, eventlog (replay) and worker meet only in `signal` (the in-process wake-up).
+Imports run one way: route -> ingest -> eventlog -> handlers, owner; worker -> eventlog;
+process (`python -m billing_app worker`) -> worker and the mail worker; and route, eventlog
+(replay) and worker meet only in `signal` (the in-process wake-up).
 
 For the admin: `recent(state="failed")` lists stored events (no payload) and
 `replay(event_id)` puts any stored event back in the queue; `counts()` per state.

@@ -12,13 +12,16 @@ whole state of the retry machine:
 A claim is a short lease: `claimed_until` is set a few seconds ahead and `claimed_by` to the
 claim's token (its process and a number, `owners.new_claim_token`), atomically. On PostgreSQL
 one UPDATE whose row choice uses FOR UPDATE SKIP LOCKED, so several workers never take the
-same row; on SQLite the rows are chosen in a read and claimed by an UPDATE that re-checks
-they are still due, under the single write lock. While its syncs run, the worker keeps
-extending the lease (`renew`, its heartbeat). If the process dies, the lease is no longer
-renewed and runs out, and the event is claimed again; a restarted process does not wait
-for that: `release_orphans` frees at once the claims of dead processes of its host. The
-token fences the claim: a worker whose lease ran out cannot mark or renew a row another
-worker has since claimed.
+same row, after a transaction-level advisory lock that makes claims one at a time: SKIP
+LOCKED locks rows, not customers, so two claims at the same instant (neither seeing the
+other's uncommitted claim) could each take events of one customer and sync it twice. On
+SQLite the rows are chosen in a read and claimed by an UPDATE that re-checks they are still
+due, under the single write lock. While its syncs run, the worker keeps extending the lease
+(`renew`, its heartbeat). If the process dies, the lease is no longer renewed and runs out,
+and the event is claimed again; a restarted process does not wait for that:
+`release_orphans` frees at once the claims of dead processes of its host. The token fences
+the claim: a worker whose lease ran out cannot mark or renew a row another worker has since
+claimed.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -153,6 +156,10 @@ _CLAIM_VALUES = dict(claimed_until=bindparam("until"), claimed_by=bindparam("tok
 _UNCLAIMED = dict(claimed_until=None, claimed_by=None)
 # PostgreSQL: one statement; rows another worker is claiming right now are skipped, not waited for.
 _CLAIM_PG = update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True))).values(**_CLAIM_VALUES).returning(*_RETURNING)
+# PostgreSQL: claims wait for each other (the lock ends with the claim's transaction; a claim takes
+# milliseconds), so each one's UPDATE, with a snapshot taken after the lock, sees the customers the
+# previous claims hold. One lock per schema: deployments sharing a database do not wait for each other.
+_CLAIM_LOCK_PG = text("SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext('webhookevent.claim'))")
 # SQLite: the chosen ids, claimed only if still due (the re-check makes the claim atomic).
 _CLAIM_IDS = update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW)).values(**_CLAIM_VALUES).returning(*_RETURNING)
 
@@ -177,6 +184,7 @@ def claim(
     values = {"now": now, "limit": limit, "token": token, "until": now + lease}
     if get_engine().dialect.name == "postgresql":
         with _writing() as connection:
+            connection.execute(_CLAIM_LOCK_PG)
             rows = connection.execute(_CLAIM_PG, values).all()
     else:
         # Choose in a read (WAL readers never block the writer), then claim under the write

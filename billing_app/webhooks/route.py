@@ -82,7 +82,7 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         stored = await writer.store(event, body.decode("utf-8"))
     except Exception as error:  # the database is unavailable: non-2xx, so Stripe retries later
         log.error("webhook.store_failed", event_id=event["id"], error=f"{type(error).__name__}: {error}")
-        return _error(503, ErrorCode.INTERNAL_ERROR, "Try again later.")
+        return _error(503, ErrorCode.SERVICE_UNAVAILABLE, "Try again later.")
     if stored:
         notify()
     return JSONResponse({"received": True, "duplicate": not stored})

@@ -92,6 +92,17 @@ class Worker:
         self.flush_seconds = flush_seconds
         self.ingest_busy = ingest_busy
         self.clock = clock
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Drain (graceful shutdown): claim nothing more; the pass in flight finishes the sync it is
+        in, records it and gives the rest of its events back untried; the loop then ends."""
+        self._stopping.set()
+        signal.notify()  # wake the loop if it is idle
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def _yield_to_ingest(self) -> None:
         """Ingest first: while deliveries are being stored in this process, let them have the
@@ -111,7 +122,7 @@ class Worker:
         and they are synced again, which is harmless. A heartbeat renews the lease meanwhile.
         """
         report = PassReport()
-        if not eventlog.has_due(self.clock()):
+        if self.stopping or not eventlog.has_due(self.clock()):
             return report
         self._yield_to_ingest()
         claimed_at = self.clock()
@@ -145,11 +156,12 @@ class Worker:
             failed.clear()
 
         # Stop starting syncs well before the lease ends (as the heartbeat last renewed it: only
-        # when renewals fail, e.g. the database is unreachable), so no other worker re-claims mid-sync.
+        # when renewals fail, e.g. the database is unreachable), so no other worker re-claims mid-sync;
+        # and when told to stop, so the process exits holding nothing.
         last_flush = time.monotonic()
         customers = list(by_customer)
         for index, customer_id in enumerate(customers):
-            if self.clock() > heartbeat.until - self.lease / 2:
+            if self.stopping or self.clock() > heartbeat.until - self.lease / 2:
                 flush()
                 rest = [e.id for c in customers[index:] for e in by_customer[c]]
                 report.released = eventlog.release(rest, token)
@@ -251,18 +263,18 @@ async def run_worker(
     sync: SyncFn | None = None, *, poll_seconds: float = POLL_SECONDS, gather_seconds: float = GATHER_SECONDS,
     worker: Worker | None = None, on_change=_refresh_pages,
 ) -> None:
-    """Process stored events until cancelled (the backend's lifespan ends).
+    """Process stored events until cancelled (the backend's lifespan ends) or `worker.stop()` (drained).
 
     `on_change(org_ids)` runs after a pass whose syncs changed some orgs' mirror
     (default: refresh their open billing pages through `billing_app.live`).
     """
     worker = worker or Worker(sync)
     with signal.listen() as wake:
-        log.info("webhook.worker_started")
         try:
             await asyncio.to_thread(worker.release_orphans)
         except Exception as error:  # their leases run out anyway; never keep the worker from starting
             log.error("webhook.orphans_not_released", error=f"{type(error).__name__}: {error}")
+        log.info("webhook.worker_started")  # past its start-up: from here on, claims come back by their leases
         try:
             await _loop(worker, wake, poll_seconds, gather_seconds, on_change)
         finally:
@@ -271,14 +283,14 @@ async def run_worker(
 
 async def _loop(worker: Worker, wake: asyncio.Event, poll_seconds: float, gather_seconds: float, on_change) -> None:
     failures = 0
-    while True:
+    while not worker.stopping:
         try:
             report = await asyncio.to_thread(worker.run_once)
             failures = 0
         except Exception as error:  # e.g. the database is unreachable: log, back off, keep going
             failures += 1
             log.error("webhook.worker_error", error=f"{type(error).__name__}: {error}")
-            await asyncio.sleep(min(30.0, poll_seconds * 2 ** failures))
+            await _nap(worker, min(30.0, poll_seconds * 2 ** failures))
             continue
         if report.changed_orgs and on_change is not None:
             await on_change(report.changed_orgs)
@@ -286,11 +298,18 @@ async def _loop(worker: Worker, wake: asyncio.Event, poll_seconds: float, gather
             continue  # a backlog: carry on at once
         if report.claimed:
             # Events keep arriving: let them gather for a moment, so each customer's burst is one sync.
-            await asyncio.sleep(gather_seconds)
+            await _nap(worker, gather_seconds)
             continue
         wake.clear()
         try:
             await asyncio.wait_for(wake.wait(), timeout=poll_seconds)
         except TimeoutError:
             continue
-        await asyncio.sleep(gather_seconds)  # let the rest of a burst arrive, to sync each customer once
+        await _nap(worker, gather_seconds)  # let the rest of a burst arrive, to sync each customer once
+
+
+async def _nap(worker: Worker, seconds: float) -> None:
+    """Sleep, cut short (in steps of a tenth of a second at most) when the worker is told to stop."""
+    deadline = time.monotonic() + seconds
+    while not worker.stopping and (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 0.1))

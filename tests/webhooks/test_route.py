@@ -193,7 +193,7 @@ def test_when_the_event_cannot_be_stored_the_answer_is_503_so_stripe_retries(pos
         connection.execute(text("DROP TABLE webhookevent"))
     with capture_logs() as logs:
         response = post(event("invoice.paid", "cus_x"))
-    assert response.status_code == 503 and response.json()["error_code"] == "INTERNAL_ERROR"
+    assert response.status_code == 503 and response.json()["error_code"] == "SERVICE_UNAVAILABLE"
     assert [entry["event"] for entry in logs] == ["webhook.store_failed"]
 
 

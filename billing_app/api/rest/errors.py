@@ -1,7 +1,9 @@
 """The REST API's one error envelope, `{success: false, error_code, message}`, for every failure.
 
-Service refusals (AppError), Stripe failures that escaped a service, FastAPI's own
-validation errors and Starlette's 404/405 for unknown routes all leave through here,
+Service refusals (AppError), Stripe failures that escaped a service, the database being
+unreachable (503 SERVICE_UNAVAILABLE with Retry-After: the failed request's transaction was
+rolled back, so a retry is safe), FastAPI's own validation errors and Starlette's 404/405 for
+unknown routes all leave through here,
 with codes from the shared `ErrorCode` enum. `error_responses(...)` documents, per route,
 which statuses and codes it can answer, from the same `HTTP_STATUS` table the handlers use.
 """
@@ -16,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as db_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing_app.billing.gateway import StripeFailure
@@ -62,6 +65,20 @@ async def _stripe_failure(_request: Request, exc: StripeFailure) -> JSONResponse
     return envelope(status_of(code), code, "We could not reach the payment provider. Please try again.")
 
 
+# The database could not be reached or could not answer (down, restarting, a dropped connection, the
+# connection pool exhausted, SQLite's write lock held too long): temporary, so said as such.
+DATABASE_UNAVAILABLE = (db_errors.OperationalError, db_errors.InterfaceError, db_errors.TimeoutError)
+RETRY_AFTER_SECONDS = 5
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    cause = getattr(exc, "orig", None) or exc
+    log.error("database unavailable during %s %s: %s: %s", request.method, request.url.path, type(cause).__name__, str(cause)[:300])
+    code = ErrorCode.SERVICE_UNAVAILABLE
+    return envelope(status_of(code), code, "The service is briefly unavailable. Please try again in a moment.",
+                    {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def _describe(error: dict) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",)) or "body"
     return f"{where}: {error.get('msg', 'invalid value')}"
@@ -98,15 +115,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StripeFailure, _stripe_failure)
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
 # --- documentation: which statuses and codes each route can answer ------------------------------------
 
-# Every authenticated route is rate limited per token (429 RATE_LIMITED, see deps.py).
-AUTH = (ErrorCode.UNAUTHENTICATED, ErrorCode.RATE_LIMITED)
-ADMIN = (ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN, ErrorCode.RATE_LIMITED)
+# Every authenticated route is rate limited per token (429 RATE_LIMITED, see deps.py), and looks its
+# token up in the database (503 SERVICE_UNAVAILABLE while the database cannot be reached).
+AUTH = (ErrorCode.UNAUTHENTICATED, ErrorCode.RATE_LIMITED, ErrorCode.SERVICE_UNAVAILABLE)
+ADMIN = (ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN, ErrorCode.RATE_LIMITED, ErrorCode.SERVICE_UNAVAILABLE)
 STRIPE = (ErrorCode.BILLING_NOT_CONFIGURED, ErrorCode.STRIPE_UNAVAILABLE)
 
 _TITLES = {
@@ -117,7 +137,7 @@ _TITLES = {
     422: "The request is not valid",
     429: "Too many requests for this token or organization; retry after `Retry-After` seconds",
     502: "Stripe failed or could not be reached",
-    503: "Billing is not configured on this server",
+    503: "Billing is not configured on this server, or the database cannot be reached right now (retry after `Retry-After` seconds)",
 }
 
 
