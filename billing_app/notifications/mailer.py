@@ -43,6 +43,7 @@ SUBJECTS = {
     Kind.SUBSCRIPTION_CANCELED: "Your {plan} subscription has ended",
     Kind.CANCEL_SCHEDULED: "Your {plan} subscription will cancel on {ends_on}",
     Kind.PLAN_CHANGED: "You are now on {plan}",
+    Kind.SEATS_CHANGED: "Your {plan} plan now has {seats} seats",
 }
 
 
