@@ -95,6 +95,7 @@ def test_a_certificate_for_another_name_is_refused(mail_settings, server):
     assert "CERTIFICATE_VERIFY_FAILED" in _row().last_error and "localhost" in _row().last_error
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # the socket is TLS from the start
 def test_smtps_is_tls_from_the_first_byte(mail_settings, tls, monkeypatch):
     server = SmtpServer(tls=tls[0], implicit_tls=True, login=(USER, PASSWORD))
     server.start()
