@@ -122,6 +122,21 @@ def signed(event: dict, secret: str) -> tuple[str, dict]:
     return body, {"Stripe-Signature": f"t={timestamp},v1={digest}", "Content-Type": "application/json"}
 
 
+WEBHOOK_SECRET = "whsec_notifications_test"  # the webhook_client fixture's
+
+
+def deliver(webhook_client, sandbox, smtp, rounds: int = 2, times: int = 5) -> None:
+    """Every event so far, `times` times per round, the webhook worker draining between rounds; then
+    the mail worker sends to `smtp`."""
+    from billing_app.notifications.worker import MailWorker
+    from billing_app.webhooks.worker import Worker
+
+    for _ in range(rounds):
+        redeliver_all(webhook_client, sandbox, WEBHOOK_SECRET, times=times)
+        Worker(ingest_busy=None).drain()
+    MailWorker(smtp_url=smtp.url).drain()
+
+
 def redeliver_all(client, sandbox, secret: str, times: int = 5) -> int:
     """Post every event the sandbox recorded to the webhook route, `times` times each; how many events."""
     events = _raw_events(sandbox)

@@ -8,20 +8,9 @@ from billing_app.auth import members
 from billing_app.db import session_scope
 from billing_app.notifications import outbox
 from billing_app.notifications.kinds import Kind
-from billing_app.notifications.worker import MailWorker
-from billing_app.webhooks.worker import Worker
 from tests.api.helpers import bearer, token_for
-from tests.notifications.conftest import WEBHOOK_SECRET
-from tests.notifications.helpers import redeliver_all
+from tests.notifications.helpers import deliver
 from tests.teams.helpers import buy_team, join, mirror_quantity, quantity_at_stripe, stripe_subscription
-
-
-def deliver(webhook_client, stripe_env, smtp):
-    """Every event so far, five times, twice over, the webhook worker draining between; then send."""
-    for _ in range(2):
-        redeliver_all(webhook_client, stripe_env, WEBHOOK_SECRET, times=5)
-        Worker(ingest_busy=None).drain()
-    MailWorker(smtp_url=smtp.url).drain()
 
 
 def seat_mail(smtp) -> list[tuple[str, list[str]]]:
