@@ -3,11 +3,12 @@
 Accepting an invitation raises the quantity to cover the members (never below the plan's
 `min_seats`, never lowering seats already bought); removing a member sets it to
 max(min_seats, members). A downgrade scheduled for the period end (a subscription schedule) gets
-the new quantity in its phases too, or Stripe would put the old one back at the phase change. Each change re-reads the subscription from Stripe first and is billed
-as SEAT_PRORATION says (create_prorations by default: the prorated amount waits for the next
-invoice, so a burst of changes makes no burst of invoices). The callers (auth/invitations.py,
-auth/members.py, `change_seats` here) hold the org's seat claim and change the database only
-after Stripe agreed, undoing the Stripe change if the database then fails: nobody is half-added.
+the new quantity in its phases too, or Stripe would put the old one back at the phase change.
+Each change re-reads the subscription from Stripe first and is billed as SEAT_PRORATION says
+(create_prorations by default: the prorated amount waits for the next invoice, so a burst of
+changes makes no burst of invoices). The callers (auth/invitations.py, auth/members.py,
+`change_seats` here) hold the org's seat claim and change the database only after Stripe agreed,
+undoing the Stripe change if the database then fails: nobody is half-added.
 """
 
 from __future__ import annotations
