@@ -60,3 +60,27 @@ def test_a_flat_plan_waiting_for_the_period_end_keeps_one_item(org, stripe_env):
 
     _past_the_period_end(org, stripe_env, clock, customer)
     assert quantity_at_stripe(org, stripe_env) == 1 and mirror_quantity(org) == 1
+
+
+def test_a_schedule_gone_between_the_read_and_its_update_leaves_nothing_half_done(org, stripe_env, monkeypatch):
+    """The downgrade is dropped (Keep current plan, another tab) after the seat change read the
+    subscription: Stripe refuses the schedule's update, the quantity goes back, and a retry applies."""
+    from billing_app.errors import ErrorCode
+    from tests.billing.helpers import expect
+
+    buy_on_clock(org, stripe_env, plan="team")
+    change_plan(org.admin, period_id("team", "YEARLY"), preview=False)
+    schedule_id = _schedule(org, stripe_env).id
+    real_update = seat_billing._update
+
+    def update_then_someone_keeps_the_plan(*args):
+        real_update(*args)
+        stripe_env.client.v1.subscription_schedules.release(schedule_id)
+
+    monkeypatch.setattr(seat_billing, "_update", update_then_someone_keeps_the_plan)
+    expect(ErrorCode.STRIPE_SEAT_UPDATE_FAILED, seat_billing.change_seats, org.admin, 6, preview=False)
+    assert quantity_at_stripe(org, stripe_env) == 3 and mirror_quantity(org) == 3
+
+    monkeypatch.setattr(seat_billing, "_update", real_update)
+    seat_billing.change_seats(org.admin, 6, preview=False)  # no schedule any more: the subscription alone
+    assert quantity_at_stripe(org, stripe_env) == 6 and stripe_subscription(org, stripe_env).schedule is None
