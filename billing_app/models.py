@@ -585,6 +585,7 @@ class Notification(SQLModel, table=True):
     # JSON list of addresses; one message goes to all of them.
     recipients: str
     subject: str = Field(max_length=255)
+    # Emptied once sent (they may hold a reset link or an invitation token); kept rows keep them.
     text_body: str
     html_body: str
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False, index=True))

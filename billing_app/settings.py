@@ -61,8 +61,9 @@ class Settings(BaseSettings):
     # burst of changes makes no burst of invoices), always_invoice (billed at once), none.
     seat_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
     # Email (billing_app/notifications): unset SMTP_URL keeps every message in the outbox, shown
-    # at /dev/mail in development or sandbox mode; nothing leaves the machine.
-    # smtp://user:pass@host:587 (STARTTLS, required unless the host is loopback) or smtps://host:465.
+    # at /dev/mail in development or sandbox mode; nothing leaves the machine. Set, /dev/mail is off.
+    # smtp://user:pass@host:587 (STARTTLS, required unless the host is loopback) or smtps://host:465;
+    # the certificate is verified (system CAs, or SSL_CERT_FILE).
     smtp_url: str | None = None
     mail_from: str = "Billing <billing@localhost>"
     # The product's name in email subjects and layouts.

@@ -2,11 +2,13 @@
 
 Accepting an invitation raises the quantity to cover the members (never below the plan's
 `min_seats`, never lowering seats already bought); removing a member sets it to
-max(min_seats, members). Each change re-reads the subscription from Stripe first and is billed
-as SEAT_PRORATION says (create_prorations by default: the prorated amount waits for the next
-invoice, so a burst of changes makes no burst of invoices). The callers (auth/invitations.py,
-auth/members.py, `change_seats` here) hold the org's seat claim and change the database only
-after Stripe agreed, undoing the Stripe change if the database then fails: nobody is half-added.
+max(min_seats, members). A downgrade scheduled for the period end (a subscription schedule) gets
+the new quantity in its phases too, or Stripe would put the old one back at the phase change.
+Each change re-reads the subscription from Stripe first and is billed as SEAT_PRORATION says
+(create_prorations by default: the prorated amount waits for the next invoice, so a burst of
+changes makes no burst of invoices). The callers (auth/invitations.py, auth/members.py,
+`change_seats` here) hold the org's seat claim and change the database only after Stripe agreed,
+undoing the Stripe change if the database then fails: nobody is half-added.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from sqlmodel import select
 
 from billing_app.auth.accounts import Actor
 from billing_app.billing import gateway, subscriptions
@@ -99,16 +103,63 @@ def _update(client, sub: OrgSubscription, item_id: str, quantity: int) -> None:
         raise subscriptions._refusal(client, sub, failure, _failed()) from None
 
 
+def _per_seat_minimum(price_id: str) -> int | None:
+    """min_seats of the per-seat plan this price belongs to; None for a flat plan (or a price not ours)."""
+    with session_scope() as session:
+        plan = session.exec(
+            select(Plan).join(PlanPeriod, PlanPeriod.plan_id == Plan.id).where(PlanPeriod.stripe_price_id == price_id)
+        ).first()
+        return plan.min_seats if plan is not None and plan.per_seat else None
+
+
+def _price_id(item: dict) -> str:
+    price = item["price"]
+    return price if isinstance(price, str) else price["id"]
+
+
+def _carry_into_schedule(client, schedule: dict, quantity: int) -> None:
+    """A downgrade waiting for the period end is a schedule whose phases name their own quantities;
+    at the phase change Stripe sets the next phase's, so a seat change must reach them too, or the
+    seats silently revert. The current phase takes `quantity` (what the subscription has now); a
+    later per-seat phase takes it too (never below its plan's min_seats); a flat plan's stays 1."""
+    current_start = (schedule.get("current_phase") or {}).get("start_date") or schedule["phases"][0]["start_date"]
+    phases = []
+    for phase in (p for p in schedule["phases"] if p["start_date"] >= current_start):
+        items = []
+        for item in phase["items"]:
+            price = _price_id(item)
+            minimum = _per_seat_minimum(price)
+            keep = item.get("quantity") or 1
+            items.append({"price": price, "quantity": keep if minimum is None else max(quantity, minimum)})
+        planned = {"items": items, "end_date": phase["end_date"]}
+        if not phases:
+            planned["start_date"] = phase["start_date"]
+        if phase.get("proration_behavior"):
+            planned["proration_behavior"] = phase["proration_behavior"]
+        if phase.get("trial_end"):
+            planned["trial_end"] = phase["trial_end"]  # a phase sent without it would end its trial
+        phases.append(planned)
+    gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})
+
+
 def set_quantity(per_seat: PerSeat, decide: Callable[[int], int]) -> QuantityChange:
-    """Set the quantity to decide(quantity Stripe has now), when that differs. Raises (409/502) with
-    nothing changed when Stripe refuses. Call under the org's seat claim."""
+    """Set the quantity to decide(quantity Stripe has now), when that differs, in the subscription and
+    in a scheduled downgrade's phases. Raises (409/502) with nothing changed when Stripe refuses.
+    Call under the org's seat claim."""
     client = gateway.stripe_client()
     fresh = subscriptions._fresh(client, per_seat.sub, _failed())
     item = fresh.stripe_sub["items"]["data"][0]
     before = item.get("quantity") or 1
     change = QuantityChange(fresh.customer_id, per_seat.sub.stripe_id, item["id"], before, decide(before))
-    if change.changed:
-        _update(client, per_seat.sub, change.item_id, change.after)
+    if not change.changed:
+        return change
+    _update(client, per_seat.sub, change.item_id, change.after)
+    if fresh.schedule_id:
+        try:
+            _carry_into_schedule(client, fresh.stripe_sub["schedule"], change.after)
+        except gateway.StripeFailure as failure:
+            undo(change)  # the subscription back as it was: nothing half-done
+            raise subscriptions._refusal(client, per_seat.sub, failure, _failed()) from None
     return change
 
 
@@ -116,12 +167,16 @@ def undo(change: QuantityChange) -> None:
     """Put the quantity back after the database refused what Stripe already agreed to (best effort)."""
     if not change.changed:
         return
+    client = gateway.stripe_client()
     try:
-        gateway.call(
-            gateway.stripe_client().v1.subscriptions.update, change.stripe_id,
+        updated = gateway.call(
+            client.v1.subscriptions.update, change.stripe_id,
             params={"items": [{"id": change.item_id, "quantity": change.before}],
-                    "proration_behavior": get_settings().seat_proration},
+                    "proration_behavior": get_settings().seat_proration, "expand": ["schedule"]},
         )
+        schedule = updated.get("schedule")
+        if isinstance(schedule, dict) and schedule.get("status") in ("active", "not_started"):
+            _carry_into_schedule(client, schedule, change.before)
     except gateway.StripeFailure as failure:
         log.error("seat quantity of %s left at %s (wanted %s back): %s", change.stripe_id, change.after, change.before, failure.message)
     finally:

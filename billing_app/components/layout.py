@@ -143,6 +143,11 @@ def page_frame(*children: rx.Component, max_width: str = "64em") -> rx.Component
     )
 
 
+def not_found() -> rx.Component:
+    """Word for word what Reflex shows for a route it does not have (pages that must not be advertised)."""
+    return rx.box(rx.text.span("404: Page not found"), id="not-found")
+
+
 def error_callout(message) -> rx.Component:
     return rx.cond(
         message != "",

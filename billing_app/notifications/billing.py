@@ -4,7 +4,9 @@
 transaction, so each email commits with the change that causes it (or not at all). The cause key
 makes a repeat a no-op: `receipt:<invoice>`, `payment_failed:<invoice>:<attempt>`,
 `subscription_canceled:<sub>`, `cancel_scheduled:<sub>:<period end>`,
-`plan_changed:<sub>:<old price>:<new price>:<period start>`.
+`plan_changed:<sub>:<old price>:<new price>:<period start>`,
+`seats_changed:<sub>:<old quantity>:<new quantity>:<period start>` (the same price, another
+quantity: the members page, the REST route, a member joining or leaving, the portal).
 
 Events that change nothing in the mirror (`customer.subscription.trial_will_end`,
 `invoice.payment_action_required`) are handled by `for_events`, which the webhook worker calls
@@ -50,6 +52,7 @@ class _Sub:
     status: str
     cancel_at_period_end: bool
     price_id: str | None
+    quantity: int
 
 
 @dataclass
@@ -73,7 +76,7 @@ def before(session: Session, org_id: int, snap) -> Before:
     subs = {}
     if sub_ids:
         rows = session.exec(select(OrgSubscription).where(OrgSubscription.stripe_id.in_(sub_ids))).all()
-        subs = {r.stripe_id: _Sub(r.status, r.cancel_at_period_end, r.stripe_price_id) for r in rows}
+        subs = {r.stripe_id: _Sub(r.status, r.cancel_at_period_end, r.stripe_price_id, r.quantity) for r in rows}
     return Before(payments, subs)
 
 
@@ -182,6 +185,13 @@ def derive(session: Session, org_id: int, snap, was: Before) -> None:
             ctx.enqueue(
                 Kind.PLAN_CHANGED, f"{sub['id']}:{old.price_id}:{price_id}:{start}",
                 plan=plan, previous=ctx.plan_name(old.price_id), quantity=_item(sub).get("quantity") or 1,
+            )
+        quantity = _item(sub).get("quantity") or 1
+        if old is not None and old.price_id and old.price_id == price_id and old.quantity != quantity:
+            start = _item(sub).get("current_period_start")
+            ctx.enqueue(
+                Kind.SEATS_CHANGED, f"{sub['id']}:{old.quantity}:{quantity}:{start}",
+                plan=plan, seats=quantity, previous_seats=old.quantity,
             )
 
 

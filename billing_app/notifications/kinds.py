@@ -15,11 +15,17 @@ class Kind(str, enum.Enum):
     SUBSCRIPTION_CANCELED = "subscription_canceled"
     CANCEL_SCHEDULED = "cancel_scheduled"
     PLAN_CHANGED = "plan_changed"
+    SEATS_CHANGED = "seats_changed"
+
+    @property
+    def preference(self) -> Kind:
+        """The kind whose opt-out governs this one (a seat change goes with plan changes)."""
+        return SHARES_PREFERENCE.get(self, self)
 
     @property
     def optional(self) -> bool:
         """Admins may turn these off; everything else (security, money at risk) is always sent."""
-        return self in OPTIONAL
+        return self.preference in OPTIONAL
 
     @property
     def label(self) -> str:
@@ -27,6 +33,8 @@ class Kind(str, enum.Enum):
 
 
 OPTIONAL = frozenset({Kind.RECEIPT, Kind.PLAN_CHANGED})
+# One switch for "Plan and seat changes": the seat confirmation follows the plan change's opt-out.
+SHARES_PREFERENCE = {Kind.SEATS_CHANGED: Kind.PLAN_CHANGED}
 # Sent to one person (their own account or invitation), not to the org's billing contacts.
 PERSONAL = frozenset({Kind.INVITATION, Kind.PASSWORD_RESET})
 
@@ -40,4 +48,5 @@ LABELS = {
     Kind.SUBSCRIPTION_CANCELED: "Subscription canceled",
     Kind.CANCEL_SCHEDULED: "Cancellation scheduled",
     Kind.PLAN_CHANGED: "Plan and seat changes",
+    Kind.SEATS_CHANGED: "Seat changes",
 }

@@ -1,4 +1,4 @@
-"""Reading the outbox as a mailbox: what /dev/mail shows (development or sandbox mode only)."""
+"""Reading the outbox as a mailbox: what /dev/mail shows (no SMTP_URL, and development or sandbox mode)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ MAILBOX_LIMIT = 200
 
 
 def dev_mail_enabled() -> bool:
-    """/dev/mail exists in development (`reflex run` without --env prod) or with the sandbox as Stripe."""
+    """/dev/mail exists only while nothing is sent (no SMTP_URL: real mail is the recipients'
+    business, reset links included) and in development (`reflex run` without --env prod) or with
+    the sandbox as Stripe."""
     from reflex.utils.exec import is_prod_mode
 
-    return not is_prod_mode() or get_settings().stripe_api_base is not None
+    settings = get_settings()
+    if settings.smtp_url is not None:
+        return False
+    return not is_prod_mode() or settings.stripe_api_base is not None
 
 
 @dataclass

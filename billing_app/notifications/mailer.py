@@ -2,7 +2,9 @@
 
 SMTP_URL: `smtp://user:pass@host:587` speaks STARTTLS (required: a server that does not offer it
 is refused, so credentials and mail never travel in clear text, except to a loopback host, where
-STARTTLS is used when offered); `smtps://host:465` is TLS from the first byte.
+STARTTLS is used when offered); `smtps://host:465` is TLS from the first byte. The certificate and
+host name are always verified (Python's default context: the system's CAs, or the standard
+SSL_CERT_FILE variable for a private CA).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ SUBJECTS = {
     Kind.SUBSCRIPTION_CANCELED: "Your {plan} subscription has ended",
     Kind.CANCEL_SCHEDULED: "Your {plan} subscription will cancel on {ends_on}",
     Kind.PLAN_CHANGED: "You are now on {plan}",
+    Kind.SEATS_CHANGED: "Your {plan} plan now has {seats} seats",
 }
 
 

@@ -64,9 +64,9 @@ def org_recipients(session: Session, org_id: int, kind: Kind, billing_email: str
     )
     admins = session.exec(query).all()
     opted_out: set[int] = set()
-    if kind in OPTIONAL:
+    if kind.optional:
         opted_out = set(session.exec(
-            select(NotificationOptOut.user_id).where(NotificationOptOut.org_id == org_id, NotificationOptOut.kind == kind.value)
+            select(NotificationOptOut.user_id).where(NotificationOptOut.org_id == org_id, NotificationOptOut.kind == kind.preference.value)
         ).all())
     emails = [billing_email] if billing_email else []
     emails += [email for user_id, email in admins if user_id not in opted_out]

@@ -3,10 +3,12 @@
 `MailWorker.run_once()` is one synchronous pass (tests drive it); `run_mail_worker()` is the loop
 the backend starts as a Reflex lifespan task. A pass claims due rows with a short lease (a
 conditional UPDATE, so two processes never send the same row), sends each outside any
-transaction, then records the outcome: `sent`, or another attempt after a backoff (30 s doubling,
+transaction, then records the outcome: `sent` (the body cleared: it may hold a reset link or an
+invitation token), or another attempt after a backoff (30 s doubling,
 capped at 1 h), or `failed` after MAX_ATTEMPTS with the last error kept on the row.
 
-Without SMTP_URL nothing leaves the machine: pending rows become `kept` (shown at /dev/mail).
+Without SMTP_URL nothing leaves the machine: pending rows become `kept`, body and all (shown at
+/dev/mail).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 3600.0
 POLL_SECONDS = 2.0
 ERROR_MAX_CHARS = 2000
+# What a sent row keeps: kind, recipients, subject, timestamps and state, no body.
+CLEARED_BODY = {"text_body": "", "html_body": ""}
 
 Sender = Callable[[str, object], None]
 
@@ -117,7 +121,8 @@ class MailWorker:
                     report.retrying.append(row.key)
                     log.warning("mail.retrying", key=row.key, attempts=row.attempts, error=text)
                 continue
-            self._finish(row.id, state=SENT, sent_at=self.clock(), last_error=None)
+            # Delivered: the body (reset links, invitation tokens) is the recipient's now, not ours to keep.
+            self._finish(row.id, state=SENT, sent_at=self.clock(), last_error=None, **CLEARED_BODY)
             report.sent.append(row.key)
         if rows:
             log.info("mail.pass", claimed=report.claimed, sent=len(report.sent), kept=len(report.kept),

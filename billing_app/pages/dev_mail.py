@@ -1,8 +1,9 @@
 """/dev/mail: every email the flows produce, as the recipient would see it (development and sandbox).
 
 With no SMTP_URL nothing leaves the machine; the outbox keeps each message and this page shows it
-(HTML in a sandboxed frame that runs no scripts, and the plain-text part). In production with real
-Stripe the page says it is off and reads nothing.
+(HTML in a sandboxed frame that runs no scripts, and the plain-text part). With SMTP_URL set, or in
+production with real Stripe, the page answers what an unknown page does ("404: Page not found")
+and reads nothing (`mailbox.dev_mail_enabled`, checked on the server by every handler).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import reflex as rx
 
 from billing_app import routes
-from billing_app.components.layout import page_frame
+from billing_app.components.layout import not_found, page_frame
 from billing_app.db import session_scope
 from billing_app.notifications import mailbox
 from billing_app.notifications.mailbox import MailDetail, MailRow
@@ -29,21 +30,25 @@ def _read_one(notification_id: int) -> MailDetail | None:
         return mailbox.detail(session, notification_id)
 
 
+OK, NOT_FOUND = "ok", "404"
+
+
 class DevMailState(AuthState):
-    enabled: bool = False
-    loading: bool = True
+    # "" until the server has answered, then "ok", or "404" where the page does not exist.
+    gate: str = ""
     messages: list[MailRow] = []
     selected: MailDetail = MailDetail()
 
     @rx.event(background=True)
     async def load(self):
-        async with self:
-            self.loading = True
-        enabled = mailbox.dev_mail_enabled()
-        rows = await asyncio.to_thread(_read_list) if enabled else []
+        if not mailbox.dev_mail_enabled():
+            async with self:
+                self.gate, self.messages, self.selected = NOT_FOUND, [], MailDetail()
+            return
+        rows = await asyncio.to_thread(_read_list)
         first = await asyncio.to_thread(_read_one, int(rows[0].id)) if rows else None
         async with self:
-            self.enabled, self.messages, self.loading = enabled, rows, False
+            self.gate, self.messages = OK, rows
             self.selected = first or MailDetail()
 
     @rx.event(background=True)
@@ -98,39 +103,35 @@ def _viewer() -> rx.Component:
     )
 
 
+def _mailbox() -> rx.Component:
+    return rx.vstack(
+        rx.text(
+            "Every email the app produced, newest first. Without SMTP_URL nothing is sent: "
+            "this is where the messages are (development and sandbox mode only).",
+            size="2", color_scheme="gray",
+        ),
+        rx.cond(
+            DevMailState.messages.length() > 0,
+            rx.vstack(
+                rx.table.root(
+                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Subject", "To", "Kind", "State", "Created")])),
+                    rx.table.body(rx.foreach(DevMailState.messages, _message_row)),
+                    width="100%", variant="surface", id="mail-list",
+                ),
+                _viewer(),
+                width="100%", spacing="4",
+            ),
+            rx.callout("No email yet. Ask for a password reset or buy a plan, then reload.", icon="inbox", role="status"),
+        ),
+        spacing="4",
+        width="100%",
+    )
+
+
 @rx.page(route=routes.DEV_MAIL, title="Mail (development) · Billing", on_load=[AuthState.load_identity, DevMailState.load])
 def dev_mail_page() -> rx.Component:
-    return page_frame(
-        rx.heading("Mail", size="7"),
-        rx.cond(
-            DevMailState.loading,
-            rx.spinner(),
-            rx.cond(
-                DevMailState.enabled,
-                rx.vstack(
-                    rx.text(
-                        "Every email the app produced, newest first. Without SMTP_URL nothing is sent: "
-                        "this is where the messages are (development and sandbox mode only).",
-                        size="2", color_scheme="gray",
-                    ),
-                    rx.cond(
-                        DevMailState.messages.length() > 0,
-                        rx.vstack(
-                            rx.table.root(
-                                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Subject", "To", "Kind", "State", "Created")])),
-                                rx.table.body(rx.foreach(DevMailState.messages, _message_row)),
-                                width="100%", variant="surface", id="mail-list",
-                            ),
-                            _viewer(),
-                            width="100%", spacing="4",
-                        ),
-                        rx.callout("No email yet. Ask for a password reset or buy a plan, then reload.", icon="inbox", role="status"),
-                    ),
-                    spacing="4",
-                    width="100%",
-                ),
-                rx.callout("This page is only available in development or sandbox mode.", icon="lock", role="status"),
-            ),
-        ),
-        max_width="80em",
+    return rx.cond(
+        DevMailState.gate == OK,
+        page_frame(rx.heading("Mail", size="7"), _mailbox(), max_width="80em"),
+        rx.cond(DevMailState.gate == NOT_FOUND, not_found(), rx.center(rx.spinner(size="3"), padding="4em")),
     )

@@ -13,7 +13,7 @@ import asyncio
 import reflex as rx
 
 from billing_app import routes
-from billing_app.components.layout import page_frame
+from billing_app.components.layout import not_found, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.ops import access
@@ -63,11 +63,6 @@ class OpsState(AuthState):
 def _operator_of(actor) -> Operator:
     with session_scope() as session:
         return access.operator_of(session, actor)
-
-
-def not_found() -> rx.Component:
-    """Word for word what Reflex shows for a route it does not have."""
-    return rx.box(rx.text.span("404: Page not found"), id="not-found")
 
 
 def ops_nav() -> rx.Component:

@@ -343,9 +343,39 @@ def test_change_previews_then_applies_an_upgrade(client, tokens, stripe_env):
     assert preview["subscription"]["planKey"] == "starter"  # nothing changed yet
 
     applied = ok(client.post("/api/subscriptions/change", headers=tokens.admin, json={"subscriptionPeriodId": target}))
-    assert applied["applied"] is True and applied["subscription"]["planKey"] == "pro"
+    assert applied["applied"] is True and applied["subscription"]["planKey"] == "pro" and applied["confirmPaymentUrl"] is None
     assert applied["subscription"]["subscriptionPeriodId"] == target
     err(client.post("/api/subscriptions/change", headers=tokens.admin, json={"subscriptionPeriodId": target}), 409, "SAME_PLAN")
+
+
+def test_an_upgrade_needing_3d_secure_answers_the_hosted_invoice_link(client, tokens, stripe_env):
+    import httpx
+
+    from billing_app.billing.customers import customer_id_for
+    from billing_app.billing.sync import sync_customer
+    from billing_app.billing.views import billing_view
+
+    # Bought with the card that needs the bank for every payment: approved at Checkout (on-session).
+    started = ok(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": period_id("starter", "MONTHLY")}))
+    stripe_env.complete_checkout(started["sessionId"], payment_method="pm_card_authenticationRequired", authentication="approve")
+    ok(client.get(f"/api/subscriptions/checkout-session/{started['sessionId']}", headers=tokens.admin))
+    target = period_id("pro", "MONTHLY")
+    assert ok(client.post("/api/subscriptions/change", headers=tokens.admin, json={"subscriptionPeriodId": target, "preview": True}))["confirmPaymentUrl"] is None
+
+    # The upgrade is charged off-session: the bank wants the customer, so nothing applies yet.
+    answer = ok(client.post("/api/subscriptions/change", headers=tokens.admin, json={"subscriptionPeriodId": target}))
+    assert answer["applied"] is False and answer["subscription"]["planKey"] == "starter"
+    url = answer["confirmPaymentUrl"]
+    assert url.startswith(stripe_env.base_url + "/invoices/in_")
+    with session_scope() as s:
+        assert billing_view(s, tokens.org.id).confirm_payment_url == url  # the link the billing page shows
+
+    # Confirmed there, the upgrade applies (synced here as the webhook would: no webhook runs in these tests).
+    assert httpx.post(f"{url}/authenticate", data={"authentication": "approve"}).status_code == 303
+    sync_customer(customer_id_for(tokens.org.id))
+    assert ok(client.get("/api/subscriptions/my", headers=tokens.admin))["subscription"]["planKey"] == "pro"
+    documented = client.get("/api/openapi.json").json()["components"]["schemas"]["PlanChangeResponse"]["properties"]
+    assert "3-D Secure" in documented["confirmPaymentUrl"]["description"]
 
 
 def test_change_errors(client, tokens, stripe_env):

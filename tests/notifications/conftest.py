@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.notifications.helpers import SmtpServer
-
-WEBHOOK_SECRET = "whsec_notifications_test"
+from tests.notifications.helpers import WEBHOOK_SECRET, SmtpServer
 
 
 @pytest.fixture

@@ -7,18 +7,36 @@ import email.policy
 import hashlib
 import hmac
 import json
+import ssl
 import time
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.sandbox_fixture import free_port
+
+
+def tls_server(tmp_path) -> tuple[ssl.SSLContext, str]:
+    """A throwaway CA (trustme) and a server certificate for 127.0.0.1: the server's TLS context and
+    the CA's PEM file, which a client must trust (SSL_CERT_FILE) to accept the server."""
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    ca_file = tmp_path / "smtp-test-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return context, str(ca_file)
 
 
 @dataclass
 class Received:
     to: list[str]
     message: email.message.EmailMessage
+    tls: str | None = None  # the TLS version the message travelled under, None in clear text
+    login: str | None = None  # the user the client logged in as
 
     @property
     def subject(self) -> str:
@@ -38,23 +56,49 @@ class Received:
 
 @dataclass
 class SmtpServer:
-    """aiosmtpd on a free 127.0.0.1 port; `stop()` and `start()` simulate an outage."""
+    """aiosmtpd on a free 127.0.0.1 port; `stop()` and `start()` simulate an outage.
+
+    With `tls` (a server ssl.SSLContext, see `tls_server`): STARTTLS is offered and required, or,
+    with `implicit_tls`, TLS from the first byte (smtps). With `login`: AUTH is required, only over
+    TLS, and only this (user, password) is accepted.
+    """
 
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None
+    implicit_tls: bool = False
+    login: tuple[str, str] | None = None
+    logins_refused: int = 0
     _controller: Controller | None = None
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
-    async def handle_DATA(self, _server, _session, envelope):  # noqa: N802 (aiosmtpd's handler API)
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's handler API)
         message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
-        self.received.append(Received(list(envelope.rcpt_tos), message))
+        tls = server.transport.get_extra_info("ssl_object")
+        login = session.auth_data.login.decode() if session.authenticated else None
+        self.received.append(Received(list(envelope.rcpt_tos), message, tls.version() if tls else None, login))
         return "250 OK"
 
+    def _authenticate(self, _server, _session, _envelope, _mechanism, data) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == self.login
+        self.logins_refused += not ok
+        return AuthResult(success=ok, handled=False, auth_data=data if ok else None)  # aiosmtpd answers 535
+
     def start(self) -> None:
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        options: dict = {}
+        if self.tls is not None and self.implicit_tls:
+            options["ssl_context"] = self.tls
+        elif self.tls is not None:
+            options.update(tls_context=self.tls, require_starttls=True)
+        if self.login is not None:
+            # With STARTTLS, AUTH is not even offered in clear text.
+            options.update(auth_required=True, authenticator=self._authenticate)
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; on an smtps socket everything is TLS already.
+            options["auth_require_tls"] = not self.implicit_tls
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
 
     def stop(self) -> None:
@@ -76,6 +120,21 @@ def signed(event: dict, secret: str) -> tuple[str, dict]:
     timestamp = int(time.time())
     digest = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
     return body, {"Stripe-Signature": f"t={timestamp},v1={digest}", "Content-Type": "application/json"}
+
+
+WEBHOOK_SECRET = "whsec_notifications_test"  # the webhook_client fixture's
+
+
+def deliver(webhook_client, sandbox, smtp, rounds: int = 2, times: int = 5) -> None:
+    """Every event so far, `times` times per round, the webhook worker draining between rounds; then
+    the mail worker sends to `smtp`."""
+    from billing_app.notifications.worker import MailWorker
+    from billing_app.webhooks.worker import Worker
+
+    for _ in range(rounds):
+        redeliver_all(webhook_client, sandbox, WEBHOOK_SECRET, times=times)
+        Worker(ingest_busy=None).drain()
+    MailWorker(smtp_url=smtp.url).drain()
 
 
 def redeliver_all(client, sandbox, secret: str, times: int = 5) -> int:

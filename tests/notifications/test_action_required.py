@@ -8,11 +8,8 @@ import httpx
 from billing_app.billing.sync import sync_customer
 from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
-from billing_app.notifications.worker import MailWorker
-from billing_app.webhooks.worker import Worker
 from tests.billing.helpers import access, buy_on_clock, subscription
-from tests.notifications.conftest import WEBHOOK_SECRET
-from tests.notifications.helpers import redeliver_all
+from tests.notifications.helpers import deliver
 
 
 def test_renewal_needing_authentication(org, webhook_client, stripe_env, smtp, db):
@@ -21,10 +18,7 @@ def test_renewal_needing_authentication(org, webhook_client, stripe_env, smtp, d
     sub = subscription(db, org)
     stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={"default_payment_method": card.id})
     stripe_env.client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": int(sub.current_period_end.timestamp()) + 3600})
-    for _ in range(2):
-        redeliver_all(webhook_client, stripe_env, WEBHOOK_SECRET, times=5)
-        Worker(ingest_busy=None).drain()
-    MailWorker(smtp_url=smtp.url).drain()
+    deliver(webhook_client, stripe_env, smtp)
 
     assert smtp.kinds() == ["payment_action_required", "receipt"]  # not "payment failed" as well
     mail = smtp.of_kind("payment_action_required")[0]
@@ -82,9 +76,7 @@ def test_an_upgrade_needing_authentication_waits_for_the_hosted_page(org, webhoo
     assert subscription(db, org).stripe_price_id == starter_price  # nothing changes before the bank says yes
     with session_scope() as s:
         assert billing_view(s, org.id).confirm_payment_url == change.confirm_url
-    redeliver_all(webhook_client, stripe_env, WEBHOOK_SECRET, times=3)
-    Worker(ingest_busy=None).drain()
-    MailWorker(smtp_url=smtp.url).drain()
+    deliver(webhook_client, stripe_env, smtp, rounds=1, times=3)
     assert len(smtp.of_kind("payment_action_required")) == 1
 
     assert httpx.post(f"{change.confirm_url}/authenticate", data={"authentication": "approve"}).status_code == 303

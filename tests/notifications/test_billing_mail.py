@@ -10,21 +10,10 @@ from billing_app.db import session_scope
 from billing_app.models import Notification
 from billing_app.notifications import outbox
 from billing_app.notifications.kinds import Kind
-from billing_app.notifications.worker import MailWorker
-from billing_app.webhooks.worker import Worker
 from tests.billing.helpers import buy_on_clock, make_org, period_id, subscription
-from tests.notifications.conftest import WEBHOOK_SECRET
-from tests.notifications.helpers import redeliver_all
+from tests.notifications.helpers import deliver
 
 DAY = 86400
-
-
-def deliver(webhook_client, stripe_env, smtp, rounds: int = 2):
-    """Every event so far, five times per round, the webhook worker draining between rounds; then send."""
-    for _ in range(rounds):
-        redeliver_all(webhook_client, stripe_env, WEBHOOK_SECRET, times=5)
-        Worker(ingest_busy=None).drain()
-    MailWorker(smtp_url=smtp.url).drain()
 
 
 def test_receipt_failed_payment_and_cancellation_each_arrive_once(org, webhook_client, stripe_env, smtp, db):

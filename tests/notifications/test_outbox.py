@@ -32,6 +32,7 @@ def test_every_kind_renders_html_and_text_in_one_layout(mail_settings):
         Kind.SUBSCRIPTION_CANCELED: dict(org_name="Acme", plan="Pro", ended_on="Dec 1, 2026", billing_url="", pricing_url="http://x/p"),
         Kind.CANCEL_SCHEDULED: dict(org_name="Acme", plan="Pro", ends_on="Dec 1, 2026", billing_url="http://x/b", pricing_url=""),
         Kind.PLAN_CHANGED: dict(org_name="Acme", plan="Pro", previous="Starter", quantity=1, billing_url="http://x/b", pricing_url=""),
+        Kind.SEATS_CHANGED: dict(org_name="Acme", plan="Team", seats=5, previous_seats=3, billing_url="http://x/b", pricing_url=""),
     }
     assert set(contexts) == set(Kind)
     for kind, context in contexts.items():
@@ -149,6 +150,9 @@ def test_admins_choose_optional_kinds_but_not_security_ones(mail_settings):
         assert outbox.org_recipients(s, org.id, Kind.RECEIPT, "billing@acme.example") == ["billing@acme.example"]
         assert outbox.org_recipients(s, org.id, Kind.PAYMENT_FAILED, "billing@acme.example") == ["billing@acme.example", "admin@acme.example"]
         assert outbox.preferences(s, org.admin.user_id, org.id) == {"plan_changed": True, "receipt": False}
+        outbox.set_preference(s, org.admin.user_id, org.id, Kind.PLAN_CHANGED, False)
+    with session_scope() as s:  # one switch for plan and seat changes
+        assert outbox.org_recipients(s, org.id, Kind.SEATS_CHANGED, "billing@acme.example") == ["billing@acme.example"]
         # members never get billing mail
         assert "member@acme.example" not in outbox.org_recipients(s, org.id, Kind.PLAN_CHANGED)
     import pytest

@@ -207,9 +207,16 @@ class PlanChangeResponse(_Response):
     upgrade: bool
     amountDueNow: int = Field(description="Prorated amount billed now for an upgrade (preview), in minor units; 0 once applied and for downgrades.")  # noqa: N815
     currency: str
-    applied: bool = Field(description="false for a preview; true once an upgrade is made or a downgrade is scheduled.")
+    applied: bool = Field(description="false for a preview, or while an upgrade waits for the customer at `confirmPaymentUrl`; "
+                                      "true once an upgrade is made or a downgrade is scheduled.")
     effectiveAt: datetime | None = Field(  # noqa: N815
         default=None, description="When a downgrade takes effect (the period end); an upgrade applies at once (null or now)."
+    )
+    confirmPaymentUrl: str | None = Field(  # noqa: N815
+        default=None,
+        description="An upgrade whose payment needs the customer's bank (3-D Secure): Stripe's hosted invoice page, "
+                    "where the customer confirms it; the change applies once they do (`applied` is false until then). "
+                    "The same link the billing page shows. null otherwise.",
     )
     subscription: SubscriptionOut | None
 

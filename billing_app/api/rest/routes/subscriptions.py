@@ -144,7 +144,7 @@ def change(actor: Admin, body: ChangeRequest) -> PlanChangeResponse:
     return PlanChangeResponse(
         fromPlan=result.from_plan, toPlan=result.to_plan, upgrade=result.upgrade,
         amountDueNow=result.amount_due_now, currency=result.currency, applied=result.applied,
-        effectiveAt=result.effective_at,
+        effectiveAt=result.effective_at, confirmPaymentUrl=result.confirm_url,
         subscription=_current(actor.require_org()),
     )
 

@@ -1,0 +1,86 @@
+"""A seat change while a downgrade waits for the period end (a subscription schedule with a next
+phase): the schedule's phases take the new quantity, so the phase change keeps the seats; a flat
+plan's next phase stays one item. Through the real SDK and the sandbox's test clock."""
+
+from __future__ import annotations
+
+from billing_app.auth import members
+from billing_app.billing import seat_billing
+from billing_app.billing.subscriptions import change_plan
+from billing_app.billing.sync import sync_customer
+from tests.billing.helpers import buy_on_clock, period_id
+from tests.teams.helpers import join, mirror_quantity, quantity_at_stripe, stripe_subscription
+
+
+def _schedule(org, sandbox):
+    sub = stripe_subscription(org, sandbox)
+    return sandbox.client.v1.subscription_schedules.retrieve(sub.schedule)
+
+
+def _phase_quantities(org, sandbox) -> list[tuple[str, int]]:
+    return [(p.items[0].price, p.items[0].quantity) for p in _schedule(org, sandbox).phases]
+
+
+def _past_the_period_end(org, sandbox, clock, customer) -> None:
+    end = stripe_subscription(org, sandbox)["items"].data[0].current_period_end
+    sandbox.client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": end + 3600})
+    sync_customer(customer.id)
+
+
+def test_seats_bought_while_a_per_seat_downgrade_waits_survive_the_phase_change(org, stripe_env):
+    clock, customer = buy_on_clock(org, stripe_env, plan="team")  # 2 members: 3 seats, monthly
+    yearly = period_id("team", "YEARLY")
+    assert change_plan(org.admin, yearly, preview=False).applied  # cheaper per month: at the period end
+    monthly_price, yearly_price = (stripe_subscription(org, stripe_env)["items"].data[0].price.id,
+                                   _schedule(org, stripe_env).phases[1].items[0].price)
+    assert _phase_quantities(org, stripe_env) == [(monthly_price, 3), (yearly_price, 3)]
+
+    seat_billing.change_seats(org.admin, 6, preview=False)
+    assert quantity_at_stripe(org, stripe_env) == 6
+    assert _phase_quantities(org, stripe_env) == [(monthly_price, 6), (yearly_price, 6)]
+    # A member joining and one removed move the quantity the same way (6 covers 3; removing: max(3, 2)).
+    carol = join(org, "carol@example.com")
+    members.remove_member(org.admin, carol.user_id)
+    assert quantity_at_stripe(org, stripe_env) == 3 and _phase_quantities(org, stripe_env)[1] == (yearly_price, 3)
+    seat_billing.change_seats(org.admin, 5, preview=False)
+
+    _past_the_period_end(org, stripe_env, clock, customer)
+    sub = stripe_subscription(org, stripe_env)
+    assert (sub["items"].data[0].price.id, sub["items"].data[0].quantity) == (yearly_price, 5)  # not back to 3
+    assert mirror_quantity(org) == 5
+
+
+def test_a_flat_plan_waiting_for_the_period_end_keeps_one_item(org, stripe_env):
+    clock, customer = buy_on_clock(org, stripe_env, plan="team")
+    starter = period_id("starter", "MONTHLY")
+    change_plan(org.admin, starter, preview=False)  # $9 flat < 3 x $8: at the period end
+    seat_billing.change_seats(org.admin, 4, preview=False)
+    phases = _phase_quantities(org, stripe_env)
+    assert [q for _, q in phases] == [4, 1]
+
+    _past_the_period_end(org, stripe_env, clock, customer)
+    assert quantity_at_stripe(org, stripe_env) == 1 and mirror_quantity(org) == 1
+
+
+def test_a_schedule_gone_between_the_read_and_its_update_leaves_nothing_half_done(org, stripe_env, monkeypatch):
+    """The downgrade is dropped (Keep current plan, another tab) after the seat change read the
+    subscription: Stripe refuses the schedule's update, the quantity goes back, and a retry applies."""
+    from billing_app.errors import ErrorCode
+    from tests.billing.helpers import expect
+
+    buy_on_clock(org, stripe_env, plan="team")
+    change_plan(org.admin, period_id("team", "YEARLY"), preview=False)
+    schedule_id = _schedule(org, stripe_env).id
+    real_update = seat_billing._update
+
+    def update_then_someone_keeps_the_plan(*args):
+        real_update(*args)
+        stripe_env.client.v1.subscription_schedules.release(schedule_id)
+
+    monkeypatch.setattr(seat_billing, "_update", update_then_someone_keeps_the_plan)
+    expect(ErrorCode.STRIPE_SEAT_UPDATE_FAILED, seat_billing.change_seats, org.admin, 6, preview=False)
+    assert quantity_at_stripe(org, stripe_env) == 3 and mirror_quantity(org) == 3
+
+    monkeypatch.setattr(seat_billing, "_update", real_update)
+    seat_billing.change_seats(org.admin, 6, preview=False)  # no schedule any more: the subscription alone
+    assert quantity_at_stripe(org, stripe_env) == 6 and stripe_subscription(org, stripe_env).schedule is None
