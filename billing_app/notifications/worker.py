@@ -27,6 +27,7 @@ from billing_app.db import session_scope
 from billing_app.models import Notification, utcnow
 from billing_app.notifications import mailer
 from billing_app.notifications.mailer import Rendered
+from billing_app.passes import Backoff, PassWorker
 from billing_app.settings import get_settings
 
 log = structlog.get_logger("billing_app.notifications")
@@ -54,7 +55,7 @@ class MailReport:
     failed: list[str] = field(default_factory=list)
 
 
-class MailWorker:
+class MailWorker(PassWorker):
     def __init__(
         self, *, smtp_url: str | None | EllipsisType = ..., send: Sender = mailer.send,
         batch_size: int = BATCH_SIZE, max_attempts: int = MAX_ATTEMPTS,
@@ -134,30 +135,16 @@ class MailWorker:
         with session_scope() as session:
             session.execute(update(Notification).where(Notification.id == row_id).values(claimed_until=None, **values))
 
-    def drain(self, max_passes: int = 100) -> list[MailReport]:
-        reports = []
-        for _ in range(max_passes):
-            report = self.run_once()
-            if not report.claimed:
-                break
-            reports.append(report)
-        return reports
-
 
 async def run_mail_worker(*, poll_seconds: float = POLL_SECONDS, worker: MailWorker | None = None) -> None:
     """Send the outbox until cancelled (the backend's lifespan ends)."""
     worker = worker or MailWorker()
     log.info("mail.worker_started", smtp=bool(worker.smtp_url))
-    failures = 0
+    backoff = Backoff(poll_seconds, log, "mail.worker_error")
     try:
         while True:
-            try:
-                report = await asyncio.to_thread(worker.run_once)
-                failures = 0
-            except Exception as error:  # e.g. the database is unreachable: log, back off, keep going
-                failures += 1
-                log.error("mail.worker_error", error=f"{type(error).__name__}: {error}")
-                await asyncio.sleep(min(30.0, poll_seconds * 2 ** failures))
+            report = await backoff.run(worker.run_once)
+            if report is None:
                 continue
             if report.claimed >= worker.batch_size:
                 continue

@@ -35,6 +35,7 @@ from billing_app import live
 from billing_app.billing.sync import sync_customer
 from billing_app.models import utcnow
 from billing_app.notifications import events as notification_events
+from billing_app.passes import Backoff, PassWorker
 from billing_app.webhooks import eventlog, signal
 
 log = structlog.get_logger("billing_app.webhooks")
@@ -67,7 +68,7 @@ class PassReport:
     changed_orgs: set[int] = field(default_factory=set)  # orgs whose mirror the syncs changed
 
 
-class Worker:
+class Worker(PassWorker):
     def __init__(
         self,
         sync: SyncFn | None = None,
@@ -205,16 +206,6 @@ class Worker:
             log.info("webhook.orphans_released", events=released)
         return released
 
-    def drain(self, max_passes: int = 1000) -> list[PassReport]:
-        """Run passes until nothing is due (bounded); for tests, benchmarks and scripts."""
-        reports = []
-        for _ in range(max_passes):
-            report = self.run_once()
-            if not report.claimed:
-                break
-            reports.append(report)
-        return reports
-
 
 class _Heartbeat:
     """While a pass runs, a thread renews its lease every `heartbeat_seconds` (until the block ends).
@@ -282,15 +273,10 @@ async def run_worker(
 
 
 async def _loop(worker: Worker, wake: asyncio.Event, poll_seconds: float, gather_seconds: float, on_change) -> None:
-    failures = 0
+    backoff = Backoff(poll_seconds, log, "webhook.worker_error", nap=lambda seconds: _nap(worker, seconds))
     while not worker.stopping:
-        try:
-            report = await asyncio.to_thread(worker.run_once)
-            failures = 0
-        except Exception as error:  # e.g. the database is unreachable: log, back off, keep going
-            failures += 1
-            log.error("webhook.worker_error", error=f"{type(error).__name__}: {error}")
-            await _nap(worker, min(30.0, poll_seconds * 2 ** failures))
+        report = await backoff.run(worker.run_once)
+        if report is None:
             continue
         if report.changed_orgs and on_change is not None:
             await on_change(report.changed_orgs)
