@@ -49,14 +49,19 @@ class OpsState(AuthState):
                 self.gate = NOT_FOUND
             return None
 
-    def _gate(self) -> Operator | None:
-        """For on_load: the operator, or None after turning the page into the not-found answer."""
+    def _acting_operator(self) -> Operator | None:
+        """For a handler that acts: the operator, or None after turning the page into the not-found answer."""
         try:
-            operator = self._operator()
+            return self._operator()
         except AppError:
             self.gate = NOT_FOUND
             return None
-        self.gate = OK
+
+    def _gate(self) -> Operator | None:
+        """For on_load: `_acting_operator`, and the page shown when it is one."""
+        operator = self._acting_operator()
+        if operator is not None:
+            self.gate = OK
         return operator
 
 

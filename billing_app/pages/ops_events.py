@@ -10,6 +10,7 @@ import reflex as rx
 
 from billing_app import routes
 from billing_app.components.layout import error_callout, info_callout
+from billing_app.components.pagination import KeysetPages, pager
 from billing_app.errors import AppError
 from billing_app.ops import events
 from billing_app.pages.ops_common import NOT_FOUND, OpsState, field, ops_page
@@ -35,7 +36,7 @@ class EventLine:
     error: str = ""
 
 
-class OpsEventsState(OpsState):
+class OpsEventsState(KeysetPages, OpsState):
     rows: list[EventLine] = []
     types: list[str] = [ALL]
     counts: dict[str, int] = {state: 0 for state in events.STATES}
@@ -46,27 +47,26 @@ class OpsEventsState(OpsState):
     end: str = ""
     error: str = ""
     message: str = ""
-    befores: list[int] = []  # keyset: the `before` id that opened each page so far
-    next_before: int = 0
     _live: int = 0  # which page visit the live-count loop belongs to
 
     def _filters(self) -> events.EventFilter:
         return events.EventFilter.parse(self.type, self.state, self.customer, self.start or None, self.end or None)
 
-    def _fetch(self, before: int) -> bool:
+    def _fetch(self, cursor: str) -> bool:
+        """`cursor` is the event id the page starts below, as text ("" for the newest)."""
         self.error = ""
         try:
             self._operator()
-            rows, next_before = events.list_events(self._filters(), before_id=before or None)
+            rows, next_before = events.list_events(self._filters(), before_id=int(cursor) if cursor else None)
         except AppError as error:
             if error.code.value == "NOT_FOUND" and error.message == "Page not found.":
                 self.gate, self.rows = NOT_FOUND, []
             else:
-                self.error, self.rows, self.next_before = error.message, [], 0
+                self.error, self.rows, self.next_cursor = error.message, [], ""
             return False
         self.rows = [EventLine(e.id, e.stripe_event_id, e.type, e.customer_id or "", e.state, STATE_COLOR.get(e.state, "gray"),
                                e.attempts, format_datetime(e.received_at), e.last_error or "") for e in rows]
-        self.next_before = next_before or 0
+        self.next_cursor = str(next_before) if next_before else ""
         self.counts = events.counts()
         return True
 
@@ -77,8 +77,7 @@ class OpsEventsState(OpsState):
             self.rows = []
             return
         self.types = [ALL, *events.event_types()]
-        self.befores = [0]
-        self._fetch(0)
+        self._first_page()
         self._live += 1
         return OpsEventsState.keep_counts_live(self._live)
 
@@ -88,33 +87,18 @@ class OpsEventsState(OpsState):
         self.state = form_text(form, "state") or ALL
         self.customer = form_text(form, "customer").strip()[:255]
         self.start, self.end = form_text(form, "start"), form_text(form, "end")
-        self.befores = [0]
-        self._fetch(0)
+        self._first_page()
 
     @rx.event
     def show_failed(self):
-        self.type, self.state, self.customer, self.start, self.end, self.befores = ALL, "failed", "", "", "", [0]
-        self._fetch(0)
-
-    @rx.event
-    def next_page(self):
-        before = self.next_before
-        if before and self._fetch(before):
-            self.befores = [*self.befores, before]
-
-    @rx.event
-    def previous_page(self):
-        if len(self.befores) > 1:
-            self.befores = self.befores[:-1]
-            self._fetch(self.befores[-1])
+        self.type, self.state, self.customer, self.start, self.end = ALL, "failed", "", "", ""
+        self._first_page()
 
     @rx.event
     def replay(self, event_id: int):
         self.error = self.message = ""
-        try:
-            operator = self._operator()
-        except AppError:
-            self.gate = NOT_FOUND
+        operator = self._acting_operator()
+        if operator is None:
             return
         try:
             events.replay_one(operator, int(event_id))
@@ -122,19 +106,17 @@ class OpsEventsState(OpsState):
             self.error = getattr(error, "message", "No such event.")
             return
         self.message = "Queued again: the worker processes it now."
-        self._fetch(self.befores[-1] if self.befores else 0)
+        self._refetch()
 
     @rx.event
     def replay_all_failed(self):
         self.error = self.message = ""
-        try:
-            operator = self._operator()
-        except AppError:
-            self.gate = NOT_FOUND
+        operator = self._acting_operator()
+        if operator is None:
             return
         count = events.replay_failed(operator)
         self.message = f"{count} failed event(s) queued again." if count else "No failed events to replay."
-        self._fetch(self.befores[-1] if self.befores else 0)
+        self._refetch()
 
     @rx.event(background=True)
     async def keep_counts_live(self, visit: int):
@@ -146,10 +128,6 @@ class OpsEventsState(OpsState):
             counts = await asyncio.to_thread(events.counts)
             async with self:
                 self.counts = counts
-
-    @rx.var
-    def page_number(self) -> int:
-        return len(self.befores)
 
 
 S = OpsEventsState
@@ -214,10 +192,6 @@ def ops_events_page() -> rx.Component:
         error_callout(S.error),
         info_callout(S.message),
         rx.cond(S.rows.length() > 0,
-                rx.vstack(_table(), rx.hstack(
-                    rx.button("Previous", variant="soft", on_click=S.previous_page, disabled=S.page_number <= 1, id="events-prev"),
-                    rx.text("Page ", S.page_number, size="2"),
-                    rx.button("Next", variant="soft", on_click=S.next_page, disabled=S.next_before == 0, id="events-next"),
-                    justify="end", align="center", width="100%"), spacing="3", width="100%"),
+                rx.vstack(_table(), pager(S, "events-prev", "events-next"), spacing="3", width="100%"),
                 rx.text("No event matches.", color_scheme="gray", id="no-events")),
     )

@@ -10,7 +10,7 @@ import reflex as rx
 
 from billing_app import routes
 from billing_app.components.layout import error_callout
-from billing_app.components.pagination import KeysetPages
+from billing_app.components.pagination import KeysetPages, pager
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
@@ -134,21 +134,12 @@ def _table() -> rx.Component:
     )
 
 
-def _pager() -> rx.Component:
-    return rx.hstack(
-        rx.button("Previous", variant="soft", on_click=S.previous_page, disabled=S.page_number <= 1, id="orgs-prev"),
-        rx.text("Page ", S.page_number, size="2"),
-        rx.button("Next", variant="soft", on_click=S.next_page, disabled=S.next_cursor == "", id="orgs-next"),
-        justify="end", align="center", width="100%",
-    )
-
-
 @rx.page(route=routes.OPS_ORGS, title="Billing", on_load=OpsOrgsState.load)
 def ops_orgs_page() -> rx.Component:
     return ops_page(
         "Organizations",
         _filters(),
         error_callout(S.error),
-        rx.cond(S.rows.length() > 0, rx.vstack(_table(), _pager(), spacing="3", width="100%"),
+        rx.cond(S.rows.length() > 0, rx.vstack(_table(), pager(S, "orgs-prev", "orgs-next"), spacing="3", width="100%"),
                 rx.text("No organization matches.", color_scheme="gray", id="no-orgs")),
     )

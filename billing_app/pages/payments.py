@@ -12,7 +12,7 @@ from billing_app.billing.payments import PaymentFilter, list_payments
 from billing_app.components.billing_ui import billing_frame, empty_state
 from billing_app.components.forms import field_label, native_select
 from billing_app.components.layout import error_callout, link_button, scroll_region
-from billing_app.components.pagination import KeysetPages
+from billing_app.components.pagination import KeysetPages, pager
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
@@ -189,17 +189,6 @@ def _table() -> rx.Component:
     )
 
 
-def _pager() -> rx.Component:
-    return rx.hstack(
-        rx.button("Previous", variant="soft", on_click=PaymentsState.previous_page, disabled=PaymentsState.page_number <= 1, id="prev-page"),
-        rx.text("Page ", PaymentsState.page_number, size="2"),
-        rx.button("Next", variant="soft", on_click=PaymentsState.next_page, disabled=PaymentsState.next_cursor == "", id="next-page"),
-        justify="end",
-        align="center",
-        width="100%",
-    )
-
-
 @rx.page(route=routes.PAYMENTS, title="Payments · Billing", on_load=PaymentsState.load)
 def payments_page() -> rx.Component:
     return billing_frame(
@@ -211,7 +200,7 @@ def payments_page() -> rx.Component:
                 error_callout(PaymentsState.error),
                 rx.cond(
                     PaymentsState.rows.length() > 0,
-                    rx.vstack(_table(), _pager(), width="100%", spacing="3"),
+                    rx.vstack(_table(), pager(PaymentsState, "prev-page", "next-page"), width="100%", spacing="3"),
                     rx.cond(
                         PaymentsState.error == "",
                         empty_state("receipt", "No payments match", id="no-payments"),
