@@ -19,7 +19,7 @@ from billing_app import limits, live, routes
 from billing_app.auth import accounts, invitations, members
 from billing_app.billing.seat_billing import invite_cost
 from billing_app.billing.team_views import seat_warning, seats_summary, team_view
-from billing_app.components.layout import error_callout, info_callout, page_frame
+from billing_app.components.layout import data_table, error_callout, info_callout, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_date
@@ -351,19 +351,6 @@ def _invitation_row(i) -> rx.Component:
     )
 
 
-def _table(headers: list[str], body) -> rx.Component:
-    return rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers])),
-            rx.table.body(body),
-            width="100%",
-            variant="surface",
-        ),
-        overflow_x="auto",
-        width="100%",
-    )
-
-
 @rx.page(route=routes.MEMBERS, title="Members · Billing", on_load=MembersState.load)
 def members_page() -> rx.Component:
     return page_frame(
@@ -373,12 +360,12 @@ def members_page() -> rx.Component:
         _new_invite_link(),
         _seats_card(),
         rx.cond(AuthState.is_admin, _invite_form(), rx.text("Only admins can invite members or change roles.", color_scheme="gray", size="2")),
-        _table(["Email", "Name", "Role", ""], rx.foreach(MembersState.members, _member_row)),
+        data_table(["Email", "Name", "Role", ""], rx.foreach(MembersState.members, _member_row)),
         rx.cond(
             MembersState.invitations.length() > 0,
             rx.vstack(
                 rx.heading("Pending invitations", size="4"),
-                _table(["Email", "Role", "Expires", ""], rx.foreach(MembersState.invitations, _invitation_row)),
+                data_table(["Email", "Role", "Expires", ""], rx.foreach(MembersState.invitations, _invitation_row)),
                 width="100%",
                 id="pending-invitations",
             ),

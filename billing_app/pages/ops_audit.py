@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import reflex as rx
 
 from billing_app import routes
+from billing_app.components.layout import data_table
 from billing_app.components.pagination import KeysetPages
 from billing_app.db import session_scope
 from billing_app.ops import audit
@@ -51,13 +52,13 @@ S = OpsAuditState
 def ops_audit_page() -> rx.Component:
     return ops_page(
         "Audit log",
-        rx.box(rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("When", "Operator", "Action", "Target", "Detail")])),
-            rx.table.body(rx.foreach(S.rows, lambda a: rx.table.row(
+        data_table(
+            ("When", "Operator", "Action", "Target", "Detail"),
+            rx.foreach(S.rows, lambda a: rx.table.row(
                 rx.table.cell(a.at, white_space="nowrap"), rx.table.cell(a.operator), rx.table.cell(a.action),
-                rx.table.cell(rx.code(a.target, size="1")), rx.table.cell(rx.text(a.detail, size="1")), class_name="audit-row"))),
-            width="100%", variant="surface", size="1",
-        ), overflow_x="auto", width="100%"),
+                rx.table.cell(rx.code(a.target, size="1")), rx.table.cell(rx.text(a.detail, size="1")), class_name="audit-row")),
+            size="1",
+        ),
         rx.hstack(
             rx.button("Newer", variant="soft", on_click=S.previous_page, disabled=S.page_number <= 1, id="audit-prev"),
             rx.button("Older", variant="soft", on_click=S.next_page, disabled=S.next_cursor == "", id="audit-next"),

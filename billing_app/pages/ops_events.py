@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import reflex as rx
 
 from billing_app import routes
-from billing_app.components.layout import error_callout, info_callout
+from billing_app.components.layout import data_table, error_callout, info_callout
 from billing_app.components.pagination import KeysetPages, pager
 from billing_app.errors import AppError
 from billing_app.ops import events
@@ -160,22 +160,19 @@ def _filters() -> rx.Component:
 
 
 def _table() -> rx.Component:
-    return rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Received", "Event", "Type", "Customer", "State", "Error", "")])),
-            rx.table.body(rx.foreach(S.rows, lambda e: rx.table.row(
-                rx.table.cell(e.received, white_space="nowrap"),
-                rx.table.cell(rx.code(e.stripe_event_id, size="1")),
-                rx.table.cell(e.type),
-                rx.table.cell(e.customer),
-                rx.table.cell(rx.badge(e.state, color_scheme=e.color, variant="soft"), rx.text(e.attempts, " attempt(s)", size="1", color_scheme="gray")),
-                rx.table.cell(rx.text(e.error, size="1", color_scheme="red", class_name="event-error")),
-                rx.table.cell(rx.button("Replay", size="1", variant="soft", on_click=S.replay(e.id), aria_label="Replay " + e.stripe_event_id)),
-                class_name="event-row",
-            ))),
-            width="100%", variant="surface", size="1",
-        ),
-        overflow_x="auto", width="100%",
+    return data_table(
+        ("Received", "Event", "Type", "Customer", "State", "Error", ""),
+        rx.foreach(S.rows, lambda e: rx.table.row(
+            rx.table.cell(e.received, white_space="nowrap"),
+            rx.table.cell(rx.code(e.stripe_event_id, size="1")),
+            rx.table.cell(e.type),
+            rx.table.cell(e.customer),
+            rx.table.cell(rx.badge(e.state, color_scheme=e.color, variant="soft"), rx.text(e.attempts, " attempt(s)", size="1", color_scheme="gray")),
+            rx.table.cell(rx.text(e.error, size="1", color_scheme="red", class_name="event-error")),
+            rx.table.cell(rx.button("Replay", size="1", variant="soft", on_click=S.replay(e.id), aria_label="Replay " + e.stripe_event_id)),
+            class_name="event-row",
+        )),
+        size="1",
     )
 
 

@@ -13,7 +13,7 @@ import reflex as rx
 from billing_app import routes
 from billing_app.billing.views import BillingView, status_badge
 from billing_app.components.billing_ui import detail
-from billing_app.components.layout import error_callout, info_callout
+from billing_app.components.layout import data_table, error_callout, info_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_amount, format_date
@@ -180,14 +180,7 @@ O = OpsOrgState
 
 
 def _table(headers: list[str], rows, cells, row_class: str) -> rx.Component:
-    return rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers])),
-            rx.table.body(rx.foreach(rows, lambda row: rx.table.row(*cells(row), class_name=row_class))),
-            width="100%", variant="surface", size="1",
-        ),
-        overflow_x="auto", width="100%",
-    )
+    return data_table(headers, rx.foreach(rows, lambda row: rx.table.row(*cells(row), class_name=row_class)), size="1")
 
 
 def _section(title: str, *children, id: str) -> rx.Component:

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import reflex as rx
 
 from billing_app import routes
-from billing_app.components.layout import error_callout
+from billing_app.components.layout import data_table, error_callout
 from billing_app.components.pagination import KeysetPages, pager
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -116,21 +116,17 @@ def _filters() -> rx.Component:
 
 
 def _table() -> rx.Component:
-    return rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Organization", "Plan", "Status", "MRR", "Seats", "Created")])),
-            rx.table.body(rx.foreach(S.rows, lambda row: rx.table.row(
-                rx.table.row_header_cell(rx.link(row.name, href=row.url, weight="medium")),
-                rx.table.cell(row.plan),
-                rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft")),
-                rx.table.cell(row.mrr, white_space="nowrap"),
-                rx.table.cell(row.seats, white_space="nowrap"),
-                rx.table.cell(row.created, white_space="nowrap"),
-                class_name="org-row",
-            ))),
-            width="100%", variant="surface",
-        ),
-        overflow_x="auto", width="100%",
+    return data_table(
+        ("Organization", "Plan", "Status", "MRR", "Seats", "Created"),
+        rx.foreach(S.rows, lambda row: rx.table.row(
+            rx.table.row_header_cell(rx.link(row.name, href=row.url, weight="medium")),
+            rx.table.cell(row.plan),
+            rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft")),
+            rx.table.cell(row.mrr, white_space="nowrap"),
+            rx.table.cell(row.seats, white_space="nowrap"),
+            rx.table.cell(row.created, white_space="nowrap"),
+            class_name="org-row",
+        )),
     )
 
 
