@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from . import objects as o
 from .errors import invalid, missing
-from .params import as_int, as_list
+from .params import as_bool, as_int, as_list
 
 ROUTES: list = []
 
@@ -78,6 +78,22 @@ def created_filter(objs: list[dict], spec) -> list[dict]:
     for k, v in spec.items():
         v = as_int(v, f"created[{k}]")
         objs = [x for x in objs if ops[k](x["created"], v)]
+    return objs
+
+
+def equal_filter(objs: list[dict], params: dict, *keys: str) -> list[dict]:
+    """A list call's plain filters: for each of `keys` given a value, the objects whose field equals it."""
+    for key in keys:
+        if params.get(key):
+            objs = [x for x in objs if x[key] == params[key]]
+    return objs
+
+
+def flag_filter(objs: list[dict], params: dict, *keys: str) -> list[dict]:
+    """A list call's true/false filters (`active`, `is_default`): sent means filter, "false" included."""
+    for key in keys:
+        if key in params:
+            objs = [x for x in objs if x[key] == as_bool(params[key], key)]
     return objs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import discounts as disc
 from .. import objects as o
-from ..api import Ctx, created_filter, route, update_metadata
+from ..api import Ctx, created_filter, equal_filter, route, update_metadata
 from ..billing import (
     decline_error, get_or_404, invoice_paid_outside, invoice_subscription, item_lines, mark_paid, mark_uncollectible,
     now_for, pay_invoice, pending_lines, period_end_for, plan_change, resolve_payment_method, sub_period,
@@ -25,14 +25,9 @@ def get_invoice(ctx: Ctx, id):
 def list_invoices(ctx: Ctx):
     p = ctx.params
     objs = ctx.store.all("invoice")
-    if p.get("customer"):
-        objs = [i for i in objs if i["customer"] == p["customer"]]
+    objs = equal_filter(objs, p, "customer", "status", "collection_method")
     if p.get("subscription"):
         objs = [i for i in objs if invoice_subscription(i) == p["subscription"]]
-    if p.get("status"):
-        objs = [i for i in objs if i["status"] == p["status"]]
-    if p.get("collection_method"):
-        objs = [i for i in objs if i["collection_method"] == p["collection_method"]]
     objs = created_filter(objs, p.get("created"))
     return ctx.page(objs, "/v1/invoices")
 
@@ -163,10 +158,7 @@ def create_preview(ctx: Ctx):
 def list_invoice_payments(ctx: Ctx):
     p = ctx.params
     objs = ctx.store.all("invoice_payment")
-    if p.get("invoice"):
-        objs = [x for x in objs if x["invoice"] == p["invoice"]]
-    if p.get("status"):
-        objs = [x for x in objs if x["status"] == p["status"]]
+    objs = equal_filter(objs, p, "invoice", "status")
     pay = p.get("payment") or {}
     if isinstance(pay, dict) and pay.get("payment_intent"):
         objs = [x for x in objs if x["payment"].get("payment_intent") == pay["payment_intent"]]
@@ -186,9 +178,7 @@ def get_payment_intent(ctx: Ctx, id):
 
 @route("GET", "/v1/payment_intents", "_payment_intent_list_params:PaymentIntentListParams")
 def list_payment_intents(ctx: Ctx):
-    objs = ctx.store.all("payment_intent")
-    if ctx.params.get("customer"):
-        objs = [x for x in objs if x["customer"] == ctx.params["customer"]]
+    objs = equal_filter(ctx.store.all("payment_intent"), ctx.params, "customer")
     return ctx.page(created_filter(objs, ctx.params.get("created")), "/v1/payment_intents")
 
 
@@ -199,10 +189,7 @@ def get_charge(ctx: Ctx, id):
 
 @route("GET", "/v1/charges", "_charge_list_params:ChargeListParams")
 def list_charges(ctx: Ctx):
-    objs = ctx.store.all("charge")
-    for key in ("customer", "payment_intent"):
-        if ctx.params.get(key):
-            objs = [x for x in objs if x[key] == ctx.params[key]]
+    objs = equal_filter(ctx.store.all("charge"), ctx.params, "customer", "payment_intent")
     return ctx.page(created_filter(objs, ctx.params.get("created")), "/v1/charges")
 
 
@@ -248,18 +235,13 @@ def get_refund(ctx: Ctx, id):
 
 @route("GET", "/v1/refunds", "_refund_list_params:RefundListParams")
 def list_refunds(ctx: Ctx):
-    objs = ctx.store.all("refund")
-    for key in ("charge", "payment_intent"):
-        if ctx.params.get(key):
-            objs = [x for x in objs if x[key] == ctx.params[key]]
+    objs = equal_filter(ctx.store.all("refund"), ctx.params, "charge", "payment_intent")
     return ctx.page(objs, "/v1/refunds")
 
 
 @route("GET", "/v1/invoiceitems", "_invoice_item_list_params:InvoiceItemListParams")
 def list_invoiceitems(ctx: Ctx):
-    objs = ctx.store.all("invoiceitem")
-    if ctx.params.get("customer"):
-        objs = [x for x in objs if x["customer"] == ctx.params["customer"]]
+    objs = equal_filter(ctx.store.all("invoiceitem"), ctx.params, "customer")
     if "pending" in ctx.params:
         pend = as_bool(ctx.params["pending"], "pending")
         objs = [x for x in objs if (x["invoice"] is None) == pend]

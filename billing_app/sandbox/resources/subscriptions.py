@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from .. import discounts as disc
-from ..api import Ctx, created_filter, route, update_metadata
+from ..api import Ctx, created_filter, equal_filter, route, update_metadata
 from ..billing import (
     apply_plan_change, cancel_now, end_trial, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
     period_end_for, plan_change, resolve_payment_method, attach, set_period, start_subscription, sub_period,
@@ -87,9 +87,7 @@ def list_subscriptions(ctx: Ctx):
         objs = [s for s in objs if s["status"] == status]
     else:
         objs = [s for s in objs if s["status"] not in ENDED]  # Stripe's default hides canceled ones
-    for key in ("customer", "test_clock"):
-        if p.get(key):
-            objs = [s for s in objs if s[key] == p[key]]
+    objs = equal_filter(objs, p, "customer", "test_clock")
     if p.get("price"):
         objs = [s for s in objs if any(it["price"] == p["price"] for it in s["items"]["data"])]
     objs = created_filter(objs, p.get("created"))
