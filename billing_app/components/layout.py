@@ -146,6 +146,24 @@ def data_table(headers, body, *, region: str = "", **props) -> rx.Component:
     return scroll_region(table, region) if region else rx.box(table, overflow_x="auto", width="100%")
 
 
+def shown_once(secret, what: str, id: str) -> rx.Component:
+    """A secret the server gives out once (a client-side var's value): shown with a Copy button while set."""
+    return rx.cond(
+        secret != "",
+        rx.callout.root(
+            rx.callout.text(rx.text.strong(f"Copy this {what} now; it will not be shown again.")),
+            rx.hstack(
+                rx.code(secret, id=id, size="3", style={"word_break": "break-all"}),
+                rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", on_click=rx.set_clipboard(secret)),
+                align="center",
+                wrap="wrap",
+            ),
+            color_scheme="green",
+            width="100%",
+        ),
+    )
+
+
 def page_frame(*children: rx.Component, max_width: str = "64em") -> rx.Component:
     return rx.box(
         rx.el.style(FRAME_STYLE),
