@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import objects as o
+from .billing import get_or_404
 from .errors import invalid, missing
 from .params import as_bool, as_int, as_list
 
@@ -25,6 +26,15 @@ def route(method: str, path: str, params: str | None = None, extra: tuple = ()):
         return fn
 
     return deco
+
+
+def retrieve_route(path: str, params: str, kind: str, label: str | None = None) -> None:
+    """Stripe's retrieve call, alike for every resource: the stored object, rendered (404 when there is none)."""
+
+    def retrieve(ctx: Ctx, id):
+        return ctx.out(get_or_404(ctx.store, kind, id, label))
+
+    route("GET", path, params)(retrieve)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from .. import objects as o
-from ..api import Ctx, created_filter, diff, equal_filter, flag_filter, route, update_metadata
+from ..api import Ctx, created_filter, diff, equal_filter, flag_filter, retrieve_route, route, update_metadata
 from ..billing import get_or_404, real_now
 from ..errors import invalid
 from ..ids import gen_id
@@ -34,9 +34,7 @@ def create_product(ctx: Ctx):
     return ctx.out(prod)
 
 
-@route("GET", "/v1/products/{id}", "_product_retrieve_params:ProductRetrieveParams")
-def get_product(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "product", id))
+retrieve_route("/v1/products/{id}", "_product_retrieve_params:ProductRetrieveParams", "product")
 
 
 @route("POST", "/v1/products/{id}", "_product_update_params:ProductUpdateParams")
@@ -135,9 +133,7 @@ def create_price(ctx: Ctx):
     return ctx.out(pr)
 
 
-@route("GET", "/v1/prices/{id}", "_price_retrieve_params:PriceRetrieveParams")
-def get_price(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "price", id))
+retrieve_route("/v1/prices/{id}", "_price_retrieve_params:PriceRetrieveParams", "price")
 
 
 @route("POST", "/v1/prices/{id}", "_price_update_params:PriceUpdateParams")

@@ -7,7 +7,7 @@ import secrets
 import string
 
 from .. import objects as o
-from ..api import Ctx, created_filter, equal_filter, flag_filter, route, update_metadata
+from ..api import Ctx, created_filter, equal_filter, flag_filter, retrieve_route, route, update_metadata
 from ..billing import get_or_404, real_now
 from ..errors import StripeError, invalid, missing
 from ..ids import gen_id
@@ -138,9 +138,7 @@ def create_promotion_code(ctx: Ctx):
     return ctx.out(promo)
 
 
-@route("GET", "/v1/promotion_codes/{id}", "_promotion_code_retrieve_params:PromotionCodeRetrieveParams")
-def get_promotion_code(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "promotion_code", id, "promotion code"))
+retrieve_route("/v1/promotion_codes/{id}", "_promotion_code_retrieve_params:PromotionCodeRetrieveParams", "promotion_code", "promotion code")
 
 
 @route("POST", "/v1/promotion_codes/{id}", "_promotion_code_update_params:PromotionCodeUpdateParams")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import discounts as disc
 from .. import objects as o
-from ..api import Ctx, created_filter, equal_filter, route, update_metadata
+from ..api import Ctx, created_filter, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
     decline_error, get_or_404, invoice_paid_outside, invoice_subscription, item_lines, mark_paid, mark_uncollectible,
     now_for, pay_invoice, pending_lines, period_end_for, plan_change, resolve_payment_method, sub_period,
@@ -16,9 +16,7 @@ from ..params import as_bool, as_int
 from .subscriptions import PRORATION, changes_from
 
 
-@route("GET", "/v1/invoices/{id}", "_invoice_retrieve_params:InvoiceRetrieveParams")
-def get_invoice(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "invoice", id))
+retrieve_route("/v1/invoices/{id}", "_invoice_retrieve_params:InvoiceRetrieveParams", "invoice")
 
 
 @route("GET", "/v1/invoices", "_invoice_list_params:InvoiceListParams")
@@ -165,15 +163,11 @@ def list_invoice_payments(ctx: Ctx):
     return ctx.page(objs, "/v1/invoice_payments")
 
 
-@route("GET", "/v1/invoice_payments/{id}", "_invoice_payment_retrieve_params:InvoicePaymentRetrieveParams")
-def get_invoice_payment(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "invoice_payment", id, "invoice payment"))
+retrieve_route("/v1/invoice_payments/{id}", "_invoice_payment_retrieve_params:InvoicePaymentRetrieveParams", "invoice_payment", "invoice payment")
 
 
 # --- payment intents, charges --------------------------------------------------------------------------
-@route("GET", "/v1/payment_intents/{id}", "_payment_intent_retrieve_params:PaymentIntentRetrieveParams")
-def get_payment_intent(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "payment_intent", id, "payment_intent"))
+retrieve_route("/v1/payment_intents/{id}", "_payment_intent_retrieve_params:PaymentIntentRetrieveParams", "payment_intent", "payment_intent")
 
 
 @route("GET", "/v1/payment_intents", "_payment_intent_list_params:PaymentIntentListParams")
@@ -182,9 +176,7 @@ def list_payment_intents(ctx: Ctx):
     return ctx.page(created_filter(objs, ctx.params.get("created")), "/v1/payment_intents")
 
 
-@route("GET", "/v1/charges/{id}", "_charge_retrieve_params:ChargeRetrieveParams")
-def get_charge(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "charge", id))
+retrieve_route("/v1/charges/{id}", "_charge_retrieve_params:ChargeRetrieveParams", "charge")
 
 
 @route("GET", "/v1/charges", "_charge_list_params:ChargeListParams")
@@ -228,9 +220,7 @@ def create_refund(ctx: Ctx):
     return ctx.out(rf)
 
 
-@route("GET", "/v1/refunds/{id}", "_refund_retrieve_params:RefundRetrieveParams")
-def get_refund(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "refund", id))
+retrieve_route("/v1/refunds/{id}", "_refund_retrieve_params:RefundRetrieveParams", "refund")
 
 
 @route("GET", "/v1/refunds", "_refund_list_params:RefundListParams")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-from ..api import Ctx, equal_filter, route, update_metadata
+from ..api import Ctx, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
     SCHEDULE_LIVE, cancel_now, end_trial, get_or_404, now_for, period_end_for, phase_trial_end, release_schedule, set_period,
     sub_period,
@@ -75,9 +75,7 @@ def create_schedule(ctx: Ctx):
     return ctx.out(schedule)
 
 
-@route("GET", "/v1/subscription_schedules/{id}", "_subscription_schedule_retrieve_params:SubscriptionScheduleRetrieveParams")
-def get_schedule(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "subscription_schedule", id))
+retrieve_route("/v1/subscription_schedules/{id}", "_subscription_schedule_retrieve_params:SubscriptionScheduleRetrieveParams", "subscription_schedule")
 
 
 @route("GET", "/v1/subscription_schedules", "_subscription_schedule_list_params:SubscriptionScheduleListParams")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from .. import discounts as disc
-from ..api import Ctx, created_filter, equal_filter, route, update_metadata
+from ..api import Ctx, created_filter, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
     apply_plan_change, cancel_now, end_trial, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
     period_end_for, plan_change, resolve_payment_method, attach, set_period, start_subscription, sub_period,
@@ -71,9 +71,7 @@ def create_subscription(ctx: Ctx):
     return ctx.out(sub)
 
 
-@route("GET", "/v1/subscriptions/{id}", "_subscription_retrieve_params:SubscriptionRetrieveParams")
-def get_subscription(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "subscription", id))
+retrieve_route("/v1/subscriptions/{id}", "_subscription_retrieve_params:SubscriptionRetrieveParams", "subscription")
 
 
 @route("GET", "/v1/subscriptions", "_subscription_list_params:SubscriptionListParams")
