@@ -10,9 +10,9 @@ from billing_app import routes
 from billing_app.components.layout import data_table
 from billing_app.components.pagination import KeysetPages
 from billing_app.db import session_scope
+from billing_app.formatting import format_datetime
 from billing_app.ops import audit
 from billing_app.pages.ops_common import OpsState, ops_page
-from billing_app.pages.ops_org import format_datetime
 
 
 @dataclass

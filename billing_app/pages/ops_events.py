@@ -4,7 +4,6 @@ replay one or all failed, and counts that stay live while the page is open."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import reflex as rx
 
@@ -13,27 +12,12 @@ from billing_app.components.layout import data_table, error_callout, info_callou
 from billing_app.components.pagination import KeysetPages, pager
 from billing_app.errors import AppError
 from billing_app.ops import events
-from billing_app.pages.ops_common import NOT_FOUND, OpsState, field, ops_page
-from billing_app.pages.ops_org import format_datetime
+from billing_app.pages.ops_common import NOT_FOUND, EventLine, OpsState, event_line, field, ops_page
 from billing_app.state import form_text
 
 ALL = "all"
 LIVE_SECONDS = 3.0
 LIVE_MAX_MINUTES = 30
-STATE_COLOR = {"pending": "amber", "processed": "green", "failed": "red"}
-
-
-@dataclass
-class EventLine:
-    id: int = 0
-    stripe_event_id: str = ""
-    type: str = ""
-    customer: str = ""
-    state: str = ""
-    color: str = "gray"
-    attempts: int = 0
-    received: str = ""
-    error: str = ""
 
 
 class OpsEventsState(KeysetPages, OpsState):
@@ -64,8 +48,7 @@ class OpsEventsState(KeysetPages, OpsState):
             else:
                 self.error, self.rows, self.next_cursor = error.message, [], ""
             return False
-        self.rows = [EventLine(e.id, e.stripe_event_id, e.type, e.customer_id or "", e.state, STATE_COLOR.get(e.state, "gray"),
-                               e.attempts, format_datetime(e.received_at), e.last_error or "") for e in rows]
+        self.rows = [event_line(e) for e in rows]
         self.next_cursor = str(next_before) if next_before else ""
         self.counts = events.counts()
         return True
