@@ -24,3 +24,8 @@ def format_amount(amount: int, currency: str) -> str:
 def format_date(value: datetime | None) -> str:
     """'Dec 22, 2026', or '' for no date. Values are aware UTC (the column type sees to it)."""
     return value.strftime("%b %-d, %Y") if value is not None else ""
+
+
+def format_datetime(value: datetime | None) -> str:
+    """'Dec 22, 2026 14:05 UTC' (the operator console's times), or '' for none."""
+    return value.strftime("%b %-d, %Y %H:%M UTC") if value is not None else ""

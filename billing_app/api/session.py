@@ -101,6 +101,19 @@ def _signed_in(request: Request, token: str, next_path: str) -> Response:
     return response
 
 
+async def _posted_form(request: Request) -> tuple[dict[str, str], str]:
+    """The posted fields and the safe `next` they ask for, once the form is known to come from this app."""
+    if not same_origin(request):
+        raise AppError(ErrorCode.FORBIDDEN, form_errors.MESSAGES["origin"])
+    fields = await _fields(request)
+    return fields, routes.safe_next(fields.get("next") or request.query_params.get("next"))
+
+
+def _next_to_keep(next_path: str) -> str:
+    """The `next` a refused form carries back (none when it is just the home page)."""
+    return next_path if next_path != routes.HOME else ""
+
+
 def _client(request: Request, device: str | None) -> accounts.Client:
     return accounts.Client(ip=client_ip(request), device=device, user_agent=request.headers.get("user-agent", "")[:255])
 
@@ -109,10 +122,7 @@ async def login(request: Request) -> Response:
     """POST email, password[, next]: the session cookie and a redirect to `next`."""
     next_path = routes.safe_next(request.query_params.get("next"))
     try:
-        if not same_origin(request):
-            raise AppError(ErrorCode.FORBIDDEN, form_errors.MESSAGES["origin"])
-        fields = await _fields(request)
-        next_path = routes.safe_next(fields.get("next") or request.query_params.get("next"))
+        fields, next_path = await _posted_form(request)
         email = fields.get("email", "").strip().lower()
         limits.hit(limits.LOGIN_IP, client_ip(request))
         limits.hit(limits.LOGIN_EMAIL, email)
@@ -123,7 +133,7 @@ async def login(request: Request) -> Response:
 
         token = await _login(email, fields.get("password", ""), client)
     except AppError as error:
-        keep = {"next": next_path if next_path != routes.HOME else ""}
+        keep = {"next": _next_to_keep(next_path)}
         return _refused(request, error, routes.LOGIN, keep)
     response = _signed_in(request, token, next_path)
     if had_device is None:
@@ -163,12 +173,9 @@ async def register(request: Request) -> Response:
     keep: dict[str, str] = {}
     next_path = routes.safe_next(request.query_params.get("next"))
     try:
-        if not same_origin(request):
-            raise AppError(ErrorCode.FORBIDDEN, form_errors.MESSAGES["origin"])
-        fields = await _fields(request)
-        next_path = routes.safe_next(fields.get("next") or request.query_params.get("next"))
+        fields, next_path = await _posted_form(request)
         keep = {k: fields.get(k, "")[:254] for k in ("name", "email", "org_name")}
-        keep["next"] = next_path if next_path != routes.HOME else ""
+        keep["next"] = _next_to_keep(next_path)
         limits.hit(limits.REGISTER_IP, client_ip(request))
         device = new_token("dev")
         client = _client(request, device)

@@ -102,6 +102,15 @@ def _differences(coupon: dict, spec: CouponSpec) -> list[str]:
     return out
 
 
+def _creating(changes: list[str], what: str, detail: str, last_day, last_day_field: str, dry_run: bool) -> bool:
+    """Whether to create `what` at Stripe now, with the line saying so: not once its last day has passed, not on a dry run."""
+    if last_day and end_of_day(last_day) <= _now():
+        changes.append(f"skip {what}: its {last_day_field} date has passed")
+        return False
+    changes.append(f"create {what}{detail}")
+    return not dry_run
+
+
 def sync_coupons(client, coupons: list[CouponSpec], codes: list[PromotionCodeSpec], *, dry_run: bool) -> list[str]:
     """Create what Stripe lacks; report (never edit) what differs. Returns the lines to print."""
     changes: list[str] = []
@@ -118,11 +127,7 @@ def sync_coupons(client, coupons: list[CouponSpec], codes: list[PromotionCodeSpe
                 changes.append(f"warning: coupon {spec.id} differs from plans.toml ({'; '.join(diff)}); coupons are never "
                                "edited: give new terms a new id")
             continue
-        if spec.redeem_by and end_of_day(spec.redeem_by) <= _now():
-            changes.append(f"skip coupon {spec.id}: its redeem_by date has passed")
-            continue
-        changes.append(f"create coupon {spec.id}: {spec.describe()}")
-        if dry_run:
+        if not _creating(changes, f"coupon {spec.id}", f": {spec.describe()}", spec.redeem_by, "redeem_by", dry_run):
             continue
         params: dict = {"id": spec.id, "name": spec.name, "duration": spec.duration}
         if spec.percent_off is not None:
@@ -147,11 +152,7 @@ def sync_coupons(client, coupons: list[CouponSpec], codes: list[PromotionCodeSpe
             elif not promo["active"]:
                 changes.append(f"warning: promotion code {spec.code} is inactive at Stripe; left as it is")
             continue
-        if spec.expires_at and end_of_day(spec.expires_at) <= _now():
-            changes.append(f"skip promotion code {spec.code}: its expires_at date has passed")
-            continue
-        changes.append(f"create promotion code {spec.code} for coupon {spec.coupon}")
-        if dry_run:
+        if not _creating(changes, f"promotion code {spec.code}", f" for coupon {spec.coupon}", spec.expires_at, "expires_at", dry_run):
             continue
         params = {"code": spec.code, "promotion": {"type": "coupon", "coupon": spec.coupon}}
         if spec.max_redemptions:

@@ -27,7 +27,7 @@ from billing_app.billing import gateway, subscriptions
 from billing_app.billing.catalog import load_catalog
 from billing_app.billing.coupons import CouponSpec
 from billing_app.billing.entitlements import current_subscription
-from billing_app.billing.subscriptions import _acting_on, _manageable_subscription
+from billing_app.billing.subscriptions import _acting_on, _admin_acting_on, _manageable_subscription
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
@@ -51,10 +51,9 @@ def pause(actor: Actor, months: int) -> datetime:
     """Stop charging for `months` months; returns when collection resumes."""
     if months not in PAUSE_MONTHS:
         raise AppError(ErrorCode.VALIDATION_ERROR, "A pause lasts 1, 2 or 3 months.")
-    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
     failed = AppError(ErrorCode.STRIPE_PAUSE_FAILED, "We could not pause the subscription. Please try again.")
     resumes_at = add_months(utcnow().replace(microsecond=0), months)
-    with _acting_on(sub, failed) as (client, fresh):
+    with _admin_acting_on(actor, failed) as (sub, client, fresh):
         stripe_sub = fresh.stripe_sub
         pc = stripe_sub.get("pause_collection")
         if pc or stripe_sub["status"] == "paused":
@@ -73,9 +72,8 @@ def pause(actor: Actor, months: int) -> datetime:
 
 def resume(actor: Actor) -> None:
     """Resume now: collection paused by the cancellation flow, or a subscription Stripe paused."""
-    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
     failed = AppError(ErrorCode.STRIPE_PAUSE_FAILED, "We could not resume the subscription. Please try again.")
-    with _acting_on(sub, failed) as (client, fresh):
+    with _admin_acting_on(actor, failed) as (sub, client, fresh):
         if fresh.stripe_sub["status"] == "paused":
             gateway.call(client.v1.subscriptions.resume, sub.stripe_id)
         elif fresh.stripe_sub.get("pause_collection"):

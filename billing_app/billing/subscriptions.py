@@ -131,6 +131,14 @@ def _acting_on(sub: OrgSubscription, failed: AppError) -> Iterator[tuple[object,
         resync_after_change(fresh.customer_id)
 
 
+@contextlib.contextmanager
+def _admin_acting_on(actor: Actor, failed: AppError) -> Iterator[tuple[OrgSubscription, object, _Fresh]]:
+    """An admin's action on the org's manageable subscription: `_acting_on` it, yielding it too."""
+    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
+    with _acting_on(sub, failed) as (client, fresh):
+        yield sub, client, fresh
+
+
 # Stripe's cancellation reasons (cancellation_details.feedback), asked in the cancellation flow.
 CANCELLATION_FEEDBACK = ("too_expensive", "missing_features", "switched_service", "unused", "customer_service",
                          "too_complex", "low_quality", "other")
@@ -156,9 +164,8 @@ def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = Non
 
 
 def reactivate(actor: Actor) -> None:
-    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
     failed = AppError(ErrorCode.STRIPE_REACTIVATION_FAILED, "We could not reactivate the subscription. Please try again.")
-    with _acting_on(sub, failed) as (client, fresh):
+    with _admin_acting_on(actor, failed) as (sub, client, fresh):
         if not fresh.canceling:
             raise AppError(ErrorCode.SUBSCRIPTION_NOT_CANCELING, "This subscription is not set to cancel.")
         # Stripe refuses cancel-behaviour changes under a schedule (one left by a change made meanwhile).
@@ -168,9 +175,8 @@ def reactivate(actor: Actor) -> None:
 
 def cancel_scheduled_change(actor: Actor) -> None:
     """Keep the current plan: drop a downgrade that was waiting for the period end."""
-    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
     failed = AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not keep your current plan. Please try again.")
-    with _acting_on(sub, failed) as (client, fresh):
+    with _admin_acting_on(actor, failed) as (_sub, client, fresh):
         if not fresh.schedule_id:
             raise AppError(ErrorCode.NO_SCHEDULED_CHANGE, "No plan change is scheduled: your organization stays on its current plan.")
         _release_schedule(client, fresh)

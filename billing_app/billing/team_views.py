@@ -53,6 +53,11 @@ def seats_summary(seats: Seats) -> str:
     return f"{seats.used} of {seats.limit} seats used{pending}"
 
 
+def seats_cap(seats: Seats) -> int:
+    """The seats bar's maximum: a per-seat plan's paid seats, else the plan's cap; 0 when unlimited (no bar)."""
+    return (seats.purchased if seats.per_seat else seats.limit) or 0
+
+
 def seat_warning(seats: Seats) -> str:
     """The dashboard's warning when a per-seat plan pays for fewer seats than it has members (the
     quantity was lowered in the billing portal). Nobody is removed; new invitations wait."""

@@ -133,6 +133,37 @@ def scroll_region(child: rx.Component, label: str, **props) -> rx.Component:
     return rx.box(child, overflow_x="auto", width="100%", tab_index=0, role="region", aria_label=label, **props)
 
 
+def data_table(headers, body, *, region: str = "", **props) -> rx.Component:
+    """A surface table with one header row; `body` is its rows (an rx.foreach). It scrolls sideways
+    in a keyboard-reachable scroll_region named `region`, or without one in a plain box."""
+    table = rx.table.root(
+        rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers])),
+        rx.table.body(body),
+        width="100%",
+        variant="surface",
+        **props,
+    )
+    return scroll_region(table, region) if region else rx.box(table, overflow_x="auto", width="100%")
+
+
+def shown_once(secret, what: str, id: str) -> rx.Component:
+    """A secret the server gives out once (a client-side var's value): shown with a Copy button while set."""
+    return rx.cond(
+        secret != "",
+        rx.callout.root(
+            rx.callout.text(rx.text.strong(f"Copy this {what} now; it will not be shown again.")),
+            rx.hstack(
+                rx.code(secret, id=id, size="3", style={"word_break": "break-all"}),
+                rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", on_click=rx.set_clipboard(secret)),
+                align="center",
+                wrap="wrap",
+            ),
+            color_scheme="green",
+            width="100%",
+        ),
+    )
+
+
 def page_frame(*children: rx.Component, max_width: str = "64em") -> rx.Component:
     return rx.box(
         rx.el.style(FRAME_STYLE),

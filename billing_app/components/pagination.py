@@ -1,4 +1,4 @@
-"""Keyset pagination shared by the list pages (payments, the operator's organizations)."""
+"""Keyset pagination shared by the list pages (payments, the operator's organizations, events and audit log)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ class KeysetPages(rx.State, mixin=True):
         self.cursors = [""]
         self._fetch("")
 
+    def _refetch(self) -> None:
+        """Read the page in view again (after an action changed what it lists)."""
+        self._fetch(self.cursors[-1] if self.cursors else "")
+
     @rx.event
     def next_page(self):
         cursor = self.next_cursor
@@ -37,3 +41,15 @@ class KeysetPages(rx.State, mixin=True):
     @rx.var
     def page_number(self) -> int:
         return len(self.cursors)
+
+
+def pager(state: type[KeysetPages], prev_id: str, next_id: str) -> rx.Component:
+    """Previous, the page number and Next under a list."""
+    return rx.hstack(
+        rx.button("Previous", variant="soft", on_click=state.previous_page, disabled=state.page_number <= 1, id=prev_id),
+        rx.text("Page ", state.page_number, size="2"),
+        rx.button("Next", variant="soft", on_click=state.next_page, disabled=state.next_cursor == "", id=next_id),
+        justify="end",
+        align="center",
+        width="100%",
+    )

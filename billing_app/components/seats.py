@@ -8,7 +8,7 @@ import reflex as rx
 
 from billing_app import live, routes
 from billing_app.billing.seats import seats_of
-from billing_app.billing.team_views import seat_warning, seats_summary
+from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.state import AuthState
@@ -24,7 +24,7 @@ class SeatsBarState(AuthState):
         with session_scope() as session:
             seats = seats_of(session, org_id)
         self.text, self.used = seats_summary(seats), seats.used
-        self.cap = (seats.purchased if seats.per_seat else seats.limit) or 0
+        self.cap = seats_cap(seats)
         self.warning = seat_warning(seats)
 
     @rx.event
@@ -44,32 +44,38 @@ class SeatsBarState(AuthState):
             pass
 
 
+def seats_card(text, used, cap, warning, *, text_id: str, warning_id: str, link: rx.Component | None = None,
+               alert: bool = False, **card_props) -> rx.Component:
+    """Members against the cap: the summary, a bar when there is a cap (`cap` > 0), the warning when
+    there is one (`alert`: announced to screen readers as it appears)."""
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.text("Seats", weight="medium"),
+                rx.text(text, size="2", color_scheme="gray", id=text_id),
+                *([link] if link is not None else []),
+                justify="between",
+                width="100%",
+                wrap="wrap",
+            ),
+            rx.cond(cap > 0, rx.progress(value=used, max=cap, width="100%", aria_label="Seats used")),
+            rx.cond(
+                warning != "",
+                rx.callout(warning, icon="triangle-alert", color_scheme="orange", width="100%", id=warning_id,
+                           **({"role": "alert"} if alert else {})),
+            ),
+            spacing="2",
+            width="100%",
+        ),
+        width="100%",
+        **card_props,
+    )
+
+
 def seats_bar() -> rx.Component:
     return rx.cond(
         SeatsBarState.text != "",
-        rx.card(
-            rx.vstack(
-                rx.hstack(
-                    rx.text("Seats", weight="medium"),
-                    rx.text(SeatsBarState.text, size="2", color_scheme="gray", id="billing-seats"),
-                    rx.link("Manage members", href=routes.MEMBERS, size="2"),
-                    justify="between",
-                    width="100%",
-                    wrap="wrap",
-                ),
-                rx.cond(
-                    SeatsBarState.cap > 0,
-                    rx.progress(value=SeatsBarState.used, max=SeatsBarState.cap, width="100%", aria_label="Seats used"),
-                ),
-                rx.cond(
-                    SeatsBarState.warning != "",
-                    rx.callout(SeatsBarState.warning, icon="triangle-alert", color_scheme="orange", width="100%",
-                               role="alert", id="billing-seat-warning"),
-                ),
-                spacing="2",
-                width="100%",
-            ),
-            width="100%",
-            id="seats-bar",
-        ),
+        seats_card(SeatsBarState.text, SeatsBarState.used, SeatsBarState.cap, SeatsBarState.warning,
+                   text_id="billing-seats", warning_id="billing-seat-warning",
+                   link=rx.link("Manage members", href=routes.MEMBERS, size="2"), alert=True, id="seats-bar"),
     )

@@ -11,3 +11,19 @@
 Pages (billing_app/pages/ops*.py) and the REST routes (api/rest/routes/ops.py) call these; none of
 these import a page or a route.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from billing_app.errors import AppError, ErrorCode
+
+
+def filter_choice(value: str | None, choices: Sequence[str], what: str) -> str:
+    """A list filter's value: "" for all (sent empty or as "all"), else one of `choices`; anything else is refused."""
+    value = (value or "").strip().lower()
+    if value in ("", "all"):
+        return ""
+    if value not in choices:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown {what} {value!r}; use one of {', '.join(choices)}.")
+    return value

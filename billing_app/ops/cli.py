@@ -31,7 +31,7 @@ def bulk_reconcile_command(args) -> int:
     fetch = bars.add_task("Reading Stripe (objects)", total=None, calls=0)
     apply = bars.add_task("Healing the mirror (customers)", total=None, calls=0, visible=False)
 
-    def progress(p: reconcile.Progress) -> None:
+    def progress(p: reconcile.RunView) -> None:
         bars.update(fetch, completed=p.fetched, calls=p.calls)
         if p.phase in (reconcile.APPLY, "done"):
             bars.update(fetch, total=p.fetched)

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from billing_app.db import get_engine, session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.ops import audit
+from billing_app.ops import audit, filter_choice
 from billing_app.ops.access import Operator
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.eventlog import FAILED, PENDING, PROCESSED, T, EventSummary
@@ -32,11 +32,7 @@ class EventFilter:
     @classmethod
     def parse(cls, type: str | None = None, state: str | None = None, customer: str | None = None,
               start: str | None = None, end: str | None = None) -> "EventFilter":
-        state = (state or "").strip().lower()
-        if state in ("", "all"):
-            state = ""
-        elif state not in STATES:
-            raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown state {state!r}; use one of {', '.join(STATES)}.")
+        state = filter_choice(state, STATES, "state")
         type_ = (type or "").strip()
         type_ = "" if type_ == "all" else type_
         customer = (customer or "").strip()

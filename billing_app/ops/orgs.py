@@ -37,7 +37,7 @@ from billing_app.models import (
     User,
     WebhookEvent,
 )
-from billing_app.ops import audit
+from billing_app.ops import audit, filter_choice
 from billing_app.ops.access import Operator
 from billing_app.ops.metrics import MRR_STATUSES, monthly_amount
 from billing_app.settings import get_settings
@@ -60,11 +60,7 @@ class OrgFilter:
         q = (q or "").strip()
         if len(q) > 254:
             raise AppError(ErrorCode.VALIDATION_ERROR, "The search is too long.")
-        status = (status or "").strip().lower()
-        if status in ("", "all"):
-            status = ""
-        elif status not in STATUS_FILTERS:
-            raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown status {status!r}; use one of {', '.join(STATUS_FILTERS)}.")
+        status = filter_choice(status, STATUS_FILTERS, "status")
         sort = (sort or "-created").strip()
         if sort not in SORTS:
             raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown sort {sort!r}; use one of {', '.join(SORTS)}.")

@@ -31,7 +31,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, update
@@ -100,18 +100,38 @@ _EVENT_OBJECTS = {"invoice": "invoice", "charge": "charge", "checkout.session": 
 
 
 @dataclass
-class Progress:
-    """What a progress bar shows; passed to the `progress` callback after each page and batch."""
+class RunView:
+    """A run as the console shows it; also what the `progress` callback gets after each page and batch."""
 
-    run_id: int
-    mode: str
-    phase: str
+    id: int = 0
+    mode: str = ""
+    state: str = ""
+    phase: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     fetched: int = 0
     customers_done: int = 0
     customers_total: int = 0
     changes: int = 0
     orphans: int = 0
     calls: int = 0
+    started_by: str = ""
+    error: str = ""
+    stale: bool = False
+
+    @classmethod
+    def of(cls, run: ReconcileRun, now: datetime) -> RunView:
+        return cls(run.id, run.mode, run.state, run.phase, run.started_at, run.finished_at, run.fetched,
+                   run.customers_done, run.customers_total, run.changes, run.orphans, run.calls, run.started_by,
+                   run.error or "", stale=run.state == RUNNING and run.heartbeat_at <= now - STALE_AFTER)
+
+    @property
+    def percent(self) -> int:
+        if self.state == DONE:
+            return 100
+        if self.phase != APPLY or not self.customers_total:
+            return 0
+        return min(99, self.customers_done * 100 // self.customers_total)
 
 
 @dataclass
@@ -171,7 +191,7 @@ class BulkReconcile:
     """One run (new or resumed). `run()` does it all; see the module docstring."""
 
     def __init__(self, *, incremental: bool = False, resume: bool = True, concurrency: int = 4,
-                 progress: Callable[[Progress], None] | None = None, started_by: str = "",
+                 progress: Callable[[RunView], None] | None = None, started_by: str = "",
                  on_changes: Callable[[int, str, list[str]], None] | None = None):
         self.concurrency = max(1, min(int(concurrency), 16))
         self.progress_cb = progress
@@ -183,8 +203,7 @@ class BulkReconcile:
             run = session.get(ReconcileRun, self.run_id)
             self.mode, self.since = run.mode, run.since
             self._calls_before = run.calls
-            self._progress = Progress(run.id, run.mode, run.phase, run.fetched, run.customers_done,
-                                      run.customers_total, run.changes, run.orphans, run.calls)
+            self._progress = RunView.of(run, utcnow())
         self.result = Result(self.run_id, self.mode, self.resumed)
 
     # --- the run row ------------------------------------------------------------------------------
@@ -234,7 +253,7 @@ class BulkReconcile:
 
     def _report(self) -> None:
         if self.progress_cb is not None:
-            self.progress_cb(Progress(**vars(self._progress)))
+            self.progress_cb(replace(self._progress))
 
     # --- fetch ------------------------------------------------------------------------------------
 
@@ -443,44 +462,10 @@ def start_for_operator(operator, *, incremental: bool = False, progress=None) ->
     return job
 
 
-@dataclass
-class RunView:
-    """A run as the console shows it."""
-
-    id: int = 0
-    mode: str = ""
-    state: str = ""
-    phase: str = ""
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    fetched: int = 0
-    customers_done: int = 0
-    customers_total: int = 0
-    changes: int = 0
-    orphans: int = 0
-    calls: int = 0
-    started_by: str = ""
-    error: str = ""
-    stale: bool = False
-
-    @property
-    def percent(self) -> int:
-        if self.state == DONE:
-            return 100
-        if self.phase != APPLY or not self.customers_total:
-            return 0
-        return min(99, self.customers_done * 100 // self.customers_total)
-
-
 def latest_runs(session: Session, limit: int = 5) -> list[RunView]:
     rows = session.exec(select(ReconcileRun).order_by(ReconcileRun.id.desc()).limit(limit)).all()
     now = utcnow()
-    return [
-        RunView(r.id, r.mode, r.state, r.phase, r.started_at, r.finished_at, r.fetched, r.customers_done, r.customers_total,
-                r.changes, r.orphans, r.calls, r.started_by, r.error or "",
-                stale=r.state == RUNNING and r.heartbeat_at <= now - STALE_AFTER)
-        for r in rows
-    ]
+    return [RunView.of(r, now) for r in rows]
 
 
 def is_running(session: Session) -> bool:

@@ -16,7 +16,7 @@ import reflex as rx
 from billing_app import limits, routes
 from billing_app.auth import accounts
 from billing_app.components.forms import field_label
-from billing_app.components.layout import error_callout, info_callout, page_frame, scroll_region
+from billing_app.components.layout import data_table, error_callout, info_callout, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
@@ -175,15 +175,8 @@ def account_page() -> rx.Component:
                     width="100%",
                     wrap="wrap",
                 ),
-                scroll_region(
-                    rx.table.root(
-                        rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Browser", "Address", "Signed in", "Last seen", "")])),
-                        rx.table.body(rx.foreach(AccountState.sessions, _session_row)),
-                        width="100%",
-                        variant="surface",
-                    ),
-                    "Sessions",
-                ),
+                data_table(("Browser", "Address", "Signed in", "Last seen", ""), rx.foreach(AccountState.sessions, _session_row),
+                           region="Sessions"),
                 spacing="3",
                 width="100%",
             ),

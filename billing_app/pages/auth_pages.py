@@ -80,6 +80,16 @@ def _field(label: str, name: str, type_: str = "text", placeholder: str = "", **
     )
 
 
+def _session_form(route: str, submit: str, submit_id: str, *fields: rx.Component) -> rx.Component:
+    """A plain HTML form posting to a session route (api/session.py), so the token goes straight into a cookie."""
+    return NativeForm.create(
+        rx.vstack(*fields, rx.button(submit, type="submit", size="3", width="100%", id=submit_id), spacing="3", width="100%"),
+        action=backend_url(route),
+        method="post",
+        width="100%",
+    )
+
+
 def _card(*children) -> rx.Component:
     return rx.center(rx.card(rx.vstack(*children, spacing="4", width="100%"), size="3", width="100%", max_width="26em"), width="100%")
 
@@ -91,18 +101,11 @@ def login_page() -> rx.Component:
             rx.heading("Log in", size="6"),
             info_callout(LoginState.notice),
             error_callout(LoginState.error),
-            NativeForm.create(
-                rx.vstack(
-                    _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email"),
-                    _field("Password", "password", "password", required=True, auto_complete="current-password"),
-                    rx.el.input(type="hidden", name="next", value=LoginState.next_path, read_only=True),
-                    rx.button("Log in", type="submit", size="3", width="100%", id="login-submit"),
-                    spacing="3",
-                    width="100%",
-                ),
-                action=backend_url(routes.API_SESSION_LOGIN),
-                method="post",
-                width="100%",
+            _session_form(
+                routes.API_SESSION_LOGIN, "Log in", "login-submit",
+                _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email"),
+                _field("Password", "password", "password", required=True, auto_complete="current-password"),
+                rx.el.input(type="hidden", name="next", value=LoginState.next_path, read_only=True),
             ),
             rx.text("New here? ", rx.link("Create an account", href=routes.REGISTER, underline="always"), size="2"),
             rx.text(rx.link("Forgot your password?", href=routes.FORGOT_PASSWORD, underline="always"), size="2"),
@@ -120,23 +123,16 @@ def register_page() -> rx.Component:
                 size="2", color_scheme="gray",
             ),
             error_callout(RegisterState.error),
-            NativeForm.create(
-                rx.vstack(
-                    _field("Your name", "name", placeholder="Ada Lovelace", auto_complete="name", default_value=RegisterState.name),
-                    _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email", default_value=RegisterState.email),
-                    _field("Password (10 characters or more)", "password", "password", required=True, auto_complete="new-password"),
-                    rx.cond(
-                        RegisterState.invited,
-                        rx.el.input(type="hidden", name="next", value=RegisterState.next_path, read_only=True),
-                        _field("Organization name", "org_name", placeholder="Acme Inc", required=True, default_value=RegisterState.org_name),
-                    ),
-                    rx.button("Create account", type="submit", size="3", width="100%", id="register-submit"),
-                    spacing="3",
-                    width="100%",
+            _session_form(
+                routes.API_SESSION_REGISTER, "Create account", "register-submit",
+                _field("Your name", "name", placeholder="Ada Lovelace", auto_complete="name", default_value=RegisterState.name),
+                _field("Email", "email", "email", "you@company.com", required=True, auto_complete="email", default_value=RegisterState.email),
+                _field("Password (10 characters or more)", "password", "password", required=True, auto_complete="new-password"),
+                rx.cond(
+                    RegisterState.invited,
+                    rx.el.input(type="hidden", name="next", value=RegisterState.next_path, read_only=True),
+                    _field("Organization name", "org_name", placeholder="Acme Inc", required=True, default_value=RegisterState.org_name),
                 ),
-                action=backend_url(routes.API_SESSION_REGISTER),
-                method="post",
-                width="100%",
             ),
             rx.text("Already have an account? ", rx.link("Log in", href=rx.cond(RegisterState.invited, routes.LOGIN + "?next=" + RegisterState.next_path, routes.LOGIN), underline="always"), size="2"),
         )

@@ -18,8 +18,9 @@ from reflex.experimental.client_state import ClientStateVar
 from billing_app import limits, live, routes
 from billing_app.auth import accounts, invitations, members
 from billing_app.billing.seat_billing import invite_cost
-from billing_app.billing.team_views import seat_warning, seats_summary, team_view
-from billing_app.components.layout import error_callout, info_callout, page_frame
+from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary, team_view
+from billing_app.components.layout import data_table, error_callout, info_callout, page_frame, shown_once
+from billing_app.components.seats import seats_card
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_date
@@ -65,7 +66,6 @@ def _read(actor) -> TeamData:
     with session_scope() as session:
         view = team_view(session, actor)
     seats = view.seats
-    cap = seats.purchased if seats.per_seat else seats.limit
     return TeamData(
         members=[MemberRow(str(m.user_id), m.email, m.name, m.role.value, m.user_id == actor.user_id) for m in view.members],
         invitations=[
@@ -74,7 +74,7 @@ def _read(actor) -> TeamData:
         ],
         seats_text=seats_summary(seats),
         seats_used=seats.used,
-        seats_cap=cap or 0,
+        seats_cap=seats_cap(seats),
         warning=seat_warning(seats),
         per_seat=seats.per_seat,
     )
@@ -243,28 +243,8 @@ def _role_cell(member) -> rx.Component:
 
 
 def _seats_card() -> rx.Component:
-    return rx.card(
-        rx.vstack(
-            rx.hstack(
-                rx.text("Seats", weight="medium"),
-                rx.text(MembersState.seats_text, size="2", color_scheme="gray", id="seats-used"),
-                justify="between",
-                width="100%",
-                wrap="wrap",
-            ),
-            rx.cond(
-                MembersState.seats_cap > 0,
-                rx.progress(value=MembersState.seats_used, max=MembersState.seats_cap, width="100%", aria_label="Seats used"),
-            ),
-            rx.cond(
-                MembersState.seat_warning != "",
-                rx.callout(MembersState.seat_warning, icon="triangle-alert", color_scheme="orange", width="100%", id="seat-warning"),
-            ),
-            spacing="2",
-            width="100%",
-        ),
-        width="100%",
-    )
+    return seats_card(MembersState.seats_text, MembersState.seats_used, MembersState.seats_cap, MembersState.seat_warning,
+                      text_id="seats-used", warning_id="seat-warning")
 
 
 def _invite_form() -> rx.Component:
@@ -298,20 +278,7 @@ def _invite_form() -> rx.Component:
 
 
 def _new_invite_link() -> rx.Component:
-    return rx.cond(
-        INVITE_URL.value != "",
-        rx.callout.root(
-            rx.callout.text(rx.text.strong("Copy this link now; it will not be shown again.")),
-            rx.hstack(
-                rx.code(INVITE_URL.value, id="invite-url", size="3", style={"word_break": "break-all"}),
-                rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", on_click=rx.set_clipboard(INVITE_URL.value)),
-                align="center",
-                wrap="wrap",
-            ),
-            color_scheme="green",
-            width="100%",
-        ),
-    )
+    return shown_once(INVITE_URL.value, "link", id="invite-url")
 
 
 def _member_row(m) -> rx.Component:
@@ -351,19 +318,6 @@ def _invitation_row(i) -> rx.Component:
     )
 
 
-def _table(headers: list[str], body) -> rx.Component:
-    return rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers])),
-            rx.table.body(body),
-            width="100%",
-            variant="surface",
-        ),
-        overflow_x="auto",
-        width="100%",
-    )
-
-
 @rx.page(route=routes.MEMBERS, title="Members · Billing", on_load=MembersState.load)
 def members_page() -> rx.Component:
     return page_frame(
@@ -373,12 +327,12 @@ def members_page() -> rx.Component:
         _new_invite_link(),
         _seats_card(),
         rx.cond(AuthState.is_admin, _invite_form(), rx.text("Only admins can invite members or change roles.", color_scheme="gray", size="2")),
-        _table(["Email", "Name", "Role", ""], rx.foreach(MembersState.members, _member_row)),
+        data_table(["Email", "Name", "Role", ""], rx.foreach(MembersState.members, _member_row)),
         rx.cond(
             MembersState.invitations.length() > 0,
             rx.vstack(
                 rx.heading("Pending invitations", size="4"),
-                _table(["Email", "Role", "Expires", ""], rx.foreach(MembersState.invitations, _invitation_row)),
+                data_table(["Email", "Role", "Expires", ""], rx.foreach(MembersState.invitations, _invitation_row)),
                 width="100%",
                 id="pending-invitations",
             ),

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import reflex as rx
 
 from billing_app import routes
+from billing_app.components.layout import data_table
+from billing_app.components.pagination import KeysetPages
 from billing_app.db import session_scope
+from billing_app.formatting import format_datetime
 from billing_app.ops import audit
 from billing_app.pages.ops_common import OpsState, ops_page
-from billing_app.pages.ops_org import format_datetime
 
 
 @dataclass
@@ -22,38 +24,25 @@ class AuditRow:
     detail: str = ""
 
 
-class OpsAuditState(OpsState):
+class OpsAuditState(KeysetPages, OpsState):
     rows: list[AuditRow] = []
-    befores: list[int] = []
-    next_before: int = 0
 
-    def _fetch(self, before: int) -> None:
+    def _fetch(self, cursor: str) -> bool:
+        """`cursor` is the entry id the page starts below, as text ("" for the newest)."""
+        if self._gate() is None:
+            self.rows = []
+            return False
         with session_scope() as session:
-            lines = audit.recent(session, before_id=before or None, limit=audit.PAGE_SIZE + 1)
+            lines = audit.recent(session, before_id=int(cursor) if cursor else None, limit=audit.PAGE_SIZE + 1)
         more = len(lines) > audit.PAGE_SIZE
         lines = lines[:audit.PAGE_SIZE]
         self.rows = [AuditRow(format_datetime(a.at), a.operator, a.action.replace("_", " "), a.target, a.detail) for a in lines]
-        self.next_before = lines[-1].id if more and lines else 0
+        self.next_cursor = str(lines[-1].id) if more and lines else ""
+        return True
 
     @rx.event
     def load(self):
-        if self._gate() is None:
-            self.rows = []
-            return
-        self.befores = [0]
-        self._fetch(0)
-
-    @rx.event
-    def next_page(self):
-        if self._gate() is not None and self.next_before:
-            self.befores = [*self.befores, self.next_before]
-            self._fetch(self.next_before)
-
-    @rx.event
-    def previous_page(self):
-        if self._gate() is not None and len(self.befores) > 1:
-            self.befores = self.befores[:-1]
-            self._fetch(self.befores[-1])
+        self._first_page()
 
 
 S = OpsAuditState
@@ -63,16 +52,16 @@ S = OpsAuditState
 def ops_audit_page() -> rx.Component:
     return ops_page(
         "Audit log",
-        rx.box(rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("When", "Operator", "Action", "Target", "Detail")])),
-            rx.table.body(rx.foreach(S.rows, lambda a: rx.table.row(
+        data_table(
+            ("When", "Operator", "Action", "Target", "Detail"),
+            rx.foreach(S.rows, lambda a: rx.table.row(
                 rx.table.cell(a.at, white_space="nowrap"), rx.table.cell(a.operator), rx.table.cell(a.action),
-                rx.table.cell(rx.code(a.target, size="1")), rx.table.cell(rx.text(a.detail, size="1")), class_name="audit-row"))),
-            width="100%", variant="surface", size="1",
-        ), overflow_x="auto", width="100%"),
+                rx.table.cell(rx.code(a.target, size="1")), rx.table.cell(rx.text(a.detail, size="1")), class_name="audit-row")),
+            size="1",
+        ),
         rx.hstack(
-            rx.button("Newer", variant="soft", on_click=S.previous_page, disabled=S.befores.length() <= 1, id="audit-prev"),
-            rx.button("Older", variant="soft", on_click=S.next_page, disabled=S.next_before == 0, id="audit-next"),
+            rx.button("Newer", variant="soft", on_click=S.previous_page, disabled=S.page_number <= 1, id="audit-prev"),
+            rx.button("Older", variant="soft", on_click=S.next_page, disabled=S.next_cursor == "", id="audit-next"),
             justify="end", width="100%",
         ),
     )

@@ -9,6 +9,7 @@ for them; the console is not advertised in the navbar or anywhere else.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import reflex as rx
 
@@ -16,13 +17,36 @@ from billing_app import routes
 from billing_app.components.layout import not_found, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError
+from billing_app.formatting import format_datetime
 from billing_app.ops import access
 from billing_app.ops.access import Operator
 from billing_app.state import AuthState
 
 OK, NOT_FOUND = "ok", "404"
+STATE_COLOR = {"pending": "amber", "processed": "green", "failed": "red"}
 NAV = [("Overview", routes.OPS), ("Organizations", routes.OPS_ORGS), ("Events", routes.OPS_EVENTS),
        ("Orphans", routes.OPS_ORPHANS), ("Audit", routes.OPS_AUDIT)]
+
+
+@dataclass
+class EventLine:
+    """A webhook event as the console's tables show it (the event log, an organization's events)."""
+
+    id: int = 0
+    stripe_event_id: str = ""
+    type: str = ""
+    customer: str = ""
+    state: str = ""
+    color: str = "gray"
+    attempts: int = 0
+    received: str = ""
+    error: str = ""
+
+
+def event_line(e) -> EventLine:
+    """From a stored event (the model row or eventlog's summary of one)."""
+    return EventLine(e.id, e.stripe_event_id, e.type, e.customer_id or "", e.state, STATE_COLOR.get(e.state, "gray"),
+                     e.attempts, format_datetime(e.received_at), e.last_error or "")
 
 
 class OpsState(AuthState):
@@ -49,14 +73,19 @@ class OpsState(AuthState):
                 self.gate = NOT_FOUND
             return None
 
-    def _gate(self) -> Operator | None:
-        """For on_load: the operator, or None after turning the page into the not-found answer."""
+    def _acting_operator(self) -> Operator | None:
+        """For a handler that acts: the operator, or None after turning the page into the not-found answer."""
         try:
-            operator = self._operator()
+            return self._operator()
         except AppError:
             self.gate = NOT_FOUND
             return None
-        self.gate = OK
+
+    def _gate(self) -> Operator | None:
+        """For on_load: `_acting_operator`, and the page shown when it is one."""
+        operator = self._acting_operator()
+        if operator is not None:
+            self.gate = OK
         return operator
 
 

@@ -4,38 +4,23 @@ replay one or all failed, and counts that stay live while the page is open."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import reflex as rx
 
 from billing_app import routes
-from billing_app.components.layout import error_callout, info_callout
+from billing_app.components.layout import data_table, error_callout, info_callout
+from billing_app.components.pagination import KeysetPages, pager
 from billing_app.errors import AppError
 from billing_app.ops import events
-from billing_app.pages.ops_common import NOT_FOUND, OpsState, field, ops_page
-from billing_app.pages.ops_org import format_datetime
+from billing_app.pages.ops_common import NOT_FOUND, EventLine, OpsState, event_line, field, ops_page
 from billing_app.state import form_text
 
 ALL = "all"
 LIVE_SECONDS = 3.0
 LIVE_MAX_MINUTES = 30
-STATE_COLOR = {"pending": "amber", "processed": "green", "failed": "red"}
 
 
-@dataclass
-class EventLine:
-    id: int = 0
-    stripe_event_id: str = ""
-    type: str = ""
-    customer: str = ""
-    state: str = ""
-    color: str = "gray"
-    attempts: int = 0
-    received: str = ""
-    error: str = ""
-
-
-class OpsEventsState(OpsState):
+class OpsEventsState(KeysetPages, OpsState):
     rows: list[EventLine] = []
     types: list[str] = [ALL]
     counts: dict[str, int] = {state: 0 for state in events.STATES}
@@ -46,27 +31,25 @@ class OpsEventsState(OpsState):
     end: str = ""
     error: str = ""
     message: str = ""
-    befores: list[int] = []  # keyset: the `before` id that opened each page so far
-    next_before: int = 0
     _live: int = 0  # which page visit the live-count loop belongs to
 
     def _filters(self) -> events.EventFilter:
         return events.EventFilter.parse(self.type, self.state, self.customer, self.start or None, self.end or None)
 
-    def _fetch(self, before: int) -> bool:
+    def _fetch(self, cursor: str) -> bool:
+        """`cursor` is the event id the page starts below, as text ("" for the newest)."""
         self.error = ""
         try:
             self._operator()
-            rows, next_before = events.list_events(self._filters(), before_id=before or None)
+            rows, next_before = events.list_events(self._filters(), before_id=int(cursor) if cursor else None)
         except AppError as error:
             if error.code.value == "NOT_FOUND" and error.message == "Page not found.":
                 self.gate, self.rows = NOT_FOUND, []
             else:
-                self.error, self.rows, self.next_before = error.message, [], 0
+                self.error, self.rows, self.next_cursor = error.message, [], ""
             return False
-        self.rows = [EventLine(e.id, e.stripe_event_id, e.type, e.customer_id or "", e.state, STATE_COLOR.get(e.state, "gray"),
-                               e.attempts, format_datetime(e.received_at), e.last_error or "") for e in rows]
-        self.next_before = next_before or 0
+        self.rows = [event_line(e) for e in rows]
+        self.next_cursor = str(next_before) if next_before else ""
         self.counts = events.counts()
         return True
 
@@ -77,8 +60,7 @@ class OpsEventsState(OpsState):
             self.rows = []
             return
         self.types = [ALL, *events.event_types()]
-        self.befores = [0]
-        self._fetch(0)
+        self._first_page()
         self._live += 1
         return OpsEventsState.keep_counts_live(self._live)
 
@@ -88,33 +70,18 @@ class OpsEventsState(OpsState):
         self.state = form_text(form, "state") or ALL
         self.customer = form_text(form, "customer").strip()[:255]
         self.start, self.end = form_text(form, "start"), form_text(form, "end")
-        self.befores = [0]
-        self._fetch(0)
+        self._first_page()
 
     @rx.event
     def show_failed(self):
-        self.type, self.state, self.customer, self.start, self.end, self.befores = ALL, "failed", "", "", "", [0]
-        self._fetch(0)
-
-    @rx.event
-    def next_page(self):
-        before = self.next_before
-        if before and self._fetch(before):
-            self.befores = [*self.befores, before]
-
-    @rx.event
-    def previous_page(self):
-        if len(self.befores) > 1:
-            self.befores = self.befores[:-1]
-            self._fetch(self.befores[-1])
+        self.type, self.state, self.customer, self.start, self.end = ALL, "failed", "", "", ""
+        self._first_page()
 
     @rx.event
     def replay(self, event_id: int):
         self.error = self.message = ""
-        try:
-            operator = self._operator()
-        except AppError:
-            self.gate = NOT_FOUND
+        operator = self._acting_operator()
+        if operator is None:
             return
         try:
             events.replay_one(operator, int(event_id))
@@ -122,19 +89,17 @@ class OpsEventsState(OpsState):
             self.error = getattr(error, "message", "No such event.")
             return
         self.message = "Queued again: the worker processes it now."
-        self._fetch(self.befores[-1] if self.befores else 0)
+        self._refetch()
 
     @rx.event
     def replay_all_failed(self):
         self.error = self.message = ""
-        try:
-            operator = self._operator()
-        except AppError:
-            self.gate = NOT_FOUND
+        operator = self._acting_operator()
+        if operator is None:
             return
         count = events.replay_failed(operator)
         self.message = f"{count} failed event(s) queued again." if count else "No failed events to replay."
-        self._fetch(self.befores[-1] if self.befores else 0)
+        self._refetch()
 
     @rx.event(background=True)
     async def keep_counts_live(self, visit: int):
@@ -146,10 +111,6 @@ class OpsEventsState(OpsState):
             counts = await asyncio.to_thread(events.counts)
             async with self:
                 self.counts = counts
-
-    @rx.var
-    def page_number(self) -> int:
-        return len(self.befores)
 
 
 S = OpsEventsState
@@ -182,22 +143,19 @@ def _filters() -> rx.Component:
 
 
 def _table() -> rx.Component:
-    return rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Received", "Event", "Type", "Customer", "State", "Error", "")])),
-            rx.table.body(rx.foreach(S.rows, lambda e: rx.table.row(
-                rx.table.cell(e.received, white_space="nowrap"),
-                rx.table.cell(rx.code(e.stripe_event_id, size="1")),
-                rx.table.cell(e.type),
-                rx.table.cell(e.customer),
-                rx.table.cell(rx.badge(e.state, color_scheme=e.color, variant="soft"), rx.text(e.attempts, " attempt(s)", size="1", color_scheme="gray")),
-                rx.table.cell(rx.text(e.error, size="1", color_scheme="red", class_name="event-error")),
-                rx.table.cell(rx.button("Replay", size="1", variant="soft", on_click=S.replay(e.id), aria_label="Replay " + e.stripe_event_id)),
-                class_name="event-row",
-            ))),
-            width="100%", variant="surface", size="1",
-        ),
-        overflow_x="auto", width="100%",
+    return data_table(
+        ("Received", "Event", "Type", "Customer", "State", "Error", ""),
+        rx.foreach(S.rows, lambda e: rx.table.row(
+            rx.table.cell(e.received, white_space="nowrap"),
+            rx.table.cell(rx.code(e.stripe_event_id, size="1")),
+            rx.table.cell(e.type),
+            rx.table.cell(e.customer),
+            rx.table.cell(rx.badge(e.state, color_scheme=e.color, variant="soft"), rx.text(e.attempts, " attempt(s)", size="1", color_scheme="gray")),
+            rx.table.cell(rx.text(e.error, size="1", color_scheme="red", class_name="event-error")),
+            rx.table.cell(rx.button("Replay", size="1", variant="soft", on_click=S.replay(e.id), aria_label="Replay " + e.stripe_event_id)),
+            class_name="event-row",
+        )),
+        size="1",
     )
 
 
@@ -214,10 +172,6 @@ def ops_events_page() -> rx.Component:
         error_callout(S.error),
         info_callout(S.message),
         rx.cond(S.rows.length() > 0,
-                rx.vstack(_table(), rx.hstack(
-                    rx.button("Previous", variant="soft", on_click=S.previous_page, disabled=S.page_number <= 1, id="events-prev"),
-                    rx.text("Page ", S.page_number, size="2"),
-                    rx.button("Next", variant="soft", on_click=S.next_page, disabled=S.next_before == 0, id="events-next"),
-                    justify="end", align="center", width="100%"), spacing="3", width="100%"),
+                rx.vstack(_table(), pager(S, "events-prev", "events-next"), spacing="3", width="100%"),
                 rx.text("No event matches.", color_scheme="gray", id="no-events")),
     )

@@ -13,12 +13,12 @@ import reflex as rx
 from billing_app import routes
 from billing_app.billing.views import BillingView, status_badge
 from billing_app.components.billing_ui import detail
-from billing_app.components.layout import error_callout, info_callout
+from billing_app.components.layout import data_table, error_callout, info_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_amount, format_date
 from billing_app.ops import orgs
-from billing_app.pages.ops_common import OpsState, ops_page
+from billing_app.pages.ops_common import EventLine, OpsState, event_line, ops_page
 from billing_app.pages.ops_orgs import OrgLine, org_line
 
 _ORG_IN_PATH = re.compile(r"^/ops/orgs/(\d{1,9})(?:/view)?/?$")
@@ -49,20 +49,6 @@ class MemberLine:
     email: str = ""
     name: str = ""
     role: str = ""
-
-
-@dataclass
-class EventLine:
-    id: str = ""
-    stripe_event_id: str = ""
-    type: str = ""
-    state: str = ""
-    received: str = ""
-    error: str = ""
-
-
-def format_datetime(value) -> str:
-    return value.strftime("%b %-d, %Y %H:%M UTC") if value is not None else ""
 
 
 def _org_id(path: str) -> int | None:
@@ -108,8 +94,7 @@ class OpsOrgState(OpsState):
         self.subscriptions = subscriptions
         self.payments = _payments(d.payments)
         self.members = _members(d.members)
-        self.events = [EventLine(str(e.id), e.stripe_event_id, e.type, e.state, format_datetime(e.received_at), e.last_error or "")
-                       for e in d.events]
+        self.events = [event_line(e) for e in d.events]
 
     @rx.event
     def load(self):
@@ -180,14 +165,7 @@ O = OpsOrgState
 
 
 def _table(headers: list[str], rows, cells, row_class: str) -> rx.Component:
-    return rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers])),
-            rx.table.body(rx.foreach(rows, lambda row: rx.table.row(*cells(row), class_name=row_class))),
-            width="100%", variant="surface", size="1",
-        ),
-        overflow_x="auto", width="100%",
-    )
+    return data_table(headers, rx.foreach(rows, lambda row: rx.table.row(*cells(row), class_name=row_class)), size="1")
 
 
 def _section(title: str, *children, id: str) -> rx.Component:

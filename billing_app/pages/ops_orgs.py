@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 import reflex as rx
 
 from billing_app import routes
-from billing_app.components.layout import error_callout
-from billing_app.components.pagination import KeysetPages
+from billing_app.components.layout import data_table, error_callout
+from billing_app.components.pagination import KeysetPages, pager
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
@@ -116,30 +116,17 @@ def _filters() -> rx.Component:
 
 
 def _table() -> rx.Component:
-    return rx.box(
-        rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Organization", "Plan", "Status", "MRR", "Seats", "Created")])),
-            rx.table.body(rx.foreach(S.rows, lambda row: rx.table.row(
-                rx.table.row_header_cell(rx.link(row.name, href=row.url, weight="medium")),
-                rx.table.cell(row.plan),
-                rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft")),
-                rx.table.cell(row.mrr, white_space="nowrap"),
-                rx.table.cell(row.seats, white_space="nowrap"),
-                rx.table.cell(row.created, white_space="nowrap"),
-                class_name="org-row",
-            ))),
-            width="100%", variant="surface",
-        ),
-        overflow_x="auto", width="100%",
-    )
-
-
-def _pager() -> rx.Component:
-    return rx.hstack(
-        rx.button("Previous", variant="soft", on_click=S.previous_page, disabled=S.page_number <= 1, id="orgs-prev"),
-        rx.text("Page ", S.page_number, size="2"),
-        rx.button("Next", variant="soft", on_click=S.next_page, disabled=S.next_cursor == "", id="orgs-next"),
-        justify="end", align="center", width="100%",
+    return data_table(
+        ("Organization", "Plan", "Status", "MRR", "Seats", "Created"),
+        rx.foreach(S.rows, lambda row: rx.table.row(
+            rx.table.row_header_cell(rx.link(row.name, href=row.url, weight="medium")),
+            rx.table.cell(row.plan),
+            rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft")),
+            rx.table.cell(row.mrr, white_space="nowrap"),
+            rx.table.cell(row.seats, white_space="nowrap"),
+            rx.table.cell(row.created, white_space="nowrap"),
+            class_name="org-row",
+        )),
     )
 
 
@@ -149,6 +136,6 @@ def ops_orgs_page() -> rx.Component:
         "Organizations",
         _filters(),
         error_callout(S.error),
-        rx.cond(S.rows.length() > 0, rx.vstack(_table(), _pager(), spacing="3", width="100%"),
+        rx.cond(S.rows.length() > 0, rx.vstack(_table(), pager(S, "orgs-prev", "orgs-next"), spacing="3", width="100%"),
                 rx.text("No organization matches.", color_scheme="gray", id="no-orgs")),
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import reflex as rx
 
 from billing_app import routes
-from billing_app.components.layout import error_callout, info_callout
+from billing_app.components.layout import data_table, error_callout, info_callout
 from billing_app.formatting import format_date
 from billing_app.ops import orphans
 from billing_app.pages.ops_common import OpsState, ops_page
@@ -103,11 +103,7 @@ def ops_orphans_page() -> rx.Component:
         info_callout(S.message),
         rx.cond(
             S.rows.length() > 0,
-            rx.box(rx.table.root(
-                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Customer", "Email", "First seen", "Last seen", "Note", "Attach to")])),
-                rx.table.body(rx.foreach(S.rows, _row)),
-                width="100%", variant="surface", size="1",
-            ), overflow_x="auto", width="100%"),
+            data_table(("Customer", "Email", "First seen", "Last seen", "Note", "Attach to"), rx.foreach(S.rows, _row), size="1"),
             rx.text("No orphan customers. Run a bulk reconcile on the overview to look again.", color_scheme="gray", id="no-orphans"),
         ),
     )

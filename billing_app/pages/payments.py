@@ -11,8 +11,8 @@ from billing_app import live, routes
 from billing_app.billing.payments import PaymentFilter, list_payments
 from billing_app.components.billing_ui import billing_frame, empty_state
 from billing_app.components.forms import field_label, native_select
-from billing_app.components.layout import error_callout, link_button, scroll_region
-from billing_app.components.pagination import KeysetPages
+from billing_app.components.layout import data_table, error_callout, link_button
+from billing_app.components.pagination import KeysetPages, pager
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
@@ -161,42 +161,23 @@ def _links(row) -> rx.Component:
 
 
 def _table() -> rx.Component:
-    return scroll_region(
-        rx.table.root(
-            rx.table.header(
-                rx.table.row(*[rx.table.column_header_cell(h) for h in ("Date", "Description", "Amount", "Status", "Documents")])
+    return data_table(
+        ("Date", "Description", "Amount", "Status", "Documents"),
+        rx.foreach(
+            PaymentsState.rows,
+            lambda row: rx.table.row(
+                rx.table.cell(row.date, white_space="nowrap"),
+                rx.table.cell(row.description),
+                rx.table.cell(
+                    rx.text(row.amount, white_space="nowrap"),
+                    rx.cond(row.breakdown != "", rx.text(row.breakdown, size="1", color_scheme="gray", class_name="amount-breakdown")),
+                ),
+                rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft", high_contrast=True)),
+                rx.table.cell(_links(row)),
+                class_name="payment-row",
             ),
-            rx.table.body(
-                rx.foreach(
-                    PaymentsState.rows,
-                    lambda row: rx.table.row(
-                        rx.table.cell(row.date, white_space="nowrap"),
-                        rx.table.cell(row.description),
-                        rx.table.cell(
-                            rx.text(row.amount, white_space="nowrap"),
-                            rx.cond(row.breakdown != "", rx.text(row.breakdown, size="1", color_scheme="gray", class_name="amount-breakdown")),
-                        ),
-                        rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft", high_contrast=True)),
-                        rx.table.cell(_links(row)),
-                        class_name="payment-row",
-                    ),
-                )
-            ),
-            width="100%",
-            variant="surface",
         ),
-        "Payments",
-    )
-
-
-def _pager() -> rx.Component:
-    return rx.hstack(
-        rx.button("Previous", variant="soft", on_click=PaymentsState.previous_page, disabled=PaymentsState.page_number <= 1, id="prev-page"),
-        rx.text("Page ", PaymentsState.page_number, size="2"),
-        rx.button("Next", variant="soft", on_click=PaymentsState.next_page, disabled=PaymentsState.next_cursor == "", id="next-page"),
-        justify="end",
-        align="center",
-        width="100%",
+        region="Payments",
     )
 
 
@@ -211,7 +192,7 @@ def payments_page() -> rx.Component:
                 error_callout(PaymentsState.error),
                 rx.cond(
                     PaymentsState.rows.length() > 0,
-                    rx.vstack(_table(), _pager(), width="100%", spacing="3"),
+                    rx.vstack(_table(), pager(PaymentsState, "prev-page", "next-page"), width="100%", spacing="3"),
                     rx.cond(
                         PaymentsState.error == "",
                         empty_state("receipt", "No payments match", id="no-payments"),

@@ -14,7 +14,7 @@ from reflex.experimental.client_state import ClientStateVar
 
 from billing_app import routes
 from billing_app.auth import api_tokens
-from billing_app.components.layout import error_callout, page_frame, scroll_region
+from billing_app.components.layout import data_table, error_callout, page_frame, shown_once
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
@@ -97,20 +97,7 @@ def tokens_page() -> rx.Component:
         ),
         rx.link("Password and sessions", href=routes.ACCOUNT_SECURITY, size="2", id="account-security-link"),
         error_callout(TokensState.error),
-        rx.cond(
-            NEW_TOKEN.value != "",
-            rx.callout.root(
-                rx.callout.text(rx.text.strong("Copy this token now; it will not be shown again.")),
-                rx.hstack(
-                    rx.code(NEW_TOKEN.value, id="new-token", size="3", style={"word_break": "break-all"}),
-                    rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", on_click=rx.set_clipboard(NEW_TOKEN.value)),
-                    align="center",
-                    wrap="wrap",
-                ),
-                color_scheme="green",
-                width="100%",
-            ),
-        ),
+        shown_once(NEW_TOKEN.value, "token", id="new-token"),
         rx.card(
             rx.form(
                 rx.flex(
@@ -139,26 +126,20 @@ def tokens_page() -> rx.Component:
             ),
             width="100%",
         ),
-        scroll_region(
-            rx.table.root(
-                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in ("Name", "Token", "Created", "Last used", "Expires", "")])),
-                rx.table.body(
-                    rx.foreach(
-                        TokensState.tokens,
-                        lambda t: rx.table.row(
-                            rx.table.cell(t.name),
-                            rx.table.cell(rx.code(t.prefix)),
-                            rx.table.cell(t.created),
-                            rx.table.cell(t.last_used),
-                            rx.table.cell(t.expires),
-                            rx.table.cell(rx.button("Revoke", size="1", color_scheme="red", variant="soft", on_click=TokensState.revoke(t.id))),
-                            class_name="token-row",
-                        ),
-                    )
+        data_table(
+            ("Name", "Token", "Created", "Last used", "Expires", ""),
+            rx.foreach(
+                TokensState.tokens,
+                lambda t: rx.table.row(
+                    rx.table.cell(t.name),
+                    rx.table.cell(rx.code(t.prefix)),
+                    rx.table.cell(t.created),
+                    rx.table.cell(t.last_used),
+                    rx.table.cell(t.expires),
+                    rx.table.cell(rx.button("Revoke", size="1", color_scheme="red", variant="soft", on_click=TokensState.revoke(t.id))),
+                    class_name="token-row",
                 ),
-                width="100%",
-                variant="surface",
             ),
-            "API tokens",
+            region="API tokens",
         ),
     )

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass, field
 
 from . import objects as o
+from .billing import get_or_404
 from .errors import invalid, missing
-from .params import as_int, as_list
+from .params import as_bool, as_int, as_list
 
 ROUTES: list = []
 
@@ -25,6 +26,15 @@ def route(method: str, path: str, params: str | None = None, extra: tuple = ()):
         return fn
 
     return deco
+
+
+def retrieve_route(path: str, params: str, kind: str, label: str | None = None) -> None:
+    """Stripe's retrieve call, alike for every resource: the stored object, rendered (404 when there is none)."""
+
+    def retrieve(ctx: Ctx, id):
+        return ctx.out(get_or_404(ctx.store, kind, id, label))
+
+    route("GET", path, params)(retrieve)
 
 
 @dataclass
@@ -78,6 +88,22 @@ def created_filter(objs: list[dict], spec) -> list[dict]:
     for k, v in spec.items():
         v = as_int(v, f"created[{k}]")
         objs = [x for x in objs if ops[k](x["created"], v)]
+    return objs
+
+
+def equal_filter(objs: list[dict], params: dict, *keys: str) -> list[dict]:
+    """A list call's plain filters: for each of `keys` given a value, the objects whose field equals it."""
+    for key in keys:
+        if params.get(key):
+            objs = [x for x in objs if x[key] == params[key]]
+    return objs
+
+
+def flag_filter(objs: list[dict], params: dict, *keys: str) -> list[dict]:
+    """A list call's true/false filters (`active`, `is_default`): sent means filter, "false" included."""
+    for key in keys:
+        if key in params:
+            objs = [x for x in objs if x[key] == as_bool(params[key], key)]
     return objs
 
 

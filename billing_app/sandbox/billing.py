@@ -487,7 +487,7 @@ def invoice_paid_outside(store: Store, inv: dict, now: int) -> None:
 def cancel_now(store: Store, sub: dict, now: int, reason: str = "cancellation_requested", invoice_now: bool = False,
                prorate: bool = False, comment: str | None = None, feedback: str | None = None) -> dict:
     if sub["status"] in ("canceled", "incomplete_expired"):
-        raise invalid(f"A canceled subscription can only update its cancellation_details and metadata.", None)
+        raise invalid("A canceled subscription can only update its cancellation_details and metadata.", None)
     if prorate and sub["status"] in ("active", "past_due"):
         start, end = sub_period(sub)
         if end > now:
@@ -668,13 +668,19 @@ def end_trial(store: Store, sub: dict, at: int) -> None:
         set_period(sub, at, sub["trial_end"])
         store.emit("customer.subscription.updated", sub, before)
         return
+    period = restart_cycle(store, sub, at)
+    store.emit("customer.subscription.updated", sub, {"status": "trialing"})
+    invoice_subscription_now(store, sub, pending_lines(store, sub) + item_lines(store, sub, period), "subscription_cycle", at, (at, at))
+
+
+def restart_cycle(store: Store, sub: dict, at: int) -> tuple[int, int]:
+    """Make `sub` active on a new cycle starting at `at` (its trial ended, its pause resumed); the new period."""
     p0 = store.get("price", sub["items"]["data"][0]["price"])
-    new_end = period_end_for(at, p0, at)
-    set_period(sub, at, new_end)
+    period = (at, period_end_for(at, p0, at))
+    set_period(sub, *period)
     sub["billing_cycle_anchor"] = at
     sub["status"] = "active"
-    store.emit("customer.subscription.updated", sub, {"status": "trialing"})
-    invoice_subscription_now(store, sub, pending_lines(store, sub) + item_lines(store, sub, (at, new_end)), "subscription_cycle", at, (at, at))
+    return period
 
 
 def next_milestone(store: Store, sub: dict):

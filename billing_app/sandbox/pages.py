@@ -89,6 +89,18 @@ def routes(sb) -> list[Route]:
     def base(request):
         store.base_url = sb.base_url(request)
 
+    def named(request, kind):
+        """The object of `kind` the path's id names (None if there is none); call under store.lock."""
+        base(request)
+        return store.get(kind, request.path_params["id"])
+
+    def open_checkout(request):
+        """The checkout session the path names, expired first if its time is up."""
+        cs = named(request, "checkout.session")
+        if cs is not None:
+            checkout_res.expire_if_due(store, cs)
+        return cs
+
     def checkout_body(cs, error=None, email="", form=None):
         def qty(li):
             aq = li.get("adjustable_quantity")
@@ -156,21 +168,17 @@ def routes(sb) -> list[Route]:
 
     async def checkout_get(request: Request):
         with store.lock:
-            base(request)
-            cs = store.get("checkout.session", request.path_params["id"])
+            cs = open_checkout(request)
             if cs is None:
                 return not_found("Checkout session")
-            checkout_res.expire_if_due(store, cs)
             return page("Checkout", checkout_body(cs))
 
     async def checkout_post(request: Request):
         form = await form_of(request)
         with store.lock:
-            base(request)
-            cs = store.get("checkout.session", request.path_params["id"])
+            cs = open_checkout(request)
             if cs is None:
                 return not_found("Checkout session")
-            checkout_res.expire_if_due(store, cs)
             card = (form.get("card_number") or "").replace(" ", "").replace("-", "")
             if not card:
                 return page("Checkout", checkout_body(cs, "Enter a card number.", form.get("email", ""), form), 400)
@@ -266,7 +274,7 @@ def routes(sb) -> list[Route]:
                      "postal_code": "Postal code", "country": "Country (2-letter code)"}
             fields += "".join(f"<label for=cu_address_{k}>{v}</label><input id=cu_address_{k} name=address_{k} value='{E(a.get(k) or '')}'>"
                               for k, v in names.items())
-        out = [f"<div class=card><h2>Billing information</h2>"]
+        out = ["<div class=card><h2>Billing information</h2>"]
         if fields:
             out.append(f"<form method=post action='/portal/{bid}/customer'>{fields}"
                        "<button type=submit class=secondary id=update-customer>Save</button></form>")
@@ -580,10 +588,17 @@ def routes(sb) -> list[Route]:
                          "<button type=submit id=pay>Pay</button></form></div>")
         return "".join(parts)
 
+    def paid_outside(inv, now, ok):
+        """The answer once a payment of `inv` (outside its subscription's cycle) went through or was declined."""
+        if not ok:
+            return page("Invoice", invoice_body(inv, "Your card was declined."), 402)
+        b.invoice_paid_outside(store, inv, now)
+        store.touch()
+        return RedirectResponse(f"/invoices/{inv['id']}?msg=Paid", 303)
+
     async def invoice_get(request: Request):
         with store.lock:
-            base(request)
-            inv = store.get("invoice", request.path_params["id"])
+            inv = named(request, "invoice")
             if inv is None or inv["status"] == "draft":
                 return not_found("Invoice")
             return page(f"Invoice {inv['number']}", invoice_body(inv, msg=request.query_params.get("msg")))
@@ -591,8 +606,7 @@ def routes(sb) -> list[Route]:
     async def invoice_pay(request: Request):
         form = await form_of(request)
         with store.lock:
-            base(request)
-            inv = store.get("invoice", request.path_params["id"])
+            inv = named(request, "invoice")
             if inv is None:
                 return not_found("Invoice")
             card = (form.get("card_number") or "").replace(" ", "")
@@ -612,18 +626,13 @@ def routes(sb) -> list[Route]:
                     ok, pi, ch = b.pay_invoice(store, inv, now, pm)
             except StripeError as exc:
                 return page("Invoice", invoice_body(inv, exc.message), exc.status)
-            if not ok:
-                return page("Invoice", invoice_body(inv, "Your card was declined."), 402)
-            b.invoice_paid_outside(store, inv, now)
-            store.touch()
-        return RedirectResponse(f"/invoices/{inv['id']}?msg=Paid", 303)
+            return paid_outside(inv, now, ok)
 
     async def invoice_authenticate(request: Request):
         """The 3-D Secure step for a payment made off-session (a renewal, an upgrade)."""
         form = await form_of(request)
         with store.lock:
-            base(request)
-            inv = store.get("invoice", request.path_params["id"])
+            inv = named(request, "invoice")
             if inv is None:
                 return not_found("Invoice")
             pi = b.action_required_intent(store, inv)
@@ -637,11 +646,7 @@ def routes(sb) -> list[Route]:
             pm = store.get("payment_method", pi["payment_method"])
             with b.approved(store, pm["id"]):
                 ok, _, _ = b.pay_invoice(store, inv, now, pm, pi=pi)
-            if not ok:
-                return page("Invoice", invoice_body(inv, "Your card was declined."), 402)
-            b.invoice_paid_outside(store, inv, now)
-            store.touch()
-        return RedirectResponse(f"/invoices/{inv['id']}?msg=Paid", 303)
+            return paid_outside(inv, now, ok)
 
     async def invoice_pdf_route(request: Request):
         with store.lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from .. import objects as o
-from ..api import Ctx, created_filter, diff, route, update_metadata
+from ..api import Ctx, created_filter, diff, equal_filter, flag_filter, retrieve_route, route, update_metadata
 from ..billing import get_or_404, real_now
 from ..errors import invalid
 from ..ids import gen_id
@@ -19,7 +19,7 @@ def create_product(ctx: Ctx):
     p, store = ctx.params, ctx.store
     pid = p.get("id") or gen_id("prod", 14)
     if store.get("product", pid):
-        raise invalid(f"Product already exists.", "id", "resource_already_exists")
+        raise invalid("Product already exists.", "id", "resource_already_exists")
     prod = o.product(pid, real_now(), p["name"], active=as_bool(p.get("active"), "active") is not False,
                      description=p.get("description"), images=as_list(p.get("images")), metadata=p.get("metadata") or {},
                      url=p.get("url"), statement_descriptor=p.get("statement_descriptor"), unit_label=p.get("unit_label"),
@@ -34,9 +34,7 @@ def create_product(ctx: Ctx):
     return ctx.out(prod)
 
 
-@route("GET", "/v1/products/{id}", "_product_retrieve_params:ProductRetrieveParams")
-def get_product(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "product", id))
+retrieve_route("/v1/products/{id}", "_product_retrieve_params:ProductRetrieveParams", "product")
 
 
 @route("POST", "/v1/products/{id}", "_product_update_params:ProductUpdateParams")
@@ -64,9 +62,7 @@ def update_product(ctx: Ctx, id):
 @route("GET", "/v1/products", "_product_list_params:ProductListParams")
 def list_products(ctx: Ctx):
     p = ctx.params
-    objs = ctx.store.all("product")
-    if "active" in p:
-        objs = [x for x in objs if x["active"] == as_bool(p["active"], "active")]
+    objs = flag_filter(ctx.store.all("product"), p, "active")
     if p.get("ids"):
         ids = set(as_list(p["ids"]))
         objs = [x for x in objs if x["id"] in ids]
@@ -137,9 +133,7 @@ def create_price(ctx: Ctx):
     return ctx.out(pr)
 
 
-@route("GET", "/v1/prices/{id}", "_price_retrieve_params:PriceRetrieveParams")
-def get_price(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "price", id))
+retrieve_route("/v1/prices/{id}", "_price_retrieve_params:PriceRetrieveParams", "price")
 
 
 @route("POST", "/v1/prices/{id}", "_price_update_params:PriceUpdateParams")
@@ -164,16 +158,10 @@ def update_price(ctx: Ctx, id):
 @route("GET", "/v1/prices", "_price_list_params:PriceListParams")
 def list_prices(ctx: Ctx):
     p = ctx.params
-    objs = ctx.store.all("price")
-    if "active" in p:
-        objs = [x for x in objs if x["active"] == as_bool(p["active"], "active")]
-    if p.get("product"):
-        objs = [x for x in objs if x["product"] == p["product"]]
+    objs = equal_filter(flag_filter(ctx.store.all("price"), p, "active"), p, "product", "type")
     if p.get("lookup_keys"):
         keys = set(as_list(p["lookup_keys"]))
         objs = [x for x in objs if x["lookup_key"] in keys]
-    if p.get("type"):
-        objs = [x for x in objs if x["type"] == p["type"]]
     if p.get("currency"):
         objs = [x for x in objs if x["currency"] == p["currency"].lower()]
     rec = p.get("recurring")

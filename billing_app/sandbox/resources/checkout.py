@@ -6,7 +6,7 @@ import copy
 
 from .. import discounts as disc
 from .. import objects as o
-from ..api import Ctx, created_filter, route, update_metadata
+from ..api import Ctx, created_filter, equal_filter, route, update_metadata
 from ..billing import (
     FAILURES, approved, attach, authentication_error, charge_card, decline_error, finalize, get_or_404, mark_paid, new_invoice, now_for, product_name,
     real_now, resolve_payment_method, start_subscription,
@@ -46,7 +46,7 @@ def create_session(ctx: Ctx):
             raise invalid("Missing required param: line_items[%d][price]." % i, f"line_items[{i}][price]", "parameter_missing")
         pr = get_or_404(store, "price", li["price"], "price", f"line_items[{i}][price]")
         if not pr["active"]:
-            raise invalid(f"The price specified is inactive. This field only accepts active prices.", f"line_items[{i}][price]")
+            raise invalid("The price specified is inactive. This field only accepts active prices.", f"line_items[{i}][price]")
         if mode == "payment" and pr["type"] == "recurring":
             raise invalid("You specified `payment` mode but passed a recurring price. Either switch to `subscription` mode "
                           "or use only one-time prices.", "line_items")
@@ -227,9 +227,7 @@ def list_sessions(ctx: Ctx):
     objs = store.all("checkout.session")
     for cs in objs:
         expire_if_due(store, cs)
-    for key in ("customer", "payment_intent", "subscription", "status"):
-        if p.get(key):
-            objs = [x for x in objs if x[key] == p[key]]
+    objs = equal_filter(objs, p, "customer", "payment_intent", "subscription", "status")
     objs = created_filter(objs, p.get("created"))
     return ctx.page(objs, "/v1/checkout/sessions")
 

@@ -7,7 +7,7 @@ import secrets
 import string
 
 from .. import objects as o
-from ..api import Ctx, created_filter, route, update_metadata
+from ..api import Ctx, created_filter, equal_filter, flag_filter, retrieve_route, route, update_metadata
 from ..billing import get_or_404, real_now
 from ..errors import StripeError, invalid, missing
 from ..ids import gen_id
@@ -138,9 +138,7 @@ def create_promotion_code(ctx: Ctx):
     return ctx.out(promo)
 
 
-@route("GET", "/v1/promotion_codes/{id}", "_promotion_code_retrieve_params:PromotionCodeRetrieveParams")
-def get_promotion_code(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "promotion_code", id, "promotion code"))
+retrieve_route("/v1/promotion_codes/{id}", "_promotion_code_retrieve_params:PromotionCodeRetrieveParams", "promotion_code", "promotion code")
 
 
 @route("POST", "/v1/promotion_codes/{id}", "_promotion_code_update_params:PromotionCodeUpdateParams")
@@ -168,8 +166,5 @@ def list_promotion_codes(ctx: Ctx):
         objs = [x for x in objs if x["code"].upper() == p["code"].upper()]
     if p.get("coupon"):
         objs = [x for x in objs if x["promotion"]["coupon"] == p["coupon"]]
-    if p.get("customer"):
-        objs = [x for x in objs if x["customer"] == p["customer"]]
-    if "active" in p:
-        objs = [x for x in objs if x["active"] == as_bool(p["active"], "active")]
+    objs = flag_filter(equal_filter(objs, p, "customer"), p, "active")
     return ctx.page(created_filter(objs, p.get("created")), "/v1/promotion_codes")

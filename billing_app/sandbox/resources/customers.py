@@ -6,7 +6,7 @@ import copy
 import re
 
 from .. import objects as o
-from ..api import Ctx, created_filter, diff, route, update_metadata
+from ..api import Ctx, created_filter, diff, equal_filter, route, update_metadata
 from ..billing import attach, cancel_now, get_or_404, now_for, real_now, resolve_payment_method
 from ..discounts import add_tax_id, normalise_tax_id
 from ..errors import StripeError, invalid
@@ -120,11 +120,7 @@ def update_customer(ctx: Ctx, id):
 @route("GET", "/v1/customers", "_customer_list_params:CustomerListParams")
 def list_customers(ctx: Ctx):
     p = ctx.params
-    objs = ctx.store.all("customer")
-    if p.get("email"):
-        objs = [c for c in objs if c["email"] == p["email"]]
-    if p.get("test_clock"):
-        objs = [c for c in objs if c["test_clock"] == p["test_clock"]]
+    objs = equal_filter(ctx.store.all("customer"), p, "email", "test_clock")
     objs = created_filter(objs, p.get("created"))
     return ctx.page(objs, "/v1/customers")
 
@@ -235,9 +231,5 @@ def detach_payment_method(ctx: Ctx, id):
 
 @route("GET", "/v1/payment_methods", "_payment_method_list_params:PaymentMethodListParams")
 def list_payment_methods(ctx: Ctx):
-    objs = ctx.store.all("payment_method")
-    if ctx.params.get("customer"):
-        objs = [pm for pm in objs if pm["customer"] == ctx.params["customer"]]
-    if ctx.params.get("type"):
-        objs = [pm for pm in objs if pm["type"] == ctx.params["type"]]
+    objs = equal_filter(ctx.store.all("payment_method"), ctx.params, "customer", "type")
     return ctx.page(objs, "/v1/payment_methods")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from .. import objects as o
-from ..api import Ctx, created_filter, route, update_metadata
+from ..api import Ctx, created_filter, retrieve_route, route, update_metadata
 from ..billing import get_or_404, real_now
 from ..errors import invalid
 from ..ids import gen_id
@@ -29,9 +29,7 @@ def list_events(ctx: Ctx):
     return ctx.page(objs, "/v1/events")
 
 
-@route("GET", "/v1/events/{id}", "_event_retrieve_params:EventRetrieveParams")
-def get_event(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "event", id))
+retrieve_route("/v1/events/{id}", "_event_retrieve_params:EventRetrieveParams", "event")
 
 
 def new_endpoint(url: str, enabled_events: list, secret: str | None = None, **fields) -> dict:
@@ -51,9 +49,7 @@ def create_endpoint(ctx: Ctx):
     return out
 
 
-@route("GET", "/v1/webhook_endpoints/{id}", "_webhook_endpoint_retrieve_params:WebhookEndpointRetrieveParams")
-def get_endpoint(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "webhook_endpoint", id, "webhook endpoint"))
+retrieve_route("/v1/webhook_endpoints/{id}", "_webhook_endpoint_retrieve_params:WebhookEndpointRetrieveParams", "webhook_endpoint", "webhook endpoint")
 
 
 @route("POST", "/v1/webhook_endpoints/{id}", "_webhook_endpoint_update_params:WebhookEndpointUpdateParams")

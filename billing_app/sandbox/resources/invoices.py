@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import discounts as disc
 from .. import objects as o
-from ..api import Ctx, created_filter, route, update_metadata
+from ..api import Ctx, created_filter, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
     decline_error, get_or_404, invoice_paid_outside, invoice_subscription, item_lines, mark_paid, mark_uncollectible,
     now_for, pay_invoice, pending_lines, period_end_for, plan_change, resolve_payment_method, sub_period,
@@ -16,23 +16,16 @@ from ..params import as_bool, as_int
 from .subscriptions import PRORATION, changes_from
 
 
-@route("GET", "/v1/invoices/{id}", "_invoice_retrieve_params:InvoiceRetrieveParams")
-def get_invoice(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "invoice", id))
+retrieve_route("/v1/invoices/{id}", "_invoice_retrieve_params:InvoiceRetrieveParams", "invoice")
 
 
 @route("GET", "/v1/invoices", "_invoice_list_params:InvoiceListParams")
 def list_invoices(ctx: Ctx):
     p = ctx.params
     objs = ctx.store.all("invoice")
-    if p.get("customer"):
-        objs = [i for i in objs if i["customer"] == p["customer"]]
+    objs = equal_filter(objs, p, "customer", "status", "collection_method")
     if p.get("subscription"):
         objs = [i for i in objs if invoice_subscription(i) == p["subscription"]]
-    if p.get("status"):
-        objs = [i for i in objs if i["status"] == p["status"]]
-    if p.get("collection_method"):
-        objs = [i for i in objs if i["collection_method"] == p["collection_method"]]
     objs = created_filter(objs, p.get("created"))
     return ctx.page(objs, "/v1/invoices")
 
@@ -163,46 +156,32 @@ def create_preview(ctx: Ctx):
 def list_invoice_payments(ctx: Ctx):
     p = ctx.params
     objs = ctx.store.all("invoice_payment")
-    if p.get("invoice"):
-        objs = [x for x in objs if x["invoice"] == p["invoice"]]
-    if p.get("status"):
-        objs = [x for x in objs if x["status"] == p["status"]]
+    objs = equal_filter(objs, p, "invoice", "status")
     pay = p.get("payment") or {}
     if isinstance(pay, dict) and pay.get("payment_intent"):
         objs = [x for x in objs if x["payment"].get("payment_intent") == pay["payment_intent"]]
     return ctx.page(objs, "/v1/invoice_payments")
 
 
-@route("GET", "/v1/invoice_payments/{id}", "_invoice_payment_retrieve_params:InvoicePaymentRetrieveParams")
-def get_invoice_payment(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "invoice_payment", id, "invoice payment"))
+retrieve_route("/v1/invoice_payments/{id}", "_invoice_payment_retrieve_params:InvoicePaymentRetrieveParams", "invoice_payment", "invoice payment")
 
 
 # --- payment intents, charges --------------------------------------------------------------------------
-@route("GET", "/v1/payment_intents/{id}", "_payment_intent_retrieve_params:PaymentIntentRetrieveParams")
-def get_payment_intent(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "payment_intent", id, "payment_intent"))
+retrieve_route("/v1/payment_intents/{id}", "_payment_intent_retrieve_params:PaymentIntentRetrieveParams", "payment_intent", "payment_intent")
 
 
 @route("GET", "/v1/payment_intents", "_payment_intent_list_params:PaymentIntentListParams")
 def list_payment_intents(ctx: Ctx):
-    objs = ctx.store.all("payment_intent")
-    if ctx.params.get("customer"):
-        objs = [x for x in objs if x["customer"] == ctx.params["customer"]]
+    objs = equal_filter(ctx.store.all("payment_intent"), ctx.params, "customer")
     return ctx.page(created_filter(objs, ctx.params.get("created")), "/v1/payment_intents")
 
 
-@route("GET", "/v1/charges/{id}", "_charge_retrieve_params:ChargeRetrieveParams")
-def get_charge(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "charge", id))
+retrieve_route("/v1/charges/{id}", "_charge_retrieve_params:ChargeRetrieveParams", "charge")
 
 
 @route("GET", "/v1/charges", "_charge_list_params:ChargeListParams")
 def list_charges(ctx: Ctx):
-    objs = ctx.store.all("charge")
-    for key in ("customer", "payment_intent"):
-        if ctx.params.get(key):
-            objs = [x for x in objs if x[key] == ctx.params[key]]
+    objs = equal_filter(ctx.store.all("charge"), ctx.params, "customer", "payment_intent")
     return ctx.page(created_filter(objs, ctx.params.get("created")), "/v1/charges")
 
 
@@ -241,25 +220,18 @@ def create_refund(ctx: Ctx):
     return ctx.out(rf)
 
 
-@route("GET", "/v1/refunds/{id}", "_refund_retrieve_params:RefundRetrieveParams")
-def get_refund(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "refund", id))
+retrieve_route("/v1/refunds/{id}", "_refund_retrieve_params:RefundRetrieveParams", "refund")
 
 
 @route("GET", "/v1/refunds", "_refund_list_params:RefundListParams")
 def list_refunds(ctx: Ctx):
-    objs = ctx.store.all("refund")
-    for key in ("charge", "payment_intent"):
-        if ctx.params.get(key):
-            objs = [x for x in objs if x[key] == ctx.params[key]]
+    objs = equal_filter(ctx.store.all("refund"), ctx.params, "charge", "payment_intent")
     return ctx.page(objs, "/v1/refunds")
 
 
 @route("GET", "/v1/invoiceitems", "_invoice_item_list_params:InvoiceItemListParams")
 def list_invoiceitems(ctx: Ctx):
-    objs = ctx.store.all("invoiceitem")
-    if ctx.params.get("customer"):
-        objs = [x for x in objs if x["customer"] == ctx.params["customer"]]
+    objs = equal_filter(ctx.store.all("invoiceitem"), ctx.params, "customer")
     if "pending" in ctx.params:
         pend = as_bool(ctx.params["pending"], "pending")
         objs = [x for x in objs if (x["invoice"] is None) == pend]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from .. import objects as o
-from ..api import Ctx, route, update_metadata
+from ..api import Ctx, flag_filter, retrieve_route, route, update_metadata
 from ..billing import get_or_404, real_now
 from ..errors import invalid, missing
 from ..ids import gen_id
@@ -111,9 +111,7 @@ def create_configuration(ctx: Ctx):
     return ctx.out(cfg)
 
 
-@route("GET", "/v1/billing_portal/configurations/{id}", "billing_portal._configuration_retrieve_params:ConfigurationRetrieveParams")
-def get_configuration(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "billing_portal.configuration", id, "configuration"))
+retrieve_route("/v1/billing_portal/configurations/{id}", "billing_portal._configuration_retrieve_params:ConfigurationRetrieveParams", "billing_portal.configuration", "configuration")
 
 
 @route("POST", "/v1/billing_portal/configurations/{id}", "billing_portal._configuration_update_params:ConfigurationUpdateParams")
@@ -138,11 +136,7 @@ def update_configuration(ctx: Ctx, id):
 
 @route("GET", "/v1/billing_portal/configurations", "billing_portal._configuration_list_params:ConfigurationListParams")
 def list_configurations(ctx: Ctx):
-    objs = ctx.store.all("billing_portal.configuration")
-    if "active" in ctx.params:
-        objs = [c for c in objs if c["active"] == as_bool(ctx.params["active"], "active")]
-    if "is_default" in ctx.params:
-        objs = [c for c in objs if c["is_default"] == as_bool(ctx.params["is_default"], "is_default")]
+    objs = flag_filter(ctx.store.all("billing_portal.configuration"), ctx.params, "active", "is_default")
     return ctx.page(objs, "/v1/billing_portal/configurations")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-from ..api import Ctx, route, update_metadata
+from ..api import Ctx, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
     SCHEDULE_LIVE, cancel_now, end_trial, get_or_404, now_for, period_end_for, phase_trial_end, release_schedule, set_period,
     sub_period,
@@ -75,16 +75,12 @@ def create_schedule(ctx: Ctx):
     return ctx.out(schedule)
 
 
-@route("GET", "/v1/subscription_schedules/{id}", "_subscription_schedule_retrieve_params:SubscriptionScheduleRetrieveParams")
-def get_schedule(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "subscription_schedule", id))
+retrieve_route("/v1/subscription_schedules/{id}", "_subscription_schedule_retrieve_params:SubscriptionScheduleRetrieveParams", "subscription_schedule")
 
 
 @route("GET", "/v1/subscription_schedules", "_subscription_schedule_list_params:SubscriptionScheduleListParams")
 def list_schedules(ctx: Ctx):
-    objs = ctx.store.all("subscription_schedule")
-    if ctx.params.get("customer"):
-        objs = [s for s in objs if s["customer"] == ctx.params["customer"]]
+    objs = equal_filter(ctx.store.all("subscription_schedule"), ctx.params, "customer")
     return ctx.page(objs, "/v1/subscription_schedules")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 
 from .. import discounts as disc
-from ..api import Ctx, created_filter, route, update_metadata
+from ..api import Ctx, created_filter, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
     apply_plan_change, cancel_now, end_trial, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
-    period_end_for, plan_change, resolve_payment_method, attach, set_period, start_subscription, sub_period,
+    plan_change, resolve_payment_method, attach, restart_cycle, set_period, start_subscription, sub_period,
 )
 from ..billing import INCOMPLETE_EXPIRY
 from ..errors import card_declined, invalid
@@ -71,9 +71,7 @@ def create_subscription(ctx: Ctx):
     return ctx.out(sub)
 
 
-@route("GET", "/v1/subscriptions/{id}", "_subscription_retrieve_params:SubscriptionRetrieveParams")
-def get_subscription(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "subscription", id))
+retrieve_route("/v1/subscriptions/{id}", "_subscription_retrieve_params:SubscriptionRetrieveParams", "subscription")
 
 
 @route("GET", "/v1/subscriptions", "_subscription_list_params:SubscriptionListParams")
@@ -87,9 +85,7 @@ def list_subscriptions(ctx: Ctx):
         objs = [s for s in objs if s["status"] == status]
     else:
         objs = [s for s in objs if s["status"] not in ENDED]  # Stripe's default hides canceled ones
-    for key in ("customer", "test_clock"):
-        if p.get(key):
-            objs = [s for s in objs if s[key] == p[key]]
+    objs = equal_filter(objs, p, "customer", "test_clock")
     if p.get("price"):
         objs = [s for s in objs if any(it["price"] == p["price"] for it in s["items"]["data"])]
     objs = created_filter(objs, p.get("created"))
@@ -249,14 +245,10 @@ def resume(store, sub: dict, behavior: str = "create_prorations") -> dict:
     if sub["status"] != "paused":
         raise invalid("Only a paused subscription can be resumed.", None)
     now = now_for(store, sub["customer"])
-    p0 = store.get("price", sub["items"]["data"][0]["price"])
-    end = period_end_for(now, p0, now)
-    set_period(sub, now, end)
-    sub["billing_cycle_anchor"] = now
-    sub["status"] = "active"
+    period = restart_cycle(store, sub, now)
     store.emit("customer.subscription.updated", sub, {"status": "paused"})
     store.emit("customer.subscription.resumed", sub)
-    invoice_subscription_now(store, sub, pending_lines(store, sub) + item_lines(store, sub, (now, end)), "subscription_update", now, (now, now))
+    invoice_subscription_now(store, sub, pending_lines(store, sub) + item_lines(store, sub, period), "subscription_update", now, (now, now))
     return sub
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import objects as o
-from ..api import Ctx, route
+from ..api import Ctx, retrieve_route, route
 from ..billing import cancel_now, get_or_404, next_milestone, real_now, run_until
 from ..errors import invalid
 from ..ids import gen_id
@@ -19,9 +19,7 @@ def create_clock(ctx: Ctx):
     return ctx.out(clock)
 
 
-@route("GET", "/v1/test_helpers/test_clocks/{id}", "test_helpers._test_clock_retrieve_params:TestClockRetrieveParams")
-def get_clock(ctx: Ctx, id):
-    return ctx.out(get_or_404(ctx.store, "test_helpers.test_clock", id, "test_clock"))
+retrieve_route("/v1/test_helpers/test_clocks/{id}", "test_helpers._test_clock_retrieve_params:TestClockRetrieveParams", "test_helpers.test_clock", "test_clock")
 
 
 @route("GET", "/v1/test_helpers/test_clocks", "test_helpers._test_clock_list_params:TestClockListParams")
