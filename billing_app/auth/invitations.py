@@ -25,9 +25,10 @@ from billing_app import routes
 from billing_app.auth.accounts import Actor, _check_can_grant, normalize_email
 from billing_app.notifications import hooks as notification_hooks
 from billing_app.auth.tokens import new_token, token_hash
-from billing_app.billing.seat_billing import CostPreview, invite_cost, per_seat_subscription, set_quantity, undo
+from billing_app.billing.seat_billing import (
+    CostPreview, invite_cost, per_seat_subscription, resync_if_changed, set_quantity, undone_on_failure,
+)
 from billing_app.billing.seats import refuse_acceptance, refuse_invitation, required_quantity, seat_claim, seats_of
-from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Invitation, Membership, Organization, Role, User, utcnow
@@ -255,19 +256,13 @@ def accept(actor: Actor, token: str) -> int:
                     f"We could not add you to {org_name}: the payment provider did not accept the extra seat. "
                     "Nothing was changed, and the organization's admins can see why on their members page.",
                 ) from None
-        try:
-            with session_scope() as session:
-                if not _mark(session, inv, accepted_at=utcnow(), accepted_by_id=actor.user_id, last_error=None):
-                    _refuse_unless_open(session.get(Invitation, invitation_id))
-                    raise AppError(ErrorCode.INVITATION_USED, "This invitation can no longer be used.")
-                session.add(Membership(user_id=actor.user_id, org_id=org_id, role=role))
-                session.flush()
-        except Exception:  # refused, a unique clash or the database failing: Stripe goes back too
-            if change is not None:
-                undo(change)
-            raise
-    if change is not None and change.changed:
-        resync_after_change(change.customer_id)
+        with undone_on_failure(change), session_scope() as session:
+            if not _mark(session, inv, accepted_at=utcnow(), accepted_by_id=actor.user_id, last_error=None):
+                _refuse_unless_open(session.get(Invitation, invitation_id))
+                raise AppError(ErrorCode.INVITATION_USED, "This invitation can no longer be used.")
+            session.add(Membership(user_id=actor.user_id, org_id=org_id, role=role))
+            session.flush()
+    resync_if_changed(change)
     return org_id
 
 

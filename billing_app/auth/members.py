@@ -9,9 +9,8 @@ from __future__ import annotations
 from sqlmodel import delete, select
 
 from billing_app.auth.accounts import Actor, MemberRow
-from billing_app.billing.seat_billing import per_seat_subscription, set_quantity, undo
+from billing_app.billing.seat_billing import per_seat_subscription, resync_if_changed, set_quantity, undone_on_failure
 from billing_app.billing.seats import required_quantity, seat_claim
-from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Membership, Role, User
@@ -53,13 +52,7 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
         if per_seat is not None:
             needed = required_quantity(per_seat.plan.min_seats, members_left)
             change = set_quantity(per_seat, lambda _current: needed)
-        try:
-            with session_scope() as session:
-                session.exec(delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id))
-        except Exception:
-            if change is not None:
-                undo(change)
-            raise
-    if change is not None and change.changed:
-        resync_after_change(change.customer_id)
+        with undone_on_failure(change), session_scope() as session:
+            session.exec(delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id))
+    resync_if_changed(change)
     return row

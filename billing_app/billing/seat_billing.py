@@ -14,7 +14,8 @@ undoing the Stripe change if the database then fails: nobody is half-added.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlmodel import select
@@ -180,6 +181,23 @@ def undo(change: QuantityChange) -> None:
     except gateway.StripeFailure as failure:
         log.error("seat quantity of %s left at %s (wanted %s back): %s", change.stripe_id, change.after, change.before, failure.message)
     finally:
+        resync_after_change(change.customer_id)
+
+
+@contextmanager
+def undone_on_failure(change: QuantityChange | None) -> Iterator[None]:
+    """The database write that goes with a Stripe quantity change: when it fails, Stripe goes back too."""
+    try:
+        yield
+    except Exception:  # refused, a unique clash or the database failing
+        if change is not None:
+            undo(change)
+        raise
+
+
+def resync_if_changed(change: QuantityChange | None) -> None:
+    """After the write committed (and the seat claim is let go): mirror what Stripe now has."""
+    if change is not None and change.changed:
         resync_after_change(change.customer_id)
 
 
