@@ -49,6 +49,19 @@ def clear_cookie_script():
     return rx.call_script(f"fetch({url}, {{method: 'POST', credentials: 'include'}}).catch(() => {{}})")
 
 
+class BusyForm(rx.State, mixin=True):
+    """A form whose slow work runs in a background handler: `busy` spins its button, `error` says why not."""
+
+    error: str = ""
+    message: str = ""
+    busy: bool = False
+
+    async def _refused(self, error: AppError) -> None:
+        """Show the refusal and stop the spinner (from a background handler, outside `async with self`)."""
+        async with self:
+            self.error, self.busy = error.message, False
+
+
 class AuthState(rx.State):
     # Display copies of the server's records, refreshed on every page load.
     user_email: str = ""

@@ -20,7 +20,7 @@ from billing_app.components.layout import data_table, error_callout, info_callou
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
-from billing_app.state import AuthState, clear_cookie_script, form_text
+from billing_app.state import AuthState, BusyForm, clear_cookie_script, form_text
 
 
 @dataclass
@@ -40,11 +40,8 @@ def _browser(user_agent: str) -> str:
     return user_agent[:40] or "Unknown browser"
 
 
-class AccountState(AuthState):
+class AccountState(BusyForm, AuthState):
     sessions: list[SessionItem] = []
-    error: str = ""
-    message: str = ""
-    busy: bool = False
 
     def _reload(self, user_id: int) -> None:
         with session_scope() as session:
@@ -83,8 +80,7 @@ class AccountState(AuthState):
 
             ended = await asyncio.to_thread(work)
         except AppError as error:
-            async with self:
-                self.error, self.busy = error.message, False
+            await self._refused(error)
             return
         async with self:
             self.busy = False

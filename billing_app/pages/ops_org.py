@@ -19,6 +19,7 @@ from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_amount, format_date
 from billing_app.ops import orgs
 from billing_app.pages.ops_common import EventLine, OpsState, event_line, ops_page
+from billing_app.state import BusyForm
 from billing_app.pages.ops_orgs import OrgLine, org_line
 
 _ORG_IN_PATH = re.compile(r"^/ops/orgs/(\d{1,9})(?:/view)?/?$")
@@ -64,7 +65,7 @@ def _members(rows) -> list[MemberLine]:
     return [MemberLine(m.email, m.name, m.role.replace("_", " ")) for m in rows]
 
 
-class OpsOrgState(OpsState):
+class OpsOrgState(BusyForm, OpsState):
     found: bool = False
     org: OrgLine = OrgLine()
     customer_id: str = ""
@@ -73,9 +74,6 @@ class OpsOrgState(OpsState):
     payments: list[PayLine] = []
     members: list[MemberLine] = []
     events: list[EventLine] = []
-    busy: bool = False
-    error: str = ""
-    message: str = ""
     changes: list[str] = []
 
     def _refresh(self, org_id: int) -> None:
@@ -123,8 +121,7 @@ class OpsOrgState(OpsState):
         try:
             changes = await asyncio.to_thread(orgs.reconcile_org, operator, org_id or 0)
         except AppError as error:
-            async with self:
-                self.error, self.busy = error.message, False
+            await self._refused(error)
             return
         except Exception as error:  # Stripe failed: say so, nothing half-done (sync writes in one transaction)
             async with self:

@@ -15,16 +15,12 @@ from billing_app import limits, routes
 from billing_app.auth import reset
 from billing_app.components.layout import error_callout, info_callout, page_frame
 from billing_app.errors import AppError, ErrorCode
-from billing_app.state import AuthState, form_text
+from billing_app.state import AuthState, BusyForm, form_text
 
 SENT = "If an account uses this email, a link to reset its password is on its way. It works once, for one hour."
 
 
-class ForgotState(AuthState):
-    error: str = ""
-    message: str = ""
-    busy: bool = False
-
+class ForgotState(BusyForm, AuthState):
     @rx.event
     def open(self):
         self.error = self.message = ""
@@ -40,17 +36,13 @@ class ForgotState(AuthState):
                 limits.hit(limits.LOGIN_EMAIL, f"reset:{email}")
                 await asyncio.to_thread(reset.request_reset, email)
         except AppError as error:
-            async with self:
-                self.error, self.busy = error.message, False
+            await self._refused(error)
             return
         async with self:
             self.message, self.busy = SENT, False
 
 
-class ResetState(AuthState):
-    error: str = ""
-    busy: bool = False
-
+class ResetState(BusyForm, AuthState):
     @rx.event
     def open(self):
         self.error = ""
@@ -67,8 +59,7 @@ class ResetState(AuthState):
                 raise _mismatch()
             await asyncio.to_thread(reset.reset_password, token, new)
         except AppError as error:
-            async with self:
-                self.error, self.busy = error.message, False
+            await self._refused(error)
             return
         async with self:
             self.busy = False
