@@ -5,6 +5,7 @@ as a real admin of an org with a live subscription; no 5xx, and every response m
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import negative_data_rejection
 from schemathesis.config import SchemathesisConfig
 
 from tests.api.helpers import backend_app, buy
@@ -44,5 +45,9 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", backend_app(), conf
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_every_route_matches_its_document(case, admin_headers):
-    response = case.call_and_validate(headers=admin_headers)
+    # A generated extra query parameter whose value is an empty list is not sent at all (httpx writes
+    # nothing for it), so the request on the wire is valid and answering it is right: "invalid data
+    # accepted" cannot be judged for that case (seen: `?endDate=2000-01-01&cursor=` answered 200).
+    unsent = any(value == [] for value in (case.query or {}).values())
+    response = case.call_and_validate(headers=admin_headers, excluded_checks=[negative_data_rejection] if unsent else None)
     assert response.status_code < 500
