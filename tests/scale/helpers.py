@@ -97,10 +97,15 @@ class CuttableProxy:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _handle(self, reader, writer) -> None:
+        server = self._server
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.close()
+            return
+        if self._server is not server:  # cut while this connection was being made
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
 

@@ -4,6 +4,7 @@ limits, a backend killed with -9, Redis taken away (issue #17)."""
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
@@ -93,3 +94,43 @@ def test_kill_9_of_a_backend_mid_flight_loses_nothing(billing_page, topology):
                            headers={"Authorization": f"Bearer {serve.SANDBOX_KEY}"}).json()
     assert deliveries["pending"] == 0, deliveries
     assert _unprocessed_events(topology) == 0
+
+
+def _wait_ready(topology, status: int) -> httpx.Response:
+    for _ in range(60):
+        response = httpx.get(f"{topology.url}/api/ready", timeout=10)
+        if response.status_code == status:
+            return response
+        time.sleep(0.5)
+    raise AssertionError(f"/api/ready stayed {response.status_code}: {response.text}")
+
+
+def test_with_redis_down_pages_keep_working_and_ready_says_why(billing_page, topology):
+    topology.redis.cut()
+    try:
+        refused = _wait_ready(topology, 503).json()
+        assert refused["success"] is False and refused["error_code"] == "NOT_READY"
+        assert "Redis does not answer" in refused["message"] and "database" not in refused["message"]
+
+        # The page loads and handles events on the backend it reaches (its state in that process's memory).
+        billing_page.reload()
+        expect(billing_page.locator("#status-badge")).to_have_text("Active")
+        billing_page.locator("#cancel-subscription").click()
+        expect(billing_page.get_by_role("dialog").get_by_label("Why are you canceling?")).to_be_visible()
+        billing_page.keyboard.press("Escape")
+
+        # A change at Stripe is stored and synced; other processes' pages see it at their next load.
+        _set_canceling(topology, True)
+        deadline = time.monotonic() + 30
+        while _unprocessed_events(topology) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        billing_page.reload()
+        expect(billing_page.locator("#status-badge")).to_have_text(CANCELS_ON)
+    finally:
+        topology.redis.restore()
+    _wait_ready(topology, 200)
+    # Redis is back: pushes reach the page again (the subscribers reconnect by themselves).
+    billing_page.reload()
+    expect(billing_page.locator("#status-badge")).to_have_text(CANCELS_ON)
+    _set_canceling(topology, False)
+    expect(billing_page.locator("#status-badge")).to_have_text("Active", timeout=30_000)
