@@ -16,6 +16,9 @@ RedisTokenManager's "lost and found" channel), but only from a process that runs
 knows which tokens show the org; a separate worker process does neither, so the org id travels
 instead and each backend refreshes its own pages.
 
+A notice refreshes the org's pages a few at a time, each page's database reads in a thread (never
+on the event loop); the billing page reads once per org and role for all its open copies.
+
 Redis down: `notify` refreshes this process's pages (the pages on other processes see the change
 at their next load), and once the subscriber is connected again it refreshes every page it holds,
 so nothing missed meanwhile stays stale. `/api/ready` reports the outage.
@@ -24,6 +27,7 @@ so nothing missed meanwhile stays stale. `/api/ready` reports the outage.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import weakref
@@ -31,6 +35,7 @@ from collections import OrderedDict
 
 log = logging.getLogger(__name__)
 MAX_WATCHERS_PER_ORG = 100
+REFRESH_CONCURRENCY = 4  # pages of one org refreshed at once (each holds a thread and a database connection)
 RECONNECT_SECONDS = 1.0  # the subscriber's first retry after Redis went away (doubling up to 30 s)
 _watchers: dict[int, OrderedDict[tuple[str, type], None]] = {}
 _lock = threading.Lock()
@@ -103,28 +108,49 @@ async def notify(org_id: int) -> int:
 
 
 async def refresh_local(org_id: int) -> int:
-    """Refresh every page of the org registered in this process. Returns how many were refreshed."""
+    """Refresh every page of the org registered in this process. Returns how many were refreshed.
+
+    Up to REFRESH_CONCURRENCY pages at once; each page's re-read of the mirror (database
+    queries) runs in a thread while its state is held, never on the event loop, which keeps
+    serving every other page meanwhile.
+    """
     import reflex as rx
     from reflex.utils.prerequisites import get_and_validate_app
 
     app = get_and_validate_app().app
     owned = _locally_connected(app)
-    refreshed = 0
-    for client_token, state_cls in watchers_of(org_id):
+    slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
+    shared: dict = {}  # reads one page made for this notice, for the org's other pages (see _on_billing_changed)
+
+    async def refresh(client_token: str, state_cls: type) -> bool:
         if owned is not None and not owned(client_token):
             # Its socket is gone from this backend (closed, or reconnected to another one,
             # where its page loaded and registered again).
             _forget(org_id, client_token, state_cls)
-            continue
-        try:
-            async with app.modify_state(rx.BaseStateToken(ident=client_token, cls=state_cls)) as root:
-                page_state = await root.get_state(state_cls)
-                page_state.on_billing_changed()
-            refreshed += 1
-        except Exception as error:  # a closed tab or an old token: forget it, keep going
-            log.info("live update skipped for one page: %s", error)
-            _forget(org_id, client_token, state_cls)
-    return refreshed
+            return False
+        async with slots:
+            try:
+                async with app.modify_state(rx.BaseStateToken(ident=client_token, cls=state_cls)) as root:
+                    page_state = await root.get_state(state_cls)
+                    await asyncio.to_thread(_on_billing_changed, page_state, shared)
+                return True
+            except Exception as error:  # a closed tab or an old token: forget it, keep going
+                log.info("live update skipped for one page: %s", error)
+                _forget(org_id, client_token, state_cls)
+                return False
+
+    done = await asyncio.gather(*(refresh(token, cls) for token, cls in watchers_of(org_id)))
+    return sum(done)
+
+
+def _on_billing_changed(page_state, shared: dict) -> None:
+    """The page re-reads what it shows. A page whose `on_billing_changed` takes `shared` may reuse
+    what another page of the same org read for this notice (it still checks its own user and role)."""
+    method = page_state.on_billing_changed
+    if "shared" in inspect.signature(method).parameters:
+        method(shared=shared)
+    else:
+        method()
 
 
 def _locally_connected(app):
