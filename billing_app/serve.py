@@ -163,14 +163,10 @@ def serve(*, prod: bool, port: int, backend_port: int, sandbox_port: int, seed: 
     from billing_app.settings import get_settings
 
     use_sandbox = wants_sandbox()
-    try:
-        processes = start(prod=prod, port=port, backend_port=backend_port, sandbox_port=sandbox_port,
-                          data_dir=PROJECT_ROOT / ".data", seed=seed)
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        print(f"Could not start the app: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    processes, failed = _started(lambda: start(prod=prod, port=port, backend_port=backend_port, sandbox_port=sandbox_port,
+                                               data_dir=PROJECT_ROOT / ".data", seed=seed))
+    if failed is not None:
+        return failed
     print()
     print(f"  Billing app:  http://127.0.0.1:{port}")
     if use_sandbox:
@@ -184,6 +180,17 @@ def serve(*, prod: bool, port: int, backend_port: int, sandbox_port: int, seed: 
     print("  Press Ctrl-C to stop everything.\n", flush=True)
 
     return _supervise(processes)
+
+
+def _started(start_fn):
+    """(what `start_fn` started, None), or (None, the exit code) with the reason printed."""
+    try:
+        return start_fn(), None
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        print(f"Could not start the app: {error}", file=sys.stderr)
+        return None, 1
+    except KeyboardInterrupt:
+        return None, 130
 
 
 def _supervise(processes: list[subprocess.Popen]) -> int:
@@ -328,14 +335,10 @@ def serve_scaled(*, port: int, backends: int, workers: int, sandbox_port: int, s
         print(problem, file=sys.stderr)
         return 2
     use_sandbox = wants_sandbox()
-    try:
-        scaled = start_scaled(port=port, backends=backends, workers=workers, sandbox_port=sandbox_port,
-                              data_dir=PROJECT_ROOT / ".data", use_sandbox=use_sandbox, seed=seed)
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        print(f"Could not start the app: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    scaled, failed = _started(lambda: start_scaled(port=port, backends=backends, workers=workers, sandbox_port=sandbox_port,
+                                                   data_dir=PROJECT_ROOT / ".data", use_sandbox=use_sandbox, seed=seed))
+    if failed is not None:
+        return failed
     print()
     print(f"  Billing app:  {scaled.url}  (balancer)")
     print(f"  Backends:     {', '.join(f'127.0.0.1:{p}' for p in scaled.backend_ports)}")

@@ -72,8 +72,9 @@ class RedisWithFallback(StateManagerRedis):
                 return await super().set_state(token, state, **context)
             except REDIS_DOWN as error:
                 self._went_down(error)
-        context.pop("lock_id", None)
-        return await self._memory.set_state(token, state, **context)
+        # Not into memory: a state read from Redis holds only the substates an event needed, and
+        # memory's trees must be whole. The next event starts a whole one there.
+        return None
 
     @contextlib.asynccontextmanager
     async def modify_state(self, token, **context) -> AsyncIterator:

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import uuid
 from dataclasses import dataclass
+from unittest import mock
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -232,31 +233,26 @@ def start_topology(work: Path, *, backends: int = 2) -> Topology:
     proxy = CuttableProxy(redis_address())
     key_prefix = f"test_scale_{uuid.uuid4().hex[:8]}:"
     values = {"DATABASE_URL": schema.url, "REDIS_URL": proxy.url, "REDIS_KEY_PREFIX": key_prefix, **TOPOLOGY_LIMITS}
-    saved = {k: os.environ.get(k) for k in (*values, "STRIPE_SECRET_KEY", "RATE_LIMIT_STORAGE")}
-    os.environ.update(values)
-    os.environ.pop("STRIPE_SECRET_KEY", None)
-    os.environ.pop("RATE_LIMIT_STORAGE", None)
-    get_settings.cache_clear()
     log_path = work / "topology.log"
     port, sandbox_port = free_port(), free_port()
     try:
-        with open(log_path, "w") as log:
-            scaled = serve.start_scaled(port=port, backends=backends, workers=0, sandbox_port=sandbox_port, data_dir=work,
-                                        use_sandbox=True, log=log, quiet_reflex=True)
-        env = serve.scaled_environment(
-            serve.app_environment(port=port, backend_port=port, prod=True, sandbox_port=sandbox_port),
-            redis_url=proxy.url, workers=0,
-        )
+        # The topology's settings for the processes it starts; this process's environment is restored after.
+        with mock.patch.dict(os.environ, values):
+            os.environ.pop("STRIPE_SECRET_KEY", None)
+            os.environ.pop("RATE_LIMIT_STORAGE", None)
+            get_settings.cache_clear()
+            with open(log_path, "w") as log:
+                scaled = serve.start_scaled(port=port, backends=backends, workers=0, sandbox_port=sandbox_port,
+                                            data_dir=work, use_sandbox=True, log=log, quiet_reflex=True)
+            env = serve.scaled_environment(
+                serve.app_environment(port=port, backend_port=port, prod=True, sandbox_port=sandbox_port),
+                redis_url=proxy.url, workers=0,
+            )
     except BaseException:
         proxy.close()
         schema.drop()
         raise
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         get_settings.cache_clear()
     return Topology(scaled, schema, proxy, key_prefix, log_path, f"http://127.0.0.1:{sandbox_port}", env)
 
