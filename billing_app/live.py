@@ -35,7 +35,7 @@ from collections import OrderedDict
 
 log = logging.getLogger(__name__)
 MAX_WATCHERS_PER_ORG = 100
-REFRESH_CONCURRENCY = 4  # pages of one org refreshed at once (each holds a thread and a database connection)
+REFRESH_CONCURRENCY = 4  # pages (browser tabs) of one org refreshed at once (each holds a thread and a database connection)
 RECONNECT_SECONDS = 1.0  # the subscriber's first retry after Redis went away (doubling up to 30 s)
 _watchers: dict[int, OrderedDict[tuple[str, type], None]] = {}
 _lock = threading.Lock()
@@ -122,35 +122,43 @@ async def refresh_local(org_id: int) -> int:
     slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
     shared: dict = {}  # reads one page made for this notice, for the org's other pages (see _on_billing_changed)
 
-    async def refresh(client_token: str, state_cls: type) -> bool:
+    async def refresh(client_token: str, state_classes: list[type]) -> int:
         if owned is not None and not owned(client_token):
             # Its socket is gone from this backend (closed, or reconnected to another one,
             # where its page loaded and registered again).
-            _forget(org_id, client_token, state_cls)
-            return False
+            for state_cls in state_classes:
+                _forget(org_id, client_token, state_cls)
+            return 0
         async with slots:
             try:
-                async with app.modify_state(rx.BaseStateToken(ident=client_token, cls=state_cls)) as root:
-                    page_state = await root.get_state(state_cls)
-                    await asyncio.to_thread(_on_billing_changed, page_state, shared)
-                return True
+                # One lock, one read and write of the page's state and one delta for all its parts.
+                async with app.modify_state(rx.BaseStateToken(ident=client_token, cls=state_classes[0])) as root:
+                    page_states = [await root.get_state(state_cls) for state_cls in state_classes]
+                    await asyncio.to_thread(_on_billing_changed, page_states, shared)
+                return len(state_classes)
             except Exception as error:  # a closed tab or an old token: forget it, keep going
                 log.info("live update skipped for one page: %s", error)
-                _forget(org_id, client_token, state_cls)
-                return False
+                for state_cls in state_classes:
+                    _forget(org_id, client_token, state_cls)
+                return 0
 
-    done = await asyncio.gather(*(refresh(token, cls) for token, cls in watchers_of(org_id)))
+    by_page: dict[str, list[type]] = {}
+    for client_token, state_cls in watchers_of(org_id):
+        by_page.setdefault(client_token, []).append(state_cls)
+    done = await asyncio.gather(*(refresh(token, classes) for token, classes in by_page.items()))
     return sum(done)
 
 
-def _on_billing_changed(page_state, shared: dict) -> None:
-    """The page re-reads what it shows. A page whose `on_billing_changed` takes `shared` may reuse
-    what another page of the same org read for this notice (it still checks its own user and role)."""
-    method = page_state.on_billing_changed
-    if "shared" in inspect.signature(method).parameters:
-        method(shared=shared)
-    else:
-        method()
+def _on_billing_changed(page_states: list, shared: dict) -> None:
+    """Each registered part of the page re-reads what it shows. One whose `on_billing_changed` takes
+    `shared` may reuse what another page of the same org read for this notice (it still checks its
+    own user and role)."""
+    for page_state in page_states:
+        method = page_state.on_billing_changed
+        if "shared" in inspect.signature(method).parameters:
+            method(shared=shared)
+        else:
+            method()
 
 
 def _locally_connected(app):
