@@ -117,6 +117,11 @@ async def refresh_local(org_id: int) -> int:
     import reflex as rx
     from reflex.utils.prerequisites import get_and_validate_app
 
+    by_page: dict[str, list[type]] = {}
+    for client_token, state_cls in watchers_of(org_id):
+        by_page.setdefault(client_token, []).append(state_cls)
+    if not by_page:  # e.g. a `worker` process, which holds no page (and runs no app)
+        return 0
     app = get_and_validate_app().app
     owned = _locally_connected(app)
     slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
@@ -142,9 +147,6 @@ async def refresh_local(org_id: int) -> int:
                     _forget(org_id, client_token, state_cls)
                 return 0
 
-    by_page: dict[str, list[type]] = {}
-    for client_token, state_cls in watchers_of(org_id):
-        by_page.setdefault(client_token, []).append(state_cls)
     done = await asyncio.gather(*(refresh(token, classes) for token, classes in by_page.items()))
     return sum(done)
 

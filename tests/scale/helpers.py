@@ -221,8 +221,9 @@ TOPOLOGY_LIMITS = {
 }
 
 
-def start_topology(work: Path, *, backends: int = 2) -> Topology:
-    """Sandbox, static frontend, `backends` backends, the balancer; workers inside the backends.
+def start_topology(work: Path, *, backends: int = 2, workers: int = 1) -> Topology:
+    """Sandbox, static frontend, `backends` backends, the balancer, `workers` worker processes
+    (`python -m billing_app worker`; 0: the workers run inside the backends).
 
     The app reaches Redis through a CuttableProxy and keeps its keys under its own prefix.
     """
@@ -242,11 +243,11 @@ def start_topology(work: Path, *, backends: int = 2) -> Topology:
             os.environ.pop("RATE_LIMIT_STORAGE", None)
             get_settings.cache_clear()
             with open(log_path, "w") as log:
-                scaled = serve.start_scaled(port=port, backends=backends, workers=0, sandbox_port=sandbox_port,
+                scaled = serve.start_scaled(port=port, backends=backends, workers=workers, sandbox_port=sandbox_port,
                                             data_dir=work, use_sandbox=True, log=log, quiet_reflex=True)
             env = serve.scaled_environment(
                 serve.app_environment(port=port, backend_port=port, prod=True, sandbox_port=sandbox_port),
-                redis_url=proxy.url, workers=0,
+                redis_url=proxy.url, workers=workers,
             )
     except BaseException:
         proxy.close()

@@ -1,5 +1,6 @@
-"""`serve --prod --backends 2` on real PostgreSQL and Redis: live push across backends, shared rate
-limits, a backend killed with -9, Redis taken away (issue #17)."""
+"""`serve --prod --backends 2 --workers 1` on real PostgreSQL and Redis: live push from the worker
+process to the backend holding the page, shared rate limits, a backend killed with -9, Redis taken
+away (issue #17)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def billing_page(page, topology):
 
 def test_a_webhook_at_either_backend_updates_a_page_held_by_the_other(billing_page, topology):
     # The page's socket is on one of the two backends; each webhook goes to one backend directly, so
-    # one of the two changes is received, synced and announced by the backend the page is not on.
+    # one of the two changes is received by the backend the page is not on; the worker process syncs
+    # both and announces them on Redis, and the backend holding the page refreshes it.
     _deliver_webhooks_to(topology, topology.backend_url(0))
     _set_canceling(topology, True)
     expect(billing_page.locator("#status-badge")).to_have_text(CANCELS_ON, timeout=20_000)
