@@ -1,13 +1,14 @@
 """Live push across backends: K open billing pages, webhook changes for their orgs, 1 vs 2 backends.
 
-Run:  .venv/bin/python benchmarks/live_push.py [--pages 200] [--orgs 50] [--rounds 3] [--ingest 2000]
+Run:  .venv/bin/python benchmarks/live_push.py [--pages 200] [--orgs 50] [--rounds 3] [--ingest 2000] [--workers 1]
       (needs PostgreSQL, TEST_DATABASE_URL or postgresql+psycopg://postgres@127.0.0.1:5432/test, and
       Redis, TEST_REDIS_URL or redis://127.0.0.1:6379/0; a schema and a key prefix of its own)
 
 What runs (127.0.0.1, free ports, stopped by process group at the end): the offline Stripe
 sandbox, then twice the topology of `python -m billing_app serve --prod --backends N` (the same
 `serve.start_scaled`: static frontend, N backends with Reflex's Redis state manager, the
-balancer; the webhook worker inside each backend), N = 1 then N = 2, on the same database.
+balancer, `--workers` worker processes, or with 0 the worker inside each backend), N = 1 then
+N = 2, on the same database.
 
 The pages: `--orgs` organizations, each an admin with a Starter subscription bought through
 Checkout at the sandbox; `--pages` clients spread evenly over them, each a websocket to the
@@ -291,6 +292,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ingest", type=int, default=2000, help="webhook events posted for the ingestion figure")
     parser.add_argument("--backends", default="1,2", help="the topologies to compare, e.g. 1,2")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (0: the workers run inside each backend)")
     args = parser.parse_args()
     if not 1 <= args.pages <= 1000:
         parser.error("--pages must be between 1 and 1000")
@@ -328,10 +330,11 @@ def main() -> int:
         orgs = make_orgs(args.orgs)
         for backends in [int(b) for b in args.backends.split(",")]:
             port = free_port()
-            scaled = serve.start_scaled(port=port, backends=backends, workers=0, sandbox_port=sandbox_port, data_dir=work,
+            scaled = serve.start_scaled(port=port, backends=backends, workers=args.workers, sandbox_port=sandbox_port, data_dir=work,
                                         use_sandbox=False, log=log, quiet_reflex=True)
             try:
-                print(f"{backends} backend(s): {args.pages} pages over {len(orgs)} orgs, {args.rounds} rounds ...", flush=True)
+                print(f"{backends} backend(s), {args.workers} worker process(es): {args.pages} pages over {len(orgs)} orgs, "
+                      f"{args.rounds} rounds ...", flush=True)
                 push = asyncio.run(measure_push(port, orgs, args.pages, args.rounds, client, serve.SANDBOX_WEBHOOK_SECRET))
                 push["ingest_per_s"] = asyncio.run(measure_ingest(port, args.ingest, serve.SANDBOX_WEBHOOK_SECRET))
                 results[backends] = push
