@@ -2,6 +2,7 @@
 
 import reflex as rx
 
+from billing_app import scaling
 from billing_app.api import build_api
 from billing_app.auth.cookies import event_socket_sessions
 from billing_app.settings import get_settings
@@ -29,3 +30,5 @@ if get_settings().run_workers_in_backend:
     app.register_lifespan_task(run_worker)
     app.register_lifespan_task(run_mail_worker)
 notification_hooks.install()
+# One of several backends (Redis): live updates from other processes, page states while Redis is down.
+scaling.install(app)

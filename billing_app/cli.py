@@ -161,8 +161,17 @@ def cmd_worker(_args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from billing_app.serve import serve
+    from billing_app.serve import serve, serve_scaled
 
+    if args.backends is not None or args.workers is not None:
+        if not args.prod:
+            print("serve: --backends and --workers need --prod.", file=sys.stderr)
+            return 2
+        if (args.backends or 1) < 1 or (args.workers or 0) < 0:
+            print("serve: --backends must be at least 1 and --workers at least 0.", file=sys.stderr)
+            return 2
+        return serve_scaled(port=args.port, backends=args.backends or 1, workers=args.workers or 0,
+                            sandbox_port=args.sandbox_port, seed=args.seed)
     return serve(prod=args.prod, port=args.port, backend_port=args.backend_port, sandbox_port=args.sandbox_port, seed=args.seed)
 
 
@@ -212,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", action="store_true", help="create the demo logins even in production")
     serve.add_argument("--port", type=int, default=3000, help="the port users open (default 3000)")
     serve.add_argument("--backend-port", type=int, default=8000, help="backend port in dev mode (default 8000)")
+    serve.add_argument("--backends", type=int, metavar="N",
+                       help="with --prod: N backend processes behind a balancer on --port (needs PostgreSQL and Redis)")
+    serve.add_argument("--workers", type=int, metavar="M",
+                       help="with --backends: M webhook/mail worker processes (default 0: the workers run inside each backend)")
     serve.add_argument("--sandbox-port", type=int, default=12111, help="offline Stripe sandbox port (default 12111)")
     serve.set_defaults(func=cmd_serve)
     return parser

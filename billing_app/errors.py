@@ -56,6 +56,8 @@ class ErrorCode(str, enum.Enum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
     # The database cannot be reached right now (down, restarting, failing over): retry shortly.
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    # /api/ready: the database or Redis does not answer (a load balancer takes the backend out).
+    NOT_READY = "NOT_READY"
     # Teams: seats, invitations (auth/invitations.py, billing/seats.py).
     SEAT_LIMIT_REACHED = "SEAT_LIMIT_REACHED"
     SEAT_LIMIT_EXCEEDED = "SEAT_LIMIT_EXCEEDED"
@@ -121,6 +123,7 @@ HTTP_STATUS = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.NOT_READY: 503,
     ErrorCode.SEAT_LIMIT_REACHED: 409,
     ErrorCode.SEAT_LIMIT_EXCEEDED: 409,
     ErrorCode.SEATS_BELOW_MEMBERS: 409,

@@ -3,7 +3,10 @@
 One call per costly entry point: `hit(LOGIN_IP, client_ip)` raises `RateLimited` (429
 RATE_LIMITED, with the seconds until the next allowed request for `Retry-After`) when the
 caller is over its limit. The limits themselves are settings (RATE_LIMIT_*); the counts live in
-RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to share them.
+RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to share them (keys
+under REDIS_KEY_PREFIX). When the shared storage cannot be reached, this process counts in memory
+until it answers again: a Redis outage loosens the limits to per-process ones, it never refuses
+every login.
 
     LOGIN_IP, LOGIN_EMAIL   every login attempt, per client address and per email
     REGISTER_IP             sign-ups per client address
@@ -15,13 +18,17 @@ RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to shar
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 
 from limits import RateLimitItem, parse_many, storage, strategies
+from limits.errors import StorageError
 
 from billing_app.errors import RateLimited
 from billing_app.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 LOGIN_IP = "login_ip"
 LOGIN_EMAIL = "login_email"
@@ -45,7 +52,12 @@ class _Limits:
 
     def __init__(self, settings):
         self.settings = settings
-        self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(settings.rate_limit_storage))
+        options = {}
+        if settings.rate_limit_storage.startswith(("redis://", "rediss://")):
+            # Errors come as StorageError (see `hit`); keys share the app's Redis prefix.
+            options = {"key_prefix": settings.redis_key_prefix + "limits", "wrap_exceptions": True}
+        self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(settings.rate_limit_storage, **options))
+        self.fallback = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
         self.items = {kind: tuple(parse_many(getattr(settings, f"rate_limit_{kind}"))) for kind in _MESSAGES}
 
 
@@ -71,7 +83,14 @@ def hit(kind: str, identity: str | int) -> None:
     A refused request is not counted, so a client that waits as told gets in.
     """
     state, key = _state(), _key(identity)
-    limiter, items = state.limiter, state.items[kind]
+    try:
+        _hit(state.limiter, state.items[kind], kind, key)
+    except StorageError as error:
+        log.warning("rate-limit storage unreachable, counting in this process: %s", error)
+        _hit(state.fallback, state.items[kind], kind, key)
+
+
+def _hit(limiter, items: tuple[RateLimitItem, ...], kind: str, key: str) -> None:
     for item in items:
         if not limiter.test(item, kind, key):
             _refuse(limiter, item, kind, key)
@@ -95,4 +114,5 @@ def reset() -> None:
     global _current
     if _current is not None:
         _current.limiter.storage.reset()
+        _current.fallback.storage.reset()
     _current = None

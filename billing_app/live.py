@@ -1,22 +1,42 @@
 """Live updates: when a webhook changes an org's billing, its open billing pages refresh.
 
-Push, not poll: a page registers its browser (client token) and state class for the
-org on load; after the webhook worker syncs a customer it calls `notify(org_id)`,
-which re-reads the mirror inside each registered state through Reflex's
-`app.modify_state`, and Reflex sends the change down that browser's socket. The
-registry is in memory, so it covers the backend process the worker runs in (our
-deployment: one backend process); a page whose browser left is simply forgotten
-when its refresh fails.
+Push, not poll: a page registers its browser (client token) and state class for the org on
+load; after the webhook worker syncs a customer it calls `notify(org_id)`, and each registered
+page re-reads the mirror inside its state through Reflex's `app.modify_state`, which sends the
+change down that browser's socket. The registry is in memory, in the backend process whose
+socket the page's events arrive on (a page that reconnects elsewhere loads, so registers, again).
+
+One process (no REDIS_URL): `notify` refreshes this process's pages directly.
+
+Several processes (REDIS_URL): `notify` publishes the org id on the org's Redis channel
+(`<REDIS_KEY_PREFIX>live:org:<id>`) from whatever process calls it (a backend or a separate
+`worker`), and every backend runs `run_subscriber` (a lifespan task), which refreshes the pages it
+holds for that org. Reflex 0.10 could route a delta to a socket on another backend itself (its
+RedisTokenManager's "lost and found" channel), but only from a process that runs the app and
+knows which tokens show the org; a separate worker process does neither, so the org id travels
+instead and each backend refreshes its own pages.
+
+A notice refreshes the org's pages a few at a time, each page's database reads in a thread (never
+on the event loop); the billing page reads once per org and role for all its open copies.
+
+Redis down: `notify` refreshes this process's pages (the pages on other processes see the change
+at their next load), and once the subscriber is connected again it refreshes every page it holds,
+so nothing missed meanwhile stays stale. `/api/ready` reports the outage.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 
 log = logging.getLogger(__name__)
 MAX_WATCHERS_PER_ORG = 100
+REFRESH_CONCURRENCY = 4  # pages (browser tabs) of one org refreshed at once (each holds a thread and a database connection)
+RECONNECT_SECONDS = 1.0  # the subscriber's first retry after Redis went away (doubling up to 30 s)
 _watchers: dict[int, OrderedDict[tuple[str, type], None]] = {}
 _lock = threading.Lock()
 
@@ -38,21 +58,200 @@ def watchers_of(org_id: int) -> list[tuple[str, type]]:
         return list(_watchers.get(org_id, ()))
 
 
+def _forget(org_id: int, client_token: str, state_cls: type) -> None:
+    with _lock:
+        _watchers.get(org_id, OrderedDict()).pop((client_token, state_cls), None)
+
+
+# --- Redis ----------------------------------------------------------------------------
+
+def _redis_url() -> str | None:
+    from billing_app.settings import get_settings
+
+    return get_settings().redis_url
+
+
+def channel(org_id: int | str) -> str:
+    """The org's channel; `channel("*")` is the pattern every backend subscribes to."""
+    from billing_app.settings import get_settings
+
+    return f"{get_settings().redis_key_prefix}live:org:{org_id}"
+
+
+# One client per event loop: a redis.asyncio connection belongs to the loop that opened it.
+_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _client():
+    import redis.asyncio as redis
+
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        # Short timeouts: a Redis that hangs must not hold up the worker that calls notify.
+        client = _clients[loop] = redis.Redis.from_url(_redis_url(), socket_connect_timeout=2, socket_timeout=2)
+    return client
+
+
 async def notify(org_id: int) -> int:
-    """Refresh every registered page of the org. Returns how many were refreshed."""
+    """Tell every backend that the org's billing changed.
+
+    Returns how many backends were told (Redis), or how many pages this process refreshed
+    (no Redis, or Redis unreachable).
+    """
+    if _redis_url():
+        try:
+            return int(await _client().publish(channel(org_id), str(org_id)))
+        except Exception as error:  # Redis down: this process's pages still refresh
+            log.warning("live push over Redis failed (%s); refreshing this process's pages only", error)
+    return await refresh_local(org_id)
+
+
+async def refresh_local(org_id: int) -> int:
+    """Refresh every page of the org registered in this process. Returns how many were refreshed.
+
+    Up to REFRESH_CONCURRENCY pages at once; each page's re-read of the mirror (database
+    queries) runs in a thread while its state is held, never on the event loop, which keeps
+    serving every other page meanwhile.
+    """
     import reflex as rx
     from reflex.utils.prerequisites import get_and_validate_app
 
-    app = get_and_validate_app().app
-    refreshed = 0
+    by_page: dict[str, list[type]] = {}
     for client_token, state_cls in watchers_of(org_id):
+        by_page.setdefault(client_token, []).append(state_cls)
+    if not by_page:  # e.g. a `worker` process, which holds no page (and runs no app)
+        return 0
+    app = get_and_validate_app().app
+    owned = _locally_connected(app)
+    slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
+    shared: dict = {}  # reads one page made for this notice, for the org's other pages (see _on_billing_changed)
+
+    async def refresh(client_token: str, state_classes: list[type]) -> int:
+        if owned is not None and not owned(client_token):
+            # Its socket is gone from this backend (closed, or reconnected to another one,
+            # where its page loaded and registered again).
+            for state_cls in state_classes:
+                _forget(org_id, client_token, state_cls)
+            return 0
+        async with slots:
+            try:
+                # One lock, one read and write of the page's state and one delta for all its parts.
+                async with app.modify_state(rx.BaseStateToken(ident=client_token, cls=state_classes[0])) as root:
+                    page_states = [await root.get_state(state_cls) for state_cls in state_classes]
+                    await asyncio.to_thread(_on_billing_changed, page_states, shared)
+                return len(state_classes)
+            except Exception as error:  # a closed tab or an old token: forget it, keep going
+                log.info("live update skipped for one page: %s", error)
+                for state_cls in state_classes:
+                    _forget(org_id, client_token, state_cls)
+                return 0
+
+    done = await asyncio.gather(*(refresh(token, classes) for token, classes in by_page.items()))
+    return sum(done)
+
+
+def _on_billing_changed(page_states: list, shared: dict) -> None:
+    """Each registered part of the page re-reads what it shows. One whose `on_billing_changed` takes
+    `shared` may reuse what another page of the same org read for this notice (it still checks its
+    own user and role)."""
+    for page_state in page_states:
+        method = page_state.on_billing_changed
+        if "shared" in inspect.signature(method).parameters:
+            method(shared=shared)
+        else:
+            method()
+
+
+def _locally_connected(app):
+    """With Redis, a test `token -> has a socket on this backend`; None in one-process mode (as before)."""
+    if not _redis_url():
+        return None
+    namespace = app.event_namespace
+    manager = getattr(namespace, "_token_manager", None)
+    if manager is None:
+        return None
+    instance = manager.instance_id
+
+    def owned(token: str) -> bool:
+        record = manager.token_to_socket.get(token)
+        return record is not None and record.instance_id == instance
+
+    return owned
+
+
+class _Refresher:
+    """Runs at most one refresh per org at a time; a notice during one makes exactly one more."""
+
+    def __init__(self):
+        self.running: dict[int, asyncio.Task] = {}
+        self.again: set[int] = set()
+
+    def request(self, org_id: int) -> None:
+        if org_id in self.running:
+            self.again.add(org_id)
+            return
+        self.running[org_id] = asyncio.create_task(self._run(org_id))
+
+    async def _run(self, org_id: int) -> None:
         try:
-            async with app.modify_state(rx.BaseStateToken(ident=client_token, cls=state_cls)) as root:
-                page_state = await root.get_state(state_cls)
-                page_state.on_billing_changed()
-            refreshed += 1
-        except Exception as error:  # a closed tab or an old token: forget it, keep going
-            log.info("live update skipped for one page: %s", error)
-            with _lock:
-                _watchers.get(org_id, OrderedDict()).pop((client_token, state_cls), None)
-    return refreshed
+            while True:
+                self.again.discard(org_id)
+                try:
+                    await refresh_local(org_id)
+                except Exception as error:  # never let one org's failure stop the subscriber
+                    log.warning("live refresh of org %s failed: %s", org_id, error)
+                if org_id not in self.again:
+                    return
+        finally:
+            self.running.pop(org_id, None)
+
+    async def close(self) -> None:
+        for task in list(self.running.values()):
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+
+
+async def run_subscriber() -> None:
+    """Backend lifespan task: refresh this process's pages of each org announced on Redis.
+
+    Without REDIS_URL it returns at once (one process: `notify` refreshes directly).
+    """
+    url = _redis_url()
+    if not url:
+        return
+    import redis.asyncio as redis
+
+    refresher = _Refresher()
+    delay, missed = RECONNECT_SECONDS, False
+    try:
+        while True:
+            client = redis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.psubscribe(channel("*"))
+                    log.info("live: subscribed to %s", channel("*"))
+                    delay = RECONNECT_SECONDS
+                    if missed:  # notices published while we were away are lost: catch up
+                        with _lock:
+                            orgs = list(_watchers)
+                        for org_id in orgs:
+                            refresher.request(org_id)
+                        missed = False
+                    async for message in pubsub.listen():
+                        if message["type"] == "pmessage":
+                            try:
+                                refresher.request(int(message["data"]))
+                            except ValueError:
+                                log.warning("live: ignored a malformed notice %r", message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # Redis went away: retry with backoff, catch up afterwards
+                log.warning("live: Redis subscription lost (%s); retrying in %.0f s", error, delay)
+                missed = True
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+            finally:
+                await client.aclose()
+    finally:
+        await refresher.close()

@@ -23,7 +23,8 @@ RESET_PASSWORD = "/reset"
 
 # Custom HTTP routes served by the backend (see billing_app/api).
 API_PREFIX = "/api"
-API_HEALTH = "/api/health"
+API_HEALTH = "/api/health"  # liveness: the process answers
+API_READY = "/api/ready"  # readiness: the database and Redis (when configured) answer too
 API_PAYMENTS_CSV = "/api/billing/payments.csv"
 API_STRIPE_WEBHOOK = "/api/stripe/webhook"
 # The browser session: these set and clear the HttpOnly cookie (billing_app/api/session.py).

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -98,6 +99,34 @@ def seeds_demo(*, prod: bool, use_sandbox: bool, seed: bool = False) -> bool:
     return seed or not prod or use_sandbox
 
 
+def _prepare(env: dict[str, str], *, prod: bool, use_sandbox: bool, seed: bool, sandbox_port: int, data_dir: Path,
+             webhook_url: str, processes: list[subprocess.Popen], output: dict) -> None:
+    """Migrate, seed when allowed, and start the sandbox (appended to `processes`) with the catalog in it."""
+    python = sys.executable
+    subprocess.run([python, "-m", "billing_app", "migrate"], env=env, check=True, cwd=PROJECT_ROOT, **output)
+    if seeds_demo(prod=prod, use_sandbox=use_sandbox, seed=seed):
+        subprocess.run([python, "-m", "billing_app", "seed"], env=env, check=True, cwd=PROJECT_ROOT, **output)
+    if use_sandbox:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        processes.append(
+            subprocess.Popen(
+                [python, "-m", "billing_app.sandbox", "--port", str(sandbox_port), "--webhook-url", webhook_url,
+                 "--webhook-secret", SANDBOX_WEBHOOK_SECRET, "--data", str(data_dir / "sandbox.json")],
+                env=env, cwd=PROJECT_ROOT, start_new_session=True, **output,
+            )
+        )
+        _wait_until_up(f"http://127.0.0.1:{sandbox_port}/_sandbox/health", processes, timeout=30)
+        # The sandbox starts empty (or from --data): give it the catalog, idempotently.
+        subprocess.run([python, "-m", "billing_app", "sync-catalog"], env=env, check=True, cwd=PROJECT_ROOT, **output)
+
+
+def _states_dir() -> None:
+    # Reflex persists page states here; they hold no secret, and still are nobody else's business.
+    states = PROJECT_ROOT / ".states"
+    states.mkdir(mode=0o700, exist_ok=True)
+    states.chmod(0o700)
+
+
 def start(
     *, prod: bool, port: int, backend_port: int, sandbox_port: int, data_dir: Path,
     use_sandbox: bool | None = None, log=None, quiet_reflex: bool = False, seed: bool = False,
@@ -106,31 +135,13 @@ def start(
     if use_sandbox is None:
         use_sandbox = wants_sandbox()
     env = app_environment(port=port, backend_port=backend_port, prod=prod, sandbox_port=sandbox_port if use_sandbox else None)
-    python = sys.executable
     processes: list[subprocess.Popen] = []
     output = dict(stdout=log, stderr=subprocess.STDOUT) if log else {}
-    # Reflex persists page states here; they hold no secret, and still are nobody else's business.
-    states = PROJECT_ROOT / ".states"
-    states.mkdir(mode=0o700, exist_ok=True)
-    states.chmod(0o700)
+    _states_dir()
     try:
-        subprocess.run([python, "-m", "billing_app", "migrate"], env=env, check=True, cwd=PROJECT_ROOT, **output)
-        if seeds_demo(prod=prod, use_sandbox=use_sandbox, seed=seed):
-            subprocess.run([python, "-m", "billing_app", "seed"], env=env, check=True, cwd=PROJECT_ROOT, **output)
-        if use_sandbox:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            processes.append(
-                subprocess.Popen(
-                    [python, "-m", "billing_app.sandbox", "--port", str(sandbox_port),
-                     "--webhook-url", env["REFLEX_API_URL"] + routes.API_STRIPE_WEBHOOK,
-                     "--webhook-secret", SANDBOX_WEBHOOK_SECRET, "--data", str(data_dir / "sandbox.json")],
-                    env=env, cwd=PROJECT_ROOT, start_new_session=True, **output,
-                )
-            )
-            _wait_until_up(f"http://127.0.0.1:{sandbox_port}/_sandbox/health", processes, timeout=30)
-            # The sandbox starts empty (or from --data): give it the catalog, idempotently.
-            subprocess.run([python, "-m", "billing_app", "sync-catalog"], env=env, check=True, cwd=PROJECT_ROOT, **output)
-        command = [python, "-m", "reflex", "run", "--frontend-port", str(port)]
+        _prepare(env, prod=prod, use_sandbox=use_sandbox, seed=seed, sandbox_port=sandbox_port, data_dir=data_dir,
+                 webhook_url=env["REFLEX_API_URL"] + routes.API_STRIPE_WEBHOOK, processes=processes, output=output)
+        command = [sys.executable, "-m", "reflex", "run", "--frontend-port", str(port)]
         command += ["--env", "prod", "--single-port"] if prod else ["--env", "dev", "--backend-port", str(backend_port)]
         if quiet_reflex:
             command += ["--loglevel", "warning"]
@@ -152,14 +163,10 @@ def serve(*, prod: bool, port: int, backend_port: int, sandbox_port: int, seed: 
     from billing_app.settings import get_settings
 
     use_sandbox = wants_sandbox()
-    try:
-        processes = start(prod=prod, port=port, backend_port=backend_port, sandbox_port=sandbox_port,
-                          data_dir=PROJECT_ROOT / ".data", seed=seed)
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        print(f"Could not start the app: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    processes, failed = _started(lambda: start(prod=prod, port=port, backend_port=backend_port, sandbox_port=sandbox_port,
+                                               data_dir=PROJECT_ROOT / ".data", seed=seed))
+    if failed is not None:
+        return failed
     print()
     print(f"  Billing app:  http://127.0.0.1:{port}")
     if use_sandbox:
@@ -172,6 +179,22 @@ def serve(*, prod: bool, port: int, backend_port: int, sandbox_port: int, seed: 
         print(logins_text())
     print("  Press Ctrl-C to stop everything.\n", flush=True)
 
+    return _supervise(processes)
+
+
+def _started(start_fn):
+    """(what `start_fn` started, None), or (None, the exit code) with the reason printed."""
+    try:
+        return start_fn(), None
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        print(f"Could not start the app: {error}", file=sys.stderr)
+        return None, 1
+    except KeyboardInterrupt:
+        return None, 130
+
+
+def _supervise(processes: list[subprocess.Popen]) -> int:
+    """Wait for Ctrl-C or SIGTERM (or a child dying), then stop every child by its process group."""
     stopping = False
 
     def _on_signal(_signum, _frame):
@@ -191,3 +214,136 @@ def serve(*, prod: bool, port: int, backend_port: int, sandbox_port: int, seed: 
         _stop(processes)
     print("Stopped.")
     return 0
+
+
+# --- several backends: `serve --prod --backends N --workers M` ------------------------------
+
+def scaled_requirements() -> str | None:
+    """Why the scaled topology cannot start (one line), or None when PostgreSQL and Redis are configured."""
+    from sqlalchemy.engine import make_url
+
+    from billing_app.settings import get_settings
+
+    settings = get_settings()
+    if make_url(settings.database_url).drivername != "postgresql+psycopg":
+        return "serve --backends needs DATABASE_URL=postgresql+psycopg://... (several processes cannot share SQLite)"
+    if not settings.redis_url or not settings.redis_url.startswith(("redis://", "rediss://")):
+        return "serve --backends needs REDIS_URL=redis://... (page states, live updates and rate limits are shared there)"
+    return None
+
+
+def scaled_environment(env: dict[str, str], *, redis_url: str, workers: int) -> dict[str, str]:
+    """What every backend of the scaled topology gets on top of the single-process environment."""
+    env = dict(env)
+    env.update(
+        REFLEX_REDIS_URL=redis_url,  # Reflex's Redis state manager: a page's next connection may land anywhere
+        GRANIAN_WORKERS="1",  # one process per backend: we start N of them ourselves
+        REFLEX_TRUSTED_PROXY_HOPS="1",  # the balancer appends the client's address to X-Forwarded-For
+    )
+    env.setdefault("RATE_LIMIT_STORAGE", redis_url)  # counts shared by every backend
+    if workers:
+        env["RUN_WORKERS_IN_BACKEND"] = "false"  # the M `worker` processes do it instead
+    return env
+
+
+@dataclass
+class Scaled:
+    """The processes of a scaled start, by role (stop them all with `stop(scaled.all)`)."""
+
+    url: str
+    sandbox: list[subprocess.Popen] = field(default_factory=list)
+    frontend: subprocess.Popen | None = None
+    backends: list[subprocess.Popen] = field(default_factory=list)
+    backend_ports: list[int] = field(default_factory=list)
+    balancer: subprocess.Popen | None = None
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[subprocess.Popen]:
+        """In start order (`stop` stops newest first)."""
+        return [*self.sandbox, *([self.frontend] if self.frontend else []), *self.backends,
+                *([self.balancer] if self.balancer else []), *self.workers]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def backend_command(port: int, quiet: bool = False) -> list[str]:
+    command = [sys.executable, "-m", "reflex", "run", "--env", "prod", "--backend-only", "--backend-port", str(port)]
+    return command + (["--loglevel", "warning"] if quiet else [])
+
+
+def start_scaled(
+    *, port: int, backends: int, workers: int, sandbox_port: int, data_dir: Path, use_sandbox: bool | None = None,
+    log=None, seed: bool = False, quiet_reflex: bool = False, backend_ports: list[int] | None = None,
+) -> Scaled:
+    """Sandbox (when no Stripe key), the frontend built once and served as static files, N backends,
+    the balancer on `port` in front of them, and M workers. Raises RuntimeError when PostgreSQL or
+    Redis is not configured (scaled_requirements)."""
+    from billing_app.settings import get_settings
+
+    if (problem := scaled_requirements()) is not None:
+        raise RuntimeError(problem)
+    if use_sandbox is None:
+        use_sandbox = wants_sandbox()
+    python = sys.executable
+    url = f"http://127.0.0.1:{port}"
+    # The browser talks to the balancer only: pages, the event socket and /api share its origin.
+    base = app_environment(port=port, backend_port=port, prod=True, sandbox_port=sandbox_port if use_sandbox else None)
+    env = scaled_environment(base, redis_url=get_settings().redis_url, workers=workers)
+    output = dict(stdout=log, stderr=subprocess.STDOUT) if log else {}
+    scaled = Scaled(url=url)
+    _states_dir()
+    try:
+        _prepare(env, prod=True, use_sandbox=use_sandbox, seed=seed, sandbox_port=sandbox_port, data_dir=data_dir,
+                 webhook_url=url + routes.API_STRIPE_WEBHOOK, processes=scaled.sandbox, output=output)
+        # The frontend is built once (here) and served as static files; any web server could serve .web/build/client.
+        frontend_port = _free_port()
+        command = [python, "-m", "reflex", "run", "--env", "prod", "--frontend-only", "--frontend-port", str(frontend_port)]
+        scaled.frontend = subprocess.Popen(command + (["--loglevel", "warning"] if quiet_reflex else []),
+                                           env=env, cwd=PROJECT_ROOT, start_new_session=True, **output)
+        _wait_until_up(f"http://127.0.0.1:{frontend_port}/login", scaled.all, timeout=600)
+        scaled.backend_ports = list(backend_ports or [_free_port() for _ in range(backends)])
+        for backend_port in scaled.backend_ports:
+            scaled.backends.append(subprocess.Popen(backend_command(backend_port, quiet_reflex), env=env, cwd=PROJECT_ROOT,
+                                                    start_new_session=True, **output))
+        for backend_port in scaled.backend_ports:
+            _wait_until_up(f"http://127.0.0.1:{backend_port}{routes.API_READY}", scaled.all, timeout=300)
+        balancer = [python, "-m", "billing_app.balancer", "--port", str(port), "--frontend", f"127.0.0.1:{frontend_port}"]
+        for backend_port in scaled.backend_ports:
+            balancer += ["--backend", f"127.0.0.1:{backend_port}"]
+        scaled.balancer = subprocess.Popen(balancer, env=env, cwd=PROJECT_ROOT, start_new_session=True, **output)
+        for _ in range(workers):
+            scaled.workers.append(subprocess.Popen([python, "-m", "billing_app", "worker"], env=env, cwd=PROJECT_ROOT,
+                                                   start_new_session=True, **output))
+        _wait_until_up(url + routes.API_READY, scaled.all, timeout=60)
+        _wait_until_up(url + "/login", scaled.all, timeout=60)
+    except BaseException:
+        _stop(scaled.all)
+        raise
+    return scaled
+
+
+def serve_scaled(*, port: int, backends: int, workers: int, sandbox_port: int, seed: bool = False) -> int:
+    """`serve --prod --backends N --workers M`: run the scaled topology until Ctrl-C or SIGTERM."""
+    if (problem := scaled_requirements()) is not None:
+        print(problem, file=sys.stderr)
+        return 2
+    use_sandbox = wants_sandbox()
+    scaled, failed = _started(lambda: start_scaled(port=port, backends=backends, workers=workers, sandbox_port=sandbox_port,
+                                                   data_dir=PROJECT_ROOT / ".data", use_sandbox=use_sandbox, seed=seed))
+    if failed is not None:
+        return failed
+    print()
+    print(f"  Billing app:  {scaled.url}  (balancer)")
+    print(f"  Backends:     {', '.join(f'127.0.0.1:{p}' for p in scaled.backend_ports)}")
+    print(f"  Workers:      {workers} process(es)" if workers else "  Workers:      inside each backend")
+    if use_sandbox:
+        print(f"  Stripe:       offline sandbox at http://127.0.0.1:{sandbox_port}")
+    print("  Press Ctrl-C to stop everything.\n", flush=True)
+    return _supervise(scaled.all)

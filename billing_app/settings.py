@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     # The webhook and mail workers run inside the backend process (one process, `make run`). Set false
     # when they run as their own processes (`python -m billing_app worker`), e.g. beside N backends.
     run_workers_in_backend: bool = True
+    # Several backend processes (`serve --prod --backends N`): redis://host:6379/0 carries live
+    # page updates between them (billing_app/live.py) and is checked by /api/ready. Every key and
+    # channel the app makes starts with REDIS_KEY_PREFIX, so two deployments (or test runs) can
+    # share one Redis server.
+    redis_url: str | None = None
+    redis_key_prefix: str = "billing_app:"
 
     @field_validator("database_url")
     @classmethod
@@ -111,6 +117,15 @@ class Settings(BaseSettings):
             parts.port
         except ValueError:
             raise ValueError("the port must be a number") from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must look like redis://host:6379/0")
         return value
 
     @field_validator("stripe_secret_key")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,12 +22,56 @@ async def health(_request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+def _check_database() -> None:
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+async def _check_redis(url: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def ready(_request: Request) -> JSONResponse:
+    """Readiness for a load balancer: 200 when the database and Redis (if configured) answer,
+    else 503 in the error envelope naming what is down (`/api/health` stays plain liveness)."""
+    from billing_app.api.rest.errors import envelope
+    from billing_app.errors import ErrorCode
+    from billing_app.settings import get_settings
+
+    checks: dict[str, str] = {}
+    problems: list[str] = []
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_check_database), timeout=5)
+        checks["database"] = "ok"
+    except Exception as error:
+        checks["database"] = "down"
+        problems.append(f"the database does not answer ({type(error).__name__})")
+    redis_url = get_settings().redis_url
+    if redis_url:
+        try:
+            await asyncio.wait_for(_check_redis(redis_url), timeout=5)
+            checks["redis"] = "ok"
+        except Exception as error:
+            checks["redis"] = "down"
+            problems.append(f"Redis does not answer ({type(error).__name__}): live updates reach other backends' pages at their next load")
+    if problems:
+        return envelope(503, ErrorCode.NOT_READY, "Not ready: " + "; ".join(problems) + ".")
+    return JSONResponse({"status": "ready", "checks": checks})
+
+
 def build_api() -> Starlette:
     from billing_app.api import exports, rest, session
 
     return Starlette(
         routes=[
             Route(routes.API_HEALTH, health),
+            Route(routes.API_READY, ready),
             Route(routes.API_SESSION_LOGIN, session.login, methods=["POST"]),
             Route(routes.API_SESSION_REGISTER, session.register, methods=["POST"]),
             Route(routes.API_SESSION_LOGOUT, session.logout, methods=["GET", "POST"]),

@@ -8,6 +8,7 @@ counts against the organization's Stripe rate limit (billing_app/limits.py).
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import reflex as rx
 
@@ -67,12 +68,22 @@ class BillingState(DashboardMixin, AuthState):
         if wanted and actor.is_admin and self.view.can_change:
             return BillingState.open_change(wanted)
 
-    def on_billing_changed(self):
-        """Called by `live` when a webhook changed this org's billing."""
+    def on_billing_changed(self, shared: dict | None = None):
+        """Called by `live` when a webhook changed this org's billing (in a thread, the state held).
+
+        `shared` holds what the org's other open billing pages read for the same change, by org and
+        role: this page's own user and role are still checked here, its copy is its own."""
         try:
-            self._refresh(self._actor())
+            actor = self._actor()
+            key = (actor.require_org(), actor.is_admin)
         except AppError:
-            pass
+            return
+        if shared is None:
+            self.view, self.options, self.dash = self._read(*key)
+            return
+        if key not in shared:
+            shared[key] = self._read(*key)
+        self.view, self.options, self.dash = copy.deepcopy(shared[key])
 
     async def _act(self, busy: str, fn) -> tuple[object, bool]:
         """Run an admin action that calls Stripe, from a background event.
