@@ -93,6 +93,9 @@ class Worker(PassWorker):
         self.flush_seconds = flush_seconds
         self.ingest_busy = ingest_busy
         self.clock = clock
+        # Called from the pass's thread with {org_id} as soon as a sync changed that org's mirror (the
+        # sync has committed it), so open pages refresh without waiting for the rest of the batch.
+        self.announce: Callable[[set[int]], object] | None = None
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -187,6 +190,8 @@ class Worker(PassWorker):
         org_id = getattr(result, "org_id", None)
         if org_id is not None and getattr(result, "changes", True):
             report.changed_orgs.add(org_id)
+            if self.announce is not None:
+                self.announce({org_id})
         notices = tuple(notification_events.rows_for(result, events))
         return eventlog.Synced([e.id for e in events], customer_id, started, notices)
 
@@ -256,8 +261,8 @@ async def run_worker(
 ) -> None:
     """Process stored events until cancelled (the backend's lifespan ends) or `worker.stop()` (drained).
 
-    `on_change(org_ids)` runs after a pass whose syncs changed some orgs' mirror
-    (default: refresh their open billing pages through `billing_app.live`).
+    `on_change(org_ids)` runs on this loop as soon as a sync in a pass changed an org's mirror
+    (default: refresh its open billing pages through `billing_app.live`).
     """
     worker = worker or Worker(sync)
     with signal.listen() as wake:
@@ -274,12 +279,13 @@ async def run_worker(
 
 async def _loop(worker: Worker, wake: asyncio.Event, poll_seconds: float, gather_seconds: float, on_change) -> None:
     backoff = Backoff(poll_seconds, log, "webhook.worker_error", nap=lambda seconds: _nap(worker, seconds))
+    if on_change is not None:
+        loop = asyncio.get_running_loop()
+        worker.announce = lambda org_ids: asyncio.run_coroutine_threadsafe(on_change(org_ids), loop)
     while not worker.stopping:
         report = await backoff.run(worker.run_once)
         if report is None:
             continue
-        if report.changed_orgs and on_change is not None:
-            await on_change(report.changed_orgs)
         if report.claimed >= worker.batch_size:
             continue  # a backlog: carry on at once
         if report.claimed:
