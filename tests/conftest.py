@@ -123,22 +123,6 @@ def db(database_url):
         yield session
 
 
-def run_async(coroutine):
-    """Run a coroutine to completion on its own event loop in a fresh thread.
-
-    `asyncio.run` refuses to start while another loop runs in this thread, and the
-    session's Playwright browser (sync API) keeps one running here once a browser test ran.
-    """
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-# --- billing against the sandbox --------------------------------------------------
-
-
 @pytest.fixture
 def stripe_env(sandbox, database_url, monkeypatch):
     """Settings pointing the app's gateway at the sandbox; the catalog synced into Stripe and the mirror."""

@@ -12,7 +12,7 @@ from billing_app.models import Notification
 from billing_app.notifications import hooks, mailbox
 from billing_app.notifications.worker import MailWorker
 from billing_app.settings import get_settings
-from tests.conftest import run_async
+from tests.aio import run_async
 from tests.sandbox_fixture import free_port
 
 RESET_URL = "http://app.example/reset?token=secret-reset-token"

@@ -8,6 +8,7 @@ import asyncio
 import httpx
 
 from billing_app.balancer import Balancer, goes_to_backend, rewrite_head
+from tests.aio import run_async
 from tests.scale.helpers import free_port
 
 
@@ -39,7 +40,7 @@ def test_backend_paths_round_robin_and_the_rest_goes_to_the_frontend():
             s.close()
         return api, page
 
-    api, page = asyncio.run(scenario())
+    api, page = run_async(scenario())
     assert sorted(text.split("\n")[0] for text in api) == ["b1", "b1", "b2", "b2"]
     assert all("X-Forwarded-For: 10.0.0.1, 127.0.0.1" in text and "Connection: close" in text for text in api)
     assert page.startswith("front\n")

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -151,16 +150,6 @@ async def cancel_when(task: asyncio.Task, done: Callable[[], bool], timeout: flo
         await asyncio.sleep(0.05)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-def run_async(coroutine):
-    """Run a coroutine to completion on its own event loop in a fresh thread.
-
-    `asyncio.run` refuses to start while another loop runs in this thread, and the
-    session's Playwright browser (sync API) keeps one running here once a browser test ran.
-    """
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 @contextlib.contextmanager

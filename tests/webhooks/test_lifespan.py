@@ -11,7 +11,8 @@ import httpx
 from billing_app.api import build_api
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.worker import run_worker
-from tests.webhooks.helpers import CountingSync, cancel_when, event, rows, run_async, sign
+from tests.aio import run_async
+from tests.webhooks.helpers import CountingSync, cancel_when, event, rows, sign
 
 
 def test_the_backend_registers_the_worker_as_a_lifespan_task():

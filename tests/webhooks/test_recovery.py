@@ -24,9 +24,9 @@ from tests.webhooks.helpers import (
     event,
     row,
     rows,
-    run_async,
     run_crashing_worker,
 )
+from tests.aio import run_async
 
 SHORT_LEASE = timedelta(seconds=10)  # "crash recovery in seconds": the most a killed worker's events wait
 TICK = timedelta(milliseconds=1)

@@ -10,7 +10,8 @@ from structlog.testing import capture_logs
 
 from billing_app.webhooks.handlers import RESYNC_EVENT_TYPES, customer_of
 from billing_app.webhooks.worker import Worker
-from tests.webhooks.helpers import OLD_SECRET, CountingSync, event, row, rows, run_async, sign
+from tests.aio import run_async
+from tests.webhooks.helpers import OLD_SECRET, CountingSync, event, row, rows, sign
 
 
 def test_a_signed_event_is_stored_pending_with_its_customer(post):
