@@ -274,6 +274,7 @@ async def run_worker(
         try:
             await _loop(worker, wake, poll_seconds, gather_seconds, on_change)
         finally:
+            worker.announce = None  # this loop is ending: a later pass (drain) must not post to it
             log.info("webhook.worker_stopped")
 
 
