@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from dataclasses import dataclass, field
 
 import httpx
@@ -78,3 +79,37 @@ def test_the_worker_survives_a_failing_sync_and_keeps_the_failure_on_the_row(web
     run_async(scenario())
     (failed,) = rows()
     assert (failed.state, failed.attempts, failed.last_error) == ("pending", 1, "ConnectionError: sandbox unreachable")
+
+
+def test_a_changed_org_is_announced_as_soon_as_its_sync_ends_not_after_the_whole_pass(webhook_secrets):
+    # Two customers in one pass: the second one's sync waits for the first one's org to be announced.
+    # Announcing only at the end of the pass would leave it waiting out its 5 s.
+    announced = threading.Event()
+    announced_in_time: list[bool] = []
+
+    def sync(customer_id):
+        if customer_id == "cus_second":
+            announced_in_time.append(announced.wait(5))
+            return Report(org_id=2, changes=["plan changed"])
+        return Report(org_id=1, changes=["status changed"])
+
+    refreshed: list[set[int]] = []
+
+    async def on_change(org_ids):
+        refreshed.append(set(org_ids))
+        announced.set()
+
+    async def scenario():
+        worker = asyncio.create_task(run_worker(sync, poll_seconds=60, gather_seconds=1.0, on_change=on_change))
+        await asyncio.sleep(0.2)
+        transport = httpx.ASGITransport(app=build_api())
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            for customer in ("cus_first", "cus_second"):  # stored in this order, so synced in this order
+                body = json.dumps(event("customer.subscription.updated", customer))
+                response = await client.post("/api/stripe/webhook", content=body, headers={"Stripe-Signature": sign(body)})
+                assert response.status_code == 200
+        await cancel_when(worker, lambda: eventlog.counts() == {"processed": 2} and len(refreshed) == 2)
+
+    run_async(scenario())
+    assert announced_in_time == [True]
+    assert refreshed == [{1}, {2}]
