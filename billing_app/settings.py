@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # The webhook and mail workers run inside the backend process (one process, `make run`). Set false
     # when they run as their own processes (`python -m billing_app worker`), e.g. beside N backends.
     run_workers_in_backend: bool = True
+    # The webhook worker syncs up to this many customers of one pass at once (each sync is a few
+    # Stripe reads, then one short transaction): a burst of changes reaches open pages sooner.
+    webhook_sync_concurrency: int = Field(default=4, ge=1, le=16)
     # Several backend processes (`serve --prod --backends N`): redis://host:6379/0 carries live
     # page updates between them (billing_app/live.py) and is checked by /api/ready. Every key and
     # channel the app makes starts with REDIS_KEY_PREFIX, so two deployments (or test runs) can

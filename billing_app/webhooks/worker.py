@@ -7,6 +7,10 @@ nothing is due, and wakes early when the webhook route stores an event
 (`signal.notify`), after a short pause that lets a burst of one customer's events
 gather into one sync.
 
+A pass syncs up to `concurrency` customers at once (WEBHOOK_SYNC_CONCURRENCY, on a small
+thread pool; a sync waits mostly on Stripe), so a burst of changes reaches open pages sooner;
+one customer's events are always in one sync.
+
 A pass holds its events on a short lease (`LEASE_SECONDS`) that a heartbeat thread
 renews every `HEARTBEAT_SECONDS` while its syncs run: a slow sync keeps its events, and
 the events of a killed process are due again once its last lease runs out (at most
@@ -26,6 +30,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,6 +41,7 @@ from billing_app.billing.sync import sync_customer
 from billing_app.models import utcnow
 from billing_app.notifications import events as notification_events
 from billing_app.passes import Backoff, PassWorker
+from billing_app.settings import get_settings
 from billing_app.webhooks import eventlog, signal
 
 log = structlog.get_logger("billing_app.webhooks")
@@ -83,8 +89,10 @@ class Worker(PassWorker):
         flush_seconds: float = FLUSH_SECONDS,
         ingest_busy: Callable[[], bool] | None = signal.ingest_busy,
         clock: Callable[[], datetime] = utcnow,
+        concurrency: int | None = None,
     ):
         self.sync = sync or sync_customer
+        self.concurrency = concurrency or get_settings().webhook_sync_concurrency
         self.batch_size = batch_size
         self.lease = timedelta(seconds=lease_seconds)
         self.heartbeat_seconds = heartbeat_seconds
@@ -159,28 +167,43 @@ class Worker(PassWorker):
             synced.clear()
             failed.clear()
 
-        # Stop starting syncs well before the lease ends (as the heartbeat last renewed it: only
-        # when renewals fail, e.g. the database is unreachable), so no other worker re-claims mid-sync;
-        # and when told to stop, so the process exits holding nothing.
+        # Up to `concurrency` customers sync at once (each on a pool thread); outcomes are recorded
+        # here, in the pass's thread, as each sync ends. Stop starting syncs well before the lease
+        # ends (as the heartbeat last renewed it: only when renewals fail, e.g. the database is
+        # unreachable), so no other worker re-claims mid-sync; and when told to stop, so the process
+        # exits holding nothing (the syncs in flight finish and are recorded first).
         last_flush = time.monotonic()
-        customers = list(by_customer)
-        for index, customer_id in enumerate(customers):
-            if self.stopping or self.clock() > heartbeat.until - self.lease / 2:
-                flush()
-                rest = [e.id for c in customers[index:] for e in by_customer[c]]
-                report.released = eventlog.release(rest, token)
-                break
-            outcome = self._sync_one(customer_id, by_customer[customer_id], report)
-            (synced if isinstance(outcome, eventlog.Synced) else failed).append(outcome)
-            if len(synced) + len(failed) >= self.flush_every or time.monotonic() - last_flush > self.flush_seconds:
-                flush()
-                last_flush = time.monotonic()
+        waiting = list(by_customer)
+        in_flight: dict[Future, str] = {}
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-sync") as pool:
+            while waiting or in_flight:
+                while waiting and len(in_flight) < self.concurrency:
+                    if self.stopping or self.clock() > heartbeat.until - self.lease / 2:
+                        report.released = eventlog.release([e.id for c in waiting for e in by_customer[c]], token)
+                        waiting.clear()
+                        break
+                    customer_id = waiting.pop(0)
+                    in_flight[pool.submit(self._timed_sync, customer_id)] = customer_id
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    customer_id = in_flight.pop(future)
+                    outcome = self._outcome(customer_id, by_customer[customer_id], future, report)
+                    (synced if isinstance(outcome, eventlog.Synced) else failed).append(outcome)
+                if len(synced) + len(failed) >= self.flush_every or time.monotonic() - last_flush > self.flush_seconds:
+                    flush()
+                    last_flush = time.monotonic()
         flush()
 
-    def _sync_one(self, customer_id: str, events: list[eventlog.Claimed], report: PassReport):
+    def _timed_sync(self, customer_id: str) -> tuple[datetime, object]:
+        """On a pool thread: when the sync began (events stored before then are covered by it), its result."""
         started = utcnow()
+        return started, self.sync(customer_id)
+
+    def _outcome(self, customer_id: str, events: list[eventlog.Claimed], sync: Future, report: PassReport):
         try:
-            result = self.sync(customer_id)
+            started, result = sync.result()
         except Exception as error:  # any failure is retried; the error text is kept on the rows for the admin
             message = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
             report.failed.append(customer_id)

@@ -95,11 +95,12 @@ def test_a_worker_killed_mid_batch_loses_nothing_its_lease_runs_out_and_another_
     store_burst({customer: 10 for customer in customers})
     stripe = RequestLog(sandbox_server.recording)
     # The victim, alone at first, claims the first batch (200 events: the first 20 customers). It reaches
-    # Stripe through a proxy that holds its 4th customer read: three syncs done, the fourth under way.
+    # Stripe through a proxy that holds its 4th customer read: three syncs done, the fourth under way
+    # (one sync at a time, so which three is certain).
     proxy = TcpProxy(int(sandbox.base_url.rsplit(":", 1)[1]))
     proxy.hold_from(CUSTOMER_READ, 4)
     victim = WorkerProcess(tmp_path / "victim.log", database_url=pg, stripe_base=f"http://127.0.0.1:{proxy.port}",
-                           api_key=sandbox.api_key)
+                           api_key=sandbox.api_key, sync_concurrency=1)
     batch, synced_by_victim = customers[:20], customers[:3]
     try:
         victim.wait_started()

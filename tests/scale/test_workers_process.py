@@ -32,31 +32,33 @@ def test_the_worker_process_syncs_stored_events_and_on_sigterm_finishes_its_sync
     customers = sandbox_customers(sandbox, 5)
     store_burst({customer: 4 for customer in customers})
     stripe = RequestLog(sandbox_server.recording)
-    # Its Stripe traffic goes through a proxy that holds its third customer read: SIGTERM arrives mid-batch.
+    # It syncs two customers at once; its Stripe traffic goes through a proxy that holds every customer
+    # read: SIGTERM arrives while the first two syncs are under way.
     proxy = TcpProxy(int(sandbox.base_url.rsplit(":", 1)[1]))
-    proxy.hold_from(CUSTOMER_READ, 3)
+    proxy.hold_from(CUSTOMER_READ, 1)
     worker = WorkerProcess(tmp_path / "worker.log", database_url=database_url,
-                           stripe_base=f"http://127.0.0.1:{proxy.port}", api_key=sandbox.api_key)
+                           stripe_base=f"http://127.0.0.1:{proxy.port}", api_key=sandbox.api_key, sync_concurrency=2)
     try:
         worker.wait_started()
-        assert proxy.held.wait(30), "the worker never reached its third sync"
+        assert proxy.held.wait(30), "the worker never began a sync"
+        wait_until(lambda: proxy.seen == 2, 15, "both syncs to reach Stripe")
         assert {r.claimed_by for r in rows()} != {None}  # it holds its batch
         worker.proc.terminate()  # SIGTERM
         wait_until(lambda: "worker.draining" in worker.output(), 15, "the worker to begin draining")
-        proxy.release()  # the sync in flight completes
+        proxy.release()  # the syncs in flight complete
         assert worker.wait(30) == 0, worker.output()
     finally:
         proxy.close()
         if worker.proc.poll() is None:
             worker.kill()
 
-    synced, given_back = customers[:3], customers[3:]
+    synced, given_back = customers[:2], customers[2:]
     assert stripe.customer_reads() == Counter(synced)
     final = rows()
     assert all(r.claimed_by is None and r.claimed_until is None for r in final), "nothing stays leased"
     assert {r.customer_id for r in final if r.state == "processed"} == set(synced)
     back = [r for r in final if r.customer_id in given_back]
-    assert len(back) == 8 and all(r.state == "pending" and r.attempts == 0 for r in back), "given back untried"
+    assert len(back) == 12 and all(r.state == "pending" and r.attempts == 0 for r in back), "given back untried"
 
     # Due at once for the next worker (no lease to wait for).
     successor = WorkerProcess(tmp_path / "successor.log", database_url=database_url, stripe_base=sandbox.base_url,

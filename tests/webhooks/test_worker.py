@@ -153,6 +153,37 @@ def test_a_worker_whose_lease_expired_cannot_overwrite_the_new_claim(post):
     assert row(ev["id"]).state == "processed"
 
 
+def test_a_pass_syncs_up_to_its_concurrency_of_customers_at_once_each_once(post):
+    customers = [f"cus_together{i}" for i in range(8)]
+    for customer in customers:
+        post(event("invoice.paid", customer))
+        post(event("customer.subscription.updated", customer))
+    post(event("invoice.paid", "cus_broken"))
+    four_at_once = threading.Barrier(4, timeout=10)  # broken (every sync fails) unless four syncs run together
+    lock, running, most, calls = threading.Lock(), [0], [0], []
+
+    def sync(customer_id):
+        with lock:
+            calls.append(customer_id)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            if customer_id == "cus_broken":
+                raise RuntimeError("Stripe said no")
+            four_at_once.wait()
+        finally:
+            with lock:
+                running[0] -= 1
+
+    report = Worker(sync, concurrency=4).run_once()
+    assert sorted(calls) == sorted(customers + ["cus_broken"]) and most[0] == 4
+    assert sorted(report.synced) == sorted(customers) and report.failed == ["cus_broken"]
+    assert report.processed == 16
+    broken = [r for r in rows() if r.customer_id == "cus_broken"]
+    assert [(r.state, r.attempts) for r in broken] == [("pending", 1)]
+    assert {r.state for r in rows() if r.customer_id != "cus_broken"} == {"processed"}
+
+
 def test_events_of_a_customer_being_synced_wait_for_one_later_sync(post):
     post(event("invoice.paid", "cus_busy"))
     token, first = eventlog.claim(10, timedelta(seconds=60))  # another worker is syncing cus_busy
@@ -176,7 +207,8 @@ def test_a_worker_short_of_lease_gives_the_rest_back_untried(post):
     post(first)
     post(second)
     sync = CountingSync(delay=0.3)
-    report = Worker(sync, lease_seconds=0.4, heartbeat_seconds=60).run_once()  # no beat within the pass
+    # One sync at a time, so the second starts (or not) after the first has used up the lease.
+    report = Worker(sync, lease_seconds=0.4, heartbeat_seconds=60, concurrency=1).run_once()  # no beat within the pass
     assert sync.calls == ["cus_first"] and report.released == 1
     given_back = row(second["id"])
     assert (given_back.state, given_back.attempts, given_back.claimed_until) == ("pending", 0, None)
