@@ -13,8 +13,9 @@ N = 2, on the same database.
 The pages: `--orgs` organizations, each an admin with a Starter subscription bought through
 Checkout at the sandbox; `--pages` clients spread evenly over them, each a websocket to the
 balancer speaking Reflex's protocol (Engine.IO 4 / Socket.IO 5, the hydrate event in the
-CONNECT packet, the admin's session cookie) exactly as a browser tab on /billing does, so each
-page's on_load registers it for live updates on the backend its socket landed on.
+CONNECT packet, a session cookie of the org's admin, one session per page as separate browsers
+have) exactly as a browser tab on /billing does, so each page's on_load registers it for live
+updates on the backend its socket landed on.
 
 A round: every subscription is flipped at the sandbox (cancel_at_period_end; the sandbox's own
 deliveries are switched off), then one signed `customer.subscription.updated` per org is posted
@@ -123,8 +124,9 @@ class Page:
 
 # --- setup ------------------------------------------------------------------------------
 
-def make_orgs(count: int) -> list[tuple[int, str, str]]:
-    """`count` orgs, each an admin with Starter bought at the sandbox: (org id, session token, customer)."""
+def make_orgs(count: int, sessions: int) -> list[tuple[int, list[str], str]]:
+    """`count` orgs, each an admin with Starter bought at the sandbox: (org id, `sessions` session
+    tokens of that admin, customer). Each page gets a session of its own, as separate browsers do."""
     import stripe
 
     from billing_app.auth import accounts, passwords
@@ -148,12 +150,14 @@ def make_orgs(count: int) -> list[tuple[int, str, str]]:
         with session_scope() as s:
             token = accounts.login(s, email=email, password=PASSWORD)
             admin = accounts.actor_for_session(s, token)
+            user = s.get(accounts.User, admin.user_id)
+            tokens = [token] + [accounts.start_session(s, user) for _ in range(sessions - 1)]
         started = start_checkout(admin, period)
         client.raw_request("post", f"/v1/test_helpers/checkout/sessions/{started.session_id}/complete", payment_method="pm_card_visa")
         checkout_status(admin, started.session_id)
         with session_scope() as s:
             customer = s.exec(select(BillingCustomer.stripe_customer_id).where(BillingCustomer.org_id == admin.org_id)).one()
-        orgs.append((admin.org_id, token, customer))
+        orgs.append((admin.org_id, tokens, customer))
     return orgs
 
 
@@ -210,7 +214,7 @@ async def measure_push(url_port: int, orgs, pages_count: int, rounds: int, clien
     await listening.wait()
     to_notice: list[float] = []
     notice_to_delta: list[float] = []
-    pages = [Page(host, url_port, orgs[i % len(orgs)][1], orgs[i % len(orgs)][0]) for i in range(pages_count)]
+    pages = [Page(host, url_port, orgs[i % len(orgs)][1][i // len(orgs)], orgs[i % len(orgs)][0]) for i in range(pages_count)]
     for page in pages:
         page.task = asyncio.create_task(page.run())
         await asyncio.sleep(0.005)  # a gentle ramp: 200 connections a second
@@ -327,7 +331,7 @@ def main() -> int:
         client = stripe.StripeClient(serve.SANDBOX_KEY, base_addresses={"api": f"http://127.0.0.1:{sandbox_port}"})
         client.v1.webhook_endpoints.update("we_cli", params={"disabled": True})  # we post the webhooks ourselves
         print(f"setting up {args.orgs} orgs with a subscription ...", flush=True)
-        orgs = make_orgs(args.orgs)
+        orgs = make_orgs(args.orgs, sessions=-(-args.pages // args.orgs))
         for backends in [int(b) for b in args.backends.split(",")]:
             port = free_port()
             scaled = serve.start_scaled(port=port, backends=backends, workers=args.workers, sandbox_port=sandbox_port, data_dir=work,

@@ -37,25 +37,27 @@ log = logging.getLogger(__name__)
 MAX_WATCHERS_PER_ORG = 100
 REFRESH_CONCURRENCY = 4  # pages (browser tabs) of one org refreshed at once (each holds a thread and a database connection)
 RECONNECT_SECONDS = 1.0  # the subscriber's first retry after Redis went away (doubling up to 30 s)
-_watchers: dict[int, OrderedDict[tuple[str, type], None]] = {}
+_watchers: dict[int, OrderedDict[tuple[str, type], str]] = {}  # org -> (client token, state class) -> session hash
 _lock = threading.Lock()
 
 
-def watch(org_id: int, client_token: str, state_cls: type) -> None:
-    """Remember that this browser shows `state_cls` for the org (newest kept when full)."""
+def watch(org_id: int, client_token: str, state_cls: type, session_hash: str = "") -> None:
+    """Remember that this browser shows `state_cls` for the org (newest kept when full), and the
+    session it loaded with (a notice checks all its pages' sessions in one read)."""
     if not client_token:
         return
     with _lock:
         watchers = _watchers.setdefault(org_id, OrderedDict())
         watchers.pop((client_token, state_cls), None)
-        watchers[(client_token, state_cls)] = None
+        watchers[(client_token, state_cls)] = session_hash
         while len(watchers) > MAX_WATCHERS_PER_ORG:
             watchers.popitem(last=False)
 
 
-def watchers_of(org_id: int) -> list[tuple[str, type]]:
+def watchers_of(org_id: int) -> list[tuple[str, type, str]]:
+    """(client token, state class, session hash) of each page part registered for the org."""
     with _lock:
-        return list(_watchers.get(org_id, ()))
+        return [(token, cls, session_hash) for (token, cls), session_hash in _watchers.get(org_id, {}).items()]
 
 
 def _forget(org_id: int, client_token: str, state_cls: type) -> None:
@@ -118,14 +120,19 @@ async def refresh_local(org_id: int) -> int:
     from reflex.utils.prerequisites import get_and_validate_app
 
     by_page: dict[str, list[type]] = {}
-    for client_token, state_cls in watchers_of(org_id):
+    sessions: set[str] = set()
+    for client_token, state_cls, session_hash in watchers_of(org_id):
         by_page.setdefault(client_token, []).append(state_cls)
+        sessions.add(session_hash)
     if not by_page:  # e.g. a `worker` process, which holds no page (and runs no app)
         return 0
     app = get_and_validate_app().app
     owned = _locally_connected(app)
     slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
-    shared: dict = {}  # reads one page made for this notice, for the org's other pages (see _on_billing_changed)
+    # Reads one page made for this notice, for the org's other pages (see _on_billing_changed); it
+    # starts with every registered session checked in one read (a page whose state holds another
+    # session reads its own).
+    shared: dict = await asyncio.to_thread(_sessions_checked, sessions - {""})
 
     async def refresh(client_token: str, state_classes: list[type]) -> int:
         if owned is not None and not owned(client_token):
@@ -149,6 +156,12 @@ async def refresh_local(org_id: int) -> int:
 
     done = await asyncio.gather(*(refresh(token, classes) for token, classes in by_page.items()))
     return sum(done)
+
+
+def _sessions_checked(session_hashes: set[str]) -> dict:
+    from billing_app.state import AuthState
+
+    return AuthState.sessions_for_notice(session_hashes) if session_hashes else {}
 
 
 def _on_billing_changed(page_states: list, shared: dict) -> None:

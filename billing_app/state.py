@@ -15,7 +15,7 @@ import json
 
 import reflex as rx
 
-from billing_app import routes
+from billing_app import live, routes
 from billing_app.auth import accounts
 from billing_app.auth.accounts import Actor
 from billing_app.auth.cookies import SESSION_COOKIE, session_hash_from_headers
@@ -62,6 +62,10 @@ class BusyForm(rx.State, mixin=True):
             self.error, self.busy = error.message, False
 
 
+def _notice_key(session_hash: str) -> tuple[str, str]:
+    return ("session", session_hash)
+
+
 class AuthState(rx.State):
     # Display copies of the server's records, refreshed on every page load.
     user_email: str = ""
@@ -94,18 +98,41 @@ class AuthState(rx.State):
         signed in?"). It is the session's hash, not the token: no state can hold the token."""
         return self._session_hash
 
-    def _actor(self) -> Actor:
-        """The acting user from the database; raises AppError when not signed in."""
-        actor, orgs = self._resolve(self._session_hash)
+    def _actor(self, shared: dict | None = None) -> Actor:
+        """The acting user from the database; raises AppError when not signed in.
+
+        `shared`: the reads of one live notice (billing_app/live.py), so the parts of a page that
+        refresh together check its session once; the key is the session, never reused for another."""
+        if shared is None:
+            actor, orgs = self._resolve(self._session_hash)
+        else:
+            key = _notice_key(self._session_hash)
+            if key not in shared:
+                try:
+                    shared[key] = self._resolve(self._session_hash)
+                except AppError as error:
+                    shared[key] = error
+            if isinstance(shared[key], AppError):
+                raise shared[key]
+            actor, orgs = shared[key]
         self._show(actor, orgs)
         return actor
 
     @staticmethod
     def _resolve(session_hash: str) -> tuple[Actor, list[accounts.OrgChoice]]:
         with session_scope() as session:
-            actor = accounts.actor_for_session_hash(session, session_hash)
-            orgs = accounts.organizations_of(session, actor.user_id)
-        return actor, orgs
+            return accounts.actor_and_orgs(session, session_hash)
+
+    @staticmethod
+    def sessions_for_notice(session_hashes: set[str]) -> dict:
+        """A live notice's `shared` reads, started with these sessions checked in one read."""
+        with session_scope() as session:
+            found = accounts.actors_and_orgs(session, session_hashes)
+        return {_notice_key(session_hash): result for session_hash, result in found.items()}
+
+    def _watch_live(self, org_id: int) -> None:
+        """Refresh this page part when a webhook changes the org's billing (billing_app/live.py)."""
+        live.watch(org_id, self.router.session.client_token, type(self), self._session_hash)
 
     async def _actor_in_background(self) -> Actor:
         """`_actor` for background events; call it *outside* `async with self`.

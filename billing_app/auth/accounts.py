@@ -7,6 +7,7 @@ server, so pages and API routes cannot skip a check by forgetting it.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -231,46 +232,113 @@ def end_session_hash(session: Session, session_hash: str) -> None:
         session.exec(delete(AuthSession).where(AuthSession.token_hash == session_hash))
 
 
-def _actor(session: Session, user: User, org_id: int | None) -> Actor:
-    membership = None
-    if org_id is not None:
-        membership = session.exec(
-            select(Membership).where(Membership.user_id == user.id, Membership.org_id == org_id)
-        ).first()
-    if membership is None:
-        # The org may have been left or removed since; fall back to the first one.
-        membership = session.exec(
-            select(Membership).where(Membership.user_id == user.id).order_by(Membership.id)
-        ).first()
-    if membership is None:
+@dataclass(frozen=True)
+class _Membership:
+    id: int
+    org: OrgChoice
+
+
+def _memberships_of(session: Session, user_ids: Collection[int]) -> dict[int, list[_Membership]]:
+    """Each user's organizations with the role in each, by organization name (one query)."""
+    if not user_ids:
+        return {}
+    rows = session.exec(
+        select(Membership.user_id, Membership.id, Organization.id, Organization.name, Membership.role)
+        .join(Membership, Membership.org_id == Organization.id)
+        .where(Membership.user_id.in_(list(user_ids)))
+        .order_by(Organization.name)
+    ).all()
+    found: dict[int, list[_Membership]] = {}
+    for user_id, membership_id, org_id, name, role in rows:
+        found.setdefault(user_id, []).append(_Membership(membership_id, OrgChoice(org_id, name, Role(role))))
+    return found
+
+
+def _memberships(session: Session, user_id: int) -> list[_Membership]:
+    return _memberships_of(session, [user_id]).get(user_id, [])
+
+
+def _actor_among(user: User, org_id: int | None, memberships: list[_Membership]) -> Actor:
+    chosen = next((m for m in memberships if m.org.id == org_id), None) if org_id is not None else None
+    if chosen is None and memberships:
+        # The org may have been left or removed since; fall back to the first one joined.
+        chosen = min(memberships, key=lambda m: m.id)
+    if chosen is None:
         return Actor(user.id, user.email, user.name, None, "", None)
-    org = session.get(Organization, membership.org_id)
-    return Actor(user.id, user.email, user.name, org.id, org.name, Role(membership.role))
+    return Actor(user.id, user.email, user.name, chosen.org.id, chosen.org.name, chosen.org.role)
+
+
+def _actor(session: Session, user: User, org_id: int | None) -> Actor:
+    return _actor_among(user, org_id, _memberships(session, user.id))
 
 
 # last_seen_at is written at most this often per session.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
 
+def _sessions_of(session: Session, session_hashes: Collection[str]) -> dict[str, tuple[AuthSession, User] | AppError]:
+    """Each session with its user, or the error to raise for it (missing or expired); one query."""
+    hashes = [h for h in session_hashes if h]
+    rows = session.exec(
+        select(AuthSession, User).join(User, User.id == AuthSession.user_id).where(AuthSession.token_hash.in_(hashes))
+    ).all() if hashes else []
+    by_hash = {row.token_hash: (row, user) for row, user in rows}
+    now = utcnow()
+    found: dict[str, tuple[AuthSession, User] | AppError] = {}
+    for session_hash in session_hashes:
+        row_and_user = by_hash.get(session_hash)
+        if row_and_user is None:
+            found[session_hash] = AppError(ErrorCode.UNAUTHENTICATED, "Please log in.")
+        elif row_and_user[0].expires_at <= now:
+            found[session_hash] = AppError(ErrorCode.SESSION_EXPIRED, "Your session has expired. Please log in again.")
+        else:
+            found[session_hash] = row_and_user
+    return found
+
+
+def _session_and_user(session: Session, session_hash: str) -> tuple[AuthSession, User]:
+    found = _sessions_of(session, [session_hash])[session_hash]
+    if isinstance(found, AppError):
+        raise found
+    return found
+
+
 def _session_row(session: Session, session_hash: str) -> AuthSession:
-    row = session.exec(select(AuthSession).where(AuthSession.token_hash == session_hash)).first() if session_hash else None
-    if row is None:
-        raise AppError(ErrorCode.UNAUTHENTICATED, "Please log in.")
-    if row.expires_at <= utcnow():
-        raise AppError(ErrorCode.SESSION_EXPIRED, "Your session has expired. Please log in again.")
-    return row
+    return _session_and_user(session, session_hash)[0]
 
 
-def actor_for_session_hash(session: Session, session_hash: str) -> Actor:
-    """The actor behind a session, named by the SHA-256 of its token (what pages hold); raises when
-    missing or expired."""
-    row = _session_row(session, session_hash)
+def actor_and_orgs(session: Session, session_hash: str) -> tuple[Actor, list[OrgChoice]]:
+    """The actor behind a session, named by the SHA-256 of its token (what pages hold), and the
+    user's organizations (by name); raises when missing or expired. Two queries."""
+    row, user = _session_and_user(session, session_hash)
     now = utcnow()
     if row.last_seen_at is None or row.last_seen_at <= now - LAST_SEEN_RESOLUTION:
         row.last_seen_at = now
         session.flush()
-    user = session.get(User, row.user_id)
-    return _actor(session, user, row.current_org_id)
+    memberships = _memberships(session, user.id)
+    return _actor_among(user, row.current_org_id, memberships), [m.org for m in memberships]
+
+
+def actors_and_orgs(session: Session, session_hashes: Collection[str]) -> dict[str, tuple[Actor, list[OrgChoice]] | AppError]:
+    """`actor_and_orgs` for many sessions at once (two queries), each with its error instead of
+    raising. For a refresh the server pushes to open pages: last_seen_at is left alone, as the
+    user did nothing."""
+    sessions = _sessions_of(session, session_hashes)
+    memberships = _memberships_of(session, {found[1].id for found in sessions.values() if not isinstance(found, AppError)})
+    resolved: dict[str, tuple[Actor, list[OrgChoice]] | AppError] = {}
+    for session_hash, found in sessions.items():
+        if isinstance(found, AppError):
+            resolved[session_hash] = found
+            continue
+        row, user = found
+        mine = memberships.get(user.id, [])
+        resolved[session_hash] = (_actor_among(user, row.current_org_id, mine), [m.org for m in mine])
+    return resolved
+
+
+def actor_for_session_hash(session: Session, session_hash: str) -> Actor:
+    """`actor_and_orgs` without the organizations."""
+    return actor_and_orgs(session, session_hash)[0]
 
 
 def actor_for_session(session: Session, token: str) -> Actor:
@@ -347,13 +415,7 @@ def set_password(session: Session, user: User, password: str) -> None:
 
 
 def organizations_of(session: Session, user_id: int) -> list[OrgChoice]:
-    rows = session.exec(
-        select(Organization.id, Organization.name, Membership.role)
-        .join(Membership, Membership.org_id == Organization.id)
-        .where(Membership.user_id == user_id)
-        .order_by(Organization.name)
-    ).all()
-    return [OrgChoice(id, name, Role(role)) for id, name, role in rows]
+    return [m.org for m in _memberships(session, user_id)]
 
 
 def switch_org(session: Session, token: str, org_id: int) -> Actor:

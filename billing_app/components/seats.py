@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from billing_app import live, routes
+from billing_app import routes
 from billing_app.billing.seats import seats_of
 from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary
 from billing_app.db import session_scope
@@ -20,9 +20,15 @@ class SeatsBarState(AuthState):
     cap: int = 0  # 0: unlimited, no bar
     warning: str = ""
 
-    def _refresh(self, org_id: int) -> None:
-        with session_scope() as session:
-            seats = seats_of(session, org_id)
+    def _refresh(self, org_id: int, shared: dict | None = None) -> None:
+        key = ("seats", org_id)
+        if shared is not None and key in shared:
+            seats = shared[key]
+        else:
+            with session_scope() as session:
+                seats = seats_of(session, org_id)
+            if shared is not None:
+                shared[key] = seats
         self.text, self.used = seats_summary(seats), seats.used
         self.cap = seats_cap(seats)
         self.warning = seat_warning(seats)
@@ -34,12 +40,14 @@ class SeatsBarState(AuthState):
         except AppError:
             return
         self._refresh(org_id)
-        live.watch(org_id, self.router.session.client_token, type(self))
+        self._watch_live(org_id)
 
-    def on_billing_changed(self):
-        """Called by `live` when a webhook changed this org's billing (a quantity set in the portal)."""
+    def on_billing_changed(self, shared: dict | None = None):
+        """Called by `live` when a webhook changed this org's billing (a quantity set in the portal).
+        `shared`: what the org's other pages read for the same notice (the seats are the org's,
+        whoever looks; this page's own session is still checked)."""
         try:
-            self._refresh(self._actor().require_org())
+            self._refresh(self._actor(shared).require_org(), shared)
         except AppError:
             pass
 

@@ -12,7 +12,7 @@ import copy
 
 import reflex as rx
 
-from billing_app import limits, live, routes
+from billing_app import limits, routes
 from billing_app.billing.dashboard import DashboardView, dashboard_view, member_billing_view
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel_scheduled_change, change_plan, reactivate
@@ -63,7 +63,7 @@ class BillingState(DashboardMixin, AuthState):
         except AppError as error:
             return self._signed_out(error)
         self._refresh(actor)
-        live.watch(org_id, self.router.session.client_token, type(self))
+        self._watch_live(org_id)
         wanted = self.router.url.query_parameters.get("change", "")
         if wanted and actor.is_admin and self.view.can_change:
             return BillingState.open_change(wanted)
@@ -74,7 +74,7 @@ class BillingState(DashboardMixin, AuthState):
         `shared` holds what the org's other open billing pages read for the same change, by org and
         role: this page's own user and role are still checked here, its copy is its own."""
         try:
-            actor = self._actor()
+            actor = self._actor(shared)
             key = (actor.require_org(), actor.is_admin)
         except AppError:
             return

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import reflex as rx
 from reflex.experimental.client_state import ClientStateVar
 
-from billing_app import limits, live, routes
+from billing_app import limits, routes
 from billing_app.auth import accounts, invitations, members
 from billing_app.billing.seat_billing import invite_cost
 from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary, team_view
@@ -111,7 +111,7 @@ class MembersState(AuthState):
         except AppError as error:
             self.members, self.invitations = [], []
             return self._signed_out(error)
-        live.watch(actor.require_org(), self.router.session.client_token, type(self))
+        self._watch_live(actor.require_org())
         events = [INVITE_URL.push("")]
         if actor.is_admin and self.per_seat:
             events.append(MembersState.load_cost)

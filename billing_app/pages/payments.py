@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 import reflex as rx
 
-from billing_app import live, routes
+from billing_app import routes
 from billing_app.billing.payments import PaymentFilter, list_payments
 from billing_app.components.billing_ui import billing_frame, empty_state
 from billing_app.components.forms import field_label, native_select
@@ -98,7 +98,7 @@ class PaymentsState(KeysetPages, AuthState):
         self.cursors = [""]
         if actor.is_admin:
             self._fetch("")
-            live.watch(actor.org_id, self.router.session.client_token, type(self))
+            self._watch_live(actor.org_id)
         else:
             self.rows, self.next_cursor = [], ""
 
