@@ -1,6 +1,7 @@
 """Live push across backends: K open billing pages, webhook changes for their orgs, 1 vs 2 backends.
 
 Run:  .venv/bin/python benchmarks/live_push.py [--pages 200] [--orgs 50] [--rounds 3] [--ingest 2000] [--workers 1]
+                                             [--spread 0]
       (needs PostgreSQL, TEST_DATABASE_URL or postgresql+psycopg://postgres@127.0.0.1:5432/test, and
       Redis, TEST_REDIS_URL or redis://127.0.0.1:6379/0; a schema and a key prefix of its own)
 
@@ -19,11 +20,13 @@ updates on the backend its socket landed on.
 
 A round: every subscription is flipped at the sandbox (cancel_at_period_end; the sandbox's own
 deliveries are switched off), then one signed `customer.subscription.updated` per org is posted
-through the balancer at once. Measured per page: from its org's webhook POST to the first
-state delta on its socket. Printed per N: p50, p99, max, deltas/s over the round, and pages
-that got nothing. Then webhook ingestion: `--ingest` signed events (a type the worker stores
-and does not sync) posted through the balancer by 16 clients: events/s. The last lines are
-the ratios 2 backends / 1 backend. Not a test: figures only.
+through the balancer at once (a burst: every org changes in the same instant), or with
+`--spread S` one after another, evenly over S seconds (changes arriving at a steady rate).
+Measured per page: from its org's webhook POST to the first state delta on its socket.
+Printed per N: p50, p99, max, deltas/s over the round, and pages that got nothing. Then
+webhook ingestion: `--ingest` signed events (a type the worker stores and does not sync)
+posted through the balancer by 16 clients: events/s. The last lines are the ratios
+2 backends / 1 backend. Not a test: figures only.
 """
 
 from __future__ import annotations
@@ -206,7 +209,7 @@ async def listen_notices(notices: dict[int, float], ready: asyncio.Event) -> Non
                 notices.setdefault(int(message["data"]), time.monotonic())
 
 
-async def measure_push(url_port: int, orgs, pages_count: int, rounds: int, client, secret: str) -> dict:
+async def measure_push(url_port: int, orgs, pages_count: int, rounds: int, client, secret: str, spread: float = 0.0) -> dict:
     host = "127.0.0.1"
     notices: dict[int, float] = {}
     listening = asyncio.Event()
@@ -231,12 +234,13 @@ async def measure_push(url_port: int, orgs, pages_count: int, rounds: int, clien
         posted: dict[int, float] = {}
         notices.clear()
 
-        async def send(org_id, event):
+        async def send(org_id, event, delay):
+            await asyncio.sleep(delay)
             posted[org_id] = time.monotonic()
             status = await post(host, url_port, json.dumps(event).encode(), secret)
             assert status == 200, status
 
-        await asyncio.gather(*(send(org_id, event) for org_id, event in events.items()))
+        await asyncio.gather(*(send(org_id, event, spread * i / len(events)) for i, (org_id, event) in enumerate(events.items())))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(not p.deltas for p in pages):
             await asyncio.sleep(0.05)
@@ -294,6 +298,8 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=200, help="open billing pages (up to 1000)")
     parser.add_argument("--orgs", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--spread", type=float, default=0.0,
+                        help="post a round's webhooks evenly over this many seconds (0: all at once)")
     parser.add_argument("--ingest", type=int, default=2000, help="webhook events posted for the ingestion figure")
     parser.add_argument("--backends", default="1,2", help="the topologies to compare, e.g. 1,2")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (0: the workers run inside each backend)")
@@ -338,8 +344,9 @@ def main() -> int:
                                         use_sandbox=False, log=log, quiet_reflex=True)
             try:
                 print(f"{backends} backend(s), {args.workers} worker process(es): {args.pages} pages over {len(orgs)} orgs, "
-                      f"{args.rounds} rounds ...", flush=True)
-                push = asyncio.run(measure_push(port, orgs, args.pages, args.rounds, client, serve.SANDBOX_WEBHOOK_SECRET))
+                      f"{args.rounds} rounds, webhooks {'spread over %g s' % args.spread if args.spread else 'at once'} ...", flush=True)
+                push = asyncio.run(measure_push(port, orgs, args.pages, args.rounds, client, serve.SANDBOX_WEBHOOK_SECRET,
+                                                args.spread))
                 push["ingest_per_s"] = asyncio.run(measure_ingest(port, args.ingest, serve.SANDBOX_WEBHOOK_SECRET))
                 results[backends] = push
                 print(f"  push p50 {push['p50']:.3f} s  p99 {push['p99']:.3f} s  max {push['max']:.3f} s  "

@@ -15,6 +15,7 @@ import pytest
 
 from billing_app import limits, routes
 from billing_app.auth import passwords
+from tests.aio import run_async
 
 ORIGIN = "http://127.0.0.1:3000"
 
@@ -72,7 +73,7 @@ def test_a_login_flood_from_one_client_does_not_delay_another_clients_requests(d
         await bystander.aclose()
         return answers
 
-    answers = asyncio.run(scenario())
+    answers = run_async(scenario())
     codes = sorted(a.status_code for a in answers)
     assert codes.count(401) == allowed and codes.count(429) == flood_size - allowed
     limits.reset()
@@ -83,7 +84,7 @@ def test_password_hashing_refuses_to_wait_on_the_event_loop():
         passwords.hash_password("a-long-password-1")
 
     with pytest.raises(RuntimeError, match="event loop"):
-        asyncio.run(on_the_loop())
+        run_async(on_the_loop())
 
 
 def test_the_hashing_pool_is_bounded_and_refuses_when_full(monkeypatch):

@@ -1,6 +1,5 @@
 """The session routes (log in, sign up, log out), the session cookie, and the event socket's view of it."""
 
-import asyncio
 
 import pytest
 from starlette.testclient import TestClient
@@ -10,6 +9,7 @@ from billing_app.auth import accounts, cookies
 from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
+from tests.aio import run_async
 
 PASSWORD = "correct-horse-battery"
 ORIGIN = "http://127.0.0.1:3000"  # APP_URL's origin by default
@@ -143,15 +143,15 @@ def test_the_event_socket_sees_the_sessions_hash_never_the_cookie():
         (b"cookie", b"theme=dark; billing_session=sess_secret123"), (b"authorization", b"BillingSession forged"),
         (b"origin", b"http://127.0.0.1:3000"),
     ]}
-    asyncio.run(middleware(scope, None, None))
+    run_async(middleware(scope, None, None))
     assert b"cookie" not in seen and b"sess_secret123" not in b"".join(seen.values())
     assert seen[b"authorization"] == f"BillingSession {token_hash('sess_secret123')}".encode()
     assert cookies.session_hash_from_headers({"authorization": seen[b"authorization"].decode()}) == token_hash("sess_secret123")
     # Without a session cookie a client's own Authorization header is dropped, not believed.
     seen.clear()
-    asyncio.run(middleware({**scope, "headers": [(b"authorization", b"BillingSession forged")]}, None, None))
+    run_async(middleware({**scope, "headers": [(b"authorization", b"BillingSession forged")]}, None, None))
     assert b"authorization" not in seen
     # Other paths are left alone (the CSV export reads its cookie itself).
     seen.clear()
-    asyncio.run(middleware({**scope, "path": "/api/billing/payments.csv"}, None, None))
+    run_async(middleware({**scope, "path": "/api/billing/payments.csv"}, None, None))
     assert seen[b"cookie"] == b"theme=dark; billing_session=sess_secret123"
