@@ -36,7 +36,6 @@ from collections import OrderedDict
 log = logging.getLogger(__name__)
 MAX_WATCHERS_PER_ORG = 100
 REFRESH_CONCURRENCY = 4  # pages (browser tabs) of one org refreshed at once (each holds a thread and a database connection)
-RECONNECT_SECONDS = 1.0  # the subscriber's first retry after Redis went away (doubling up to 30 s)
 _watchers: dict[int, OrderedDict[tuple[str, type], str]] = {}  # org -> (client token, state class) -> session hash
 _lock = threading.Lock()
 
@@ -131,8 +130,10 @@ async def refresh_local(org_id: int) -> int:
     slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
     # Reads one page made for this notice, for the org's other pages (see _on_billing_changed); it
     # starts with every registered session checked in one read (a page whose state holds another
-    # session reads its own).
-    shared: dict = await asyncio.to_thread(_sessions_checked, sessions - {""})
+    # session reads its own). The page states know how (AuthState.sessions_for_notice).
+    state_cls = next(iter(by_page.values()))[0]
+    sessions.discard("")
+    shared: dict = await asyncio.to_thread(state_cls.sessions_for_notice, sessions) if sessions else {}
 
     async def refresh(client_token: str, state_classes: list[type]) -> int:
         if owned is not None and not owned(client_token):
@@ -156,12 +157,6 @@ async def refresh_local(org_id: int) -> int:
 
     done = await asyncio.gather(*(refresh(token, classes) for token, classes in by_page.items()))
     return sum(done)
-
-
-def _sessions_checked(session_hashes: set[str]) -> dict:
-    from billing_app.state import AuthState
-
-    return AuthState.sessions_for_notice(session_hashes) if session_hashes else {}
 
 
 def _on_billing_changed(page_states: list, shared: dict) -> None:
@@ -228,43 +223,29 @@ class _Refresher:
 async def run_subscriber() -> None:
     """Backend lifespan task: refresh this process's pages of each org announced on Redis.
 
-    Without REDIS_URL it returns at once (one process: `notify` refreshes directly).
+    Without REDIS_URL it returns at once (one process: `notify` refreshes directly). Notices
+    published while Redis was away are lost: once subscribed again, every page held is refreshed.
     """
     url = _redis_url()
     if not url:
         return
-    import redis.asyncio as redis
+    from billing_app import pubsub
 
     refresher = _Refresher()
-    delay, missed = RECONNECT_SECONDS, False
+
+    def on_notice(data: bytes) -> None:
+        try:
+            refresher.request(int(data))
+        except ValueError:
+            log.warning("live: ignored a malformed notice %r", data)
+
+    def catch_up() -> None:
+        with _lock:
+            orgs = list(_watchers)
+        for org_id in orgs:
+            refresher.request(org_id)
+
     try:
-        while True:
-            client = redis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
-            try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.psubscribe(channel("*"))
-                    log.info("live: subscribed to %s", channel("*"))
-                    delay = RECONNECT_SECONDS
-                    if missed:  # notices published while we were away are lost: catch up
-                        with _lock:
-                            orgs = list(_watchers)
-                        for org_id in orgs:
-                            refresher.request(org_id)
-                        missed = False
-                    async for message in pubsub.listen():
-                        if message["type"] == "pmessage":
-                            try:
-                                refresher.request(int(message["data"]))
-                            except ValueError:
-                                log.warning("live: ignored a malformed notice %r", message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # Redis went away: retry with backoff, catch up afterwards
-                log.warning("live: Redis subscription lost (%s); retrying in %.0f s", error, delay)
-                missed = True
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
-            finally:
-                await client.aclose()
+        await pubsub.follow(url, channel("*"), on_notice, on_resubscribed=catch_up)
     finally:
         await refresher.close()
