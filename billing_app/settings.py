@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # The webhook worker syncs up to this many customers of one pass at once (each sync is a few
     # Stripe reads, then one short transaction): a burst of changes reaches open pages sooner.
     webhook_sync_concurrency: int = Field(default=4, ge=1, le=16)
+    # An idle webhook worker looks for due events this often (retries come due on their own); a new
+    # event wakes it at once: in its process directly, in a `worker` process through Redis.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=300)
     # Several backend processes (`serve --prod --backends N`): redis://host:6379/0 carries live
     # page updates between them (billing_app/live.py) and is checked by /api/ready. Every key and
     # channel the app makes starts with REDIS_KEY_PREFIX, so two deployments (or test runs) can

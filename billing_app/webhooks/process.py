@@ -18,6 +18,7 @@ import structlog
 
 from billing_app.notifications.worker import run_mail_worker
 from billing_app.settings import get_settings
+from billing_app.webhooks import wake
 from billing_app.webhooks.worker import Worker, run_worker
 
 log = structlog.get_logger("billing_app.webhooks")
@@ -40,6 +41,7 @@ async def _serve() -> int:
     webhooks = Worker()
     webhook_task = asyncio.create_task(run_worker(worker=webhooks))
     mail_task = asyncio.create_task(run_mail_worker())
+    wake_task = asyncio.create_task(wake.wake_on_stored_events())  # a backend stored an event: now, not at the next poll
     log.info("worker.started", pid=os.getpid())
     stopped = asyncio.create_task(stop.wait())
     # Until a signal (or, never expected, a loop ending on its own).
@@ -47,6 +49,7 @@ async def _serve() -> int:
     stopped.cancel()
     log.info("worker.draining", pid=os.getpid())
     webhooks.stop()
+    wake_task.cancel()
     mail_task.cancel()  # its pass in flight (a thread) runs to its end; asyncio.run waits for it
     results = await asyncio.gather(webhook_task, mail_task, return_exceptions=True)
     crashed = [r for r in results if isinstance(r, Exception)]  # CancelledError is not an Exception

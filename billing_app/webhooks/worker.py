@@ -3,9 +3,9 @@
 `Worker.run_once()` is one synchronous pass (tests drive it directly);
 `run_worker()` is the loop the backend starts as a Reflex lifespan task. It runs each
 pass in a thread (the sync makes blocking Stripe and database calls), sleeps while
-nothing is due, and wakes early when the webhook route stores an event
-(`signal.notify`), after a short pause that lets a burst of one customer's events
-gather into one sync.
+nothing is due (looking again every WEBHOOK_POLL_SECONDS), and wakes early when the webhook
+route stores an event (`signal.notify`; from a backend to a `worker` process through Redis,
+see `wake`), after a short pause that lets a burst of one customer's events gather into one sync.
 
 A pass syncs up to `concurrency` customers at once (WEBHOOK_SYNC_CONCURRENCY, on a small
 thread pool; a sync waits mostly on Stripe), so a burst of changes reaches open pages sooner;
@@ -54,7 +54,6 @@ HEARTBEAT_SECONDS = 2.0  # the lease is renewed this often while a pass runs (it
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 30.0  # 30 s, 1 min, 2 min, ... (about 1 h 4 min over 8 attempts)
 BACKOFF_CAP_SECONDS = 3600.0
-POLL_SECONDS = 1.0
 GATHER_SECONDS = 0.25
 FLUSH_EVERY = 50  # write outcomes after this many customers ...
 FLUSH_SECONDS = 1.0  # ... or this long, whichever comes first
@@ -279,7 +278,7 @@ async def _refresh_pages(org_ids: set[int]) -> None:
 
 
 async def run_worker(
-    sync: SyncFn | None = None, *, poll_seconds: float = POLL_SECONDS, gather_seconds: float = GATHER_SECONDS,
+    sync: SyncFn | None = None, *, poll_seconds: float | None = None, gather_seconds: float = GATHER_SECONDS,
     worker: Worker | None = None, on_change=_refresh_pages,
 ) -> None:
     """Process stored events until cancelled (the backend's lifespan ends) or `worker.stop()` (drained).
@@ -288,6 +287,7 @@ async def run_worker(
     (default: refresh its open billing pages through `billing_app.live`).
     """
     worker = worker or Worker(sync)
+    poll_seconds = poll_seconds or get_settings().webhook_poll_seconds
     with signal.listen() as wake:
         try:
             await asyncio.to_thread(worker.release_orphans)

@@ -100,7 +100,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_its_lease_runs_out_and_another_
     proxy = TcpProxy(int(sandbox.base_url.rsplit(":", 1)[1]))
     proxy.hold_from(CUSTOMER_READ, 4)
     victim = WorkerProcess(tmp_path / "victim.log", database_url=pg, stripe_base=f"http://127.0.0.1:{proxy.port}",
-                           api_key=sandbox.api_key, sync_concurrency=1)
+                           api_key=sandbox.api_key, WEBHOOK_SYNC_CONCURRENCY="1")
     batch, synced_by_victim = customers[:20], customers[:3]
     try:
         victim.wait_started()

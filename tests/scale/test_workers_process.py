@@ -37,7 +37,7 @@ def test_the_worker_process_syncs_stored_events_and_on_sigterm_finishes_its_sync
     proxy = TcpProxy(int(sandbox.base_url.rsplit(":", 1)[1]))
     proxy.hold_from(CUSTOMER_READ, 1)
     worker = WorkerProcess(tmp_path / "worker.log", database_url=database_url,
-                           stripe_base=f"http://127.0.0.1:{proxy.port}", api_key=sandbox.api_key, sync_concurrency=2)
+                           stripe_base=f"http://127.0.0.1:{proxy.port}", api_key=sandbox.api_key, WEBHOOK_SYNC_CONCURRENCY="2")
     try:
         worker.wait_started()
         assert proxy.held.wait(30), "the worker never began a sync"

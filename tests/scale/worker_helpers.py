@@ -207,13 +207,11 @@ CUSTOMER_READ = b"GET /v1/customers/cus_"
 class WorkerProcess:
     """`python -m billing_app worker` as a process of its own, its output in a file."""
 
-    def __init__(self, log_path: Path, *, database_url: str, stripe_base: str, api_key: str,
-                 sync_concurrency: int | None = None):
+    def __init__(self, log_path: Path, *, database_url: str, stripe_base: str, api_key: str, **settings: str):
+        """`settings`: more of its environment, e.g. WEBHOOK_SYNC_CONCURRENCY="1"."""
         self.log_path = log_path
         env = {**os.environ, "DATABASE_URL": database_url, "STRIPE_SECRET_KEY": api_key, "STRIPE_API_BASE": stripe_base,
-               "PYTHONUNBUFFERED": "1"}
-        if sync_concurrency is not None:
-            env["WEBHOOK_SYNC_CONCURRENCY"] = str(sync_concurrency)
+               "PYTHONUNBUFFERED": "1", **settings}
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen([sys.executable, "-m", "billing_app", "worker"], cwd=ROOT, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
