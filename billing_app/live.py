@@ -159,6 +159,15 @@ async def refresh_local(org_id: int) -> int:
     return sum(done)
 
 
+def read_once(shared: dict, key, read):
+    """What `read()` returns, read once per notice for all the pages that ask with the same `key`;
+    pages asking at the same moment (in other threads) wait for the first one's read."""
+    with shared.setdefault(("lock", key), threading.Lock()):  # setdefault: one lock, whoever comes first
+        if key not in shared:
+            shared[key] = read()
+    return shared[key]
+
+
 def _on_billing_changed(page_states: list, shared: dict) -> None:
     """Each registered part of the page re-reads what it shows. One whose `on_billing_changed` takes
     `shared` may reuse what another page of the same org read for this notice (it still checks its

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import reflex as rx
 
-from billing_app import routes
+from billing_app import live, routes
 from billing_app.billing.seats import seats_of
 from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.state import AuthState
+
+
+def _read(org_id: int):
+    with session_scope() as session:
+        return seats_of(session, org_id)
 
 
 class SeatsBarState(AuthState):
@@ -21,14 +26,7 @@ class SeatsBarState(AuthState):
     warning: str = ""
 
     def _refresh(self, org_id: int, shared: dict | None = None) -> None:
-        key = ("seats", org_id)
-        if shared is not None and key in shared:
-            seats = shared[key]
-        else:
-            with session_scope() as session:
-                seats = seats_of(session, org_id)
-            if shared is not None:
-                shared[key] = seats
+        seats = _read(org_id) if shared is None else live.read_once(shared, ("seats", org_id), lambda: _read(org_id))
         self.text, self.used = seats_summary(seats), seats.used
         self.cap = seats_cap(seats)
         self.warning = seat_warning(seats)

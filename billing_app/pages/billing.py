@@ -12,7 +12,7 @@ import copy
 
 import reflex as rx
 
-from billing_app import limits, routes
+from billing_app import limits, live, routes
 from billing_app.billing.dashboard import DashboardView, dashboard_view, member_billing_view
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel_scheduled_change, change_plan, reactivate
@@ -81,9 +81,7 @@ class BillingState(DashboardMixin, AuthState):
         if shared is None:
             self.view, self.options, self.dash = self._read(*key)
             return
-        if key not in shared:
-            shared[key] = self._read(*key)
-        self.view, self.options, self.dash = copy.deepcopy(shared[key])
+        self.view, self.options, self.dash = copy.deepcopy(live.read_once(shared, ("billing", *key), lambda: self._read(*key)))
 
     async def _act(self, busy: str, fn) -> tuple[object, bool]:
         """Run an admin action that calls Stripe, from a background event.

@@ -3,6 +3,9 @@ gets only what its own session may see (billing_app/live.py, AuthState.sessions_
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import event
@@ -129,3 +132,23 @@ def test_the_seats_read_once_per_org_serves_only_that_org(db):
     assert shared[("seats", orgs["Analytical Engines"])].used == 1
     assert shared[("seats", orgs["Eve's Org"])].used == 2
     assert [p.used for p in pages] == [1, 2, 1]
+
+
+def test_pages_asking_at_the_same_moment_share_the_first_ones_read():
+    from billing_app import live
+
+    shared, reads, together = {}, [], threading.Barrier(8)
+
+    def read():
+        reads.append(1)
+        time.sleep(0.2)  # the other seven ask meanwhile
+        return object()
+
+    def page(_):
+        together.wait()
+        return live.read_once(shared, ("billing", 1, True), read)
+
+    with ThreadPoolExecutor(8) as pool:
+        seen = list(pool.map(page, range(8)))
+    assert len(reads) == 1 and all(value is seen[0] for value in seen)
+    assert live.read_once(shared, ("billing", 2, True), read) is not seen[0] and len(reads) == 2
