@@ -1,7 +1,7 @@
 """Live push across backends: K open billing pages, webhook changes for their orgs, 1 vs 2 backends.
 
 Run:  .venv/bin/python benchmarks/live_push.py [--pages 200] [--orgs 50] [--rounds 3] [--ingest 2000] [--workers 1]
-                                             [--spread 0]
+                                             [--spread 0,10]
       (needs PostgreSQL, TEST_DATABASE_URL or postgresql+psycopg://postgres@127.0.0.1:5432/test, and
       Redis, TEST_REDIS_URL or redis://127.0.0.1:6379/0; a schema and a key prefix of its own)
 
@@ -20,11 +20,13 @@ updates on the backend its socket landed on.
 
 A round: every subscription is flipped at the sandbox (cancel_at_period_end; the sandbox's own
 deliveries are switched off), then one signed `customer.subscription.updated` per org is posted
-through the balancer at once (a burst: every org changes in the same instant), or with
-`--spread S` one after another, evenly over S seconds (changes arriving at a steady rate).
-Measured per page: from its org's webhook POST to the first state delta on its socket.
-Printed per N: p50, p99, max, deltas/s over the round, and pages that got nothing. Then
-webhook ingestion: `--ingest` signed events (a type the worker stores and does not sync)
+through the balancer: all at once (spread 0, a burst: every org changes in the same instant), or
+one after another evenly over S seconds (changes arriving at a steady rate); `--spread` lists the
+ways to measure, each on the same topology (default: a burst, then over 10 s).
+Measured per page: from its org's webhook POST to the first state delta on its socket, over
+`--rounds` rounds after one warm-up round that is not counted.
+Printed per N and spread: p50, p99, max, deltas/s over the round, and pages that got nothing.
+Then webhook ingestion: `--ingest` signed events (a type the worker stores and does not sync)
 posted through the balancer by 16 clients: events/s. The last lines are the ratios
 2 backends / 1 backend. Not a test: figures only.
 """
@@ -226,7 +228,8 @@ async def measure_push(url_port: int, orgs, pages_count: int, rounds: int, clien
     missing = 0
     spans = []
     canceling = True
-    for _ in range(rounds):
+    for number in range(rounds + 1):
+        warm_up = number == 0  # not counted: first uses in each process (connections, Redis lock channels)
         events = await asyncio.to_thread(flip_all, client, orgs, canceling)
         canceling = not canceling
         for page in pages:
@@ -244,6 +247,9 @@ async def measure_push(url_port: int, orgs, pages_count: int, rounds: int, clien
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(not p.deltas for p in pages):
             await asyncio.sleep(0.05)
+        if warm_up:
+            await asyncio.sleep(1.0)
+            continue
         first = min(posted.values())
         arrivals = []
         for page in pages:
@@ -293,19 +299,29 @@ async def measure_ingest(port: int, count: int, secret: str) -> float:
     return count / (time.monotonic() - start)
 
 
+def _mode(spread: float) -> str:
+    return f"spread over {spread:g} s" if spread else "at once"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=200, help="open billing pages (up to 1000)")
     parser.add_argument("--orgs", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--spread", type=float, default=0.0,
-                        help="post a round's webhooks evenly over this many seconds (0: all at once)")
+    parser.add_argument("--spread", default="0,10",
+                        help="post a round's webhooks evenly over S seconds (0: all at once), for each S listed")
     parser.add_argument("--ingest", type=int, default=2000, help="webhook events posted for the ingestion figure")
     parser.add_argument("--backends", default="1,2", help="the topologies to compare, e.g. 1,2")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (0: the workers run inside each backend)")
     args = parser.parse_args()
     if not 1 <= args.pages <= 1000:
         parser.error("--pages must be between 1 and 1000")
+    try:
+        spreads = [float(s) for s in args.spread.split(",")]
+    except ValueError:
+        parser.error("--spread takes seconds separated by commas, e.g. 0,10")
+    if any(not 0 <= s <= 600 for s in spreads):
+        parser.error("--spread: each between 0 and 600 seconds")
     os.environ.setdefault("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     from tests.scale.helpers import CuttableProxy, OwnSchema, free_port, real_servers, redis_address
 
@@ -329,7 +345,8 @@ def main() -> int:
     get_settings.cache_clear()
     log = open(work / "servers.log", "w")
     sandbox: list = []
-    results: dict[int, dict] = {}
+    results: dict[tuple[int, float], dict] = {}
+    ingest: dict[int, float] = {}
     try:
         env = serve.app_environment(port=free_port(), backend_port=0, prod=True, sandbox_port=sandbox_port)
         serve._prepare(env, prod=True, use_sandbox=True, seed=False, sandbox_port=sandbox_port, data_dir=work,
@@ -343,17 +360,17 @@ def main() -> int:
             scaled = serve.start_scaled(port=port, backends=backends, workers=args.workers, sandbox_port=sandbox_port, data_dir=work,
                                         use_sandbox=False, log=log, quiet_reflex=True)
             try:
-                print(f"{backends} backend(s), {args.workers} worker process(es): {args.pages} pages over {len(orgs)} orgs, "
-                      f"{args.rounds} rounds, webhooks {'spread over %g s' % args.spread if args.spread else 'at once'} ...", flush=True)
-                push = asyncio.run(measure_push(port, orgs, args.pages, args.rounds, client, serve.SANDBOX_WEBHOOK_SECRET,
-                                                args.spread))
-                push["ingest_per_s"] = asyncio.run(measure_ingest(port, args.ingest, serve.SANDBOX_WEBHOOK_SECRET))
-                results[backends] = push
-                print(f"  push p50 {push['p50']:.3f} s  p99 {push['p99']:.3f} s  max {push['max']:.3f} s  "
-                      f"{push['deltas_per_s']:.0f} deltas/s  missing {push['missing']}  |  "
-                      f"ingest {push['ingest_per_s']:.0f} events/s", flush=True)
-                print(f"  where: POST->notice p50 {push['to_notice_p50']:.3f} s, notice->delta p50 "
-                      f"{push['notice_to_delta_p50']:.3f} s p99 {push['notice_to_delta_p99']:.3f} s", flush=True)
+                for spread in spreads:
+                    print(f"{backends} backend(s), {args.workers} worker process(es): {args.pages} pages over {len(orgs)} orgs, "
+                          f"{args.rounds} rounds, webhooks {_mode(spread)} ...", flush=True)
+                    push = results[backends, spread] = asyncio.run(
+                        measure_push(port, orgs, args.pages, args.rounds, client, serve.SANDBOX_WEBHOOK_SECRET, spread))
+                    print(f"  push p50 {push['p50']:.3f} s  p99 {push['p99']:.3f} s  max {push['max']:.3f} s  "
+                          f"{push['deltas_per_s']:.0f} deltas/s  missing {push['missing']}", flush=True)
+                    print(f"  where: POST->notice p50 {push['to_notice_p50']:.3f} s, notice->delta p50 "
+                          f"{push['notice_to_delta_p50']:.3f} s p99 {push['notice_to_delta_p99']:.3f} s", flush=True)
+                ingest[backends] = asyncio.run(measure_ingest(port, args.ingest, serve.SANDBOX_WEBHOOK_SECRET))
+                print(f"  ingest {ingest[backends]:.0f} events/s", flush=True)
             finally:
                 serve.stop(scaled.all)
     finally:
@@ -361,11 +378,13 @@ def main() -> int:
         redis_proxy.close()
         schema.drop()
         log.close()
-    if 1 in results and 2 in results:
-        one, two = results[1], results[2]
-        print(f"p99_ratio_2_over_1={two['p99'] / one['p99']:.2f}")
-        print(f"deltas_per_s_ratio_2_over_1={two['deltas_per_s'] / one['deltas_per_s']:.2f}")
-        print(f"ingest_ratio_2_over_1={two['ingest_per_s'] / one['ingest_per_s']:.2f}")
+    for spread in spreads:
+        if (1, spread) in results and (2, spread) in results:
+            one, two = results[1, spread], results[2, spread]
+            print(f"webhooks {_mode(spread)}: p99_ratio_2_over_1={two['p99'] / one['p99']:.2f} "
+                  f"deltas_per_s_ratio_2_over_1={two['deltas_per_s'] / one['deltas_per_s']:.2f}")
+    if 1 in ingest and 2 in ingest:
+        print(f"ingest_ratio_2_over_1={ingest[2] / ingest[1]:.2f}")
     print(f"logs: {work}")
     return 0
 
