@@ -62,6 +62,23 @@ class BusyForm(rx.State, mixin=True):
             self.error, self.busy = error.message, False
 
 
+def load_in_a_thread(body):
+    """A page's load event whose body reads the database (`body(self)`, written as a plain method).
+
+    It runs as a background event: the page's state is held while the body runs in a thread, so
+    the event loop keeps serving every other page of this backend meanwhile (many pages loading
+    at once, e.g. reconnecting after a backend restart, would otherwise stall them all), and a
+    live refresh of the page waits for the load instead of crossing it.
+    """
+
+    async def load(self):
+        async with self:
+            return await asyncio.to_thread(body, self)
+
+    load.__name__, load.__qualname__, load.__doc__ = body.__name__, body.__qualname__, body.__doc__
+    return rx.event(load, background=True)
+
+
 def _notice_key(session_hash: str) -> tuple[str, str]:
     return ("session", session_hash)
 
@@ -132,7 +149,8 @@ class AuthState(rx.State):
 
     def _watch_live(self, org_id: int) -> None:
         """Refresh this page part when a webhook changes the org's billing (billing_app/live.py)."""
-        live.watch(org_id, self.router.session.client_token, type(self), self._session_hash)
+        # `__class__`, not type(): in a background event `self` is Reflex's proxy of the state.
+        live.watch(org_id, self.router.session.client_token, self.__class__, self._session_hash)
 
     async def _actor_in_background(self) -> Actor:
         """`_actor` for background events; call it *outside* `async with self`.
@@ -160,7 +178,7 @@ class AuthState(rx.State):
         expired = error is not None and error.code == ErrorCode.SESSION_EXPIRED
         return rx.redirect(routes.login_url(self.router.url.path, reason="expired" if expired else None))
 
-    @rx.event
+    @load_in_a_thread
     def load_identity(self):
         """On public pages: show who is signed in, if anyone; never redirect."""
         if not self._session_hash:
@@ -171,7 +189,7 @@ class AuthState(rx.State):
         except AppError:
             self._show(None)
 
-    @rx.event
+    @load_in_a_thread
     def require_login(self):
         """On private pages: the page's own handlers check again; this only redirects early."""
         try:

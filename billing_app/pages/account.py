@@ -20,7 +20,7 @@ from billing_app.components.layout import data_table, error_callout, info_callou
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
-from billing_app.state import AuthState, BusyForm, clear_cookie_script, form_text
+from billing_app.state import AuthState, BusyForm, clear_cookie_script, form_text, load_in_a_thread
 
 
 @dataclass
@@ -52,7 +52,7 @@ class AccountState(BusyForm, AuthState):
             for r in rows
         ]
 
-    @rx.event
+    @load_in_a_thread
     def load(self):
         self.error = self.message = ""
         self.busy = False

@@ -18,7 +18,7 @@ from billing_app.components.layout import data_table, error_callout, page_frame,
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
-from billing_app.state import AuthState, form_text
+from billing_app.state import AuthState, form_text, load_in_a_thread
 
 
 @dataclass
@@ -49,7 +49,7 @@ class TokensState(AuthState):
             for r in rows
         ]
 
-    @rx.event
+    @load_in_a_thread
     def load(self):
         self.error = ""
         try:
