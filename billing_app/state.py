@@ -11,6 +11,7 @@ decision.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 import reflex as rx
@@ -62,21 +63,21 @@ class BusyForm(rx.State, mixin=True):
             self.error, self.busy = error.message, False
 
 
-def load_in_a_thread(body):
-    """A page's load event whose body reads the database (`body(self)`, written as a plain method).
+def in_a_thread(body):
+    """A page event whose body uses the database (`body(self, ...)`, written as a plain method).
 
     It runs as a background event: the page's state is held while the body runs in a thread, so
-    the event loop keeps serving every other page of this backend meanwhile (many pages loading
-    at once, e.g. reconnecting after a backend restart, would otherwise stall them all), and a
-    live refresh of the page waits for the load instead of crossing it.
+    the event loop keeps serving every other page of this backend meanwhile (Reflex runs a plain
+    handler on the loop: many pages loading at once, e.g. reconnecting after a backend restart,
+    would stall them all), and a live refresh of the page waits for it instead of crossing it.
     """
 
-    async def load(self):
+    @functools.wraps(body)  # Reflex reads the event's arguments from the body's signature
+    async def handler(self, *args, **kwargs):
         async with self:
-            return await asyncio.to_thread(body, self)
+            return await asyncio.to_thread(body, self, *args, **kwargs)
 
-    load.__name__, load.__qualname__, load.__doc__ = body.__name__, body.__qualname__, body.__doc__
-    return rx.event(load, background=True)
+    return rx.event(handler, background=True)
 
 
 def _notice_key(session_hash: str) -> tuple[str, str]:
@@ -178,7 +179,7 @@ class AuthState(rx.State):
         expired = error is not None and error.code == ErrorCode.SESSION_EXPIRED
         return rx.redirect(routes.login_url(self.router.url.path, reason="expired" if expired else None))
 
-    @load_in_a_thread
+    @in_a_thread
     def load_identity(self):
         """On public pages: show who is signed in, if anyone; never redirect."""
         if not self._session_hash:
@@ -189,7 +190,7 @@ class AuthState(rx.State):
         except AppError:
             self._show(None)
 
-    @load_in_a_thread
+    @in_a_thread
     def require_login(self):
         """On private pages: the page's own handlers check again; this only redirects early."""
         try:
@@ -197,7 +198,7 @@ class AuthState(rx.State):
         except AppError as error:
             return self._signed_out(error)
 
-    @rx.event
+    @in_a_thread
     def switch_org(self, org_id: str):
         try:
             with session_scope() as session:
@@ -208,7 +209,7 @@ class AuthState(rx.State):
             return rx.toast.error(message)
         return rx.redirect(self.router.url.path)
 
-    @rx.event
+    @in_a_thread
     def logout(self):
         """End the session here, then have the backend clear the HttpOnly cookie (only it can)."""
         with session_scope() as session:

@@ -3,7 +3,7 @@
 Reflex runs a plain (synchronous) event handler on the backend's event loop, which serves every
 websocket of that process: a load that reads the database there holds up every other page, and a
 burst of loads (pages reconnecting after a backend restart) stalls them all. So every on_load
-handler is a background event (`state.load_in_a_thread`, or async), except the few that only read
+handler is a background event (`state.in_a_thread`, or async), except the few that only read
 the page's address.
 """
 

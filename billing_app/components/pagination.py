@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from billing_app.state import in_a_thread
+
 
 class KeysetPages(rx.State, mixin=True):
     """`cursors` opened each page so far ("" for the first), `next_cursor` the next ("" at the end).
@@ -26,13 +28,13 @@ class KeysetPages(rx.State, mixin=True):
         """Read the page in view again (after an action changed what it lists)."""
         self._fetch(self.cursors[-1] if self.cursors else "")
 
-    @rx.event
+    @in_a_thread
     def next_page(self):
         cursor = self.next_cursor
         if cursor and self._fetch(cursor):
             self.cursors = [*self.cursors, cursor]
 
-    @rx.event
+    @in_a_thread
     def previous_page(self):
         if len(self.cursors) > 1:
             self.cursors = self.cursors[:-1]

@@ -11,7 +11,7 @@ from billing_app.billing.seats import seats_of
 from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.state import AuthState, load_in_a_thread
+from billing_app.state import AuthState, in_a_thread
 
 
 def _read(org_id: int):
@@ -31,7 +31,7 @@ class SeatsBarState(AuthState):
         self.cap = seats_cap(seats)
         self.warning = seat_warning(seats)
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         try:
             org_id = self._actor().require_org()

@@ -20,7 +20,7 @@ from billing_app.components.layout import data_table, error_callout, info_callou
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
-from billing_app.state import AuthState, BusyForm, clear_cookie_script, form_text, load_in_a_thread
+from billing_app.state import AuthState, BusyForm, clear_cookie_script, form_text, in_a_thread
 
 
 @dataclass
@@ -52,7 +52,7 @@ class AccountState(BusyForm, AuthState):
             for r in rows
         ]
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = self.message = ""
         self.busy = False
@@ -88,7 +88,7 @@ class AccountState(BusyForm, AuthState):
                 f" {ended} other session{'s' if ended != 1 else ''} ended." if ended else "")
             self._reload(actor.user_id)
 
-    @rx.event
+    @in_a_thread
     def end_session(self, session_id: str):
         self.error = self.message = ""
         try:
@@ -99,7 +99,7 @@ class AccountState(BusyForm, AuthState):
         except (AppError, TypeError, ValueError) as error:
             self.error = error.message if isinstance(error, AppError) else "No such session."
 
-    @rx.event
+    @in_a_thread
     def logout_everywhere(self):
         try:
             actor = self._actor()

@@ -26,7 +26,7 @@ from billing_app.formatting import format_amount, format_date
 from billing_app.pages.billing_dashboard import (
     DashboardMixin, admin_sections, cancel_flow_dialog, dashboard_styles, details_dialog, paused_banner,
 )
-from billing_app.state import AuthState, load_in_a_thread
+from billing_app.state import AuthState, in_a_thread
 
 
 class BillingState(DashboardMixin, AuthState):
@@ -53,7 +53,7 @@ class BillingState(DashboardMixin, AuthState):
     def _refresh(self, actor) -> None:
         self.view, self.options, self.dash = self._read(actor.require_org(), actor.is_admin)
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = self.message = self.busy = ""
         self.change_open, self.cancel_step, self.details_open = False, "", False

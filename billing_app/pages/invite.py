@@ -19,7 +19,7 @@ from billing_app.components.layout import error_callout, info_callout, page_fram
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_date
-from billing_app.state import AuthState, load_in_a_thread
+from billing_app.state import AuthState, in_a_thread
 
 STATUS_TEXT = {
     "accepted": "This invitation was already accepted.",
@@ -53,7 +53,7 @@ class InviteState(AuthState):
     def wrong_user(self) -> bool:
         return self.is_authenticated and self.email != "" and self.user_email.lower() != self.email
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = self.message = self.busy = ""
         try:

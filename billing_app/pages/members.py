@@ -25,7 +25,7 @@ from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_date
 from billing_app.models import Role
-from billing_app.state import AuthState, form_text, load_in_a_thread
+from billing_app.state import AuthState, form_text, in_a_thread
 
 ROLE_CHOICES = [r.value for r in Role]
 # The link of the invitation just made, shown once: in the browser only, never in a state.
@@ -102,7 +102,7 @@ class MembersState(AuthState):
     def _reload(self, actor) -> None:
         self._show_team(_read(actor))
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = self.message = self.busy = self.cost_preview = ""
         try:
@@ -209,7 +209,7 @@ class MembersState(AuthState):
         if ok:
             yield rx.redirect(routes.HOME)
 
-    @rx.event
+    @in_a_thread
     def change_role(self, user_id: str, role: str):
         self.error = self.message = ""
         try:

@@ -17,7 +17,7 @@ from billing_app.errors import AppError
 from billing_app.models import Role
 from billing_app.notifications import outbox
 from billing_app.notifications.kinds import OPTIONAL, Kind
-from billing_app.state import AuthState, load_in_a_thread
+from billing_app.state import AuthState, in_a_thread
 
 ALWAYS = [Kind.PAYMENT_FAILED, Kind.PAYMENT_ACTION_REQUIRED, Kind.TRIAL_ENDING, Kind.SUBSCRIPTION_CANCELED,
           Kind.CANCEL_SCHEDULED, Kind.PASSWORD_RESET]
@@ -40,7 +40,7 @@ class NotificationSettingsState(AuthState):
             prefs = outbox.preferences(session, actor.user_id, actor.org_id)
         self.choices = [Choice(kind, Kind(kind).label, on) for kind, on in prefs.items()]
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = self.message = ""
         self.choices = []
@@ -55,7 +55,7 @@ class NotificationSettingsState(AuthState):
             return
         self._reload(actor)
 
-    @rx.event
+    @in_a_thread
     def toggle(self, kind: str, on: bool):
         self.error = self.message = ""
         try:

@@ -15,7 +15,7 @@ from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
 from billing_app.ops import metrics, reconcile
 from billing_app.pages.ops_common import OpsState, field, ops_page, stat
-from billing_app.state import load_in_a_thread
+from billing_app.state import in_a_thread
 
 PROGRESS_SECONDS = 1.0
 PROGRESS_MAX_MINUTES = 120
@@ -104,7 +104,7 @@ class OpsDashboardState(OpsState):
         ]
         self.running = any(r.state == "running" and not r.stale for r in runs)
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = self.message = ""
         if self._gate() is None:
@@ -113,7 +113,7 @@ class OpsDashboardState(OpsState):
         if self.running:
             return OpsDashboardState.watch_runs
 
-    @rx.event
+    @in_a_thread
     def choose_currency(self, currency: str):
         if self._gate() is None:
             return

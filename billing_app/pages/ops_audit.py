@@ -13,7 +13,7 @@ from billing_app.db import session_scope
 from billing_app.formatting import format_datetime
 from billing_app.ops import audit
 from billing_app.pages.ops_common import OpsState, ops_page
-from billing_app.state import load_in_a_thread
+from billing_app.state import in_a_thread
 
 
 @dataclass
@@ -41,7 +41,7 @@ class OpsAuditState(KeysetPages, OpsState):
         self.next_cursor = str(lines[-1].id) if more and lines else ""
         return True
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self._first_page()
 

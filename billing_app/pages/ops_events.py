@@ -13,7 +13,7 @@ from billing_app.components.pagination import KeysetPages, pager
 from billing_app.errors import AppError
 from billing_app.ops import events
 from billing_app.pages.ops_common import NOT_FOUND, EventLine, OpsState, event_line, field, ops_page
-from billing_app.state import form_text, load_in_a_thread
+from billing_app.state import form_text, in_a_thread
 
 ALL = "all"
 LIVE_SECONDS = 3.0
@@ -53,7 +53,7 @@ class OpsEventsState(KeysetPages, OpsState):
         self.counts = events.counts()
         return True
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = self.message = ""
         if self._gate() is None:

@@ -19,7 +19,7 @@ from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_amount, format_date
 from billing_app.ops import orgs
 from billing_app.pages.ops_common import EventLine, OpsState, event_line, ops_page
-from billing_app.state import BusyForm, load_in_a_thread
+from billing_app.state import BusyForm, in_a_thread
 from billing_app.pages.ops_orgs import OrgLine, org_line
 
 _ORG_IN_PATH = re.compile(r"^/ops/orgs/(\d{1,9})(?:/view)?/?$")
@@ -94,7 +94,7 @@ class OpsOrgState(BusyForm, OpsState):
         self.members = _members(d.members)
         self.events = [event_line(e) for e in d.events]
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = self.message = ""
         self.changes, self.found = [], False
@@ -143,7 +143,7 @@ class OpsReadOnlyState(OpsState):
     members: list[MemberLine] = []
     error: str = ""
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error, self.org_name = "", ""
         operator = self._gate()

@@ -16,7 +16,7 @@ from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
 from billing_app.ops import orgs
 from billing_app.pages.ops_common import OpsState, field, ops_page
-from billing_app.state import form_text, load_in_a_thread
+from billing_app.state import form_text, in_a_thread
 
 ALL = "all"
 SORT_LABELS = {"-created": "Newest", "created": "Oldest", "name": "Name A–Z", "-name": "Name Z–A", "-mrr": "MRR, highest", "mrr": "MRR, lowest"}
@@ -71,7 +71,7 @@ class OpsOrgsState(KeysetPages, OpsState):
         self.next_cursor = page.next_cursor or ""
         return True
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         if self._gate() is None:
             self.rows = []

@@ -13,7 +13,7 @@ from billing_app.components.layout import data_table, error_callout, info_callou
 from billing_app.formatting import format_date
 from billing_app.ops import orphans
 from billing_app.pages.ops_common import OpsState, ops_page
-from billing_app.state import form_text, load_in_a_thread
+from billing_app.state import form_text, in_a_thread
 
 
 @dataclass
@@ -37,7 +37,7 @@ class OpsOrphansState(OpsState):
                                 f"metadata names org {o.claimed_org_id} (not trusted)" if o.claimed_org_id else "")
                      for o in orphans.list_orphans()]
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = self.message = self.busy = ""
         if self._gate() is None:

@@ -17,7 +17,7 @@ from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
 from billing_app.models import PaymentStatus
-from billing_app.state import AuthState, form_text, load_in_a_thread
+from billing_app.state import AuthState, form_text, in_a_thread
 
 PAGE_SIZE = 25
 STATUS_LABEL = {"COMPLETED": "Completed", "FAILED": "Failed", "EXPIRED": "Expired", "CANCELLED": "Cancelled", "REFUNDED": "Refunded", "PENDING": "Pending"}
@@ -89,7 +89,7 @@ class PaymentsState(KeysetPages, AuthState):
         self.next_cursor = page.next_cursor or ""
         return True
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         try:
             actor = self._actor()

@@ -14,7 +14,7 @@ from billing_app.components.billing_ui import billing_frame
 from billing_app.components.layout import error_callout, link_button
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.state import AuthState, load_in_a_thread
+from billing_app.state import AuthState, in_a_thread
 
 
 class PricingState(AuthState):
@@ -29,7 +29,7 @@ class PricingState(AuthState):
     seats: str = ""
     members: int = 0
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error, self.pending_period_id = "", ""
         org_id = None

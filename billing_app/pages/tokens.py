@@ -18,7 +18,7 @@ from billing_app.components.layout import data_table, error_callout, page_frame,
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
-from billing_app.state import AuthState, form_text, load_in_a_thread
+from billing_app.state import AuthState, form_text, in_a_thread
 
 
 @dataclass
@@ -49,7 +49,7 @@ class TokensState(AuthState):
             for r in rows
         ]
 
-    @load_in_a_thread
+    @in_a_thread
     def load(self):
         self.error = ""
         try:
@@ -58,7 +58,7 @@ class TokensState(AuthState):
             return self._signed_out(error)
         return NEW_TOKEN.push("")
 
-    @rx.event
+    @in_a_thread
     def create(self, form: dict):
         self.error = ""
         choice = form_text(form, "expires") or "never"
@@ -74,7 +74,7 @@ class TokensState(AuthState):
             return NEW_TOKEN.push("")
         return NEW_TOKEN.push(created.token)
 
-    @rx.event
+    @in_a_thread
     def revoke(self, token_id: str):
         self.error = ""
         try:
