@@ -64,7 +64,7 @@ class OpsEventsState(KeysetPages, OpsState):
         self._live += 1
         return OpsEventsState.keep_counts_live(self._live)
 
-    @rx.event
+    @in_a_thread
     def apply_filters(self, form: dict):
         self.type = form_text(form, "type") or ALL
         self.state = form_text(form, "state") or ALL
@@ -72,12 +72,12 @@ class OpsEventsState(KeysetPages, OpsState):
         self.start, self.end = form_text(form, "start"), form_text(form, "end")
         self._first_page()
 
-    @rx.event
+    @in_a_thread
     def show_failed(self):
         self.type, self.state, self.customer, self.start, self.end = ALL, "failed", "", "", ""
         self._first_page()
 
-    @rx.event
+    @in_a_thread
     def replay(self, event_id: int):
         self.error = self.message = ""
         operator = self._acting_operator()
@@ -91,7 +91,7 @@ class OpsEventsState(KeysetPages, OpsState):
         self.message = "Queued again: the worker processes it now."
         self._refetch()
 
-    @rx.event
+    @in_a_thread
     def replay_all_failed(self):
         self.error = self.message = ""
         operator = self._acting_operator()

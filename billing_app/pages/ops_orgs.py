@@ -78,7 +78,7 @@ class OpsOrgsState(KeysetPages, OpsState):
             return
         self._first_page()
 
-    @rx.event
+    @in_a_thread
     def apply_filters(self, form: dict):
         self.q = form_text(form, "q")[:254]
         self.status = form_text(form, "status") or ALL

@@ -107,13 +107,13 @@ class PaymentsState(KeysetPages, AuthState):
         if self.cursors:
             self._fetch(self.cursors[-1])
 
-    @rx.event
+    @in_a_thread
     def apply_filters(self, form: dict):
         self.start, self.end = form_text(form, "start"), form_text(form, "end")
         self.status = form_text(form, "status") or ALL
         self._first_page()
 
-    @rx.event
+    @in_a_thread
     def clear_filters(self):
         self.start, self.end, self.status = "", "", ALL
         self._first_page()
