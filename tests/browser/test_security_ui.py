@@ -86,6 +86,29 @@ def test_changing_the_password_logs_out_the_other_browser(browser, page, app_ser
         other.close()
 
 
+def test_ending_another_browsers_session_signs_that_browser_out(browser, page, app_server):
+    email = new_admin(page, app_server, org="Lost Laptop Co")
+    other = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        second = other.new_page()
+        login(second, app_server, email=email)
+        expect(second.locator("#whoami")).to_be_visible()
+
+        page.goto(f"{app_server.url}/account/security")
+        expect(page.locator(".session-row")).to_have_count(2)
+        page.locator(".session-row").get_by_role("button", name="End").click()
+        expect(page.locator(".session-row")).to_have_count(1)
+        expect(page.locator(".session-row")).to_contain_text("This browser")
+
+        second.goto(f"{app_server.url}/billing")
+        expect(second).to_have_url(re.compile(r"/login\?next="))
+        page.goto(f"{app_server.url}/billing")  # this browser's own session goes on
+        expect(page.locator("#no-subscription")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"/billing/?$"))
+    finally:
+        other.close()
+
+
 def test_a_far_future_date_on_the_payments_page_is_a_message_not_a_crash(page, app_server):
     new_admin(page, app_server, org="Far Future Co")
     page.goto(f"{app_server.url}/billing/payments")
