@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", "screenshots"))
@@ -112,3 +114,21 @@ def accept_as_new_user(browser, link: str, email: str, name: str) -> None:
         expect(page.get_by_role("cell", name=email)).to_be_visible()
     finally:
         context.close()
+
+
+@contextlib.contextmanager
+def signed_in_elsewhere(browser, page, app, email: str) -> Iterator:
+    """`email` also signed in in a second browser (its page yielded); `page` shows /account/security
+    with both sessions listed."""
+    from playwright.sync_api import expect
+
+    other = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        second = other.new_page()
+        login(second, app, email=email)
+        expect(second.locator("#whoami")).to_be_visible()
+        page.goto(f"{app.url}/account/security")
+        expect(page.locator(".session-row")).to_have_count(2)
+        yield second
+    finally:
+        other.close()

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from billing_app.serve import PROJECT_ROOT
-from tests.browser.helpers import login, new_admin, screenshot
+from tests.browser.helpers import login, new_admin, screenshot, signed_in_elsewhere
 
 pytestmark = pytest.mark.browser
 PASSWORD = "a-long-password-1"
@@ -57,14 +57,7 @@ def test_only_the_apps_own_origin_may_read_api_answers_with_the_cookie(page, app
 
 def test_changing_the_password_logs_out_the_other_browser(browser, page, app_server):
     email = new_admin(page, app_server, org="Two Browsers Co")
-    other = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        second = other.new_page()
-        login(second, app_server, email=email)
-        expect(second.locator("#whoami")).to_be_visible()
-
-        page.goto(f"{app_server.url}/account/security")
-        expect(page.locator(".session-row")).to_have_count(2)
+    with signed_in_elsewhere(browser, page, app_server, email) as second:
         page.fill("#current_password", PASSWORD)
         page.fill("#new_password", "an-even-longer-password-2")
         page.fill("#new_password_again", "an-even-longer-password-2")
@@ -82,20 +75,11 @@ def test_changing_the_password_logs_out_the_other_browser(browser, page, app_ser
         expect(page).to_have_url(re.compile(r"/login\?next="))
         login(page, app_server, email=email, password="an-even-longer-password-2")
         expect(page.locator("#whoami")).to_be_visible()
-    finally:
-        other.close()
 
 
 def test_ending_another_browsers_session_signs_that_browser_out(browser, page, app_server):
     email = new_admin(page, app_server, org="Lost Laptop Co")
-    other = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        second = other.new_page()
-        login(second, app_server, email=email)
-        expect(second.locator("#whoami")).to_be_visible()
-
-        page.goto(f"{app_server.url}/account/security")
-        expect(page.locator(".session-row")).to_have_count(2)
+    with signed_in_elsewhere(browser, page, app_server, email) as second:
         page.locator(".session-row").get_by_role("button", name="End").click()
         expect(page.locator(".session-row")).to_have_count(1)
         expect(page.locator(".session-row")).to_contain_text("This browser")
@@ -105,8 +89,6 @@ def test_ending_another_browsers_session_signs_that_browser_out(browser, page, a
         page.goto(f"{app_server.url}/billing")  # this browser's own session goes on
         expect(page.locator("#no-subscription")).to_be_visible()
         expect(page).to_have_url(re.compile(r"/billing/?$"))
-    finally:
-        other.close()
 
 
 def test_a_far_future_date_on_the_payments_page_is_a_message_not_a_crash(page, app_server):
