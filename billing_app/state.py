@@ -124,15 +124,11 @@ class AuthState(rx.State):
         if shared is None:
             actor, orgs = self._resolve(self._session_hash)
         else:
-            key = _notice_key(self._session_hash)
-            if key not in shared:
-                try:
-                    shared[key] = self._resolve(self._session_hash)
-                except AppError as error:
-                    shared[key] = error
-            if isinstance(shared[key], AppError):
-                raise shared[key]
-            actor, orgs = shared[key]
+            session_hash = self._session_hash
+            found = live.read_once(shared, _notice_key(session_hash), lambda: self._resolve_or_refusal(session_hash))
+            if isinstance(found, AppError):
+                raise found
+            actor, orgs = found
         self._show(actor, orgs)
         return actor
 
@@ -140,6 +136,15 @@ class AuthState(rx.State):
     def _resolve(session_hash: str) -> tuple[Actor, list[accounts.OrgChoice]]:
         with session_scope() as session:
             return accounts.actor_and_orgs(session, session_hash)
+
+    @staticmethod
+    def _resolve_or_refusal(session_hash: str) -> tuple[Actor, list[accounts.OrgChoice]] | AppError:
+        """`_resolve`, its refusal returned rather than raised (kept for every page of a notice, as
+        `sessions_for_notice` keeps it)."""
+        try:
+            return AuthState._resolve(session_hash)
+        except AppError as refusal:
+            return refusal
 
     @staticmethod
     def sessions_for_notice(session_hashes: set[str]) -> dict:
