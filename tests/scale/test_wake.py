@@ -12,7 +12,7 @@ import redis
 
 from billing_app.settings import get_settings
 from billing_app.webhooks import eventlog, signal, wake
-from tests.scale.helpers import real_servers, redis_url
+from tests.scale.helpers import CuttableProxy, real_servers, redis_address, redis_url
 from tests.scale.worker_helpers import WorkerProcess, postgres_schema, sandbox_customers, store_burst, wait_until
 
 
@@ -77,4 +77,38 @@ def test_an_event_a_backend_stores_wakes_a_worker_process_through_redis(pg, sand
         listeners.close()
         if worker.proc.poll() is None:
             worker.kill()
+        get_settings.cache_clear()
+
+
+def test_a_backend_goes_on_forwarding_once_redis_is_back(monkeypatch):
+    """While Redis is away the forwarder's publishes fail (the workers' poll covers it); it must not
+    die of it: once Redis is back, a stored event wakes the workers again."""
+    if (reason := real_servers()) is not None:
+        pytest.skip(reason)
+    proxy = CuttableProxy(redis_address())
+    for name, value in {"REDIS_URL": proxy.url, "REDIS_KEY_PREFIX": f"test_wake_{uuid.uuid4().hex[:8]}:",
+                        "RUN_WORKERS_IN_BACKEND": "false"}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    direct = redis.Redis.from_url(redis_url())
+    worker_side = direct.pubsub()
+    worker_side.subscribe(wake.channel())
+    worker_side.get_message(timeout=5)  # the subscribe confirmation
+
+    def woken() -> bool:
+        signal.notify()  # as the webhook route does once an event is stored
+        return worker_side.get_message(timeout=0.2) is not None
+
+    try:
+        with _Backend():
+            wait_until(woken, 30, "the forwarder to publish")
+            proxy.cut()
+            for _ in range(5):
+                assert not woken()
+            proxy.restore()
+            wait_until(woken, 30, "the forwarder to publish again after the outage")
+    finally:
+        worker_side.close()
+        direct.close()
+        proxy.close()
         get_settings.cache_clear()
