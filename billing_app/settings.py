@@ -9,11 +9,52 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Literal
+from typing import Annotated, Callable, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic import AfterValidator, AnyHttpUrl, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+
+def _smtp_url_parses(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("must look like smtp://user:pass@host:587 or smtps://host:465")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("the port must be a number") from None
+    return value
+
+
+def _redis_url_parses(value: str) -> str:
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must look like redis://host:6379/0")
+    return value
+
+
+def _stripe_key_shape(value: str) -> str:
+    if not value.startswith(("sk_", "rk_")):
+        raise ValueError("must start with sk_ or rk_")
+    return value
+
+
+def _webhook_secrets_shape(value: str) -> str:
+    if not all(part.strip().startswith("whsec_") for part in value.split(",")):
+        raise ValueError("each comma-separated secret must start with whsec_")
+    return value
+
+
+def _optional(check: Callable[[str], str]):
+    """A setting that may be unset: absent or empty (`SMTP_URL=`) is None; a value must pass `check`."""
+    return Annotated[Annotated[str, AfterValidator(check)] | None, BeforeValidator(lambda value: value or None)]
+
+
+SmtpUrl = _optional(_smtp_url_parses)
+RedisUrl = _optional(_redis_url_parses)
+StripeSecretKey = _optional(_stripe_key_shape)
+WebhookSecrets = _optional(_webhook_secrets_shape)
 
 
 class Settings(BaseSettings):
@@ -24,9 +65,9 @@ class Settings(BaseSettings):
     # Where users reach the app; Stripe redirects back here after Checkout and the Portal.
     app_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:3000")
     # Unset means billing is not configured: the billing pages say so instead of failing.
-    stripe_secret_key: str | None = None
+    stripe_secret_key: StripeSecretKey = None
     # Comma-separated so a secret can be rotated: old and new are both accepted meanwhile.
-    stripe_webhook_secret: str | None = None
+    stripe_webhook_secret: WebhookSecrets = None
     # Set only for the offline sandbox (e.g. http://127.0.0.1:12111); unset means real Stripe.
     stripe_api_base: AnyHttpUrl | None = None
     # Stripe Tax: Checkout computes tax from the billing address, and so do the subscription's invoices.
@@ -64,7 +105,7 @@ class Settings(BaseSettings):
     # at /dev/mail in development or sandbox mode; nothing leaves the machine. Set, /dev/mail is off.
     # smtp://user:pass@host:587 (STARTTLS, required unless the host is loopback) or smtps://host:465;
     # the certificate is verified (system CAs, or SSL_CERT_FILE).
-    smtp_url: str | None = None
+    smtp_url: SmtpUrl = None
     mail_from: str = "Billing <billing@localhost>"
     # The product's name in email subjects and layouts.
     product_name: str = "billing_app"
@@ -81,7 +122,7 @@ class Settings(BaseSettings):
     # page updates between them (billing_app/live.py) and is checked by /api/ready. Every key and
     # channel the app makes starts with REDIS_KEY_PREFIX, so two deployments (or test runs) can
     # share one Redis server.
-    redis_url: str | None = None
+    redis_url: RedisUrl = None
     redis_key_prefix: str = "billing_app:"
 
     @field_validator("database_url")
@@ -107,49 +148,6 @@ class Settings(BaseSettings):
             parse_many(value)
         except ValueError:
             raise ValueError("must look like 20/minute or 20/minute;200/hour") from None
-        return value
-
-    @field_validator("smtp_url")
-    @classmethod
-    def _smtp_url_parses(cls, value: str | None) -> str | None:
-        from urllib.parse import urlsplit
-
-        if value in (None, ""):
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError("must look like smtp://user:pass@host:587 or smtps://host:465")
-        try:
-            parts.port
-        except ValueError:
-            raise ValueError("the port must be a number") from None
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url_parses(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must look like redis://host:6379/0")
-        return value
-
-    @field_validator("stripe_secret_key")
-    @classmethod
-    def _stripe_key_shape(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("sk_", "rk_")):
-            raise ValueError("must start with sk_ or rk_")
-        return value
-
-    @field_validator("stripe_webhook_secret")
-    @classmethod
-    def _webhook_secret_shape(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not all(part.strip().startswith("whsec_") for part in value.split(",")):
-            raise ValueError("each comma-separated secret must start with whsec_")
         return value
 
     @property
