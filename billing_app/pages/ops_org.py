@@ -16,11 +16,12 @@ from billing_app.components.billing_ui import detail
 from billing_app.components.layout import data_table, error_callout, info_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.formatting import format_amount, format_date
+from billing_app.formatting import format_date
 from billing_app.ops import orgs
 from billing_app.pages.ops_common import EventLine, OpsState, event_line, ops_page
 from billing_app.state import BusyForm, in_a_thread
 from billing_app.pages.ops_orgs import OrgLine, org_line
+from billing_app.pages.payments import PaymentRow, payment_row
 
 _ORG_IN_PATH = re.compile(r"^/ops/orgs/(\d{1,9})(?:/view)?/?$")
 
@@ -37,15 +38,6 @@ class SubLine:
 
 
 @dataclass
-class PayLine:
-    date: str = ""
-    description: str = ""
-    amount: str = ""
-    status: str = ""
-    stripe_id: str = ""
-
-
-@dataclass
 class MemberLine:
     email: str = ""
     name: str = ""
@@ -55,10 +47,6 @@ class MemberLine:
 def _org_id(path: str) -> int | None:
     match = _ORG_IN_PATH.match(path or "")
     return int(match.group(1)) if match else None
-
-
-def _payments(rows) -> list[PayLine]:
-    return [PayLine(format_date(p.created), p.description, format_amount(p.amount, p.currency), p.status, p.stripe_id) for p in rows]
 
 
 def _members(rows) -> list[MemberLine]:
@@ -71,7 +59,7 @@ class OpsOrgState(BusyForm, OpsState):
     customer_id: str = ""
     dashboard_url: str = ""
     subscriptions: list[SubLine] = []
-    payments: list[PayLine] = []
+    payments: list[PaymentRow] = []
     members: list[MemberLine] = []
     events: list[EventLine] = []
     changes: list[str] = []
@@ -90,7 +78,7 @@ class OpsOrgState(BusyForm, OpsState):
         self.org = org_line(d.summary)
         self.customer_id, self.dashboard_url = d.customer_id or "", d.stripe_dashboard_url or ""
         self.subscriptions = subscriptions
-        self.payments = _payments(d.payments)
+        self.payments = [payment_row(p) for p in d.payments]
         self.members = _members(d.members)
         self.events = [event_line(e) for e in d.events]
 
@@ -139,7 +127,7 @@ class OpsReadOnlyState(OpsState):
 
     org_name: str = ""
     view: BillingView = BillingView()
-    payments: list[PayLine] = []
+    payments: list[PaymentRow] = []
     members: list[MemberLine] = []
     error: str = ""
 
@@ -155,7 +143,7 @@ class OpsReadOnlyState(OpsState):
             self.error = error.message
             return
         self.org_name, self.view = view.org_name, view.billing
-        self.payments, self.members = _payments(view.payments), _members(view.members)
+        self.payments, self.members = [payment_row(p) for p in view.payments], _members(view.members)
 
 
 O = OpsOrgState

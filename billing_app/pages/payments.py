@@ -16,7 +16,7 @@ from billing_app.components.pagination import KeysetPages, pager
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_amount, format_date
-from billing_app.models import PaymentStatus
+from billing_app.models import Payment, PaymentStatus
 from billing_app.state import AuthState, form_text, in_a_thread
 
 PAGE_SIZE = 25
@@ -52,6 +52,20 @@ def _breakdown(p) -> str:
     return " ".join(parts)
 
 
+def payment_row(p: Payment) -> PaymentRow:
+    return PaymentRow(
+        date=format_date(p.created),
+        description=p.description,
+        amount=format_amount(p.amount, p.currency),
+        breakdown=_breakdown(p),
+        status=STATUS_LABEL.get(p.status, p.status),
+        color=STATUS_COLOR.get(p.status, "gray"),
+        invoice_url=p.invoice_url or "",
+        pdf_url=p.pdf_url or "",
+        receipt_url=p.receipt_url or "",
+    )
+
+
 class PaymentsState(KeysetPages, AuthState):
     rows: list[PaymentRow] = []
     start: str = ""
@@ -72,20 +86,7 @@ class PaymentsState(KeysetPages, AuthState):
         except AppError as error:
             self.error, self.rows, self.next_cursor = error.message, [], ""
             return False
-        self.rows = [
-            PaymentRow(
-                date=format_date(p.created),
-                description=p.description,
-                amount=format_amount(p.amount, p.currency),
-                breakdown=_breakdown(p),
-                status=STATUS_LABEL.get(p.status, p.status),
-                color=STATUS_COLOR.get(p.status, "gray"),
-                invoice_url=p.invoice_url or "",
-                pdf_url=p.pdf_url or "",
-                receipt_url=p.receipt_url or "",
-            )
-            for p in page.rows
-        ]
+        self.rows = [payment_row(p) for p in page.rows]
         self.next_cursor = page.next_cursor or ""
         return True
 

@@ -88,6 +88,8 @@ def test_an_operator_runs_the_console(page, app_server):
     expect(page.locator("#org-name")).to_be_visible()
     expect(page.locator("#stripe-customer")).to_contain_text("cus_")
     expect(page.locator("#org-members")).to_contain_text(customer_email)
+    # The org's payments read as its admin's payment history shows them.
+    expect(page.locator("#org-payments .payment-row").first).to_contain_text("Completed")
     page.locator("#reconcile-now").click()
     expect(page.get_by_text("Reconciled with Stripe")).to_be_visible(timeout=30_000)
     both_widths(page, "ops-org")
@@ -96,6 +98,7 @@ def test_an_operator_runs_the_console(page, app_server):
     page.locator("#open-read-only").click()
     expect(page.locator("#read-only-banner")).to_be_visible()
     expect(page.locator("#plan-name")).to_have_text("Starter")
+    expect(page.locator("#read-only-payments .payment-row").first).to_contain_text("Completed")
     expect(page.locator("#read-only button")).to_have_count(0)
     expect(page.locator("#read-only a")).to_have_count(0)
     both_widths(page, "ops-read-only")
