@@ -9,7 +9,7 @@ import copy
 
 from ..api import Ctx, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
-    SCHEDULE_LIVE, cancel_now, end_trial, get_or_404, now_for, period_end_for, phase_trial_end, release_schedule, set_period,
+    SCHEDULE_LIVE, cancel_now, end_trial, get_or_404, get_required, now_for, period_end_for, phase_trial_end, release_schedule, set_period,
     sub_period,
 )
 from ..errors import invalid
@@ -55,9 +55,8 @@ def schedule_object(id_, now, sub: dict, phases: list[dict]) -> dict:
 @route("POST", "/v1/subscription_schedules", "_subscription_schedule_create_params:SubscriptionScheduleCreateParams")
 def create_schedule(ctx: Ctx):
     store, p = ctx.store, ctx.params
-    if not p.get("from_subscription"):
-        raise invalid("The sandbox makes schedules only from an existing subscription: pass from_subscription.", "from_subscription", "parameter_missing")
-    sub = get_or_404(store, "subscription", p["from_subscription"], param="from_subscription")
+    sub = get_required(store, "subscription", p, "from_subscription",
+                       message="The sandbox makes schedules only from an existing subscription: pass from_subscription.")
     if sub.get("schedule"):
         raise invalid(f"You cannot migrate a subscription that is already attached to a schedule: `{sub['schedule']}`.", "from_subscription")
     if sub["status"] in ("canceled", "incomplete_expired"):
