@@ -199,9 +199,7 @@ def create_session(ctx: Ctx):
             raise invalid("The portal configuration does not enable subscription_pause.", "flow_data[type]")
         if ftype in SUBSCRIPTION_FLOWS:
             body = fd.get(ftype) or {}
-            if not body.get("subscription"):
-                raise invalid(f"Missing required param: flow_data[{ftype}][subscription].", f"flow_data[{ftype}][subscription]", "parameter_missing")
-            sub = get_or_404(store, "subscription", body["subscription"], param=f"flow_data[{ftype}][subscription]")
+            sub = get_required(store, "subscription", body, "subscription", f"flow_data[{ftype}][subscription]")
             if sub["customer"] != cust["id"]:
                 raise invalid("The subscription does not belong to this customer.", f"flow_data[{ftype}][subscription]")
             if sub["status"] in ("canceled", "incomplete_expired"):

@@ -105,9 +105,7 @@ def update_schedule(ctx: Ctx, id):
         for i, ph in enumerate(as_list(p["phases"])):
             items = []
             for j, it in enumerate(as_list(ph.get("items"))):
-                if not it.get("price"):
-                    raise invalid(f"Missing required param: phases[{i}][items][{j}][price].", f"phases[{i}][items][{j}][price]", "parameter_missing")
-                price = get_or_404(store, "price", it["price"], "price", f"phases[{i}][items][{j}][price]")
+                price = get_required(store, "price", it, "price", f"phases[{i}][items][{j}][price]")
                 if price["type"] != "recurring":
                     raise invalid(f"The price `{price['id']}` is not recurring.", f"phases[{i}][items][{j}][price]")
                 items.append({"price": price["id"], "quantity": as_int(it.get("quantity"), f"phases[{i}][items][{j}][quantity]") or 1})
