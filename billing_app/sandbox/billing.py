@@ -91,6 +91,19 @@ def get_or_404(store: Store, kind: str, id_: str, label: str | None = None, para
     return obj
 
 
+def get_required(store: Store, kind: str, params: dict, key: str, param: str | None = None, message: str | None = None) -> dict:
+    """A required id parameter (`params[key]`): the stored object it names.
+
+    Stripe's 400 parameter_missing when it is absent or empty (``message`` replaces the usual
+    "Missing required param: …." text), its 404 resource_missing when there is no such object;
+    both name ``param`` (the key itself unless the parameter is nested, e.g. ``items[0][price]``).
+    """
+    param = param or key
+    if not params.get(key):
+        raise invalid(message or f"Missing required param: {param}.", param, "parameter_missing")
+    return get_or_404(store, kind, params[key], param=param)
+
+
 def product_name(store: Store, price: dict) -> str:
     prod = store.get("product", price["product"])
     return prod["name"] if prod else price["product"]

@@ -8,6 +8,7 @@ changes the real state and emits the real events.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 from urllib.parse import parse_qsl, urlencode
 
@@ -603,50 +604,56 @@ def routes(sb) -> list[Route]:
                 return not_found("Invoice")
             return page(f"Invoice {inv['number']}", invoice_body(inv, msg=request.query_params.get("msg")))
 
-    async def invoice_pay(request: Request):
-        form = await form_of(request)
-        with store.lock:
-            inv = named(request, "invoice")
-            if inv is None:
-                return not_found("Invoice")
-            card = (form.get("card_number") or "").replace(" ", "")
-            if card not in b.o.CARDS:
-                return page("Invoice", invoice_body(inv, "Your card number is invalid."), 400)
-            now = b.now_for(store, inv["customer"])
-            answer = form.get("authentication")
-            if b.o.CARDS[card][2] == "authenticate":
-                if answer not in ("approve", "fail"):
-                    return page("Invoice", authentication_step(f"/invoices/{inv['id']}/pay", b.money(inv["amount_remaining"], inv["currency"]),
-                                                               {"card_number": card}))
-                if answer == "fail":
-                    return page("Invoice", invoice_body(inv, b.AUTHENTICATION_FAILED), 402)
-            try:
-                pm = b.resolve_payment_method(store, card)
-                with b.approved(store, pm["id"] if answer == "approve" else None):
-                    ok, pi, ch = b.pay_invoice(store, inv, now, pm)
-            except StripeError as exc:
-                return page("Invoice", invoice_body(inv, exc.message), exc.status)
-            return paid_outside(inv, now, ok)
+    def invoice_form(handle):
+        """A form posted on an invoice's page: `handle(inv, form)` runs under store.lock (a 404 page when there is no such invoice)."""
 
-    async def invoice_authenticate(request: Request):
-        """The 3-D Secure step for a payment made off-session (a renewal, an upgrade)."""
-        form = await form_of(request)
-        with store.lock:
-            inv = named(request, "invoice")
-            if inv is None:
-                return not_found("Invoice")
-            pi = b.action_required_intent(store, inv)
-            if pi is None:
-                return page("Invoice", invoice_body(inv, "This payment no longer needs confirming."), 400)
-            now = b.now_for(store, inv["customer"])
-            if form.get("authentication") != "approve":
-                b.authentication_failed(store, pi)
-                store.touch()
+        @functools.wraps(handle)
+        async def endpoint(request: Request):
+            form = await form_of(request)
+            with store.lock:
+                inv = named(request, "invoice")
+                if inv is None:
+                    return not_found("Invoice")
+                return handle(inv, form)
+
+        return endpoint
+
+    @invoice_form
+    def invoice_pay(inv, form):
+        card = (form.get("card_number") or "").replace(" ", "")
+        if card not in b.o.CARDS:
+            return page("Invoice", invoice_body(inv, "Your card number is invalid."), 400)
+        now = b.now_for(store, inv["customer"])
+        answer = form.get("authentication")
+        if b.o.CARDS[card][2] == "authenticate":
+            if answer not in ("approve", "fail"):
+                return page("Invoice", authentication_step(f"/invoices/{inv['id']}/pay", b.money(inv["amount_remaining"], inv["currency"]),
+                                                           {"card_number": card}))
+            if answer == "fail":
                 return page("Invoice", invoice_body(inv, b.AUTHENTICATION_FAILED), 402)
-            pm = store.get("payment_method", pi["payment_method"])
-            with b.approved(store, pm["id"]):
-                ok, _, _ = b.pay_invoice(store, inv, now, pm, pi=pi)
-            return paid_outside(inv, now, ok)
+        try:
+            pm = b.resolve_payment_method(store, card)
+            with b.approved(store, pm["id"] if answer == "approve" else None):
+                ok, pi, ch = b.pay_invoice(store, inv, now, pm)
+        except StripeError as exc:
+            return page("Invoice", invoice_body(inv, exc.message), exc.status)
+        return paid_outside(inv, now, ok)
+
+    @invoice_form
+    def invoice_authenticate(inv, form):
+        """The 3-D Secure step for a payment made off-session (a renewal, an upgrade)."""
+        pi = b.action_required_intent(store, inv)
+        if pi is None:
+            return page("Invoice", invoice_body(inv, "This payment no longer needs confirming."), 400)
+        now = b.now_for(store, inv["customer"])
+        if form.get("authentication") != "approve":
+            b.authentication_failed(store, pi)
+            store.touch()
+            return page("Invoice", invoice_body(inv, b.AUTHENTICATION_FAILED), 402)
+        pm = store.get("payment_method", pi["payment_method"])
+        with b.approved(store, pm["id"]):
+            ok, _, _ = b.pay_invoice(store, inv, now, pm, pi=pi)
+        return paid_outside(inv, now, ok)
 
     async def invoice_pdf_route(request: Request):
         with store.lock:

@@ -8,7 +8,7 @@ from .. import discounts as disc
 from .. import objects as o
 from ..api import Ctx, created_filter, equal_filter, route, update_metadata
 from ..billing import (
-    FAILURES, approved, attach, authentication_error, charge_card, decline_error, finalize, get_or_404, mark_paid, new_invoice, now_for, product_name,
+    FAILURES, approved, attach, authentication_error, charge_card, decline_error, finalize, get_or_404, get_required, mark_paid, new_invoice, now_for, product_name,
     real_now, resolve_payment_method, start_subscription,
 )
 from ..errors import StripeError, card_declined, invalid
@@ -40,11 +40,9 @@ def create_session(ctx: Ctx):
     line_items, currency, total = [], None, 0
     has_recurring = False
     for i, li in enumerate(items):
-        if not li.get("price"):
-            if li.get("price_data"):
-                raise invalid("The sandbox needs line_items[%d][price]; price_data is not supported." % i, f"line_items[{i}][price_data]")
-            raise invalid("Missing required param: line_items[%d][price]." % i, f"line_items[{i}][price]", "parameter_missing")
-        pr = get_or_404(store, "price", li["price"], "price", f"line_items[{i}][price]")
+        if not li.get("price") and li.get("price_data"):
+            raise invalid("The sandbox needs line_items[%d][price]; price_data is not supported." % i, f"line_items[{i}][price_data]")
+        pr = get_required(store, "price", li, "price", f"line_items[{i}][price]")
         if not pr["active"]:
             raise invalid("The price specified is inactive. This field only accepts active prices.", f"line_items[{i}][price]")
         if mode == "payment" and pr["type"] == "recurring":

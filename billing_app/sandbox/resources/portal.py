@@ -6,7 +6,7 @@ import copy
 
 from .. import objects as o
 from ..api import Ctx, flag_filter, retrieve_route, route, update_metadata
-from ..billing import get_or_404, real_now
+from ..billing import get_or_404, get_required, real_now
 from ..errors import invalid, missing
 from ..ids import gen_id
 from ..params import as_bool, as_int, as_list
@@ -172,9 +172,7 @@ def _retention(store, retention) -> dict | None:
 @route("POST", "/v1/billing_portal/sessions", "billing_portal._session_create_params:SessionCreateParams")
 def create_session(ctx: Ctx):
     p, store = ctx.params, ctx.store
-    if not p.get("customer"):
-        raise invalid("Missing required param: customer.", "customer", "parameter_missing")
-    cust = get_or_404(store, "customer", p["customer"], param="customer")
+    cust = get_required(store, "customer", p, "customer")
     if p.get("configuration"):
         cfg = get_or_404(store, "billing_portal.configuration", p["configuration"], "configuration", "configuration")
     else:
@@ -201,9 +199,7 @@ def create_session(ctx: Ctx):
             raise invalid("The portal configuration does not enable subscription_pause.", "flow_data[type]")
         if ftype in SUBSCRIPTION_FLOWS:
             body = fd.get(ftype) or {}
-            if not body.get("subscription"):
-                raise invalid(f"Missing required param: flow_data[{ftype}][subscription].", f"flow_data[{ftype}][subscription]", "parameter_missing")
-            sub = get_or_404(store, "subscription", body["subscription"], param=f"flow_data[{ftype}][subscription]")
+            sub = get_required(store, "subscription", body, "subscription", f"flow_data[{ftype}][subscription]")
             if sub["customer"] != cust["id"]:
                 raise invalid("The subscription does not belong to this customer.", f"flow_data[{ftype}][subscription]")
             if sub["status"] in ("canceled", "incomplete_expired"):

@@ -9,7 +9,7 @@ import copy
 
 from ..api import Ctx, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
-    SCHEDULE_LIVE, cancel_now, end_trial, get_or_404, now_for, period_end_for, phase_trial_end, release_schedule, set_period,
+    SCHEDULE_LIVE, cancel_now, end_trial, get_or_404, get_required, now_for, period_end_for, phase_trial_end, release_schedule, set_period,
     sub_period,
 )
 from ..errors import invalid
@@ -55,9 +55,8 @@ def schedule_object(id_, now, sub: dict, phases: list[dict]) -> dict:
 @route("POST", "/v1/subscription_schedules", "_subscription_schedule_create_params:SubscriptionScheduleCreateParams")
 def create_schedule(ctx: Ctx):
     store, p = ctx.store, ctx.params
-    if not p.get("from_subscription"):
-        raise invalid("The sandbox makes schedules only from an existing subscription: pass from_subscription.", "from_subscription", "parameter_missing")
-    sub = get_or_404(store, "subscription", p["from_subscription"], param="from_subscription")
+    sub = get_required(store, "subscription", p, "from_subscription",
+                       message="The sandbox makes schedules only from an existing subscription: pass from_subscription.")
     if sub.get("schedule"):
         raise invalid(f"You cannot migrate a subscription that is already attached to a schedule: `{sub['schedule']}`.", "from_subscription")
     if sub["status"] in ("canceled", "incomplete_expired"):
@@ -106,9 +105,7 @@ def update_schedule(ctx: Ctx, id):
         for i, ph in enumerate(as_list(p["phases"])):
             items = []
             for j, it in enumerate(as_list(ph.get("items"))):
-                if not it.get("price"):
-                    raise invalid(f"Missing required param: phases[{i}][items][{j}][price].", f"phases[{i}][items][{j}][price]", "parameter_missing")
-                price = get_or_404(store, "price", it["price"], "price", f"phases[{i}][items][{j}][price]")
+                price = get_required(store, "price", it, "price", f"phases[{i}][items][{j}][price]")
                 if price["type"] != "recurring":
                     raise invalid(f"The price `{price['id']}` is not recurring.", f"phases[{i}][items][{j}][price]")
                 items.append({"price": price["id"], "quantity": as_int(it.get("quantity"), f"phases[{i}][items][{j}][quantity]") or 1})

@@ -7,7 +7,7 @@ import copy
 from .. import discounts as disc
 from ..api import Ctx, created_filter, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
-    apply_plan_change, cancel_now, end_trial, get_or_404, invoice_subscription_now, item_lines, now_for, pending_lines,
+    apply_plan_change, cancel_now, end_trial, get_or_404, get_required, invoice_subscription_now, item_lines, now_for, pending_lines,
     plan_change, resolve_payment_method, attach, restart_cycle, set_period, start_subscription, sub_period,
 )
 from ..billing import INCOMPLETE_EXPIRY
@@ -39,9 +39,7 @@ def create_subscription(ctx: Ctx):
     cust = get_or_404(store, "customer", p["customer"], param="customer")
     items = []
     for i, it in enumerate(as_list(p.get("items"))):
-        if not it.get("price"):
-            raise invalid(f"Missing required param: items[{i}][price].", f"items[{i}][price]", "parameter_missing")
-        items.append((get_or_404(store, "price", it["price"], "price", f"items[{i}][price]"),
+        items.append((get_required(store, "price", it, "price", f"items[{i}][price]"),
                       as_int(it.get("quantity"), f"items[{i}][quantity]") or 1))
     if not items:
         raise invalid("Missing required param: items.", "items", "parameter_missing")
