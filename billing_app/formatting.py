@@ -7,6 +7,7 @@ from datetime import datetime
 # Currencies Stripe counts in whole units (no cents).
 ZERO_DECIMAL = frozenset({"jpy", "krw", "vnd", "clp", "pyg", "ugx", "xof", "xaf", "bif", "djf", "gnf", "kmf", "mga", "rwf", "vuv", "xpf"})
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
+PERIOD_NAME = {"MONTHLY": "Monthly", "YEARLY": "Yearly", "ALL_TIME": "Lifetime"}
 
 
 def plain_amount(amount: int, currency: str) -> str:
@@ -19,6 +20,12 @@ def format_amount(amount: int, currency: str) -> str:
     value = f"{amount:,}" if currency.lower() in ZERO_DECIMAL else f"{amount / 100:,.2f}"
     symbol = SYMBOLS.get(currency.lower())
     return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+
+
+def plan_label(plan_name: str, period_type: str, *more: str) -> str:
+    """'Starter (monthly)', 'Team (yearly, 5 seats)': a plan and its billing period, as Checkout
+    descriptions, the payment history and the console name them."""
+    return f"{plan_name} ({', '.join([PERIOD_NAME[period_type].lower(), *more])})"
 
 
 def format_date(value: datetime | None) -> str:

@@ -16,6 +16,7 @@ from billing_app.billing.seats import refuse_plan_too_small, required_quantity
 from billing_app.billing.sync import resync_after_change, sync_customer
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
+from billing_app.formatting import plan_label
 from billing_app.models import MANAGEABLE_STATUSES, PeriodType, Plan, PlanPeriod, Role
 from billing_app.settings import get_settings
 
@@ -178,15 +179,14 @@ def _checkout_params(org_id: int, customer_id: str, plan: Plan, period: PlanPeri
                      quantity: int = 1, least: int = 1) -> dict:
     settings = get_settings()
     one_off = PeriodType(period.period_type) == PeriodType.ALL_TIME
-    label = {"MONTHLY": "monthly", "YEARLY": "yearly", "ALL_TIME": "lifetime"}[period.period_type]
     metadata = {
         "org_id": str(org_id), "plan_key": plan.key, "period_id": str(period.id),
-        "description": f"{plan.name} ({label})",
+        "description": plan_label(plan.name, period.period_type),
     }
     line_item = {"price": price_id, "quantity": quantity}
     if plan.per_seat:
         metadata["seats"] = str(quantity)
-        metadata["description"] = f"{plan.name} ({label}, {quantity} seats)"
+        metadata["description"] = plan_label(plan.name, period.period_type, f"{quantity} seats")
         # The buyer may add seats on the Checkout page, never go below the members (or min_seats).
         line_item["adjustable_quantity"] = {"enabled": True, "minimum": least, "maximum": max(MAX_CHECKOUT_SEATS, quantity)}
     params = {

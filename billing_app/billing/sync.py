@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 
 from billing_app.billing import duplicates, gateway, history, orphans, profile
 from billing_app.db import insert_if_absent, session_scope
+from billing_app.formatting import plan_label
 from billing_app.notifications import billing as billing_notices
 from billing_app.models import (
     ENDED_STATUSES,
@@ -239,7 +240,7 @@ def _plan_label(session: Session, sub: dict) -> str:
     period = _period_for_price(session, (items[0].get("price") or {}).get("id")) if items else None
     if period is None:
         return ""
-    return f"{period.plan.name} ({period.period_type.lower()})"  # "Starter (monthly)", as checkout descriptions say
+    return plan_label(period.plan.name, period.period_type)
 
 
 def _sync_cancellation(session: Session, org_id: int, sub: dict, changes: list[str]) -> None:

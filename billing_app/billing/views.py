@@ -15,11 +15,10 @@ from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from billing_app.billing.entitlements import AccessReason, current_subscription, entitlement
-from billing_app.formatting import format_amount, format_date
+from billing_app.formatting import PERIOD_NAME, format_amount, format_date, plan_label
 from billing_app.models import OrgSubscription, Payment, PeriodType, Plan, PlanPeriod, SubscriptionStatus
 
 INTERVAL_LABEL = {"MONTHLY": "/ month", "YEARLY": "/ year", "ALL_TIME": "one-time · lifetime"}
-PERIOD_NAME = {"MONTHLY": "Monthly", "YEARLY": "Yearly", "ALL_TIME": "Lifetime"}
 
 
 # --- the catalog: the pricing page and GET /api/subscriptions ----------------------------------------
@@ -244,7 +243,7 @@ def billing_view(session: Session, org_id: int) -> BillingView:
     view.can_change = not ended
     change = _scheduled_change(sub) if not ended else None
     if change and change.period_type:
-        view.scheduled_change = f"Changes to {change.plan_name} ({PERIOD_NAME[change.period_type.value].lower()}) on {format_date(change.at)}"
+        view.scheduled_change = f"Changes to {plan_label(change.plan_name, change.period_type.value)} on {format_date(change.at)}"
     return view
 
 

@@ -16,7 +16,7 @@ from billing_app.components.billing_ui import detail
 from billing_app.components.layout import data_table, error_callout, info_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.formatting import format_date
+from billing_app.formatting import format_date, plan_label
 from billing_app.ops import orgs
 from billing_app.pages.ops_common import EventLine, OpsState, event_line, ops_page
 from billing_app.state import BusyForm, in_a_thread
@@ -71,7 +71,7 @@ class OpsOrgState(BusyForm, OpsState):
             for s in d.subscriptions:
                 label, color = status_badge(s)
                 period = s.period
-                plan = f"{period.plan.name} ({period.period_type.lower().replace('_', ' ')})" if period else (s.stripe_price_id or "—")
+                plan = plan_label(period.plan.name, period.period_type) if period else (s.stripe_price_id or "—")
                 subscriptions.append(SubLine(s.stripe_id, label, color, plan, format_date(s.started_at),
                                              format_date(s.current_period_end), format_date(s.ended_at)))
         self.found = True

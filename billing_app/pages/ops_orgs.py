@@ -13,7 +13,7 @@ from billing_app.components.layout import data_table, error_callout
 from billing_app.components.pagination import KeysetPages, pager
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.formatting import format_amount, format_date
+from billing_app.formatting import format_amount, format_date, plan_label
 from billing_app.ops import orgs
 from billing_app.pages.ops_common import OpsState, field, ops_page
 from billing_app.state import form_text, in_a_thread
@@ -39,7 +39,7 @@ class OrgLine:
 
 def org_line(row: orgs.OrgRow) -> OrgLine:
     status = "lifetime" if row.lifetime and row.status == "active" else (row.status or "none")
-    plan = f"{row.plan} ({row.period_type.lower().replace('_', ' ')})" if row.plan and row.period_type else (row.plan or "—")
+    plan = plan_label(row.plan, row.period_type) if row.plan and row.period_type else (row.plan or "—")
     return OrgLine(
         id=str(row.id), url=routes.ops_org_url(row.id), name=row.name, plan=plan, status=status.replace("_", " "),
         color=STATUS_COLOR.get(status, "gray"), mrr=format_amount(row.mrr, row.currency) if row.currency else "—",

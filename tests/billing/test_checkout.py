@@ -11,6 +11,8 @@ from billing_app.billing.entitlements import entitlement
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import BillingCustomer, OrgSubscription, Payment, PlanPeriod
+from billing_app.ops import orgs
+from billing_app.pages.ops_orgs import org_line
 from tests.billing.helpers import buy, expect, make_org, period_id
 
 
@@ -64,6 +66,8 @@ def test_lifetime_purchase(org, stripe_env, db):
     assert payment.receipt_url
     with session_scope() as s:
         assert entitlement(s, org.id).lifetime
+        # The operator console names the plan as the payment does.
+        assert org_line(orgs.org_detail(s, org.id).summary).plan == "Business (lifetime)"
     expect(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, start_checkout, org.admin, period_id("starter", "MONTHLY"))
 
 
