@@ -36,3 +36,12 @@ def empty_state(icon: str, title: str, *children: rx.Component, id: str) -> rx.C
         width="100%",
         id=id,
     )
+
+
+def banner(when, icon: str, *text, action: rx.Component, **props) -> rx.Component:
+    """A callout across the page while `when` holds: an icon, the text and the control that acts on
+    it; `props` are the callout's (color_scheme, id, and role="alert" for what needs acting on now)."""
+    return rx.cond(
+        when,
+        rx.callout.root(rx.callout.icon(rx.icon(icon)), rx.callout.text(*text), action, width="100%", **props),
+    )

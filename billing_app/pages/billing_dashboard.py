@@ -19,6 +19,7 @@ from billing_app.billing import billing_details, retention
 from billing_app.billing.billing_details import TAX_ID_TYPES, Details
 from billing_app.billing.dashboard import DashboardView
 from billing_app.billing.subscriptions import CANCELLATION_FEEDBACK
+from billing_app.components.billing_ui import banner
 from billing_app.components.forms import labelled, native_select
 from billing_app.components.layout import error_callout
 from billing_app.formatting import format_date
@@ -164,19 +165,14 @@ def _section(title: str, *children, **props) -> rx.Component:
 
 def paused_banner(S) -> rx.Component:
     D = S.dash
-    return rx.cond(
+    return banner(
         D.paused,
-        rx.callout.root(
-            rx.callout.icon(rx.icon("circle-pause")),
-            rx.callout.text(
-                rx.cond(D.paused_until != "", rx.text("Paused until ", rx.text.strong(D.paused_until), ". "), rx.text("Paused. ")),
-                "Nothing is charged and the plan's features are off meanwhile; it resumes by itself.",
-            ),
-            rx.button("Resume now", size="2", on_click=S.resume_now, loading=S.busy == "resume", id="resume-now"),
-            color_scheme="amber",
-            width="100%",
-            id="paused-banner",
-        ),
+        "circle-pause",
+        rx.cond(D.paused_until != "", rx.text("Paused until ", rx.text.strong(D.paused_until), ". "), rx.text("Paused. ")),
+        "Nothing is charged and the plan's features are off meanwhile; it resumes by itself.",
+        action=rx.button("Resume now", size="2", on_click=S.resume_now, loading=S.busy == "resume", id="resume-now"),
+        color_scheme="amber",
+        id="paused-banner",
     )
 
 
