@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from billing_app.components.layout import page_frame
+from billing_app.components.layout import page_frame, page_heading
 from billing_app.settings import get_settings
 
 
@@ -18,7 +18,7 @@ def billing_frame(title: str, *children: rx.Component, **props) -> rx.Component:
                 id="billing-not-configured",
             ),
         )
-    return page_frame(rx.heading(title, size="7"), *children, **props)
+    return page_frame(page_heading(title), *children, **props)
 
 
 def detail(label: str, value) -> rx.Component:

@@ -174,6 +174,15 @@ def page_frame(*children: rx.Component, max_width: str = "64em") -> rx.Component
     )
 
 
+def page_heading(title, error=None, message=None) -> rx.Component:
+    """A page's title, and under it the page's `error` and `message` callouts (when given) while they are set."""
+    return rx.fragment(
+        rx.heading(title, size="7"),
+        *([error_callout(error)] if error is not None else []),
+        *([info_callout(message)] if message is not None else []),
+    )
+
+
 def not_found() -> rx.Component:
     """Word for word what Reflex shows for a route it does not have (pages that must not be advertised)."""
     return rx.box(rx.text.span("404: Page not found"), id="not-found")
