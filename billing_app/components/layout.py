@@ -188,11 +188,16 @@ def not_found() -> rx.Component:
     return rx.box(rx.text.span("404: Page not found"), id="not-found")
 
 
-def error_callout(message) -> rx.Component:
+def warning_callout(message, color_scheme: str, *, alert: bool = False, **props) -> rx.Component:
+    """`message` with a warning sign while it is not empty; `alert`: announced to screen readers as it appears."""
     return rx.cond(
         message != "",
-        rx.callout(message, icon="triangle-alert", color_scheme="red", role="alert", width="100%"),
+        rx.callout(message, icon="triangle-alert", color_scheme=color_scheme, width="100%", **({"role": "alert"} if alert else {}), **props),
     )
+
+
+def error_callout(message) -> rx.Component:
+    return warning_callout(message, "red", alert=True)
 
 
 def info_callout(message) -> rx.Component:

@@ -21,7 +21,7 @@ from billing_app.billing.dashboard import DashboardView
 from billing_app.billing.subscriptions import CANCELLATION_FEEDBACK
 from billing_app.components.billing_ui import banner
 from billing_app.components.forms import labelled, native_select
-from billing_app.components.layout import error_callout
+from billing_app.components.layout import error_callout, warning_callout
 from billing_app.formatting import format_date
 from billing_app.state import form_text
 
@@ -185,10 +185,7 @@ def _payment_method(S) -> rx.Component:
             rx.vstack(rx.text(D.card, weight="medium", id="card"), rx.text(D.card_expiry, size="2", color_scheme="gray"), spacing="1"),
             rx.text("No card on file.", color_scheme="gray"),
         ),
-        rx.cond(
-            D.card_warning != "",
-            rx.callout(D.card_warning, icon="triangle-alert", color_scheme="amber", id="card-warning", width="100%"),
-        ),
+        warning_callout(D.card_warning, "amber", id="card-warning"),
         rx.button("Update payment method", variant="soft", on_click=S.open_portal("payment_method_update"),
                   loading=S.busy == "portal", id="update-card"),
         id="payment-method",
