@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from billing_app.components.layout import page_frame
+from billing_app.components.layout import page_frame, page_heading
 from billing_app.settings import get_settings
 
 
@@ -18,7 +18,7 @@ def billing_frame(title: str, *children: rx.Component, **props) -> rx.Component:
                 id="billing-not-configured",
             ),
         )
-    return page_frame(rx.heading(title, size="7"), *children, **props)
+    return page_frame(page_heading(title), *children, **props)
 
 
 def detail(label: str, value) -> rx.Component:
@@ -35,4 +35,13 @@ def empty_state(icon: str, title: str, *children: rx.Component, id: str) -> rx.C
         rx.vstack(rx.icon(icon, size=32), rx.heading(title, size="5"), *children, align="center", spacing="3", padding="2em"),
         width="100%",
         id=id,
+    )
+
+
+def banner(when, icon: str, *text, action: rx.Component, **props) -> rx.Component:
+    """A callout across the page while `when` holds: an icon, the text and the control that acts on
+    it; `props` are the callout's (color_scheme, id, and role="alert" for what needs acting on now)."""
+    return rx.cond(
+        when,
+        rx.callout.root(rx.callout.icon(rx.icon(icon)), rx.callout.text(*text), action, width="100%", **props),
     )

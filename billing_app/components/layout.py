@@ -174,16 +174,30 @@ def page_frame(*children: rx.Component, max_width: str = "64em") -> rx.Component
     )
 
 
+def page_heading(title, error=None, message=None) -> rx.Component:
+    """A page's title, and under it the page's `error` and `message` callouts (when given) while they are set."""
+    return rx.fragment(
+        rx.heading(title, size="7"),
+        *([error_callout(error)] if error is not None else []),
+        *([info_callout(message)] if message is not None else []),
+    )
+
+
 def not_found() -> rx.Component:
     """Word for word what Reflex shows for a route it does not have (pages that must not be advertised)."""
     return rx.box(rx.text.span("404: Page not found"), id="not-found")
 
 
-def error_callout(message) -> rx.Component:
+def warning_callout(message, color_scheme: str, *, alert: bool = False, **props) -> rx.Component:
+    """`message` with a warning sign while it is not empty; `alert`: announced to screen readers as it appears."""
     return rx.cond(
         message != "",
-        rx.callout(message, icon="triangle-alert", color_scheme="red", role="alert", width="100%"),
+        rx.callout(message, icon="triangle-alert", color_scheme=color_scheme, width="100%", **({"role": "alert"} if alert else {}), **props),
     )
+
+
+def error_callout(message) -> rx.Component:
+    return warning_callout(message, "red", alert=True)
 
 
 def info_callout(message) -> rx.Component:

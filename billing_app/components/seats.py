@@ -9,6 +9,7 @@ import reflex as rx
 from billing_app import live, routes
 from billing_app.billing.seats import seats_of
 from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary
+from billing_app.components.layout import warning_callout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.state import AuthState, in_a_thread
@@ -65,11 +66,7 @@ def seats_card(text, used, cap, warning, *, text_id: str, warning_id: str, link:
                 wrap="wrap",
             ),
             rx.cond(cap > 0, rx.progress(value=used, max=cap, width="100%", aria_label="Seats used")),
-            rx.cond(
-                warning != "",
-                rx.callout(warning, icon="triangle-alert", color_scheme="orange", width="100%", id=warning_id,
-                           **({"role": "alert"} if alert else {})),
-            ),
+            warning_callout(warning, "orange", alert=alert, id=warning_id),
             spacing="2",
             width="100%",
         ),

@@ -16,7 +16,7 @@ import reflex as rx
 from billing_app import limits, routes
 from billing_app.auth import accounts
 from billing_app.components.forms import field_label
-from billing_app.components.layout import data_table, error_callout, info_callout, page_frame
+from billing_app.components.layout import data_table, page_frame, page_heading
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
@@ -140,9 +140,7 @@ def _session_row(item) -> rx.Component:
 @rx.page(route=routes.ACCOUNT_SECURITY, title="Account security · Billing", on_load=AccountState.load)
 def account_page() -> rx.Component:
     return page_frame(
-        rx.heading("Account security", size="7"),
-        error_callout(AccountState.error),
-        info_callout(AccountState.message),
+        page_heading("Account security", AccountState.error, AccountState.message),
         rx.card(
             rx.form(
                 rx.vstack(

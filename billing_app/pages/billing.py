@@ -17,7 +17,7 @@ from billing_app.billing.dashboard import DashboardView, dashboard_view, member_
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel_scheduled_change, change_plan, reactivate
 from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options
-from billing_app.components.billing_ui import billing_frame, detail, empty_state
+from billing_app.components.billing_ui import banner, billing_frame, detail, empty_state
 from billing_app.components.layout import error_callout, info_callout, link_button
 from billing_app.components.seats import SeatsBarState, seats_bar
 from billing_app.db import session_scope
@@ -305,39 +305,32 @@ def _summary() -> rx.Component:
 
 
 def _payment_problem_banner() -> rx.Component:
-    return rx.cond(
+    return banner(
         V.payment_problem & (V.confirm_payment_url == ""),  # a payment awaiting the bank has its own banner
-        rx.callout.root(
-            rx.callout.icon(rx.icon("triangle-alert")),
-            rx.callout.text(
-                rx.text.strong("Your last payment failed. "),
-                "Update your payment method to keep your plan.",
-            ),
-            rx.cond(
-                AuthState.is_admin,
-                rx.button("Update payment method", size="2", color_scheme="red", on_click=BillingState.open_portal("payment_method_update"), id="update-payment-method"),
-            ),
-            color_scheme="red",
-            role="alert",
-            width="100%",
-            id="payment-problem",
+        "triangle-alert",
+        rx.text.strong("Your last payment failed. "),
+        "Update your payment method to keep your plan.",
+        action=rx.cond(
+            AuthState.is_admin,
+            rx.button("Update payment method", size="2", color_scheme="red", on_click=BillingState.open_portal("payment_method_update"), id="update-payment-method"),
         ),
+        color_scheme="red",
+        role="alert",
+        id="payment-problem",
     )
 
 
 def _confirm_payment_banner() -> rx.Component:
     """While a payment waits for the bank (3-D Secure): the link to confirm it on Stripe's page."""
-    return rx.cond(
+    return banner(
         V.confirm_payment_url != "",
-        rx.callout.root(
-            rx.callout.icon(rx.icon("shield-check")),
-            rx.callout.text(rx.text.strong("Your bank needs you to confirm a payment. "), "Until then it is not made."),
-            rx.link(rx.button("Confirm the payment", size="2", color_scheme="amber"), href=V.confirm_payment_url, is_external=True, id="confirm-payment"),
-            color_scheme="amber",
-            role="alert",
-            width="100%",
-            id="action-required",
-        ),
+        "shield-check",
+        rx.text.strong("Your bank needs you to confirm a payment. "),
+        "Until then it is not made.",
+        action=rx.link(rx.button("Confirm the payment", size="2", color_scheme="amber"), href=V.confirm_payment_url, is_external=True, id="confirm-payment"),
+        color_scheme="amber",
+        role="alert",
+        id="action-required",
     )
 
 

@@ -19,8 +19,9 @@ from billing_app.billing import billing_details, retention
 from billing_app.billing.billing_details import TAX_ID_TYPES, Details
 from billing_app.billing.dashboard import DashboardView
 from billing_app.billing.subscriptions import CANCELLATION_FEEDBACK
+from billing_app.components.billing_ui import banner
 from billing_app.components.forms import labelled, native_select
-from billing_app.components.layout import error_callout
+from billing_app.components.layout import error_callout, warning_callout
 from billing_app.formatting import format_date
 from billing_app.state import form_text
 
@@ -164,19 +165,14 @@ def _section(title: str, *children, **props) -> rx.Component:
 
 def paused_banner(S) -> rx.Component:
     D = S.dash
-    return rx.cond(
+    return banner(
         D.paused,
-        rx.callout.root(
-            rx.callout.icon(rx.icon("circle-pause")),
-            rx.callout.text(
-                rx.cond(D.paused_until != "", rx.text("Paused until ", rx.text.strong(D.paused_until), ". "), rx.text("Paused. ")),
-                "Nothing is charged and the plan's features are off meanwhile; it resumes by itself.",
-            ),
-            rx.button("Resume now", size="2", on_click=S.resume_now, loading=S.busy == "resume", id="resume-now"),
-            color_scheme="amber",
-            width="100%",
-            id="paused-banner",
-        ),
+        "circle-pause",
+        rx.cond(D.paused_until != "", rx.text("Paused until ", rx.text.strong(D.paused_until), ". "), rx.text("Paused. ")),
+        "Nothing is charged and the plan's features are off meanwhile; it resumes by itself.",
+        action=rx.button("Resume now", size="2", on_click=S.resume_now, loading=S.busy == "resume", id="resume-now"),
+        color_scheme="amber",
+        id="paused-banner",
     )
 
 
@@ -189,10 +185,7 @@ def _payment_method(S) -> rx.Component:
             rx.vstack(rx.text(D.card, weight="medium", id="card"), rx.text(D.card_expiry, size="2", color_scheme="gray"), spacing="1"),
             rx.text("No card on file.", color_scheme="gray"),
         ),
-        rx.cond(
-            D.card_warning != "",
-            rx.callout(D.card_warning, icon="triangle-alert", color_scheme="amber", id="card-warning", width="100%"),
-        ),
+        warning_callout(D.card_warning, "amber", id="card-warning"),
         rx.button("Update payment method", variant="soft", on_click=S.open_portal("payment_method_update"),
                   loading=S.busy == "portal", id="update-card"),
         id="payment-method",
@@ -222,22 +215,24 @@ def _next_invoice(S) -> rx.Component:
     )
 
 
+def _labelled_value(label: str, value: rx.Component) -> rx.Component:
+    return rx.vstack(rx.text(label, size="1", color_scheme="gray"), value, spacing="1")
+
+
 def _billing_details(S) -> rx.Component:
     D = S.dash
     return _section(
         "Billing details",
         rx.grid(
-            rx.vstack(rx.text("Billing email", size="1", color_scheme="gray"), rx.text(D.billing_email, id="billing-email"), spacing="1"),
-            rx.vstack(rx.text("Company name", size="1", color_scheme="gray"),
-                      rx.text(rx.cond(D.company_name != "", D.company_name, "—"), id="company-name"), spacing="1"),
-            rx.vstack(rx.text("Address", size="1", color_scheme="gray"),
-                      rx.cond(D.address_lines.length() > 0, rx.vstack(rx.foreach(D.address_lines, rx.text), spacing="0", id="address"),
-                              rx.text("—")), spacing="1"),
-            rx.vstack(rx.text("Tax IDs", size="1", color_scheme="gray"),
-                      rx.cond(D.tax_ids.length() > 0,
-                              rx.vstack(rx.foreach(D.tax_ids, lambda t: rx.text(t.label, rx.cond(t.status != "", " (" + t.status + ")", ""),
-                                                                                 class_name="tax-id")), spacing="0", id="tax-ids"),
-                              rx.text("—")), spacing="1"),
+            _labelled_value("Billing email", rx.text(D.billing_email, id="billing-email")),
+            _labelled_value("Company name", rx.text(rx.cond(D.company_name != "", D.company_name, "—"), id="company-name")),
+            _labelled_value("Address", rx.cond(D.address_lines.length() > 0,
+                                               rx.vstack(rx.foreach(D.address_lines, rx.text), spacing="0", id="address"),
+                                               rx.text("—"))),
+            _labelled_value("Tax IDs", rx.cond(D.tax_ids.length() > 0,
+                                               rx.vstack(rx.foreach(D.tax_ids, lambda t: rx.text(t.label, rx.cond(t.status != "", " (" + t.status + ")", ""),
+                                                                                                  class_name="tax-id")), spacing="0", id="tax-ids"),
+                                               rx.text("—"))),
             columns=rx.breakpoints(initial="1", sm="2"),
             spacing="4",
             width="100%",
@@ -292,50 +287,45 @@ def admin_sections(S) -> rx.Component:
     )
 
 
-def _flow_buttons(S, primary: rx.Component, back_label: str = "Keep subscription") -> rx.Component:
-    return rx.flex(
-        rx.dialog.close(rx.button(back_label, variant="soft", color_scheme="gray", type="button")),
-        primary,
-        justify="end",
-        spacing="3",
-        wrap="wrap",
-        width="100%",
-    )
+def _dialog_form(on_submit, *children: rx.Component) -> rx.Component:
+    """A form in a dialog: its fields and buttons one under the other; what was typed stays when it is
+    sent (a refusal shows above it, to correct and send again)."""
+    return rx.form(rx.vstack(*children, spacing="3", width="100%"), on_submit=on_submit, reset_on_submit=False)
+
+
+def _buttons(*buttons: rx.Component) -> rx.Component:
+    """A dialog's buttons, on the right: the way back first, the action last."""
+    return rx.flex(*buttons, justify="end", spacing="3", wrap="wrap", width="100%")
+
+
+def _close_button(label: str) -> rx.Component:
+    return rx.dialog.close(rx.button(label, variant="soft", color_scheme="gray", type="button"))
+
+
+def _skip_button(S, id: str) -> rx.Component:
+    """Turns down what a step offers and goes on to the next."""
+    return rx.button("No thanks, continue", variant="soft", color_scheme="gray", type="button", on_click=S.skip_step, id=id)
 
 
 def _reason_step(S) -> rx.Component:
-    return rx.form(
-        rx.vstack(
-            labelled("Why are you canceling?", native_select("cancel-reason", "feedback", list(REASON_LABELS.items()),
-                                                             placeholder="Choose a reason", required=True), "cancel-reason"),
-            labelled("Anything else you'd like to tell us? (optional)",
-                     rx.text_area(id="cancel-comment", name="comment", max_length=500, width="100%"), "cancel-comment"),
-            _flow_buttons(S, rx.button("Continue", type="submit", id="cancel-continue")),
-            spacing="3",
-            width="100%",
-        ),
-        on_submit=S.submit_reason,
-        reset_on_submit=False,
+    return _dialog_form(
+        S.submit_reason,
+        labelled("Why are you canceling?", native_select("cancel-reason", "feedback", list(REASON_LABELS.items()),
+                                                         placeholder="Choose a reason", required=True), "cancel-reason"),
+        labelled("Anything else you'd like to tell us? (optional)",
+                 rx.text_area(id="cancel-comment", name="comment", max_length=500, width="100%"), "cancel-comment"),
+        _buttons(_close_button("Keep subscription"), rx.button("Continue", type="submit", id="cancel-continue")),
     )
 
 
 def _pause_step(S) -> rx.Component:
-    return rx.form(
-        rx.vstack(
-            rx.text("Need a break instead? Pause for up to three months: nothing is charged and the plan's features are off "
-                    "until it resumes by itself. You can resume early from this page.", size="2"),
-            labelled("Pause for", native_select("pause-months", "months", [(str(n), f"{n} month{'s' if n > 1 else ''}")
-                                                                         for n in retention.PAUSE_MONTHS]), "pause-months"),
-            rx.flex(
-                rx.button("No thanks, continue", variant="soft", color_scheme="gray", type="button", on_click=S.skip_step, id="skip-pause"),
-                rx.button("Pause instead", type="submit", loading=S.busy == "pause", id="pause-instead"),
-                justify="end", spacing="3", wrap="wrap", width="100%",
-            ),
-            spacing="3",
-            width="100%",
-        ),
-        on_submit=S.pause_instead,
-        reset_on_submit=False,
+    return _dialog_form(
+        S.pause_instead,
+        rx.text("Need a break instead? Pause for up to three months: nothing is charged and the plan's features are off "
+                "until it resumes by itself. You can resume early from this page.", size="2"),
+        labelled("Pause for", native_select("pause-months", "months", [(str(n), f"{n} month{'s' if n > 1 else ''}")
+                                                                     for n in retention.PAUSE_MONTHS]), "pause-months"),
+        _buttons(_skip_button(S, "skip-pause"), rx.button("Pause instead", type="submit", loading=S.busy == "pause", id="pause-instead")),
     )
 
 
@@ -350,11 +340,10 @@ def _offer_step(S) -> rx.Component:
             width="100%",
             id="retention-offer",
         ),
-        rx.flex(
-            rx.button("No thanks, continue", variant="soft", color_scheme="gray", on_click=S.skip_step, id="decline-offer"),
+        _buttons(
+            _skip_button(S, "decline-offer"),
             rx.button("Accept offer", color_scheme="green", high_contrast=True, on_click=S.accept_offer, loading=S.busy == "offer",
                       id="accept-offer"),
-            justify="end", spacing="3", wrap="wrap", width="100%",
         ),
         spacing="3",
         width="100%",
@@ -362,26 +351,21 @@ def _offer_step(S) -> rx.Component:
 
 
 def _confirm_step(S, period_end) -> rx.Component:
-    return rx.form(
-        rx.vstack(
-            rx.el.fieldset(
-                rx.el.legend("When should it end?", class_name="field-label"),
-                rx.vstack(
-                    rx.el.label(rx.el.input(type="radio", name="when", value="period_end", default_checked=True, id="when-period-end"),
-                                " At the end of the period (", period_end, "): you keep access until then", class_name="radio-label"),
-                    rx.el.label(rx.el.input(type="radio", name="when", value="now", id="when-now"),
-                                " Now: access ends at once, nothing is refunded", class_name="radio-label"),
-                    spacing="2",
-                ),
-                class_name="plain-fieldset",
+    return _dialog_form(
+        S.confirm_cancel_flow,
+        rx.el.fieldset(
+            rx.el.legend("When should it end?", class_name="field-label"),
+            rx.vstack(
+                rx.el.label(rx.el.input(type="radio", name="when", value="period_end", default_checked=True, id="when-period-end"),
+                            " At the end of the period (", period_end, "): you keep access until then", class_name="radio-label"),
+                rx.el.label(rx.el.input(type="radio", name="when", value="now", id="when-now"),
+                            " Now: access ends at once, nothing is refunded", class_name="radio-label"),
+                spacing="2",
             ),
-            _flow_buttons(S, rx.button("Cancel subscription", color_scheme="red", high_contrast=True, type="submit",
-                                       loading=S.busy == "cancel", id="confirm-cancel")),
-            spacing="3",
-            width="100%",
+            class_name="plain-fieldset",
         ),
-        on_submit=S.confirm_cancel_flow,
-        reset_on_submit=False,
+        _buttons(_close_button("Keep subscription"), rx.button("Cancel subscription", color_scheme="red", high_contrast=True, type="submit",
+                                                               loading=S.busy == "cancel", id="confirm-cancel")),
     )
 
 
@@ -414,27 +398,18 @@ def _details_form(S) -> rx.Component:
     D = S.dash
     field = lambda label, name, value, **p: labelled(  # noqa: E731
         label, rx.input(id=f"details-{name}", name=name, default_value=value, width="100%", **p), f"details-{name}")
-    return rx.form(
-        rx.vstack(
-            field("Billing email", "email", D.billing_email, type="email", required=True),
-            field("Company name", "name", D.company_name),
-            field("Address line 1", "line1", D.form_line1),
-            field("Address line 2", "line2", D.form_line2),
-            rx.grid(field("City", "city", D.form_city), field("Postal code", "postal_code", D.form_postal_code),
-                    columns=rx.breakpoints(initial="1", sm="2"), spacing="3", width="100%"),
-            rx.grid(field("State or region", "state", D.form_state),
-                    field("Country (2-letter code)", "country", D.form_country, max_length=2, placeholder="US"),
-                    columns=rx.breakpoints(initial="1", sm="2"), spacing="3", width="100%"),
-            rx.flex(
-                rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray", type="button")),
-                rx.button("Save", type="submit", loading=S.busy == "details", id="save-details"),
-                justify="end", spacing="3", width="100%",
-            ),
-            spacing="3",
-            width="100%",
-        ),
-        on_submit=S.save_details,
-        reset_on_submit=False,
+    return _dialog_form(
+        S.save_details,
+        field("Billing email", "email", D.billing_email, type="email", required=True),
+        field("Company name", "name", D.company_name),
+        field("Address line 1", "line1", D.form_line1),
+        field("Address line 2", "line2", D.form_line2),
+        rx.grid(field("City", "city", D.form_city), field("Postal code", "postal_code", D.form_postal_code),
+                columns=rx.breakpoints(initial="1", sm="2"), spacing="3", width="100%"),
+        rx.grid(field("State or region", "state", D.form_state),
+                field("Country (2-letter code)", "country", D.form_country, max_length=2, placeholder="US"),
+                columns=rx.breakpoints(initial="1", sm="2"), spacing="3", width="100%"),
+        _buttons(_close_button("Close"), rx.button("Save", type="submit", loading=S.busy == "details", id="save-details")),
     )
 
 

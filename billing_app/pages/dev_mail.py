@@ -13,7 +13,7 @@ import asyncio
 import reflex as rx
 
 from billing_app import routes
-from billing_app.components.layout import not_found, page_frame
+from billing_app.components.layout import not_found, page_frame, page_heading
 from billing_app.db import session_scope
 from billing_app.notifications import mailbox
 from billing_app.notifications.mailbox import MailDetail, MailRow
@@ -132,6 +132,6 @@ def _mailbox() -> rx.Component:
 def dev_mail_page() -> rx.Component:
     return rx.cond(
         DevMailState.gate == OK,
-        page_frame(rx.heading("Mail", size="7"), _mailbox(), max_width="80em"),
+        page_frame(page_heading("Mail"), _mailbox(), max_width="80em"),
         rx.cond(DevMailState.gate == NOT_FOUND, not_found(), rx.center(rx.spinner(size="3"), padding="4em")),
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import reflex as rx
 
 from billing_app import routes
-from billing_app.components.layout import error_callout, info_callout, page_frame
+from billing_app.components.layout import page_frame, page_heading
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.models import Role
@@ -86,9 +86,7 @@ def _choice(choice: Choice) -> rx.Component:
          on_load=[AuthState.load_identity, NotificationSettingsState.load])
 def notification_settings_page() -> rx.Component:
     return page_frame(
-        rx.heading("Email notifications", size="7"),
-        error_callout(NotificationSettingsState.error),
-        info_callout(NotificationSettingsState.message),
+        page_heading("Email notifications", NotificationSettingsState.error, NotificationSettingsState.message),
         rx.cond(
             NotificationSettingsState.choices.length() > 0,
             rx.card(rx.vstack(

@@ -70,8 +70,15 @@ def _mismatch() -> AppError:
     return AppError(ErrorCode.VALIDATION_ERROR, "The passwords do not match.")
 
 
-def _card(*children) -> rx.Component:
-    return rx.center(rx.card(rx.vstack(*children, spacing="4", width="100%"), size="3", width="100%", max_width="26em"), width="100%")
+def _card(title: str, lead: str, *children) -> rx.Component:
+    """A password page's card: its title, a line saying what the page does, then the rest."""
+    return rx.center(
+        rx.card(
+            rx.vstack(rx.heading(title, size="6"), rx.text(lead, size="2", color_scheme="gray"), *children, spacing="4", width="100%"),
+            size="3", width="100%", max_width="26em",
+        ),
+        width="100%",
+    )
 
 
 def _field(label: str, name: str, type_: str, **props) -> rx.Component:
@@ -86,8 +93,7 @@ def _field(label: str, name: str, type_: str, **props) -> rx.Component:
 def forgot_page() -> rx.Component:
     return page_frame(
         _card(
-            rx.heading("Reset your password", size="6"),
-            rx.text("We will email you a link to choose a new password.", size="2", color_scheme="gray"),
+            "Reset your password", "We will email you a link to choose a new password.",
             info_callout(ForgotState.message),
             error_callout(ForgotState.error),
             rx.form(
@@ -109,8 +115,7 @@ def forgot_page() -> rx.Component:
 def reset_page() -> rx.Component:
     return page_frame(
         _card(
-            rx.heading("Choose a new password", size="6"),
-            rx.text("This signs you out on every device.", size="2", color_scheme="gray"),
+            "Choose a new password", "This signs you out on every device.",
             error_callout(ResetState.error),
             rx.form(
                 rx.vstack(

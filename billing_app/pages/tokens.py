@@ -14,7 +14,7 @@ from reflex.experimental.client_state import ClientStateVar
 
 from billing_app import routes
 from billing_app.auth import api_tokens
-from billing_app.components.layout import data_table, error_callout, page_frame, shown_once
+from billing_app.components.layout import data_table, error_callout, page_frame, page_heading, shown_once
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
@@ -89,7 +89,7 @@ class TokensState(AuthState):
 @rx.page(route=routes.ACCOUNT_TOKENS, title="API tokens · Billing", on_load=TokensState.load)
 def tokens_page() -> rx.Component:
     return page_frame(
-        rx.heading("API tokens", size="7"),
+        page_heading("API tokens"),
         rx.text(
             "A token lets a script use the REST API as you, in ", rx.text.strong(AuthState.org_name),
             ", with your role there. Send it as ", rx.code("Authorization: Bearer <token>"), ".",
