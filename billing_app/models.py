@@ -10,6 +10,11 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
 
+# Integer ids are 32-bit in the database: a larger one from outside is refused before it reaches a
+# query (SQLite cannot even bind it).
+MAX_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -22,6 +22,7 @@ from billing_app.auth.accounts import Actor
 from billing_app.auth.cookies import SESSION_COOKIE, session_hash_from_headers
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
+from billing_app.models import MAX_ID
 
 __all__ = ["AuthState", "SESSION_COOKIE", "backend_url", "clear_cookie_script", "form_text", "leave_to"]
 
@@ -30,6 +31,18 @@ def form_text(form, key: str) -> str:
     """A form field as text. Events can be hand-crafted, so a value may be anything, or missing."""
     value = form.get(key) if isinstance(form, dict) else None
     return value if isinstance(value, str) else ""
+
+
+def id_from_page(value, unknown: str) -> int:
+    """An id a page sent back (a row's button). Events can be hand-crafted: anything but an id
+    (a number from 1 to MAX_ID) names nothing, refused with `unknown` ("No such session.")."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if not 1 <= number <= MAX_ID:
+        raise AppError(ErrorCode.NOT_FOUND, unknown)
+    return number
 
 
 def backend_url(path: str) -> str:

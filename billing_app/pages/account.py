@@ -20,7 +20,7 @@ from billing_app.components.layout import data_table, page_frame, page_heading
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
-from billing_app.state import AuthState, BusyForm, clear_cookie_script, form_text, in_a_thread
+from billing_app.state import AuthState, BusyForm, clear_cookie_script, form_text, id_from_page, in_a_thread
 
 
 @dataclass
@@ -94,10 +94,10 @@ class AccountState(BusyForm, AuthState):
         try:
             actor = self._actor()
             with session_scope() as session:
-                accounts.end_session_by_id(session, actor.user_id, int(session_id))
+                accounts.end_session_by_id(session, actor.user_id, id_from_page(session_id, "No such session."))
             self._reload(actor.user_id)
-        except (AppError, TypeError, ValueError) as error:
-            self.error = error.message if isinstance(error, AppError) else "No such session."
+        except AppError as error:
+            self.error = error.message
 
     @in_a_thread
     def logout_everywhere(self):

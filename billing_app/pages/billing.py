@@ -26,7 +26,10 @@ from billing_app.formatting import format_amount, format_date
 from billing_app.pages.billing_dashboard import (
     DashboardMixin, admin_sections, cancel_flow_dialog, dashboard_styles, details_dialog, paused_banner,
 )
-from billing_app.state import AuthState, in_a_thread
+from billing_app.state import AuthState, id_from_page, in_a_thread
+
+# What the change dialog says when its plan choice names no plan (nothing picked, or a forged event).
+CHOOSE_A_PLAN = "Choose a plan."
 
 
 class BillingState(DashboardMixin, AuthState):
@@ -130,13 +133,7 @@ class BillingState(DashboardMixin, AuthState):
     async def preview_change(self, period_id: str):
         async with self:
             self.change_target, self.change_preview = period_id, ""
-        try:
-            target = int(period_id)
-        except (TypeError, ValueError):
-            async with self:
-                self.error, self.busy = "Choose a plan.", ""
-            return
-        change, ok = await self._act("preview", lambda actor: change_plan(actor, target, preview=True))
+        change, ok = await self._act("preview", lambda actor: change_plan(actor, id_from_page(period_id, CHOOSE_A_PLAN), preview=True))
         if not ok or not change:
             return
         if change.upgrade:
@@ -157,13 +154,7 @@ class BillingState(DashboardMixin, AuthState):
     async def confirm_change(self):
         async with self:
             wanted = self.change_target
-        try:
-            target = int(wanted)
-        except (TypeError, ValueError):
-            async with self:
-                self.error, self.busy = "Choose a plan.", ""
-            return
-        change, ok = await self._act("change", lambda actor: change_plan(actor, target, preview=False))
+        change, ok = await self._act("change", lambda actor: change_plan(actor, id_from_page(wanted, CHOOSE_A_PLAN), preview=False))
         if ok and change:
             async with self:
                 self.change_open, self.change_preview = False, ""

@@ -15,9 +15,10 @@ import reflex as rx
 from billing_app import routes
 from billing_app.components.layout import not_found, page_frame, page_heading
 from billing_app.db import session_scope
+from billing_app.errors import AppError
 from billing_app.notifications import mailbox
 from billing_app.notifications.mailbox import MailDetail, MailRow
-from billing_app.state import AuthState
+from billing_app.state import AuthState, id_from_page
 
 
 def _read_list() -> list[MailRow]:
@@ -53,9 +54,13 @@ class DevMailState(AuthState):
 
     @rx.event(background=True)
     async def open_message(self, notification_id: str):
-        if not mailbox.dev_mail_enabled() or not notification_id.isdigit():
+        if not mailbox.dev_mail_enabled():
             return
-        found = await asyncio.to_thread(_read_one, int(notification_id))
+        try:
+            wanted = id_from_page(notification_id, "No such message.")
+        except AppError:
+            return  # a forged event: there is nothing to open
+        found = await asyncio.to_thread(_read_one, wanted)
         async with self:
             self.selected = found or MailDetail()
 

@@ -25,7 +25,7 @@ from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.formatting import format_date
 from billing_app.models import Role
-from billing_app.state import AuthState, form_text, in_a_thread
+from billing_app.state import AuthState, form_text, id_from_page, in_a_thread
 
 ROLE_CHOICES = [r.value for r in Role]
 # The link of the invitation just made, shown once: in the browser only, never in a state.
@@ -179,26 +179,15 @@ class MembersState(AuthState):
 
     @rx.event(background=True)
     async def revoke(self, invitation_id: str):
-        try:
-            wanted = int(invitation_id)
-        except (TypeError, ValueError):
-            async with self:
-                self.error = "No such invitation."
-            return
-        _, ok = await self._run(f"revoke:{invitation_id}", lambda actor: invitations.revoke(actor, wanted), stripe=False)
+        _, ok = await self._run(f"revoke:{invitation_id}", lambda actor: invitations.revoke(actor, id_from_page(invitation_id, "No such invitation.")),
+                                stripe=False)
         if ok:
             async with self:
                 self.message = "Invitation revoked: its link no longer works."
 
     @rx.event(background=True)
     async def remove(self, user_id: str):
-        try:
-            wanted = int(user_id)
-        except (TypeError, ValueError):
-            async with self:
-                self.error = "Unknown member."
-            return
-        row, ok = await self._run(f"remove:{user_id}", lambda actor: members.remove_member(actor, wanted))
+        row, ok = await self._run(f"remove:{user_id}", lambda actor: members.remove_member(actor, id_from_page(user_id, "Unknown member.")))
         if ok:
             async with self:
                 self.message = f"{row.email} was removed from the organization."

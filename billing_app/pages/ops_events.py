@@ -13,7 +13,7 @@ from billing_app.components.pagination import KeysetPages, pager
 from billing_app.errors import AppError
 from billing_app.ops import events
 from billing_app.pages.ops_common import NOT_FOUND, EventLine, OpsState, event_line, field, ops_page
-from billing_app.state import form_text, in_a_thread
+from billing_app.state import form_text, id_from_page, in_a_thread
 
 ALL = "all"
 LIVE_SECONDS = 3.0
@@ -84,9 +84,9 @@ class OpsEventsState(KeysetPages, OpsState):
         if operator is None:
             return
         try:
-            events.replay_one(operator, int(event_id))
-        except (AppError, TypeError, ValueError) as error:
-            self.error = getattr(error, "message", "No such event.")
+            events.replay_one(operator, id_from_page(event_id, "No such event."))
+        except AppError as error:
+            self.error = error.message
             return
         self.message = "Queued again: the worker processes it now."
         self._refetch()

@@ -18,7 +18,7 @@ from billing_app.components.layout import data_table, error_callout, page_frame,
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
-from billing_app.state import AuthState, form_text, in_a_thread
+from billing_app.state import AuthState, form_text, id_from_page, in_a_thread
 
 
 @dataclass
@@ -80,10 +80,10 @@ class TokensState(AuthState):
         try:
             actor = self._actor()
             with session_scope() as session:
-                api_tokens.revoke_token(session, actor, int(token_id))
+                api_tokens.revoke_token(session, actor, id_from_page(token_id, "No such API token."))
             self._reload(actor)
-        except (AppError, TypeError, ValueError) as error:
-            self.error = error.message if isinstance(error, AppError) else "No such API token."
+        except AppError as error:
+            self.error = error.message
 
 
 @rx.page(route=routes.ACCOUNT_TOKENS, title="API tokens · Billing", on_load=TokensState.load)

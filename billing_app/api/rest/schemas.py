@@ -16,10 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from billing_app.billing.entitlements import AccessReason
 from billing_app.billing.portal import FLOWS
 from billing_app.billing.subscriptions import CANCELLATION_FEEDBACK
-from billing_app.models import PaymentStatus, PeriodType, Role
-
-# Integer ids are 32-bit in the database; anything larger is refused by validation, not by PostgreSQL.
-MAX_ID = 2**31 - 1
+from billing_app.models import MAX_ID, PaymentStatus, PeriodType, Role
 
 PortalFlow = Literal[FLOWS]  # type: ignore[valid-type]
 CancellationFeedback = Literal[CANCELLATION_FEEDBACK]  # type: ignore[valid-type]

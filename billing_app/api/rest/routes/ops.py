@@ -24,6 +24,7 @@ from billing_app.api.rest.deps import bearer, only_query_params
 from billing_app.auth import api_tokens
 from billing_app.db import session_scope
 from billing_app.errors import AppError
+from billing_app.models import MAX_ID
 from billing_app.ops import access, audit, events, metrics, orgs, orphans, reconcile
 from billing_app.ops.access import Operator as OperatorUser
 from billing_app.state import SESSION_COOKIE
@@ -112,7 +113,7 @@ def export_orgs(op: Operator, _known: Annotated[None, Depends(only_query_params(
 
 
 @router.get("/ops/orgs/{org_id}")
-def get_org(op: Operator, org_id: Annotated[int, Path(ge=1, lt=2**31)]) -> dict:
+def get_org(op: Operator, org_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict:
     with session_scope() as session:
         detail = orgs.org_detail(session, org_id)
     return {
@@ -129,7 +130,7 @@ def get_org(op: Operator, org_id: Annotated[int, Path(ge=1, lt=2**31)]) -> dict:
 
 
 @router.post("/ops/orgs/{org_id}/reconcile")
-def reconcile_org(op: Operator, org_id: Annotated[int, Path(ge=1, lt=2**31)]) -> dict:
+def reconcile_org(op: Operator, org_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict:
     return {"success": True, "changes": orgs.reconcile_org(op, org_id)}
 
 
@@ -140,7 +141,7 @@ def list_events(
     type: str = None, state: str = None, customer: str = None,
     start_date: Annotated[str, Query(alias="startDate")] = None, end_date: Annotated[str, Query(alias="endDate")] = None,
     limit: Annotated[int, Query(ge=1, le=events.MAX_LIMIT)] = events.PAGE_SIZE,
-    before: Annotated[int, Query(ge=1, lt=2**31)] = None,
+    before: Annotated[int, Query(ge=1, le=MAX_ID)] = None,
 ) -> dict:
     filters = events.EventFilter.parse(type, state, customer, start_date, end_date)
     rows, next_before = events.list_events(filters, before_id=before, limit=limit)
@@ -158,7 +159,7 @@ def replay_failed(op: Operator) -> dict:
 
 
 @router.post("/ops/events/{event_id}/replay")
-def replay_event(op: Operator, event_id: Annotated[int, Path(ge=1, lt=2**31)]) -> dict:
+def replay_event(op: Operator, event_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict:
     events.replay_one(op, event_id)
     return {"success": True, "queued": 1}
 
@@ -171,12 +172,12 @@ def list_orphans(op: Operator) -> dict:
 
 
 @router.post("/ops/orphans/{customer_id}/attach")
-def attach_orphan(op: Operator, customer_id: Annotated[str, Path(max_length=255)], org_id: Annotated[int, Query(alias="orgId", ge=1, lt=2**31)]) -> dict:
+def attach_orphan(op: Operator, customer_id: Annotated[str, Path(max_length=255)], org_id: Annotated[int, Query(alias="orgId", ge=1, le=MAX_ID)]) -> dict:
     return {"success": True, "changes": orphans.attach_orphan(op, customer_id, org_id)}
 
 
 @router.get("/ops/audit")
-def list_audit(op: Operator, action: str = None, before: Annotated[int, Query(ge=1, lt=2**31)] = None,
+def list_audit(op: Operator, action: str = None, before: Annotated[int, Query(ge=1, le=MAX_ID)] = None,
                limit: Annotated[int, Query(ge=1, le=200)] = audit.PAGE_SIZE) -> dict:
     with session_scope() as session:
         lines = audit.recent(session, action=action, before_id=before, limit=limit)

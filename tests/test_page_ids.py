@@ -1,0 +1,81 @@
+"""A row's button sends its id back to the server, and an event can be hand-crafted: every page
+handler that takes an id refuses anything but an id with that page's own clear message (before:
+a number too large for the database raised inside the handler, a list raised on `.isdigit()`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from billing_app.auth import accounts
+from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
+from billing_app.auth.tokens import token_hash
+from billing_app.db import session_scope
+from billing_app.errors import AppError
+from billing_app.models import MAX_ID
+from billing_app.state import id_from_page
+from tests.aio import run_async
+from tests.billing.helpers import PASSWORD, make_org
+from tests.ops.helpers import make_operator
+
+FORGED = ["", "seven", "1 OR 1=1", "1.5", str(MAX_ID + 1), "99999999999999999999999", "0", "-3", None, ["1"], {"id": 1}]
+
+
+def _signed_in_page(state_cls, email: str):
+    """The backend's copy of `state_cls` for a tab signed in as `email`."""
+    from reflex.istate.data import RouterData
+    from reflex.state import State
+
+    with session_scope() as s:
+        token = accounts.login(s, email=email, password=PASSWORD)
+    root = State(_reflex_internal_init=True)
+    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}})
+    return root.get_substate(state_cls.get_full_name().split(".")[1:])
+
+
+def _handlers():
+    from billing_app.pages.account import AccountState
+    from billing_app.pages.billing import BillingState
+    from billing_app.pages.members import MembersState
+    from billing_app.pages.ops_events import OpsEventsState
+    from billing_app.pages.tokens import TokensState
+
+    return [
+        (AccountState, AccountState.end_session, "No such session."),
+        (TokensState, TokensState.revoke, "No such API token."),
+        (MembersState, MembersState.revoke, "No such invitation."),
+        (MembersState, MembersState.remove, "Unknown member."),
+        (BillingState, BillingState.preview_change, "Choose a plan."),
+        (OpsEventsState, OpsEventsState.replay, "No such event."),
+    ]
+
+
+@pytest.mark.parametrize("forged", FORGED, ids=repr)
+def test_a_forged_id_gets_the_pages_own_message(db, forged):
+    make_org("Acme", "admin@acme.example", "member@acme.example")
+    make_operator("ops@saas.example")
+    for state_cls, handler, message in _handlers():
+        email = "ops@saas.example" if state_cls.__name__.startswith("Ops") else "admin@acme.example"
+        page = _signed_in_page(state_cls, email)
+        run_async(handler.fn(page, forged))
+        assert page.error == message, (handler, forged)
+
+
+def test_a_real_id_passes_and_the_edges_hold():
+    assert id_from_page("42", "x") == 42 and id_from_page(7, "x") == 7 and id_from_page(str(MAX_ID), "x") == MAX_ID
+    for forged in FORGED:
+        with pytest.raises(AppError) as refused:
+            id_from_page(forged, "No such thing.")
+        assert refused.value.message == "No such thing."
+
+
+def test_the_dev_mailbox_ignores_a_forged_message_id(db, monkeypatch):
+    from billing_app.notifications import mailbox
+    from billing_app.notifications.mailbox import MailDetail
+    from billing_app.pages.dev_mail import DevMailState
+
+    monkeypatch.setattr(mailbox, "dev_mail_enabled", lambda: True)
+    make_org("Acme", "admin@acme.example", "member@acme.example")
+    for forged in FORGED:
+        page = _signed_in_page(DevMailState, "admin@acme.example")
+        run_async(DevMailState.open_message.fn(page, forged))
+        assert page.selected == MailDetail()
