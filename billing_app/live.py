@@ -17,7 +17,8 @@ knows which tokens show the org; a separate worker process does neither, so the 
 instead and each backend refreshes its own pages.
 
 A notice refreshes the org's pages a few at a time, each page's database reads in a thread (never
-on the event loop); the billing page reads once per org and role for all its open copies.
+on the event loop) while its state is held; each page checks its own session then, and the
+billing view and the seats are read once per org (and role) for all the pages of the notice.
 
 Redis down: `notify` refreshes this process's pages (the pages on other processes see the change
 at their next load), and once the subscriber is connected again it refreshes every page it holds,
@@ -27,11 +28,10 @@ so nothing missed meanwhile stays stale. `/api/ready` reports the outage.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 log = logging.getLogger(__name__)
 MAX_WATCHERS_PER_ORG = 100
@@ -41,16 +41,20 @@ _lock = threading.Lock()
 
 
 def watch(org_id: int, client_token: str, state_cls: type, session_hash: str = "") -> None:
-    """Remember that this browser shows `state_cls` for the org (newest kept when full), and the
-    session it loaded with (a notice checks all its pages' sessions in one read)."""
+    """Remember that this browser shows `state_cls` for the org, and the session it loaded with.
+
+    When the org has MAX_WATCHERS_PER_ORG, the session holding the most page parts gives up its
+    oldest: one user (or one client opening sockets by the hundred) cannot push out everyone else's."""
     if not client_token:
         return
     with _lock:
         watchers = _watchers.setdefault(org_id, OrderedDict())
         watchers.pop((client_token, state_cls), None)
         watchers[(client_token, state_cls)] = session_hash
-        while len(watchers) > MAX_WATCHERS_PER_ORG:
-            watchers.popitem(last=False)
+        if len(watchers) > MAX_WATCHERS_PER_ORG:
+            counts = Counter(watchers.values())
+            most = max(counts, key=counts.__getitem__)
+            del watchers[next(key for key, holder in watchers.items() if holder == most)]
 
 
 def watchers_of(org_id: int) -> list[tuple[str, type, str]]:
@@ -119,21 +123,14 @@ async def refresh_local(org_id: int) -> int:
     from reflex.utils.prerequisites import get_and_validate_app
 
     by_page: dict[str, list[type]] = {}
-    sessions: set[str] = set()
-    for client_token, state_cls, session_hash in watchers_of(org_id):
+    for client_token, state_cls, _session_hash in watchers_of(org_id):
         by_page.setdefault(client_token, []).append(state_cls)
-        sessions.add(session_hash)
     if not by_page:  # e.g. a `worker` process, which holds no page (and runs no app)
         return 0
     app = get_and_validate_app().app
     owned = _locally_connected(app)
     slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
-    # Reads one page made for this notice, for the org's other pages (see _on_billing_changed); it
-    # starts with every registered session checked in one read (a page whose state holds another
-    # session reads its own). The page states know how (AuthState.sessions_for_notice).
-    state_cls = next(iter(by_page.values()))[0]
-    sessions.discard("")
-    shared: dict = await asyncio.to_thread(state_cls.sessions_for_notice, sessions) if sessions else {}
+    shared: dict = {}  # what one page read for this notice, for the org's other pages (read_once)
 
     async def refresh(client_token: str, state_classes: list[type]) -> int:
         if owned is not None and not owned(client_token):
@@ -149,10 +146,8 @@ async def refresh_local(org_id: int) -> int:
                     page_states = [await root.get_state(state_cls) for state_cls in state_classes]
                     await asyncio.to_thread(_on_billing_changed, page_states, shared)
                 return len(state_classes)
-            except Exception as error:  # a closed tab or an old token: forget it, keep going
-                log.info("live update skipped for one page: %s", error)
-                for state_cls in state_classes:
-                    _forget(org_id, client_token, state_cls)
+            except Exception:  # e.g. the database for a moment: the page stays registered for the next change
+                log.exception("live update failed for one page of org %s", org_id)
                 return 0
 
     done = await asyncio.gather(*(refresh(token, classes) for token, classes in by_page.items()))
@@ -169,21 +164,15 @@ def read_once(shared: dict, key, read):
 
 
 def _on_billing_changed(page_states: list, shared: dict) -> None:
-    """Each registered part of the page re-reads what it shows. One whose `on_billing_changed` takes
-    `shared` may reuse what another page of the same org read for this notice (it still checks its
-    own user and role)."""
+    """Each registered part of the page re-reads what it shows (`on_billing_changed(shared=...)`:
+    it checks its own session and role, and may reuse what another page read for this notice)."""
     for page_state in page_states:
-        method = page_state.on_billing_changed
-        if "shared" in inspect.signature(method).parameters:
-            method(shared=shared)
-        else:
-            method()
+        page_state.on_billing_changed(shared=shared)
 
 
 def _locally_connected(app):
-    """With Redis, a test `token -> has a socket on this backend`; None in one-process mode (as before)."""
-    if not _redis_url():
-        return None
+    """A test `token -> has a socket on this backend` (Reflex's token manager knows, with Redis or
+    without); None when the app has no socket namespace (yet)."""
     namespace = app.event_namespace
     manager = getattr(namespace, "_token_manager", None)
     if manager is None:

@@ -93,10 +93,6 @@ def in_a_thread(body):
     return rx.event(handler, background=True)
 
 
-def _notice_key(session_hash: str) -> tuple[str, str]:
-    return ("session", session_hash)
-
-
 class AuthState(rx.State):
     # Display copies of the server's records, refreshed on every page load.
     user_email: str = ""
@@ -132,13 +128,15 @@ class AuthState(rx.State):
     def _actor(self, shared: dict | None = None) -> Actor:
         """The acting user from the database; raises AppError when not signed in.
 
-        `shared`: the reads of one live notice (billing_app/live.py), so the parts of a page that
-        refresh together check its session once; the key is the session, never reused for another."""
+        `shared`: the reads of one live notice (billing_app/live.py). The session is read while this
+        page's state is held, as for any event (read earlier for the whole notice, it would miss a
+        logout or a demotion meanwhile); the parts of the page, refreshed together, read it once."""
         if shared is None:
             actor, orgs = self._resolve(self._session_hash)
         else:
             session_hash = self._session_hash
-            found = live.read_once(shared, _notice_key(session_hash), lambda: self._resolve_or_refusal(session_hash))
+            key = ("session", self.router.session.client_token, session_hash)
+            found = live.read_once(shared, key, lambda: self._resolve_or_refusal(session_hash))
             if isinstance(found, AppError):
                 raise found
             actor, orgs = found
@@ -146,25 +144,18 @@ class AuthState(rx.State):
         return actor
 
     @staticmethod
-    def _resolve(session_hash: str) -> tuple[Actor, list[accounts.OrgChoice]]:
+    def _resolve(session_hash: str, *, seen: bool = True) -> tuple[Actor, list[accounts.OrgChoice]]:
         with session_scope() as session:
-            return accounts.actor_and_orgs(session, session_hash)
+            return accounts.actor_and_orgs(session, session_hash, seen=seen)
 
     @staticmethod
     def _resolve_or_refusal(session_hash: str) -> tuple[Actor, list[accounts.OrgChoice]] | AppError:
-        """`_resolve`, its refusal returned rather than raised (kept for every page of a notice, as
-        `sessions_for_notice` keeps it)."""
+        """For a push: `_resolve` without moving "last seen" (the user did nothing), its refusal
+        returned rather than raised (kept for the page's other parts)."""
         try:
-            return AuthState._resolve(session_hash)
+            return AuthState._resolve(session_hash, seen=False)
         except AppError as refusal:
             return refusal
-
-    @staticmethod
-    def sessions_for_notice(session_hashes: set[str]) -> dict:
-        """A live notice's `shared` reads, started with these sessions checked in one read."""
-        with session_scope() as session:
-            found = accounts.actors_and_orgs(session, session_hashes)
-        return {_notice_key(session_hash): result for session_hash, result in found.items()}
 
     def _watch_live(self, org_id: int) -> None:
         """Refresh this page part when a webhook changes the org's billing (billing_app/live.py)."""

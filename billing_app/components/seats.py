@@ -38,8 +38,8 @@ class SeatsBarState(AuthState):
             org_id = self._actor().require_org()
         except AppError:
             return
+        self._watch_live(org_id)  # before the read: a change meanwhile refreshes it
         self._refresh(org_id)
-        self._watch_live(org_id)
 
     def on_billing_changed(self, shared: dict | None = None):
         """Called by `live` when a webhook changed this org's billing (a quantity set in the portal).

@@ -65,8 +65,8 @@ class BillingState(DashboardMixin, AuthState):
             org_id = actor.require_org()
         except AppError as error:
             return self._signed_out(error)
+        self._watch_live(org_id)  # before the read: a change meanwhile refreshes it
         self._refresh(actor)
-        self._watch_live(org_id)
         wanted = self.router.url.query_parameters.get("change", "")
         if wanted and actor.is_admin and self.view.can_change:
             return BillingState.open_change(wanted)

@@ -107,20 +107,20 @@ class MembersState(AuthState):
         self.error = self.message = self.busy = self.cost_preview = ""
         try:
             actor = self._actor()
+            self._watch_live(actor.require_org())  # before the read: a change meanwhile refreshes it
             self._reload(actor)
         except AppError as error:
             self.members, self.invitations = [], []
             return self._signed_out(error)
-        self._watch_live(actor.require_org())
         events = [INVITE_URL.push("")]
         if actor.is_admin and self.per_seat:
             events.append(MembersState.load_cost)
         return events
 
-    def on_billing_changed(self):
+    def on_billing_changed(self, shared: dict | None = None):
         """Called by `live` when a webhook changed this org's billing (e.g. seats in the portal)."""
         try:
-            self._reload(self._actor())
+            self._reload(self._actor(shared))
         except AppError:
             pass
 

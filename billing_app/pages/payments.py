@@ -76,10 +76,10 @@ class PaymentsState(KeysetPages, AuthState):
     def _filters(self) -> PaymentFilter:
         return PaymentFilter.parse(self.start or None, self.end or None, None if self.status == ALL else self.status)
 
-    def _fetch(self, cursor: str) -> bool:
+    def _fetch(self, cursor: str, shared: dict | None = None) -> bool:
         self.error = ""
         try:
-            actor = self._actor()
+            actor = self._actor(shared)
             filters = self._filters()
             with session_scope() as session:
                 page = list_payments(session, actor, filters, limit=PAGE_SIZE, cursor=cursor or None)
@@ -98,15 +98,15 @@ class PaymentsState(KeysetPages, AuthState):
             return self._signed_out(error)
         self.cursors = [""]
         if actor.is_admin:
+            self._watch_live(actor.org_id)  # before the read: a change meanwhile refreshes it
             self._fetch("")
-            self._watch_live(actor.org_id)
         else:
             self.rows, self.next_cursor = [], ""
 
-    def on_billing_changed(self):
+    def on_billing_changed(self, shared: dict | None = None):
         """A webhook changed this org's billing: show the current page again."""
         if self.cursors:
-            self._fetch(self.cursors[-1])
+            self._fetch(self.cursors[-1], shared)
 
     @in_a_thread
     def apply_filters(self, form: dict):

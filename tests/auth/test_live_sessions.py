@@ -1,22 +1,27 @@
-"""A live notice checks the sessions of all the org's open pages in one read, and each page still
-gets only what its own session may see (billing_app/live.py, AuthState.sessions_for_notice)."""
+"""A live push writes a page only as its own session may see it, checked when the page's turn comes
+(its state held), not when the notice started; a push is not the user's activity; a page stays
+registered through a failed refresh (billing_app/live.py, AuthState._actor(shared))."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from billing_app import live
 from billing_app.auth import accounts
 from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
 from billing_app.auth.tokens import token_hash
-from billing_app.db import get_engine, session_scope
-from billing_app.errors import AppError, ErrorCode
-from billing_app.models import AuthSession, Organization, utcnow
+from billing_app.db import session_scope
+from billing_app.models import AuthSession, Organization, Role, utcnow
+from tests.aio import run_async
 from tests.billing.helpers import PASSWORD, make_org
 
 
@@ -36,96 +41,183 @@ def _session(email: str, org_id: int | None = None) -> str:
     return token_hash(token)
 
 
-def _seats_page(session_hash: str):
-    """The billing page's seats bar as the backend holds it for a tab signed in with this session."""
+def _page(state_cls, session_hash: str, client_token: str = "tab-1"):
+    """`state_cls` as the backend holds it for a tab signed in with this session."""
     from reflex.istate.data import RouterData
     from reflex.state import State
 
+    root = State(_reflex_internal_init=True)
+    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + session_hash}, "token": client_token})
+    return root.get_substate(state_cls.get_full_name().split(".")[1:])
+
+
+def _seats_page(session_hash: str, client_token: str = "tab-1"):
     from billing_app.components.seats import SeatsBarState
 
-    root = State(_reflex_internal_init=True)
-    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + session_hash}})
-    return root.get_substate(SeatsBarState.get_full_name().split(".")[1:])
+    return _page(SeatsBarState, session_hash, client_token)
 
 
-class _Statements:
-    def __init__(self):
-        self.count = 0
+class _Tabs:
+    """Stands in for Reflex's app in `live.refresh_local`: `modify_state` holds one lock per tab
+    (as Reflex does) and hands out the page states given."""
 
-    def __enter__(self):
-        event.listen(get_engine(), "before_cursor_execute", self._seen)
-        return self
+    event_namespace = None  # no socket manager: every registered tab counts as connected
 
-    def __exit__(self, *_exc):
-        event.remove(get_engine(), "before_cursor_execute", self._seen)
+    def __init__(self, pages: dict):
+        self.pages = pages
+        self.locks = {token: asyncio.Lock() for token in pages}
+        self.app = self  # what get_and_validate_app() returns has the app as `.app`
 
-    def _seen(self, *_args):
-        self.count += 1
+    @contextlib.asynccontextmanager
+    async def modify_state(self, token):
+        async with self.locks[token.ident]:
+            yield _Root(self.pages[token.ident])
 
 
-def test_many_sessions_are_checked_in_two_queries_each_with_its_own_answer(db):
-    org = make_org("Analytical Engines", "ada@example.com", "bob@example.com")
-    ada, bob = _session("ada@example.com"), _session("bob@example.com", org.id)
-    eve = _signed_up("eve@example.com", "Eve's Org")
-    expired = _signed_up("old@example.com", "Old Org")
+class _Root:
+    def __init__(self, page):
+        self.page = page
+
+    async def get_state(self, _state_cls):
+        return self.page
+
+
+@pytest.fixture
+def tabs(monkeypatch):
+    """Install a `_Tabs` for `live.refresh_local`; returns a function of {client token: page state}."""
+    import reflex.utils.prerequisites as prerequisites
+
+    def install(pages: dict) -> _Tabs:
+        app = _Tabs(pages)
+        monkeypatch.setattr(prerequisites, "get_and_validate_app", lambda: app)
+        return app
+
+    return install
+
+
+@pytest.mark.parametrize("change", ["logout", "demotion"])
+def test_a_page_checks_its_session_when_its_turn_comes_not_when_the_notice_began(db, tabs, change):
+    from billing_app.pages.billing import BillingState
+
+    org = make_org("Acme", "ada@example.com", "bob@example.com")
+    ada = _session("ada@example.com")
     with session_scope() as s:
-        row = s.exec(select(AuthSession).where(AuthSession.token_hash == expired)).one()
-        row.expires_at = utcnow() - timedelta(seconds=1)
-        ada_row = s.exec(select(AuthSession).where(AuthSession.token_hash == ada)).one()
-        ada_row.last_seen_at = long_ago = utcnow() - timedelta(hours=2)
+        accounts.change_role(s, accounts.actor_for_session_hash(s, ada), user_id=org.member.user_id, role=Role.ADMIN)
+    bob = _session("bob@example.com", org.id)
+    page = _page(BillingState, bob)
+    app = tabs({"tab-1": page})
+    live.watch(org.id, "tab-1", BillingState, bob)
 
-    with _Statements() as statements, session_scope() as s:
-        found = accounts.actors_and_orgs(s, {ada, bob, eve, expired, "forged"})
-    assert statements.count == 2
-    # A refresh the server pushes is not the user's activity: "last seen" stays.
+    async def notice_while_the_tab_is_busy():
+        await app.locks["tab-1"].acquire()  # the tab's own event holds it (e.g. its logout)
+        notice = asyncio.create_task(live.refresh_local(org.id))
+        await asyncio.sleep(0.3)  # the notice has started and waits for the page
+        with session_scope() as s:
+            if change == "logout":
+                accounts.end_session_hash(s, bob)
+            else:
+                accounts.change_role(s, accounts.actor_for_session_hash(s, ada), user_id=org.member.user_id, role=Role.MEMBER)
+        if change == "logout":
+            page._show(None)
+        app.locks["tab-1"].release()
+        return await notice
+
+    run_async(notice_while_the_tab_is_busy())
+    if change == "logout":
+        assert page.user_email == ""  # not signed in again by the push
+    else:
+        assert (page.user_email, page.role) == ("bob@example.com", "member")
+        assert page.options == []  # a member's copy: plan and status only
+
+
+def test_a_push_does_not_move_last_seen(db):
+    from billing_app.components.seats import SeatsBarState
+    from billing_app.pages.billing import BillingState
+    from billing_app.pages.members import MembersState
+    from billing_app.pages.payments import PaymentsState
+
+    make_org("Acme", "ada@example.com", "bob@example.com")
+    ada = _session("ada@example.com")
+    with session_scope() as s:
+        row = s.exec(select(AuthSession).where(AuthSession.token_hash == ada)).one()
+        row.last_seen_at = long_ago = utcnow() - timedelta(hours=2)
+    for state_cls in (SeatsBarState, BillingState, MembersState, PaymentsState):
+        page = _page(state_cls, ada)
+        if state_cls is PaymentsState:
+            page.cursors = [""]  # it shows its first page
+        page.on_billing_changed(shared={})
+        assert page.user_email == "ada@example.com", state_cls
     db.expire_all()
     assert db.exec(select(AuthSession.last_seen_at).where(AuthSession.token_hash == ada)).one() == long_ago
-
-    for session_hash in (ada, bob, eve):
-        with session_scope() as s:
-            assert found[session_hash] == accounts.actor_and_orgs(s, session_hash)
-    assert found[bob][0].user_id == org.member.user_id and found[bob][0].role.value == "member"
-    assert found[bob][0].org_id == org.id and len(found[bob][1]) == 2
-    assert found[eve][0].org_name == "Eve's Org" and [o.name for o in found[eve][1]] == ["Eve's Org"]
-    assert isinstance(found[expired], AppError) and found[expired].code == ErrorCode.SESSION_EXPIRED
-    assert isinstance(found["forged"], AppError) and found["forged"].code == ErrorCode.UNAUTHENTICATED
-    db.expire_all()  # the user's own request does move it
+    _page(SeatsBarState, ada)._actor()  # the user's own event does move it
+    db.expire_all()
     assert db.exec(select(AuthSession.last_seen_at).where(AuthSession.token_hash == ada)).one() > long_ago
 
 
-def test_each_page_of_a_notice_gets_only_what_its_own_session_may_see(db):
-    from billing_app.state import AuthState
+class _Flaky:
+    """A page part whose first refresh fails (the database, for a moment)."""
 
+    calls = 0
+
+    def on_billing_changed(self, shared):
+        _Flaky.calls += 1
+        if _Flaky.calls == 1:
+            raise OperationalError("SELECT 1", {}, Exception("database is locked"))
+
+
+def test_a_failed_refresh_keeps_the_page_for_the_next_change(tabs):
+    tabs({"tab-9": _Flaky()})
+    live.watch(9_000_001, "tab-9", _Flaky, "hash")
+    try:
+        assert run_async(live.refresh_local(9_000_001)) == 0
+        assert live.watchers_of(9_000_001) == [("tab-9", _Flaky, "hash")]
+        assert run_async(live.refresh_local(9_000_001)) == 1 and _Flaky.calls == 2
+    finally:
+        live._forget(9_000_001, "tab-9", _Flaky)
+
+
+def test_a_full_org_makes_room_from_the_session_holding_the_most_pages():
+    org_id = 9_000_002
+
+    class Part:
+        pass
+
+    try:
+        live.watch(org_id, "ada-tab", Part, "ada")
+        for n in range(live.MAX_WATCHERS_PER_ORG + 50):  # one client registering tabs by the hundred
+            live.watch(org_id, f"mallory-{n}", Part, "mallory")
+        live.watch(org_id, "bob-tab", Part, "bob")
+        held = live.watchers_of(org_id)
+        assert len(held) == live.MAX_WATCHERS_PER_ORG
+        assert ("ada-tab", Part, "ada") in held and ("bob-tab", Part, "bob") in held
+    finally:
+        live._watchers.pop(org_id, None)
+
+
+def test_each_page_of_a_notice_gets_only_what_its_own_session_may_see(db):
     ada = _signed_up("ada@example.com", "Analytical Engines")
     eve = _signed_up("eve@example.com", "Eve's Org")
-    shared = AuthState.sessions_for_notice({ada, eve})
+    shared: dict = {}
 
-    ada_page, eve_page = _seats_page(ada), _seats_page(eve)
+    ada_page, eve_page = _seats_page(ada, "tab-ada"), _seats_page(eve, "tab-eve")
     ada_page.on_billing_changed(shared=shared)
     eve_page.on_billing_changed(shared=shared)
     assert (ada_page.user_email, ada_page.org_name) == ("ada@example.com", "Analytical Engines")
     assert (eve_page.user_email, eve_page.org_name) == ("eve@example.com", "Eve's Org")
     assert ada_page.text and eve_page.text
 
-    # A tab that signed in anew since it registered holds a session the notice did not read: it
-    # checks its own; one whose session is gone gets nothing.
-    newer = _signed_up("leo@example.com", "Leo's Org")
-    newer_page = _seats_page(newer)
-    newer_page.on_billing_changed(shared=shared)
-    assert newer_page.user_email == "leo@example.com"
-    ended_page = _seats_page("f" * 64)
+    # A tab whose session is gone gets nothing.
+    ended_page = _seats_page("f" * 64, "tab-ended")
     ended_page.on_billing_changed(shared=shared)
     assert (ended_page.user_email, ended_page.text) == ("", "")
 
 
 def test_the_seats_read_once_per_org_serves_only_that_org(db):
-    from billing_app.state import AuthState
-
     ada = _signed_up("ada@example.com", "Analytical Engines")
     make_org("Eve's Org", "eve@example.com", "mia@example.com")
     eve = _session("eve@example.com")
-    shared = AuthState.sessions_for_notice({ada, eve})
-    pages = [_seats_page(h) for h in (ada, eve, ada)]
+    shared: dict = {}
+    pages = [_seats_page(h, f"tab-{n}") for n, h in enumerate((ada, eve, ada))]
     for page in pages:
         page.on_billing_changed(shared=shared)
     orgs = {o.name: o.id for o in db.exec(select(Organization)).all()}
@@ -135,8 +227,6 @@ def test_the_seats_read_once_per_org_serves_only_that_org(db):
 
 
 def test_pages_asking_at_the_same_moment_share_the_first_ones_read():
-    from billing_app import live
-
     shared, reads, together = {}, [], threading.Barrier(8)
 
     def read():
