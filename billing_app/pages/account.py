@@ -86,7 +86,7 @@ class AccountState(BusyForm, AuthState):
             self.busy = False
             self.message = "Your password was changed." + (
                 f" {ended} other session{'s' if ended != 1 else ''} ended." if ended else "")
-            self._reload(actor.user_id)
+            await asyncio.to_thread(self._reload, actor.user_id)  # a database read: off the event loop
 
     @in_a_thread
     def end_session(self, session_id: str):

@@ -119,7 +119,7 @@ class OpsOrgState(BusyForm, OpsState):
             self.busy = False
             self.changes = changes
             self.message = f"Reconciled with Stripe: {len(changes)} change(s)." if changes else "Reconciled with Stripe: the mirror was already right."
-            self._refresh(org_id)
+            await asyncio.to_thread(self._refresh, org_id)  # a database read: off the event loop
 
 
 class OpsReadOnlyState(OpsState):

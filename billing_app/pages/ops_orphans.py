@@ -66,7 +66,7 @@ class OpsOrphansState(OpsState):
         async with self:
             self.busy = ""
             self.message = f"{customer_id} is now organization {org_text}'s Stripe customer ({len(changes)} mirror change(s))."
-            self._refresh()
+            await asyncio.to_thread(self._refresh)  # a database read: off the event loop
 
 
 S = OpsOrphansState
