@@ -43,18 +43,22 @@ _lock = threading.Lock()
 def watch(org_id: int, client_token: str, state_cls: type, session_hash: str = "") -> None:
     """Remember that this browser shows `state_cls` for the org, and the session it loaded with.
 
-    When the org has MAX_WATCHERS_PER_ORG, the session holding the most page parts gives up its
-    oldest: one user (or one client opening sockets by the hundred) cannot push out everyone else's."""
+    When the org has more than MAX_WATCHERS_PER_ORG page parts, the session with the most tabs gives
+    up its oldest tab (all its parts): one user (or one client opening sockets by the hundred)
+    cannot push out everyone else's pages."""
     if not client_token:
         return
     with _lock:
         watchers = _watchers.setdefault(org_id, OrderedDict())
         watchers.pop((client_token, state_cls), None)
         watchers[(client_token, state_cls)] = session_hash
-        if len(watchers) > MAX_WATCHERS_PER_ORG:
-            counts = Counter(watchers.values())
-            most = max(counts, key=counts.__getitem__)
-            del watchers[next(key for key, holder in watchers.items() if holder == most)]
+        while len(watchers) > MAX_WATCHERS_PER_ORG:
+            tabs = dict.fromkeys((token, holder) for (token, _cls), holder in watchers.items())
+            tabs_per_session = Counter(holder for _token, holder in tabs)
+            most = max(tabs_per_session, key=tabs_per_session.__getitem__)
+            oldest = next(token for (token, _cls), holder in watchers.items() if holder == most)
+            for key in [key for key in watchers if key[0] == oldest]:
+                del watchers[key]
 
 
 def watchers_of(org_id: int) -> list[tuple[str, type, str]]:

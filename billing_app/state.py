@@ -35,14 +35,13 @@ def form_text(form, key: str) -> str:
 
 def id_from_page(value, unknown: str) -> int:
     """An id a page sent back (a row's button). Events can be hand-crafted: anything but an id
-    (a number from 1 to MAX_ID) names nothing, refused with `unknown` ("No such session.")."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if not 1 <= number <= MAX_ID:
+    (digits or a JSON integer, from 1 to MAX_ID; not a float, a bool or " 7") names nothing,
+    refused with `unknown` ("No such session.")."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_ID)):
+        value = int(value)
+    if type(value) is not int or not 1 <= value <= MAX_ID:
         raise AppError(ErrorCode.NOT_FOUND, unknown)
-    return number
+    return value
 
 
 def backend_url(path: str) -> str:
@@ -211,11 +210,10 @@ class AuthState(rx.State):
     def switch_org(self, org_id: str):
         try:
             with session_scope() as session:
-                accounts.switch_org_hash(session, self._session_hash, int(org_id))
+                accounts.switch_org_hash(session, self._session_hash, id_from_page(org_id, "Unknown organization."))
             self._actor()
-        except (TypeError, ValueError, AppError) as error:
-            message = error.message if isinstance(error, AppError) else "Unknown organization."
-            return rx.toast.error(message)
+        except AppError as error:
+            return rx.toast.error(error.message)
         return rx.redirect(self.router.url.path)
 
     @in_a_thread

@@ -17,7 +17,8 @@ from tests.aio import run_async
 from tests.billing.helpers import PASSWORD, make_org
 from tests.ops.helpers import make_operator
 
-FORGED = ["", "seven", "1 OR 1=1", "1.5", str(MAX_ID + 1), "99999999999999999999999", "0", "-3", None, ["1"], {"id": 1}]
+FORGED = ["", "seven", "1 OR 1=1", "1.5", str(MAX_ID + 1), "99999999999999999999999", "0", "-3", " 7", "+7", "4_2", "\u0667",
+          None, True, 1.5, float("inf"), MAX_ID + 1, ["1"], {"id": 1}]
 
 
 def _signed_in_page(state_cls, email: str):
@@ -32,36 +33,54 @@ def _signed_in_page(state_cls, email: str):
     return root.get_substate(state_cls.get_full_name().split(".")[1:])
 
 
+async def _run(event):
+    """An event handler's run to its end (a coroutine, or an async generator that yields events)."""
+    if hasattr(event, "__anext__"):
+        return [step async for step in event]
+    return await event
+
+
 def _handlers():
+    """(state, its handler called with the forged id, the message the page shows)."""
     from billing_app.pages.account import AccountState
     from billing_app.pages.billing import BillingState
     from billing_app.pages.members import MembersState
     from billing_app.pages.ops_events import OpsEventsState
+    from billing_app.pages.pricing import PricingState
     from billing_app.pages.tokens import TokensState
 
     return [
-        (AccountState, AccountState.end_session, "No such session."),
-        (TokensState, TokensState.revoke, "No such API token."),
-        (MembersState, MembersState.revoke, "No such invitation."),
-        (MembersState, MembersState.remove, "Unknown member."),
-        (BillingState, BillingState.preview_change, "Choose a plan."),
-        (OpsEventsState, OpsEventsState.replay, "No such event."),
+        (AccountState, lambda page, x: AccountState.end_session.fn(page, x), "No such session."),
+        (TokensState, lambda page, x: TokensState.revoke.fn(page, x), "No such API token."),
+        (MembersState, lambda page, x: MembersState.revoke.fn(page, x), "No such invitation."),
+        (MembersState, lambda page, x: MembersState.remove.fn(page, x), "Unknown member."),
+        (MembersState, lambda page, x: MembersState.change_role.fn(page, x, "member"), "Unknown member or role."),
+        (BillingState, lambda page, x: BillingState.preview_change.fn(page, x), "Choose a plan."),
+        (PricingState, lambda page, x: PricingState.subscribe.fn(page, x), "Unknown plan."),
+        (OpsEventsState, lambda page, x: OpsEventsState.replay.fn(page, x), "No such event."),
     ]
 
 
 @pytest.mark.parametrize("forged", FORGED, ids=repr)
 def test_a_forged_id_gets_the_pages_own_message(db, forged):
+    from billing_app.state import AuthState
+
     make_org("Acme", "admin@acme.example", "member@acme.example")
     make_operator("ops@saas.example")
-    for state_cls, handler, message in _handlers():
+    for state_cls, call, message in _handlers():
         email = "ops@saas.example" if state_cls.__name__.startswith("Ops") else "admin@acme.example"
         page = _signed_in_page(state_cls, email)
-        run_async(handler.fn(page, forged))
-        assert page.error == message, (handler, forged)
+        run_async(_run(call(page, forged)))
+        assert page.error == message, (state_cls, message, forged)
+    # The organization switcher answers with a toast, and the user stays where they are.
+    page = _signed_in_page(AuthState, "admin@acme.example")
+    answer = run_async(_run(AuthState.switch_org.fn(page, forged)))
+    assert "Unknown organization." in str(answer.args) and page._actor().org_name == "Acme"
 
 
 def test_a_real_id_passes_and_the_edges_hold():
     assert id_from_page("42", "x") == 42 and id_from_page(7, "x") == 7 and id_from_page(str(MAX_ID), "x") == MAX_ID
+    assert id_from_page("0042", "x") == 42
     for forged in FORGED:
         with pytest.raises(AppError) as refused:
             id_from_page(forged, "No such thing.")

@@ -28,6 +28,7 @@ from billing_app.models import Role
 from billing_app.state import AuthState, form_text, id_from_page, in_a_thread
 
 ROLE_CHOICES = [r.value for r in Role]
+UNKNOWN_MEMBER_OR_ROLE = "Unknown member or role."
 # The link of the invitation just made, shown once: in the browser only, never in a state.
 INVITE_URL = ClientStateVar.create("new_invite_url", "")
 
@@ -204,11 +205,11 @@ class MembersState(AuthState):
         try:
             actor = self._actor()
             with session_scope() as session:
-                row = accounts.change_role(session, actor, user_id=int(user_id), role=Role(role))
+                row = accounts.change_role(session, actor, user_id=id_from_page(user_id, UNKNOWN_MEMBER_OR_ROLE), role=Role(role))
             self._reload(actor)
             self.message = f"{row.email} is now {row.role.value.replace('_', ' ')}."
-        except (TypeError, ValueError):
-            self.error = "Unknown member or role."
+        except ValueError:  # not one of the roles
+            self.error = UNKNOWN_MEMBER_OR_ROLE
         except AppError as error:
             self.error = error.message
             try:

@@ -78,7 +78,7 @@ class OpsOrgState(BusyForm, OpsState):
         self.org = org_line(d.summary)
         self.customer_id, self.dashboard_url = d.customer_id or "", d.stripe_dashboard_url or ""
         self.subscriptions = subscriptions
-        self.payments = [payment_row(p) for p in d.payments]
+        self.payments = [payment_row(p, links=False) for p in d.payments]
         self.members = _members(d.members)
         self.events = [event_line(e) for e in d.events]
 
@@ -143,7 +143,7 @@ class OpsReadOnlyState(OpsState):
             self.error = error.message
             return
         self.org_name, self.view = view.org_name, view.billing
-        self.payments, self.members = [payment_row(p) for p in view.payments], _members(view.members)
+        self.payments, self.members = [payment_row(p, links=False) for p in view.payments], _members(view.members)
 
 
 O = OpsOrgState

@@ -52,18 +52,20 @@ def _breakdown(p) -> str:
     return " ".join(parts)
 
 
-def payment_row(p: Payment) -> PaymentRow:
-    return PaymentRow(
+def payment_row(p: Payment, *, links: bool = True) -> PaymentRow:
+    """`links`: Stripe's invoice, PDF and receipt links, which open for anyone holding them: only
+    for the org's own admins (the operator console shows the rows without them)."""
+    row = PaymentRow(
         date=format_date(p.created),
         description=p.description,
         amount=format_amount(p.amount, p.currency),
         breakdown=_breakdown(p),
         status=STATUS_LABEL.get(p.status, p.status),
         color=STATUS_COLOR.get(p.status, "gray"),
-        invoice_url=p.invoice_url or "",
-        pdf_url=p.pdf_url or "",
-        receipt_url=p.receipt_url or "",
     )
+    if links:
+        row.invoice_url, row.pdf_url, row.receipt_url = p.invoice_url or "", p.pdf_url or "", p.receipt_url or ""
+    return row
 
 
 class PaymentsState(KeysetPages, AuthState):

@@ -14,7 +14,7 @@ from billing_app.components.billing_ui import billing_frame
 from billing_app.components.layout import error_callout, link_button
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.state import AuthState, in_a_thread
+from billing_app.state import AuthState, id_from_page, in_a_thread
 
 
 class PricingState(AuthState):
@@ -73,14 +73,10 @@ class PricingState(AuthState):
         try:
             actor = await self._actor_in_background()
             limits.hit(limits.STRIPE_ORG, actor.require_org())
-            started = await asyncio.to_thread(start_checkout, actor, int(period_id), seats)
+            started = await asyncio.to_thread(start_checkout, actor, id_from_page(period_id, "Unknown plan."), seats)
         except AppError as error:
             async with self:
                 self.error, self.pending_period_id = error.message, ""
-            return
-        except (TypeError, ValueError):
-            async with self:
-                self.error, self.pending_period_id = "Unknown plan.", ""
             return
         yield rx.redirect(started.url)
 

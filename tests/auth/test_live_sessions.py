@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -176,20 +177,55 @@ def test_a_failed_refresh_keeps_the_page_for_the_next_change(tabs):
         live._forget(9_000_001, "tab-9", _Flaky)
 
 
-def test_a_full_org_makes_room_from_the_session_holding_the_most_pages():
+def test_a_full_org_makes_room_from_the_session_with_the_most_tabs_a_whole_tab_at_a_time():
     org_id = 9_000_002
 
-    class Part:
+    class Billing:
+        pass
+
+    class Seats:
         pass
 
     try:
-        live.watch(org_id, "ada-tab", Part, "ada")
-        for n in range(live.MAX_WATCHERS_PER_ORG + 50):  # one client registering tabs by the hundred
-            live.watch(org_id, f"mallory-{n}", Part, "mallory")
-        live.watch(org_id, "bob-tab", Part, "bob")
+        for tab in ("ada-1", "ada-2", "ada-3"):  # a real user: three billing tabs, two parts each
+            live.watch(org_id, tab, Billing, "ada")
+            live.watch(org_id, tab, Seats, "ada")
+        # Tabs by the hundred over 25 sessions: each ends with 4 tabs (fewer parts than ada's 6).
+        for n in range(live.MAX_WATCHERS_PER_ORG + 50):
+            live.watch(org_id, f"mallory-{n}", Seats, f"mallory-{n % 25}")
+        live.watch(org_id, "bob-tab", Billing, "bob")
         held = live.watchers_of(org_id)
-        assert len(held) == live.MAX_WATCHERS_PER_ORG
-        assert ("ada-tab", Part, "ada") in held and ("bob-tab", Part, "bob") in held
+        assert len(held) <= live.MAX_WATCHERS_PER_ORG
+        for tab in ("ada-1", "ada-2", "ada-3"):
+            assert (tab, Billing, "ada") in held and (tab, Seats, "ada") in held
+        assert ("bob-tab", Billing, "bob") in held
+        # Only whole tabs went: no tab keeps one part and lost the other.
+        parts = Counter(token for token, _cls, _session in held)
+        assert all(parts[tab] == 2 for tab in ("ada-1", "ada-2", "ada-3"))
+    finally:
+        live._watchers.pop(org_id, None)
+
+
+def test_one_process_forgets_a_closed_tab_and_refreshes_an_open_one(tabs):
+    """Without Redis too, Reflex's token manager knows which tabs have a socket here."""
+    from reflex.utils.token_manager import LocalTokenManager
+
+    class Part:
+        refreshed = 0
+
+        def on_billing_changed(self, shared):
+            Part.refreshed += 1
+
+    app = tabs({"open-tab": Part(), "closed-tab": Part()})
+    manager = LocalTokenManager()
+    run_async(manager.link_token_to_sid("open-tab", "sid-1"))
+    app.event_namespace = type("Namespace", (), {"_token_manager": manager})()
+    org_id = 9_000_003
+    live.watch(org_id, "open-tab", Part, "h1")
+    live.watch(org_id, "closed-tab", Part, "h2")
+    try:
+        assert run_async(live.refresh_local(org_id)) == 1 and Part.refreshed == 1
+        assert live.watchers_of(org_id) == [("open-tab", Part, "h1")]
     finally:
         live._watchers.pop(org_id, None)
 
