@@ -129,13 +129,13 @@ class AuthState(rx.State):
 
         `shared`: the reads of one live notice (billing_app/live.py). The session is read while this
         page's state is held, as for any event (read earlier for the whole notice, it would miss a
-        logout or a demotion meanwhile); the parts of the page, refreshed together, read it once."""
+        logout or a demotion meanwhile): `live` reads it with the other pages refreshed at that
+        moment, or the page's first part reads it here; its other parts reuse that answer."""
         if shared is None:
             actor, orgs = self._resolve(self._session_hash)
         else:
             session_hash = self._session_hash
-            key = ("session", self.router.session.client_token, session_hash)
-            found = live.read_once(shared, key, lambda: self._resolve_or_refusal(session_hash))
+            found = live.read_once(shared, self._notice_key(), lambda: self.check_sessions({session_hash})[session_hash])
             if isinstance(found, AppError):
                 raise found
             actor, orgs = found
@@ -143,18 +143,20 @@ class AuthState(rx.State):
         return actor
 
     @staticmethod
-    def _resolve(session_hash: str, *, seen: bool = True) -> tuple[Actor, list[accounts.OrgChoice]]:
+    def _resolve(session_hash: str) -> tuple[Actor, list[accounts.OrgChoice]]:
         with session_scope() as session:
-            return accounts.actor_and_orgs(session, session_hash, seen=seen)
+            return accounts.actor_and_orgs(session, session_hash)
+
+    def _notice_key(self) -> tuple[str, str, str]:
+        """Where a live notice keeps this tab's session answer: the tab and its session, never shared with another tab."""
+        return ("session", self.router.session.client_token, self._session_hash)
 
     @staticmethod
-    def _resolve_or_refusal(session_hash: str) -> tuple[Actor, list[accounts.OrgChoice]] | AppError:
-        """For a push: `_resolve` without moving "last seen" (the user did nothing), its refusal
-        returned rather than raised (kept for the page's other parts)."""
-        try:
-            return AuthState._resolve(session_hash, seen=False)
-        except AppError as refusal:
-            return refusal
+    def check_sessions(session_hashes: set[str]) -> dict:
+        """For a push: each session's actor and organizations, or its refusal, in one read (two
+        queries, however many); "last seen" stays, as the user did nothing."""
+        with session_scope() as session:
+            return accounts.actors_and_orgs(session, session_hashes)
 
     def _watch_live(self, org_id: int) -> None:
         """Refresh this page part when a webhook changes the org's billing (billing_app/live.py)."""

@@ -307,17 +307,33 @@ def _session_row(session: Session, session_hash: str) -> AuthSession:
     return _session_and_user(session, session_hash)[0]
 
 
-def actor_and_orgs(session: Session, session_hash: str, *, seen: bool = True) -> tuple[Actor, list[OrgChoice]]:
+def actor_and_orgs(session: Session, session_hash: str) -> tuple[Actor, list[OrgChoice]]:
     """The actor behind a session, named by the SHA-256 of its token (what pages hold), and the
-    user's organizations (by name); raises when missing or expired. Two queries. `seen`: the user
-    acted, so "last seen" moves (not for a refresh the server pushes to an open page)."""
+    user's organizations (by name); raises when missing or expired. Two queries."""
     row, user = _session_and_user(session, session_hash)
     now = utcnow()
-    if seen and (row.last_seen_at is None or row.last_seen_at <= now - LAST_SEEN_RESOLUTION):
+    if row.last_seen_at is None or row.last_seen_at <= now - LAST_SEEN_RESOLUTION:
         row.last_seen_at = now
         session.flush()
     memberships = _memberships(session, user.id)
     return _actor_among(user, row.current_org_id, memberships), [m.org for m in memberships]
+
+
+def actors_and_orgs(session: Session, session_hashes: Collection[str]) -> dict[str, tuple[Actor, list[OrgChoice]] | AppError]:
+    """`actor_and_orgs` for many sessions at once (two queries), each with its error instead of
+    raising. For a refresh the server pushes to open pages: last_seen_at is left alone, as the
+    user did nothing."""
+    sessions = _sessions_of(session, session_hashes)
+    memberships = _memberships_of(session, {found[1].id for found in sessions.values() if not isinstance(found, AppError)})
+    resolved: dict[str, tuple[Actor, list[OrgChoice]] | AppError] = {}
+    for session_hash, found in sessions.items():
+        if isinstance(found, AppError):
+            resolved[session_hash] = found
+            continue
+        row, user = found
+        mine = memberships.get(user.id, [])
+        resolved[session_hash] = (_actor_among(user, row.current_org_id, mine), [m.org for m in mine])
+    return resolved
 
 
 def actor_for_session_hash(session: Session, session_hash: str) -> Actor:

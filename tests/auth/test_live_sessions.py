@@ -131,6 +131,28 @@ def test_a_page_checks_its_session_when_its_turn_comes_not_when_the_notice_began
         assert page.options == []  # a member's copy: plan and status only
 
 
+def test_the_pages_of_a_notice_check_their_sessions_together_each_its_own(db, tabs, monkeypatch):
+    from billing_app.pages.billing import BillingState
+    from billing_app.state import AuthState
+
+    org = make_org("Acme", "ada@example.com", "bob@example.com")
+    sessions = [_session("bob@example.com", org.id) if n % 2 else _session("ada@example.com") for n in range(20)]
+    pages = {f"tab-{n}": _page(BillingState, h, f"tab-{n}") for n, h in enumerate(sessions)}
+    tabs(pages)
+    for token, h in zip(pages, sessions):
+        live.watch(org.id, token, BillingState, h)
+    reads = []
+    check = AuthState.check_sessions
+    monkeypatch.setattr(AuthState, "check_sessions", staticmethod(lambda hashes: reads.append(len(hashes)) or check(hashes)))
+    try:
+        assert run_async(live.refresh_local(org.id)) == 20
+    finally:
+        live._watchers.pop(org.id, None)
+    assert sum(reads) == 20 and len(reads) <= 15  # the pages held at a moment share a read (9 here)
+    for n, page in enumerate(pages.values()):
+        assert (page.user_email, page.role) == (("bob@example.com", "member") if n % 2 else ("ada@example.com", "admin"))
+
+
 def test_a_push_does_not_move_last_seen(db):
     from billing_app.components.seats import SeatsBarState
     from billing_app.pages.billing import BillingState
@@ -155,7 +177,20 @@ def test_a_push_does_not_move_last_seen(db):
     assert db.exec(select(AuthSession.last_seen_at).where(AuthSession.token_hash == ada)).one() > long_ago
 
 
-class _Flaky:
+class _Part:
+    """A page part as `live` needs it: its session and how to check sessions (all valid here)."""
+
+    _session_hash = "a-session"
+
+    def _notice_key(self):
+        return ("session", id(self), self._session_hash)
+
+    @staticmethod
+    def check_sessions(session_hashes):
+        return {session_hash: ("an actor", []) for session_hash in session_hashes}
+
+
+class _Flaky(_Part):
     """A page part whose first refresh fails (the database, for a moment)."""
 
     calls = 0
@@ -210,7 +245,7 @@ def test_one_process_forgets_a_closed_tab_and_refreshes_an_open_one(tabs):
     """Without Redis too, Reflex's token manager knows which tabs have a socket here."""
     from reflex.utils.token_manager import LocalTokenManager
 
-    class Part:
+    class Part(_Part):
         refreshed = 0
 
         def on_billing_changed(self, shared):
