@@ -181,6 +181,7 @@ class _SessionChecks:
                 asked, self.waiting = self.waiting, {}
                 try:
                     found = await asyncio.to_thread(read_many, set(asked))
+                    answers = {session_hash: found[session_hash] for session_hash in asked}
                 except Exception as error:  # the database, for a moment: each of these refreshes fails alone
                     for future in (future for futures in asked.values() for future in futures if not future.done()):
                         future.set_exception(error)
@@ -188,7 +189,7 @@ class _SessionChecks:
                 for session_hash, futures in asked.items():
                     for future in futures:
                         if not future.done():  # done: its refresh was cancelled meanwhile
-                            future.set_result(found[session_hash])
+                            future.set_result(answers[session_hash])
         finally:
             self.reader = None
 

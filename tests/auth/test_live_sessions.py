@@ -212,6 +212,36 @@ def test_a_failed_refresh_keeps_the_page_for_the_next_change(tabs):
         live._forget(9_000_001, "tab-9", _Flaky)
 
 
+def test_a_failed_session_read_fails_those_refreshes_and_never_leaves_one_waiting(tabs):
+    class Part(_Part):
+        reads = 0
+        refreshed = 0
+
+        @staticmethod
+        def check_sessions(session_hashes):
+            Part.reads += 1
+            if Part.reads == 1:
+                raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+            if Part.reads == 2:
+                return {}  # an answer that names no session: a bug must not leave the page waiting
+            return _Part.check_sessions(session_hashes)
+
+        def on_billing_changed(self, shared):
+            Part.refreshed += 1
+
+    tabs({"tab-7": Part()})
+    live.watch(9_000_004, "tab-7", Part, "a-session")
+
+    async def notice():
+        return await asyncio.wait_for(live.refresh_local(9_000_004), timeout=10)
+
+    try:
+        assert run_async(notice()) == 0 and run_async(notice()) == 0  # failed, not stuck
+        assert run_async(notice()) == 1 and Part.refreshed == 1  # still registered
+    finally:
+        live._watchers.pop(9_000_004, None)
+
+
 def test_a_full_org_makes_room_from_the_session_with_the_most_tabs_a_whole_tab_at_a_time():
     org_id = 9_000_002
 
