@@ -78,6 +78,18 @@ def test_a_forged_id_gets_the_pages_own_message(db, forged):
     assert "Unknown organization." in str(answer.args) and page._actor().org_name == "Acme"
 
 
+def test_an_organization_id_typed_for_an_orphan_is_read_as_the_other_ids_are(db):
+    from billing_app.pages.ops_orphans import OpsOrphansState
+
+    make_operator("ops@saas.example")
+    for forged in FORGED:
+        if isinstance(forged, str) and forged.strip() != forged:
+            continue  # a typed field: surrounding spaces are the typist's, and go
+        page = _signed_in_page(OpsOrphansState, "ops@saas.example")
+        run_async(_run(OpsOrphansState.attach.fn(page, {"customer_id": "cus_orphan", "org_id": forged})))
+        assert page.error == "Enter the id of the organization to attach it to (see Organizations).", forged
+
+
 def test_a_real_id_passes_and_the_edges_hold():
     assert id_from_page("42", "x") == 42 and id_from_page(7, "x") == 7 and id_from_page(str(MAX_ID), "x") == MAX_ID
     assert id_from_page("0042", "x") == 42

@@ -10,10 +10,11 @@ import reflex as rx
 
 from billing_app import routes
 from billing_app.components.layout import data_table, error_callout, info_callout
+from billing_app.errors import AppError
 from billing_app.formatting import format_date
 from billing_app.ops import orphans
 from billing_app.pages.ops_common import OpsState, ops_page
-from billing_app.state import form_text, in_a_thread
+from billing_app.state import form_text, id_from_page, in_a_thread
 
 
 @dataclass
@@ -53,12 +54,14 @@ class OpsOrphansState(OpsState):
             return
         async with self:
             self.error = self.message = ""
-            if not org_text.isdigit() or len(org_text) > 9:
-                self.error = "Enter the id of the organization to attach it to (see Organizations)."
+            try:
+                org_id = id_from_page(org_text, "Enter the id of the organization to attach it to (see Organizations).")
+            except AppError as error:
+                self.error = error.message
                 return
             self.busy = customer_id
         try:
-            changes = await asyncio.to_thread(orphans.attach_orphan, operator, customer_id, int(org_text))
+            changes = await asyncio.to_thread(orphans.attach_orphan, operator, customer_id, org_id)
         except Exception as error:  # an AppError, or Stripe failing
             async with self:
                 self.error, self.busy = getattr(error, "message", str(error)), ""
