@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 RECONNECT_SECONDS = 1.0  # the first retry after Redis went away (doubling up to RECONNECT_MAX_SECONDS)
-RECONNECT_MAX_SECONDS = 30.0
+# A retry is one connection attempt, cheap; a longer wait is that much longer without live push after
+# Redis is back (state_fallback also retries every 5 s).
+RECONNECT_MAX_SECONDS = 5.0
 
 
 async def follow(url: str, channel: str, on_message: Callable[[bytes], None], *,
