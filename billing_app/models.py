@@ -15,6 +15,14 @@ from sqlmodel import Field, Relationship, SQLModel
 MAX_ID = 2**31 - 1
 
 
+def id_from_text(text: str) -> int | None:
+    """The id that `text` spells in ASCII digits (1..MAX_ID), else None: str.isdigit alone also
+    takes "٧" (int() reads it as 7) and numbers too large to bind."""
+    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ID)) and 1 <= int(text) <= MAX_ID:
+        return int(text)
+    return None
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -22,7 +22,7 @@ from billing_app.auth.accounts import Actor
 from billing_app.auth.cookies import SESSION_COOKIE, session_hash_from_headers
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.models import MAX_ID
+from billing_app.models import MAX_ID, id_from_text
 
 __all__ = ["AuthState", "SESSION_COOKIE", "backend_url", "clear_cookie_script", "form_text", "leave_to"]
 
@@ -37,8 +37,8 @@ def id_from_page(value, unknown: str) -> int:
     """An id a page sent back (a row's button). Events can be hand-crafted: anything but an id
     (digits or a JSON integer, from 1 to MAX_ID; not a float, a bool or " 7") names nothing,
     refused with `unknown` ("No such session.")."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_ID)):
-        value = int(value)
+    if isinstance(value, str):
+        value = id_from_text(value)
     if type(value) is not int or not 1 <= value <= MAX_ID:
         raise AppError(ErrorCode.NOT_FOUND, unknown)
     return value

@@ -33,6 +33,7 @@ from billing_app.models import (
     PlanPeriod,
     SubscriptionStatus as S,
     WebhookEvent,
+    id_from_text,
     utcnow,
 )
 
@@ -269,9 +270,8 @@ def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_inte
     charge = charges_by_intent.get(intent)
     refunded = bool(charge and charge.get("refunded"))
     metadata = checkout.get("metadata") or {}
-    period = None
-    if (metadata.get("period_id") or "").isdigit():
-        period = session.get(PlanPeriod, int(metadata["period_id"]))
+    period_id = id_from_text(str(metadata.get("period_id") or ""))
+    period = session.get(PlanPeriod, period_id) if period_id else None
     label = f"lifetime purchase {key}"
     row = _upsert(session, OrgSubscription, key, changes, label, org_id=org_id, status=S.ACTIVE.value, one_off=True)
     _set(

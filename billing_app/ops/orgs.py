@@ -36,6 +36,7 @@ from billing_app.models import (
     PlanPeriod,
     User,
     WebhookEvent,
+    id_from_text,
 )
 from billing_app.ops import audit, filter_choice
 from billing_app.ops.access import Operator
@@ -125,7 +126,8 @@ def _rows_query(filters: OrgFilter):
             select(Membership.id).join(User, User.id == Membership.user_id)
             .where(Membership.org_id == Organization.id, User.email.contains(needle, autoescape=True))
         )
-        by_id = Organization.id == int(needle) if needle.isdigit() and len(needle) < 10 else literal(False)
+        org_id = id_from_text(needle)
+        by_id = Organization.id == org_id if org_id else literal(False)
         query = query.where(or_(func.lower(Organization.name).contains(needle, autoescape=True), by_email, by_id,
                                 BillingCustomer.stripe_customer_id == filters.q))
     if filters.status == "none":

@@ -137,6 +137,12 @@ def test_orgs_search_filter_sort_paginate_and_export(client, world, stripe_env):
     # By a member's email: the member is in Globex and admin of their own org.
     assert set(names(client.get("/api/ops/orgs?q=member@globex", headers=ops).json())) == {"Globex", "Globex (member's own)"}
     assert names(client.get(f"/api/ops/orgs?q={customer_of_org(world['org'].id)}", headers=ops).json()) == ["Acme"]
+    # By id, in ASCII digits only ("٧" is not org 7; a number past the ids finds nothing).
+    acme_id = world["org"].id
+    assert names(client.get("/api/ops/orgs", params={"q": str(acme_id)}, headers=ops).json()) == ["Acme"]
+    arabic_indic = "".join(chr(0x660 + int(d)) for d in str(acme_id))
+    assert names(client.get("/api/ops/orgs", params={"q": arabic_indic}, headers=ops).json()) == []
+    assert names(client.get("/api/ops/orgs", params={"q": "9" * 30}, headers=ops).json()) == []
     assert names(client.get("/api/ops/orgs?status=active", headers=ops).json()) == ["Acme"]
     assert "Acme" not in names(client.get("/api/ops/orgs?status=none", headers=ops).json())
     assert names(client.get("/api/ops/orgs?sort=-mrr&limit=1", headers=ops).json()) == ["Acme"]
