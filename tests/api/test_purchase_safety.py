@@ -4,10 +4,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import anyio
 import httpx
 import pytest
 import uvicorn
 
+from billing_app.billing import checkout
 from billing_app.billing.customers import customer_id_for
 from tests.api.helpers import backend_app, buy, err, ok
 from tests.billing.helpers import period_id
@@ -17,8 +19,24 @@ from tests.sandbox_fixture import free_port
 @pytest.fixture
 def live_api(stripe_env):
     """The backend's API served by uvicorn on a loopback port, so requests really run at once."""
+    yield from _served(backend_app())
+
+
+@pytest.fixture
+def three_thread_api(stripe_env):
+    """The same, with a server thread pool of 3 (the real one has 40): what a burst takes shows."""
+    app = backend_app()
+
+    async def with_three_threads(scope, receive, send):
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 3
+        await app(scope, receive, send)
+
+    yield from _served(with_three_threads)
+
+
+def _served(app):
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(backend_app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -51,6 +69,38 @@ def test_twenty_concurrent_buys_make_one_live_subscription(live_api, tokens, str
     err(response, 409, "SUBSCRIPTION_ALREADY_ACTIVE")
     mine = ok(httpx.get(f"{live_api}/api/subscriptions/my", headers=tokens.admin))["subscription"]
     assert mine["status"] == "active" and mine["planKey"] == "starter"
+
+
+def test_a_burst_of_buys_for_one_org_leaves_threads_for_other_orgs(three_thread_api, tokens, stripe_env, monkeypatch):
+    # The first buy is slow at Stripe; the racing ones wait for their turn on the event loop. Were
+    # each to wait for the org's claim in a server thread, the burst would take all three threads
+    # and another org's request would wait for the slow buy.
+    slow_at_stripe, release = threading.Event(), threading.Event()
+    ensure_customer = checkout.ensure_customer
+
+    def slow_ensure_customer(org_id, email):
+        slow_at_stripe.set()
+        release.wait(30)
+        return ensure_customer(org_id, email)
+
+    monkeypatch.setattr(checkout, "ensure_customer", slow_ensure_customer)
+    body = {"subscriptionPeriodId": period_id("starter", "MONTHLY")}
+
+    def post(_):
+        return httpx.post(f"{three_thread_api}/api/subscriptions/buy", headers=tokens.admin, json=body, timeout=60)
+
+    with ThreadPoolExecutor(6) as pool:
+        burst = [pool.submit(post, n) for n in range(6)]
+        try:
+            assert slow_at_stripe.wait(30)
+            time.sleep(0.5)  # the rest of the burst arrives and waits
+            other = httpx.get(f"{three_thread_api}/api/subscriptions/my", headers=tokens.other_admin, timeout=5)
+            assert other.status_code == 200
+        finally:
+            release.set()
+        responses = [f.result() for f in burst]
+    assert [r.status_code for r in responses] == [200] * 6
+    assert len({r.json()["sessionId"] for r in responses}) == 1
 
 
 def test_lifetime_then_yearly_in_quick_succession_is_refused(client, tokens, stripe_env):
