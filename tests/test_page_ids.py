@@ -6,38 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from billing_app.auth import accounts
-from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
-from billing_app.auth.tokens import token_hash
-from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.models import MAX_ID
 from billing_app.state import id_from_page
 from tests.aio import run_async
-from tests.billing.helpers import PASSWORD, make_org
+from tests.billing.helpers import make_org
 from tests.ops.helpers import make_operator
+from tests.pages import run_event, signed_in_page
 
 FORGED = ["", "seven", "1 OR 1=1", "1.5", str(MAX_ID + 1), "99999999999999999999999", "0", "-3", " 7", "+7", "4_2", "\u0667",
           None, True, 1.5, float("inf"), MAX_ID + 1, ["1"], {"id": 1}]
-
-
-def _signed_in_page(state_cls, email: str):
-    """The backend's copy of `state_cls` for a tab signed in as `email`."""
-    from reflex.istate.data import RouterData
-    from reflex.state import State
-
-    with session_scope() as s:
-        token = accounts.login(s, email=email, password=PASSWORD)
-    root = State(_reflex_internal_init=True)
-    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}})
-    return root.get_substate(state_cls.get_full_name().split(".")[1:])
-
-
-async def _run(event):
-    """An event handler's run to its end (a coroutine, or an async generator that yields events)."""
-    if hasattr(event, "__anext__"):
-        return [step async for step in event]
-    return await event
 
 
 def _handlers():
@@ -69,12 +47,12 @@ def test_a_forged_id_gets_the_pages_own_message(db, forged):
     make_operator("ops@saas.example")
     for state_cls, call, message in _handlers():
         email = "ops@saas.example" if state_cls.__name__.startswith("Ops") else "admin@acme.example"
-        page = _signed_in_page(state_cls, email)
-        run_async(_run(call(page, forged)))
+        page = signed_in_page(state_cls, email)
+        run_async(run_event(call(page, forged)))
         assert page.error == message, (state_cls, message, forged)
     # The organization switcher answers with a toast, and the user stays where they are.
-    page = _signed_in_page(AuthState, "admin@acme.example")
-    answer = run_async(_run(AuthState.switch_org.fn(page, forged)))
+    page = signed_in_page(AuthState, "admin@acme.example")
+    answer = run_async(run_event(AuthState.switch_org.fn(page, forged)))
     assert "Unknown organization." in str(answer.args) and page._actor().org_name == "Acme"
 
 
@@ -85,8 +63,8 @@ def test_an_organization_id_typed_for_an_orphan_is_read_as_the_other_ids_are(db)
     for forged in FORGED:
         if isinstance(forged, str) and forged.strip() != forged:
             continue  # a typed field: surrounding spaces are the typist's, and go
-        page = _signed_in_page(OpsOrphansState, "ops@saas.example")
-        run_async(_run(OpsOrphansState.attach.fn(page, {"customer_id": "cus_orphan", "org_id": forged})))
+        page = signed_in_page(OpsOrphansState, "ops@saas.example")
+        run_async(run_event(OpsOrphansState.attach.fn(page, {"customer_id": "cus_orphan", "org_id": forged})))
         assert page.error == "Enter the id of the organization to attach it to (see Organizations).", forged
 
 
@@ -107,6 +85,6 @@ def test_the_dev_mailbox_ignores_a_forged_message_id(db, monkeypatch):
     monkeypatch.setattr(mailbox, "dev_mail_enabled", lambda: True)
     make_org("Acme", "admin@acme.example", "member@acme.example")
     for forged in FORGED:
-        page = _signed_in_page(DevMailState, "admin@acme.example")
+        page = signed_in_page(DevMailState, "admin@acme.example")
         run_async(DevMailState.open_message.fn(page, forged))
         assert page.selected == MailDetail()

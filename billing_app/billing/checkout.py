@@ -6,8 +6,6 @@ import re
 import time
 from dataclasses import dataclass
 
-import anyio
-
 from billing_app import routes
 from billing_app.auth.accounts import Actor
 from billing_app.billing import gateway, reservations
@@ -135,13 +133,6 @@ def start_checkout(actor: Actor, period_id: int, seats: int | None = None) -> Ch
             raise AppError(ErrorCode.STRIPE_CHECKOUT_FAILED, "We could not start the checkout. Please try again.") from None
         reservations.record_checkout(reservation, checkout["id"], period.id)
     return CheckoutStarted(checkout["id"], checkout["url"])
-
-
-async def start_checkout_in_turn(actor: Actor, period_id: int, seats: int | None = None) -> CheckoutStarted:
-    """start_checkout for the REST route and the pricing page: racing buys of one org wait for
-    their turn on the event loop, not each in a thread (`reservations.purchase_turn`)."""
-    async with reservations.purchase_turn(actor.require_org()):
-        return await anyio.to_thread.run_sync(start_checkout, actor, period_id, seats)
 
 
 # A session about to expire is not worth handing out again: the buyer needs time to pay.

@@ -10,11 +10,9 @@ host that died is taken over at once (`owners.is_dead`); one from elsewhere laps
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -81,7 +79,7 @@ def org_claim(table, org_id: int, busy: AppError) -> Iterator[str]:
                             .values(claim_id=None, claimed_until=None))
 
 
-def _purchase_busy() -> AppError:
+def purchase_busy() -> AppError:
     return AppError(
         ErrorCode.CHECKOUT_IN_PROGRESS,
         "Another checkout for your organization is being started. Please try again in a moment.",
@@ -91,7 +89,7 @@ def _purchase_busy() -> AppError:
 @contextlib.contextmanager
 def purchase_claim(org_id: int) -> Iterator[Reservation]:
     """Hold the org's reservation for the duration of the block (waits for a racing holder)."""
-    with org_claim(T, org_id, _purchase_busy()) as claim_id:
+    with org_claim(T, org_id, purchase_busy()) as claim_id:
         with session_scope() as session:
             row = session.get(PurchaseReservation, org_id)
             reservation = Reservation(org_id, claim_id, row.checkout_session_id, row.plan_period_id)
@@ -120,34 +118,3 @@ def _write(org_id: int, holder: str, **values) -> None:
     with session_scope() as session:
         session.execute(update(T).where(T.c.org_id == org_id, T.c.claim_id == holder).values(**values))
 
-
-# Per event loop (a backend's; tests run several), per org: the lock and how many hold or await it.
-_turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-@contextlib.asynccontextmanager
-async def purchase_turn(org_id: int) -> AsyncIterator[None]:
-    """One purchase at a time per org in this process, awaited on the event loop (up to WAIT_SECONDS).
-
-    Racing buys would otherwise each hold a server thread while waiting for the claim: one org's
-    burst could take every thread of the pool, for every org. The claim still orders processes.
-    """
-    turns = _turns.setdefault(asyncio.get_running_loop(), {})
-    lock, users = turns.get(org_id) or (asyncio.Lock(), 0)
-    turns[org_id] = (lock, users + 1)
-    try:
-        try:
-            async with asyncio.timeout(WAIT_SECONDS):
-                await lock.acquire()
-        except TimeoutError:
-            raise _purchase_busy() from None
-        try:
-            yield
-        finally:
-            lock.release()
-    finally:
-        lock, users = turns[org_id]
-        if users == 1:
-            del turns[org_id]
-        else:
-            turns[org_id] = (lock, users - 1)

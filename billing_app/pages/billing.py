@@ -13,6 +13,7 @@ import copy
 import reflex as rx
 
 from billing_app import limits, live, routes
+from billing_app.billing import turns
 from billing_app.billing.dashboard import DashboardView, dashboard_view, member_billing_view
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel_scheduled_change, change_plan, reactivate
@@ -101,7 +102,8 @@ class BillingState(DashboardMixin, AuthState):
             actor = await self._actor_in_background()
             org_id = actor.require_org()
             limits.hit(limits.STRIPE_ORG, org_id)
-            result = await asyncio.to_thread(fn, actor)
+            async with turns.org_turn(org_id):
+                result = await asyncio.to_thread(fn, actor)
             view, options, dash = await asyncio.to_thread(self._read, org_id, actor.is_admin)
         except AppError as error:
             async with self:

@@ -17,6 +17,7 @@ from reflex.experimental.client_state import ClientStateVar
 
 from billing_app import limits, routes
 from billing_app.auth import accounts, invitations, members
+from billing_app.billing import turns
 from billing_app.billing.seat_billing import invite_cost
 from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary, team_view
 from billing_app.components.layout import data_table, error_callout, info_callout, page_frame, shown_once
@@ -145,7 +146,8 @@ class MembersState(AuthState):
             actor = await self._actor_in_background()
             if stripe:
                 limits.hit(limits.STRIPE_ORG, actor.require_org())
-            result = await asyncio.to_thread(fn, actor)
+            async with turns.org_turn(actor.require_org()):
+                result = await asyncio.to_thread(fn, actor)
             data = await asyncio.to_thread(_read, actor) if reload else None
         except AppError as error:
             async with self:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import reflex as rx
 
 from billing_app import limits, routes
-from billing_app.billing.checkout import start_checkout_in_turn
+from billing_app.billing import reservations, turns
+from billing_app.billing.checkout import start_checkout
 from billing_app.billing.entitlements import count_members
 from billing_app.billing.views import PlanCard, pricing_view
 from billing_app.components.billing_ui import billing_frame
@@ -56,8 +59,8 @@ class PricingState(AuthState):
         """Start a hosted Checkout and send the browser to it in the same tab (a per-seat plan for
         the seats picked; the buyer may still add seats on the Checkout page).
 
-        A background event: the Stripe calls run in a thread (a racing checkout of the same org is
-        awaited on the loop first), with the state lock held only to read inputs and show the outcome.
+        A background event: the Stripe calls run in a thread, in the org's turn (billing/turns.py),
+        with the state lock held only to read inputs and show the outcome.
         """
         async with self:
             self.error, self.pending_period_id = "", period_id
@@ -71,7 +74,9 @@ class PricingState(AuthState):
         try:
             actor = await self._actor_in_background()
             limits.hit(limits.STRIPE_ORG, actor.require_org())
-            started = await start_checkout_in_turn(actor, id_from_page(period_id, "Unknown plan."), seats)
+            period = id_from_page(period_id, "Unknown plan.")
+            async with turns.org_turn(actor.require_org(), reservations.purchase_busy()):
+                started = await asyncio.to_thread(start_checkout, actor, period, seats)
         except AppError as error:
             async with self:
                 self.error, self.pending_period_id = error.message, ""

@@ -1,6 +1,5 @@
 """At most one live purchase per organization, whatever arrives at once or before the webhook."""
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -13,7 +12,6 @@ from billing_app.billing.customers import customer_id_for
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import OrgSubscription, PurchaseReservation, utcnow
-from tests.aio import run_async
 from tests.billing.helpers import buy, expect, period_id
 
 LIVE_AT_STRIPE = {"active", "trialing", "past_due", "unpaid", "paused"}
@@ -130,23 +128,6 @@ def test_a_claim_that_stays_held_gives_a_clear_conflict(org, stripe_env, monkeyp
         s.add(PurchaseReservation(org_id=org.id, claim_id="busy", claimed_until=utcnow() + timedelta(minutes=1)))
     error = expect(ErrorCode.CHECKOUT_IN_PROGRESS, start_checkout, org.admin, period_id("starter", "MONTHLY"))
     assert "try again" in error.message
-
-
-def test_a_turn_that_stays_taken_gives_the_same_conflict_and_turns_are_forgotten(monkeypatch):
-    monkeypatch.setattr(reservations, "WAIT_SECONDS", 0.3)
-
-    async def scenario():
-        async with reservations.purchase_turn(7):
-            with pytest.raises(AppError) as info:
-                async with reservations.purchase_turn(7):
-                    pass
-            async with reservations.purchase_turn(8):  # another org's turn is its own
-                pass
-        return info.value, dict(reservations._turns[asyncio.get_running_loop()])
-
-    error, left = run_async(scenario())
-    assert error.code == ErrorCode.CHECKOUT_IN_PROGRESS and "try again" in error.message
-    assert left == {}  # no lock kept per org once nobody waits
 
 
 def test_a_holder_whose_claim_was_taken_over_goes_no_further(org, stripe_env):

@@ -6,11 +6,14 @@ validation errors.
 
 Rate limits (billing_app/limits.py), applied here so no route can forget them: every request counts
 against its token's limit, and every route that calls Stripe (`STRIPE_ROUTES`) also against the
-organization's; over a limit the answer is `429 RATE_LIMITED` with `Retry-After`.
+organization's; over a limit the answer is `429 RATE_LIMITED` with `Retry-After`. A POST runs in
+its organization's turn (billing/turns.py): one org's burst waits on the event loop, not in threads.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from billing_app import limits
 from billing_app.auth import api_tokens
 from billing_app.auth.accounts import Actor
+from billing_app.billing import reservations, turns
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Role
 
@@ -54,8 +58,26 @@ def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
     return actor
 
 
-Member = Annotated[Actor, Depends(current_actor)]
-Admin = Annotated[Actor, Depends(admin_actor)]
+def _turn(request: Request, actor: Actor):
+    """A POST (a change: the ones that wait for an org claim among them) runs in its org's turn."""
+    if request.method != "POST":
+        return contextlib.nullcontext()
+    is_buy = getattr(request.scope.get("route"), "name", None) == "buy"
+    return turns.org_turn(actor.require_org(), reservations.purchase_busy() if is_buy else turns.busy())
+
+
+async def member_in_turn(request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> AsyncIterator[Actor]:
+    async with _turn(request, actor):
+        yield actor
+
+
+async def admin_in_turn(request: Request, actor: Annotated[Actor, Depends(admin_actor)]) -> AsyncIterator[Actor]:
+    async with _turn(request, actor):
+        yield actor
+
+
+Member = Annotated[Actor, Depends(member_in_turn)]
+Admin = Annotated[Actor, Depends(admin_in_turn)]
 
 
 def only_query_params(allowed: frozenset[str]):

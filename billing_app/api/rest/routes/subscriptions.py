@@ -84,8 +84,8 @@ def my_subscription(actor: Member) -> MySubscriptionResponse:
                 E.SEATS_BELOW_MEMBERS, E.SEAT_LIMIT_EXCEEDED, E.STRIPE_PRICE_MISMATCH, E.STRIPE_CHECKOUT_FAILED], STRIPE,
     ),
 )
-async def buy(actor: Admin, body: BuyRequest) -> CheckoutStartedResponse:
-    started = await checkout.start_checkout_in_turn(actor, body.subscriptionPeriodId, body.seats)
+def buy(actor: Admin, body: BuyRequest) -> CheckoutStartedResponse:
+    started = checkout.start_checkout(actor, body.subscriptionPeriodId, body.seats)
     return CheckoutStartedResponse(sessionId=started.session_id, checkoutUrl=started.url)
 
 

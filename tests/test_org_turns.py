@@ -1,0 +1,84 @@
+"""One organization's Stripe actions take one thread at a time in a process (billing/turns.py):
+racing actions of one org wait on the event loop, so one org cannot take every thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from billing_app.billing import reservations, turns
+from billing_app.billing.checkout import CheckoutStarted
+from billing_app.errors import AppError, ErrorCode
+from tests.aio import run_async
+from tests.billing.helpers import make_org
+from tests.pages import run_event, signed_in_page
+
+
+class Overlap:
+    """An action that records how many of its calls ran at the same moment."""
+
+    def __init__(self):
+        self.running = self.most = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, actor, *args):
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.2)
+        with self._lock:
+            self.running -= 1
+        return CheckoutStarted("cs_test", "https://checkout.example/cs_test")
+
+
+@pytest.mark.parametrize("page", ["billing", "members", "pricing"])
+def test_one_orgs_page_actions_from_many_tabs_run_one_at_a_time(db, monkeypatch, page):
+    # Background events run side by side, and tabs are cheap: four tabs acting at once (a hostile
+    # client sends them all together) take one thread, not four.
+    from billing_app.pages import pricing
+    from billing_app.pages.billing import BillingState
+    from billing_app.pages.members import MembersState
+
+    make_org("Acme", "admin@acme.example", "member@acme.example")
+    make_org("Globex", "admin@globex.example", "member@globex.example")
+    acme, globex = Overlap(), Overlap()
+    if page == "pricing":
+        monkeypatch.setattr(pricing, "start_checkout", lambda actor, *args: (acme if actor.org_name == "Acme" else globex)(actor))
+        state_cls = pricing.PricingState
+        act = lambda tab, action: run_event(state_cls.subscribe.fn(tab, "1"))
+    else:
+        state_cls, method = {"billing": (BillingState, BillingState._act), "members": (MembersState, MembersState._run)}[page]
+        act = lambda tab, action: method(tab, "portal", action)
+    tabs = [(signed_in_page(state_cls, "admin@acme.example"), acme) for _ in range(4)]
+    tabs += [(signed_in_page(state_cls, "admin@globex.example"), globex)]
+
+    async def all_at_once():
+        await asyncio.gather(*(act(tab, action) for tab, action in tabs))
+
+    run_async(all_at_once())
+    assert [tab.error for tab, _ in tabs] == [""] * 5
+    assert (acme.most, globex.most) == (1, 1)
+
+
+def test_a_turn_that_stays_taken_gives_its_busy_answer_and_turns_are_forgotten(monkeypatch):
+    monkeypatch.setattr(turns, "WAIT_SECONDS", 0.3)
+
+    async def scenario():
+        async with turns.org_turn(7):
+            with pytest.raises(AppError) as checkout:
+                async with turns.org_turn(7, reservations.purchase_busy()):
+                    pass
+            with pytest.raises(AppError) as other:
+                async with turns.org_turn(7):
+                    pass
+            async with turns.org_turn(8):  # another org's turn is its own
+                pass
+        return checkout.value, other.value, dict(turns._turns[asyncio.get_running_loop()])
+
+    checkout, other, left = run_async(scenario())
+    assert checkout.code == ErrorCode.CHECKOUT_IN_PROGRESS and "try again" in checkout.message
+    assert other.code == ErrorCode.RATE_LIMITED and other.retry_after == 5
+    assert left == {}  # no lock kept for an org once nobody holds or awaits its turn
