@@ -6,7 +6,7 @@ validation errors.
 
 Rate limits (billing_app/limits.py), applied here so no route can forget them: every request counts
 against its token's limit, and every route that calls Stripe (`STRIPE_ROUTES`) also against the
-organization's; over a limit the answer is `429 RATE_LIMITED` with `Retry-After`. A POST runs in
+organization's; over a limit the answer is `429 RATE_LIMITED` with `Retry-After`. A change runs in
 its organization's turn (billing/turns.py): one org's burst waits on the event loop, not in threads.
 """
 
@@ -59,8 +59,8 @@ def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
 
 
 def _turn(request: Request, actor: Actor):
-    """A POST (a change: the ones that wait for an org claim among them) runs in its org's turn."""
-    if request.method != "POST":
+    """A change (POST, PATCH, DELETE: those that wait for an org claim among them) runs in its org's turn."""
+    if request.method in ("GET", "HEAD"):
         return contextlib.nullcontext()
     is_buy = getattr(request.scope.get("route"), "name", None) == "buy"
     return turns.org_turn(actor.require_org(), reservations.purchase_busy() if is_buy else turns.busy())
