@@ -1,5 +1,5 @@
-"""One organization's Stripe actions take one thread at a time in a process (billing/turns.py):
-racing actions of one org wait on the event loop, so one org cannot take every thread."""
+"""One organization's actions take at most ACTIONS_AT_ONCE threads in a process (billing/turns.py):
+the rest wait on the event loop, so one org cannot take every thread."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import time
 
 import pytest
 
+from billing_app.auth import invitations
 from billing_app.billing import reservations, turns
 from billing_app.billing.checkout import CheckoutStarted
+from billing_app.billing.seats import seat_claim
 from billing_app.errors import AppError, ErrorCode
 from tests.aio import run_async
-from tests.billing.helpers import make_org
+from tests.billing.helpers import make_org, token_of
 from tests.pages import run_event, signed_in_page
+from tests.teams.helpers import invitee
 
 
 class Overlap:
@@ -37,7 +40,7 @@ class Overlap:
 @pytest.mark.parametrize("page", ["billing", "members", "pricing"])
 def test_one_orgs_page_actions_from_many_tabs_run_one_at_a_time(db, monkeypatch, page):
     # Background events run side by side, and tabs are cheap: four tabs acting at once (a hostile
-    # client sends them all together) take one thread, not four.
+    # client sends them all together) take ACTIONS_AT_ONCE threads, not four.
     from billing_app.pages import pricing
     from billing_app.pages.billing import BillingState
     from billing_app.pages.members import MembersState
@@ -60,11 +63,82 @@ def test_one_orgs_page_actions_from_many_tabs_run_one_at_a_time(db, monkeypatch,
 
     run_async(all_at_once())
     assert [tab.error for tab, _ in tabs] == [""] * 5
-    assert (acme.most, globex.most) == (1, 1)
+    assert (acme.most, globex.most) == (turns.ACTIONS_AT_ONCE, 1)
+
+
+def test_acceptances_burst_waits_for_the_seat_claim_in_the_inviting_orgs_turns(db, monkeypatch):
+    # Six tabs of one invitee accepting at once, while the org's seat claim is held (another
+    # process changing its seats): before, six threads waited for the claim.
+    from billing_app.pages.invite import InviteState
+
+    admin = invitee("admin@acme.example", "Admin")  # alone in an org of their own: a free seat left
+    token = token_of(invitations.invite(admin, email="new@example.com").url)
+    invitee("new@example.com")
+    monkeypatch.setattr(InviteState, "_token", property(lambda self: token))
+    waiting, most, lock = set(), [0], threading.Lock()
+    try_claim = reservations._try_claim
+
+    def counting(org_id, claim_id, table=reservations.T):
+        got = try_claim(org_id, claim_id, table)
+        with lock:
+            (waiting.discard if got else waiting.add)(threading.get_ident())
+            most[0] = max(most[0], len(waiting))
+        return got
+
+    monkeypatch.setattr(reservations, "_try_claim", counting)
+    held, release = threading.Event(), threading.Event()
+
+    def other_process():
+        with seat_claim(admin.org_id):
+            held.set()
+            release.wait(10)
+
+    threading.Thread(target=other_process, daemon=True).start()
+    assert held.wait(10)
+    waiting.clear()
+    tabs = [signed_in_page(InviteState, "new@example.com") for _ in range(6)]
+
+    async def burst():
+        async def release_soon():
+            await asyncio.sleep(1.5)
+            release.set()
+
+        await asyncio.gather(release_soon(), *(run_event(InviteState.accept.fn(tab)) for tab in tabs))
+
+    run_async(burst())
+    assert most[0] <= turns.ACTIONS_AT_ONCE
+    assert sorted(tab.error for tab in tabs)[0] == ""  # one of them joined; the others were told why not
+
+
+def test_a_cancelled_action_keeps_its_turn_until_its_thread_ends(monkeypatch):
+    monkeypatch.setattr(turns, "WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(turns, "ACTIONS_AT_ONCE", 1)
+    running, release = threading.Event(), threading.Event()
+
+    def work():
+        running.set()
+        release.wait(10)
+
+    async def scenario():
+        action = asyncio.create_task(turns.in_turn(7, work))
+        await asyncio.to_thread(running.wait, 10)
+        action.cancel()
+        await asyncio.sleep(0.05)
+        with pytest.raises(AppError):  # its thread still runs: the turn is still taken
+            async with turns.org_turn(7):
+                pass
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await action
+        async with turns.org_turn(7):  # and handed on once it ended
+            pass
+
+    run_async(scenario())
 
 
 def test_a_turn_that_stays_taken_gives_its_busy_answer_and_turns_are_forgotten(monkeypatch):
     monkeypatch.setattr(turns, "WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(turns, "ACTIONS_AT_ONCE", 1)
 
     async def scenario():
         async with turns.org_turn(7):

@@ -220,6 +220,12 @@ def _note_failure(invitation_id: int, message: str) -> None:
                         .values(last_error=message[:500]))
 
 
+def open_invitation_org(actor: Actor, token: str) -> int:
+    """The organization of `actor`'s open invitation `token` (refused as accepting it would be)."""
+    with session_scope() as session:
+        return _open_for(session, token, actor).org_id
+
+
 def accept(actor: Actor, token: str) -> int:
     """Join the invitation's organization with its role; returns the org's id.
 
@@ -227,8 +233,7 @@ def accept(actor: Actor, token: str) -> int:
     quantity is raised first, and the member is added only once Stripe agreed (the quantity is put
     back if the database then fails). Two acceptances at once are decided one after the other.
     """
-    with session_scope() as session:
-        org_id = _open_for(session, token, actor).org_id
+    org_id = open_invitation_org(actor, token)
     with seat_claim(org_id):
         with session_scope() as session:
             inv = _open_for(session, token, actor)

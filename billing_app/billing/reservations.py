@@ -117,4 +117,3 @@ def _write(org_id: int, holder: str, **values) -> None:
     # Only the holder writes; a holder whose claim lapsed and was taken over changes nothing.
     with session_scope() as session:
         session.execute(update(T).where(T.c.org_id == org_id, T.c.claim_id == holder).values(**values))
-

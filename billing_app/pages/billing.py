@@ -102,8 +102,7 @@ class BillingState(DashboardMixin, AuthState):
             actor = await self._actor_in_background()
             org_id = actor.require_org()
             limits.hit(limits.STRIPE_ORG, org_id)
-            async with turns.org_turn(org_id):
-                result = await asyncio.to_thread(fn, actor)
+            result = await turns.in_turn(org_id, fn, actor)
             view, options, dash = await asyncio.to_thread(self._read, org_id, actor.is_admin)
         except AppError as error:
             async with self:

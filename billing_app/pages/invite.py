@@ -13,8 +13,9 @@ from urllib.parse import urlencode
 
 import reflex as rx
 
-from billing_app import routes
+from billing_app import limits, routes
 from billing_app.auth import accounts, invitations
+from billing_app.billing import turns
 from billing_app.components.layout import error_callout, info_callout, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -79,7 +80,10 @@ class InviteState(AuthState):
             token = self._token
         try:
             actor = await self._actor_in_background()
-            result = await asyncio.to_thread(fn, actor, token)
+            limits.hit(limits.ACCOUNT_USER, actor.user_id)
+            # In the inviting org's turn (billing/turns.py): an acceptance waits for its seat claim.
+            org_id = await asyncio.to_thread(invitations.open_invitation_org, actor, token)
+            result = await turns.in_turn(org_id, fn, actor, token)
         except AppError as error:
             async with self:
                 self.error, self.busy = error.message, ""

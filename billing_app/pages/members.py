@@ -146,8 +146,7 @@ class MembersState(AuthState):
             actor = await self._actor_in_background()
             if stripe:
                 limits.hit(limits.STRIPE_ORG, actor.require_org())
-            async with turns.org_turn(actor.require_org()):
-                result = await asyncio.to_thread(fn, actor)
+            result = await turns.in_turn(actor.require_org(), fn, actor)
             data = await asyncio.to_thread(_read, actor) if reload else None
         except AppError as error:
             async with self:

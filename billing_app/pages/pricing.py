@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import reflex as rx
 
 from billing_app import limits, routes
@@ -59,7 +57,7 @@ class PricingState(AuthState):
         """Start a hosted Checkout and send the browser to it in the same tab (a per-seat plan for
         the seats picked; the buyer may still add seats on the Checkout page).
 
-        A background event: the Stripe calls run in a thread, in the org's turn (billing/turns.py),
+        A background event: the Stripe calls run in a thread, in one of the org's turns (billing/turns.py),
         with the state lock held only to read inputs and show the outcome.
         """
         async with self:
@@ -75,8 +73,8 @@ class PricingState(AuthState):
             actor = await self._actor_in_background()
             limits.hit(limits.STRIPE_ORG, actor.require_org())
             period = id_from_page(period_id, "Unknown plan.")
-            async with turns.org_turn(actor.require_org(), reservations.purchase_busy()):
-                started = await asyncio.to_thread(start_checkout, actor, period, seats)
+            started = await turns.in_turn(actor.require_org(), start_checkout, actor, period, seats,
+                                          when_busy=reservations.purchase_busy())
         except AppError as error:
             async with self:
                 self.error, self.pending_period_id = error.message, ""

@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 
 from billing_app.auth import invitations
-from billing_app.billing import checkout
+from billing_app.billing import checkout, portal, turns
 from billing_app.billing.customers import customer_id_for
 from tests.api.helpers import backend_app, buy, err, ok
 from tests.billing.helpers import period_id
@@ -113,6 +113,29 @@ def test_a_burst_for_one_org_leaves_threads_for_other_orgs(three_thread_api, tok
     if route == "buy":
         assert [r.status_code for r in responses] == [200] * 6
         assert len({r.json()["sessionId"] for r in responses}) == 1
+
+
+def test_one_slow_action_does_not_hold_up_the_orgs_next_one(three_thread_api, tokens, stripe_env, monkeypatch):
+    # An org has ACTIONS_AT_ONCE turns: while one admin's portal call hangs at Stripe, another
+    # admin's cancel is answered (nothing to cancel) instead of waiting out the turn.
+    monkeypatch.setattr(turns, "WAIT_SECONDS", 1.0)
+    hanging, release = threading.Event(), threading.Event()
+
+    def hung_portal(actor, flow=None):
+        hanging.set()
+        release.wait(30)
+        return "https://portal.example"
+
+    monkeypatch.setattr(portal, "portal_url", hung_portal)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.post, f"{three_thread_api}/api/billing/portal", headers=tokens.admin, timeout=60)
+        try:
+            assert hanging.wait(30)
+            err(httpx.post(f"{three_thread_api}/api/subscriptions/cancel", headers=tokens.super_admin, timeout=10),
+                404, "SUBSCRIPTION_NOT_FOUND")
+        finally:
+            release.set()
+        assert slow.result().status_code == 200
 
 
 def test_lifetime_then_yearly_in_quick_succession_is_refused(client, tokens, stripe_env):

@@ -7,7 +7,7 @@ validation errors.
 Rate limits (billing_app/limits.py), applied here so no route can forget them: every request counts
 against its token's limit, and every route that calls Stripe (`STRIPE_ROUTES`) also against the
 organization's; over a limit the answer is `429 RATE_LIMITED` with `Retry-After`. A change runs in
-its organization's turn (billing/turns.py): one org's burst waits on the event loop, not in threads.
+one of its organization's turns (billing/turns.py): one org's burst waits on the event loop, not in threads.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
 
 
 def _turn(request: Request, actor: Actor):
-    """A change (POST, PATCH, DELETE: those that wait for an org claim among them) runs in its org's turn."""
+    """A change (POST, PATCH, DELETE: those that wait for an org claim among them) runs in one of its org's turns."""
     if request.method in ("GET", "HEAD"):
         return contextlib.nullcontext()
     is_buy = getattr(request.scope.get("route"), "name", None) == "buy"
@@ -76,8 +76,10 @@ async def admin_in_turn(request: Request, actor: Annotated[Actor, Depends(admin_
         yield actor
 
 
-Member = Annotated[Actor, Depends(member_in_turn)]
-Admin = Annotated[Actor, Depends(admin_in_turn)]
+# "function": the turn ends with the route's function, not after the response is sent (a client
+# that does not read its answer must not keep the org's turn).
+Member = Annotated[Actor, Depends(member_in_turn, scope="function")]
+Admin = Annotated[Actor, Depends(admin_in_turn, scope="function")]
 
 
 def only_query_params(allowed: frozenset[str]):
