@@ -80,9 +80,10 @@ class InviteState(AuthState):
             token = self._token
         try:
             actor = await self._actor_in_background()
-            limits.hit(limits.ACCOUNT_USER, actor.user_id)
-            # In the inviting org's turn (billing/turns.py): an acceptance waits for its seat claim.
+            # As the inviting org's action: an acceptance waits for its seat claim and may raise its
+            # Stripe quantity, so it counts against that org's limit and runs in one of its turns.
             org_id = await asyncio.to_thread(invitations.open_invitation_org, actor, token)
+            limits.hit(limits.STRIPE_ORG, org_id)
             result = await turns.in_turn(org_id, fn, actor, token)
         except AppError as error:
             async with self:

@@ -1,0 +1,149 @@
+"""One organization's burst of buys against another organization's reads, with and without turns, in one run.
+
+Run:  .venv/bin/python benchmarks/org_burst.py [--burst 60] [--stripe-ms 300]
+
+Setup (127.0.0.1, free ports, everything stopped by pid at the end): the offline Stripe sandbox
+as a subprocess, a fresh migrated SQLite database with the catalog synced, and the REST API
+served by uvicorn in this process with its real thread pool (40 threads). The sandbox answers in
+milliseconds, so every Stripe call is made `--stripe-ms` slower here, as real Stripe is.
+
+Each arm uses an org of its own: its admin sends `--burst` concurrent `POST /api/subscriptions/buy`
+(they queue on the org's purchase claim) while another org's admin reads
+`GET /api/subscriptions/my` every 100 ms. Printed per arm: that reader's p50 / p99 / max latency
+during the burst and the buys' outcomes; then the ratios. "without turns" replaces the REST
+dependency's turn (billing/turns.py) with no wait at all, which is what the code did before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # run as a script: billing_app and reconcile's helpers import
+from reconcile import KEY, free_port, start_sandbox  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def admin_token(email: str) -> str:
+    from billing_app.auth import accounts, api_tokens
+    from billing_app.db import session_scope
+
+    with session_scope() as s:
+        accounts.register(s, email=email, password="a-long-password-1", name="Admin", org_name=email)
+    with session_scope() as s:
+        actor = accounts.actor_for_session(s, accounts.login(s, email=email, password="a-long-password-1"))
+        return api_tokens.create_token(s, actor, name="bench").token
+
+
+def arm(url: str, burst: int, buyer: str, reader: str, period_id: int) -> tuple[list[float], Counter]:
+    import httpx
+
+    done = threading.Event()
+    latencies: list[float] = []
+
+    def read_meanwhile():
+        with httpx.Client(timeout=120) as client:
+            while not done.is_set():
+                started = time.perf_counter()
+                client.get(f"{url}/api/subscriptions/my", headers={"Authorization": f"Bearer {reader}"}).raise_for_status()
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.1)
+
+    def buy(_):
+        response = httpx.post(f"{url}/api/subscriptions/buy", headers={"Authorization": f"Bearer {buyer}"},
+                              json={"subscriptionPeriodId": period_id}, timeout=120)
+        return response.status_code
+
+    reading = threading.Thread(target=read_meanwhile)
+    reading.start()
+    time.sleep(0.5)
+    with ThreadPoolExecutor(burst) as pool:
+        outcomes = Counter(pool.map(buy, range(burst)))
+    done.set()
+    reading.join()
+    return latencies, outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--burst", type=int, default=60, help="concurrent buys of one org")
+    parser.add_argument("--stripe-ms", type=float, default=300, help="added to every Stripe call")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-burst-"))
+    port = free_port()
+    os.environ.update(DATABASE_URL=f"sqlite:///{work}/bench.db", STRIPE_SECRET_KEY=KEY,
+                      STRIPE_API_BASE=f"http://127.0.0.1:{port}", APP_URL="http://127.0.0.1:3999")
+    sandbox = start_sandbox(port)
+    try:
+        run(args)
+    finally:
+        from billing_app.serve import stop
+
+        stop([sandbox])
+
+
+def run(args) -> None:
+    import uvicorn
+    from sqlmodel import select
+    from starlette.applications import Starlette
+
+    from billing_app.api.rest import create_app, deps, mount
+    from billing_app.billing import gateway
+    from billing_app.billing.catalog import sync_catalog
+    from billing_app.db import session_scope
+    from billing_app.migrations import upgrade
+    from billing_app.models import PlanPeriod
+    from billing_app.settings import get_settings
+
+    upgrade(get_settings().database_url)
+    with session_scope() as s:
+        sync_catalog(s)
+        period_id = s.exec(select(PlanPeriod.id).where(PlanPeriod.lookup_key == "starter_monthly_v1")).one()
+
+    real_call = gateway.call
+
+    def call_at_stripes_pace(*a, **k):
+        time.sleep(args.stripe_ms / 1000)
+        return real_call(*a, **k)
+
+    gateway.call = call_at_stripes_pace
+    api_port = free_port()
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[mount(create_app())]), host="127.0.0.1", port=api_port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{api_port}"
+    reader = admin_token("reader@bench.example")
+    results = {}
+    real_turn = deps._turn
+    for name, turn in (("without turns", lambda request, actor: contextlib.nullcontext()), ("with turns", real_turn)):
+        deps._turn = turn
+        latencies, outcomes = arm(url, args.burst, admin_token(f"buyer-{len(results)}@bench.example"), reader, period_id)
+        results[name] = latencies
+        print(f"{name}: other org's read p50 {statistics.median(latencies):.3f} s, p99 {percentile(latencies, 0.99):.3f} s, "
+              f"max {max(latencies):.3f} s over {len(latencies)} reads; buys {dict(sorted(outcomes.items()))}")
+    deps._turn = real_turn
+    server.should_exit = True
+    before, after = results["without turns"], results["with turns"]
+    print(f"p50_ratio_with_over_without={statistics.median(after) / statistics.median(before):.3f} "
+          f"p99_ratio_with_over_without={percentile(after, 0.99) / percentile(before, 0.99):.3f}")
+
+
+if __name__ == "__main__":
+    main()
