@@ -4,9 +4,10 @@ One call per costly entry point: `hit(LOGIN_IP, client_ip)` raises `RateLimited`
 RATE_LIMITED, with the seconds until the next allowed request for `Retry-After`) when the
 caller is over its limit. The limits themselves are settings (RATE_LIMIT_*); the counts live in
 RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to share them (keys
-under REDIS_KEY_PREFIX). When the shared storage cannot be reached, this process counts in memory
-until it answers again: a Redis outage loosens the limits to per-process ones, it never refuses
-every login.
+under REDIS_KEY_PREFIX). When the shared storage cannot be reached (or takes longer than
+SOCKET_SECONDS), this process counts in memory and asks it again RETRY_SECONDS later: a Redis
+outage loosens the limits to per-process ones, it never refuses every login nor stalls the pages
+that count on the event loop.
 
     LOGIN_IP, LOGIN_EMAIL   every login attempt, per client address and per email
     REGISTER_IP             sign-ups per client address
@@ -17,6 +18,7 @@ every login.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -29,6 +31,9 @@ from billing_app.errors import RateLimited
 from billing_app.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+SOCKET_SECONDS = 1.0  # the longest a count waits for Redis
+RETRY_SECONDS = 5.0  # after Redis failed, ask it again this much later (as state_fallback does)
 
 LOGIN_IP = "login_ip"
 LOGIN_EMAIL = "login_email"
@@ -54,11 +59,14 @@ class _Limits:
         self.settings = settings
         options = {}
         if settings.rate_limit_storage.startswith(("redis://", "rediss://")):
-            # Errors come as StorageError (see `hit`); keys share the app's Redis prefix.
-            options = {"key_prefix": settings.redis_key_prefix + "limits", "wrap_exceptions": True}
+            # Errors come as StorageError (see `hit`); keys share the app's Redis prefix. Pages count
+            # on the event loop: a Redis that stops answering may cost it SOCKET_SECONDS, not forever.
+            options = {"key_prefix": settings.redis_key_prefix + "limits", "wrap_exceptions": True,
+                       "socket_timeout": SOCKET_SECONDS, "socket_connect_timeout": SOCKET_SECONDS}
         self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(settings.rate_limit_storage, **options))
         self.fallback = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
         self.items = {kind: tuple(parse_many(getattr(settings, f"rate_limit_{kind}"))) for kind in _MESSAGES}
+        self.down_until = 0.0  # after a failure, count in the process until then without asking Redis
 
 
 _current: _Limits | None = None
@@ -83,11 +91,13 @@ def hit(kind: str, identity: str | int) -> None:
     A refused request is not counted, so a client that waits as told gets in.
     """
     state, key = _state(), _key(identity)
-    try:
-        _hit(state.limiter, state.items[kind], kind, key)
-    except StorageError as error:
-        log.warning("rate-limit storage unreachable, counting in this process: %s", error)
-        _hit(state.fallback, state.items[kind], kind, key)
+    if time.monotonic() >= state.down_until:
+        try:
+            return _hit(state.limiter, state.items[kind], kind, key)
+        except StorageError as error:
+            log.warning("rate-limit storage unreachable, counting in this process for %.0f s: %s", RETRY_SECONDS, error)
+            state.down_until = time.monotonic() + RETRY_SECONDS
+    _hit(state.fallback, state.items[kind], kind, key)
 
 
 def _hit(limiter, items: tuple[RateLimitItem, ...], kind: str, key: str) -> None:
@@ -113,6 +123,7 @@ def reset() -> None:
     """Forget every count (tests; a changed RATE_LIMIT_* setting)."""
     global _current
     if _current is not None:
-        _current.limiter.storage.reset()
+        with contextlib.suppress(StorageError):  # unreachable: nothing there to forget
+            _current.limiter.storage.reset()
         _current.fallback.storage.reset()
     _current = None
