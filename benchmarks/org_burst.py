@@ -1,6 +1,6 @@
 """One organization's burst of buys against another organization's reads, with and without turns, in one run.
 
-Run:  .venv/bin/python benchmarks/org_burst.py [--burst 60] [--stripe-ms 300]
+Run:  .venv/bin/python benchmarks/org_burst.py [--burst 60] [--stripe-ms 300] [--rounds 2]
 
 Setup (127.0.0.1, free ports, everything stopped by pid at the end): the offline Stripe sandbox
 as a subprocess, a fresh migrated SQLite database with the catalog synced, and the REST API
@@ -10,7 +10,9 @@ milliseconds, so every Stripe call is made `--stripe-ms` slower here, as real St
 Each arm uses an org of its own: its admin sends `--burst` concurrent `POST /api/subscriptions/buy`
 (they queue on the org's purchase claim) while another org's admin reads
 `GET /api/subscriptions/my` every 100 ms. Printed per arm: that reader's p50 / p99 / max latency
-during the burst, the buys' outcomes and how long the burst took; then the ratios. "without turns" replaces the REST
+during the burst, the buys' outcomes (a burst is only comparable when all of them succeeded) and
+how long it took; after a warm-up burst, the arms alternate which runs first; then the ratios over
+all rounds. "without turns" replaces the REST
 dependency's turn (billing/turns.py) with no wait at all, which is what the code did before.
 """
 
@@ -84,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--burst", type=int, default=60, help="concurrent buys of one org")
     parser.add_argument("--stripe-ms", type=float, default=300, help="added to every Stripe call")
+    parser.add_argument("--rounds", type=int, default=2, help="each arm this many times, in alternating order")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-burst-"))
@@ -132,18 +135,27 @@ def run(args) -> None:
         time.sleep(0.02)
     url = f"http://127.0.0.1:{api_port}"
     reader = admin_token("reader@bench.example")
-    results = {}
     real_turn = deps._turn
-    for name, turn in (("without turns", lambda request, actor: contextlib.nullcontext()), ("with turns", real_turn)):
-        deps._turn = turn
-        latencies, outcomes, took = arm(url, args.burst, admin_token(f"buyer-{len(results)}@bench.example"), reader, period_id)
-        results[name] = latencies
-        print(f"{name}: other org's read p50 {statistics.median(latencies):.3f} s, p99 {percentile(latencies, 0.99):.3f} s, "
-              f"max {max(latencies):.3f} s over {len(latencies)} reads; buys {dict(sorted(outcomes.items()))} "
-              f"in {took:.1f} s")
+    arms = {"without turns": lambda request, actor: contextlib.nullcontext(), "with turns": real_turn}
+    results: dict[str, list[float]] = {name: [] for name in arms}
+    buyers = iter(range(1_000_000))
+    deps._turn = real_turn
+    arm(url, min(args.burst, 10), admin_token("warm-up@bench.example"), reader, period_id)  # not counted
+    # Alternating order, so neither arm always runs first (on a warmer or a colder server).
+    for round_ in range(args.rounds):
+        for name in (list(arms) if round_ % 2 == 0 else list(reversed(arms))):
+            deps._turn = arms[name]
+            latencies, outcomes, took = arm(url, args.burst, admin_token(f"buyer-{next(buyers)}@bench.example"), reader, period_id)
+            results[name] += latencies
+            print(f"round {round_ + 1}, {name}: other org's read p50 {statistics.median(latencies):.3f} s, "
+                  f"p99 {percentile(latencies, 0.99):.3f} s, max {max(latencies):.3f} s over {len(latencies)} reads; "
+                  f"buys {dict(sorted(outcomes.items()))} in {took:.1f} s")
     deps._turn = real_turn
     server.should_exit = True
     before, after = results["without turns"], results["with turns"]
+    for name, latencies in results.items():
+        print(f"{name}, all rounds: p50 {statistics.median(latencies):.3f} s, p99 {percentile(latencies, 0.99):.3f} s, "
+              f"max {max(latencies):.3f} s over {len(latencies)} reads")
     print(f"p50_ratio_with_over_without={statistics.median(after) / statistics.median(before):.3f} "
           f"p99_ratio_with_over_without={percentile(after, 0.99) / percentile(before, 0.99):.3f} "
           f"max_ratio_with_over_without={max(after) / max(before):.3f}")

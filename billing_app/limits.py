@@ -6,18 +6,19 @@ caller is over its limit. The limits themselves are settings (RATE_LIMIT_*); the
 RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to share them (keys
 under REDIS_KEY_PREFIX). When the shared storage cannot be reached (or takes longer than
 SOCKET_SECONDS), this process counts in memory and asks it again RETRY_SECONDS later: a Redis
-outage loosens the limits to per-process ones, it never refuses every login nor stalls the pages
-that count on the event loop.
+outage loosens the limits to per-process ones, it never refuses every login. Async code counts
+with `hit_in_thread`: a count may wait for Redis, the event loop must not.
 
     LOGIN_IP, LOGIN_EMAIL   every login attempt, per client address and per email
     REGISTER_IP             sign-ups per client address
     STRIPE_ORG              every action that calls Stripe, per organization (pages and REST)
     API_TOKEN               every REST request, per token
-    ACCOUNT_USER            password changes and other argon2 work, per user
+    ACCOUNT_USER            password changes, answers to invitations: a user's account actions
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -32,7 +33,7 @@ from billing_app.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-SOCKET_SECONDS = 1.0  # the longest a count waits for Redis
+SOCKET_SECONDS = 2.0  # the longest a count waits for Redis
 RETRY_SECONDS = 5.0  # after Redis failed, ask it again this much later (as state_fallback does)
 
 LOGIN_IP = "login_ip"
@@ -59,8 +60,8 @@ class _Limits:
         self.settings = settings
         options = {}
         if settings.rate_limit_storage.startswith(("redis://", "rediss://")):
-            # Errors come as StorageError (see `hit`); keys share the app's Redis prefix. Pages count
-            # on the event loop: a Redis that stops answering may cost it SOCKET_SECONDS, not forever.
+            # Errors come as StorageError (see `hit`); keys share the app's Redis prefix. A Redis that
+            # stops answering costs a count SOCKET_SECONDS, not forever.
             options = {"key_prefix": settings.redis_key_prefix + "limits", "wrap_exceptions": True,
                        "socket_timeout": SOCKET_SECONDS, "socket_connect_timeout": SOCKET_SECONDS}
         self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(settings.rate_limit_storage, **options))
@@ -98,6 +99,11 @@ def hit(kind: str, identity: str | int) -> None:
             log.warning("rate-limit storage unreachable, counting in this process for %.0f s: %s", RETRY_SECONDS, error)
             state.down_until = time.monotonic() + RETRY_SECONDS
     _hit(state.fallback, state.items[kind], kind, key)
+
+
+async def hit_in_thread(kind: str, identity: str | int) -> None:
+    """`hit` from async code (pages, the session routes)."""
+    await asyncio.to_thread(hit, kind, identity)
 
 
 def _hit(limiter, items: tuple[RateLimitItem, ...], kind: str, key: str) -> None:

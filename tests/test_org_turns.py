@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from billing_app import limits
 from billing_app.auth import invitations
 from billing_app.billing import reservations, turns
 from billing_app.billing.checkout import CheckoutStarted
@@ -108,6 +109,32 @@ def test_acceptances_burst_waits_for_the_seat_claim_in_the_inviting_orgs_turns(d
     run_async(burst())
     assert most[0] <= turns.ACTIONS_AT_ONCE
     assert sorted(tab.error for tab in tabs)[0] == ""  # one of them joined; the others were told why not
+
+
+def test_an_invitees_burst_of_acceptances_costs_the_org_none_of_its_stripe_limit(db, monkeypatch):
+    # Counted where Stripe is called (a per-seat plan's quantity), not per attempt: eight tabs of
+    # one invitee accepting at once used to spend eight of the org's billing requests.
+    from billing_app.pages.invite import InviteState
+    from billing_app.settings import get_settings
+
+    monkeypatch.setenv("RATE_LIMIT_STRIPE_ORG", "3/minute")
+    get_settings.cache_clear()
+    admin = invitee("admin@acme.example", "Admin")
+    token = token_of(invitations.invite(admin, email="new@example.com").url)
+    invitee("new@example.com")
+    monkeypatch.setattr(InviteState, "_token", property(lambda self: token))
+    tabs = [signed_in_page(InviteState, "new@example.com") for _ in range(8)]
+
+    async def all_at_once():
+        await asyncio.gather(*(run_event(InviteState.accept.fn(tab)) for tab in tabs))
+
+    try:
+        run_async(all_at_once())
+        assert sorted(tab.error for tab in tabs)[0] == ""  # joined once
+        for _ in range(3):  # the org's admins still have their whole limit
+            limits.hit(limits.STRIPE_ORG, admin.org_id)
+    finally:
+        get_settings.cache_clear()
 
 
 def test_a_cancelled_action_keeps_its_turn_until_its_thread_ends(monkeypatch):

@@ -124,8 +124,8 @@ async def login(request: Request) -> Response:
     try:
         fields, next_path = await _posted_form(request)
         email = fields.get("email", "").strip().lower()
-        limits.hit(limits.LOGIN_IP, client_ip(request))
-        limits.hit(limits.LOGIN_EMAIL, email)
+        await limits.hit_in_thread(limits.LOGIN_IP, client_ip(request))
+        await limits.hit_in_thread(limits.LOGIN_EMAIL, email)
         # A browser without a device cookie gets one now; the login remembers it once it succeeds.
         had_device = request.cookies.get(cookies.DEVICE_COOKIE) or None
         device = had_device or new_token("dev")
@@ -176,7 +176,7 @@ async def register(request: Request) -> Response:
         fields, next_path = await _posted_form(request)
         keep = {k: fields.get(k, "")[:254] for k in ("name", "email", "org_name")}
         keep["next"] = _next_to_keep(next_path)
-        limits.hit(limits.REGISTER_IP, client_ip(request))
+        await limits.hit_in_thread(limits.REGISTER_IP, client_ip(request))
         device = new_token("dev")
         client = _client(request, device)
 

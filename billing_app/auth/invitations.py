@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from billing_app import routes
+from billing_app import limits, routes
 from billing_app.auth.accounts import Actor, _check_can_grant, normalize_email
 from billing_app.notifications import hooks as notification_hooks
 from billing_app.auth.tokens import new_token, token_hash
@@ -252,6 +252,9 @@ def accept(actor: Actor, token: str) -> int:
         per_seat = per_seat_subscription(org_id)
         if per_seat is not None:
             needed = required_quantity(per_seat.plan.min_seats, members_after)
+            # Counted here, where Stripe is called: a repeated acceptance that fails earlier costs
+            # the organization's billing nothing.
+            limits.hit(limits.STRIPE_ORG, org_id)
             try:
                 change = set_quantity(per_seat, lambda current: max(current, needed))
             except AppError as error:

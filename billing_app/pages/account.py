@@ -70,7 +70,7 @@ class AccountState(BusyForm, AuthState):
             actor = await self._actor_in_background()
             if new != again:
                 raise AppError(ErrorCode.VALIDATION_ERROR, "The new passwords do not match.")
-            limits.hit(limits.ACCOUNT_USER, actor.user_id)
+            await limits.hit_in_thread(limits.ACCOUNT_USER, actor.user_id)
             async with self:
                 keep = self._session_hash
 

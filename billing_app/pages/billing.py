@@ -101,7 +101,7 @@ class BillingState(DashboardMixin, AuthState):
         try:
             actor = await self._actor_in_background()
             org_id = actor.require_org()
-            limits.hit(limits.STRIPE_ORG, org_id)
+            await limits.hit_in_thread(limits.STRIPE_ORG, org_id)
             result = await turns.in_turn(org_id, fn, actor)
             view, options, dash = await asyncio.to_thread(self._read, org_id, actor.is_admin)
         except AppError as error:

@@ -74,17 +74,18 @@ class InviteState(AuthState):
         self.login_href = routes.login_url(here)
         self.register_href = f"{routes.REGISTER}?{urlencode({'next': here, 'email': view.email})}"
 
-    async def _act(self, busy: str, fn):
+    async def _act(self, busy: str, fn, *, in_orgs_turn: bool = False):
         async with self:
             self.error, self.message, self.busy = "", "", busy
             token = self._token
         try:
             actor = await self._actor_in_background()
-            # As the inviting org's action: an acceptance waits for its seat claim and may raise its
-            # Stripe quantity, so it counts against that org's limit and runs in one of its turns.
-            org_id = await asyncio.to_thread(invitations.open_invitation_org, actor, token)
-            limits.hit(limits.STRIPE_ORG, org_id)
-            result = await turns.in_turn(org_id, fn, actor, token)
+            await limits.hit_in_thread(limits.ACCOUNT_USER, actor.user_id)
+            if in_orgs_turn:  # an acceptance waits for the inviting org's seat claim: in one of its turns
+                org_id = await asyncio.to_thread(invitations.open_invitation_org, actor, token)
+                result = await turns.in_turn(org_id, fn, actor, token)
+            else:
+                result = await asyncio.to_thread(fn, actor, token)
         except AppError as error:
             async with self:
                 self.error, self.busy = error.message, ""
@@ -93,7 +94,7 @@ class InviteState(AuthState):
 
     @rx.event(background=True)
     async def accept(self):
-        org_id, ok = await self._act("accept", invitations.accept)
+        org_id, ok = await self._act("accept", invitations.accept, in_orgs_turn=True)
         if not ok:
             return
         async with self:

@@ -145,7 +145,7 @@ class MembersState(AuthState):
         try:
             actor = await self._actor_in_background()
             if stripe:
-                limits.hit(limits.STRIPE_ORG, actor.require_org())
+                await limits.hit_in_thread(limits.STRIPE_ORG, actor.require_org())
             result = await turns.in_turn(actor.require_org(), fn, actor)
             data = await asyncio.to_thread(_read, actor) if reload else None
         except AppError as error:

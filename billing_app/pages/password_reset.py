@@ -33,7 +33,7 @@ class ForgotState(BusyForm, AuthState):
         email = form_text(form, "email").strip().lower()[:254]
         try:
             if email:
-                limits.hit(limits.LOGIN_EMAIL, f"reset:{email}")
+                await limits.hit_in_thread(limits.LOGIN_EMAIL, f"reset:{email}")
                 await asyncio.to_thread(reset.request_reset, email)
         except AppError as error:
             await self._refused(error)

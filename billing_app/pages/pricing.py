@@ -71,7 +71,7 @@ class PricingState(AuthState):
             return
         try:
             actor = await self._actor_in_background()
-            limits.hit(limits.STRIPE_ORG, actor.require_org())
+            await limits.hit_in_thread(limits.STRIPE_ORG, actor.require_org())
             period = id_from_page(period_id, "Unknown plan.")
             started = await turns.in_turn(actor.require_org(), start_checkout, actor, period, seats,
                                           when_busy=reservations.purchase_busy())
