@@ -32,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # run as a script: billing_app and reconcile's helpers import
-from reconcile import KEY, free_port, start_sandbox  # noqa: E402
+from reconcile import KEY, free_port, start_sandbox
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -108,7 +108,7 @@ def test_acceptances_burst_waits_for_the_seat_claim_in_the_inviting_orgs_turns(d
 
     run_async(burst())
     assert most[0] <= turns.ACTIONS_AT_ONCE
-    assert sorted(tab.error for tab in tabs)[0] == ""  # one of them joined; the others were told why not
+    assert min(tab.error for tab in tabs) == ""  # one of them joined; the others were told why not
 
 
 def test_an_invitees_burst_of_acceptances_costs_the_org_none_of_its_stripe_limit(db, monkeypatch):
@@ -130,7 +130,7 @@ def test_an_invitees_burst_of_acceptances_costs_the_org_none_of_its_stripe_limit
 
     try:
         run_async(all_at_once())
-        assert sorted(tab.error for tab in tabs)[0] == ""  # joined once
+        assert min(tab.error for tab in tabs) == ""  # joined once
         for _ in range(3):  # the org's admins still have their whole limit
             limits.hit(limits.STRIPE_ORG, admin.org_id)
     finally:
