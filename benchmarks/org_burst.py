@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -32,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # run as a script: billing_app and reconcile's helpers import
-from reconcile import KEY, free_port, start_sandbox
+from reconcile import free_port, offline_billing
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -89,17 +87,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="each arm this many times, in alternating order")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-burst-"))
-    port = free_port()
-    os.environ.update(DATABASE_URL=f"sqlite:///{work}/bench.db", STRIPE_SECRET_KEY=KEY,
-                      STRIPE_API_BASE=f"http://127.0.0.1:{port}", APP_URL="http://127.0.0.1:3999")
-    sandbox = start_sandbox(port)
-    try:
+    with offline_billing("bench-burst-"):
         run(args)
-    finally:
-        from billing_app.serve import stop
-
-        stop([sandbox])
 
 
 def run(args) -> None:
@@ -109,15 +98,10 @@ def run(args) -> None:
 
     from billing_app.api.rest import create_app, deps, mount
     from billing_app.billing import gateway
-    from billing_app.billing.catalog import sync_catalog
     from billing_app.db import session_scope
-    from billing_app.migrations import upgrade
     from billing_app.models import PlanPeriod
-    from billing_app.settings import get_settings
 
-    upgrade(get_settings().database_url)
     with session_scope() as s:
-        sync_catalog(s)
         period_id = s.exec(select(PlanPeriod.id).where(PlanPeriod.lookup_key == "starter_monthly_v1")).one()
 
     real_call = gateway.call

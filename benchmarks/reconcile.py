@@ -20,6 +20,7 @@ customer plus one per 100 objects, and at least 10x fewer calls than per-custome
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -120,13 +121,29 @@ def main() -> None:
     parser.add_argument("--setup-threads", type=int, default=8)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
+    with offline_billing("bench-reconcile-"):
+        run(args)
+
+
+@contextlib.contextmanager
+def offline_billing(prefix: str):
+    """A fresh, migrated SQLite database with the catalog synced, and the sandbox on a free port
+    (stopped at the end), as this process's settings."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     port = free_port()
     os.environ.update(DATABASE_URL=f"sqlite:///{work}/bench.db", STRIPE_SECRET_KEY=KEY,
                       STRIPE_API_BASE=f"http://127.0.0.1:{port}", APP_URL="http://127.0.0.1:3999")
     sandbox = start_sandbox(port)
     try:
-        run(args)
+        from billing_app.billing.catalog import sync_catalog
+        from billing_app.db import session_scope
+        from billing_app.migrations import upgrade
+        from billing_app.settings import get_settings
+
+        upgrade(get_settings().database_url)
+        with session_scope() as s:
+            sync_catalog(s)
+        yield
     finally:
         from billing_app.serve import stop
 
@@ -138,17 +155,12 @@ def run(args) -> None:
     from sqlmodel import func, select
 
     from billing_app.billing import gateway
-    from billing_app.billing.catalog import sync_catalog
     from billing_app.billing.sync import customers_to_reconcile, sync_customer
     from billing_app.db import session_scope
-    from billing_app.migrations import upgrade
     from billing_app.models import BillingCustomer, Organization, PlanPeriod
     from billing_app.ops.reconcile import bulk_reconcile
-    from billing_app.settings import get_settings
 
-    upgrade(get_settings().database_url)
     with session_scope() as s:
-        sync_catalog(s)
         prices = {
             key: s.exec(select(PlanPeriod.stripe_price_id).where(PlanPeriod.lookup_key == lookup)).one()
             for key, lookup in (("starter", "starter_monthly_v1"), ("pro", "pro_monthly_v1"), ("lifetime", "business_lifetime_v1"))
