@@ -95,10 +95,14 @@ def mirror_rows() -> tuple[list, list]:
     from billing_app.models import OrgSubscription, Payment
 
     skip = {"id", "updated_at"}
+    # A checkout expired early is dated when a mirror first saw it expired (Stripe keeps only its
+    # planned expires_at; README "Payment history"): two mirrors built a moment apart differ there.
+    skip_expired = skip | {"created"}
     with session_scope() as s:
         subs = [tuple(sorted((k, str(v)) for k, v in r.model_dump().items() if k not in skip))
                 for r in s.exec(select(OrgSubscription).order_by(OrgSubscription.stripe_id))]
-        pays = [tuple(sorted((k, str(v)) for k, v in r.model_dump().items() if k not in skip))
+        pays = [tuple(sorted((k, str(v)) for k, v in r.model_dump().items()
+                             if k not in (skip_expired if r.status == "EXPIRED" else skip)))
                 for r in s.exec(select(Payment).order_by(Payment.stripe_id))]
     return subs, pays
 
