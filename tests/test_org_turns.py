@@ -25,11 +25,12 @@ class Overlap:
     """An action that records how many of its calls ran at the same moment."""
 
     def __init__(self):
-        self.running = self.most = 0
+        self.running = self.most = self.calls = 0
         self._lock = threading.Lock()
 
     def __call__(self, actor, *args):
         with self._lock:
+            self.calls += 1
             self.running += 1
             self.most = max(self.most, self.running)
         time.sleep(0.2)
@@ -39,7 +40,7 @@ class Overlap:
 
 
 @pytest.mark.parametrize("page", ["billing", "members", "pricing"])
-def test_one_orgs_page_actions_from_many_tabs_run_one_at_a_time(db, monkeypatch, page):
+def test_one_orgs_page_actions_from_many_tabs_take_at_most_its_turns(db, monkeypatch, page):
     # Background events run side by side, and tabs are cheap: four tabs acting at once (a hostile
     # client sends them all together) take ACTIONS_AT_ONCE threads, not four.
     from billing_app.pages import pricing
@@ -64,7 +65,8 @@ def test_one_orgs_page_actions_from_many_tabs_run_one_at_a_time(db, monkeypatch,
 
     run_async(all_at_once())
     assert [tab.error for tab, _ in tabs] == [""] * 5
-    assert (acme.most, globex.most) == (turns.ACTIONS_AT_ONCE, 1)
+    assert (acme.calls, globex.calls) == (4, 1)
+    assert acme.most <= turns.ACTIONS_AT_ONCE  # four at once before
 
 
 def test_acceptances_burst_waits_for_the_seat_claim_in_the_inviting_orgs_turns(db, monkeypatch):
