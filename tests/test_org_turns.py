@@ -69,15 +69,24 @@ def test_one_orgs_page_actions_from_many_tabs_take_at_most_its_turns(db, monkeyp
     assert acme.most <= turns.ACTIONS_AT_ONCE  # four at once before
 
 
+def _invitee_tabs(monkeypatch, count: int):
+    """An admin alone in an org of their own (a free seat left), who invited new@example.com, and
+    `count` tabs of that invitee on the invitation page: (the admin, the tabs)."""
+    from billing_app.pages.invite import InviteState
+
+    admin = invitee("admin@acme.example", "Admin")
+    token = token_of(invitations.invite(admin, email="new@example.com").url)
+    invitee("new@example.com")
+    monkeypatch.setattr(InviteState, "_token", property(lambda self: token))
+    return admin, [signed_in_page(InviteState, "new@example.com") for _ in range(count)]
+
+
 def test_acceptances_burst_waits_for_the_seat_claim_in_the_inviting_orgs_turns(db, monkeypatch):
     # Six tabs of one invitee accepting at once, while the org's seat claim is held (another
     # process changing its seats): before, six threads waited for the claim.
     from billing_app.pages.invite import InviteState
 
-    admin = invitee("admin@acme.example", "Admin")  # alone in an org of their own: a free seat left
-    token = token_of(invitations.invite(admin, email="new@example.com").url)
-    invitee("new@example.com")
-    monkeypatch.setattr(InviteState, "_token", property(lambda self: token))
+    admin, tabs = _invitee_tabs(monkeypatch, 6)
     waiting, most, lock = set(), [0], threading.Lock()
     try_claim = reservations._try_claim
 
@@ -99,7 +108,6 @@ def test_acceptances_burst_waits_for_the_seat_claim_in_the_inviting_orgs_turns(d
     threading.Thread(target=other_process, daemon=True).start()
     assert held.wait(10)
     waiting.clear()
-    tabs = [signed_in_page(InviteState, "new@example.com") for _ in range(6)]
 
     async def burst():
         async def release_soon():
@@ -121,11 +129,7 @@ def test_an_invitees_burst_of_acceptances_costs_the_org_none_of_its_stripe_limit
 
     monkeypatch.setenv("RATE_LIMIT_STRIPE_ORG", "3/minute")
     get_settings.cache_clear()
-    admin = invitee("admin@acme.example", "Admin")
-    token = token_of(invitations.invite(admin, email="new@example.com").url)
-    invitee("new@example.com")
-    monkeypatch.setattr(InviteState, "_token", property(lambda self: token))
-    tabs = [signed_in_page(InviteState, "new@example.com") for _ in range(8)]
+    admin, tabs = _invitee_tabs(monkeypatch, 8)
 
     async def all_at_once():
         await asyncio.gather(*(run_event(InviteState.accept.fn(tab)) for tab in tabs))
