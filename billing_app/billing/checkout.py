@@ -131,7 +131,11 @@ def start_checkout(actor: Actor, period_id: int, seats: int | None = None) -> Ch
             )
         except gateway.StripeFailure:
             raise AppError(ErrorCode.STRIPE_CHECKOUT_FAILED, "We could not start the checkout. Please try again.") from None
-        reservations.record_checkout(reservation, checkout["id"], period.id)
+        if not reservations.record_checkout(reservation, checkout["id"], period.id):
+            # The create outlasted the claim and another request took it over (and may have made its
+            # own session): this one is never handed out, so the org keeps one payable checkout.
+            _expire(client, checkout["id"])
+            raise reservations.taken_over()
     return CheckoutStarted(checkout["id"], checkout["url"])
 
 
@@ -157,15 +161,22 @@ def _close_open_checkouts(client, reservation: reservations.Reservation, custome
               and session["expires_at"] - time.time() > REUSE_MIN_SECONDS_LEFT):
             return CheckoutStarted(session["id"], session["url"])
     for stale in gateway.list_all(client.v1.checkout.sessions.list, {"customer": customer_id, "status": "open"}):
-        try:
-            gateway.call(client.v1.checkout.sessions.expire, stale["id"])
-        except gateway.StripeFailure:
-            # Only a session that stopped being open can refuse to expire: find out how it ended.
-            if gateway.call(client.v1.checkout.sessions.retrieve, stale["id"])["status"] == "complete":
-                _completed_purchase(reservation.org_id, stale)
+        # Only a session that stopped being open can refuse to expire: find out how it ended.
+        if not _expire(client, stale["id"]) and \
+                gateway.call(client.v1.checkout.sessions.retrieve, stale["id"])["status"] == "complete":
+            _completed_purchase(reservation.org_id, stale)
     if ours:
-        reservations.record_checkout(reservation, None, None)
+        reservations.record_checkout(reservation, None, None)  # a claim lost meanwhile: `renew` refuses next
     return None
+
+
+def _expire(client, session_id: str) -> bool:
+    """Expire an open Checkout session at Stripe; False when Stripe refused or could not be reached."""
+    try:
+        gateway.call(client.v1.checkout.sessions.expire, session_id)
+    except gateway.StripeFailure:
+        return False
+    return True
 
 
 def _completed_purchase(org_id: int, session: dict) -> None:

@@ -24,7 +24,11 @@ from billing_app.errors import AppError, ErrorCode
 from billing_app.models import PurchaseReservation, utcnow
 
 # Longer than the few Stripe calls a checkout makes; renewed (`renew`) right before the one that
-# creates the session, so a holder whose claim lapsed never creates a second one.
+# creates the session, so a holder whose claim lapsed never creates a second one. That one call can
+# still outlast it: the SDK (gateway.py: 2 retries, httpx's 80 s timeout per attempt) may take
+# 3 x 80 s plus about 1.5 s of backoff, some 240 s, and more when an answer trickles in (80 s bounds
+# each read, not the whole answer). Another request may then have taken the claim over, so
+# `record_checkout` says whether the row was still ours.
 CLAIM_SECONDS = 120
 # How long a racing request waits for the claim before answering CHECKOUT_IN_PROGRESS.
 WAIT_SECONDS = 30
@@ -105,15 +109,21 @@ def renew(reservation: Reservation) -> None:
             .values(claimed_until=utcnow() + timedelta(seconds=CLAIM_SECONDS))
         )
     if result.rowcount != 1:
-        raise AppError(ErrorCode.CHECKOUT_IN_PROGRESS, "Another checkout for your organization was started meanwhile. Please try again.")
+        raise taken_over()
 
 
-def record_checkout(reservation: Reservation, session_id: str | None, period_id: int | None) -> None:
-    """Remember the org's one open checkout (None once it is closed)."""
-    _write(reservation.org_id, reservation.claim_id, checkout_session_id=session_id, plan_period_id=period_id)
+def taken_over() -> AppError:
+    """The refusal for a holder whose claim lapsed and was taken over by another request."""
+    return AppError(ErrorCode.CHECKOUT_IN_PROGRESS, "Another checkout for your organization was started meanwhile. Please try again.")
 
 
-def _write(org_id: int, holder: str, **values) -> None:
-    # Only the holder writes; a holder whose claim lapsed and was taken over changes nothing.
+def record_checkout(reservation: Reservation, session_id: str | None, period_id: int | None) -> bool:
+    """Remember the org's one open checkout (None once it is closed); False if the claim is no longer ours."""
+    return _write(reservation.org_id, reservation.claim_id, checkout_session_id=session_id, plan_period_id=period_id)
+
+
+def _write(org_id: int, holder: str, **values) -> bool:
+    # Only the holder writes; a holder whose claim lapsed and was taken over changes nothing, and is told so.
     with session_scope() as session:
-        session.execute(update(T).where(T.c.org_id == org_id, T.c.claim_id == holder).values(**values))
+        result = session.execute(update(T).where(T.c.org_id == org_id, T.c.claim_id == holder).values(**values))
+    return result.rowcount == 1
