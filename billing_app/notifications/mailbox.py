@@ -1,4 +1,4 @@
-"""Reading the outbox as a mailbox: what /dev/mail shows (no SMTP_URL, and development or sandbox mode)."""
+"""Reading the outbox as a mailbox: what /dev/mail shows (no SMTP_URL, and development mode only)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ MAILBOX_LIMIT = 200
 
 def dev_mail_enabled() -> bool:
     """/dev/mail exists only while nothing is sent (no SMTP_URL: real mail is the recipients'
-    business, reset links included) and in development (`reflex run` without --env prod) or with
-    the sandbox as Stripe."""
+    business, reset links included) and in development (`make run`, `reflex run` without
+    --env prod). Never in a production build, whatever Stripe it talks to: the page asks nobody
+    who they are (a developer reads a reset mail signed out), so a `serve --prod` demo on the
+    sandbox would hand every visitor every reset and invitation link."""
     from reflex.utils.exec import is_prod_mode
 
-    settings = get_settings()
-    if settings.smtp_url is not None:
-        return False
-    return not is_prod_mode() or settings.stripe_api_base is not None
+    return get_settings().smtp_url is None and not is_prod_mode()
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""/dev/mail: every email the flows produce, as the recipient would see it (development and sandbox).
+"""/dev/mail: every email the flows produce, as the recipient would see it (development only).
 
 With no SMTP_URL nothing leaves the machine; the outbox keeps each message and this page shows it
 (HTML in a sandboxed frame that runs no scripts, and the plain-text part). With SMTP_URL set, or in
-production with real Stripe, the page answers what an unknown page does ("404: Page not found")
-and reads nothing (`mailbox.dev_mail_enabled`, checked on the server by every handler).
+any production build (`serve --prod`, sandbox or not), the page answers what an unknown page does
+("404: Page not found") and reads nothing (`mailbox.dev_mail_enabled`, checked on the server by
+every handler). It asks no sign-in: in development a signed-out developer reads reset mail here.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _mailbox() -> rx.Component:
     return rx.vstack(
         rx.text(
             "Every email the app produced, newest first. Without SMTP_URL nothing is sent: "
-            "this is where the messages are (development and sandbox mode only).",
+            "this is where the messages are (development mode only).",
             size="2", color_scheme="gray",
         ),
         rx.cond(

@@ -1,6 +1,6 @@
 """Secrets at rest: a delivered email keeps no body (reset links, invitation tokens), and /dev/mail
-exists only with no SMTP_URL and in development or sandbox mode; elsewhere it is an unknown page
-and reads nothing."""
+exists only with no SMTP_URL and in development mode (never in a production build, sandbox or not);
+elsewhere it is an unknown page and reads nothing."""
 
 from __future__ import annotations
 
@@ -68,12 +68,13 @@ def mode(monkeypatch, mail_settings):
 
 @pytest.mark.parametrize(("prod", "sandbox", "smtp", "enabled"), [
     (False, False, False, True),   # make run / reflex run: development
-    (True, True, False, True),     # serve --prod with the sandbox, nothing sent
+    (True, True, False, False),    # serve --prod with the sandbox, nothing sent: a demo anyone may visit
+    (False, True, False, True),    # make run: development on the sandbox
     (True, True, True, False),     # serve --prod with the sandbox and real mail: a public demo
     (False, True, True, False),    # development with real mail
     (True, False, False, False),   # production with real Stripe
 ])
-def test_dev_mail_exists_only_without_smtp_in_development_or_sandbox(mode, prod, sandbox, smtp, enabled):
+def test_dev_mail_exists_only_without_smtp_in_development(mode, prod, sandbox, smtp, enabled):
     mode(prod=prod, sandbox=sandbox, smtp=smtp)
     assert mailbox.dev_mail_enabled() is enabled
 
@@ -107,12 +108,12 @@ def test_dev_mail_is_an_unknown_page_and_reads_nothing_when_mail_is_sent(mode, m
     assert state.selected.text == ""
 
 
-def test_dev_mail_shows_the_kept_mail_in_sandbox_mode(mode):
+def test_dev_mail_shows_the_kept_mail_in_development_on_the_sandbox(mode):
     from billing_app.pages.dev_mail import DevMailState
 
     hooks.send_password_reset("someone@example.com", RESET_URL)
     MailWorker(smtp_url=None).run_once()
-    mode(prod=True, sandbox=True, smtp=False)
+    mode(prod=False, sandbox=True, smtp=False)
     state = _page_state()
     run_async(DevMailState.load.fn(state))
     assert state.gate == "ok" and [m.kind for m in state.messages] == ["password_reset"]
