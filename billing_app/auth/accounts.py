@@ -380,7 +380,11 @@ def end_session_by_id(session: Session, user_id: int, session_id: int) -> None:
 
 
 def end_other_sessions(session: Session, user_id: int, keep_hash: str = "") -> int:
-    """Log out everywhere else (keep_hash empty: everywhere). Returns how many sessions ended."""
+    """Log out everywhere else (keep_hash empty: everywhere). Returns how many sessions ended.
+
+    Browser sessions only: API tokens are the user's scripts and stay until revoked on the tokens
+    page (a session alone cannot mint one: `api_tokens.create_token_confirmed`); a password reset
+    revokes them too (auth/reset.py)."""
     query = delete(AuthSession).where(AuthSession.user_id == user_id)
     if keep_hash:
         query = query.where(AuthSession.token_hash != keep_hash)

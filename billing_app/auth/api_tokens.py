@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, select
 
-from billing_app.auth.accounts import Actor, normalize_email
+from billing_app.auth import accounts
+from billing_app.auth.accounts import LOCAL_CLIENT, Actor, Client, normalize_email
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -89,9 +90,41 @@ def _issue(session: Session, user_id: int, org_id: int, name: str, expires_in_da
 
 
 def create_token(session: Session, actor: Actor, name: str = "", *, expires_in_days: int | None = None) -> CreatedToken:
-    """A new token for the acting user in their current organization (any role may make one)."""
+    """A new token for the acting user in their current organization (any role may make one).
+
+    No password asked: for code that has already confirmed the person (`create_token_confirmed`).
+    """
     org_id = actor.require_org()
     return _issue(session, actor.user_id, org_id, _clean_name(name), expires_in_days)
+
+
+WRONG_PASSWORD = "Your current password is not correct."
+
+
+def create_token_confirmed(session: Session, actor: Actor, password: str, name: str = "", *,
+                           client: Client = LOCAL_CLIENT, expires_in_days: int | None = None) -> CreatedToken:
+    """`create_token` once the user's current password is given, as a person minting one must.
+
+    A token outlives browser sessions, so a borrowed session alone must not be able to make one.
+    The check is a login attempt for the login throttle (per email and client, auth/throttle.py),
+    so this form cannot be used to guess the password either. Runs argon2: not on the event loop.
+    """
+    try:
+        accounts.authenticate(session, email=actor.email, password=password if isinstance(password, str) else "", client=client)
+    except AppError as error:
+        if error.code == ErrorCode.INVALID_CREDENTIALS:
+            raise AppError(ErrorCode.INVALID_CREDENTIALS, WRONG_PASSWORD) from None
+        raise
+    return create_token(session, actor, name, expires_in_days=expires_in_days)
+
+
+def revoke_all(session: Session, user_id: int) -> int:
+    """Revoke every live token of the user, in every organization (account recovery). Returns how many."""
+    return session.exec(
+        _live(update(ApiToken).where(ApiToken.user_id == user_id))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
 
 
 def list_tokens(session: Session, actor: Actor, *, include_revoked: bool = False) -> list[TokenRow]:

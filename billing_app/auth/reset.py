@@ -4,8 +4,9 @@
 and hands it to the sender registered with `set_sender`: at start-up the backend registers
 `notifications.hooks.send_password_reset` (the outbox; billing_app/billing_app.py). Without a
 sender nothing is sent and the request is only logged (without the link). `reset_password` uses a
-link once, sets the new password and ends every session of the user. The pages are /forgot and
-/reset?token=... (pages/password_reset.py); both answer the same way for unknown emails.
+link once, sets the new password, ends every session of the user and revokes their API tokens
+(whoever had the account may have minted one: recovery must shut them out too). The pages are
+/forgot and /reset?token=... (pages/password_reset.py); both answer the same way for unknown emails.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import timedelta
 from sqlmodel import select
 
 from billing_app.auth.accounts import end_other_sessions, normalize_email, set_password
+from billing_app.auth.api_tokens import revoke_all
 from billing_app.auth.passwords import check_strength
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.db import session_scope
@@ -56,7 +58,8 @@ def request_reset(email: str) -> None:
 
 
 def reset_password(token: str, new_password: str) -> None:
-    """Use a reset link once: set the password, end every session. Runs argon2: not on the event loop."""
+    """Use a reset link once: set the password, end every session, revoke every API token.
+    Runs argon2: not on the event loop."""
     check_strength(new_password if isinstance(new_password, str) else "")
     with session_scope() as session:
         row = session.exec(
@@ -67,3 +70,4 @@ def reset_password(token: str, new_password: str) -> None:
         user = session.get(User, row.user_id)
         set_password(session, user, new_password)  # also removes the user's reset links, this one included
         end_other_sessions(session, user.id)
+        revoke_all(session, user.id)

@@ -1,8 +1,9 @@
 """Forgotten password: /forgot asks for a link by email, /reset?token=... sets a new password.
 
 The link is single use and valid for an hour (billing_app/auth/reset.py); using it ends every
-session of the user. Asking answers the same whether or not the email has an account. The token
-is read from the page's URL when the form is sent and never copied into a state variable.
+session of the user and revokes their API tokens. Asking answers the same whether or not the email
+has an account. The token is read from the page's URL when the form is sent and never copied into
+a state variable.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def forgot_page() -> rx.Component:
 def reset_page() -> rx.Component:
     return page_frame(
         _card(
-            "Choose a new password", "This signs you out on every device.",
+            "Choose a new password", "This signs you out on every device and revokes your API tokens.",
             error_callout(ResetState.error),
             rx.form(
                 rx.vstack(

@@ -2,7 +2,9 @@
 
 A new token goes to the browser once, into a client-side variable (`NEW_TOKEN`, React state that
 never comes back to the server), and is dropped there on the next visit: no state holds it, since
-Reflex persists states.
+Reflex persists states. Making a token asks for the current password (a token outlives every
+browser session, so a borrowed session alone must not mint one); wrong guesses count in the login
+throttle.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import reflex as rx
 from reflex.experimental.client_state import ClientStateVar
 
 from billing_app import routes
-from billing_app.auth import api_tokens
+from billing_app.auth import accounts, api_tokens
 from billing_app.components.layout import data_table, error_callout, page_frame, page_heading, shown_once
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -67,12 +69,20 @@ class TokensState(AuthState):
                 raise AppError(ErrorCode.VALIDATION_ERROR, "Choose when the token expires.")
             actor = self._actor()
             with session_scope() as session:
-                created = api_tokens.create_token(session, actor, form_text(form, "name"), expires_in_days=EXPIRY_CHOICES[choice])
+                created = api_tokens.create_token_confirmed(
+                    session, actor, form_text(form, "password"), form_text(form, "name"),
+                    client=self._client(), expires_in_days=EXPIRY_CHOICES[choice],
+                )
             self._reload(actor)
         except AppError as error:
             self.error = error.message
             return NEW_TOKEN.push("")
         return NEW_TOKEN.push(created.token)
+
+    def _client(self) -> accounts.Client:
+        """Where the request comes from, for the login throttle (the socket's address)."""
+        return accounts.Client(ip=self.router.session.client_ip or "unknown",
+                               user_agent=self.router.headers.user_agent[:255])
 
     @in_a_thread
     def revoke(self, token_id: str):
@@ -102,6 +112,8 @@ def tokens_page() -> rx.Component:
             rx.form(
                 rx.flex(
                     rx.input(name="name", placeholder="What is it for? e.g. nightly export", max_length=120, flex="1", min_width="12em", id="token-name"),
+                    rx.input(name="password", type="password", placeholder="Your current password", required=True,
+                             auto_complete="current-password", aria_label="Your current password", min_width="12em", id="token-password"),
                     rx.el.label(
                         rx.text("Expires", size="2", as_="span", margin_right="0.5em"),
                         rx.select.root(

@@ -7,17 +7,18 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from reflex import constants
-from sqlmodel import select
+from sqlmodel import func, select
 
 from billing_app import limits
 from billing_app.auth import reset
 from billing_app.db import session_scope
-from billing_app.models import Notification
+from billing_app.models import ApiToken, Notification
 from billing_app.notifications import hooks
 from billing_app.settings import get_settings
 from tests.aio import run_async
-from tests.api.helpers import backend_app
-from tests.pages import run_event
+from tests.api.helpers import backend_app, bearer, token_for
+from tests.billing.helpers import PASSWORD
+from tests.pages import run_event, signed_in_page
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +80,51 @@ def test_dev_mailbox_does_not_show_reset_links_to_a_signed_out_visitor(org, stri
         [row] = s.exec(select(Notification).where(Notification.kind == "password_reset")).all()
     run_async(run_event(DevMailState.open_message.fn(tab, str(row.id))))
     assert "reset?token=" not in tab.selected.text and tab.selected.id == ""
+
+
+# --- API tokens ----------------------------------------------------------------------
+
+
+def test_api_tokens_stop_working_after_a_password_reset(client, org, monkeypatch):
+    # Someone minted a token while they had the admin's account; the admin recovers it by email.
+    token = token_for(org.admin)
+    other_users = token_for(org.member)
+    assert client.get("/api/org/members", headers=bearer(token)).status_code == 200
+    link = reset_link_of("admin@acme.example", monkeypatch)
+    reset.reset_password(link.split("token=")[1], "a-brand-new-password-42")
+    answer = client.get("/api/org/members", headers=bearer(token))
+    assert answer.status_code == 401 and answer.json()["error_code"] == "UNAUTHENTICATED"
+    assert client.get("/api/org/members", headers=bearer(other_users)).status_code == 200  # only the admin's went
+    with session_scope() as s:  # revoked, not deleted: the list of revoked tokens still shows it
+        assert s.exec(select(ApiToken).where(ApiToken.user_id == org.admin.user_id)).one().revoked_at is not None
+
+
+def _mint(tab, password: str):
+    from billing_app.pages.tokens import TokensState
+
+    return run_async(run_event(TokensState.create.fn(tab, {"name": "script", "expires": "never", "password": password})))
+
+
+def _live_tokens(user_id: int) -> int:
+    with session_scope() as s:
+        return s.exec(select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user_id)).one()
+
+
+def test_minting_an_api_token_needs_the_current_password(org, monkeypatch):
+    from billing_app.pages.tokens import TokensState
+
+    monkeypatch.setenv("LOGIN_MAX_FAILURES", "3")
+    get_settings.cache_clear()
+    tab = signed_in_page(TokensState, "admin@acme.example")
+    for guess in ("", "not-the-password", "guess-number-2"):
+        _mint(tab, guess)
+        assert tab.error == "Your current password is not correct."
+    assert _live_tokens(org.admin.user_id) == 0
+    # The guesses were counted by the login throttle: the next try has to wait, even the right one.
+    _mint(tab, PASSWORD)
+    assert tab.error.startswith("Too many failed attempts") and _live_tokens(org.admin.user_id) == 0
+
+    member_tab = signed_in_page(TokensState, "member@acme.example")
+    _mint(member_tab, PASSWORD)
+    assert member_tab.error == "" and [t.name for t in member_tab.tokens] == ["script"]
+    assert _live_tokens(org.member.user_id) == 1

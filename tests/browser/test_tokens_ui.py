@@ -6,7 +6,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import new_admin, screenshot
+from tests.browser.helpers import PASSWORD, new_admin, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -16,6 +16,13 @@ def test_make_use_and_revoke_an_api_token(page, app_server):
     page.click("#user-menu")
     page.get_by_role("menuitem", name="API tokens").click()
     page.fill("#token-name", "nightly export")
+    # A session alone makes no token: the current password is asked, and a wrong one refused.
+    page.fill("#token-password", "not-my-password")
+    page.locator("#create-token").click()
+    expect(page.get_by_role("alert")).to_contain_text("current password is not correct")
+    expect(page.locator(".token-row")).to_have_count(0)
+    page.fill("#token-name", "nightly export")
+    page.fill("#token-password", PASSWORD)
     page.locator("#create-token").click()
     token = page.locator("#new-token").inner_text()
     assert token.startswith("bapi_")
