@@ -10,11 +10,13 @@ from reflex import constants
 from sqlmodel import func, select
 
 from billing_app import limits
-from billing_app.auth import reset
+from billing_app.auth import accounts, reset
 from billing_app.db import session_scope
-from billing_app.models import ApiToken, Notification
+from billing_app.models import ApiToken, Notification, WebhookEvent
 from billing_app.notifications import hooks
+from billing_app.ops.access import set_operator
 from billing_app.settings import get_settings
+from billing_app.state import SESSION_COOKIE
 from tests.aio import run_async
 from tests.api.helpers import backend_app, bearer, token_for
 from tests.billing.helpers import PASSWORD
@@ -128,3 +130,26 @@ def test_minting_an_api_token_needs_the_current_password(org, monkeypatch):
     _mint(member_tab, PASSWORD)
     assert member_tab.error == "" and [t.name for t in member_tab.tokens] == ["script"]
     assert _live_tokens(org.member.user_id) == 1
+
+
+# --- the operator console's API ------------------------------------------------------
+
+
+def test_ops_actions_by_cookie_refuse_a_cross_origin_post(client, org):
+    set_operator("admin@acme.example", True)
+    with session_scope() as s:
+        s.add(WebhookEvent(stripe_event_id="evt_failed", type="invoice.paid", customer_id="cus_x", state="failed",
+                           attempts=5, last_error="boom", payload="{}"))
+        cookie = accounts.login(s, email="admin@acme.example", password=PASSWORD)
+    client.cookies.set(SESSION_COOKIE, cookie)
+    own = get_settings().app_origin
+    for headers in ({"Origin": "https://evil.example.com"}, {"Referer": "https://sub.example.com/x"}, {}):
+        answer = client.post("/api/ops/events/replay-failed", headers=headers)
+        assert (answer.status_code, answer.json().get("error_code")) == (404, "NOT_FOUND"), (headers, answer.text)
+    with session_scope() as s:
+        assert s.exec(select(WebhookEvent.state)).all() == ["failed"]  # nothing replayed
+    assert client.get("/api/ops/events?state=failed", headers={"Origin": "https://evil.example.com"}).status_code == 200
+    assert client.post("/api/ops/events/replay-failed", headers={"Origin": own}).status_code == 200
+    client.cookies.clear()
+    # A script's Bearer token is no browser credential: no Origin is asked of it.
+    assert client.post("/api/ops/events/replay-failed", headers={**bearer(token_for(org.admin)), "Origin": "https://x.example"}).status_code == 200

@@ -1,7 +1,9 @@
 """The operator console's API, /api/ops/*: for operators only, and invisible to everyone else.
 
 `Operator` accepts an operator's API token (Bearer) or the browser session cookie (the console's
-CSV link). Anyone else (no credentials, a member, an org admin, a revoked token) gets exactly
+CSV link). The cookie reaches a POST only from APP_URL's own pages (Origin, else Referer, as the
+session routes check): SameSite=Strict still sends it from a sibling subdomain, whose page must not
+replay events or attach customers in an operator's name. Anyone else (no credentials, a member, an org admin, a revoked token) gets exactly
 the unknown-route answer: 404 NOT_FOUND "No such API route.", never 401 or 403, and the routes
 are left out of the OpenAPI document. The check is the first dependency of every route, and no
 route takes a body, so nothing is validated before it; a wrong method is a 404 here too (the
@@ -21,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
 from billing_app.api.rest.deps import bearer, only_query_params
+from billing_app.api.session import same_origin
 from billing_app.auth import api_tokens
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -32,6 +35,7 @@ from billing_app.state import SESSION_COOKIE
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False, tags=["ops"])
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # read only: a cookie needs no origin check for these
 
 
 def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> OperatorUser:
@@ -40,6 +44,8 @@ def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentia
             actor = api_tokens.authenticate_bearer(credentials.credentials)
             with session_scope() as session:
                 return access.operator_of(session, actor)
+        if request.method not in SAFE_METHODS and not same_origin(request):
+            raise HTTPException(404)
         return access.operator_for_session(request.cookies.get(SESSION_COOKIE))
     except AppError:
         raise HTTPException(404) from None  # the unknown-route answer, word for word
