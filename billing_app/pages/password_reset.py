@@ -2,8 +2,9 @@
 
 The link is single use and valid for an hour (billing_app/auth/reset.py); using it ends every
 session of the user and revokes their API tokens. Asking answers the same whether or not the email
-has an account. The token is read from the page's URL when the form is sent and never copied into
-a state variable.
+has an account, and is limited per email and per client address (one browser cannot mail every
+account). The token is read from the page's URL when the form is sent and never copied into a
+state variable.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class ForgotState(BusyForm, AuthState):
         email = form_text(form, "email").strip().lower()[:254]
         try:
             if email:
+                # Per client too, not only per email: one browser must not mail every account it can
+                # name. Counted with the logins from that address (an attempt at getting into an account).
+                async with self:
+                    client_ip = self.router.session.client_ip or "unknown"
+                await limits.hit_in_thread(limits.LOGIN_IP, client_ip)
                 await limits.hit_in_thread(limits.LOGIN_EMAIL, f"reset:{email}")
                 await asyncio.to_thread(reset.request_reset, email)
         except AppError as error:

@@ -153,3 +153,32 @@ def test_ops_actions_by_cookie_refuse_a_cross_origin_post(client, org):
     client.cookies.clear()
     # A script's Bearer token is no browser credential: no Origin is asked of it.
     assert client.post("/api/ops/events/replay-failed", headers={**bearer(token_for(org.admin)), "Origin": "https://x.example"}).status_code == 200
+
+
+# --- /forgot ---------------------------------------------------------------------------
+
+
+def test_one_client_cannot_send_reset_emails_to_any_number_of_accounts(database_url, monkeypatch, fresh_limits):
+    from billing_app.pages.password_reset import ForgotState
+
+    monkeypatch.setenv("RATE_LIMIT_LOGIN_IP", "5/minute")
+    get_settings.cache_clear()
+    monkeypatch.setattr(reset, "_sender", hooks.send_password_reset)
+    emails = [f"user{i}@victims.example" for i in range(8)]
+    with session_scope() as s:
+        for email in emails:
+            accounts.register(s, email=email, password=PASSWORD, name="V", org_name="V org")
+
+    def sent() -> int:
+        with session_scope() as s:
+            return s.exec(select(func.count()).select_from(Notification).where(Notification.kind == "password_reset")).one()
+
+    tab = signed_out_page(ForgotState, "203.0.113.7")
+    for email in emails:
+        run_async(run_event(ForgotState.request.fn(tab, {"email": email})))
+    assert sent() == 5
+    assert tab.error.startswith("Too many") and tab.message == ""
+    # Another client is not held back by this one.
+    other = signed_out_page(ForgotState, "198.51.100.4")
+    run_async(run_event(ForgotState.request.fn(other, {"email": emails[-1]})))
+    assert other.error == "" and sent() == 6
