@@ -4,11 +4,13 @@ Accepting an invitation raises the quantity to cover the members (never below th
 `min_seats`, never lowering seats already bought); removing a member sets it to
 max(min_seats, members). A downgrade scheduled for the period end (a subscription schedule) gets
 the new quantity in its phases too, or Stripe would put the old one back at the phase change.
-Each change re-reads the subscription from Stripe first and is billed as SEAT_PRORATION says
-(create_prorations by default: the prorated amount waits for the next invoice, so a burst of
-changes makes no burst of invoices). The callers (auth/invitations.py, auth/members.py,
-`change_seats` here) hold the org's seat claim and change the database only after Stripe agreed,
-undoing the Stripe change if the database then fails: nobody is half-added.
+Each change re-reads the subscription from Stripe first, is refused with nothing changed when its
+price is no longer the per-seat plan the caller decided on (a flat plan is never billed N times),
+and is billed as SEAT_PRORATION says (create_prorations by default: the prorated amount waits for
+the next invoice, so a burst of changes makes no burst of invoices). The callers
+(auth/invitations.py, auth/members.py, `change_seats` here) hold the org's seat claim and change
+the database only after Stripe agreed, undoing the Stripe change if the database then fails:
+nobody is half-added.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ def _failed() -> AppError:
         ErrorCode.STRIPE_SEAT_UPDATE_FAILED,
         "We could not update the seats with the payment provider, so nothing was changed. Please try again.",
     )
+
+
+def _unreachable() -> AppError:
+    return AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.")
 
 
 @dataclass(frozen=True)
@@ -143,12 +149,34 @@ def _carry_into_schedule(client, schedule: dict, quantity: int) -> None:
     gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})
 
 
+def _plan_moved() -> AppError:
+    return AppError(
+        ErrorCode.SEAT_CHANGE_IN_PROGRESS,
+        "Your organization's plan changed while the seats were being updated, so nothing was changed. "
+        "Please try again.",
+    )
+
+
+def _fresh_per_seat(client, per_seat: PerSeat, failed: AppError) -> subscriptions._Fresh:
+    """The subscription as Stripe has it now, still on the price `per_seat` was decided on.
+
+    The plan may have changed since (another tab, the Customer Portal, its webhook not processed
+    yet): a quantity sent to a flat price would bill that plan N times. Then the mirror catches up
+    and the action is refused (409 SEAT_CHANGE_IN_PROGRESS); tried again, it decides on the new plan.
+    """
+    fresh = subscriptions._fresh(client, per_seat.sub, failed)
+    if _price_id(fresh.stripe_sub["items"]["data"][0]) != per_seat.sub.stripe_price_id:
+        resync_after_change(fresh.customer_id)
+        raise _plan_moved()
+    return fresh
+
+
 def set_quantity(per_seat: PerSeat, decide: Callable[[int], int]) -> QuantityChange:
     """Set the quantity to decide(quantity Stripe has now), when that differs, in the subscription and
-    in a scheduled downgrade's phases. Raises (409/502) with nothing changed when Stripe refuses.
-    Call under the org's seat claim."""
+    in a scheduled downgrade's phases. Raises (409/502) with nothing changed when Stripe refuses or
+    the subscription is no longer on `per_seat`'s price. Call under the org's seat claim."""
     client = gateway.stripe_client()
-    fresh = subscriptions._fresh(client, per_seat.sub, _failed())
+    fresh = _fresh_per_seat(client, per_seat, _failed())
     item = fresh.stripe_sub["items"]["data"][0]
     before = item.get("quantity") or 1
     change = QuantityChange(fresh.customer_id, per_seat.sub.stripe_id, item["id"], before, decide(before))
@@ -205,8 +233,8 @@ def _prorated(per_seat: PerSeat, quantity: int) -> tuple[int, int]:
     """(prorated difference for the rest of this period, of which due at once if billed now) for
     moving to `quantity` seats, from Stripe's preview of the change."""
     client = gateway.stripe_client()
-    failed = AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.")
-    fresh = subscriptions._fresh(client, per_seat.sub, failed)
+    failed = _unreachable()
+    fresh = _fresh_per_seat(client, per_seat, failed)
     item = fresh.stripe_sub["items"]["data"][0]
     if (item.get("quantity") or 1) == quantity:
         return 0, 0
