@@ -7,9 +7,10 @@ An invitation expires after 7 days, can be revoked, and works once. Inviting say
 whether the email has an account here: the answer is the same either way.
 
 A pending invitation reserves a seat against the plan's cap; accepting takes it (billing/seats.py).
-On a per-seat plan, accepting raises the Stripe quantity first and adds the member only once
-Stripe agreed (billing/seat_billing.py): a refusal leaves the invitation pending, nobody added,
-and the reason on the invitation for the admins to see.
+Whether the plan is billed per seat is decided on the price Stripe bills now (the mirror may lag
+a Customer Portal switch). On a per-seat plan, accepting raises the Stripe quantity first and adds
+the member only once Stripe agreed (billing/seat_billing.py): a refusal leaves the invitation
+pending, nobody added, and the reason on the invitation for the admins to see.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from billing_app.auth.accounts import Actor, _check_can_grant, normalize_email
 from billing_app.notifications import hooks as notification_hooks
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.billing.seat_billing import (
-    CostPreview, invite_cost, per_seat_subscription, resync_if_changed, set_quantity, undone_on_failure,
+    CostPreview, invite_cost, per_seat_at_stripe, resync_if_changed, set_quantity, undone_on_failure,
 )
 from billing_app.billing.seats import refuse_acceptance, refuse_invitation, required_quantity, seat_claim, seats_of
 from billing_app.db import session_scope
@@ -244,12 +245,15 @@ def accept(actor: Actor, token: str) -> int:
             if already is not None:
                 _mark(session, inv, accepted_at=utcnow(), accepted_by_id=actor.user_id, last_error=None)
                 return org_id
+            invitation_id, role = inv.id, inv.role
+        # Per seat or not as Stripe bills now: a portal switch may not be mirrored yet. The mirror
+        # (synced when it differed) then gives the cap checked here.
+        per_seat = per_seat_at_stripe(org_id)
+        with session_scope() as session:
             seats = seats_of(session, org_id)
             refuse_acceptance(session, seats)
             members_after = seats.used + 1
-            invitation_id, role = inv.id, inv.role
         change = None
-        per_seat = per_seat_subscription(org_id)
         if per_seat is not None:
             needed = required_quantity(per_seat.plan.min_seats, members_after)
             # Counted here, where Stripe is called: a repeated acceptance that fails earlier costs
@@ -258,6 +262,8 @@ def accept(actor: Actor, token: str) -> int:
             try:
                 change = set_quantity(per_seat, lambda current: max(current, needed))
             except AppError as error:
+                if error.code == ErrorCode.SEAT_CHANGE_IN_PROGRESS:
+                    raise  # the plan changed meanwhile: nothing for the admins to fix, trying again works
                 _note_failure(invitation_id, f"{actor.email} could not join: {error.message}")
                 raise AppError(
                     error.code,

@@ -171,6 +171,38 @@ def _fresh_per_seat(client, per_seat: PerSeat, failed: AppError) -> subscription
     return fresh
 
 
+def _agrees(sub: OrgSubscription, stripe_sub: dict) -> bool:
+    return stripe_sub["status"] == sub.status and _price_id(stripe_sub["items"]["data"][0]) == sub.stripe_price_id
+
+
+def per_seat_at_stripe(org_id: int) -> PerSeat | None:
+    """`per_seat_subscription`, decided on the plan Stripe bills now, not on the mirror alone.
+
+    Where they differ (a Customer Portal switch whose webhook is not processed yet) the customer's
+    mirror is synced first, so the seat cap the caller checks next is the new plan's; refused
+    (SEAT_CHANGE_IN_PROGRESS) if they still differ. One Stripe read when the org has a subscription
+    to manage, none otherwise. Call under the org's seat claim.
+    """
+    with session_scope() as session:
+        sub = current_subscription(session, org_id)
+    if sub is None or not sub.is_manageable:
+        return None
+    client = gateway.stripe_client()
+    try:
+        fresh = subscriptions._Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id))
+    except gateway.StripeFailure:
+        raise _unreachable() from None
+    if not _agrees(sub, fresh.stripe_sub):
+        resync_after_change(fresh.customer_id)
+        with session_scope() as session:
+            synced = current_subscription(session, org_id)
+        if synced is None or not synced.is_manageable:
+            return None  # ended at Stripe: the free tier's caps now
+        if synced.stripe_id != sub.stripe_id or not _agrees(synced, fresh.stripe_sub):
+            raise _plan_moved()
+    return per_seat_subscription(org_id)
+
+
 def set_quantity(per_seat: PerSeat, decide: Callable[[int], int]) -> QuantityChange:
     """Set the quantity to decide(quantity Stripe has now), when that differs, in the subscription and
     in a scheduled downgrade's phases. Raises (409/502) with nothing changed when Stripe refuses or

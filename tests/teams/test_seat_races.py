@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from billing_app.auth import members
+from billing_app.auth import invitations, members
 from billing_app.billing import seat_billing
 from billing_app.billing.subscriptions import change_plan
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import Membership, OrgSubscription, PlanPeriod
-from tests.billing.helpers import expect, period_id
+from tests.api.helpers import add_membership
+from tests.billing.helpers import buy, expect, period_id
 from tests.teams.helpers import (
     buy_team,
+    invitee,
     join,
     mirror_quantity,
     quantity_at_stripe,
     stripe_subscription,
+    token_of,
 )
 
 
@@ -68,6 +71,44 @@ def test_a_seat_purchase_racing_a_switch_to_a_flat_plan_does_not_multiply_the_fl
     assert billed_at_stripe(org, stripe_env) == (price_of("business"), 1)
     # Trying again decides on the plan the organization is on now.
     expect(ErrorCode.NOT_PER_SEAT, seat_billing.change_seats, org.admin, 10, preview=False)
+
+
+def test_accepting_an_invitation_after_a_portal_switch_to_a_flat_plan_does_not_multiply_it(org, stripe_env):
+    buy_team(org, stripe_env)
+    join(org, "carol@example.com")  # 3 members: Team's 3 seats
+    dave_invite = invitations.invite(org.admin, email="dave@example.com")
+    portal_switch(org, stripe_env, "business")
+    dave = invitee("dave@example.com")
+    invitations.accept(dave, token_of(dave_invite.url))  # Business has no seat cap
+    assert dave.user_id in member_ids(org.id)
+    assert billed_at_stripe(org, stripe_env) == (price_of("business"), 1)
+    assert mirror_price(org) == price_of("business")  # the mirror caught up on the way
+
+
+def test_accepting_after_a_portal_switch_to_a_capped_flat_plan_keeps_its_cap(org, stripe_env):
+    buy_team(org, stripe_env)
+    join(org, "carol@example.com")  # 3 members
+    dave_invite = invitations.invite(org.admin, email="dave@example.com")  # Team: no cap
+    portal_switch(org, stripe_env, "starter")  # up to 3 seats
+    dave = invitee("dave@example.com")
+    error = expect(ErrorCode.SEAT_LIMIT_REACHED, invitations.accept, dave, token_of(dave_invite.url))
+    assert "Starter plan allows 3 seats" in error.message
+    assert dave.user_id not in member_ids(org.id)
+    assert billed_at_stripe(org, stripe_env) == (price_of("starter"), 1)
+    assert invitations.find(token_of(dave_invite.url)).status == "pending"
+
+
+def test_accepting_an_invitation_after_a_portal_switch_to_a_per_seat_plan_charges_the_seat(org, stripe_env):
+    buy(org, "pro", sandbox=stripe_env)  # flat, up to 15 seats
+    add_membership(org.id, invitee("carol@example.com").user_id)  # 3 members
+    dave_invite = invitations.invite(org.admin, email="dave@example.com")
+    assert dave_invite.cost is None  # the mirror still says Pro
+    portal_switch(org, stripe_env, "team", quantity=3)
+    dave = invitee("dave@example.com")
+    invitations.accept(dave, token_of(dave_invite.url))
+    assert dave.user_id in member_ids(org.id)
+    assert billed_at_stripe(org, stripe_env) == (price_of("team"), 4)  # the fourth member's seat is billed
+    assert mirror_quantity(org) == 4
 
 
 def test_removing_a_member_after_a_portal_switch_to_a_flat_plan_does_not_multiply_it(org, stripe_env):
