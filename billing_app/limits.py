@@ -14,6 +14,7 @@ with `hit_in_thread`: a count may wait for Redis, the event loop must not.
     STRIPE_ORG              every action that calls Stripe, per organization (pages and REST)
     API_TOKEN               every REST request, per token
     ACCOUNT_USER            password changes, answers to invitations: a user's account actions
+    INVITATION_EMAIL        invitation emails per recipient address, whichever org sends them
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ REGISTER_IP = "register_ip"
 STRIPE_ORG = "stripe_org"
 API_TOKEN = "api_token"
 ACCOUNT_USER = "account_user"
+INVITATION_EMAIL = "invitation_email"
 
 _MESSAGES = {
     LOGIN_IP: "Too many login attempts from your network. Try again in {s} seconds.",
@@ -50,6 +52,7 @@ _MESSAGES = {
     STRIPE_ORG: "Too many billing requests for your organization. Try again in {s} seconds.",
     API_TOKEN: "Too many requests with this API token. Try again in {s} seconds.",
     ACCOUNT_USER: "Too many attempts. Try again in {s} seconds.",
+    INVITATION_EMAIL: "Too many invitations were sent to this email address. Try again in {s} seconds.",
 }
 
 

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     rate_limit_stripe_org: str = "120/minute;1000/hour"
     rate_limit_api_token: str = "600/minute"
     rate_limit_account_user: str = "10/minute"
+    # Invitation emails to one address (lower-cased), from any org: anyone can sign up as an admin and
+    # name the org and inviter the email shows, so re-inviting must not make the app a spam relay.
+    rate_limit_invitation_email: str = "5/hour;20/day"
     # Password hashing runs in this many threads (argon2id takes about 64 MiB and 0.1 s each); at
     # most PASSWORD_HASH_QUEUE more wait, beyond that a login is refused as busy (429).
     password_hash_workers: int = Field(default=2, ge=1, le=32)
@@ -139,7 +142,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rate_limit_login_ip", "rate_limit_login_email", "rate_limit_register_ip",
-        "rate_limit_stripe_org", "rate_limit_api_token", "rate_limit_account_user",
+        "rate_limit_stripe_org", "rate_limit_api_token", "rate_limit_account_user", "rate_limit_invitation_email",
     )
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:

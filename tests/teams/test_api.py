@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from sqlmodel import func, select
 
+from billing_app import limits
 from billing_app.auth import invitations
 from billing_app.db import session_scope
-from billing_app.models import Invitation
+from billing_app.models import Invitation, Notification
 from tests.api.helpers import add_membership, err, ok
 from tests.billing.helpers import buy, period_id
 from tests.teams.helpers import ANONYMOUS, ROLES, buy_team, invitee, join, quantity_at_stripe, role_headers, token_of
 
 OK = (200, None)
+
+
+@pytest.fixture
+def fresh_limits():
+    limits.reset()
+    yield
+    limits.reset()
+
 FORBIDDEN = (403, "FORBIDDEN")
 
 
@@ -162,3 +172,25 @@ def test_buy_takes_seats_for_per_seat_plans_only(client, tokens, stripe_env):
     assert (item.quantity, item.amount_total) == (6, 4800)
     default = ok(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": team}))
     assert stripe_env.client.v1.checkout.sessions.line_items.list(default["sessionId"]).data[0].quantity == 4  # the members
+
+
+def invitation_emails_to(address: str) -> int:
+    with session_scope() as s:
+        return s.exec(select(func.count()).select_from(Notification)
+                      .where(Notification.kind == "invitation", Notification.recipients.contains(address))).one()
+
+
+def test_invitation_emails_to_one_address_are_limited(client, tokens, roomy_free_tier, fresh_limits):
+    # Anyone can sign up and be an admin, and the email carries their org and inviter names: re-inviting
+    # one address must not turn the platform's mail into a cannon aimed at it.
+    for _ in range(5):  # RATE_LIMIT_INVITATION_EMAIL's default: 5 an hour
+        ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "victim@example.org"}))
+    for headers, email in [(tokens.admin, "victim@example.org"), (tokens.admin, " Victim@Example.ORG"),
+                           (tokens.other_admin, "victim@example.org")]:  # per address, whichever org invites
+        refused = err(client.post("/api/org/invitations", headers=headers, json={"email": email}), 429, "RATE_LIMITED")
+        assert "Too many invitations were sent to this email address" in refused["message"]
+    assert invitation_emails_to("victim@example.org") == 5
+    with session_scope() as s:
+        pending = s.exec(select(Invitation).where(Invitation.email == "victim@example.org", Invitation.revoked_at.is_(None))).all()
+    assert len(pending) == 1  # the last one sent still works
+    ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "someone-else@example.org"}))
