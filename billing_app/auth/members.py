@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlmodel import delete, select
 
 from billing_app.auth.accounts import Actor, MemberRow
-from billing_app.billing.seat_billing import per_seat_subscription, resync_if_changed, set_quantity, undone_on_failure
+from billing_app.billing.seat_billing import per_seat_at_stripe, resync_if_changed, set_quantity, undone_on_failure
 from billing_app.billing.seats import required_quantity, seat_claim
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -48,7 +48,7 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
             row = MemberRow(user.id, user.email, user.name, Role(target.role))
             members_left = len(memberships) - 1
         change = None
-        per_seat = per_seat_subscription(org_id)
+        per_seat = per_seat_at_stripe(org_id)  # as Stripe bills now: a portal switch may not be mirrored yet
         if per_seat is not None:
             needed = required_quantity(per_seat.plan.min_seats, members_left)
             change = set_quantity(per_seat, lambda _current: needed)
