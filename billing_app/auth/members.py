@@ -9,7 +9,12 @@ from __future__ import annotations
 from sqlmodel import delete, select
 
 from billing_app.auth.accounts import Actor, MemberRow
-from billing_app.billing.seat_billing import per_seat_at_stripe, resync_if_changed, set_quantity, undone_on_failure
+from billing_app.billing.seat_billing import (
+    per_seat_at_stripe,
+    resync_if_changed,
+    set_quantity,
+    undone_on_failure,
+)
 from billing_app.billing.seats import required_quantity, seat_claim
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode

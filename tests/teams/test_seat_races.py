@@ -20,7 +20,6 @@ from tests.teams.helpers import (
     invitee,
     join,
     mirror_quantity,
-    quantity_at_stripe,
     stripe_subscription,
     token_of,
 )
