@@ -15,6 +15,7 @@ with `hit_in_thread`: a count may wait for Redis, the event loop must not.
     API_TOKEN               every REST request, per token
     ACCOUNT_USER            password changes, answers to invitations: a user's account actions
     INVITATION_EMAIL        invitation emails per recipient address, whichever org sends them
+    RESET_IP                password reset emails asked for, per client address
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ STRIPE_ORG = "stripe_org"
 API_TOKEN = "api_token"
 ACCOUNT_USER = "account_user"
 INVITATION_EMAIL = "invitation_email"
+RESET_IP = "reset_ip"
 
 _MESSAGES = {
     LOGIN_IP: "Too many login attempts from your network. Try again in {s} seconds.",
@@ -53,6 +55,7 @@ _MESSAGES = {
     API_TOKEN: "Too many requests with this API token. Try again in {s} seconds.",
     ACCOUNT_USER: "Too many attempts. Try again in {s} seconds.",
     INVITATION_EMAIL: "Too many invitations were sent to this email address. Try again in {s} seconds.",
+    RESET_IP: "Too many password reset requests from your network. Try again in {s} seconds.",
 }
 
 

@@ -14,7 +14,7 @@ ACCOUNT_TOKENS = "/account/tokens"
 ACCOUNT_SECURITY = "/account/security"
 # An invitation's link; the token is the last segment (see invite_path).
 INVITE = "/invite/[token]"
-# Email (billing_app/notifications): the outbox as a mailbox (development or sandbox only),
+# Email (billing_app/notifications): the outbox as a mailbox (development only),
 # asking for a password reset link, and using one.
 DEV_MAIL = "/dev/mail"
 ACCOUNT_NOTIFICATIONS = "/account/notifications"

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Invitation emails to one address (lower-cased), from any org: anyone can sign up as an admin and
     # name the org and inviter the email shows, so re-inviting must not make the app a spam relay.
     rate_limit_invitation_email: str = "5/hour;20/day"
+    # Reset emails asked for from one client address, whatever the emails: one browser must not mail
+    # every account it can name (each email also has its own limit, LOGIN_EMAIL).
+    rate_limit_reset_ip: str = "5/minute;20/hour"
     # Password hashing runs in this many threads (argon2id takes about 64 MiB and 0.1 s each); at
     # most PASSWORD_HASH_QUEUE more wait, beyond that a login is refused as busy (429).
     password_hash_workers: int = Field(default=2, ge=1, le=32)
@@ -106,7 +109,7 @@ class Settings(BaseSettings):
     # burst of changes makes no burst of invoices), always_invoice (billed at once), none.
     seat_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
     # Email (billing_app/notifications): unset SMTP_URL keeps every message in the outbox, shown
-    # at /dev/mail in development or sandbox mode; nothing leaves the machine. Set, /dev/mail is off.
+    # at /dev/mail in development (never in a --prod build); nothing leaves the machine. Set, /dev/mail is off.
     # smtp://user:pass@host:587 (STARTTLS, required unless the host is loopback) or smtps://host:465;
     # the certificate is verified (system CAs, or SSL_CERT_FILE).
     smtp_url: SmtpUrl = None
@@ -143,6 +146,7 @@ class Settings(BaseSettings):
     @field_validator(
         "rate_limit_login_ip", "rate_limit_login_email", "rate_limit_register_ip",
         "rate_limit_stripe_org", "rate_limit_api_token", "rate_limit_account_user", "rate_limit_invitation_email",
+        "rate_limit_reset_ip",
     )
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:

@@ -35,11 +35,10 @@ class ForgotState(BusyForm, AuthState):
         email = form_text(form, "email").strip().lower()[:254]
         try:
             if email:
-                # Per client too, not only per email: one browser must not mail every account it can
-                # name. Counted with the logins from that address (an attempt at getting into an account).
+                # Per client too, not only per email: one browser must not mail every account it can name.
                 async with self:
                     client_ip = self.router.session.client_ip or "unknown"
-                await limits.hit_in_thread(limits.LOGIN_IP, client_ip)
+                await limits.hit_in_thread(limits.RESET_IP, client_ip)
                 await limits.hit_in_thread(limits.LOGIN_EMAIL, f"reset:{email}")
                 await asyncio.to_thread(reset.request_reset, email)
         except AppError as error:
