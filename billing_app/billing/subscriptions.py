@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import structlog
 from sqlmodel import select
 
 from billing_app.auth.accounts import Actor
@@ -28,6 +29,8 @@ from billing_app.models import (
     PlanPeriod,
     Role,
 )
+
+log = structlog.get_logger(__name__)
 
 
 def _manageable_subscription(org_id: int) -> OrgSubscription:
@@ -79,6 +82,11 @@ class _Fresh:
         items = self.stripe_sub["items"]["data"]
         return items[0]["price"]["id"] if items else None
 
+    @property
+    def plan_and_quantity(self) -> tuple[str | None, int]:
+        items = self.stripe_sub["items"]["data"]
+        return self.price_id, (items[0].get("quantity") or 1) if items else 0
+
 
 def _fresh(client, sub: OrgSubscription, failed: AppError) -> _Fresh:
     """Re-read the subscription and its schedule from Stripe; an ended one is refused (and synced).
@@ -112,6 +120,42 @@ def _release_schedule(client, fresh: _Fresh) -> None:
     """Drop a schedule Stripe has on the subscription (known to the mirror or not)."""
     if fresh.schedule_id:
         gateway.call(client.v1.subscription_schedules.release, fresh.schedule_id)
+
+
+@contextlib.contextmanager
+def _schedule_set_aside(client, sub: OrgSubscription, fresh: _Fresh) -> Iterator[None]:
+    """Release the schedule (a scheduled change) for an update Stripe refuses under one; when the
+    update then fails, put the same change back, so a failed action never drops it unseen."""
+    schedule = fresh.stripe_sub["schedule"] if fresh.schedule_id else None
+    _release_schedule(client, fresh)
+    try:
+        yield
+    except Exception:
+        if schedule is not None:
+            _restore_schedule(client, sub, fresh, schedule)
+        raise
+
+
+def _phase_items(phase: dict) -> list[dict]:
+    return [{"price": i["price"]["id"] if isinstance(i["price"], dict) else i["price"], "quantity": i.get("quantity") or 1}
+            for i in phase["items"]]
+
+
+def _restore_schedule(client, sub: OrgSubscription, fresh: _Fresh, schedule: dict) -> None:
+    """Re-create a released schedule's next phase, if the subscription is still as it was (an action
+    that went through despite its error keeps its effect). A restore that fails is logged: the
+    caller's re-sync then shows the change as gone, which is the truth at Stripe."""
+    phases = schedule.get("phases") or []
+    try:
+        now = _Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id, params={"expand": ["schedule"]}))
+        unchanged = not now.ended and not now.schedule_id and not now.stripe_sub.get("pending_update") \
+            and now.canceling == fresh.canceling and now.plan_and_quantity == fresh.plan_and_quantity
+        if unchanged and len(phases) > 1:
+            _write_schedule(client, sub, None, fresh.stripe_sub["items"]["data"][0], _phase_items(phases[1]),
+                            schedule.get("end_behavior") or "release")
+    except gateway.StripeFailure as failure:
+        log.error("billing.scheduled_change_lost", subscription=sub.stripe_id, schedule=schedule["id"],
+                  phases=[_phase_items(p) for p in phases], error=failure.message)
 
 
 @contextlib.contextmanager
@@ -156,11 +200,11 @@ def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = Non
         said = {k: v for k, v in {"comment": reason[:500] if reason else None, "feedback": feedback}.items() if v}
         details = {"cancellation_details": said} if said else {}
         # A pending downgrade's schedule would own the subscription; the cancellation replaces it.
-        _release_schedule(client, fresh)
-        if at_period_end:
-            gateway.call(client.v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": True, **details})
-        else:
-            gateway.call(client.v1.subscriptions.cancel, sub.stripe_id, params=details)
+        with _schedule_set_aside(client, sub, fresh):
+            if at_period_end:
+                gateway.call(client.v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": True, **details})
+            else:
+                gateway.call(client.v1.subscriptions.cancel, sub.stripe_id, params=details)
 
 
 def reactivate(actor: Actor) -> None:
@@ -169,8 +213,8 @@ def reactivate(actor: Actor) -> None:
         if not fresh.canceling:
             raise AppError(ErrorCode.SUBSCRIPTION_NOT_CANCELING, "This subscription is not set to cancel.")
         # Stripe refuses cancel-behaviour changes under a schedule (one left by a change made meanwhile).
-        _release_schedule(client, fresh)
-        gateway.call(client.v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": False})
+        with _schedule_set_aside(client, sub, fresh):
+            gateway.call(client.v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": False})
 
 
 def cancel_scheduled_change(actor: Actor) -> None:
@@ -270,29 +314,24 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
             raise _refusal(client, sub, failure, _change_failed()) from None
         return replace(change, amount_due_now=invoice["amount_due"])
     try:
-        # A pending downgrade would switch the upgrade back at the period end: drop it first.
-        _release_schedule(client, fresh)
-        updated = gateway.call(
-            client.v1.subscriptions.update, sub.stripe_id,
-            # Pending updates: the plan changes only once the prorated invoice is paid. A declined card
-            # leaves the plan as it was (its invoice is voided below); a payment that needs the
-            # customer's bank waits for them on the hosted invoice page.
-            params={"items": items, "proration_behavior": "always_invoice", "payment_behavior": "pending_if_incomplete"},
-        )
-        if updated.get("pending_update"):
-            confirm_url = _awaiting_customer(client, updated["latest_invoice"])
-            if confirm_url is None:
-                raise AppError(
-                    ErrorCode.STRIPE_PLAN_CHANGE_FAILED,
-                    "Your card was declined, so your plan was not changed. Update your payment method and try again.",
-                )
-            change = replace(change, applied=False, confirm_url=confirm_url)
+        # A pending downgrade would switch the upgrade back at the period end: set it aside first
+        # (back in place if the upgrade fails).
+        with _schedule_set_aside(client, sub, fresh):
+            updated = gateway.call(
+                client.v1.subscriptions.update, sub.stripe_id,
+                # Pending updates: the plan changes only once the prorated invoice is paid. A declined card
+                # leaves the plan as it was (its invoice is voided below); a payment that needs the
+                # customer's bank waits for them on the hosted invoice page.
+                params={"items": items, "proration_behavior": "always_invoice", "payment_behavior": "pending_if_incomplete"},
+            )
+            if updated.get("pending_update"):
+                confirm_url = _awaiting_customer(client, updated["latest_invoice"])
+                if confirm_url is None:
+                    raise _declined()
+                change = replace(change, applied=False, confirm_url=confirm_url)
     except gateway.StripeFailure as failure:
         if failure.card_error:
-            raise AppError(
-                ErrorCode.STRIPE_PLAN_CHANGE_FAILED,
-                "Your card was declined, so your plan was not changed. Update your payment method and try again.",
-            ) from None
+            raise _declined() from None
         raise _refusal(client, sub, failure, _change_failed()) from None
     finally:
         resync_after_change(fresh.customer_id)
@@ -318,6 +357,11 @@ def _change_failed() -> AppError:
     return AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not change the plan. Please try again.")
 
 
+def _declined() -> AppError:
+    return AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED,
+                    "Your card was declined, so your plan was not changed. Update your payment method and try again.")
+
+
 def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: PlanPeriod, change: PlanChange,
                         quantity: int = 1) -> PlanChange:
     """A downgrade keeps what was paid for until the period end, then switches (a schedule's second phase)."""
@@ -326,24 +370,27 @@ def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: Pla
     if not change.applied:
         return change
     try:
-        schedule_id = fresh.schedule_id
-        if not schedule_id:
-            schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": sub.stripe_id})["id"]
-        current_phase = gateway.call(client.v1.subscription_schedules.retrieve, schedule_id)["phases"][0]
-        keep = {"items": [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}],
-                "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
-        if current_phase.get("trial_end"):
-            keep["trial_end"] = current_phase["trial_end"]  # a current phase sent without it would end the trial now
-        gateway.call(
-            client.v1.subscription_schedules.update, schedule_id,
-            params={
-                "end_behavior": "release",
-                "phases": [keep, {"items": [{"price": target.stripe_price_id, "quantity": quantity}], "proration_behavior": "none"}],
-            },
-        )
+        _write_schedule(client, sub, fresh.schedule_id, item, [{"price": target.stripe_price_id, "quantity": quantity}])
     except gateway.StripeFailure as failure:
         raise _refusal(client, sub, failure, AppError(
             ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not schedule the plan change. Please try again.")) from None
     finally:
         resync_after_change(fresh.customer_id)
     return change
+
+
+def _write_schedule(client, sub: OrgSubscription, schedule_id: str | None, item: dict, next_items: list[dict],
+                    end_behavior: str = "release") -> None:
+    """Keep `item` until the period end (a schedule's current phase, made from the subscription when
+    it has none), then switch to `next_items`: a scheduled downgrade, or one put back after a failure."""
+    if not schedule_id:
+        schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": sub.stripe_id})["id"]
+    current_phase = gateway.call(client.v1.subscription_schedules.retrieve, schedule_id)["phases"][0]
+    keep = {"items": [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}],
+            "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
+    if current_phase.get("trial_end"):
+        keep["trial_end"] = current_phase["trial_end"]  # a current phase sent without it would end the trial now
+    gateway.call(
+        client.v1.subscription_schedules.update, schedule_id,
+        params={"end_behavior": end_behavior, "phases": [keep, {"items": next_items, "proration_behavior": "none"}]},
+    )

@@ -1,0 +1,102 @@
+"""Plan changes that must not lose what was asked for: a scheduled downgrade kept through a declined
+upgrade or a failed cancel/reactivate."""
+
+from __future__ import annotations
+
+from structlog.testing import capture_logs
+
+from billing_app.billing import gateway
+from billing_app.billing.subscriptions import cancel, change_plan, reactivate
+from billing_app.billing.sync import sync_customer
+from billing_app.errors import ErrorCode
+from tests.billing.helpers import access, buy_on_clock, expect, period_id, subscription
+
+
+def _downgrade_scheduled(org, stripe_env, db):
+    _clock, customer = buy_on_clock(org, stripe_env, plan="team")
+    change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    assert subscription(db, org).scheduled_period_id == period_id("starter", "MONTHLY")
+    return customer
+
+
+def _kept(stripe_env, db, org) -> None:
+    """The downgrade to Starter is still scheduled, at Stripe and in the mirror."""
+    sub = subscription(db, org)
+    assert sub.scheduled_period_id == period_id("starter", "MONTHLY"), "the scheduled downgrade was dropped"
+    at_stripe = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id)
+    schedule = stripe_env.client.v1.subscription_schedules.retrieve(at_stripe.schedule)
+    assert schedule.end_behavior == "release" and len(schedule.phases) == 2
+    assert schedule.phases[0]["end_date"] == int(sub.current_period_end.timestamp())
+    assert schedule.phases[0]["items"][0]["price"] == at_stripe["items"].data[0].price.id  # Team until then
+    assert schedule.phases[1]["items"][0]["price"] != at_stripe["items"].data[0].price.id  # then Starter
+
+
+def _failing_subscription_update(monkeypatch, when) -> None:
+    """Stripe answers 500 to the subscription update whose params match `when`."""
+    real = gateway.call
+
+    def call(fn, *args, **kwargs):
+        owner = type(getattr(fn, "__self__", None)).__name__
+        if getattr(fn, "__name__", "") == "update" and owner == "SubscriptionService" and when(kwargs.get("params") or {}):
+            raise gateway.StripeFailure("api_error", status=500)
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", call)
+
+
+def test_declined_upgrade_keeps_the_scheduled_downgrade(org, stripe_env, db):
+    """'Your plan was not changed' also means the downgrade the admin scheduled still stands."""
+    customer = _downgrade_scheduled(org, stripe_env, db)
+    failing = stripe_env.client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": customer.id})
+    stripe_env.client.v1.subscriptions.update(subscription(db, org).stripe_id, params={"default_payment_method": failing.id})
+    error = expect(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, change_plan, org.admin, period_id("business", "MONTHLY"), preview=False)
+    assert "declined" in error.message and "not changed" in error.message
+    _kept(stripe_env, db, org)
+    assert access(org).plan_key == "team"
+
+
+def test_a_cancel_that_stripe_fails_keeps_the_scheduled_downgrade(org, stripe_env, db, monkeypatch):
+    _downgrade_scheduled(org, stripe_env, db)
+    _failing_subscription_update(monkeypatch, lambda params: "cancel_at_period_end" in params)
+    error = expect(ErrorCode.STRIPE_CANCELLATION_FAILED, cancel, org.admin, at_period_end=True)
+    assert "could not cancel" in error.message
+    _kept(stripe_env, db, org)
+    assert not subscription(db, org).cancel_at_period_end
+
+
+def test_a_reactivation_that_stripe_fails_keeps_the_scheduled_change(org, stripe_env, db, monkeypatch):
+    """A schedule made at Stripe while the subscription was set to cancel (the dashboard, the portal)."""
+    customer = _downgrade_scheduled(org, stripe_env, db)
+    sub = subscription(db, org)
+    schedule = stripe_env.client.v1.subscription_schedules.retrieve(sub.stripe_schedule_id)
+    stripe_env.client.v1.subscription_schedules.release(schedule.id)
+    stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={"cancel_at_period_end": True})
+    new = stripe_env.client.v1.subscription_schedules.create(params={"from_subscription": sub.stripe_id})
+    stripe_env.client.v1.subscription_schedules.update(new.id, params={"end_behavior": "release", "phases": [
+        {"items": [{"price": p["items"][0]["price"], "quantity": p["items"][0]["quantity"]}],
+         **({"start_date": p["start_date"], "end_date": p["end_date"]} if i == 0 else {"proration_behavior": "none"})}
+        for i, p in enumerate(schedule.phases)]})
+    sync_customer(customer.id)
+    _kept(stripe_env, db, org)
+    _failing_subscription_update(monkeypatch, lambda params: params.get("cancel_at_period_end") is False)
+    expect(ErrorCode.STRIPE_REACTIVATION_FAILED, reactivate, org.admin)
+    _kept(stripe_env, db, org)
+
+
+def test_a_restore_that_fails_too_is_logged_and_the_mirror_tells_the_truth(org, stripe_env, db, monkeypatch):
+    _downgrade_scheduled(org, stripe_env, db)
+    _failing_subscription_update(monkeypatch, lambda params: "cancel_at_period_end" in params)
+    real = gateway.call
+
+    def call(fn, *args, **kwargs):  # ...and Stripe fails the schedule's re-creation as well
+        if getattr(fn, "__name__", "") == "create" and type(getattr(fn, "__self__", None)).__name__ == "SubscriptionScheduleService":
+            raise gateway.StripeFailure("api_error", status=500)
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", call)
+    with capture_logs() as logs:
+        expect(ErrorCode.STRIPE_CANCELLATION_FAILED, cancel, org.admin, at_period_end=True)
+    lost = [e for e in logs if e["event"] == "billing.scheduled_change_lost"]
+    assert lost and lost[0]["log_level"] == "error" and lost[0]["subscription"] == subscription(db, org).stripe_id
+    sub = subscription(db, org)
+    assert sub.stripe_schedule_id is None and sub.scheduled_period_id is None  # as Stripe has it: no hidden promise
