@@ -22,6 +22,7 @@ from billing_app.billing.seats import refuse_plan_too_small, required_quantity, 
 from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
+from billing_app.formatting import format_datetime
 from billing_app.models import (
     ENDED_STATUSES,
     OrgSubscription,
@@ -80,6 +81,12 @@ class _Fresh:
     @property
     def price_id(self) -> str | None:
         items = self.stripe_sub["items"]["data"]
+        return items[0]["price"]["id"] if items else None
+
+    @property
+    def pending_price_id(self) -> str | None:
+        """The price an upgrade waiting for its invoice to be paid would switch to (Stripe's pending update)."""
+        items = (self.stripe_sub.get("pending_update") or {}).get("subscription_items") or []
         return items[0]["price"]["id"] if items else None
 
     @property
@@ -280,6 +287,7 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
         raise AppError(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, "That plan is not available to your organization.")
     if fresh.price_id == target.stripe_price_id:
         raise AppError(ErrorCode.SAME_PLAN, "You are already on this plan.")
+    awaiting = _pending_upgrade(client, fresh)
     if fresh.canceling:
         resync_after_change(fresh.customer_id)
         raise AppError(
@@ -297,6 +305,8 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
         from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=upgrade,
         amount_due_now=0, currency=target.currency, applied=not preview,
     )
+    if awaiting is not None:
+        return _answer_pending(awaiting, target, change)
     if not upgrade:
         return _schedule_downgrade(client, sub, fresh, target, change, quantity)
     items = [{"id": fresh.stripe_sub["items"]["data"][0]["id"], "price": target.stripe_price_id, "quantity": quantity}]
@@ -336,6 +346,46 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
     finally:
         resync_after_change(fresh.customer_id)
     return change
+
+
+@dataclass(frozen=True)
+class _PendingUpgrade:
+    price_id: str
+    invoice: dict
+    expires_at: int | None
+
+
+def _pending_upgrade(client, fresh: _Fresh) -> _PendingUpgrade | None:
+    """An upgrade already waiting for its payment (a pending update: Stripe applies it once the
+    subscription's latest invoice, still open, is paid, and drops it at `expires_at`)."""
+    if not fresh.pending_price_id or not fresh.stripe_sub.get("latest_invoice"):
+        return None
+    invoice = fresh.stripe_sub["latest_invoice"]
+    invoice_id = invoice if isinstance(invoice, str) else invoice["id"]
+    try:
+        invoice = gateway.call(client.v1.invoices.retrieve, invoice_id)
+    except gateway.StripeFailure:
+        raise _change_failed() from None
+    if invoice["status"] != "open":
+        return None
+    return _PendingUpgrade(fresh.pending_price_id, invoice, fresh.stripe_sub["pending_update"].get("expires_at"))
+
+
+def _answer_pending(awaiting: _PendingUpgrade, target: PlanPeriod, change: PlanChange) -> PlanChange:
+    """Never a second bill for one upgrade: the same target answers the page the first click was
+    sent to; another plan waits until that payment is confirmed or lapses."""
+    if awaiting.price_id == target.stripe_price_id:
+        return replace(change, applied=False, amount_due_now=awaiting.invoice["amount_due"],
+                       confirm_url=awaiting.invoice["hosted_invoice_url"])
+    with session_scope() as session:
+        period = session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == awaiting.price_id)).first()
+        name = period.plan.name if period and period.plan else "another plan"
+    lapses = f" (it lapses on {format_datetime(datetime.fromtimestamp(awaiting.expires_at, tz=UTC))})" if awaiting.expires_at else ""
+    raise AppError(
+        ErrorCode.PLAN_CHANGE_PENDING,
+        f"An upgrade to {name} is waiting for the payment to be confirmed. Confirm it on the payment page, "
+        f"or let it lapse{lapses}, before choosing another plan.",
+    )
 
 
 def _awaiting_customer(client, invoice_id: str) -> str | None:

@@ -1,15 +1,56 @@
-"""Plan changes that must not lose what was asked for: a scheduled downgrade kept through a declined
-upgrade or a failed cancel/reactivate."""
+"""Plan changes that must not cost twice or lose what was asked for: an upgrade waiting for 3-D Secure
+clicked again, a scheduled downgrade kept through a declined upgrade or a failed cancel/reactivate."""
 
 from __future__ import annotations
 
+import httpx
 from structlog.testing import capture_logs
 
 from billing_app.billing import gateway
+from billing_app.billing.checkout import checkout_status, start_checkout
+from billing_app.billing.customers import customer_id_for
 from billing_app.billing.subscriptions import cancel, change_plan, reactivate
 from billing_app.billing.sync import sync_customer
 from billing_app.errors import ErrorCode
+from billing_app.models import PlanPeriod
 from tests.billing.helpers import access, buy_on_clock, expect, period_id, subscription
+
+
+def _bought_with_a_card_needing_3ds(org, stripe_env):
+    """Starter bought with the card whose every payment needs the bank (approved at Checkout)."""
+    started = start_checkout(org.admin, period_id("starter", "MONTHLY"))
+    stripe_env.complete_checkout(started.session_id, payment_method="pm_card_authenticationRequired", authentication="approve")
+    checkout_status(org.admin, started.session_id)
+
+
+def _invoices(stripe_env, org, status: str) -> list:
+    return stripe_env.client.v1.invoices.list(params={"customer": customer_id_for(org.id), "status": status}).data
+
+
+def test_an_upgrade_awaiting_3ds_clicked_twice_is_charged_once(org, stripe_env, db):
+    _bought_with_a_card_needing_3ds(org, stripe_env)
+    first = change_plan(org.admin, period_id("pro", "MONTHLY"), preview=False)  # waits for the bank
+    assert first.confirm_url and not first.applied
+    second = change_plan(org.admin, period_id("pro", "MONTHLY"), preview=False)  # the same click again (other tab)
+    assert not second.applied and second.confirm_url == first.confirm_url  # the same page, not a second bill
+    assert len(_invoices(stripe_env, org, "open")) == 1
+
+    assert httpx.post(f"{first.confirm_url}/authenticate", data={"authentication": "approve"}).status_code == 303
+    charged = [i.amount_paid for i in _invoices(stripe_env, org, "paid") if i.amount_paid > 0]
+    assert len(charged) == 2, f"the purchase and one upgrade, charged: {charged}"
+    sync_customer(customer_id_for(org.id))
+    assert access(org).plan_key == "pro"
+
+
+def test_another_plan_while_an_upgrade_awaits_3ds_is_refused(org, stripe_env, db):
+    _bought_with_a_card_needing_3ds(org, stripe_env)
+    first = change_plan(org.admin, period_id("pro", "MONTHLY"), preview=False)
+    error = expect(ErrorCode.PLAN_CHANGE_PENDING, change_plan, org.admin, period_id("business", "MONTHLY"), preview=False)
+    assert "Pro" in error.message and "confirm" in error.message
+    expect(ErrorCode.PLAN_CHANGE_PENDING, change_plan, org.admin, period_id("business", "MONTHLY"), preview=True)
+    assert [i.hosted_invoice_url for i in _invoices(stripe_env, org, "open")] == [first.confirm_url]
+    at_stripe = stripe_env.client.v1.subscriptions.retrieve(subscription(db, org).stripe_id)
+    assert at_stripe.pending_update.subscription_items[0].price.id == db.get(PlanPeriod, period_id("pro", "MONTHLY")).stripe_price_id
 
 
 def _downgrade_scheduled(org, stripe_env, db):
