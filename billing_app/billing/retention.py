@@ -56,7 +56,7 @@ def pause(actor: Actor, months: int) -> datetime:
     with _admin_acting_on(actor, failed) as (sub, client, fresh):
         stripe_sub = fresh.stripe_sub
         pc = stripe_sub.get("pause_collection")
-        if pc or stripe_sub["status"] == "paused":
+        if fresh.paused:
             until = f" until {format_date(datetime.fromtimestamp(pc['resumes_at'], timezone.utc))}" if pc and pc.get("resumes_at") else ""
             raise AppError(ErrorCode.SUBSCRIPTION_PAUSED, f"This subscription is already paused{until}.")
         if fresh.canceling:

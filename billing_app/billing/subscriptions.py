@@ -71,6 +71,11 @@ class _Fresh:
         return bool(self.stripe_sub.get("cancel_at_period_end"))
 
     @property
+    def paused(self) -> bool:
+        """Collection paused (the cancellation flow's pause) or a subscription Stripe paused."""
+        return bool(self.stripe_sub.get("pause_collection")) or self.stripe_sub["status"] == "paused"
+
+    @property
     def schedule_id(self) -> str | None:
         """A schedule that still owns the subscription (a downgrade waiting for the period end)."""
         schedule = self.stripe_sub.get("schedule")
@@ -301,6 +306,11 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
         kept = current_quantity if current_plan is not None and current_plan.per_seat else 1
         quantity = max(kept, required_quantity(target_plan.min_seats, members))
     upgrade = current is None or _monthly_value(target) * quantity >= _monthly_value(current) * current_quantity
+    if upgrade and fresh.paused:
+        # A paused subscription's invoices are voided (pause_collection: void), which would discard
+        # the upgrade as if the card were declined.
+        raise AppError(ErrorCode.SUBSCRIPTION_PAUSED,
+                       "This subscription is paused. Resume it first (Resume now on the billing page), then upgrade.")
     change = PlanChange(
         from_plan=current_plan.name if current_plan else "", to_plan=target_plan.name, upgrade=upgrade,
         amount_due_now=0, currency=target.currency, applied=not preview,

@@ -61,7 +61,8 @@ def test_the_document_lists_every_route_with_its_auth_and_errors(client):
         "SAME_PLAN", "LIFETIME_NOT_CHANGEABLE", "SUBSCRIPTION_ALREADY_CANCELED",
         "SUBSCRIPTION_CANCELING",  # issue 10: a downgrade on a subscription set to cancel
         "SEAT_LIMIT_EXCEEDED", "SEAT_CHANGE_IN_PROGRESS",  # teams: a plan whose seat cap is below the members
-        "PLAN_CHANGE_PENDING"}  # another plan while an upgrade waits for 3-D Secure
+        "PLAN_CHANGE_PENDING",  # another plan while an upgrade waits for 3-D Secure
+        "SUBSCRIPTION_PAUSED"}  # an upgrade while paused (resume first)
     assert "STRIPE_PLAN_CHANGE_FAILED" in change["502"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]
     pause = doc["paths"]["/api/subscriptions/pause"]["post"]["responses"]
     assert set(pause["409"]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"]) >= {

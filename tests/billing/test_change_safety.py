@@ -1,12 +1,13 @@
 """Plan changes that must not cost twice or lose what was asked for: an upgrade waiting for 3-D Secure
-clicked again, a scheduled downgrade kept through a declined upgrade or a failed cancel/reactivate."""
+clicked again, a scheduled downgrade kept through a declined upgrade or a failed cancel/reactivate,
+and an upgrade while paused refused as paused."""
 
 from __future__ import annotations
 
 import httpx
 from structlog.testing import capture_logs
 
-from billing_app.billing import gateway
+from billing_app.billing import gateway, retention
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.subscriptions import cancel, change_plan, reactivate
@@ -141,3 +142,15 @@ def test_a_restore_that_fails_too_is_logged_and_the_mirror_tells_the_truth(org, 
     assert lost and lost[0]["log_level"] == "error" and lost[0]["subscription"] == subscription(db, org).stripe_id
     sub = subscription(db, org)
     assert sub.stripe_schedule_id is None and sub.scheduled_period_id is None  # as Stripe has it: no hidden promise
+
+
+def test_an_upgrade_while_paused_is_refused_as_paused_not_as_a_declined_card(org, stripe_env, db):
+    buy_on_clock(org, stripe_env, plan="starter")
+    retention.pause(org.admin, 1)
+    invoices_before = len(_invoices(stripe_env, org, "void")) + len(_invoices(stripe_env, org, "open"))
+    for preview in (True, False):
+        error = expect(ErrorCode.SUBSCRIPTION_PAUSED, change_plan, org.admin, period_id("business", "MONTHLY"), preview=preview)
+        assert "declined" not in error.message and "Resume" in error.message
+    at_stripe = stripe_env.client.v1.subscriptions.retrieve(subscription(db, org).stripe_id)
+    assert at_stripe.pending_update is None and at_stripe["items"].data[0].price.id == subscription(db, org).stripe_price_id
+    assert len(_invoices(stripe_env, org, "void")) + len(_invoices(stripe_env, org, "open")) == invoices_before

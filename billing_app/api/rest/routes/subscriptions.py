@@ -135,7 +135,7 @@ def reactivate(actor: Admin) -> SubscriptionActionResponse:
     summary="Preview or make a plan change: upgrades apply now (prorated), downgrades at the period end (admins)",
     responses=error_responses(
         ADMIN, MANAGE, [E.SUBSCRIPTION_PERIOD_NOT_FOUND, E.SAME_PLAN, E.PLAN_CHANGE_PENDING, E.SUBSCRIPTION_CANCELING,
-                        E.SEAT_LIMIT_EXCEEDED, E.SEAT_CHANGE_IN_PROGRESS, E.STRIPE_PLAN_CHANGE_FAILED],
+                        E.SUBSCRIPTION_PAUSED, E.SEAT_LIMIT_EXCEEDED, E.SEAT_CHANGE_IN_PROGRESS, E.STRIPE_PLAN_CHANGE_FAILED],
         STRIPE,
     ),
 )
