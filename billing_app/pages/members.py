@@ -137,13 +137,18 @@ class MembersState(AuthState):
         async with self:
             self.cost_preview = f"Inviting one more person {cost.message}." if cost else ""
 
-    async def _run(self, busy: str, fn, *, stripe: bool = True, reload: bool = True):
-        """Run fn(actor) in a thread; show the outcome. Returns (result, ok)."""
+    async def _run(self, busy: str, fn, *, admin: bool = True, stripe: bool = True, reload: bool = True):
+        """Run fn(actor) in a thread; show the outcome. Returns (result, ok).
+
+        `admin`: refused to anyone else before the org's Stripe limit is counted, so a member's
+        forged admin events spend none of it (the services check the role again)."""
         async with self:
             self.error = self.message = ""
             self.busy = busy
         try:
             actor = await self._actor_in_background()
+            if admin:
+                actor.require_role(Role.ADMIN)
             if stripe:
                 await limits.hit_in_thread(limits.STRIPE_ORG, actor.require_org())
             result = await turns.in_turn(actor.require_org(), fn, actor)
@@ -196,7 +201,7 @@ class MembersState(AuthState):
 
     @rx.event(background=True)
     async def leave(self):
-        _, ok = await self._run("leave", members.leave, reload=False)
+        _, ok = await self._run("leave", members.leave, admin=False, reload=False)
         if ok:
             yield rx.redirect(routes.HOME)
 

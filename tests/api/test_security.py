@@ -51,6 +51,16 @@ def test_stripe_routes_are_limited_per_organization_across_its_tokens(client, to
     ok(client.get("/api/billing/summary", headers=tokens.admin))  # reading the mirror calls no Stripe
 
 
+def test_a_member_cannot_spend_the_orgs_stripe_limit_with_refused_admin_calls(client, tokens, monkeypatch, fresh_limits):
+    # Refused by role before the org's limit is counted (the token's own limit still counts them).
+    limit(monkeypatch, "RATE_LIMIT_STRIPE_ORG", "3/minute")
+    for _ in range(5):
+        err(client.post("/api/subscriptions/cancel", headers=tokens.member, json={}), 403, "FORBIDDEN")
+    for _ in range(3):
+        assert client.post("/api/subscriptions/portal", headers=tokens.admin).status_code != 429
+    err(client.post("/api/subscriptions/portal", headers=tokens.admin), 429, "RATE_LIMITED")
+
+
 def test_the_document_says_every_authenticated_route_may_answer_429(client):
     doc = client.get("/api/openapi.json").json()
     for path, item in doc["paths"].items():

@@ -6,8 +6,9 @@ validation errors.
 
 Rate limits (billing_app/limits.py), applied here so no route can forget them: every request counts
 against its token's limit, and every route that calls Stripe (`STRIPE_ROUTES`) also against the
-organization's; over a limit the answer is `429 RATE_LIMITED` with `Retry-After`. A change runs in
-one of its organization's turns (billing/turns.py): one org's burst waits on the event loop, not in threads.
+organization's, after the role check (a refused call spends only its token's); over a limit the
+answer is `429 RATE_LIMITED` with `Retry-After`. A change runs in one of its organization's turns
+(billing/turns.py): one org's burst waits on the event loop, not in threads.
 """
 
 from __future__ import annotations
@@ -44,17 +45,29 @@ STRIPE_ROUTES = frozenset({
 def current_actor(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Actor:
+    """The token's user, counted against the token's limit (every request, refused ones too)."""
     token = credentials.credentials if credentials else None
     actor = api_tokens.authenticate_bearer(token)
     limits.hit(limits.API_TOKEN, token)
-    route = request.scope.get("route")
-    if getattr(route, "name", None) in STRIPE_ROUTES or request.method == "POST":
-        limits.hit(limits.STRIPE_ORG, actor.require_org())
     return actor
 
 
-def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+def _count_for_org(request: Request, actor: Actor) -> None:
+    """A Stripe route counts against the organization's limit: only once the caller may use it, so a
+    member's refused admin calls cannot spend the org's limit and lock its admins out."""
+    route = request.scope.get("route")
+    if getattr(route, "name", None) in STRIPE_ROUTES or request.method == "POST":
+        limits.hit(limits.STRIPE_ORG, actor.require_org())
+
+
+def member_actor(request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    _count_for_org(request, actor)
+    return actor
+
+
+def admin_actor(request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
     actor.require_role(Role.ADMIN)
+    _count_for_org(request, actor)
     return actor
 
 
@@ -66,7 +79,7 @@ def _turn(request: Request, actor: Actor):
     return turns.org_turn(actor.require_org(), reservations.purchase_busy() if is_buy else turns.busy())
 
 
-async def member_in_turn(request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> AsyncIterator[Actor]:
+async def member_in_turn(request: Request, actor: Annotated[Actor, Depends(member_actor)]) -> AsyncIterator[Actor]:
     async with _turn(request, actor):
         yield actor
 

@@ -1,0 +1,78 @@
+"""What a page's handlers let a browser do: every public method of a state is an event any signed-in
+browser may send over its socket, whatever the page shows it.
+
+So a handler that reads the database or calls Stripe runs off the event loop (a background event),
+checks the role on the server before it spends the organization's Stripe limit (a member's refused
+admin events must not lock the admins out), and a member's state holds only what a member may see.
+"""
+
+from __future__ import annotations
+
+from billing_app import limits
+from billing_app.auth import accounts
+from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
+from billing_app.auth.tokens import token_hash
+from billing_app.db import session_scope
+from billing_app.settings import get_settings
+from tests.aio import run_async
+from tests.billing.helpers import PASSWORD
+from tests.pages import run_event
+
+FORBIDDEN = "Only an organization admin can do that."
+STRIPE_LIMIT_HIT = "Too many billing requests"
+
+
+def _page_in_org(state_cls, email: str, org_id: int):
+    """`tests.pages.signed_in_page`, with the session switched to `org_id` (a member's first org is their own)."""
+    from reflex.istate.data import RouterData
+    from reflex.state import State
+
+    with session_scope() as s:
+        token = accounts.login(s, email=email, password=PASSWORD)
+        accounts.switch_org(s, token, org_id)
+    root = State(_reflex_internal_init=True)
+    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}})
+    return root.get_substate(state_cls.get_full_name().split(".")[1:])
+
+
+def _stripe_limit(monkeypatch, value: str) -> None:
+    monkeypatch.setenv("RATE_LIMIT_STRIPE_ORG", value)
+    get_settings.cache_clear()
+    limits.reset()
+
+
+def test_a_member_cannot_spend_the_orgs_stripe_limit_from_the_billing_page(org, monkeypatch):
+    # Admin events forged over a member's own socket are refused before they count for the org.
+    from billing_app.pages.billing import BillingState
+
+    _stripe_limit(monkeypatch, "5/minute")
+    member_tab = _page_in_org(BillingState, "member@acme.example", org.id)
+    for _ in range(5):
+        run_async(run_event(BillingState.do_reactivate.fn(member_tab)))
+        assert member_tab.error == FORBIDDEN
+    admin_tab = _page_in_org(BillingState, "admin@acme.example", org.id)
+    run_async(run_event(BillingState.open_portal.fn(admin_tab, "")))
+    assert STRIPE_LIMIT_HIT not in admin_tab.error
+    for _ in range(4):  # the admin's call and four more: the org's whole limit was left
+        limits.hit(limits.STRIPE_ORG, org.id)
+
+
+def test_a_member_cannot_spend_the_orgs_stripe_limit_from_the_members_and_pricing_pages(org, monkeypatch):
+    from billing_app.pages.members import MembersState
+    from billing_app.pages.pricing import PricingState
+    from tests.billing.helpers import period_id
+
+    _stripe_limit(monkeypatch, "3/minute")
+    members_tab = _page_in_org(MembersState, "member@acme.example", org.id)
+    pricing_tab = _page_in_org(PricingState, "member@acme.example", org.id)
+    for _ in range(3):
+        run_async(run_event(MembersState.invite.fn(members_tab, {"email": "x@example.org", "role": "member"})))
+        assert members_tab.error == FORBIDDEN
+        run_async(run_event(MembersState.remove.fn(members_tab, str(org.admin.user_id))))
+        assert members_tab.error == FORBIDDEN
+        run_async(run_event(PricingState.subscribe.fn(pricing_tab, str(period_id("starter", "MONTHLY")))))
+        assert pricing_tab.error == FORBIDDEN
+    for _ in range(3):  # the org's admins still have their whole limit
+        limits.hit(limits.STRIPE_ORG, org.id)
+
+
