@@ -12,6 +12,7 @@ from billing_app import limits
 from billing_app.auth import accounts
 from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
 from billing_app.auth.tokens import token_hash
+from billing_app.billing import gateway
 from billing_app.db import session_scope
 from billing_app.settings import get_settings
 from tests.aio import run_async
@@ -39,6 +40,17 @@ def _stripe_limit(monkeypatch, value: str) -> None:
     monkeypatch.setenv("RATE_LIMIT_STRIPE_ORG", value)
     get_settings.cache_clear()
     limits.reset()
+
+
+def _count_stripe_calls(monkeypatch) -> list:
+    calls, real_call = [], gateway.call
+
+    def counted(fn, *args, **kwargs):
+        calls.append(fn)
+        return real_call(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", counted)
+    return calls
 
 
 def test_a_member_cannot_spend_the_orgs_stripe_limit_from_the_billing_page(org, monkeypatch):
@@ -74,5 +86,27 @@ def test_a_member_cannot_spend_the_orgs_stripe_limit_from_the_members_and_pricin
         assert pricing_tab.error == FORBIDDEN
     for _ in range(3):  # the org's admins still have their whole limit
         limits.hit(limits.STRIPE_ORG, org.id)
+
+
+def test_a_member_cannot_make_unlimited_stripe_calls_through_load_cost(org, stripe_env, monkeypatch):
+    # On a per-seat plan whose paid seats are all used, the preview of one more seat calls Stripe
+    # twice (the subscription, the invoice preview): admins only, and counted for the org.
+    from billing_app.pages.members import MembersState
+    from tests.teams.helpers import buy_team, join
+
+    buy_team(org, stripe_env, seats=3)
+    join(org, "third@acme.example")  # 3 members on 3 paid seats: one more costs a seat
+    _stripe_limit(monkeypatch, "3/minute")
+    calls = _count_stripe_calls(monkeypatch)
+    member_tab = _page_in_org(MembersState, "member@acme.example", org.id)
+    for _ in range(10):
+        run_async(run_event(MembersState.load_cost.fn(member_tab)))
+    assert member_tab.cost_preview == "" and calls == []
+
+    admin_tab = _page_in_org(MembersState, "admin@acme.example", org.id)
+    for _ in range(10):
+        run_async(run_event(MembersState.load_cost.fn(admin_tab)))
+    assert admin_tab.cost_preview.startswith("Inviting one more person adds")
+    assert len(calls) <= 3 * 2  # three previews counted by the org's limit, then none
 
 

@@ -128,10 +128,15 @@ class MembersState(AuthState):
 
     @rx.event(background=True)
     async def load_cost(self):
-        """The price of one more seat, from Stripe's preview (a background event: a Stripe call)."""
+        """The price of one more seat, from Stripe's preview (a background event: Stripe calls).
+
+        The page asks for it for admins only; a member's forged event is refused before it costs
+        the org anything, and each preview counts against the org's Stripe limit."""
         try:
             actor = await self._actor_in_background()
-            cost = await asyncio.to_thread(invite_cost, actor.require_org(), including_new=False)
+            org_id = actor.require_role(Role.ADMIN)
+            await limits.hit_in_thread(limits.STRIPE_ORG, org_id)
+            cost = await asyncio.to_thread(invite_cost, org_id, including_new=False)
         except AppError:
             return
         async with self:
