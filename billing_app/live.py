@@ -215,10 +215,10 @@ def read_once(shared: dict, key, read):
 
 
 def _on_billing_changed(page_states: list, shared: dict) -> None:
-    """Each registered part of the page re-reads what it shows (`on_billing_changed(shared=...)`:
+    """Each registered part of the page re-reads what it shows (`_on_billing_changed(shared=...)`:
     it checks its own session and role, and may reuse what another page read for this notice)."""
     for page_state in page_states:
-        page_state.on_billing_changed(shared=shared)
+        page_state._on_billing_changed(shared=shared)
 
 
 def _locally_connected(app):

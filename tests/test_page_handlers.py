@@ -8,12 +8,17 @@ admin events must not lock the admins out), and a member's state holds only what
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from billing_app import limits
 from billing_app.auth import accounts
 from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
 from billing_app.auth.tokens import token_hash
 from billing_app.billing import gateway
 from billing_app.db import session_scope
+from billing_app.serve import PROJECT_ROOT
 from billing_app.settings import get_settings
 from tests.aio import run_async
 from tests.billing.helpers import PASSWORD
@@ -21,6 +26,35 @@ from tests.pages import run_event
 
 FORBIDDEN = "Only an organization admin can do that."
 STRIPE_LIMIT_HIT = "Too many billing requests"
+
+# Plain handlers that only change what the page shows (a dialog, a form field, a step of the
+# cancellation flow, copying the address's query into a form): no database, no Stripe, no wait.
+# Reflex's own `setvar` sets one declared var.
+NO_IO = {
+    "setvar",
+    "LoginState.open", "RegisterState.open", "ForgotState.open", "ResetState.open",
+    "ConfirmState.retry",
+    "PricingState.set_seats", "PricingState.set_yearly",
+    "BillingState.open_change", "BillingState.close_change", "BillingState.start_cancel", "BillingState.close_cancel",
+    "BillingState.submit_reason", "BillingState.skip_step", "BillingState.set_details_open",
+}
+
+PROBE = """
+import json
+from reflex.state import State
+from reflex.utils.prerequisites import get_and_validate_app
+app = get_and_validate_app().app
+app._apply_decorated_pages()
+
+def walk(cls):
+    yield cls
+    for sub in cls.get_substates():
+        yield from walk(sub)
+
+found = [[cls.__module__, cls.__name__, name, bool(handler.is_background)]
+         for cls in walk(State) for name, handler in cls.event_handlers.items()]
+print(json.dumps(found))
+"""
 
 
 def _page_in_org(state_cls, email: str, org_id: int):
@@ -51,6 +85,32 @@ def _count_stripe_calls(monkeypatch) -> list:
 
     monkeypatch.setattr(gateway, "call", counted)
     return calls
+
+
+def test_every_public_page_handler_runs_off_the_event_loop_unless_it_does_no_io(tmp_path):
+    # The app as the backend builds it, in a process of its own (its pages register as it loads).
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/app.db", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=PROJECT_ROOT, check=False, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    handlers = json.loads(done.stdout.strip().splitlines()[-1])
+    ours = [(f"{cls}.{name}", name, background) for module, cls, name, background in handlers if module.startswith("billing_app.")]
+    assert {"BillingState.load", "MembersState.load_cost", "PricingState.subscribe"} <= {key for key, _, _ in ours}
+    on_the_loop = sorted(key for key, name, background in ours if not background and key not in NO_IO and name not in NO_IO)
+    assert on_the_loop == []
+
+
+def test_on_billing_changed_is_not_a_public_handler_that_reads_the_database_on_the_event_loop(org):
+    # Called by `live` only (in a thread, the page's state held); as a public method any browser
+    # could send it as a plain event, whose database reads would run on the loop serving every socket.
+    from billing_app.components.seats import SeatsBarState
+    from billing_app.pages.billing import BillingState
+    from billing_app.pages.members import MembersState
+    from billing_app.pages.payments import PaymentsState
+
+    for state_cls in (BillingState, MembersState, PaymentsState, SeatsBarState):
+        assert "on_billing_changed" not in state_cls.event_handlers, state_cls
+        assert callable(getattr(state_cls, "_on_billing_changed", None)), state_cls  # what `live` calls
 
 
 def test_a_member_cannot_spend_the_orgs_stripe_limit_from_the_billing_page(org, monkeypatch):

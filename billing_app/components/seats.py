@@ -41,8 +41,9 @@ class SeatsBarState(AuthState):
         self._watch_live(org_id)  # before the read: a change meanwhile refreshes it
         self._refresh(org_id)
 
-    def on_billing_changed(self, shared: dict | None = None):
-        """Called by `live` when a webhook changed this org's billing (a quantity set in the portal).
+    def _on_billing_changed(self, shared: dict | None = None):
+        """Called by `live` when a webhook changed this org's billing (a quantity set in the portal;
+        private: a public method would be an event any browser could send, run on the event loop).
         `shared`: what the org's other pages read for the same notice (the seats are the org's,
         whoever looks; this page's own session is still checked)."""
         try:

@@ -73,8 +73,9 @@ class BillingState(DashboardMixin, AuthState):
         if wanted and actor.is_admin and self.view.can_change:
             return BillingState.open_change(wanted)
 
-    def on_billing_changed(self, shared: dict | None = None):
+    def _on_billing_changed(self, shared: dict | None = None):
         """Called by `live` when a webhook changed this org's billing (in a thread, the state held).
+        Private: a public method would be an event any browser could send, run on the event loop.
 
         `shared` holds what the org's other open billing pages read for the same change, by org and
         role: this page's own user and role are still checked here, its copy is its own."""

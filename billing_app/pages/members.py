@@ -119,8 +119,9 @@ class MembersState(AuthState):
             events.append(MembersState.load_cost)
         return events
 
-    def on_billing_changed(self, shared: dict | None = None):
-        """Called by `live` when a webhook changed this org's billing (e.g. seats in the portal)."""
+    def _on_billing_changed(self, shared: dict | None = None):
+        """Called by `live` when a webhook changed this org's billing (e.g. seats in the portal).
+        Private: a public method would be an event any browser could send, run on the event loop."""
         try:
             self._reload(self._actor(shared))
         except AppError:

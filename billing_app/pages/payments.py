@@ -105,8 +105,9 @@ class PaymentsState(KeysetPages, AuthState):
         else:
             self.rows, self.next_cursor = [], ""
 
-    def on_billing_changed(self, shared: dict | None = None):
-        """A webhook changed this org's billing: show the current page again."""
+    def _on_billing_changed(self, shared: dict | None = None):
+        """A webhook changed this org's billing: show the current page again (called by `live`;
+        private, so no browser can send it as an event run on the event loop)."""
         if self.cursors:
             self._fetch(self.cursors[-1], shared)
 

@@ -168,7 +168,7 @@ def test_a_push_does_not_move_last_seen(db):
         page = _page(state_cls, ada)
         if state_cls is PaymentsState:
             page.cursors = [""]  # it shows its first page
-        page.on_billing_changed(shared={})
+        page._on_billing_changed(shared={})
         assert page.user_email == "ada@example.com", state_cls
     db.expire_all()
     assert db.exec(select(AuthSession.last_seen_at).where(AuthSession.token_hash == ada)).one() == long_ago
@@ -195,7 +195,7 @@ class _Flaky(_Part):
 
     calls = 0
 
-    def on_billing_changed(self, shared):
+    def _on_billing_changed(self, shared):
         _Flaky.calls += 1
         if _Flaky.calls == 1:
             raise OperationalError("SELECT 1", {}, Exception("database is locked"))
@@ -226,7 +226,7 @@ def test_a_failed_session_read_fails_those_refreshes_and_never_leaves_one_waitin
                 return {}  # an answer that names no session: a bug must not leave the page waiting
             return _Part.check_sessions(session_hashes)
 
-        def on_billing_changed(self, shared):
+        def _on_billing_changed(self, shared):
             Part.refreshed += 1
 
     tabs({"tab-7": Part()})
@@ -278,7 +278,7 @@ def test_one_process_forgets_a_closed_tab_and_refreshes_an_open_one(tabs):
     class Part(_Part):
         refreshed = 0
 
-        def on_billing_changed(self, shared):
+        def _on_billing_changed(self, shared):
             Part.refreshed += 1
 
     app = tabs({"open-tab": Part(), "closed-tab": Part()})
@@ -301,15 +301,15 @@ def test_each_page_of_a_notice_gets_only_what_its_own_session_may_see(db):
     shared: dict = {}
 
     ada_page, eve_page = _seats_page(ada, "tab-ada"), _seats_page(eve, "tab-eve")
-    ada_page.on_billing_changed(shared=shared)
-    eve_page.on_billing_changed(shared=shared)
+    ada_page._on_billing_changed(shared=shared)
+    eve_page._on_billing_changed(shared=shared)
     assert (ada_page.user_email, ada_page.org_name) == ("ada@example.com", "Analytical Engines")
     assert (eve_page.user_email, eve_page.org_name) == ("eve@example.com", "Eve's Org")
     assert ada_page.text and eve_page.text
 
     # A tab whose session is gone gets nothing.
     ended_page = _seats_page("f" * 64, "tab-ended")
-    ended_page.on_billing_changed(shared=shared)
+    ended_page._on_billing_changed(shared=shared)
     assert (ended_page.user_email, ended_page.text) == ("", "")
 
 
@@ -320,7 +320,7 @@ def test_the_seats_read_once_per_org_serves_only_that_org(db):
     shared: dict = {}
     pages = [_seats_page(h, f"tab-{n}") for n, h in enumerate((ada, eve, ada))]
     for page in pages:
-        page.on_billing_changed(shared=shared)
+        page._on_billing_changed(shared=shared)
     orgs = {o.name: o.id for o in db.exec(select(Organization)).all()}
     assert shared[("seats", orgs["Analytical Engines"])].used == 1
     assert shared[("seats", orgs["Eve's Org"])].used == 2
