@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
+
+import pytest
 
 from billing_app import limits
 from billing_app.auth import accounts
@@ -55,6 +58,17 @@ found = [[cls.__module__, cls.__name__, name, bool(handler.is_background)]
          for cls in walk(State) for name, handler in cls.event_handlers.items()]
 print(json.dumps(found))
 """
+
+
+@pytest.fixture
+def roomy_free_tier(monkeypatch):
+    """The free tier with room for 10 members (tests/teams/conftest.py has the same for its tests)."""
+    from billing_app.billing import entitlements
+    from billing_app.billing.catalog import free_tier
+
+    roomy = free_tier().model_copy(update={"limits": {**free_tier().limits, "seats": 10}})
+    monkeypatch.setattr(entitlements, "free_tier", lambda: roomy)
+    return roomy
 
 
 def _page_in_org(state_cls, email: str, org_id: int):
@@ -170,3 +184,40 @@ def test_a_member_cannot_make_unlimited_stripe_calls_through_load_cost(org, stri
     assert len(calls) <= 3 * 2  # three previews counted by the org's limit, then none
 
 
+def test_a_members_billing_page_state_holds_no_hosted_invoice_link(org, stripe_env):
+    # Stripe's hosted invoice page (amount, billing email and address, a pay button) is the admins'.
+    from billing_app.models import Payment
+    from billing_app.pages.billing import BillingState
+    from tests.billing.helpers import buy
+
+    buy(org, sandbox=stripe_env)
+    link = "https://invoice.stripe.com/i/acct_x/test_hosted_invoice"
+    with session_scope() as s:
+        s.add(Payment(org_id=org.id, stripe_id="in_3ds", status="PENDING", amount=4900, currency="usd",
+                      created=datetime.now(UTC), invoice_url=link, action_required=True))
+    admin_tab = _page_in_org(BillingState, "admin@acme.example", org.id)
+    run_async(run_event(BillingState.load.fn(admin_tab)))
+    assert admin_tab.view.confirm_payment_url == link  # the admins are asked to confirm it
+    member_tab = _page_in_org(BillingState, "member@acme.example", org.id)
+    run_async(run_event(BillingState.load.fn(member_tab)))
+    assert member_tab.view.plan_name == admin_tab.view.plan_name
+    assert member_tab.view.confirm_payment_url == ""
+
+
+def test_only_admins_see_why_an_invitation_could_not_be_accepted(org, roomy_free_tier):
+    from sqlalchemy import update
+
+    from billing_app.auth import invitations
+    from billing_app.models import Invitation
+    from billing_app.pages.members import MembersState
+
+    invited = invitations.invite(org.admin, email="new@example.org")
+    reason = "new@example.org could not join: Your card was declined."
+    with session_scope() as s:  # what a refused seat leaves on the invitation (auth/invitations.py)
+        s.execute(update(Invitation.__table__).where(Invitation.__table__.c.id == invited.invitation.id).values(last_error=reason))
+    admin_tab = _page_in_org(MembersState, "admin@acme.example", org.id)
+    run_async(run_event(MembersState.load.fn(admin_tab)))
+    assert [i.last_error for i in admin_tab.invitations] == [reason]
+    member_tab = _page_in_org(MembersState, "member@acme.example", org.id)
+    run_async(run_event(MembersState.load.fn(member_tab)))
+    assert [(i.email, i.last_error) for i in member_tab.invitations] == [("new@example.org", "")]

@@ -177,6 +177,9 @@ def dashboard_view(session: Session, org_id: int, *, admin: bool, now: datetime 
 
 
 def member_billing_view(view: BillingView) -> BillingView:
-    """A member sees the plan and its status (and seats); dates, price and actions are for admins."""
+    """A member sees the plan and its status (and seats); dates, price, actions and Stripe's hosted
+    invoice page (amount, billing email and address, a pay button) are for admins. A payment waiting
+    for the bank is not shown to a member as a failed one either."""
     return replace(view, price="", period="", renewal_label="", renewal_date="", trial_end="", start_date="", auto_renew="",
-                   can_cancel=False, can_reactivate=False, can_change=False, scheduled_change="")
+                   can_cancel=False, can_reactivate=False, can_change=False, scheduled_change="",
+                   payment_problem=view.payment_problem and not view.confirm_payment_url, confirm_payment_url="")

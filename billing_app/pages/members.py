@@ -71,7 +71,9 @@ def _read(actor) -> TeamData:
     return TeamData(
         members=[MemberRow(str(m.user_id), m.email, m.name, m.role.value, m.user_id == actor.user_id) for m in view.members],
         invitations=[
-            InvitationItem(str(i.id), i.email, i.role.value, format_date(i.expires_at), i.invited_by, i.last_error or "")
+            # Why an acceptance failed (a declined seat charge) is for the admins, who can act on it.
+            InvitationItem(str(i.id), i.email, i.role.value, format_date(i.expires_at), i.invited_by,
+                           (i.last_error or "") if actor.is_admin else "")
             for i in view.invitations
         ],
         seats_text=seats_summary(seats),
