@@ -12,9 +12,9 @@ Any other type is stored and ignored (answered 200, marked processed).
 
 from __future__ import annotations
 
-# Every one of these carries in data.object a checkout session, a subscription, an invoice, a
-# charge, a discount, a tax ID or a payment method, each naming its customer in the same `customer`
-# field, or the customer itself (tests/webhooks checks the names against the Stripe SDK's own list
+# Every one of these carries in data.object a checkout session, a subscription, a subscription
+# schedule, an invoice, a charge, a discount, a tax ID or a payment method, each naming its customer
+# in the same `customer` field, or the customer itself (tests/webhooks checks the names against the Stripe SDK's own list
 # of event types). The customer's own events keep the dashboard's billing details, card, tax IDs
 # and discounts current (billing/profile.py).
 RESYNC_EVENT_TYPES = frozenset({
@@ -38,6 +38,15 @@ RESYNC_EVENT_TYPES = frozenset({
     "customer.subscription.paused",
     "customer.subscription.resumed",
     "customer.subscription.trial_will_end",
+    # A scheduled plan change edited, released or ended at Stripe (Dashboard, API) sends only these:
+    # the mirror's "changes to <plan> on <date>" comes from the subscription's schedule (billing/sync.py).
+    "subscription_schedule.created",
+    "subscription_schedule.updated",
+    "subscription_schedule.released",
+    "subscription_schedule.canceled",
+    "subscription_schedule.completed",
+    "subscription_schedule.aborted",
+    "subscription_schedule.expiring",
     "invoice.paid",
     "invoice.payment_failed",
     "invoice.payment_action_required",
