@@ -198,13 +198,33 @@ def claim(
     return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
 
+_HIGH_WATER = select(func.max(T.c.id))
+
+
+def high_water() -> int:
+    """The newest event id stored (committed) now: read as a sync begins, before it reads Stripe.
+
+    Covering by id, not by time: `received_at` is the ingesting backend's clock and the sync
+    runs on the worker's, so any skew between them would cover (lose) an event stored after the
+    sync's read. An event committed after this read can only get a larger id: on SQLite ids are
+    max+1 under the one write lock (in commit order; the log never deletes rows); on PostgreSQL
+    ids come from the table's sequence (CACHE 1, the default), not in commit order, but increasing
+    in the time each is drawn. So every id <= this one was drawn before it was read, i.e. that
+    event's Stripe change was made before the sync's Stripe read, which therefore saw it (even
+    when its row commits later).
+    """
+    with get_engine().connect() as connection:
+        return connection.execute(_HIGH_WATER).scalar() or 0
+
+
 @dataclass(frozen=True)
 class Synced:
-    """A successful sync of `customer_id` (begun at `synced_from`) for our claimed rows `ids`."""
+    """A successful sync of `customer_id` for our claimed rows `ids`; it covers the customer's
+    events up to id `covers_upto` (`high_water()` as it began)."""
 
     ids: list[int]
     customer_id: str | None = None
-    synced_from: datetime | None = None
+    covers_upto: int | None = None
     # Outbox rows (billing_app/notifications) written in the same transaction as the marking.
     notices: tuple[dict, ...] = ()
 
@@ -232,8 +252,8 @@ _DONE = dict(state=PROCESSED, processed_at=bindparam("done_at"), next_attempt_at
 # Our claimed rows, by id and claim token.
 _OURS = and_(T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_by == bindparam("token"), T.c.state == PENDING)
 _MARK_OURS = update(T).where(_OURS).values(**_DONE)
-# Pending events of the customer stored before its successful sync began are covered by it
-# (e.g. ones waiting for a retry), unless another worker holds them. SKIP LOCKED: never wait
+# Pending events of the customer stored before its successful sync began (ids up to its
+# `high_water()`) are covered by it (e.g. ones waiting for a retry), unless another worker holds them. SKIP LOCKED: never wait
 # for a row another transaction is writing (no lock-order deadlocks between workers on
 # PostgreSQL). `state || ''` keeps SQLite's planner on the customer_id index (without
 # statistics it would pick the state index and scan every pending row).
@@ -243,7 +263,7 @@ _MARK_COVERED = update(T).where(
         .where(
             T.c.customer_id == bindparam("customer"),
             (T.c.state + "") == PENDING,
-            T.c.received_at <= bindparam("synced_from"),
+            T.c.id <= bindparam("covers_upto"),
             or_(T.c.claimed_until.is_(None), T.c.claimed_until < bindparam("done_at")),
         )
         .with_for_update(skip_locked=True)
@@ -281,8 +301,8 @@ def record(
         ours = [row_id for s in synced for row_id in s.ids]
         processed = connection.execute(_MARK_OURS, {"ids": ours, "token": token, "done_at": now}).rowcount if ours else 0
         for s in synced:
-            if s.customer_id is not None and s.synced_from is not None:
-                params = {"customer": s.customer_id, "synced_from": s.synced_from, "done_at": now}
+            if s.customer_id is not None and s.covers_upto is not None:
+                params = {"customer": s.customer_id, "covers_upto": s.covers_upto, "done_at": now}
                 processed += connection.execute(_MARK_COVERED, params).rowcount
             if s.notices:
                 outbox.insert_rows(connection, list(s.notices))

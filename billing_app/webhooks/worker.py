@@ -195,14 +195,15 @@ class Worker(PassWorker):
                     last_flush = time.monotonic()
         flush()
 
-    def _timed_sync(self, customer_id: str) -> tuple[datetime, object]:
-        """On a pool thread: when the sync began (events stored before then are covered by it), its result."""
-        started = utcnow()
-        return started, self.sync(customer_id)
+    def _timed_sync(self, customer_id: str) -> tuple[int, object]:
+        """On a pool thread: the event log's high water as the sync began (events up to it are covered
+        by it), and its result."""
+        covers_upto = eventlog.high_water()
+        return covers_upto, self.sync(customer_id)
 
     def _outcome(self, customer_id: str, events: list[eventlog.Claimed], sync: Future, report: PassReport):
         try:
-            started, result = sync.result()
+            covers_upto, result = sync.result()
         except Exception as error:  # any failure is retried; the error text is kept on the rows for the admin
             message = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
             report.failed.append(customer_id)
@@ -215,7 +216,7 @@ class Worker(PassWorker):
             if self.announce is not None:
                 self.announce({org_id})
         notices = tuple(notification_events.rows_for(result, events))
-        return eventlog.Synced([e.id for e in events], customer_id, started, notices)
+        return eventlog.Synced([e.id for e in events], customer_id, covers_upto, notices)
 
     @staticmethod
     def _log(report: PassReport) -> None:

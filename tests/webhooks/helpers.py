@@ -103,10 +103,10 @@ class CountingSync:
 
 
 def mark_processed(
-    ids: Iterable[int], token: str, *, customer_id: str | None = None, synced_from: datetime | None = None,
+    ids: Iterable[int], token: str, *, customer_id: str | None = None, covers_upto: int | None = None,
 ) -> int:
     """What a worker records for a successful sync of these claimed events; how many rows changed."""
-    return eventlog.record(token, [eventlog.Synced(list(ids), customer_id, synced_from)])[0]
+    return eventlog.record(token, [eventlog.Synced(list(ids), customer_id, covers_upto)])[0]
 
 
 def mark_failed(
