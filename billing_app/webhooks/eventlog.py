@@ -171,16 +171,17 @@ def has_due(now: datetime | None = None) -> bool:
 
 
 def claim(
-    limit: int, lease: timedelta, now: datetime | None = None, *, by: owners.Owner | None = None,
+    limit: int, lease: timedelta, now: datetime | None = None, *, by: owners.Owner | None = None, token: str | None = None,
 ) -> tuple[str, list[Claimed]]:
     """Claim up to `limit` due events until `now + lease`; returns the claim's token and the events.
 
     `by` is the claiming process (default this one). Events of a customer another worker
-    holds right now are left alone: they wait and are covered by one later sync instead of
-    a second concurrent one.
+    (or this claim) holds right now are left alone: they wait and are covered by one later
+    sync instead of a second concurrent one. `token` adds the events to a claim this process
+    already holds (a pass taking more while its syncs run), renewed, marked and fenced with it.
     """
     now = now or utcnow()
-    token = owners.new_claim_token(by)
+    token = token or owners.new_claim_token(by)
     values = {"now": now, "limit": limit, "token": token, "until": now + lease}
     if get_engine().dialect.name == "postgresql":
         with _writing() as connection:

@@ -9,7 +9,9 @@ see `wake`), after a short pause that lets a burst of one customer's events gath
 
 A pass syncs up to `concurrency` customers at once (WEBHOOK_SYNC_CONCURRENCY, on a small
 thread pool; a sync waits mostly on Stripe), so a burst of changes reaches open pages sooner;
-one customer's events are always in one sync.
+one customer's events are always in one sync. While some of its syncs still run, a free slot
+takes more due events (every `TOP_UP_SECONDS` at most) into the same claim, leaving out the
+customers the pass holds: one slow customer's sync holds back no other.
 
 A pass holds its events on a short lease (`LEASE_SECONDS`) that a heartbeat thread
 renews every `HEARTBEAT_SECONDS` while its syncs run: a slow sync keeps its events, and
@@ -55,6 +57,7 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 30.0  # 30 s, 1 min, 2 min, ... (about 1 h 4 min over 8 attempts)
 BACKOFF_CAP_SECONDS = 3600.0
 GATHER_SECONDS = 0.25
+TOP_UP_SECONDS = GATHER_SECONDS  # while syncs run, an idle slot looks for due events this often
 FLUSH_EVERY = 50  # write outcomes after this many customers ...
 FLUSH_SECONDS = 1.0  # ... or this long, whichever comes first
 YIELD_MAX_SECONDS = 0.05  # the longest the worker defers a write to incoming deliveries
@@ -89,10 +92,12 @@ class Worker(PassWorker):
         ingest_busy: Callable[[], bool] | None = signal.ingest_busy,
         clock: Callable[[], datetime] = utcnow,
         concurrency: int | None = None,
+        top_up_seconds: float = TOP_UP_SECONDS,
     ):
         self.sync = sync or sync_customer
         self.concurrency = concurrency or get_settings().webhook_sync_concurrency
         self.batch_size = batch_size
+        self.top_up_seconds = top_up_seconds
         self.lease = timedelta(seconds=lease_seconds)
         self.heartbeat_seconds = heartbeat_seconds
         self.policy = eventlog.RetryPolicy(max_attempts, backoff_base, backoff_cap)
@@ -146,54 +151,82 @@ class Worker(PassWorker):
         return report
 
     def _handle(self, token: str, events: list[eventlog.Claimed], heartbeat: _Heartbeat, report: PassReport) -> None:
-        report.claimed = len(events)
-        report.events = [e.stripe_event_id for e in events]
-        by_customer: dict[str | None, list[eventlog.Claimed]] = {}
-        for event in events:
-            by_customer.setdefault(event.customer_id, []).append(event)
-
+        jobs: list[tuple[str, list[eventlog.Claimed]]] = []  # claimed customers waiting for a slot, in order
         synced: list[eventlog.Synced] = []
         failed: list[eventlog.Failed] = []
-        # Handled types whose object names no customer: nothing in the mirror can depend on them.
-        if None in by_customer:
-            synced.append(eventlog.Synced([e.id for e in by_customer.pop(None)]))
+
+        def take(claimed: list[eventlog.Claimed]) -> None:
+            report.claimed += len(claimed)
+            report.events += [e.stripe_event_id for e in claimed]
+            by_customer: dict[str | None, list[eventlog.Claimed]] = {}
+            for event in claimed:
+                by_customer.setdefault(event.customer_id, []).append(event)
+            # Handled types whose object names no customer: nothing in the mirror can depend on them.
+            if None in by_customer:
+                synced.append(eventlog.Synced([e.id for e in by_customer.pop(None)]))
+            jobs.extend(by_customer.items())
 
         def flush():
             self._yield_to_ingest()
             processed, states = eventlog.record(token, synced, failed, policy=self.policy)
             report.processed += processed
             report.gave_up += sum(1 for _, state in states if state == eventlog.FAILED)
+            heartbeat.forget([i for s in synced for i in s.ids] + [e.id for f in failed for e in f.events])
             synced.clear()
             failed.clear()
 
         # Up to `concurrency` customers sync at once (each on a pool thread); outcomes are recorded
-        # here, in the pass's thread, as each sync ends. Stop starting syncs well before the lease
-        # ends (as the heartbeat last renewed it: only when renewals fail, e.g. the database is
-        # unreachable), so no other worker re-claims mid-sync; and when told to stop, so the process
-        # exits holding nothing (the syncs in flight finish and are recorded first).
-        last_flush = time.monotonic()
-        waiting = list(by_customer)
-        in_flight: dict[Future, str] = {}
+        # here, in the pass's thread, as each sync ends. A slot left idle while other syncs run takes
+        # more due events (`_top_up`), so one slow customer (a Stripe call may take minutes) holds back
+        # no other. Stop starting syncs well before the lease ends (as the heartbeat last renewed it:
+        # only when renewals fail, e.g. the database is unreachable), so no other worker re-claims
+        # mid-sync; and when told to stop, so the process exits holding nothing (the syncs in flight
+        # finish and are recorded first).
+        take(events)
+        last_flush = last_look = time.monotonic()
+        in_flight: dict[Future, tuple[str, list[eventlog.Claimed]]] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-sync") as pool:
-            while waiting or in_flight:
-                while waiting and len(in_flight) < self.concurrency:
-                    if self.stopping or self.clock() > heartbeat.until - self.lease / 2:
-                        report.released = eventlog.release([e.id for c in waiting for e in by_customer[c]], token)
-                        waiting.clear()
+            while True:
+                while jobs and len(in_flight) < self.concurrency:
+                    if self.stopping or self._lease_short(heartbeat):
+                        ids = [e.id for _, held in jobs for e in held]
+                        report.released += eventlog.release(ids, token)
+                        heartbeat.forget(ids)
+                        jobs.clear()
                         break
-                    customer_id = waiting.pop(0)
-                    in_flight[pool.submit(self._timed_sync, customer_id)] = customer_id
+                    customer_id, held = jobs.pop(0)
+                    in_flight[pool.submit(self._timed_sync, customer_id)] = (customer_id, held)
                 if not in_flight:
                     break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, _ = wait(in_flight, timeout=self.top_up_seconds, return_when=FIRST_COMPLETED)
                 for future in done:
-                    customer_id = in_flight.pop(future)
-                    outcome = self._outcome(customer_id, by_customer[customer_id], future, report)
+                    customer_id, held = in_flight.pop(future)
+                    outcome = self._outcome(customer_id, held, future, report)
                     (synced if isinstance(outcome, eventlog.Synced) else failed).append(outcome)
-                if len(synced) + len(failed) >= self.flush_every or time.monotonic() - last_flush > self.flush_seconds:
+                if (synced or failed) and (
+                    len(synced) + len(failed) >= self.flush_every or time.monotonic() - last_flush > self.flush_seconds
+                ):
                     flush()
                     last_flush = time.monotonic()
+                idle_slot = in_flight and not jobs and len(in_flight) < self.concurrency
+                if idle_slot and time.monotonic() - last_look >= self.top_up_seconds:
+                    last_look = time.monotonic()
+                    take(self._top_up(token, heartbeat))
         flush()
+
+    def _lease_short(self, heartbeat: _Heartbeat) -> bool:
+        return self.clock() > heartbeat.until - self.lease / 2
+
+    def _top_up(self, token: str, heartbeat: _Heartbeat) -> list[eventlog.Claimed]:
+        """More due events for idle slots, added to this pass's claim (its heartbeat renews them). The
+        customers this pass holds (syncing, or synced and not yet recorded) are left out by the claim."""
+        if self.stopping or self._lease_short(heartbeat) or not eventlog.has_due(self.clock()):
+            return []
+        self._yield_to_ingest()
+        now = self.clock()
+        _, events = eventlog.claim(self.batch_size, self.lease, now, token=token)
+        heartbeat.add([e.id for e in events])
+        return events
 
     def _timed_sync(self, customer_id: str) -> tuple[int, object]:
         """On a pool thread: the event log's high water as the sync began (events up to it are covered
@@ -238,15 +271,26 @@ class Worker(PassWorker):
 class _Heartbeat:
     """While a pass runs, a thread renews its lease every `heartbeat_seconds` (until the block ends).
 
-    `until` is the lease's end as last written: the worker starts no sync that could outlast
-    it by much. A failed renewal (the database briefly unreachable) is logged and tried
-    again at the next beat.
+    It renews the pass's events not yet recorded: those claimed first, and those the pass took
+    since (`add`), less those recorded or given back (`forget`). `until` is the lease's end as
+    last written: the worker starts no sync that could outlast it by much. A failed renewal (the
+    database briefly unreachable) is logged and tried again at the next beat.
     """
 
     def __init__(self, worker: Worker, token: str, ids: list[int], until: datetime):
-        self.worker, self.token, self.ids, self.until = worker, token, ids, until
+        self.worker, self.token, self.until = worker, token, until
+        self._ids = set(ids)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook-heartbeat", daemon=True)
+
+    def add(self, ids: list[int]) -> None:
+        with self._lock:
+            self._ids.update(ids)
+
+    def forget(self, ids: list[int]) -> None:
+        with self._lock:
+            self._ids.difference_update(ids)
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -259,8 +303,10 @@ class _Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.worker.heartbeat_seconds):
             until = self.worker.clock() + self.worker.lease
+            with self._lock:
+                ids = sorted(self._ids)
             try:
-                eventlog.renew(self.ids, self.token, until)
+                eventlog.renew(ids, self.token, until)
             except Exception as error:  # keep beating; the pass stops starting syncs if the lease runs short
                 log.warning("webhook.heartbeat_failed", error=f"{type(error).__name__}: {error}")
                 continue
