@@ -9,9 +9,10 @@ see `wake`), after a short pause that lets a burst of one customer's events gath
 
 A pass syncs up to `concurrency` customers at once (WEBHOOK_SYNC_CONCURRENCY, on a small
 thread pool; a sync waits mostly on Stripe), so a burst of changes reaches open pages sooner;
-one customer's events are always in one sync. While some of its syncs still run, a free slot
-takes more due events (every `TOP_UP_SECONDS` at most) into the same claim, leaving out the
-customers the pass holds: one slow customer's sync holds back no other.
+one customer's events are always in one sync. Once a sync has run `TOP_UP_SECONDS`, the pass's
+idle slots take more due events into the same claim (looking that often), leaving out the
+customers the pass holds: one slow customer's sync holds back no other. Quick syncs end their
+pass as before, so a burst still gathers into one sync per customer.
 
 A pass holds its events on a short lease (`LEASE_SECONDS`) that a heartbeat thread
 renews every `HEARTBEAT_SECONDS` while its syncs run: a slow sync keeps its events, and
@@ -57,7 +58,7 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 30.0  # 30 s, 1 min, 2 min, ... (about 1 h 4 min over 8 attempts)
 BACKOFF_CAP_SECONDS = 3600.0
 GATHER_SECONDS = 0.25
-TOP_UP_SECONDS = GATHER_SECONDS  # while syncs run, an idle slot looks for due events this often
+TOP_UP_SECONDS = 1.0  # a sync this long holds its pass: idle slots then look for due events this often
 FLUSH_EVERY = 50  # write outcomes after this many customers ...
 FLUSH_SECONDS = 1.0  # ... or this long, whichever comes first
 YIELD_MAX_SECONDS = 0.05  # the longest the worker defers a write to incoming deliveries
@@ -176,15 +177,15 @@ class Worker(PassWorker):
             failed.clear()
 
         # Up to `concurrency` customers sync at once (each on a pool thread); outcomes are recorded
-        # here, in the pass's thread, as each sync ends. A slot left idle while other syncs run takes
-        # more due events (`_top_up`), so one slow customer (a Stripe call may take minutes) holds back
-        # no other. Stop starting syncs well before the lease ends (as the heartbeat last renewed it:
+        # here, in the pass's thread, as each sync ends. Once a sync has run `top_up_seconds`, idle slots
+        # take more due events (`_top_up`), so one slow customer (a Stripe call may take minutes) holds
+        # back no other; quicker passes end first, so a burst gathers as before. Stop starting syncs well before the lease ends (as the heartbeat last renewed it:
         # only when renewals fail, e.g. the database is unreachable), so no other worker re-claims
         # mid-sync; and when told to stop, so the process exits holding nothing (the syncs in flight
         # finish and are recorded first).
         take(events)
         last_flush = last_look = time.monotonic()
-        in_flight: dict[Future, tuple[str, list[eventlog.Claimed]]] = {}
+        in_flight: dict[Future, tuple[str, list[eventlog.Claimed], float]] = {}  # customer, events, started
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-sync") as pool:
             while True:
                 while jobs and len(in_flight) < self.concurrency:
@@ -195,12 +196,12 @@ class Worker(PassWorker):
                         jobs.clear()
                         break
                     customer_id, held = jobs.pop(0)
-                    in_flight[pool.submit(self._timed_sync, customer_id)] = (customer_id, held)
+                    in_flight[pool.submit(self._timed_sync, customer_id)] = (customer_id, held, time.monotonic())
                 if not in_flight:
                     break
-                done, _ = wait(in_flight, timeout=self.top_up_seconds, return_when=FIRST_COMPLETED)
+                done, _ = wait(in_flight, timeout=self.top_up_seconds / 4, return_when=FIRST_COMPLETED)
                 for future in done:
-                    customer_id, held = in_flight.pop(future)
+                    customer_id, held, _ = in_flight.pop(future)
                     outcome = self._outcome(customer_id, held, future, report)
                     (synced if isinstance(outcome, eventlog.Synced) else failed).append(outcome)
                 if (synced or failed) and (
@@ -208,9 +209,11 @@ class Worker(PassWorker):
                 ):
                     flush()
                     last_flush = time.monotonic()
-                idle_slot = in_flight and not jobs and len(in_flight) < self.concurrency
-                if idle_slot and time.monotonic() - last_look >= self.top_up_seconds:
-                    last_look = time.monotonic()
+                now = time.monotonic()
+                held_up = in_flight and now - min(started for _, _, started in in_flight.values()) >= self.top_up_seconds
+                idle_slot = not jobs and len(in_flight) < self.concurrency
+                if held_up and idle_slot and now - last_look >= self.top_up_seconds:
+                    last_look = now
                     take(self._top_up(token, heartbeat))
         flush()
 
