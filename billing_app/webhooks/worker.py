@@ -177,12 +177,13 @@ class Worker(PassWorker):
             failed.clear()
 
         # Up to `concurrency` customers sync at once (each on a pool thread); outcomes are recorded
-        # here, in the pass's thread, as each sync ends. Once a sync has run `top_up_seconds`, idle slots
-        # take more due events (`_top_up`), so one slow customer (a Stripe call may take minutes) holds
-        # back no other; quicker passes end first, so a burst gathers as before. Stop starting syncs well before the lease ends (as the heartbeat last renewed it:
-        # only when renewals fail, e.g. the database is unreachable), so no other worker re-claims
-        # mid-sync; and when told to stop, so the process exits holding nothing (the syncs in flight
-        # finish and are recorded first).
+        # here, in the pass's thread, as each sync ends. Once a sync has run `top_up_seconds`, idle
+        # slots take more due events (`_top_up`), so one slow customer (a Stripe call may take
+        # minutes) holds back no other; quicker passes end first, so a burst gathers as before.
+        # Stop starting syncs well before the lease ends (as the heartbeat last renewed it: only
+        # when renewals fail, e.g. the database is unreachable), so no other worker re-claims
+        # mid-sync; and when told to stop, so the process exits holding nothing (the syncs in
+        # flight finish and are recorded first).
         take(events)
         last_flush = last_look = time.monotonic()
         in_flight: dict[Future, tuple[str, list[eventlog.Claimed], float]] = {}  # customer, events, started
