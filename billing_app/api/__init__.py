@@ -16,9 +16,9 @@ from billing_app.webhooks.route import PATH as STRIPE_WEBHOOK_PATH, stripe_webho
 
 
 async def health(_request: Request) -> JSONResponse:
-    """Liveness plus a database round trip, for `make run` and the test harness to wait on."""
-    with get_engine().connect() as connection:
-        connection.execute(text("SELECT 1"))
+    """Liveness plus a database round trip, for `make run` and the test harness to wait on. In a
+    thread: a database that is slow to answer (or a full pool) must not hold up the event loop."""
+    await asyncio.to_thread(_check_database)
     return JSONResponse({"status": "ok"})
 
 

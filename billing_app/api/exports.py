@@ -7,6 +7,8 @@ checked by `PaymentFilter.parse`, as for the page and the REST API; a refusal is
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -20,13 +22,19 @@ from billing_app.models import Role
 from billing_app.state import SESSION_COOKIE
 
 
+def _admin(cookie: str) -> accounts.Actor:
+    with session_scope() as session:
+        actor = accounts.actor_for_session(session, cookie)
+    # Checked here too (export_csv checks again) so a refusal gets its status before streaming starts.
+    actor.require_role(Role.ADMIN)
+    return actor
+
+
 async def payments_csv(request: Request):
     params = request.query_params
     try:
-        with session_scope() as session:
-            actor = accounts.actor_for_session(session, request.cookies.get(SESSION_COOKIE, ""))
-        # Checked here too (export_csv checks again) so a refusal gets its status before streaming starts.
-        actor.require_role(Role.ADMIN)
+        # In a thread, as the rows are: the session lookup is database work, not for the event loop.
+        actor = await asyncio.to_thread(_admin, request.cookies.get(SESSION_COOKIE, ""))
         filters = PaymentFilter.parse(params.get("start"), params.get("end"), params.get("status"))
     except AppError as error:
         return envelope(error.http_status, error.code, error.message)  # the REST API's envelope

@@ -1,11 +1,13 @@
 """The payments CSV export route: the browser session cookie, the admin role, the filters."""
 
+import asyncio
 import csv
 import io
 from datetime import datetime, timezone
 
 from starlette.testclient import TestClient
 
+from billing_app import api
 from billing_app.api import build_api
 from billing_app.auth import accounts
 from billing_app.db import session_scope
@@ -41,3 +43,41 @@ def test_csv_export_for_admins_with_filters(database_url, db):
     assert client.get("/api/billing/payments.csv").status_code == 401
     bad = client.get("/api/billing/payments.csv?start=2026-03-05&end=2026-03-01", cookies=cookie_for("admin@exp.example", org.id))
     assert bad.status_code == 422 and bad.json()["message"] == "The from date must be on or before the to date."
+
+
+def _off_the_event_loop(calls: list[bool]):
+    """Records, for each call, whether it ran with no event loop in its thread (a worker thread)."""
+
+    def record(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            calls.append(False)
+        except RuntimeError:
+            calls.append(True)
+
+    return record
+
+
+def test_http_routes_do_their_database_work_off_the_event_loop(database_url, monkeypatch):
+    """A slow database (or a full pool) must stall one request, not every websocket of the backend."""
+    org = make_org("Exporter", "admin@exp.example", "member@exp.example")
+    cookies = cookie_for("admin@exp.example", org.id)
+    client = TestClient(build_api())
+    calls: list[bool] = []
+    real_lookup, record = accounts.actor_for_session, _off_the_event_loop(calls)
+
+    def looked_up(session, token):
+        record()
+        return real_lookup(session, token)
+
+    monkeypatch.setattr(accounts, "actor_for_session", looked_up)
+    assert client.get("/api/billing/payments.csv", cookies=cookies).status_code == 200
+    real_check = api._check_database
+
+    def checked():
+        record()
+        real_check()
+
+    monkeypatch.setattr(api, "_check_database", checked)
+    assert client.get("/api/health").json() == {"status": "ok"}
+    assert calls == [True, True]
