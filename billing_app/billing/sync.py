@@ -33,7 +33,6 @@ from billing_app.models import (
     PlanPeriod,
     SubscriptionStatus as S,
     WebhookEvent,
-    id_from_text,
     utcnow,
 )
 
@@ -82,7 +81,8 @@ def _read(client, customer_id: str) -> Snapshot:
                                                             "expand": ["data.schedule", *profile.SUBSCRIPTION_EXPAND]})
     invoices = list_all(client.v1.invoices.list, {"customer": customer_id})
     charges = list_all(client.v1.charges.list, {"customer": customer_id})
-    sessions = list_all(client.v1.checkout.sessions.list, {"customer": customer_id})
+    # Line items expanded: what a lifetime purchase grants is decided by the price paid (_paid_period).
+    sessions = list_all(client.v1.checkout.sessions.list, {"customer": customer_id, "expand": list(SESSION_EXPAND)})
     # A refund names a payment intent; find which paid invoices it belongs to (only when there are refunds).
     refunded_intents = {c["payment_intent"] for c in charges if c.get("refunded") and c.get("payment_intent")}
     refunded_invoices: set[str] = set()
@@ -136,6 +136,29 @@ def _period_for_price(session: Session, price_id: str | None) -> PlanPeriod | No
     if not price_id:
         return None
     return session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == price_id)).first()
+
+
+# How sync_customer and the bulk reconcile list checkout sessions.
+SESSION_EXPAND = ("data.line_items",)
+
+
+def _paid_period(session: Session, checkout: dict) -> tuple[bool, PlanPeriod | None]:
+    """The plan period a payment-mode checkout paid for, by the price of its line item; (False, None)
+    when the session was read without its line items (an event's copy), so nothing is decided.
+
+    Never by `metadata.period_id`: anyone with dashboard access (or a session made behind the app's
+    back) can write it, so a $1 price with Business's period_id would buy Business. Metadata that
+    disagrees with the price is only logged."""
+    items = checkout.get("line_items")
+    if not isinstance(items, dict):
+        return False, None
+    prices = {((item.get("price") or {}).get("id")) for item in items.get("data") or []}
+    period = _period_for_price(session, next(iter(prices))) if len(prices) == 1 else None
+    claimed = str((checkout.get("metadata") or {}).get("period_id") or "")
+    if claimed and (period is None or claimed != str(period.id)):
+        log.warning("checkout %s: metadata period_id %r ignored; the price paid grants %s",
+                    checkout["id"], claimed[:40], period.id if period else "no plan")
+    return True, period
 
 
 def _upsert(session: Session, model, stripe_id: str, changes: list[str], label: str, **defaults):
@@ -269,16 +292,18 @@ def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_inte
     key = intent or checkout["id"]
     charge = charges_by_intent.get(intent)
     refunded = bool(charge and charge.get("refunded"))
-    metadata = checkout.get("metadata") or {}
-    period_id = id_from_text(str(metadata.get("period_id") or ""))
-    period = session.get(PlanPeriod, period_id) if period_id else None
+    known, period = _paid_period(session, checkout)
     label = f"lifetime purchase {key}"
+    exists = session.exec(select(OrgSubscription.id).where(OrgSubscription.stripe_id == key)).first() is not None
+    if not exists and period is None:
+        return  # a price that is no plan of ours (or not read yet) grants nothing
     row = _upsert(session, OrgSubscription, key, changes, label, org_id=org_id, status=S.ACTIVE.value, one_off=True)
+    if known:
+        _set(row, changes, label, plan_period_id=period.id if period else None,
+             stripe_price_id=period.stripe_price_id if period else None)
     _set(
         row, changes, label,
         org_id=org_id, one_off=True,
-        plan_period_id=period.id if period else None,
-        stripe_price_id=period.stripe_price_id if period else None,
         status=(S.CANCELED if refunded else S.ACTIVE).value,
         auto_renew=False, cancel_at_period_end=False,
         started_at=_from_epoch(checkout.get("created")),

@@ -88,7 +88,7 @@ def _lists(client, incremental: bool) -> list[_List]:
         _List("subscription", v1.subscriptions.list, {"status": "all", "expand": ["data.schedule", *profile.SUBSCRIPTION_EXPAND]}, False),
         _List("invoice", v1.invoices.list, {}, True),
         _List("charge", v1.charges.list, {}, True),
-        _List("session", v1.checkout.sessions.list, {}, True),
+        _List("session", v1.checkout.sessions.list, {"expand": list(sync.SESSION_EXPAND)}, True),
     ]
     if incremental:
         lists.append(_List("event", v1.events.list, {}, True))

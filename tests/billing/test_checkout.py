@@ -89,7 +89,7 @@ def test_refunded_lifetime_loses_access_and_the_payment_reads_refunded(org, stri
 @pytest.mark.parametrize("forged", ["99999999999999999999", "\u0667"])  # too large to bind; an Arabic-Indic 7
 def test_a_lifetime_purchase_with_a_forged_period_id_still_syncs(org, stripe_env, db, forged):
     # Only the secret key writes a checkout's metadata; even so, the sync must not fail (it would
-    # retry that customer forever) nor read "٧" as period 7.
+    # retry that customer forever) nor read "٧" as period 7: the price paid decides the plan.
     started, _ = buy(org, plan="business", period="ALL_TIME", sandbox=stripe_env)
     stripe_env.client.v1.checkout.sessions.update(started.session_id, params={"metadata": {"period_id": forged}})
     customer = db.exec(select(BillingCustomer.stripe_customer_id).where(BillingCustomer.org_id == org.id)).one()
@@ -98,7 +98,7 @@ def test_a_lifetime_purchase_with_a_forged_period_id_still_syncs(org, stripe_env
     sync_customer(customer)
     db.expire_all()
     sub = db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id)).one()
-    assert (sub.one_off, sub.status, sub.plan_period_id) == (True, "active", None)
+    assert (sub.one_off, sub.status, sub.plan_period_id) == (True, "active", period_id("business", "ALL_TIME"))
 
 
 def test_declined_card_leaves_the_checkout_open_and_nothing_bought(org, stripe_env, db):
