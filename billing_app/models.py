@@ -248,6 +248,9 @@ class BillingCustomer(SQLModel, table=True):
     org_id: int = Field(foreign_key="organization.id", unique=True, index=True)
     stripe_customer_id: str = Field(max_length=255, unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    # When the Stripe reads behind the mirror's last write of this customer began, by the database's
+    # clock: a sync (or reconcile) that read earlier writes nothing (billing/sync.py, fence).
+    synced_read_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 
 
 class OrphanCustomer(SQLModel, table=True):
@@ -575,6 +578,8 @@ class ReconcileStage(SQLModel, table=True):
     # Which source wins when an object comes twice: a list read (2) over an event's copy (1).
     rank: int = 2
     payload: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))  # zlib-compressed JSON
+    # When the page holding it was requested, by the database's clock (the sync fence's read time).
+    read_at: datetime = Field(sa_column=timestamp_column(nullable=False))
 
 
 

@@ -8,6 +8,13 @@ confirmation, every webhook and `python -m billing_app reconcile` call it.
 
 All Stripe reads happen before the transaction opens, so no database lock is
 held across the network.
+
+Several syncs of one customer may overlap (the webhook worker, the confirmation page,
+`resync_after_change`, reconcile). Each notes the database's clock before its Stripe reads
+(`read_clock`), and its write first advances `BillingCustomer.synced_read_at` to that time with a
+conditional UPDATE; a sync whose reads began before the stored time writes nothing (`fence`), so
+an older snapshot never reverts a newer one. The row lock of that UPDATE also makes concurrent
+writers of one customer take turns. One clock only (the database's), never two hosts'.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from sqlalchemy import func, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from billing_app.billing import duplicates, gateway, history, orphans, profile
-from billing_app.db import insert_if_absent, session_scope
+from billing_app.db import get_engine, insert_if_absent, session_scope
 from billing_app.formatting import plan_label
 from billing_app.notifications import billing as billing_notices
 from billing_app.models import (
@@ -32,6 +40,7 @@ from billing_app.models import (
     PaymentStatus,
     PlanPeriod,
     SubscriptionStatus as S,
+    UTCDateTime,
     WebhookEvent,
     utcnow,
 )
@@ -45,6 +54,7 @@ class SyncReport:
     org_id: int | None = None
     changes: list[str] = field(default_factory=list)
     snapshot: Snapshot | None = field(default=None, repr=False)
+    stale: bool = False  # a sync that read Stripe later had already written; this one wrote nothing
 
 
 def _from_epoch(value: int | None) -> datetime | None:
@@ -62,6 +72,7 @@ class Snapshot:
     charges: list
     sessions: list
     refunded_invoices: set[str]
+    read_at: datetime  # the database's clock before the first Stripe read (read_clock): the fence
     preview: dict | None = None  # the next invoice, as Stripe's preview prices it (billing/profile.py)
     # Read with the dashboard's facts expanded (profile.CUSTOMER_EXPAND / SUBSCRIPTION_EXPAND), and
     # with the invoice preview (sync_customer's reads; the bulk reconcile lists no previews).
@@ -71,7 +82,31 @@ class Snapshot:
     action_required: set[str] = field(default_factory=set)
 
 
+def read_clock() -> datetime:
+    """The database's clock now (aware UTC): the one clock every sync's read time is taken from.
+    PostgreSQL's clock_timestamp() (not the transaction's start), whichever host syncs; SQLite is
+    embedded, so its clock is this host's, read here in microseconds (its own 'now' has only ms)."""
+    if get_engine().dialect.name != "postgresql":
+        return utcnow()
+    with session_scope() as session:
+        return session.execute(select(type_coerce(func.clock_timestamp(), UTCDateTime()))).scalar_one()
+
+
+def fence(session: Session, customer_id: str, read_at: datetime) -> bool:
+    """Claim the write of this customer for a snapshot read from `read_at` on: False (write nothing)
+    when a snapshot read as late or later was written already. Call first in the write transaction."""
+    table = BillingCustomer.__table__
+    claimed = session.execute(
+        update(table)
+        .where(table.c.stripe_customer_id == customer_id)
+        .where((table.c.synced_read_at.is_(None)) | (table.c.synced_read_at < read_at))
+        .values(synced_read_at=read_at)
+    )
+    return claimed.rowcount == 1
+
+
 def _read(client, customer_id: str) -> Snapshot:
+    read_at = read_clock()
     call = gateway.call
     # The dashboard's facts (card, tax IDs, discounts) come expanded in the calls the sync makes anyway.
     customer = call(client.v1.customers.retrieve, customer_id, params={"expand": profile.CUSTOMER_EXPAND})
@@ -103,8 +138,8 @@ def _read(client, customer_id: str) -> Snapshot:
             if any(((p.get("payment") or {}).get("payment_intent") or {}).get("status") == "requires_action"
                    for p in payments if p.get("status") == "open" and isinstance((p.get("payment") or {}).get("payment_intent"), dict)):
                 action_required.add(invoice["id"])
-    return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, preview, has_profile=True, has_preview=True,
-                    action_required=action_required)
+    return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, read_at, preview,
+                    has_profile=True, has_preview=True, action_required=action_required)
 
 
 def _org_for(session: Session, customer: dict) -> int | None:
@@ -312,12 +347,15 @@ def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_inte
     session.add(row)
 
 
-def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> None:
+def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> bool:
     """Upsert the mirror of one org from a snapshot (sync_customer's and the bulk reconcile's write).
+    False, writing nothing, when a snapshot read later was written already (`fence`).
 
     The emails this change causes (a receipt, a failed payment, ...) go into the outbox in the
     same transaction (billing_app/notifications/billing.py).
     """
+    if not fence(session, snap.customer["id"], snap.read_at):
+        return False
     was = billing_notices.before(session, org_id, snap)
     for sub in snap.subscriptions:
         _sync_subscription(session, org_id, sub, changes)
@@ -369,6 +407,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
                 **_checkout_parts(checkout),
             )
     billing_notices.derive(session, org_id, snap, was)
+    return True
 
 
 def sync_customer(customer_id: str) -> SyncReport:
@@ -419,7 +458,7 @@ def _sync_snapshot(customer_id: str, snap: Snapshot) -> SyncReport:
                     report.changes.append("customer belongs to no organization here; ignored")
                     return report
                 changes: list[str] = []
-                write(session, report.org_id, snap, changes)
+                report.stale = not write(session, report.org_id, snap, changes)
             report.changes = changes
             return report
         except IntegrityError:

@@ -6,10 +6,13 @@
     fetch   customers, subscriptions (status=all, schedules expanded), invoices, charges and
             checkout sessions, each list paged on its own thread (at most `concurrency` at once);
             every page is staged in `reconcilestage` with the list's cursor in the same
-            transaction, so an interrupted run resumes at the next page.
+            transaction, so an interrupted run resumes at the next page. Each staged object
+            carries its page's read time (the database's clock before the request).
     apply   customers in id order, a batch per transaction: the staged objects grouped into the
             same `Snapshot` sync_customer builds, written by the same `sync.write`; the last
-            customer applied is saved with the batch, so a resumed run starts after it.
+            customer applied is saved with the batch, so a resumed run starts after it. A
+            snapshot's read time is its oldest page's: a customer synced since (a webhook, the
+            confirmation page) is skipped by the sync's fence, so staged data never reverts it.
     repair  a customer holding a second purchase goes through `sync_customer` itself, which
             cancels and refunds the extra one (billing/duplicates.py).
 
@@ -182,7 +185,8 @@ def _stage_statement(session: Session, rows: list[dict]):
     return statement.on_conflict_do_update(
         index_elements=["run_id", "stripe_id"],
         set_={"payload": statement.excluded.payload, "rank": statement.excluded.rank,
-              "customer_id": statement.excluded.customer_id, "kind": statement.excluded.kind},
+              "customer_id": statement.excluded.customer_id, "kind": statement.excluded.kind,
+              "read_at": statement.excluded.read_at},
         where=table.c.rank < statement.excluded.rank,
     )
 
@@ -273,8 +277,9 @@ class BulkReconcile:
             params["created"] = {"gte": int(self.since.timestamp())}
         while True:
             page_params = {**params, "starting_after": cursor} if cursor else params
+            read_at = sync.read_clock()
             objects, has_more = with_backoff(gateway.list_page, spec.method, page_params)
-            rows = [row for row in (self._row(spec.kind, obj) for obj in objects) if row is not None]
+            rows = [{**row, "read_at": read_at} for row in (self._row(spec.kind, obj) for obj in objects) if row is not None]
             cursor = objects[-1]["id"] if objects and has_more else LIST_DONE
             with self._lock, session_scope() as session:
                 if rows:
@@ -327,19 +332,21 @@ class BulkReconcile:
     def _snapshots(self, batch: list[str]) -> dict[str, sync.Snapshot]:
         with session_scope() as session:
             rows = session.exec(
-                select(ReconcileStage.customer_id, ReconcileStage.kind, ReconcileStage.payload)
+                select(ReconcileStage.customer_id, ReconcileStage.kind, ReconcileStage.payload, ReconcileStage.read_at)
                 .where(ReconcileStage.run_id == self.run_id, ReconcileStage.customer_id.in_(batch))
                 .order_by(ReconcileStage.id)
             ).all()
         grouped: dict[str, dict[str, list]] = {c: {"customer": [], "subscription": [], "invoice": [], "charge": [], "session": []} for c in batch}
-        for customer_id, kind, payload in rows:
+        read_at: dict[str, datetime] = {}
+        for customer_id, kind, payload, page_read_at in rows:
             grouped[customer_id][kind].append(_unpack(payload))
+            read_at[customer_id] = min(read_at.get(customer_id, page_read_at), page_read_at)
         snaps = {}
         for customer_id, objects in grouped.items():
             customer = objects["customer"][0] if objects["customer"] else {"id": customer_id, "object": "customer"}
             by_newest = {k: sorted(objects[k], key=lambda o: o.get("created") or 0, reverse=True) for k in objects}
             snaps[customer_id] = sync.Snapshot(customer, by_newest["subscription"], by_newest["invoice"],
-                                               by_newest["charge"], by_newest["session"], set(),
+                                               by_newest["charge"], by_newest["session"], set(), read_at[customer_id],
                                                has_profile=bool(objects["customer"]))
         return snaps
 
@@ -400,7 +407,7 @@ class BulkReconcile:
             if customer_id in repairs:
                 continue  # sync_customer reads and writes it after the batch
             lines: list[str] = []
-            sync.write(session, known[customer_id], snap, lines)
+            sync.write(session, known[customer_id], snap, lines)  # nothing when synced since its pages were read
             changes[customer_id] = lines
         for customer in orphans:
             billing_orphans.record_orphan(session, customer)
