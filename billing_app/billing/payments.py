@@ -96,6 +96,13 @@ def _query(org_id: int, filters: PaymentFilter):
     return query.order_by(Payment.created.desc(), Payment.id.desc())
 
 
+def awaiting_purchase(session: Session, org_id: int) -> Payment | None:
+    """A checkout the org completed with a delayed payment method (SEPA, ACH) that has not settled
+    yet (mirrored PENDING by billing/sync.py): it holds that purchase, so no second one is started,
+    though it gives no access until paid."""
+    return session.exec(select(Payment).where(Payment.org_id == org_id, Payment.status == PaymentStatus.PENDING.value)).first()
+
+
 def list_payments(session: Session, actor: Actor, filters: PaymentFilter, *, limit: int = 25, cursor: str | None = None) -> PaymentPage:
     org_id = actor.require_role(Role.ADMIN)
     if not 1 <= limit <= MAX_LIMIT:

@@ -80,6 +80,8 @@ class Snapshot:
     has_preview: bool = False
     # Open invoices whose payment waits for the customer (3-D Secure): the hosted page confirms it.
     action_required: set[str] = field(default_factory=set)
+    # Payment intents of completed, unpaid checkouts whose delayed payment failed (failed_async_payments).
+    failed_payments: set[str] = field(default_factory=set)
 
 
 def read_clock() -> datetime:
@@ -139,7 +141,30 @@ def _read(client, customer_id: str) -> Snapshot:
                    for p in payments if p.get("status") == "open" and isinstance((p.get("payment") or {}).get("payment_intent"), dict)):
                 action_required.add(invoice["id"])
     return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, read_at, preview,
-                    has_profile=True, has_preview=True, action_required=action_required)
+                    has_profile=True, has_preview=True, action_required=action_required,
+                    failed_payments=failed_async_payments(client, sessions))
+
+
+def awaiting_payment(checkout: dict) -> bool:
+    """A payment-mode checkout completed with a delayed method (SEPA, ACH): Stripe says `unpaid`
+    until checkout.session.async_payment_succeeded (or _failed)."""
+    return checkout["mode"] == "payment" and checkout["status"] == "complete" and checkout["payment_status"] == "unpaid"
+
+
+# A payment intent back to these after a delayed payment means it failed (async_payment_failed).
+FAILED_INTENT_STATUSES = frozenset({"requires_payment_method", "canceled"})
+
+
+def failed_async_payments(client, sessions: list, call=None) -> set[str]:
+    """Which unpaid completed checkouts' payments failed: their payment intent says so (one call
+    each, and only for those; the bulk reconcile passes its backoff as `call`)."""
+    call = call or gateway.call
+    failed: set[str] = set()
+    for checkout in sessions:
+        intent = checkout.get("payment_intent")
+        if intent and awaiting_payment(checkout) and call(client.v1.payment_intents.retrieve, intent)["status"] in FAILED_INTENT_STATUSES:
+            failed.add(intent)
+    return failed
 
 
 def _org_for(session: Session, customer: dict) -> int | None:
@@ -397,8 +422,10 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
             if checkout["payment_status"] == "paid":
                 _sync_one_off(session, org_id, checkout, charges_by_intent, changes)
                 status = PaymentStatus.REFUNDED.value if charge and charge.get("refunded") else PaymentStatus.COMPLETED.value
+            elif intent in snap.failed_payments:
+                status = PaymentStatus.FAILED.value  # the delayed payment failed
             else:
-                status = PaymentStatus.FAILED.value  # async payment failed
+                status = PaymentStatus.PENDING.value  # a delayed payment still settling: held (payments.awaiting_purchase)
             _sync_payment(
                 session, org_id, intent or checkout["id"], status, changes,
                 amount=checkout.get("amount_total") or 0, currency=checkout.get("currency") or "usd",

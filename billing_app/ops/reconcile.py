@@ -373,6 +373,8 @@ class BulkReconcile:
         ours = {c: snap for c, snap in snaps.items() if c in known}
         # Network first (the refund lookups), then one short transaction for the batch.
         list(pool.map(lambda snap: self._refunds(client, snap), ours.values()))
+        for snap in ours.values():  # rare: only completed checkouts still waiting for a delayed payment
+            snap.failed_payments = sync.failed_async_payments(client, snap.sessions, call=lambda *a, **k: with_backoff(gateway.call, *a, **k))
         repairs = [c for c, snap in ours.items() if self.mode == FULL
                    and duplicates.find_extra_purchases(snap.subscriptions, snap.sessions, snap.charges)]
         # Orphans: customers Stripe listed (a stand-in customer dict has no `created`) that no org holds.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from billing_app.billing import gateway, sync
+from billing_app.billing.checkout import start_checkout
 from billing_app.billing.customers import ensure_customer
+from billing_app.billing.payments import awaiting_purchase
 from billing_app.billing.sync import sync_customer
 from billing_app.db import session_scope
-from billing_app.models import OrgSubscription, PlanPeriod
+from billing_app.models import OrgSubscription, Payment, PlanPeriod
 from tests.billing.helpers import access, period_id
 
 
@@ -40,3 +43,57 @@ def test_the_price_paid_decides_the_plan_whatever_metadata_says(org, stripe_env)
     _pay_behind_the_apps_back(stripe_env, customer, business_price, {"period_id": str(period_id("starter", "MONTHLY"))})
     sync_customer(customer)
     assert access(org).plan_key == "business"
+
+
+def _as_between_completed_and_settled(monkeypatch, session_id):
+    """Stripe between checkout.session.completed and .async_payment_succeeded: complete, unpaid."""
+    original = gateway.list_all
+
+    def list_all(list_method, params):
+        objects = original(list_method, params)
+        for obj in objects:
+            if obj["id"] == session_id:
+                obj["payment_status"] = "unpaid"
+        return objects
+
+    monkeypatch.setattr(gateway, "list_all", list_all)
+
+
+def test_a_delayed_payment_still_settling_is_pending_and_held_without_access(org, stripe_env, monkeypatch):
+    started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
+    customer = stripe_env.complete_checkout(started.session_id, async_payment="succeeded").customer
+    _as_between_completed_and_settled(monkeypatch, started.session_id)
+    sync.sync_customer(customer)  # the checkout.session.completed webhook
+
+    with session_scope() as s:
+        statuses = s.exec(select(Payment.status).where(Payment.org_id == org.id)).all()
+        held = awaiting_purchase(s, org.id)
+    assert statuses == ["PENDING"], "a payment still settling was mirrored as failed"
+    assert held is not None  # start_checkout refuses a second purchase while it settles
+    assert not access(org).access, "no plan before the money arrives"
+
+    monkeypatch.undo()  # Stripe: checkout.session.async_payment_succeeded
+    sync.sync_customer(customer)
+    with session_scope() as s:
+        assert s.exec(select(Payment.status).where(Payment.org_id == org.id)).all() == ["COMPLETED"]
+        assert awaiting_purchase(s, org.id) is None
+    assert access(org).plan_key == "business"
+
+
+def test_a_delayed_payment_that_failed_is_failed(org, stripe_env, monkeypatch):
+    started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
+    customer = stripe_env.complete_checkout(started.session_id, async_payment="succeeded").customer
+    _as_between_completed_and_settled(monkeypatch, started.session_id)
+    # The payment intent back to requires_payment_method: checkout.session.async_payment_failed.
+    retrieve = gateway.call
+
+    def call(method, *args, **kwargs):
+        answer = retrieve(method, *args, **kwargs)
+        return {**answer, "status": "requires_payment_method"} if answer.get("object") == "payment_intent" else answer
+
+    monkeypatch.setattr(gateway, "call", call)
+    sync.sync_customer(customer)
+    with session_scope() as s:
+        assert s.exec(select(Payment.status).where(Payment.org_id == org.id)).all() == ["FAILED"]
+        assert awaiting_purchase(s, org.id) is None
+    assert not access(org).access
