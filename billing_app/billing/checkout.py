@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from billing_app import routes
 from billing_app.auth.accounts import Actor
-from billing_app.billing import gateway, reservations
+from billing_app.billing import gateway, payments, reservations
 from billing_app.billing.catalog import price_matches_period
 from billing_app.billing.customers import ensure_customer
 from billing_app.billing.entitlements import count_members, current_subscription
@@ -47,6 +47,12 @@ def _refuse_if_org_holds_a_plan(org_id: int) -> bool:
             raise AppError(
                 ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE,
                 "Your organization already has a subscription. Change or manage it from the billing page.",
+            )
+        if payments.awaiting_purchase(session, org_id) is not None:
+            # Paid by a delayed method (SEPA, ACH): no access yet, but a second purchase would charge twice.
+            raise AppError(
+                ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE,
+                "Your organization's purchase is waiting for its payment to clear (bank payments can take a few days).",
             )
         return current is not None
 

@@ -10,8 +10,9 @@ from billing_app.billing.customers import ensure_customer
 from billing_app.billing.payments import awaiting_purchase
 from billing_app.billing.sync import sync_customer
 from billing_app.db import session_scope
+from billing_app.errors import ErrorCode
 from billing_app.models import OrgSubscription, Payment, PlanPeriod
-from tests.billing.helpers import access, period_id
+from tests.billing.helpers import access, expect, period_id
 
 
 def _pay_behind_the_apps_back(stripe_env, customer, price_id, metadata):
@@ -69,8 +70,12 @@ def test_a_delayed_payment_still_settling_is_pending_and_held_without_access(org
         statuses = s.exec(select(Payment.status).where(Payment.org_id == org.id)).all()
         held = awaiting_purchase(s, org.id)
     assert statuses == ["PENDING"], "a payment still settling was mirrored as failed"
-    assert held is not None  # start_checkout refuses a second purchase while it settles
+    assert held is not None
     assert not access(org).access, "no plan before the money arrives"
+    # A second purchase while it settles would charge twice: refused, and no session is made.
+    error = expect(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, start_checkout, org.admin, period_id("business", "ALL_TIME"))
+    assert "waiting for its payment to clear" in error.message
+    assert [s.id for s in stripe_env.client.v1.checkout.sessions.list(params={"customer": customer, "status": "open"}).data] == []
 
     monkeypatch.undo()  # Stripe: checkout.session.async_payment_succeeded
     sync.sync_customer(customer)
