@@ -151,3 +151,48 @@ def org(stripe_env):
     from tests.billing.helpers import make_org
 
     return make_org("Acme", "admin@acme.example", "member@acme.example")
+
+
+# --- shared by several areas: the REST app, cheap hashing, limits, a roomier free tier ------
+
+@pytest.fixture
+def fast_password_hashing(monkeypatch):
+    """Cheap argon2 parameters, for tests that make many accounts and test no password rule (an
+    area's conftest turns it on for all its tests)."""
+    from argon2 import PasswordHasher
+
+    from billing_app.auth import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture
+def client(database_url):
+    """The backend's HTTP routes (REST API, session, exports), served in-process."""
+    from starlette.testclient import TestClient
+
+    from tests.api.helpers import backend_app
+
+    with TestClient(backend_app(), raise_server_exceptions=True) as c:
+        yield c
+
+
+@pytest.fixture
+def fresh_limits():
+    """Rate-limit counts from zero, and none left behind for the next test."""
+    from billing_app import limits
+
+    limits.reset()
+    yield
+    limits.reset()
+
+
+@pytest.fixture
+def roomy_free_tier(monkeypatch):
+    """The free tier with room for 10 members, for tests about invitations rather than caps."""
+    from billing_app.billing import entitlements
+    from billing_app.billing.catalog import free_tier
+
+    roomy = free_tier().model_copy(update={"limits": {**free_tier().limits, "seats": 10}})
+    monkeypatch.setattr(entitlements, "free_tier", lambda: roomy)
+    return roomy

@@ -13,8 +13,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-import pytest
-
 from billing_app import limits
 from billing_app.auth import accounts
 from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
@@ -58,17 +56,6 @@ found = [[cls.__module__, cls.__name__, name, bool(handler.is_background)]
          for cls in walk(State) for name, handler in cls.event_handlers.items()]
 print(json.dumps(found))
 """
-
-
-@pytest.fixture
-def roomy_free_tier(monkeypatch):
-    """The free tier with room for 10 members (tests/teams/conftest.py has the same for its tests)."""
-    from billing_app.billing import entitlements
-    from billing_app.billing.catalog import free_tier
-
-    roomy = free_tier().model_copy(update={"limits": {**free_tier().limits, "seats": 10}})
-    monkeypatch.setattr(entitlements, "free_tier", lambda: roomy)
-    return roomy
 
 
 def _page_in_org(state_cls, email: str, org_id: int):

@@ -4,29 +4,17 @@ on the real database, with the real SDK against the offline sandbox. Factories: 
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from billing_app.auth import accounts
 from billing_app.db import session_scope
 from billing_app.models import Role
-from tests.api.helpers import Tokens, add_membership, backend_app, bearer, token_for
+from tests.api.helpers import Tokens, add_membership, bearer, token_for
 from tests.billing.helpers import PASSWORD, make_org
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch):
-    """Cheap argon2 parameters: these tests make many accounts and test no password rule."""
-    from argon2 import PasswordHasher
-
-    from billing_app.auth import passwords
-
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
-@pytest.fixture
-def client(database_url):
-    with TestClient(backend_app(), raise_server_exceptions=True) as c:
-        yield c
+def fast_password_hashing(fast_password_hashing):
+    """tests/conftest.py's cheap hashing, for every test here: they test no password rule."""
 
 
 @pytest.fixture

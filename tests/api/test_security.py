@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 import pytest
 from fastapi.testclient import TestClient
 
-from billing_app import limits
 from billing_app.api import build_api
 from billing_app.auth import accounts
 from billing_app.db import session_scope
@@ -15,13 +14,6 @@ from billing_app.models import Payment
 from billing_app.state import SESSION_COOKIE
 from tests.api.helpers import err, ok
 from tests.billing.helpers import PASSWORD, make_org
-
-
-@pytest.fixture
-def fresh_limits():
-    limits.reset()
-    yield
-    limits.reset()
 
 
 def limit(monkeypatch, name: str, value: str) -> None:

@@ -5,11 +5,9 @@ by cookie, and one client cannot mail reset links to every account it can name."
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 from reflex import constants
 from sqlmodel import func, select
 
-from billing_app import limits
 from billing_app.auth import accounts, reset
 from billing_app.db import session_scope
 from billing_app.models import ApiToken, Notification, WebhookEvent
@@ -18,32 +16,14 @@ from billing_app.ops.access import set_operator
 from billing_app.settings import get_settings
 from billing_app.state import SESSION_COOKIE
 from tests.aio import run_async
-from tests.api.helpers import backend_app, bearer, token_for
+from tests.api.helpers import bearer, token_for
 from tests.billing.helpers import PASSWORD
 from tests.pages import run_event, signed_in_page
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch):
-    """Cheap argon2 parameters: these tests test no password rule."""
-    from argon2 import PasswordHasher
-
-    from billing_app.auth import passwords
-
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
-@pytest.fixture
-def client(database_url):
-    with TestClient(backend_app(), raise_server_exceptions=True) as c:
-        yield c
-
-
-@pytest.fixture
-def fresh_limits():
-    limits.reset()
-    yield
-    limits.reset()
+def fast_password_hashing(fast_password_hashing):
+    """tests/conftest.py's cheap hashing, for every test here: they test no password rule."""
 
 
 def signed_out_page(state_cls, client_ip: str = ""):

@@ -10,13 +10,8 @@ from tests.webhooks.helpers import served_backend
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch):
-    """Cheap argon2 parameters: these tests test no password rule."""
-    from argon2 import PasswordHasher
-
-    from billing_app.auth import passwords
-
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+def fast_password_hashing(fast_password_hashing):
+    """tests/conftest.py's cheap hashing, for every test here: they test no password rule."""
 
 
 @pytest.fixture

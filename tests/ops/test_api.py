@@ -8,24 +8,23 @@ import json
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from billing_app.auth import api_tokens
 from billing_app.db import session_scope
-from billing_app.models import ApiToken, BillingCustomer, OperatorAudit, WebhookEvent, utcnow
+from billing_app.models import (
+    ApiToken,
+    BillingCustomer,
+    OperatorAudit,
+    WebhookEvent,
+    utcnow,
+)
 from billing_app.state import SESSION_COOKIE
-from tests.api.helpers import backend_app, bearer, token_for
+from tests.api.helpers import bearer, token_for
 from tests.billing.helpers import buy, make_org
 from tests.ops.helpers import customer_of_org, make_operator, session_token
 
 UNKNOWN = {"success": False, "error_code": "NOT_FOUND", "message": "No such API route."}
-
-
-@pytest.fixture
-def client(database_url):
-    with TestClient(backend_app(), raise_server_exceptions=True) as c:
-        yield c
 
 
 @pytest.fixture

@@ -18,7 +18,12 @@ from billing_app.auth import accounts, api_tokens
 from billing_app.db import session_scope
 from billing_app.models import Invitation, Notification, WebhookEvent
 from billing_app.settings import get_settings
-from tests.scale.worker_helpers import TcpProxy, postgres_schema, use_database, with_port
+from tests.scale.worker_helpers import (
+    TcpProxy,
+    postgres_schema,
+    use_database,
+    with_port,
+)
 from tests.webhooks.helpers import SECRET, event, sign
 
 PASSWORD = "correct horse battery staple"
@@ -28,16 +33,6 @@ PASSWORD = "correct horse battery staple"
 def pg(monkeypatch):
     with postgres_schema(monkeypatch) as url:
         yield url
-
-
-@pytest.fixture
-def fast_password_hashing(monkeypatch):
-    """Cheap argon2 parameters: no password rule is tested here."""
-    from argon2 import PasswordHasher
-
-    from billing_app.auth import passwords
-
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def envelope_503(response) -> bool:

@@ -5,22 +5,24 @@ from __future__ import annotations
 import pytest
 from sqlmodel import func, select
 
-from billing_app import limits
 from billing_app.auth import invitations
 from billing_app.db import session_scope
 from billing_app.models import Invitation, Notification
 from tests.api.helpers import add_membership, err, ok
 from tests.billing.helpers import buy, period_id
-from tests.teams.helpers import ANONYMOUS, ROLES, buy_team, invitee, join, quantity_at_stripe, role_headers, token_of
+from tests.teams.helpers import (
+    ANONYMOUS,
+    ROLES,
+    buy_team,
+    invitee,
+    join,
+    quantity_at_stripe,
+    role_headers,
+    token_of,
+)
 
 OK = (200, None)
 
-
-@pytest.fixture
-def fresh_limits():
-    limits.reset()
-    yield
-    limits.reset()
 
 FORBIDDEN = (403, "FORBIDDEN")
 
