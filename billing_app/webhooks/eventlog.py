@@ -254,10 +254,10 @@ _DONE = dict(state=PROCESSED, processed_at=bindparam("done_at"), next_attempt_at
 _OURS = and_(T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_by == bindparam("token"), T.c.state == PENDING)
 _MARK_OURS = update(T).where(_OURS).values(**_DONE)
 # Pending events of the customer stored before its successful sync began (ids up to its
-# `high_water()`) are covered by it (e.g. ones waiting for a retry), unless another worker holds them. SKIP LOCKED: never wait
-# for a row another transaction is writing (no lock-order deadlocks between workers on
-# PostgreSQL). `state || ''` keeps SQLite's planner on the customer_id index (without
-# statistics it would pick the state index and scan every pending row).
+# `high_water()`) are covered by it (e.g. ones waiting for a retry), unless another worker holds
+# them. SKIP LOCKED: never wait for a row another transaction is writing (no lock-order
+# deadlocks between workers on PostgreSQL). `state || ''` keeps SQLite's planner on the
+# customer_id index (without statistics it would pick the state index and scan every pending row).
 _MARK_COVERED = update(T).where(
     T.c.id.in_(
         select(T.c.id)
