@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -38,6 +39,8 @@ from billing_app.models import (
     OrgSubscription,
     Payment,
     PaymentStatus,
+    PeriodType,
+    Plan,
     PlanPeriod,
     SubscriptionStatus as S,
     UTCDateTime,
@@ -96,12 +99,16 @@ def read_clock() -> datetime:
 
 def fence(session: Session, customer_id: str, read_at: datetime) -> bool:
     """Claim the write of this customer for a snapshot read from `read_at` on: False (write nothing)
-    when a snapshot read as late or later was written already. Call first in the write transaction."""
+    when a snapshot read as late or later was written already. Call first in the write transaction.
+
+    A stored time later than the clock now was taken by a clock since stepped back (a host's clock
+    ran fast): it is void, or every sync would be refused until the clock caught up with it."""
     table = BillingCustomer.__table__
+    now = func.clock_timestamp() if session.get_bind().dialect.name == "postgresql" else utcnow()
     claimed = session.execute(
         update(table)
         .where(table.c.stripe_customer_id == customer_id)
-        .where((table.c.synced_read_at.is_(None)) | (table.c.synced_read_at < read_at))
+        .where(table.c.synced_read_at.is_(None) | (table.c.synced_read_at < read_at) | (table.c.synced_read_at > now))
         .values(synced_read_at=read_at)
     )
     return claimed.rowcount == 1
@@ -155,14 +162,26 @@ def awaiting_payment(checkout: dict) -> bool:
 FAILED_INTENT_STATUSES = frozenset({"requires_payment_method", "canceled"})
 
 
+# Delayed methods settle within days (SEPA up to 14 business days): still unpaid after this, failed.
+SETTLE_DAYS = 30
+
+
 def failed_async_payments(client, sessions: list, call=None) -> set[str]:
-    """Which unpaid completed checkouts' payments failed: their payment intent says so (one call
-    each, and only for those; the bulk reconcile passes its backoff as `call`)."""
+    """Which unpaid completed checkouts' payments failed: their payment intent says so. One call per
+    payment still settling; none for one the mirror has as failed already (a failure is final) or
+    older than SETTLE_DAYS, so a customer's history costs nothing each sync. The bulk reconcile
+    passes its backoff as `call`."""
     call = call or gateway.call
-    failed: set[str] = set()
-    for checkout in sessions:
-        intent = checkout.get("payment_intent")
-        if intent and awaiting_payment(checkout) and call(client.v1.payment_intents.retrieve, intent)["status"] in FAILED_INTENT_STATUSES:
+    settling = {c["payment_intent"]: c for c in sessions if c.get("payment_intent") and awaiting_payment(c)}
+    if not settling:
+        return set()
+    with session_scope() as session:
+        failed = set(session.exec(select(Payment.stripe_id).where(
+            Payment.stripe_id.in_(list(settling)), Payment.status == PaymentStatus.FAILED.value)).all())
+    too_old = time.time() - SETTLE_DAYS * 86400
+    for intent, checkout in settling.items():
+        if intent not in failed and (checkout["created"] < too_old or
+                                     call(client.v1.payment_intents.retrieve, intent)["status"] in FAILED_INTENT_STATUSES):
             failed.add(intent)
     return failed
 
@@ -212,13 +231,29 @@ def _paid_period(session: Session, checkout: dict) -> tuple[bool, PlanPeriod | N
     items = checkout.get("line_items")
     if not isinstance(items, dict):
         return False, None
-    prices = {((item.get("price") or {}).get("id")) for item in items.get("data") or []}
-    period = _period_for_price(session, next(iter(prices))) if len(prices) == 1 else None
+    prices = {(item.get("price") or {}).get("id"): item.get("price") or {} for item in items.get("data") or []}
+    period = None
+    if len(prices) == 1:
+        price_id, price = next(iter(prices.items()))
+        period = _period_for_price(session, price_id) or _lifetime_period_of_product(session, price)
     claimed = str((checkout.get("metadata") or {}).get("period_id") or "")
     if claimed and (period is None or claimed != str(period.id)):
         log.warning("checkout %s: metadata period_id %r ignored; the price paid grants %s",
                     checkout["id"], claimed[:40], period.id if period else "no plan")
     return True, period
+
+
+def _lifetime_period_of_product(session: Session, price: dict) -> PlanPeriod | None:
+    """A one-time price of a plan's own product that the catalog no longer points at (prices are
+    immutable: a changed lifetime price is a new price): it still bought that plan's lifetime period."""
+    product = price.get("product")
+    product_id = product.get("id") if isinstance(product, dict) else product
+    if price.get("type") != "one_time" or not product_id:
+        return None
+    return session.exec(
+        select(PlanPeriod).join(Plan, PlanPeriod.plan_id == Plan.id)
+        .where(Plan.stripe_product_id == product_id, PlanPeriod.period_type == PeriodType.ALL_TIME.value)
+    ).first()
 
 
 def _upsert(session: Session, model, stripe_id: str, changes: list[str], label: str, **defaults):
@@ -358,9 +393,8 @@ def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_inte
     if not exists and period is None:
         return  # a price that is no plan of ours (or not read yet) grants nothing
     row = _upsert(session, OrgSubscription, key, changes, label, org_id=org_id, status=S.ACTIVE.value, one_off=True)
-    if known:
-        _set(row, changes, label, plan_period_id=period.id if period else None,
-             stripe_price_id=period.stripe_price_id if period else None)
+    if known and period is not None:  # unknown: an event's copy without line items; keep what was read before
+        _set(row, changes, label, plan_period_id=period.id, stripe_price_id=period.stripe_price_id)
     _set(
         row, changes, label,
         org_id=org_id, one_off=True,

@@ -85,20 +85,47 @@ def test_a_delayed_payment_still_settling_is_pending_and_held_without_access(org
     assert access(org).plan_key == "business"
 
 
-def test_a_delayed_payment_that_failed_is_failed(org, stripe_env, monkeypatch):
+def test_a_delayed_payment_that_failed_is_failed_and_the_org_may_buy_again(org, stripe_env):
     started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
-    customer = stripe_env.complete_checkout(started.session_id, async_payment="succeeded").customer
-    _as_between_completed_and_settled(monkeypatch, started.session_id)
-    # The payment intent back to requires_payment_method: checkout.session.async_payment_failed.
-    retrieve = gateway.call
-
-    def call(method, *args, **kwargs):
-        answer = retrieve(method, *args, **kwargs)
-        return {**answer, "status": "requires_payment_method"} if answer.get("object") == "payment_intent" else answer
-
-    monkeypatch.setattr(gateway, "call", call)
+    # The sandbox as Stripe: the debit bounced, the payment intent is back to requires_payment_method.
+    customer = stripe_env.complete_checkout(started.session_id, async_payment="failed").customer
     sync.sync_customer(customer)
     with session_scope() as s:
         assert s.exec(select(Payment.status).where(Payment.org_id == org.id)).all() == ["FAILED"]
         assert awaiting_purchase(s, org.id) is None
     assert not access(org).access
+    assert start_checkout(org.admin, period_id("business", "ALL_TIME")).session_id != started.session_id
+
+
+def test_a_failed_delayed_payment_costs_no_stripe_call_in_later_syncs(org, stripe_env, monkeypatch):
+    started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
+    customer = stripe_env.complete_checkout(started.session_id, async_payment="failed").customer
+    sync.sync_customer(customer)  # reads the payment intent once: failed
+    real, intents_read = gateway.call, []
+
+    def counting(method, *args, **kwargs):
+        if "payment_intent" in repr(method).lower():
+            intents_read.append(args)
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", counting)
+    for _ in range(3):
+        sync.sync_customer(customer)  # e.g. three unrelated webhooks months later
+    assert intents_read == [], "a payment mirrored as failed was read from Stripe again at every sync"
+
+
+def test_a_lifetime_buyer_keeps_the_plan_after_the_catalog_price_changes(org, stripe_env):
+    started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
+    customer = stripe_env.complete_checkout(started.session_id).customer
+    sync.sync_customer(customer)
+    assert access(org).plan_key == "business"
+    # A new lifetime price (Stripe prices are immutable): the catalog points the period at it.
+    client = stripe_env.client
+    with session_scope() as s:
+        period = s.get(PlanPeriod, period_id("business", "ALL_TIME"))
+        old = client.v1.prices.retrieve(period.stripe_price_id)
+        period.stripe_price_id = client.v1.prices.create(params={
+            "product": old.product, "unit_amount": old.unit_amount + 10000, "currency": old.currency}).id
+        s.add(period)
+    sync.sync_customer(customer)  # any later webhook of this customer
+    assert access(org).plan_key == "business", "a paid lifetime purchase lost its plan after a price change"

@@ -9,6 +9,7 @@ or the mirror reverts while the event is already processed.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from sqlmodel import select
@@ -16,7 +17,7 @@ from sqlmodel import select
 from billing_app.billing import sync
 from billing_app.billing.checkout import checkout_status
 from billing_app.db import session_scope
-from billing_app.models import OrgSubscription
+from billing_app.models import OrgSubscription, utcnow
 from billing_app.ops import reconcile
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.worker import Worker
@@ -99,3 +100,18 @@ def test_a_resumed_reconcile_does_not_write_pages_read_before_a_newer_sync(org, 
     assert result.resumed
     assert _mirror(org.id).status == "canceled", f"the reconcile wrote staged state older than the mirror: {result.changes}"
     assert [line for _org, c, line in result.changes if c == customer] == []
+
+
+def test_a_clock_stepped_back_does_not_freeze_the_mirror(org, stripe_env, monkeypatch):
+    """A host clock that ran fast for one sync (then stepped back) must not refuse every later one."""
+    buy(org, sandbox=stripe_env)
+    sub = _mirror(org.id)
+    customer = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).customer
+    monkeypatch.setattr(sync, "read_clock", lambda: utcnow() + timedelta(hours=1))
+    sync.sync_customer(customer)
+    monkeypatch.undo()
+    stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={"cancel_at_period_end": True})
+    eventlog.store_events([(event("customer.subscription.updated", customer), "{}")])
+    Worker(sync.sync_customer, ingest_busy=None, concurrency=1).run_once()
+    assert eventlog.counts().get("pending", 0) == 0
+    assert _mirror(org.id).cancel_at_period_end is True, "the event was marked processed, the mirror never updated"

@@ -420,10 +420,28 @@ def _pay(store, cs: dict, pm: dict, email, name, async_payment, address, busines
         cs["payment_status"] = "unpaid"
         store.emit("checkout.session.completed", cs)
         cs["payment_status"] = "paid" if async_payment == "succeeded" else "unpaid"
+        if async_payment == "failed" and cs["mode"] == "payment":
+            _debit_failed(store, cs)
         store.emit(f"checkout.session.async_payment_{async_payment}", cs)
     else:
         store.emit("checkout.session.completed", cs)
     return cs
+
+
+def _debit_failed(store, cs: dict) -> None:
+    """A delayed debit that bounced, as Stripe leaves it: the charge failed, nothing received, the
+    payment intent back to requires_payment_method (the session stays complete and unpaid)."""
+    pi = store.get("payment_intent", cs["payment_intent"])
+    ch = store.get("charge", pi["latest_charge"]) if pi.get("latest_charge") else None
+    reason = ("insufficient_funds", "The customer's account has insufficient funds to cover this payment.")
+    if ch:
+        ch.update(status="failed", paid=False, captured=False, amount_captured=0, balance_transaction=None,
+                  failure_code=reason[0], failure_message=reason[1])
+        store.emit("charge.failed", ch)
+    pi.update(status="requires_payment_method", amount_received=0,
+              last_payment_error={"type": "invalid_request_error", "code": reason[0], "message": reason[1],
+                                  "charge": ch["id"] if ch else None})
+    store.emit("payment_intent.payment_failed", pi)
 
 
 def _update_customer(store, cs: dict, cust: dict, address: dict | None, business_name: str | None) -> None:
