@@ -460,6 +460,8 @@ class Payment(SQLModel, table=True):
     tax: int = 0
     # An open invoice whose payment waits for the customer's bank (3-D Secure) on the hosted invoice page.
     action_required: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # Refunded so far (minor units): a partial refund leaves the status COMPLETED; a full one REFUNDED.
+    amount_refunded: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class BillingProfile(SQLModel, table=True):

@@ -117,7 +117,8 @@ def list_payments(session: Session, actor: Actor, filters: PaymentFilter, *, lim
     return PaymentPage(rows, _cursor(rows[-1]) if has_more and rows else None)
 
 
-CSV_COLUMNS = ["date", "description", "amount", "currency", "status", "invoice_url", "receipt_url", "pdf_url", "stripe_id"]
+CSV_COLUMNS = ["date", "description", "amount", "currency", "status", "invoice_url", "receipt_url", "pdf_url", "stripe_id",
+               "amount_refunded"]
 
 
 # A cell starting with one of these is a formula to a spreadsheet (CSV injection, OWASP).
@@ -141,6 +142,7 @@ def export_csv(session: Session, actor: Actor, filters: PaymentFilter) -> Iterat
             row.created.date().isoformat(), csv_cell(row.description), plain_amount(row.amount, row.currency),
             csv_cell(row.currency.upper()), csv_cell(row.status), csv_cell(row.invoice_url or ""),
             csv_cell(row.receipt_url or ""), csv_cell(row.pdf_url or ""), csv_cell(row.stripe_id),
+            plain_amount(row.amount_refunded, row.currency),
         ])
         if buffer.tell() > 64_000:
             yield buffer.getvalue()

@@ -74,7 +74,7 @@ class Snapshot:
     invoices: list
     charges: list
     sessions: list
-    refunded_invoices: set[str]
+    refunded_invoices: set[str]  # paid invoices whose charge was refunded in full
     read_at: datetime  # the database's clock before the first Stripe read (read_clock): the fence
     preview: dict | None = None  # the next invoice, as Stripe's preview prices it (billing/profile.py)
     # Read with the dashboard's facts expanded (profile.CUSTOMER_EXPAND / SUBSCRIPTION_EXPAND), and
@@ -85,6 +85,8 @@ class Snapshot:
     action_required: set[str] = field(default_factory=set)
     # Payment intents of completed, unpaid checkouts whose delayed payment failed (failed_async_payments).
     failed_payments: set[str] = field(default_factory=set)
+    # Paid invoices with a refund, full or partial: how much was refunded (minor units).
+    invoice_refunds: dict[str, int] = field(default_factory=dict)
 
 
 def read_clock() -> datetime:
@@ -128,15 +130,17 @@ def _read(client, customer_id: str) -> Snapshot:
     # Line items expanded: what a lifetime purchase grants is decided by the price paid (_paid_period).
     sessions = list_all(client.v1.checkout.sessions.list, {"customer": customer_id, "expand": list(SESSION_EXPAND)})
     # A refund names a payment intent; find which paid invoices it belongs to (only when there are refunds).
-    refunded_intents = {c["payment_intent"] for c in charges if c.get("refunded") and c.get("payment_intent")}
+    refunds = refunds_by_intent(charges)
     refunded_invoices: set[str] = set()
-    if refunded_intents:
+    invoice_refunds: dict[str, int] = {}
+    if refunds:
         for invoice in invoices:
             if invoice["status"] != "paid":
                 continue
             payments = call(client.v1.invoice_payments.list, params={"invoice": invoice["id"], "limit": 10})["data"]
-            if any((p.get("payment") or {}).get("payment_intent") in refunded_intents for p in payments):
-                refunded_invoices.add(invoice["id"])
+            for intent in ((p.get("payment") or {}).get("payment_intent") for p in payments):
+                if intent in refunds:
+                    note_refund(refunded_invoices, invoice_refunds, invoice["id"], refunds[intent])
     preview = profile.read_preview(client, customer_id, subscriptions)
     # Only an open invoice already attempted can wait for the customer (rare: one call each).
     action_required: set[str] = set()
@@ -149,7 +153,21 @@ def _read(client, customer_id: str) -> Snapshot:
                 action_required.add(invoice["id"])
     return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, read_at, preview,
                     has_profile=True, has_preview=True, action_required=action_required,
-                    failed_payments=failed_async_payments(client, sessions))
+                    failed_payments=failed_async_payments(client, sessions), invoice_refunds=invoice_refunds)
+
+
+def refunds_by_intent(charges: list) -> dict[str, tuple[bool, int]]:
+    """Payment intents with a refund: (refunded in full, amount refunded)."""
+    return {c["payment_intent"]: (bool(c.get("refunded")), c.get("amount_refunded") or 0)
+            for c in charges if c.get("payment_intent") and (c.get("refunded") or c.get("amount_refunded"))}
+
+
+def note_refund(refunded_invoices: set[str], invoice_refunds: dict[str, int], invoice_id: str, refund: tuple[bool, int]) -> None:
+    """Record a paid invoice's refund in a snapshot (sync_customer's reads and the bulk reconcile's)."""
+    in_full, amount = refund
+    if in_full:
+        refunded_invoices.add(invoice_id)
+    invoice_refunds[invoice_id] = amount
 
 
 def awaiting_payment(checkout: dict) -> bool:
@@ -438,6 +456,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
             attempt_count=invoice.get("attempt_count") or 0,
             **_invoice_parts(invoice),
             action_required=invoice["id"] in snap.action_required,
+            amount_refunded=snap.invoice_refunds.get(invoice["id"], 0),
         )
 
     charges_by_intent = {c["payment_intent"]: c for c in snap.charges if c.get("payment_intent")}
@@ -465,6 +484,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
                 amount=checkout.get("amount_total") or 0, currency=checkout.get("currency") or "usd",
                 created=_from_epoch(charge["created"]) if charge else _from_epoch(checkout["created"]),
                 description=description, receipt_url=charge.get("receipt_url") if charge else None,
+                amount_refunded=(charge.get("amount_refunded") or 0) if charge else 0,
                 **_checkout_parts(checkout),
             )
     billing_notices.derive(session, org_id, snap, was)

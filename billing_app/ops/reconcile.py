@@ -353,9 +353,9 @@ class BulkReconcile:
     def _refunds(self, client, snap: sync.Snapshot) -> None:
         """Which paid invoices a refund belongs to (as sync_customer decides), one call per refunded
         payment; an older invoice a refund names is read so its row can say REFUNDED."""
-        intents = {c["payment_intent"] for c in snap.charges if c.get("refunded") and c.get("payment_intent")}
+        refunds = sync.refunds_by_intent(snap.charges)
         have = {invoice["id"]: invoice for invoice in snap.invoices}
-        for intent in sorted(intents):
+        for intent in sorted(refunds):
             payments = with_backoff(gateway.call, client.v1.invoice_payments.list,
                                     params={"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 10})
             for payment in payments["data"]:
@@ -366,7 +366,7 @@ class BulkReconcile:
                     have[invoice_id] = with_backoff(gateway.call, client.v1.invoices.retrieve, invoice_id)
                     snap.invoices.append(have[invoice_id])
                 if have[invoice_id]["status"] == "paid":
-                    snap.refunded_invoices.add(invoice_id)
+                    sync.note_refund(snap.refunded_invoices, snap.invoice_refunds, invoice_id, refunds[intent])
 
     def _apply_batch(self, client, pool: ThreadPoolExecutor, batch: list[str], known: dict[str, int]) -> None:
         snaps = self._snapshots(batch)

@@ -33,6 +33,7 @@ class PaymentRow:
     description: str = ""
     amount: str = ""
     breakdown: str = ""  # "$9.00 − $0.90 discount + $1.54 tax" when there is a discount or tax
+    refunded: str = ""  # "$4.50 refunded": a partial refund (a full one is the status Refunded)
     status: str = ""
     color: str = "gray"
     invoice_url: str = ""
@@ -60,6 +61,8 @@ def payment_row(p: Payment, *, links: bool = True) -> PaymentRow:
         description=p.description,
         amount=format_amount(p.amount, p.currency),
         breakdown=_breakdown(p),
+        refunded=f"{format_amount(p.amount_refunded, p.currency)} refunded"
+        if p.amount_refunded and p.status != PaymentStatus.REFUNDED.value else "",
         status=STATUS_LABEL.get(p.status, p.status),
         color=STATUS_COLOR.get(p.status, "gray"),
     )
@@ -175,6 +178,7 @@ def _table() -> rx.Component:
                 rx.table.cell(
                     rx.text(row.amount, white_space="nowrap"),
                     rx.cond(row.breakdown != "", rx.text(row.breakdown, size="1", color_scheme="gray", class_name="amount-breakdown")),
+                    rx.cond(row.refunded != "", rx.text(row.refunded, size="1", color_scheme="orange", class_name="amount-refunded")),
                 ),
                 rx.table.cell(rx.badge(row.status, color_scheme=row.color, variant="soft", high_contrast=True)),
                 rx.table.cell(_links(row)),

@@ -252,7 +252,7 @@ def test_payments_newest_first_paginated_and_filtered(client, tokens, stripe_env
     first = seen[-1]
     assert (first["amount"], first["currency"], first["status"], first["description"]) == (100, "usd", "COMPLETED", "payment 0")
     assert set(first) == {"id", "status", "amount", "currency", "created", "description", "invoiceUrl", "receiptUrl", "pdfUrl",
-                          "subtotal", "discount", "tax"}
+                          "subtotal", "discount", "tax", "amountRefunded"}
 
     failed = ok(client.get("/api/subscriptions/payments", headers=tokens.super_admin, params={"status": "FAILED"}))["payments"]
     assert [p["description"] for p in failed] == ["payment 1", "payment 0"]

@@ -191,6 +191,8 @@ class PaymentOut(BaseModel):
     subtotal: int | None = Field(default=None, description="Before discounts and tax (minor units); null where Stripe gives none.")
     discount: int = Field(default=0, description="Discounts taken off (minor units).")
     tax: int = Field(default=0, description="Tax added (minor units).")
+    amountRefunded: int = Field(default=0, description="Refunded so far (minor units): a partial refund leaves the "  # noqa: N815
+                                "status COMPLETED, a full one makes it REFUNDED.")
 
 
 class PaymentsResponse(_Response):

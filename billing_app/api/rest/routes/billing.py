@@ -64,6 +64,7 @@ def list_payments(
                 id=row.stripe_id, status=PaymentStatus(row.status), amount=row.amount, currency=row.currency,
                 created=row.created, description=row.description, invoiceUrl=row.invoice_url,
                 receiptUrl=row.receipt_url, pdfUrl=row.pdf_url, subtotal=row.subtotal, discount=row.discount, tax=row.tax,
+                amountRefunded=row.amount_refunded,
             )
             for row in page.rows
         ]
