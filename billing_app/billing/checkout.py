@@ -57,10 +57,6 @@ def _refuse_if_org_holds_a_plan(org_id: int) -> bool:
         return current is not None
 
 
-def _stripe_down() -> AppError:
-    return AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.")
-
-
 # The most seats one Checkout offers to adjust to (Stripe's own maximum is far higher).
 MAX_CHECKOUT_SEATS = 1000
 
@@ -104,7 +100,7 @@ def start_checkout(actor: Actor, period_id: int, seats: int | None = None) -> Ch
     try:
         price = gateway.call(client.v1.prices.retrieve, period.stripe_price_id) if period.stripe_price_id else None
     except gateway.StripeFailure:
-        raise _stripe_down() from None
+        raise gateway.unavailable() from None
     if price is None or not price_matches_period(price, period):
         raise AppError(ErrorCode.STRIPE_PRICE_MISMATCH, "This price is out of date. Please reload the pricing page.")
 
@@ -117,7 +113,7 @@ def start_checkout(actor: Actor, period_id: int, seats: int | None = None) -> Ch
             # Fresh truth: a purchase that completed a moment ago is live even if no webhook has landed.
             subscriptions = gateway.list_all(client.v1.subscriptions.list, {"customer": customer_id, "status": "all"})
         except gateway.StripeFailure:
-            raise _stripe_down() from None
+            raise gateway.unavailable() from None
         if any(sub["status"] in MANAGEABLE_STATUSES for sub in subscriptions):
             resync_after_change(customer_id)
             raise AppError(
@@ -253,7 +249,7 @@ def checkout_status(actor: Actor, session_id: str) -> CheckoutStatus:
     except gateway.StripeFailure as failure:
         if failure.status == 404:
             raise not_found from None
-        raise AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.") from None
+        raise gateway.unavailable() from None
     if checkout.get("client_reference_id") != str(org_id):
         raise not_found  # another org's checkout: say nothing about it
     if checkout.get("customer"):

@@ -25,6 +25,14 @@ call_counter = {"count": 0}
 _counter_lock = threading.Lock()  # the bulk reconcile calls from several threads
 
 
+UNAVAILABLE_MESSAGE = "We could not reach the payment provider. Please try again."
+
+
+def unavailable() -> AppError:
+    """What a user is told when Stripe could not be reached (502 STRIPE_UNAVAILABLE)."""
+    return AppError(ErrorCode.STRIPE_UNAVAILABLE, UNAVAILABLE_MESSAGE)
+
+
 class StripeFailure(Exception):
     """Stripe refused or could not be reached. `message` is Stripe's text, for the logs only."""
 

@@ -72,10 +72,6 @@ def _failed() -> AppError:
     )
 
 
-def _unreachable() -> AppError:
-    return AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again.")
-
-
 @dataclass(frozen=True)
 class QuantityChange:
     customer_id: str
@@ -191,7 +187,7 @@ def per_seat_at_stripe(org_id: int) -> PerSeat | None:
     try:
         fresh = subscriptions._Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id))
     except gateway.StripeFailure:
-        raise _unreachable() from None
+        raise gateway.unavailable() from None
     if not _agrees(sub, fresh.stripe_sub):
         resync_after_change(fresh.customer_id)
         with session_scope() as session:
@@ -265,7 +261,7 @@ def _prorated(per_seat: PerSeat, quantity: int) -> tuple[int, int]:
     """(prorated difference for the rest of this period, of which due at once if billed now) for
     moving to `quantity` seats, from Stripe's preview of the change."""
     client = gateway.stripe_client()
-    failed = _unreachable()
+    failed = gateway.unavailable()
     fresh = _fresh_per_seat(client, per_seat, failed)
     item = fresh.stripe_sub["items"]["data"][0]
     if (item.get("quantity") or 1) == quantity:

@@ -282,7 +282,7 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
         refuse_plan_too_small(session, org_id, target_plan)
         members = count_members(session, org_id)
     client = gateway.stripe_client()
-    fresh = _fresh(client, sub, AppError(ErrorCode.STRIPE_UNAVAILABLE, "We could not reach the payment provider. Please try again."))
+    fresh = _fresh(client, sub, gateway.unavailable())
     with session_scope() as session:
         # The plan it is on now, by Stripe's price (the mirror's row when the price is not ours).
         current = session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == fresh.price_id)).first()

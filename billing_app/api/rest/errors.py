@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import exc as db_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from billing_app.billing.gateway import StripeFailure
+from billing_app.billing.gateway import StripeFailure, unavailable
 from billing_app.errors import HTTP_STATUS, AppError, ErrorCode, RateLimited
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
 async def _stripe_failure(_request: Request, exc: StripeFailure) -> JSONResponse:
     # A service let a Stripe failure through (e.g. the re-sync after a successful change).
     log.warning("stripe failure reached the REST API: %s", exc.message)
-    code = ErrorCode.STRIPE_UNAVAILABLE
-    return envelope(status_of(code), code, "We could not reach the payment provider. Please try again.")
+    error = unavailable()
+    return envelope(error.http_status, error.code, error.message)
 
 
 # The database could not be reached or could not answer (down, restarting, a dropped connection, the
