@@ -2,8 +2,9 @@
 
 `MailWorker.run_once()` is one synchronous pass (tests drive it); `run_mail_worker()` is the loop
 the backend starts as a Reflex lifespan task. A pass claims due rows with a short lease (a
-conditional UPDATE, so two processes never send the same row), sends each outside any
-transaction, then records the outcome: `sent` (the body cleared: it may hold a reset link or an
+conditional UPDATE, so two processes never send the same row), renews a row's lease just before
+sending it (a long pass must not send a row whose lease lapsed and another process took), sends
+each outside any transaction, then records the outcome if the row is still its own: `sent` (the body cleared: it may hold a reset link or an
 invitation token), or another attempt after a backoff (30 s doubling,
 capped at 1 h), or `failed` after MAX_ATTEMPTS with the last error kept on the row.
 
@@ -77,7 +78,8 @@ class MailWorker(PassWorker):
     def backoff(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempts - 1)))
 
-    def _claim(self, now: datetime) -> list[Notification]:
+    def _claim(self, now: datetime) -> tuple[list[Notification], datetime]:
+        """Due rows, leased to this pass until the returned time (the lease is also the pass's mark)."""
         due = and_(
             Notification.state == PENDING,
             or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
@@ -85,28 +87,47 @@ class MailWorker(PassWorker):
         )
         with session_scope() as session:
             ids = session.exec(select(Notification.id).where(due).order_by(Notification.id).limit(self.batch_size)).all()
-            if not ids:
-                return []
             until = now + timedelta(seconds=LEASE_SECONDS)
+            if not ids:
+                return [], until
             # Conditional: a row another process claimed meanwhile no longer matches `due`.
             claimed = session.execute(
                 update(Notification).where(Notification.id.in_(ids), due)
                 .values(claimed_until=until, attempts=Notification.attempts + 1)
                 .returning(Notification.id)
             ).scalars().all()
+        if not claimed:
+            return [], until
         with session_scope() as session:
-            return list(session.exec(select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.id)).all())
+            rows = session.exec(select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.id)).all()
+            return list(rows), until
+
+    def _hold(self, row_id: int, lease: datetime) -> datetime | None:
+        """Renew this pass's lease on a row just before sending it: the new lease, or None when the
+        lease lapsed during the pass's earlier sends and another process has claimed the row since."""
+        renewed = self.clock() + timedelta(seconds=LEASE_SECONDS)
+        with session_scope() as session:
+            held = session.execute(
+                update(Notification)
+                .where(Notification.id == row_id, Notification.state == PENDING, Notification.claimed_until == lease)
+                .values(claimed_until=renewed).returning(Notification.id)
+            ).first()
+        return renewed if held else None
 
     def run_once(self) -> MailReport:
         report = MailReport()
         now = self.clock()
-        rows = self._claim(now)
+        rows, lease = self._claim(now)
         report.claimed = len(rows)
         smtp_url = self.smtp_url
         for row in rows:
             if smtp_url is None:
-                self._finish(row.id, state=KEPT, attempts=row.attempts - 1)
+                self._finish(row.id, lease, state=KEPT, attempts=row.attempts - 1)
                 report.kept.append(row.key)
+                continue
+            held = self._hold(row.id, lease)
+            if held is None:
+                log.warning("mail.lease_lost", key=row.key)  # another process sends it
                 continue
             message = mailer.build_message(row.to, Rendered(row.subject, row.text_body, row.html_body), message_id_key=row.key)
             try:
@@ -114,16 +135,16 @@ class MailWorker(PassWorker):
             except Exception as error:  # any failure is retried; the text is kept for whoever looks
                 text = f"{type(error).__name__}: {error}"[:ERROR_MAX_CHARS]
                 if row.attempts >= self.max_attempts:
-                    self._finish(row.id, state=FAILED, last_error=text)
+                    self._finish(row.id, held, state=FAILED, last_error=text)
                     report.failed.append(row.key)
                     log.error("mail.failed", key=row.key, attempts=row.attempts, error=text)
                 else:
-                    self._finish(row.id, state=PENDING, last_error=text, next_attempt_at=self.clock() + self.backoff(row.attempts))
+                    self._finish(row.id, held, state=PENDING, last_error=text, next_attempt_at=self.clock() + self.backoff(row.attempts))
                     report.retrying.append(row.key)
                     log.warning("mail.retrying", key=row.key, attempts=row.attempts, error=text)
                 continue
             # Delivered: the body (reset links, invitation tokens) is the recipient's now, not ours to keep.
-            self._finish(row.id, state=SENT, sent_at=self.clock(), last_error=None, **CLEARED_BODY)
+            self._finish(row.id, held, state=SENT, sent_at=self.clock(), last_error=None, **CLEARED_BODY)
             report.sent.append(row.key)
         if rows:
             log.info("mail.pass", claimed=report.claimed, sent=len(report.sent), kept=len(report.kept),
@@ -131,9 +152,15 @@ class MailWorker(PassWorker):
         return report
 
     @staticmethod
-    def _finish(row_id: int, **values) -> None:
+    def _finish(row_id: int, lease: datetime, **values) -> None:
+        """Record a row's outcome, only while the row is still this pass's (its lease unchanged)."""
         with session_scope() as session:
-            session.execute(update(Notification).where(Notification.id == row_id).values(claimed_until=None, **values))
+            done = session.execute(
+                update(Notification).where(Notification.id == row_id, Notification.claimed_until == lease)
+                .values(claimed_until=None, **values).returning(Notification.id)
+            ).first()
+        if done is None:
+            log.warning("mail.outcome_not_recorded", id=row_id, outcome=values.get("state"))
 
 
 async def run_mail_worker(*, poll_seconds: float = POLL_SECONDS, worker: MailWorker | None = None) -> None:

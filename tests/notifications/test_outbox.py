@@ -185,3 +185,28 @@ def test_an_invitation_is_emailed_to_the_invitee_only(mail_settings, smtp, monke
     got = next(r for r in smtp.received if r.to == ["new.person@example.com"])
     assert got.subject == "[Acme Billing] You are invited to join Acme"
     assert invited.url in got.part("plain") and "Admin invited you" in got.part("plain")
+
+
+def test_a_long_pass_never_sends_a_row_another_process_took_over(mail_settings):
+    """Pass A's sends outlast the lease of its later rows; pass B, in another process, claims those.
+    Each row still goes out once: A renews a row's lease just before sending it, and skips a row it lost."""
+    for n in range(3):
+        _queue_reset(email=f"user{n}@example.com", url=f"http://app.example/reset?token={n}")
+    now = [utcnow()]
+    sent: list[str] = []
+
+    def record(_url, message):
+        sent.append(message["To"])
+
+    other = MailWorker(smtp_url="smtp://unused", send=record, clock=lambda: now[0])
+
+    def slow_send(url, message):
+        record(url, message)
+        now[0] += timedelta(seconds=70)  # two sends outlast the first lease (120 s)
+        if len(sent) == 2:
+            other.run_once()  # meanwhile, another process's pass finds the third row's lease lapsed
+
+    MailWorker(smtp_url="smtp://unused", send=slow_send, clock=lambda: now[0]).run_once()
+    assert sorted(sent) == [f"user{n}@example.com" for n in range(3)]
+    with session_scope() as s:
+        assert set(s.exec(select(Notification.state)).all()) == {"sent"}
