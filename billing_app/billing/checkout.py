@@ -50,10 +50,7 @@ def _refuse_if_org_holds_a_plan(org_id: int) -> bool:
             )
         if payments.awaiting_purchase(session, org_id) is not None:
             # Paid by a delayed method (SEPA, ACH): no access yet, but a second purchase would charge twice.
-            raise AppError(
-                ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE,
-                "Your organization's purchase is waiting for its payment to clear (bank payments can take a few days).",
-            )
+            raise AppError(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, payments.AWAITING_PAYMENT_MESSAGE)
         return current is not None
 
 

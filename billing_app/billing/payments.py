@@ -96,6 +96,9 @@ def _query(org_id: int, filters: PaymentFilter):
     return query.order_by(Payment.created.desc(), Payment.id.desc())
 
 
+AWAITING_PAYMENT_MESSAGE = "Your organization's purchase is waiting for its payment to clear (bank payments can take a few days)."
+
+
 def awaiting_purchase(session: Session, org_id: int) -> Payment | None:
     """A checkout the org completed with a delayed payment method (SEPA, ACH) that has not settled
     yet (mirrored PENDING by billing/sync.py): it holds that purchase, so no second one is started,

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
+from billing_app.billing import payments
 from billing_app.billing.entitlements import AccessReason, current_subscription, entitlement
 from billing_app.formatting import PERIOD_NAME, format_amount, format_date, plan_label
 from billing_app.models import OrgSubscription, Payment, PeriodType, Plan, PlanPeriod, SubscriptionStatus
@@ -113,6 +114,7 @@ class PricingView:
     plans: list[PlanCard] = field(default_factory=list)
     has_subscription: bool = False
     holds_lifetime: bool = False
+    awaiting_payment: str = ""  # why no plan can be bought now: a purchase's payment still clearing
 
 
 @dataclass
@@ -137,6 +139,7 @@ class BillingView:
     scheduled_change: str = ""  # e.g. "Changes to Starter on Dec 22, 2026"
     # The hosted invoice page while a payment waits for the bank's confirmation (3-D Secure).
     confirm_payment_url: str = ""
+    awaiting_payment: str = ""  # no live plan: a new purchase's payment still clearing
 
 
 @dataclass
@@ -177,7 +180,14 @@ def pricing_view(session: Session, org_id: int | None) -> PricingView:
             per_seat=plan.per_seat,
             min_seats=plan.min_seats,
         ))
-    return PricingView(plans, has_subscription=live and not current.one_off, holds_lifetime=live and current.one_off)
+    return PricingView(plans, has_subscription=live and not current.one_off, holds_lifetime=live and current.one_off,
+                       awaiting_payment=_awaiting_payment(session, org_id) if org_id and not live else "")
+
+
+def _awaiting_payment(session: Session, org_id: int) -> str:
+    """The notice for a purchase paid by a delayed method (SEPA, ACH) still clearing: checkout refuses
+    a second one, so neither page offers it."""
+    return payments.AWAITING_PAYMENT_MESSAGE if payments.awaiting_purchase(session, org_id) is not None else ""
 
 
 S = SubscriptionStatus
@@ -209,7 +219,7 @@ def billing_view(session: Session, org_id: int) -> BillingView:
     ent = entitlement(session, org_id)
     sub = ent.subscription
     if sub is None:
-        return BillingView(status="No subscription")
+        return BillingView(status="No subscription", awaiting_payment=_awaiting_payment(session, org_id))
     label, color = status_badge(sub)
     view = BillingView(
         has_subscription=True,
@@ -232,6 +242,7 @@ def billing_view(session: Session, org_id: int) -> BillingView:
     ended = sub.has_ended
     if ended:
         view.renewal_label, view.renewal_date = "Ended", format_date(sub.ended_at or sub.canceled_at)
+        view.awaiting_payment = _awaiting_payment(session, org_id)
     elif sub.cancel_at_period_end:
         view.renewal_label, view.renewal_date = "Access until", format_date(sub.current_period_end)
     else:

@@ -331,8 +331,11 @@ def _confirm_payment_banner() -> rx.Component:
 def _empty_state() -> rx.Component:
     return empty_state(
         "credit-card", "No subscription yet",
-        rx.text("Pick a plan to get started.", color_scheme="gray"),
-        link_button("See plans", href=routes.PRICING),
+        rx.cond(
+            V.awaiting_payment == "",
+            rx.fragment(rx.text("Pick a plan to get started.", color_scheme="gray"), link_button("See plans", href=routes.PRICING)),
+            rx.text("Your purchase shows here once its payment clears.", color_scheme="gray"),
+        ),
         id="no-subscription",
     )
 
@@ -344,6 +347,7 @@ def billing_page() -> rx.Component:
         dashboard_styles(),
         error_callout(rx.cond(BillingState.change_open | BillingState.details_open | (BillingState.cancel_step != ""), "", BillingState.error)),
         info_callout(BillingState.message),
+        info_callout(V.awaiting_payment),
         rx.cond(
             V.has_subscription,
             rx.vstack(

@@ -10,7 +10,7 @@ from billing_app.billing.checkout import start_checkout
 from billing_app.billing.entitlements import count_members
 from billing_app.billing.views import PlanCard, pricing_view
 from billing_app.components.billing_ui import billing_frame
-from billing_app.components.layout import error_callout, link_button
+from billing_app.components.layout import error_callout, info_callout, link_button
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.models import Role
@@ -22,6 +22,7 @@ class PricingState(AuthState):
     yearly: bool = False
     has_subscription: bool = False
     holds_lifetime: bool = False
+    awaiting_payment: str = ""  # a purchase still clearing: nothing to buy until it settles
     # The period whose button is busy (starting a checkout), for its loading state.
     pending_period_id: str = ""
     error: str = ""
@@ -42,6 +43,7 @@ class PricingState(AuthState):
             view = pricing_view(session, org_id)
             self.members = count_members(session, org_id) if org_id else 0
         self.plans, self.has_subscription, self.holds_lifetime = view.plans, view.has_subscription, view.holds_lifetime
+        self.awaiting_payment = view.awaiting_payment
         least = max([p.min_seats for p in view.plans if p.per_seat] or [1])
         self.seats = str(max(least, self.members))
 
@@ -85,44 +87,35 @@ class PricingState(AuthState):
 
 
 def _action(plan, period, label: str = "Subscribe") -> rx.Component:
-    """The card's button for one period, by who is looking and what the org has."""
-    busy = PricingState.pending_period_id == period.period_id
+    """The card's button for one period, by who is looking and what the org has (the first that applies)."""
+    def unavailable(text: str) -> rx.Component:
+        return rx.button(text, size="3", width="100%", disabled=True, variant="soft")
+
+    buy = rx.button(
+        label,
+        size="3",
+        width="100%",
+        loading=PricingState.pending_period_id == period.period_id,
+        disabled=PricingState.pending_period_id != "",
+        on_click=PricingState.subscribe(period.period_id, plan.per_seat),
+        class_name="subscribe",
+    )
+    switch = link_button("Switch plan", href=routes.BILLING + "?change=" + period.period_id, size="3", width="100%", variant="outline")
+    ask_an_admin = rx.text("Ask an admin to upgrade", size="2", color_scheme="gray", align="center", width="100%")
     return rx.cond(
-        ~AuthState.is_authenticated,
-        link_button("Sign up", href=routes.REGISTER, size="3", width="100%"),
-        rx.cond(
-            plan.is_current,
-            rx.button("Current plan", size="3", width="100%", disabled=True, variant="soft"),
-            rx.cond(
-                ~AuthState.is_admin,
-                rx.text("Ask an admin to upgrade", size="2", color_scheme="gray", align="center", width="100%"),
-                rx.cond(
-                    PricingState.holds_lifetime,
-                    rx.button("You have lifetime access", size="3", width="100%", disabled=True, variant="soft"),
-                    rx.cond(
-                        PricingState.has_subscription,
-                        link_button("Switch plan", href=routes.BILLING + "?change=" + period.period_id, size="3", width="100%",
-                                    variant="outline"),
-                        rx.button(
-                            label,
-                            size="3",
-                            width="100%",
-                            loading=busy,
-                            disabled=PricingState.pending_period_id != "",
-                            on_click=PricingState.subscribe(period.period_id, plan.per_seat),
-                            class_name="subscribe",
-                        ),
-                    ),
-                ),
-            ),
-        ),
+        ~AuthState.is_authenticated, link_button("Sign up", href=routes.REGISTER, size="3", width="100%"),
+        rx.cond(plan.is_current, unavailable("Current plan"),
+        rx.cond(~AuthState.is_admin, ask_an_admin,
+        rx.cond(PricingState.holds_lifetime, unavailable("You have lifetime access"),
+        rx.cond(PricingState.awaiting_payment != "", unavailable("Payment clearing"),
+        rx.cond(PricingState.has_subscription, switch, buy)))))
     )
 
 
 def _seat_picker(plan) -> rx.Component:
     """Admins of an org without a plan pick the seats to buy (at least the members and min_seats)."""
     return rx.cond(
-        AuthState.is_admin & ~PricingState.has_subscription & ~PricingState.holds_lifetime,
+        AuthState.is_admin & ~PricingState.has_subscription & ~PricingState.holds_lifetime & (PricingState.awaiting_payment == ""),
         rx.hstack(
             rx.text("Seats", as_="label", html_for="seat-count", size="2", weight="medium"),
             rx.input(
@@ -208,6 +201,7 @@ def pricing_page() -> rx.Component:
             spacing="3",
         ),
         error_callout(PricingState.error),
+        info_callout(PricingState.awaiting_payment),
         rx.grid(
             rx.foreach(PricingState.plans, _card),
             columns=rx.breakpoints(initial="1", sm="2", lg="3"),

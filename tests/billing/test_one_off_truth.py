@@ -9,6 +9,7 @@ from billing_app.billing.checkout import start_checkout
 from billing_app.billing.customers import ensure_customer
 from billing_app.billing.payments import awaiting_purchase
 from billing_app.billing.sync import sync_customer
+from billing_app.billing.views import billing_view, pricing_view
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import OrgSubscription, Payment, PlanPeriod
@@ -76,12 +77,16 @@ def test_a_delayed_payment_still_settling_is_pending_and_held_without_access(org
     error = expect(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, start_checkout, org.admin, period_id("business", "ALL_TIME"))
     assert "waiting for its payment to clear" in error.message
     assert [s.id for s in stripe_env.client.v1.checkout.sessions.list(params={"customer": customer, "status": "open"}).data] == []
+    # Nor do the pages offer it: the pricing cards and the billing page say why.
+    with session_scope() as s:
+        assert pricing_view(s, org.id).awaiting_payment == billing_view(s, org.id).awaiting_payment == error.message
 
     monkeypatch.undo()  # Stripe: checkout.session.async_payment_succeeded
     sync.sync_customer(customer)
     with session_scope() as s:
         assert s.exec(select(Payment.status).where(Payment.org_id == org.id)).all() == ["COMPLETED"]
         assert awaiting_purchase(s, org.id) is None
+        assert pricing_view(s, org.id).awaiting_payment == billing_view(s, org.id).awaiting_payment == ""
     assert access(org).plan_key == "business"
 
 
