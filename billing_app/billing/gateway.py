@@ -25,6 +25,20 @@ call_counter = {"count": 0}
 _counter_lock = threading.Lock()  # the bulk reconcile calls from several threads
 
 
+# Each attempt's connect and read timeout (httpx; the SDK's default is 80 s), and the SDK's retries
+# (POSTs keep their idempotency key, so a retry never makes a second object). Stripe answers in
+# seconds; this bounds how long a dead connection holds a request and the org's claims on it
+# (`worst_case_call_seconds`, below the claims' 120 s: tests/billing/test_claim_lapse.py).
+TIMEOUT_SECONDS = 30
+NETWORK_RETRIES = 2
+
+
+def worst_case_call_seconds() -> float:
+    """The longest one call takes when every attempt times out (plus the SDK's backoff, at most 2 s
+    a retry); an answer that trickles in byte by byte can still take longer."""
+    return (NETWORK_RETRIES + 1) * TIMEOUT_SECONDS + NETWORK_RETRIES * 2
+
+
 UNAVAILABLE_MESSAGE = "We could not reach the payment provider. Please try again."
 
 
@@ -59,7 +73,8 @@ def stripe_client() -> stripe.StripeClient:
     settings = get_settings()
     if not settings.billing_configured:
         raise AppError(ErrorCode.BILLING_NOT_CONFIGURED, "Billing is not configured.")
-    options = {"max_network_retries": 2, "http_client": _CountingHTTPClient(allow_sync_methods=True)}
+    options = {"max_network_retries": NETWORK_RETRIES,
+               "http_client": _CountingHTTPClient(timeout=TIMEOUT_SECONDS, allow_sync_methods=True)}
     if settings.stripe_api_base:
         options["base_addresses"] = {"api": str(settings.stripe_api_base).rstrip("/")}
     return stripe.StripeClient(settings.stripe_secret_key, **options)

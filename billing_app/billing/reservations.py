@@ -24,11 +24,11 @@ from billing_app.errors import AppError, ErrorCode
 from billing_app.models import PurchaseReservation, utcnow
 
 # Longer than the few Stripe calls a checkout makes; renewed (`renew`) right before the one that
-# creates the session, so a holder whose claim lapsed never creates a second one. That one call can
-# still outlast it: the SDK (gateway.py: 2 retries, httpx's 80 s timeout per attempt) may take
-# 3 x 80 s plus about 1.5 s of backoff, some 240 s, and more when an answer trickles in (80 s bounds
-# each read, not the whole answer). Another request may then have taken the claim over, so
-# `record_checkout` says whether the row was still ours.
+# creates the session, so a holder whose claim lapsed never creates a second one. That one call
+# takes at most `gateway.worst_case_call_seconds()` (94 s) when Stripe does not answer, but can
+# still outlast the claim when an answer trickles in (the timeout bounds each read, not the whole
+# answer). Another request may then have taken the claim over, so `record_checkout` says whether
+# the row was still ours.
 CLAIM_SECONDS = 120
 # How long a racing request waits for the claim before answering CHECKOUT_IN_PROGRESS.
 WAIT_SECONDS = 30

@@ -74,3 +74,44 @@ def test_an_expire_that_fails_does_not_hide_the_refusal(org, stripe_env, monkeyp
     # The slow request's URL was never handed out; the reservation still names the other tab's session.
     with session_scope() as s:
         assert s.get(PurchaseReservation, org.id).checkout_session_id == outcome["meanwhile"].session_id
+
+
+def test_a_stripe_that_never_answers_is_given_up_on_before_a_claim_lapses(stripe_env, monkeypatch):
+    """The client really applies the timeout and the retries, and their worst case fits in a claim."""
+    import socket
+    import threading
+
+    from billing_app.billing import reservations
+    from billing_app.settings import get_settings
+
+    assert gateway.worst_case_call_seconds() < reservations.CLAIM_SECONDS
+    silent = socket.create_server(("127.0.0.1", 0))
+    attempts = []
+
+    def accept_and_say_nothing():
+        while True:
+            try:
+                connection, _ = silent.accept()
+            except OSError:
+                return
+            attempts.append(connection)
+
+    threading.Thread(target=accept_and_say_nothing, daemon=True).start()
+    monkeypatch.setattr(gateway, "TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setenv("STRIPE_API_BASE", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    get_settings.cache_clear()
+    gateway.reset_client()
+    try:
+        client = gateway.stripe_client()
+        try:
+            gateway.call(client.v1.customers.retrieve, "cus_silent")
+        except gateway.StripeFailure:
+            pass
+        else:
+            raise AssertionError("a Stripe that never answers was not given up on")
+        assert len(attempts) == gateway.NETWORK_RETRIES + 1
+    finally:
+        silent.close()
+        for connection in attempts:
+            connection.close()
+        gateway.reset_client()
