@@ -10,10 +10,15 @@ in production, see README "Deployment".
   killed backend costs a page one reconnect, never an error while another one answers.
 - A websocket is one TCP connection, so it stays on the backend it connected to; Reflex's
   Redis state manager lets its next connection land on any backend.
-- Each plain HTTP request is sent with `Connection: close`, so a connection carries one
-  request and every request is routed on its own path (no keep-alive reuse across targets).
-- `X-Forwarded-For` gets the client's address appended; the backends trust one hop
-  (REFLEX_TRUSTED_PROXY_HOPS=1), so per-address rate limits see the browser, not us.
+- Each plain HTTP request is sent with `Connection: close` (any `Upgrade` but websocket removed),
+  so a connection carries one request and every request is routed on its own path and gets its
+  own `X-Forwarded-For` (no keep-alive reuse across targets). After a websocket upgrade the
+  client's bytes go on only once the backend answered 101.
+- `X-Forwarded-For` gets the client's address appended, as one line; the backends trust one hop
+  (REFLEX_TRUSTED_PROXY_HOPS=1) and take the right-most address, so per-address rate limits see
+  the browser, not us, and not what the browser wrote. A head a backend could parse differently
+  (a bare LF, a folded line, not HTTP/1.x) is refused with 400; one not complete within
+  HEAD_SECONDS or past HEAD_LIMIT is dropped.
 
 Run alone: `python -m billing_app.balancer --port 3000 --backend 127.0.0.1:8001 --backend
 127.0.0.1:8002 --frontend 127.0.0.1:3001`.
@@ -25,6 +30,7 @@ import argparse
 import asyncio
 import itertools
 import logging
+import re
 import signal
 import time
 
@@ -33,6 +39,7 @@ log = logging.getLogger("billing_app.balancer")
 # Reflex's backend endpoints (reflex_base.constants.Endpoint) plus our /api routes.
 BACKEND_PREFIXES = (b"/_event", b"/api", b"/_upload", b"/ping", b"/_health", b"/_all_routes", b"/auth-codespace")
 HEAD_LIMIT = 64 * 1024
+HEAD_SECONDS = 10.0  # a client that has not sent its request head by then is dropped (slowloris)
 CONNECT_TIMEOUT = 2.0
 DEAD_SECONDS = 1.0  # a backend that refused is skipped this long
 
@@ -48,22 +55,48 @@ def goes_to_backend(path: bytes) -> bool:
     return any(path == p or path.startswith(p + b"/") or path.startswith(p + b"?") for p in BACKEND_PREFIXES)
 
 
+# The request line of HTTP/1.x, the only protocol the backends are spoken to in.
+REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]")
+
+
+class BadHead(ValueError):
+    """A request head the balancer refuses to pass on (answered 400, connection closed)."""
+
+
+def is_websocket_upgrade(lines: list[bytes]) -> bool:
+    return any(_name(line) == b"upgrade" and b"websocket" in line.lower() for line in lines[1:])
+
+
+def _name(line: bytes) -> bytes:
+    return line.split(b":", 1)[0].strip().lower()
+
+
 def rewrite_head(head: bytes, client_ip: str) -> bytes:
-    """Add X-Forwarded-For; make a plain request the connection's last (a websocket upgrade keeps its headers)."""
+    """The head as the backend gets it: our X-Forwarded-For, and `Connection: close` unless it is a
+    websocket upgrade (which keeps its headers: the connection then carries frames, not requests).
+
+    Refuses (BadHead) a head a backend could read differently from us: a bare LF or CR, an obs-fold,
+    a request line that is not HTTP/1.x. Otherwise a header hidden there would reach the backend
+    unseen here (an X-Forwarded-For of the client's choosing).
+    """
     lines = head[:-4].split(b"\r\n")
-    upgrade = any(line.lower().startswith(b"upgrade:") for line in lines[1:])
-    kept, forwarded = [lines[0]], None
+    if any(b"\n" in line or b"\r" in line or line[:1] in (b" ", b"\t") for line in lines):
+        raise BadHead("bare CR/LF or obs-fold")
+    if not REQUEST_LINE.fullmatch(lines[0]):
+        raise BadHead("not an HTTP/1.x request line")
+    websocket = is_websocket_upgrade(lines)
+    kept, forwarded = [lines[0]], []
     for line in lines[1:]:
-        name = line.split(b":", 1)[0].strip().lower()
+        name = _name(line)
         if name == b"x-forwarded-for":
-            forwarded = line.split(b":", 1)[1].strip()
+            forwarded.append(line.split(b":", 1)[1].strip())
             continue
-        if not upgrade and name in (b"connection", b"keep-alive", b"proxy-connection"):
+        if not websocket and name in (b"connection", b"keep-alive", b"proxy-connection", b"upgrade"):
             continue
         kept.append(line)
-    chain = (forwarded + b", " if forwarded else b"") + client_ip.encode()
-    kept.append(b"X-Forwarded-For: " + chain)
-    if not upgrade:
+    # One line: the chain the client sent (untrusted: backends count hops from the right) and the peer.
+    kept.append(b"X-Forwarded-For: " + b", ".join([*filter(None, forwarded), client_ip.encode()]))
+    if not websocket:
         kept.append(b"Connection: close")
     return b"\r\n".join(kept) + b"\r\n\r\n"
 
@@ -101,8 +134,16 @@ class Balancer:
         upstream_writer = None
         try:
             try:
-                head = await client_reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                head = await asyncio.wait_for(client_reader.readuntil(b"\r\n\r\n"), HEAD_SECONDS)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, TimeoutError):
+                return
+            peer = client_writer.get_extra_info("peername") or ("unknown",)
+            try:
+                upstream_head = rewrite_head(head, str(peer[0]))
+            except BadHead as error:
+                log.info("balancer: refused a request head from %s: %s", peer[0], error)
+                client_writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                await client_writer.drain()
                 return
             parts = head.split(b" ", 2)
             path = parts[1] if len(parts) > 1 else b"/"
@@ -116,8 +157,16 @@ class Balancer:
             target, upstream_reader, upstream_writer = picked
             if to_backend:
                 self.picked[target] = self.picked.get(target, 0) + 1
-            peer = client_writer.get_extra_info("peername") or ("unknown",)
-            upstream_writer.write(rewrite_head(head, str(peer[0])))
+            upstream_writer.write(upstream_head)
+            if is_websocket_upgrade(upstream_head.split(b"\r\n")):
+                # Frames go upstream only once the backend switched protocols: a refused upgrade
+                # leaves an HTTP connection, where more bytes would be requests we never rewrote.
+                answer = await upstream_reader.readuntil(b"\r\n\r\n")
+                client_writer.write(answer)
+                if not answer.startswith((b"HTTP/1.1 101 ", b"HTTP/1.0 101 ")):
+                    upstream_writer.write_eof()
+                    await _pipe(upstream_reader, client_writer)
+                    return
             to_upstream = asyncio.create_task(_pipe(client_reader, upstream_writer))
             try:
                 # The exchange is over when the upstream is done answering (it closes after a plain

@@ -34,12 +34,17 @@ MAX_FORM_BYTES = 16_384
 
 
 def client_ip(request: Request) -> str:
-    """The caller's address; X-Forwarded-For only through Reflex's trusted_proxy_hops (as the socket does)."""
+    """The caller's address; X-Forwarded-For only through Reflex's trusted_proxy_hops (as the socket does).
+
+    With N trusted hops it is the Nth address from the right over every X-Forwarded-For line: each
+    proxy appends the address it saw, so anything to the left of ours is what the client wrote.
+    """
     from reflex.config import get_config
 
     hops = get_config().trusted_proxy_hops
     if hops:
-        forwarded = [ip.strip() for ip in request.headers.get("x-forwarded-for", "").split(",") if ip.strip()]
+        chain = ",".join(request.headers.getlist("x-forwarded-for"))
+        forwarded = [ip.strip() for ip in chain.split(",") if ip.strip()]
         if len(forwarded) >= hops:
             return forwarded[-hops]
     return request.client.host if request.client else "unknown"

@@ -4,10 +4,17 @@ the client's address passed on, one request per connection (no PostgreSQL or Red
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import time
 
 import httpx
+import pytest
 
+from billing_app import balancer as balancer_module
 from billing_app.balancer import Balancer, goes_to_backend, rewrite_head
+from billing_app.serve import PROJECT_ROOT, stop
 from tests.aio import run_async
 from tests.scale.helpers import free_port
 
@@ -55,3 +62,137 @@ def test_routing_rules_and_head_rewrite():
     assert rewritten.endswith(b"X-Forwarded-For: 1.2.3.4\r\n\r\n")
     plain = rewrite_head(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n\r\n", "1.2.3.4")
     assert b"keep-alive" not in plain.lower() and b"Connection: close" in plain
+
+
+@pytest.fixture
+def whoami_backend():
+    """A real Granian backend (trusting one proxy hop) answering the address `client_ip` sees; its port."""
+    port = free_port()
+    env = {**os.environ, "REFLEX_TRUSTED_PROXY_HOPS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "tests.scale.whoami_app:app"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/whoami", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the whoami backend did not start") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        stop([process])
+
+
+async def _exchange(port: int, data: bytes, seconds: float = 2.0) -> bytes:
+    """Send raw bytes; everything answered until the server closes (or is quiet for `seconds`)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    got = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), seconds):
+            got += chunk
+    except TimeoutError:
+        pass
+    writer.close()
+    return got
+
+
+def _through_balancer(backend_port: int, data: bytes) -> bytes:
+    async def scenario():
+        port = free_port()
+        server = await Balancer([("127.0.0.1", backend_port)]).serve("127.0.0.1", port)
+        try:
+            return await _exchange(port, data)
+        finally:
+            server.close()
+
+    return run_async(scenario())
+
+
+WHOAMI = b"GET /api/whoami HTTP/1.1\r\nHost: x\r\n"
+CHOSEN = b"X-Forwarded-For: 6.6.6.6\r\n"
+
+
+def test_the_backend_sees_the_real_address_whatever_forwarded_for_the_client_sends(whoami_backend):
+    got = _through_balancer(whoami_backend, WHOAMI + CHOSEN + b"\r\n")
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"\r\n\r\n127.0.0.1\n"), got
+
+
+def test_a_header_hidden_behind_a_bare_lf_or_a_fold_is_refused(whoami_backend):
+    for head in (WHOAMI + b"Accept: */*\n" + CHOSEN + b"\r\n",
+                 WHOAMI + b"Accept: */*\r\n " + CHOSEN + b"\r\n",
+                 b"GET /api/whoami HTTP/2.0\r\nHost: x\r\n" + CHOSEN + b"\r\n"):
+        got = _through_balancer(whoami_backend, head)
+        assert got.startswith(b"HTTP/1.1 400 ") and b"6.6.6.6" not in got, got
+
+
+def test_a_second_request_on_an_upgraded_connection_cannot_pick_its_address(whoami_backend):
+    second = WHOAMI + CHOSEN + b"Connection: close\r\n\r\n"
+    for upgrade in (b"Upgrade: h2c\r\nConnection: keep-alive, Upgrade\r\n",
+                    # a websocket upgrade the backend refuses leaves an HTTP connection
+                    (b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")):
+        got = _through_balancer(whoami_backend, WHOAMI + upgrade + b"\r\n" + second)
+        assert b"6.6.6.6" not in got, got
+
+
+def test_a_websocket_still_passes_through(whoami_backend):
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import (
+        AcceptConnection,
+        CloseConnection,
+        Message,
+        Request,
+        TextMessage,
+    )
+
+    async def scenario():
+        port = free_port()
+        server = await Balancer([("127.0.0.1", whoami_backend)]).serve("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        ws = WSConnection(ConnectionType.CLIENT)
+        writer.write(ws.send(Request(host="x", target="/_event")))
+        got: list = []
+        while not any(isinstance(e, (Message, CloseConnection)) for e in got):
+            ws.receive_data(await asyncio.wait_for(reader.read(65536), 5) or None)
+            for event in ws.events():
+                got.append(event)
+                if isinstance(event, AcceptConnection):
+                    writer.write(ws.send(TextMessage("hello")))
+        writer.close()
+        server.close()
+        return got
+
+    events = run_async(scenario())
+    assert isinstance(events[0], AcceptConnection)
+    assert [e.data for e in events if isinstance(e, TextMessage)] == ["hello"]
+
+
+def test_a_client_that_sends_no_request_head_is_dropped(monkeypatch):
+    monkeypatch.setattr(balancer_module, "HEAD_SECONDS", 0.5)
+
+    async def scenario():
+        port = free_port()
+        server = await Balancer([("127.0.0.1", free_port())]).serve("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /api/whoami HTTP/1.1\r\nHost: x\r\n")  # ... and nothing more
+        try:
+            return await asyncio.wait_for(reader.read(), 5)
+        finally:
+            writer.close()
+            server.close()
+
+    assert run_async(scenario()) == b""  # closed by the balancer, not by the 5 s wait
+
+
+def test_the_app_takes_the_address_its_trusted_proxy_added_over_every_forwarded_line(whoami_backend):
+    got = run_async(_exchange(whoami_backend, WHOAMI + CHOSEN + b"X-Forwarded-For: 10.0.0.1, 127.0.0.9\r\n"
+                                                       b"Connection: close\r\n\r\n"))
+    assert got.endswith(b"\r\n\r\n127.0.0.9\n"), got

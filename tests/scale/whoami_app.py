@@ -1,0 +1,25 @@
+"""A backend for the balancer tests: answers the address the app's own `client_ip` sees.
+
+Served by Granian (as the real backends are) with REFLEX_TRUSTED_PROXY_HOPS=1, so a test sees
+what a per-address rate limit would count behind the balancer.
+"""
+
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+
+import billing_app.api.rest  # noqa: F401  (first, as in the backend: api.session alone would import it half-way)
+from billing_app.api.session import client_ip
+
+
+async def whoami(request):
+    return PlainTextResponse(client_ip(request) + "\n")
+
+
+async def echo(websocket):
+    await websocket.accept()
+    await websocket.send_text(await websocket.receive_text())
+    await websocket.close()
+
+
+app = Starlette(routes=[Route("/api/whoami", whoami), WebSocketRoute("/_event", echo)])
