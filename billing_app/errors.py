@@ -55,6 +55,8 @@ class ErrorCode(str, enum.Enum):
     NOT_FOUND = "NOT_FOUND"
     RECONCILE_RUNNING = "RECONCILE_RUNNING"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    # A request body past its route's cap (billing_app/api/body_limit.py): refused unread.
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     # The database cannot be reached right now (down, restarting, failing over): retry shortly.
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
@@ -124,6 +126,7 @@ HTTP_STATUS = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.RECONCILE_RUNNING: 409,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.NOT_READY: 503,

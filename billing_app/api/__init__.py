@@ -6,6 +6,7 @@ import asyncio
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -67,8 +68,11 @@ async def ready(_request: Request) -> JSONResponse:
 
 def build_api() -> Starlette:
     from billing_app.api import exports, rest, session
+    from billing_app.api.body_limit import BodyLimit
 
     return Starlette(
+        # Outside every route (and Reflex's, mounted under this app: it passes those through).
+        middleware=[Middleware(BodyLimit)],
         routes=[
             Route(routes.API_HEALTH, health),
             Route(routes.API_READY, ready),

@@ -26,6 +26,7 @@ from billing_app import limits, routes
 from billing_app.api.rest.errors import envelope
 from billing_app.auth import accounts, cookies, form_errors, passwords
 from billing_app.auth.tokens import new_token
+from billing_app.bodies import read_at_most
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode, RateLimited
 from billing_app.settings import get_settings
@@ -65,8 +66,8 @@ def _wants_json(request: Request) -> bool:
 
 
 async def _fields(request: Request) -> dict[str, str]:
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
+    body = await read_at_most(request.stream(), MAX_FORM_BYTES)
+    if body is None:
         raise AppError(ErrorCode.VALIDATION_ERROR, "The form is too large.")
     if _wants_json(request):
         try:

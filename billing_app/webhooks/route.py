@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 
 from billing_app import routes
 from billing_app.billing.gateway import verify_webhook
+from billing_app.bodies import read_at_most
 from billing_app.errors import ErrorCode
 from billing_app.settings import get_settings
 from billing_app.webhooks.ingest import writer
@@ -38,22 +39,12 @@ def _error(status: int, code: ErrorCode, message: str, headers: dict | None = No
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _refuse(request: Request, reason: str, message: str, detail: str = "", status: int = 400) -> JSONResponse:
+def _refuse(request: Request, reason: str, message: str, detail: str = "", status: int = 400,
+            code: ErrorCode = ErrorCode.VALIDATION_ERROR) -> JSONResponse:
     """A refusal of what was sent, with a fixed message (400 unless told); the reason and detail go to the log only."""
     client = request.client.host if request.client else None
     log.warning("webhook.rejected", reason=reason, detail=(detail or message)[:200], client=client)
-    return _error(status, ErrorCode.VALIDATION_ERROR, message)
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The raw body, or None past MAX_BODY_BYTES (read before the signature is checked, so bounded)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return _error(status, code, message)
 
 
 def _well_formed(event) -> bool:
@@ -67,9 +58,10 @@ def _well_formed(event) -> bool:
 async def stripe_webhook(request: Request) -> JSONResponse:
     if request.method != "POST":  # routed here for every method, so the REST mount after it cannot answer 404
         return _error(405, ErrorCode.METHOD_NOT_ALLOWED, "POST only.", headers={"Allow": "POST"})
-    body = await _read_body(request)
+    body = await read_at_most(request.stream(), MAX_BODY_BYTES)  # read before the signature is checked, so bounded
     if body is None:
-        return _refuse(request, "payload_too_large", "The body is larger than any Stripe event.", status=413)
+        return _refuse(request, "payload_too_large", "The body is larger than any Stripe event.",
+                       status=413, code=ErrorCode.PAYLOAD_TOO_LARGE)
     try:
         event = verify_webhook(body, request.headers.get("stripe-signature"), get_settings().webhook_secrets)
     except ValueError as error:

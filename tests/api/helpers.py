@@ -1,4 +1,5 @@
-"""Factories for the REST API tests: the app as the backend mounts it, tokens and roles, answers.
+"""Factories for the REST API tests: the app as the backend mounts it, tokens and roles, answers,
+and the backend's routes under Granian for what only a real server shows (how much of a body it reads).
 
 Billing factories (make_org, period_id, expect, ...) come from tests/billing/helpers.py; the
 fixtures (client, tokens) are in conftest.py.
@@ -6,8 +7,16 @@ fixtures (client, tokens) are in conftest.py.
 
 from __future__ import annotations
 
+import contextlib
+import select as selector
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 from sqlmodel import select
 from starlette.applications import Starlette
 
@@ -16,7 +25,9 @@ from billing_app.auth import api_tokens
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import Membership, Role
+from billing_app.serve import PROJECT_ROOT, stop
 from tests.billing.helpers import Org, period_id
+from tests.sandbox_fixture import free_port
 
 
 def backend_app() -> Starlette:
@@ -84,3 +95,51 @@ def buy(client, tokens: Tokens, sandbox, plan="starter", period="MONTHLY", card=
     # What the confirmation page does (no webhook runs in these tests): syncs the mirror.
     assert ok(client.get(f"/api/subscriptions/checkout-session/{started['sessionId']}", headers=tokens.admin))["status"] == "complete"
     return started["sessionId"]
+
+
+@contextlib.contextmanager
+def served_api() -> Iterator[int]:
+    """build_api() under Granian, as a backend serves it, in a process of its own on a loopback
+    port (the database from this test's DATABASE_URL); yields the port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "billing_app.api:build_api"],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the API did not start under Granian") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        stop([process])
+
+
+def stream_until_answered(port: int, path: str, headers: dict[str, str], mebibytes: int = 64) -> tuple[bytes, int]:
+    """POST a chunked body (no Content-Length to refuse it by) of up to `mebibytes` MiB, one MiB at a
+    time, until the server answers or stops reading; (its status line, the bytes it let us send)."""
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    chunk = b"%x\r\n" % (1024 * 1024) + b"x" * (1024 * 1024) + b"\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        try:
+            for _ in range(mebibytes):
+                if selector.select([sock], [], [], 0)[0]:
+                    break  # answered
+                sock.sendall(chunk)  # times out (5 s) once the server stops reading
+                sent += len(chunk)
+            else:
+                sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass
+        answer = sock.recv(65536)
+    return answer.split(b"\r\n", 1)[0], sent

@@ -1,4 +1,4 @@
-"""REST rate limits (429 RATE_LIMITED with Retry-After), CSV injection, the far-future date, /api/docs."""
+"""REST rate limits (429 RATE_LIMITED with Retry-After), request body caps, CSV injection, the far-future date, /api/docs."""
 
 import csv
 import io
@@ -8,11 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from billing_app.api import build_api
+from billing_app.api.body_limit import API_MAX_BODY_BYTES
 from billing_app.auth import accounts
 from billing_app.db import session_scope
 from billing_app.models import Payment
 from billing_app.state import SESSION_COOKIE
-from tests.api.helpers import err, ok
+from tests.api.helpers import err, ok, served_api, stream_until_answered
 from tests.billing.helpers import PASSWORD, make_org
 
 
@@ -59,6 +60,38 @@ def test_the_document_says_every_authenticated_route_may_answer_429(client):
         for op in item.values():
             if "security" in op:
                 assert op["responses"]["429"]["headers"]["Retry-After"], path
+
+
+MIB = 1024 * 1024
+
+
+def test_a_large_body_is_refused_unread_before_the_caller_is_even_checked(database_url):
+    with served_api() as port:
+        status, sent = stream_until_answered(port, "/api/subscriptions/buy", {"Content-Type": "application/json"})
+    assert sent <= 16 * MIB, f"read {sent // MIB} MiB from a caller with no token"
+    assert status.startswith(b"HTTP/1.1 413"), status
+
+    json_type = {"Content-Type": "application/json"}
+    with TestClient(build_api()) as client:
+        declared = client.post("/api/subscriptions/buy", content=b"x" * (API_MAX_BODY_BYTES + 1), headers=json_type)
+        within = client.post("/api/subscriptions/buy", json={"subscriptionPeriodId": 1})
+    assert err(declared, 413)["error_code"] == "PAYLOAD_TOO_LARGE"
+    assert err(within, 401)["error_code"] == "UNAUTHENTICATED"
+
+
+def test_reflex_routes_mounted_under_the_api_app_are_not_capped(database_url):
+    """rx.App(api_transformer=build_api()) mounts Reflex's own app (its /_upload, /_event) at "" inside ours."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def upload(request):
+        return PlainTextResponse(str(len(await request.body())))
+
+    app = build_api()
+    app.mount("", Starlette(routes=[Route("/_upload", upload, methods=["POST"])]))
+    with TestClient(app) as client:
+        assert client.post("/_upload", content=b"x" * 4 * MIB).text == str(4 * MIB)
 
 
 def test_api_docs_are_off_in_production(monkeypatch):

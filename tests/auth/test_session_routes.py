@@ -10,6 +10,7 @@ from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from tests.aio import run_async
+from tests.api.helpers import served_api, stream_until_answered
 
 PASSWORD = "correct-horse-battery"
 ORIGIN = "http://127.0.0.1:3000"  # APP_URL's origin by default
@@ -155,3 +156,17 @@ def test_the_event_socket_sees_the_sessions_hash_never_the_cookie():
     seen.clear()
     run_async(middleware({**scope, "path": "/api/billing/payments.csv"}, None, None))
     assert seen[b"cookie"] == b"theme=dark; billing_session=sess_secret123"
+
+
+def test_a_form_past_its_limit_is_refused_without_reading_the_rest(database_url):
+    with served_api() as port:
+        status, sent = stream_until_answered(port, routes.API_SESSION_LOGIN,
+                                             {"Origin": ORIGIN, "Content-Type": "application/x-www-form-urlencoded"})
+    assert sent <= 16 * 1024 * 1024, f"read {sent // (1024 * 1024)} MiB to refuse a form limited to 16 KiB"
+    assert status.startswith(b"HTTP/1.1 413"), status
+
+
+def test_a_form_over_16_kib_is_refused_as_too_large(client):
+    response = client.post(routes.API_SESSION_LOGIN, json={"email": "ada@example.com", "password": "x" * 20_000},
+                           headers={"Origin": ORIGIN})
+    assert response.status_code == 422 and response.json()["message"] == "The form is too large."

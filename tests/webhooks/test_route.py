@@ -203,7 +203,7 @@ def test_a_body_larger_than_any_stripe_event_is_refused_unread(client):
 
     body = json.dumps(event(obj={"id": "in_big", "object": "invoice", "customer": "cus_big", "pad": "x" * MAX_BODY_BYTES}))
     response = client.post("/api/stripe/webhook", content=body, headers={"Stripe-Signature": sign(body)})
-    assert response.status_code == 413 and response.json()["error_code"] == "VALIDATION_ERROR"
+    assert response.status_code == 413 and response.json()["error_code"] == "PAYLOAD_TOO_LARGE"
     assert rows() == []
 
 
