@@ -4,7 +4,8 @@ The graph is read from the source (ast, nothing is imported): every `import` and
 `from ... import` anywhere in a module (top level, function bodies, `if` blocks) that
 names a billing_app module is an edge. `from billing_app.x import y` is an edge to
 billing_app.x.y when y is a submodule, otherwise to billing_app.x (a package's
-__init__). Relative imports are resolved the way Python resolves them. The Alembic
+__init__), and also to every package above it that the importer is not inside (their
+__init__ runs first). Relative imports are resolved the way Python resolves them. The Alembic
 migrations are left out: they are loaded by Alembic, not imported by the app.
 """
 
@@ -67,9 +68,18 @@ def import_graph() -> dict[str, dict[str, int]]:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             for target in _targets(node, module, is_package, known):
                 resolved = _existing(target, known) if target.split(".")[0] == PACKAGE else None
-                if resolved is not None and resolved != module:
-                    edges[resolved] = min(edges.get(resolved, node.lineno), node.lineno)
+                for loaded in _loads(resolved, module, known) if resolved is not None else ():
+                    edges[loaded] = min(edges.get(loaded, node.lineno), node.lineno)
     return graph
+
+
+def _loads(target: str, module: str, known: dict[str, Path]) -> list[str]:
+    """What importing `target` from `module` runs: the target and each package above it (Python runs
+    a package's __init__ before its submodules), except the module itself and its own packages,
+    which are loaded before it runs."""
+    parts = target.split(".")
+    loaded = [".".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    return [name for name in loaded if name in known and name != module and not module.startswith(name + ".")]
 
 
 def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
@@ -152,6 +162,8 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones():
     assert "billing_app.sandbox.errors" in graph["billing_app.sandbox.objects"]  # relative: from .errors import ...
     # The sandbox's package starts its app lazily, inside a function: still an edge.
     assert "billing_app.sandbox.app" in graph["billing_app.sandbox"]
+    # Importing a submodule runs its packages' __init__ first: an edge to each of them too.
+    assert {"billing_app.api.rest", "billing_app.api.rest.errors"} <= set(graph["billing_app.api.session"])
 
 
 def test_no_import_cycles():

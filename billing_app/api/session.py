@@ -51,16 +51,6 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def same_origin(request: Request) -> bool:
-    """The form was sent by a page of this app (Origin, else Referer, equals APP_URL's origin)."""
-    expected = get_settings().app_origin
-    origin = request.headers.get("origin")
-    if origin:
-        return origin == expected
-    referer = request.headers.get("referer", "")
-    return referer == expected or referer.startswith(expected + "/")
-
-
 def _wants_json(request: Request) -> bool:
     return request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
 
@@ -109,7 +99,7 @@ def _signed_in(request: Request, token: str, next_path: str) -> Response:
 
 async def _posted_form(request: Request) -> tuple[dict[str, str], str]:
     """The posted fields and the safe `next` they ask for, once the form is known to come from this app."""
-    if not same_origin(request):
+    if not cookies.same_origin(request):
         raise AppError(ErrorCode.FORBIDDEN, form_errors.MESSAGES["origin"])
     fields = await _fields(request)
     return fields, routes.safe_next(fields.get("next") or request.query_params.get("next"))
@@ -214,7 +204,7 @@ async def logout(request: Request) -> Response:
     redirects to the login page. With SameSite=Strict no other site can make a browser send the
     cookie here, so the worst a forged link can do is clear a cookie.
     """
-    if request.method == "POST" and not same_origin(request):
+    if request.method == "POST" and not cookies.same_origin(request):
         return envelope(403, ErrorCode.FORBIDDEN, form_errors.MESSAGES["origin"])
     token = request.cookies.get(cookies.SESSION_COOKIE, "")
     if token:

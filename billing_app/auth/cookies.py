@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from http.cookies import SimpleCookie
 
+from starlette.requests import Request
 from starlette.responses import Response
 
 from billing_app.auth.tokens import token_hash
@@ -95,3 +96,14 @@ class EventSocketSessions:
 def event_socket_sessions(app):
     """For rx.App(api_transformer=[..., event_socket_sessions])."""
     return EventSocketSessions(app)
+
+
+def same_origin(request: Request) -> bool:
+    """A cookie-authenticated request that changes something came from a page of this app (its
+    Origin, else its Referer, is APP_URL's origin)."""
+    expected = get_settings().app_origin
+    origin = request.headers.get("origin")
+    if origin:
+        return origin == expected
+    referer = request.headers.get("referer", "")
+    return referer == expected or referer.startswith(expected + "/")

@@ -23,8 +23,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
 from billing_app.api.rest.deps import bearer, only_query_params
-from billing_app.api.session import same_origin
 from billing_app.auth import api_tokens
+from billing_app.auth.cookies import same_origin
 from billing_app.db import session_scope
 from billing_app.errors import AppError
 from billing_app.models import MAX_ID
