@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from billing_app.billing import gateway
+from billing_app.billing import gateway, one_off
 from billing_app.models import MANAGEABLE_STATUSES
 
 log = structlog.get_logger(__name__)
@@ -32,7 +32,7 @@ def _holdings(subscriptions: list[dict], sessions: list[dict], charges: list[dic
     """Every plan the customer holds now, the one to keep first: bought through our own Checkout
     (it names the org), then the oldest. Stripe's `created` is in seconds, so two purchases of
     the same second are told apart by who made them, not by chance."""
-    refunded = {c["payment_intent"] for c in charges if c.get("refunded") and c.get("payment_intent")}
+    refunded = {intent for intent, c in one_off.charge_by_intent(charges).items() if c.get("refunded")}
     ours = {s.get("subscription") for s in sessions if s.get("client_reference_id")}
     ours |= {s.get("payment_intent") for s in sessions if s.get("client_reference_id")}
     held = [(s["id"] not in ours, s["created"], "subscription", s["id"]) for s in subscriptions if s["status"] in MANAGEABLE_STATUSES]

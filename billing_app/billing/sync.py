@@ -29,7 +29,7 @@ from sqlalchemy import func, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from billing_app.billing import duplicates, gateway, history, orphans, profile
+from billing_app.billing import duplicates, gateway, history, one_off, orphans, profile
 from billing_app.db import get_engine, insert_if_absent, session_scope
 from billing_app.formatting import plan_label
 from billing_app.notifications import billing as billing_notices
@@ -158,8 +158,8 @@ def _read(client, customer_id: str) -> Snapshot:
 
 def refunds_by_intent(charges: list) -> dict[str, tuple[bool, int]]:
     """Payment intents with a refund: (refunded in full, amount refunded)."""
-    return {c["payment_intent"]: (bool(c.get("refunded")), c.get("amount_refunded") or 0)
-            for c in charges if c.get("payment_intent") and (c.get("refunded") or c.get("amount_refunded"))}
+    return {intent: (bool(c.get("refunded")), c.get("amount_refunded") or 0)
+            for intent, c in one_off.charge_by_intent(charges).items() if c.get("refunded") or c.get("amount_refunded")}
 
 
 def note_refund(refunded_invoices: set[str], invoice_refunds: dict[str, int], invoice_id: str, refund: tuple[bool, int]) -> None:
@@ -459,7 +459,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
             amount_refunded=snap.invoice_refunds.get(invoice["id"], 0),
         )
 
-    charges_by_intent = {c["payment_intent"]: c for c in snap.charges if c.get("payment_intent")}
+    charges_by_intent = one_off.charge_by_intent(snap.charges)
     for checkout in snap.sessions:
         metadata = checkout.get("metadata") or {}
         description = metadata.get("description") or "Checkout"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+import stripe
 from sqlmodel import select
 
 from billing_app.billing import gateway, sync
@@ -13,7 +15,9 @@ from billing_app.billing.views import billing_view, pricing_view
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import OrgSubscription, Payment, PlanPeriod
+from billing_app.ops import reconcile
 from tests.billing.helpers import access, expect, period_id
+from tests.ops.helpers import mirror_of
 
 
 def _pay_behind_the_apps_back(stripe_env, customer, price_id, metadata):
@@ -134,3 +138,35 @@ def test_a_lifetime_buyer_keeps_the_plan_after_the_catalog_price_changes(org, st
         s.add(period)
     sync.sync_customer(customer)  # any later webhook of this customer
     assert access(org).plan_key == "business", "a paid lifetime purchase lost its plan after a price change"
+
+
+def _refunded_after_a_declined_card(org, stripe_env):
+    """The buyer's first card is declined on Checkout's page and the second pays (one payment
+    intent, a failed charge and a paid one); the payment is then refunded in full (Dashboard)."""
+    started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
+    with pytest.raises(stripe.CardError):
+        stripe_env.complete_checkout(started.session_id, payment_method="pm_card_chargeDeclined")
+    done = stripe_env.complete_checkout(started.session_id, payment_method="pm_card_visa")
+    sync.sync_customer(done.customer)
+    assert access(org).plan_key == "business"
+    stripe_env.client.v1.refunds.create(params={"payment_intent": done.payment_intent})
+    return done
+
+
+def test_a_full_refund_ends_a_lifetime_paid_after_a_declined_card(org, stripe_env):
+    done = _refunded_after_a_declined_card(org, stripe_env)
+    sync.sync_customer(done.customer)  # charge.refunded
+    assert not access(org).access, "refunded in full, still has lifetime access"
+    with session_scope() as s:
+        row = s.exec(select(Payment).where(Payment.stripe_id == done.payment_intent)).one()
+    assert (row.status, row.amount_refunded) == ("REFUNDED", row.amount)
+    assert row.receipt_url, "the receipt is the paid charge's"
+
+
+def test_the_bulk_reconcile_reads_the_paid_charge_of_an_intent_as_sync_customer_does(org, stripe_env):
+    done = _refunded_after_a_declined_card(org, stripe_env)
+    reconcile.bulk_reconcile()  # the charge.refunded webhook was missed
+    assert not access(org).access
+    healed = mirror_of(org.id)
+    sync.sync_customer(done.customer)
+    assert mirror_of(org.id) == healed

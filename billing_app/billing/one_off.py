@@ -1,0 +1,18 @@
+"""A one-off (lifetime) purchase as Stripe reports it: whether it is paid, and its charge."""
+
+from __future__ import annotations
+
+
+def charge_by_intent(charges: list) -> dict[str, dict]:
+    """{payment intent: its charge} from charges listed newest first (as Stripe lists them).
+
+    One payment intent can hold several charges: a card declined on Checkout's page, then another
+    card that paid, leave a failed charge and a paid one. The paid one is the payment (its refund,
+    receipt and date); with none paid, the newest attempt says how it ended.
+    """
+    chosen: dict[str, dict] = {}
+    for charge in charges:
+        intent = charge.get("payment_intent")
+        if intent and (intent not in chosen or (charge.get("paid") and not chosen[intent].get("paid"))):
+            chosen[intent] = charge
+    return chosen
