@@ -117,6 +117,25 @@ def test_payment_mode_with_invoice_and_refund(sandbox):
         c.v1.refunds.create(params={"charge": ch.id})
 
 
+def test_a_free_payment_mode_checkout_charges_nothing(sandbox):
+    """A 100%-off code brings the total to 0: Stripe completes the session as no_payment_required
+    with no PaymentIntent (a charge is at least $0.50), asks for no card and leaves a paid $0 invoice."""
+    c = sandbox.client
+    _, _, _, one = catalog(c)
+    coupon = c.v1.coupons.create(params={"percent_off": 100, "duration": "once"})
+    c.v1.promotion_codes.create(params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "FREE100"})
+    cust = c.v1.customers.create(params={"email": "free@x.test"})
+    cs = c.v1.checkout.sessions.create(params={"mode": "payment", "customer": cust.id, "success_url": SUCCESS,
+                                               "line_items": [{"price": one.id, "quantity": 1}],
+                                               "allow_promotion_codes": True, "invoice_creation": {"enabled": True}})
+    sandbox.complete_checkout(cs.id, "pm_card_chargeDeclined", promotion_code="FREE100")
+    cs = c.v1.checkout.sessions.retrieve(cs.id, params={"expand": ["invoice"]})
+    assert (cs.status, cs.amount_total, cs.payment_status, cs.payment_intent) == ("complete", 0, "no_payment_required", None)
+    assert (cs.invoice.status, cs.invoice.amount_paid) == ("paid", 0)
+    assert c.v1.charges.list(params={"customer": cust.id}).data == []
+    assert c.v1.payment_intents.list(params={"customer": cust.id}).data == []
+
+
 def test_payment_mode_rejects_recurring_price_and_unknown_price(sandbox):
     c = sandbox.client
     _, monthly, _, _ = catalog(c)

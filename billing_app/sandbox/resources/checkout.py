@@ -334,9 +334,17 @@ def complete(store, cs: dict, pm_ref: str, email: str | None = None, name: str |
         raise
 
 
+def _free(cs: dict) -> bool:
+    """A payment-mode session whose total is 0 (a 100%-off code): Stripe charges nothing and makes no
+    PaymentIntent (a charge is at least $0.50); it completes as no_payment_required."""
+    return cs["mode"] == "payment" and cs["amount_total"] == 0
+
+
 def _complete(store, cs: dict, pm_ref: str, email, name, async_payment, address, business_name, tax_id, authentication) -> dict:
     pm = resolve_payment_method(store, pm_ref)
     rest = (email, name, async_payment, address, business_name, tax_id)
+    if _free(cs):
+        return _pay(store, cs, pm, *rest)  # no card is asked for, so none can be declined
     if pm["_behaviour"] == "authenticate":
         if authentication == "fail":
             raise authentication_error()
@@ -396,7 +404,7 @@ def _pay(store, cs: dict, pm: dict, email, name, async_payment, address, busines
         cs["payment_status"] = "no_payment_required" if sub["status"] == "trialing" and inv["amount_due"] == 0 else "paid"
     else:
         pi = store.get("payment_intent", cs["payment_intent"]) if cs["payment_intent"] else None
-        if cust:
+        if cust and not _free(cs):
             attach(store, pm, cust)
         inv = None
         if cust and (cs.get("invoice_creation") or {}).get("enabled"):
@@ -405,18 +413,22 @@ def _pay(store, cs: dict, pm: dict, email, name, async_payment, address, busines
             inv = new_invoice(store, cust, cs["currency"], lines, "manual", now, discounts=made_discounts,
                               tax=cs["automatic_tax"]["enabled"])
             finalize(store, inv, now)
-        pid = cs["_payment_intent_data"]
-        pi, ch, ok = charge_card(store, cs["amount_total"], cs["currency"], cust["id"] if cust else None, pm, now,
-                                 description=pid["description"], metadata=pid["metadata"], pi=pi)
-        cs["payment_intent"] = pi["id"]
+        if _free(cs):
+            cs["payment_status"] = "no_payment_required"  # its $0 invoice, if any, was paid when finalized
+        else:
+            pid = cs["_payment_intent_data"]
+            pi, _, _ = charge_card(store, cs["amount_total"], cs["currency"], cust["id"] if cust else None, pm, now,
+                                   description=pid["description"], metadata=pid["metadata"], pi=pi)
+            cs["payment_intent"] = pi["id"]
+            if inv:
+                store.put(o.invoice_payment(gen_id("inpay"), now, inv, pi["id"]))
+                mark_paid(store, inv, now)
+            cs["payment_status"] = "paid"
         if inv:
-            store.put(o.invoice_payment(gen_id("inpay"), now, inv, pi["id"]))
-            mark_paid(store, inv, now)
             cs["invoice"] = inv["id"]
-        cs["payment_status"] = "paid"
     cs["status"] = "complete"
     cs["url"] = None
-    if async_payment in ("succeeded", "failed"):
+    if async_payment in ("succeeded", "failed") and cs["payment_status"] != "no_payment_required":
         cs["payment_status"] = "unpaid"
         store.emit("checkout.session.completed", cs)
         cs["payment_status"] = "paid" if async_payment == "succeeded" else "unpaid"
