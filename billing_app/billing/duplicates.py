@@ -24,7 +24,7 @@ REASON = "duplicate purchase: the organization already holds a plan"
 @dataclass(frozen=True)
 class ExtraPurchase:
     kind: str  # "subscription" or "lifetime"
-    stripe_id: str  # sub_... or the lifetime purchase's payment intent pi_...
+    stripe_id: str  # sub_... or the lifetime purchase's key (one_off.key: its payment intent pi_...)
     kept: str  # the purchase the org keeps
 
 
@@ -36,18 +36,19 @@ def _holdings(subscriptions: list[dict], sessions: list[dict], charges: list[dic
     ours = {s.get("subscription") for s in sessions if s.get("client_reference_id")}
     ours |= {s.get("payment_intent") for s in sessions if s.get("client_reference_id")}
     held = [(s["id"] not in ours, s["created"], "subscription", s["id"]) for s in subscriptions if s["status"] in MANAGEABLE_STATUSES]
+    ours |= {s["id"] for s in sessions if s.get("client_reference_id")}
     held += [
-        (s["payment_intent"] not in ours, s["created"], "lifetime", s["payment_intent"])
-        for s in sessions
-        if s["mode"] == "payment" and s["status"] == "complete" and s["payment_status"] == "paid"
-        and s.get("payment_intent") and s["payment_intent"] not in refunded
+        (one_off.key(s) not in ours, s["created"], "lifetime", one_off.key(s))
+        for s in sessions if one_off.paid(s) and one_off.key(s) not in refunded
     ]
     return sorted(held)
 
 
 def find_extra_purchases(subscriptions: list[dict], sessions: list[dict], charges: list[dict]) -> list[ExtraPurchase]:
     held = _holdings(subscriptions, sessions, charges)
-    return [ExtraPurchase(kind, stripe_id, held[0][3]) for _theirs, _created, kind, stripe_id in held[1:]]
+    # A free lifetime purchase (keyed by its cs_ session) took no payment: nothing to cancel or refund.
+    return [ExtraPurchase(kind, stripe_id, held[0][3]) for _theirs, _created, kind, stripe_id in held[1:]
+            if not stripe_id.startswith("cs_")]
 
 
 def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 
+def paid(checkout: dict) -> bool:
+    """A completed payment-mode checkout that owes nothing: paid, or free (a 100%-off code makes the
+    total 0; Stripe then says no_payment_required and makes no payment intent)."""
+    return (checkout["mode"] == "payment" and checkout["status"] == "complete"
+            and checkout["payment_status"] in ("paid", "no_payment_required"))
+
+
+def key(checkout: dict) -> str:
+    """What names a one-off purchase: its payment intent, or the session when it took no payment."""
+    return checkout.get("payment_intent") or checkout["id"]
+
+
 def charge_by_intent(charges: list) -> dict[str, dict]:
     """{payment intent: its charge} from charges listed newest first (as Stripe lists them).
 

@@ -400,10 +400,9 @@ def _sync_payment(session: Session, org_id: int, stripe_id: str, status: str, ch
 
 
 def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_intent: dict, changes: list[str]) -> None:
-    """A paid payment-mode checkout is a lifetime purchase, keyed by its payment intent."""
-    intent = checkout.get("payment_intent")
-    key = intent or checkout["id"]
-    charge = charges_by_intent.get(intent)
+    """A paid (or free) payment-mode checkout is a lifetime purchase, keyed by one_off.key."""
+    key = one_off.key(checkout)
+    charge = charges_by_intent.get(checkout.get("payment_intent"))
     refunded = bool(charge and charge.get("refunded"))
     known, period = _paid_period(session, checkout)
     label = f"lifetime purchase {key}"
@@ -472,15 +471,15 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
         elif checkout["mode"] == "payment" and checkout["status"] == "complete":
             intent = checkout.get("payment_intent")
             charge = charges_by_intent.get(intent)
-            if checkout["payment_status"] == "paid":
+            if one_off.paid(checkout):
                 _sync_one_off(session, org_id, checkout, charges_by_intent, changes)
                 status = PaymentStatus.REFUNDED.value if charge and charge.get("refunded") else PaymentStatus.COMPLETED.value
-            elif intent in snap.failed_payments:
-                status = PaymentStatus.FAILED.value  # the delayed payment failed
-            else:
+            elif awaiting_payment(checkout) and intent and intent not in snap.failed_payments:
                 status = PaymentStatus.PENDING.value  # a delayed payment still settling: held (payments.awaiting_purchase)
+            else:
+                status = PaymentStatus.FAILED.value  # the delayed payment failed: nothing received, nothing held
             _sync_payment(
-                session, org_id, intent or checkout["id"], status, changes,
+                session, org_id, one_off.key(checkout), status, changes,
                 amount=checkout.get("amount_total") or 0, currency=checkout.get("currency") or "usd",
                 created=_from_epoch(charge["created"]) if charge else _from_epoch(checkout["created"]),
                 description=description, receipt_url=charge.get("receipt_url") if charge else None,

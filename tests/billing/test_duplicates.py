@@ -4,6 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlmodel import select
 
+from billing_app.billing.checkout import start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.sync import DUPLICATE_EVENT_TYPE, sync_customer
 from billing_app.models import OrgSubscription, WebhookEvent
@@ -67,6 +68,20 @@ def test_a_subscription_next_to_a_lifetime_purchase_is_undone(org, stripe_env, d
     extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "pro", "YEARLY"))
     sync_customer(customer)
     assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
+
+
+def test_a_subscription_next_to_a_free_lifetime_purchase_is_undone(org, stripe_env, db):
+    """A lifetime plan bought with a 100%-off code (no payment intent) is a plan held like a paid one."""
+    coupon = stripe_env.client.v1.coupons.create(params={"percent_off": 100, "duration": "once"})
+    stripe_env.client.v1.promotion_codes.create(params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "GIFT100"})
+    started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
+    customer = stripe_env.complete_checkout(started.session_id, promotion_code="GIFT100").customer
+    sync_customer(customer)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "pro", "YEARLY"))
+    sync_customer(customer)
+    assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
+    rows = {r.stripe_id: r.status for r in db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id))}
+    assert rows == {started.session_id: "active", extra.subscription: "canceled"}
 
 
 def test_two_syncs_racing_refund_once(org, stripe_env, db):

@@ -170,3 +170,23 @@ def test_the_bulk_reconcile_reads_the_paid_charge_of_an_intent_as_sync_customer_
     healed = mirror_of(org.id)
     sync.sync_customer(done.customer)
     assert mirror_of(org.id) == healed
+
+
+def test_a_lifetime_bought_with_a_100_percent_off_code_is_granted_and_mirrored_as_paid(org, stripe_env):
+    """Checkout allows promotion codes: a giveaway code makes the total 0, and Stripe completes the
+    session as no_payment_required with no payment intent (the sandbox does the same)."""
+    client = stripe_env.client
+    coupon = client.v1.coupons.create(params={"percent_off": 100, "duration": "once", "name": "Giveaway"})
+    client.v1.promotion_codes.create(params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "FREE100"})
+    started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
+    done = stripe_env.complete_checkout(started.session_id, promotion_code="FREE100")
+    assert (done.payment_status, done.payment_intent) == ("no_payment_required", None)
+    sync.sync_customer(done.customer)  # checkout.session.completed
+
+    assert access(org).plan_key == "business"
+    with session_scope() as s:
+        rows = s.exec(select(Payment.stripe_id, Payment.status, Payment.amount).where(Payment.org_id == org.id)).all()
+        assert awaiting_purchase(s, org.id) is None, "a free purchase held as a payment still clearing"
+    assert rows == [(started.session_id, "COMPLETED", 0)]
+    error = expect(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, start_checkout, org.admin, period_id("business", "ALL_TIME"))
+    assert "lifetime" in error.message
