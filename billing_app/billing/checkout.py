@@ -233,6 +233,7 @@ class CheckoutStatus:
     payment_status: str  # paid | unpaid | no_payment_required
     subscription_id: str | None
     mode: str
+    payment_intent: str | None = None  # a payment-mode session's, once it has one
 
 
 def checkout_status(actor: Actor, session_id: str) -> CheckoutStatus:
@@ -255,4 +256,5 @@ def checkout_status(actor: Actor, session_id: str) -> CheckoutStatus:
         except gateway.StripeFailure:
             # The session's own status is known; the mirror catches up from the webhook.
             pass
-    return CheckoutStatus(checkout["status"], checkout["payment_status"], checkout.get("subscription"), checkout["mode"])
+    return CheckoutStatus(checkout["status"], checkout["payment_status"], checkout.get("subscription"), checkout["mode"],
+                          checkout.get("payment_intent"))

@@ -106,6 +106,12 @@ def awaiting_purchase(session: Session, org_id: int) -> Payment | None:
     return session.exec(select(Payment).where(Payment.org_id == org_id, Payment.status == PaymentStatus.PENDING.value)).first()
 
 
+def payment_failed(session: Session, org_id: int, stripe_id: str | None) -> bool:
+    """The mirror has this purchase's payment as failed (the sync read its payment intent)."""
+    return stripe_id is not None and session.exec(select(Payment.id).where(
+        Payment.org_id == org_id, Payment.stripe_id == stripe_id, Payment.status == PaymentStatus.FAILED.value)).first() is not None
+
+
 def list_payments(session: Session, actor: Actor, filters: PaymentFilter, *, limit: int = 25, cursor: str | None = None) -> PaymentPage:
     org_id = actor.require_role(Role.ADMIN)
     if not 1 <= limit <= MAX_LIMIT:

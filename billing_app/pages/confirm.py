@@ -8,6 +8,7 @@ import reflex as rx
 
 from billing_app import limits, routes
 from billing_app.auth import accounts
+from billing_app.billing import payments
 from billing_app.billing.checkout import checkout_status
 from billing_app.billing.views import billing_view
 from billing_app.components.layout import link_button, page_frame
@@ -44,12 +45,16 @@ def check_outcome(session_ref: str, session_id: str) -> tuple[str, str, str]:
             view = billing_view(session, actor.require_org())
         return "success", view.plan_name, f"{view.renewal_label}: {view.renewal_date}" if view.renewal_date else ""
     if status.status == "complete":
-        return "failed", "", ""  # complete but unpaid: an async payment that failed
+        # Complete but unpaid: a delayed payment (SEPA, ACH) clearing for days, or one that failed
+        # (checkout_status synced it, so the mirror knows which).
+        with session_scope() as session:
+            failed = payments.payment_failed(session, actor.require_org(), status.payment_intent)
+        return ("failed" if failed else "clearing"), "", ""
     return "processing", "", ""
 
 
 class ConfirmState(AuthState):
-    # checking | success | failed | expired | processing | not_found
+    # checking | success | clearing | failed | expired | processing | not_found
     phase: str = "checking"
     plan_name: str = ""
     renewal: str = ""
@@ -160,6 +165,8 @@ def confirm_page() -> rx.Component:
                     rx.text(ConfirmState.renewal, color_scheme="gray", size="2"),
                     link_button("Go to billing", href=routes.BILLING),
                 )),
+                ("clearing", _panel("hourglass", "amber", "Payment clearing",
+                                    rx.text(payments.AWAITING_PAYMENT_MESSAGE), link_button("Go to billing", href=routes.BILLING))),
                 ("failed", _panel("circle-x", "red", "Payment failed",
                                   rx.text("Your payment did not go through. No plan was started."), _back_to_pricing())),
                 ("expired", _panel("clock", "orange", "Checkout expired",
