@@ -2,7 +2,9 @@
 
 MRR is normalized monthly, per currency, in minor units: a monthly price counts in full, a
 yearly one a twelfth, a lifetime purchase nothing (it recurs never); a discount lowers the
-price of each period before that. Only subscriptions that are paying now count: `active` and
+price of each period before that. A price counts once per unit of the subscription item (Stripe
+bills unit price times quantity: the seats of a per-seat plan; 1 on a flat plan), and a
+discount applies to that total. Only subscriptions that are paying now count: `active` and
 `past_due` (Stripe still tries to collect). A trial counts zero; `paused`, `unpaid` and
 `incomplete` collect nothing. ARR is twelve times MRR.
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, case, func, or_
 from sqlmodel import Session, select
 
 from billing_app.formatting import ZERO_DECIMAL
@@ -33,11 +35,13 @@ STILL_SUBSCRIBED = frozenset({S.ACTIVE.value, S.PAST_DUE.value, S.UNPAID.value, 
 MONTHS = 12
 
 
-def monthly_amount(amount: int, period_type: str, *, percent_off: float | None = None, amount_off: int | None = None) -> Decimal:
-    """One subscription's share of MRR, in minor units (not rounded: sums are rounded once)."""
+def monthly_amount(amount: int, period_type: str, *, quantity: int = 1, percent_off: float | None = None,
+                   amount_off: int | None = None) -> Decimal:
+    """One subscription's share of MRR, in minor units (not rounded: sums are rounded once).
+    `amount` is the unit price; monthly_amount_sql is the same rule in SQL."""
     if period_type == PeriodType.ALL_TIME.value:
         return Decimal(0)
-    price = Decimal(amount)
+    price = Decimal(amount) * quantity
     if amount_off:
         price = max(Decimal(0), price - amount_off)
     if percent_off:
@@ -61,22 +65,35 @@ def _previous_month(start: datetime) -> datetime:
     return start.replace(year=start.year - 1, month=12) if start.month == 1 else start.replace(month=start.month - 1)
 
 
+def monthly_amount_sql(sub=OrgSubscription, period=PlanPeriod):
+    """monthly_amount in SQL (a float, for sorting), on a subscription joined to its price."""
+    total = period.amount * sub.quantity - func.coalesce(sub.discount_amount_off, 0)
+    price = case((total < 0, 0), else_=total) * (100 - func.coalesce(sub.discount_percent_off, 0)) / 100.0
+    return case((period.period_type == PeriodType.YEARLY.value, price / 12.0),
+                (period.period_type == PeriodType.MONTHLY.value, price), else_=0)
+
+
+def paying(sub=OrgSubscription):
+    """The subscriptions MRR counts: collecting now (see the module docstring), not a one-off purchase."""
+    return and_(sub.status.in_(MRR_STATUSES), sub.one_off == False)
+
+
 _PRICED = (OrgSubscription.__table__.c.plan_period_id == PlanPeriod.__table__.c.id)
 
 
 def mrr(session: Session) -> dict[str, int]:
     """Current MRR per currency (minor units). Grouped in SQL: one row per price and discount."""
     rows = session.exec(
-        select(PlanPeriod.currency, PlanPeriod.period_type, PlanPeriod.amount, OrgSubscription.discount_percent_off,
-               OrgSubscription.discount_amount_off, func.count())
+        select(PlanPeriod.currency, PlanPeriod.period_type, PlanPeriod.amount, OrgSubscription.quantity,
+               OrgSubscription.discount_percent_off, OrgSubscription.discount_amount_off, func.count())
         .join(PlanPeriod, _PRICED)
-        .where(OrgSubscription.status.in_(MRR_STATUSES), OrgSubscription.one_off == False)  # noqa: E712
-        .group_by(PlanPeriod.currency, PlanPeriod.period_type, PlanPeriod.amount,
+        .where(paying())
+        .group_by(PlanPeriod.currency, PlanPeriod.period_type, PlanPeriod.amount, OrgSubscription.quantity,
                   OrgSubscription.discount_percent_off, OrgSubscription.discount_amount_off)
     ).all()
     totals: dict[str, Decimal] = {}
-    for currency, period_type, amount, percent_off, amount_off, count in rows:
-        share = monthly_amount(amount, period_type, percent_off=percent_off, amount_off=amount_off) * count
+    for currency, period_type, amount, quantity, percent_off, amount_off, count in rows:
+        share = monthly_amount(amount, period_type, quantity=quantity, percent_off=percent_off, amount_off=amount_off) * count
         totals[currency] = totals.get(currency, Decimal(0)) + share
     return {currency: _round(total) for currency, total in sorted(totals.items())}
 
@@ -166,7 +183,7 @@ def months(session: Session, now: datetime | None = None, count: int = MONTHS) -
     window_start = starts[0]
     rows = session.exec(
         select(OrgSubscription.status, OrgSubscription.started_at, OrgSubscription.trial_end, OrgSubscription.ended_at,
-               OrgSubscription.discount_percent_off, OrgSubscription.discount_amount_off,
+               OrgSubscription.quantity, OrgSubscription.discount_percent_off, OrgSubscription.discount_amount_off,
                PlanPeriod.currency, PlanPeriod.period_type, PlanPeriod.amount)
         .join(PlanPeriod, _PRICED, isouter=True)
         .where(OrgSubscription.one_off == False, OrgSubscription.started_at <= now,  # noqa: E712
@@ -178,7 +195,7 @@ def months(session: Session, now: datetime | None = None, count: int = MONTHS) -
         end = min(_next_month(start), now)
         month = Month(start)
         totals: dict[str, Decimal] = {}
-        for status, started, trial_end, ended, percent_off, amount_off, currency, period_type, amount in rows:
+        for status, started, trial_end, ended, quantity, percent_off, amount_off, currency, period_type, amount in rows:
             if start <= started < end:
                 month.new += 1
             if ended is not None and start <= ended < end and status == S.CANCELED.value:
@@ -191,7 +208,7 @@ def months(session: Session, now: datetime | None = None, count: int = MONTHS) -
                 continue
             month.active += 1
             if currency is not None:
-                share = monthly_amount(amount, period_type, percent_off=percent_off, amount_off=amount_off)
+                share = monthly_amount(amount, period_type, quantity=quantity, percent_off=percent_off, amount_off=amount_off)
                 totals[currency] = totals.get(currency, Decimal(0)) + share
         month.mrr = {c: _round(v) for c, v in sorted(totals.items())}
         result.append(month)

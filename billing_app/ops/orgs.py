@@ -2,8 +2,8 @@
 
 An org's row shows the subscription that decides its access (as `entitlements.current_subscription`
 picks it: a held lifetime purchase, else the newest live subscription, else the newest), chosen
-in SQL by a correlated subquery so a page is one query at any depth. Sorting by MRR uses the same
-normalization as ops/metrics.py (in SQL, to the hundredth of a minor unit), across currencies.
+in SQL by a correlated subquery so a page is one query at any depth. Sorting by MRR uses
+ops/metrics.py's own rule (monthly_amount_sql, to the hundredth of a minor unit), across currencies.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from billing_app.models import (
 )
 from billing_app.ops import audit, filter_choice
 from billing_app.ops.access import Operator
-from billing_app.ops.metrics import MRR_STATUSES, monthly_amount
+from billing_app.ops.metrics import monthly_amount, monthly_amount_sql, paying
 from billing_app.settings import get_settings
 
 PAGE_SIZE = 50
@@ -101,16 +101,13 @@ def _current_subscription_id():
 def _rows_query(filters: OrgFilter):
     sub, period = OrgSubscription, PlanPeriod
     members = select(func.count(Membership.id)).where(Membership.org_id == Organization.id).correlate(Organization).scalar_subquery()
-    price = case((period.amount - func.coalesce(sub.discount_amount_off, 0) < 0, 0),
-                 else_=period.amount - func.coalesce(sub.discount_amount_off, 0))
-    price = price * (100 - func.coalesce(sub.discount_percent_off, 0)) / 100.0
-    monthly = case((period.period_type == "YEARLY", price / 12.0), (period.period_type == "MONTHLY", price), else_=0)
-    paying = and_(sub.status.in_(MRR_STATUSES), sub.one_off == False)  # noqa: E712
-    mrr_key = cast(func.round(case((paying, monthly), else_=0) * 100), BigInteger)
+    is_paying = paying(sub)
+    mrr_key = cast(func.round(case((is_paying, monthly_amount_sql(sub, period)), else_=0) * 100), BigInteger)
     query = (
         select(
             Organization.id, Organization.name, Organization.created_at, Plan.name.label("plan"), period.period_type,
-            sub.status, sub.one_off, period.amount, period.currency, sub.discount_percent_off, sub.discount_amount_off,
+            sub.status, sub.one_off, case((is_paying, True), else_=False).label("paying"), period.amount, sub.quantity,
+            period.currency, sub.discount_percent_off, sub.discount_amount_off,
             members.label("seats_used"), Plan.limits_json, BillingCustomer.stripe_customer_id,
             mrr_key.label("mrr_key"), func.lower(Organization.name).label("name_key"),
         )
@@ -176,8 +173,9 @@ def _to_row(r) -> OrgRow:
     seats = limits.get("seats")
     lifetime = bool(r.one_off)
     mrr = 0
-    if r.status in MRR_STATUSES and not lifetime and r.amount is not None:
-        mrr = round(monthly_amount(r.amount, r.period_type, percent_off=r.discount_percent_off, amount_off=r.discount_amount_off))
+    if r.paying and r.amount is not None:
+        mrr = round(monthly_amount(r.amount, r.period_type, quantity=r.quantity, percent_off=r.discount_percent_off,
+                                   amount_off=r.discount_amount_off))
     return OrgRow(
         id=r.id, name=r.name, created=r.created_at, plan=r.plan, period_type=r.period_type, status=r.status, lifetime=lifetime,
         mrr=mrr, currency=r.currency, seats_used=r.seats_used or 0,

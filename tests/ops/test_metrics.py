@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from billing_app.models import Organization, OrgSubscription, Payment, Plan, PlanPeriod
-from billing_app.ops import metrics
+from billing_app.ops import metrics, orgs
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 THIS_MONTH = datetime(2026, 11, 3, tzinfo=timezone.utc)
@@ -131,3 +131,28 @@ def test_twelve_months_of_history(db, catalog):
     assert by["Oct 2026"].mrr == {"usd": 2000} and by["Oct 2026"].new == 1  # its trial ended in October
     assert (by["Nov 2026"].trialing, by["Nov 2026"].active, by["Nov 2026"].new) == (1, 2, 1)
     assert by["Nov 2026"].mrr == metrics.overview(db, now=NOW).mrr == {"usd": 2000}
+
+
+@pytest.fixture
+def seat_period(db):
+    plan = Plan(key="seats", name="Seats", per_seat=True, min_seats=3)
+    db.add(plan)
+    db.flush()
+    period = PlanPeriod(plan_id=plan.id, period_type="MONTHLY", amount=800, currency="usd", lookup_key="seat_m")
+    db.add(period)
+    db.commit()
+    return period.id
+
+
+def test_per_seat_mrr_counts_the_seats_paid_for(db, catalog, seat_period):
+    """5 seats at $8.00 a month: Stripe bills $40.00 a month, on the console, its chart and the org list."""
+    seats = add_sub(db, seat_period, "active", quantity=5)                                # 4000
+    discounted = add_sub(db, seat_period, "active", quantity=4, discount_amount_off=200)  # 3200 - 200 = 3000
+    flat = add_sub(db, catalog["usd_monthly"], "active")                                  # 1000
+
+    assert metrics.overview(db, now=NOW).mrr == {"usd": 8000}
+    by = {m.label: m for m in metrics.months(db, now=NOW)}
+    assert by["Oct 2026"].mrr == by["Nov 2026"].mrr == {"usd": 8000}
+    page = orgs.list_orgs(db, orgs.OrgFilter.parse(sort="-mrr"))
+    assert [(r.id, r.mrr) for r in page.rows] == [(seats.org_id, 4000), (discounted.org_id, 3000), (flat.org_id, 1000)]
+
