@@ -5,8 +5,9 @@ yearly one a twelfth, a lifetime purchase nothing (it recurs never); a discount 
 price of each period before that. A price counts once per unit of the subscription item (Stripe
 bills unit price times quantity: the seats of a per-seat plan; 1 on a flat plan), and a
 discount applies to that total. Only subscriptions that are paying now count: `active` and
-`past_due` (Stripe still tries to collect). A trial counts zero; `paused`, `unpaid` and
-`incomplete` collect nothing. ARR is twelve times MRR.
+`past_due` (Stripe still tries to collect), unless collection is paused (`pause_collection`,
+the cancellation flow's pause: the status stays active; the console counts it as paused). A
+trial counts zero; `paused`, `unpaid` and `incomplete` collect nothing. ARR is twelve times MRR.
 
 The 12-month charts are rebuilt from the dates the mirror keeps (started, trial end, ended),
 so a past month knows trials and cancellations but not a past_due spell; its last point is
@@ -75,7 +76,7 @@ def monthly_amount_sql(sub=OrgSubscription, period=PlanPeriod):
 
 def paying(sub=OrgSubscription):
     """The subscriptions MRR counts: collecting now (see the module docstring), not a one-off purchase."""
-    return and_(sub.status.in_(MRR_STATUSES), sub.one_off == False)
+    return and_(sub.status.in_(MRR_STATUSES), sub.paused == False, sub.one_off == False)
 
 
 _PRICED = (OrgSubscription.__table__.c.plan_period_id == PlanPeriod.__table__.c.id)
@@ -125,10 +126,13 @@ def overview(session: Session, now: datetime | None = None) -> Overview:
     year_ago = now - timedelta(days=365)
     subs = OrgSubscription.one_off == False  # noqa: E712
     current = mrr(session)
-    counts = dict(session.exec(
-        select(OrgSubscription.status, func.count()).where(subs, OrgSubscription.status.in_(COUNTED_STATUSES))
-        .group_by(OrgSubscription.status)
-    ).all())
+    counts: dict[str, int] = {}
+    for status, paused, count in session.exec(
+        select(OrgSubscription.status, OrgSubscription.paused, func.count())
+        .where(subs, OrgSubscription.status.in_(COUNTED_STATUSES)).group_by(OrgSubscription.status, OrgSubscription.paused)
+    ).all():
+        shown = S.PAUSED.value if paused and status in MRR_STATUSES else status  # collection paused: collects nothing
+        counts[shown] = counts.get(shown, 0) + count
     new = session.exec(select(func.count()).where(subs, OrgSubscription.started_at >= start, OrgSubscription.started_at <= now,
                                                   OrgSubscription.status.not_in(NEVER_STARTED))).one()
     churned = session.exec(select(func.count()).where(subs, OrgSubscription.status == S.CANCELED.value,

@@ -156,3 +156,14 @@ def test_per_seat_mrr_counts_the_seats_paid_for(db, catalog, seat_period):
     page = orgs.list_orgs(db, orgs.OrgFilter.parse(sort="-mrr"))
     assert [(r.id, r.mrr) for r in page.rows] == [(seats.org_id, 4000), (discounted.org_id, 3000), (flat.org_id, 1000)]
 
+
+def test_collection_paused_subscription_is_not_mrr(db, seat_period):
+    """The cancellation flow's pause: Stripe keeps status active with pause_collection; nothing is collected."""
+    sub = add_sub(db, seat_period, "active", quantity=3, paused=True, pause_resumes_at=NOW + timedelta(days=42))
+
+    result = metrics.overview(db, now=NOW)
+    assert result.mrr == {} and result.arr == {}
+    assert (result.counts["active"], result.counts["paused"]) == (0, 1)
+    assert metrics.months(db, now=NOW)[-1].mrr == {}
+    [row] = orgs.list_orgs(db, orgs.OrgFilter.parse()).rows
+    assert (row.id, row.mrr) == (sub.org_id, 0)
