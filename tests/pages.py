@@ -9,15 +9,16 @@ from billing_app.db import session_scope
 from tests.billing.helpers import PASSWORD
 
 
-def signed_in_page(state_cls, email: str):
-    """The backend's copy of `state_cls` for a tab signed in as `email`."""
+def signed_in_page(state_cls, email: str, path: str = ""):
+    """The backend's copy of `state_cls` for a tab signed in as `email` (at `path`, when given)."""
     from reflex.istate.data import RouterData
     from reflex.state import State
 
     with session_scope() as s:
         token = accounts.login(s, email=email, password=PASSWORD)
     root = State(_reflex_internal_init=True)
-    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}})
+    located = {"pathname": path, "asPath": path} if path else {}
+    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}, **located})
     return root.get_substate(state_cls.get_full_name().split(".")[1:])
 
 

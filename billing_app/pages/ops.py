@@ -148,7 +148,7 @@ class OpsDashboardState(OpsState):
                 self.message = (f"Reconciled {result.customers:,} customers: {len(result.changes):,} changes, "
                                 f"{result.orphans:,} orphan customers, {result.calls:,} Stripe calls.")
         async with self:
-            self._load()
+            await asyncio.to_thread(self._load)  # database reads: off the event loop
 
     async def _refresh_runs(self) -> None:
         runs = await asyncio.to_thread(_latest_runs)
@@ -171,7 +171,7 @@ class OpsDashboardState(OpsState):
                 await self._refresh_runs()
                 async with self:
                     if not self.running:
-                        self._load()
+                        await asyncio.to_thread(self._load)  # database reads: off the event loop
                         return
         finally:
             async with self:
