@@ -7,7 +7,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from sqlalchemy import and_, or_
 from sqlmodel import Session, select
@@ -63,25 +63,44 @@ def _cursor(row: Payment) -> str:
 
 
 MAX_CURSOR_LENGTH = 200
-_BAD_CURSOR = "That page link is not valid; start from the first page."
+BAD_CURSOR = "That page link is not valid; start from the first page."
+
+
+def cursor_time(text: str) -> datetime:
+    """A keyset page link's time, in UTC; ValueError unless it is one we could have made.
+
+    A zoneless time would compare wrongly, and an aware one the calendar cannot hold in UTC
+    (0001-01-01T00:00:00+14:00) would fail when bound to the query.
+    """
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(text)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(text) from None
+
+
+def cursor_row_id(value: object) -> int:
+    """A keyset page link's row id; ValueError past the database's integer (PostgreSQL would fail)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not -(2**31) <= value < 2**31:
+        raise ValueError(value)
+    return value
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     """The (created, id) a page link continues after; a clear error for anything we did not make.
 
-    The one check for the page, the CSV route and the API: an id past the database's integer
-    would make PostgreSQL fail, and a zoneless time would compare wrongly.
+    The one check for the page, the CSV route and the API; its parts (cursor_time, cursor_row_id)
+    check the ops org list's page links too.
     """
     try:
         if len(cursor) > MAX_CURSOR_LENGTH:
             raise ValueError
         created_text, id_text = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        created, row_id = datetime.fromisoformat(created_text), int(id_text)
+        return cursor_time(created_text), cursor_row_id(int(id_text))
     except (ValueError, UnicodeDecodeError, TypeError):
-        raise AppError(ErrorCode.VALIDATION_ERROR, _BAD_CURSOR) from None
-    if created.tzinfo is None or not -(2**31) <= row_id < 2**31:
-        raise AppError(ErrorCode.VALIDATION_ERROR, _BAD_CURSOR)
-    return created, row_id
+        raise AppError(ErrorCode.VALIDATION_ERROR, BAD_CURSOR) from None
 
 
 def _query(org_id: int, filters: PaymentFilter):

@@ -20,6 +20,7 @@ from sqlalchemy import BigInteger, and_, case, cast, exists, func, literal, or_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
+from billing_app.billing.payments import BAD_CURSOR, cursor_row_id, cursor_time
 from billing_app.billing.sync import sync_customer
 from billing_app.billing.views import BillingView, billing_view
 from billing_app.db import session_scope
@@ -47,7 +48,6 @@ PAGE_SIZE = 50
 MAX_LIMIT = 200
 SORTS = ("-created", "created", "name", "-name", "-mrr", "mrr")
 STATUS_FILTERS = ("active", "trialing", "past_due", "paused", "unpaid", "incomplete", "canceled", "lifetime", "none")
-_BAD_CURSOR = "That page link is not valid; start from the first page."
 
 
 @dataclass(frozen=True)
@@ -152,19 +152,16 @@ def _decode(cursor: str, sort: str):
         if len(cursor) > 600:
             raise ValueError
         value, row_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(row_id, int) or not -(2**31) <= row_id < 2**31:
-            raise ValueError
+        row_id = cursor_row_id(row_id)
         name = sort.lstrip("-")
         if name == "created":
-            value = datetime.fromisoformat(value)
-            if value.tzinfo is None:
-                raise ValueError
+            value = cursor_time(value)
         elif name == "name" and not isinstance(value, str):
             raise ValueError
         elif name == "mrr" and (not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**62):
             raise ValueError
     except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
-        raise AppError(ErrorCode.VALIDATION_ERROR, _BAD_CURSOR) from None
+        raise AppError(ErrorCode.VALIDATION_ERROR, BAD_CURSOR) from None
     return value, row_id
 
 

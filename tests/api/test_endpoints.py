@@ -271,6 +271,8 @@ def test_payments_from_a_real_purchase(client, tokens, stripe_env):
     {"startDate": "yesterday"}, {"endDate": "2026-02-30"}, {"startDate": "2026-02-01", "endDate": "2026-01-01"},
     {"status": "LOST"}, {"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"cursor": "not-a-cursor"},
     {"cursor": "MjAyNi0wMS0wMVQwMDowMDowMCswMDowMHw5OTk5OTk5OTk5OTk5OTk5OTk5OQ=="},  # an id beyond any integer column
+    {"cursor": "MDAwMS0wMS0wMVQwMDowMDowMCsxNDowMHwx"},  # 0001-01-01T00:00:00+14:00|1: before the calendar in UTC
+    {"cursor": "OTk5OS0xMi0zMVQyMzo1OTo1OS0xNDowMHwx"},  # 9999-12-31T23:59:59-14:00|1: after it
     {"endDate": "9999-12-31"}, {"start_date": "2026-01-01"},  # a misspelt filter is refused, not ignored
 ])
 def test_payments_validation(client, tokens, stripe_env, params):

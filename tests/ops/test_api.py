@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -162,6 +163,15 @@ def test_orgs_search_filter_sort_paginate_and_export(client, world, stripe_env):
     assert exported.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert [(r["name"], r["plan"], r["status"], r["mrr"], r["currency"]) for r in rows] == [("Acme", "Starter", "active", "9.00", "USD")]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_hand_made_orgs_cursor_outside_the_calendar_in_utc_is_refused(client, moment):
+    ops = bearer(token_for(make_operator()))
+    cursor = base64.urlsafe_b64encode(json.dumps([moment, 1]).encode()).decode()
+    for sort in ("created", "-created"):
+        response = client.get("/api/ops/orgs", params={"sort": sort, "cursor": cursor}, headers=ops)
+        assert (response.status_code, response.json()["error_code"]) == (422, "VALIDATION_ERROR"), response.text
 
 
 def test_org_detail_reconcile_and_audit(client, world, stripe_env):
