@@ -11,7 +11,9 @@ with `hit_in_thread`: a count may wait for Redis, the event loop must not.
 
     LOGIN_IP, LOGIN_EMAIL   every login attempt, per client address and per email
     REGISTER_IP             sign-ups per client address
-    STRIPE_ORG              every action that calls Stripe, per organization (pages and REST)
+    STRIPE_ORG              every admin action that calls Stripe, per organization (pages and REST)
+    STRIPE_USER             a member's Stripe reads (a checkout's outcome), per user: a member cannot
+                            spend the limit the admins' actions need (`hit_stripe` picks the key)
     API_TOKEN               every REST request, per token
     ACCOUNT_USER            password changes, answers to invitations: a user's account actions
     INVITATION_EMAIL        invitation emails per recipient address, whichever org sends them
@@ -42,6 +44,7 @@ LOGIN_IP = "login_ip"
 LOGIN_EMAIL = "login_email"
 REGISTER_IP = "register_ip"
 STRIPE_ORG = "stripe_org"
+STRIPE_USER = "stripe_user"
 API_TOKEN = "api_token"
 ACCOUNT_USER = "account_user"
 INVITATION_EMAIL = "invitation_email"
@@ -52,6 +55,7 @@ _MESSAGES = {
     LOGIN_EMAIL: "Too many login attempts for this email. Try again in {s} seconds.",
     REGISTER_IP: "Too many sign-ups from your network. Try again in {s} seconds.",
     STRIPE_ORG: "Too many billing requests for your organization. Try again in {s} seconds.",
+    STRIPE_USER: "Too many billing requests. Try again in {s} seconds.",
     API_TOKEN: "Too many requests with this API token. Try again in {s} seconds.",
     ACCOUNT_USER: "Too many attempts. Try again in {s} seconds.",
     INVITATION_EMAIL: "Too many invitations were sent to this email address. Try again in {s} seconds.",
@@ -105,6 +109,17 @@ def hit(kind: str, identity: str | int) -> None:
             log.warning("rate-limit storage unreachable, counting in this process for %.0f s: %s", RETRY_SECONDS, error)
             state.down_until = time.monotonic() + RETRY_SECONDS
     _hit(state.fallback, state.items[kind], kind, key)
+
+
+def hit_stripe(actor) -> None:
+    """Count one Stripe call for an `Actor` in its organization: an admin's against the org
+    (STRIPE_ORG), anyone else's against themself (STRIPE_USER), so a member's lookups cannot lock
+    the admins out of buying, cancelling or the portal."""
+    org_id = actor.require_org()
+    if actor.is_admin:
+        hit(STRIPE_ORG, org_id)
+    else:
+        hit(STRIPE_USER, actor.user_id)
 
 
 async def hit_in_thread(kind: str, identity: str | int) -> None:

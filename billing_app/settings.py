@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     rate_limit_login_email: str = "10/minute;60/hour"
     rate_limit_register_ip: str = "10/minute;50/hour"
     rate_limit_stripe_org: str = "120/minute;1000/hour"
+    rate_limit_stripe_user: str = "30/minute;300/hour"
     rate_limit_api_token: str = "600/minute"
     rate_limit_account_user: str = "10/minute"
     # Invitation emails to one address (lower-cased), from any org: anyone can sign up as an admin and
@@ -145,7 +146,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rate_limit_login_ip", "rate_limit_login_email", "rate_limit_register_ip",
-        "rate_limit_stripe_org", "rate_limit_api_token", "rate_limit_account_user", "rate_limit_invitation_email",
+        "rate_limit_stripe_org", "rate_limit_stripe_user", "rate_limit_api_token", "rate_limit_account_user", "rate_limit_invitation_email",
         "rate_limit_reset_ip",
     )
     @classmethod

@@ -149,6 +149,20 @@ def test_a_member_cannot_spend_the_orgs_stripe_limit_from_the_members_and_pricin
         limits.hit(limits.STRIPE_ORG, org.id)
 
 
+def test_a_member_cannot_spend_the_orgs_stripe_limit_from_the_confirm_page(org, monkeypatch):
+    # Each check of how a checkout ended reads Stripe: a member's count against the member's own limit.
+    from billing_app.pages.confirm import check_outcome
+
+    _stripe_limit(monkeypatch, "3/minute")
+    with session_scope() as s:
+        member_session = accounts.login(s, email="member@acme.example", password=PASSWORD)
+        accounts.switch_org(s, member_session, org.id)  # their first org is their own
+    for _ in range(5):
+        assert check_outcome(member_session, "cs_test_madeup")[0] == "not_found"
+    for _ in range(3):  # the org's admins still have their whole limit
+        limits.hit(limits.STRIPE_ORG, org.id)
+
+
 def test_a_member_cannot_make_unlimited_stripe_calls_through_load_cost(org, stripe_env, monkeypatch):
     # On a per-seat plan whose paid seats are all used, the preview of one more seat calls Stripe
     # twice (the subscription, the invoice preview): admins only, and counted for the org.

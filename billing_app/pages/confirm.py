@@ -34,7 +34,7 @@ def check_outcome(session_ref: str, session_id: str) -> tuple[str, str, str]:
         else:
             actor = accounts.actor_for_session_hash(session, session_ref)
     try:
-        limits.hit(limits.STRIPE_ORG, actor.require_org())
+        limits.hit_stripe(actor)
         status = checkout_status(actor, session_id)
     except AppError as error:
         return ("not_found" if error.code == ErrorCode.INVALID_SESSION else "processing"), "", ""

@@ -54,6 +54,19 @@ def test_a_member_cannot_spend_the_orgs_stripe_limit_with_refused_admin_calls(cl
     err(client.post("/api/subscriptions/portal", headers=tokens.admin), 429, "RATE_LIMITED")
 
 
+def test_a_member_cannot_lock_admins_out_through_checkout_session_lookups(client, tokens, monkeypatch, fresh_limits):
+    # A member may ask how a checkout ended (a Stripe read): counted against the member's own limit.
+    limit(monkeypatch, "RATE_LIMIT_STRIPE_ORG", "3/minute")
+    limit(monkeypatch, "RATE_LIMIT_STRIPE_USER", "3/minute")
+    lookup = "/api/subscriptions/checkout-session/cs_test_madeup"
+    for _ in range(3):
+        err(client.get(lookup, headers=tokens.member), 404, "INVALID_SESSION")
+    err(client.get(lookup, headers=tokens.member), 429, "RATE_LIMITED")
+    for _ in range(3):  # the org's admins still have their whole limit
+        assert client.post("/api/subscriptions/portal", headers=tokens.admin).status_code != 429
+    err(client.post("/api/subscriptions/portal", headers=tokens.admin), 429, "RATE_LIMITED")
+
+
 def test_the_document_says_every_authenticated_route_may_answer_429(client):
     doc = client.get("/api/openapi.json").json()
     for path, item in doc["paths"].items():

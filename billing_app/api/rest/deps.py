@@ -5,8 +5,9 @@ themselves; `Admin` also refuses non-admins up front (403) so a member learns no
 validation errors.
 
 Rate limits (billing_app/limits.py), applied here so no route can forget them: every request counts
-against its token's limit, and every route that calls Stripe (`STRIPE_ROUTES`) also against the
-organization's, after the role check (a refused call spends only its token's); over a limit the
+against its token's limit, and every route that calls Stripe (`STRIPE_ROUTES`) also, after the role
+check (a refused call spends only its token's), against the organization's for an admin and the
+user's own for a member (`limits.hit_stripe`: a member cannot lock the admins out); over a limit the
 answer is `429 RATE_LIMITED` with `Retry-After`. A change runs in one of its organization's turns
 (billing/turns.py): one org's burst waits on the event loop, not in threads.
 """
@@ -52,22 +53,22 @@ def current_actor(
     return actor
 
 
-def _count_for_org(request: Request, actor: Actor) -> None:
-    """A Stripe route counts against the organization's limit: only once the caller may use it, so a
-    member's refused admin calls cannot spend the org's limit and lock its admins out."""
+def _count_stripe_call(request: Request, actor: Actor) -> None:
+    """A Stripe route counts against the Stripe limits (limits.hit_stripe): only once the caller may
+    use it, so a member's refused admin calls cannot spend the org's limit and lock its admins out."""
     route = request.scope.get("route")
     if getattr(route, "name", None) in STRIPE_ROUTES or request.method == "POST":
-        limits.hit(limits.STRIPE_ORG, actor.require_org())
+        limits.hit_stripe(actor)
 
 
 def member_actor(request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
-    _count_for_org(request, actor)
+    _count_stripe_call(request, actor)
     return actor
 
 
 def admin_actor(request: Request, actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
     actor.require_role(Role.ADMIN)
-    _count_for_org(request, actor)
+    _count_stripe_call(request, actor)
     return actor
 
 
