@@ -25,8 +25,8 @@ def check_outcome(session_ref: str, session_id: str) -> tuple[str, str, str]:
     """(phase, plan name, renewal line) for a checkout, from Stripe and the mirror.
 
     Plain function of its inputs (the session as its hash, as pages hold it, or a session token),
-    so it runs in a thread outside the state lock. Each check counts against the organization's
-    Stripe rate limit. Raises AppError only when the browser session is not valid.
+    so it runs in a thread outside the state lock. Each check counts against a Stripe rate limit
+    (limits.hit_stripe: an admin's against the organization's, a member's against their own). Raises AppError only when the browser session is not valid.
     """
     with session_scope() as session:
         if session_ref.startswith("sess_"):

@@ -3,26 +3,12 @@ invoice and receipt links (those open for anyone holding them; they stay with th
 
 from __future__ import annotations
 
-from billing_app.auth import accounts
-from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
-from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
 from billing_app.models import Payment, utcnow
 from tests.aio import run_async
-from tests.billing.helpers import PASSWORD, make_org
+from tests.billing.helpers import make_org
 from tests.ops.helpers import make_operator
-
-
-def _operator_page(state_cls, path: str):
-    from reflex.istate.data import RouterData
-    from reflex.state import State
-
-    with session_scope() as s:
-        token = accounts.login(s, email="ops@saas.example", password=PASSWORD)
-    root = State(_reflex_internal_init=True)
-    root.router = RouterData.from_router_data(
-        {"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}, "pathname": path, "asPath": path})
-    return root.get_substate(state_cls.get_full_name().split(".")[1:])
+from tests.pages import signed_in_page
 
 
 def test_an_orgs_payments_read_as_its_history_does_without_their_links(db):
@@ -35,7 +21,7 @@ def test_an_orgs_payments_read_as_its_history_does_without_their_links(db):
                       receipt_url="https://pay.stripe.com/receipts/secret", pdf_url="https://pay.stripe.com/invoice/secret/pdf"))
     make_operator("ops@saas.example")
     for state_cls, path in ((OpsOrgState, f"/ops/orgs/{org.id}"), (OpsReadOnlyState, f"/ops/orgs/{org.id}/view")):
-        page = _operator_page(state_cls, path)
+        page = signed_in_page(state_cls, "ops@saas.example", path)
         run_async(state_cls.load.fn(page))
         assert page.error == "", (state_cls, page.error)
         [row] = page.payments
