@@ -4,9 +4,11 @@
 transaction, so each email commits with the change that causes it (or not at all). The cause key
 makes a repeat a no-op: `receipt:<invoice>`, `payment_failed:<invoice>:<attempt>`,
 `subscription_canceled:<sub>`, `cancel_scheduled:<sub>:<period end>`,
-`plan_changed:<sub>:<old price>:<new price>:<period start>`,
-`seats_changed:<sub>:<old quantity>:<new quantity>:<period start>` (the same price, another
-quantity: the members page, the REST route, a member joining or leaving, the portal).
+`plan_changed:<sub>:<old price>:<new price>:<mirror version>`,
+`seats_changed:<sub>:<old quantity>:<new quantity>:<mirror version>` (the same price, another
+quantity: the members page, the REST route, a member joining or leaving, the portal). The mirror
+version is the subscription row's `updated_at` before this write: a change synced twice is measured
+against the same row, and a change made again (3 -> 5 -> 3 -> 5 in one period) against a newer one.
 
 Events that change nothing in the mirror (`customer.subscription.trial_will_end`,
 `invoice.payment_action_required`) are handled by `for_events`, which the webhook worker calls
@@ -53,6 +55,7 @@ class _Sub:
     cancel_at_period_end: bool
     price_id: str | None
     quantity: int
+    version: str  # the row's updated_at: what a plan or seat change is measured against
 
 
 @dataclass
@@ -76,7 +79,8 @@ def before(session: Session, org_id: int, snap) -> Before:
     subs = {}
     if sub_ids:
         rows = session.exec(select(OrgSubscription).where(OrgSubscription.stripe_id.in_(sub_ids))).all()
-        subs = {r.stripe_id: _Sub(r.status, r.cancel_at_period_end, r.stripe_price_id, r.quantity) for r in rows}
+        subs = {r.stripe_id: _Sub(r.status, r.cancel_at_period_end, r.stripe_price_id, r.quantity,
+                                  r.updated_at.strftime("%Y%m%dT%H%M%S.%f")) for r in rows}
     return Before(payments, subs)
 
 
@@ -181,16 +185,14 @@ def derive(session: Session, org_id: int, snap, was: Before) -> None:
             if (old is None and _recent(sub.get("canceled_at"))) or (old is not None and not old.cancel_at_period_end):
                 ctx.enqueue(Kind.CANCEL_SCHEDULED, f"{sub['id']}:{ends}", plan=plan, ends_on=format_date(_epoch(ends)))
         if old is not None and old.price_id and price_id and old.price_id != price_id:
-            start = _item(sub).get("current_period_start")
             ctx.enqueue(
-                Kind.PLAN_CHANGED, f"{sub['id']}:{old.price_id}:{price_id}:{start}",
+                Kind.PLAN_CHANGED, f"{sub['id']}:{old.price_id}:{price_id}:{old.version}",
                 plan=plan, previous=ctx.plan_name(old.price_id), quantity=_item(sub).get("quantity") or 1,
             )
         quantity = _item(sub).get("quantity") or 1
         if old is not None and old.price_id and old.price_id == price_id and old.quantity != quantity:
-            start = _item(sub).get("current_period_start")
             ctx.enqueue(
-                Kind.SEATS_CHANGED, f"{sub['id']}:{old.quantity}:{quantity}:{start}",
+                Kind.SEATS_CHANGED, f"{sub['id']}:{old.quantity}:{quantity}:{old.version}",
                 plan=plan, seats=quantity, previous_seats=old.quantity,
             )
 

@@ -67,3 +67,46 @@ def test_a_plan_change_with_other_seats_is_one_plan_change_email(org, stripe_env
     change_plan(org.admin, period_id("team", "MONTHLY"), preview=False)
     deliver(webhook_client, stripe_env, smtp)
     assert len(smtp.of_kind("plan_changed")) == 1 and seat_mail(smtp) == []
+
+
+def test_a_seat_change_made_again_in_the_same_period_is_confirmed_again(org, stripe_env, webhook_client, smtp):
+    """3 -> 5, back to 3, 3 -> 5 again in one billing period: three changes billed, three emails (the
+    third's key was the first's). Each change synced again (its webhooks redelivered, another sync) stays one email."""
+    from billing_app.billing.seat_billing import change_seats
+    from billing_app.billing.sync import sync_customer
+
+    buy_team(org, stripe_env)  # two members: 3 seats
+    deliver(webhook_client, stripe_env, smtp)
+    for seats in (5, 3, 5):
+        change_seats(org.admin, seats, preview=False)
+        deliver(webhook_client, stripe_env, smtp)
+        sync_customer(stripe_subscription(org, stripe_env).customer)
+        deliver(webhook_client, stripe_env, smtp)
+    assert [s for s, _ in seat_mail(smtp)] == [
+        "[Acme Billing] Your Team plan now has 5 seats", "[Acme Billing] Your Team plan now has 3 seats",
+        "[Acme Billing] Your Team plan now has 5 seats",
+    ]
+
+
+def test_a_plan_change_made_again_in_the_same_period_is_confirmed_again(org, stripe_env, webhook_client, smtp):
+    """Starter -> Pro -> Starter -> Pro in one period (at Stripe, as from its dashboard): three emails, the
+    last no longer lost to the first's key; each change's webhooks delivered five times stay one email."""
+    from billing_app.billing.sync import sync_customer
+    from billing_app.models import PlanPeriod
+    from tests.billing.helpers import buy, period_id
+
+    buy(org, "starter", sandbox=stripe_env)
+    deliver(webhook_client, stripe_env, smtp)
+    sub = stripe_subscription(org, stripe_env)
+    with session_scope() as s:
+        price = {plan: s.get(PlanPeriod, period_id(plan, "MONTHLY")).stripe_price_id for plan in ("starter", "pro")}
+    for plan in ("pro", "starter", "pro"):
+        item = stripe_env.client.v1.subscriptions.retrieve(sub.id)["items"].data[0].id
+        stripe_env.client.v1.subscriptions.update(sub.id, params={"items": [{"id": item, "price": price[plan]}],
+                                                                  "proration_behavior": "none"})
+        deliver(webhook_client, stripe_env, smtp)
+        sync_customer(sub.customer)
+        deliver(webhook_client, stripe_env, smtp)
+    assert [r.subject for r in smtp.of_kind("plan_changed")] == [
+        "[Acme Billing] You are now on Pro", "[Acme Billing] You are now on Starter", "[Acme Billing] You are now on Pro",
+    ]
