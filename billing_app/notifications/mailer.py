@@ -75,7 +75,7 @@ def build_message(to: list[str], rendered: Rendered, *, message_id_key: str | No
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = ", ".join(to)
-    message["Subject"] = rendered.subject
+    message["Subject"] = " ".join(rendered.subject.split())  # one line: a CR/LF from a name would end the header
     message["Message-ID"] = make_msgid(domain=_domain(settings.mail_from))
     if message_id_key:
         message["X-Notification-Key"] = message_id_key

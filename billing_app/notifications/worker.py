@@ -129,8 +129,8 @@ class MailWorker(PassWorker):
             if held is None:
                 log.warning("mail.lease_lost", key=row.key)  # another process sends it
                 continue
-            message = mailer.build_message(row.to, Rendered(row.subject, row.text_body, row.html_body), message_id_key=row.key)
-            try:
+            try:  # building too: a row that cannot become a message fails alone, not the pass
+                message = mailer.build_message(row.to, Rendered(row.subject, row.text_body, row.html_body), message_id_key=row.key)
                 self.send(smtp_url, message)
             except Exception as error:  # any failure is retried; the text is kept for whoever looks
                 text = f"{type(error).__name__}: {error}"[:ERROR_MAX_CHARS]

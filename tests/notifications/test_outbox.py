@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from sqlmodel import select
@@ -210,3 +211,33 @@ def test_a_long_pass_never_sends_a_row_another_process_took_over(mail_settings):
     assert sorted(sent) == [f"user{n}@example.com" for n in range(3)]
     with session_scope() as s:
         assert set(s.exec(select(Notification.state)).all()) == {"sent"}
+
+
+def test_a_row_that_cannot_become_a_message_fails_alone_and_later_mail_still_goes(mail_settings, smtp):
+    """A row whose recipient holds a line break (stored before addresses were checked) cannot be
+    built into a message: it is retried, then failed, like a refused send; the rows after it go."""
+    with session_scope() as s:
+        poison = outbox.values(Kind.PASSWORD_RESET, "poison", ["victim@example.com"], {"url": "http://x/r", "email": "v"})
+        poison["recipients"] = json.dumps(["victim@example.com\r\nBcc: everyone@example.com"])
+        outbox.insert_rows(s, [poison])
+    _queue_reset()
+    now = [utcnow()]
+    worker = MailWorker(smtp_url=smtp.url, max_attempts=2, clock=lambda: now[0])
+    report = worker.run_once()
+    assert len(report.sent) == 1 and report.retrying == ["password_reset:poison"]
+    assert [r.to for r in smtp.received] == [["someone@example.com"]]
+    now[0] += timedelta(hours=2)
+    assert worker.run_once().failed == ["password_reset:poison"]
+    with session_scope() as s:
+        row = s.exec(select(Notification).where(Notification.key == "password_reset:poison")).one()
+    assert row.state == "failed" and "linefeed" in row.last_error
+    assert len(smtp.received) == 1
+
+
+def test_a_line_break_in_a_subject_value_stays_inside_the_subject(mail_settings, smtp):
+    """An org name with CR/LF (stored before names were checked) cannot add a header (Bcc) to its invitation."""
+    hooks.send_invitation("invitee@example.com", "http://x/i", org_name="Evil\r\nBcc: everyone@example.com", inviter="Eve")
+    assert len(MailWorker(smtp_url=smtp.url).run_once().sent) == 1
+    [got] = smtp.received
+    assert got.to == ["invitee@example.com"] and got.message["Bcc"] is None
+    assert got.subject == "[Acme Billing] You are invited to join Evil Bcc: everyone@example.com"
