@@ -178,7 +178,8 @@ async def register(request: Request) -> Response:
 
         password = fields.get("password", "")
         fields["org_name"] = _org_name_for(fields, next_path)
-        accounts.check_registration(email=fields.get("email", ""), password=password, org_name=fields.get("org_name", ""))
+        accounts.check_registration(email=fields.get("email", ""), password=password, name=fields.get("name", ""),
+                                    org_name=fields.get("org_name", ""))
         password_hash = await passwords.hash_password_async(password)
 
         def work() -> str:

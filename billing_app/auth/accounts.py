@@ -22,6 +22,7 @@ from billing_app.db import insert_if_absent
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import AuthSession, KnownDevice, Membership, Organization, PasswordReset, Role, User, utcnow
 from billing_app.settings import get_settings
+from billing_app.text import control_characters_message, has_control_characters
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BAD_LOGIN = "Incorrect email or password."
@@ -30,12 +31,14 @@ FORM_MESSAGES = {
     "taken": "An account with this email already exists. Log in instead.",
     "org_missing": "Enter a name for your organization.",
     "org_too_long": "Organization name is too long (120 characters at most).",
+    "org_control": control_characters_message("The organization name"),
+    "name_control": control_characters_message("Your name"),
 }
 
 
 def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()
-    if not EMAIL_RE.match(email) or len(email) > 254:
+    if not EMAIL_RE.match(email) or len(email) > 254 or has_control_characters(email):
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["invalid"])
     return email
 
@@ -77,16 +80,24 @@ class Actor:
 # --- registration -----------------------------------------------------------
 
 
-def check_registration(*, email: str, password: str, org_name: str) -> tuple[str, str]:
-    """The normalized email and organization name, or a refusal; no database or hashing work."""
+def check_registration(*, email: str, password: str, name: str, org_name: str) -> tuple[str, str, str]:
+    """The normalized email, user name and organization name, or a refusal; no database or hashing work.
+
+    Names go into email subjects and bodies: a line break or control character is refused.
+    """
     email = normalize_email(email)
     check_strength(password if isinstance(password, str) else "")
+    name = (name or "").strip()[:120]
+    if has_control_characters(name):
+        raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["name_control"])
     org_name = (org_name or "").strip()
     if not org_name:
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_missing"])
     if len(org_name) > 120:
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_too_long"])
-    return email, org_name
+    if has_control_characters(org_name):
+        raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_control"])
+    return email, name, org_name
 
 
 def register(
@@ -97,10 +108,10 @@ def register(
     Hashes the password (the pool) unless `password_hash` is given, as the sign-up route does
     after awaiting the hash off the event loop.
     """
-    email, org_name = check_registration(email=email, password=password, org_name=org_name)
+    email, name, org_name = check_registration(email=email, password=password, name=name, org_name=org_name)
     if session.exec(select(User.id).where(User.email == email)).first() is not None:
         raise AppError(ErrorCode.EMAIL_TAKEN, FORM_MESSAGES["taken"])
-    user = User(email=email, name=(name or "").strip()[:120], password_hash=password_hash or hash_password(password))
+    user = User(email=email, name=name, password_hash=password_hash or hash_password(password))
     org = Organization(name=org_name)
     session.add(user)
     session.add(org)

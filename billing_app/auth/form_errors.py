@@ -18,6 +18,8 @@ MESSAGES = {
     "invalid_email": FORM_MESSAGES["invalid"],
     "org_missing": FORM_MESSAGES["org_missing"],
     "org_too_long": FORM_MESSAGES["org_too_long"],
+    "org_control": FORM_MESSAGES["org_control"],
+    "name_control": FORM_MESSAGES["name_control"],
     "short_password": f"Password must be at least {MIN_PASSWORD_LENGTH} characters.",
     "long_password": f"Password must be at most {MAX_PASSWORD_LENGTH} characters.",
     "busy": BUSY_MESSAGE,

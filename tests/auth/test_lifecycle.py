@@ -137,6 +137,7 @@ def test_a_reset_link_goes_through_the_sender_hook_and_works_once(db):
     try:
         reset.request_reset("ADA@example.com")
         reset.request_reset("nobody@example.com")  # no account: silently nothing
+        reset.request_reset("ada\x00@example.com")  # not an email (PostgreSQL refused the query: a 500)
     finally:
         reset.set_sender(None)
     assert len(sent) == 1 and sent[0][0] == "ada@example.com"

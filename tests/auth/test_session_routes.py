@@ -2,13 +2,15 @@
 
 
 import pytest
+from sqlmodel import select
 from starlette.testclient import TestClient
 
 from billing_app import limits, routes
-from billing_app.auth import accounts, cookies
+from billing_app.auth import accounts, cookies, form_errors
 from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
+from billing_app.models import User
 from tests.aio import run_async
 from tests.api.helpers import served_api, stream_until_answered
 
@@ -170,3 +172,28 @@ def test_a_form_over_16_kib_is_refused_as_too_large(client):
     response = client.post(routes.API_SESSION_LOGIN, json={"email": "ada@example.com", "password": "x" * 20_000},
                            headers={"Origin": ORIGIN})
     assert response.status_code == 422 and response.json()["message"] == "The form is too large."
+
+
+@pytest.mark.parametrize("field, value, key", [
+    ("org_name", "Evil\r\nBcc: everyone@example.com", "org_control"),
+    ("org_name", "Evil\x00Co", "org_control"),
+    ("name", "Eve\nBcc: everyone@example.com", "name_control"),
+    ("name", "Eve\u202e", "name_control"),  # a format character (right-to-left override)
+])
+def test_sign_up_refuses_a_name_with_a_line_break_or_control_character(client, field, value, key):
+    """Names go into email subjects (the invitation's is "You are invited to join <org>"): a line break there
+    would stop every email; a NUL is a 500 on PostgreSQL."""
+    form = {"name": "Eve", "email": "eve@example.com", "password": PASSWORD, "org_name": "Eve Co", field: value}
+    refused = client.post(routes.API_SESSION_REGISTER, data=form, headers={"Origin": ORIGIN})
+    assert refused.status_code == 303 and f"error={key}" in refused.headers["location"]
+    as_json = client.post(routes.API_SESSION_REGISTER, json=form, headers={"Origin": ORIGIN})
+    assert as_json.status_code == 422 and as_json.json()["error_code"] == "VALIDATION_ERROR"
+    assert as_json.json()["message"] == form_errors.text_for(key) and "line breaks or control characters" in as_json.json()["message"]
+    with session_scope() as s:
+        assert s.exec(select(User.id).where(User.email == "eve@example.com")).first() is None
+
+
+def test_a_login_with_a_nul_or_line_break_in_the_email_is_a_bad_login_not_a_500(client):
+    for email in ("ada\x00@example.com", "ada\x7f@example.com", "a\u0000b@example.com"):
+        answer = client.post(routes.API_SESSION_LOGIN, json={"email": email, "password": PASSWORD}, headers={"Origin": ORIGIN})
+        assert answer.status_code == 401 and answer.json()["error_code"] == "INVALID_CREDENTIALS", (email, answer.text)

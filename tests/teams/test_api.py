@@ -196,3 +196,15 @@ def test_invitation_emails_to_one_address_are_limited(client, tokens, roomy_free
         pending = s.exec(select(Invitation).where(Invitation.email == "victim@example.org", Invitation.revoked_at.is_(None))).all()
     assert len(pending) == 1  # the last one sent still works
     ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "someone-else@example.org"}))
+
+
+@pytest.mark.parametrize("email", ["a\x00b@example.com", "a\rb@example.com", "ab@exa\u200bmple.com"])
+def test_an_invitation_to_an_email_with_a_control_character_is_a_clear_refusal(client, tokens, roomy_free_tier, email):
+    """A NUL passed the email check and reached PostgreSQL, which answered a 500 (SQLite stored it)."""
+    def invitations_made():
+        with session_scope() as s:
+            return s.exec(select(func.count()).select_from(Invitation)).one()
+
+    before = invitations_made()
+    refused = err(client.post("/api/org/invitations", headers=tokens.admin, json={"email": email, "role": "member"}), 422, "VALIDATION_ERROR")
+    assert refused["message"] == "Enter a valid email address." and invitations_made() == before
