@@ -22,6 +22,7 @@ from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import ApiToken, Membership, Organization, Role, User, utcnow
 from billing_app.settings import get_settings
+from billing_app.text import refuse_control_characters
 
 TOKEN_KIND = "bapi"  # tokens look like bapi_<43 url-safe characters>
 PREFIX_LENGTH = 12  # "bapi_" and 7 random characters: enough to tell tokens apart, useless to guess
@@ -61,7 +62,7 @@ def _clean_name(name: str | None) -> str:
     name = (name or "").strip()
     if len(name) > MAX_NAME:
         raise AppError(ErrorCode.VALIDATION_ERROR, f"Token name is too long ({MAX_NAME} characters at most).")
-    return name
+    return refuse_control_characters(name, "The token name")
 
 
 MAX_EXPIRY_DAYS = 3650

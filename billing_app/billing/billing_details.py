@@ -16,6 +16,7 @@ from billing_app.billing.customers import customer_id_for
 from billing_app.billing.sync import resync_after_change
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Role
+from billing_app.text import refuse_control_characters
 
 # The tax ID types the form offers (Stripe's names), with what people call them.
 TAX_ID_TYPES = {
@@ -82,6 +83,7 @@ def update(actor: Actor, details: Details) -> None:
     for name, limit in LIMITS.items():
         if len(getattr(details, name)) > limit:
             raise AppError(ErrorCode.VALIDATION_ERROR, f"The {name.replace('_', ' ')} is too long (at most {limit} characters).")
+        refuse_control_characters(getattr(details, name), f"The {name.replace('_', ' ')}")  # mirrored: PostgreSQL refuses a NUL
     if not details.email:
         raise AppError(ErrorCode.VALIDATION_ERROR, "Enter a billing email: invoices and receipts go there.")
     address_given = any(getattr(details, k) for k in ("line1", "line2", "city", "state", "postal_code", "country"))
@@ -104,6 +106,7 @@ def add_tax_id(actor: Actor, tax_type: str, value: str) -> None:
         raise AppError(ErrorCode.VALIDATION_ERROR, "Choose the kind of tax ID.")
     if not value or len(value) > 64:
         raise AppError(ErrorCode.VALIDATION_ERROR, "Enter the tax ID.")
+    refuse_control_characters(value, "The tax ID")
     try:
         gateway.call(gateway.stripe_client().v1.customers.tax_ids.create, customer_id, params={"type": tax_type, "value": value})
     except gateway.StripeFailure as failure:

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from billing_app.models import OperatorAudit
+from billing_app.text import refuse_control_characters
 
 # What operators do (the `action` column).
 REPLAY = "replay"
@@ -48,7 +49,7 @@ def recent(session: Session, *, action: str | None = None, before_id: int | None
     """Newest first, `limit` lines older than `before_id` (keyset on the primary key)."""
     query = select(OperatorAudit).order_by(OperatorAudit.id.desc()).limit(limit)
     if action:
-        query = query.where(OperatorAudit.action == action)
+        query = query.where(OperatorAudit.action == refuse_control_characters(action, "The action"))  # PostgreSQL refuses a NUL
     if before_id:
         query = query.where(OperatorAudit.id < before_id)
     return [AuditLine(r.id, r.at, r.operator_email, r.action, r.target, r.detail) for r in session.exec(query)]

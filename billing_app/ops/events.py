@@ -12,6 +12,7 @@ from billing_app.db import get_engine, session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.ops import audit, filter_choice
 from billing_app.ops.access import Operator
+from billing_app.text import refuse_control_characters
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.eventlog import FAILED, PENDING, PROCESSED, T, EventSummary
 from billing_app.webhooks.signal import notify
@@ -38,6 +39,7 @@ class EventFilter:
         customer = (customer or "").strip()
         if len(type_) > 100 or len(customer) > 255:
             raise AppError(ErrorCode.VALIDATION_ERROR, "That filter is too long.")
+        refuse_control_characters(type_ + customer, "A filter")  # PostgreSQL refuses a NUL in a query
 
         def day(value: str | None, label: str) -> date | None:
             if not value:

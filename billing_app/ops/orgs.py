@@ -43,6 +43,7 @@ from billing_app.ops import audit, filter_choice
 from billing_app.ops.access import Operator
 from billing_app.ops.metrics import monthly_amount, monthly_amount_sql, paying
 from billing_app.settings import get_settings
+from billing_app.text import refuse_control_characters
 
 PAGE_SIZE = 50
 MAX_LIMIT = 200
@@ -61,6 +62,7 @@ class OrgFilter:
         q = (q or "").strip()
         if len(q) > 254:
             raise AppError(ErrorCode.VALIDATION_ERROR, "The search is too long.")
+        refuse_control_characters(q, "The search")  # PostgreSQL refuses a NUL in a query
         status = filter_choice(status, STATUS_FILTERS, "status")
         sort = (sort or "-created").strip()
         if sort not in SORTS:

@@ -47,6 +47,12 @@ def test_a_token_resolves_to_the_user_in_its_org(acme):
 def test_names_are_limited(acme):
     with session_scope() as s:
         expect(ErrorCode.VALIDATION_ERROR, api_tokens.create_token, s, acme.admin, name="x" * 121)
+    for name in ("deploy\x00script", "deploy\nscript"):  # a NUL was a 500 on PostgreSQL
+        with session_scope() as s:
+            error = expect(ErrorCode.VALIDATION_ERROR, api_tokens.create_token, s, acme.admin, name=name)
+        assert error.message == "The token name cannot contain line breaks or control characters."
+    with session_scope() as s:
+        assert s.exec(select(ApiToken)).all() == []
 
 
 def test_revoked_tokens_stop_working_and_leave_the_list(acme, db):

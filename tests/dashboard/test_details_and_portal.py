@@ -53,6 +53,22 @@ def test_billing_details_are_saved_at_stripe_and_refusals_read_as_sentences(acme
     expect(ErrorCode.BILLING_DETAILS_INVALID, billing_details.remove_tax_id, acme.admin, view.tax_ids[0].id)
 
 
+def test_billing_details_with_a_nul_or_control_character_are_refused_before_stripe(acme, stripe_env):
+    """Stripe kept them and the mirror then met PostgreSQL's refusal of a NUL on every sync of the customer."""
+    checkout = _buy(acme, stripe_env)
+    as_bought = stripe_env.client.v1.customers.retrieve(checkout.customer)
+    for field, value in (("name", "Acme\x00GmbH"), ("line1", "Hauptstr.\x005"), ("email", "ap\x00@acme.example"),
+                         ("city", "Ber\u202elin")):
+        details = Details(**{"email": "ap@acme.example", "line1": "Hauptstr. 5", "country": "DE", field: value})
+        error = expect(ErrorCode.VALIDATION_ERROR, billing_details.update, acme.admin, details)
+        assert error.message == f"The {field} cannot contain line breaks or control characters."
+    error = expect(ErrorCode.VALIDATION_ERROR, billing_details.add_tax_id, acme.admin, "eu_vat", "DE123\x00456789")
+    assert error.message == "The tax ID cannot contain line breaks or control characters."
+    customer = stripe_env.client.v1.customers.retrieve(checkout.customer)
+    assert (customer.email, customer.name, customer.address) == (as_bought.email, as_bought.name, as_bought.address)
+    assert dashboard(acme).tax_ids == []
+
+
 def test_a_country_that_is_no_code_is_refused_in_words(acme, stripe_env):
     _buy(acme, stripe_env)
     # Stripe's own check (the form keeps to 2 letters; the API does not).

@@ -143,6 +143,12 @@ def test_orgs_search_filter_sort_paginate_and_export(client, world, stripe_env):
     arabic_indic = "".join(chr(0x660 + int(d)) for d in str(acme_id))
     assert names(client.get("/api/ops/orgs", params={"q": arabic_indic}, headers=ops).json()) == []
     assert names(client.get("/api/ops/orgs", params={"q": "9" * 30}, headers=ops).json()) == []
+    # A NUL was a 500 on PostgreSQL (it refuses one in a query); every control character is refused in words.
+    for path, params in (("/api/ops/orgs", {"q": "Ac\x00me"}), ("/api/ops/events", {"customer": "cus_\x00"}),
+                         ("/api/ops/events", {"type": "invoice.\npaid"}), ("/api/ops/audit", {"action": "replay\x00"})):
+        refused = client.get(path, params=params, headers=ops)
+        assert refused.status_code == 422 and refused.json()["error_code"] == "VALIDATION_ERROR", refused.text
+        assert "cannot contain line breaks or control characters" in refused.json()["message"]
     assert names(client.get("/api/ops/orgs?status=active", headers=ops).json()) == ["Acme"]
     assert "Acme" not in names(client.get("/api/ops/orgs?status=none", headers=ops).json())
     assert names(client.get("/api/ops/orgs?sort=-mrr&limit=1", headers=ops).json()) == ["Acme"]
