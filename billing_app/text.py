@@ -2,8 +2,10 @@
 
 PostgreSQL refuses a NUL in any text (a 500 instead of an answer) and a line break in a name
 becomes a line break in an email header, so names, emails, addresses and search terms refuse
-every character of Unicode category C* (controls such as NUL, CR and LF, format, private use,
-unassigned) with a clear message.
+controls (NUL, CR, LF, DEL, C1), lone surrogates, line and paragraph separators, and the
+bidirectional overrides that make text read otherwise than it is stored, with a clear message.
+Other format characters stay allowed: the zero-width (non-)joiner is part of how Persian and
+Indic names, and emoji sequences, are written.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import unicodedata
 from billing_app.errors import AppError, ErrorCode
 
 
+REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def has_control_characters(text: str) -> bool:
-    return any(unicodedata.category(char).startswith("C") for char in text)
+    return any(char in BIDI_CONTROLS or unicodedata.category(char) in REFUSED_CATEGORIES for char in text)
 
 
 def control_characters_message(what: str) -> str:

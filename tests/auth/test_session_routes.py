@@ -197,3 +197,11 @@ def test_a_login_with_a_nul_or_line_break_in_the_email_is_a_bad_login_not_a_500(
     for email in ("ada\x00@example.com", "ada\x7f@example.com", "a\u0000b@example.com"):
         answer = client.post(routes.API_SESSION_LOGIN, json={"email": email, "password": PASSWORD}, headers={"Origin": ORIGIN})
         assert answer.status_code == 401 and answer.json()["error_code"] == "INVALID_CREDENTIALS", (email, answer.text)
+
+
+def test_sign_up_keeps_the_joiners_names_are_written_with(client):
+    """A zero-width non-joiner belongs in Persian names, a zero-width joiner in emoji sequences."""
+    form = {"name": "Mehr\u200cdad", "email": "mehrdad@example.com", "password": PASSWORD, "org_name": "Team \U0001F468\u200d\U0001F469"}
+    assert client.post(routes.API_SESSION_REGISTER, data=form, headers={"Origin": ORIGIN}).status_code == 303
+    with session_scope() as s:
+        assert s.exec(select(User.name).where(User.email == "mehrdad@example.com")).one() == "Mehr\u200cdad"
