@@ -478,28 +478,3 @@ def list_members(session: Session, actor: Actor) -> list[MemberRow]:
 def _check_can_grant(actor: Actor, role: Role) -> None:
     if role == Role.SUPER_ADMIN and actor.role != Role.SUPER_ADMIN:
         raise AppError(ErrorCode.FORBIDDEN, "Only a super admin can grant the super admin role.")
-
-
-def change_role(session: Session, actor: Actor, *, user_id: int, role: Role) -> MemberRow:
-    """Change a member's role (admins only); the organization always keeps an admin."""
-    org_id = actor.require_role(Role.ADMIN)
-    _check_can_grant(actor, role)
-    # Lock the org's memberships so two demotions cannot both pass the last-admin check.
-    memberships = session.exec(
-        select(Membership).where(Membership.org_id == org_id).with_for_update()
-    ).all()
-    target = next((m for m in memberships if m.user_id == user_id), None)
-    if target is None:
-        raise AppError(ErrorCode.USER_NOT_FOUND, "That user is not a member of this organization.")
-    if Role(target.role) == Role.SUPER_ADMIN and actor.role != Role.SUPER_ADMIN:
-        raise AppError(ErrorCode.FORBIDDEN, "Only a super admin can change a super admin's role.")
-    admins_after = sum(
-        1 for m in memberships if Role(role.value if m is target else m.role).at_least(Role.ADMIN)
-    )
-    if admins_after == 0:
-        raise AppError(ErrorCode.LAST_ADMIN, "The organization needs at least one admin. Make someone else an admin first.")
-    target.role = role.value
-    session.flush()
-    user = session.get(User, user_id)
-    return MemberRow(user.id, user.email, user.name, role)
-

@@ -1,14 +1,17 @@
-"""Removing a member (admins) and leaving an organization (anyone, never its last admin).
+"""Changing an organization's members: removing one (admins), leaving (anyone), changing a role
+(admins). The organization never loses its last admin.
 
-On a per-seat plan the Stripe quantity follows: max(min_seats, members left), set before the
-membership is deleted and put back if the database then fails, under the org's seat claim.
+All three run under the org's seat claim, one after the other, so no check is decided on members
+another of them is changing. On a per-seat plan the Stripe quantity follows a removal:
+max(min_seats, members left), set before the membership is deleted and put back if the database
+then fails.
 """
 
 from __future__ import annotations
 
-from sqlmodel import delete, select
+from sqlmodel import Session, delete, select
 
-from billing_app.auth.accounts import Actor, MemberRow
+from billing_app.auth.accounts import Actor, MemberRow, _check_can_grant
 from billing_app.billing.seat_billing import (
     per_seat_at_stripe,
     resync_if_changed,
@@ -19,6 +22,9 @@ from billing_app.billing.seats import required_quantity, seat_claim
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Membership, Role, User
+
+ADMIN_ROLES = [r.value for r in Role if r.at_least(Role.ADMIN)]
+NOT_A_MEMBER = "That user is not a member of this organization."
 
 
 def remove_member(actor: Actor, user_id: int) -> MemberRow:
@@ -33,22 +39,55 @@ def leave(actor: Actor) -> MemberRow:
     return _remove(actor, org_id, actor.user_id, leaving=True)
 
 
+def change_role(actor: Actor, *, user_id: int, role: Role) -> MemberRow:
+    """Change a member's role (admins only); the organization always keeps an admin."""
+    org_id = actor.require_role(Role.ADMIN)
+    _check_can_grant(actor, role)
+    with seat_claim(org_id), session_scope() as session:
+        memberships = _locked_memberships(session, org_id)
+        target = _member(memberships, user_id)
+        if Role(target.role) == Role.SUPER_ADMIN and actor.role != Role.SUPER_ADMIN:
+            raise AppError(ErrorCode.FORBIDDEN, "Only a super admin can change a super admin's role.")
+        admins_after = sum(
+            1 for m in memberships if Role(role.value if m is target else m.role).at_least(Role.ADMIN)
+        )
+        if admins_after == 0:
+            raise AppError(ErrorCode.LAST_ADMIN, "The organization needs at least one admin. Make someone else an admin first.")
+        target.role = role.value
+        user = session.get(User, user_id)
+        return MemberRow(user.id, user.email, user.name, role)
+
+
+def _locked_memberships(session: Session, org_id: int) -> list[Membership]:
+    """The org's memberships, locked until the transaction ends (PostgreSQL; SQLite has one writer)."""
+    return list(session.exec(select(Membership).where(Membership.org_id == org_id).with_for_update()).all())
+
+
+def _member(memberships: list[Membership], user_id: int) -> Membership:
+    target = next((m for m in memberships if m.user_id == user_id), None) if isinstance(user_id, int) else None
+    if target is None:
+        raise AppError(ErrorCode.USER_NOT_FOUND, NOT_A_MEMBER)
+    return target
+
+
+def _last_admin(actor: Actor, user_id: int) -> AppError:
+    return AppError(
+        ErrorCode.LAST_ADMIN,
+        ("You are" if user_id == actor.user_id else "They are")
+        + " the organization's last admin. Make someone else an admin first.",
+    )
+
+
 def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> MemberRow:
     with seat_claim(org_id):
         with session_scope() as session:
             memberships = session.exec(select(Membership).where(Membership.org_id == org_id)).all()
-            target = next((m for m in memberships if m.user_id == user_id), None) if isinstance(user_id, int) else None
-            if target is None:
-                raise AppError(ErrorCode.USER_NOT_FOUND, "That user is not a member of this organization.")
+            target = _member(memberships, user_id)
             if not leaving and Role(target.role) == Role.SUPER_ADMIN and actor.role != Role.SUPER_ADMIN:
                 raise AppError(ErrorCode.FORBIDDEN, "Only a super admin can remove a super admin.")
             admins_left = sum(1 for m in memberships if m is not target and Role(m.role).at_least(Role.ADMIN))
             if Role(target.role).at_least(Role.ADMIN) and admins_left == 0:
-                raise AppError(
-                    ErrorCode.LAST_ADMIN,
-                    ("You are" if user_id == actor.user_id else "They are")
-                    + " the organization's last admin. Make someone else an admin first.",
-                )
+                raise _last_admin(actor, user_id)
             user = session.get(User, user_id)
             row = MemberRow(user.id, user.email, user.name, Role(target.role))
             members_left = len(memberships) - 1
@@ -58,6 +97,17 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
             needed = required_quantity(per_seat.plan.min_seats, members_left)
             change = set_quantity(per_seat, lambda _current: needed)
         with undone_on_failure(change), session_scope() as session:
-            session.exec(delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id))
+            # Decided again on the rows as they are now: the check above was another transaction.
+            _locked_memberships(session, org_id)
+            removed = session.execute(
+                delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id).returning(Membership.role)
+            ).scalar_one_or_none()
+            if removed is None:
+                raise AppError(ErrorCode.USER_NOT_FOUND, NOT_A_MEMBER)
+            admins_left = session.exec(
+                select(Membership.id).where(Membership.org_id == org_id, Membership.role.in_(ADMIN_ROLES))
+            ).first()
+            if Role(removed).at_least(Role.ADMIN) and admins_left is None:
+                raise _last_admin(actor, user_id)
     resync_if_changed(change)
     return row

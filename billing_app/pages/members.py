@@ -16,7 +16,7 @@ import reflex as rx
 from reflex.experimental.client_state import ClientStateVar
 
 from billing_app import limits, routes
-from billing_app.auth import accounts, invitations, members
+from billing_app.auth import invitations, members
 from billing_app.billing import turns
 from billing_app.billing.seat_billing import invite_cost
 from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary, team_view
@@ -218,8 +218,7 @@ class MembersState(AuthState):
         self.error = self.message = ""
         try:
             actor = self._actor()
-            with session_scope() as session:
-                row = accounts.change_role(session, actor, user_id=id_from_page(user_id, UNKNOWN_MEMBER_OR_ROLE), role=Role(role))
+            row = members.change_role(actor, user_id=id_from_page(user_id, UNKNOWN_MEMBER_OR_ROLE), role=Role(role))
             self._reload(actor)
             self.message = f"{row.email} is now {row.role.value.replace('_', ' ')}."
         except ValueError:  # not one of the roles

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import func, select
 
-from billing_app.auth import accounts, invitations
+from billing_app.auth import accounts, invitations, members
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import AuthSession, Membership, Organization, Role, User, utcnow
@@ -158,35 +158,29 @@ def test_a_member_cannot_invite_members_or_change_roles(db):
     register(email="carol@example.com", org="Carol's Org")
     before = counts(db)
     expect(ErrorCode.FORBIDDEN, invitations.invite, bob, email="carol@example.com")
-    with session_scope() as s:
-        expect(ErrorCode.FORBIDDEN, accounts.change_role, s, bob, user_id=bob.user_id, role=Role.ADMIN)
+    expect(ErrorCode.FORBIDDEN, members.change_role, bob, user_id=bob.user_id, role=Role.ADMIN)
     assert counts(db) == before
 
 
 def test_admin_changes_roles_but_never_removes_the_last_admin(db):
     admin, bob = _org_with_member(db)
-    with session_scope() as s:
-        expect(ErrorCode.LAST_ADMIN, accounts.change_role, s, admin, user_id=admin.user_id, role=Role.MEMBER)
-    with session_scope() as s:
-        accounts.change_role(s, admin, user_id=bob.user_id, role=Role.ADMIN)
+    expect(ErrorCode.LAST_ADMIN, members.change_role, admin, user_id=admin.user_id, role=Role.MEMBER)
+    members.change_role(admin, user_id=bob.user_id, role=Role.ADMIN)
     # With two admins, Ada may step down.
-    with session_scope() as s:
-        accounts.change_role(s, admin, user_id=admin.user_id, role=Role.MEMBER)
+    members.change_role(admin, user_id=admin.user_id, role=Role.MEMBER)
     roles = {m.user_id: m.role for m in db.exec(select(Membership).where(Membership.org_id == admin.org_id))}
     assert roles == {admin.user_id: "member", bob.user_id: "admin"}
 
 
 def test_only_a_super_admin_grants_super_admin(db):
     admin, bob = _org_with_member(db)
-    with session_scope() as s:
-        expect(ErrorCode.FORBIDDEN, accounts.change_role, s, admin, user_id=bob.user_id, role=Role.SUPER_ADMIN)
+    expect(ErrorCode.FORBIDDEN, members.change_role, admin, user_id=bob.user_id, role=Role.SUPER_ADMIN)
     membership = db.exec(select(Membership).where(Membership.user_id == admin.user_id, Membership.org_id == admin.org_id)).one()
     membership.role = Role.SUPER_ADMIN.value
     db.add(membership)
     db.commit()
     super_admin = actor(login("ada@example.com"))
-    with session_scope() as s:
-        accounts.change_role(s, super_admin, user_id=bob.user_id, role=Role.SUPER_ADMIN)
+    members.change_role(super_admin, user_id=bob.user_id, role=Role.SUPER_ADMIN)
 
 
 def test_switching_org_needs_membership(db):

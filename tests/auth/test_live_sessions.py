@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from billing_app import live
-from billing_app.auth import accounts
+from billing_app.auth import accounts, members
 from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
 from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
@@ -103,7 +103,8 @@ def test_a_page_checks_its_session_when_its_turn_comes_not_when_the_notice_began
     org = make_org("Acme", "ada@example.com", "bob@example.com")
     ada = _session("ada@example.com")
     with session_scope() as s:
-        accounts.change_role(s, accounts.actor_for_session_hash(s, ada), user_id=org.member.user_id, role=Role.ADMIN)
+        ada_in_acme = accounts.actor_for_session_hash(s, ada)
+    members.change_role(ada_in_acme, user_id=org.member.user_id, role=Role.ADMIN)
     bob = _session("bob@example.com", org.id)
     page = _page(BillingState, bob)
     app = tabs({"tab-1": page})
@@ -113,13 +114,12 @@ def test_a_page_checks_its_session_when_its_turn_comes_not_when_the_notice_began
         await app.locks["tab-1"].acquire()  # the tab's own event holds it (e.g. its logout)
         notice = asyncio.create_task(live.refresh_local(org.id))
         await asyncio.sleep(0.3)  # the notice has started and waits for the page
-        with session_scope() as s:
-            if change == "logout":
-                accounts.end_session_hash(s, bob)
-            else:
-                accounts.change_role(s, accounts.actor_for_session_hash(s, ada), user_id=org.member.user_id, role=Role.MEMBER)
         if change == "logout":
+            with session_scope() as s:
+                accounts.end_session_hash(s, bob)
             page._show(None)
+        else:
+            members.change_role(ada_in_acme, user_id=org.member.user_id, role=Role.MEMBER)
         app.locks["tab-1"].release()
         return await notice
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from datetime import timedelta
 
 import pytest
@@ -10,8 +12,9 @@ from sqlmodel import select
 from billing_app.auth import accounts, invitations, members
 from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
-from billing_app.errors import ErrorCode
+from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Invitation, Membership, Role, utcnow
+from tests.api.helpers import set_role
 from tests.billing.helpers import expect, make_org
 from tests.teams.helpers import invitee, join, token_of
 
@@ -136,6 +139,56 @@ def test_leaving_and_removing_never_take_the_last_admin(db):
     members.leave(org.admin)  # another admin remains
     assert [uid for uid, _ in _members(org.id)] == [second_admin.user_id]
 
+
+
+def _two_admins():
+    """Acme with two admins, Ada (org.admin) and Bob (org.member promoted): each may step down alone."""
+    org = make_org("Acme", "ada@acme.example", "bob@acme.example")
+    members.change_role(org.admin, user_id=org.member.user_id, role=Role.ADMIN)
+    return org, dataclasses.replace(org.member, role=Role.ADMIN)
+
+
+def _outcome(action) -> str:
+    try:
+        action()
+    except AppError as error:
+        return error.code.value
+    return "done"
+
+
+def test_a_leave_and_a_demotion_at_once_keep_an_admin(db, monkeypatch):
+    """Ada leaves while Bob makes himself a member: the demotion waits for the leave, then is refused."""
+    org, bob = _two_admins()
+    outcomes = {}
+    demotion = threading.Thread(target=lambda: outcomes.update(demotion=_outcome(
+        lambda: members.change_role(bob, user_id=bob.user_id, role=Role.MEMBER))))
+    real = members.per_seat_at_stripe
+
+    def meanwhile(org_id):  # Ada's leave is between its last-admin check and its delete
+        demotion.start()
+        demotion.join(timeout=1)
+        return real(org_id)
+
+    monkeypatch.setattr(members, "per_seat_at_stripe", meanwhile)
+    outcomes["leave"] = _outcome(lambda: members.leave(org.admin))
+    demotion.join()
+    assert outcomes == {"leave": "done", "demotion": "LAST_ADMIN"}
+    assert _members(org.id) == [(bob.user_id, "admin")]
+
+
+def test_a_removal_decides_on_the_admins_left_when_it_deletes(db, monkeypatch):
+    """Whatever demotes Bob while Ada's leave calls Stripe, the leave is refused: Ada is the last admin."""
+    org, bob = _two_admins()
+    real = members.per_seat_at_stripe
+
+    def meanwhile(org_id):
+        set_role(org.id, bob.user_id, Role.MEMBER)
+        return real(org_id)
+
+    monkeypatch.setattr(members, "per_seat_at_stripe", meanwhile)
+    error = expect(ErrorCode.LAST_ADMIN, members.leave, org.admin)
+    assert error.message.startswith("You are the organization's last admin.")
+    assert _members(org.id) == sorted([(org.admin.user_id, "admin"), (bob.user_id, "member")])
 
 def test_an_admin_removes_a_member_but_only_a_super_admin_removes_a_super_admin(db):
     org = make_org("Acme", "admin@acme.example", "member@acme.example")
