@@ -139,6 +139,25 @@ def revoke(actor: Actor, invitation_id: int) -> None:
         session.add(inv)
 
 
+def revoke_made_by(session: Session, org_id: int, inviter_id: int, *, inviter_role: Role | None = None) -> int:
+    """Revoke the pending invitations `inviter_id` made in the org that `inviter_role` could not make
+    now (all of them when they are no longer a member: None); returns how many.
+
+    An invitation stands on its inviter's authority: the caller removes or demotes them in this
+    same transaction, so no link outlives the authority that made it.
+    """
+    may_invite = inviter_role is not None and inviter_role.at_least(Role.ADMIN)  # as invite() requires
+    still_grantable = [r.value for r in Role if may_invite and inviter_role.at_least(r)]
+    now = utcnow()
+    stale = session.exec(
+        _pending_query(org_id, now).where(Invitation.invited_by_id == inviter_id, Invitation.role.not_in(still_grantable))
+    ).all()
+    for inv in stale:
+        inv.revoked_at = now
+        session.add(inv)
+    return len(stale)
+
+
 # --- the invitee's side: /invite/<token> -----------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """Changing an organization's members: removing one (admins), leaving (anyone), changing a role
-(admins). The organization never loses its last admin.
+(admins). The organization never loses its last admin, and the pending invitations a member made
+go with their authority to make them (revoked when they leave, are removed or demoted).
 
 All three run under the org's seat claim, one after the other, so no check is decided on members
 another of them is changing. On a per-seat plan the Stripe quantity follows a removal:
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, delete, select
 
+from billing_app.auth import invitations
 from billing_app.auth.accounts import Actor, MemberRow, _check_can_grant
 from billing_app.billing.seat_billing import (
     per_seat_at_stripe,
@@ -54,6 +56,7 @@ def change_role(actor: Actor, *, user_id: int, role: Role) -> MemberRow:
         if admins_after == 0:
             raise AppError(ErrorCode.LAST_ADMIN, "The organization needs at least one admin. Make someone else an admin first.")
         target.role = role.value
+        invitations.revoke_made_by(session, org_id, user_id, inviter_role=role)
         user = session.get(User, user_id)
         return MemberRow(user.id, user.email, user.name, role)
 
@@ -109,5 +112,6 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
             ).first()
             if Role(removed).at_least(Role.ADMIN) and admins_left is None:
                 raise _last_admin(actor, user_id)
+            invitations.revoke_made_by(session, org_id, user_id)
     resync_if_changed(change)
     return row

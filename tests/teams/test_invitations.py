@@ -190,6 +190,43 @@ def test_a_removal_decides_on_the_admins_left_when_it_deletes(db, monkeypatch):
     assert error.message.startswith("You are the organization's last admin.")
     assert _members(org.id) == sorted([(org.admin.user_id, "admin"), (bob.user_id, "member")])
 
+
+def _pending_ids(org_id):
+    with session_scope() as s:
+        return sorted(s.exec(select(Invitation.id).where(
+            Invitation.org_id == org_id, Invitation.revoked_at.is_(None), Invitation.accepted_at.is_(None))).all())
+
+
+@pytest.mark.parametrize("how", ["removed", "leaves"])
+def test_an_admins_pending_invitations_go_when_they_leave_or_are_removed(db, how):
+    """Bob, an admin, invites a second address of his as an admin, then is let go: the link no longer works."""
+    org, bob = _two_admins()
+    backdoor = invitations.invite(bob, email="bob.private@example.com", role=Role.ADMIN)
+    invitations.invite(bob, email="dan@example.com")
+    kept = invitations.invite(org.admin, email="erin@example.com")  # Ada's own: not Bob's to take along
+    if how == "removed":
+        members.remove_member(org.admin, bob.user_id)
+    else:
+        members.leave(bob)
+    assert _pending_ids(org.id) == [kept.invitation.id]
+    expect(ErrorCode.INVITATION_REVOKED, invitations.accept, invitee("bob.private@example.com"), token_of(backdoor.url))
+    assert _members(org.id) == [(org.admin.user_id, "admin")]
+
+
+def test_a_demotion_revokes_the_invitations_the_new_role_could_not_make(db):
+    """Down to admin: a super admin's super admin invitations go; down to member: all of them."""
+    org, bob = _two_admins()
+    set_role(org.id, bob.user_id, Role.SUPER_ADMIN)
+    boss = dataclasses.replace(bob, role=Role.SUPER_ADMIN)
+    as_super_admin = invitations.invite(boss, email="super@example.com", role=Role.SUPER_ADMIN)
+    as_admin = invitations.invite(boss, email="admin@example.com", role=Role.ADMIN)
+    as_member = invitations.invite(boss, email="member@example.com")
+    members.change_role(boss, user_id=bob.user_id, role=Role.ADMIN)
+    assert _pending_ids(org.id) == sorted([as_admin.invitation.id, as_member.invitation.id])
+    members.change_role(org.admin, user_id=bob.user_id, role=Role.MEMBER)
+    assert _pending_ids(org.id) == []
+    expect(ErrorCode.INVITATION_REVOKED, invitations.accept, invitee("super@example.com"), token_of(as_super_admin.url))
+
 def test_an_admin_removes_a_member_but_only_a_super_admin_removes_a_super_admin(db):
     org = make_org("Acme", "admin@acme.example", "member@acme.example")
     removed = members.remove_member(org.admin, org.member.user_id)
