@@ -121,8 +121,18 @@ def create_token_confirmed(session: Session, actor: Actor, password: str, name: 
 
 def revoke_all(session: Session, user_id: int) -> int:
     """Revoke every live token of the user, in every organization (account recovery). Returns how many."""
+    return _revoke_live(session, ApiToken.user_id == user_id)
+
+
+def revoke_in_org(session: Session, user_id: int, org_id: int) -> int:
+    """Revoke the user's live tokens for one organization, as they leave it or are removed: a token
+    belongs to the membership it was made in, not to one the user is given later. Returns how many."""
+    return _revoke_live(session, ApiToken.user_id == user_id, ApiToken.org_id == org_id)
+
+
+def _revoke_live(session: Session, *which) -> int:
     return session.exec(
-        _live(update(ApiToken).where(ApiToken.user_id == user_id))
+        _live(update(ApiToken).where(*which))
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount or 0

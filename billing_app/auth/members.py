@@ -1,6 +1,7 @@
 """Changing an organization's members: removing one (admins), leaving (anyone), changing a role
 (admins). The organization never loses its last admin, and the pending invitations a member made
-go with their authority to make them (revoked when they leave, are removed or demoted).
+go with their authority to make them (revoked when they leave, are removed or demoted), as do the
+API tokens they made in the organization when they leave or are removed.
 
 All three run under the org's seat claim, one after the other, so no check is decided on members
 another of them is changing. On a per-seat plan the Stripe quantity follows a removal:
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, delete, select
 
-from billing_app.auth import invitations
+from billing_app.auth import api_tokens, invitations
 from billing_app.auth.accounts import Actor, MemberRow, _check_can_grant
 from billing_app.billing.seat_billing import (
     per_seat_at_stripe,
@@ -113,5 +114,6 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
             if Role(removed).at_least(Role.ADMIN) and admins_left is None:
                 raise _last_admin(actor, user_id)
             invitations.revoke_made_by(session, org_id, user_id)
+            api_tokens.revoke_in_org(session, user_id, org_id)
     resync_if_changed(change)
     return row

@@ -5,13 +5,13 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from billing_app.auth import api_tokens
+from billing_app.auth import api_tokens, invitations
 from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import ApiToken, Membership, Role
-from tests.api.helpers import bearer, set_role, token_for
-from tests.billing.helpers import expect, make_org
+from tests.api.helpers import bearer, err, ok, set_role, token_for
+from tests.billing.helpers import expect, make_org, token_of
 
 
 @pytest.fixture
@@ -101,6 +101,18 @@ def test_the_role_is_read_at_use_time(acme, client):
     response = client.get("/api/subscriptions/my", headers=bearer(other_admin_token))
     assert (response.status_code, response.json()["error_code"]) == (401, "UNAUTHENTICATED")
 
+
+
+def test_a_removed_members_tokens_stay_revoked_when_they_are_invited_back(acme, client):
+    old_token = token_for(acme.member)
+    admin = bearer(token_for(acme.admin))
+    ok(client.delete(f"/api/org/members/{acme.member.user_id}", headers=admin))
+    again = ok(client.post("/api/org/invitations", headers=admin, json={"email": "member@acme.example", "role": "member"}))
+    invitations.accept(acme.member, token_of(again["inviteUrl"]))
+    err(client.get("/api/subscriptions/my", headers=bearer(old_token)), 401, "UNAUTHENTICATED")
+    with session_scope() as s:
+        assert [t.revoked for t in api_tokens.list_tokens(s, acme.member, include_revoked=True)] == [True]
+    assert client.get("/api/subscriptions/my", headers=bearer(token_for(acme.member))).status_code == 200
 
 def test_last_used_at_is_recorded_without_a_write_per_request(acme, db, client):
     token = token_for(acme.member)
