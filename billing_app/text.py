@@ -23,6 +23,12 @@ def has_control_characters(text: str) -> bool:
     return any(char in BIDI_CONTROLS or unicodedata.category(char) in REFUSED_CATEGORIES for char in text)
 
 
+def has_invisible_characters(text: str) -> bool:
+    """Any character of Unicode's C* categories (controls, format characters such as a zero-width
+    space, private use, unassigned): stricter, for what is no name but an address (an email)."""
+    return any(unicodedata.category(char).startswith("C") for char in text)
+
+
 def control_characters_message(what: str) -> str:
     return f"{what} cannot contain line breaks or control characters."
 

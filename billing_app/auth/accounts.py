@@ -22,7 +22,7 @@ from billing_app.db import insert_if_absent
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import AuthSession, KnownDevice, Membership, Organization, PasswordReset, Role, User, utcnow
 from billing_app.settings import get_settings
-from billing_app.text import control_characters_message, has_control_characters
+from billing_app.text import control_characters_message, has_control_characters, has_invisible_characters
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BAD_LOGIN = "Incorrect email or password."
@@ -38,7 +38,7 @@ FORM_MESSAGES = {
 
 def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()
-    if not EMAIL_RE.match(email) or len(email) > 254 or has_control_characters(email):
+    if not EMAIL_RE.match(email) or len(email) > 254 or has_invisible_characters(email):
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["invalid"])
     return email
 
