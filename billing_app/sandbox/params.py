@@ -96,8 +96,9 @@ def _schema_of_type(tp, ns):
         # e.g. "Literal[''] | SomeParams" (unsettable) or "SomeParams | int": the richest wins.
         found = [_schema_of_type(a, ns) for a in args]
         enums = [s for s in found if isinstance(s, frozenset) and s != {""}]
-        if enums and all(s is _LEAF or isinstance(s, frozenset) for s in found) and str in args:
+        if enums and all(s is _LEAF or isinstance(s, frozenset) for s in found) and str in args and int not in args:
             # "Literal['a', 'b'] | str" is the SDK's forward-compatible spelling of an enum: the Literal is the set.
+            # Not with an int among them ("cancel_at: ...|int|Literal[...]|str"): a number is valid too.
             return frozenset().union(*[s for s in found if isinstance(s, frozenset)])
         for s in found:
             if isinstance(s, dict):

@@ -26,6 +26,21 @@ def test_cancel_at_period_end_emits_update_with_previous_attributes(sandbox):
     assert sub.cancel_at is None
 
 
+def test_cancel_at_a_chosen_time_ends_the_subscription_then(sandbox):
+    """SubscriptionUpdateParams.cancel_at is "Literal['']|int|Literal[...]|str": a Unix time is valid."""
+    c = sandbox.client
+    _, m, _, _ = catalog(c)
+    clock, cust = clock_customer(c, T0)
+    _, sub = subscribe(sandbox, cust, m)
+    at = sub["items"].data[0].current_period_end - 10 * DAY
+    sub = c.v1.subscriptions.update(sub.id, params={"cancel_at": at})
+    assert (sub.cancel_at, sub.cancel_at_period_end, sub.status) == (at, False, "active")
+    advance(c, clock, at + 1)
+    sub = c.v1.subscriptions.retrieve(sub.id)
+    assert (sub.status, sub.ended_at) == ("canceled", at)
+    assert "customer.subscription.deleted" in event_types(c)
+
+
 def test_list_by_customer_and_status_all(sandbox):
     c = sandbox.client
     _, m, _, _ = catalog(c)
