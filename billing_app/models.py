@@ -300,6 +300,12 @@ ENDED_STATUSES = _values(S.CANCELED, S.INCOMPLETE_EXPIRED)
 PAYMENT_PROBLEM_STATUSES = _values(S.PAST_DUE, S.UNPAID)
 
 
+def set_to_cancel(cancel_at_period_end: object, cancel_at: object) -> bool:
+    """Stripe ends the subscription by itself: at the period end, or at a chosen time (`cancel_at`,
+    e.g. the Dashboard's custom date). The model's `is_canceling` and Stripe's fresh copy both ask this."""
+    return bool(cancel_at_period_end or cancel_at)
+
+
 class OrgSubscription(SQLModel, table=True):
     """An org's subscription (sub_...) or one-off lifetime purchase (pi_... / cs_...)."""
 
@@ -313,6 +319,8 @@ class OrgSubscription(SQLModel, table=True):
     current_period_start: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     current_period_end: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     cancel_at_period_end: bool = False
+    # When Stripe ends it by itself (the period end too when cancel_at_period_end); None: it renews.
+    cancel_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     canceled_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     ended_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
     trial_end: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
@@ -360,6 +368,18 @@ class OrgSubscription(SQLModel, table=True):
     @property
     def has_ended(self) -> bool:
         return self.status in ENDED_STATUSES
+
+    @property
+    def is_canceling(self) -> bool:
+        """Set to end by itself (at the period end or on a chosen date): Reactivate undoes it."""
+        return not self.has_ended and set_to_cancel(self.cancel_at_period_end, self.cancel_at)
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When a canceling subscription ends (rows mirrored before `cancel_at` have only the flag)."""
+        if not self.is_canceling:
+            return None
+        return self.cancel_at or self.current_period_end
 
     @property
     def has_payment_problem(self) -> bool:

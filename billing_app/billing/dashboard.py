@@ -148,8 +148,8 @@ def dashboard_view(session: Session, org_id: int, *, admin: bool, now: datetime 
         view.paused = bool(sub.paused) or status == SubscriptionStatus.PAUSED
         view.paused_until = format_date(sub.pause_resumes_at) if view.paused else ""
         view.can_resume = view.paused
-        view.can_pause = not view.paused and status.value in ("active", "trialing") and not sub.cancel_at_period_end
-        offer = retention.offer_for(session, org_id) if sub.is_manageable and not sub.cancel_at_period_end else None
+        view.can_pause = not view.paused and status.value in ("active", "trialing") and not sub.is_canceling
+        offer = retention.offer_for(session, org_id) if sub.is_manageable and not sub.is_canceling else None
         if offer is not None:
             view.offer_name, view.offer_description = offer.name, offer.describe()
     view.invoices = _invoices(session, org_id)

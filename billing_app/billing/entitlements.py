@@ -100,7 +100,7 @@ def _access(sub: OrgSubscription, now: datetime) -> tuple[bool, AccessReason]:
     if status == S.TRIALING:
         return True, R.TRIALING
     if status == S.ACTIVE:
-        return True, R.CANCELS_AT_PERIOD_END if sub.cancel_at_period_end else R.ACTIVE
+        return True, R.CANCELS_AT_PERIOD_END if sub.is_canceling else R.ACTIVE
     if status == S.CANCELED:
         # Stripe keeps a subscription canceled "at period end" active until that end (the grace
         # period above); `canceled` means it has ended: at once, at the period end, or by dunning.

@@ -29,6 +29,7 @@ from billing_app.models import (
     PeriodType,
     PlanPeriod,
     Role,
+    set_to_cancel,
 )
 
 log = structlog.get_logger(__name__)
@@ -68,7 +69,7 @@ class _Fresh:
 
     @property
     def canceling(self) -> bool:
-        return bool(self.stripe_sub.get("cancel_at_period_end"))
+        return set_to_cancel(self.stripe_sub.get("cancel_at_period_end"), self.stripe_sub.get("cancel_at"))
 
     @property
     def paused(self) -> bool:
@@ -225,8 +226,11 @@ def reactivate(actor: Actor) -> None:
         if not fresh.canceling:
             raise AppError(ErrorCode.SUBSCRIPTION_NOT_CANCELING, "This subscription is not set to cancel.")
         # Stripe refuses cancel-behaviour changes under a schedule (one left by a change made meanwhile).
+        # One of the two (Stripe may refuse both in one request): cancel_at_period_end also set
+        # cancel_at to the period end, and unsetting the flag clears it; a chosen date is unset.
+        undo = {"cancel_at_period_end": False} if fresh.stripe_sub.get("cancel_at_period_end") else {"cancel_at": ""}
         with _schedule_set_aside(client, sub, fresh):
-            gateway.call(client.v1.subscriptions.update, sub.stripe_id, params={"cancel_at_period_end": False})
+            gateway.call(client.v1.subscriptions.update, sub.stripe_id, params=undo)
 
 
 def cancel_scheduled_change(actor: Actor) -> None:

@@ -45,6 +45,7 @@ from billing_app.models import (
     SubscriptionStatus as S,
     UTCDateTime,
     WebhookEvent,
+    set_to_cancel,
     utcnow,
 )
 
@@ -301,11 +302,12 @@ def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[s
         current_period_start=_from_epoch(item.get("current_period_start")),
         current_period_end=_from_epoch(item.get("current_period_end")),
         cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+        cancel_at=_from_epoch(sub.get("cancel_at")),
         canceled_at=_from_epoch(sub.get("canceled_at")),
         ended_at=_from_epoch(sub.get("ended_at")),
         trial_end=_from_epoch(sub.get("trial_end")),
         paused=paused,
-        auto_renew=sub["status"] not in ENDED_STATUSES and not sub.get("cancel_at_period_end"),
+        auto_renew=sub["status"] not in ENDED_STATUSES and not set_to_cancel(sub.get("cancel_at_period_end"), sub.get("cancel_at")),
         started_at=_from_epoch(sub.get("start_date")),
         stripe_schedule_id=schedule_id,
         quantity=item.get("quantity") or 1,

@@ -209,8 +209,8 @@ def status_badge(sub: OrgSubscription | None) -> tuple[str, str]:
         return "No subscription", "gray"
     if sub.one_off:
         return ("Lifetime", "iris") if sub.is_lifetime_held else ("Refunded", "gray")
-    if sub.status == S.ACTIVE.value and sub.cancel_at_period_end:
-        return f"Cancels on {format_date(sub.current_period_end)}", "orange"
+    if sub.status == S.ACTIVE.value and sub.is_canceling:
+        return f"Cancels on {format_date(sub.ends_at)}", "orange"
     return STATUS_BADGES.get(sub.status, (sub.status.replace("_", " ").title(), "gray"))
 
 
@@ -243,14 +243,14 @@ def billing_view(session: Session, org_id: int) -> BillingView:
     if ended:
         view.renewal_label, view.renewal_date = "Ended", format_date(sub.ended_at or sub.canceled_at)
         view.awaiting_payment = _awaiting_payment(session, org_id)
-    elif sub.cancel_at_period_end:
-        view.renewal_label, view.renewal_date = "Access until", format_date(sub.current_period_end)
+    elif sub.is_canceling:
+        view.renewal_label, view.renewal_date = "Access until", format_date(sub.ends_at)
     else:
         view.renewal_label, view.renewal_date = "Next renewal", format_date(sub.current_period_end)
     view.trial_end = format_date(sub.trial_end) if sub.status == S.TRIALING.value else ""
     view.auto_renew = "Yes" if sub.auto_renew else "No"
-    view.can_cancel = not ended and not sub.cancel_at_period_end
-    view.can_reactivate = not ended and sub.cancel_at_period_end
+    view.can_cancel = not ended and not sub.is_canceling
+    view.can_reactivate = sub.is_canceling
     view.can_change = not ended
     change = _scheduled_change(sub) if not ended else None
     if change and change.period_type:
@@ -319,6 +319,7 @@ class SubscriptionDetail:
     status: str  # Stripe's status
     auto_renew: bool
     cancel_at_period_end: bool
+    cancel_at: datetime | None  # when it ends by itself (at the period end or a chosen date); None: it renews
     trial_ends_at: datetime | None
     access: bool
     scheduled_change: ScheduledChange | None
@@ -347,6 +348,7 @@ def subscription_detail(session: Session, org_id: int) -> SubscriptionDetail | N
         status=sub.status,
         auto_renew=bool(sub.auto_renew),
         cancel_at_period_end=bool(sub.cancel_at_period_end),
+        cancel_at=sub.ends_at,
         trial_ends_at=sub.trial_end,
         access=ent.access,
         scheduled_change=_scheduled_change(sub),

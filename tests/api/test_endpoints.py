@@ -1,11 +1,12 @@
 """Every endpoint, and every error code it can return, through HTTP against the sandbox."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlmodel import select
 
 from billing_app.billing import gateway
+from billing_app.billing.sync import sync_customer
 from billing_app.db import session_scope
 from billing_app.models import BillingCustomer, OrgSubscription, Payment, Plan, PlanPeriod
 from billing_app.settings import get_settings
@@ -300,6 +301,22 @@ def test_cancel_at_period_end_then_reactivate(client, tokens, stripe_env):
     assert (sub["cancelAtPeriodEnd"], sub["autoRenew"]) == (False, True)
     assert not stripe_env.client.v1.subscriptions.retrieve(sub["id"]).cancel_at_period_end
     err(client.post("/api/subscriptions/reactivate", headers=tokens.admin), 409, "SUBSCRIPTION_NOT_CANCELING")
+
+
+def test_a_cancellation_on_a_chosen_date_shows_as_cancel_at_and_is_reactivated(client, tokens, stripe_env):
+    """Stripe's Dashboard 'cancel on a custom date': cancel_at set, cancel_at_period_end false."""
+    buy(client, tokens, stripe_env)
+    row = mirror(tokens.org.id)
+    at = int(row.current_period_end.timestamp()) - 86_400
+    updated = stripe_env.client.v1.subscriptions.update(row.stripe_id, params={"cancel_at": at})
+    sync_customer(updated.customer)
+    sub = ok(client.get("/api/subscriptions/my", headers=tokens.member))["subscription"]
+    assert (sub["cancelAtPeriodEnd"], sub["autoRenew"]) == (False, False)
+    assert datetime.fromisoformat(sub["cancelAt"]) == datetime.fromtimestamp(at, tz=UTC)
+
+    sub = ok(client.post("/api/subscriptions/reactivate", headers=tokens.admin))["subscription"]
+    assert (sub["cancelAt"], sub["autoRenew"]) == (None, True)
+    assert stripe_env.client.v1.subscriptions.retrieve(sub["id"]).cancel_at is None
 
 
 def test_cancel_defaults_to_the_period_end_and_can_end_now(client, tokens, stripe_env):

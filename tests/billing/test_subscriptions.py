@@ -1,17 +1,20 @@
 """Cancel, reactivate, plan changes, the portal, and test-clock lifecycles, against the sandbox."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import httpx
 import pytest
 from sqlmodel import select
 
 from billing_app.billing.checkout import checkout_status, start_checkout
+from billing_app.billing.dashboard import dashboard_view
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel, change_plan, reactivate
 from billing_app.billing.sync import sync_customer
+from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
+from billing_app.formatting import format_date
 from billing_app.models import Payment
 from tests.billing.helpers import (
     access,
@@ -41,6 +44,31 @@ def test_cancel_at_period_end_then_reactivate(org, stripe_env, db):
     sub = subscription(db, org)
     assert not sub.cancel_at_period_end and sub.auto_renew
     expect(ErrorCode.SUBSCRIPTION_NOT_CANCELING, reactivate, org.admin)
+
+
+def test_cancel_on_a_chosen_date_is_shown_reactivated_and_ends_then(org, stripe_env, db):
+    """Stripe's Dashboard 'cancel on a custom date' (cancel_at=<time>, cancel_at_period_end false)."""
+    clock, customer = buy_on_clock(org, stripe_env)
+    sub = subscription(db, org)
+    at = int(sub.current_period_end.timestamp()) - 10 * DAY
+    stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={"cancel_at": at})
+    sync_customer(customer.id)  # customer.subscription.updated
+    with session_scope() as s:
+        view, extra = billing_view(s, org.id), dashboard_view(s, org.id, admin=True)
+    ends = format_date(datetime.fromtimestamp(at, tz=UTC))
+    assert (view.auto_renew, view.can_reactivate, view.can_cancel) == ("No", True, False)
+    assert (view.status, view.renewal_label, view.renewal_date) == (f"Cancels on {ends}", "Access until", ends)
+    assert not extra.can_pause and not extra.offer_name  # no pause or retention offer for a canceling one
+
+    reactivate(org.admin)
+    assert stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).cancel_at is None
+    with session_scope() as s:
+        assert billing_view(s, org.id).auto_renew == "Yes"
+
+    stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={"cancel_at": at})
+    advance(stripe_env, clock, at + 3600, customer)
+    sub = subscription(db, org)
+    assert sub.status == "canceled" and sub.ended_at == datetime.fromtimestamp(at, tz=UTC)
 
 
 def test_cancel_now_ends_it_and_it_cannot_be_canceled_again(org, stripe_env, db):

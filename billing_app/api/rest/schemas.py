@@ -147,6 +147,8 @@ class SubscriptionOut(BaseModel):
     status: str = Field(description="Stripe's status: trialing, active, past_due, unpaid, canceled, paused, incomplete, ...")
     autoRenew: bool  # noqa: N815
     cancelAtPeriodEnd: bool  # noqa: N815
+    cancelAt: datetime | None = Field(
+        default=None, description="When it ends by itself (set to cancel: at the period end or on a chosen date); null while it renews.")
     trialEndsAt: datetime | None  # noqa: N815
     access: bool = Field(description="Whether the organization may use the product now.")
     scheduledChange: ScheduledChange | None = Field(  # noqa: N815

@@ -53,6 +53,7 @@ def _subscription_out(detail: views.SubscriptionDetail | None) -> SubscriptionOu
         status=detail.status,
         autoRenew=detail.auto_renew,
         cancelAtPeriodEnd=detail.cancel_at_period_end,
+        cancelAt=detail.cancel_at,
         trialEndsAt=detail.trial_ends_at,
         access=detail.access,
         scheduledChange=ScheduledChange(
