@@ -26,7 +26,6 @@ from billing_app.auth.accounts import Actor
 from billing_app.billing import gateway, subscriptions
 from billing_app.billing.catalog import load_catalog
 from billing_app.billing.coupons import CouponSpec
-from billing_app.billing.entitlements import current_subscription
 from billing_app.billing.subscriptions import _acting_on, _admin_acting_on, _manageable_subscription
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -98,7 +97,7 @@ def offer_for(session: Session, org_id: int) -> CouponSpec | None:
 
     Once per organization: not after it was accepted (here, through the API or in the portal, where
     the sync notes it), nor after a cancellation was confirmed while it stood (here, or in the
-    portal's cancel flow that showed it).
+    portal's cancel flow that showed it, which the sync notes).
     """
     coupon = retention_coupon()
     if coupon is None:
@@ -109,11 +108,6 @@ def offer_for(session: Session, org_id: int) -> CouponSpec | None:
     profile = session.get(BillingProfile, org_id)
     if profile is not None and coupon.id in {d["coupon"] for d in json.loads(profile.discounts_json or "[]")}:
         return None  # running now (applied at Stripe: the sync also notes it as accepted)
-    if row is not None and row.offered_at:
-        sub = current_subscription(session, org_id)
-        # Stripe's times are whole seconds: a cancellation in the second of the offer came after it.
-        if sub is not None and sub.canceled_at and sub.canceled_at >= row.offered_at.replace(microsecond=0):
-            return None  # the portal showed it and the organization canceled anyway
     return coupon
 
 

@@ -42,6 +42,7 @@ from billing_app.models import (
     PeriodType,
     Plan,
     PlanPeriod,
+    RetentionOffer,
     SubscriptionStatus as S,
     UTCDateTime,
     WebhookEvent,
@@ -394,6 +395,20 @@ def _sync_cancellation(session: Session, org_id: int, sub: dict, changes: list[s
         session.delete(row)
 
 
+def _note_retention_declined(session: Session, org_id: int, sub: dict, changes: list[str]) -> None:
+    """Canceled after the portal's cancel flow showed the offer: declined for good (Reactivate later
+    clears Stripe's canceled_at, not this). Noted once; the app's own cancel flow notes it too."""
+    offer = session.get(RetentionOffer, org_id)
+    canceled_at = _from_epoch(sub.get("canceled_at"))
+    if offer is None or offer.offered_at is None or offer.accepted_at or offer.declined_at or canceled_at is None:
+        return
+    # Stripe's times are whole seconds: a cancellation in the second of the offer came after it.
+    if canceled_at >= offer.offered_at.replace(microsecond=0):
+        offer.declined_at = canceled_at
+        session.add(offer)
+        changes.append("retention offer: declined")
+
+
 def _sync_payment(session: Session, org_id: int, stripe_id: str, status: str, changes: list[str], **values) -> None:
     label = f"payment {stripe_id}"
     row = _upsert(session, Payment, stripe_id, changes, label, org_id=org_id, status=status, amount=0, currency="usd", created=utcnow())
@@ -438,6 +453,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
     for sub in snap.subscriptions:
         _sync_subscription(session, org_id, sub, changes)
         _sync_cancellation(session, org_id, sub, changes)
+        _note_retention_declined(session, org_id, sub, changes)
     if snap.has_profile:
         profile.write(session, org_id, snap.customer, snap.subscriptions, snap.preview, changes, preview_read=snap.has_preview)
 

@@ -12,6 +12,7 @@ from sqlmodel import select
 from billing_app.billing import billing_details, portal, retention
 from billing_app.billing.billing_details import Details
 from billing_app.billing.checkout import checkout_status, start_checkout
+from billing_app.billing.subscriptions import reactivate
 from billing_app.billing.sync import sync_customer
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
@@ -108,6 +109,22 @@ def test_canceling_in_the_portal_after_seeing_the_offer_declines_it(acme, stripe
     sync_customer(checkout.customer)
     with session_scope() as s:
         assert retention.offer_for(s, acme.id) is None
+
+
+def test_an_offer_declined_in_the_portal_stays_declined_after_reactivating(acme, stripe_env):
+    """Once per organization: Reactivate clears Stripe's canceled_at, not the decline."""
+    checkout = _buy(acme, stripe_env)
+    url = portal.portal_url(acme.admin, "subscription_cancel")
+    session_id = urlsplit(url).path.rsplit("/", 1)[1]
+    httpx.post(f"{stripe_env.base_url}/portal/{session_id}/cancel",
+               data={"subscription": checkout.subscription, "reason": "too_expensive"})
+    sync_customer(checkout.customer)  # customer.subscription.updated
+    reactivate(acme.admin)
+    with session_scope() as s:
+        assert retention.offer_for(s, acme.id) is None
+        assert s.get(RetentionOffer, acme.id).declined_at is not None
+    assert not dashboard(acme).offer_name
+    expect(ErrorCode.RETENTION_OFFER_USED, retention.accept, acme.admin)
 
 
 def test_the_portal_pause_and_customer_update_flows(acme, stripe_env):
