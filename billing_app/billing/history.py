@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from billing_app.formatting import format_date
+from billing_app.models import set_to_cancel
 
 
 def _at(value: int | None) -> datetime | None:
@@ -20,7 +21,7 @@ def _at(value: int | None) -> datetime | None:
 def cancellation(sub: dict, plan_label: str) -> dict | None:
     """The CANCELLED entry's values for this Stripe subscription, or None when it is not canceled."""
     status = sub["status"]
-    canceling = status not in ("canceled", "incomplete_expired") and bool(sub.get("cancel_at_period_end") or sub.get("cancel_at"))
+    canceling = status not in ("canceled", "incomplete_expired") and set_to_cancel(sub.get("cancel_at_period_end"), sub.get("cancel_at"))
     if not canceling and status != "canceled":
         return None
     items = (sub.get("items") or {}).get("data") or []

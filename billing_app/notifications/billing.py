@@ -34,6 +34,7 @@ from billing_app.models import (
     Plan,
     PlanPeriod,
     SubscriptionStatus as S,
+    set_to_cancel,
 )
 from billing_app.notifications import outbox
 from billing_app.notifications.kinds import Kind
@@ -52,7 +53,7 @@ def _recent(ts: int | None) -> bool:
 @dataclass(frozen=True)
 class _Sub:
     status: str
-    cancel_at_period_end: bool
+    canceling: bool  # set to cancel, at the period end or on a chosen date
     price_id: str | None
     quantity: int
     version: str  # the row's updated_at: what a plan or seat change is measured against
@@ -79,7 +80,7 @@ def before(session: Session, org_id: int, snap) -> Before:
     subs = {}
     if sub_ids:
         rows = session.exec(select(OrgSubscription).where(OrgSubscription.stripe_id.in_(sub_ids))).all()
-        subs = {r.stripe_id: _Sub(r.status, r.cancel_at_period_end, r.stripe_price_id, r.quantity,
+        subs = {r.stripe_id: _Sub(r.status, r.is_canceling, r.stripe_price_id, r.quantity,
                                   r.updated_at.strftime("%Y%m%dT%H%M%S.%f")) for r in rows}
     return Before(payments, subs)
 
@@ -181,8 +182,8 @@ def derive(session: Session, org_id: int, snap, was: Before) -> None:
             continue
         period_end = _item(sub).get("current_period_end")
         ends = sub.get("cancel_at") or period_end
-        if sub.get("cancel_at_period_end") or sub.get("cancel_at"):
-            if (old is None and _recent(sub.get("canceled_at"))) or (old is not None and not old.cancel_at_period_end):
+        if set_to_cancel(sub.get("cancel_at_period_end"), sub.get("cancel_at")):
+            if (old is None and _recent(sub.get("canceled_at"))) or (old is not None and not old.canceling):
                 ctx.enqueue(Kind.CANCEL_SCHEDULED, f"{sub['id']}:{ends}", plan=plan, ends_on=format_date(_epoch(ends)))
         if old is not None and old.price_id and price_id and old.price_id != price_id:
             ctx.enqueue(
