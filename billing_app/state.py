@@ -92,8 +92,21 @@ def in_a_thread(body):
     return rx.event(handler, background=True)
 
 
+def _refuse_if_switched(actor: Actor, shown_id: int, shown_name: str) -> None:
+    """Refuse an action whose tab shows another org than the session's current one (a switch in
+    another tab of the same browser): it would act on an org the page never showed."""
+    if (actor.org_id or 0) != shown_id:
+        raise AppError(
+            ErrorCode.ORG_SWITCHED,
+            f"This page shows {shown_name or 'no organization'}, but you switched to "
+            f"{actor.org_name or 'no organization'} in another tab. Reload the page to continue.",
+        )
+
+
 class AuthState(rx.State):
-    # Display copies of the server's records, refreshed on every page load.
+    # Display copies of the server's records, refreshed on every page load. `org_id` is also the
+    # org this tab shows, which acting handlers hold the session to (`keep_org`); only the server
+    # sets it (no setters: Reflex's auto-setters are off).
     user_email: str = ""
     user_name: str = ""
     org_id: int = 0
@@ -124,8 +137,13 @@ class AuthState(rx.State):
         signed in?"). It is the session's hash, not the token: no state can hold the token."""
         return self._session_hash
 
-    def _actor(self, shared: dict | None = None) -> Actor:
+    def _actor(self, shared: dict | None = None, *, keep_org: bool = False) -> Actor:
         """The acting user from the database; raises AppError when not signed in.
+
+        `keep_org`: for a handler that acts on (or refreshes) what the tab shows. The session's
+        current org is one for all the browser's tabs; when another tab switched it since this one
+        loaded, this is refused (ORG_SWITCHED) and the tab keeps showing its org. Without it (a page
+        load) the tab adopts the session's current org.
 
         `shared`: the reads of one live notice (billing_app/live.py). The session is read while this
         page's state is held, as for any event (read earlier for the whole notice, it would miss a
@@ -139,6 +157,8 @@ class AuthState(rx.State):
             if isinstance(found, AppError):
                 raise found
             actor, orgs = found
+        if keep_org:
+            _refuse_if_switched(actor, self.org_id, self.org_name)
         self._show(actor, orgs)
         return actor
 
@@ -163,14 +183,16 @@ class AuthState(rx.State):
         # `__class__`, not type(): in a background event `self` is Reflex's proxy of the state.
         live.watch(org_id, self.router.session.client_token, self.__class__, self._session_hash)
 
-    async def _actor_in_background(self) -> Actor:
+    async def _actor_in_background(self, *, keep_org: bool = False) -> Actor:
         """`_actor` for background events; call it *outside* `async with self`.
 
         The lock is taken only to read the socket's session and to show the result; the database
         read runs in a thread in between."""
         async with self:
-            session_hash = self._session_hash
+            session_hash, shown_id, shown_name = self._session_hash, self.org_id, self.org_name
         actor, orgs = await asyncio.to_thread(self._resolve, session_hash)
+        if keep_org:
+            _refuse_if_switched(actor, shown_id, shown_name)
         async with self:
             self._show(actor, orgs)
         return actor

@@ -13,17 +13,18 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
+
 from billing_app import limits
 from billing_app.auth import accounts
-from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
-from billing_app.auth.tokens import token_hash
 from billing_app.billing import gateway
 from billing_app.db import session_scope
+from billing_app.notifications.kinds import Kind
 from billing_app.serve import PROJECT_ROOT
 from billing_app.settings import get_settings
 from tests.aio import run_async
 from tests.billing.helpers import PASSWORD
-from tests.pages import run_event
+from tests.pages import run_event, session_tab
 
 FORBIDDEN = "Only an organization admin can do that."
 STRIPE_LIMIT_HIT = "Too many billing requests"
@@ -42,6 +43,8 @@ NO_IO = {
 
 PROBE = """
 import json
+
+import pytest
 from reflex.state import State
 from reflex.utils.prerequisites import get_and_validate_app
 app = get_and_validate_app().app
@@ -60,15 +63,10 @@ print(json.dumps(found))
 
 def _page_in_org(state_cls, email: str, org_id: int):
     """`tests.pages.signed_in_page`, with the session switched to `org_id` (a member's first org is their own)."""
-    from reflex.istate.data import RouterData
-    from reflex.state import State
-
     with session_scope() as s:
         token = accounts.login(s, email=email, password=PASSWORD)
         accounts.switch_org(s, token, org_id)
-    root = State(_reflex_internal_init=True)
-    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}})
-    return root.get_substate(state_cls.get_full_name().split(".")[1:])
+    return session_tab(state_cls, token)
 
 
 def _stripe_limit(monkeypatch, value: str) -> None:
@@ -222,3 +220,121 @@ def test_only_admins_see_why_an_invitation_could_not_be_accepted(org, roomy_free
     member_tab = _page_in_org(MembersState, "member@acme.example", org.id)
     run_async(run_event(MembersState.load.fn(member_tab)))
     assert [(i.email, i.last_error) for i in member_tab.invitations] == [("new@example.org", "")]
+
+
+# --- tabs of one browser: the session's current org is one for all of them -------------------------
+
+SWITCHED = "This page shows Acme, but you switched to Globex in another tab. Reload the page to continue."
+
+
+def _acme_tab_after_a_switch_to_globex(state_cls):
+    """An admin of Acme and Globex (Bob a member of both) with a tab of `state_cls` showing Acme, and
+    another tab of the same browser that switched the session to Globex since."""
+    from billing_app.models import Role
+    from billing_app.state import AuthState
+    from tests.api.helpers import add_membership
+    from tests.billing.helpers import make_org
+
+    acme = make_org("Acme", "admin@acme.example", "bob@example.com")
+    globex = make_org("Globex", "admin@globex.example", "carol@example.com")
+    add_membership(globex.id, acme.admin.user_id, Role.ADMIN)
+    add_membership(globex.id, acme.member.user_id, Role.MEMBER)
+    with session_scope() as s:
+        token = accounts.login(s, email="admin@acme.example", password=PASSWORD)
+        accounts.switch_org(s, token, acme.id)
+    acme_tab = session_tab(state_cls, token)
+    run_async(run_event(state_cls.load.fn(acme_tab)))
+    assert acme_tab.org_name == "Acme"
+    other_tab = session_tab(AuthState, token)
+    run_async(run_event(AuthState.switch_org.fn(other_tab, str(globex.id))))
+    return acme, globex, acme_tab
+
+
+def _orgs_of(user_id: int) -> list[int]:
+    from sqlmodel import select
+
+    from billing_app.models import Membership
+
+    with session_scope() as s:
+        return sorted(s.exec(select(Membership.org_id).where(Membership.user_id == user_id)).all())
+
+
+def test_remove_on_a_tab_showing_acme_is_refused_after_another_tab_switched_to_globex(db, roomy_free_tier):
+    # It removed Bob from Globex, an org the page never showed, and said it removed him.
+    from billing_app.pages.members import MembersState
+
+    acme, globex, acme_tab = _acme_tab_after_a_switch_to_globex(MembersState)
+    bob = next(m for m in acme_tab.members if m.email == "bob@example.com")
+    run_async(run_event(MembersState.remove.fn(acme_tab, bob.user_id)))
+    assert (acme_tab.error, acme_tab.message) == (SWITCHED, "")
+    assert {acme.id, globex.id} <= set(_orgs_of(acme.member.user_id))
+    assert acme_tab.org_name == "Acme" and any(m.email == "bob@example.com" for m in acme_tab.members)
+
+    run_async(run_event(MembersState.load.fn(acme_tab)))  # reloaded, the tab follows the session
+    assert acme_tab.org_name == "Globex" and acme_tab.error == ""
+    run_async(run_event(MembersState.remove.fn(acme_tab, bob.user_id)))
+    assert acme_tab.message == "bob@example.com was removed from the organization."
+    assert acme.id in _orgs_of(acme.member.user_id) and globex.id not in _orgs_of(acme.member.user_id)
+
+
+def test_cancel_on_a_tab_showing_acme_leaves_globexs_subscription_alone(stripe_env, roomy_free_tier, db):
+    from billing_app.pages.billing import BillingState
+    from tests.billing.helpers import buy, subscription
+
+    _, globex, acme_tab = _acme_tab_after_a_switch_to_globex(BillingState)
+    buy(globex, plan="pro", sandbox=stripe_env)  # room for its 4 members
+    before = subscription(db, globex).status
+    run_async(run_event(BillingState.confirm_cancel_flow.fn(acme_tab, {"when": "now"})))
+    assert acme_tab.flow_error == SWITCHED and acme_tab.message == ""
+    sub = subscription(db, globex)
+    assert sub.status == before and sub.canceled_at is None and not sub.cancel_at_period_end
+
+
+# Every handler of the org's pages that acts on (or reads past the load) what the tab shows, with
+# arguments that would otherwise pass the page's own checks; the others are loads or in NO_IO.
+ORG_PAGE_ACTIONS = {
+    "MembersState": {"invite": ({"email": "x@example.org", "role": "member"},), "revoke": ("1",), "remove": ("1",),
+                     "leave": (), "change_role": ("1", "member"), "load_cost": ()},
+    "BillingState": {"open_portal": ("",), "preview_change": ("1",), "confirm_change": (), "keep_current_plan": (),
+                     "do_reactivate": (), "pause_instead": ({"months": "1"},), "accept_offer": (),
+                     "confirm_cancel_flow": ({"when": "now"},), "resume_now": (), "save_details": ({"email": "a@b.example"},),
+                     "add_tax_id": ({"tax_type": "eu_vat", "tax_value": "DE123456789"},), "remove_tax_id": ("txi_1",)},
+    "PricingState": {"subscribe": ("1",)},
+    "TokensState": {"create": ({"name": "ci", "password": PASSWORD, "expires": "never"},), "revoke": ("1",)},
+    "NotificationSettingsState": {"toggle": (Kind.RECEIPT.value, False)},
+    "PaymentsState": {"apply_filters": ({},), "clear_filters": (), "next_page": (), "previous_page": ()},
+    "SeatsBarState": {},
+}
+
+
+def _org_page(name: str):
+    from billing_app.components.seats import SeatsBarState
+    from billing_app.pages.billing import BillingState
+    from billing_app.pages.members import MembersState
+    from billing_app.pages.notification_settings import NotificationSettingsState
+    from billing_app.pages.payments import PaymentsState
+    from billing_app.pages.pricing import PricingState
+    from billing_app.pages.tokens import TokensState
+
+    return {cls.__name__: cls for cls in (MembersState, BillingState, PricingState, TokensState,
+                                          NotificationSettingsState, PaymentsState, SeatsBarState)}[name]
+
+
+def test_every_handler_of_the_orgs_pages_is_listed_as_an_action_a_load_or_no_io():
+    # A new handler there is walked by the test below once it is listed.
+    for name, actions in ORG_PAGE_ACTIONS.items():
+        handlers = set(_org_page(name).event_handlers) - {"load", "setvar"}
+        assert handlers - {key.split(".")[1] for key in NO_IO if key.startswith(name + ".")} == set(actions), name
+
+
+@pytest.mark.parametrize(("page", "action"), [(p, a) for p, actions in ORG_PAGE_ACTIONS.items() for a in actions])
+def test_no_action_of_a_tab_showing_acme_reaches_globex_after_another_tab_switched(page, action, db, roomy_free_tier, monkeypatch):
+    state_cls = _org_page(page)
+    _, _, acme_tab = _acme_tab_after_a_switch_to_globex(state_cls)
+    if page == "PaymentsState":  # a second page, so that next and previous read one
+        acme_tab.next_cursor, acme_tab.cursors = "x", ["", "x"]
+    calls = _count_stripe_calls(monkeypatch)
+    run_async(run_event(getattr(state_cls, action).fn(acme_tab, *ORG_PAGE_ACTIONS[page][action])))
+    shown = [getattr(acme_tab, field, "") for field in ("error", "flow_error", "details_error", "message")]
+    assert SWITCHED in shown or action == "load_cost", shown  # load_cost says nothing when refused
+    assert calls == [] and acme_tab.org_name == "Acme"

@@ -47,7 +47,7 @@ class SeatsBarState(AuthState):
         `shared`: what the org's other pages read for the same notice (the seats are the org's,
         whoever looks; this page's own session is still checked)."""
         try:
-            self._refresh(self._actor(shared).require_org(), shared)
+            self._refresh(self._actor(shared, keep_org=True).require_org(), shared)
         except AppError:
             pass
 

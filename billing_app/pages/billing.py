@@ -80,7 +80,7 @@ class BillingState(DashboardMixin, AuthState):
         `shared` holds what the org's other open billing pages read for the same change, by org and
         role: this page's own user and role are still checked here, its copy is its own."""
         try:
-            actor = self._actor(shared)
+            actor = self._actor(shared, keep_org=True)
             key = (actor.require_org(), actor.is_admin)
         except AppError:
             return
@@ -101,7 +101,7 @@ class BillingState(DashboardMixin, AuthState):
             self.error = self.message = ""
             self.busy = busy
         try:
-            actor = await self._actor_in_background()
+            actor = await self._actor_in_background(keep_org=True)
             org_id = actor.require_role(Role.ADMIN)  # before the org's limit: a member's forged events spend none of it
             await limits.hit_in_thread(limits.STRIPE_ORG, org_id)
             result = await turns.in_turn(org_id, fn, actor)

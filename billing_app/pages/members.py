@@ -125,7 +125,7 @@ class MembersState(AuthState):
         """Called by `live` when a webhook changed this org's billing (e.g. seats in the portal).
         Private: a public method would be an event any browser could send, run on the event loop."""
         try:
-            self._reload(self._actor(shared))
+            self._reload(self._actor(shared, keep_org=True))
         except AppError:
             pass
 
@@ -136,7 +136,7 @@ class MembersState(AuthState):
         The page asks for it for admins only; a member's forged event is refused before it costs
         the org anything, and each preview counts against the org's Stripe limit."""
         try:
-            actor = await self._actor_in_background()
+            actor = await self._actor_in_background(keep_org=True)
             org_id = actor.require_role(Role.ADMIN)
             await limits.hit_in_thread(limits.STRIPE_ORG, org_id)
             cost = await asyncio.to_thread(invite_cost, org_id, including_new=False)
@@ -154,7 +154,7 @@ class MembersState(AuthState):
             self.error = self.message = ""
             self.busy = busy
         try:
-            actor = await self._actor_in_background()
+            actor = await self._actor_in_background(keep_org=True)
             if admin:
                 actor.require_role(Role.ADMIN)
             if stripe:
@@ -217,7 +217,7 @@ class MembersState(AuthState):
     def change_role(self, user_id: str, role: str):
         self.error = self.message = ""
         try:
-            actor = self._actor()
+            actor = self._actor(keep_org=True)
             row = members.change_role(actor, user_id=id_from_page(user_id, UNKNOWN_MEMBER_OR_ROLE), role=Role(role))
             self._reload(actor)
             self.message = f"{row.email} is now {row.role.value.replace('_', ' ')}."
@@ -226,7 +226,7 @@ class MembersState(AuthState):
         except AppError as error:
             self.error = error.message
             try:
-                self._reload(self._actor())  # put the select back to the real role
+                self._reload(self._actor(keep_org=True))  # put the select back to the real role
             except AppError:
                 pass
 

@@ -59,7 +59,7 @@ class NotificationSettingsState(AuthState):
     def toggle(self, kind: str, on: bool):
         self.error = self.message = ""
         try:
-            actor = self._actor()
+            actor = self._actor(keep_org=True)
             actor.require_role(Role.ADMIN)  # checked on the server, whatever the page showed
             chosen = Kind(kind) if kind in {k.value for k in OPTIONAL} else None
             if chosen is None:

@@ -84,7 +84,7 @@ class PaymentsState(KeysetPages, AuthState):
     def _fetch(self, cursor: str, shared: dict | None = None) -> bool:
         self.error = ""
         try:
-            actor = self._actor(shared)
+            actor = self._actor(shared, keep_org=True)
             filters = self._filters()
             with session_scope() as session:
                 page = list_payments(session, actor, filters, limit=PAGE_SIZE, cursor=cursor or None)

@@ -73,7 +73,7 @@ class PricingState(AuthState):
                 self.error, self.pending_period_id = "Enter how many seats to buy.", ""
             return
         try:
-            actor = await self._actor_in_background()
+            actor = await self._actor_in_background(keep_org=True)
             org_id = actor.require_role(Role.ADMIN)  # before the org's limit: a member's forged events spend none of it
             await limits.hit_in_thread(limits.STRIPE_ORG, org_id)
             period = id_from_page(period_id, "Unknown plan.")

@@ -67,7 +67,7 @@ class TokensState(AuthState):
         try:
             if choice not in EXPIRY_CHOICES:
                 raise AppError(ErrorCode.VALIDATION_ERROR, "Choose when the token expires.")
-            actor = self._actor()
+            actor = self._actor(keep_org=True)
             with session_scope() as session:
                 created = api_tokens.create_token_confirmed(
                     session, actor, form_text(form, "password"), form_text(form, "name"),
@@ -88,7 +88,7 @@ class TokensState(AuthState):
     def revoke(self, token_id: str):
         self.error = ""
         try:
-            actor = self._actor()
+            actor = self._actor(keep_org=True)
             with session_scope() as session:
                 api_tokens.revoke_token(session, actor, id_from_page(token_id, "No such API token."))
             self._reload(actor)
