@@ -21,6 +21,7 @@ from billing_app.auth import accounts, members
 from billing_app.auth.cookies import SESSION_HEADER, SESSION_SCHEME
 from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
+from billing_app.errors import AppError
 from billing_app.models import AuthSession, Organization, Role, utcnow
 from tests.aio import run_async
 from tests.billing.helpers import PASSWORD, make_org
@@ -43,13 +44,19 @@ def _session(email: str, org_id: int | None = None) -> str:
 
 
 def _page(state_cls, session_hash: str, client_token: str = "tab-1"):
-    """`state_cls` as the backend holds it for a tab signed in with this session."""
+    """`state_cls` as the backend holds it for a tab signed in with this session, its page loaded
+    (showing the session's current org, as a page load leaves it)."""
     from reflex.istate.data import RouterData
     from reflex.state import State
 
     root = State(_reflex_internal_init=True)
     root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + session_hash}, "token": client_token})
-    return root.get_substate(state_cls.get_full_name().split(".")[1:])
+    tab = root.get_substate(state_cls.get_full_name().split(".")[1:])
+    try:
+        tab._actor()
+    except AppError:
+        pass  # a session that is no longer valid: its page never showed an org
+    return tab
 
 
 def _seats_page(session_hash: str, client_token: str = "tab-1"):
@@ -161,11 +168,11 @@ def test_a_push_does_not_move_last_seen(db):
 
     make_org("Acme", "ada@example.com", "bob@example.com")
     ada = _session("ada@example.com")
+    pages = {state_cls: _page(state_cls, ada) for state_cls in (SeatsBarState, BillingState, MembersState, PaymentsState)}
     with session_scope() as s:
         row = s.exec(select(AuthSession).where(AuthSession.token_hash == ada)).one()
         row.last_seen_at = long_ago = utcnow() - timedelta(hours=2)
-    for state_cls in (SeatsBarState, BillingState, MembersState, PaymentsState):
-        page = _page(state_cls, ada)
+    for state_cls, page in pages.items():
         if state_cls is PaymentsState:
             page.cursors = [""]  # it shows its first page
         page._on_billing_changed(shared={})
