@@ -98,28 +98,33 @@ def buy(client, tokens: Tokens, sandbox, plan="starter", period="MONTHLY", card=
 
 
 @contextlib.contextmanager
-def served_api() -> Iterator[int]:
-    """build_api() under Granian, as a backend serves it, in a process of its own on a loopback
-    port (the database from this test's DATABASE_URL); yields the port."""
+def served_granian(target: str, probe_path: str, *, factory: bool = False, env: dict[str, str] | None = None) -> Iterator[int]:
+    """The ASGI app `target` ("module:app") under Granian, as a backend serves it, in a process of its
+    own on a loopback port, once `probe_path` answers; yields the port, stops the process by its id."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "billing_app.api:build_api"],
-        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [sys.executable, "-m", "granian", "--interface", "asgi", *(["--factory"] if factory else []), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", target],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+                httpx.get(f"http://127.0.0.1:{port}{probe_path}", timeout=1)
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the API did not start under Granian") from None
+                    raise RuntimeError(f"{target} did not start under Granian") from None
                 time.sleep(0.1)
         yield port
     finally:
         stop([process])
+
+
+def served_api():
+    """build_api() under Granian (the database from this test's DATABASE_URL); yields the port."""
+    return served_granian("billing_app.api:build_api", "/api/health", factory=True)
 
 
 def stream_until_answered(port: int, path: str, headers: dict[str, str], mebibytes: int = 64) -> tuple[bytes, int]:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 
 from billing_app import balancer as balancer_module
 from billing_app.balancer import Balancer, goes_to_backend, rewrite_head
-from billing_app.serve import PROJECT_ROOT, stop
+from billing_app.serve import PROJECT_ROOT
 from tests.aio import run_async
+from tests.api.helpers import served_granian
 from tests.scale.helpers import free_port
 
 
@@ -67,26 +65,9 @@ def test_routing_rules_and_head_rewrite():
 @pytest.fixture
 def whoami_backend():
     """A real Granian backend (trusting one proxy hop) answering the address `client_ip` sees; its port."""
-    port = free_port()
     env = {**os.environ, "REFLEX_TRUSTED_PROXY_HOPS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "tests.scale.whoami_app:app"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/api/whoami", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the whoami backend did not start") from None
-                time.sleep(0.1)
+    with served_granian("tests.scale.whoami_app:app", "/api/whoami", env=env) as port:
         yield port
-    finally:
-        stop([process])
 
 
 async def _exchange(port: int, data: bytes, seconds: float = 2.0) -> bytes:
