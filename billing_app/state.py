@@ -92,13 +92,14 @@ def in_a_thread(body):
     return rx.event(handler, background=True)
 
 
-def _refuse_if_switched(actor: Actor, shown_id: int, shown_name: str) -> None:
+def refuse_if_switched(actor: Actor, shown_id: int, shown_name: str = "") -> None:
     """Refuse an action whose tab shows another org than the session's current one (a switch in
     another tab of the same browser): it would act on an org the page never showed."""
     if (actor.org_id or 0) != shown_id:
+        shown = shown_name or ("another organization" if shown_id else "no organization")
         raise AppError(
             ErrorCode.ORG_SWITCHED,
-            f"This page shows {shown_name or 'no organization'}, but you switched to "
+            f"This page shows {shown}, but you switched to "
             f"{actor.org_name or 'no organization'} in another tab. Reload the page to continue.",
         )
 
@@ -158,7 +159,7 @@ class AuthState(rx.State):
                 raise found
             actor, orgs = found
         if keep_org:
-            _refuse_if_switched(actor, self.org_id, self.org_name)
+            refuse_if_switched(actor, self.org_id, self.org_name)
         self._show(actor, orgs)
         return actor
 
@@ -192,7 +193,7 @@ class AuthState(rx.State):
             session_hash, shown_id, shown_name = self._session_hash, self.org_id, self.org_name
         actor, orgs = await asyncio.to_thread(self._resolve, session_hash)
         if keep_org:
-            _refuse_if_switched(actor, shown_id, shown_name)
+            refuse_if_switched(actor, shown_id, shown_name)
         async with self:
             self._show(actor, orgs)
         return actor

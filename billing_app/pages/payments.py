@@ -128,9 +128,10 @@ class PaymentsState(KeysetPages, AuthState):
     @rx.var
     def export_url(self) -> str:
         """On the backend's address: in development the page is served from another port."""
-        query = {k: v for k, v in {"start": self.start, "end": self.end, "status": "" if self.status == ALL else self.status}.items() if v}
+        filters = {"start": self.start, "end": self.end, "status": "" if self.status == ALL else self.status}
+        query = {"org": str(self.org_id), **{k: v for k, v in filters.items() if v}}
         url = rx.config.get_config().api_url.rstrip("/") + routes.API_PAYMENTS_CSV
-        return f"{url}?{urlencode(query)}" if query else url
+        return f"{url}?{urlencode(query)}"
 
 
 def _filters() -> rx.Component:

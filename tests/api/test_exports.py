@@ -5,13 +5,14 @@ import csv
 import io
 from datetime import datetime, timezone
 
+from sqlmodel import select
 from starlette.testclient import TestClient
 
 from billing_app import api
 from billing_app.api import build_api
 from billing_app.auth import accounts
 from billing_app.db import session_scope
-from billing_app.models import Payment
+from billing_app.models import Payment, User
 from billing_app.state import SESSION_COOKIE
 from tests.billing.helpers import PASSWORD, make_org
 
@@ -81,3 +82,20 @@ def test_http_routes_do_their_database_work_off_the_event_loop(database_url, mon
     monkeypatch.setattr(api, "_check_database", checked)
     assert client.get("/api/health").json() == {"status": "ok"}
     assert calls == [True, True]
+
+
+def test_the_pages_link_exports_the_org_it_shows_or_is_refused(database_url, db):
+    """The payments page's link names the org its tab shows; after a switch in another tab it is refused
+    rather than export another organization's payments."""
+    acme = make_org("Acme", "admin@acme.example", "bob@acme.example")
+    with session_scope() as s:
+        bob = s.exec(select(User).where(User.email == "bob@acme.example")).one()
+        own = next(o.id for o in accounts.organizations_of(s, bob.id) if o.id != acme.id)  # Bob's own, where he is admin
+    client = TestClient(build_api())
+    cookie = cookie_for("bob@acme.example", own)
+    assert client.get(f"/api/billing/payments.csv?org={own}", cookies=cookie).status_code == 200
+    with session_scope() as s:
+        accounts.switch_org(s, cookie[SESSION_COOKIE], acme.id)  # another tab of the same browser
+    refused = client.get(f"/api/billing/payments.csv?org={own}", cookies=cookie)
+    assert refused.status_code == 409 and refused.json()["error_code"] == "ORG_SWITCHED", refused.text
+    assert "switched to Acme in another tab" in refused.json()["message"]
