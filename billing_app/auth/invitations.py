@@ -201,14 +201,24 @@ def find(token: str) -> InvitationView:
         return InvitationView(inv.org_id, org.name, inv.email, Role(inv.role), row.invited_by, inv.expires_at, _status(inv, utcnow()))
 
 
+# What the invitee is told of an invitation that is no longer open (the refusal and the invite page).
+# Revoked covers an admin's revoke and the inviter's leaving, removal or demotion (revoke_made_by).
+CLOSED_MESSAGES = {
+    "accepted": "This invitation was already accepted.",
+    "declined": "This invitation was declined.",
+    "revoked": "This invitation was withdrawn. Ask an admin of the organization for a new one.",
+    "expired": "This invitation has expired. Ask an admin of the organization for a new one.",
+}
+
+
 def _refuse_unless_open(inv: Invitation, *, for_revoking: bool = False) -> None:
     status = _status(inv, utcnow())
     if status in ("accepted", "declined"):
-        raise AppError(ErrorCode.INVITATION_USED, f"This invitation was already {status}.")
+        raise AppError(ErrorCode.INVITATION_USED, CLOSED_MESSAGES[status])
     if status == "revoked":
-        raise AppError(ErrorCode.INVITATION_REVOKED, "This invitation was revoked by an admin of the organization.")
+        raise AppError(ErrorCode.INVITATION_REVOKED, CLOSED_MESSAGES[status])
     if status == "expired" and not for_revoking:
-        raise AppError(ErrorCode.INVITATION_EXPIRED, "This invitation has expired. Ask an admin of the organization for a new one.")
+        raise AppError(ErrorCode.INVITATION_EXPIRED, CLOSED_MESSAGES[status])
 
 
 def _refuse_other_user(inv: Invitation, actor: Actor) -> None:

@@ -22,14 +22,6 @@ from billing_app.errors import AppError
 from billing_app.formatting import format_date
 from billing_app.state import AuthState, in_a_thread
 
-STATUS_TEXT = {
-    "accepted": "This invitation was already accepted.",
-    "declined": "This invitation was declined.",
-    "revoked": "This invitation was revoked by an admin of the organization.",
-    "expired": "This invitation has expired. Ask an admin of the organization for a new one.",
-}
-
-
 class InviteState(AuthState):
     found: bool = False
     status: str = ""
@@ -180,7 +172,7 @@ def invite_page() -> rx.Component:
                                 rx.text(
                                     rx.match(
                                         InviteState.status,
-                                        *[(key, text) for key, text in STATUS_TEXT.items()],
+                                        *[(key, text) for key, text in invitations.CLOSED_MESSAGES.items()],
                                         "",
                                     ),
                                     id="invite-status",
