@@ -74,6 +74,12 @@ def monthly_amount_sql(sub=OrgSubscription, period=PlanPeriod):
                 (period.period_type == PeriodType.MONTHLY.value, price), else_=0)
 
 
+def console_status(sub=OrgSubscription):
+    """The status the console shows and filters by, in SQL: Stripe's, except `paused` for a
+    subscription whose collection is paused (Stripe keeps that one active or past_due)."""
+    return case((and_(sub.paused == True, sub.status.in_(MRR_STATUSES)), S.PAUSED.value), else_=sub.status)  # noqa: E712
+
+
 def paying(sub=OrgSubscription):
     """The subscriptions MRR counts: collecting now (see the module docstring), not a one-off purchase."""
     return and_(sub.status.in_(MRR_STATUSES), sub.paused == False, sub.one_off == False)
@@ -127,12 +133,11 @@ def overview(session: Session, now: datetime | None = None) -> Overview:
     subs = OrgSubscription.one_off == False  # noqa: E712
     current = mrr(session)
     counts: dict[str, int] = {}
-    for status, paused, count in session.exec(
-        select(OrgSubscription.status, OrgSubscription.paused, func.count())
-        .where(subs, OrgSubscription.status.in_(COUNTED_STATUSES)).group_by(OrgSubscription.status, OrgSubscription.paused)
+    shown = console_status().label("shown")
+    for status, count in session.exec(
+        select(shown, func.count()).where(subs, OrgSubscription.status.in_(COUNTED_STATUSES)).group_by(shown)
     ).all():
-        shown = S.PAUSED.value if paused and status in MRR_STATUSES else status  # collection paused: collects nothing
-        counts[shown] = counts.get(shown, 0) + count
+        counts[status] = count
     new = session.exec(select(func.count()).where(subs, OrgSubscription.started_at >= start, OrgSubscription.started_at <= now,
                                                   OrgSubscription.status.not_in(NEVER_STARTED))).one()
     churned = session.exec(select(func.count()).where(subs, OrgSubscription.status == S.CANCELED.value,

@@ -41,7 +41,7 @@ from billing_app.models import (
 )
 from billing_app.ops import audit, filter_choice
 from billing_app.ops.access import Operator
-from billing_app.ops.metrics import monthly_amount, monthly_amount_sql, paying
+from billing_app.ops.metrics import console_status, monthly_amount, monthly_amount_sql, paying
 from billing_app.settings import get_settings
 from billing_app.text import refuse_control_characters
 
@@ -77,7 +77,7 @@ class OrgRow:
     created: datetime
     plan: str | None
     period_type: str | None
-    status: str | None  # Stripe's status; None without a subscription
+    status: str | None  # Stripe's status (paused while its collection is paused); None without a subscription
     lifetime: bool
     mrr: int  # minor units per month (0 when not paying)
     currency: str | None
@@ -108,7 +108,7 @@ def _rows_query(filters: OrgFilter):
     query = (
         select(
             Organization.id, Organization.name, Organization.created_at, Plan.name.label("plan"), period.period_type,
-            sub.status, sub.one_off, case((is_paying, True), else_=False).label("paying"), period.amount, sub.quantity,
+            console_status(sub).label("status"), sub.one_off, case((is_paying, True), else_=False).label("paying"), period.amount, sub.quantity,
             period.currency, sub.discount_percent_off, sub.discount_amount_off,
             members.label("seats_used"), Plan.limits_json, BillingCustomer.stripe_customer_id,
             mrr_key.label("mrr_key"), func.lower(Organization.name).label("name_key"),
@@ -134,7 +134,7 @@ def _rows_query(filters: OrgFilter):
     elif filters.status == "lifetime":
         query = query.where(sub.one_off == True, sub.status == "active")  # noqa: E712
     elif filters.status:
-        query = query.where(sub.one_off == False, sub.status == filters.status)  # noqa: E712
+        query = query.where(sub.one_off == False, console_status(sub) == filters.status)  # noqa: E712
     return query
 
 

@@ -166,4 +166,6 @@ def test_collection_paused_subscription_is_not_mrr(db, seat_period):
     assert (result.counts["active"], result.counts["paused"]) == (0, 1)
     assert metrics.months(db, now=NOW)[-1].mrr == {}
     [row] = orgs.list_orgs(db, orgs.OrgFilter.parse()).rows
-    assert (row.id, row.mrr) == (sub.org_id, 0)
+    assert (row.id, row.mrr, row.status) == (sub.org_id, 0, "paused")  # the org list says what the counts say
+    assert [r.id for r in orgs.list_orgs(db, orgs.OrgFilter.parse(status="paused")).rows] == [sub.org_id]
+    assert orgs.list_orgs(db, orgs.OrgFilter.parse(status="active")).rows == []
