@@ -158,7 +158,7 @@ def _decode(cursor: str, sort: str):
         name = sort.lstrip("-")
         if name == "created":
             value = cursor_time(value)
-        elif name == "name" and not isinstance(value, str):
+        elif name == "name" and (not isinstance(value, str) or "\x00" in value):  # PostgreSQL refuses a NUL
             raise ValueError
         elif name == "mrr" and (not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**62):
             raise ValueError

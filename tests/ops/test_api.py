@@ -180,6 +180,14 @@ def test_a_hand_made_orgs_cursor_outside_the_calendar_in_utc_is_refused(client, 
         assert (response.status_code, response.json()["error_code"]) == (422, "VALIDATION_ERROR"), response.text
 
 
+def test_a_hand_made_name_cursor_with_a_nul_is_refused(client):
+    """PostgreSQL refuses a NUL in a query: a 422 like every other bad cursor, not a 500."""
+    ops = bearer(token_for(make_operator()))
+    cursor = base64.urlsafe_b64encode(json.dumps(["Acme\u0000", 1]).encode()).decode()
+    response = client.get("/api/ops/orgs", params={"sort": "name", "cursor": cursor}, headers=ops)
+    assert (response.status_code, response.json()["error_code"]) == (422, "VALIDATION_ERROR"), response.text
+
+
 def test_org_detail_reconcile_and_audit(client, world, stripe_env):
     ops, org = world["ops"], world["org"]
     sub_id = client.get(f"/api/ops/orgs/{org.id}", headers=ops).json()["subscriptions"][0]["id"]
