@@ -10,10 +10,12 @@ in production, see README "Deployment".
   killed backend costs a page one reconnect, never an error while another one answers.
 - A websocket is one TCP connection, so it stays on the backend it connected to; Reflex's
   Redis state manager lets its next connection land on any backend.
-- Each plain HTTP request is sent with `Connection: close` (any `Upgrade` but websocket removed),
-  so a connection carries one request and every request is routed on its own path and gets its
-  own `X-Forwarded-For` (no keep-alive reuse across targets). After a websocket upgrade the
-  client's bytes go on only once the backend answered 101.
+- Each plain HTTP request is sent with `Connection: close` (any `Upgrade` removed), so a
+  connection carries one request and every request is routed on its own path and gets its own
+  `X-Forwarded-For` (no keep-alive reuse across targets). Only a websocket handshake (a GET with
+  `Connection: upgrade` and `Upgrade: websocket`) keeps its connection: the client's bytes go on
+  only once the backend answered 101, and a backend that has not answered within
+  BACKEND_HEAD_SECONDS is dropped with the client.
 - `X-Forwarded-For` gets the client's address appended, as one line; the backends trust one hop
   (REFLEX_TRUSTED_PROXY_HOPS=1) and take the right-most address, so per-address rate limits see
   the browser, not us, and not what the browser wrote. A head a backend could parse differently
@@ -41,6 +43,7 @@ BACKEND_PREFIXES = (b"/_event", b"/api", b"/_upload", b"/ping", b"/_health", b"/
 HEAD_LIMIT = 64 * 1024
 HEAD_SECONDS = 10.0  # a client that has not sent its request head by then is dropped (slowloris)
 CONNECT_TIMEOUT = 2.0
+BACKEND_HEAD_SECONDS = 10.0  # a backend that has not answered a websocket handshake by then is dropped
 DEAD_SECONDS = 1.0  # a backend that refused is skipped this long
 
 Address = tuple[str, int]
@@ -64,11 +67,20 @@ class BadHead(ValueError):
 
 
 def is_websocket_upgrade(lines: list[bytes]) -> bool:
-    return any(_name(line) == b"upgrade" and b"websocket" in line.lower() for line in lines[1:])
+    """A websocket handshake as RFC 6455 has it (and a backend reads it): a GET whose `Connection`
+    has the `upgrade` token and whose `Upgrade` has `websocket`. Anything else is a plain request."""
+    return (lines[0].startswith(b"GET ") and b"upgrade" in _tokens(lines, b"connection")
+            and b"websocket" in _tokens(lines, b"upgrade"))
 
 
 def _name(line: bytes) -> bytes:
     return line.split(b":", 1)[0].strip().lower()
+
+
+def _tokens(lines: list[bytes], name: bytes) -> set[bytes]:
+    """The comma-separated values of every `name` header line, lower-cased."""
+    return {token.strip().lower() for line in lines[1:] if _name(line) == name
+            for token in line.partition(b":")[2].split(b",")}
 
 
 def rewrite_head(head: bytes, client_ip: str) -> bytes:
@@ -161,7 +173,8 @@ class Balancer:
             if is_websocket_upgrade(upstream_head.split(b"\r\n")):
                 # Frames go upstream only once the backend switched protocols: a refused upgrade
                 # leaves an HTTP connection, where more bytes would be requests we never rewrote.
-                answer = await upstream_reader.readuntil(b"\r\n\r\n")
+                # Bounded: a client that leaves meanwhile is not read, so only this lets both sides go.
+                answer = await asyncio.wait_for(upstream_reader.readuntil(b"\r\n\r\n"), BACKEND_HEAD_SECONDS)
                 client_writer.write(answer)
                 if not answer.startswith((b"HTTP/1.1 101 ", b"HTTP/1.0 101 ")):
                     upstream_writer.write_eof()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import httpx
 import pytest
@@ -60,6 +61,18 @@ def test_routing_rules_and_head_rewrite():
     assert rewritten.endswith(b"X-Forwarded-For: 1.2.3.4\r\n\r\n")
     plain = rewrite_head(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n\r\n", "1.2.3.4")
     assert b"keep-alive" not in plain.lower() and b"Connection: close" in plain
+
+
+def test_only_a_get_asking_connection_upgrade_is_a_websocket_upgrade():
+    # RFC 6455: GET, `Connection` with the `upgrade` token, `Upgrade: websocket`. Anything else is a
+    # plain request to the backend, so it is sent as one: no Upgrade, `Connection: close`.
+    for head in (b"POST /api/x HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 10\r\n\r\n",
+                 b"GET /_event/ HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+                 b"GET /_event/ HTTP/1.1\r\nConnection: keep-alive\r\nUpgrade: websocket\r\n\r\n"):
+        rewritten = rewrite_head(head, "1.2.3.4")
+        assert b"upgrade" not in rewritten.lower() and rewritten.endswith(b"Connection: close\r\n\r\n"), rewritten
+    split = b"GET /_event/ HTTP/1.1\r\nConnection: keep-alive\r\nconnection: UPGRADE\r\nUpgrade: WebSocket\r\n\r\n"
+    assert b"Connection: close" not in rewrite_head(split, "1.2.3.4")
 
 
 @pytest.fixture
@@ -122,6 +135,71 @@ def test_a_second_request_on_an_upgraded_connection_cannot_pick_its_address(whoa
                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")):
         got = _through_balancer(whoami_backend, WHOAMI + upgrade + b"\r\n" + second)
         assert b"6.6.6.6" not in got, got
+
+
+def _handled_connections(monkeypatch) -> list[float]:
+    """When each of the balancer's connections ended (appended as its handler returns)."""
+    ended: list[float] = []
+    real_handle = Balancer.handle
+
+    async def counted(self, reader, writer):
+        try:
+            await real_handle(self, reader, writer)
+        finally:
+            ended.append(time.monotonic())
+
+    monkeypatch.setattr(Balancer, "handle", counted)
+    return ended
+
+
+def test_a_client_gone_during_a_pretend_upgrade_does_not_hold_the_balancer(whoami_backend, monkeypatch):
+    # `Upgrade: websocket` on a POST the backend reads as a plain request: the backend waits for the
+    # body, which never comes. Once the client leaves, both connections end, as without the header;
+    # they were held for good (a socket here, a socket and a request on the backend, per client).
+    ended = _handled_connections(monkeypatch)
+
+    async def scenario():
+        port = free_port()
+        server = await Balancer([("127.0.0.1", whoami_backend)]).serve("127.0.0.1", port)
+        try:
+            for upgrade in (b"", b"Upgrade: websocket\r\n", b"Connection: Upgrade\r\nUpgrade: websocket\r\n"):
+                before = len(ended)
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"POST /api/length HTTP/1.1\r\nHost: x\r\n" + upgrade + b"Content-Length: 10\r\n\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.3)
+                writer.close()  # gone, the body never sent
+                deadline = time.monotonic() + 3  # well within the wait for a backend's answer
+                while len(ended) == before and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                assert len(ended) > before, f"the balancer still holds a connection the client left ({upgrade!r})"
+        finally:
+            server.close()
+
+    run_async(scenario())
+
+
+def test_a_backend_that_does_not_answer_an_upgrade_is_let_go(monkeypatch):
+    monkeypatch.setattr(balancer_module, "BACKEND_HEAD_SECONDS", 0.5, raising=False)
+
+    async def scenario():
+        async def silent(reader, writer):  # reads the handshake, never answers
+            await reader.read()
+
+        backend = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = free_port()
+        server = await Balancer([("127.0.0.1", backend.sockets[0].getsockname()[1])]).serve("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /_event/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        try:
+            return await asyncio.wait_for(reader.read(), 5)
+        finally:
+            writer.close()
+            server.close()
+            backend.close()
+
+    assert run_async(scenario()) == b""  # closed by the balancer, not by the 5 s wait
 
 
 def test_a_websocket_still_passes_through(whoami_backend):
