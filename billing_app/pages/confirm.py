@@ -14,25 +14,30 @@ from billing_app.billing.views import billing_view
 from billing_app.components.layout import link_button, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.state import AuthState
+from billing_app.state import AuthState, refuse_if_switched
 
 # Re-check every POLL_SECONDS, POLL_TIMES times (about 10 s) while the outcome is pending.
 POLL_SECONDS = 2
 POLL_TIMES = 5
 
 
-def check_outcome(session_ref: str, session_id: str) -> tuple[str, str, str]:
+def check_outcome(session_ref: str, session_id: str, shown: tuple[int, str] | None = None) -> tuple[str, str, str]:
     """(phase, plan name, renewal line) for a checkout, from Stripe and the mirror.
 
     Plain function of its inputs (the session as its hash, as pages hold it, or a session token),
     so it runs in a thread outside the state lock. Each check counts against a Stripe rate limit
-    (limits.hit_stripe: an admin's against the organization's, a member's against their own). Raises AppError only when the browser session is not valid.
+    (limits.hit_stripe: an admin's against the organization's, a member's against their own).
+    `shown`: the (id, name) of the org the tab shows; a session switched to another org since is
+    refused (ORG_SWITCHED) before any check. Raises AppError only for those two: the browser session
+    is not valid, or it switched.
     """
     with session_scope() as session:
         if session_ref.startswith("sess_"):
             actor = accounts.actor_for_session(session, session_ref)
         else:
             actor = accounts.actor_for_session_hash(session, session_ref)
+    if shown is not None:
+        refuse_if_switched(actor, *shown)
     try:
         limits.hit_stripe(actor)
         status = checkout_status(actor, session_id)
@@ -54,8 +59,9 @@ def check_outcome(session_ref: str, session_id: str) -> tuple[str, str, str]:
 
 
 class ConfirmState(AuthState):
-    # checking | success | clearing | failed | expired | processing | not_found
+    # checking | success | clearing | failed | expired | processing | not_found | switched (`error` says why)
     phase: str = "checking"
+    error: str = ""
     plan_name: str = ""
     renewal: str = ""
     # Each visit gets a number, so a poller from an earlier visit knows to stop.
@@ -69,7 +75,7 @@ class ConfirmState(AuthState):
         async with self:
             self.visit += 1
             visit = self.visit
-            self.phase, self.plan_name, self.renewal = "checking", "", ""
+            self.phase, self.plan_name, self.renewal, self.error = "checking", "", "", ""
             session_id = self.router.url.query_parameters.get("session_id", "")
         try:
             await self._actor_in_background()  # refreshes the navbar; raises when signed out
@@ -115,10 +121,15 @@ class ConfirmState(AuthState):
                 if self.visit != visit or not self.router.url.path.rstrip("/").endswith(routes.BILLING_CONFIRM):
                     return
                 token, session_id = self._session_hash, self.router.url.query_parameters.get("session_id", "")
+                shown = (self.org_id, self.org_name)  # the org whose checkout the page shows (load adopted it)
             try:
                 # Stripe and the database are read outside the lock, so the page stays responsive.
-                outcome = await asyncio.to_thread(check_outcome, token, session_id)
-            except AppError:
+                outcome = await asyncio.to_thread(check_outcome, token, session_id, shown)
+            except AppError as error:
+                if error.code == ErrorCode.ORG_SWITCHED:
+                    async with self:
+                        if self.visit == visit:
+                            self.phase, self.error = "switched", error.message
                 return
             if outcome[0] not in ("processing", "checking"):
                 async with self:
@@ -174,6 +185,8 @@ def confirm_page() -> rx.Component:
                 ("processing", _panel("hourglass", "amber", "Still processing",
                                       rx.text("Your payment is still being processed. This can take a minute."),
                                       rx.button("Check again", on_click=ConfirmState.retry, id="retry"))),
+                ("switched", _panel("building-2", "gray", "You switched organization",
+                                    rx.text(ConfirmState.error), rx.button("Reload", on_click=ConfirmState.retry, id="retry"))),
                 ("not_found", _panel("search-x", "gray", "We could not find this checkout",
                                      rx.text("The link may be wrong or belong to another organization."), _back_to_pricing())),
                 _panel("loader", "iris", "Confirming your payment…", rx.spinner(size="3"), rx.text("This takes a few seconds.", color_scheme="gray")),

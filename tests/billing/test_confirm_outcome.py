@@ -2,13 +2,20 @@
 
 import pytest
 
+from billing_app import limits, routes
 from billing_app.auth import accounts
 from billing_app.billing import gateway
 from billing_app.billing.checkout import start_checkout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.pages.confirm import check_outcome
+from billing_app.models import Role
+from billing_app.pages import confirm
+from billing_app.pages.confirm import ConfirmState, check_outcome
+from billing_app.state import AuthState
+from tests.aio import run_async
+from tests.api.helpers import add_membership
 from tests.billing.helpers import make_org, period_id
+from tests.pages import run_event, session_tab
 
 
 def session_of(email, org_id):
@@ -62,3 +69,24 @@ def test_a_delayed_payment_that_bounced_is_failed(org, stripe_env):
     started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
     stripe_env.complete_checkout(started.session_id, async_payment="failed")
     assert check_outcome(token, started.session_id) == ("failed", "", "")
+
+
+def test_the_pages_poll_after_a_switch_in_another_tab_says_so_not_that_the_checkout_is_gone(org, stripe_env, monkeypatch):
+    # The poll checked with the session's current org: a tab showing Acme's open checkout said it
+    # did not exist once another tab switched to Globex (and spent Globex's Stripe limit on it).
+    globex = make_org("Globex", "admin@globex.example", "member@globex.example")
+    add_membership(globex.id, org.admin.user_id, Role.ADMIN)
+    token = session_of("admin@acme.example", org.id)
+    started = start_checkout(org.admin, period_id("starter", "MONTHLY"))
+    tab = session_tab(ConfirmState, token, f"{routes.BILLING_CONFIRM}?session_id={started.session_id}")
+    monkeypatch.setattr(confirm, "POLL_SECONDS", 0)
+    monkeypatch.setattr(confirm, "POLL_TIMES", 1)
+    run_async(run_event(ConfirmState.load.fn(tab)))
+    assert (tab.phase, tab.org_name) == ("checking", "Acme")  # open: still pending
+    other_tab = session_tab(AuthState, token)
+    run_async(run_event(AuthState.switch_org.fn(other_tab, str(globex.id))))
+    monkeypatch.setattr(limits, "hit_stripe", lambda actor: pytest.fail("a Stripe check for the org the tab does not show"))
+
+    run_async(ConfirmState._poll(tab, tab.visit))
+    assert tab.phase == "switched" and tab.org_name == "Acme"
+    assert tab.error == "This page shows Acme, but you switched to Globex in another tab. Reload the page to continue."
