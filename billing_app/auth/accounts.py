@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -478,3 +478,22 @@ def list_members(session: Session, actor: Actor) -> list[MemberRow]:
 def _check_can_grant(actor: Actor, role: Role) -> None:
     if role == Role.SUPER_ADMIN and actor.role != Role.SUPER_ADMIN:
         raise AppError(ErrorCode.FORBIDDEN, "Only a super admin can grant the super admin role.")
+
+
+ROLE_CHANGED = "Your role in this organization changed; reload the page."
+
+
+def actor_now(session: Session, actor: Actor, role: Role) -> Actor:
+    """`actor` with their role in their organization as `session` reads it now; 403 when they are
+    no longer a member or are below `role`.
+
+    A request resolves its actor first and may then wait (up to 30 s for the org's seat claim): a
+    demotion or removal committed meanwhile must bind it. Called in the transaction that acts.
+    """
+    org_id = actor.require_org()
+    now = session.exec(
+        select(Membership.role).where(Membership.org_id == org_id, Membership.user_id == actor.user_id)
+    ).first()
+    if now is None or not Role(now).at_least(role):
+        raise AppError(ErrorCode.FORBIDDEN, ROLE_CHANGED)
+    return replace(actor, role=Role(now))

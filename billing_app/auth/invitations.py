@@ -23,7 +23,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from billing_app import limits, routes
-from billing_app.auth.accounts import Actor, _check_can_grant, normalize_email
+from billing_app.auth.accounts import Actor, _check_can_grant, actor_now, normalize_email
 from billing_app.notifications import hooks as notification_hooks
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.billing.seat_billing import (
@@ -99,6 +99,8 @@ def invite(actor: Actor, *, email: str, role: Role = Role.MEMBER) -> Invited:
     now = utcnow()
     with seat_claim(org_id):
         with session_scope() as session:
+            actor = actor_now(session, actor, Role.ADMIN)  # as it is now: the request waited for the claim
+            _check_can_grant(actor, role)
             member = session.exec(
                 select(Membership.id).join(User, User.id == Membership.user_id)
                 .where(Membership.org_id == org_id, User.email == email)
@@ -131,6 +133,7 @@ def invite(actor: Actor, *, email: str, role: Role = Role.MEMBER) -> Invited:
 def revoke(actor: Actor, invitation_id: int) -> None:
     org_id = actor.require_role(Role.ADMIN)
     with session_scope() as session:
+        actor_now(session, actor, Role.ADMIN)
         inv = session.get(Invitation, invitation_id) if isinstance(invitation_id, int) else None
         if inv is None or inv.org_id != org_id:
             raise AppError(ErrorCode.INVITATION_NOT_FOUND, "No such invitation.")

@@ -4,9 +4,10 @@ go with their authority to make them (revoked when they leave, are removed or de
 API tokens they made in the organization when they leave or are removed.
 
 All three run under the org's seat claim, one after the other, so no check is decided on members
-another of them is changing. On a per-seat plan the Stripe quantity follows a removal:
-max(min_seats, members left), set before the membership is deleted and put back if the database
-then fails.
+another of them is changing, nor on an acting admin's role from before the wait (accounts.actor_now:
+a request whose sender was demoted or removed meanwhile is refused). On a per-seat plan the Stripe
+quantity follows a removal: max(min_seats, members left), set before the membership is deleted and
+put back if the database then fails.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from sqlmodel import Session, delete, select
 
 from billing_app.auth import api_tokens, invitations
-from billing_app.auth.accounts import Actor, MemberRow, _check_can_grant
+from billing_app.auth.accounts import Actor, MemberRow, _check_can_grant, actor_now
 from billing_app.billing.seat_billing import (
     per_seat_at_stripe,
     resync_if_changed,
@@ -48,6 +49,8 @@ def change_role(actor: Actor, *, user_id: int, role: Role) -> MemberRow:
     _check_can_grant(actor, role)
     with seat_claim(org_id), session_scope() as session:
         memberships = _locked_memberships(session, org_id)
+        actor = actor_now(session, actor, Role.ADMIN)
+        _check_can_grant(actor, role)
         target = _member(memberships, user_id)
         if Role(target.role) == Role.SUPER_ADMIN and actor.role != Role.SUPER_ADMIN:
             raise AppError(ErrorCode.FORBIDDEN, "Only a super admin can change a super admin's role.")
@@ -86,6 +89,8 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
     with seat_claim(org_id):
         with session_scope() as session:
             memberships = session.exec(select(Membership).where(Membership.org_id == org_id)).all()
+            if not leaving:
+                actor = actor_now(session, actor, Role.ADMIN)
             target = _member(memberships, user_id)
             if not leaving and Role(target.role) == Role.SUPER_ADMIN and actor.role != Role.SUPER_ADMIN:
                 raise AppError(ErrorCode.FORBIDDEN, "Only a super admin can remove a super admin.")
@@ -103,6 +108,8 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
         with undone_on_failure(change), session_scope() as session:
             # Decided again on the rows as they are now: the check above was another transaction.
             _locked_memberships(session, org_id)
+            if not leaving:
+                actor_now(session, actor, Role.ADMIN)
             removed = session.execute(
                 delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id).returning(Membership.role)
             ).scalar_one_or_none()
