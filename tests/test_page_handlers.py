@@ -147,6 +147,24 @@ def test_a_member_cannot_spend_the_orgs_stripe_limit_from_the_members_and_pricin
         limits.hit(limits.STRIPE_ORG, org.id)
 
 
+def test_a_members_leave_events_do_not_spend_the_orgs_stripe_limit(org, monkeypatch):
+    # Leaving may set a per-seat quantity at Stripe: a member's leave counts against the member's
+    # own limit. Sent at once from three tabs (background events run concurrently), each counts.
+    import asyncio
+
+    from billing_app.pages.members import MembersState
+
+    _stripe_limit(monkeypatch, "3/minute")
+    tabs = [_page_in_org(MembersState, "member@acme.example", org.id) for _ in range(3)]
+
+    async def three_at_once():
+        await asyncio.gather(*(run_event(MembersState.leave.fn(tab)) for tab in tabs))
+
+    run_async(three_at_once())
+    for _ in range(3):  # the org's admins still have their whole limit
+        limits.hit(limits.STRIPE_ORG, org.id)
+
+
 def test_a_member_cannot_spend_the_orgs_stripe_limit_from_the_confirm_page(org, monkeypatch):
     # Each check of how a checkout ended reads Stripe: a member's count against the member's own limit.
     from billing_app.pages.confirm import check_outcome

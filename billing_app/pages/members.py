@@ -148,8 +148,9 @@ class MembersState(AuthState):
     async def _run(self, busy: str, fn, *, admin: bool = True, stripe: bool = True, reload: bool = True):
         """Run fn(actor) in a thread; show the outcome. Returns (result, ok).
 
-        `admin`: refused to anyone else before the org's Stripe limit is counted, so a member's
-        forged admin events spend none of it (the services check the role again)."""
+        `admin`: refused to anyone else before a Stripe call is counted, and a member's own events
+        (leave) count against the member's limit, not the org's (limits.hit_stripe): a member's
+        events spend none of the admins' (the services check the role again)."""
         async with self:
             self.error = self.message = ""
             self.busy = busy
@@ -158,7 +159,7 @@ class MembersState(AuthState):
             if admin:
                 actor.require_role(Role.ADMIN)
             if stripe:
-                await limits.hit_in_thread(limits.STRIPE_ORG, actor.require_org())
+                await asyncio.to_thread(limits.hit_stripe, actor)
             result = await turns.in_turn(actor.require_org(), fn, actor)
             data = await asyncio.to_thread(_read, actor) if reload else None
         except AppError as error:
