@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from billing_app.billing import gateway
 from billing_app.billing.catalog import load_catalog
-from billing_app.models import BillingProfile, RetentionOffer, utcnow
+from billing_app.models import BillingProfile, RetentionOffer, set_to_cancel, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ def _id(value) -> str | None:
 
 def previewed_subscription(subscriptions: list[dict]) -> dict | None:
     """The subscription whose next invoice the dashboard shows: renewing, not set to cancel, not paused."""
-    live = [s for s in subscriptions if s["status"] in RENEWING and not s.get("cancel_at_period_end") and not s.get("pause_collection")]
+    live = [s for s in subscriptions if s["status"] in RENEWING and not set_to_cancel(s.get("cancel_at_period_end"), s.get("cancel_at"))
+            and not s.get("pause_collection")]
     return max(live, key=lambda s: s.get("created") or 0) if live else None
 
 

@@ -71,6 +71,20 @@ def test_cancel_on_a_chosen_date_is_shown_reactivated_and_ends_then(org, stripe_
     assert sub.status == "canceled" and sub.ended_at == datetime.fromtimestamp(at, tz=UTC)
 
 
+def test_a_subscription_canceling_on_a_chosen_date_announces_no_next_invoice(org, stripe_env, db):
+    """It ends before its period does, so the dashboard has no next invoice to show (as for a cancel at the period end)."""
+    buy(org, sandbox=stripe_env)
+    sub = subscription(db, org)
+    with session_scope() as s:
+        assert dashboard_view(s, org.id, admin=True).next_amount  # renewing: the next invoice is shown
+    at = int(sub.current_period_end.timestamp()) - 10 * DAY
+    stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={"cancel_at": at})
+    sync_customer(stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).customer)
+    with session_scope() as s:
+        view = dashboard_view(s, org.id, admin=True)
+    assert (view.next_amount, view.next_date) == ("", "")
+
+
 def test_cancel_now_ends_it_and_it_cannot_be_canceled_again(org, stripe_env, db):
     buy(org, sandbox=stripe_env)
     cancel(org.admin, at_period_end=False)
