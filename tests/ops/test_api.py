@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import select
@@ -201,6 +202,19 @@ def test_org_detail_reconcile_and_audit(client, world, stripe_env):
     assert client.get("/api/ops/orgs/999999", headers=ops).status_code == 404
     audit = client.get("/api/ops/audit", headers=ops).json()["audit"]
     assert [(a["operator"], a["action"], a["target"]) for a in audit][:1] == [("ops@saas.example", "reconcile", f"org:{org.id}")]
+
+
+def test_org_detail_says_when_a_subscription_canceling_on_a_chosen_date_ends(client, world, stripe_env):
+    """cancelAt: when it ends by itself, as the customer API says it (a date set in Stripe's Dashboard or API)."""
+    ops, org = world["ops"], world["org"]
+    row = client.get(f"/api/ops/orgs/{org.id}", headers=ops).json()["subscriptions"][0]
+    assert (row["cancelAtPeriodEnd"], row["cancelAt"]) == (False, None)  # it renews
+    stripe_sub = stripe_env.client.v1.subscriptions.retrieve(row["id"])
+    at = stripe_sub["items"].data[0].current_period_end - 10 * 86_400
+    stripe_env.client.v1.subscriptions.update(row["id"], params={"cancel_at": at})
+    client.post(f"/api/ops/orgs/{org.id}/reconcile", headers=ops)
+    row = client.get(f"/api/ops/orgs/{org.id}", headers=ops).json()["subscriptions"][0]
+    assert (row["cancelAtPeriodEnd"], row["cancelAt"]) == (False, datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z"))
 
 
 def test_events_filter_replay_one_and_all_failed(client, world, stripe_env):

@@ -126,6 +126,7 @@ def get_org(op: Operator, org_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict
         "success": True, "org": _org(detail.summary), "stripeDashboardUrl": detail.stripe_dashboard_url,
         "subscriptions": [{"id": s.stripe_id, "status": s.status, "lifetime": s.one_off, "periodId": s.plan_period_id,
                            "currentPeriodEnd": _iso(s.current_period_end), "cancelAtPeriodEnd": s.cancel_at_period_end,
+                           "cancelAt": _iso(s.ends_at),
                            "startedAt": _iso(s.started_at), "endedAt": _iso(s.ended_at)} for s in detail.subscriptions],
         "payments": [{"id": p.stripe_id, "status": p.status, "amount": p.amount, "currency": p.currency,
                       "created": _iso(p.created), "description": p.description} for p in detail.payments],
