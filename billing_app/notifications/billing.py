@@ -3,12 +3,14 @@
 `billing.sync.write` calls `before(...)` first and `derive(...)` last, inside its one
 transaction, so each email commits with the change that causes it (or not at all). The cause key
 makes a repeat a no-op: `receipt:<invoice>`, `payment_failed:<invoice>:<attempt>`,
-`subscription_canceled:<sub>`, `cancel_scheduled:<sub>:<period end>`,
+`subscription_canceled:<sub>`, `cancel_scheduled:<sub>:<end>:<mirror version>` (no version for a
+subscription first seen set to cancel),
 `plan_changed:<sub>:<old price>:<new price>:<mirror version>`,
 `seats_changed:<sub>:<old quantity>:<new quantity>:<mirror version>` (the same price, another
 quantity: the members page, the REST route, a member joining or leaving, the portal). The mirror
 version is the subscription row's `updated_at` before this write: a change synced twice is measured
-against the same row, and a change made again (3 -> 5 -> 3 -> 5 in one period) against a newer one.
+against the same row, and a change made again (3 -> 5 -> 3 -> 5 in one period, or cancel, reactivate,
+cancel) against a newer one.
 
 Events that change nothing in the mirror (`customer.subscription.trial_will_end`,
 `invoice.payment_action_required`) are handled by `for_events`, which the webhook worker calls
@@ -184,7 +186,9 @@ def derive(session: Session, org_id: int, snap, was: Before) -> None:
         ends = sub.get("cancel_at") or period_end
         if set_to_cancel(sub.get("cancel_at_period_end"), sub.get("cancel_at")):
             if (old is None and _recent(sub.get("canceled_at"))) or (old is not None and not old.canceling):
-                ctx.enqueue(Kind.CANCEL_SCHEDULED, f"{sub['id']}:{ends}", plan=plan, ends_on=format_date(_epoch(ends)))
+                # Against the row's version, like a plan change: canceling again after a Reactivate is news.
+                key = f"{sub['id']}:{ends}" if old is None else f"{sub['id']}:{ends}:{old.version}"
+                ctx.enqueue(Kind.CANCEL_SCHEDULED, key, plan=plan, ends_on=format_date(_epoch(ends)))
         if old is not None and old.price_id and price_id and old.price_id != price_id:
             ctx.enqueue(
                 Kind.PLAN_CHANGED, f"{sub['id']}:{old.price_id}:{price_id}:{old.version}",

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from billing_app.billing.subscriptions import cancel, change_plan
+from billing_app.billing.customers import customer_id_for
+from billing_app.billing.subscriptions import cancel, change_plan, reactivate
+from billing_app.billing.sync import sync_customer
 from billing_app.db import session_scope
 from billing_app.models import Notification
 from billing_app.notifications import outbox
 from billing_app.notifications.kinds import Kind
-from tests.billing.helpers import buy_on_clock, make_org, period_id, subscription
+from tests.billing.helpers import buy, buy_on_clock, make_org, period_id, subscription
 from tests.notifications.helpers import deliver
 
 DAY = 86400
@@ -53,6 +55,18 @@ def test_trial_ending_and_scheduled_cancel_arrive_once(org, webhook_client, stri
     cancel(org.admin)
     deliver(webhook_client, stripe_env, smtp)
     assert smtp.kinds() == ["cancel_scheduled", "trial_ending"]
+
+
+def test_a_cancellation_made_again_in_the_same_period_is_confirmed_again(org, stripe_env, db):
+    """Cancel, Reactivate, cancel: two cancellations, two emails; syncing the second again adds none."""
+    buy(org, "starter", sandbox=stripe_env)
+    cancel(org.admin)
+    reactivate(org.admin)
+    cancel(org.admin)
+    sync_customer(customer_id_for(org.id))  # the cancellation's webhook, after the action's own sync
+    db.expire_all()
+    keys = db.exec(select(Notification.key).where(Notification.org_id == org.id, Notification.kind == Kind.CANCEL_SCHEDULED.value)).all()
+    assert len(set(keys)) == len(keys) == 2, keys
 
 
 def test_plan_change_confirmed_unless_the_admin_opted_out(org, webhook_client, stripe_env, smtp, db):
