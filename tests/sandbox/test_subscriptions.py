@@ -41,6 +41,21 @@ def test_cancel_at_a_chosen_time_ends_the_subscription_then(sandbox):
     assert "customer.subscription.deleted" in event_types(c)
 
 
+def test_cancellation_details_reason_says_a_cancellation_was_requested(sandbox):
+    """As Stripe: 'cancellation_requested' for a cancel through the API, Dashboard or portal, at once or
+    set for later (period end or a chosen date), cleared when the cancel is undone; failed payments
+    end it with 'payment_failed' (test_test_clocks.py)."""
+    c = sandbox.client
+    _, m, _, _ = catalog(c)
+    _, cust = clock_customer(c, T0)
+    _, sub = subscribe(sandbox, cust, m)
+    at = sub["items"].data[0].current_period_end - 10 * DAY
+    for set_, unset in (({"cancel_at_period_end": True}, {"cancel_at_period_end": False}), ({"cancel_at": at}, {"cancel_at": ""})):
+        assert c.v1.subscriptions.update(sub.id, params=set_).cancellation_details.reason == "cancellation_requested"
+        assert c.v1.subscriptions.update(sub.id, params=unset).cancellation_details.reason is None
+    assert c.v1.subscriptions.cancel(sub.id).cancellation_details.reason == "cancellation_requested"
+
+
 def test_list_by_customer_and_status_all(sandbox):
     c = sandbox.client
     _, m, _, _ = catalog(c)

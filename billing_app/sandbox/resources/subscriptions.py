@@ -166,11 +166,10 @@ def update(store, sub: dict, p: dict) -> dict:
             if k in cd:
                 sub["cancellation_details"][k] = cd[k] or None
         keys.add("cancellation_details")
-    if sub["cancel_at_period_end"] and "cancel_at_period_end" in p:
-        sub["cancellation_details"]["reason"] = "cancellation_requested"
+    if {"cancel_at_period_end", "cancel_at"} & set(p):
+        # As Stripe: a cancel set for later (period end or a chosen date) was requested; undone, no reason.
+        sub["cancellation_details"]["reason"] = "cancellation_requested" if sub["cancel_at"] else None
         keys.add("cancellation_details")
-    elif "cancel_at_period_end" in p:
-        sub["cancellation_details"]["reason"] = None
     if "pause_collection" in p:
         pc = p["pause_collection"]
         if pc in ("", None):
