@@ -396,8 +396,12 @@ def _sync_cancellation(session: Session, org_id: int, sub: dict, changes: list[s
 
 
 def _note_retention_declined(session: Session, org_id: int, sub: dict, changes: list[str]) -> None:
-    """Canceled after the portal's cancel flow showed the offer: declined for good (Reactivate later
-    clears Stripe's canceled_at, not this). Noted once; the app's own cancel flow notes it too."""
+    """Canceled on request after the portal's cancel flow showed the offer: declined for good (Reactivate
+    later clears Stripe's canceled_at, not this). Noted once; the app's own cancel flow notes it too.
+    Stripe ending it for failed payments, or our undo of a duplicate purchase, declines nothing."""
+    details = sub.get("cancellation_details") or {}
+    if details.get("reason") != "cancellation_requested" or details.get("comment") == duplicates.REASON:
+        return
     offer = session.get(RetentionOffer, org_id)
     canceled_at = _from_epoch(sub.get("canceled_at"))
     if offer is None or offer.offered_at is None or offer.accepted_at or offer.declined_at or canceled_at is None:

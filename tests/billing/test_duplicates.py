@@ -6,8 +6,9 @@ from sqlmodel import select
 
 from billing_app.billing.checkout import start_checkout
 from billing_app.billing.customers import customer_id_for
+from billing_app.billing.portal import portal_url
 from billing_app.billing.sync import DUPLICATE_EVENT_TYPE, sync_customer
-from billing_app.models import OrgSubscription, WebhookEvent
+from billing_app.models import OrgSubscription, RetentionOffer, WebhookEvent
 from tests.billing.helpers import buy, period_id
 
 
@@ -60,6 +61,18 @@ def test_a_second_subscription_is_canceled_and_refunded_and_the_first_kept(org, 
     logged = db.exec(select(WebhookEvent).where(WebhookEvent.type == DUPLICATE_EVENT_TYPE)).one()
     assert extra.subscription in logged.payload and logged.state == "processed"
     assert any("canceled and refunded" in change for change in report.changes)
+
+
+def test_undoing_a_second_subscription_does_not_decline_the_retention_offer(org, stripe_env, db):
+    """Our cancel of the extra purchase is no customer's decision (Stripe still says 'cancellation_requested')."""
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    portal_url(org.admin, "subscription_cancel")  # the retention offer shown in the portal's cancel flow
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "MONTHLY"))
+    sync_customer(customer)
+    assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).cancellation_details.reason == "cancellation_requested"
+    db.expire_all()
+    assert db.get(RetentionOffer, org.id).declined_at is None
 
 
 def test_a_subscription_next_to_a_lifetime_purchase_is_undone(org, stripe_env, db):

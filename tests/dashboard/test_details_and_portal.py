@@ -17,8 +17,10 @@ from billing_app.billing.sync import sync_customer
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import Payment, RetentionOffer
-from tests.billing.helpers import expect, period_id
+from tests.billing.helpers import advance, buy_on_clock, expect, period_id, subscription
 from tests.dashboard.helpers import dashboard
+
+DAY = 86_400
 
 
 def _buy(acme, stripe_env):
@@ -125,6 +127,24 @@ def test_an_offer_declined_in_the_portal_stays_declined_after_reactivating(acme,
         assert s.get(RetentionOffer, acme.id).declined_at is not None
     assert not dashboard(acme).offer_name
     expect(ErrorCode.RETENTION_OFFER_USED, retention.accept, acme.admin)
+
+
+def test_a_subscription_ended_by_failed_payments_does_not_decline_the_offer(acme, stripe_env, db):
+    """Only a cancellation someone asked for declines it (Stripe's cancellation_details.reason)."""
+    client = stripe_env.client
+    clock, customer = buy_on_clock(acme, stripe_env)
+    portal.portal_url(acme.admin, "subscription_cancel")  # the admin opens the portal's cancel flow, then backs out
+    sub = subscription(db, acme)
+    bad = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": customer.id})
+    client.v1.subscriptions.update(sub.stripe_id, params={"default_payment_method": bad.id})
+    renewal = int(sub.current_period_end.timestamp())
+    advance(stripe_env, clock, renewal + 60, customer)
+    advance(stripe_env, clock, renewal + 10 * DAY, customer)  # the retries fail: Stripe cancels it
+    assert client.v1.subscriptions.retrieve(sub.stripe_id).cancellation_details.reason == "payment_failed"
+    with session_scope() as s:
+        assert subscription(s, acme).status == "canceled"
+        assert s.get(RetentionOffer, acme.id).declined_at is None
+        assert retention.offer_for(s, acme.id) is not None  # still there for the org's next subscription
 
 
 def test_the_portal_pause_and_customer_update_flows(acme, stripe_env):
