@@ -5,6 +5,10 @@ still appear from outside the app: a session made behind its back and paid, a da
 an older release. `sync_customer` finds it in the customer's snapshot; the first purchase made
 through the app is kept, each other one is canceled at once and everything it charged is refunded. Cancels and
 refunds carry idempotency keys, so two syncs racing over the same customer undo it once.
+
+A free lifetime purchase (a 100%-off code) that is the extra one has nothing to cancel or refund at
+Stripe, which keeps saying it is complete: undoing it is our event-log row alone
+(sync._record_duplicate), and from then on it is `undone`: no plan held, granted nothing (sync.py).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ class ExtraPurchase:
     kept: str  # the purchase the org keeps
 
 
-def _holdings(subscriptions: list[dict], sessions: list[dict], charges: list[dict]) -> list[tuple[bool, int, str, str]]:
+def _holdings(subscriptions: list[dict], sessions: list[dict], charges: list[dict],
+              undone: set[str]) -> list[tuple[bool, int, str, str]]:
     """Every plan the customer holds now, the one to keep first: bought through our own Checkout
     (it names the org), then the oldest. Stripe's `created` is in seconds, so two purchases of
     the same second are told apart by who made them, not by chance."""
@@ -39,20 +44,20 @@ def _holdings(subscriptions: list[dict], sessions: list[dict], charges: list[dic
     ours |= {s["id"] for s in sessions if s.get("client_reference_id")}
     held += [
         (one_off.key(s) not in ours, s["created"], "lifetime", one_off.key(s))
-        for s in sessions if one_off.paid(s) and one_off.key(s) not in refunded
+        for s in sessions if one_off.paid(s) and one_off.key(s) not in refunded | undone
     ]
     return sorted(held)
 
 
-def find_extra_purchases(subscriptions: list[dict], sessions: list[dict], charges: list[dict]) -> list[ExtraPurchase]:
-    held = _holdings(subscriptions, sessions, charges)
-    # A free lifetime purchase (keyed by its cs_ session) took no payment: nothing to cancel or refund.
-    return [ExtraPurchase(kind, stripe_id, held[0][3]) for _theirs, _created, kind, stripe_id in held[1:]
-            if not stripe_id.startswith("cs_")]
+def find_extra_purchases(subscriptions: list[dict], sessions: list[dict], charges: list[dict],
+                         undone: set[str]) -> list[ExtraPurchase]:
+    """Every plan held beside the one kept; `undone`: the free lifetime purchases undone before."""
+    held = _holdings(subscriptions, sessions, charges, undone)
+    return [ExtraPurchase(kind, stripe_id, held[0][3]) for _theirs, _created, kind, stripe_id in held[1:]]
 
 
 def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
-    """Cancel the extra purchase now and refund every payment it took."""
+    """Cancel the extra purchase now and refund every payment it took (a free one took none)."""
     intents: list[str] = []
     if extra.kind == "subscription":
         gateway.call(
@@ -65,7 +70,7 @@ def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
             if parent.get("subscription") == extra.stripe_id and invoice["status"] == "paid" and invoice["amount_paid"] > 0:
                 payments = gateway.call(client.v1.invoice_payments.list, params={"invoice": invoice["id"], "limit": 10})["data"]
                 intents += [p["payment"]["payment_intent"] for p in payments if (p.get("payment") or {}).get("payment_intent")]
-    else:
+    elif not one_off.took_no_payment(extra.stripe_id):
         intents.append(extra.stripe_id)
     for intent in intents:
         try:

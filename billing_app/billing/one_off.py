@@ -15,6 +15,11 @@ def key(checkout: dict) -> str:
     return checkout.get("payment_intent") or checkout["id"]
 
 
+def took_no_payment(purchase_key: str) -> bool:
+    """A purchase keyed by its session (`key`) was free: nothing was charged, nothing can be refunded."""
+    return purchase_key.startswith("cs_")
+
+
 def charge_by_intent(charges: list) -> dict[str, dict]:
     """{payment intent: its charge} from charges listed newest first (as Stripe lists them).
 

@@ -420,8 +420,10 @@ def _sync_payment(session: Session, org_id: int, stripe_id: str, status: str, ch
     session.add(row)
 
 
-def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_intent: dict, changes: list[str]) -> None:
-    """A paid (or free) payment-mode checkout is a lifetime purchase, keyed by one_off.key."""
+def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_intent: dict, changes: list[str],
+                  undone: bool) -> None:
+    """A paid (or free) payment-mode checkout is a lifetime purchase, keyed by one_off.key; one refunded,
+    or `undone` (a free extra purchase, see undone_free_purchases), grants nothing."""
     key = one_off.key(checkout)
     charge = charges_by_intent.get(checkout.get("payment_intent"))
     refunded = bool(charge and charge.get("refunded"))
@@ -436,7 +438,7 @@ def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_inte
     _set(
         row, changes, label,
         org_id=org_id, one_off=True,
-        status=(S.CANCELED if refunded else S.ACTIVE).value,
+        status=(S.CANCELED if refunded or undone else S.ACTIVE).value,
         auto_renew=False, cancel_at_period_end=False,
         started_at=_from_epoch(checkout.get("created")),
     )
@@ -481,6 +483,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
         )
 
     charges_by_intent = one_off.charge_by_intent(snap.charges)
+    undone = undone_free_purchases(session, snap.sessions)
     for checkout in snap.sessions:
         metadata = checkout.get("metadata") or {}
         description = metadata.get("description") or "Checkout"
@@ -494,8 +497,10 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
             intent = checkout.get("payment_intent")
             charge = charges_by_intent.get(intent)
             if one_off.paid(checkout):
-                _sync_one_off(session, org_id, checkout, charges_by_intent, changes)
-                status = PaymentStatus.REFUNDED.value if charge and charge.get("refunded") else PaymentStatus.COMPLETED.value
+                free_and_undone = one_off.key(checkout) in undone
+                _sync_one_off(session, org_id, checkout, charges_by_intent, changes, free_and_undone)
+                status = (PaymentStatus.REFUNDED if charge and charge.get("refunded")
+                          else PaymentStatus.CANCELLED if free_and_undone else PaymentStatus.COMPLETED).value
             elif awaiting_payment(checkout) and intent and intent not in snap.failed_payments:
                 status = PaymentStatus.PENDING.value  # a delayed payment still settling: held (payments.awaiting_purchase)
             else:
@@ -523,7 +528,7 @@ def sync_customer(customer_id: str) -> SyncReport:
     if report.org_id is None:
         return report
     snap = report.snapshot
-    extras = duplicates.find_extra_purchases(snap.subscriptions, snap.sessions, snap.charges)
+    extras = extra_purchases(snap)
     if not extras:
         return report
     for extra in extras:
@@ -541,13 +546,35 @@ def _record_duplicate(customer_id: str, org_id: int, extra: duplicates.ExtraPurc
     with session_scope() as session:
         insert_if_absent(
             session, WebhookEvent.__table__, ["stripe_event_id"],
-            stripe_event_id=f"app_duplicate_{extra.stripe_id}", type=DUPLICATE_EVENT_TYPE, customer_id=customer_id,
+            stripe_event_id=_duplicate_event_id(extra.stripe_id), type=DUPLICATE_EVENT_TYPE, customer_id=customer_id,
             received_at=now, processed_at=now, state="processed", attempts=0, payload=payload,
         )
 
 
 # The app's own entry in the event log (not a Stripe type; never re-synced).
 DUPLICATE_EVENT_TYPE = "app.duplicate_purchase_undone"
+
+
+def _duplicate_event_id(stripe_id: str) -> str:
+    return f"app_duplicate_{stripe_id}"
+
+
+def undone_free_purchases(session: Session, sessions: list[dict]) -> set[str]:
+    """The free lifetime purchases undone as extra ones: Stripe still says complete (there was nothing
+    to refund), so our event-log row is what says they grant nothing."""
+    keys = {one_off.key(s) for s in sessions if one_off.paid(s) and one_off.took_no_payment(one_off.key(s))}
+    if not keys:
+        return set()
+    logged = set(session.exec(select(WebhookEvent.stripe_event_id).where(
+        WebhookEvent.type == DUPLICATE_EVENT_TYPE, WebhookEvent.stripe_event_id.in_([_duplicate_event_id(k) for k in keys]))).all())
+    return {k for k in keys if _duplicate_event_id(k) in logged}
+
+
+def extra_purchases(snap: Snapshot) -> list[duplicates.ExtraPurchase]:
+    """The purchases in this snapshot beyond the one plan the org keeps (billing/duplicates.py)."""
+    with session_scope() as session:
+        undone = undone_free_purchases(session, snap.sessions)
+    return duplicates.find_extra_purchases(snap.subscriptions, snap.sessions, snap.charges, undone)
 
 
 def _sync_snapshot(customer_id: str, snap: Snapshot) -> SyncReport:

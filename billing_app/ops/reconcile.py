@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from billing_app.billing import duplicates, gateway, profile, sync
+from billing_app.billing import gateway, profile, sync
 from billing_app.billing.gateway import StripeFailure
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -376,7 +376,7 @@ class BulkReconcile:
         for snap in ours.values():  # rare: only completed checkouts still waiting for a delayed payment
             snap.failed_payments = sync.failed_async_payments(client, snap.sessions, call=lambda *a, **k: with_backoff(gateway.call, *a, **k))
         repairs = [c for c, snap in ours.items() if self.mode == FULL
-                   and duplicates.find_extra_purchases(snap.subscriptions, snap.sessions, snap.charges)]
+                   and sync.extra_purchases(snap)]
         # Orphans: customers Stripe listed (a stand-in customer dict has no `created`) that no org holds.
         orphans = [snaps[c].customer for c in batch if c not in known and "created" in snaps[c].customer]
         changes: dict[str, list[str]] = {}

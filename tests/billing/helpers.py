@@ -105,3 +105,16 @@ def advance(stripe_env, clock, to: int, customer) -> None:
     """Move the test clock, then sync the customer as the webhook would."""
     stripe_env.client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": to})
     sync_customer(customer.id)
+
+
+def free_lifetime_behind_the_apps_back(stripe_env, customer_id: str, price_id: str):
+    """A lifetime price checked out with a 100%-off code in a session the app did not make (no payment)."""
+    client = stripe_env.client
+    coupon = client.v1.coupons.create(params={"percent_off": 100, "duration": "once"})
+    client.v1.promotion_codes.create(params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "BEHIND100"})
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "payment", "customer": customer_id, "allow_promotion_codes": True,
+        "line_items": [{"price": price_id, "quantity": 1}], "success_url": "http://127.0.0.1:3999/ok"})
+    done = stripe_env.complete_checkout(session.id, promotion_code="BEHIND100")
+    assert (done.payment_status, done.payment_intent) == ("no_payment_required", None)
+    return done

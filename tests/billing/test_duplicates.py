@@ -7,9 +7,12 @@ from sqlmodel import select
 from billing_app.billing.checkout import start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.portal import portal_url
+from billing_app.billing.subscriptions import cancel
 from billing_app.billing.sync import DUPLICATE_EVENT_TYPE, sync_customer
-from billing_app.models import OrgSubscription, RetentionOffer, WebhookEvent
-from tests.billing.helpers import buy, period_id
+from billing_app.billing.views import billing_view
+from billing_app.db import session_scope
+from billing_app.models import OrgSubscription, Payment, RetentionOffer, WebhookEvent
+from tests.billing.helpers import buy, free_lifetime_behind_the_apps_back, period_id
 
 
 def buy_behind_the_apps_back(stripe_env, customer_id, price_id, mode="subscription"):
@@ -95,6 +98,27 @@ def test_a_subscription_next_to_a_free_lifetime_purchase_is_undone(org, stripe_e
     assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
     rows = {r.stripe_id: r.status for r in db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id))}
     assert rows == {started.session_id: "active", extra.subscription: "canceled"}
+
+
+def test_a_free_lifetime_beside_a_subscription_is_undone_and_the_subscription_stays_manageable(org, stripe_env, db):
+    """The org never keeps paying for a plan it cannot see: the free extra is granted nothing, once."""
+    _, status = buy(org, "starter", "MONTHLY", sandbox=stripe_env)  # ours: kept
+    customer = customer_id_for(org.id)
+    free = free_lifetime_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "ALL_TIME"))
+
+    sync_customer(customer)  # checkout.session.completed
+
+    rows = {r.stripe_id: r.status for r in db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id))}
+    assert rows == {status.subscription_id: "active", free.id: "canceled"}
+    assert db.exec(select(Payment.status).where(Payment.stripe_id == free.id)).one() == "CANCELLED"
+    logged = db.exec(select(WebhookEvent).where(WebhookEvent.type == DUPLICATE_EVENT_TYPE)).one()
+    assert free.id in logged.payload and status.subscription_id in logged.payload
+    assert refunds_of_customer(stripe_env, customer) == []  # the kept subscription's payment stands
+    with session_scope() as s:
+        assert billing_view(s, org.id).plan_name == "Starter"
+    assert sync_customer(customer).changes == []  # undone once: nothing found again
+    cancel(org.admin)  # the admin can stop the subscription they pay for
+    assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).cancel_at_period_end
 
 
 def test_two_syncs_racing_refund_once(org, stripe_env, db):

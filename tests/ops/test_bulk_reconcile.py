@@ -25,7 +25,7 @@ from billing_app.billing.sync import customers_to_reconcile, sync_customer
 from billing_app.db import session_scope
 from billing_app.models import BillingCustomer, OrgSubscription, OrphanCustomer, Payment, ReconcileRun, ReconcileStage
 from billing_app.ops import reconcile
-from tests.billing.helpers import buy, make_org, period_id
+from tests.billing.helpers import buy, free_lifetime_behind_the_apps_back, make_org, period_id
 from tests.ops.helpers import customer_of_org, mirror_of
 
 
@@ -115,6 +115,20 @@ def test_a_second_purchase_is_undone_as_sync_customer_undoes_it(org, stripe_env,
     assert stripe_env.client.v1.subscriptions.retrieve(extra.id).status == "canceled"
     rows = {s["stripe_id"]: s["status"] for s in mirror_of(org.id)["subscriptions"]}
     assert rows == {status.subscription_id: "active", extra.id: "canceled"}
+    per_customer_finds_nothing()
+
+
+def test_a_free_lifetime_beside_a_subscription_is_undone_once_by_the_bulk_reconcile(org, stripe_env, db):
+    _, status = buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_of_org(org.id)
+    free = free_lifetime_behind_the_apps_back(stripe_env, customer, price_of("business", "ALL_TIME"))
+
+    assert reconcile.bulk_reconcile().repaired == [customer]
+
+    assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).status == "active"
+    rows = {s["stripe_id"]: s["status"] for s in mirror_of(org.id)["subscriptions"]}
+    assert rows == {status.subscription_id: "active", free.id: "canceled"}  # the free extra grants nothing
+    assert reconcile.bulk_reconcile().repaired == []  # undone for good
     per_customer_finds_nothing()
 
 
