@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     session_lifetime_hours: int = Field(default=24 * 7, ge=1, le=24 * 90)
     # Login throttling (growing delays, never a hard lock for a device that signed in before):
     # failures allowed for one email from one client before each attempt must wait, the wait
-    # doubling from 1 s up to LOGIN_WINDOW_MINUTES; LOGIN_CLIENT_MAX_FAILURES over all emails from
+    # doubling from 5 s up to LOGIN_WINDOW_MINUTES; LOGIN_CLIENT_MAX_FAILURES over all emails from
     # one client, and LOGIN_EMAIL_MAX_FAILURES for one email from clients that never signed in to it.
     login_max_failures: int = Field(default=5, ge=1)
     login_window_minutes: int = Field(default=15, ge=1)
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     # most PASSWORD_HASH_QUEUE more wait, beyond that a login is refused as busy (429).
     password_hash_workers: int = Field(default=2, ge=1, le=32)
     password_hash_queue: int = Field(default=32, ge=0)
-    # API tokens: at most this many live tokens per user and organization.
+    # API tokens: at most this many live tokens per user (over all their organizations).
     api_tokens_per_user: int = Field(default=20, ge=1)
     # A past_due subscription keeps access this many days after its period began (the failed renewal).
     past_due_grace_days: int = Field(default=7, ge=0, le=60)
