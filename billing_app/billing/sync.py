@@ -535,8 +535,15 @@ def sync_customer(customer_id: str) -> SyncReport:
         duplicates.undo(client, extra, snap.invoices)
         _record_duplicate(customer_id, report.org_id, extra)
     repaired = _sync_snapshot(customer_id, _read(client, customer_id))
-    repaired.changes = report.changes + [f"{e.kind} {e.stripe_id}: canceled and refunded ({duplicates.REASON})" for e in extras] + repaired.changes
+    repaired.changes = report.changes + [f"{e.kind} {e.stripe_id}: {_undone(e)} ({duplicates.REASON})" for e in extras] + repaired.changes
     return repaired
+
+
+def _undone(extra: duplicates.ExtraPurchase) -> str:
+    """What undoing it did: a free extra (keyed by its session) had nothing to cancel or refund."""
+    if extra.kind != "subscription" and one_off.took_no_payment(extra.stripe_id):
+        return "undone (free: nothing to refund)"
+    return "canceled and refunded"
 
 
 def _record_duplicate(customer_id: str, org_id: int, extra: duplicates.ExtraPurchase) -> None:

@@ -121,6 +121,18 @@ def test_a_free_lifetime_beside_a_subscription_is_undone_and_the_subscription_st
     assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).cancel_at_period_end
 
 
+def test_the_undo_of_a_free_extra_lifetime_claims_no_refund(org, stripe_env, db):
+    """What the sync says it did to a free extra is true: nothing was charged, so nothing was refunded."""
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    free = free_lifetime_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "ALL_TIME"))
+
+    said = [c for c in sync_customer(customer).changes if free.id in c and "duplicate" in c]
+
+    assert said and not any("refunded" in c for c in said), said
+    assert any("undone (free: nothing to refund)" in c for c in said), said
+
+
 def test_two_syncs_racing_refund_once(org, stripe_env, db):
     buy(org, "starter", "MONTHLY", sandbox=stripe_env)
     customer = customer_id_for(org.id)
