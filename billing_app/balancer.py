@@ -21,6 +21,11 @@ in production, see README "Deployment".
   the browser, not us, and not what the browser wrote. A head a backend could parse differently
   (a bare LF, a folded line, not HTTP/1.x) is refused with 400; one not complete within
   HEAD_SECONDS or past HEAD_LIMIT is dropped.
+- A plain request is dropped (both sides closed) once no byte has moved either way for
+  IDLE_SECONDS: a client that never sends the body it announced, or a backend whose answer stalls,
+  holds neither a socket here nor a request there. The limit is per chunk, so a slow but steady
+  upload and a long answer that keeps sending (the CSV export) go through whatever they last.
+  A websocket has no such limit (it may be quiet between events).
 
 Run alone: `python -m billing_app.balancer --port 3000 --backend 127.0.0.1:8001 --backend
 127.0.0.1:8002 --frontend 127.0.0.1:3001`.
@@ -45,6 +50,7 @@ HEAD_SECONDS = 10.0  # a client that has not sent its request head by then is dr
 CONNECT_TIMEOUT = 2.0
 BACKEND_HEAD_SECONDS = 10.0  # a backend that has not answered a websocket handshake by then is dropped
 DEAD_SECONDS = 1.0  # a backend that refused is skipped this long
+IDLE_SECONDS = 10.0  # a plain request with no byte moving either way this long is dropped (both sides)
 
 Address = tuple[str, int]
 
@@ -178,13 +184,17 @@ class Balancer:
                 client_writer.write(answer)
                 if not answer.startswith((b"HTTP/1.1 101 ", b"HTTP/1.0 101 ")):
                     upstream_writer.write_eof()
-                    await _pipe(upstream_reader, client_writer)
+                    await _pipe(upstream_reader, client_writer, _Idle(IDLE_SECONDS))
                     return
-            to_upstream = asyncio.create_task(_pipe(client_reader, upstream_writer))
+                idle = None  # a websocket: quiet between events is normal
+            else:
+                idle = _Idle(IDLE_SECONDS)  # one clock for both directions: either one moving keeps it
+            to_upstream = asyncio.create_task(_pipe(client_reader, upstream_writer, idle))
             try:
                 # The exchange is over when the upstream is done answering (it closes after a plain
-                # request; a websocket ends when either side closes).
-                await _pipe(upstream_reader, client_writer)
+                # request; a websocket ends when either side closes), or, for a plain request, when
+                # nothing moved either way for IDLE_SECONDS (both pipes see the same clock run out).
+                await _pipe(upstream_reader, client_writer, idle)
             finally:
                 to_upstream.cancel()
         except Exception as error:  # one connection's trouble never stops the balancer
@@ -198,14 +208,53 @@ class Balancer:
         return await asyncio.start_server(self.handle, host, port, limit=HEAD_LIMIT, reuse_address=True)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy until EOF, then pass the half-close on (the other direction may still be talking)."""
+class _Idle:
+    """When a plain request last moved a byte either way; it is dropped `seconds` after that."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.last = time.monotonic()
+
+    def moved(self) -> None:
+        self.last = time.monotonic()
+
+    def left(self) -> float:
+        return self.last + self.seconds - time.monotonic()
+
+
+async def _read(reader: asyncio.StreamReader, idle: _Idle | None) -> bytes:
+    """The next chunk; TimeoutError once nothing moved either way for the idle limit (None: no limit)."""
+    if idle is None:
+        return await reader.read(65536)
+    while True:
+        try:
+            # A cancelled read loses nothing: what arrived stays in the reader's buffer.
+            data = await asyncio.wait_for(reader.read(65536), max(idle.left(), 0.01))
+        except TimeoutError:
+            if idle.left() <= 0:
+                raise
+            continue  # the other direction moved meanwhile
+        idle.moved()
+        return data
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle: _Idle | None = None) -> None:
+    """Copy until EOF, then pass the half-close on (the other direction may still be talking).
+
+    With `idle`, give up (closing `writer`) once nothing moved either way for its limit."""
     try:
-        while data := await reader.read(65536):
+        while data := await _read(reader, idle):
             writer.write(data)
-            await writer.drain()
+            if idle is None:
+                await writer.drain()
+            else:  # a peer that stops reading what it is sent holds us no longer than one that stops sending
+                await asyncio.wait_for(writer.drain(), idle.seconds)
+                idle.moved()
         if writer.can_write_eof():
             writer.write_eof()
+    except TimeoutError:
+        log.info("balancer: dropped a request idle for %.0f s", idle.seconds if idle else 0)
+        writer.close()
     except (ConnectionError, OSError):
         writer.close()
 

@@ -255,3 +255,96 @@ def test_the_app_takes_the_address_its_trusted_proxy_added_over_every_forwarded_
     got = run_async(_exchange(whoami_backend, WHOAMI + CHOSEN + b"X-Forwarded-For: 10.0.0.1, 127.0.0.9\r\n"
                                                        b"Connection: close\r\n\r\n"))
     assert got.endswith(b"\r\n\r\n127.0.0.9\n"), got
+
+
+async def _held_or_closed(port: int, data: bytes, seconds: float) -> tuple[str, bytes, float]:
+    """Send `data` and stay connected: ("closed", what came, when) or ("still open", ..., seconds)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    started = time.monotonic()
+    try:
+        got = await asyncio.wait_for(reader.read(), seconds)
+        return "closed", got, time.monotonic() - started
+    except TimeoutError:
+        return "still open", b"", seconds
+    finally:
+        writer.close()
+
+
+def test_a_body_never_sent_does_not_hold_the_balancer_or_a_backend_request(whoami_backend, monkeypatch):
+    # The client stays connected and never sends the 10 bytes it announced: the backend waits for
+    # them, so nothing moves either way. Both sides are closed after IDLE_SECONDS, not held for good.
+    monkeypatch.setattr(balancer_module, "IDLE_SECONDS", 0.5, raising=False)
+    ended = _handled_connections(monkeypatch)
+
+    async def scenario():
+        port = free_port()
+        server = await Balancer([("127.0.0.1", whoami_backend)]).serve("127.0.0.1", port)
+        try:
+            return await _held_or_closed(port, b"POST /api/length HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", 5)
+        finally:
+            server.close()
+
+    state, _, after = run_async(scenario())
+    assert state == "closed" and after < 3, f"a body never sent held the connection: {state} after {after:.1f} s"
+    assert ended, "the balancer's handler still runs"
+
+
+def test_a_slow_but_steady_body_and_a_plain_request_still_go_through(whoami_backend, monkeypatch):
+    monkeypatch.setattr(balancer_module, "IDLE_SECONDS", 1.0, raising=False)
+
+    async def scenario():
+        port = free_port()
+        server = await Balancer([("127.0.0.1", whoami_backend)]).serve("127.0.0.1", port)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /api/length HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+            for _ in range(10):  # 3 s in all, three times the idle limit, a byte every 0.3 s
+                await asyncio.sleep(0.3)
+                writer.write(b"x")
+                await writer.drain()
+            slow = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            plain = await _exchange(port, WHOAMI + b"\r\n")
+            return slow, plain
+        finally:
+            server.close()
+
+    slow, plain = run_async(scenario())
+    assert slow.startswith(b"HTTP/1.1 200") and slow.endswith(b"\r\n\r\n10\n"), slow
+    assert plain.startswith(b"HTTP/1.1 200") and plain.endswith(b"\r\n\r\n127.0.0.1\n"), plain
+
+
+def test_an_answer_that_keeps_sending_goes_through_and_one_that_stalls_is_let_go(monkeypatch):
+    monkeypatch.setattr(balancer_module, "IDLE_SECONDS", 1.0, raising=False)
+
+    async def streaming(reader, writer):  # a long answer (like the CSV export): a line every 0.3 s
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        for i in range(10):
+            await asyncio.sleep(0.3)
+            writer.write(b"row %d\n" % i)
+            await writer.drain()
+        writer.close()
+
+    async def stalling(reader, writer):  # starts answering, then goes quiet
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nrow 0\n")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    async def scenario(handler):
+        backend = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = free_port()
+        server = await Balancer([("127.0.0.1", backend.sockets[0].getsockname()[1])]).serve("127.0.0.1", port)
+        try:
+            return await _held_or_closed(port, b"GET /api/export HTTP/1.1\r\nHost: x\r\n\r\n", 6)
+        finally:
+            server.close()
+            backend.close()
+
+    state, got, _ = run_async(scenario(streaming))
+    assert state == "closed" and got.endswith(b"row 9\n"), (state, got)
+    state, got, after = run_async(scenario(stalling))
+    assert state == "closed" and after < 4, f"a stalled answer held the connection: {state} after {after:.1f} s"
