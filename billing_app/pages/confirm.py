@@ -85,16 +85,54 @@ class ConfirmState(AuthState):
                 redirect = self._signed_out(error)
             yield redirect
             return
+        if await self._show_outcome(visit, outcome):
+            yield ConfirmState.poll(visit)
+
+    async def _show_outcome(self, visit: int, outcome: tuple[str, str, str]) -> bool:
+        """Show a check's outcome (unless the page was opened again meanwhile); True: still pending, poll."""
         async with self:
             if self.visit != visit:
-                return
+                return False
             self.phase, self.plan_name, self.renewal = outcome
             if self.phase in ("checking", "processing"):
                 self.phase = "checking"
-                poll = True
-            else:
-                poll = False
-        if poll:
+                return True
+            return False
+
+    @rx.event(background=True)
+    async def switch_back(self):
+        """The "switched" panel's way on: make the org this tab shows the session's current org again
+        (membership checked, as the navbar's switch does), then check the checkout for that org.
+
+        Not `load`: it adopts the session's current org, so it would check this checkout as the org
+        switched to in the other tab (spending that org's Stripe limit) and call it not found."""
+        async with self:
+            self.visit += 1
+            visit = self.visit
+            shown = (self.org_id, self.org_name)
+            session_hash, session_id = self._session_hash, self.router.url.query_parameters.get("session_id", "")
+            self.phase, self.error = "checking", ""
+
+        def switch_and_check() -> tuple[str, str, str]:
+            with session_scope() as session:
+                accounts.switch_org_hash(session, session_hash, shown[0])
+            # `shown`: if yet another switch came in between, it is refused before any Stripe check.
+            return check_outcome(session_hash, session_id, shown)
+
+        try:
+            outcome = await asyncio.to_thread(switch_and_check)
+            await self._actor_in_background(keep_org=True)  # the navbar shows the org switched back to
+        except AppError as error:
+            redirect = None
+            async with self:
+                if error.code in (ErrorCode.UNAUTHENTICATED, ErrorCode.SESSION_EXPIRED):
+                    redirect = self._signed_out(error)
+                elif self.visit == visit:  # no longer a member, or switched again meanwhile
+                    self.phase, self.error = "switched", error.message
+            if redirect is not None:
+                yield redirect
+            return
+        if await self._show_outcome(visit, outcome):
             yield ConfirmState.poll(visit)
 
     async def _hash(self) -> str:
@@ -186,7 +224,10 @@ def confirm_page() -> rx.Component:
                                       rx.text("Your payment is still being processed. This can take a minute."),
                                       rx.button("Check again", on_click=ConfirmState.retry, id="retry"))),
                 ("switched", _panel("building-2", "gray", "You switched organization",
-                                    rx.text(ConfirmState.error), rx.button("Reload", on_click=ConfirmState.retry, id="retry"))),
+                                    rx.text(ConfirmState.error),
+                                    rx.button("Switch back to " + ConfirmState.org_name, on_click=ConfirmState.switch_back,
+                                              id="switch-back"),
+                                    link_button("Go to billing", href=routes.BILLING, variant="soft"))),
                 ("not_found", _panel("search-x", "gray", "We could not find this checkout",
                                      rx.text("The link may be wrong or belong to another organization."), _back_to_pricing())),
                 _panel("loader", "iris", "Confirming your payment…", rx.spinner(size="3"), rx.text("This takes a few seconds.", color_scheme="gray")),

@@ -1,6 +1,7 @@
 """The confirmation page's check, as its poller runs it (a plain function, outside the state lock)."""
 
 import pytest
+from sqlmodel import delete
 
 from billing_app import limits, routes
 from billing_app.auth import accounts
@@ -8,7 +9,7 @@ from billing_app.billing import gateway
 from billing_app.billing.checkout import start_checkout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
-from billing_app.models import Role
+from billing_app.models import Membership, Role
 from billing_app.pages import confirm
 from billing_app.pages.confirm import ConfirmState, check_outcome
 from billing_app.state import AuthState
@@ -90,3 +91,49 @@ def test_the_pages_poll_after_a_switch_in_another_tab_says_so_not_that_the_check
     run_async(ConfirmState._poll(tab, tab.visit))
     assert tab.phase == "switched" and tab.org_name == "Acme"
     assert tab.error == "This page shows Acme, but you switched to Globex in another tab. Reload the page to continue."
+
+
+def _switched_away(org, monkeypatch):
+    """A tab showing Acme's open checkout, after another tab of the same browser switched to Globex."""
+    globex = make_org("Globex", "admin@globex.example", "member@globex.example")
+    add_membership(globex.id, org.admin.user_id, Role.ADMIN)
+    token = session_of("admin@acme.example", org.id)
+    started = start_checkout(org.admin, period_id("starter", "MONTHLY"))
+    tab = session_tab(ConfirmState, token, f"{routes.BILLING_CONFIRM}?session_id={started.session_id}")
+    monkeypatch.setattr(confirm, "POLL_SECONDS", 0)
+    monkeypatch.setattr(confirm, "POLL_TIMES", 1)
+    run_async(run_event(ConfirmState.load.fn(tab)))
+    other_tab = session_tab(AuthState, token)
+    run_async(run_event(AuthState.switch_org.fn(other_tab, str(globex.id))))
+    run_async(ConfirmState._poll(tab, tab.visit))
+    assert tab.phase == "switched"
+    return tab, token, globex
+
+
+def test_switching_back_from_the_switched_panel_shows_the_checkout_for_the_org_it_belongs_to(org, stripe_env, monkeypatch):
+    # The panel's only way on was Reload (load), which adopted Globex, spent Globex's Stripe limit
+    # on Acme's checkout and called it "not found".
+    tab, token, _ = _switched_away(org, monkeypatch)
+    spent = []
+    real = limits.hit_stripe
+    monkeypatch.setattr(limits, "hit_stripe", lambda actor: (spent.append(actor.org_id), real(actor)))
+
+    run_async(run_event(ConfirmState.switch_back.fn(tab)))
+
+    assert spent == [org.id], "the check is Acme's, made once the session is Acme's again"
+    assert (tab.phase, tab.org_id, tab.org_name) == ("checking", org.id, "Acme")  # open: still pending
+    with session_scope() as s:
+        assert accounts.actor_for_session(s, token).org_id == org.id  # the browser session is back on Acme
+
+
+def test_switching_back_to_an_org_one_has_left_is_refused_and_checks_nothing(org, stripe_env, monkeypatch):
+    tab, token, globex = _switched_away(org, monkeypatch)
+    with session_scope() as s:
+        s.exec(delete(Membership).where(Membership.org_id == org.id, Membership.user_id == org.admin.user_id))
+    monkeypatch.setattr(limits, "hit_stripe", lambda actor: pytest.fail("a Stripe check without a switch"))
+
+    run_async(run_event(ConfirmState.switch_back.fn(tab)))
+
+    assert tab.phase == "switched" and tab.error == "You are not a member of that organization."
+    with session_scope() as s:
+        assert accounts.actor_for_session(s, token).org_id == globex.id
