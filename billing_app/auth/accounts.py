@@ -18,7 +18,7 @@ from sqlmodel import Session, delete, select
 from billing_app.auth import throttle
 from billing_app.auth.passwords import check_strength, hash_password, verify_password
 from billing_app.auth.tokens import new_token, token_hash
-from billing_app.db import insert_if_absent
+from billing_app.db import insert_if_absent, session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import AuthSession, KnownDevice, Membership, Organization, PasswordReset, Role, User, utcnow
 from billing_app.settings import get_settings
@@ -497,3 +497,10 @@ def actor_now(session: Session, actor: Actor, role: Role) -> Actor:
     if now is None or not Role(now).at_least(role):
         raise AppError(ErrorCode.FORBIDDEN, ROLE_CHANGED)
     return replace(actor, role=Role(now))
+
+
+def admin_now(actor: Actor) -> Actor:
+    """`actor_now(..., Role.ADMIN)` in a short transaction of its own, for a billing service that acts
+    for an admin: called where the action begins, after the claim it waits for (seat, purchase)."""
+    with session_scope() as session:
+        return actor_now(session, actor, Role.ADMIN)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from billing_app.auth.accounts import Actor
+from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.sync import resync_after_change
@@ -46,7 +46,8 @@ LIMITS = {"email": 254, "name": 255, "line1": 200, "line2": 200, "city": 200, "s
 
 
 def _customer(actor: Actor) -> str:
-    org_id = actor.require_role(Role.ADMIN)
+    actor.require_role(Role.ADMIN)
+    org_id = admin_now(actor).require_role(Role.ADMIN)  # as it is now, after any wait
     customer_id = customer_id_for(org_id)
     if customer_id is None:
         raise AppError(ErrorCode.NO_BILLING_ACCOUNT, "Your organization has no billing account yet: subscribe to a plan first.")

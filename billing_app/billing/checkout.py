@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from billing_app import routes
-from billing_app.auth.accounts import Actor
+from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, payments, reservations
 from billing_app.billing.catalog import price_matches_period
 from billing_app.billing.customers import ensure_customer
@@ -102,6 +102,7 @@ def start_checkout(actor: Actor, period_id: int, seats: int | None = None) -> Ch
         raise AppError(ErrorCode.STRIPE_PRICE_MISMATCH, "This price is out of date. Please reload the pricing page.")
 
     with reservations.purchase_claim(org_id) as reservation:
+        admin_now(actor)  # the role as it is now: the request may have waited for the claim
         try:
             customer_id = ensure_customer(org_id, actor.email)
             reused = _close_open_checkouts(client, reservation, customer_id, period.id, quantity)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import select
 
 from billing_app import routes
-from billing_app.auth.accounts import Actor
+from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, retention
 from billing_app.billing.catalog import load_catalog
 from billing_app.billing.customers import customer_id_for
@@ -103,9 +103,10 @@ def _configuration_id(legacy: bool) -> str:
 
 
 def portal_url(actor: Actor, flow: str | None = None) -> str:
-    org_id = actor.require_role(Role.ADMIN)
+    actor.require_role(Role.ADMIN)
     if flow is not None and flow not in FLOWS:
         raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown portal flow {flow!r}.")
+    org_id = admin_now(actor).require_role(Role.ADMIN)  # as it is now, after any wait
     customer_id = customer_id_for(org_id)
     if customer_id is None:
         raise AppError(ErrorCode.NO_BILLING_ACCOUNT, "No active subscription found. Please subscribe to a plan first.")

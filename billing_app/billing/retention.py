@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 from sqlmodel import Session
 
-from billing_app.auth.accounts import Actor
+from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, subscriptions
 from billing_app.billing.catalog import load_catalog
 from billing_app.billing.coupons import CouponSpec
@@ -127,7 +127,8 @@ def note_offered(org_id: int, coupon_id: str) -> None:
 
 def accept(actor: Actor) -> CouponSpec:
     """Apply the retention coupon to the subscription; nothing is canceled."""
-    org_id = actor.require_role(Role.ADMIN)
+    actor.require_role(Role.ADMIN)
+    org_id = admin_now(actor).require_role(Role.ADMIN)  # as it is now, after any wait
     coupon = retention_coupon()
     if coupon is None:
         raise AppError(ErrorCode.RETENTION_OFFER_UNAVAILABLE, "There is no offer to accept.")

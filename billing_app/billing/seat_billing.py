@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sqlmodel import select
 
-from billing_app.auth.accounts import Actor
+from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, subscriptions
 from billing_app.billing.entitlements import count_members, current_subscription
 from billing_app.billing.seats import required_quantity, seat_claim, seats_of
@@ -370,6 +370,7 @@ def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
     before, applied = per_seat.sub.quantity, False
     if not preview:
         with seat_claim(org_id):
+            admin_now(actor)  # the role as it is now: the request may have waited for the claim
             members = refuse_below_members()
             change = set_quantity(per_seat, lambda _current: seats)
         resync_after_change(change.customer_id)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import structlog
 from sqlmodel import select
 
-from billing_app.auth.accounts import Actor
+from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway
 from billing_app.billing.entitlements import count_members, current_subscription
 from billing_app.billing.seats import refuse_plan_too_small, required_quantity, seat_claim
@@ -191,7 +191,8 @@ def _acting_on(sub: OrgSubscription, failed: AppError) -> Iterator[tuple[object,
 @contextlib.contextmanager
 def _admin_acting_on(actor: Actor, failed: AppError) -> Iterator[tuple[OrgSubscription, object, _Fresh]]:
     """An admin's action on the org's manageable subscription: `_acting_on` it, yielding it too."""
-    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
+    actor.require_role(Role.ADMIN)
+    sub = _manageable_subscription(admin_now(actor).require_role(Role.ADMIN))  # as it is now, after any wait
     with _acting_on(sub, failed) as (client, fresh):
         yield sub, client, fresh
 
@@ -203,7 +204,8 @@ CANCELLATION_FEEDBACK = ("too_expensive", "missing_features", "switched_service"
 
 def cancel(actor: Actor, *, at_period_end: bool = True, reason: str | None = None, feedback: str | None = None) -> None:
     """`reason` is the admin's own words (Stripe's cancellation comment); `feedback` one of Stripe's reasons."""
-    sub = _manageable_subscription(actor.require_role(Role.ADMIN))
+    actor.require_role(Role.ADMIN)
+    sub = _manageable_subscription(admin_now(actor).require_role(Role.ADMIN))  # as it is now, after any wait
     if feedback is not None and feedback not in CANCELLATION_FEEDBACK:
         raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown cancellation reason {feedback!r}.")
     failed = AppError(ErrorCode.STRIPE_CANCELLATION_FAILED, "We could not cancel the subscription. Please try again.")
@@ -270,7 +272,7 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
     if preview:
         return _change_plan(actor, org_id, period_id, preview=True)
     with seat_claim(org_id):
-        return _change_plan(actor, org_id, period_id, preview=False)
+        return _change_plan(admin_now(actor), org_id, period_id, preview=False)  # as it is now, after the wait
 
 
 def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) -> PlanChange:

@@ -1,6 +1,7 @@
-"""A request resolves its actor, then may wait for the org's seat claim (up to 30 s, while another
-member change calls Stripe under it). A demotion or removal committed in that window binds it: each
-change to members or invitations decides on the actor's role as the database has it when it acts."""
+"""A request resolves its actor, then may wait for the org's turn or one of its claims (seat,
+purchase: up to 30 s each, while another change calls Stripe under it). A demotion or removal
+committed in that window binds it: each change to members or invitations, and each billing action
+taken for an admin, decides on the actor's role as the database has it when it acts."""
 
 from __future__ import annotations
 
@@ -11,12 +12,18 @@ import pytest
 from sqlmodel import select
 
 from billing_app.auth import accounts, invitations, members
+from billing_app.billing import billing_details, retention, seat_billing, subscriptions
+from billing_app.billing.checkout import start_checkout
+from billing_app.billing.customers import customer_id_for
+from billing_app.billing.portal import portal_url
+from billing_app.billing.reservations import purchase_claim
+from billing_app.billing.seats import seat_claim
 from billing_app.db import session_scope
-from billing_app.errors import ErrorCode
+from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Invitation, Membership, Role
 from tests.api.helpers import set_role
-from tests.billing.helpers import PASSWORD, expect, make_org
-from tests.teams.helpers import join
+from tests.billing.helpers import PASSWORD, expect, make_org, period_id
+from tests.teams.helpers import buy_team, join, quantity_at_stripe, stripe_subscription
 
 pytestmark = pytest.mark.usefixtures("roomy_free_tier")
 
@@ -120,3 +127,94 @@ def test_a_removal_sent_by_an_admin_being_removed_waits_for_the_claim_and_is_ref
     assert outcomes == {"bob removed": "done", "bob's removal": ErrorCode.FORBIDDEN}
     assert _role(org.id, bob.user_id) is None
     assert _role(org.id, org.member.user_id) == "member"
+
+
+# --- billing actions taken for an admin ------------------------------------------------------------------
+
+
+def _price(org, sandbox) -> str:
+    return stripe_subscription(org, sandbox)["items"]["data"][0]["price"]["id"]
+
+
+def _outcome_after_claim(claim, demote, fn, *args, **kwargs):
+    """Run fn in a thread while `claim` is held, commit `demote` while fn waits for it; fn's outcome."""
+    outcome = {}
+
+    def request():
+        try:
+            fn(*args, **kwargs)
+            outcome["done"] = True
+        except AppError as error:
+            outcome["refused"] = error.code
+
+    with claim:
+        thread = threading.Thread(target=request)
+        thread.start()
+        time.sleep(0.5)  # the request waits for the claim
+        demote()
+    thread.join(40)
+    assert not thread.is_alive()
+    return outcome
+
+
+def test_a_seat_purchase_that_waited_for_the_seat_claim_while_its_admin_was_demoted_is_refused(db, stripe_env):
+    org, bob = _acme_with_bob()
+    buy_team(org, stripe_env)
+    before = quantity_at_stripe(org, stripe_env)
+    outcome = _outcome_after_claim(seat_claim(org.id), lambda: set_role(org.id, bob.user_id, Role.MEMBER),
+                                   seat_billing.change_seats, bob, before + 5, preview=False)
+    assert outcome == {"refused": ErrorCode.FORBIDDEN}
+    assert quantity_at_stripe(org, stripe_env) == before
+
+
+def test_a_checkout_that_waited_for_the_purchase_claim_while_its_admin_was_demoted_is_refused(db, stripe_env):
+    org, bob = _acme_with_bob()
+    outcome = _outcome_after_claim(purchase_claim(org.id), lambda: set_role(org.id, bob.user_id, Role.MEMBER),
+                                   start_checkout, bob, period_id("team", "MONTHLY"))
+    assert outcome == {"refused": ErrorCode.FORBIDDEN}
+    assert customer_id_for(org.id) is None  # nothing made at Stripe for Acme
+
+
+def test_a_removed_admins_plan_change_is_refused(db, stripe_env):
+    org, bob = _acme_with_bob()
+    buy_team(org, stripe_env)
+    before = _price(org, stripe_env)
+    members.remove_member(org.admin, bob.user_id)  # committed while Bob's request waited
+    expect(ErrorCode.FORBIDDEN, subscriptions.change_plan, bob, period_id("team", "YEARLY"), preview=False)
+    assert _price(org, stripe_env) == before
+
+
+def test_a_demoted_admins_cancellation_is_refused(db, stripe_env):
+    org, bob = _acme_with_bob()
+    buy_team(org, stripe_env)
+    members.change_role(org.admin, user_id=bob.user_id, role=Role.MEMBER)
+    expect(ErrorCode.FORBIDDEN, retention.cancel, bob, at_period_end=True)
+    expect(ErrorCode.FORBIDDEN, subscriptions.cancel, bob, at_period_end=False)
+    sub = stripe_subscription(org, stripe_env)
+    assert sub["status"] == "active" and not sub["cancel_at_period_end"]
+
+
+def test_a_demoted_admin_gets_no_portal_session(db, stripe_env):
+    org, bob = _acme_with_bob()
+    buy_team(org, stripe_env)
+    members.change_role(org.admin, user_id=bob.user_id, role=Role.MEMBER)
+    expect(ErrorCode.FORBIDDEN, portal_url, bob)
+    expect(ErrorCode.FORBIDDEN, portal_url, bob, "subscription_cancel")
+
+
+@pytest.mark.parametrize("action", [
+    lambda bob: retention.pause(bob, 1),
+    retention.resume,
+    retention.accept,
+    subscriptions.reactivate,
+    subscriptions.cancel_scheduled_change,
+    lambda bob: billing_details.add_tax_id(bob, "eu_vat", "DE123456789"),
+], ids=["pause", "resume", "accept_offer", "reactivate", "keep_plan", "add_tax_id"])
+def test_a_removed_admins_other_billing_actions_are_refused(db, stripe_env, action):
+    org, bob = _acme_with_bob()
+    buy_team(org, stripe_env)
+    members.remove_member(org.admin, bob.user_id)
+    expect(ErrorCode.FORBIDDEN, action, bob)
+    sub = stripe_subscription(org, stripe_env).to_dict()
+    assert sub["status"] == "active" and not sub.get("pause_collection") and not sub.get("discounts")
+    assert not stripe_env.client.v1.customers.tax_ids.list(customer_id_for(org.id)).data
