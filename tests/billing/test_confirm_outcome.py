@@ -72,9 +72,8 @@ def test_a_delayed_payment_that_bounced_is_failed(org, stripe_env):
     assert check_outcome(token, started.session_id) == ("failed", "", "")
 
 
-def test_the_pages_poll_after_a_switch_in_another_tab_says_so_not_that_the_checkout_is_gone(org, stripe_env, monkeypatch):
-    # The poll checked with the session's current org: a tab showing Acme's open checkout said it
-    # did not exist once another tab switched to Globex (and spent Globex's Stripe limit on it).
+def _switch_in_another_tab(org, monkeypatch):
+    """A tab showing Acme's open checkout; then another tab of the same browser switches to Globex."""
     globex = make_org("Globex", "admin@globex.example", "member@globex.example")
     add_membership(globex.id, org.admin.user_id, Role.ADMIN)
     token = session_of("admin@acme.example", org.id)
@@ -86,6 +85,13 @@ def test_the_pages_poll_after_a_switch_in_another_tab_says_so_not_that_the_check
     assert (tab.phase, tab.org_name) == ("checking", "Acme")  # open: still pending
     other_tab = session_tab(AuthState, token)
     run_async(run_event(AuthState.switch_org.fn(other_tab, str(globex.id))))
+    return tab, token, globex
+
+
+def test_the_pages_poll_after_a_switch_in_another_tab_says_so_not_that_the_checkout_is_gone(org, stripe_env, monkeypatch):
+    # The poll checked with the session's current org: a tab showing Acme's open checkout said it
+    # did not exist once another tab switched to Globex (and spent Globex's Stripe limit on it).
+    tab, _, _ = _switch_in_another_tab(org, monkeypatch)
     monkeypatch.setattr(limits, "hit_stripe", lambda actor: pytest.fail("a Stripe check for the org the tab does not show"))
 
     run_async(ConfirmState._poll(tab, tab.visit))
@@ -94,17 +100,8 @@ def test_the_pages_poll_after_a_switch_in_another_tab_says_so_not_that_the_check
 
 
 def _switched_away(org, monkeypatch):
-    """A tab showing Acme's open checkout, after another tab of the same browser switched to Globex."""
-    globex = make_org("Globex", "admin@globex.example", "member@globex.example")
-    add_membership(globex.id, org.admin.user_id, Role.ADMIN)
-    token = session_of("admin@acme.example", org.id)
-    started = start_checkout(org.admin, period_id("starter", "MONTHLY"))
-    tab = session_tab(ConfirmState, token, f"{routes.BILLING_CONFIRM}?session_id={started.session_id}")
-    monkeypatch.setattr(confirm, "POLL_SECONDS", 0)
-    monkeypatch.setattr(confirm, "POLL_TIMES", 1)
-    run_async(run_event(ConfirmState.load.fn(tab)))
-    other_tab = session_tab(AuthState, token)
-    run_async(run_event(AuthState.switch_org.fn(other_tab, str(globex.id))))
+    """The tab of `_switch_in_another_tab` once its poll has said so."""
+    tab, token, globex = _switch_in_another_tab(org, monkeypatch)
     run_async(ConfirmState._poll(tab, tab.visit))
     assert tab.phase == "switched"
     return tab, token, globex
