@@ -54,7 +54,13 @@ def insert_rows(connection, rows: list[dict]) -> None:
 
 
 def org_recipients(session: Session, org_id: int, kind: Kind, billing_email: str | None = None) -> list[str]:
-    """The billing email and the org's admins, without admins who opted out of this (optional) kind."""
+    """The billing email and the org's admins, without admins who opted out of this (optional) kind.
+
+    The billing email is the Stripe customer's, usually the admin who bought: when it is a
+    registered user's address it is that user, sent to only while they are an admin of this org
+    and have not opted out (a removed or demoted buyer hears nothing more); an address that is
+    nobody's account here (accounting@, set in the portal) is always sent to. No address twice.
+    """
     admin_roles = [Role.ADMIN.value, Role.SUPER_ADMIN.value]
     query = (
         select(User.id, User.email)
@@ -68,9 +74,15 @@ def org_recipients(session: Session, org_id: int, kind: Kind, billing_email: str
         opted_out = set(session.exec(
             select(NotificationOptOut.user_id).where(NotificationOptOut.org_id == org_id, NotificationOptOut.kind == kind.preference.value)
         ).all())
-    emails = [billing_email] if billing_email else []
-    emails += [email for user_id, email in admins if user_id not in opted_out]
-    return emails
+    receiving = {user_id for user_id, _ in admins if user_id not in opted_out}
+    emails: list[str] = []
+    billing = (billing_email or "").strip().lower()
+    if billing:
+        owner = session.exec(select(User.id).where(User.email == billing)).first()  # users' emails are lower-cased
+        if owner is None or owner in receiving:
+            emails.append(billing)
+    emails += [email for user_id, email in admins if user_id in receiving]
+    return list(dict.fromkeys(e.strip().lower() for e in emails))
 
 
 def preferences(session: Session, user_id: int, org_id: int) -> dict[str, bool]:
