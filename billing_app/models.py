@@ -611,7 +611,7 @@ class ReconcileStage(SQLModel, table=True):
 class Notification(SQLModel, table=True):
     """The outbox: one email, written in the same transaction as the change that causes it.
 
-    `key` is unique per (kind, cause), e.g. `receipt:in_123`, so a webhook delivered five times
+    `key` is unique per (kind, cause, recipient), e.g. `receipt:in_123:<address digest>`, so a webhook delivered five times
     (or a sync run twice) writes one row and sends one email. The mail worker sends pending rows
     (`state` pending -> sent | failed; `kept` when no SMTP_URL is set: shown at /dev/mail only).
     """
@@ -622,7 +622,8 @@ class Notification(SQLModel, table=True):
     key: str = Field(max_length=255, unique=True)
     kind: str = Field(max_length=40, index=True)
     org_id: int | None = Field(default=None, foreign_key="organization.id", index=True, ondelete="CASCADE")
-    # JSON list of addresses; one message goes to all of them.
+    # JSON list of addresses; one message goes to all of them. Rows are written with one address
+    # (one row per recipient, the key ends with its digest); older rows may hold several.
     recipients: str
     subject: str = Field(max_length=255)
     # Emptied once sent (they may hold a reset link or an invitation token); kept rows keep them.

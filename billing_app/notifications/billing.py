@@ -222,9 +222,7 @@ def for_events(session: Session, org_id: int, snap, events: list[tuple[str, str,
 
     def add(kind: Kind, key: str, **values):
         to = outbox.org_recipients(session, org_id, kind, ctx.billing_email)
-        row = outbox.values(kind, key, to, ctx.base(**values), org_id=org_id)
-        if row is not None:
-            rows.append(row)
+        rows.extend(outbox.rows(kind, key, to, ctx.base(**values), org_id=org_id))
 
     for _event_id, event_type, object_id in events:
         if event_type == TRIAL_WILL_END:

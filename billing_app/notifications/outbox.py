@@ -1,13 +1,14 @@
 """Writing the outbox: a rendered message, keyed per (kind, cause), in the caller's transaction.
 
 `enqueue` takes the caller's session so the notification commits (or rolls back) with the change
-that causes it; INSERT ... ON CONFLICT DO NOTHING on `key` makes repeats (a webhook delivered five
-times, a second sync) a no-op. `org_recipients` is who hears about an org's billing: the billing
+that causes it; one row per recipient, keyed per (kind, cause, recipient), and INSERT ... ON
+CONFLICT DO NOTHING on `key` makes repeats (a webhook delivered five times, a second sync) a no-op. `org_recipients` is who hears about an org's billing: the billing
 email (the Stripe customer's) and the admins, minus admins who turned an optional kind off.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -19,28 +20,43 @@ from billing_app.notifications import mailer
 from billing_app.notifications.kinds import Kind, OPTIONAL
 
 KEY_MAX = 255
+DIGEST_CHARS = 16
 
 
-def values(kind: Kind, key: str, to: list[str], context: dict, *, org_id: int | None = None) -> dict | None:
-    """The row for one rendered message (None when nobody is to receive it)."""
+def recipient_key(kind: Kind, key: str, address: str) -> str:
+    """The row's key for one recipient: (kind, cause) and a digest of the address, so repeats of a
+    cause still write nothing new, per recipient (the digest keeps its place whatever the cause's length)."""
+    digest = hashlib.sha256(address.encode()).hexdigest()[:DIGEST_CHARS]
+    return f"{f'{kind.value}:{key}'[:KEY_MAX - DIGEST_CHARS - 1]}:{digest}"
+
+
+def rows(kind: Kind, key: str, to: list[str], context: dict, *, org_id: int | None = None) -> list[dict]:
+    """The rows for one rendered message: one per recipient (empty when nobody is to receive it).
+
+    Each recipient gets a message of their own, sent, retried and failed on its own: one refused
+    address never resends to the others, no provider's recipient cap applies, and nobody sees who
+    else received it.
+    """
     to = list(dict.fromkeys(a.strip().lower() for a in to if a and a.strip()))
     if not to:
-        return None
+        return []
     rendered = mailer.render(kind, context)
-    return dict(
-        key=f"{kind.value}:{key}"[:KEY_MAX], kind=kind.value, org_id=org_id, recipients=json.dumps(to),
-        subject=rendered.subject[:255], text_body=rendered.text, html_body=rendered.html,
-        created_at=utcnow(), state="pending", attempts=0, next_attempt_at=None,
-    )
+    now = utcnow()
+    return [
+        {
+            "key": recipient_key(kind, key, address), "kind": kind.value, "org_id": org_id,
+            "recipients": json.dumps([address]), "subject": rendered.subject[:255], "text_body": rendered.text,
+            "html_body": rendered.html, "created_at": now, "state": "pending", "attempts": 0, "next_attempt_at": None,
+        }
+        for address in to
+    ]
 
 
 def enqueue(session: Session, kind: Kind, key: str, to: list[str], context: dict, *, org_id: int | None = None) -> bool:
-    """Add one message to the outbox unless `key` is already there. False when nobody is to receive it."""
-    row = values(kind, key, to, context, org_id=org_id)
-    if row is None:
-        return False
-    insert_rows(session, [row])
-    return True
+    """Add one message per recipient to the outbox unless its key is already there. False when nobody is to receive it."""
+    new = rows(kind, key, to, context, org_id=org_id)
+    insert_rows(session, new)
+    return bool(new)
 
 
 def insert_rows(connection, rows: list[dict]) -> None:

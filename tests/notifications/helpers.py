@@ -114,6 +114,32 @@ class SmtpServer:
         return [r for r in self.received if r.kind == kind]
 
 
+@dataclass
+class RefusingServer(SmtpServer):
+    """Accepts every recipient but `bad` (a typo in the billing email, a full mailbox): 550 for it."""
+
+    bad: str = "bounce@example.com"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address == self.bad:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@dataclass
+class CappedServer(SmtpServer):
+    """Like most providers: at most `cap` recipients per message, 452 for the rest."""
+
+    cap: int = 100
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if len(envelope.rcpt_tos) >= self.cap:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
 def signed(event: dict, secret: str) -> tuple[str, dict]:
     """The body and headers Stripe would send for this event."""
     body = json.dumps(event)

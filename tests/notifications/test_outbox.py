@@ -217,19 +217,19 @@ def test_a_row_that_cannot_become_a_message_fails_alone_and_later_mail_still_goe
     """A row whose recipient holds a line break (stored before addresses were checked) cannot be
     built into a message: it is retried, then failed, like a refused send; the rows after it go."""
     with session_scope() as s:
-        poison = outbox.values(Kind.PASSWORD_RESET, "poison", ["victim@example.com"], {"url": "http://x/r", "email": "v"})
+        [poison] = outbox.rows(Kind.PASSWORD_RESET, "poison", ["victim@example.com"], {"url": "http://x/r", "email": "v"})
         poison["recipients"] = json.dumps(["victim@example.com\r\nBcc: everyone@example.com"])
         outbox.insert_rows(s, [poison])
     _queue_reset()
     now = [utcnow()]
     worker = MailWorker(smtp_url=smtp.url, max_attempts=2, clock=lambda: now[0])
     report = worker.run_once()
-    assert len(report.sent) == 1 and report.retrying == ["password_reset:poison"]
+    assert len(report.sent) == 1 and report.retrying == [poison["key"]]
     assert [r.to for r in smtp.received] == [["someone@example.com"]]
     now[0] += timedelta(hours=2)
-    assert worker.run_once().failed == ["password_reset:poison"]
+    assert worker.run_once().failed == [poison["key"]]
     with session_scope() as s:
-        row = s.exec(select(Notification).where(Notification.key == "password_reset:poison")).one()
+        row = s.exec(select(Notification).where(Notification.key == poison["key"])).one()
     assert row.state == "failed" and "linefeed" in row.last_error
     assert len(smtp.received) == 1
 
