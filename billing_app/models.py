@@ -626,7 +626,7 @@ class Notification(SQLModel, table=True):
     # (one row per recipient, the key ends with its digest); older rows may hold several.
     recipients: str
     subject: str = Field(max_length=255)
-    # Emptied once sent (they may hold a reset link or an invitation token); kept rows keep them.
+    # Emptied once sent or failed (they may hold a reset link or an invitation token); kept rows keep them.
     text_body: str
     html_body: str
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False, index=True))

@@ -6,7 +6,8 @@ conditional UPDATE, so two processes never send the same row), renews a row's le
 sending it (a long pass must not send a row whose lease lapsed and another process took), sends
 each outside any transaction, then records the outcome if the row is still its own: `sent` (the body cleared: it may hold a reset link or an
 invitation token), or another attempt after a backoff (30 s doubling,
-capped at 1 h), or `failed` after MAX_ATTEMPTS with the last error kept on the row.
+capped at 1 h), or `failed` after MAX_ATTEMPTS with the last error kept on the row and the body
+cleared too (an invitation link stays valid for days; a failed row must not hold it).
 
 Without SMTP_URL nothing leaves the machine: pending rows become `kept`, body and all (shown at
 /dev/mail).
@@ -41,7 +42,7 @@ BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 3600.0
 POLL_SECONDS = 2.0
 ERROR_MAX_CHARS = 2000
-# What a sent row keeps: kind, recipients, subject, timestamps and state, no body.
+# What a sent or failed row keeps: kind, recipients, subject, timestamps, state (and error), no body.
 CLEARED_BODY = {"text_body": "", "html_body": ""}
 
 Sender = Callable[[str, object], None]
@@ -135,7 +136,8 @@ class MailWorker(PassWorker):
             except Exception as error:  # any failure is retried; the text is kept for whoever looks
                 text = f"{type(error).__name__}: {error}"[:ERROR_MAX_CHARS]
                 if row.attempts >= self.max_attempts:
-                    self._finish(row.id, held, state=FAILED, last_error=text)
+                    # Given up: nobody will read this body, and it may hold a live invitation link.
+                    self._finish(row.id, held, state=FAILED, last_error=text, **CLEARED_BODY)
                     report.failed.append(row.key)
                     log.error("mail.failed", key=row.key, attempts=row.attempts, error=text)
                 else:

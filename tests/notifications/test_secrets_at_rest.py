@@ -42,6 +42,22 @@ def test_a_message_waiting_for_a_retry_keeps_its_body(mail_settings):
     assert row.state == "pending" and RESET_URL in row.text_body
 
 
+def test_an_undeliverable_invitation_does_not_keep_its_working_link(roomy_free_tier, org, mail_settings):
+    """The invitation stays valid 7 days and its table stores only the token's hash: once the outbox
+    gives up on the email, the row keeps its subject and error, not the link."""
+    from billing_app.auth import invitations
+    from billing_app.models import Role
+
+    invited = invitations.invite(org.admin, email="new-admin@elsewhere.example", role=Role.ADMIN)
+    token = invited.url.rsplit("/", 1)[1]
+    MailWorker(smtp_url=f"smtp://127.0.0.1:{free_port()}", max_attempts=1).run_once()  # nobody listens
+    [row] = [r for r in _rows() if r.kind == "invitation" and r.to == ["new-admin@elsewhere.example"]]
+    assert row.state == "failed" and row.subject and row.last_error
+    assert row.text_body == "" and row.html_body == ""
+    with session_scope() as s:
+        assert all(token not in " ".join(map(str, r)) for r in s.execute(select(Notification.__table__)).all())
+
+
 def test_kept_messages_keep_their_body_for_dev_mail(mail_settings):
     hooks.send_password_reset("someone@example.com", RESET_URL)
     MailWorker(smtp_url=None).run_once()
