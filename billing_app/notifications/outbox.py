@@ -2,8 +2,9 @@
 
 `enqueue` takes the caller's session so the notification commits (or rolls back) with the change
 that causes it; one row per recipient, keyed per (kind, cause, recipient), and INSERT ... ON
-CONFLICT DO NOTHING on `key` makes repeats (a webhook delivered five times, a second sync) a no-op. `org_recipients` is who hears about an org's billing: the billing
-email (the Stripe customer's) and the admins, minus admins who turned an optional kind off.
+CONFLICT DO NOTHING on `key` makes repeats (a webhook delivered five times, a second sync) a
+no-op. `org_recipients` is who hears about an org's billing: the billing email (the Stripe
+customer's) and the admins, minus admins who turned an optional kind off.
 """
 
 from __future__ import annotations
