@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -189,3 +190,63 @@ def test_a_turn_that_stays_taken_gives_its_busy_answer_and_turns_are_forgotten(m
     assert checkout.code == ErrorCode.CHECKOUT_IN_PROGRESS and "try again" in checkout.message
     assert other.code == ErrorCode.RATE_LIMITED and other.retry_after == 5
     assert left == {}  # no lock kept for an org once nobody holds or awaits its turn
+
+
+def test_a_role_change_waits_for_the_seat_claim_in_a_turn_with_its_tab_free(db, monkeypatch):
+    # It waits for the claim like a removal (up to 30 s): before, it held the tab's state all along
+    # (a live refresh or any other event of that tab waited behind it) in a thread outside the org's turns.
+    from billing_app.pages.members import MembersState
+
+    org = make_org("Acme", "admin@acme.example", "member@acme.example")
+    tab = signed_in_page(MembersState, "admin@acme.example")
+    state_held, took_turn, in_turn = [0], [], turns.in_turn
+
+    async def enter(self):
+        state_held[0] += 1
+        return self
+
+    async def leave(self, *exc):
+        state_held[0] -= 1
+
+    def counting_turn(org_id, fn, *args):
+        took_turn.append(org_id)
+        return in_turn(org_id, fn, *args)
+
+    monkeypatch.setattr(MembersState, "__aenter__", enter)
+    monkeypatch.setattr(MembersState, "__aexit__", leave)
+    monkeypatch.setattr(turns, "in_turn", counting_turn)
+    held, release = threading.Event(), threading.Event()
+
+    def other_process():
+        with seat_claim(org.id):
+            held.set()
+            release.wait(10)
+
+    threading.Thread(target=other_process, daemon=True).start()
+    assert held.wait(10)
+
+    async def scenario():
+        change = asyncio.create_task(run_event(MembersState.change_role.fn(tab, str(org.member.user_id), "admin")))
+        await asyncio.sleep(1)
+        waiting_with_state_held = state_held[0]
+        release.set()
+        await change
+        return waiting_with_state_held
+
+    assert run_async(scenario()) == 0
+    assert took_turn == [org.id]
+    assert (tab.error, tab.message) == ("", "member@acme.example is now admin.")
+    assert {m.email: m.role for m in tab.members}["member@acme.example"] == "admin"
+
+
+@pytest.mark.parametrize(("role", "refusal"), [("member", "at least one admin"), ("owner", "Unknown member or role.")])
+def test_a_refused_role_change_says_why_and_puts_the_role_shown_back(db, role, refusal):
+    from billing_app.pages.members import MembersState
+
+    org = make_org("Acme", "admin@acme.example", "member@acme.example")
+    tab = signed_in_page(MembersState, "admin@acme.example")
+    run_async(MembersState.load.fn(tab))
+    tab.members = [replace(m, role=role) for m in tab.members]  # what the select showed once picked
+    run_async(run_event(MembersState.change_role.fn(tab, str(org.admin.user_id), role)))
+    assert refusal in tab.error and tab.busy == ""
+    assert {m.email: m.role for m in tab.members} == {"admin@acme.example": "admin", "member@acme.example": "member"}

@@ -23,7 +23,7 @@ from billing_app.billing.team_views import seat_warning, seats_cap, seats_summar
 from billing_app.components.layout import data_table, error_callout, info_callout, page_frame, shown_once
 from billing_app.components.seats import seats_card
 from billing_app.db import session_scope
-from billing_app.errors import AppError
+from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
 from billing_app.models import Role
 from billing_app.state import AuthState, form_text, id_from_page, in_a_thread
@@ -214,23 +214,30 @@ class MembersState(AuthState):
         if ok:
             yield rx.redirect(routes.HOME)
 
-    @in_a_thread
-    def change_role(self, user_id: str, role: str):
-        self.error = self.message = ""
-        try:
-            actor = self._actor(keep_org=True)
-            row = members.change_role(actor, user_id=id_from_page(user_id, UNKNOWN_MEMBER_OR_ROLE), role=Role(role))
-            self._reload(actor)
-            self.message = f"{row.email} is now {row.role.value.replace('_', ' ')}."
-        except ValueError:  # not one of the roles
-            self.error = UNKNOWN_MEMBER_OR_ROLE
-        except AppError as error:
-            self.error = error.message
-            try:
-                self._reload(self._actor(keep_org=True))  # put the select back to the real role
-            except AppError:
-                pass
+    @rx.event(background=True)
+    async def change_role(self, user_id: str, role: str):
+        """A background event: the change waits for the org's seat claim (a removal or a paid seat
+        change may hold it), which must not hold this tab's state lock meanwhile."""
+        row, ok = await self._run(f"role:{user_id}", lambda actor: members.change_role(
+            actor, user_id=id_from_page(user_id, UNKNOWN_MEMBER_OR_ROLE), role=_role_from_page(role)), stripe=False)
+        if ok:
+            async with self:
+                self.message = f"{row.email} is now {row.role.value.replace('_', ' ')}."
+            return
+        try:  # put the select back to the real role
+            actor = await self._actor_in_background(keep_org=True)
+            data = await asyncio.to_thread(_read, actor)
+        except AppError:
+            return
+        async with self:
+            self._show_team(data)
 
+
+def _role_from_page(role) -> Role:
+    try:
+        return Role(role)
+    except ValueError:  # not one of the roles
+        raise AppError(ErrorCode.VALIDATION_ERROR, UNKNOWN_MEMBER_OR_ROLE) from None
 
 def _role_cell(member) -> rx.Component:
     return rx.cond(
