@@ -3,8 +3,9 @@
 
 A new invitation's link goes to the browser once, into a client-side variable (`INVITE_URL`, never
 a state: Reflex persists states), for the admin to copy; only the token's hash is stored. Inviting,
-removing and leaving may change the Stripe quantity of a per-seat plan, so they run as background
-events, with the state lock held only to read inputs and show results.
+removing and leaving may change the Stripe quantity of a per-seat plan, and a role change waits for
+the seat claim like them, so they run as background events, with the state lock held only to read
+inputs and show results.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class MembersState(AuthState):
     cost_preview: str = ""
     error: str = ""
     message: str = ""
-    busy: str = ""  # invite | remove:<id> | leave | revoke:<id>
+    busy: str = ""  # invite | remove:<id> | leave | revoke:<id> | role:<id>
 
     def _show_team(self, data: TeamData) -> None:
         self.members, self.invitations = data.members, data.invitations
