@@ -93,7 +93,7 @@ def test_at_the_cap_inviting_and_accepting_are_refused_with_the_message(page, br
         other.fill("#name", "First")
         other.fill("#password", PASSWORD)
         other.click("#register-submit")
-        other.wait_for_url(re.compile(r"/invite/inv_"))
+        other.wait_for_url(re.compile(r"/invite/inv_"), wait_until="commit")  # the click below waits for the page
         other.locator("#accept-invitation").click()
         expect(other.get_by_role("alert")).to_contain_text("This organization's Free plan allows 2 seats, and all are taken.")
         expect(other.get_by_role("alert")).to_contain_text("The Starter plan lifts it")
