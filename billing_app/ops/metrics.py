@@ -50,7 +50,8 @@ def monthly_amount(amount: int, period_type: str, *, quantity: int = 1, percent_
     return price / 12 if period_type == PeriodType.YEARLY.value else price
 
 
-def _round(value: Decimal) -> int:
+def round_minor(value: Decimal) -> int:
+    """A sum of monthly amounts in whole minor units: half a cent up (the console's one rounding)."""
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
@@ -102,7 +103,7 @@ def mrr(session: Session) -> dict[str, int]:
     for currency, period_type, amount, quantity, percent_off, amount_off, count in rows:
         share = monthly_amount(amount, period_type, quantity=quantity, percent_off=percent_off, amount_off=amount_off) * count
         totals[currency] = totals.get(currency, Decimal(0)) + share
-    return {currency: _round(total) for currency, total in sorted(totals.items())}
+    return {currency: round_minor(total) for currency, total in sorted(totals.items())}
 
 
 @dataclass
@@ -219,7 +220,7 @@ def months(session: Session, now: datetime | None = None, count: int = MONTHS) -
             if currency is not None:
                 share = monthly_amount(amount, period_type, quantity=quantity, percent_off=percent_off, amount_off=amount_off)
                 totals[currency] = totals.get(currency, Decimal(0)) + share
-        month.mrr = {c: _round(v) for c, v in sorted(totals.items())}
+        month.mrr = {c: round_minor(v) for c, v in sorted(totals.items())}
         result.append(month)
     result[-1].mrr = mrr(session)  # the current month ends now: today's MRR, by today's statuses
     return result

@@ -41,7 +41,7 @@ from billing_app.models import (
 )
 from billing_app.ops import audit, filter_choice
 from billing_app.ops.access import Operator
-from billing_app.ops.metrics import console_status, monthly_amount, monthly_amount_sql, paying
+from billing_app.ops.metrics import console_status, monthly_amount, monthly_amount_sql, paying, round_minor
 from billing_app.settings import get_settings
 from billing_app.text import refuse_control_characters
 
@@ -173,7 +173,7 @@ def _to_row(r) -> OrgRow:
     lifetime = bool(r.one_off)
     mrr = 0
     if r.paying and r.amount is not None:
-        mrr = round(monthly_amount(r.amount, r.period_type, quantity=r.quantity, percent_off=r.discount_percent_off,
+        mrr = round_minor(monthly_amount(r.amount, r.period_type, quantity=r.quantity, percent_off=r.discount_percent_off,
                                    amount_off=r.discount_amount_off))
     return OrgRow(
         id=r.id, name=r.name, created=r.created_at, plan=r.plan, period_type=r.period_type, status=r.status, lifetime=lifetime,

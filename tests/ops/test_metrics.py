@@ -169,3 +169,18 @@ def test_collection_paused_subscription_is_not_mrr(db, seat_period):
     assert (row.id, row.mrr, row.status) == (sub.org_id, 0, "paused")  # the org list says what the counts say
     assert [r.id for r in orgs.list_orgs(db, orgs.OrgFilter.parse(status="paused")).rows] == [sub.org_id]
     assert orgs.list_orgs(db, orgs.OrgFilter.parse(status="active")).rows == []
+
+
+def test_the_org_list_rounds_a_half_cent_as_the_overview_does(db, catalog):
+    """$1.50 a year is 12.5 cents a month: the overview says 13, and so does the org's row (it said 12)."""
+    plan = Plan(key="tiny", name="Tiny")
+    db.add(plan)
+    db.flush()
+    cheap = PlanPeriod(plan_id=plan.id, period_type="YEARLY", amount=150, currency="usd", lookup_key="cheap_y")
+    db.add(cheap)
+    db.commit()
+    sub = add_sub(db, cheap.id, "active")
+
+    assert metrics.overview(db, now=NOW).mrr == {"usd": 13}
+    [row] = orgs.list_orgs(db, orgs.OrgFilter.parse()).rows
+    assert (row.id, row.mrr) == (sub.org_id, 13)
