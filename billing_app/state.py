@@ -92,6 +92,9 @@ def in_a_thread(body):
     return rx.event(handler, background=True)
 
 
+RELOAD_TO_CONTINUE = "Reload the page to continue."  # a reloaded page shows the org switched to
+
+
 def refuse_if_switched(actor: Actor, shown_id: int, shown_name: str = "") -> None:
     """Refuse an action whose tab shows another org than the session's current one (a switch in
     another tab of the same browser): it would act on an org the page never showed."""
@@ -100,7 +103,7 @@ def refuse_if_switched(actor: Actor, shown_id: int, shown_name: str = "") -> Non
         raise AppError(
             ErrorCode.ORG_SWITCHED,
             f"This page shows {shown}, but you switched to "
-            f"{actor.org_name or 'no organization'} in another tab. Reload the page to continue.",
+            f"{actor.org_name or 'no organization'} in another tab. {RELOAD_TO_CONTINUE}",
         )
 
 

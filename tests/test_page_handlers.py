@@ -35,7 +35,6 @@ STRIPE_LIMIT_HIT = "Too many billing requests"
 NO_IO = {
     "setvar",
     "LoginState.open", "RegisterState.open", "ForgotState.open", "ResetState.open",
-    "ConfirmState.retry",
     "PricingState.set_seats", "PricingState.set_yearly",
     "BillingState.open_change", "BillingState.close_change", "BillingState.start_cancel", "BillingState.close_cancel",
     "BillingState.submit_reason", "BillingState.skip_step", "BillingState.set_details_open",

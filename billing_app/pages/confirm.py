@@ -14,7 +14,7 @@ from billing_app.billing.views import billing_view
 from billing_app.components.layout import link_button, page_frame
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.state import AuthState, refuse_if_switched
+from billing_app.state import RELOAD_TO_CONTINUE, AuthState, refuse_if_switched
 
 # Re-check every POLL_SECONDS, POLL_TIMES times (about 10 s) while the outcome is pending.
 POLL_SECONDS = 2
@@ -72,21 +72,41 @@ class ConfirmState(AuthState):
     @rx.event(background=True)
     async def load(self):
         """Show "checking" at once; Stripe and the sync run in a thread, outside the state lock."""
+        async for event in self._check(for_shown_org=False):
+            yield event
+
+    @rx.event(background=True)
+    async def retry(self):
+        """"Check again": for the org this page shows. Not `load`, which adopts the session's current
+        org: after a switch in another tab it would call this checkout not found."""
+        async for event in self._check(for_shown_org=True):
+            yield event
+
+    async def _check(self, *, for_shown_org: bool):
         async with self:
             self.visit += 1
             visit = self.visit
             self.phase, self.plan_name, self.renewal, self.error = "checking", "", "", ""
             session_id = self.router.url.query_parameters.get("session_id", "")
+            shown = (self.org_id, self.org_name) if for_shown_org else None
         try:
-            await self._actor_in_background()  # refreshes the navbar; raises when signed out
-            outcome = await asyncio.to_thread(check_outcome, await self._hash(), session_id)
+            await self._actor_in_background(keep_org=for_shown_org)  # refreshes the navbar; raises when signed out
+            outcome = await asyncio.to_thread(check_outcome, await self._hash(), session_id, shown)
         except AppError as error:
             async with self:
+                if error.code == ErrorCode.ORG_SWITCHED:
+                    self._show_switched(visit, error)
+                    return
                 redirect = self._signed_out(error)
             yield redirect
             return
         if await self._show_outcome(visit, outcome):
             yield ConfirmState.poll(visit)
+
+    def _show_switched(self, visit: int, error: AppError) -> None:
+        """The "switched" panel, whose buttons are the ways on (a reload would adopt the other org)."""
+        if self.visit == visit:
+            self.phase, self.error = "switched", error.message.removesuffix(" " + RELOAD_TO_CONTINUE)
 
     async def _show_outcome(self, visit: int, outcome: tuple[str, str, str]) -> bool:
         """Show a check's outcome (unless the page was opened again meanwhile); True: still pending, poll."""
@@ -127,8 +147,8 @@ class ConfirmState(AuthState):
             async with self:
                 if error.code in (ErrorCode.UNAUTHENTICATED, ErrorCode.SESSION_EXPIRED):
                     redirect = self._signed_out(error)
-                elif self.visit == visit:  # no longer a member, or switched again meanwhile
-                    self.phase, self.error = "switched", error.message
+                else:  # no longer a member, or switched again meanwhile
+                    self._show_switched(visit, error)
             if redirect is not None:
                 yield redirect
             return
@@ -166,8 +186,7 @@ class ConfirmState(AuthState):
             except AppError as error:
                 if error.code == ErrorCode.ORG_SWITCHED:
                     async with self:
-                        if self.visit == visit:
-                            self.phase, self.error = "switched", error.message
+                        self._show_switched(visit, error)
                 return
             if outcome[0] not in ("processing", "checking"):
                 async with self:
@@ -177,10 +196,6 @@ class ConfirmState(AuthState):
         async with self:
             if self.visit == visit and self.phase == "checking":
                 self.phase = "processing"
-
-    @rx.event
-    def retry(self):
-        return ConfirmState.load
 
 
 def _panel(icon: str, color: str, title: str, *children) -> rx.Component:

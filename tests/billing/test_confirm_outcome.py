@@ -96,7 +96,30 @@ def test_the_pages_poll_after_a_switch_in_another_tab_says_so_not_that_the_check
 
     run_async(ConfirmState._poll(tab, tab.visit))
     assert tab.phase == "switched" and tab.org_name == "Acme"
-    assert tab.error == "This page shows Acme, but you switched to Globex in another tab. Reload the page to continue."
+    # Not "Reload the page": a reload adopts Globex (and calls this checkout not found); the panel's buttons are the ways on.
+    assert tab.error == "This page shows Acme, but you switched to Globex in another tab."
+
+
+def test_check_again_after_a_switch_in_another_tab_says_so_not_that_the_checkout_is_gone(org, stripe_env, monkeypatch):
+    # "Check again" (the "still processing" panel's button) ran `load`, which adopted Globex, spent
+    # Globex's Stripe limit on Acme's checkout and called it not found.
+    tab, _, _ = _switch_in_another_tab(org, monkeypatch)
+    tab.phase = "processing"
+    monkeypatch.setattr(limits, "hit_stripe", lambda actor: pytest.fail("a Stripe check for the org the tab does not show"))
+
+    run_async(run_event(ConfirmState.retry.fn(tab)))
+    assert (tab.phase, tab.org_name) == ("switched", "Acme")
+    assert tab.error == "This page shows Acme, but you switched to Globex in another tab."
+
+
+def test_check_again_checks_the_checkout_once_more(org, stripe_env, monkeypatch):
+    tab, token, _ = _switch_in_another_tab(org, monkeypatch)
+    with session_scope() as s:
+        accounts.switch_org(s, token, org.id)  # the other tab switched back
+    stripe_env.complete_checkout(tab.router.url.query_parameters["session_id"])
+
+    run_async(run_event(ConfirmState.retry.fn(tab)))
+    assert (tab.phase, tab.plan_name, tab.org_name) == ("success", "Starter", "Acme")
 
 
 def _switched_away(org, monkeypatch):
