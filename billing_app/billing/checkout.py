@@ -234,7 +234,9 @@ class CheckoutStatus:
     payment_status: str  # paid | unpaid | no_payment_required
     subscription_id: str | None
     mode: str
-    payment_intent: str | None = None  # a payment-mode session's, once it has one
+    # How the purchase stands: open | expired | paid | clearing (complete, a delayed payment such
+    # as SEPA or ACH still settling, for days) | failed (that payment bounced: no plan).
+    outcome: str
 
 
 def checkout_status(actor: Actor, session_id: str) -> CheckoutStatus:
@@ -258,4 +260,15 @@ def checkout_status(actor: Actor, session_id: str) -> CheckoutStatus:
             # The session's own status is known; the mirror catches up from the webhook.
             pass
     return CheckoutStatus(checkout["status"], checkout["payment_status"], checkout.get("subscription"), checkout["mode"],
-                          checkout.get("payment_intent"))
+                          _outcome(org_id, checkout))
+
+
+def _outcome(org_id: int, checkout: dict) -> str:
+    if checkout["status"] != "complete":
+        return checkout["status"]
+    if checkout["payment_status"] in ("paid", "no_payment_required"):
+        return "paid"
+    # Complete but unpaid: clearing, or failed (the sync above read its payment intent, when Stripe answered).
+    with session_scope() as session:
+        failed = payments.payment_failed(session, org_id, checkout.get("payment_intent"))
+    return "failed" if failed else "clearing"

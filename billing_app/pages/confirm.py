@@ -43,18 +43,12 @@ def check_outcome(session_ref: str, session_id: str, shown: tuple[int, str] | No
         status = checkout_status(actor, session_id)
     except AppError as error:
         return ("not_found" if error.code == ErrorCode.INVALID_SESSION else "processing"), "", ""
-    if status.status == "expired":
-        return "expired", "", ""
-    if status.status == "complete" and status.payment_status in ("paid", "no_payment_required"):
+    if status.outcome == "paid":
         with session_scope() as session:
             view = billing_view(session, actor.require_org())
         return "success", view.plan_name, f"{view.renewal_label}: {view.renewal_date}" if view.renewal_date else ""
-    if status.status == "complete":
-        # Complete but unpaid: a delayed payment (SEPA, ACH) clearing for days, or one that failed
-        # (checkout_status synced it, so the mirror knows which).
-        with session_scope() as session:
-            failed = payments.payment_failed(session, actor.require_org(), status.payment_intent)
-        return ("failed" if failed else "clearing"), "", ""
+    if status.outcome in ("expired", "clearing", "failed"):
+        return status.outcome, "", ""
     return "processing", "", ""
 
 

@@ -11,7 +11,7 @@ from billing_app.db import session_scope
 from billing_app.models import BillingCustomer, OrgSubscription, Payment, Plan, PlanPeriod
 from billing_app.settings import get_settings
 from tests.api.helpers import buy, err, ok
-from tests.billing.helpers import period_id
+from tests.billing.helpers import period_id, still_clearing
 from tests.sandbox_fixture import free_port
 
 
@@ -177,10 +177,11 @@ def test_checkout_session_status(client, tokens, stripe_env):
     started = ok(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": period_id("starter", "MONTHLY")}))
     sid = started["sessionId"]
     body = ok(client.get(f"/api/subscriptions/checkout-session/{sid}", headers=tokens.member))
-    assert body == {"success": True, "status": "open", "payment_status": "unpaid", "subscriptionId": None, "mode": "subscription"}
+    assert body == {"success": True, "status": "open", "payment_status": "unpaid", "subscriptionId": None, "mode": "subscription",
+                    "outcome": "open"}
     stripe_env.complete_checkout(sid)
     body = ok(client.get(f"/api/subscriptions/checkout-session/{sid}", headers=tokens.member))
-    assert (body["status"], body["payment_status"]) == ("complete", "paid")
+    assert (body["status"], body["payment_status"], body["outcome"]) == ("complete", "paid", "paid")
     # The mirror is synced by the call itself, without waiting for a webhook.
     assert body["subscriptionId"] == mirror(tokens.org.id).stripe_id
 
@@ -188,6 +189,17 @@ def test_checkout_session_status(client, tokens, stripe_env):
     for headers, session_id in ((tokens.other_admin, sid), (tokens.admin, "cs_test_doesnotexist"), (tokens.admin, "nope"),
                                 (tokens.admin, "cs_" + "x" * 300)):
         err(client.get(f"/api/subscriptions/checkout-session/{session_id}", headers=headers), 404, "INVALID_SESSION")
+
+
+@pytest.mark.parametrize("bank", ["clearing", "failed"])
+def test_checkout_session_tells_a_clearing_bank_debit_from_a_bounced_one(client, tokens, stripe_env, monkeypatch, bank):
+    # Both are complete and unpaid at Stripe: the page said which, the API did not.
+    started = ok(client.post("/api/subscriptions/buy", headers=tokens.admin, json={"subscriptionPeriodId": period_id("business", "ALL_TIME")}))
+    stripe_env.complete_checkout(started["sessionId"], async_payment="succeeded" if bank == "clearing" else "failed")
+    if bank == "clearing":
+        still_clearing(monkeypatch, started["sessionId"])
+    body = ok(client.get(f"/api/subscriptions/checkout-session/{started['sessionId']}", headers=tokens.member))
+    assert (body["status"], body["payment_status"], body["outcome"]) == ("complete", "unpaid", bank)
 
 
 def test_checkout_session_when_stripe_is_down(client, tokens, stripe_env, stripe_down):

@@ -14,6 +14,7 @@ from sqlmodel import select
 
 from billing_app.auth import accounts, invitations
 from billing_app.auth.accounts import Actor
+from billing_app.billing import gateway
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.entitlements import entitlement
 from billing_app.billing.sync import sync_customer
@@ -118,3 +119,18 @@ def free_lifetime_behind_the_apps_back(stripe_env, customer_id: str, price_id: s
     done = stripe_env.complete_checkout(session.id, promotion_code="BEHIND100")
     assert (done.payment_status, done.payment_intent) == ("no_payment_required", None)
     return done
+
+
+def still_clearing(monkeypatch, session_id: str) -> None:
+    """Stripe between checkout.session.completed and .async_payment_succeeded (SEPA, ACH: days): the
+    session is complete and unpaid, its payment intent processing. (The sandbox settles a delayed
+    payment at once: its session is shown unpaid here.)"""
+    real_call, real_list = gateway.call, gateway.list_all
+
+    def unpaid(obj):
+        if isinstance(obj, dict) and obj.get("id") == session_id:
+            obj["payment_status"] = "unpaid"
+        return obj
+
+    monkeypatch.setattr(gateway, "call", lambda fn, *a, **k: unpaid(real_call(fn, *a, **k)))
+    monkeypatch.setattr(gateway, "list_all", lambda fn, p: [unpaid(o) for o in real_list(fn, p)])

@@ -5,7 +5,6 @@ from sqlmodel import delete
 
 from billing_app import limits, routes
 from billing_app.auth import accounts
-from billing_app.billing import gateway
 from billing_app.billing.checkout import start_checkout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -15,7 +14,7 @@ from billing_app.pages.confirm import ConfirmState, check_outcome
 from billing_app.state import AuthState
 from tests.aio import run_async
 from tests.api.helpers import add_membership
-from tests.billing.helpers import make_org, period_id
+from tests.billing.helpers import make_org, period_id, still_clearing
 from tests.pages import run_event, session_tab
 
 
@@ -53,15 +52,7 @@ def test_a_delayed_payment_still_clearing_is_not_called_failed(org, stripe_env, 
     token = session_of("admin@acme.example", org.id)
     started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
     stripe_env.complete_checkout(started.session_id, async_payment="succeeded")
-    real_call, real_list = gateway.call, gateway.list_all
-
-    def unpaid(obj):
-        if isinstance(obj, dict) and obj.get("id") == started.session_id:
-            obj["payment_status"] = "unpaid"
-        return obj
-
-    monkeypatch.setattr(gateway, "call", lambda fn, *a, **k: unpaid(real_call(fn, *a, **k)))
-    monkeypatch.setattr(gateway, "list_all", lambda fn, p: [unpaid(o) for o in real_list(fn, p)])
+    still_clearing(monkeypatch, started.session_id)
     assert check_outcome(token, started.session_id) == ("clearing", "", "")
 
 

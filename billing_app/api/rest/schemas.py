@@ -173,6 +173,10 @@ class CheckoutStatusResponse(_Response):
     payment_status: Literal["paid", "unpaid", "no_payment_required"]
     subscriptionId: str | None  # noqa: N815
     mode: Literal["subscription", "payment", "setup"]
+    outcome: Literal["open", "expired", "paid", "clearing", "failed"] = Field(
+        description="How the purchase stands. `clearing`: complete, but a delayed payment (SEPA, ACH) is still "
+                    "settling, which can take days; `failed`: that payment bounced and no plan was started "
+                    "(both have payment_status `unpaid`).")
 
 
 class PortalResponse(_Response):

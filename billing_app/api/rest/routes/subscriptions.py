@@ -102,7 +102,7 @@ def checkout_session(
     status = checkout.checkout_status(actor, session_id)
     return CheckoutStatusResponse(
         status=status.status, payment_status=status.payment_status,
-        subscriptionId=status.subscription_id, mode=status.mode,
+        subscriptionId=status.subscription_id, mode=status.mode, outcome=status.outcome,
     )
 
 
