@@ -541,6 +541,8 @@ class WebhookEvent(SQLModel, table=True):
     # The claim holding the row: its process (host:pid:nonce) and number; see owners.py.
     claimed_by: str | None = Field(default=None, max_length=255)
     last_error: str | None = None
+    # The raw body as Stripe sent it. Text, not JSONB: a NUL typed at Stripe arrives as "\u0000",
+    # which JSONB refuses (the event would be lost); text and JSON keep it.
     payload: str
 
 

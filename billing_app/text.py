@@ -6,6 +6,9 @@ controls (NUL, CR, LF, DEL, C1), lone surrogates, line and paragraph separators,
 bidirectional overrides that make text read otherwise than it is stored, with a clear message.
 Other format characters stay allowed: the zero-width (non-)joiner is part of how Persian and
 Indic names, and emoji sequences, are written.
+
+Text that comes from Stripe is not ours to refuse: `without_nul` drops what PostgreSQL cannot
+store and leaves the rest as Stripe holds it (billing/gateway.py applies it to everything read).
 """
 
 from __future__ import annotations
@@ -38,3 +41,18 @@ def refuse_control_characters(text: str, what: str) -> str:
     if has_control_characters(text):
         raise AppError(ErrorCode.VALIDATION_ERROR, control_characters_message(what))
     return text
+
+
+def without_nul(value):
+    """`value` (Stripe's JSON: dicts, lists, strings, numbers) with every NUL dropped from its strings.
+
+    Anyone with dashboard or portal access can put a NUL in a name, an address or metadata; PostgreSQL
+    refuses it in any text column, so one such value would fail every sync of that customer for good.
+    Nothing else is changed (SQLite stores a NUL, but both databases mirror the same text)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value

@@ -3,6 +3,9 @@
 Everything else talks to Stripe (or the offline sandbox: same SDK, another base
 address) through `stripe_client()` and `call()` / `list_all()`, and gets plain dicts
 back and `StripeFailure` instead of the SDK's types, so no other module depends on them.
+Everything the app reads from Stripe passes `_plain`, so that is where a NUL, which PostgreSQL
+cannot store, is dropped from Stripe's text (`text.without_nul`). A webhook's body is stored as
+sent (its payload column is text) and only names the customer to read again.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import stripe
 
 from billing_app.errors import AppError, ErrorCode
 from billing_app.settings import get_settings
+from billing_app.text import without_nul
 
 log = logging.getLogger(__name__)
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -86,13 +90,13 @@ def reset_client() -> None:
 
 
 def _plain(value):
-    return value.to_dict() if isinstance(value, stripe.StripeObject) else value
+    return without_nul(value.to_dict() if isinstance(value, stripe.StripeObject) else value)
 
 
 def _failure(error: stripe.StripeError) -> StripeFailure:
     status = getattr(error, "http_status", None)
     code = getattr(error, "code", None)
-    message = error.user_message or str(error)
+    message = without_nul(error.user_message or str(error))  # may reach the event log's last_error
     log.warning("stripe call failed: status=%s code=%s message=%s", status, code, message)
     return StripeFailure(message, code=code, status=status, card_error=isinstance(error, stripe.CardError),
                          retry_after=_retry_after(getattr(error, "headers", None)))
