@@ -198,6 +198,9 @@ def validate_settings(changes: dict) -> str | None:
     for key in ("webhook_retry_schedule", "payment_retry_days"):
         if key in changes and not numbers(changes[key]):
             return f"{key} must be a list of non-negative numbers"
+    if "refund_failure_seconds" in changes and not (isinstance(changes["refund_failure_seconds"], (int, float))
+                                                    and changes["refund_failure_seconds"] >= 0):
+        return "refund_failure_seconds must be a non-negative number of seconds"
     if "webhook_timeout" in changes and not (isinstance(changes["webhook_timeout"], (int, float)) and changes["webhook_timeout"] > 0):
         return "webhook_timeout must be a positive number of seconds"
     return None

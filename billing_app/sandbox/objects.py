@@ -34,6 +34,9 @@ CARDS = {
     # charges (renewals, upgrades) end `requires_action` with invoice.payment_action_required.
     "pm_card_authenticationRequired": ("visa", "3184", "authenticate"),
     "4000002760003184": ("visa", "3184", "authenticate"),
+    # Pays, but a refund of it fails: `succeeded` at first, `failed` a while later (refund_failure_seconds).
+    "pm_card_refundFail": ("visa", "5126", "refund_fail"),
+    "4000000000005126": ("visa", "5126", "refund_fail"),
 }
 
 

@@ -26,6 +26,8 @@ DEFAULT_SETTINGS = {
     "payment_retry_days": [3, 5, 7],
     # ... and when the last retry fails: "cancel" (Stripe's default), "unpaid" or "past_due".
     "after_final_failure": "cancel",
+    # A refund of the refund-failing test card (4000 0000 0000 5126) fails this many seconds after it was made.
+    "refund_failure_seconds": 2.0,
 }
 
 

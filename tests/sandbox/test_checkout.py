@@ -117,6 +117,35 @@ def test_payment_mode_with_invoice_and_refund(sandbox):
         c.v1.refunds.create(params={"charge": ch.id})
 
 
+def test_a_refund_to_the_refund_failing_card_succeeds_then_fails(sandbox):
+    """4000 0000 0000 5126, as in Stripe's test mode: the refund starts `succeeded` and fails a while
+    later; the charge then counts it as refunded no more."""
+    c = sandbox.client
+    sandbox.configure(refund_failure_seconds=0.3)
+    _, _, _, one = catalog(c)
+    cust = c.v1.customers.create(params={"email": "rf@x.test"})
+    cs = c.v1.checkout.sessions.create(params={"mode": "payment", "customer": cust.id, "success_url": SUCCESS,
+                                               "line_items": [{"price": one.id, "quantity": 1}]})
+    sandbox.complete_checkout(cs.id, "4000 0000 0000 5126")
+    pi = c.v1.checkout.sessions.retrieve(cs.id).payment_intent
+    refund = c.v1.refunds.create(params={"payment_intent": pi})
+    assert (refund.status, refund.customer) == ("succeeded", cust.id)
+    ch = c.v1.charges.retrieve(refund.charge)
+    assert (ch.amount_refunded, ch.refunded) == (500, True)
+
+    deadline = time.monotonic() + 10
+    while c.v1.refunds.retrieve(refund.id).status != "failed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    failed = c.v1.refunds.retrieve(refund.id)
+    assert (failed.status, failed.failure_reason) == ("failed", "expired_or_canceled_card")
+    ch = c.v1.charges.retrieve(refund.charge)
+    assert (ch.amount_refunded, ch.refunded) == (0, False)
+    updated = c.v1.events.list(params={"type": "refund.updated"}).data[0]
+    assert updated.data.object.id == refund.id and updated.data.previous_attributes["status"] == "succeeded"
+    assert c.v1.events.list(params={"type": "refund.failed"}).data[0].data.object.customer == cust.id
+    assert c.v1.events.list(params={"type": "charge.refund.updated"}).data[0].data.object.status == "failed"
+
+
 def test_a_free_payment_mode_checkout_charges_nothing(sandbox):
     """A 100%-off code brings the total to 0: Stripe completes the session as no_payment_required
     with no PaymentIntent (a charge is at least $0.50), asks for no card and leaves a paid $0 invoice."""

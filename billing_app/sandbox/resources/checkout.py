@@ -353,7 +353,7 @@ def _complete(store, cs: dict, pm_ref: str, email, name, async_payment, address,
                               "This card requires authentication: answer the 3-D Secure step (authentication=approve or fail).")
         with approved(store, pm["id"]):
             return _pay(store, cs, pm, *rest)
-    if pm["_behaviour"] != "ok":
+    if pm["_behaviour"] in FAILURES:
         # The first charge fails, so Checkout keeps the customer on the page with the error.
         failure = FAILURES[pm["_behaviour"]]
         if cs["mode"] == "payment":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from .. import discounts as disc
 from .. import objects as o
 from ..api import Ctx, created_filter, equal_filter, retrieve_route, route, update_metadata
@@ -217,7 +219,31 @@ def create_refund(ctx: Ctx):
     ch["refunds"]["total_count"] = len(ch["refunds"]["data"])
     store.emit("refund.created", rf)
     store.emit("charge.refunded", ch, prev)
+    pm = store.get("payment_method", ch["payment_method"])
+    if pm and pm["_behaviour"] == "refund_fail":
+        timer = threading.Timer(store.settings["refund_failure_seconds"], _fail_refund, (store, rf["id"]))
+        timer.daemon = True
+        timer.start()
     return ctx.out(rf)
+
+
+def _fail_refund(store, refund_id: str) -> None:
+    """What Stripe does some time after a refund to the refund-failing test card: the refund fails and
+    its amount counts as refunded no more (refund.updated, refund.failed, charge.refund.updated)."""
+    with store.lock:
+        rf = store.get("refund", refund_id)
+        if rf is None or rf["status"] != "succeeded":  # the sandbox was reset meanwhile
+            return
+        ch = store.get("charge", rf["charge"])
+        was = {"status": "succeeded", "failure_reason": None, "failure_balance_transaction": None}
+        rf.update(status="failed", failure_reason="expired_or_canceled_card", failure_balance_transaction=gen_id("txn"))
+        ch["amount_refunded"] -= rf["amount"]
+        ch["refunded"] = ch["amount_refunded"] >= ch["amount"]
+        ch["refunds"]["data"] = [o.render(store, rf) if r["id"] == refund_id else r for r in ch["refunds"]["data"]]
+        store.touch()
+        store.emit("refund.updated", rf, was)
+        store.emit("refund.failed", rf)
+        store.emit("charge.refund.updated", rf, was)
 
 
 retrieve_route("/v1/refunds/{id}", "_refund_retrieve_params:RefundRetrieveParams", "refund")
