@@ -78,8 +78,9 @@ def _writing() -> Iterator:
 
 def _customer_to_sync(event: dict) -> str | None:
     """The Stripe customer this (re-sync) event asks us to re-read, or None."""
-    obj = (event.get("data") or {}).get("object")
-    return customer_of(obj) if isinstance(obj, dict) else None
+    data = event.get("data") or {}
+    obj = data.get("object")
+    return customer_of(obj, data.get("previous_attributes")) if isinstance(obj, dict) else None
 
 
 def _row(event: dict, payload: str, now: datetime) -> dict:

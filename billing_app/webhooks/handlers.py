@@ -13,10 +13,11 @@ Any other type is stored and ignored (answered 200, marked processed).
 from __future__ import annotations
 
 # Every one of these carries in data.object a checkout session, a subscription, a subscription
-# schedule, an invoice, a charge, a discount, a tax ID or a payment method, each naming its customer
-# in the same `customer` field, or the customer itself (tests/webhooks checks the names against the Stripe SDK's own list
-# of event types). The customer's own events keep the dashboard's billing details, card, tax IDs
-# and discounts current (billing/profile.py).
+# schedule, an invoice, a charge, a refund, a discount, a tax ID or a payment method, each naming its
+# customer in the same `customer` field (a detached payment method: in previous_attributes), or the
+# customer itself (tests/webhooks checks the names against the Stripe SDK's own list of event types).
+# The customer's own events keep the dashboard's billing details, card, tax IDs and discounts current
+# (billing/profile.py).
 RESYNC_EVENT_TYPES = frozenset({
     "customer.updated",
     "customer.tax_id.created",
@@ -26,6 +27,8 @@ RESYNC_EVENT_TYPES = frozenset({
     "customer.discount.updated",
     "customer.discount.deleted",
     "payment_method.attached",
+    # The card the dashboard shows may be the one removed (it was the subscription's default).
+    "payment_method.detached",
     "invoice.voided",
     "invoice.marked_uncollectible",
     "checkout.session.completed",
@@ -51,12 +54,22 @@ RESYNC_EVENT_TYPES = frozenset({
     "invoice.payment_failed",
     "invoice.payment_action_required",
     "charge.refunded",
+    # A refund that failed (or was canceled) is no refund: the payment is paid again, a lifetime purchase
+    # grants again. Stripe sends these for card refunds too (since 2024-10-28.acacia), and a refund
+    # names its charge's customer (since 2026-07-29.dahlia). charge.refunded covers a new refund.
+    "refund.updated",
+    "refund.failed",
 })
 
 
-def customer_of(obj: dict) -> str | None:
-    """The `customer` field (an id, or an expanded customer), or the id of a customer object."""
+def customer_of(obj: dict, previous: dict | None = None) -> str | None:
+    """The `customer` field (an id, or an expanded customer), or the id of a customer object.
+
+    A payment method detached from its customer names it no more: the event's `previous_attributes`
+    (`previous`) does. Either only says whom to read again; our own row decides the org."""
     customer = obj.get("id") if obj.get("object") == "customer" else obj.get("customer")
+    if customer is None and isinstance(previous, dict):
+        customer = previous.get("customer")
     if isinstance(customer, dict):
         customer = customer.get("id")
     # A Stripe id is short; anything else is not a customer we could sync (nor store: 255 chars).

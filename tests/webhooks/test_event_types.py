@@ -10,16 +10,19 @@ from __future__ import annotations
 import time
 import typing
 
+from sqlmodel import select
 from stripe._api_version import _ApiVersion
 from stripe._event import Event
 
 from billing_app.billing.subscriptions import change_plan
 from billing_app.db import session_scope
-from billing_app.models import PlanPeriod
+from billing_app.models import OrgSubscription, Payment, PlanPeriod, WebhookEvent
 from billing_app.sandbox import API_VERSION
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.handlers import RESYNC_EVENT_TYPES
 from tests.billing.helpers import buy, period_id, subscription
+from tests.dashboard.helpers import dashboard
+from tests.ops.helpers import customer_of_org
 from tests.webhooks.helpers import rows, served_backend
 
 
@@ -71,3 +74,41 @@ def test_a_scheduled_change_edited_at_stripe_reaches_the_mirror(org, stripe_env,
 
         assert _eventually(mirror_shows_pro), "the billing page would still show the change to Starter"
     assert "subscription_schedule.updated" in {r.type for r in rows()}
+
+
+def _invoice_payment(org_id: int) -> Payment:
+    with session_scope() as session:
+        return session.exec(select(Payment).where(Payment.org_id == org_id, Payment.stripe_id.startswith("in_"))).one()
+
+
+def test_a_refund_that_failed_at_stripe_is_no_refund_in_the_mirror(org, stripe_env, monkeypatch):
+    """The refund starts `succeeded` (charge.refunded) and fails later: only refund.failed / refund.updated
+    say so, and the payment history must show the payment paid again, not refunded."""
+    stripe_env.configure(refund_failure_seconds=3)  # long enough for charge.refunded's sync to land first
+    buy(org, sandbox=stripe_env, card="pm_card_refundFail")
+    invoice_id = _invoice_payment(org.id).stripe_id
+    intent = stripe_env.client.v1.invoice_payments.list(params={"invoice": invoice_id}).data[0].payment.payment_intent
+    with served_backend(stripe_env, monkeypatch, poll_seconds=0.2):
+        stripe_env.client.v1.refunds.create(params={"payment_intent": intent})
+        assert _eventually(lambda: _invoice_payment(org.id).status == "REFUNDED"), "charge.refunded did not reach the mirror"
+        paid_again = _eventually(lambda: (p := _invoice_payment(org.id)).status == "COMPLETED" and p.amount_refunded == 0)
+        assert paid_again, "the payment history still shows a refund that failed"
+    with session_scope() as session:
+        failed = session.exec(select(WebhookEvent).where(WebhookEvent.type == "refund.failed")).one()
+    assert (failed.customer_id, failed.state) == (customer_of_org(org.id), "processed")
+
+
+def test_a_card_detached_at_stripe_leaves_the_dashboard(org, stripe_env, monkeypatch):
+    """The subscription's card (Checkout made it its default), removed at Stripe: only payment_method.detached
+    tells, and its object no longer names the customer (previous_attributes does)."""
+    buy(org, sandbox=stripe_env)
+    assert dashboard(org).card == "Visa •••• 4242"
+    with session_scope() as session:
+        sub_id = session.exec(select(OrgSubscription.stripe_id).where(OrgSubscription.org_id == org.id)).one()
+    card = stripe_env.client.v1.subscriptions.retrieve(sub_id).default_payment_method
+    with served_backend(stripe_env, monkeypatch, poll_seconds=0.2):
+        stripe_env.client.v1.payment_methods.detach(card)
+        assert _eventually(lambda: dashboard(org).card == ""), "the dashboard still shows the detached card"
+    with session_scope() as session:
+        detached = session.exec(select(WebhookEvent).where(WebhookEvent.type == "payment_method.detached")).one()
+    assert (detached.customer_id, detached.state) == (customer_of_org(org.id), "processed")

@@ -154,6 +154,14 @@ def test_the_customer_is_read_from_an_expanded_customer_or_a_customer_object(pos
     assert customer_of({"id": "cus_self", "object": "customer"}) == "cus_self"
 
 
+def test_a_detached_payment_method_names_its_customer_in_previous_attributes(post):
+    """Stripe sends it with `customer: null`: the customer it left is in previous_attributes."""
+    ev = event("payment_method.detached", obj={"id": "pm_1", "object": "payment_method", "customer": None})
+    ev["data"]["previous_attributes"] = {"customer": "cus_left"}
+    assert post(ev).status_code == 200
+    assert row(ev["id"]).customer_id == "cus_left"
+
+
 def test_a_handled_event_without_a_customer_is_processed_without_a_sync(post):
     ev = event("checkout.session.expired", None)
     assert post(ev).status_code == 200
