@@ -627,27 +627,44 @@ def phase_trial_end(phase: dict) -> int | None:
     return phase.get("trial_end") or (phase["end_date"] if phase.get("trial") else None)
 
 
+def live_schedule(store: Store, sub: dict) -> dict | None:
+    schedule = store.get("subscription_schedule", sub.get("schedule") or "")
+    return schedule if schedule and schedule["status"] in SCHEDULE_LIVE else None
+
+
 def advance_phase(store: Store, sub: dict, at: int) -> None:
     """Called at a renewal or a trial's end: if the schedule's next phase starts now, switch the items
-    to it (and start its trial, if it has one)."""
-    schedule = store.get("subscription_schedule", sub.get("schedule") or "")
-    if not schedule or schedule["status"] not in SCHEDULE_LIVE:
+    to it (and start its trial, if it has one). As on Stripe, past phases stay in `phases` and
+    `current_phase` names the running one; the schedule ends only when its last phase does (`end_schedule`)."""
+    schedule = live_schedule(store, sub)
+    if not schedule:
         return
-    upcoming = [ph for ph in schedule["phases"] if ph["start_date"] <= at < ph["end_date"] and ph["start_date"] > schedule["phases"][0]["start_date"]]
-    if upcoming:
-        phase = upcoming[0]
-        for item, planned in zip(sub["items"]["data"], phase["items"]):
-            item["price"], item["quantity"] = planned["price"], planned["quantity"]
-        trial_end = phase_trial_end(phase)
-        if trial_end and trial_end > at:
-            sub.update(status="trialing", trial_start=at, trial_end=trial_end)
-            sub.pop("_trial_will_end_sent", None)
-        schedule["phases"] = [ph for ph in schedule["phases"] if ph["start_date"] >= phase["start_date"]]
-        schedule["current_phase"] = {"start_date": phase["start_date"], "end_date": phase["end_date"]}
-        store.emit("subscription_schedule.updated", schedule)
-    if len(schedule["phases"]) == 1 and at >= schedule["phases"][0]["start_date"] and schedule["end_behavior"] == "release":
-        # The last phase has begun: Stripe releases the subscription to carry on by itself.
+    current = schedule["current_phase"]["start_date"]
+    upcoming = [ph for ph in schedule["phases"] if ph["start_date"] <= at < ph["end_date"] and ph["start_date"] > current]
+    if not upcoming:
+        return
+    phase = upcoming[0]
+    for item, planned in zip(sub["items"]["data"], phase["items"]):
+        item["price"], item["quantity"] = planned["price"], planned["quantity"]
+    trial_end = phase_trial_end(phase)
+    if trial_end and trial_end > at:
+        sub.update(status="trialing", trial_start=at, trial_end=trial_end)
+        sub.pop("_trial_will_end_sent", None)
+    schedule["current_phase"] = {"start_date": phase["start_date"], "end_date": phase["end_date"]}
+    store.emit("subscription_schedule.updated", schedule)
+
+
+def end_schedule(store: Store, sub: dict, at: int) -> None:
+    """The last phase has ended: Stripe applies the schedule's end_behavior (release: the subscription
+    carries on by itself; cancel: it ends, and the schedule is completed)."""
+    schedule = live_schedule(store, sub)
+    if schedule["end_behavior"] == "release":
         release_schedule(store, schedule, at)
+        return
+    schedule.update(status="completed", completed_at=at, current_phase=None)
+    sub["schedule"] = None
+    cancel_now(store, sub, at)
+    store.emit("subscription_schedule.completed", schedule)
 
 
 def renew(store: Store, sub: dict, at: int) -> None:
@@ -720,6 +737,10 @@ def next_milestone(store: Store, sub: dict):
             cands.append((end, "renew"))
         if sub.get("_retry") and sub["_retry"]["at"]:
             cands.append((sub["_retry"]["at"][0], "retry"))
+    schedule = live_schedule(store, sub)
+    if schedule:
+        # Its own step, sorted before a renewal at the same moment ("end_schedule" < "renew").
+        cands.append((schedule["phases"][-1]["end_date"], "end_schedule"))
     pc = sub.get("pause_collection")
     if pc and pc.get("resumes_at"):
         cands.append((pc["resumes_at"], "unpause"))
@@ -758,6 +779,8 @@ def run_until(store: Store, sub: dict, target: int) -> None:
             store.emit("customer.subscription.updated", sub, {"pause_collection": prev})
         elif action == "end_discount":
             disc.end_finished_discounts(store, sub, at)
+        elif action == "end_schedule":
+            end_schedule(store, sub, at)
 
 
 # --- plan changes and prorations ----------------------------------------------------------------

@@ -17,26 +17,81 @@ def subscribed(sandbox):
     return c, clock, cust, sub, big, small
 
 
-def test_a_downgrade_phase_applies_at_the_period_end_then_releases(subscribed):
-    c, clock, cust, sub, big, small = subscribed
+def _downgrade(c, sub, big, small, end_behavior="release"):
+    """Big until the period end, then small for one period: the schedule the app writes."""
     schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
-    assert c.v1.subscriptions.retrieve(sub.id).schedule == schedule.id
     phase = schedule.phases[0]
-    c.v1.subscription_schedules.update(schedule.id, params={"end_behavior": "release", "phases": [
+    c.v1.subscription_schedules.update(schedule.id, params={"end_behavior": end_behavior, "phases": [
         {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date},
         {"items": [{"price": small.id, "quantity": 1}], "proration_behavior": "none"},
     ]})
+    return schedule, phase
+
+
+def test_a_downgrade_phase_applies_at_the_period_end_then_releases_when_the_last_phase_ends(subscribed):
+    """As on Stripe: the schedule stays active (past phases listed, current_phase the running one) through
+    its last phase, and end_behavior applies only when that phase ends."""
+    c, clock, cust, sub, big, small = subscribed
+    schedule, phase = _downgrade(c, sub, big, small)
+    assert c.v1.subscriptions.retrieve(sub.id).schedule == schedule.id
     with pytest.raises(stripe.InvalidRequestError, match="managed by the subscription schedule"):
         c.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
 
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
     renewed = c.v1.subscriptions.retrieve(sub.id)
-    assert renewed["items"].data[0].price.id == small.id and renewed.schedule is None
-    assert c.v1.subscription_schedules.retrieve(schedule.id).status == "released"
+    assert renewed["items"].data[0].price.id == small.id and renewed.schedule == schedule.id
+    running = c.v1.subscription_schedules.retrieve(schedule.id)
+    assert running.status == "active" and running.current_phase.start_date == phase.end_date
+    assert [p.start_date for p in running.phases] == [phase.start_date, phase.end_date]  # the past phase still listed
+    last_end = running.phases[1].end_date
+    assert running.current_phase.end_date == last_end == renewed["items"].data[0].current_period_end
     latest = c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
     assert latest.amount_paid == 1000
+    with pytest.raises(stripe.InvalidRequestError, match="managed by the subscription schedule"):
+        c.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})  # still under the schedule
+
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": last_end + 3600})
+    released = c.v1.subscription_schedules.retrieve(schedule.id)
+    assert (released.status, released.released_subscription, released.current_phase) == ("released", sub.id, None)
+    after = c.v1.subscriptions.retrieve(sub.id)
+    assert after.schedule is None and after.status == "active" and after["items"].data[0].price.id == small.id
+    assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_paid == 1000  # renewed by itself
     types = [e.type for e in c.v1.events.list(params={"limit": 100}).data]
     assert {"subscription_schedule.created", "subscription_schedule.updated", "subscription_schedule.released"} <= set(types)
+
+
+def test_end_behavior_cancel_ends_the_subscription_when_the_last_phase_ends(subscribed):
+    c, clock, cust, sub, big, small = subscribed
+    schedule, phase = _downgrade(c, sub, big, small, end_behavior="cancel")
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
+    assert c.v1.subscriptions.retrieve(sub.id).status == "active"
+    last_end = c.v1.subscription_schedules.retrieve(schedule.id).current_phase.end_date
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": last_end + 3600})
+    assert c.v1.subscriptions.retrieve(sub.id).status == "canceled"
+    done = c.v1.subscription_schedules.retrieve(schedule.id)
+    assert (done.status, done.completed_at) == ("completed", last_end)
+    assert "subscription_schedule.completed" in [e.type for e in c.v1.events.list(params={"limit": 100}).data]
+
+
+def test_an_update_in_the_last_phase_starts_at_the_current_phase_and_keeps_the_past_one(subscribed):
+    """Past phases can be omitted (the SDK's update params say so); the sandbox refuses them, so a phase
+    list that starts in the past (rewriting what already happened) fails here first."""
+    c, clock, cust, sub, big, small = subscribed
+    schedule, phase = _downgrade(c, sub, big, small)
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
+    current = c.v1.subscription_schedules.retrieve(schedule.id).current_phase
+    with pytest.raises(stripe.InvalidRequestError, match="start_date of the current phase"):
+        c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+            {"items": [{"price": small.id}], "start_date": phase.start_date, "end_date": phase.end_date},
+            {"items": [{"price": big.id}]},
+        ]})
+    updated = c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+        {"items": [{"price": small.id}], "start_date": current.start_date, "end_date": current.end_date},
+        {"items": [{"price": big.id}], "proration_behavior": "none"},
+    ]})
+    assert [p.start_date for p in updated.phases] == [phase.start_date, current.start_date, current.end_date]
+    assert updated.phases[0]["items"][0].price == big.id  # the past phase as it was
+    assert updated.current_phase.start_date == current.start_date
 
 
 def test_release_keeps_the_subscription_and_cancel_ends_it(subscribed):
@@ -91,8 +146,11 @@ def test_a_downgrade_scheduled_during_a_trial_starts_when_the_trial_ends(trialin
     assert still.status == "trialing" and still.trial_end == sub.trial_end
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": sub.trial_end + 3600})
     after = c.v1.subscriptions.retrieve(sub.id)
-    assert after.status == "active" and after["items"].data[0].price.id == small.id and after.schedule is None
+    assert after.status == "active" and after["items"].data[0].price.id == small.id and after.schedule == schedule.id
     assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_paid == 1000
+    last_end = c.v1.subscription_schedules.retrieve(schedule.id).current_phase.end_date
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": last_end + 3600})
+    assert c.v1.subscriptions.retrieve(sub.id).schedule is None  # released when its last phase ended
 
 
 def test_a_current_phase_given_without_its_trial_ends_the_trial_now(trialing):
@@ -124,5 +182,9 @@ def test_a_later_phase_can_start_with_a_trial(subscribed):
     assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_due == 0
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 8 * 86400})
     paid = c.v1.subscriptions.retrieve(sub.id)
-    assert paid.status == "active" and paid.schedule is None
+    assert paid.status == "active" and paid.schedule == schedule.id  # in its last phase
     assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_paid == 1000
+    last_end = c.v1.subscription_schedules.retrieve(schedule.id).current_phase.end_date
+    assert last_end == paid["items"].data[0].current_period_end
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": last_end + 3600})
+    assert c.v1.subscriptions.retrieve(sub.id).schedule is None

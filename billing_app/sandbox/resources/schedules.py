@@ -1,7 +1,8 @@
 """Subscription schedules, the part this app uses: a schedule made from a subscription,
 its phases replaced (e.g. "this plan until the period end, then that one"), released or
 canceled. When a renewal crosses a phase boundary, billing.renew switches the items
-(`billing.advance_phase`); releasing is `billing.release_schedule`, shared by both doors."""
+(`billing.advance_phase`); when the last phase ends, `billing.end_schedule` applies end_behavior;
+releasing is `billing.release_schedule`, shared by both doors."""
 
 from __future__ import annotations
 
@@ -101,7 +102,10 @@ def update_schedule(ctx: Ctx, id):
             raise invalid("Invalid end_behavior: must be one of release or cancel", "end_behavior")
         schedule["end_behavior"] = p["end_behavior"]
     if "phases" in p:
-        phases, start = [], schedule["phases"][0]["start_date"]
+        # As on Stripe, past phases stay listed; the phases sent replace the current one and those after it.
+        current = schedule["current_phase"]["start_date"]
+        past = [ph for ph in schedule["phases"] if ph["start_date"] < current]
+        phases, start = [], current
         for i, ph in enumerate(as_list(p["phases"])):
             items = []
             for j, it in enumerate(as_list(ph.get("items"))):
@@ -112,7 +116,7 @@ def update_schedule(ctx: Ctx, id):
             if not items:
                 raise invalid(f"Missing required param: phases[{i}][items].", f"phases[{i}][items]", "parameter_missing")
             phase_start = as_int(ph.get("start_date"), f"phases[{i}][start_date]") if i == 0 and ph.get("start_date") else start
-            if i == 0 and phase_start != schedule["phases"][0]["start_date"]:
+            if i == 0 and phase_start != current:
                 raise invalid("You cannot change the start_date of the current phase.", f"phases[{i}][start_date]")
             end = as_int(ph.get("end_date"), f"phases[{i}][end_date]") if ph.get("end_date") else None
             proration = ph.get("proration_behavior") or "create_prorations"
@@ -127,12 +131,12 @@ def update_schedule(ctx: Ctx, id):
             start = phase["end_date"]
         if not phases:
             raise invalid("A schedule needs at least one phase.", "phases", "parameter_missing")
-        schedule["phases"] = phases
+        schedule["phases"] = past + phases
         schedule["current_phase"] = {"start_date": phases[0]["start_date"], "end_date": phases[0]["end_date"]}
     update_metadata(schedule, p.get("metadata"))
     store.emit("subscription_schedule.updated", schedule, {"phases": before["phases"]} if "phases" in p else {})
     if "phases" in p and sub["status"] == "trialing":
-        _current_trial(store, sub, schedule["phases"][0], now)
+        _current_trial(store, sub, phases[0], now)
     return ctx.out(schedule)
 
 
