@@ -326,7 +326,8 @@ class OrgSubscription(SQLModel, table=True):
     trial_end: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True, index=True))
     paused: bool = False
     auto_renew: bool = True
-    # A downgrade waiting for the period end (a Stripe subscription schedule's next phase).
+    # The live Stripe subscription schedule on it: a downgrade waiting for the period end, or one in
+    # its last phase, which Stripe keeps until that phase ends (scheduled_* below: what still waits).
     stripe_schedule_id: str | None = Field(default=None, max_length=255)
     # The subscription item's quantity at Stripe: the purchased seats of a per-seat plan.
     quantity: int = 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from billing_app.auth.accounts import Actor, admin_now
-from billing_app.billing import gateway, subscriptions
+from billing_app.billing import gateway, schedules, subscriptions
 from billing_app.billing.entitlements import count_members, current_subscription
 from billing_app.billing.seats import required_quantity, seat_claim, seats_of
 from billing_app.billing.sync import resync_after_change
@@ -125,9 +125,8 @@ def _carry_into_schedule(client, schedule: dict, quantity: int) -> None:
     at the phase change Stripe sets the next phase's, so a seat change must reach them too, or the
     seats silently revert. The current phase takes `quantity` (what the subscription has now); a
     later per-seat phase takes it too (never below its plan's min_seats); a flat plan's stays 1."""
-    current_start = (schedule.get("current_phase") or {}).get("start_date") or schedule["phases"][0]["start_date"]
     phases = []
-    for phase in (p for p in schedule["phases"] if p["start_date"] >= current_start):
+    for phase in schedules.from_current(schedule):
         items = []
         for item in phase["items"]:
             price = _price_id(item)
@@ -231,8 +230,8 @@ def undo(change: QuantityChange) -> None:
             params={"items": [{"id": change.item_id, "quantity": change.before}],
                     "proration_behavior": get_settings().seat_proration, "expand": ["schedule"]},
         )
-        schedule = updated.get("schedule")
-        if isinstance(schedule, dict) and schedule.get("status") in ("active", "not_started"):
+        schedule = schedules.live(updated.get("schedule"))
+        if schedule:
             _carry_into_schedule(client, schedule, change.before)
     except gateway.StripeFailure as failure:
         log.error("seat quantity of %s left at %s (wanted %s back): %s", change.stripe_id, change.after, change.before, failure.message)

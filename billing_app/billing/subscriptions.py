@@ -16,7 +16,7 @@ import structlog
 from sqlmodel import select
 
 from billing_app.auth.accounts import Actor, admin_now
-from billing_app.billing import gateway
+from billing_app.billing import gateway, schedules
 from billing_app.billing.entitlements import count_members, current_subscription
 from billing_app.billing.seats import refuse_plan_too_small, required_quantity, seat_claim
 from billing_app.billing.sync import resync_after_change
@@ -78,11 +78,15 @@ class _Fresh:
 
     @property
     def schedule_id(self) -> str | None:
-        """A schedule that still owns the subscription (a downgrade waiting for the period end)."""
-        schedule = self.stripe_sub.get("schedule")
-        if isinstance(schedule, dict) and schedule.get("status") in ("active", "not_started"):
-            return schedule["id"]
-        return None
+        """A schedule that still owns the subscription: a downgrade waiting for the period end, or one
+        in its last phase (Stripe keeps it until that phase ends; nothing waits any more)."""
+        schedule = schedules.live(self.stripe_sub.get("schedule"))
+        return schedule["id"] if schedule else None
+
+    @property
+    def change_waiting(self) -> bool:
+        """A scheduled change still to come: a phase after the schedule's current one."""
+        return bool(schedules.waiting(self.stripe_sub.get("schedule")))
 
     @property
     def price_id(self) -> str | None:
@@ -158,17 +162,17 @@ def _restore_schedule(client, sub: OrgSubscription, fresh: _Fresh, schedule: dic
     """Re-create a released schedule's next phase, if the subscription is still as it was (an action
     that went through despite its error keeps its effect). A restore that fails is logged: the
     caller's re-sync then shows the change as gone, which is the truth at Stripe."""
-    phases = schedule.get("phases") or []
+    later = schedules.waiting(schedule)
     try:
         now = _Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id, params={"expand": ["schedule"]}))
         unchanged = not now.ended and not now.schedule_id and not now.stripe_sub.get("pending_update") \
             and now.canceling == fresh.canceling and now.plan_and_quantity == fresh.plan_and_quantity
-        if unchanged and len(phases) > 1:
-            _write_schedule(client, sub, None, fresh.stripe_sub["items"]["data"][0], _phase_items(phases[1]),
+        if unchanged and later:
+            _write_schedule(client, sub, None, fresh.stripe_sub["items"]["data"][0], _phase_items(later[0]),
                             schedule.get("end_behavior") or "release")
     except gateway.StripeFailure as failure:
         log.error("billing.scheduled_change_lost", subscription=sub.stripe_id, schedule=schedule["id"],
-                  phases=[_phase_items(p) for p in phases], error=failure.message)
+                  phases=[_phase_items(p) for p in later], error=failure.message)
 
 
 @contextlib.contextmanager
@@ -239,7 +243,7 @@ def cancel_scheduled_change(actor: Actor) -> None:
     """Keep the current plan: drop a downgrade that was waiting for the period end."""
     failed = AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not keep your current plan. Please try again.")
     with _admin_acting_on(actor, failed) as (_sub, client, fresh):
-        if not fresh.schedule_id:
+        if not fresh.change_waiting:
             raise AppError(ErrorCode.NO_SCHEDULED_CHANGE, "No plan change is scheduled: your organization stays on its current plan.")
         _release_schedule(client, fresh)
 
@@ -451,7 +455,8 @@ def _write_schedule(client, sub: OrgSubscription, schedule_id: str | None, item:
     it has none), then switch to `next_items`: a scheduled downgrade, or one put back after a failure."""
     if not schedule_id:
         schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": sub.stripe_id})["id"]
-    current_phase = gateway.call(client.v1.subscription_schedules.retrieve, schedule_id)["phases"][0]
+    # The running phase, not phases[0]: in its last phase a schedule still lists the past ones.
+    current_phase = schedules.from_current(gateway.call(client.v1.subscription_schedules.retrieve, schedule_id))[0]
     keep = {"items": [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}],
             "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
     if current_phase.get("trial_end"):

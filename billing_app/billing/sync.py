@@ -29,7 +29,7 @@ from sqlalchemy import func, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from billing_app.billing import duplicates, gateway, history, one_off, orphans, profile
+from billing_app.billing import duplicates, gateway, history, one_off, orphans, profile, schedules
 from billing_app.db import get_engine, insert_if_absent, session_scope
 from billing_app.formatting import plan_label
 from billing_app.notifications import billing as billing_notices
@@ -322,13 +322,13 @@ def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[s
 
 
 def _scheduled_change(session: Session, sub: dict, item: dict) -> tuple[PlanPeriod | None, datetime | None, str | None]:
-    """The plan period a live schedule switches to next, and when (None when nothing is scheduled)."""
-    schedule = sub.get("schedule")
-    if not isinstance(schedule, dict) or schedule.get("status") not in ("active", "not_started"):
+    """The plan period a live schedule switches to next, and when (None when nothing is scheduled:
+    also in a schedule's last phase, which Stripe keeps until that phase ends)."""
+    schedule = schedules.live(sub.get("schedule"))
+    if schedule is None:
         return None, None, None
-    now = item.get("current_period_start") or 0
-    for phase in schedule.get("phases") or []:
-        if phase.get("start_date", 0) > now and phase.get("items"):
+    for phase in schedules.waiting(schedule):
+        if phase.get("items"):
             price = phase["items"][0].get("price")
             price_id = price["id"] if isinstance(price, dict) else price
             if price_id != (item.get("price") or {}).get("id"):

@@ -10,7 +10,7 @@ from billing_app.billing.sync import sync_customer
 from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
-from billing_app.models import Payment
+from billing_app.models import Payment, PlanPeriod
 from tests.billing.helpers import advance, buy_on_clock, expect, period_id, subscription
 
 
@@ -93,3 +93,81 @@ def test_a_downgrade_scheduled_during_a_trial_keeps_the_trial(org, stripe_env, d
         assert entitlement(s, org.id, now=datetime.fromtimestamp(end + 3600, tz=timezone.utc)).plan_key == "starter"
     first = db.exec(select(Payment).where(Payment.org_id == org.id, Payment.amount > 0)).one()
     assert first.amount == 900  # the first charge after the trial is the lower plan's price
+
+
+def _in_the_last_phase(org, stripe_env, db):
+    """Business, downgraded to Pro, which has now begun: the schedule's last phase is running, and
+    Stripe keeps the schedule (active, the Business phase still listed) until that phase ends."""
+    clock, customer = buy_on_clock(org, stripe_env, plan="business")
+    change_plan(org.admin, period_id("pro", "MONTHLY"), preview=False)
+    before = subscription(db, org)
+    t1 = int(before.current_period_end.timestamp())
+    advance(stripe_env, clock, t1 + 3600, customer)
+    sub = subscription(db, org)
+    schedule = stripe_env.client.v1.subscription_schedules.retrieve(before.stripe_schedule_id)
+    assert schedule.status == "active" and schedule.current_phase["start_date"] == t1 and len(schedule.phases) == 2
+    assert sub.plan_period_id == period_id("pro", "MONTHLY")
+    return clock, customer, schedule, int(sub.current_period_end.timestamp())
+
+
+def test_in_the_last_phase_nothing_is_waiting(org, stripe_env, db):
+    """The downgrade happened: the page shows no scheduled change, and there is nothing to keep."""
+    clock, customer, schedule, t2 = _in_the_last_phase(org, stripe_env, db)
+    sub = subscription(db, org)
+    assert sub.scheduled_period_id is None and sub.scheduled_change_at is None
+    with session_scope() as s:
+        assert billing_view(s, org.id).scheduled_change == ""
+    expect(ErrorCode.NO_SCHEDULED_CHANGE, cancel_scheduled_change, org.admin)
+    assert stripe_env.client.v1.subscription_schedules.retrieve(schedule.id).status == "active"  # left as Stripe keeps it
+
+    advance(stripe_env, clock, t2 + 3600, customer)  # the last phase ends: Stripe releases the schedule
+    assert stripe_env.client.v1.subscription_schedules.retrieve(schedule.id).status == "released"
+    sub = subscription(db, org)
+    assert sub.stripe_schedule_id is None and sub.scheduled_period_id is None and sub.status == "active"
+    renewal = db.exec(select(Payment).where(Payment.org_id == org.id).order_by(Payment.created.desc())).first()
+    assert renewal.amount == 2900  # Pro carries on by itself
+
+
+def test_a_second_downgrade_in_the_last_phase_waits_for_its_end(org, stripe_env, db):
+    """Neither refused nor applied at once: the running Pro phase is kept, Starter follows it."""
+    clock, customer, schedule, t2 = _in_the_last_phase(org, stripe_env, db)
+    change = change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    assert change.applied and not change.upgrade and change.effective_at.timestamp() == t2
+    sub = subscription(db, org)
+    assert sub.plan_period_id == period_id("pro", "MONTHLY")  # still Pro, paid until t2
+    assert (sub.scheduled_period_id, sub.scheduled_change_at.timestamp()) == (period_id("starter", "MONTHLY"), t2)
+    with session_scope() as s:
+        assert billing_view(s, org.id).scheduled_change.startswith("Changes to Starter (monthly) on ")
+    phases = stripe_env.client.v1.subscription_schedules.retrieve(schedule.id).phases
+    assert [(p["start_date"], p["items"][0]["price"]) for p in phases[1:]] == [
+        (schedule.current_phase["start_date"], sub.stripe_price_id), (t2, db.get(PlanPeriod, period_id("starter", "MONTHLY")).stripe_price_id)]
+
+    advance(stripe_env, clock, t2 + 3600, customer)
+    sub = subscription(db, org)
+    assert sub.plan_period_id == period_id("starter", "MONTHLY") and sub.scheduled_period_id is None
+    renewal = db.exec(select(Payment).where(Payment.org_id == org.id).order_by(Payment.created.desc())).first()
+    assert renewal.amount == 900
+
+
+def test_an_upgrade_in_the_last_phase_applies_and_stays(org, stripe_env, db):
+    """The schedule (nothing waiting in it) is released first, so its end cannot undo the upgrade."""
+    clock, customer, schedule, t2 = _in_the_last_phase(org, stripe_env, db)
+    change = change_plan(org.admin, period_id("business", "MONTHLY"), preview=False)
+    assert change.applied and change.upgrade and change.confirm_url is None
+    assert stripe_env.client.v1.subscriptions.retrieve(subscription(db, org).stripe_id).schedule is None
+    advance(stripe_env, clock, t2 + 3600, customer)
+    sub = subscription(db, org)
+    assert sub.plan_period_id == period_id("business", "MONTHLY") and sub.status == "active"
+    renewal = db.exec(select(Payment).where(Payment.org_id == org.id).order_by(Payment.created.desc())).first()
+    assert renewal.amount == 9900
+
+
+def test_canceling_in_the_last_phase_releases_the_schedule_first(org, stripe_env, db):
+    """Stripe refuses cancel_at_period_end under a schedule, in its last phase too."""
+    clock, customer, schedule, t2 = _in_the_last_phase(org, stripe_env, db)
+    cancel(org.admin)
+    sub = subscription(db, org)
+    assert sub.cancel_at_period_end and sub.stripe_schedule_id is None
+    assert stripe_env.client.v1.subscription_schedules.retrieve(schedule.id).status == "released"
+    advance(stripe_env, clock, t2 + 3600, customer)
+    assert subscription(db, org).status == "canceled"
