@@ -324,11 +324,26 @@ def void_invoice(store: Store, inv: dict, now: int) -> None:
     sub_id = invoice_subscription(inv)
     sub = store.get("subscription", sub_id) if sub_id else None
     if sub and sub.get("_pending_after") is not None and sub.get("latest_invoice") == inv["id"]:
-        # Voiding a pending update's invoice discards the update.
-        sub.pop("_pending_after")
-        previous = {"pending_update": sub["pending_update"]}
-        sub["pending_update"] = None
-        store.emit("customer.subscription.updated", sub, previous)
+        discard_pending_update(store, sub)  # voiding a pending update's invoice discards the update
+
+
+def discard_pending_update(store: Store, sub: dict) -> None:
+    """The subscription stays as it is, without its pending update."""
+    sub.pop("_pending_after")
+    previous = {"pending_update": sub["pending_update"]}
+    sub["pending_update"] = None
+    store.emit("customer.subscription.updated", sub, previous)
+
+
+def expire_pending_update(store: Store, sub: dict, at: int) -> None:
+    """At `pending_update.expires_at` Stripe voids the update's invoice and discards the update
+    (docs: billing/subscriptions/pending-updates-reference, "Expiration")."""
+    inv = store.get("invoice", sub["_pending_after"]["latest_invoice"])
+    if inv and inv["status"] == "open":
+        void_invoice(store, inv, at)
+    if sub.get("_pending_after") is not None:  # its invoice was no longer the latest one
+        discard_pending_update(store, sub)
+    store.emit("customer.subscription.pending_update_expired", sub)
 
 
 def mark_uncollectible(store: Store, inv: dict, now: int) -> None:
@@ -493,6 +508,7 @@ def invoice_paid_outside(store: Store, inv: dict, now: int) -> None:
         sub.update({k: v for k, v in after.items() if k not in ("status", "pending_update")})
         sub.update(status=status, pending_update=None)
         store.emit("customer.subscription.updated", sub, previous)
+        store.emit("customer.subscription.pending_update_applied", sub)
     if sub["status"] in ("past_due", "unpaid", "incomplete"):
         set_status(store, sub, "active")
 
@@ -737,6 +753,8 @@ def next_milestone(store: Store, sub: dict):
             cands.append((end, "renew"))
         if sub.get("_retry") and sub["_retry"]["at"]:
             cands.append((sub["_retry"]["at"][0], "retry"))
+    if sub.get("pending_update"):
+        cands.append((sub["pending_update"]["expires_at"], "expire_pending_update"))
     schedule = live_schedule(store, sub)
     if schedule:
         # Its own step, sorted before a renewal at the same moment ("end_schedule" < "renew").
@@ -781,6 +799,8 @@ def run_until(store: Store, sub: dict, target: int) -> None:
             disc.end_finished_discounts(store, sub, at)
         elif action == "end_schedule":
             end_schedule(store, sub, at)
+        elif action == "expire_pending_update":
+            expire_pending_update(store, sub, at)
 
 
 # --- plan changes and prorations ----------------------------------------------------------------

@@ -85,3 +85,67 @@ def test_off_session_renewal_requires_action_until_approved_on_the_hosted_invoic
     assert ok.status_code == 303
     assert c.v1.invoices.retrieve(invoice.id).status == "paid"
     assert c.v1.subscriptions.retrieve(sub.id).status == "active"
+
+
+def _upgrade_awaiting_3ds(sandbox, at_offset=None):
+    """A subscription paid with the 3-D Secure card, then an upgrade with pending_if_incomplete: its
+    off-session payment waits for the bank, so the update is pending. `at_offset`: seconds before the
+    period end to make the upgrade at (default: right away)."""
+    c = sandbox.client
+    prod, monthly, _, _ = catalog(c)
+    bigger = c.v1.prices.create(params={"product": prod.id, "currency": "usd", "unit_amount": 3000, "recurring": {"interval": "month"}})
+    clock, cust = clock_customer(c)
+    cs = _session(c, monthly, cust)
+    sandbox.complete_checkout(cs.id, "pm_card_authenticationRequired", authentication="approve")
+    sub = c.v1.subscriptions.retrieve(c.v1.checkout.sessions.retrieve(cs.id).subscription)
+    if at_offset is not None:
+        advance(c, clock, sub["items"].data[0].current_period_end - at_offset)
+    pending = c.v1.subscriptions.update(sub.id, params={
+        "items": [{"id": sub["items"].data[0].id, "price": bigger.id}], "proration_behavior": "always_invoice",
+        "payment_behavior": "pending_if_incomplete"})
+    assert pending.pending_update and pending["items"].data[0].price.id == monthly.id
+    invoice = c.v1.invoices.retrieve(pending.latest_invoice)
+    assert invoice.status == "open" and invoice.billing_reason == "subscription_update"
+    return c, clock, pending, invoice, monthly, bigger
+
+
+def test_a_pending_update_lapses_at_expires_at_and_its_invoice_is_voided(sandbox):
+    """Stripe (pending updates reference, "Expiration"): after expires_at, 23 h after the update, the
+    invoice is voided and the update discarded; customer.subscription.pending_update_expired is sent."""
+    c, clock, pending, invoice, monthly, _ = _upgrade_awaiting_3ds(sandbox)
+    expires_at = pending.pending_update.expires_at
+    assert expires_at == c.v1.test_helpers.test_clocks.retrieve(clock.id).frozen_time + 23 * 3600
+    advance(c, clock, expires_at - 60)
+    assert c.v1.subscriptions.retrieve(pending.id).pending_update is not None
+
+    advance(c, clock, expires_at + 3600)
+    lapsed = c.v1.subscriptions.retrieve(pending.id)
+    assert lapsed.pending_update is None and lapsed["items"].data[0].price.id == monthly.id and lapsed.status == "active"
+    assert c.v1.invoices.retrieve(invoice.id).status == "void"
+    types = [t for t in event_types(c) if not t.startswith("test_helpers.")]
+    assert types[-3:] == ["invoice.voided", "customer.subscription.updated", "customer.subscription.pending_update_expired"]
+    assert "customer.subscription.pending_update_applied" not in types
+    late = httpx.post(f"{invoice.hosted_invoice_url}/authenticate", data={"authentication": "approve"})
+    assert late.status_code == 400 and "no longer needs confirming" in late.text
+    assert c.v1.invoices.retrieve(invoice.id).amount_paid == 0
+
+
+def test_a_pending_update_made_near_the_period_end_lapses_at_the_period_end(sandbox):
+    c, clock, pending, invoice, monthly, _ = _upgrade_awaiting_3ds(sandbox, at_offset=2 * 3600)
+    end = pending["items"].data[0].current_period_end
+    assert pending.pending_update.expires_at == end  # the period end comes before the 23 hours
+    advance(c, clock, end + 3600)
+    renewed = c.v1.subscriptions.retrieve(pending.id)
+    assert renewed.pending_update is None and c.v1.invoices.retrieve(invoice.id).status == "void"
+    assert renewed["items"].data[0].price.id == monthly.id and renewed["items"].data[0].current_period_start == end
+
+
+def test_a_confirmed_pending_update_applies_and_says_so(sandbox):
+    c, clock, pending, invoice, _, bigger = _upgrade_awaiting_3ds(sandbox)
+    ok = httpx.post(f"{invoice.hosted_invoice_url}/authenticate", data={"authentication": "approve"})
+    assert ok.status_code == 303
+    applied = c.v1.subscriptions.retrieve(pending.id)
+    assert applied.pending_update is None and applied["items"].data[0].price.id == bigger.id
+    assert event_types(c)[-1] == "customer.subscription.pending_update_applied"
+    advance(c, clock, pending.pending_update.expires_at + 3600)
+    assert "customer.subscription.pending_update_expired" not in event_types(c)

@@ -107,7 +107,8 @@ def start_pending_update(store, sub: dict, before: dict, invoice: dict, now: int
     sub["_pending_after"] = after
     invoice["next_payment_attempt"] = None
     sub["pending_update"] = {
-        "billing_cycle_anchor": None, "expires_at": now + INCOMPLETE_EXPIRY,
+        # Stripe: 23 hours after the update, or the period's (or trial's) end if that comes first.
+        "billing_cycle_anchor": None, "expires_at": min(now + INCOMPLETE_EXPIRY, sub_period(before)[1]),
         "subscription_items": copy.deepcopy(after["items"]["data"]), "trial_end": None, "trial_from_plan": None,
     }
     store.emit("customer.subscription.updated", sub, {"pending_update": None})
