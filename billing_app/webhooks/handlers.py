@@ -41,6 +41,8 @@ RESYNC_EVENT_TYPES = frozenset({
     "customer.subscription.paused",
     "customer.subscription.resumed",
     "customer.subscription.trial_will_end",
+    "customer.subscription.pending_update_applied",
+    "customer.subscription.pending_update_expired",
     # A scheduled plan change edited, released or ended at Stripe (Dashboard, API) sends only these:
     # the mirror's "changes to <plan> on <date>" comes from the subscription's schedule (billing/sync.py).
     "subscription_schedule.created",

@@ -89,15 +89,16 @@ def access(org: Org, now=None):
         return entitlement(s, org.id, now=now)
 
 
-def buy_on_clock(org: Org, stripe_env, plan="starter"):
-    """Put the org's Stripe customer on a test clock, then subscribe through Checkout."""
+def buy_on_clock(org: Org, stripe_env, plan="starter", **checkout):
+    """Put the org's Stripe customer on a test clock, then subscribe through Checkout (`checkout`: what
+    the test helper is given, e.g. payment_method and authentication)."""
     client = stripe_env.client
     clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": int(time.time())})
     customer = client.v1.customers.create(params={"email": "admin@acme.example", "test_clock": clock.id, "metadata": {"org_id": str(org.id)}})
     with session_scope() as s:
         s.add(BillingCustomer(org_id=org.id, stripe_customer_id=customer.id))
     started = start_checkout(org.admin, period_id(plan, "MONTHLY"))
-    stripe_env.complete_checkout(started.session_id)
+    stripe_env.complete_checkout(started.session_id, **checkout)
     checkout_status(org.admin, started.session_id)
     return clock, customer
 

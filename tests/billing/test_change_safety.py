@@ -1,6 +1,6 @@
 """Plan changes that must not cost twice or lose what was asked for: an upgrade waiting for 3-D Secure
-clicked again, a scheduled downgrade kept through a declined upgrade or a failed cancel/reactivate,
-and an upgrade while paused refused as paused."""
+clicked again (or left to lapse), a scheduled downgrade kept through a declined upgrade or a failed
+cancel/reactivate, and an upgrade while paused refused as paused."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.subscriptions import cancel, change_plan, reactivate
 from billing_app.billing.sync import sync_customer
+from billing_app.billing.views import billing_view
+from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import PlanPeriod
-from tests.billing.helpers import access, buy_on_clock, expect, period_id, subscription
+from tests.billing.helpers import access, advance, buy_on_clock, expect, period_id, subscription
 
 
 def _bought_with_a_card_needing_3ds(org, stripe_env):
@@ -52,6 +54,30 @@ def test_another_plan_while_an_upgrade_awaits_3ds_is_refused(org, stripe_env, db
     assert [i.hosted_invoice_url for i in _invoices(stripe_env, org, "open")] == [first.confirm_url]
     at_stripe = stripe_env.client.v1.subscriptions.retrieve(subscription(db, org).stripe_id)
     assert at_stripe.pending_update.subscription_items[0].price.id == db.get(PlanPeriod, period_id("pro", "MONTHLY")).stripe_price_id
+
+
+def test_an_upgrade_that_lapsed_unconfirmed_leaves_the_plan_free_to_choose(org, stripe_env, db):
+    """Stripe discards a pending update at its expires_at (23 h) and voids its invoice, so the upgrade
+    can never be paid any more; the org is on its plan as before and may choose another."""
+    clock, customer = buy_on_clock(org, stripe_env, payment_method="pm_card_authenticationRequired", authentication="approve")
+    first = change_plan(org.admin, period_id("pro", "MONTHLY"), preview=False)
+    assert first.confirm_url and not first.applied
+    expect(ErrorCode.PLAN_CHANGE_PENDING, change_plan, org.admin, period_id("business", "MONTHLY"), preview=False)
+    with session_scope() as s:
+        assert billing_view(s, org.id).confirm_payment_url == first.confirm_url
+    expires_at = stripe_env.client.v1.subscriptions.retrieve(subscription(db, org).stripe_id).pending_update.expires_at
+
+    advance(stripe_env, clock, expires_at + 3600, customer)
+    assert stripe_env.client.v1.subscriptions.retrieve(subscription(db, org).stripe_id).pending_update is None
+    lapsed = [i for i in _invoices(stripe_env, org, "void") if i.hosted_invoice_url == first.confirm_url]
+    assert lapsed and lapsed[0].billing_reason == "subscription_update" and lapsed[0].amount_paid == 0
+    assert access(org).plan_key == "starter"
+    with session_scope() as s:
+        assert billing_view(s, org.id).confirm_payment_url == ""  # no "confirm the payment" banner left
+    assert httpx.post(f"{first.confirm_url}/authenticate", data={"authentication": "approve"}).status_code == 400
+
+    again = change_plan(org.admin, period_id("business", "MONTHLY"), preview=False)  # not PLAN_CHANGE_PENDING
+    assert again.confirm_url and again.confirm_url != first.confirm_url and not again.applied
 
 
 def _downgrade_scheduled(org, stripe_env, db):

@@ -20,10 +20,11 @@ from billing_app.models import OrgSubscription, Payment, PlanPeriod, WebhookEven
 from billing_app.sandbox import API_VERSION
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.handlers import RESYNC_EVENT_TYPES
+from billing_app.webhooks.worker import Worker
 from tests.billing.helpers import buy, period_id, subscription
 from tests.dashboard.helpers import dashboard
 from tests.ops.helpers import customer_of_org
-from tests.webhooks.helpers import rows, served_backend
+from tests.webhooks.helpers import CountingSync, event, rows, served_backend
 
 
 def stripe_event_types() -> frozenset[str]:
@@ -112,3 +113,13 @@ def test_a_card_detached_at_stripe_leaves_the_dashboard(org, stripe_env, monkeyp
     with session_scope() as session:
         detached = session.exec(select(WebhookEvent).where(WebhookEvent.type == "payment_method.detached")).one()
     assert (detached.customer_id, detached.state) == (customer_of_org(org.id), "processed")
+
+
+def test_a_pending_upgrade_applied_or_lapsed_resyncs_the_customer(post):
+    """Stripe's own events for a pending update (an upgrade awaiting 3-D Secure) name its customer."""
+    for type_, customer in (("customer.subscription.pending_update_applied", "cus_applied"),
+                            ("customer.subscription.pending_update_expired", "cus_lapsed")):
+        assert post(event(type_, customer)).status_code == 200
+    sync = CountingSync()
+    Worker(sync).drain()
+    assert sorted(sync.calls) == ["cus_applied", "cus_lapsed"]
