@@ -16,7 +16,14 @@ from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import PlanPeriod
-from tests.billing.helpers import access, advance, buy_on_clock, expect, period_id, subscription
+from tests.billing.helpers import (
+    access,
+    advance,
+    buy_on_clock,
+    expect,
+    period_id,
+    subscription,
+)
 
 
 def _bought_with_a_card_needing_3ds(org, stripe_env):

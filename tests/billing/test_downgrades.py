@@ -151,7 +151,7 @@ def test_a_second_downgrade_in_the_last_phase_waits_for_its_end(org, stripe_env,
 
 def test_an_upgrade_in_the_last_phase_applies_and_stays(org, stripe_env, db):
     """The schedule (nothing waiting in it) is released first, so its end cannot undo the upgrade."""
-    clock, customer, schedule, t2 = _in_the_last_phase(org, stripe_env, db)
+    clock, customer, _schedule, t2 = _in_the_last_phase(org, stripe_env, db)
     change = change_plan(org.admin, period_id("business", "MONTHLY"), preview=False)
     assert change.applied and change.upgrade and change.confirm_url is None
     assert stripe_env.client.v1.subscriptions.retrieve(subscription(db, org).stripe_id).schedule is None

@@ -31,7 +31,7 @@ def _downgrade(c, sub, big, small, end_behavior="release"):
 def test_a_downgrade_phase_applies_at_the_period_end_then_releases_when_the_last_phase_ends(subscribed):
     """As on Stripe: the schedule stays active (past phases listed, current_phase the running one) through
     its last phase, and end_behavior applies only when that phase ends."""
-    c, clock, cust, sub, big, small = subscribed
+    c, clock, _cust, sub, big, small = subscribed
     schedule, phase = _downgrade(c, sub, big, small)
     assert c.v1.subscriptions.retrieve(sub.id).schedule == schedule.id
     with pytest.raises(stripe.InvalidRequestError, match="managed by the subscription schedule"):
@@ -61,7 +61,7 @@ def test_a_downgrade_phase_applies_at_the_period_end_then_releases_when_the_last
 
 
 def test_end_behavior_cancel_ends_the_subscription_when_the_last_phase_ends(subscribed):
-    c, clock, cust, sub, big, small = subscribed
+    c, clock, _cust, sub, big, small = subscribed
     schedule, phase = _downgrade(c, sub, big, small, end_behavior="cancel")
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
     assert c.v1.subscriptions.retrieve(sub.id).status == "active"
@@ -76,7 +76,7 @@ def test_end_behavior_cancel_ends_the_subscription_when_the_last_phase_ends(subs
 def test_an_update_in_the_last_phase_starts_at_the_current_phase_and_keeps_the_past_one(subscribed):
     """Past phases can be omitted (the SDK's update params say so); the sandbox refuses them, so a phase
     list that starts in the past (rewriting what already happened) fails here first."""
-    c, clock, cust, sub, big, small = subscribed
+    c, clock, _cust, sub, big, small = subscribed
     schedule, phase = _downgrade(c, sub, big, small)
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
     current = c.v1.subscription_schedules.retrieve(schedule.id).current_phase
