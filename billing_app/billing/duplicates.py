@@ -3,7 +3,7 @@
 Checkout already allows one live purchase per org (billing/reservations.py). A second one can
 still appear from outside the app: a session made behind its back and paid, a dashboard user,
 an older release. `sync_customer` finds it in the customer's snapshot; the first purchase made
-through the app is kept, each other one is canceled at once and everything it charged is refunded. Cancels and
+through the app is kept, everything each other one charged is refunded and it is canceled at once. Cancels and
 refunds carry idempotency keys, so two syncs racing over the same customer undo it once.
 
 A free lifetime purchase (a 100%-off code) that is the extra one has nothing to cancel or refund at
@@ -57,14 +57,14 @@ def find_extra_purchases(subscriptions: list[dict], sessions: list[dict], charge
 
 
 def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
-    """Cancel the extra purchase now and refund every payment it took (a free one took none)."""
+    """Refund every payment the extra purchase took (a free one took none), then cancel it.
+
+    Refunds first: a retry finds the subscription live, so still extra, and finishes both (the
+    refund's key, or `charge_already_refunded`, makes it once). Canceled first, a failed refund was
+    never retried: a canceled subscription is no plan held, so no retry saw it again. Refunding a
+    paid invoice leaves it paid: the live subscription is not billed again for it."""
     intents: list[str] = []
     if extra.kind == "subscription":
-        gateway.call(
-            client.v1.subscriptions.cancel, extra.stripe_id,
-            params={"cancellation_details": {"comment": REASON}},
-            options={"idempotency_key": f"duplicate-cancel-{extra.stripe_id}"},
-        )
         for invoice in invoices:
             parent = (invoice.get("parent") or {}).get("subscription_details") or {}
             if parent.get("subscription") == extra.stripe_id and invoice["status"] == "paid" and invoice["amount_paid"] > 0:
@@ -82,4 +82,10 @@ def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
         except gateway.StripeFailure as failure:
             if failure.code != "charge_already_refunded":
                 raise
+    if extra.kind == "subscription":
+        gateway.call(
+            client.v1.subscriptions.cancel, extra.stripe_id,
+            params={"cancellation_details": {"comment": REASON}},
+            options={"idempotency_key": f"duplicate-cancel-{extra.stripe_id}"},
+        )
     log.warning("billing.duplicate_purchase_undone", kind=extra.kind, id=extra.stripe_id, kept=extra.kept, refunded=intents)

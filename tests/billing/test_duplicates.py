@@ -2,8 +2,10 @@
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlmodel import select
 
+from billing_app.billing import gateway
 from billing_app.billing.checkout import start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.portal import portal_url
@@ -148,3 +150,56 @@ def test_one_purchase_is_left_alone(org, stripe_env, db):
     sync_customer(customer_id_for(org.id))
     assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).status == "trialing"
     assert db.exec(select(WebhookEvent).where(WebhookEvent.type == DUPLICATE_EVENT_TYPE)).first() is None
+
+
+def fail_once(monkeypatch, service: str, method: str, failure: Exception):
+    """Stripe fails the first `service.method` call (e.g. RefundService.create) with `failure`; the rest go through."""
+    real_call = gateway.call
+    failed = []
+
+    def flaky(fn, *args, **kwargs):
+        if not failed and fn.__name__ == method and type(getattr(fn, "__self__", None)).__name__ == service:
+            failed.append(fn)
+            raise failure
+        return real_call(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", flaky)
+    return failed
+
+
+def test_a_refund_that_fails_is_finished_by_the_retried_sync(org, stripe_env, db, monkeypatch):
+    """Stripe answers 500 to the refund of the extra subscription: the event's retry refunds it (and cancels it)."""
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "MONTHLY"))
+    failed = fail_once(monkeypatch, "RefundService", "create", gateway.StripeFailure("internal error", status=500))
+    with pytest.raises(gateway.StripeFailure):
+        sync_customer(customer)  # the webhook worker's sync fails: the event is retried
+    assert failed
+
+    sync_customer(customer)  # the retry
+
+    intent = paid_intent_of_subscription(stripe_env, customer, extra.subscription)
+    assert [r.payment_intent for r in refunds_of_customer(stripe_env, customer)] == [intent]
+    assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
+
+
+def test_a_sync_that_dies_between_refund_and_cancel_is_finished_by_the_retry(org, stripe_env, db, monkeypatch):
+    """Refunded, then the process dies before the cancel: the retry cancels it, refunding nothing twice."""
+    _, status = buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "MONTHLY"))
+    failed = fail_once(monkeypatch, "SubscriptionService", "cancel", SystemExit(17))
+    with pytest.raises(SystemExit):
+        sync_customer(customer)
+    assert failed and refunds_of_customer(stripe_env, customer)
+
+    sync_customer(customer)  # the retry
+
+    intent = paid_intent_of_subscription(stripe_env, customer, extra.subscription)
+    assert [r.payment_intent for r in refunds_of_customer(stripe_env, customer)] == [intent]
+    assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
+    assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).status == "active"
+    db.expire_all()
+    rows = {r.stripe_id: r.status for r in db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id))}
+    assert rows == {status.subscription_id: "active", extra.subscription: "canceled"}
