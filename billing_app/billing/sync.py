@@ -19,6 +19,7 @@ writers of one customer take turns. One clock only (the database's), never two h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -528,7 +529,10 @@ def sync_customer(customer_id: str) -> SyncReport:
     if report.org_id is None:
         return report
     snap = report.snapshot
-    extras = extra_purchases(snap)
+    # Never act at Stripe on old reads: a stale snapshot's extras are the newer sync's to judge.
+    extras = [] if report.stale else extra_purchases(snap)
+    if extras:
+        extras = _still_extra(client, snap)
     if not extras:
         return report
     for extra in extras:
@@ -537,6 +541,19 @@ def sync_customer(customer_id: str) -> SyncReport:
     repaired = _sync_snapshot(customer_id, _read(client, customer_id))
     repaired.changes = report.changes + [f"{e.kind} {e.stripe_id}: {_undone(e)} ({duplicates.REASON})" for e in extras] + repaired.changes
     return repaired
+
+
+def _still_extra(client, snap: Snapshot) -> list[duplicates.ExtraPurchase]:
+    """The snapshot's extra purchases that are extra still: its subscriptions and charges read again,
+    as the reads took a while and one canceled or refunded meanwhile (the extra or the kept one) is
+    no plan held. Only the purchases the snapshot saw: one made since can only add extras, which
+    its own events' syncs undo; a paid checkout stays paid (a refund shows in its charge)."""
+    customer_id = snap.customer["id"]
+    seen = {s["id"] for s in snap.subscriptions}
+    subscriptions = [s for s in gateway.list_all(client.v1.subscriptions.list, {"customer": customer_id, "status": "all"})
+                     if s["id"] in seen]
+    charges = gateway.list_all(client.v1.charges.list, {"customer": customer_id})
+    return extra_purchases(dataclasses.replace(snap, subscriptions=subscriptions, charges=charges))
 
 
 def _undone(extra: duplicates.ExtraPurchase) -> str:

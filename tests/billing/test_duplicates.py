@@ -1,16 +1,17 @@
 """A second purchase that got past Checkout (made behind the app's back) is undone by the next sync."""
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlmodel import select
 
-from billing_app.billing import gateway
+from billing_app.billing import duplicates, gateway
 from billing_app.billing.checkout import start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel
-from billing_app.billing.sync import DUPLICATE_EVENT_TYPE, sync_customer
+from billing_app.billing.sync import DUPLICATE_EVENT_TYPE, SESSION_EXPAND, sync_customer
 from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
 from billing_app.models import OrgSubscription, Payment, RetentionOffer, WebhookEvent
@@ -203,3 +204,82 @@ def test_a_sync_that_dies_between_refund_and_cancel_is_finished_by_the_retry(org
     db.expire_all()
     rows = {r.stripe_id: r.status for r in db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id))}
     assert rows == {status.subscription_id: "active", extra.subscription: "canceled"}
+
+
+def during_the_sessions_read(monkeypatch, act):
+    """Run `act()` once while a sync reads Stripe: after it listed subscriptions, invoices and charges,
+    before it lists the checkout sessions (a slow read of a long history). Returns what `act` returned."""
+    real_list_all = gateway.list_all
+    done = []
+
+    def slow_reads(list_method, params):
+        if not done and tuple(params.get("expand") or ()) == SESSION_EXPAND:
+            monkeypatch.setattr(gateway, "list_all", real_list_all)  # once: `act` may sync too
+            done.append(act())
+        return real_list_all(list_method, params)
+
+    monkeypatch.setattr(gateway, "list_all", slow_reads)
+    return done
+
+
+def test_a_stale_snapshot_never_refunds_the_purchase_made_meanwhile(org, stripe_env, monkeypatch):
+    """The admin cancels the monthly plan and buys a lifetime one while a webhook's sync reads: its
+    snapshot holds both, but it is stale (the app's own syncs wrote since) and undoes nothing."""
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    time.sleep(1.1)  # Stripe's `created` is in seconds: the subscription is the older purchase
+    customer = customer_id_for(org.id)
+
+    def admin_switches_to_lifetime():
+        cancel(org.admin, at_period_end=False)
+        started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
+        stripe_env.complete_checkout(started.session_id)
+        return started.session_id
+
+    done = during_the_sessions_read(monkeypatch, admin_switches_to_lifetime)
+    report = sync_customer(customer)  # the webhook worker's sync, begun before the admin's actions
+
+    assert done
+    intent = stripe_env.client.v1.checkout.sessions.retrieve(done[0]).payment_intent
+    assert [r for r in refunds_of_customer(stripe_env, customer) if r.payment_intent == intent] == []
+    assert report.stale  # the case this test is about: the app's own syncs wrote since this one's reads began
+    sync_customer(customer)
+    with session_scope() as s:
+        lifetime = s.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id, OrgSubscription.one_off)).one()
+    assert lifetime.status == "active"
+
+
+def test_a_kept_plan_ended_during_the_reads_leaves_the_new_purchase_alone(org, stripe_env, db, monkeypatch):
+    """No other sync wrote (the snapshot is not stale), but the kept subscription was canceled at Stripe
+    during the reads: the lifetime plan bought then is the org's one plan, not an extra to refund."""
+    _, status = buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    time.sleep(1.1)
+    customer = customer_id_for(org.id)
+
+    def dashboard_user_switches_to_lifetime():
+        stripe_env.client.v1.subscriptions.cancel(status.subscription_id)
+        return buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "ALL_TIME"), mode="payment")
+
+    done = during_the_sessions_read(monkeypatch, dashboard_user_switches_to_lifetime)
+    report = sync_customer(customer)
+
+    assert done and not report.stale
+    assert refunds_of_customer(stripe_env, customer) == []
+    sync_customer(customer)
+    db.expire_all()
+    rows = {r.stripe_id: r.status for r in db.exec(select(OrgSubscription).where(OrgSubscription.org_id == org.id))}
+    assert rows == {status.subscription_id: "canceled", done[0].payment_intent: "active"}
+
+
+def test_an_extra_subscription_canceled_during_the_reads_does_not_fail_the_sync(org, stripe_env, db, monkeypatch):
+    """The extra subscription is canceled at Stripe while the sync reads: undoing it would be refused
+    (400: already canceled) and fail the sync each retry; it is no plan held any more, so nothing is done."""
+    _, status = buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "MONTHLY"))
+
+    done = during_the_sessions_read(monkeypatch, lambda: stripe_env.client.v1.subscriptions.cancel(extra.subscription))
+    report = sync_customer(customer)
+
+    assert done and not report.stale
+    assert not any(duplicates.REASON in change for change in report.changes)
+    assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).status == "active"
