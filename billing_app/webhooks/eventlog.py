@@ -41,6 +41,7 @@ from billing_app.db import get_engine
 from billing_app.models import WebhookEvent, utcnow
 from billing_app.webhooks.handlers import RESYNC_EVENT_TYPES, customer_of
 from billing_app.notifications import outbox
+from billing_app.notifications.billing import EVENT_TYPES as NOTICE_EVENT_TYPES
 from billing_app.webhooks.signal import notify
 
 T = WebhookEvent.__table__
@@ -259,12 +260,15 @@ _MARK_OURS = update(T).where(_OURS).values(**_DONE)
 # them. SKIP LOCKED: never wait for a row another transaction is writing (no lock-order
 # deadlocks between workers on PostgreSQL). `state || ''` keeps SQLite's planner on the
 # customer_id index (without statistics it would pick the state index and scan every pending row).
+# Events that send an email (trial ending, action required) are never covered: their email is
+# built only for the events a sync claimed (worker `_outcome`), so each is claimed itself.
 _MARK_COVERED = update(T).where(
     T.c.id.in_(
         select(T.c.id)
         .where(
             T.c.customer_id == bindparam("customer"),
             (T.c.state + "") == PENDING,
+            T.c.type.not_in(NOTICE_EVENT_TYPES),
             T.c.id <= bindparam("covers_upto"),
             or_(T.c.claimed_until.is_(None), T.c.claimed_until < bindparam("done_at")),
         )

@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from billing_app.billing import sync
+from billing_app.billing import gateway, sync
 from billing_app.db import session_scope
-from billing_app.models import OrgSubscription, utcnow
+from billing_app.models import Notification, OrgSubscription, utcnow
 from billing_app.webhooks import eventlog
 from billing_app.webhooks import worker as worker_module
 from billing_app.webhooks.worker import Worker
@@ -79,3 +79,69 @@ def test_a_sync_covers_the_customers_events_stored_before_it_began_and_no_other(
     assert row(waiting["id"]).attempts == 0  # covered, not synced on its own
     Worker(CountingSync(), ingest_busy=None).run_once()
     assert {row(e["id"]).state for e in (first, waiting, other, *later)} == {"processed"}
+
+
+class _FailOnce:
+    """The real sync, except Stripe answers 503 the first time."""
+
+    def __init__(self):
+        self.failed = False
+
+    def __call__(self, customer_id):
+        if not self.failed:
+            self.failed = True
+            raise gateway.StripeFailure("Stripe is down", status=503)
+        return sync.sync_customer(customer_id)
+
+
+def _queued(org_id: int, kind: str) -> int:
+    with session_scope() as session:
+        return len(session.exec(select(Notification).where(Notification.org_id == org_id, Notification.kind == kind)).all())
+
+
+def _trialing(org, stripe_env) -> tuple[str, dict]:
+    buy(org, "pro", "MONTHLY", sandbox=stripe_env)
+    sub = _mirror(org.id)
+    assert sub.status == "trialing"
+    customer = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).customer
+    return customer, {"id": sub.stripe_id, "object": "subscription", "customer": customer}
+
+
+def _drain(clock=utcnow) -> None:
+    """Passes until nothing is due (at `clock`), as the worker's loop runs them."""
+    while Worker(sync.sync_customer, ingest_busy=None, concurrency=1, clock=clock).run_once().claimed:
+        pass
+
+
+def test_a_trial_ending_event_waiting_for_its_retry_is_not_covered_and_sends_its_email_once(org, stripe_env, post):
+    """Its sync failed (Stripe 503); another event of the customer is synced before its retry is due.
+    That sync would cover it, but its email is built only for a claimed event: it waits for its own."""
+    customer, sub = _trialing(org, stripe_env)
+    trial_end = event("customer.subscription.trial_will_end", customer, obj=sub)
+    assert post(trial_end).status_code == 200
+    flaky = _FailOnce()
+    Worker(flaky, ingest_busy=None, concurrency=1).run_once()
+    assert flaky.failed and row(trial_end["id"]).state == "pending"
+
+    assert post(event("customer.updated", customer)).status_code == 200
+    _drain()  # the card was updated: synced now, the trial-ending event's retry is not due yet
+    _drain(clock=lambda: utcnow() + timedelta(hours=2))  # its retry
+
+    assert row(trial_end["id"]).state == "processed"
+    assert _queued(org.id, "trial_ending") == 1
+
+
+def test_a_trial_ending_event_beyond_a_bursts_claim_sends_its_email_once(org, stripe_env, post):
+    """A burst of one customer's events larger than a claim: the trial-ending event left out of the
+    first claim is not covered by the burst's sync, and its own sync queues the email."""
+    customer, sub = _trialing(org, stripe_env)
+    for _ in range(worker_module.BATCH_SIZE):
+        assert post(event("customer.subscription.updated", customer, obj=sub)).status_code == 200
+    trial_end = event("customer.subscription.trial_will_end", customer, obj=sub)
+    assert post(trial_end).status_code == 200
+    assert post(event("customer.subscription.trial_will_end", customer, obj=sub)).status_code == 200  # Stripe sent it twice
+
+    _drain()
+
+    assert row(trial_end["id"]).state == "processed"
+    assert _queued(org.id, "trial_ending") == 1
