@@ -8,6 +8,7 @@ whole state of the retry machine:
     pending --sync ok--> processed
     pending --sync failed--> pending (attempts+1, last_error, next_attempt_at = now + backoff)
                          \\--> failed once attempts reach the limit (shown to admins; `replay` re-queues)
+    pending --its worker died mid-sync, at the limit--> failed (`DIED_ERROR`; the next claim or `release_orphans`)
 
 A claim is a short lease: `claimed_until` is set a few seconds ahead and `claimed_by` to the
 claim's token (its process and a number, `owners.new_claim_token`), atomically. On PostgreSQL
@@ -164,6 +165,14 @@ _CLAIM_PG = update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True)
 _CLAIM_LOCK_PG = text("SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext('webhookevent.claim'))")
 # SQLite: the chosen ids, claimed only if still due (the re-check makes the claim atomic).
 _CLAIM_IDS = update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW)).values(**_CLAIM_VALUES).returning(*_RETURNING)
+# A due event still bearing a claim is one whose worker died (or stopped renewing) mid-sync, never
+# recording its outcome: at the attempt limit it is given up, not claimed again (a poison event,
+# one that kills its process each time, would else crash-loop forever). Only among the chosen rows.
+DIED_ERROR = "worker died during its sync"
+_DIED = dict(state=FAILED, last_error=DIED_ERROR, next_attempt_at=None, **_UNCLAIMED)
+_DIED_AT_LIMIT = and_(T.c.claimed_by.is_not(None), T.c.attempts >= bindparam("max_attempts"))
+_GIVE_UP_PG = update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True)), _DIED_AT_LIMIT).values(**_DIED)
+_GIVE_UP_IDS = update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW), _DIED_AT_LIMIT).values(**_DIED)
 
 
 def has_due(now: datetime | None = None) -> bool:
@@ -174,6 +183,7 @@ def has_due(now: datetime | None = None) -> bool:
 
 def claim(
     limit: int, lease: timedelta, now: datetime | None = None, *, by: owners.Owner | None = None, token: str | None = None,
+    max_attempts: int | None = None,
 ) -> tuple[str, list[Claimed]]:
     """Claim up to `limit` due events until `now + lease`; returns the claim's token and the events.
 
@@ -181,13 +191,17 @@ def claim(
     (or this claim) holds right now are left alone: they wait and are covered by one later
     sync instead of a second concurrent one. `token` adds the events to a claim this process
     already holds (a pass taking more while its syncs run), renewed, marked and fenced with it.
+    With `max_attempts`, a chosen event whose dead worker's claim used its last attempt becomes
+    `failed` instead (`DIED_ERROR`).
     """
     now = now or utcnow()
     token = token or owners.new_claim_token(by)
-    values = {"now": now, "limit": limit, "token": token, "until": now + lease}
+    values = {"now": now, "limit": limit, "token": token, "until": now + lease, "max_attempts": max_attempts}
     if get_engine().dialect.name == "postgresql":
         with _writing() as connection:
             connection.execute(_CLAIM_LOCK_PG)
+            if max_attempts is not None:
+                connection.execute(_GIVE_UP_PG, values)
             rows = connection.execute(_CLAIM_PG, values).all()
     else:
         # Choose in a read (WAL readers never block the writer), then claim under the write
@@ -197,6 +211,8 @@ def claim(
         if not ids:
             return token, []
         with _writing() as connection:
+            if max_attempts is not None:
+                connection.execute(_GIVE_UP_IDS, {**values, "ids": ids})
             rows = connection.execute(_CLAIM_IDS, {**values, "ids": ids}).all()
     return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
@@ -343,23 +359,27 @@ def renew(ids: Iterable[int], token: str, until: datetime) -> int:
 
 _HOLDERS = select(T.c.claimed_by).where(T.c.state == PENDING, T.c.claimed_by.is_not(None)).distinct()
 _RELEASE_HOLDERS = update(T).where(T.c.state == PENDING, T.c.claimed_by.in_(bindparam("tokens", expanding=True))).values(**_UNCLAIMED)
+_GIVE_UP_HOLDERS = update(T).where(
+    T.c.state == PENDING, T.c.claimed_by.in_(bindparam("tokens", expanding=True)), T.c.attempts >= bindparam("max_attempts"),
+).values(**_DIED)
 
 
-def release_orphans() -> int:
+def release_orphans(max_attempts: int) -> int:
     """Free at once the claims of dead processes of this host (`owners.is_dead`); how many events.
 
     For a worker starting up: the events its host's killed processes (its own previous
     incarnation among them) never finished are due again without waiting for their
     leases, and so are the newer events of those customers. The attempt stays counted: the
     sync may have run, and an event that kills its process each time must still reach
-    the attempt limit.
+    the attempt limit: at `max_attempts` it becomes `failed` (`DIED_ERROR`), not due again.
     """
     with get_engine().connect() as connection:
         dead = [token for token in connection.execute(_HOLDERS).scalars() if owners.is_dead(token)]
     if not dead:
         return 0
     with _writing() as connection:
-        return connection.execute(_RELEASE_HOLDERS, {"tokens": dead}).rowcount
+        given_up = connection.execute(_GIVE_UP_HOLDERS, {"tokens": dead, "max_attempts": max_attempts}).rowcount
+        return given_up + connection.execute(_RELEASE_HOLDERS, {"tokens": dead}).rowcount
 
 
 def replay(event_id: str | int) -> bool:

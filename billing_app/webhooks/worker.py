@@ -143,7 +143,7 @@ class Worker(PassWorker):
             return report
         self._yield_to_ingest()
         claimed_at = self.clock()
-        token, events = eventlog.claim(self.batch_size, self.lease, claimed_at)
+        token, events = eventlog.claim(self.batch_size, self.lease, claimed_at, max_attempts=self.policy.max_attempts)
         if not events:
             return report
         with _Heartbeat(self, token, [e.id for e in events], claimed_at + self.lease) as heartbeat:
@@ -228,7 +228,7 @@ class Worker(PassWorker):
             return []
         self._yield_to_ingest()
         now = self.clock()
-        _, events = eventlog.claim(self.batch_size, self.lease, now, token=token)
+        _, events = eventlog.claim(self.batch_size, self.lease, now, token=token, max_attempts=self.policy.max_attempts)
         heartbeat.add([e.id for e in events])
         return events
 
@@ -266,7 +266,7 @@ class Worker(PassWorker):
 
     def release_orphans(self) -> int:
         """Free the claims of this host's dead processes (run once as the worker starts)."""
-        released = eventlog.release_orphans()
+        released = eventlog.release_orphans(self.policy.max_attempts)
         if released:
             log.info("webhook.orphans_released", events=released)
         return released

@@ -15,8 +15,9 @@ from datetime import timedelta
 
 from billing_app import owners
 from billing_app.models import utcnow
+from billing_app.ops import events as events_console
 from billing_app.webhooks import eventlog
-from billing_app.webhooks.worker import Worker, run_worker
+from billing_app.webhooks.worker import MAX_ATTEMPTS, Worker, run_worker
 from tests.webhooks.helpers import (
     CountingSync,
     aware,
@@ -163,3 +164,47 @@ def test_a_long_sync_that_keeps_its_heartbeat_is_not_taken_over_and_runs_once(po
     assert (done.state, done.attempts, done.claimed_by, done.claimed_until) == ("processed", 1, None, None)
     Worker(other).run_once()  # the newer event came after the slow sync began: one more sync covers it
     assert other.calls == ["cus_slow"] and {r.state for r in rows()} == {"processed"}
+
+
+def _failed_in_the_console() -> list:
+    return events_console.list_events(events_console.EventFilter(state=eventlog.FAILED))[0]
+
+
+def test_an_event_that_kills_its_worker_every_time_fails_at_the_attempt_limit(post, database_url):
+    """A poison event (its sync kills the process: out of memory, a crash in C) is not claimed
+    forever: the restarted worker gives it up with its last attempt, visible and replayable like
+    any failed event."""
+    ev = event("invoice.paid", "cus_poison")
+    post(ev)
+    for _ in range(MAX_ATTEMPTS):
+        assert row(ev["id"]).state == "pending"
+        assert run_crashing_worker(database_url) == 17  # the worker dies in the sync
+        assert Worker(CountingSync()).release_orphans() == 1  # its restart frees the claim at once
+
+    stored = row(ev["id"])
+    assert (stored.state, stored.attempts, stored.claimed_by) == ("failed", MAX_ATTEMPTS, None)
+    assert "died" in stored.last_error
+    assert [(e.stripe_event_id, e.last_error) for e in _failed_in_the_console()] == [(ev["id"], stored.last_error)]
+    assert run_crashing_worker(database_url) == 0  # nothing to claim: no crash loop
+    eventlog.replay(ev["id"])  # the operator's replay, once the cause is fixed
+    sync = CountingSync()
+    Worker(sync).run_once()
+    assert sync.calls == ["cus_poison"] and row(ev["id"]).state == "processed"
+
+
+def test_an_event_whose_dead_workers_lease_ran_out_on_its_last_attempt_is_failed_not_claimed(post):
+    """The same without a restart on the dead worker's host: another worker finds its lease run out."""
+    poison, healthy = event("invoice.paid", "cus_poison"), event("invoice.paid", "cus_healthy")
+    post(poison)
+    for _ in range(MAX_ATTEMPTS):
+        eventlog.claim(10, timedelta(seconds=-1))  # claimed, then its worker died: the lease runs out
+    post(healthy)
+
+    sync = CountingSync()
+    Worker(sync).run_once()
+
+    assert sync.calls == ["cus_healthy"]
+    stored = row(poison["id"])
+    assert (stored.state, stored.attempts, stored.claimed_by) == ("failed", MAX_ATTEMPTS, None)
+    assert "died" in stored.last_error and [e.stripe_event_id for e in _failed_in_the_console()] == [poison["id"]]
+    assert row(healthy["id"]).state == "processed"
