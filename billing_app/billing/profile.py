@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 CUSTOMER_EXPAND = ["tax_ids", "invoice_settings.default_payment_method"]
 SUBSCRIPTION_EXPAND = ["data.default_payment_method", "data.discounts.source.coupon"]
 ADDRESS_KEYS = ("line1", "line2", "city", "state", "postal_code", "country")
+# Stripe's error code for a preview with nothing to invoice next.
+NO_UPCOMING_INVOICE = "invoice_upcoming_none"
 # A subscription with a next invoice to preview: it renews and collects.
 RENEWING = ("active", "trialing", "past_due")
 
@@ -42,7 +44,9 @@ def previewed_subscription(subscriptions: list[dict]) -> dict | None:
 def read_preview(client, customer_id: str, subscriptions: list[dict]) -> dict | None:
     """Stripe's preview of the next invoice (prorations, discounts, quantities and tax included), or None.
 
-    A refusal (no upcoming invoice) is None; Stripe being down fails the sync like any other read.
+    Only Stripe's "no upcoming invoice" answer (the subscription ended since it was listed) is None;
+    any other failure (a rate limit, Stripe down) fails the sync like any other read, to be retried,
+    never taken for "no next invoice" (that would wipe the dashboard's figure).
     """
     sub = previewed_subscription(subscriptions)
     if sub is None:
@@ -50,7 +54,7 @@ def read_preview(client, customer_id: str, subscriptions: list[dict]) -> dict | 
     try:
         preview = gateway.call(client.v1.invoices.create_preview, params={"customer": customer_id, "subscription": sub["id"]})
     except gateway.StripeFailure as failure:
-        if failure.status is not None and 400 <= failure.status < 500:
+        if failure.code == NO_UPCOMING_INVOICE:
             log.info("no invoice preview for %s: %s", sub["id"], failure.message)
             return None
         raise

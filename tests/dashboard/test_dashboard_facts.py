@@ -8,18 +8,22 @@ route and its worker. Rendering the dashboard makes no Stripe call.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlmodel import select
 
-from billing_app.billing import gateway
+from billing_app.billing import gateway, profile
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.dashboard import DashboardView, dashboard_view, discount_label, member_billing_view
+from billing_app.billing.sync import sync_customer
 from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
-from billing_app.models import BillingProfile, OrgSubscription
+from billing_app.models import BillingProfile, OrgSubscription, utcnow
+from billing_app.webhooks import eventlog
+from billing_app.webhooks.worker import Worker
 from tests.billing.helpers import period_id
 from tests.dashboard.helpers import billing, dashboard, wait_for
+from tests.webhooks.helpers import event, row
 
 
 def _buy(acme, stripe_env, plan="starter", confirm=True, **complete):
@@ -133,3 +137,44 @@ def test_the_profile_mirror_is_stable(acme, stripe_env):
         profile = s.get(BillingProfile, acme.id)
     assert json.loads(profile.next_invoice_json)["discount"] == 0  # the $5 was for the first invoice only
     assert json.loads(profile.discounts_json) == []
+
+
+def _forecast(org_id) -> str | None:
+    with session_scope() as s:
+        return s.get(BillingProfile, org_id).next_invoice_json
+
+
+def test_a_rate_limited_preview_keeps_the_next_invoice_and_the_event_is_retried(acme, stripe_env, monkeypatch):
+    """A 429 on the invoice preview (a burst of webhooks) is not "no upcoming invoice": the sync fails
+    and is retried, and the dashboard keeps its next-invoice figure meanwhile."""
+    checkout = _buy(acme, stripe_env)
+    before = _forecast(acme.id)
+    assert json.loads(before)["amount_due"] > 0
+    real_call = gateway.call
+
+    def rate_limited(fn, *args, **kwargs):
+        if fn.__name__ == "create_preview":
+            raise gateway.StripeFailure("Too many requests", status=429, code="rate_limit")
+        return real_call(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", rate_limited)
+    ev = event("customer.updated", checkout.customer)
+    eventlog.store_events([(ev, json.dumps(ev))])
+    Worker(sync_customer, ingest_busy=None, concurrency=1).run_once()
+    assert _forecast(acme.id) == before
+    assert (row(ev["id"]).state, row(ev["id"]).last_error) == ("pending", "StripeFailure: Too many requests")
+
+    monkeypatch.setattr(gateway, "call", real_call)
+    Worker(sync_customer, ingest_busy=None, concurrency=1, clock=lambda: utcnow() + timedelta(hours=1)).run_once()
+    assert row(ev["id"]).state == "processed" and _forecast(acme.id) == before
+
+
+def test_a_subscription_ended_since_it_was_listed_has_no_next_invoice(acme, stripe_env):
+    """Stripe's own "no upcoming invoice" (invoice_upcoming_none, as the sandbox answers it too) is the
+    one refusal that means no next invoice."""
+    checkout = _buy(acme, stripe_env)
+    client = gateway.stripe_client()
+    listed = gateway.list_all(client.v1.subscriptions.list, {"customer": checkout.customer})
+    assert profile.read_preview(client, checkout.customer, listed) is not None
+    stripe_env.client.v1.subscriptions.cancel(checkout.subscription)  # between the list and the preview
+    assert profile.read_preview(client, checkout.customer, listed) is None

@@ -109,7 +109,8 @@ def create_preview(ctx: Ctx):
     cust = get_or_404(store, "customer", cust_id, param="customer")
     if sub is None:
         sub = next((s for s in store.all("subscription") if s["customer"] == cust_id and s["status"] not in ("canceled", "incomplete_expired")), None)
-    if sub is None:
+    # As Stripe: an ended subscription has no next invoice to preview.
+    if sub is None or sub["status"] in ("canceled", "incomplete_expired"):
         raise invalid("No upcoming invoices for customer: %s" % cust_id, None, "invoice_upcoming_none")
     sd = p.get("subscription_details") or {}
     behavior = sd.get("proration_behavior") or "create_prorations"
