@@ -79,8 +79,9 @@ def _writing() -> Iterator:
 
 
 def _customer_to_sync(event: dict) -> str | None:
-    """The Stripe customer this (re-sync) event asks us to re-read, or None."""
-    data = event.get("data") or {}
+    """The Stripe customer this (re-sync) event asks us to re-read, or None (also for a `data` of
+    another shape: stored all the same, nothing lost, synced for no customer)."""
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
     obj = data.get("object")
     return customer_of(obj, data.get("previous_attributes")) if isinstance(obj, dict) else None
 

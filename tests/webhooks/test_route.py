@@ -170,6 +170,24 @@ def test_a_handled_event_without_a_customer_is_processed_without_a_sync(post):
     assert sync.calls == [] and row(ev["id"]).state == "processed"
 
 
+@pytest.mark.parametrize("data", [["not", "an", "object"], "a string", {"object": ["a", "list"]}, {"object": {"customer": ["x"]}}])
+def test_a_handled_event_whose_data_has_another_shape_is_stored_once_and_synced_for_no_customer(post, data):
+    """Signed by Stripe but not shaped as we expect: stored (nothing lost; the 200 stops redeliveries),
+    never answered 503 as if the database were down, and synced for no customer."""
+    ev = event("invoice.paid", "cus_x")
+    ev["data"] = data
+    with capture_logs() as logs:
+        response = post(ev)
+    assert (response.status_code, response.json()) == (200, {"received": True, "duplicate": False})
+    assert not [line for line in logs if line["event"] == "webhook.store_failed"]
+    stored = row(ev["id"])
+    assert (stored.type, stored.customer_id, stored.state) == ("invoice.paid", None, "pending")
+    assert json.loads(stored.payload)["data"] == data
+    sync = CountingSync()
+    Worker(sync).drain()
+    assert sync.calls == [] and row(ev["id"]).state == "processed"
+
+
 def test_concurrent_deliveries_of_one_event_store_one_row(webhook_secrets):
     """Stripe (or a retry racing the original) sends the same event at once: one row, one "new" answer."""
     import asyncio
