@@ -90,6 +90,8 @@ class Membership(SQLModel, table=True):
     org_id: int = Field(foreign_key="organization.id", index=True, ondelete="CASCADE")
     role: str = Field(default=Role.MEMBER.value, max_length=20)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column(nullable=False))
+    # When the user last made this org their session's current one: a login starts in the latest.
+    last_used_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 
 
 class AuthSession(SQLModel, table=True):

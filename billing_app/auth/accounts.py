@@ -213,10 +213,12 @@ def authenticate(session: Session, *, email: str, password: str, client: Client 
 
 
 def start_session(session: Session, user: User, client: Client = LOCAL_CLIENT) -> str:
-    """A new browser session for the user, in their first organization. Returns the token (for the cookie only)."""
+    """A new browser session for the user, in the organization they last switched to (an accepted
+    invitation switches too), else their first. Returns the token (for the cookie only)."""
     token = new_token("sess")
     first = session.exec(
-        select(Membership.org_id).where(Membership.user_id == user.id).order_by(Membership.id)
+        select(Membership.org_id).where(Membership.user_id == user.id)
+        .order_by(Membership.last_used_at.desc().nulls_last(), Membership.id)
     ).first()
     lifetime = timedelta(hours=get_settings().session_lifetime_hours)
     # Housekeeping: a user's expired sessions go when they next log in.
@@ -444,11 +446,12 @@ def switch_org_hash(session: Session, session_hash: str, org_id: int) -> Actor:
     """Make `org_id` the session's current organization (the user must be a member)."""
     actor = actor_for_session_hash(session, session_hash)
     member = session.exec(
-        select(Membership.id).where(Membership.user_id == actor.user_id, Membership.org_id == org_id)
+        select(Membership).where(Membership.user_id == actor.user_id, Membership.org_id == org_id)
     ).first()
     if member is None:
         raise AppError(ErrorCode.FORBIDDEN, "You are not a member of that organization.")
     _session_row(session, session_hash).current_org_id = org_id
+    member.last_used_at = utcnow()  # the next login starts here (start_session)
     session.flush()
     return actor_for_session_hash(session, session_hash)
 

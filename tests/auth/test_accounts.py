@@ -197,6 +197,19 @@ def test_switching_org_needs_membership(db):
     assert actor(token).org_name == "Bob's Org"
 
 
+def test_a_login_starts_in_the_org_last_switched_to_and_in_the_first_once_that_one_is_left(db):
+    admin, _ = _org_with_member(db)  # Bob's first org is his own; he then switched to Ada's
+    assert actor(login("bob@example.com")).org_id == admin.org_id
+    own = db.exec(select(Organization.id).where(Organization.name == "Bob's Org")).one()
+    with session_scope() as s:
+        accounts.switch_org(s, login("bob@example.com"), own)
+    assert actor(login("bob@example.com")).org_id == own
+    with session_scope() as s:
+        in_adas = accounts.switch_org(s, login("bob@example.com"), admin.org_id)
+    members.leave(in_adas)
+    assert actor(login("bob@example.com")).org_id == own
+
+
 def test_parallel_guesses_cannot_exceed_the_limit(db):
     from concurrent.futures import ThreadPoolExecutor
 

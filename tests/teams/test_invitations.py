@@ -15,7 +15,7 @@ from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Invitation, Membership, Role, utcnow
 from tests.api.helpers import set_role
-from tests.billing.helpers import expect, make_org
+from tests.billing.helpers import PASSWORD, expect, make_org
 from tests.teams.helpers import invitee, join, token_of
 
 # About invitations, not caps (test_seats.py): the free tier gets room for 10.
@@ -139,6 +139,25 @@ def test_leaving_and_removing_never_take_the_last_admin(db):
     members.leave(org.admin)  # another admin remains
     assert [uid for uid, _ in _members(org.id)] == [second_admin.user_id]
 
+
+
+def test_an_invitee_who_accepted_on_the_invitation_page_logs_in_again_in_the_inviting_org(db, monkeypatch):
+    # Signing up from an invitation still makes an org of one's own (first by id): the next login
+    # used to start there, an empty org with the invitee its admin.
+    from billing_app.pages.invite import InviteState
+    from tests.aio import run_async
+    from tests.pages import run_event, signed_in_page
+
+    org = make_org("Acme", "admin@acme.example", "member@acme.example")
+    token = token_of(invitations.invite(org.admin, email="new@example.com").url)
+    invitee("new@example.com")
+    monkeypatch.setattr(InviteState, "_token", property(lambda self: token))
+    tab = signed_in_page(InviteState, "new@example.com")
+    run_async(run_event(InviteState.accept.fn(tab)))
+    assert tab.error == ""
+    with session_scope() as s:
+        later = accounts.actor_for_session(s, accounts.login(s, email="new@example.com", password=PASSWORD))
+    assert (later.org_name, later.role) == ("Acme", Role.MEMBER)
 
 
 def _two_admins():
