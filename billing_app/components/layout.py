@@ -77,7 +77,8 @@ def navbar() -> rx.Component:
         rx.hstack(
             rx.hstack(
                 rx.link(
-                    rx.hstack(rx.icon("credit-card", size=22), rx.heading("Billing", size="5"), align="center", spacing="2"),
+                    # The app's name, not a heading: each page's own title is its one h1.
+                    rx.hstack(rx.icon("credit-card", size=22), rx.text("Billing", size="5", weight="bold"), align="center", spacing="2"),
                     href=routes.HOME,
                     underline="none",
                     color_scheme="gray",
@@ -168,7 +169,8 @@ def page_frame(*children: rx.Component, max_width: str = "64em") -> rx.Component
     return rx.box(
         rx.el.style(FRAME_STYLE),
         navbar(),
-        rx.container(rx.vstack(*children, spacing="5", width="100%"), size="3", padding_x=["1em", "1.5em"], padding_y="2em", max_width=max_width),
+        # <main>: the landmark a screen reader jumps to, past the navbar.
+        rx.el.main(rx.container(rx.vstack(*children, spacing="5", width="100%"), size="3", padding_x=["1em", "1.5em"], padding_y="2em", max_width=max_width)),
         min_height="100vh",
         background="var(--gray-2)",
     )

@@ -252,7 +252,7 @@ def _summary() -> rx.Component:
             rx.hstack(
                 rx.vstack(
                     rx.text("Current plan", size="1", color_scheme="gray", weight="medium"),
-                    rx.heading(V.plan_name, size="6", id="plan-name"),
+                    rx.heading(V.plan_name, size="6", as_="h2", id="plan-name"),  # under the page's h1
                     rx.text(V.price, size="2", color_scheme="gray"),
                     spacing="1",
                 ),

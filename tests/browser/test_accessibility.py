@@ -9,7 +9,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-from tests.browser.helpers import new_admin, pay_on_sandbox_checkout, screenshot, start_purchase
+from tests.browser.helpers import new_admin, new_org_buys, pay_on_sandbox_checkout, screenshot, start_purchase
 
 pytestmark = pytest.mark.browser
 WIDTHS = (1280, 375)
@@ -102,3 +102,17 @@ def test_focus_is_visible_on_the_dashboard(page, app_server):
             break
         page.wait_for_timeout(300)
     assert re.match(r"^(solid|auto) [1-9]", outline), outline
+
+
+def test_each_page_has_one_main_landmark_and_its_title_is_the_one_h1_on_billing(page, app_server):
+    """A screen reader jumps to <main>, past the navbar, and lists the headings: the navbar's app
+    name is not one, and on /billing the plan's name sits under the page's title."""
+    new_org_buys(page, app_server)
+    for path in ("/billing", "/org/members", "/billing/payments", "/pricing"):
+        page.goto(app_server.url + path)
+        expect(page.locator("main h1").first).to_be_visible()
+        expect(page.locator("main")).to_have_count(1)
+        expect(page.locator(":is(h1, h2, h3, h4, h5, h6):not(main *)")).to_have_count(0)
+    page.goto(app_server.url + "/billing")
+    expect(page.get_by_role("heading", level=2, name="Starter")).to_be_visible()
+    assert page.locator("h1").all_inner_texts() == ["Billing"]
