@@ -154,12 +154,14 @@ def shown_once(secret, what: str, id: str) -> rx.Component:
         rx.callout.root(
             rx.callout.text(rx.text.strong(f"Copy this {what} now; it will not be shown again.")),
             rx.hstack(
-                rx.code(secret, id=id, size="3", style={"word_break": "break-all"}),
-                rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", on_click=rx.set_clipboard(secret)),
+                # high_contrast throughout: the tint's own text colours fall below 4.5:1 on it.
+                rx.code(secret, id=id, size="3", high_contrast=True, style={"word_break": "break-all"}),
+                rx.button(rx.icon("copy", size=14), "Copy", size="1", variant="soft", high_contrast=True, on_click=rx.set_clipboard(secret)),
                 align="center",
                 wrap="wrap",
             ),
             color_scheme="green",
+            high_contrast=True,
             width="100%",
         ),
     )

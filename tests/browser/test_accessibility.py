@@ -9,7 +9,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-from tests.browser.helpers import new_admin, new_org_buys, pay_on_sandbox_checkout, screenshot, start_purchase
+from tests.browser.helpers import invite, new_admin, new_org_buys, pay_on_sandbox_checkout, screenshot, start_purchase, unique_email
 
 pytestmark = pytest.mark.browser
 WIDTHS = (1280, 375)
@@ -116,3 +116,13 @@ def test_each_page_has_one_main_landmark_and_its_title_is_the_one_h1_on_billing(
     page.goto(app_server.url + "/billing")
     expect(page.get_by_role("heading", level=2, name="Starter")).to_be_visible()
     assert page.locator("h1").all_inner_texts() == ["Billing"]
+
+
+def test_a_secret_shown_once_has_no_serious_or_critical_violation(page, app_server):
+    """The new invitation's link (the API token's box is the same `shown_once`): its text, the link
+    and the Copy button readable on the callout's tint."""
+    new_admin(page, app_server, org="Contrast Co")
+    invite(page, app_server, unique_email("contrast"))
+    problems: list[str] = []
+    audit(page, "members-invitation-link", problems, page.locator("#invite-url"))
+    assert not problems, "axe found serious or critical violations:\n" + "\n".join(problems)
