@@ -205,4 +205,5 @@ def error_callout(message) -> rx.Component:
 
 
 def info_callout(message) -> rx.Component:
-    return rx.cond(message != "", rx.callout(message, icon="info", width="100%", role="status"))
+    # tabindex -1: a flow may move keyboard focus to its outcome (the cancellation dialog does).
+    return rx.cond(message != "", rx.callout(message, icon="info", width="100%", role="status", tab_index=-1))

@@ -13,6 +13,7 @@ period end or now.
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import FunctionStringVar
 
 from billing_app import routes
 from billing_app.billing import billing_details, retention
@@ -369,6 +370,15 @@ def _confirm_step(S, period_end) -> rx.Component:
     )
 
 
+# Keyboard focus when the flow's dialog closes: back to the button that opened it, or, when the
+# outcome replaced that button (canceled, paused), to the status message saying what happened. The
+# button is no Radix trigger, so Radix alone drops focus to <body>.
+_FOCUS_AFTER_FLOW = FunctionStringVar.create(
+    '(e) => { e.preventDefault(); (document.getElementById("cancel-subscription")'
+    ' ?? document.querySelector("main [role=status]"))?.focus(); }'
+)
+
+
 def cancel_flow_dialog(S, period_end) -> rx.Component:
     step = S.cancel_step
     return rx.dialog.root(
@@ -388,6 +398,7 @@ def cancel_flow_dialog(S, period_end) -> rx.Component:
                 width="100%",
             ),
             id="cancel-flow",
+            on_close_auto_focus=_FOCUS_AFTER_FLOW,
         ),
         open=step != "",
         on_open_change=S.close_cancel,

@@ -133,6 +133,27 @@ def test_cancel_now(page, app_server):
     expect(page.locator(".payment-row", has_text="Cancelled")).to_contain_text("Starter (monthly) — canceled now")
 
 
+def test_keyboard_focus_leaving_the_cancel_flow_goes_back_to_its_button_or_to_the_outcome(page, app_server):
+    _buy_with_code(page, app_server)
+    opener = page.locator("#cancel-subscription")
+    opener.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Why are you canceling?")).to_be_visible()
+    page.keyboard.press("Escape")  # kept: back on the button that opened the flow
+    expect(dialog).to_have_count(0)
+    expect(opener).to_be_focused()
+
+    page.keyboard.press("Enter")
+    dialog.get_by_label("Why are you canceling?").select_option("too_expensive")
+    for button in ("#cancel-continue", "#skip-pause", "#decline-offer", "#confirm-cancel"):
+        dialog.locator(button).focus()
+        page.keyboard.press("Enter")
+    expect(page.locator("#reactivate")).to_be_visible()
+    # The button is gone (Reactivate instead): focus is on what happened, not dropped to <body>.
+    expect(page.get_by_role("status").filter(has_text="will end at the end of the period")).to_be_focused()
+
+
 def test_a_member_sees_plan_and_status_and_no_payments_link(page, browser, app_server):
     _buy_with_code(page, app_server)
     member_email = unique_email("member")
