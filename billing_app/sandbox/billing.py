@@ -648,20 +648,31 @@ def live_schedule(store: Store, sub: dict) -> dict | None:
     return schedule if schedule and schedule["status"] in SCHEDULE_LIVE else None
 
 
+def phase_beginning(schedule: dict | None, at: int) -> dict | None:
+    """The phase after the running one that has begun by `at` (a renewal or a trial's end at `at` switches to it)."""
+    if not schedule:
+        return None
+    current = schedule["current_phase"]["start_date"]
+    return next((ph for ph in schedule["phases"] if ph["start_date"] <= at < ph["end_date"] and ph["start_date"] > current), None)
+
+
+def phase_items(sub: dict, phase: dict) -> list[dict]:
+    """The subscription's items as `phase` sets them (copies: prices and quantities, in order)."""
+    planned = phase["items"]
+    return [dict(it, price=planned[i]["price"], quantity=planned[i]["quantity"]) if i < len(planned) else dict(it)
+            for i, it in enumerate(sub["items"]["data"])]
+
+
 def advance_phase(store: Store, sub: dict, at: int) -> None:
     """Called at a renewal or a trial's end: if the schedule's next phase starts now, switch the items
     to it (and start its trial, if it has one). As on Stripe, past phases stay in `phases` and
     `current_phase` names the running one; the schedule ends only when its last phase does (`end_schedule`)."""
     schedule = live_schedule(store, sub)
-    if not schedule:
+    phase = phase_beginning(schedule, at)
+    if not phase:
         return
-    current = schedule["current_phase"]["start_date"]
-    upcoming = [ph for ph in schedule["phases"] if ph["start_date"] <= at < ph["end_date"] and ph["start_date"] > current]
-    if not upcoming:
-        return
-    phase = upcoming[0]
-    for item, planned in zip(sub["items"]["data"], phase["items"]):
-        item["price"], item["quantity"] = planned["price"], planned["quantity"]
+    for item, planned in zip(sub["items"]["data"], phase_items(sub, phase)):
+        item.update(price=planned["price"], quantity=planned["quantity"])
     trial_end = phase_trial_end(phase)
     if trial_end and trial_end > at:
         sub.update(status="trialing", trial_start=at, trial_end=trial_end)

@@ -188,3 +188,53 @@ def test_a_later_phase_can_start_with_a_trial(subscribed):
     assert last_end == paid["items"].data[0].current_period_end
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": last_end + 3600})
     assert c.v1.subscriptions.retrieve(sub.id).schedule is None
+
+
+def test_a_schedules_preview_is_the_invoice_its_next_phase_sends(subscribed):
+    """create_preview with `schedule` (Stripe's way to preview a schedule's next invoice): the phase that
+    begins at the renewal, with its quantity and the discounts still running then, is what the renewal charges."""
+    c, clock, _cust, sub, big, small = subscribed
+    coupon = c.v1.coupons.create(params={"percent_off": 10, "duration": "forever"})
+    c.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": coupon.id}]})
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+        {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date},
+        {"items": [{"price": small.id, "quantity": 3}], "proration_behavior": "none"},  # e.g. a per-seat plan's seats
+    ]})
+    preview = c.v1.invoices.create_preview(params={"schedule": schedule.id})
+    [line] = preview.lines.data
+    assert (line.pricing.price_details.price, line.quantity, line.amount) == (small.id, 3, 3000)
+    assert (preview.subtotal, preview.amount_due, preview.created) == (3000, 2700, phase.end_date)
+    assert line.period.end == c.v1.subscription_schedules.retrieve(schedule.id).phases[1].end_date
+
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
+    assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].amount_paid == 2700
+    # In its last phase the schedule's next invoice is that phase's renewal; released, it has none.
+    assert c.v1.invoices.create_preview(params={"schedule": schedule.id}).amount_due == 2700
+    c.v1.subscription_schedules.release(schedule.id)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        c.v1.invoices.create_preview(params={"schedule": schedule.id})
+    assert info.value.code == "invoice_upcoming_none"
+
+
+def test_a_schedules_preview_of_a_phase_that_begins_with_a_trial_is_free(subscribed):
+    c, _clock, _cust, sub, big, small = subscribed
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+        {"items": [{"price": big.id}], "start_date": phase.start_date, "end_date": phase.end_date},
+        {"items": [{"price": small.id}], "trial": True, "end_date": phase.end_date + 7 * 86400},
+    ]})
+    preview = c.v1.invoices.create_preview(params={"schedule": schedule.id})
+    assert (preview.amount_due, preview.lines.data[0].period.end) == (0, phase.end_date + 7 * 86400)
+
+
+def test_a_schedule_is_previewed_alone(subscribed):
+    """`schedule` cannot be combined with `subscription` or `subscription_details` (the SDK's params say so)."""
+    c, _clock, _cust, sub, _big, _small = subscribed
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    for extra in ({"subscription": sub.id}, {"subscription_details": {"proration_behavior": "none"}}):
+        with pytest.raises(stripe.InvalidRequestError, match="only specify one of these parameters") as info:
+            c.v1.invoices.create_preview(params={"schedule": schedule.id, **extra})
+        assert info.value.param == "schedule"

@@ -8,9 +8,9 @@ from .. import discounts as disc
 from .. import objects as o
 from ..api import Ctx, created_filter, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
-    decline_error, get_or_404, invoice_paid_outside, invoice_subscription, item_lines, mark_paid, mark_uncollectible,
-    now_for, pay_invoice, pending_lines, period_end_for, plan_change, resolve_payment_method, sub_period,
-    void_invoice, finalize,
+    SCHEDULE_LIVE, decline_error, get_or_404, invoice_paid_outside, invoice_subscription, item_lines, mark_paid,
+    mark_uncollectible, now_for, pay_invoice, pending_lines, period_end_for, phase_beginning, phase_items, phase_trial_end, plan_change,
+    resolve_payment_method, sub_period, trial_lines, void_invoice, finalize,
 )
 from ..errors import invalid
 from ..ids import gen_id
@@ -98,9 +98,19 @@ def uncollectible(ctx: Ctx, id):
 
 @route("POST", "/v1/invoices/create_preview", "_invoice_create_preview_params:InvoiceCreatePreviewParams")
 def create_preview(ctx: Ctx):
-    """What the next invoice would be, optionally after a plan change (for proration previews)."""
+    """What the next invoice would be, optionally after a plan change (for proration previews); for a
+    `schedule`, the invoice its next phase sends when it begins at the renewal."""
     store, p = ctx.store, ctx.params
-    sub = None
+    sub = schedule = None
+    if p.get("schedule_details"):
+        raise invalid("The sandbox previews an existing schedule (schedule), not schedule_details.", "schedule_details")
+    if p.get("schedule"):
+        if p.get("subscription") or p.get("subscription_details"):
+            raise invalid("You may only specify one of these parameters: schedule, subscription.", "schedule")
+        schedule = get_or_404(store, "subscription_schedule", p["schedule"], param="schedule")
+        if schedule["status"] not in SCHEDULE_LIVE:
+            raise invalid(f"No upcoming invoices for schedule: {schedule['id']}", None, "invoice_upcoming_none")
+        sub = store.get("subscription", schedule["subscription"])
     if p.get("subscription"):
         sub = get_or_404(store, "subscription", p["subscription"], param="subscription")
     cust_id = p.get("customer") or (sub and sub["customer"])
@@ -131,10 +141,15 @@ def create_preview(ctx: Ctx):
             lines = pending_lines(store, sub) + change["lines"] + item_lines(store, temp, nxt)
             reason, period, created = "subscription_cycle", (start, end), end
     else:
-        p0 = store.get("price", sub["items"]["data"][0]["price"])
         nxt_start = sub["trial_end"] if sub["status"] == "trialing" else end
-        nxt = (nxt_start, period_end_for(nxt_start, p0, sub["billing_cycle_anchor"]))
-        lines = pending_lines(store, sub) + item_lines(store, sub, nxt)
+        # The schedule's phase beginning then bills its own items, or starts its trial (as renew does).
+        phase = phase_beginning(schedule, nxt_start)
+        renewed = {**sub, "items": {**sub["items"], "data": phase_items(sub, phase)}} if phase else sub
+        p0 = store.get("price", renewed["items"]["data"][0]["price"])
+        trial_end = phase_trial_end(phase) if phase else None
+        trial = bool(trial_end and trial_end > nxt_start)
+        nxt = (nxt_start, trial_end if trial else period_end_for(nxt_start, p0, sub["billing_cycle_anchor"]))
+        lines = pending_lines(store, sub) + (trial_lines if trial else item_lines)(store, renewed, nxt)
         reason, period, created = "subscription_cycle", (start, end), nxt_start
     for l in lines:
         l.pop("_ii", None)
