@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from sqlmodel import Session
 
-from billing_app.billing import gateway
+from billing_app.billing import gateway, schedules
 from billing_app.billing.catalog import load_catalog
 from billing_app.models import BillingProfile, RetentionOffer, set_to_cancel, utcnow
 
@@ -51,8 +51,12 @@ def read_preview(client, customer_id: str, subscriptions: list[dict]) -> dict | 
     sub = previewed_subscription(subscriptions)
     if sub is None:
         return None
+    # Under a schedule (a downgrade waiting for the period end) the next invoice is its next phase's:
+    # Stripe documents `schedule` for that preview, and refuses it beside `subscription`.
+    schedule = schedules.live(sub.get("schedule"))
+    params = {"schedule": schedule["id"]} if schedule else {"customer": customer_id, "subscription": sub["id"]}
     try:
-        preview = gateway.call(client.v1.invoices.create_preview, params={"customer": customer_id, "subscription": sub["id"]})
+        preview = gateway.call(client.v1.invoices.create_preview, params=params)
     except gateway.StripeFailure as failure:
         if failure.code == NO_UPCOMING_INVOICE:
             log.info("no invoice preview for %s: %s", sub["id"], failure.message)
