@@ -1,7 +1,8 @@
 """Live updates: when a webhook changes an org's billing, its open billing pages refresh.
 
 Push, not poll: a page registers its browser (client token) and state class for the org on
-load; after the webhook worker syncs a customer it calls `notify(org_id)`, and each registered
+load; after the webhook worker syncs a customer it calls `notify(org_id)` (a page's own action
+does too: `notify_after_action`), and each registered
 page re-reads the mirror inside its state through Reflex's `app.modify_state`, which sends the
 change down that browser's socket. The registry is in memory, in the backend process whose
 socket the page's events arrive on (a page that reconnects elsewhere loads, so registers, again).
@@ -114,6 +115,16 @@ async def notify(org_id: int) -> int:
         except Exception as error:  # Redis down: this process's pages still refresh
             log.warning("live push over Redis failed (%s); refreshing this process's pages only", error)
     return await refresh_local(org_id)
+
+
+async def notify_after_action(org_id: int) -> None:
+    """`notify`, after a page's own action changed the org's billing or team. The action synced the
+    mirror itself, so the webhook's later sync finds nothing new and pushes nothing: without this
+    the org's other open pages (another tab, another admin) stay stale. Never fails the action."""
+    try:
+        await notify(org_id)
+    except Exception as error:  # a refresh is a nicety
+        log.warning("live push after a page action failed for org %s: %s", org_id, error)
 
 
 async def refresh_local(org_id: int) -> int:

@@ -89,13 +89,16 @@ class BillingState(DashboardMixin, AuthState):
             return
         self.view, self.options, self.dash = copy.deepcopy(live.read_once(shared, ("billing", *key), lambda: self._read(*key)))
 
-    async def _act(self, busy: str, fn) -> tuple[object, bool]:
+    async def _act(self, busy: str, fn, *, changes: bool = True) -> tuple[object, bool]:
         """Run an admin action that calls Stripe, from a background event.
 
         The state lock is held only to show `busy` and to write the outcome: the Stripe calls and
         the database work run in a thread, so this page (and every other) stays responsive. Every
         such action is an admin's, and counts against the organization's Stripe rate limit. Errors become a message
         on the page, never a traceback. Returns (result, succeeded).
+
+        `changes`: the action changed the org's billing, so its other open pages refresh (a preview
+        or the portal's link changes nothing).
         """
         async with self:
             self.error = self.message = ""
@@ -112,11 +115,13 @@ class BillingState(DashboardMixin, AuthState):
             return None, False
         async with self:
             self.view, self.options, self.dash, self.busy = view, options, dash, ""
+        if changes:
+            await live.notify_after_action(org_id)
         return result, True
 
     @rx.event(background=True)
     async def open_portal(self, flow: str = ""):
-        url, ok = await self._act("portal", lambda actor: portal_url(actor, flow or None))
+        url, ok = await self._act("portal", lambda actor: portal_url(actor, flow or None), changes=False)
         if ok and url:
             async with self:
                 self.busy = "portal"  # keep the button busy while the browser leaves
@@ -136,7 +141,8 @@ class BillingState(DashboardMixin, AuthState):
     async def preview_change(self, period_id: str):
         async with self:
             self.change_target, self.change_preview = period_id, ""
-        change, ok = await self._act("preview", lambda actor: change_plan(actor, id_from_page(period_id, CHOOSE_A_PLAN), preview=True))
+        change, ok = await self._act("preview", lambda actor: change_plan(actor, id_from_page(period_id, CHOOSE_A_PLAN), preview=True),
+                                     changes=False)
         if not ok or not change:
             return
         if change.upgrade:

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import reflex as rx
 
-from billing_app import limits, routes
+from billing_app import limits, live, routes
 from billing_app.auth import accounts, invitations
 from billing_app.billing import turns
 from billing_app.components.layout import error_callout, info_callout, page_frame
@@ -76,6 +76,7 @@ class InviteState(AuthState):
             if in_orgs_turn:  # an acceptance waits for the inviting org's seat claim: in one of its turns
                 org_id = await asyncio.to_thread(invitations.open_invitation_org, actor, token)
                 result = await turns.in_turn(org_id, fn, actor, token)
+                await live.notify_after_action(org_id)  # a member more: the org's open pages show them
             else:
                 result = await asyncio.to_thread(fn, actor, token)
         except AppError as error:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import reflex as rx
 from reflex.experimental.client_state import ClientStateVar
 
-from billing_app import limits, routes
+from billing_app import limits, live, routes
 from billing_app.auth import invitations, members
 from billing_app.billing import turns
 from billing_app.billing.seat_billing import invite_cost
@@ -151,7 +151,9 @@ class MembersState(AuthState):
 
         `admin`: refused to anyone else before a Stripe call is counted, and a member's own events
         (leave) count against the member's limit, not the org's (limits.hit_stripe): a member's
-        events spend none of the admins' (the services check the role again)."""
+        events spend none of the admins' (the services check the role again).
+
+        After a change the org's other open pages refresh, as on the billing page (BillingState._act)."""
         async with self:
             self.error = self.message = ""
             self.busy = busy
@@ -161,7 +163,8 @@ class MembersState(AuthState):
                 actor.require_role(Role.ADMIN)
             if stripe:
                 await asyncio.to_thread(limits.hit_stripe, actor)
-            result = await turns.in_turn(actor.require_org(), fn, actor)
+            org_id = actor.require_org()
+            result = await turns.in_turn(org_id, fn, actor)
             data = await asyncio.to_thread(_read, actor) if reload else None
         except AppError as error:
             async with self:
@@ -171,6 +174,7 @@ class MembersState(AuthState):
             if data is not None:
                 self._show_team(data)
             self.busy = ""
+        await live.notify_after_action(org_id)
         return result, True
 
     @rx.event(background=True)

@@ -121,6 +121,27 @@ def test_cancel_then_reactivate_from_the_dashboard(page, app_server):
     expect(page.locator("#status-badge")).to_have_text("Active")
 
 
+def test_a_cancellation_in_one_tab_reaches_the_billing_page_open_in_another(page, app_server):
+    # The action syncs the mirror itself, so the webhook's sync found nothing new and pushed nothing:
+    # the first tab kept "Active", the next invoice and a Cancel button.
+    new_org_buys(page, app_server)
+    page.goto(f"{app_server.url}/billing")
+    expect(page.locator("#status-badge")).to_have_text("Active")
+    other = page.context.new_page()
+    other.set_default_timeout(20_000)
+    other.goto(f"{app_server.url}/billing")
+    other.locator("#cancel-subscription").click()
+    other.get_by_label("Why are you canceling?").select_option("unused")
+    other.locator("#cancel-continue").click()
+    other.locator("#skip-pause").click()
+    other.locator("#decline-offer").click()
+    other.locator("#confirm-cancel").click()
+    cancels_on = re.compile(r"^Cancels on [A-Z][a-z]{2} \d{1,2}, \d{4}$")
+    expect(other.locator("#status-badge")).to_have_text(cancels_on)
+    expect(page.locator("#status-badge")).to_have_text(cancels_on)
+    expect(page.locator("#reactivate")).to_be_visible()
+
+
 def test_member_sees_billing_read_only(page, app_server):
     login(page, app_server, email="member@acme.test", password=SEED_PASSWORD)
     page.wait_for_selector("#whoami")
