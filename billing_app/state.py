@@ -15,6 +15,8 @@ import functools
 import json
 
 import reflex as rx
+from reflex_base.event import Event
+from reflex_base.event.context import EventContext
 
 from billing_app import live, routes
 from billing_app.auth import accounts
@@ -92,6 +94,7 @@ def in_a_thread(body):
     return rx.event(handler, background=True)
 
 
+SIGNED_OUT = (ErrorCode.UNAUTHENTICATED, ErrorCode.SESSION_EXPIRED)  # refusals that only a new login cures
 RELOAD_TO_CONTINUE = "Reload the page to continue."  # a reloaded page shows the org switched to
 
 
@@ -214,6 +217,21 @@ class AuthState(rx.State):
         self._show(None)
         expired = error is not None and error.code == ErrorCode.SESSION_EXPIRED
         return rx.redirect(routes.login_url(self.router.url.path, reason="expired" if expired else None))
+
+    def _signed_out_if(self, error: AppError):
+        """An action's refusal: the redirect to login when the session is gone (as a page load
+        does: a message would leave the page, its figures and buttons, with no way on); else None."""
+        return self._signed_out(error) if error.code in SIGNED_OUT else None
+
+    async def _leave_if_signed_out(self, error: AppError) -> bool:
+        """`_signed_out_if` from a helper of a background event (outside `async with self`), which
+        cannot yield for its handler: the redirect is sent to the tab from here. True when sent."""
+        async with self:
+            redirect = self._signed_out_if(error)
+        if redirect is None:
+            return False
+        await EventContext.get().emit_event(*Event.from_event_type(redirect))  # what a handler's `yield` does
+        return True
 
     @in_a_thread
     def load_identity(self):

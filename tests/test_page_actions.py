@@ -1,10 +1,18 @@
-"""How a page's action ends, as the user sees it: the org's other open pages refresh after a change."""
+"""How a page's action ends, as the user sees it: the org's other open pages refresh after a change,
+and a session gone sends the tab to login."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from billing_app import live
+import pytest
+from reflex_base.event import Event
+from reflex_base.event.context import EventContext
+from sqlmodel import select, update
+
+from billing_app import live, routes
+from billing_app.db import session_scope
+from billing_app.models import AuthSession, User, utcnow
 from tests.aio import run_async
 from tests.billing.helpers import buy, period_id
 from tests.pages import run_event, signed_in_page
@@ -21,6 +29,21 @@ def pushes(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(live, "notify", notify)
     return told
+
+
+async def _in_a_backend(event, sent: list):
+    """`run_event`, with the event context a backend gives it: what the action sends the tab goes to `sent`."""
+    async def emit(_token, *events):
+        sent.extend(events)
+
+    with EventContext(token="tab", state_manager=None, enqueue_impl=None, emit_event_impl=emit):
+        return await run_event(event)
+
+
+def _expire_sessions(email: str) -> None:
+    with session_scope() as s:
+        user_id = s.exec(select(User.id).where(User.email == email)).one()
+        s.execute(update(AuthSession).where(AuthSession.user_id == user_id).values(expires_at=utcnow() - timedelta(minutes=1)))
 
 
 # --- A: a change made from a page reaches the org's other pages ---------------------------------------
@@ -47,3 +70,30 @@ def test_a_team_change_from_the_members_page_refreshes_the_orgs_other_pages(org,
     run_async(run_event(MembersState.change_role.fn(tab, str(org.member.user_id), "admin")))
     assert tab.error == ""
     assert pushes == [org.id]
+
+
+# --- C: an action after the session expired ------------------------------------------------------------
+
+@pytest.mark.parametrize("page", ["billing", "cancel flow", "members", "pricing", "tokens"])
+def test_an_action_after_the_session_expired_sends_the_tab_to_login(org, stripe_env, page):
+    # It said "Your session has expired. Please log in again." and left the figures and buttons,
+    # with no way on but the navbar's menu.
+    from billing_app.pages.billing import BillingState
+    from billing_app.pages.members import MembersState
+    from billing_app.pages.pricing import PricingState
+    from billing_app.pages.tokens import TokensState
+
+    state_cls, path, act = {
+        "billing": (BillingState, "/billing", lambda tab: BillingState.open_portal.fn(tab, "")),
+        "cancel flow": (BillingState, "/billing", lambda tab: BillingState.confirm_cancel_flow.fn(tab, {"when": "now"})),
+        "members": (MembersState, "/org/members", lambda tab: MembersState.remove.fn(tab, str(org.member.user_id))),
+        "pricing": (PricingState, "/pricing", lambda tab: PricingState.subscribe.fn(tab, str(period_id("pro", "MONTHLY")))),
+        "tokens": (TokensState, "/account/tokens", lambda tab: TokensState.revoke.fn(tab, "1")),
+    }[page]
+    tab = signed_in_page(state_cls, "admin@acme.example", path)
+    _expire_sessions("admin@acme.example")
+    sent: list = []
+    returned = run_async(_in_a_backend(act(tab), sent))
+    fired = [*sent, *Event.from_event_type(returned)]  # sent from inside the action, or yielded or returned by it
+    assert [e.payload["path"] for e in fired if e.name == "_redirect"] == [routes.login_url(path, reason="expired")]
+    assert tab.user_email == ""  # the page no longer shows who was signed in

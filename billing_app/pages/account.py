@@ -80,7 +80,8 @@ class AccountState(BusyForm, AuthState):
 
             ended = await asyncio.to_thread(work)
         except AppError as error:
-            await self._refused(error)
+            if not await self._leave_if_signed_out(error):
+                await self._refused(error)
             return
         async with self:
             self.busy = False
@@ -98,6 +99,7 @@ class AccountState(BusyForm, AuthState):
             self._reload(actor.user_id)
         except AppError as error:
             self.error = error.message
+            return self._signed_out_if(error)
 
     @in_a_thread
     def logout_everywhere(self):

@@ -95,7 +95,7 @@ class BillingState(DashboardMixin, AuthState):
         The state lock is held only to show `busy` and to write the outcome: the Stripe calls and
         the database work run in a thread, so this page (and every other) stays responsive. Every
         such action is an admin's, and counts against the organization's Stripe rate limit. Errors become a message
-        on the page, never a traceback. Returns (result, succeeded).
+        on the page, never a traceback; a session gone sends the tab to login. Returns (result, succeeded).
 
         `changes`: the action changed the org's billing, so its other open pages refresh (a preview
         or the portal's link changes nothing).
@@ -110,8 +110,9 @@ class BillingState(DashboardMixin, AuthState):
             result = await turns.in_turn(org_id, fn, actor)
             view, options, dash = await asyncio.to_thread(self._read, org_id, actor.is_admin)
         except AppError as error:
-            async with self:
-                self.error, self.busy = error.message, ""
+            if not await self._leave_if_signed_out(error):
+                async with self:
+                    self.error, self.busy = error.message, ""
             return None, False
         async with self:
             self.view, self.options, self.dash, self.busy = view, options, dash, ""

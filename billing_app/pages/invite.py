@@ -80,8 +80,9 @@ class InviteState(AuthState):
             else:
                 result = await asyncio.to_thread(fn, actor, token)
         except AppError as error:
-            async with self:
-                self.error, self.busy = error.message, ""
+            if not await self._leave_if_signed_out(error):
+                async with self:
+                    self.error, self.busy = error.message, ""
             return None, False
         return result, True
 

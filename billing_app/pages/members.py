@@ -153,7 +153,8 @@ class MembersState(AuthState):
         (leave) count against the member's limit, not the org's (limits.hit_stripe): a member's
         events spend none of the admins' (the services check the role again).
 
-        After a change the org's other open pages refresh, as on the billing page (BillingState._act)."""
+        As on the billing page (BillingState._act): a session gone sends the tab to login, and after
+        a change the org's other open pages refresh."""
         async with self:
             self.error = self.message = ""
             self.busy = busy
@@ -167,8 +168,9 @@ class MembersState(AuthState):
             result = await turns.in_turn(org_id, fn, actor)
             data = await asyncio.to_thread(_read, actor) if reload else None
         except AppError as error:
-            async with self:
-                self.error, self.busy = error.message, ""
+            if not await self._leave_if_signed_out(error):
+                async with self:
+                    self.error, self.busy = error.message, ""
             return None, False
         async with self:
             if data is not None:

@@ -71,6 +71,7 @@ class NotificationSettingsState(AuthState):
             self.message = "Saved."
         except AppError as error:
             self.error = error.message
+            return self._signed_out_if(error)
 
 
 def _choice(choice: Choice) -> rx.Component:

@@ -82,6 +82,9 @@ class PricingState(AuthState):
         except AppError as error:
             async with self:
                 self.error, self.pending_period_id = error.message, ""
+                signed_out = self._signed_out_if(error)
+            if signed_out:
+                yield signed_out
             return
         yield rx.redirect(started.url)
 

@@ -76,7 +76,7 @@ class TokensState(AuthState):
             self._reload(actor)
         except AppError as error:
             self.error = error.message
-            return NEW_TOKEN.push("")
+            return self._signed_out_if(error) or NEW_TOKEN.push("")
         return NEW_TOKEN.push(created.token)
 
     def _client(self) -> accounts.Client:
@@ -94,6 +94,7 @@ class TokensState(AuthState):
             self._reload(actor)
         except AppError as error:
             self.error = error.message
+            return self._signed_out_if(error)
 
 
 @rx.page(route=routes.ACCOUNT_TOKENS, title="API tokens · Billing", on_load=TokensState.load)
