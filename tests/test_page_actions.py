@@ -1,8 +1,9 @@
 """How a page's action ends, as the user sees it: the org's other open pages refresh after a change,
-and a session gone sends the tab to login."""
+a second click while the first runs is ignored, and a session gone sends the tab to login."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from billing_app import live, routes
 from billing_app.db import session_scope
 from billing_app.models import AuthSession, User, utcnow
 from tests.aio import run_async
-from tests.billing.helpers import buy, period_id
+from tests.billing.helpers import buy, period_id, subscription
 from tests.pages import run_event, signed_in_page
 
 
@@ -70,6 +71,38 @@ def test_a_team_change_from_the_members_page_refreshes_the_orgs_other_pages(org,
     run_async(run_event(MembersState.change_role.fn(tab, str(org.member.user_id), "admin")))
     assert tab.error == ""
     assert pushes == [org.id]
+
+
+# --- B: a double-click -------------------------------------------------------------------------------
+
+def test_a_double_click_on_confirm_change_changes_the_plan_once_and_shows_no_error(org, stripe_env, db):
+    # The second click failed against the first one's outcome: "You are already on this plan." beside
+    # "Your plan is now Pro.".
+    from billing_app.pages.billing import BillingState
+
+    buy(org, sandbox=stripe_env)
+    tab = signed_in_page(BillingState, "admin@acme.example")
+    tab.change_target = str(period_id("pro", "MONTHLY"))
+
+    async def double_click():
+        await asyncio.gather(run_event(BillingState.confirm_change.fn(tab)), run_event(BillingState.confirm_change.fn(tab)))
+
+    run_async(double_click())
+    assert (tab.error, tab.message, tab.busy) == ("", "Your plan is now Pro.", "")
+    assert subscription(db, org).plan_period_id == period_id("pro", "MONTHLY")
+
+
+def test_a_double_click_on_remove_removes_once_and_shows_no_error(org, roomy_free_tier):
+    from billing_app.pages.members import MembersState
+
+    tab = signed_in_page(MembersState, "admin@acme.example")
+    user_id = str(org.member.user_id)
+
+    async def double_click():
+        await asyncio.gather(run_event(MembersState.remove.fn(tab, user_id)), run_event(MembersState.remove.fn(tab, user_id)))
+
+    run_async(double_click())
+    assert (tab.error, tab.message) == ("", "member@acme.example was removed from the organization.")
 
 
 # --- C: an action after the session expired ------------------------------------------------------------

@@ -97,10 +97,14 @@ class BillingState(DashboardMixin, AuthState):
         such action is an admin's, and counts against the organization's Stripe rate limit. Errors become a message
         on the page, never a traceback; a session gone sends the tab to login. Returns (result, succeeded).
 
-        `changes`: the action changed the org's billing, so its other open pages refresh (a preview
-        or the portal's link changes nothing).
+        The same action again while it runs (a double-click) is ignored: it would fail against the
+        first one's outcome ("You are already on this plan.") beside its success. A preview is not
+        (the newest pick's counts). `changes`: the action changed the org's billing, so its other
+        open pages refresh (a preview or the portal's link changes nothing).
         """
         async with self:
+            if busy != "preview" and self.busy == busy:
+                return None, False
             self.error = self.message = ""
             self.busy = busy
         try:
@@ -216,7 +220,7 @@ def _change_dialog() -> rx.Component:
                     rx.dialog.close(rx.button("Keep current plan", variant="soft", color_scheme="gray", on_click=BillingState.close_change)),
                     rx.button(
                         "Confirm change",
-                        on_click=BillingState.confirm_change,
+                        on_click=BillingState.confirm_change.throttle(2000),  # a double-click sends one event (the server ignores a second too)
                         loading=BillingState.busy == "change",
                         disabled=BillingState.change_preview == "",
                         id="confirm-change",

@@ -153,9 +153,12 @@ class MembersState(AuthState):
         (leave) count against the member's limit, not the org's (limits.hit_stripe): a member's
         events spend none of the admins' (the services check the role again).
 
-        As on the billing page (BillingState._act): a session gone sends the tab to login, and after
-        a change the org's other open pages refresh."""
+        As on the billing page (BillingState._act): the same action again while it runs (a
+        double-click) is ignored, a session gone sends the tab to login, and after a change the
+        org's other open pages refresh."""
         async with self:
+            if self.busy == busy:
+                return None, False
             self.error = self.message = ""
             self.busy = busy
         try:
