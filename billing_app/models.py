@@ -61,6 +61,11 @@ class Role(str, enum.Enum):
     def rank(self) -> int:
         return {"member": 0, "admin": 1, "super_admin": 2}[self.value]
 
+    @property
+    def label(self) -> str:
+        """The role in words, as pages show it ("Super admin"); the value is the identifier."""
+        return self.value.replace("_", " ").capitalize()
+
     def at_least(self, other: "Role") -> bool:
         return self.rank >= other.rank
 

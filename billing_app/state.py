@@ -24,7 +24,7 @@ from billing_app.auth.accounts import Actor
 from billing_app.auth.cookies import SESSION_COOKIE, session_hash_from_headers
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.models import MAX_ID, id_from_text
+from billing_app.models import MAX_ID, Role, id_from_text
 
 __all__ = ["AuthState", "SESSION_COOKIE", "backend_url", "clear_cookie_script", "form_text", "leave_to"]
 
@@ -131,7 +131,7 @@ class AuthState(rx.State):
 
     @rx.var
     def role_label(self) -> str:
-        return self.role.replace("_", " ").title()
+        return Role(self.role).label if self.role else ""
 
     @property
     def _session_hash(self) -> str:

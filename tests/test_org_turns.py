@@ -235,8 +235,9 @@ def test_a_role_change_waits_for_the_seat_claim_in_a_turn_with_its_tab_free(db, 
 
     assert run_async(scenario()) == 0
     assert took_turn == [org.id]
-    assert (tab.error, tab.message) == ("", "member@acme.example is now admin.")
+    assert (tab.error, tab.message) == ("", "member@acme.example is now Admin.")  # in words, as the page shows roles
     assert {m.email: m.role for m in tab.members}["member@acme.example"] == "admin"
+    assert {m.email: m.role_label for m in tab.members}["member@acme.example"] == "Admin"
 
 
 @pytest.mark.parametrize(("role", "refusal"), [("member", "at least one admin"), ("owner", "Unknown member or role.")])

@@ -60,7 +60,7 @@ class InviteState(AuthState):
             self.found, self.error = False, error.message
             return
         self.found, self.status = True, view.status
-        self.org_name, self.email, self.role = view.org_name, view.email, view.role.value.replace("_", " ")
+        self.org_name, self.email, self.role = view.org_name, view.email, view.role.label
         self.invited_by, self.expires = view.invited_by, format_date(view.expires_at)
         here = routes.invite_path(token)
         self.login_href = routes.login_url(here)

@@ -29,7 +29,6 @@ from billing_app.formatting import format_date
 from billing_app.models import Role
 from billing_app.state import AuthState, form_text, id_from_page, in_a_thread
 
-ROLE_CHOICES = [r.value for r in Role]
 UNKNOWN_MEMBER_OR_ROLE = "Unknown member or role."
 # The link of the invitation just made, shown once: in the browser only, never in a state.
 INVITE_URL = ClientStateVar.create("new_invite_url", "")
@@ -42,6 +41,7 @@ class MemberRow:
     name: str = ""
     role: str = ""
     is_self: bool = False
+    role_label: str = ""  # Role.label
 
 
 @dataclass
@@ -52,6 +52,7 @@ class InvitationItem:
     expires: str = ""
     invited_by: str = ""
     last_error: str = ""
+    role_label: str = ""  # Role.label
 
 
 @dataclass
@@ -70,11 +71,11 @@ def _read(actor) -> TeamData:
         view = team_view(session, actor)
     seats = view.seats
     return TeamData(
-        members=[MemberRow(str(m.user_id), m.email, m.name, m.role.value, m.user_id == actor.user_id) for m in view.members],
+        members=[MemberRow(str(m.user_id), m.email, m.name, m.role.value, m.user_id == actor.user_id, m.role.label) for m in view.members],
         invitations=[
             # Why an acceptance failed (a declined seat charge) is for the admins, who can act on it.
             InvitationItem(str(i.id), i.email, i.role.value, format_date(i.expires_at), i.invited_by,
-                           (i.last_error or "") if actor.is_admin else "")
+                           (i.last_error or "") if actor.is_admin else "", i.role.label)
             for i in view.invitations
         ],
         seats_text=seats_summary(seats),
@@ -232,7 +233,7 @@ class MembersState(AuthState):
             actor, user_id=id_from_page(user_id, UNKNOWN_MEMBER_OR_ROLE), role=_role_from_page(role)), stripe=False)
         if ok:
             async with self:
-                self.message = f"{row.email} is now {row.role.value.replace('_', ' ')}."
+                self.message = f"{row.email} is now {row.role.label}."
             return
         try:  # put the select back to the real role
             actor = await self._actor_in_background(keep_org=True)
@@ -249,17 +250,22 @@ def _role_from_page(role) -> Role:
     except ValueError:  # not one of the roles
         raise AppError(ErrorCode.VALIDATION_ERROR, UNKNOWN_MEMBER_OR_ROLE) from None
 
+def _role_items() -> list[rx.Component]:
+    """Each role in words; its value the identifier the server takes."""
+    return [rx.select.item(role.label, value=role.value) for role in Role]
+
+
 def _role_cell(member) -> rx.Component:
     return rx.cond(
         AuthState.is_admin,
         rx.select.root(
             rx.select.trigger(aria_label="Role of " + member.email),
-            rx.select.content(*[rx.select.item(choice, value=choice) for choice in ROLE_CHOICES]),
+            rx.select.content(*_role_items()),
             value=member.role,
             on_change=lambda role: MembersState.change_role(member.user_id, role),
             size="2",
         ),
-        rx.badge(member.role, variant="soft"),
+        rx.badge(member.role_label, variant="soft"),
     )
 
 
@@ -279,7 +285,7 @@ def _invite_form() -> rx.Component:
                              min_width="12em", id="invite-email", aria_label="Email to invite"),
                     rx.select.root(
                         rx.select.trigger(aria_label="Their role"),
-                        rx.select.content(*[rx.select.item(choice, value=choice) for choice in ROLE_CHOICES]),
+                        rx.select.content(*_role_items()),
                         name="role", default_value="member",
                     ),
                     rx.button("Invite", type="submit", id="invite", loading=MembersState.busy == "invite"),
@@ -326,7 +332,7 @@ def _member_row(m) -> rx.Component:
 def _invitation_row(i) -> rx.Component:
     return rx.table.row(
         rx.table.cell(i.email, rx.cond(i.last_error != "", rx.text(i.last_error, size="1", color_scheme="red", class_name="invite-error"))),
-        rx.table.cell(rx.badge(i.role, variant="soft")),
+        rx.table.cell(rx.badge(i.role_label, variant="soft")),
         rx.table.cell(i.expires),
         rx.table.cell(
             rx.cond(

@@ -181,13 +181,16 @@ def test_admin_invites_a_member_and_changes_a_role(page, browser, app_server):
     page.goto(f"{app_server.url}/org/members")
     expect(page.get_by_role("cell", name=colleague)).to_be_visible()
     _role_select(page, admin_email).click()
-    page.get_by_role("option", name="member", exact=True).click()
+    # Roles in words, as the navbar shows them; the select's values stay the identifiers.
+    expect(page.get_by_role("option")).to_have_text(["Member", "Admin", "Super admin"])
+    page.get_by_role("option", name="Member", exact=True).click()
     expect(page.get_by_role("alert")).to_have_text(
         "The organization needs at least one admin. Make someone else an admin first."
     )
     _role_select(page, colleague).click()
-    page.get_by_role("option", name="admin", exact=True).click()
-    expect(page.get_by_role("status")).to_have_text(f"{colleague} is now admin.")
+    page.get_by_role("option", name="Admin", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text(f"{colleague} is now Admin.")
+    expect(page.get_by_role("row").filter(has_text=colleague).get_by_role("combobox")).to_have_text("Admin")
     screenshot(page, "members-as-admin")
 
 
