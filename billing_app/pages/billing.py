@@ -208,7 +208,11 @@ def _change_dialog() -> rx.Component:
             ),
             rx.vstack(
                 rx.select.root(
-                    rx.select.trigger(placeholder="Choose a plan", width="100%"),
+                    rx.select.trigger(
+                        placeholder="Choose a plan", width="100%", aria_label="New plan",
+                        # Radix's placeholder grey fails contrast on the dialog (axe); gray-11 is its readable grey.
+                        style={"&[data-placeholder] .rt-SelectTriggerInner": {"color": "var(--gray-11)"}},
+                    ),
                     rx.select.content(rx.foreach(BillingState.options, lambda o: rx.select.item(o.label, value=o.period_id))),
                     value=BillingState.change_target,
                     on_change=BillingState.preview_change,

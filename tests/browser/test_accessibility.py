@@ -1,5 +1,5 @@
 """axe-core (axe-playwright-python) on every page of the app, at 1280 and 375 px: no serious or
-critical violation. Dialogs are checked open too (the cancellation flow's steps, billing details)."""
+critical violation. Dialogs are checked open too (change plan, the cancellation flow's steps, billing details)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ def test_every_page_has_no_serious_or_critical_violation(page, app_server):
 
     page.goto(url + "/billing")
     audit(page, "billing", problems, page.locator("#payment-method"))
+    page.locator("#change-plan").click()
+    audit(page, "change-plan-dialog", problems, page.get_by_role("dialog").get_by_role("combobox", name="New plan"))
+    page.keyboard.press("Escape")
     page.locator("#edit-details").click()
     audit(page, "billing-details-dialog", problems, page.get_by_role("dialog"))
     page.keyboard.press("Escape")
