@@ -1,5 +1,6 @@
 """Organization members: everyone sees the members, pending invitations and seats; admins invite
-(seeing what a seat costs first), revoke, remove and change roles; anyone may leave.
+(seeing what a seat costs first), revoke, remove and change roles; anyone may leave (removing and
+leaving ask first).
 
 A new invitation's link goes to the browser once, into a client-side variable (`INVITE_URL`, never
 a state: Reflex persists states), for the admin to copy; only the token's hash is stored. Inviting,
@@ -308,23 +309,51 @@ def _new_invite_link() -> rx.Component:
     return shown_once(INVITE_URL.value, "link", id="invite-url")
 
 
+def _asked_first(trigger: rx.Component, title, description, action: rx.Component) -> rx.Component:
+    """`trigger` opens a question; only its `action` button acts (leaving or removing cannot be undone)."""
+    return rx.alert_dialog.root(
+        rx.alert_dialog.trigger(trigger),
+        rx.alert_dialog.content(
+            rx.alert_dialog.title(title),
+            rx.alert_dialog.description(description, size="2"),
+            rx.flex(
+                rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                rx.alert_dialog.action(action),
+                spacing="3", justify="end", margin_top="1em",
+            ),
+        ),
+    )
+
+
+def _leave_button() -> rx.Component:
+    return _asked_first(
+        rx.button("Leave", size="1", variant="soft", color_scheme="gray", loading=MembersState.busy == "leave", id="leave-org"),
+        rx.fragment("Leave ", AuthState.org_name, "?"),
+        "You will need a new invitation to come back.",
+        rx.button("Leave", color_scheme="red", on_click=MembersState.leave, id="confirm-leave"),
+    )
+
+
+def _remove_button(m) -> rx.Component:
+    return _asked_first(
+        rx.button("Remove", size="1", variant="soft", color_scheme="red", loading=MembersState.busy == "remove:" + m.user_id,
+                  class_name="remove-member"),
+        rx.fragment("Remove ", m.email, " from ", AuthState.org_name, "?"),
+        rx.fragment(
+            "They lose access at once and need a new invitation to come back.",
+            rx.cond(MembersState.per_seat, " Your plan is billed per seat: the paid seats go down to the members left "
+                    "(not below the plan's minimum), and so does the bill.", ""),
+        ),
+        rx.button("Remove", color_scheme="red", on_click=MembersState.remove(m.user_id), class_name="confirm-remove"),
+    )
+
+
 def _member_row(m) -> rx.Component:
     return rx.table.row(
         rx.table.cell(m.email),
         rx.table.cell(m.name),
         rx.table.cell(_role_cell(m)),
-        rx.table.cell(
-            rx.cond(
-                m.is_self,
-                rx.button("Leave", size="1", variant="soft", color_scheme="gray", on_click=MembersState.leave,
-                          loading=MembersState.busy == "leave", id="leave-org"),
-                rx.cond(
-                    AuthState.is_admin,
-                    rx.button("Remove", size="1", variant="soft", color_scheme="red", on_click=MembersState.remove(m.user_id),
-                              loading=MembersState.busy == "remove:" + m.user_id, class_name="remove-member"),
-                ),
-            ),
-        ),
+        rx.table.cell(rx.cond(m.is_self, _leave_button(), rx.cond(AuthState.is_admin, _remove_button(m)))),
         class_name="member-row",
     )
 

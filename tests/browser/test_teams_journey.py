@@ -14,6 +14,7 @@ from tests.browser.helpers import (
     PASSWORD,
     accept_as_new_user,
     invite,
+    login,
     new_admin,
     pay_on_sandbox_checkout,
     screenshot,
@@ -60,10 +61,55 @@ def test_an_admin_invites_the_invitee_signs_up_and_accepts_and_the_seats_follow(
     # An admin removes a member: the quantity follows them out.
     page.goto(f"{app_server.url}/org/members")
     page.get_by_role("row").filter(has_text=invitees[0]).get_by_role("button", name="Remove").click()
+    question = page.get_by_role("alertdialog")
+    expect(question).to_contain_text(f"Remove {invitees[0]} from Seat Journey Co?")
+    expect(question).to_contain_text("Your plan is billed per seat: the paid seats go down to the members left")
+    question.get_by_role("button", name="Remove").click()
     expect(page.get_by_role("status")).to_have_text(f"{invitees[0]} was removed from the organization.")
     expect(page.locator("#seats-used")).to_have_text("3 of 3 paid seats used")
     assert app_server.stripe.v1.subscriptions.retrieve(sub_id)["items"].data[0].quantity == 3
     assert admin
+
+
+def test_leaving_an_organization_asks_first(page, browser, app_server):
+    # One click on Leave, next to one's own email, removed the member at once; coming back needs a
+    # new invitation.
+    new_admin(page, app_server, org="Leave Co")
+    email = unique_email("leaver")
+    accept_as_new_user(browser, invite(page, app_server, email), email, "Lee Ver")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        member = context.new_page()
+        member.set_default_timeout(20_000)
+        login(member, app_server, email=email)
+        expect(member.locator("#whoami")).to_be_visible()
+        if member.locator("#nav-org").inner_text() != "Leave Co":
+            member.click("#user-menu")
+            member.get_by_role("menuitem", name="Leave Co").click()
+        expect(member.locator("#nav-org")).to_have_text("Leave Co")
+        member.goto(f"{app_server.url}/org/members")
+        member.locator("#leave-org").click()
+        question = member.get_by_role("alertdialog")
+        expect(question).to_contain_text("Leave Leave Co?")
+        expect(question).to_contain_text("You will need a new invitation to come back.")
+        screenshot(member, "members-leave-question")
+        question.get_by_role("button", name="Cancel").click()
+        expect(question).to_have_count(0)
+        assert _memberships(app_server, email, "Leave Co") == 1
+
+        member.locator("#leave-org").click()
+        member.get_by_role("alertdialog").get_by_role("button", name="Leave").click()
+        expect(member).to_have_url(f"{app_server.url}/")  # home, once left
+        assert _memberships(app_server, email, "Leave Co") == 0
+    finally:
+        context.close()
+
+
+def _memberships(app_server, email: str, org: str) -> int:
+    with app_server.engine().connect() as connection:
+        return connection.execute(text(
+            "SELECT count(*) FROM membership m JOIN user u ON u.id = m.user_id JOIN organization o ON o.id = m.org_id "
+            "WHERE u.email = :e AND o.name = :o"), {"e": email, "o": org}).scalar_one()
 
 
 def test_at_the_cap_inviting_and_accepting_are_refused_with_the_message(page, browser, app_server):
