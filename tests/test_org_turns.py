@@ -82,6 +82,20 @@ def _invitee_tabs(monkeypatch, count: int):
     return admin, [signed_in_page(InviteState, "new@example.com") for _ in range(count)]
 
 
+def _seat_claim_held_elsewhere(org_id: int) -> threading.Event:
+    """The org's seat claim, held (by another process changing its seats, say) until the returned event is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def other_process():
+        with seat_claim(org_id):
+            held.set()
+            release.wait(10)
+
+    threading.Thread(target=other_process, daemon=True).start()
+    assert held.wait(10)
+    return release
+
+
 def test_acceptances_burst_waits_for_the_seat_claim_in_the_inviting_orgs_turns(db, monkeypatch):
     # Six tabs of one invitee accepting at once, while the org's seat claim is held (another
     # process changing its seats): before, six threads waited for the claim.
@@ -99,15 +113,7 @@ def test_acceptances_burst_waits_for_the_seat_claim_in_the_inviting_orgs_turns(d
         return got
 
     monkeypatch.setattr(reservations, "_try_claim", counting)
-    held, release = threading.Event(), threading.Event()
-
-    def other_process():
-        with seat_claim(admin.org_id):
-            held.set()
-            release.wait(10)
-
-    threading.Thread(target=other_process, daemon=True).start()
-    assert held.wait(10)
+    release = _seat_claim_held_elsewhere(admin.org_id)
     waiting.clear()
 
     async def burst():
@@ -215,15 +221,7 @@ def test_a_role_change_waits_for_the_seat_claim_in_a_turn_with_its_tab_free(db, 
     monkeypatch.setattr(MembersState, "__aenter__", enter)
     monkeypatch.setattr(MembersState, "__aexit__", leave)
     monkeypatch.setattr(turns, "in_turn", counting_turn)
-    held, release = threading.Event(), threading.Event()
-
-    def other_process():
-        with seat_claim(org.id):
-            held.set()
-            release.wait(10)
-
-    threading.Thread(target=other_process, daemon=True).start()
-    assert held.wait(10)
+    release = _seat_claim_held_elsewhere(org.id)
 
     async def scenario():
         change = asyncio.create_task(run_event(MembersState.change_role.fn(tab, str(org.member.user_id), "admin")))
