@@ -9,6 +9,8 @@ refunds carry idempotency keys, so two syncs racing over the same customer undo 
 A free lifetime purchase (a 100%-off code) that is the extra one has nothing to cancel or refund at
 Stripe, which keeps saying it is complete: undoing it is our event-log row alone
 (sync._record_duplicate), and from then on it is `undone`: no plan held, granted nothing (sync.py).
+So is an extra lifetime purchase whose refund failed later at Stripe (refund.failed): held again at
+Stripe's word, but undone at ours; its money is logged for an operator to return.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _holdings(subscriptions: list[dict], sessions: list[dict], charges: list[dic
 
 def find_extra_purchases(subscriptions: list[dict], sessions: list[dict], charges: list[dict],
                          undone: set[str]) -> list[ExtraPurchase]:
-    """Every plan held beside the one kept; `undone`: the free lifetime purchases undone before."""
+    """Every plan held beside the one kept; `undone`: the lifetime purchases undone before (sync.undone_purchases)."""
     held = _holdings(subscriptions, sessions, charges, undone)
     return [ExtraPurchase(kind, stripe_id, held[0][3]) for _theirs, _created, kind, stripe_id in held[1:]]
 

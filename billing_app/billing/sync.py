@@ -424,7 +424,7 @@ def _sync_payment(session: Session, org_id: int, stripe_id: str, status: str, ch
 def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_intent: dict, changes: list[str],
                   undone: bool) -> None:
     """A paid (or free) payment-mode checkout is a lifetime purchase, keyed by one_off.key; one refunded,
-    or `undone` (a free extra purchase, see undone_free_purchases), grants nothing."""
+    or `undone` (an extra purchase, see undone_purchases), grants nothing."""
     key = one_off.key(checkout)
     charge = charges_by_intent.get(checkout.get("payment_intent"))
     refunded = bool(charge and charge.get("refunded"))
@@ -484,7 +484,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
         )
 
     charges_by_intent = one_off.charge_by_intent(snap.charges)
-    undone = undone_free_purchases(session, snap.sessions)
+    undone = undone_purchases(session, snap.sessions)
     for checkout in snap.sessions:
         metadata = checkout.get("metadata") or {}
         description = metadata.get("description") or "Checkout"
@@ -498,10 +498,13 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
             intent = checkout.get("payment_intent")
             charge = charges_by_intent.get(intent)
             if one_off.paid(checkout):
-                free_and_undone = one_off.key(checkout) in undone
-                _sync_one_off(session, org_id, checkout, charges_by_intent, changes, free_and_undone)
-                status = (PaymentStatus.REFUNDED if charge and charge.get("refunded")
-                          else PaymentStatus.CANCELLED if free_and_undone else PaymentStatus.COMPLETED).value
+                key = one_off.key(checkout)
+                refunded, was_undone = bool(charge and charge.get("refunded")), key in undone
+                _sync_one_off(session, org_id, checkout, charges_by_intent, changes, was_undone)
+                status = (PaymentStatus.REFUNDED if refunded
+                          else PaymentStatus.CANCELLED if was_undone and one_off.took_no_payment(key) else PaymentStatus.COMPLETED).value
+                if was_undone and charge and not refunded:
+                    log.error("duplicate purchase %s of org %s: its refund failed at Stripe; refund it by hand", key, org_id)
             elif awaiting_payment(checkout) and intent and intent not in snap.failed_payments:
                 status = PaymentStatus.PENDING.value  # a delayed payment still settling: held (payments.awaiting_purchase)
             else:
@@ -583,10 +586,12 @@ def _duplicate_event_id(stripe_id: str) -> str:
     return f"app_duplicate_{stripe_id}"
 
 
-def undone_free_purchases(session: Session, sessions: list[dict]) -> set[str]:
-    """The free lifetime purchases undone as extra ones: Stripe still says complete (there was nothing
-    to refund), so our event-log row is what says they grant nothing."""
-    keys = {one_off.key(s) for s in sessions if one_off.paid(s) and one_off.took_no_payment(one_off.key(s))}
+def undone_purchases(session: Session, sessions: list[dict]) -> set[str]:
+    """The lifetime purchases undone as extra ones: our event-log row says they grant nothing, as
+    Stripe may not. A free one had nothing to refund; a paid one's refund may fail later (a closed
+    card: refund.failed), and undoing it again would only replay the first refund's answer. Its
+    money is then for an operator to return (`write` logs it), never a second plan held."""
+    keys = {one_off.key(s) for s in sessions if one_off.paid(s)}
     if not keys:
         return set()
     logged = set(session.exec(select(WebhookEvent.stripe_event_id).where(
@@ -597,7 +602,7 @@ def undone_free_purchases(session: Session, sessions: list[dict]) -> set[str]:
 def extra_purchases(snap: Snapshot) -> list[duplicates.ExtraPurchase]:
     """The purchases in this snapshot beyond the one plan the org keeps (billing/duplicates.py)."""
     with session_scope() as session:
-        undone = undone_free_purchases(session, snap.sessions)
+        undone = undone_purchases(session, snap.sessions)
     return duplicates.find_extra_purchases(snap.subscriptions, snap.sessions, snap.charges, undone)
 
 

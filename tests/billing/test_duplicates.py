@@ -18,13 +18,13 @@ from billing_app.models import OrgSubscription, Payment, RetentionOffer, Webhook
 from tests.billing.helpers import buy, free_lifetime_behind_the_apps_back, period_id
 
 
-def buy_behind_the_apps_back(stripe_env, customer_id, price_id, mode="subscription"):
+def buy_behind_the_apps_back(stripe_env, customer_id, price_id, mode="subscription", card="pm_card_visa"):
     """What a dashboard user or another app could do: a session for the same customer, paid."""
     session = stripe_env.client.v1.checkout.sessions.create(params={
         "mode": mode, "customer": customer_id, "line_items": [{"price": price_id, "quantity": 1}],
         "success_url": "http://127.0.0.1:3999/ok",
     })
-    stripe_env.complete_checkout(session.id)
+    stripe_env.complete_checkout(session.id, card)
     return stripe_env.client.v1.checkout.sessions.retrieve(session.id)
 
 
@@ -283,3 +283,28 @@ def test_an_extra_subscription_canceled_during_the_reads_does_not_fail_the_sync(
     assert done and not report.stale
     assert not any(duplicates.REASON in change for change in report.changes)
     assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).status == "active"
+
+
+def test_an_extra_lifetime_whose_refund_failed_later_stays_undone_and_is_left_to_an_operator(org, stripe_env, db, caplog):
+    # refund.failed re-syncs the customer: the purchase, paid and no longer refunded, was held again
+    # (the org had two plans), and its "undo" replayed the first refund's answer under the same key,
+    # refunding nothing while the sync said "canceled and refunded".
+    stripe_env.configure(refund_failure_seconds=0.3)
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)  # the plan the org keeps
+    customer = customer_id_for(org.id)
+    intent = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "ALL_TIME"), "payment",
+                                      card="pm_card_refundFail").payment_intent
+    sync_customer(customer)  # undoes it: a refund, which fails a moment later
+    deadline = time.monotonic() + 10
+    while [r.status for r in refunds_of_customer(stripe_env, customer)] != ["failed"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    report = sync_customer(customer)  # what refund.failed's re-sync runs
+    assert not [c for c in report.changes if duplicates.REASON in c], report.changes  # nothing claimed undone again
+    assert [r.status for r in refunds_of_customer(stripe_env, customer)] == ["failed"]  # and no refund replayed
+    with session_scope() as s:
+        lifetime = s.exec(select(OrgSubscription).where(OrgSubscription.stripe_id == intent)).one()
+        payment = s.exec(select(Payment).where(Payment.stripe_id == intent)).one()
+    assert lifetime.status == "canceled"  # no second plan
+    assert (payment.status, payment.amount_refunded) == ("COMPLETED", 0)  # the truth about the money
+    assert "refund it by hand" in caplog.text
