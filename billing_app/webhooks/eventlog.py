@@ -166,12 +166,15 @@ _CLAIM_PG = update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True)
 _CLAIM_LOCK_PG = text("SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext('webhookevent.claim'))")
 # SQLite: the chosen ids, claimed only if still due (the re-check makes the claim atomic).
 _CLAIM_IDS = update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW)).values(**_CLAIM_VALUES).returning(*_RETURNING)
-# A due event still bearing a claim is one whose worker died (or stopped renewing) mid-sync, never
-# recording its outcome: at the attempt limit it is given up, not claimed again (a poison event,
-# one that kills its process each time, would else crash-loop forever). Only among the chosen rows.
+# A due event still bearing a claim whose lease ran out a whole lease ago is one whose worker died
+# mid-sync, never recording its outcome: at the attempt limit it is given up, not claimed again (a
+# poison event, one that kills its process each time, would else crash-loop forever). A lease just
+# run out may be a live worker's whose heartbeat missed a beat (a database hiccup): that event is
+# taken over as any other, not failed under a sync that is about to succeed. Only among the chosen rows.
 DIED_ERROR = "worker died during its sync"
 _DIED = dict(state=FAILED, last_error=DIED_ERROR, next_attempt_at=None, **_UNCLAIMED)
-_DIED_AT_LIMIT = and_(T.c.claimed_by.is_not(None), T.c.attempts >= bindparam("max_attempts"))
+_DIED_AT_LIMIT = and_(T.c.claimed_by.is_not(None), T.c.attempts >= bindparam("max_attempts"),
+                      T.c.claimed_until < bindparam("long_run_out"))
 _GIVE_UP_PG = update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True)), _DIED_AT_LIMIT).values(**_DIED)
 _GIVE_UP_IDS = update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW), _DIED_AT_LIMIT).values(**_DIED)
 
@@ -192,12 +195,13 @@ def claim(
     (or this claim) holds right now are left alone: they wait and are covered by one later
     sync instead of a second concurrent one. `token` adds the events to a claim this process
     already holds (a pass taking more while its syncs run), renewed, marked and fenced with it.
-    With `max_attempts`, a chosen event whose dead worker's claim used its last attempt becomes
-    `failed` instead (`DIED_ERROR`).
+    With `max_attempts`, a chosen event whose dead worker's claim used its last attempt (its lease
+    run out for a whole lease more) becomes `failed` instead (`DIED_ERROR`).
     """
     now = now or utcnow()
     token = token or owners.new_claim_token(by)
-    values = {"now": now, "limit": limit, "token": token, "until": now + lease, "max_attempts": max_attempts}
+    values = {"now": now, "limit": limit, "token": token, "until": now + lease, "max_attempts": max_attempts,
+              "long_run_out": now - abs(lease)}
     if get_engine().dialect.name == "postgresql":
         with _writing() as connection:
             connection.execute(_CLAIM_LOCK_PG)

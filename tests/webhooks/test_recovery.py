@@ -197,7 +197,7 @@ def test_an_event_whose_dead_workers_lease_ran_out_on_its_last_attempt_is_failed
     poison, healthy = event("invoice.paid", "cus_poison"), event("invoice.paid", "cus_healthy")
     post(poison)
     for _ in range(MAX_ATTEMPTS):
-        eventlog.claim(10, timedelta(seconds=-1))  # claimed, then its worker died: the lease runs out
+        eventlog.claim(10, timedelta(minutes=-5))  # claimed, then its worker died: its lease ran out long ago
     post(healthy)
 
     sync = CountingSync()
@@ -208,3 +208,23 @@ def test_an_event_whose_dead_workers_lease_ran_out_on_its_last_attempt_is_failed
     assert (stored.state, stored.attempts, stored.claimed_by) == ("failed", MAX_ATTEMPTS, None)
     assert "died" in stored.last_error and [e.stripe_event_id for e in _failed_in_the_console()] == [poison["id"]]
     assert row(healthy["id"]).state == "processed"
+
+
+def test_a_live_workers_last_attempt_whose_lease_just_ran_out_is_taken_over_not_failed(post):
+    """A heartbeat that missed a beat (a database hiccup) lets the lease run out under a sync about to
+    succeed: another worker takes the event over, as before; it was failed as "worker died", and the
+    first worker's success was then refused by the fence."""
+    ev = event("invoice.paid", "cus_slow")
+    post(ev)
+    lease, policy = timedelta(seconds=10), eventlog.RetryPolicy(MAX_ATTEMPTS, 0, 0)
+    start = utcnow()
+    for i in range(MAX_ATTEMPTS - 1):  # ordinary failures (Stripe down), each retried
+        token, claimed = eventlog.claim(10, lease, start + timedelta(minutes=i))
+        eventlog.record(token, failed=[eventlog.Failed(claimed, "stripe down")], policy=policy)
+    last = start + timedelta(hours=1)
+    eventlog.claim(10, lease, last, max_attempts=MAX_ATTEMPTS)  # the last attempt, whose renewal then failed once
+
+    other = CountingSync()
+    Worker(other, clock=lambda: last + lease + timedelta(seconds=1)).run_once()
+
+    assert other.calls == ["cus_slow"] and row(ev["id"]).state == "processed"
