@@ -90,14 +90,19 @@ def check_registration(*, email: str, password: str, name: str, org_name: str) -
     name = (name or "").strip()[:120]
     if has_control_characters(name):
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["name_control"])
-    org_name = (org_name or "").strip()
+    return email, name, check_org_name(org_name)
+
+
+def check_org_name(org_name) -> str:
+    """A new organization's name, stripped, or a refusal (at sign-up, and when creating one later)."""
+    org_name = (org_name if isinstance(org_name, str) else "").strip()
     if not org_name:
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_missing"])
     if len(org_name) > 120:
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_too_long"])
     if has_control_characters(org_name):
         raise AppError(ErrorCode.VALIDATION_ERROR, FORM_MESSAGES["org_control"])
-    return email, name, org_name
+    return org_name
 
 
 def register(
@@ -124,6 +129,32 @@ def register(
     session.add(Membership(user_id=user.id, org_id=org.id, role=Role.ADMIN.value))
     session.flush()
     return user
+
+
+ALREADY_IN_AN_ORG = "You are already a member of an organization. Reload the page to continue."
+
+
+def create_org_hash(session: Session, session_hash: str, org_name: str) -> Actor:
+    """A new organization for a signed-in user in none (they left, or were removed from, their
+    last one): they become its admin and the session switches to it, in one transaction.
+
+    Only for a user in no organization: sign-up gives everyone one, others invite them to theirs,
+    and every organization is a billing account, so a user in one does not make more by a form.
+    """
+    row, user = _session_and_user(session, session_hash)
+    org = Organization(name=check_org_name(org_name))
+    session.add(org)
+    # The first write, then the user row as the lock: on SQLite the writer's lock, on PostgreSQL the
+    # row's, so two creates at once are decided one after the other and the second sees the first.
+    session.flush()
+    session.exec(select(User.id).where(User.id == user.id).with_for_update()).first()
+    if session.exec(select(Membership.id).where(Membership.user_id == user.id)).first() is not None:
+        raise AppError(ErrorCode.ALREADY_MEMBER, ALREADY_IN_AN_ORG)
+    # last_used_at: the next login starts here too (start_session)
+    session.add(Membership(user_id=user.id, org_id=org.id, role=Role.ADMIN.value, last_used_at=utcnow()))
+    row.current_org_id = org.id
+    session.flush()
+    return actor_for_session_hash(session, session_hash)
 
 
 # --- login, sessions ----------------------------------------------------------

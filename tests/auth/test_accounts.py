@@ -226,3 +226,78 @@ def test_parallel_guesses_cannot_exceed_the_limit(db):
         outcomes = list(pool.map(guess, range(20)))
     assert outcomes.count(ErrorCode.INVALID_CREDENTIALS) == 5
     assert outcomes.count(ErrorCode.TOO_MANY_ATTEMPTS) == 15
+
+
+# --- a user in no organization makes one -----------------------------------------------------------
+
+def _in_no_org(db) -> str:
+    """Ada, after handing her only organization to Bob and leaving it: a session of hers, in no org."""
+    admin, bob = _org_with_member(db)
+    members.change_role(admin, user_id=bob.user_id, role=Role.ADMIN)
+    members.leave(admin)
+    token = login("ada@example.com")
+    assert actor(token).org_id is None
+    return token
+
+
+def create_org(token, name):
+    from billing_app.auth.tokens import token_hash
+
+    with session_scope() as s:
+        return accounts.create_org_hash(s, token_hash(token), name)
+
+
+def test_a_user_in_no_organization_creates_one_as_its_admin_and_the_session_moves_to_it(db):
+    token = _in_no_org(db)
+    other_tab_of_the_browser = token
+    made = create_org(token, "  Second Start  ")
+    assert (made.org_name, made.role) == ("Second Start", Role.ADMIN)
+    assert actor(other_tab_of_the_browser).org_id == made.org_id
+    assert actor(login("ada@example.com")).org_id == made.org_id  # the next login starts there too
+    assert [(o.name, o.role) for o in accounts.organizations_of(db, made.user_id)] == [("Second Start", Role.ADMIN)]
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("", "Enter a name for your organization."),
+    ("   ", "Enter a name for your organization."),
+    ("x" * 121, "Organization name is too long (120 characters at most)."),
+    ("Acme\nInc", "The organization name cannot contain line breaks or control characters."),
+    (None, "Enter a name for your organization."),
+])
+def test_creating_an_organization_with_a_name_sign_up_refuses_is_refused_and_creates_nothing(db, name, says):
+    token = _in_no_org(db)
+    before = counts(db)
+    assert expect(ErrorCode.VALIDATION_ERROR, create_org, token, name).message == says
+    assert counts(db) == before and actor(token).org_id is None
+
+
+def test_a_user_in_an_organization_does_not_create_another(db):
+    # Sign-up made them one and others invite them: the form is the way back for someone in none.
+    _org_with_member(db)
+    before = counts(db)
+    error = expect(ErrorCode.ALREADY_MEMBER, create_org, login("bob@example.com"), "Bob's Second")
+    assert error.message == accounts.ALREADY_IN_AN_ORG
+    assert counts(db) == before
+
+
+def test_two_creates_at_once_by_one_user_make_one_organization(db):
+    # Two tabs (or a double click) send the form together: one organization, the other refused.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = _in_no_org(db)
+    before = counts(db)
+    together = threading.Barrier(4)
+
+    def create(n):
+        together.wait()
+        try:
+            return create_org(token, f"Try {n}").org_name
+        except AppError as error:
+            return error.code
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(create, range(4)))
+    assert outcomes.count(ErrorCode.ALREADY_MEMBER) == 3, outcomes
+    assert counts(db) == (before[0], before[1] + 1, before[2] + 1)
+    assert actor(token).org_name in outcomes
