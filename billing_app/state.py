@@ -213,7 +213,12 @@ class AuthState(rx.State):
         self.orgs = [{"id": str(o.id), "name": o.name, "role": o.role.value} for o in orgs]
 
     def _signed_out(self, error: AppError | None = None):
-        """Send the user to the login page, saying why (the cookie stays until the next login or logout)."""
+        """Send the user to the login page, saying why (the cookie stays until the next login or logout).
+
+        Signed in but in no organization (they left, or were removed from, their last one): to the
+        home page instead, still signed in, which says so and offers to create one."""
+        if error is not None and error.code == ErrorCode.NO_ORGANIZATION:
+            return rx.redirect(routes.HOME)
         self._show(None)
         expired = error is not None and error.code == ErrorCode.SESSION_EXPIRED
         return rx.redirect(routes.login_url(self.router.url.path, reason="expired" if expired else None))

@@ -46,6 +46,7 @@ class NotificationSettingsState(AuthState):
         self.choices = []
         try:
             actor = self._actor()
+            actor.require_org()
         except AppError as error:
             return self._signed_out(error)
         try:

@@ -99,6 +99,7 @@ class PaymentsState(KeysetPages, AuthState):
     def load(self):
         try:
             actor = self._actor()
+            actor.require_org()
         except AppError as error:
             return self._signed_out(error)
         self.cursors = [""]

@@ -1,0 +1,67 @@
+"""A signed-in user in no organization (they left, or were removed from, their last one): the
+organization's pages send them to the home page, still signed in."""
+
+from __future__ import annotations
+
+import pytest
+
+from billing_app import routes
+from billing_app.auth import members
+from billing_app.models import Role
+from tests.aio import run_async
+from tests.billing.helpers import make_org
+from tests.pages import run_event, signed_in_page
+
+
+def _in_no_org() -> str:
+    """Acme's admin, after making its member an admin too and leaving: in no organization."""
+    acme = make_org("Acme", "admin@acme.example", "member@acme.example")
+    members.change_role(acme.admin, user_id=acme.member.user_id, role=Role.ADMIN)
+    members.leave(acme.admin)
+    return "admin@acme.example"
+
+
+def _path(redirect) -> str:
+    """Where an `rx.redirect(...)` sends the browser."""
+    return {name._js_expr: value._var_value for name, value in redirect.args}["path"]
+
+
+def _org_page(name: str):
+    from billing_app.pages.billing import BillingState
+    from billing_app.pages.members import MembersState
+    from billing_app.pages.notification_settings import NotificationSettingsState
+    from billing_app.pages.payments import PaymentsState
+    from billing_app.pages.tokens import TokensState
+
+    return {cls.__name__: cls for cls in (BillingState, MembersState, PaymentsState, TokensState, NotificationSettingsState)}[name]
+
+
+@pytest.mark.parametrize(("page", "path"), [
+    ("BillingState", routes.BILLING), ("MembersState", routes.MEMBERS), ("PaymentsState", routes.PAYMENTS),
+    ("TokensState", routes.ACCOUNT_TOKENS), ("NotificationSettingsState", routes.ACCOUNT_NOTIFICATIONS),
+])
+def test_an_orgs_page_sends_a_user_in_no_organization_home_still_signed_in(db, roomy_free_tier, page, path):
+    # It sent them to the login page, as if signed out (billing, members, tokens), or showed an
+    # empty page (payments: "Only organization admins can see the payment history.").
+    state_cls = _org_page(page)
+    tab = signed_in_page(state_cls, _in_no_org(), path)
+    redirect = run_async(run_event(state_cls.load.fn(tab)))
+    assert redirect is not None and _path(redirect) == routes.HOME
+    assert tab.user_email == "admin@acme.example" and tab.org_id == 0
+
+
+def test_an_ended_session_still_goes_to_the_login_page(db, roomy_free_tier):
+    from billing_app.auth import accounts
+    from billing_app.db import session_scope
+    from billing_app.pages.billing import BillingState
+    from tests.billing.helpers import PASSWORD
+    from tests.pages import session_tab
+
+    with session_scope() as s:
+        token = accounts.login(s, email=_in_no_org(), password=PASSWORD)
+    tab = session_tab(BillingState, token, routes.BILLING)
+    with session_scope() as s:
+        accounts.end_session(s, token)  # logged out in another tab
+    redirect = run_async(run_event(BillingState.load.fn(tab)))
+    assert _path(redirect) == routes.login_url(routes.BILLING)
+    assert tab.user_email == ""
