@@ -250,14 +250,6 @@ class AuthState(rx.State):
             self._show(None)
 
     @in_a_thread
-    def require_login(self):
-        """On private pages: the page's own handlers check again; this only redirects early."""
-        try:
-            self._actor()
-        except AppError as error:
-            return self._signed_out(error)
-
-    @in_a_thread
     def switch_org(self, org_id: str):
         try:
             with session_scope() as session:

@@ -26,7 +26,7 @@ def session_tab(state_cls, token: str, path: str = ""):
     located = {"pathname": path, "asPath": path} if path else {}
     root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}, **located})
     tab = root.get_substate(state_cls.get_full_name().split(".")[1:])
-    tab._actor()  # what every page's load does first (AuthState.require_login or the page's own load)
+    tab._actor()  # what every page's load does first
     return tab
 
 

@@ -1,5 +1,6 @@
 """A signed-in user in no organization (they left, or were removed from, their last one): the
-organization's pages send them to the home page, still signed in."""
+organization's pages send them to the home page, still signed in, and the home page lets them
+create one."""
 
 from __future__ import annotations
 
@@ -65,3 +66,36 @@ def test_an_ended_session_still_goes_to_the_login_page(db, roomy_free_tier):
     redirect = run_async(run_event(BillingState.load.fn(tab)))
     assert _path(redirect) == routes.login_url(routes.BILLING)
     assert tab.user_email == ""
+
+
+def test_the_home_page_of_a_user_in_no_organization_creates_one_and_shows_it(db, roomy_free_tier):
+    from billing_app.pages.home import HomeState
+
+    tab = signed_in_page(HomeState, _in_no_org(), routes.HOME)
+    assert (tab.is_authenticated, tab.org_id, tab.org_name, tab.role, tab.orgs) == (True, 0, "", "", [])
+
+    run_async(run_event(HomeState.create_org.fn(tab, {"org_name": "Acme\nInc"})))
+    assert tab.error == "The organization name cannot contain line breaks or control characters."
+    assert tab.org_id == 0
+
+    run_async(run_event(HomeState.create_org.fn(tab, {"org_name": " Fresh Start "})))
+    assert tab.error == ""
+    assert (tab.org_name, tab.role_label, tab.is_admin) == ("Fresh Start", "Admin", True)
+    assert [o["name"] for o in tab.orgs] == ["Fresh Start"]
+
+    # A second submit (a double click, another tab) makes no second one.
+    run_async(run_event(HomeState.create_org.fn(tab, {"org_name": "Fresh Start"})))
+    assert tab.error.startswith("You are already a member of an organization.")
+    assert [o["name"] for o in tab.orgs] == ["Fresh Start"]
+
+
+def test_the_new_organizations_billing_page_shows_its_admin(db, roomy_free_tier):
+    from billing_app.pages.billing import BillingState
+    from billing_app.pages.home import HomeState
+
+    email = _in_no_org()
+    home = signed_in_page(HomeState, email, routes.HOME)
+    run_async(run_event(HomeState.create_org.fn(home, {"org_name": "Fresh Start"})))
+    billing = signed_in_page(BillingState, email, routes.BILLING)
+    assert run_async(run_event(BillingState.load.fn(billing))) is None
+    assert (billing.org_name, billing.is_admin) == ("Fresh Start", True)

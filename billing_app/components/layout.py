@@ -23,11 +23,16 @@ def _nav_link(label: str, href: str) -> rx.Component:
 
 
 def _org_badge() -> rx.Component:
-    return rx.hstack(
-        rx.text(AuthState.org_name, size="2", weight="bold", trim="both", id="nav-org"),
-        rx.badge(AuthState.role_label, variant="soft", color_scheme="iris", id="nav-role"),
-        align="center",
-        spacing="2",
+    return rx.cond(
+        AuthState.org_id != 0,
+        rx.hstack(
+            rx.text(AuthState.org_name, size="2", weight="bold", trim="both", id="nav-org"),
+            rx.badge(AuthState.role_label, variant="soft", color_scheme="iris", id="nav-role"),
+            align="center",
+            spacing="2",
+        ),
+        # Left or removed from their last one: no name and no role to show (the home page offers a new one).
+        rx.text("No organization", size="2", color_scheme="gray", trim="both", id="nav-org"),
     )
 
 

@@ -107,11 +107,13 @@ def _action(plan, period, label: str = "Subscribe") -> rx.Component:
     ask_an_admin = rx.text("Ask an admin to upgrade", size="2", color_scheme="gray", align="center", width="100%")
     return rx.cond(
         ~AuthState.is_authenticated, link_button("Sign up", href=routes.REGISTER, size="3", width="100%"),
+        # Signed in, in no organization (left or removed): the home page makes one to buy for.
+        rx.cond(AuthState.org_id == 0, link_button("Create an organization", href=routes.HOME, size="3", width="100%", variant="soft"),
         rx.cond(plan.is_current, unavailable("Current plan"),
         rx.cond(~AuthState.is_admin, ask_an_admin,
         rx.cond(PricingState.holds_lifetime, unavailable("You have lifetime access"),
         rx.cond(PricingState.awaiting_payment != "", unavailable("Payment clearing"),
-        rx.cond(PricingState.has_subscription, switch, buy)))))
+        rx.cond(PricingState.has_subscription, switch, buy))))))
     )
 
 

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 from sqlalchemy import text
 
@@ -192,6 +193,45 @@ def test_admin_invites_a_member_and_changes_a_role(page, browser, app_server):
     expect(page.get_by_role("status")).to_have_text(f"{colleague} is now Admin.")
     expect(page.get_by_role("row").filter(has_text=colleague).get_by_role("combobox")).to_have_text("Admin")
     screenshot(page, "members-as-admin")
+
+
+def test_a_user_who_leaves_their_only_organization_creates_a_new_one_and_is_its_admin(page, browser, app_server):
+    # It read "You are  of .", and every organization page sent them to log in: no way on.
+    founder, successor = unique_email("founder"), unique_email("successor")
+    register(page, app_server, email=founder, org="Handover Ltd")
+    expect(page.locator("#whoami")).to_be_visible()
+    accept_as_new_user(browser, invite(page, app_server, successor), successor, "Successor")
+    page.goto(f"{app_server.url}/org/members")
+    _role_select(page, successor).click()
+    page.get_by_role("option", name="admin", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text(f"{successor} is now admin.")
+
+    page.locator("#leave-org").click()  # their only organization
+    home = re.compile(r"^http://127\.0\.0\.1:\d+/?$")
+    expect(page).to_have_url(home)
+    expect(page.locator("#whoami")).to_have_text("You are not a member of any organization yet.")
+    expect(page.locator("#join-by-invitation")).to_have_text(
+        "To join an existing organization, ask one of its admins for an invitation link.")
+    expect(page.locator("#nav-org")).to_have_text("No organization")
+    expect(page.locator("#nav-role")).to_have_count(0)
+    screenshot(page, "home-no-organization")
+    serious = [v["id"] for v in Axe().run(page).response["violations"] if v.get("impact") in ("serious", "critical")]
+    assert serious == []
+    page.goto(f"{app_server.url}/billing")  # an organization's page: home again, still signed in
+    expect(page).to_have_url(home)
+    expect(page.locator("#whoami")).to_have_text("You are not a member of any organization yet.")
+    page.goto(f"{app_server.url}/pricing")  # public: the plans, and the way to an organization to buy for
+    page.locator(".plan-card").first.get_by_role("link", name="Create an organization").click()
+    expect(page).to_have_url(home)
+
+    page.get_by_label("Organization name").fill("Fresh Start Ltd")
+    page.locator("#create-org").click()
+    expect(page.locator("#whoami")).to_have_text("You are Admin of Fresh Start Ltd.")
+    page.goto(f"{app_server.url}/billing")
+    expect(page.locator("#no-subscription")).to_be_visible()
+    expect(page.locator("#nav-org")).to_have_text("Fresh Start Ltd")
+    expect(page.locator("#nav-role")).to_have_text("Admin")
+    expect(page.get_by_role("link", name="Payments", exact=True)).to_be_visible()  # the admins' link
 
 
 def test_narrow_screen_keeps_navigation_in_the_user_menu(browser, app_server):
