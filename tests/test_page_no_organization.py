@@ -99,3 +99,19 @@ def test_the_new_organizations_billing_page_shows_its_admin(db, roomy_free_tier)
     billing = signed_in_page(BillingState, email, routes.BILLING)
     assert run_async(run_event(BillingState.load.fn(billing))) is None
     assert (billing.org_name, billing.is_admin) == ("Fresh Start", True)
+
+
+def test_creating_organizations_is_limited_as_an_account_action(db, roomy_free_tier, monkeypatch):
+    from billing_app import limits
+    from billing_app.pages.home import HomeState
+    from billing_app.settings import get_settings
+
+    monkeypatch.setenv("RATE_LIMIT_ACCOUNT_USER", "2/minute")
+    get_settings.cache_clear()
+    limits.reset()
+    tab = signed_in_page(HomeState, _in_no_org(), routes.HOME)
+    for _ in range(2):
+        run_async(run_event(HomeState.create_org.fn(tab, {"org_name": ""})))
+        assert tab.error == "Enter a name for your organization."
+    run_async(run_event(HomeState.create_org.fn(tab, {"org_name": "Fresh Start"})))
+    assert tab.error.startswith("Too many attempts.") and tab.org_id == 0
