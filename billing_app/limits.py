@@ -15,7 +15,8 @@ with `hit_in_thread`: a count may wait for Redis, the event loop must not.
     STRIPE_USER             a member's Stripe reads (a checkout's outcome), per user: a member cannot
                             spend the limit the admins' actions need (`hit_stripe` picks the key)
     API_TOKEN               every REST request, per token
-    ACCOUNT_USER            password changes, answers to invitations: a user's account actions
+    ACCOUNT_USER            password changes, answers to invitations, creating an organization (home page):
+                            a user's account actions
     INVITATION_EMAIL        invitation emails per recipient address, whichever org sends them
     RESET_IP                password reset emails asked for, per client address
 """
