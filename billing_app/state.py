@@ -228,6 +228,13 @@ class AuthState(rx.State):
         does: a message would leave the page, its figures and buttons, with no way on); else None."""
         return self._signed_out(error) if error.code in SIGNED_OUT else None
 
+    async def _show_refusal(self, error: AppError) -> None:
+        """An action's refusal, on a page with `error` and `busy` fields: the tab goes to login when
+        the session is gone, else the page says why and the action is no longer busy."""
+        if not await self._leave_if_signed_out(error):
+            async with self:
+                self.error, self.busy = error.message, ""
+
     async def _leave_if_signed_out(self, error: AppError) -> bool:
         """`_signed_out_if` from a helper of a background event (outside `async with self`), which
         cannot yield for its handler: the redirect is sent to the tab from here. True when sent."""

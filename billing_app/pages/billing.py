@@ -114,9 +114,7 @@ class BillingState(DashboardMixin, AuthState):
             result = await turns.in_turn(org_id, fn, actor)
             view, options, dash = await asyncio.to_thread(self._read, org_id, actor.is_admin)
         except AppError as error:
-            if not await self._leave_if_signed_out(error):
-                async with self:
-                    self.error, self.busy = error.message, ""
+            await self._show_refusal(error)
             return None, False
         async with self:
             self.view, self.options, self.dash, self.busy = view, options, dash, ""

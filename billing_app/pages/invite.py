@@ -80,9 +80,7 @@ class InviteState(AuthState):
             else:
                 result = await asyncio.to_thread(fn, actor, token)
         except AppError as error:
-            if not await self._leave_if_signed_out(error):
-                async with self:
-                    self.error, self.busy = error.message, ""
+            await self._show_refusal(error)
             return None, False
         return result, True
 

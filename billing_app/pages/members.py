@@ -173,9 +173,7 @@ class MembersState(AuthState):
             result = await turns.in_turn(org_id, fn, actor)
             data = await asyncio.to_thread(_read, actor) if reload else None
         except AppError as error:
-            if not await self._leave_if_signed_out(error):
-                async with self:
-                    self.error, self.busy = error.message, ""
+            await self._show_refusal(error)
             return None, False
         async with self:
             if data is not None:
