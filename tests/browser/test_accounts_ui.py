@@ -203,10 +203,11 @@ def test_a_user_who_leaves_their_only_organization_creates_a_new_one_and_is_its_
     accept_as_new_user(browser, invite(page, app_server, successor), successor, "Successor")
     page.goto(f"{app_server.url}/org/members")
     _role_select(page, successor).click()
-    page.get_by_role("option", name="admin", exact=True).click()
-    expect(page.get_by_role("status")).to_have_text(f"{successor} is now admin.")
+    page.get_by_role("option", name="Admin", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text(f"{successor} is now Admin.")
 
     page.locator("#leave-org").click()  # their only organization
+    page.get_by_role("alertdialog").get_by_role("button", name="Leave").click()
     home = re.compile(r"^http://127\.0\.0\.1:\d+/?$")
     expect(page).to_have_url(home)
     expect(page.locator("#whoami")).to_have_text("You are not a member of any organization yet.")
