@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
 from sqlmodel import Session, select
 
-from billing_app.billing import gateway
+from billing_app.billing import gateway, idempotency
 from billing_app.billing.coupons import CouponSpec, PromotionCodeSpec, RetentionSpec, check_references, sync_coupons
 from billing_app.models import PeriodType, Plan, PlanPeriod
 
@@ -155,11 +155,11 @@ def sync_catalog(session: Session, *, dry_run: bool = False, spec: CatalogSpec |
         if product is None:
             changes.append(f"create product {plan_spec.name} ({plan_spec.key})")
             if not dry_run:
-                product = gateway.call(
+                product = idempotency.call_once(
                     client.v1.products.create,
                     params={"name": plan_spec.name, "metadata": {"plan_key": plan_spec.key}}
                     | ({"description": plan_spec.description} if plan_spec.description else {}),
-                    options={"idempotency_key": f"catalog-product-{plan_spec.key}"},
+                    key=f"catalog-product-{plan_spec.key}",
                 )
         elif product["name"] != plan_spec.name or (product.get("description") or "") != plan_spec.description:
             changes.append(f"update product {plan_spec.key}: name/description")

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from billing_app.billing import gateway
+from billing_app.billing import gateway, idempotency
 from billing_app.formatting import format_amount
 
 
@@ -140,7 +140,7 @@ def sync_coupons(client, coupons: list[CouponSpec], codes: list[PromotionCodeSpe
             params["max_redemptions"] = spec.max_redemptions
         if spec.redeem_by:
             params["redeem_by"] = end_of_day(spec.redeem_by)
-        gateway.call(client.v1.coupons.create, params=params, options={"idempotency_key": f"catalog-coupon-{spec.id}"})
+        idempotency.call_once(client.v1.coupons.create, params=params, key=f"catalog-coupon-{spec.id}")
     for spec in codes:
         found = gateway.call(client.v1.promotion_codes.list, params={"code": spec.code, "limit": 10})["data"]
         if found:
@@ -159,5 +159,5 @@ def sync_coupons(client, coupons: list[CouponSpec], codes: list[PromotionCodeSpe
             params["max_redemptions"] = spec.max_redemptions
         if spec.expires_at:
             params["expires_at"] = end_of_day(spec.expires_at)
-        gateway.call(client.v1.promotion_codes.create, params=params, options={"idempotency_key": f"catalog-promo-{spec.code}"})
+        idempotency.call_once(client.v1.promotion_codes.create, params=params, key=f"catalog-promo-{spec.code}")
     return changes

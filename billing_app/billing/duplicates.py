@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from billing_app.billing import gateway, one_off
+from billing_app.billing import gateway, idempotency, one_off
 from billing_app.models import MANAGEABLE_STATUSES
 
 log = structlog.get_logger(__name__)
@@ -76,18 +76,18 @@ def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
         intents.append(extra.stripe_id)
     for intent in intents:
         try:
-            gateway.call(
+            idempotency.call_once(
                 client.v1.refunds.create,
                 params={"payment_intent": intent, "reason": "duplicate", "metadata": {"why": REASON}},
-                options={"idempotency_key": f"duplicate-refund-{intent}"},
+                key=f"duplicate-refund-{intent}",
             )
         except gateway.StripeFailure as failure:
             if failure.code != "charge_already_refunded":
                 raise
     if extra.kind == "subscription":
-        gateway.call(
+        idempotency.call_once(
             client.v1.subscriptions.cancel, extra.stripe_id,
             params={"cancellation_details": {"comment": REASON}},
-            options={"idempotency_key": f"duplicate-cancel-{extra.stripe_id}"},
+            key=f"duplicate-cancel-{extra.stripe_id}",
         )
     log.warning("billing.duplicate_purchase_undone", kind=extra.kind, id=extra.stripe_id, kept=extra.kept, refunded=intents)

@@ -93,9 +93,13 @@ def _plain(value):
     return without_nul(value.to_dict() if isinstance(value, stripe.StripeObject) else value)
 
 
+# StripeFailure.code of a key sent again with other parameters (Stripe gives such an error no code).
+IDEMPOTENCY_ERROR = "idempotency_error"
+
+
 def _failure(error: stripe.StripeError) -> StripeFailure:
     status = getattr(error, "http_status", None)
-    code = getattr(error, "code", None)
+    code = IDEMPOTENCY_ERROR if isinstance(error, stripe.IdempotencyError) else getattr(error, "code", None)
     message = without_nul(error.user_message or str(error))  # may reach the event log's last_error
     log.warning("stripe call failed: status=%s code=%s message=%s", status, code, message)
     return StripeFailure(message, code=code, status=status, card_error=isinstance(error, stripe.CardError),

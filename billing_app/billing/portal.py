@@ -6,7 +6,7 @@ from sqlmodel import select
 
 from billing_app import routes
 from billing_app.auth.accounts import Actor, admin_now
-from billing_app.billing import gateway, retention
+from billing_app.billing import gateway, idempotency, retention
 from billing_app.billing.catalog import load_catalog
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.entitlements import current_subscription
@@ -89,14 +89,14 @@ def _configuration_id(legacy: bool) -> str:
             "proration_behavior": "create_prorations",
             "products": products,
         }
-    config = gateway.call(
+    config = idempotency.call_once(
         client.v1.billing_portal.configurations.create,
         params={
             "business_profile": {"headline": "Manage your subscription"},
             "features": features,
             "metadata": {"generation": str(generation), "audience": audience, "features": FEATURES_VERSION},
         },
-        options={"idempotency_key": f"portal-config-{generation}-{audience}-{FEATURES_VERSION}"},
+        key=f"portal-config-{generation}-{audience}-{FEATURES_VERSION}",
     )
     _config_cache[key] = config["id"]
     return config["id"]

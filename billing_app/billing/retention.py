@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from sqlmodel import Session
 
 from billing_app.auth.accounts import Actor, admin_now
-from billing_app.billing import gateway, subscriptions
+from billing_app.billing import gateway, idempotency, subscriptions
 from billing_app.billing.catalog import load_catalog
 from billing_app.billing.coupons import CouponSpec
 from billing_app.billing.subscriptions import _acting_on, _admin_acting_on, _manageable_subscription
@@ -148,10 +148,10 @@ def accept(actor: Actor) -> CouponSpec:
             _record(org_id, coupon.id, accepted_at=utcnow())  # already there (a second click): done
             return coupon
         kept = [{"discount": d["id"]} for d in discounts]
-        gateway.call(
+        idempotency.call_once(
             client.v1.subscriptions.update, sub.stripe_id,
             params={"discounts": [*kept, {"coupon": coupon.id}]},
-            options={"idempotency_key": f"retention-{sub.stripe_id}-{coupon.id}-{len(kept)}"},
+            key=f"retention-{sub.stripe_id}-{coupon.id}-{len(kept)}",
         )
     _record(org_id, coupon.id, accepted_at=utcnow())
     return coupon

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import fnmatch
 import hashlib
 import json
 import logging
@@ -125,7 +126,12 @@ class Sandbox:
             try:
                 params = parse_form(raw)
                 check(params, spec, extra)
+                failing = _take_failure(store, method, path)
+                if failing == "before":
+                    raise _injected_failure()
                 body = fn(Ctx(store, params, dict(request.headers)), **path_params)
+                if failing == "after":
+                    raise _injected_failure()
                 status = 200
             except StripeError as exc:
                 status, body = exc.status, exc.body()
@@ -134,7 +140,8 @@ class Sandbox:
             encoded = json.dumps(body).encode()
             if self.recorder:
                 self.recorder.request(method, path, raw, status, encoded)
-            if idem_key and status != 500:
+            # Stripe keeps every answer under its key for 24 h, a 500 too, and replays it to retries.
+            if idem_key:
                 self.idem[(key, idem_key)] = (fingerprint, status, encoded, req_id)
                 while len(self.idem) > IDEMPOTENCY_CAP:
                     self.idem.popitem(last=False)
@@ -187,6 +194,19 @@ class Sandbox:
         return JSONResponse({"ok": True, "api_version": API_VERSION})
 
 
+def _take_failure(store: Store, method: str, path: str) -> str | None:
+    """Use up the first `fail_next` entry this request matches: "before" or "after" (its work)."""
+    for i, entry in enumerate(store.settings["fail_next"]):
+        if fnmatch.fnmatchcase(f"{method} {path}", entry.removesuffix(" after")):
+            del store.settings["fail_next"][i]
+            return "after" if entry.endswith(" after") else "before"
+    return None
+
+
+def _injected_failure() -> StripeError:
+    return StripeError(500, "api_error", None, "An unknown error occurred (injected by the sandbox's fail_next).")
+
+
 def validate_settings(changes: dict) -> str | None:
     def numbers(v):
         return isinstance(v, list) and all(isinstance(x, (int, float)) and x >= 0 for x in v)
@@ -201,6 +221,10 @@ def validate_settings(changes: dict) -> str | None:
     if "refund_failure_seconds" in changes and not (isinstance(changes["refund_failure_seconds"], (int, float))
                                                     and changes["refund_failure_seconds"] >= 0):
         return "refund_failure_seconds must be a non-negative number of seconds"
+    if "fail_next" in changes and not (isinstance(changes["fail_next"], list)
+                                       and all(isinstance(e, str) and e.split(" ", 1)[0] in ("GET", "POST", "DELETE")
+                                               for e in changes["fail_next"])):
+        return 'fail_next must be a list of "METHOD /v1/path" patterns (optionally ending in " after")'
     if "webhook_timeout" in changes and not (isinstance(changes["webhook_timeout"], (int, float)) and changes["webhook_timeout"] > 0):
         return "webhook_timeout must be a positive number of seconds"
     return None

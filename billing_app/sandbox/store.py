@@ -28,6 +28,10 @@ DEFAULT_SETTINGS = {
     "after_final_failure": "cancel",
     # A refund of the refund-failing test card (4000 0000 0000 5126) fails this many seconds after it was made.
     "refund_failure_seconds": 2.0,
+    # Stripe failing mid-request: the next request matching each pattern ("POST /v1/customers",
+    # "POST /v1/subscriptions/*") answers 500 api_error, before doing anything or, with " after"
+    # at the end, after doing its work. Each entry is used once.
+    "fail_next": [],
 }
 
 

@@ -6,11 +6,12 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from billing_app.billing import idempotency
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.entitlements import entitlement
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
-from billing_app.models import BillingCustomer, OrgSubscription, Payment, PlanPeriod
+from billing_app.models import BillingCustomer, Organization, OrgSubscription, Payment, PlanPeriod
 from billing_app.ops import orgs
 from billing_app.pages.ops_orgs import org_line
 from tests.billing.helpers import buy, expect, make_org, period_id
@@ -39,6 +40,50 @@ def test_subscription_checkout_end_to_end(org, stripe_env, db):
     with session_scope() as s:
         ent = entitlement(s, org.id)
     assert (ent.access, ent.reason, ent.plan_key, ent.limits["seats"]) == (True, "active", "starter", 3)
+
+
+@pytest.mark.parametrize("failing", ["POST /v1/customers", "POST /v1/customers after"])
+def test_a_500_making_the_customer_does_not_lock_the_org_out_for_a_day(org, stripe_env, db, failing):
+    """Stripe keeps a 500 under its idempotency key for 24 h: the next click goes under the key's next
+    number. When the 500 came after Stripe made a customer, that one stays unused."""
+    stripe_env.configure(fail_next=[failing])
+    expect(ErrorCode.STRIPE_UNAVAILABLE, start_checkout, org.admin, period_id("starter", "MONTHLY"))
+
+    started, status = buy(org, sandbox=stripe_env)
+
+    assert status.payment_status == "paid"
+    customer = db.exec(select(BillingCustomer).where(BillingCustomer.org_id == org.id)).one().stripe_customer_id
+    assert stripe_env.client.v1.checkout.sessions.retrieve(started.session_id).customer == customer
+
+
+@pytest.mark.parametrize("renamed", [False, True])
+def test_a_customer_made_just_before_a_crash(org, stripe_env, db, monkeypatch, renamed):
+    """The process died between Stripe making the customer and our row. The retry's same key finds
+    that customer (no second one); but once the org was renamed meanwhile, Stripe refuses the key
+    with other parameters (idempotency_error, kept for 24 h): that click fails, the next goes under
+    the key's next number, and that customer is the org's."""
+    real_call_once = idempotency.call_once
+
+    def dies_after_stripe_answered(fn, *args, **kwargs):
+        made.append(real_call_once(fn, *args, **kwargs)["id"])
+        raise SystemExit(9)
+
+    made = []
+    monkeypatch.setattr(idempotency, "call_once", dies_after_stripe_answered)
+    with pytest.raises(SystemExit):
+        start_checkout(org.admin, period_id("starter", "MONTHLY"))
+    monkeypatch.setattr(idempotency, "call_once", real_call_once)
+    if renamed:
+        db.get(Organization, org.id).name = "Renamed Inc"
+        db.commit()
+        expect(ErrorCode.STRIPE_UNAVAILABLE, start_checkout, org.admin, period_id("starter", "MONTHLY"))
+
+    started = start_checkout(org.admin, period_id("starter", "MONTHLY"))
+
+    customer = stripe_env.client.v1.checkout.sessions.retrieve(started.session_id).customer
+    assert customer == db.exec(select(BillingCustomer).where(BillingCustomer.org_id == org.id)).one().stripe_customer_id
+    assert (customer == made[0]) is not renamed
+    assert stripe_env.client.v1.customers.retrieve(customer).name == db.get(Organization, org.id).name
 
 
 def test_a_second_purchase_is_refused_while_subscribed(org, stripe_env):

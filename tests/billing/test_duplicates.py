@@ -185,6 +185,25 @@ def test_a_refund_that_fails_is_finished_by_the_retried_sync(org, stripe_env, db
     assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
 
 
+@pytest.mark.parametrize("failing", ["POST /v1/refunds", "POST /v1/refunds after", "DELETE /v1/subscriptions/*"])
+def test_a_500_kept_under_the_key_does_not_hold_the_undo_back_for_a_day(org, stripe_env, db, failing):
+    """Stripe keeps a 500 under its idempotency key for 24 h and replays it to the same key: the
+    event's retry goes under the key's next number and finishes, refunding once even when the 500
+    came after the refund was made (" after")."""
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "MONTHLY"))
+    stripe_env.configure(fail_next=[failing])
+    with pytest.raises(gateway.StripeFailure):
+        sync_customer(customer)
+
+    sync_customer(customer)  # the retry
+
+    intent = paid_intent_of_subscription(stripe_env, customer, extra.subscription)
+    assert [r.payment_intent for r in refunds_of_customer(stripe_env, customer)] == [intent]
+    assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
+
+
 def test_a_sync_that_dies_between_refund_and_cancel_is_finished_by_the_retry(org, stripe_env, db, monkeypatch):
     """Refunded, then the process dies before the cancel: the retry cancels it, refunding nothing twice."""
     _, status = buy(org, "starter", "MONTHLY", sandbox=stripe_env)

@@ -89,6 +89,26 @@ def test_idempotency_replays_errors_too(sandbox):
             c.v1.prices.create(params={"product": "prod_missing", "currency": "usd", "unit_amount": 1}, options={"idempotency_key": "k2"})
 
 
+def test_a_500_is_kept_under_its_key_like_any_answer(sandbox):
+    """Stripe keeps a 500 under its idempotency key for 24 h and replays it; `fail_next` makes one."""
+    c = sandbox.client
+    sandbox.configure(fail_next=["POST /v1/customers"])
+    for _ in range(2):
+        with pytest.raises(stripe.APIError) as exc:
+            c.v1.customers.create(params={"email": "a@x.test"}, options={"idempotency_key": "k500"})
+        assert exc.value.http_status == 500
+    assert c.v1.customers.list().data == []  # failed before doing anything
+    c.v1.customers.create(params={"email": "a@x.test"}, options={"idempotency_key": "k501"})
+    sandbox.configure(fail_next=["POST /v1/customers/* after"])
+    customer = c.v1.customers.list().data[0]
+    with pytest.raises(stripe.APIError):
+        c.v1.customers.update(customer.id, params={"name": "Done anyway"})
+    assert c.v1.customers.retrieve(customer.id).name == "Done anyway"  # the work, then the 500
+    assert sandbox.http.get("/_sandbox/config").json()["fail_next"] == []  # each entry used once
+    for bad in ("POST", ["PUT /v1/customers"], [1]):
+        assert sandbox.http.post("/_sandbox/config", json={"fail_next": bad}).status_code == 400, bad
+
+
 def test_pagination_newest_first_with_cursors(sandbox):
     c = sandbox.client
     ids = [c.v1.customers.create(params={"email": f"u{i}@x.test"}).id for i in range(7)]
