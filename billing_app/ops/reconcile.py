@@ -439,8 +439,8 @@ class BulkReconcile:
         self._report()
 
     def run(self) -> Result:
-        client = gateway.stripe_client()
         try:
+            client = gateway.stripe_client()  # inside: a run that cannot even start fails, never stays "running"
             with session_scope() as session:
                 phase = session.get(ReconcileRun, self.run_id).phase
             if phase == FETCH:

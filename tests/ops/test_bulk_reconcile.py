@@ -215,6 +215,22 @@ def test_one_run_at_a_time(org, stripe_env):
         reconcile.bulk_reconcile()
 
 
+def test_a_run_without_stripe_fails_and_the_next_start_is_not_refused_as_running(org, monkeypatch):
+    from billing_app.errors import AppError, ErrorCode
+    from billing_app.settings import get_settings
+
+    monkeypatch.delenv("STRIPE_SECRET_KEY", raising=False)
+    get_settings.cache_clear()
+    gateway.reset_client()
+    for _ in range(2):  # the second resumes the failed run, and fails the same way (not RECONCILE_RUNNING)
+        with pytest.raises(AppError) as error:
+            reconcile.bulk_reconcile()
+        assert error.value.code == ErrorCode.BILLING_NOT_CONFIGURED
+        with session_scope() as s:
+            assert s.exec(select(ReconcileRun)).one().state == "failed"
+    get_settings.cache_clear()
+
+
 def test_incremental_run_reads_only_the_window_and_heals_older_objects_from_events(org, stripe_env, db, monkeypatch):
     monkeypatch.setattr(reconcile, "WINDOW_MARGIN", timedelta(0))
     buy(org, "starter", "MONTHLY", sandbox=stripe_env)
