@@ -44,9 +44,11 @@ def previewed_subscription(subscriptions: list[dict]) -> dict | None:
 def read_preview(client, customer_id: str, subscriptions: list[dict]) -> dict | None:
     """Stripe's preview of the next invoice (prorations, discounts, quantities and tax included), or None.
 
-    Only Stripe's "no upcoming invoice" answer (the subscription ended since it was listed) is None;
-    any other failure (a rate limit, Stripe down) fails the sync like any other read, to be retried,
-    never taken for "no next invoice" (that would wipe the dashboard's figure).
+    Stripe's "no upcoming invoice" (the subscription ended since it was listed) is None, and so is
+    a refusal that retrying does not change (a 4xx about the customer's data, e.g. Stripe Tax's
+    location): no figure, while the rest of the sync goes on. What may pass (a rate limit, a lock,
+    Stripe down) fails the sync like any other read, to be retried, never taken for "no next
+    invoice" (that would wipe the dashboard's figure).
     """
     sub = previewed_subscription(subscriptions)
     if sub is None:
@@ -60,6 +62,9 @@ def read_preview(client, customer_id: str, subscriptions: list[dict]) -> dict | 
     except gateway.StripeFailure as failure:
         if failure.code == NO_UPCOMING_INVOICE:
             log.info("no invoice preview for %s: %s", sub["id"], failure.message)
+            return None
+        if failure.status is not None and 400 <= failure.status < 500 and failure.status not in (409, 429):
+            log.warning("invoice preview refused for %s: %s %s", sub["id"], failure.code, failure.message)
             return None
         raise
     preview["_subscription"] = sub

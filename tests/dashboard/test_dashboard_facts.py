@@ -169,6 +169,33 @@ def test_a_rate_limited_preview_keeps_the_next_invoice_and_the_event_is_retried(
     assert row(ev["id"]).state == "processed" and _forecast(acme.id) == before
 
 
+def test_a_preview_refused_for_good_leaves_no_figure_and_the_rest_of_the_sync_goes_on(acme, stripe_env, monkeypatch):
+    """A refusal that retrying does not change (a 400 about the customer's data: Stripe Tax's
+    `customer_tax_location_invalid`, which the sandbox does not imitate, so it is put in place of
+    Stripe's answer) must not fail every sync of the customer: a plan change made at Stripe is
+    mirrored, and the dashboard shows no next-invoice figure rather than a wrong one."""
+    checkout = _buy(acme, stripe_env)
+    real_call = gateway.call
+
+    def tax_location_refused(fn, *args, **kwargs):
+        if fn.__name__ == "create_preview":
+            raise gateway.StripeFailure("Unable to calculate tax: the customer's location is not recognized.",
+                                        status=400, code="customer_tax_location_invalid")
+        return real_call(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", tax_location_refused)
+    sub = stripe_env.client.v1.subscriptions.retrieve(checkout.subscription)
+    pro = stripe_env.client.v1.prices.list(params={"lookup_keys": [sub["items"].data[0].price.lookup_key.replace("starter", "pro")]}).data[0]
+    stripe_env.client.v1.subscriptions.update(checkout.subscription, params={  # in Stripe's Dashboard
+        "items": [{"id": sub["items"].data[0].id, "price": pro.id}], "proration_behavior": "none"})
+
+    sync_customer(checkout.customer)
+
+    with session_scope() as s:
+        assert s.exec(select(OrgSubscription).where(OrgSubscription.stripe_id == checkout.subscription)).one().stripe_price_id == pro.id
+    assert not _forecast(acme.id)  # no figure
+
+
 def test_a_subscription_ended_since_it_was_listed_has_no_next_invoice(acme, stripe_env):
     """Stripe's own "no upcoming invoice" (invoice_upcoming_none, as the sandbox answers it too) is the
     one refusal that means no next invoice."""
