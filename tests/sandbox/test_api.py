@@ -198,6 +198,35 @@ def test_declining_card_cannot_be_attached_but_customer_fail_card_can(sandbox):
     assert [x.id for x in c.v1.customers.payment_methods.list(cust.id).data] == [pm.id]
 
 
+def test_updating_a_card_sets_its_expiry_and_billing_details_and_tells(sandbox):
+    """As Stripe documents: card[exp_month], card[exp_year] and billing_details change, payment_method.updated
+    carries the old values in previous_attributes; an impossible expiry is Stripe's card_error."""
+    c = sandbox.client
+    cust = c.v1.customers.create(params={"email": "u@x.test"})
+    pm = c.v1.payment_methods.attach("pm_card_visa", params={"customer": cust.id})
+    updated = c.v1.payment_methods.update(pm.id, params={
+        "card": {"exp_month": 3, "exp_year": 2037},
+        "billing_details": {"name": "Ada Lovelace", "address": {"country": "gb", "postal_code": "N1 9GU"}}})
+    assert (updated.card.exp_month, updated.card.exp_year) == (3, 2037)
+    assert (c.v1.payment_methods.retrieve(pm.id).card.exp_month, updated.card.last4) == (3, "4242")
+    assert updated.billing_details.name == "Ada Lovelace"
+    assert updated.billing_details.address.to_dict() == {
+        "city": None, "country": "GB", "line1": None, "line2": None, "postal_code": "N1 9GU", "state": None}
+    event = c.v1.events.list(params={"type": "payment_method.updated"}).data[0]
+    assert event.data.object.id == pm.id and event.data.object.customer == cust.id
+    previous = event.data.previous_attributes
+    assert (previous["card"]["exp_month"], previous["card"]["exp_year"]) == (12, 2034)
+    assert previous["billing_details"]["name"] is None
+
+    for card, code in (({"exp_month": 13}, "invalid_expiry_month"), ({"exp_month": 0}, "invalid_expiry_month"),
+                       ({"exp_year": 2001}, "invalid_expiry_year")):
+        with pytest.raises(stripe.CardError) as exc:
+            c.v1.payment_methods.update(pm.id, params={"card": card})
+        assert (exc.value.http_status, exc.value.code, exc.value.param) == (402, code, next(iter(card)))
+    kept = c.v1.payment_methods.retrieve(pm.id).card
+    assert (kept.exp_month, kept.exp_year) == (3, 2037)
+
+
 def test_reset_clears_state(sandbox):
     sandbox.client.v1.products.create(params={"name": "temp"})
     sandbox.reset()

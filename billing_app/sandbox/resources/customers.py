@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import re
 
 from .. import objects as o
@@ -191,13 +192,36 @@ def get_payment_method(ctx: Ctx, id):
     return ctx.out(resolve_payment_method(ctx.store, id, "id"))
 
 
+def card_expiry(card: dict, params: dict) -> tuple[int, int]:
+    """The (month, year) a card update asks for, refused as Stripe refuses it: a month outside 1-12, or a date
+    already past (by the real clock: a card network's, not a test clock's)."""
+    month, year = as_int(params.get("exp_month"), "exp_month"), as_int(params.get("exp_year"), "exp_year")
+    month, year = card["exp_month"] if month is None else month, card["exp_year"] if year is None else year
+    today = dt.datetime.fromtimestamp(real_now(), dt.UTC)
+    if not 1 <= month <= 12:
+        raise StripeError(402, "card_error", "invalid_expiry_month", "Your card's expiration month is invalid.", "exp_month")
+    if not today.year <= year <= today.year + 50:
+        raise StripeError(402, "card_error", "invalid_expiry_year", "Your card's expiration year is invalid.", "exp_year")
+    if (year, month) < (today.year, today.month):
+        raise StripeError(402, "card_error", "invalid_expiry_month", "Your card's expiration month is invalid.", "exp_month")
+    return month, year
+
+
 @route("POST", "/v1/payment_methods/{id}", "_payment_method_update_params:PaymentMethodUpdateParams")
 def update_payment_method(ctx: Ctx, id):
-    pm = get_or_404(ctx.store, "payment_method", id, "PaymentMethod")
+    """Metadata, billing details (a field sent empty is cleared; an address replaces the old one) and a card's
+    expiry, as Stripe documents; payment_method.updated carries the old values."""
+    p, pm = ctx.params, get_or_404(ctx.store, "payment_method", id, "PaymentMethod")
+    card = p.get("card") or {}
+    month, year = card_expiry(pm["card"], card) if {"exp_month", "exp_year"} & card.keys() else (None, None)
+    details = p.get("billing_details") or {}
+    address = clean_address(details["address"], "billing_details[address]") if "address" in details else None
     before = copy.deepcopy(pm)
-    update_metadata(pm, ctx.params.get("metadata"))
-    if ctx.params.get("billing_details"):
-        pm["billing_details"].update(ctx.params["billing_details"])
+    update_metadata(pm, p.get("metadata"))
+    if month:
+        pm["card"].update(exp_month=month, exp_year=year)
+    for key, value in details.items():
+        pm["billing_details"][key] = (address or dict(o.ADDRESS_NULL)) if key == "address" else (value or None)
     ctx.store.emit("payment_method.updated", pm, diff(before, pm, pm.keys()))
     return ctx.out(pm)
 
