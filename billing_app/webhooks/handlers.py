@@ -27,6 +27,9 @@ RESYNC_EVENT_TYPES = frozenset({
     "customer.discount.updated",
     "customer.discount.deleted",
     "payment_method.attached",
+    # The card's new expiry or billing details (edited through the API, or by the card network's account updater).
+    "payment_method.updated",
+    "payment_method.automatically_updated",
     # The card the dashboard shows may be the one removed (it was the subscription's default).
     "payment_method.detached",
     "invoice.voided",

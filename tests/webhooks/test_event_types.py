@@ -115,6 +115,22 @@ def test_a_card_detached_at_stripe_leaves_the_dashboard(org, stripe_env, monkeyp
     assert (detached.customer_id, detached.state) == (customer_of_org(org.id), "processed")
 
 
+def test_a_card_updated_at_stripe_shows_its_new_expiry(org, stripe_env, monkeypatch):
+    """A new expiry (the card network's account updater, or the API) or billing details edited at Stripe:
+    only payment_method.updated tells, and the dashboard must not keep warning about the old date."""
+    buy(org, sandbox=stripe_env)
+    assert dashboard(org).card_expiry == "Expires 12/2034"
+    with session_scope() as session:
+        sub_id = session.exec(select(OrgSubscription.stripe_id).where(OrgSubscription.org_id == org.id)).one()
+    card = stripe_env.client.v1.subscriptions.retrieve(sub_id).default_payment_method
+    with served_backend(stripe_env, monkeypatch, poll_seconds=0.2):
+        stripe_env.client.v1.payment_methods.update(card, params={"card": {"exp_month": 3, "exp_year": 2037}})
+        assert _eventually(lambda: dashboard(org).card_expiry == "Expires 03/2037"), "the dashboard still shows the old expiry"
+    with session_scope() as session:
+        updated = session.exec(select(WebhookEvent).where(WebhookEvent.type == "payment_method.updated")).one()
+    assert (updated.customer_id, updated.state) == (customer_of_org(org.id), "processed")
+
+
 def test_a_pending_upgrade_applied_or_lapsed_resyncs_the_customer(post):
     """Stripe's own events for a pending update (an upgrade awaiting 3-D Secure) name its customer."""
     for type_, customer in (("customer.subscription.pending_update_applied", "cus_applied"),
