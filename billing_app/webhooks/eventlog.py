@@ -175,8 +175,10 @@ DIED_ERROR = "worker died during its sync"
 _DIED = dict(state=FAILED, last_error=DIED_ERROR, next_attempt_at=None, **_UNCLAIMED)
 _DIED_AT_LIMIT = and_(T.c.claimed_by.is_not(None), T.c.attempts >= bindparam("max_attempts"),
                       T.c.claimed_until < bindparam("long_run_out"))
-_GIVE_UP_PG = update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True)), _DIED_AT_LIMIT).values(**_DIED)
-_GIVE_UP_IDS = update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW), _DIED_AT_LIMIT).values(**_DIED)
+_GIVE_UP_PG = (update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True)), _DIED_AT_LIMIT).values(**_DIED)
+               .returning(*_RETURNING))
+_GIVE_UP_IDS = (update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW), _DIED_AT_LIMIT).values(**_DIED)
+                .returning(*_RETURNING))
 
 
 def has_due(now: datetime | None = None) -> bool:
@@ -188,25 +190,28 @@ def has_due(now: datetime | None = None) -> bool:
 def claim(
     limit: int, lease: timedelta, now: datetime | None = None, *, by: owners.Owner | None = None, token: str | None = None,
     max_attempts: int | None = None,
-) -> tuple[str, list[Claimed]]:
-    """Claim up to `limit` due events until `now + lease`; returns the claim's token and the events.
+) -> tuple[str, list[Claimed], list[Claimed]]:
+    """Claim up to `limit` due events until `now + lease`; returns the claim's token, the events, and the
+    events given up instead (below).
 
     `by` is the claiming process (default this one). Events of a customer another worker
     (or this claim) holds right now are left alone: they wait and are covered by one later
     sync instead of a second concurrent one. `token` adds the events to a claim this process
     already holds (a pass taking more while its syncs run), renewed, marked and fenced with it.
     With `max_attempts`, a chosen event whose dead worker's claim used its last attempt (its lease
-    run out for a whole lease more) becomes `failed` instead (`DIED_ERROR`).
+    run out for a whole lease more) becomes `failed` instead (`DIED_ERROR`): the third list, for the
+    claiming worker to report as its failures.
     """
     now = now or utcnow()
     token = token or owners.new_claim_token(by)
     values = {"now": now, "limit": limit, "token": token, "until": now + lease, "max_attempts": max_attempts,
               "long_run_out": now - abs(lease)}
+    given_up = []
     if get_engine().dialect.name == "postgresql":
         with _writing() as connection:
             connection.execute(_CLAIM_LOCK_PG)
             if max_attempts is not None:
-                connection.execute(_GIVE_UP_PG, values)
+                given_up = connection.execute(_GIVE_UP_PG, values).all()
             rows = connection.execute(_CLAIM_PG, values).all()
     else:
         # Choose in a read (WAL readers never block the writer), then claim under the write
@@ -214,12 +219,16 @@ def claim(
         with get_engine().connect() as connection:
             ids = list(connection.execute(_CHOOSE, {"now": now, "limit": limit}).scalars())
         if not ids:
-            return token, []
+            return token, [], []
         with _writing() as connection:
             if max_attempts is not None:
-                connection.execute(_GIVE_UP_IDS, {**values, "ids": ids})
+                given_up = connection.execute(_GIVE_UP_IDS, {**values, "ids": ids}).all()
             rows = connection.execute(_CLAIM_IDS, {**values, "ids": ids}).all()
-    return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+    return token, _sorted(rows), _sorted(given_up)
+
+
+def _sorted(rows) -> list[Claimed]:
+    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
 
 _HIGH_WATER = select(func.max(T.c.id))
@@ -366,11 +375,12 @@ _HOLDERS = select(T.c.claimed_by).where(T.c.state == PENDING, T.c.claimed_by.is_
 _RELEASE_HOLDERS = update(T).where(T.c.state == PENDING, T.c.claimed_by.in_(bindparam("tokens", expanding=True))).values(**_UNCLAIMED)
 _GIVE_UP_HOLDERS = update(T).where(
     T.c.state == PENDING, T.c.claimed_by.in_(bindparam("tokens", expanding=True)), T.c.attempts >= bindparam("max_attempts"),
-).values(**_DIED)
+).values(**_DIED).returning(*_RETURNING)
 
 
-def release_orphans(max_attempts: int) -> int:
-    """Free at once the claims of dead processes of this host (`owners.is_dead`); how many events.
+def release_orphans(max_attempts: int) -> tuple[int, list[Claimed]]:
+    """Free at once the claims of dead processes of this host (`owners.is_dead`); how many events are
+    due again, and the events given up instead.
 
     For a worker starting up: the events its host's killed processes (its own previous
     incarnation among them) never finished are due again without waiting for their
@@ -381,10 +391,10 @@ def release_orphans(max_attempts: int) -> int:
     with get_engine().connect() as connection:
         dead = [token for token in connection.execute(_HOLDERS).scalars() if owners.is_dead(token)]
     if not dead:
-        return 0
+        return 0, []
     with _writing() as connection:
-        given_up = connection.execute(_GIVE_UP_HOLDERS, {"tokens": dead, "max_attempts": max_attempts}).rowcount
-        return given_up + connection.execute(_RELEASE_HOLDERS, {"tokens": dead}).rowcount
+        given_up = connection.execute(_GIVE_UP_HOLDERS, {"tokens": dead, "max_attempts": max_attempts}).all()
+        return connection.execute(_RELEASE_HOLDERS, {"tokens": dead}).rowcount, _sorted(given_up)
 
 
 def replay(event_id: str | int) -> bool:

@@ -73,8 +73,16 @@ class PassReport:
     processed: int = 0  # rows marked processed (ours plus covered ones)
     released: int = 0  # rows given back because the lease ran short
     gave_up: int = 0  # rows that reached the attempt limit and are now `failed`
+    # Stripe ids of events the claim made `failed` instead of handing over: their worker died in their last attempt
+    died_at_limit: list[str] = field(default_factory=list)
     errors: dict[str, list[str]] = field(default_factory=dict)  # error text -> customers
     changed_orgs: set[int] = field(default_factory=set)  # orgs whose mirror the syncs changed
+
+    def add_died(self, events: list[eventlog.Claimed]) -> None:
+        """Events given up as this pass claimed: failures of this pass, though no sync of it ran."""
+        self.died_at_limit += [e.stripe_event_id for e in events]
+        if events:
+            self.errors.setdefault(eventlog.DIED_ERROR, []).extend(dict.fromkeys(e.customer_id for e in events))
 
 
 class Worker(PassWorker):
@@ -143,12 +151,13 @@ class Worker(PassWorker):
             return report
         self._yield_to_ingest()
         claimed_at = self.clock()
-        token, events = eventlog.claim(self.batch_size, self.lease, claimed_at, max_attempts=self.policy.max_attempts)
-        if not events:
-            return report
-        with _Heartbeat(self, token, [e.id for e in events], claimed_at + self.lease) as heartbeat:
-            self._handle(token, events, heartbeat, report)
-        self._log(report)
+        token, events, died = eventlog.claim(self.batch_size, self.lease, claimed_at, max_attempts=self.policy.max_attempts)
+        report.add_died(died)
+        if events:
+            with _Heartbeat(self, token, [e.id for e in events], claimed_at + self.lease) as heartbeat:
+                self._handle(token, events, heartbeat, report)
+        if events or died:
+            self._log(report)
         return report
 
     def _handle(self, token: str, events: list[eventlog.Claimed], heartbeat: _Heartbeat, report: PassReport) -> None:
@@ -215,20 +224,21 @@ class Worker(PassWorker):
                 idle_slot = not jobs and len(in_flight) < self.concurrency
                 if held_up and idle_slot and now - last_look >= self.top_up_seconds:
                     last_look = now
-                    take(self._top_up(token, heartbeat))
+                    take(self._top_up(token, heartbeat, report))
         flush()
 
     def _lease_short(self, heartbeat: _Heartbeat) -> bool:
         return self.clock() > heartbeat.until - self.lease / 2
 
-    def _top_up(self, token: str, heartbeat: _Heartbeat) -> list[eventlog.Claimed]:
+    def _top_up(self, token: str, heartbeat: _Heartbeat, report: PassReport) -> list[eventlog.Claimed]:
         """More due events for idle slots, added to this pass's claim (its heartbeat renews them). The
         customers this pass holds (syncing, or synced and not yet recorded) are left out by the claim."""
         if self.stopping or self._lease_short(heartbeat) or not eventlog.has_due(self.clock()):
             return []
         self._yield_to_ingest()
         now = self.clock()
-        _, events = eventlog.claim(self.batch_size, self.lease, now, token=token, max_attempts=self.policy.max_attempts)
+        _, events, died = eventlog.claim(self.batch_size, self.lease, now, token=token, max_attempts=self.policy.max_attempts)
+        report.add_died(died)
         heartbeat.add([e.id for e in events])
         return events
 
@@ -259,17 +269,25 @@ class Worker(PassWorker):
     def _log(report: PassReport) -> None:
         log.info(
             "webhook.pass", claimed=report.claimed, synced=len(report.synced), failed=len(report.failed),
-            processed=report.processed, gave_up=report.gave_up, released=report.released,
+            processed=report.processed, gave_up=report.gave_up, died_at_limit=len(report.died_at_limit),
+            released=report.released,
         )
         for message, customers in report.errors.items():
-            log.warning("webhook.sync_failed", error=message, customers=len(customers), sample=customers[:5])
+            _log_failure(message, customers)
 
     def release_orphans(self) -> int:
-        """Free the claims of this host's dead processes (run once as the worker starts)."""
-        released = eventlog.release_orphans(self.policy.max_attempts)
+        """Free the claims of this host's dead processes (run once as the worker starts); how many events
+        it freed, due again or (at the attempt limit) given up, logged as failures."""
+        released, died = eventlog.release_orphans(self.policy.max_attempts)
         if released:
             log.info("webhook.orphans_released", events=released)
-        return released
+        if died:
+            _log_failure(eventlog.DIED_ERROR, list(dict.fromkeys(e.customer_id for e in died)))
+        return released + len(died)
+
+
+def _log_failure(message: str, customers: list[str | None]) -> None:
+    log.warning("webhook.sync_failed", error=message, customers=len(customers), sample=customers[:5])
 
 
 class _Heartbeat:

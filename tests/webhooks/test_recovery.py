@@ -13,6 +13,8 @@ import threading
 import time
 from datetime import timedelta
 
+from structlog.testing import capture_logs
+
 from billing_app import owners
 from billing_app.models import utcnow
 from billing_app.ops import events as events_console
@@ -113,7 +115,7 @@ def test_only_claims_that_no_live_process_can_hold_are_freed_at_start(post):
         }
         for customer, holder in holders.items():
             post(event("invoice.paid", customer))
-            token, claimed = eventlog.claim(1, SHORT_LEASE, by=holder)
+            token, claimed, _ = eventlog.claim(1, SHORT_LEASE, by=holder)
             assert [c.customer_id for c in claimed] == [customer] and token.startswith(f"{holder}:")
 
         assert Worker(CountingSync()).release_orphans() == 2
@@ -176,10 +178,13 @@ def test_an_event_that_kills_its_worker_every_time_fails_at_the_attempt_limit(po
     any failed event."""
     ev = event("invoice.paid", "cus_poison")
     post(ev)
-    for _ in range(MAX_ATTEMPTS):
-        assert row(ev["id"]).state == "pending"
-        assert run_crashing_worker(database_url) == 17  # the worker dies in the sync
-        assert Worker(CountingSync()).release_orphans() == 1  # its restart frees the claim at once
+    with capture_logs() as logs:
+        for _ in range(MAX_ATTEMPTS):
+            assert row(ev["id"]).state == "pending"
+            assert run_crashing_worker(database_url) == 17  # the worker dies in the sync
+            assert Worker(CountingSync()).release_orphans() == 1  # its restart frees the claim at once
+    failures = [(e["error"], e["sample"]) for e in logs if e["event"] == "webhook.sync_failed"]
+    assert failures == [(eventlog.DIED_ERROR, ["cus_poison"])]  # the last restart's give-up, logged as a failure
 
     stored = row(ev["id"])
     assert (stored.state, stored.attempts, stored.claimed_by) == ("failed", MAX_ATTEMPTS, None)
@@ -210,6 +215,26 @@ def test_an_event_whose_dead_workers_lease_ran_out_on_its_last_attempt_is_failed
     assert row(healthy["id"]).state == "processed"
 
 
+def test_the_pass_that_gives_up_a_dead_workers_event_reports_and_logs_it(post):
+    """Failed at claim time, not by a sync of this pass: still a failure the pass's report, its log line and
+    its warnings count, also when the poison event was the only one due (the claim returns nothing to sync)."""
+    poison = event("invoice.paid", "cus_poison")
+    post(poison)
+    for _ in range(MAX_ATTEMPTS):
+        eventlog.claim(10, timedelta(minutes=-5))  # claimed, then its worker died: its lease ran out long ago
+
+    with capture_logs() as logs:
+        report = Worker(CountingSync()).run_once()
+
+    assert report.died_at_limit == [poison["id"]] and row(poison["id"]).state == "failed"
+    assert (report.claimed, report.gave_up) == (0, 0)  # neither synced nor failed by a sync of this pass
+    passes = [entry for entry in logs if entry["event"] == "webhook.pass"]
+    assert [entry["died_at_limit"] for entry in passes] == [1]
+    failures = [entry for entry in logs if entry["event"] == "webhook.sync_failed"]
+    assert [(f["error"], f["sample"]) for f in failures] == [(eventlog.DIED_ERROR, ["cus_poison"])]
+    assert Worker(CountingSync()).run_once().died_at_limit == []  # given up once, by one pass
+
+
 def test_a_live_workers_last_attempt_whose_lease_just_ran_out_is_taken_over_not_failed(post):
     """A heartbeat that missed a beat (a database hiccup) lets the lease run out under a sync about to
     succeed: another worker takes the event over, as before; it was failed as "worker died", and the
@@ -219,7 +244,7 @@ def test_a_live_workers_last_attempt_whose_lease_just_ran_out_is_taken_over_not_
     lease, policy = timedelta(seconds=10), eventlog.RetryPolicy(MAX_ATTEMPTS, 0, 0)
     start = utcnow()
     for i in range(MAX_ATTEMPTS - 1):  # ordinary failures (Stripe down), each retried
-        token, claimed = eventlog.claim(10, lease, start + timedelta(minutes=i))
+        token, claimed, _ = eventlog.claim(10, lease, start + timedelta(minutes=i))
         eventlog.record(token, failed=[eventlog.Failed(claimed, "stripe down")], policy=policy)
     last = start + timedelta(hours=1)
     eventlog.claim(10, lease, last, max_attempts=MAX_ATTEMPTS)  # the last attempt, whose renewal then failed once
