@@ -25,6 +25,7 @@ from .errors import StripeError
 from .params import check, parse_form
 from .objects import API_VERSION, render
 from .recorder import Recorder
+from .resources.invoices import schedule_refund_failures
 from .store import Store
 from .webhooks import Dispatcher
 
@@ -44,6 +45,7 @@ class Sandbox:
         self.recorder = recorder
         store.on_event = self._on_event
         store.on_reset = self.dispatcher.clear
+        schedule_refund_failures(store)  # once events can be sent: the failures a restart would forget
         if public_url:
             store.base_url = public_url
         self.idem: collections.OrderedDict = collections.OrderedDict()

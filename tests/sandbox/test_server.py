@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 
+import httpx
 import stripe
 
+from tests.sandbox.helpers import SUCCESS, catalog
 from tests.sandbox_fixture import ROOT, free_port, start_sandbox, stop, wait_until_up
 
 
@@ -59,6 +61,41 @@ def test_data_file_survives_restart(tmp_path):
         assert c.v1.events.list(params={"type": "checkout.session.completed"}).data
         # New objects still get fresh ids after a reload.
         assert c.v1.products.create(params={"name": "new"}).id != prod.id
+    finally:
+        stop(proc)
+
+
+def test_a_refund_waiting_to_fail_fails_at_its_time_after_a_restart(tmp_path):
+    """The refund-failing card's refund is `succeeded` at first; stopped and started again in between,
+    the sandbox still fails it, not before its time, with its events."""
+    data, port, key, wait = tmp_path / "sandbox.json", free_port(), "sk_test_persist", 4
+    url = f"http://127.0.0.1:{port}"
+    proc = start_sandbox(port, "--data", str(data))
+    try:
+        wait_until_up(url, proc)
+        httpx.post(f"{url}/_sandbox/config", json={"refund_failure_seconds": wait},
+                   headers={"Authorization": f"Bearer {key}"}).raise_for_status()
+        c = stripe.StripeClient(key, base_addresses={"api": url})
+        _, _, _, one = catalog(c)
+        cust = c.v1.customers.create(params={"email": "rf@x.test"})
+        cs = c.v1.checkout.sessions.create(params={"mode": "payment", "customer": cust.id, "success_url": SUCCESS,
+                                                   "line_items": [{"price": one.id, "quantity": 1}]})
+        c.raw_request("post", f"/v1/test_helpers/checkout/sessions/{cs.id}/complete", payment_method="pm_card_refundFail")
+        refund = c.v1.refunds.create(params={"payment_intent": c.v1.checkout.sessions.retrieve(cs.id).payment_intent})
+        assert refund.status == "succeeded"
+    finally:
+        stop(proc)  # before the refund fails
+    proc = start_sandbox(port, "--data", str(data))
+    try:
+        wait_until_up(url, proc)
+        c = stripe.StripeClient(key, base_addresses={"api": url})
+        deadline = time.monotonic() + wait + 10
+        while c.v1.refunds.retrieve(refund.id).status != "failed" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert c.v1.refunds.retrieve(refund.id).status == "failed", "the restart forgot the refund's failure"
+        assert c.v1.charges.retrieve(refund.charge).amount_refunded == 0
+        failed = c.v1.events.list(params={"type": "refund.failed"}).data
+        assert [e.data.object.id for e in failed] == [refund.id] and failed[0].created >= refund.created + wait
     finally:
         stop(proc)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from .. import discounts as disc
 from .. import objects as o
@@ -237,10 +238,25 @@ def create_refund(ctx: Ctx):
     store.emit("charge.refunded", ch, prev)
     pm = store.get("payment_method", ch["payment_method"])
     if pm and pm["_behaviour"] == "refund_fail":
-        timer = threading.Timer(store.settings["refund_failure_seconds"], _fail_refund, (store, rf["id"]))
-        timer.daemon = True
-        timer.start()
+        # The time is kept on the refund (saved with --data), so a restart in between still fails it.
+        rf["_fails_at"] = time.time() + store.settings["refund_failure_seconds"]
+        _schedule_failure(store, rf)
     return ctx.out(rf)
+
+
+def _schedule_failure(store, rf: dict) -> None:
+    timer = threading.Timer(max(0.0, rf["_fails_at"] - time.time()), _fail_refund, (store, rf["id"]))
+    timer.daemon = True
+    timer.start()
+
+
+def schedule_refund_failures(store) -> None:
+    """As the sandbox starts: the refunds its saved state has waiting to fail fail at their time
+    (at once if that passed while it was down)."""
+    with store.lock:
+        for rf in store.all("refund"):
+            if rf.get("_fails_at") is not None and rf["status"] == "succeeded":
+                _schedule_failure(store, rf)
 
 
 def _fail_refund(store, refund_id: str) -> None:
@@ -248,8 +264,9 @@ def _fail_refund(store, refund_id: str) -> None:
     its amount counts as refunded no more (refund.updated, refund.failed, charge.refund.updated)."""
     with store.lock:
         rf = store.get("refund", refund_id)
-        if rf is None or rf["status"] != "succeeded":  # the sandbox was reset meanwhile
+        if rf is None or rf.get("_fails_at") is None:  # the sandbox was reset meanwhile, or it failed already
             return
+        del rf["_fails_at"]
         ch = store.get("charge", rf["charge"])
         was = {"status": "succeeded", "failure_reason": None, "failure_balance_transaction": None}
         rf.update(status="failed", failure_reason="expired_or_canceled_card", failure_balance_transaction=gen_id("txn"))
