@@ -1,7 +1,12 @@
 import reflex as rx
 from reflex.plugins.sitemap import SitemapPlugin
+from reflex_base.constants.installer import PackageJson
 
 from billing_app.settings import get_settings
+
+# Reflex runs its dev frontend (Vite, `make run`) as `react-router dev --host`, on every interface;
+# loopback only, like every server we start (a dev server is not for the network).
+PackageJson.Commands.DEV = "react-router dev --host 127.0.0.1"
 
 config = rx.Config(
     app_name="billing_app",
