@@ -36,3 +36,9 @@ def format_date(value: datetime | None) -> str:
 def format_datetime(value: datetime | None) -> str:
     """'Dec 22, 2026 14:05 UTC' (the operator console's times), or '' for none."""
     return value.strftime("%b %-d, %Y %H:%M UTC") if value is not None else ""
+
+
+def api_time(value: datetime | None) -> str | None:
+    """A time in the REST API: UTC to the whole second with a Z, '2026-12-22T14:05:09Z' (as
+    Stripe's own times are), whether Stripe or this app made it; None stays null."""
+    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z") if value is not None else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlmodel import func, select
 
@@ -93,6 +95,7 @@ def test_members_and_invitations_shapes(client, tokens, stripe_env):
     invitation = created["invitation"]
     assert set(invitation) == {"id", "email", "role", "expiresAt"}
     assert (invitation["email"], invitation["role"], created["costPreview"]) == ("carol@example.com", "admin", None)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", invitation["expiresAt"])  # as every time the API answers
     assert created["inviteUrl"].startswith("http://127.0.0.1:3999/invite/inv_")
 
     body = ok(client.get("/api/org/members", headers=tokens.member))

@@ -11,11 +11,19 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 from billing_app.billing.entitlements import AccessReason
 from billing_app.billing.portal import FLOWS
 from billing_app.billing.subscriptions import CANCELLATION_FEEDBACK
+from billing_app.formatting import api_time
 from billing_app.models import MAX_ID, PaymentStatus, PeriodType, Role
 
 PortalFlow = Literal[FLOWS]  # type: ignore[valid-type]
@@ -32,6 +40,8 @@ def _json_integer(value: Any) -> Any:
 # Lax only where JSON Schema is (7.0 is an integer); the rest of a request body is strict.
 Id = Annotated[int, Field(strict=False), Ge(1), Le(MAX_ID), BeforeValidator(_json_integer)]
 MAX_SEATS = 10_000
+# Every time the API answers, in one format (formatting.api_time).
+ApiTime = Annotated[datetime, PlainSerializer(api_time, when_used="json"), WithJsonSchema({"type": "string", "format": "date-time"})]
 SeatCount = Annotated[int, Field(strict=False), Ge(1), Le(MAX_SEATS), BeforeValidator(_json_integer)]
 
 
@@ -131,7 +141,7 @@ class ScheduledChange(BaseModel):
     subscriptionPeriodId: int | None  # noqa: N815
     planKey: str | None  # noqa: N815
     periodType: PeriodType | None  # noqa: N815
-    at: datetime | None = Field(description="When the switch happens (the current period's end).")
+    at: ApiTime | None = Field(description="When the switch happens (the current period's end).")
 
 
 class SubscriptionOut(BaseModel):
@@ -142,20 +152,20 @@ class SubscriptionOut(BaseModel):
     subscriptionPeriodId: int | None  # noqa: N815
     price: int | None = Field(description="In the currency's minor unit (cents).")
     currency: str | None
-    dateFrom: datetime | None  # noqa: N815
-    dateTo: datetime | None = Field(description="End of the current period; null for ALL_TIME.")  # noqa: N815
+    dateFrom: ApiTime | None  # noqa: N815
+    dateTo: ApiTime | None = Field(description="End of the current period; null for ALL_TIME.")  # noqa: N815
     status: str = Field(description="Stripe's status: trialing, active, past_due, unpaid, canceled, paused, incomplete, ...")
     autoRenew: bool  # noqa: N815
     cancelAtPeriodEnd: bool  # noqa: N815
-    cancelAt: datetime | None = Field(
+    cancelAt: ApiTime | None = Field(
         default=None, description="When it ends by itself (set to cancel: at the period end or on a chosen date); null while it renews.")
-    trialEndsAt: datetime | None  # noqa: N815
+    trialEndsAt: ApiTime | None  # noqa: N815
     access: bool = Field(description="Whether the organization may use the product now.")
     scheduledChange: ScheduledChange | None = Field(  # noqa: N815
         default=None, description="A downgrade waiting for the period end, or null."
     )
     paused: bool = Field(default=False, description="Charging is paused (no access meanwhile).")
-    pauseResumesAt: datetime | None = Field(  # noqa: N815
+    pauseResumesAt: ApiTime | None = Field(  # noqa: N815
         default=None, description="When a pause ends by itself; null when not paused or paused with no end.")
 
 
@@ -189,7 +199,7 @@ class PaymentOut(BaseModel):
     status: PaymentStatus
     amount: int = Field(description="In the currency's minor unit (cents).")
     currency: str
-    created: datetime
+    created: ApiTime
     description: str
     invoiceUrl: str | None  # noqa: N815
     receiptUrl: str | None  # noqa: N815
@@ -214,7 +224,7 @@ class PlanChangeResponse(_Response):
     currency: str
     applied: bool = Field(description="false for a preview, or while an upgrade waits for the customer at `confirmPaymentUrl`; "
                                       "true once an upgrade is made or a downgrade is scheduled.")
-    effectiveAt: datetime | None = Field(  # noqa: N815
+    effectiveAt: ApiTime | None = Field(  # noqa: N815
         default=None, description="When a downgrade takes effect (the period end); an upgrade applies at once (null or now)."
     )
     confirmPaymentUrl: str | None = Field(  # noqa: N815
@@ -239,10 +249,10 @@ class SummaryPlan(BaseModel):
 
 class SummaryResponse(_Response):
     status: str | None = Field(description="The subscription's Stripe status; null without one.")
-    trial_ends_at: datetime | None
-    activated_at: datetime | None
+    trial_ends_at: ApiTime | None
+    activated_at: ApiTime | None
     plan: SummaryPlan | None
-    current_period_end: datetime | None
+    current_period_end: ApiTime | None
     access: bool
     reason: AccessReason = Field(description="Why access is granted or not (the app's one access rule).")
 
@@ -278,7 +288,7 @@ class InvitationOut(BaseModel):
     id: int
     email: str
     role: Role
-    expiresAt: datetime  # noqa: N815
+    expiresAt: ApiTime  # noqa: N815
 
 
 class SeatsOut(BaseModel):

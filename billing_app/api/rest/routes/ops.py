@@ -27,6 +27,7 @@ from billing_app.auth import api_tokens
 from billing_app.auth.cookies import same_origin
 from billing_app.db import session_scope
 from billing_app.errors import AppError
+from billing_app.formatting import api_time
 from billing_app.models import MAX_ID
 from billing_app.ops import access, audit, events, metrics, orgs, orphans, reconcile
 from billing_app.ops.access import Operator as OperatorUser
@@ -56,23 +57,19 @@ ORG_QUERY = frozenset({"q", "status", "sort", "limit", "cursor"})
 EVENT_QUERY = frozenset({"type", "state", "customer", "startDate", "endDate", "limit", "before"})
 
 
-def _iso(value):
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def _org(row: orgs.OrgRow) -> dict:
     return {
         "id": row.id, "name": row.name, "plan": row.plan, "periodType": row.period_type, "status": row.status,
         "lifetime": row.lifetime, "mrr": row.mrr, "currency": row.currency, "seatsUsed": row.seats_used,
-        "seatLimit": row.seat_limit, "created": _iso(row.created), "stripeCustomerId": row.customer_id,
+        "seatLimit": row.seat_limit, "created": api_time(row.created), "stripeCustomerId": row.customer_id,
     }
 
 
 def _event(e) -> dict:
     return {
         "id": e.id, "stripeEventId": e.stripe_event_id, "type": e.type, "customerId": e.customer_id, "state": e.state,
-        "attempts": e.attempts, "receivedAt": _iso(e.received_at), "processedAt": _iso(e.processed_at),
-        "nextAttemptAt": _iso(e.next_attempt_at), "lastError": e.last_error,
+        "attempts": e.attempts, "receivedAt": api_time(e.received_at), "processedAt": api_time(e.processed_at),
+        "nextAttemptAt": api_time(e.next_attempt_at), "lastError": e.last_error,
     }
 
 
@@ -125,14 +122,14 @@ def get_org(op: Operator, org_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict
     return {
         "success": True, "org": _org(detail.summary), "stripeDashboardUrl": detail.stripe_dashboard_url,
         "subscriptions": [{"id": s.stripe_id, "status": s.status, "lifetime": s.one_off, "periodId": s.plan_period_id,
-                           "currentPeriodEnd": _iso(s.current_period_end), "cancelAtPeriodEnd": s.cancel_at_period_end,
-                           "cancelAt": _iso(s.ends_at),
-                           "startedAt": _iso(s.started_at), "endedAt": _iso(s.ended_at)} for s in detail.subscriptions],
+                           "currentPeriodEnd": api_time(s.current_period_end), "cancelAtPeriodEnd": s.cancel_at_period_end,
+                           "cancelAt": api_time(s.ends_at),
+                           "startedAt": api_time(s.started_at), "endedAt": api_time(s.ended_at)} for s in detail.subscriptions],
         "payments": [{"id": p.stripe_id, "status": p.status, "amount": p.amount, "currency": p.currency,
-                      "created": _iso(p.created), "description": p.description} for p in detail.payments],
+                      "created": api_time(p.created), "description": p.description} for p in detail.payments],
         "members": [{"userId": m.user_id, "email": m.email, "name": m.name, "role": m.role} for m in detail.members],
         "events": [{"id": e.id, "stripeEventId": e.stripe_event_id, "type": e.type, "state": e.state,
-                    "receivedAt": _iso(e.received_at), "lastError": e.last_error} for e in detail.events],
+                    "receivedAt": api_time(e.received_at), "lastError": e.last_error} for e in detail.events],
     }
 
 
@@ -175,7 +172,7 @@ def replay_event(op: Operator, event_id: Annotated[int, Path(ge=1, le=MAX_ID)]) 
 def list_orphans(op: Operator) -> dict:
     return {"success": True, "orphans": [
         {"customerId": o.customer_id, "email": o.email, "name": o.name, "claimedOrgId": o.claimed_org_id or None,
-         "firstSeenAt": _iso(o.first_seen_at), "lastSeenAt": _iso(o.last_seen_at)} for o in orphans.list_orphans()]}
+         "firstSeenAt": api_time(o.first_seen_at), "lastSeenAt": api_time(o.last_seen_at)} for o in orphans.list_orphans()]}
 
 
 @router.post("/ops/orphans/{customer_id}/attach")
@@ -189,7 +186,7 @@ def list_audit(op: Operator, action: str = None, before: Annotated[int, Query(ge
     with session_scope() as session:
         lines = audit.recent(session, action=action, before_id=before, limit=limit)
     return {"success": True, "audit": [
-        {"id": a.id, "at": _iso(a.at), "operator": a.operator, "action": a.action, "target": a.target, "detail": a.detail}
+        {"id": a.id, "at": api_time(a.at), "operator": a.operator, "action": a.action, "target": a.target, "detail": a.detail}
         for a in lines]}
 
 
@@ -199,7 +196,7 @@ def reconcile_runs(op: Operator) -> dict:
         runs = reconcile.latest_runs(session)
     return {"success": True, "runs": [
         {"id": r.id, "mode": r.mode, "state": "interrupted" if r.stale else r.state, "phase": r.phase,
-         "startedAt": _iso(r.started_at), "finishedAt": _iso(r.finished_at), "fetched": r.fetched,
+         "startedAt": api_time(r.started_at), "finishedAt": api_time(r.finished_at), "fetched": r.fetched,
          "customersDone": r.customers_done, "customersTotal": r.customers_total, "changes": r.changes,
          "orphans": r.orphans, "stripeCalls": r.calls, "percent": r.percent, "error": r.error or None} for r in runs]}
 
