@@ -1,4 +1,4 @@
-"""Reading a Stripe subscription schedule (how a downgrade waits for the period end).
+"""Reading and writing a Stripe subscription schedule (how a downgrade waits for the period end).
 
 Stripe keeps a schedule `active` through its last phase and keeps past phases in `phases`
 until end_behavior applies; `current_phase` ({start_date, end_date}) names the running one.
@@ -7,6 +7,8 @@ takes them from here.
 """
 
 from __future__ import annotations
+
+from billing_app.billing import gateway
 
 LIVE_STATUSES = ("not_started", "active")
 
@@ -25,3 +27,27 @@ def from_current(schedule: dict) -> list[dict]:
 def waiting(schedule: object) -> list[dict]:
     """The phases still to come: a change is waiting only while there is one (none in the last phase)."""
     return from_current(schedule)[1:] if live(schedule) else []
+
+
+def phase_items(phase: dict) -> list[dict]:
+    """A phase's items as a schedule update takes them (a price read expanded or as an id)."""
+    return [{"price": i["price"]["id"] if isinstance(i["price"], dict) else i["price"], "quantity": i.get("quantity") or 1}
+            for i in phase["items"]]
+
+
+def write(client, subscription_id: str, schedule_id: str | None, item: dict, next_items: list[dict],
+          end_behavior: str = "release") -> None:
+    """Keep `item` until the period end (a schedule's current phase, made from the subscription when
+    it has none), then switch to `next_items`: a scheduled downgrade, or one put back."""
+    if not schedule_id:
+        schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": subscription_id})["id"]
+    # The running phase, not phases[0]: in its last phase a schedule still lists the past ones.
+    current_phase = from_current(gateway.call(client.v1.subscription_schedules.retrieve, schedule_id))[0]
+    keep = {"items": [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}],
+            "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
+    if current_phase.get("trial_end"):
+        keep["trial_end"] = current_phase["trial_end"]  # a current phase sent without it would end the trial now
+    gateway.call(
+        client.v1.subscription_schedules.update, schedule_id,
+        params={"end_behavior": end_behavior, "phases": [keep, {"items": next_items, "proration_behavior": "none"}]},
+    )

@@ -25,6 +25,7 @@ from sqlmodel import select
 from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, schedules, subscriptions
 from billing_app.billing.entitlements import count_members, current_subscription
+from billing_app.billing.fresh import Fresh
 from billing_app.billing.seats import required_quantity, seat_claim, seats_of
 from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
@@ -152,7 +153,7 @@ def _plan_moved() -> AppError:
     )
 
 
-def _fresh_per_seat(client, per_seat: PerSeat, failed: AppError) -> subscriptions._Fresh:
+def _fresh_per_seat(client, per_seat: PerSeat, failed: AppError) -> Fresh:
     """The subscription as Stripe has it now, still on the price `per_seat` was decided on.
 
     The plan may have changed since (another tab, the Customer Portal, its webhook not processed
@@ -184,7 +185,7 @@ def per_seat_at_stripe(org_id: int) -> PerSeat | None:
         return None
     client = gateway.stripe_client()
     try:
-        fresh = subscriptions._Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id))
+        fresh = Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id))
     except gateway.StripeFailure:
         raise gateway.unavailable() from None
     if not _agrees(sub, fresh.stripe_sub):

@@ -17,6 +17,7 @@ from sqlmodel import select
 
 from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, schedules
+from billing_app.billing.fresh import Fresh
 from billing_app.billing.entitlements import count_members, current_subscription
 from billing_app.billing.seats import refuse_plan_too_small, required_quantity, seat_claim
 from billing_app.billing.sync import resync_after_change
@@ -24,12 +25,10 @@ from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_datetime
 from billing_app.models import (
-    ENDED_STATUSES,
     OrgSubscription,
     PeriodType,
     PlanPeriod,
     Role,
-    set_to_cancel,
 )
 
 log = structlog.get_logger(__name__)
@@ -52,64 +51,11 @@ def _ended() -> AppError:
     return AppError(ErrorCode.SUBSCRIPTION_ALREADY_CANCELED, "This subscription has already ended. Subscribe again from the pricing page.")
 
 
-@dataclass(frozen=True)
-class _Fresh:
-    """The subscription as Stripe has it right now, which every action decides on (the mirror may lag)."""
-
-    stripe_sub: dict
-
-    @property
-    def customer_id(self) -> str:
-        customer = self.stripe_sub["customer"]
-        return customer if isinstance(customer, str) else customer["id"]
-
-    @property
-    def ended(self) -> bool:
-        return self.stripe_sub["status"] in ENDED_STATUSES
-
-    @property
-    def canceling(self) -> bool:
-        return set_to_cancel(self.stripe_sub.get("cancel_at_period_end"), self.stripe_sub.get("cancel_at"))
-
-    @property
-    def paused(self) -> bool:
-        """Collection paused (the cancellation flow's pause) or a subscription Stripe paused."""
-        return bool(self.stripe_sub.get("pause_collection")) or self.stripe_sub["status"] == "paused"
-
-    @property
-    def schedule_id(self) -> str | None:
-        """A schedule that still owns the subscription: a downgrade waiting for the period end, or one
-        in its last phase (Stripe keeps it until that phase ends; nothing waits any more)."""
-        schedule = schedules.live(self.stripe_sub.get("schedule"))
-        return schedule["id"] if schedule else None
-
-    @property
-    def change_waiting(self) -> bool:
-        """A scheduled change still to come: a phase after the schedule's current one."""
-        return bool(schedules.waiting(self.stripe_sub.get("schedule")))
-
-    @property
-    def price_id(self) -> str | None:
-        items = self.stripe_sub["items"]["data"]
-        return items[0]["price"]["id"] if items else None
-
-    @property
-    def pending_price_id(self) -> str | None:
-        """The price an upgrade waiting for its invoice to be paid would switch to (Stripe's pending update)."""
-        items = (self.stripe_sub.get("pending_update") or {}).get("subscription_items") or []
-        return items[0]["price"]["id"] if items else None
-
-    @property
-    def plan_and_quantity(self) -> tuple[str | None, int]:
-        items = self.stripe_sub["items"]["data"]
-        return self.price_id, (items[0].get("quantity") or 1) if items else 0
-
-
-def _fresh(client, sub: OrgSubscription, failed: AppError) -> _Fresh:
+def _fresh(client, sub: OrgSubscription, failed: AppError) -> Fresh:
     """Re-read the subscription and its schedule from Stripe; an ended one is refused (and synced).
     `failed` is the action's own 502, raised when Stripe cannot be read."""
     try:
-        fresh = _Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id, params={"expand": ["schedule"]}))
+        fresh = Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id, params={"expand": ["schedule"]}))
     except gateway.StripeFailure:
         raise failed from None
     if fresh.ended:
@@ -133,14 +79,14 @@ def _refusal(client, sub: OrgSubscription, failure: gateway.StripeFailure, other
     return otherwise
 
 
-def _release_schedule(client, fresh: _Fresh) -> None:
+def _release_schedule(client, fresh: Fresh) -> None:
     """Drop a schedule Stripe has on the subscription (known to the mirror or not)."""
     if fresh.schedule_id:
         gateway.call(client.v1.subscription_schedules.release, fresh.schedule_id)
 
 
 @contextlib.contextmanager
-def _schedule_set_aside(client, sub: OrgSubscription, fresh: _Fresh) -> Iterator[None]:
+def _schedule_set_aside(client, sub: OrgSubscription, fresh: Fresh) -> Iterator[None]:
     """Release the schedule (a scheduled change) for an update Stripe refuses under one; when the
     update then fails, put the same change back, so a failed action never drops it unseen."""
     schedule = fresh.stripe_sub["schedule"] if fresh.schedule_id else None
@@ -153,30 +99,25 @@ def _schedule_set_aside(client, sub: OrgSubscription, fresh: _Fresh) -> Iterator
         raise
 
 
-def _phase_items(phase: dict) -> list[dict]:
-    return [{"price": i["price"]["id"] if isinstance(i["price"], dict) else i["price"], "quantity": i.get("quantity") or 1}
-            for i in phase["items"]]
-
-
-def _restore_schedule(client, sub: OrgSubscription, fresh: _Fresh, schedule: dict) -> None:
+def _restore_schedule(client, sub: OrgSubscription, fresh: Fresh, schedule: dict) -> None:
     """Re-create a released schedule's next phase, if the subscription is still as it was (an action
     that went through despite its error keeps its effect). A restore that fails is logged: the
     caller's re-sync then shows the change as gone, which is the truth at Stripe."""
     later = schedules.waiting(schedule)
     try:
-        now = _Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id, params={"expand": ["schedule"]}))
+        now = Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id, params={"expand": ["schedule"]}))
         unchanged = not now.ended and not now.schedule_id and not now.stripe_sub.get("pending_update") \
             and now.canceling == fresh.canceling and now.plan_and_quantity == fresh.plan_and_quantity
         if unchanged and later:
-            _write_schedule(client, sub, None, fresh.stripe_sub["items"]["data"][0], _phase_items(later[0]),
-                            schedule.get("end_behavior") or "release")
+            schedules.write(client, sub.stripe_id, None, fresh.stripe_sub["items"]["data"][0],
+                            schedules.phase_items(later[0]), schedule.get("end_behavior") or "release")
     except gateway.StripeFailure as failure:
         log.error("billing.scheduled_change_lost", subscription=sub.stripe_id, schedule=schedule["id"],
-                  phases=[_phase_items(p) for p in later], error=failure.message)
+                  phases=[schedules.phase_items(p) for p in later], error=failure.message)
 
 
 @contextlib.contextmanager
-def _acting_on(sub: OrgSubscription, failed: AppError) -> Iterator[tuple[object, _Fresh]]:
+def _acting_on(sub: OrgSubscription, failed: AppError) -> Iterator[tuple[object, Fresh]]:
     """Decide and act on the subscription as Stripe has it now; the mirror follows whatever happened.
 
     A Stripe refusal becomes a 409 when the state explains it, else `failed` (the action's 502);
@@ -193,7 +134,7 @@ def _acting_on(sub: OrgSubscription, failed: AppError) -> Iterator[tuple[object,
 
 
 @contextlib.contextmanager
-def _admin_acting_on(actor: Actor, failed: AppError) -> Iterator[tuple[OrgSubscription, object, _Fresh]]:
+def _admin_acting_on(actor: Actor, failed: AppError) -> Iterator[tuple[OrgSubscription, object, Fresh]]:
     """An admin's action on the org's manageable subscription: `_acting_on` it, yielding it too."""
     actor.require_role(Role.ADMIN)
     sub = _manageable_subscription(admin_now(actor).require_role(Role.ADMIN))  # as it is now, after any wait
@@ -375,7 +316,7 @@ class _PendingUpgrade:
     expires_at: int | None
 
 
-def _pending_upgrade(client, fresh: _Fresh) -> _PendingUpgrade | None:
+def _pending_upgrade(client, fresh: Fresh) -> _PendingUpgrade | None:
     """An upgrade already waiting for its payment (a pending update: Stripe applies it once the
     subscription's latest invoice, still open, is paid, and drops it at `expires_at`)."""
     if not fresh.pending_price_id or not fresh.stripe_sub.get("latest_invoice"):
@@ -432,7 +373,7 @@ def _declined() -> AppError:
                     "Your card was declined, so your plan was not changed. Update your payment method and try again.")
 
 
-def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: PlanPeriod, change: PlanChange,
+def _schedule_downgrade(client, sub: OrgSubscription, fresh: Fresh, target: PlanPeriod, change: PlanChange,
                         quantity: int = 1) -> PlanChange:
     """A downgrade keeps what was paid for until the period end, then switches (a schedule's second phase)."""
     item = fresh.stripe_sub["items"]["data"][0]
@@ -440,7 +381,7 @@ def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: Pla
     if not change.applied:
         return change
     try:
-        _write_schedule(client, sub, fresh.schedule_id, item, [{"price": target.stripe_price_id, "quantity": quantity}])
+        schedules.write(client, sub.stripe_id, fresh.schedule_id, item, [{"price": target.stripe_price_id, "quantity": quantity}])
     except gateway.StripeFailure as failure:
         raise _refusal(client, sub, failure, AppError(
             ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not schedule the plan change. Please try again.")) from None
@@ -448,20 +389,3 @@ def _schedule_downgrade(client, sub: OrgSubscription, fresh: _Fresh, target: Pla
         resync_after_change(fresh.customer_id)
     return change
 
-
-def _write_schedule(client, sub: OrgSubscription, schedule_id: str | None, item: dict, next_items: list[dict],
-                    end_behavior: str = "release") -> None:
-    """Keep `item` until the period end (a schedule's current phase, made from the subscription when
-    it has none), then switch to `next_items`: a scheduled downgrade, or one put back after a failure."""
-    if not schedule_id:
-        schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": sub.stripe_id})["id"]
-    # The running phase, not phases[0]: in its last phase a schedule still lists the past ones.
-    current_phase = schedules.from_current(gateway.call(client.v1.subscription_schedules.retrieve, schedule_id))[0]
-    keep = {"items": [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}],
-            "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
-    if current_phase.get("trial_end"):
-        keep["trial_end"] = current_phase["trial_end"]  # a current phase sent without it would end the trial now
-    gateway.call(
-        client.v1.subscription_schedules.update, schedule_id,
-        params={"end_behavior": end_behavior, "phases": [keep, {"items": next_items, "proration_behavior": "none"}]},
-    )
