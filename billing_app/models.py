@@ -452,6 +452,22 @@ class SeatClaim(SQLModel, table=True):
     claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 
 
+class SetAsideChange(SQLModel, table=True):
+    """A scheduled plan change (a downgrade waiting for the period end) released for an upgrade whose
+    payment may wait for the customer's bank: put back if that upgrade lapses (billing/set_aside.py)."""
+
+    subscription_id: int = Field(primary_key=True, foreign_key="orgsubscription.id", ondelete="CASCADE")
+    # The plan, the quantity and the period it was set aside on: it comes back only on those.
+    price_id: str = Field(max_length=255)
+    quantity: int
+    period_end: datetime = Field(sa_column=timestamp_column(nullable=False))
+    next_items_json: str  # the schedule's next phase, as a schedule update takes it
+    end_behavior: str = Field(max_length=32)
+    # Who is acting on it: the upgrade being made, then a sync judging it (a lease, as the seat claim's).
+    claim_id: str | None = Field(default=None, max_length=255)
+    claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+
+
 class PaymentStatus(str, enum.Enum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"

@@ -16,7 +16,7 @@ import structlog
 from sqlmodel import select
 
 from billing_app.auth.accounts import Actor, admin_now
-from billing_app.billing import gateway, schedules
+from billing_app.billing import gateway, schedules, set_aside
 from billing_app.billing.fresh import Fresh
 from billing_app.billing.entitlements import count_members, current_subscription
 from billing_app.billing.seats import refuse_plan_too_small, required_quantity, seat_claim
@@ -284,9 +284,10 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
         except gateway.StripeFailure as failure:
             raise _refusal(client, sub, failure, _change_failed()) from None
         return replace(change, amount_due_now=invoice["amount_due"])
+    # A pending downgrade would switch the upgrade back at the period end: set it aside first (back in
+    # place if the upgrade fails, or if it waits for 3-D Secure and lapses: billing/set_aside.py).
+    set_aside_claim = set_aside.remember(sub, fresh)
     try:
-        # A pending downgrade would switch the upgrade back at the period end: set it aside first
-        # (back in place if the upgrade fails).
         with _schedule_set_aside(client, sub, fresh):
             updated = gateway.call(
                 client.v1.subscriptions.update, sub.stripe_id,
@@ -305,6 +306,8 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
             raise _declined() from None
         raise _refusal(client, sub, failure, _change_failed()) from None
     finally:
+        if set_aside_claim:
+            set_aside.let_go(sub.id, set_aside_claim)  # the sync below judges it on what Stripe has now
         resync_after_change(fresh.customer_id)
     return change
 

@@ -30,7 +30,7 @@ from sqlalchemy import func, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from billing_app.billing import duplicates, gateway, history, one_off, orphans, profile, schedules
+from billing_app.billing import duplicates, gateway, history, one_off, orphans, profile, schedules, set_aside
 from billing_app.db import get_engine, insert_if_absent, session_scope
 from billing_app.formatting import plan_label
 from billing_app.notifications import billing as billing_notices
@@ -524,13 +524,19 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
 def sync_customer(customer_id: str) -> SyncReport:
     """Make the mirror of one Stripe customer equal to Stripe's state. Returns what changed.
 
-    A purchase beyond the org's first (a second charge) is canceled and refunded, then the
-    customer is read again so the mirror shows the outcome (billing/duplicates.py).
+    A purchase beyond the org's first (a second charge) is canceled and refunded, and a downgrade
+    set aside for an upgrade that lapsed is put back (billing/set_aside.py); either way the customer
+    is read again so the mirror shows the outcome (billing/duplicates.py).
     """
     client = gateway.stripe_client()
     report = _sync_snapshot(customer_id, _read(client, customer_id))
     if report.org_id is None:
         return report
+    if set_aside.judge_lapsed(client, report.org_id, report.snapshot.subscriptions):
+        # A downgrade put back after the upgrade it was set aside for lapsed: the mirror shows it.
+        restored = _sync_snapshot(customer_id, _read(client, customer_id))
+        restored.changes = report.changes + ["scheduled change put back (its upgrade lapsed)"] + restored.changes
+        report = restored
     snap = report.snapshot
     # Never act at Stripe on old reads: a stale snapshot's extras are the newer sync's to judge.
     extras = [] if report.stale else extra_purchases(snap)

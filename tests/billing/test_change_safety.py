@@ -4,6 +4,16 @@ cancel/reactivate, and an upgrade while paused refused as paused."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
 import httpx
 from structlog.testing import capture_logs
 
@@ -87,11 +97,13 @@ def test_an_upgrade_that_lapsed_unconfirmed_leaves_the_plan_free_to_choose(org, 
     assert again.confirm_url and again.confirm_url != first.confirm_url and not again.applied
 
 
-def _downgrade_scheduled(org, stripe_env, db):
-    _clock, customer = buy_on_clock(org, stripe_env, plan="team")
+def _downgrade_scheduled(org, stripe_env, db, **checkout):
+    """Team bought on a test clock (`checkout`: the card, as buy_on_clock takes it), a downgrade to
+    Starter scheduled for the period end."""
+    clock, customer = buy_on_clock(org, stripe_env, plan="team", **checkout)
     change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
     assert subscription(db, org).scheduled_period_id == period_id("starter", "MONTHLY")
-    return customer
+    return clock, customer
 
 
 def _kept(stripe_env, db, org) -> None:
@@ -121,7 +133,7 @@ def _failing_subscription_update(monkeypatch, when) -> None:
 
 def test_declined_upgrade_keeps_the_scheduled_downgrade(org, stripe_env, db):
     """'Your plan was not changed' also means the downgrade the admin scheduled still stands."""
-    customer = _downgrade_scheduled(org, stripe_env, db)
+    _clock, customer = _downgrade_scheduled(org, stripe_env, db)
     failing = stripe_env.client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": customer.id})
     stripe_env.client.v1.subscriptions.update(subscription(db, org).stripe_id, params={"default_payment_method": failing.id})
     error = expect(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, change_plan, org.admin, period_id("business", "MONTHLY"), preview=False)
@@ -141,7 +153,7 @@ def test_a_cancel_that_stripe_fails_keeps_the_scheduled_downgrade(org, stripe_en
 
 def test_a_reactivation_that_stripe_fails_keeps_the_scheduled_change(org, stripe_env, db, monkeypatch):
     """A schedule made at Stripe while the subscription was set to cancel (the dashboard, the portal)."""
-    customer = _downgrade_scheduled(org, stripe_env, db)
+    _clock, customer = _downgrade_scheduled(org, stripe_env, db)
     sub = subscription(db, org)
     schedule = stripe_env.client.v1.subscription_schedules.retrieve(sub.stripe_schedule_id)
     stripe_env.client.v1.subscription_schedules.release(schedule.id)
@@ -187,3 +199,134 @@ def test_an_upgrade_while_paused_is_refused_as_paused_not_as_a_declined_card(org
     at_stripe = stripe_env.client.v1.subscriptions.retrieve(subscription(db, org).stripe_id)
     assert at_stripe.pending_update is None and at_stripe["items"].data[0].price.id == subscription(db, org).stripe_price_id
     assert len(_invoices(stripe_env, org, "void")) + len(_invoices(stripe_env, org, "open")) == invoices_before
+
+
+# --- a scheduled downgrade set aside for an upgrade that waits for 3-D Secure ------------------------
+
+def _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db):
+    """Team with a downgrade to Starter scheduled, then an upgrade to Business whose payment waits for
+    the bank: the schedule is set aside (released) meanwhile, and nothing claims it is scheduled.
+    Returns the clock, the customer, the upgrade's answer and when Stripe lets it lapse."""
+    clock, customer = _downgrade_scheduled(org, stripe_env, db, payment_method="pm_card_authenticationRequired",
+                                           authentication="approve")
+    upgrade = change_plan(org.admin, period_id("business", "MONTHLY"), preview=False)
+    assert upgrade.confirm_url and not upgrade.applied
+    sub = subscription(db, org)
+    at_stripe = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id)
+    assert at_stripe.schedule is None and sub.scheduled_period_id is None
+    with session_scope() as s:
+        assert billing_view(s, org.id).scheduled_change == ""
+    return clock, customer, upgrade, at_stripe.pending_update.expires_at
+
+
+def _schedules(stripe_env, customer) -> list:
+    return stripe_env.client.v1.subscription_schedules.list(params={"customer": customer.id}).data
+
+
+def test_a_downgrade_set_aside_for_an_upgrade_that_lapses_is_put_back(org, stripe_env, db):
+    """The admin asked for Starter at the period end and never got the upgrade: renewing on Team would
+    charge what they did not agree to."""
+    clock, customer, _upgrade, expires_at = _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db)
+    advance(stripe_env, clock, expires_at + 3600, customer)  # Stripe discards it; pending_update_expired re-syncs
+    assert access(org).plan_key == "team"
+    _kept(stripe_env, db, org)
+    with session_scope() as s:
+        assert billing_view(s, org.id).scheduled_change.startswith("Changes to Starter (monthly) on ")
+
+    advance(stripe_env, clock, expires_at + 7200, customer)  # a later sync (the event delivered again)
+    _kept(stripe_env, db, org)
+    assert len(_schedules(stripe_env, customer)) == 2, "the released schedule and the one put back, no other"
+
+
+# An admin's upgrade in a process of its own, which is killed the moment Stripe has made the update.
+_UPGRADE_THEN_DIE = """
+import json, os, signal, sys
+from billing_app.auth.accounts import Actor
+from billing_app.billing import gateway
+from billing_app.billing.subscriptions import change_plan
+from billing_app.models import Role
+
+real = gateway.call
+def call(fn, *args, **kwargs):
+    answer = real(fn, *args, **kwargs)
+    if fn.__name__ == "update" and type(fn.__self__).__name__ == "SubscriptionService":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return answer
+gateway.call = call
+admin = json.loads(sys.argv[1])
+change_plan(Actor(**{**admin, "role": Role(admin["role"])}), int(sys.argv[2]), preview=False)
+"""
+
+
+def test_a_downgrade_set_aside_survives_the_process_dying_after_the_upgrade(org, stripe_env, db):
+    clock, customer = _downgrade_scheduled(org, stripe_env, db, payment_method="pm_card_authenticationRequired",
+                                           authentication="approve")
+    admin = json.dumps({**dataclasses.asdict(org.admin), "role": org.admin.role.value})
+    died = subprocess.run([sys.executable, "-c", _UPGRADE_THEN_DIE, admin, str(period_id("business", "MONTHLY"))],
+                          check=False, env=os.environ, capture_output=True, text=True, timeout=120)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    at_stripe = stripe_env.client.v1.subscriptions.retrieve(subscription(db, org).stripe_id)
+    assert at_stripe.pending_update and at_stripe.schedule is None  # upgraded, downgrade released, nothing noted after
+    advance(stripe_env, clock, at_stripe.pending_update.expires_at + 3600, customer)
+    assert access(org).plan_key == "team"
+    _kept(stripe_env, db, org)
+
+
+def test_two_syncs_at_once_put_a_lapsed_downgrade_back_once(org, stripe_env, db, monkeypatch):
+    clock, customer, _upgrade, expires_at = _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db)
+    stripe_env.client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": expires_at + 3600})
+    real, created = gateway.call, []
+
+    def call(fn, *args, **kwargs):  # writing the schedule takes a while: the other sync decides meanwhile
+        if getattr(fn, "__name__", "") == "create" and type(getattr(fn, "__self__", None)).__name__ == "SubscriptionScheduleService":
+            created.append(kwargs)
+            time.sleep(0.5)
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", call)
+    with capture_logs() as logs, ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: sync_customer(customer.id), range(2)))
+    assert len(created) == 1
+    assert not [e for e in logs if e["event"] == "billing.scheduled_change_lost"]
+    _kept(stripe_env, db, org)
+
+
+def test_a_confirmed_upgrade_forgets_the_downgrade_set_aside(org, stripe_env, db):
+    """The admin chose Business: the downgrade to Starter does not come back when the lapse time passes."""
+    clock, customer, upgrade, expires_at = _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db)
+    assert httpx.post(f"{upgrade.confirm_url}/authenticate", data={"authentication": "approve"}).status_code == 303
+    advance(stripe_env, clock, expires_at + 3600, customer)  # pending_update_applied re-syncs
+    assert access(org).plan_key == "business"
+    sub = subscription(db, org)
+    assert sub.scheduled_period_id is None and stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).schedule is None
+    assert len(_schedules(stripe_env, customer)) == 1  # only the released one
+
+
+def test_a_downgrade_set_aside_stays_dropped_when_the_subscription_was_set_to_cancel_meanwhile(org, stripe_env, db):
+    clock, customer, _upgrade, expires_at = _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db)
+    cancel(org.admin, at_period_end=True)
+    with capture_logs() as logs:
+        advance(stripe_env, clock, expires_at + 3600, customer)
+    sub = subscription(db, org)
+    assert sub.cancel_at_period_end and sub.scheduled_period_id is None
+    assert stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).schedule is None
+    assert not [e for e in logs if e["event"] == "billing.scheduled_change_lost"]
+
+
+def test_a_downgrade_whose_period_ended_before_the_upgrade_lapsed_is_reported_not_rescheduled(org, stripe_env, db):
+    """An upgrade made in the period's last day lapses at the period end, when Team has renewed: a schedule
+    now would move the downgrade to the wrong period, so an operator is told instead."""
+    clock, customer = _downgrade_scheduled(org, stripe_env, db, payment_method="pm_card_authenticationRequired",
+                                           authentication="approve")
+    period_end = int(subscription(db, org).current_period_end.timestamp())
+    advance(stripe_env, clock, period_end - 3600, customer)
+    change_plan(org.admin, period_id("business", "MONTHLY"), preview=False)
+    sub = subscription(db, org)
+    assert stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).pending_update.expires_at == period_end
+    with capture_logs() as logs:
+        advance(stripe_env, clock, period_end + 60, customer)
+    lost = [e for e in logs if e["event"] == "billing.scheduled_change_lost"]
+    assert lost and lost[0]["log_level"] == "error" and lost[0]["subscription"] == sub.stripe_id
+    sub = subscription(db, org)
+    assert sub.current_period_start == datetime.fromtimestamp(period_end, tz=UTC)  # renewed on Team
+    assert sub.scheduled_period_id is None and stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).schedule is None
