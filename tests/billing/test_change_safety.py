@@ -22,7 +22,7 @@ from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.subscriptions import cancel, change_plan, reactivate
 from billing_app.billing.sync import sync_customer
-from billing_app.billing.views import billing_view
+from billing_app.billing.views import billing_view, subscription_detail
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.models import PlanPeriod
@@ -214,8 +214,8 @@ def _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db):
     sub = subscription(db, org)
     at_stripe = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id)
     assert at_stripe.schedule is None and sub.scheduled_period_id is None
-    with session_scope() as s:
-        assert billing_view(s, org.id).scheduled_change == ""
+    with session_scope() as s:  # neither the page nor the REST answer claims a change Stripe has not scheduled
+        assert billing_view(s, org.id).scheduled_change == "" and subscription_detail(s, org.id).scheduled_change is None
     return clock, customer, upgrade, at_stripe.pending_update.expires_at
 
 
