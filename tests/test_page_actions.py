@@ -73,6 +73,23 @@ def test_a_team_change_from_the_members_page_refreshes_the_orgs_other_pages(org,
     assert pushes == [org.id]
 
 
+@pytest.mark.parametrize("answer", ["accept", "decline"])
+def test_an_answer_to_an_invitation_refreshes_the_inviting_orgs_pages(org, pushes, roomy_free_tier, monkeypatch, answer):
+    # A decline pushed nothing: the admin's members page kept listing the invitation as pending.
+    from billing_app.auth import invitations
+    from billing_app.pages.invite import InviteState
+    from tests.billing.helpers import token_of
+    from tests.teams.helpers import invitee
+
+    token = token_of(invitations.invite(org.admin, email="new@example.com").url)
+    invitee("new@example.com")
+    monkeypatch.setattr(InviteState, "_token", property(lambda self: token))
+    tab = signed_in_page(InviteState, "new@example.com")
+    run_async(run_event(getattr(InviteState, answer).fn(tab)))
+    assert tab.error == ""
+    assert pushes == [org.id]
+
+
 # --- B: a double-click -------------------------------------------------------------------------------
 
 def test_a_double_click_on_confirm_change_changes_the_plan_once_and_shows_no_error(org, stripe_env, db):

@@ -73,15 +73,16 @@ class InviteState(AuthState):
         try:
             actor = await self._actor_in_background()
             await limits.hit_in_thread(limits.ACCOUNT_USER, actor.user_id)
+            org_id = await asyncio.to_thread(invitations.open_invitation_org, actor, token)
             if in_orgs_turn:  # an acceptance waits for the inviting org's seat claim: in one of its turns
-                org_id = await asyncio.to_thread(invitations.open_invitation_org, actor, token)
                 result = await turns.in_turn(org_id, fn, actor, token)
-                await live.notify_after_action(org_id)  # a member more: the org's open pages show them
             else:
                 result = await asyncio.to_thread(fn, actor, token)
         except AppError as error:
             await self._show_refusal(error)
             return None, False
+        # Answered (a member more, or an invitation no longer pending): the org's open pages show it.
+        await live.notify_after_action(org_id)
         return result, True
 
     @rx.event(background=True)
