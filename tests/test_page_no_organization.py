@@ -14,9 +14,9 @@ from tests.billing.helpers import make_org
 from tests.pages import run_event, signed_in_page
 
 
-def _in_no_org() -> str:
-    """Acme's admin, after making its member an admin too and leaving: in no organization."""
-    acme = make_org("Acme", "admin@acme.example", "member@acme.example")
+def _in_no_org(acme=None) -> str:
+    """Acme's admin (of `acme`, when given), after making its member an admin too and leaving: in no organization."""
+    acme = acme or make_org("Acme", "admin@acme.example", "member@acme.example")
     members.change_role(acme.admin, user_id=acme.member.user_id, role=Role.ADMIN)
     members.leave(acme.admin)
     return "admin@acme.example"
@@ -115,3 +115,38 @@ def test_creating_organizations_is_limited_as_an_account_action(db, roomy_free_t
         assert tab.error == "Enter a name for your organization."
     run_async(run_event(HomeState.create_org.fn(tab, {"org_name": "Fresh Start"})))
     assert tab.error.startswith("Too many attempts.") and tab.org_id == 0
+
+
+def _confirmation_tab(org, stripe_env, monkeypatch):
+    """Acme's admin on the confirmation page of a checkout they started (still open), its poll quick."""
+    from billing_app.billing.checkout import start_checkout
+    from billing_app.pages import confirm
+    from tests.billing.helpers import period_id
+
+    started = start_checkout(org.admin, period_id("starter", "MONTHLY"))
+    monkeypatch.setattr(confirm, "POLL_SECONDS", 0)
+    monkeypatch.setattr(confirm, "POLL_TIMES", 1)
+    return signed_in_page(confirm.ConfirmState, "admin@acme.example", f"{routes.BILLING_CONFIRM}?session_id={started.session_id}")
+
+
+def test_the_confirmation_page_of_one_who_left_the_checkouts_org_says_so(org, stripe_env, monkeypatch):
+    # It said "Confirming your payment…", then "Still processing" for good: no org, no check.
+    from billing_app.pages.confirm import ConfirmState
+
+    tab = _confirmation_tab(org, stripe_env, monkeypatch)
+    _in_no_org(org)
+    events = run_async(run_event(ConfirmState.load.fn(tab)))
+    assert tab.phase == "no_organization"
+    assert events == []  # nothing left to poll for
+
+
+def test_the_confirmation_pages_poll_after_leaving_the_checkouts_org_says_so(org, stripe_env, monkeypatch):
+    # The poll called it a switch in another tab ("Switch back to Acme"), which they could not do.
+    from billing_app.pages.confirm import ConfirmState
+
+    tab = _confirmation_tab(org, stripe_env, monkeypatch)
+    run_async(run_event(ConfirmState.load.fn(tab)))
+    assert tab.phase == "checking"  # open: still pending
+    _in_no_org(org)
+    run_async(ConfirmState._poll(tab, tab.visit))
+    assert tab.phase == "no_organization"

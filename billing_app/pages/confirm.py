@@ -29,13 +29,16 @@ def check_outcome(session_ref: str, session_id: str, shown: tuple[int, str] | No
     (limits.hit_stripe: an admin's against the organization's, a member's against their own).
     `shown`: the (id, name) of the org the tab shows; a session switched to another org since is
     refused (ORG_SWITCHED) before any check. Raises AppError only for those two: the browser session
-    is not valid, or it switched.
+    is not valid, or it switched. A user in no organization (they left, or were removed from, the
+    checkout's while it was open) is told so: every checkout is an organization's, none is theirs.
     """
     with session_scope() as session:
         if session_ref.startswith("sess_"):
             actor = accounts.actor_for_session(session, session_ref)
         else:
             actor = accounts.actor_for_session_hash(session, session_ref)
+    if actor.org_id is None:  # before the switch check: they switched to nothing, they left
+        return "no_organization", "", ""
     if shown is not None:
         refuse_if_switched(actor, *shown)
     try:
@@ -53,7 +56,8 @@ def check_outcome(session_ref: str, session_id: str, shown: tuple[int, str] | No
 
 
 class ConfirmState(AuthState):
-    # checking | success | clearing | failed | expired | processing | not_found | switched (`error` says why)
+    # checking | success | clearing | failed | expired | processing | not_found | no_organization
+    # | switched (`error` says why)
     phase: str = "checking"
     error: str = ""
     plan_name: str = ""
@@ -237,6 +241,12 @@ def confirm_page() -> rx.Component:
                                     rx.button("Switch back to " + ConfirmState.org_name, on_click=ConfirmState.switch_back,
                                               id="switch-back"),
                                     link_button("Go to billing", href=routes.BILLING, variant="soft"))),
+                ("no_organization", _panel(
+                    "building-2", "gray", "You are no longer in this organization",
+                    rx.text("This checkout was for an organization you have left or were removed from, so its "
+                            "outcome is for that organization's admins to see on their billing page."),
+                    link_button("Go to the home page", href=routes.HOME),
+                )),
                 ("not_found", _panel("search-x", "gray", "We could not find this checkout",
                                      rx.text("The link may be wrong or belong to another organization."), _back_to_pricing())),
                 _panel("loader", "iris", "Confirming your payment…", rx.spinner(size="3"), rx.text("This takes a few seconds.", color_scheme="gray")),
