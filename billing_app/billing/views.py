@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
-from billing_app.billing import payments
+from billing_app.billing import one_off, payments
 from billing_app.billing.entitlements import AccessReason, current_subscription, entitlement
 from billing_app.formatting import PERIOD_NAME, format_amount, format_date, plan_label
 from billing_app.models import OrgSubscription, Payment, PeriodType, Plan, PlanPeriod, SubscriptionStatus
@@ -208,7 +208,10 @@ def status_badge(sub: OrgSubscription | None) -> tuple[str, str]:
     if sub is None:
         return "No subscription", "gray"
     if sub.one_off:
-        return ("Lifetime", "iris") if sub.is_lifetime_held else ("Refunded", "gray")
+        if sub.is_lifetime_held:
+            return "Lifetime", "iris"
+        # Not held: refunded, or undone; a free one (a 100%-off code) charged nothing to refund.
+        return STATUS_BADGES[S.CANCELED.value] if one_off.took_no_payment(sub.stripe_id) else ("Refunded", "gray")
     if sub.status == S.ACTIVE.value and sub.is_canceling:
         return f"Cancels on {format_date(sub.ends_at)}", "orange"
     return STATUS_BADGES.get(sub.status, (sub.status.replace("_", " ").title(), "gray"))

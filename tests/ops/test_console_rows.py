@@ -27,3 +27,31 @@ def test_an_orgs_payments_read_as_its_history_does_without_their_links(db):
         [row] = page.payments
         assert (row.date != "", row.description, row.amount, row.status) == (True, "Starter (monthly)", "$9.00", "Completed")
         assert (row.invoice_url, row.pdf_url, row.receipt_url) == ("", "", ""), state_cls
+
+
+def test_an_undone_extra_lifetime_purchase_reads_refunded_only_when_money_came_back(org, stripe_env, db):
+    # A free one (a 100%-off code) read "Refunded" too, though nothing was charged; its payment reads Cancelled.
+    from billing_app.billing.customers import customer_id_for
+    from billing_app.billing.sync import sync_customer
+    from billing_app.models import PlanPeriod
+    from billing_app.pages.ops_org import OpsOrgState
+    from tests.billing.helpers import buy, free_lifetime_behind_the_apps_back, period_id
+
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)  # ours: kept
+    customer = customer_id_for(org.id)
+    lifetime_price = db.get(PlanPeriod, period_id("business", "ALL_TIME")).stripe_price_id
+    free = free_lifetime_behind_the_apps_back(stripe_env, customer, lifetime_price)
+    paid = stripe_env.client.v1.checkout.sessions.create(params={
+        "mode": "payment", "customer": customer, "line_items": [{"price": lifetime_price, "quantity": 1}],
+        "success_url": "http://127.0.0.1:3999/ok"})
+    paid = stripe_env.complete_checkout(paid.id, "pm_card_visa")
+    sync_customer(customer)  # both extras undone: the paid one refunded, the free one granted nothing
+
+    make_operator("ops@saas.example")
+    page = signed_in_page(OpsOrgState, "ops@saas.example", f"/ops/orgs/{org.id}")
+    run_async(OpsOrgState.load.fn(page))
+    assert page.error == ""
+    status_of = {line.stripe_id: line.status for line in page.subscriptions}
+    assert (status_of[free.id], status_of[paid.payment_intent]) == ("Canceled", "Refunded")
+    # As the org's payment history reads them: its plan paid, the paid extra refunded, the free one void.
+    assert sorted(row.status for row in page.payments) == ["Cancelled", "Completed", "Refunded"]
