@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import reflex as rx
+from reflex.vars import FunctionStringVar
 
 from billing_app import routes
 from billing_app.state import AuthState
@@ -16,6 +19,15 @@ ADMIN_LINKS = [("Payments", routes.PAYMENTS)]
 def link_button(*children, href, is_external: bool = False, **button_props) -> rx.Component:
     """A link that looks like a button: one <a> (a button inside a link is two controls in one)."""
     return rx.button(rx.link(*children, href=href, is_external=is_external, underline="none"), as_child=True, **button_props)
+
+
+def focus_on_close(*selectors: str) -> FunctionStringVar:
+    """A dialog's `on_close_auto_focus` when a plain button opens it (no Radix trigger, which Radix
+    would refocus itself): keyboard focus goes to the first of `selectors` on the page, not <body>."""
+    return FunctionStringVar.create(
+        f"(e) => {{ e.preventDefault(); {json.dumps(list(selectors))}"
+        ".map((s) => document.querySelector(s)).find(Boolean)?.focus(); }"
+    )
 
 
 def _nav_link(label: str, href: str) -> rx.Component:

@@ -19,7 +19,7 @@ from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel_scheduled_change, change_plan, reactivate
 from billing_app.billing.views import BillingView, ChangeOption, billing_view, change_options
 from billing_app.components.billing_ui import banner, billing_frame, detail, empty_state
-from billing_app.components.layout import error_callout, info_callout, link_button
+from billing_app.components.layout import error_callout, focus_on_close, info_callout, link_button
 from billing_app.components.seats import SeatsBarState, seats_bar
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -233,6 +233,7 @@ def _change_dialog() -> rx.Component:
                 spacing="3",
                 padding_top="1em",
             ),
+            on_close_auto_focus=focus_on_close("#change-plan"),
         ),
         open=BillingState.change_open,
         on_open_change=lambda open_: rx.cond(open_, BillingState.open_change(""), BillingState.close_change()),

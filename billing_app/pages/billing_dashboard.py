@@ -13,7 +13,6 @@ period end or now.
 from __future__ import annotations
 
 import reflex as rx
-from reflex.vars import FunctionStringVar
 
 from billing_app import routes
 from billing_app.billing import billing_details, retention
@@ -22,7 +21,7 @@ from billing_app.billing.dashboard import DashboardView
 from billing_app.billing.subscriptions import CANCELLATION_FEEDBACK
 from billing_app.components.billing_ui import banner
 from billing_app.components.forms import labelled, native_select
-from billing_app.components.layout import error_callout, warning_callout
+from billing_app.components.layout import error_callout, focus_on_close, warning_callout
 from billing_app.formatting import format_date
 from billing_app.state import form_text
 
@@ -371,12 +370,8 @@ def _confirm_step(S, period_end) -> rx.Component:
 
 
 # Keyboard focus when the flow's dialog closes: back to the button that opened it, or, when the
-# outcome replaced that button (canceled, paused), to the status message saying what happened. The
-# button is no Radix trigger, so Radix alone drops focus to <body>.
-_FOCUS_AFTER_FLOW = FunctionStringVar.create(
-    '(e) => { e.preventDefault(); (document.getElementById("cancel-subscription")'
-    ' ?? document.querySelector("main [role=status]"))?.focus(); }'
-)
+# outcome replaced that button (canceled, paused), to the status message saying what happened.
+_FOCUS_AFTER_FLOW = focus_on_close("#cancel-subscription", "main [role=status]")
 
 
 def cancel_flow_dialog(S, period_end) -> rx.Component:
@@ -460,6 +455,7 @@ def details_dialog(S) -> rx.Component:
             rx.vstack(error_callout(S.details_error), _details_form(S), rx.separator(), _tax_ids_form(S),
                       spacing="4", padding_top="1em", width="100%"),
             id="details-dialog",
+            on_close_auto_focus=focus_on_close("#edit-details"),
         ),
         open=S.details_open,
         on_open_change=S.set_details_open,

@@ -13,7 +13,14 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import text
 
-from tests.browser.helpers import new_admin, pay_on_sandbox_checkout, register, screenshot, start_purchase, unique_email
+from tests.browser.helpers import (
+    new_admin,
+    pay_on_sandbox_checkout,
+    register,
+    screenshot,
+    start_purchase,
+    unique_email,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -152,6 +159,29 @@ def test_keyboard_focus_leaving_the_cancel_flow_goes_back_to_its_button_or_to_th
     expect(page.locator("#reactivate")).to_be_visible()
     # The button is gone (Reactivate instead): focus is on what happened, not dropped to <body>.
     expect(page.get_by_role("status").filter(has_text="will end at the end of the period")).to_be_focused()
+
+
+def _closing_returns_focus(page, opener, close_button: str) -> None:
+    """Open a dialog from `opener` with the keyboard and close it with Escape, then with its
+    `close_button`: each time keyboard focus is back on `opener`, not dropped to <body>."""
+    dialog = page.get_by_role("dialog")
+    for close in ("Escape", close_button):
+        opener.focus()
+        page.keyboard.press("Enter")
+        expect(dialog).to_be_visible()
+        if close != "Escape":
+            dialog.get_by_role("button", name=close, exact=True).focus()
+        page.keyboard.press("Escape" if close == "Escape" else "Enter")
+        expect(dialog).to_have_count(0)
+        expect(opener).to_be_focused()
+
+
+def test_keyboard_focus_leaving_the_other_billing_dialogs_goes_back_to_their_buttons(page, app_server):
+    # Opened by plain buttons (no Radix trigger), they dropped focus to <body> as the flow's did.
+    # (Leave and Remove on the members page are Radix triggers: Radix refocuses them itself.)
+    _buy_with_code(page, app_server)
+    _closing_returns_focus(page, page.locator("#change-plan"), "Keep current plan")
+    _closing_returns_focus(page, page.locator("#edit-details"), "Close")
 
 
 def test_a_member_sees_plan_and_status_and_no_payments_link(page, browser, app_server):
