@@ -32,7 +32,7 @@ def detail(label: str, value) -> rx.Component:
 def empty_state(icon: str, title: str, *children: rx.Component, id: str) -> rx.Component:
     """A card saying there is nothing here yet, and what to do about it."""
     return rx.card(
-        rx.vstack(rx.icon(icon, size=32), rx.heading(title, size="5"), *children, align="center", spacing="3", padding="2em"),
+        rx.vstack(rx.icon(icon, size=32), rx.heading(title, size="5", as_="h2"), *children, align="center", spacing="3", padding="2em"),
         width="100%",
         id=id,
     )

@@ -146,7 +146,7 @@ def account_page() -> rx.Component:
         rx.card(
             rx.form(
                 rx.vstack(
-                    rx.heading("Change password", size="4"),
+                    rx.heading("Change password", size="4", as_="h2"),
                     rx.text("Every other session is logged out.", size="2", color_scheme="gray"),
                     _password_field("Current password", "current_password", "current-password"),
                     _password_field("New password (10 characters or more)", "new_password", "new-password"),
@@ -164,7 +164,7 @@ def account_page() -> rx.Component:
         rx.card(
             rx.vstack(
                 rx.hstack(
-                    rx.heading("Where you are signed in", size="4"),
+                    rx.heading("Where you are signed in", size="4", as_="h2"),
                     rx.button("Log out everywhere", color_scheme="red", variant="soft", on_click=AccountState.logout_everywhere,
                               id="logout-everywhere"),
                     justify="between",

@@ -46,7 +46,7 @@ class HomeState(AuthState):
 def _tile(title: str, text: str, href: str, icon: str) -> rx.Component:
     return rx.link(
         rx.card(
-            rx.hstack(rx.icon(icon, size=22), rx.vstack(rx.heading(title, size="4"), rx.text(text, size="2", color_scheme="gray"), spacing="1"), spacing="3"),
+            rx.hstack(rx.icon(icon, size=22), rx.vstack(rx.heading(title, size="4", as_="h2"), rx.text(text, size="2", color_scheme="gray"), spacing="1"), spacing="3"),
             width="100%",
         ),
         href=href,

@@ -277,7 +277,7 @@ def _invite_form() -> rx.Component:
     return rx.card(
         rx.form(
             rx.vstack(
-                rx.heading("Invite someone", size="4"),
+                rx.heading("Invite someone", size="4", as_="h2"),
                 rx.text("They get a link to accept, as the email you enter. It expires in 7 days.", size="2", color_scheme="gray"),
                 rx.flex(
                     rx.input(name="email", type="email", placeholder="colleague@company.com", required=True, flex="1",
@@ -385,7 +385,7 @@ def members_page() -> rx.Component:
         rx.cond(
             MembersState.invitations.length() > 0,
             rx.vstack(
-                rx.heading("Pending invitations", size="4"),
+                rx.heading("Pending invitations", size="4", as_="h2"),
                 data_table(["Email", "Role", "Expires", ""], rx.foreach(MembersState.invitations, _invitation_row)),
                 width="100%",
                 id="pending-invitations",

@@ -92,10 +92,10 @@ def notification_settings_page() -> rx.Component:
         rx.cond(
             NotificationSettingsState.choices.length() > 0,
             rx.card(rx.vstack(
-                rx.heading("Optional emails for this organization", size="4"),
+                rx.heading("Optional emails for this organization", size="4", as_="h2"),
                 rx.foreach(NotificationSettingsState.choices, _choice),
                 rx.divider(),
-                rx.heading("Always sent", size="4"),
+                rx.heading("Always sent", size="4", as_="h2"),
                 rx.text(", ".join(k.label for k in ALWAYS) + ".", size="2", color_scheme="gray"),
                 spacing="3", width="100%",
             ), width="100%"),

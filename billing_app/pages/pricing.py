@@ -137,7 +137,7 @@ def _seat_picker(plan) -> rx.Component:
 
 def _price(period, size: str = "8") -> rx.Component:
     return rx.flex(
-        rx.heading(period.price, size=size),
+        rx.text(period.price, size=size, weight="bold"),  # a figure, not a heading: each page has one h1
         rx.text(period.interval, size="2", color_scheme="gray", white_space="nowrap"),
         align="baseline",
         spacing="2",
@@ -150,7 +150,7 @@ def _card(plan) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.hstack(
-                rx.heading(plan.name, size="5"),
+                rx.heading(plan.name, size="5", as_="h2"),
                 rx.cond(plan.most_popular, rx.badge("Most popular", color_scheme="iris", variant="solid")),
                 rx.cond(plan.is_current, rx.badge("Current plan", color_scheme="green", variant="soft")),
                 justify="between",

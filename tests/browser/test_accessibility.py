@@ -9,7 +9,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-from tests.browser.helpers import invite, new_admin, new_org_buys, pay_on_sandbox_checkout, screenshot, start_purchase, unique_email
+from tests.browser.helpers import invite, new_admin, pay_on_sandbox_checkout, screenshot, start_purchase, unique_email
 
 pytestmark = pytest.mark.browser
 WIDTHS = (1280, 375)
@@ -107,15 +107,31 @@ def test_focus_is_visible_on_the_dashboard(page, app_server):
     assert re.match(r"^(solid|auto) [1-9]", outline), outline
 
 
-def test_each_page_has_one_main_landmark_and_its_title_is_the_one_h1_on_billing(page, app_server):
+def test_each_page_has_one_main_landmark_and_its_title_is_the_one_h1(page, app_server):
     """A screen reader jumps to <main>, past the navbar, and lists the headings: the navbar's app
-    name is not one, and on /billing the plan's name sits under the page's title."""
-    new_org_buys(page, app_server)
-    for path in ("/billing", "/org/members", "/billing/payments", "/pricing"):
+    name is not one, each page's title is its one h1 (its sections' and cards' titles sit under it),
+    and on /billing the plan's name sits under the page's title."""
+    not_one_h1: list[str] = []
+
+    def check(path: str, ready: str) -> None:
+        """The page once its load has shown its content (sections shown only then have headings too)."""
         page.goto(app_server.url + path)
-        expect(page.locator("main h1").first).to_be_visible()
+        expect(page.locator(ready).first).to_be_visible()
         expect(page.locator("main")).to_have_count(1)
         expect(page.locator(":is(h1, h2, h3, h4, h5, h6):not(main *)")).to_have_count(0)
+        if page.locator("main h1").count() != 1:
+            not_one_h1.append(f"{path}: {page.locator('h1').all_inner_texts()}")
+
+    new_admin(page, app_server)
+    check("/billing", "#no-subscription")  # nothing bought yet
+    start_purchase(page, app_server, "starter")
+    pay_on_sandbox_checkout(page)
+    expect(page.locator("#confirm-title")).to_have_text("Payment successful")
+    for path, ready in (("/", "#whoami"), ("/billing", "#plan-name"), ("/org/members", ".member-row"),
+                        ("/billing/payments", ".payment-row"), ("/pricing", ".plan-card"), ("/account/security", ".session-row"),
+                        ("/account/notifications", "[role=switch]"), ("/account/tokens", "#create-token")):
+        check(path, ready)
+    assert not not_one_h1, "pages without exactly one h1:\n" + "\n".join(not_one_h1)
     page.goto(app_server.url + "/billing")
     expect(page.get_by_role("heading", level=2, name="Starter")).to_be_visible()
     assert page.locator("h1").all_inner_texts() == ["Billing"]
