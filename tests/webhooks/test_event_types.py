@@ -99,14 +99,19 @@ def test_a_refund_that_failed_at_stripe_is_no_refund_in_the_mirror(org, stripe_e
     assert (failed.customer_id, failed.state) == (customer_of_org(org.id), "processed")
 
 
+def _subscriptions_card(org, stripe_env) -> str:
+    """The org's subscription's default payment method (Checkout made it so)."""
+    with session_scope() as session:
+        sub_id = session.exec(select(OrgSubscription.stripe_id).where(OrgSubscription.org_id == org.id)).one()
+    return stripe_env.client.v1.subscriptions.retrieve(sub_id).default_payment_method
+
+
 def test_a_card_detached_at_stripe_leaves_the_dashboard(org, stripe_env, monkeypatch):
     """The subscription's card (Checkout made it its default), removed at Stripe: only payment_method.detached
     tells, and its object no longer names the customer (previous_attributes does)."""
     buy(org, sandbox=stripe_env)
     assert dashboard(org).card == "Visa •••• 4242"
-    with session_scope() as session:
-        sub_id = session.exec(select(OrgSubscription.stripe_id).where(OrgSubscription.org_id == org.id)).one()
-    card = stripe_env.client.v1.subscriptions.retrieve(sub_id).default_payment_method
+    card = _subscriptions_card(org, stripe_env)
     with served_backend(stripe_env, monkeypatch, poll_seconds=0.2):
         stripe_env.client.v1.payment_methods.detach(card)
         assert _eventually(lambda: dashboard(org).card == ""), "the dashboard still shows the detached card"
@@ -120,9 +125,7 @@ def test_a_card_updated_at_stripe_shows_its_new_expiry(org, stripe_env, monkeypa
     only payment_method.updated tells, and the dashboard must not keep warning about the old date."""
     buy(org, sandbox=stripe_env)
     assert dashboard(org).card_expiry == "Expires 12/2034"
-    with session_scope() as session:
-        sub_id = session.exec(select(OrgSubscription.stripe_id).where(OrgSubscription.org_id == org.id)).one()
-    card = stripe_env.client.v1.subscriptions.retrieve(sub_id).default_payment_method
+    card = _subscriptions_card(org, stripe_env)
     with served_backend(stripe_env, monkeypatch, poll_seconds=0.2):
         stripe_env.client.v1.payment_methods.update(card, params={"card": {"exp_month": 3, "exp_year": 2037}})
         assert _eventually(lambda: dashboard(org).card_expiry == "Expires 03/2037"), "the dashboard still shows the old expiry"
