@@ -102,8 +102,49 @@ class SmtpError(Exception):
     """Sending failed; the text is kept on the outbox row."""
 
 
-def send(smtp_url: str, message: EmailMessage) -> None:
-    """Deliver one message through SMTP_URL; raises SmtpError (or OSError) on any failure."""
+class SmtpConnection:
+    """One SMTP session for several messages: a mail pass sends each recipient a message of their
+    own, so 500 admins would otherwise cost 500 connections, TLS handshakes and logins (and a
+    provider's connection rate limit). Opened at the first message; a failure closes it and the
+    next message opens a new one, so a refused or broken message never takes the others with it."""
+
+    def __init__(self) -> None:
+        self._client: smtplib.SMTP | None = None
+        self._url: str | None = None
+
+    def __enter__(self) -> SmtpConnection:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def send(self, smtp_url: str, message: EmailMessage) -> None:
+        """Deliver one message through SMTP_URL; raises SmtpError (or OSError) on any failure."""
+        try:
+            if self._client is None or self._url != smtp_url:
+                self.close()
+                self._client, self._url = _connect(smtp_url), smtp_url
+            refused = self._client.send_message(message)
+            if refused:
+                raise SmtpError(f"refused recipients: {', '.join(sorted(refused))}")
+        except smtplib.SMTPException as error:
+            self.close()
+            raise SmtpError(f"{type(error).__name__}: {error}") from error
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.quit()
+            except Exception:  # the connection may already be gone; nothing to clean up
+                client.close()
+
+
+def _connect(smtp_url: str) -> smtplib.SMTP:
+    """A connection ready to send: TLS as SMTP_URL says (see the module), logged in."""
     parts = urlsplit(smtp_url)
     host = parts.hostname
     context = ssl.create_default_context()
@@ -121,13 +162,7 @@ def send(smtp_url: str, message: EmailMessage) -> None:
                 raise SmtpError(f"{host} does not offer STARTTLS; refusing to send in clear text")
         if parts.username:
             client.login(unquote(parts.username), unquote(parts.password or ""))
-        refused = client.send_message(message)
-        if refused:
-            raise SmtpError(f"refused recipients: {', '.join(sorted(refused))}")
-    except smtplib.SMTPException as error:
-        raise SmtpError(f"{type(error).__name__}: {error}") from error
-    finally:
-        try:
-            client.quit()
-        except Exception:  # the connection may already be gone; nothing to clean up
-            client.close()
+    except BaseException:
+        client.close()
+        raise
+    return client

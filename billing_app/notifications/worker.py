@@ -59,13 +59,13 @@ class MailReport:
 
 class MailWorker(PassWorker):
     def __init__(
-        self, *, smtp_url: str | None | EllipsisType = ..., send: Sender = mailer.send,
+        self, *, smtp_url: str | None | EllipsisType = ..., send: Sender | None = None,
         batch_size: int = BATCH_SIZE, max_attempts: int = MAX_ATTEMPTS,
         backoff_base: float = BACKOFF_BASE_SECONDS, backoff_cap: float = BACKOFF_CAP_SECONDS,
         clock: Callable[[], datetime] = utcnow,
     ):
         self._smtp_url = smtp_url
-        self.send = send
+        self.send = send  # None: SMTP, one connection per pass (mailer.SmtpConnection); tests pass their own
         self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
@@ -116,6 +116,10 @@ class MailWorker(PassWorker):
         return renewed if held else None
 
     def run_once(self) -> MailReport:
+        with mailer.SmtpConnection() as connection:
+            return self._pass(self.send or connection.send)
+
+    def _pass(self, send: Sender) -> MailReport:
         report = MailReport()
         now = self.clock()
         rows, lease = self._claim(now)
@@ -132,7 +136,7 @@ class MailWorker(PassWorker):
                 continue
             try:  # building too: a row that cannot become a message fails alone, not the pass
                 message = mailer.build_message(row.to, Rendered(row.subject, row.text_body, row.html_body), message_id_key=row.key)
-                self.send(smtp_url, message)
+                send(smtp_url, message)
             except Exception as error:  # any failure is retried; the text is kept for whoever looks
                 text = f"{type(error).__name__}: {error}"[:ERROR_MAX_CHARS]
                 if row.attempts >= self.max_attempts:

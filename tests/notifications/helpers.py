@@ -37,6 +37,7 @@ class Received:
     message: email.message.EmailMessage
     tls: str | None = None  # the TLS version the message travelled under, None in clear text
     login: str | None = None  # the user the client logged in as
+    connection: tuple | None = None  # the client's (address, port): one per SMTP connection
 
     @property
     def subject(self) -> str:
@@ -79,7 +80,7 @@ class SmtpServer:
         message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         tls = server.transport.get_extra_info("ssl_object")
         login = session.auth_data.login.decode() if session.authenticated else None
-        self.received.append(Received(list(envelope.rcpt_tos), message, tls.version() if tls else None, login))
+        self.received.append(Received(list(envelope.rcpt_tos), message, tls.version() if tls else None, login, session.peer))
         return "250 OK"
 
     def _authenticate(self, _server, _session, _envelope, _mechanism, data) -> AuthResult:
