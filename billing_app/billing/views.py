@@ -8,6 +8,7 @@ it through the same function here (the catalog, a scheduled change).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from sqlmodel import Session, select
 from billing_app.billing import one_off, payments
 from billing_app.billing.entitlements import AccessReason, current_subscription, entitlement
 from billing_app.formatting import PERIOD_NAME, format_amount, format_date, plan_label
-from billing_app.models import OrgSubscription, Payment, PeriodType, Plan, PlanPeriod, SubscriptionStatus
+from billing_app.models import OrgSubscription, Payment, PeriodType, Plan, PlanPeriod, SetAsideChange, SubscriptionStatus
 
 INTERVAL_LABEL = {"MONTHLY": "/ month", "YEARLY": "/ year", "ALL_TIME": "one-time · lifetime"}
 
@@ -258,7 +259,20 @@ def billing_view(session: Session, org_id: int) -> BillingView:
     change = _scheduled_change(sub) if not ended else None
     if change and change.period_type:
         view.scheduled_change = f"Changes to {plan_label(change.plan_name, change.period_type.value)} on {format_date(change.at)}"
+    elif not ended and (set_aside := _set_aside_change(session, sub)) is not None:
+        # Not scheduled at Stripe, but it comes back if the upgrade lapses: Keep current plan drops it.
+        period, at = set_aside
+        view.scheduled_change = (f"Changes to {plan_label(period.plan.name, period.period_type)} on {format_date(at)}"
+                                 " unless the upgrade's payment is confirmed")
     return view
+
+
+def _set_aside_change(session: Session, sub: OrgSubscription) -> tuple[PlanPeriod, datetime] | None:
+    """The plan period and date of a downgrade set aside for an upgrade awaiting 3-D Secure (billing/set_aside.py)."""
+    change = session.get(SetAsideChange, sub.id)
+    items = json.loads(change.next_items_json) if change else []
+    period = session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == items[0]["price"])).first() if items else None
+    return (period, change.period_end) if period else None
 
 
 def change_options(session: Session, org_id: int) -> list[ChangeOption]:
