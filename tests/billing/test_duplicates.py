@@ -21,7 +21,13 @@ from billing_app.billing.sync import (
 from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
 from billing_app.models import OrgSubscription, Payment, RetentionOffer, WebhookEvent
-from tests.billing.helpers import buy, free_lifetime_behind_the_apps_back, period_id
+from tests.billing.helpers import (
+    buy,
+    free_lifetime_behind_the_apps_back,
+    period_id,
+    refunds_of_customer,
+    wait_for_the_refund_to_fail,
+)
 
 
 def buy_behind_the_apps_back(stripe_env, customer_id, price_id, mode="subscription", card="pm_card_visa"):
@@ -51,13 +57,6 @@ def paid_intent_of_subscription(stripe_env, customer_id, sub_id):
     invoice = paid_invoice_of_subscription(stripe_env, customer_id, sub_id)
     payments = stripe_env.client.v1.invoice_payments.list(params={"invoice": invoice.id}).data
     return payments[0].payment.payment_intent
-
-
-def refunds_of_customer(stripe_env, customer_id):
-    """Refunds of this customer's payments (the sandbox is shared by the whole run)."""
-    charges = stripe_env.client.v1.charges.list(params={"customer": customer_id, "limit": 100}).data
-    intents = {c.payment_intent for c in charges}
-    return [r for r in stripe_env.client.v1.refunds.list(params={"limit": 100}).data if r.payment_intent in intents]
 
 
 def test_a_second_subscription_is_canceled_and_refunded_and_the_first_kept(org, stripe_env, db):
@@ -336,14 +335,6 @@ def test_an_extra_lifetime_whose_refund_failed_later_stays_undone_and_is_left_to
     assert lifetime.status == "canceled"  # no second plan
     assert (payment.status, payment.amount_refunded) == ("COMPLETED", 0)  # the truth about the money
     assert_left_to_an_operator_once(customer, intent, caplog)
-
-
-def wait_for_the_refund_to_fail(stripe_env, customer_id):
-    """The sandbox fails a refund to the refund-failing card a moment after it was made (refund_failure_seconds)."""
-    deadline = time.monotonic() + 10
-    while [r.status for r in refunds_of_customer(stripe_env, customer_id)] != ["failed"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [r.status for r in refunds_of_customer(stripe_env, customer_id)] == ["failed"]
 
 
 def assert_left_to_an_operator_once(customer_id, payment_id, caplog):
