@@ -53,7 +53,9 @@ def session_scope() -> Iterator[Session]:
             raise
 
 
-def insert_if_absent(session: Session, table: Table, key: list[str], **values) -> None:
-    """INSERT ... ON CONFLICT (key) DO NOTHING: make sure a row exists, whoever races us to it."""
+def insert_if_absent(session: Session, table: Table, key: list[str], **values) -> bool:
+    """INSERT ... ON CONFLICT (key) DO NOTHING: make sure a row exists, whoever races us to it.
+    True when this call inserted it (told by RETURNING: psycopg reports no rowcount for it)."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=key))
+    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=key).returning(table.c[key[0]])
+    return session.execute(statement).first() is not None

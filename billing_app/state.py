@@ -100,7 +100,11 @@ RELOAD_TO_CONTINUE = "Reload the page to continue."  # a reloaded page shows the
 
 def refuse_if_switched(actor: Actor, shown_id: int, shown_name: str = "") -> None:
     """Refuse an action whose tab shows another org than the session's current one (a switch in
-    another tab of the same browser): it would act on an org the page never showed."""
+    another tab of the same browser): it would act on an org the page never showed. One in no
+    organization any more (they left, or were removed) did not switch: NO_ORGANIZATION, which sends
+    the tab home as a page load does (`AuthState._signed_out`)."""
+    if shown_id and actor.org_id is None:
+        actor.require_org()
     if (actor.org_id or 0) != shown_id:
         shown = shown_name or ("another organization" if shown_id else "no organization")
         raise AppError(
@@ -224,9 +228,10 @@ class AuthState(rx.State):
         return rx.redirect(routes.login_url(self.router.url.path, reason="expired" if expired else None))
 
     def _signed_out_if(self, error: AppError):
-        """An action's refusal: the redirect to login when the session is gone (as a page load
-        does: a message would leave the page, its figures and buttons, with no way on); else None."""
-        return self._signed_out(error) if error.code in SIGNED_OUT else None
+        """An action's refusal: the redirect to login when the session is gone, or home when the user
+        is in no organization (as a page load does: a message would leave the page, its figures and
+        buttons, with no way on); else None."""
+        return self._signed_out(error) if error.code in (*SIGNED_OUT, ErrorCode.NO_ORGANIZATION) else None
 
     async def _show_refusal(self, error: AppError) -> None:
         """An action's refusal, on a page with `error` and `busy` fields: the tab goes to login when

@@ -150,3 +150,15 @@ def test_the_confirmation_pages_poll_after_leaving_the_checkouts_org_says_so(org
     _in_no_org(org)
     run_async(ConfirmState._poll(tab, tab.visit))
     assert tab.phase == "no_organization"
+
+
+def test_check_again_on_the_confirmation_page_after_leaving_the_org_goes_home(org, stripe_env, monkeypatch):
+    # It showed "You switched organization … you switched to no organization in another tab": they left.
+    from billing_app.pages.confirm import ConfirmState
+
+    tab = _confirmation_tab(org, stripe_env, monkeypatch)
+    run_async(run_event(ConfirmState.load.fn(tab)))
+    _in_no_org(org)
+    events = run_async(run_event(ConfirmState.retry.fn(tab)))
+    assert tab.phase != "switched" and "switched" not in tab.error, tab.error
+    assert [_path(e) for e in events] == [routes.HOME]  # as every page sends one in no organization

@@ -10,7 +10,9 @@ A free lifetime purchase (a 100%-off code) that is the extra one has nothing to 
 Stripe, which keeps saying it is complete: undoing it is our event-log row alone
 (sync._record_duplicate), and from then on it is `undone`: no plan held, granted nothing (sync.py).
 So is an extra lifetime purchase whose refund failed later at Stripe (refund.failed): held again at
-Stripe's word, but undone at ours; its money is logged for an operator to return.
+Stripe's word, but undone at ours. Whichever the kind, a payment of an undone purchase whose refund
+failed is the customer's money kept for no plan: the sync logs it for an operator to return, once
+(sync.unrefunded_duplicate_payments).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ def find_extra_purchases(subscriptions: list[dict], sessions: list[dict], charge
     return [ExtraPurchase(kind, stripe_id, held[0][3]) for _theirs, _created, kind, stripe_id in held[1:]]
 
 
+def subscription_of(invoice: dict) -> str | None:
+    """The subscription an invoice bills (None for one that bills none)."""
+    return ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+
+
 def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
     """Refund every payment the extra purchase took (a free one took none), then cancel it.
 
@@ -68,8 +75,7 @@ def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
     intents: list[str] = []
     if extra.kind == "subscription":
         for invoice in invoices:
-            parent = (invoice.get("parent") or {}).get("subscription_details") or {}
-            if parent.get("subscription") == extra.stripe_id and invoice["status"] == "paid" and invoice["amount_paid"] > 0:
+            if subscription_of(invoice) == extra.stripe_id and invoice["status"] == "paid" and invoice["amount_paid"] > 0:
                 payments = gateway.call(client.v1.invoice_payments.list, params={"invoice": invoice["id"], "limit": 10})["data"]
                 intents += [p["payment"]["payment_intent"] for p in payments if (p.get("payment") or {}).get("payment_intent")]
     elif not one_off.took_no_payment(extra.stripe_id):

@@ -45,8 +45,8 @@ def read_preview(client, customer_id: str, subscriptions: list[dict]) -> dict | 
     """Stripe's preview of the next invoice (prorations, discounts, quantities and tax included), or None.
 
     Stripe's "no upcoming invoice" (the subscription ended since it was listed) is None, and so is
-    a refusal that retrying does not change (a 4xx about the customer's data, e.g. Stripe Tax's
-    location): no figure, while the rest of the sync goes on. What may pass (a rate limit, a lock,
+    a refusal that retrying does not change (a 400/402/404 about the customer's data, e.g. Stripe
+    Tax's location): no figure, while the rest of the sync goes on. What may pass (a rate limit, a lock,
     Stripe down) fails the sync like any other read, to be retried, never taken for "no next
     invoice" (that would wipe the dashboard's figure).
     """
@@ -63,7 +63,7 @@ def read_preview(client, customer_id: str, subscriptions: list[dict]) -> dict | 
         if failure.code == NO_UPCOMING_INVOICE:
             log.info("no invoice preview for %s: %s", sub["id"], failure.message)
             return None
-        if failure.status is not None and 400 <= failure.status < 500 and failure.status not in (409, 429):
+        if failure.status in (400, 402, 404):  # not 401/403 (our key), 409 (a lock) or 429 (a rate limit)
             log.warning("invoice preview refused for %s: %s %s", sub["id"], failure.code, failure.message)
             return None
         raise

@@ -23,12 +23,17 @@ changes hold too: an upgrade made meanwhile is never switched back by a put-back
 subscription before it (while one is being made, its own re-sync judges instead). A put-back is
 noted in the row before its schedule is made, so a holder that died halfway is finished by the
 sync that takes its row over. The org comes from our own subscription row, never from Stripe.
+
+Keep current plan drops it too (`dropped`): the admin's explicit choice outranks a downgrade that
+would otherwise come back. It takes the row as a sync does; one held by a sync judging it (which
+may be putting it back this moment) makes Keep wait its turn, never answer "nothing is scheduled".
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -40,7 +45,7 @@ from billing_app.billing import gateway, schedules
 from billing_app.billing.fresh import Fresh
 from billing_app.billing.seats import seat_claim
 from billing_app.db import session_scope
-from billing_app.errors import AppError
+from billing_app.errors import AppError, ErrorCode
 from billing_app.models import OrgSubscription, SetAsideChange, utcnow
 
 log = structlog.get_logger(__name__)
@@ -100,6 +105,27 @@ def _claim(subscription_id: int) -> str | None:
 def _forget(subscription_id: int, claim: str) -> None:
     with session_scope() as session:
         session.execute(delete(T).where(T.c.subscription_id == subscription_id, T.c.claim_id == claim))
+
+
+@contextlib.contextmanager
+def dropped(subscription_id: int) -> Iterator[bool]:
+    """Keep current plan: forget the change set aside on this subscription, once the caller's block
+    (dropping any schedule at Stripe) succeeds; yields whether there was one. Taken before the caller
+    reads Stripe, so no sync puts it back unseen meanwhile; a failed block leaves it to the syncs."""
+    with session_scope() as session:
+        if session.get(SetAsideChange, subscription_id) is None:
+            yield False
+            return
+    claim = _claim(subscription_id)
+    if claim is None:
+        raise AppError(ErrorCode.SEAT_CHANGE_IN_PROGRESS,
+                       "Another change to your organization's plan is in progress. Please try again in a moment.")
+    try:
+        yield True
+    except BaseException:
+        let_go(subscription_id, claim)
+        raise
+    _forget(subscription_id, claim)
 
 
 def judge_lapsed(client, org_id: int, subscriptions: list[dict]) -> bool:

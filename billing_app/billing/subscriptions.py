@@ -181,12 +181,17 @@ def reactivate(actor: Actor) -> None:
 
 
 def cancel_scheduled_change(actor: Actor) -> None:
-    """Keep the current plan: drop a downgrade that was waiting for the period end."""
+    """Keep the current plan: drop a downgrade that was waiting for the period end, or one set aside
+    for an upgrade awaiting 3-D Secure, which would come back if the upgrade lapsed (set_aside.py).
+    Under the org's seat claim, as plan changes are: never beside an upgrade being made."""
+    org_id = actor.require_role(Role.ADMIN)
     failed = AppError(ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not keep your current plan. Please try again.")
-    with _admin_acting_on(actor, failed) as (_sub, client, fresh):
-        if not fresh.change_waiting:
-            raise AppError(ErrorCode.NO_SCHEDULED_CHANGE, "No plan change is scheduled: your organization stays on its current plan.")
-        _release_schedule(client, fresh)
+    with seat_claim(org_id):
+        sub = _manageable_subscription(admin_now(actor).require_role(Role.ADMIN))  # as it is now, after the wait
+        with set_aside.dropped(sub.id) as was_set_aside, _acting_on(sub, failed) as (client, fresh):
+            if not fresh.change_waiting and not was_set_aside:
+                raise AppError(ErrorCode.NO_SCHEDULED_CHANGE, "No plan change is scheduled: your organization stays on its current plan.")
+            _release_schedule(client, fresh)
 
 
 @dataclass(frozen=True)

@@ -503,8 +503,6 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
                 _sync_one_off(session, org_id, checkout, charges_by_intent, changes, was_undone)
                 status = (PaymentStatus.REFUNDED if refunded
                           else PaymentStatus.CANCELLED if was_undone and one_off.took_no_payment(key) else PaymentStatus.COMPLETED).value
-                if was_undone and charge and not refunded:
-                    log.error("duplicate purchase %s of org %s: its refund failed at Stripe; refund it by hand", key, org_id)
             elif awaiting_payment(checkout) and intent and intent not in snap.failed_payments:
                 status = PaymentStatus.PENDING.value  # a delayed payment still settling: held (payments.awaiting_purchase)
             else:
@@ -517,6 +515,8 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
                 amount_refunded=(charge.get("amount_refunded") or 0) if charge else 0,
                 **_checkout_parts(checkout),
             )
+    for payment in unrefunded_duplicate_payments(session, snap):
+        _record_failed_refund(session, org_id, snap.customer["id"], payment, changes)
     billing_notices.derive(session, org_id, snap, was)
     return True
 
@@ -573,8 +573,9 @@ def _undone(extra: duplicates.ExtraPurchase) -> str:
 
 
 def _record_duplicate(customer_id: str, org_id: int, extra: duplicates.ExtraPurchase) -> None:
-    """Say why in the event log, beside Stripe's events (one row per undone purchase)."""
-    now = utcnow()
+    """Say why in the event log, beside Stripe's events (one row per undone purchase). Dated by the
+    database's clock, as a snapshot's read_at is: a snapshot read later sees the undo's refunds."""
+    now = read_clock()
     payload = json.dumps({"org_id": org_id, "kind": extra.kind, "id": extra.stripe_id, "kept": extra.kept, "reason": duplicates.REASON})
     with session_scope() as session:
         insert_if_absent(
@@ -592,17 +593,71 @@ def _duplicate_event_id(stripe_id: str) -> str:
     return f"app_duplicate_{stripe_id}"
 
 
+def _undone_at(session: Session, purchases: list[str]) -> dict[str, datetime]:
+    """Which of these purchases (sub_... or a lifetime key) were undone as extra ones, and when our
+    event-log row says so."""
+    if not purchases:
+        return {}
+    by_event = {_duplicate_event_id(p): p for p in purchases}
+    rows = session.exec(select(WebhookEvent.stripe_event_id, WebhookEvent.received_at).where(
+        WebhookEvent.type == DUPLICATE_EVENT_TYPE, WebhookEvent.stripe_event_id.in_(list(by_event)))).all()
+    return {by_event[event_id]: at for event_id, at in rows}
+
+
 def undone_purchases(session: Session, sessions: list[dict]) -> set[str]:
     """The lifetime purchases undone as extra ones: our event-log row says they grant nothing, as
     Stripe may not. A free one had nothing to refund; a paid one's refund may fail later (a closed
     card: refund.failed), and undoing it again would only replay the first refund's answer. Its
-    money is then for an operator to return (`write` logs it), never a second plan held."""
-    keys = {one_off.key(s) for s in sessions if one_off.paid(s)}
-    if not keys:
-        return set()
-    logged = set(session.exec(select(WebhookEvent.stripe_event_id).where(
-        WebhookEvent.type == DUPLICATE_EVENT_TYPE, WebhookEvent.stripe_event_id.in_([_duplicate_event_id(k) for k in keys]))).all())
-    return {k for k in keys if _duplicate_event_id(k) in logged}
+    money is then for an operator to return (unrefunded_duplicate_payments), never a second plan held."""
+    return set(_undone_at(session, [one_off.key(s) for s in sessions if one_off.paid(s)]))
+
+
+@dataclass(frozen=True)
+class UnrefundedPayment:
+    purchase: str  # the purchase undone as an extra one (sub_... or a lifetime key)
+    payment: str  # what it charged: an invoice (in_...) or the lifetime purchase's payment intent
+    amount: int
+    currency: str
+
+
+def unrefunded_duplicate_payments(session: Session, snap: Snapshot) -> list[UnrefundedPayment]:
+    """The payments of purchases undone as extra ones that are not refunded, in a snapshot read after
+    the undo: it refunded every one of them before its event-log row was written, so each is a refund
+    that failed later at Stripe (refund.failed, a closed card). The customer paid for a plan not held;
+    undoing it again would only replay the first refund's answer: an operator must return the money.
+    A snapshot read before the undo's row may predate its refunds: it judges nothing."""
+    undone_at = _undone_at(session, [s["id"] for s in snap.subscriptions]
+                           + [one_off.key(s) for s in snap.sessions if one_off.paid(s)])
+    undone = {purchase for purchase, at in undone_at.items() if at < snap.read_at}
+    left = [UnrefundedPayment(duplicates.subscription_of(i), i["id"], i["amount_paid"], i["currency"])
+            for i in snap.invoices
+            if duplicates.subscription_of(i) in undone and i["status"] == "paid" and i["amount_paid"] > 0
+            and i["id"] not in snap.refunded_invoices]
+    charges = one_off.charge_by_intent(snap.charges)  # a paid lifetime purchase's key is its payment intent
+    left += [UnrefundedPayment(key, key, charges[key]["amount"], charges[key]["currency"])
+             for key in sorted(undone) if key in charges and not charges[key].get("refunded")]
+    return left
+
+
+def _record_failed_refund(session: Session, org_id: int, customer_id: str, unrefunded: UnrefundedPayment,
+                          changes: list[str]) -> None:
+    """Tell an operator, once: an event-log row per payment left unrefunded (beside the undo's own row,
+    which says "canceled and refunded"), and an error logged as it is first written."""
+    now = utcnow()
+    payload = json.dumps({"org_id": org_id, **dataclasses.asdict(unrefunded), "reason": REFUND_FAILED_REASON})
+    first = insert_if_absent(
+        session, WebhookEvent.__table__, ["stripe_event_id"],
+        stripe_event_id=f"app_duplicate_refund_failed_{unrefunded.payment}", type=DUPLICATE_REFUND_FAILED_EVENT_TYPE,
+        customer_id=customer_id, received_at=now, processed_at=now, state="processed", attempts=0, payload=payload,
+    )
+    if first:
+        changes.append(f"payment {unrefunded.payment}: {REFUND_FAILED_REASON}")
+        log.error("duplicate purchase %s of org %s: its refund of %s failed at Stripe; refund it by hand",
+                  unrefunded.purchase, org_id, unrefunded.payment)
+
+
+DUPLICATE_REFUND_FAILED_EVENT_TYPE = "app.duplicate_refund_failed"
+REFUND_FAILED_REASON = "the refund of a purchase undone as a duplicate failed at Stripe; refund it by hand"
 
 
 def extra_purchases(snap: Snapshot) -> list[duplicates.ExtraPurchase]:

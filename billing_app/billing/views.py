@@ -8,16 +8,26 @@ it through the same function here (the catalog, a scheduled change).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
-from billing_app.billing import one_off, payments
+from billing_app.billing import payments
 from billing_app.billing.entitlements import AccessReason, current_subscription, entitlement
 from billing_app.formatting import PERIOD_NAME, format_amount, format_date, plan_label
-from billing_app.models import OrgSubscription, Payment, PeriodType, Plan, PlanPeriod, SubscriptionStatus
+from billing_app.models import (
+    OrgSubscription,
+    Payment,
+    PaymentStatus,
+    PeriodType,
+    Plan,
+    PlanPeriod,
+    SetAsideChange,
+    SubscriptionStatus,
+)
 
 INTERVAL_LABEL = {"MONTHLY": "/ month", "YEARLY": "/ year", "ALL_TIME": "one-time · lifetime"}
 
@@ -203,15 +213,23 @@ STATUS_BADGES = {
 }
 
 
-def status_badge(sub: OrgSubscription | None) -> tuple[str, str]:
+# A lifetime purchase held no more (refunded, or undone as a duplicate), by what its payment says became of the money.
+LIFETIME_NOT_HELD_BADGES = {
+    PaymentStatus.REFUNDED.value: ("Refunded", "gray"),
+    PaymentStatus.CANCELLED.value: STATUS_BADGES[S.CANCELED.value],  # free (a 100%-off code): nothing charged
+    PaymentStatus.COMPLETED.value: ("Refund failed", "red"),  # undone, but its refund failed at Stripe: money kept
+}
+
+
+def status_badge(session: Session, sub: OrgSubscription | None) -> tuple[str, str]:
     """The dashboard's status label and its colour."""
     if sub is None:
         return "No subscription", "gray"
     if sub.one_off:
         if sub.is_lifetime_held:
             return "Lifetime", "iris"
-        # Not held: refunded, or undone; a free one (a 100%-off code) charged nothing to refund.
-        return STATUS_BADGES[S.CANCELED.value] if one_off.took_no_payment(sub.stripe_id) else ("Refunded", "gray")
+        paid = session.exec(select(Payment.status).where(Payment.stripe_id == sub.stripe_id)).first()
+        return LIFETIME_NOT_HELD_BADGES.get(paid, STATUS_BADGES[S.CANCELED.value])  # no payment row: not held, nothing more known
     if sub.status == S.ACTIVE.value and sub.is_canceling:
         return f"Cancels on {format_date(sub.ends_at)}", "orange"
     return STATUS_BADGES.get(sub.status, (sub.status.replace("_", " ").title(), "gray"))
@@ -223,7 +241,7 @@ def billing_view(session: Session, org_id: int) -> BillingView:
     sub = ent.subscription
     if sub is None:
         return BillingView(status="No subscription", awaiting_payment=_awaiting_payment(session, org_id))
-    label, color = status_badge(sub)
+    label, color = status_badge(session, sub)
     view = BillingView(
         has_subscription=True,
         plan_name=ent.plan_name or "",
@@ -258,7 +276,20 @@ def billing_view(session: Session, org_id: int) -> BillingView:
     change = _scheduled_change(sub) if not ended else None
     if change and change.period_type:
         view.scheduled_change = f"Changes to {plan_label(change.plan_name, change.period_type.value)} on {format_date(change.at)}"
+    elif not ended and (set_aside := _set_aside_change(session, sub)) is not None:
+        # Not scheduled at Stripe, but it comes back if the upgrade lapses: Keep current plan drops it.
+        period, at = set_aside
+        view.scheduled_change = (f"Changes to {plan_label(period.plan.name, period.period_type)} on {format_date(at)}"
+                                 " unless the upgrade's payment is confirmed")
     return view
+
+
+def _set_aside_change(session: Session, sub: OrgSubscription) -> tuple[PlanPeriod, datetime] | None:
+    """The plan period and date of a downgrade set aside for an upgrade awaiting 3-D Secure (billing/set_aside.py)."""
+    change = session.get(SetAsideChange, sub.id)
+    items = json.loads(change.next_items_json) if change else []
+    period = session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == items[0]["price"])).first() if items else None
+    return (period, change.period_end) if period else None
 
 
 def change_options(session: Session, org_id: int) -> list[ChangeOption]:

@@ -69,7 +69,7 @@ class OpsOrgState(BusyForm, OpsState):
             d = orgs.org_detail(session, org_id)
             subscriptions = []
             for s in d.subscriptions:
-                label, color = status_badge(s)
+                label, color = status_badge(session, s)
                 period = s.period
                 plan = plan_label(period.plan.name, period.period_type) if period else (s.stripe_price_id or "—")
                 subscriptions.append(SubLine(s.stripe_id, label, color, plan, format_date(s.started_at),

@@ -125,9 +125,11 @@ class Sandbox:
                     return prior[1], prior[2], {"Idempotent-Replayed": "true", "Original-Request": prior[3]}
             store.base_url = self.base_url(request)
             store.current_request = {"id": req_id, "idempotency_key": idem_key}
+            began = False  # Stripe keeps nothing under the key for a request whose parameters fail validation
             try:
                 params = parse_form(raw)
                 check(params, spec, extra)
+                began = True
                 failing = _take_failure(store, method, path)
                 if failing == "before":
                     raise _injected_failure()
@@ -143,7 +145,7 @@ class Sandbox:
             if self.recorder:
                 self.recorder.request(method, path, raw, status, encoded)
             # Stripe keeps every answer under its key for 24 h, a 500 too, and replays it to retries.
-            if idem_key:
+            if idem_key and began:
                 self.idem[(key, idem_key)] = (fingerprint, status, encoded, req_id)
                 while len(self.idem) > IDEMPOTENCY_CAP:
                     self.idem.popitem(last=False)

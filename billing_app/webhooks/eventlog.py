@@ -8,7 +8,8 @@ whole state of the retry machine:
     pending --sync ok--> processed
     pending --sync failed--> pending (attempts+1, last_error, next_attempt_at = now + backoff)
                          \\--> failed once attempts reach the limit (shown to admins; `replay` re-queues)
-    pending --its worker died mid-sync, at the limit--> failed (`DIED_ERROR`; the next claim or `release_orphans`)
+    pending --its worker died in its sync, the only one in flight, at the limit--> failed (`DIED_ERROR`;
+                         `claim_alone` or `release_orphans`; beside other syncs: tried once more alone first)
 
 A claim is a short lease: `claimed_until` is set a few seconds ahead and `claimed_by` to the
 claim's token (its process and a number, `owners.new_claim_token`), atomically. On PostgreSQL
@@ -33,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, text, update
+from sqlalchemy import String, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -134,51 +135,89 @@ def store_events(items: list[tuple[dict, str]]) -> list[bool]:
     return [event["id"] in inserted and first[event["id"]] == index for index, (event, _) in enumerate(items)]
 
 
-def _due(now):
+def _due(now, t=T):
     return and_(
-        T.c.state == PENDING,
-        or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= now),
-        or_(T.c.claimed_until.is_(None), T.c.claimed_until < now),
+        t.c.state == PENDING,
+        or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now),
+        or_(t.c.claimed_until.is_(None), t.c.claimed_until < now),
     )
 
 
 _NOW = bindparam("now")
+_MAX_ATTEMPTS = bindparam("max_attempts")  # None (no limit given): nothing counts as at the limit
+_TOKEN = bindparam("token", type_=String())
+# A claim's token with a mark on the rows whose sync has started (`start`): a death is charged only to
+# them (rows a dead claim never started were not tried: their attempt is given back, as `release` does),
+# and it is known to be their own only if theirs was the one sync of their process in flight or unrecorded.
+STARTED_BESIDE = "!"
+STARTED_ALONE = "!alone"
+_HELD_BY_CLAIM = T.c.claimed_by.in_([_TOKEN, _TOKEN + STARTED_BESIDE, _TOKEN + STARTED_ALONE])
+_UNTRIED = and_(T.c.claimed_by.is_not(None), T.c.claimed_by.not_like("%" + STARTED_BESIDE + "%"))
+_ATTEMPTS_REFUNDED = case((and_(_UNTRIED, T.c.attempts > 0), T.c.attempts - 1), else_=T.c.attempts)
 _HAS_DUE = select(T.c.id).where(_due(_NOW)).limit(1)
 _other = T.alias("other")
-# Computed once per claim (not correlated per row): the customers whose events someone holds now.
-_BUSY_CUSTOMERS = select(_other.c.customer_id).where(
-    _other.c.state == PENDING, _other.c.claimed_until >= _NOW, _other.c.customer_id.is_not(None),
-)
+
+
+def _customers_pending(*conditions):
+    """Computed once per claim (not correlated per row): the customers with a pending event such that ..."""
+    return select(_other.c.customer_id).where(_other.c.state == PENDING, _other.c.customer_id.is_not(None), *conditions)
+
+
+_HELD_CUSTOMERS = _customers_pending(_other.c.claimed_until >= _NOW)  # someone holds their events now
+# ... or one of their events used its attempts in a claim that died beside other customers' syncs:
+# they are for `claim_alone`, never in a batch.
+_BUSY_CUSTOMERS = _customers_pending(or_(_other.c.claimed_until >= _NOW, _other.c.attempts >= _MAX_ATTEMPTS))
 _CHOOSE = (
     select(T.c.id)
     .where(_due(_NOW), or_(T.c.customer_id.is_(None), T.c.customer_id.not_in(_BUSY_CUSTOMERS)))
     .order_by(T.c.id)
     .limit(bindparam("limit"))
 )
+_suspect = T.alias("suspect")
+_AT_LIMIT = and_(_due(_NOW, _suspect), _suspect.c.attempts >= _MAX_ATTEMPTS, _suspect.c.customer_id.is_not(None))
+_HAS_DUE_AT_LIMIT = select(_suspect.c.id).where(_AT_LIMIT).limit(1)
+# The oldest such customer nobody holds, alone: all its due events, and no one else's.
+_CHOOSE_ALONE = (
+    select(T.c.id)
+    .where(_due(_NOW), T.c.customer_id == select(_suspect.c.customer_id).where(
+        _AT_LIMIT, _suspect.c.customer_id.not_in(_HELD_CUSTOMERS)).order_by(_suspect.c.id).limit(1).scalar_subquery())
+    .order_by(T.c.id)
+    .limit(bindparam("limit"))
+)
 _RETURNING = (T.c.id, T.c.stripe_event_id, T.c.type, T.c.customer_id, T.c.attempts)
-_CLAIM_VALUES = dict(claimed_until=bindparam("until"), claimed_by=bindparam("token"), attempts=T.c.attempts + 1)
+# The attempt counts as the event is claimed, unless the lapsed claim it takes over never started it.
+_CLAIM_VALUES = dict(claimed_until=bindparam("until"), claimed_by=_TOKEN,
+                     attempts=T.c.attempts + case((_UNTRIED, 0), else_=1))
 _UNCLAIMED = dict(claimed_until=None, claimed_by=None)
-# PostgreSQL: one statement; rows another worker is claiming right now are skipped, not waited for.
-_CLAIM_PG = update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True))).values(**_CLAIM_VALUES).returning(*_RETURNING)
 # PostgreSQL: claims wait for each other (the lock ends with the claim's transaction; a claim takes
 # milliseconds), so each one's UPDATE, with a snapshot taken after the lock, sees the customers the
 # previous claims hold. One lock per schema: deployments sharing a database do not wait for each other.
 _CLAIM_LOCK_PG = text("SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext('webhookevent.claim'))")
 # SQLite: the chosen ids, claimed only if still due (the re-check makes the claim atomic).
 _CLAIM_IDS = update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW)).values(**_CLAIM_VALUES).returning(*_RETURNING)
-# A due event still bearing a claim whose lease ran out a whole lease ago is one whose worker died
-# mid-sync, never recording its outcome: at the attempt limit it is given up, not claimed again (a
-# poison event, one that kills its process each time, would else crash-loop forever). A lease just
-# run out may be a live worker's whose heartbeat missed a beat (a database hiccup): that event is
-# taken over as any other, not failed under a sync that is about to succeed. Only among the chosen rows.
+
+
+def _claim_pg(choose):
+    """One statement; rows another worker is claiming right now are skipped, not waited for."""
+    return update(T).where(T.c.id.in_(choose.with_for_update(skip_locked=True))).values(**_CLAIM_VALUES).returning(*_RETURNING)
+
+
+_CLAIM_PG = _claim_pg(_CHOOSE)
+_CLAIM_ALONE_PG = _claim_pg(_CHOOSE_ALONE)
+# A due event still bearing a started claim whose lease ran out a whole lease ago is one whose worker
+# died mid-sync, never recording its outcome. At the attempt limit it is given up, not claimed again (a
+# poison event, one that kills its process each time, would else crash-loop forever), but only if its
+# sync was the only one of its process in flight (STARTED_ALONE): the death was its own. Beside others,
+# it is tried once more alone (`claim_alone`). A lease just run out may be a live worker's whose
+# heartbeat missed a beat (a database hiccup): that event is taken over as any other, not failed under a
+# sync that is about to succeed.
 DIED_ERROR = "worker died during its sync"
 _DIED = dict(state=FAILED, last_error=DIED_ERROR, next_attempt_at=None, **_UNCLAIMED)
-_DIED_AT_LIMIT = and_(T.c.claimed_by.is_not(None), T.c.attempts >= bindparam("max_attempts"),
-                      T.c.claimed_until < bindparam("long_run_out"))
-_GIVE_UP_PG = (update(T).where(T.c.id.in_(_CHOOSE.with_for_update(skip_locked=True)), _DIED_AT_LIMIT).values(**_DIED)
-               .returning(*_RETURNING))
-_GIVE_UP_IDS = (update(T).where(T.c.id.in_(bindparam("ids", expanding=True)), _due(_NOW), _DIED_AT_LIMIT).values(**_DIED)
-                .returning(*_RETURNING))
+_DIED_AT_LIMIT = and_(T.c.claimed_by.like("%" + STARTED_ALONE), T.c.attempts >= _MAX_ATTEMPTS)
+_GIVE_UP = update(T).where(
+    T.c.id.in_(select(T.c.id).where(_due(_NOW), _DIED_AT_LIMIT, T.c.claimed_until < bindparam("long_run_out"))
+               .with_for_update(skip_locked=True)),
+).values(**_DIED).returning(*_RETURNING)
 
 
 def has_due(now: datetime | None = None) -> bool:
@@ -190,41 +229,66 @@ def has_due(now: datetime | None = None) -> bool:
 def claim(
     limit: int, lease: timedelta, now: datetime | None = None, *, by: owners.Owner | None = None, token: str | None = None,
     max_attempts: int | None = None,
-) -> tuple[str, list[Claimed], list[Claimed]]:
-    """Claim up to `limit` due events until `now + lease`; returns the claim's token, the events, and the
-    events given up instead (below).
+) -> tuple[str, list[Claimed]]:
+    """Claim up to `limit` due events until `now + lease`; returns the claim's token and the events.
 
     `by` is the claiming process (default this one). Events of a customer another worker
     (or this claim) holds right now are left alone: they wait and are covered by one later
     sync instead of a second concurrent one. `token` adds the events to a claim this process
     already holds (a pass taking more while its syncs run), renewed, marked and fenced with it.
-    With `max_attempts`, a chosen event whose dead worker's claim used its last attempt (its lease
-    run out for a whole lease more) becomes `failed` instead (`DIED_ERROR`): the third list, for the
-    claiming worker to report as its failures.
+    With `max_attempts`, customers with an event at the limit are left out too (`claim_alone`'s).
     """
     now = now or utcnow()
     token = token or owners.new_claim_token(by)
-    values = {"now": now, "limit": limit, "token": token, "until": now + lease, "max_attempts": max_attempts,
-              "long_run_out": now - abs(lease)}
-    given_up = []
+    values = _claim_values(now, limit, lease, token, max_attempts)
     if get_engine().dialect.name == "postgresql":
         with _writing() as connection:
             connection.execute(_CLAIM_LOCK_PG)
-            if max_attempts is not None:
-                given_up = connection.execute(_GIVE_UP_PG, values).all()
             rows = connection.execute(_CLAIM_PG, values).all()
     else:
         # Choose in a read (WAL readers never block the writer), then claim under the write
         # lock: it is held only for a few primary-key updates.
         with get_engine().connect() as connection:
-            ids = list(connection.execute(_CHOOSE, {"now": now, "limit": limit}).scalars())
+            ids = list(connection.execute(_CHOOSE, values).scalars())
         if not ids:
-            return token, [], []
+            return token, []
         with _writing() as connection:
-            if max_attempts is not None:
-                given_up = connection.execute(_GIVE_UP_IDS, {**values, "ids": ids}).all()
             rows = connection.execute(_CLAIM_IDS, {**values, "ids": ids}).all()
+    return token, _sorted(rows)
+
+
+def claim_alone(
+    limit: int, lease: timedelta, now: datetime | None = None, *, max_attempts: int, by: owners.Owner | None = None,
+) -> tuple[str, list[Claimed], list[Claimed]]:
+    """Claim the due events of one customer with an event at the attempt limit, for a pass that syncs
+    nothing else; returns the claim's token, the events, and the events given up first.
+
+    Such an event used its attempts in claims that died (an ordinary failure at the limit is `failed`
+    already) while other customers' syncs ran beside it: any of them may have killed the process.
+    Tried alone, a death is its own. Given up first (`DIED_ERROR`, for the worker to report as its
+    failures): events whose dead claim, at the limit, had only their customer's sync in flight.
+    """
+    now = now or utcnow()
+    token = owners.new_claim_token(by)
+    values = {**_claim_values(now, limit, lease, token, max_attempts), "long_run_out": now - abs(lease)}
+    with get_engine().connect() as connection:  # a read first: nearly always nothing is at the limit
+        if connection.execute(_HAS_DUE_AT_LIMIT, values).first() is None:
+            return token, [], []
+    postgresql = get_engine().dialect.name == "postgresql"
+    with _writing() as connection:
+        if postgresql:
+            connection.execute(_CLAIM_LOCK_PG)
+        given_up = connection.execute(_GIVE_UP, values).all()
+        if postgresql:
+            rows = connection.execute(_CLAIM_ALONE_PG, values).all()
+        else:
+            ids = list(connection.execute(_CHOOSE_ALONE, values).scalars())
+            rows = connection.execute(_CLAIM_IDS, {**values, "ids": ids}).all() if ids else []
     return token, _sorted(rows), _sorted(given_up)
+
+
+def _claim_values(now: datetime, limit: int, lease: timedelta, token: str, max_attempts: int | None) -> dict:
+    return {"now": now, "limit": limit, "token": token, "until": now + lease, "max_attempts": max_attempts}
 
 
 def _sorted(rows) -> list[Claimed]:
@@ -283,7 +347,7 @@ class RetryPolicy:
 
 _DONE = dict(state=PROCESSED, processed_at=bindparam("done_at"), next_attempt_at=None, last_error=None, **_UNCLAIMED)
 # Our claimed rows, by id and claim token.
-_OURS = and_(T.c.id.in_(bindparam("ids", expanding=True)), T.c.claimed_by == bindparam("token"), T.c.state == PENDING)
+_OURS = and_(T.c.id.in_(bindparam("ids", expanding=True)), _HELD_BY_CLAIM, T.c.state == PENDING)
 _MARK_OURS = update(T).where(_OURS).values(**_DONE)
 # Pending events of the customer stored before its successful sync began (ids up to its
 # `high_water()`) are covered by it (e.g. ones waiting for a retry), unless another worker holds
@@ -351,12 +415,28 @@ def record(
     return processed, states
 
 
-_RELEASE = update(T).where(_OURS).values(attempts=case((T.c.attempts > 0, T.c.attempts - 1), else_=0), **_UNCLAIMED)
+_RELEASE = update(T).where(_OURS).values(attempts=_ATTEMPTS_REFUNDED, **_UNCLAIMED)
 # SKIP LOCKED: rows the worker is recording right now are skipped (they are being marked), so
 # the heartbeat never waits for, or deadlocks with, its own pass's writes on PostgreSQL.
 _RENEW = update(T).where(T.c.id.in_(select(T.c.id).where(_OURS).with_for_update(skip_locked=True))).values(
     claimed_until=bindparam("until"),
 )
+
+
+_START = update(T).where(_OURS).values(claimed_by=_TOKEN + bindparam("mark", type_=String()))
+
+
+def start(ids: Iterable[int], token: str, *, alone: bool, beside: Iterable[int] = ()) -> int:
+    """Mark claimed events as in flight (their customer's sync is starting): should the process die now,
+    the death is charged to them; events of the claim never started get their attempt back.
+
+    `alone`: the process has no other sync in flight or unrecorded, so a death is theirs. Otherwise
+    `beside` are the events of those other syncs, marked too: their deaths may not be their own either.
+    """
+    ids = [*ids, *beside]
+    mark = STARTED_ALONE if alone else STARTED_BESIDE
+    with _writing() as connection:
+        return connection.execute(_START, {"ids": ids, "token": token, "mark": mark}).rowcount
 
 
 def release(ids: Iterable[int], token: str) -> int:
@@ -372,10 +452,9 @@ def renew(ids: Iterable[int], token: str, until: datetime) -> int:
 
 
 _HOLDERS = select(T.c.claimed_by).where(T.c.state == PENDING, T.c.claimed_by.is_not(None)).distinct()
-_RELEASE_HOLDERS = update(T).where(T.c.state == PENDING, T.c.claimed_by.in_(bindparam("tokens", expanding=True))).values(**_UNCLAIMED)
-_GIVE_UP_HOLDERS = update(T).where(
-    T.c.state == PENDING, T.c.claimed_by.in_(bindparam("tokens", expanding=True)), T.c.attempts >= bindparam("max_attempts"),
-).values(**_DIED).returning(*_RETURNING)
+_DEAD_HOLDERS = and_(T.c.state == PENDING, T.c.claimed_by.in_(bindparam("tokens", expanding=True)))
+_RELEASE_HOLDERS = update(T).where(_DEAD_HOLDERS).values(attempts=_ATTEMPTS_REFUNDED, **_UNCLAIMED)
+_GIVE_UP_HOLDERS = update(T).where(_DEAD_HOLDERS, _DIED_AT_LIMIT).values(**_DIED).returning(*_RETURNING)
 
 
 def release_orphans(max_attempts: int) -> tuple[int, list[Claimed]]:
@@ -384,9 +463,11 @@ def release_orphans(max_attempts: int) -> tuple[int, list[Claimed]]:
 
     For a worker starting up: the events its host's killed processes (its own previous
     incarnation among them) never finished are due again without waiting for their
-    leases, and so are the newer events of those customers. The attempt stays counted: the
-    sync may have run, and an event that kills its process each time must still reach
-    the attempt limit: at `max_attempts` it becomes `failed` (`DIED_ERROR`), not due again.
+    leases, and so are the newer events of those customers. The attempt stays counted for the
+    events whose sync had started (`start`): it may have run, and an event that kills its process
+    each time must still reach the attempt limit: at `max_attempts`, if its sync was the only one in
+    flight in its claim, it becomes `failed` (`DIED_ERROR`), not due again (beside others, it is
+    tried once more alone: `claim_alone`). Events the claim never started get their attempt back.
     """
     with get_engine().connect() as connection:
         dead = [token for token in connection.execute(_HOLDERS).scalars() if owners.is_dead(token)]

@@ -73,7 +73,7 @@ class PassReport:
     processed: int = 0  # rows marked processed (ours plus covered ones)
     released: int = 0  # rows given back because the lease ran short
     gave_up: int = 0  # rows that reached the attempt limit and are now `failed`
-    # Stripe ids of events the claim made `failed` instead of handing over: their worker died in their last attempt
+    # Stripe ids of events the claim made `failed` instead of handing over: their worker died in their last attempt, their sync alone in flight
     died_at_limit: list[str] = field(default_factory=list)
     errors: dict[str, list[str]] = field(default_factory=dict)  # error text -> customers
     changed_orgs: set[int] = field(default_factory=set)  # orgs whose mirror the syncs changed
@@ -151,16 +151,24 @@ class Worker(PassWorker):
             return report
         self._yield_to_ingest()
         claimed_at = self.clock()
-        token, events, died = eventlog.claim(self.batch_size, self.lease, claimed_at, max_attempts=self.policy.max_attempts)
+        max_attempts = self.policy.max_attempts
+        # A customer whose event used its attempts in claims that died beside other syncs first, in a
+        # pass of its own (no other sync, no top-up), so a death then is its own.
+        token, events, died = eventlog.claim_alone(self.batch_size, self.lease, claimed_at, max_attempts=max_attempts)
         report.add_died(died)
+        alone = bool(events)
+        if not alone:
+            token, events = eventlog.claim(self.batch_size, self.lease, claimed_at, max_attempts=max_attempts)
         if events:
             with _Heartbeat(self, token, [e.id for e in events], claimed_at + self.lease) as heartbeat:
-                self._handle(token, events, heartbeat, report)
+                self._handle(token, events, heartbeat, report, top_up=not alone)
         if events or died:
             self._log(report)
         return report
 
-    def _handle(self, token: str, events: list[eventlog.Claimed], heartbeat: _Heartbeat, report: PassReport) -> None:
+    def _handle(
+        self, token: str, events: list[eventlog.Claimed], heartbeat: _Heartbeat, report: PassReport, *, top_up: bool,
+    ) -> None:
         jobs: list[tuple[str, list[eventlog.Claimed]]] = []  # claimed customers waiting for a slot, in order
         synced: list[eventlog.Synced] = []
         failed: list[eventlog.Failed] = []
@@ -198,14 +206,25 @@ class Worker(PassWorker):
         in_flight: dict[Future, tuple[str, list[eventlog.Claimed], float]] = {}  # customer, events, started
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-sync") as pool:
             while True:
-                while jobs and len(in_flight) < self.concurrency:
+                starting: list[tuple[str, list[eventlog.Claimed]]] = []
+                while jobs and len(in_flight) + len(starting) < self.concurrency:
                     if self.stopping or self._lease_short(heartbeat):
                         ids = [e.id for _, held in jobs for e in held]
                         report.released += eventlog.release(ids, token)
                         heartbeat.forget(ids)
                         jobs.clear()
                         break
-                    customer_id, held = jobs.pop(0)
+                    starting.append(jobs.pop(0))
+                if starting:
+                    # Marked in flight before they run (one statement for the slots filled at once): if a
+                    # sync kills the process, the death is charged to these, not to the claim's other events,
+                    # and is known to be theirs only if no other sync was in flight or unrecorded beside them.
+                    beside = [e.id for _, held, _ in in_flight.values() for e in held]
+                    beside += [i for s in synced if s.customer_id is not None for i in s.ids] + [e.id for f in failed for e in f.events]
+                    self._yield_to_ingest()
+                    eventlog.start([e.id for _, held in starting for e in held], token,
+                                   alone=len(starting) == 1 and not beside, beside=beside)
+                for customer_id, held in starting:
                     in_flight[pool.submit(self._timed_sync, customer_id)] = (customer_id, held, time.monotonic())
                 if not in_flight:
                     break
@@ -222,7 +241,7 @@ class Worker(PassWorker):
                 now = time.monotonic()
                 held_up = in_flight and now - min(started for _, _, started in in_flight.values()) >= self.top_up_seconds
                 idle_slot = not jobs and len(in_flight) < self.concurrency
-                if held_up and idle_slot and now - last_look >= self.top_up_seconds:
+                if top_up and held_up and idle_slot and now - last_look >= self.top_up_seconds:
                     last_look = now
                     take(self._top_up(token, heartbeat, report))
         flush()
@@ -237,8 +256,7 @@ class Worker(PassWorker):
             return []
         self._yield_to_ingest()
         now = self.clock()
-        _, events, died = eventlog.claim(self.batch_size, self.lease, now, token=token, max_attempts=self.policy.max_attempts)
-        report.add_died(died)
+        _, events = eventlog.claim(self.batch_size, self.lease, now, token=token, max_attempts=self.policy.max_attempts)
         heartbeat.add([e.id for e in events])
         return events
 

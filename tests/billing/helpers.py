@@ -135,3 +135,18 @@ def still_clearing(monkeypatch, session_id: str) -> None:
 
     monkeypatch.setattr(gateway, "call", lambda fn, *a, **k: unpaid(real_call(fn, *a, **k)))
     monkeypatch.setattr(gateway, "list_all", lambda fn, p: [unpaid(o) for o in real_list(fn, p)])
+
+
+def refunds_of_customer(stripe_env, customer_id):
+    """Refunds of this customer's payments (the sandbox is shared by the whole run)."""
+    charges = stripe_env.client.v1.charges.list(params={"customer": customer_id, "limit": 100}).data
+    intents = {c.payment_intent for c in charges}
+    return [r for r in stripe_env.client.v1.refunds.list(params={"limit": 100}).data if r.payment_intent in intents]
+
+
+def wait_for_the_refund_to_fail(stripe_env, customer_id):
+    """The sandbox fails a refund to the refund-failing card a moment after it was made (refund_failure_seconds)."""
+    deadline = time.monotonic() + 10
+    while [r.status for r in refunds_of_customer(stripe_env, customer_id)] != ["failed"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [r.status for r in refunds_of_customer(stripe_env, customer_id)] == ["failed"]

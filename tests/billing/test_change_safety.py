@@ -19,15 +19,21 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from billing_app.billing import gateway, reservations, retention
+from billing_app.billing import gateway, reservations, retention, set_aside
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.customers import customer_id_for
-from billing_app.billing.subscriptions import cancel, change_plan, reactivate
+from billing_app.billing.subscriptions import (
+    cancel,
+    cancel_scheduled_change,
+    change_plan,
+    reactivate,
+)
 from billing_app.billing.sync import sync_customer
 from billing_app.billing.views import billing_view, subscription_detail
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
-from billing_app.models import PlanPeriod, SeatClaim
+from billing_app.formatting import format_date
+from billing_app.models import PlanPeriod, SeatClaim, SetAsideChange
 from tests.billing.helpers import (
     access,
     advance,
@@ -216,8 +222,10 @@ def _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db):
     sub = subscription(db, org)
     at_stripe = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id)
     assert at_stripe.schedule is None and sub.scheduled_period_id is None
-    with session_scope() as s:  # neither the page nor the REST answer claims a change Stripe has not scheduled
-        assert billing_view(s, org.id).scheduled_change == "" and subscription_detail(s, org.id).scheduled_change is None
+    with session_scope() as s:  # the REST answer claims no change Stripe has not scheduled; the page says when
+        assert subscription_detail(s, org.id).scheduled_change is None  # it comes back (and offers Keep)
+        assert billing_view(s, org.id).scheduled_change == (
+            f"Changes to Starter (monthly) on {format_date(sub.current_period_end)} unless the upgrade's payment is confirmed")
     return clock, customer, upgrade, at_stripe.pending_update.expires_at
 
 
@@ -490,3 +498,31 @@ def test_a_downgrade_whose_period_ended_before_the_upgrade_lapsed_is_reported_no
     sub = subscription(db, org)
     assert sub.current_period_start == datetime.fromtimestamp(period_end, tz=UTC)  # renewed on Team
     assert sub.scheduled_period_id is None and stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).schedule is None
+
+
+def test_keep_current_plan_while_a_downgrade_is_set_aside_drops_it_for_good(org, stripe_env, db):
+    """The admin's "keep my plan" while the upgrade waits for 3-D Secure: the downgrade it set aside does
+    not come back when the upgrade lapses (it did, overriding the admin, and Keep answered 409)."""
+    clock, customer, _upgrade, expires_at = _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db)
+    cancel_scheduled_change(org.admin)  # not 409 NO_SCHEDULED_CHANGE
+    expect(ErrorCode.NO_SCHEDULED_CHANGE, cancel_scheduled_change, org.admin)  # nothing is left to drop
+    with session_scope() as s:
+        assert billing_view(s, org.id).scheduled_change == ""  # nor offered
+    with capture_logs() as logs:
+        advance(stripe_env, clock, expires_at + 3600, customer)  # the upgrade lapses
+    assert access(org).plan_key == "team"
+    sub = subscription(db, org)
+    assert sub.scheduled_period_id is None and stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id).schedule is None
+    assert len(_schedules(stripe_env, customer)) == 1  # only the released one
+    assert not [e for e in logs if e["event"].startswith("billing.scheduled_change")]
+
+
+def test_keep_current_plan_waits_its_turn_while_a_sync_judges_the_set_aside_downgrade(org, stripe_env, db):
+    """A sync holding the set-aside change may be putting it back this moment: Keep is refused, to be
+    clicked again (then dropping what the sync put back), never answered "nothing is scheduled"."""
+    _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db)
+    sub = subscription(db, org)
+    assert set_aside._claim(sub.id) is not None  # a sync judging it (alive: its lease runs)
+    expect(ErrorCode.SEAT_CHANGE_IN_PROGRESS, cancel_scheduled_change, org.admin)
+    with session_scope() as s:
+        assert s.get(SetAsideChange, sub.id) is not None  # still there for the sync to judge

@@ -1,5 +1,6 @@
 """A second purchase that got past Checkout (made behind the app's back) is undone by the next sync."""
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,11 +12,22 @@ from billing_app.billing.checkout import start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.portal import portal_url
 from billing_app.billing.subscriptions import cancel
-from billing_app.billing.sync import DUPLICATE_EVENT_TYPE, SESSION_EXPAND, sync_customer
+from billing_app.billing.sync import (
+    DUPLICATE_EVENT_TYPE,
+    DUPLICATE_REFUND_FAILED_EVENT_TYPE,
+    SESSION_EXPAND,
+    sync_customer,
+)
 from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
 from billing_app.models import OrgSubscription, Payment, RetentionOffer, WebhookEvent
-from tests.billing.helpers import buy, free_lifetime_behind_the_apps_back, period_id
+from tests.billing.helpers import (
+    buy,
+    free_lifetime_behind_the_apps_back,
+    period_id,
+    refunds_of_customer,
+    wait_for_the_refund_to_fail,
+)
 
 
 def buy_behind_the_apps_back(stripe_env, customer_id, price_id, mode="subscription", card="pm_card_visa"):
@@ -34,19 +46,17 @@ def price_of(db, plan, period):
     return db.get(PlanPeriod, period_id(plan, period)).stripe_price_id
 
 
-def paid_intent_of_subscription(stripe_env, customer_id, sub_id):
-    """The payment intent that paid the subscription's first invoice (found by the invoice's parent)."""
+def paid_invoice_of_subscription(stripe_env, customer_id, sub_id):
+    """The subscription's first paid invoice (found by the invoice's parent)."""
     invoices = stripe_env.client.v1.invoices.list(params={"customer": customer_id, "limit": 100}).data
-    invoice = next(i for i in invoices if i.parent.subscription_details.subscription == sub_id and i.status == "paid")
+    return next(i for i in invoices if i.parent.subscription_details.subscription == sub_id and i.status == "paid")
+
+
+def paid_intent_of_subscription(stripe_env, customer_id, sub_id):
+    """The payment intent that paid the subscription's first invoice."""
+    invoice = paid_invoice_of_subscription(stripe_env, customer_id, sub_id)
     payments = stripe_env.client.v1.invoice_payments.list(params={"invoice": invoice.id}).data
     return payments[0].payment.payment_intent
-
-
-def refunds_of_customer(stripe_env, customer_id):
-    """Refunds of this customer's payments (the sandbox is shared by the whole run)."""
-    charges = stripe_env.client.v1.charges.list(params={"customer": customer_id, "limit": 100}).data
-    intents = {c.payment_intent for c in charges}
-    return [r for r in stripe_env.client.v1.refunds.list(params={"limit": 100}).data if r.payment_intent in intents]
 
 
 def test_a_second_subscription_is_canceled_and_refunded_and_the_first_kept(org, stripe_env, db):
@@ -314,9 +324,7 @@ def test_an_extra_lifetime_whose_refund_failed_later_stays_undone_and_is_left_to
     intent = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "ALL_TIME"), "payment",
                                       card="pm_card_refundFail").payment_intent
     sync_customer(customer)  # undoes it: a refund, which fails a moment later
-    deadline = time.monotonic() + 10
-    while [r.status for r in refunds_of_customer(stripe_env, customer)] != ["failed"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_the_refund_to_fail(stripe_env, customer)
 
     report = sync_customer(customer)  # what refund.failed's re-sync runs
     assert not [c for c in report.changes if duplicates.REASON in c], report.changes  # nothing claimed undone again
@@ -326,4 +334,41 @@ def test_an_extra_lifetime_whose_refund_failed_later_stays_undone_and_is_left_to
         payment = s.exec(select(Payment).where(Payment.stripe_id == intent)).one()
     assert lifetime.status == "canceled"  # no second plan
     assert (payment.status, payment.amount_refunded) == ("COMPLETED", 0)  # the truth about the money
+    assert_left_to_an_operator_once(customer, intent, caplog)
+
+
+def assert_left_to_an_operator_once(customer_id, payment_id, caplog):
+    """The failed refund of `payment_id` is logged for an operator and kept in the event log, once:
+    the syncs after it (every later event of the customer) say it again nowhere."""
     assert "refund it by hand" in caplog.text
+    with session_scope() as s:
+        rows = s.exec(select(WebhookEvent).where(WebhookEvent.type == DUPLICATE_REFUND_FAILED_EVENT_TYPE)).all()
+    assert [(r.customer_id, json.loads(r.payload)["payment"]) for r in rows] == [(customer_id, payment_id)]
+    caplog.clear()
+    sync_customer(customer_id)
+    assert "refund it by hand" not in caplog.text
+
+
+def test_an_extra_subscription_whose_refund_failed_later_is_left_to_an_operator(org, stripe_env, db, caplog):
+    # Undone, it is canceled (no plan held), so refund.failed's re-sync saw nothing to do: the
+    # customer kept paying twice for one plan, and the history said nothing of it.
+    stripe_env.configure(refund_failure_seconds=0.3)
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)  # the plan the org keeps
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "MONTHLY"), card="pm_card_refundFail")
+    sync_customer(customer)  # undoes it: refund (fails a moment later), then cancel
+    assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
+    invoice = paid_invoice_of_subscription(stripe_env, customer, extra.subscription).id
+    with session_scope() as s:
+        assert s.exec(select(Payment.status).where(Payment.stripe_id == invoice)).one() == "REFUNDED"
+    wait_for_the_refund_to_fail(stripe_env, customer)
+    caplog.clear()
+
+    report = sync_customer(customer)  # what refund.failed's re-sync runs
+
+    assert not [c for c in report.changes if duplicates.REASON in c], report.changes  # not undone again
+    assert [r.status for r in refunds_of_customer(stripe_env, customer)] == ["failed"]  # no refund replayed
+    with session_scope() as s:
+        payment = s.exec(select(Payment).where(Payment.stripe_id == invoice)).one()
+    assert (payment.status, payment.amount_refunded) == ("COMPLETED", 0)  # paid, and kept
+    assert_left_to_an_operator_once(customer, invoice, caplog)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlmodel import select
 
 from billing_app.billing import gateway, profile
@@ -194,6 +195,21 @@ def test_a_preview_refused_for_good_leaves_no_figure_and_the_rest_of_the_sync_go
     with session_scope() as s:
         assert s.exec(select(OrgSubscription).where(OrgSubscription.stripe_id == checkout.subscription)).one().stripe_price_id == pro.id
     assert not _forecast(acme.id)  # no figure
+
+
+def test_a_preview_refused_for_our_key_fails_the_sync(acme, stripe_env, monkeypatch):
+    """A 403 (a restricted key without the permission) is ours to fix, not "no figure": the sync fails, loudly."""
+    checkout = _buy(acme, stripe_env)
+    real_call = gateway.call
+
+    def forbidden(fn, *args, **kwargs):
+        if fn.__name__ == "create_preview":
+            raise gateway.StripeFailure("The provided key does not have the required permissions.", status=403)
+        return real_call(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", forbidden)
+    with pytest.raises(gateway.StripeFailure):
+        sync_customer(checkout.customer)
 
 
 def test_a_subscription_ended_since_it_was_listed_has_no_next_invoice(acme, stripe_env):

@@ -55,3 +55,31 @@ def test_an_undone_extra_lifetime_purchase_reads_refunded_only_when_money_came_b
     assert (status_of[free.id], status_of[paid.payment_intent]) == ("Canceled", "Refunded")
     # As the org's payment history reads them: its plan paid, the paid extra refunded, the free one void.
     assert sorted(row.status for row in page.payments) == ["Cancelled", "Completed", "Refunded"]
+
+
+def test_an_undone_extra_lifetime_purchase_whose_refund_failed_reads_refund_failed(org, stripe_env, db):
+    # It read "Refunded" while its payment read Completed: the customer's money is kept, for no plan.
+    from billing_app.billing.customers import customer_id_for
+    from billing_app.billing.sync import sync_customer
+    from billing_app.models import PlanPeriod
+    from billing_app.pages.ops_org import OpsOrgState
+    from tests.billing.helpers import buy, period_id, wait_for_the_refund_to_fail
+
+    stripe_env.configure(refund_failure_seconds=0.3)
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)  # ours: kept
+    customer = customer_id_for(org.id)
+    paid = stripe_env.client.v1.checkout.sessions.create(params={
+        "mode": "payment", "customer": customer, "success_url": "http://127.0.0.1:3999/ok",
+        "line_items": [{"price": db.get(PlanPeriod, period_id("business", "ALL_TIME")).stripe_price_id, "quantity": 1}]})
+    paid = stripe_env.complete_checkout(paid.id, "pm_card_refundFail")
+    sync_customer(customer)  # undone: refunded, a refund that fails a moment later
+    wait_for_the_refund_to_fail(stripe_env, customer)
+    sync_customer(customer)  # what refund.failed's re-sync runs
+
+    make_operator("ops@saas.example")
+    page = signed_in_page(OpsOrgState, "ops@saas.example", f"/ops/orgs/{org.id}")
+    run_async(OpsOrgState.load.fn(page))
+    assert page.error == ""
+    line = next(line for line in page.subscriptions if line.stripe_id == paid.payment_intent)
+    assert (line.status, line.color) == ("Refund failed", "red")
+    assert sorted(row.status for row in page.payments) == ["Completed", "Completed"]  # both paid, neither returned

@@ -89,6 +89,14 @@ def test_idempotency_replays_errors_too(sandbox):
             c.v1.prices.create(params={"product": "prod_missing", "currency": "usd", "unit_amount": 1}, options={"idempotency_key": "k2"})
 
 
+def test_a_request_failing_validation_keeps_nothing_under_its_key(sandbox):
+    """Stripe saves an answer only once the endpoint began: the corrected request may use the same key."""
+    c = sandbox.client
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.customers.create(params={"email": "a@x.test", "no_such_param": "1"}, options={"idempotency_key": "k3"})
+    assert c.v1.customers.create(params={"email": "a@x.test"}, options={"idempotency_key": "k3"}).email == "a@x.test"
+
+
 def test_a_500_is_kept_under_its_key_like_any_answer(sandbox):
     """Stripe keeps a 500 under its idempotency key for 24 h and replays it; `fail_next` makes one."""
     c = sandbox.client

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlmodel import select
@@ -115,6 +115,14 @@ def mark_failed(
     """What a worker records for a failed sync of these claimed events; (id, new state) for each row still ours."""
     policy = eventlog.RetryPolicy(max_attempts, backoff_base, backoff_cap)
     return eventlog.record(token, failed=[eventlog.Failed(list(events), error)], policy=policy)[1]
+
+
+def die_in_a_sync(limit: int = 10) -> list[eventlog.Claimed]:
+    """What a worker that died in its syncs leaves: a claim whose syncs had started together (`eventlog.start`),
+    its lease run out long ago (another host's process: no restart frees it); the events it claimed."""
+    token, claimed = eventlog.claim(limit, timedelta(minutes=-5))
+    eventlog.start([c.id for c in claimed], token, alone=len({c.customer_id for c in claimed}) == 1)
+    return claimed
 
 
 CRASHING_WORKER = """

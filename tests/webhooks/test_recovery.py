@@ -7,6 +7,7 @@ The killed worker is a real process that dies in the middle of its sync
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -21,9 +22,11 @@ from billing_app.ops import events as events_console
 from billing_app.webhooks import eventlog
 from billing_app.webhooks.worker import MAX_ATTEMPTS, Worker, run_worker
 from tests.webhooks.helpers import (
+    ROOT,
     CountingSync,
     aware,
     cancel_when,
+    die_in_a_sync,
     event,
     row,
     rows,
@@ -115,7 +118,7 @@ def test_only_claims_that_no_live_process_can_hold_are_freed_at_start(post):
         }
         for customer, holder in holders.items():
             post(event("invoice.paid", customer))
-            token, claimed, _ = eventlog.claim(1, SHORT_LEASE, by=holder)
+            token, claimed = eventlog.claim(1, SHORT_LEASE, by=holder)
             assert [c.customer_id for c in claimed] == [customer] and token.startswith(f"{holder}:")
 
         assert Worker(CountingSync()).release_orphans() == 2
@@ -197,12 +200,73 @@ def test_an_event_that_kills_its_worker_every_time_fails_at_the_attempt_limit(po
     assert sync.calls == ["cus_poison"] and row(ev["id"]).state == "processed"
 
 
+# A worker in a process of its own (two sync slots) whose sync dies for the poison customer; another
+# customer's sync takes a while (it reads Stripe), so it is in flight when the process dies.
+POISONED_WORKER = """
+import os, time
+from billing_app.webhooks.worker import Worker
+
+def sync(customer_id):
+    if customer_id == "cus_poison":
+        os._exit(17)  # out of memory, a crash in C: no rollback, no mark
+    time.sleep(2)
+
+Worker(sync, concurrency=2).run_once()
+"""
+
+
+def test_only_the_poison_event_is_given_up_not_the_events_claimed_beside_it(post, database_url):
+    """Every restart claims the three together. The event never started is not charged the deaths; the one
+    whose sync ran beside the poison's is, and at the limit is tried alone (it syncs); only the poison
+    event, dying alone, is given up."""
+    poison = event("invoice.paid", "cus_poison")
+    beside = event("customer.subscription.trial_will_end", "cus_beside")  # another org; an email waits on it
+    waiting = event("invoice.paid", "cus_waiting")  # no free slot: never started before the process dies
+    for ev in (poison, beside, waiting):
+        post(ev)
+    env = {**os.environ, "DATABASE_URL": database_url}
+    deaths = 0
+    while row(poison["id"]).state == "pending" and deaths <= MAX_ATTEMPTS + 1:
+        assert subprocess.run([sys.executable, "-c", POISONED_WORKER], cwd=ROOT, env=env, timeout=60, check=False).returncode == 17
+        deaths += 1
+        Worker(CountingSync()).release_orphans()  # the restarted worker frees the dead one's claim
+        assert row(waiting["id"]).attempts == 0
+
+    assert deaths == MAX_ATTEMPTS + 1  # its attempts beside another sync, then once alone
+    assert (row(poison["id"]).state, row(poison["id"]).last_error) == ("failed", eventlog.DIED_ERROR)
+    assert (row(beside["id"]).state, row(beside["id"]).attempts) == ("pending", MAX_ATTEMPTS)
+    sync = CountingSync()
+    assert Worker(sync).run_once().synced == ["cus_beside"]  # alone: its own pass
+    Worker(sync).run_once()
+    assert sync.calls == ["cus_beside", "cus_waiting"]
+    assert [(r.stripe_event_id, r.state) for r in rows()] == [
+        (poison["id"], "failed"), (beside["id"], "processed"), (waiting["id"], "processed"),
+    ]
+
+
+def test_events_at_the_limit_whose_dead_claim_ran_several_syncs_are_tried_alone_not_failed(post):
+    """The same on the lease path (a dead worker of another host): nobody can tell which sync killed it."""
+    first, second = event("invoice.paid", "cus_first"), event("invoice.paid", "cus_second")
+    post(first)
+    post(second)
+    for _ in range(MAX_ATTEMPTS):
+        die_in_a_sync()
+
+    passes = []
+    for _ in range(3):
+        sync = CountingSync()
+        report = Worker(sync).run_once()
+        passes.append((sync.calls, report.died_at_limit))
+    assert passes == [(["cus_first"], []), (["cus_second"], []), ([], [])]
+    assert {r.state for r in rows()} == {"processed"}
+
+
 def test_an_event_whose_dead_workers_lease_ran_out_on_its_last_attempt_is_failed_not_claimed(post):
     """The same without a restart on the dead worker's host: another worker finds its lease run out."""
     poison, healthy = event("invoice.paid", "cus_poison"), event("invoice.paid", "cus_healthy")
     post(poison)
     for _ in range(MAX_ATTEMPTS):
-        eventlog.claim(10, timedelta(minutes=-5))  # claimed, then its worker died: its lease ran out long ago
+        die_in_a_sync()
     post(healthy)
 
     sync = CountingSync()
@@ -221,7 +285,7 @@ def test_the_pass_that_gives_up_a_dead_workers_event_reports_and_logs_it(post):
     poison = event("invoice.paid", "cus_poison")
     post(poison)
     for _ in range(MAX_ATTEMPTS):
-        eventlog.claim(10, timedelta(minutes=-5))  # claimed, then its worker died: its lease ran out long ago
+        die_in_a_sync()
 
     with capture_logs() as logs:
         report = Worker(CountingSync()).run_once()
@@ -244,7 +308,7 @@ def test_a_live_workers_last_attempt_whose_lease_just_ran_out_is_taken_over_not_
     lease, policy = timedelta(seconds=10), eventlog.RetryPolicy(MAX_ATTEMPTS, 0, 0)
     start = utcnow()
     for i in range(MAX_ATTEMPTS - 1):  # ordinary failures (Stripe down), each retried
-        token, claimed, _ = eventlog.claim(10, lease, start + timedelta(minutes=i))
+        token, claimed = eventlog.claim(10, lease, start + timedelta(minutes=i))
         eventlog.record(token, failed=[eventlog.Failed(claimed, "stripe down")], policy=policy)
     last = start + timedelta(hours=1)
     eventlog.claim(10, lease, last, max_attempts=MAX_ATTEMPTS)  # the last attempt, whose renewal then failed once

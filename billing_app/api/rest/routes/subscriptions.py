@@ -152,8 +152,9 @@ def change(actor: Admin, body: ChangeRequest) -> PlanChangeResponse:
 
 @router.post(
     "/subscriptions/keep-current-plan", response_model=SubscriptionActionResponse,
-    summary="Drop a plan change scheduled for the period end, like the dashboard's Keep current plan (admins)",
-    responses=error_responses(ADMIN, MANAGE, [E.NO_SCHEDULED_CHANGE, E.STRIPE_PLAN_CHANGE_FAILED], STRIPE, validation=False),
+    summary="Drop a plan change scheduled for the period end (or set aside for an upgrade awaiting payment), like the dashboard's Keep current plan (admins)",
+    responses=error_responses(ADMIN, MANAGE, [E.NO_SCHEDULED_CHANGE, E.SEAT_CHANGE_IN_PROGRESS, E.STRIPE_PLAN_CHANGE_FAILED], STRIPE,
+                              validation=False),
 )
 def keep_current_plan(actor: Admin) -> SubscriptionActionResponse:
     subscriptions.cancel_scheduled_change(actor)
