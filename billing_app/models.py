@@ -466,6 +466,9 @@ class SetAsideChange(SQLModel, table=True):
     # Who is acting on it: the upgrade being made, then a sync judging it (a lease, as the seat claim's).
     claim_id: str | None = Field(default=None, max_length=255)
     claimed_until: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # A sync started putting it back (set before it makes the schedule): a holder taking the row over
+    # finishes that write rather than take its half-made schedule for someone else's.
+    putting_back: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class PaymentStatus(str, enum.Enum):

@@ -63,14 +63,14 @@ def _try_claim(org_id: int, claim_id: str, table=T) -> bool:
 
 
 @contextlib.contextmanager
-def org_claim(table, org_id: int, busy: AppError) -> Iterator[str]:
+def org_claim(table, org_id: int, busy: AppError, wait_seconds: float = WAIT_SECONDS) -> Iterator[str]:
     """Hold the org's row of `table` (org_id, claim_id, claimed_until) for the block; the claim token.
 
-    Waits up to WAIT_SECONDS for a racing holder, then raises `busy`. Also used for seat changes
+    Waits up to `wait_seconds` for a racing holder, then raises `busy`. Also used for seat changes
     (billing/seats.py), on a row of their own.
     """
     claim_id = owners.new_claim_token()
-    deadline = time.monotonic() + WAIT_SECONDS
+    deadline = time.monotonic() + wait_seconds
     while not _try_claim(org_id, claim_id, table):
         if time.monotonic() > deadline:
             raise busy

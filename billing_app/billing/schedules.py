@@ -36,18 +36,29 @@ def phase_items(phase: dict) -> list[dict]:
 
 
 def write(client, subscription_id: str, schedule_id: str | None, item: dict, next_items: list[dict],
-          end_behavior: str = "release") -> None:
+          end_behavior: str = "release") -> bool:
     """Keep `item` until the period end (a schedule's current phase, made from the subscription when
-    it has none), then switch to `next_items`: a scheduled downgrade, or one put back."""
+    it has none), then switch to `next_items`: a scheduled downgrade, or one put back.
+
+    False, writing nothing, when the schedule's current phase is no longer `item`: the subscription
+    changed since it was read, and a current phase updated to `item` would switch it back at once
+    (Stripe applies the current phase now). That later change stands; a schedule with nothing
+    waiting (one made here) is released, as it only holds the subscription."""
     if not schedule_id:
         schedule_id = gateway.call(client.v1.subscription_schedules.create, params={"from_subscription": subscription_id})["id"]
+    schedule = gateway.call(client.v1.subscription_schedules.retrieve, schedule_id)
     # The running phase, not phases[0]: in its last phase a schedule still lists the past ones.
-    current_phase = from_current(gateway.call(client.v1.subscription_schedules.retrieve, schedule_id))[0]
-    keep = {"items": [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}],
-            "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
+    current_phase = from_current(schedule)[0]
+    kept = [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}]
+    if phase_items(current_phase) != kept:
+        if not waiting(schedule):
+            gateway.call(client.v1.subscription_schedules.release, schedule_id)
+        return False
+    keep = {"items": kept, "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
     if current_phase.get("trial_end"):
         keep["trial_end"] = current_phase["trial_end"]  # a current phase sent without it would end the trial now
     gateway.call(
         client.v1.subscription_schedules.update, schedule_id,
         params={"end_behavior": end_behavior, "phases": [keep, {"items": next_items, "proration_behavior": "none"}]},
     )
+    return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -156,12 +157,25 @@ def refuse_plan_too_small(session: Session, org_id: int, plan: Plan) -> None:
         )
 
 
+# The orgs whose seat claim this thread holds: the re-sync a change runs under its claim judges set-aside
+# changes (billing/set_aside.py), which takes the claim too.
+_held: ContextVar[frozenset[int]] = ContextVar("seat_claims_held", default=frozenset())
+
+
 @contextlib.contextmanager
-def seat_claim(org_id: int) -> Iterator[None]:
-    """Hold the org's seat claim while deciding on its seats (waits for a racing holder)."""
+def seat_claim(org_id: int, wait_seconds: float = reservations.WAIT_SECONDS) -> Iterator[None]:
+    """Hold the org's seat claim while deciding on its seats (waits for a racing holder, then
+    SEAT_CHANGE_IN_PROGRESS); a holder taking it again just goes on."""
+    if org_id in _held.get():
+        yield
+        return
     busy = AppError(
         ErrorCode.SEAT_CHANGE_IN_PROGRESS,
         "Another change to your organization's seats or plan is in progress. Please try again in a moment.",
     )
-    with reservations.org_claim(SeatClaim.__table__, org_id, busy):
-        yield
+    with reservations.org_claim(SeatClaim.__table__, org_id, busy, wait_seconds):
+        token = _held.set(_held.get() | {org_id})
+        try:
+            yield
+        finally:
+            _held.reset(token)

@@ -18,8 +18,11 @@ row), and every sync of the customer judges it on the subscription as Stripe has
 
 Then it is forgotten. Each row is judged by one holder at a time: the upgrade being made, then one
 sync (a lease in the row, as the seat claim's; a holder that died is taken over), so two syncs
-or an event delivered twice put it back once. The org comes from our own subscription row, never
-from Stripe.
+or an event delivered twice put it back once. A sync judges under the org's seat claim, which plan
+changes hold too: an upgrade made meanwhile is never switched back by a put-back decided on the
+subscription before it (while one is being made, its own re-sync judges instead). A put-back is
+noted in the row before its schedule is made, so a holder that died halfway is finished by the
+sync that takes its row over. The org comes from our own subscription row, never from Stripe.
 
 Keep current plan drops it too (`dropped`): the admin's explicit choice outranks a downgrade that
 would otherwise come back. It takes the row as a sync does; one held by a sync judging it (which
@@ -40,6 +43,7 @@ from sqlmodel import select
 from billing_app import owners
 from billing_app.billing import gateway, schedules
 from billing_app.billing.fresh import Fresh
+from billing_app.billing.seats import seat_claim
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import OrgSubscription, SetAsideChange, utcnow
@@ -49,6 +53,9 @@ log = structlog.get_logger(__name__)
 # Longer than the Stripe calls an upgrade makes while it holds the row (each at most
 # gateway.worst_case_call_seconds()); a holder of this host that died is taken over at once.
 CLAIM_SECONDS = 600
+# How long a sync waits for a plan or seat change holding the org's seat claim; past that the
+# change's own re-sync (or a later sync) judges the rows.
+SEAT_WAIT_SECONDS = 5
 
 T = SetAsideChange.__table__
 
@@ -129,19 +136,26 @@ def judge_lapsed(client, org_id: int, subscriptions: list[dict]) -> bool:
                             .join(OrgSubscription, OrgSubscription.id == SetAsideChange.subscription_id)
                             .where(OrgSubscription.org_id == org_id)).all()
     waiting = {s["id"] for s in subscriptions if s.get("pending_update")}
-    put_back = False
-    for subscription_id, stripe_id in rows:
-        if stripe_id in waiting:
-            continue
-        claim = _claim(subscription_id)
-        if claim is None:
-            continue  # the upgrade is still being made, or another sync is judging it
+    rows = [(subscription_id, stripe_id) for subscription_id, stripe_id in rows if stripe_id not in waiting]
+    if not rows:
+        return False
+    with contextlib.ExitStack() as held:
         try:
-            put_back |= _judge(client, subscription_id, stripe_id, claim)
-        except BaseException:
-            let_go(subscription_id, claim)  # Stripe could not be read: a later sync judges it
-            raise
-    return put_back
+            held.enter_context(seat_claim(org_id, SEAT_WAIT_SECONDS))
+        except AppError:
+            log.info("billing.set_aside_change_deferred", org=org_id, reason="a plan or seat change is being made")
+            return False
+        put_back = False
+        for subscription_id, stripe_id in rows:
+            claim = _claim(subscription_id)
+            if claim is None:
+                continue  # the upgrade is still being made, or another sync is judging it
+            try:
+                put_back |= _judge(client, subscription_id, stripe_id, claim)
+            except BaseException:
+                let_go(subscription_id, claim)  # Stripe could not be read: a later sync judges it
+                raise
+        return put_back
 
 
 def _judge(client, subscription_id: int, stripe_id: str, claim: str) -> bool:
@@ -154,18 +168,30 @@ def _judge(client, subscription_id: int, stripe_id: str, claim: str) -> bool:
     if change is None or change.claim_id != claim:
         return False  # written anew meanwhile (another upgrade set a change aside): its own syncs judge it
     next_items = json.loads(change.next_items_json)
-    as_it_was = (not fresh.ended and not fresh.canceling and not fresh.schedule_id
+    # A put-back begun by a holder that died after making its schedule: a schedule with nothing waiting
+    # is that write, unfinished (every schedule the app or the portal makes has a phase waiting).
+    unfinished = fresh.schedule_id if change.putting_back and not fresh.change_waiting else None
+    as_it_was = (not fresh.ended and not fresh.canceling and fresh.schedule_id == unfinished
                  and fresh.plan_and_quantity == (change.price_id, change.quantity))
     put_back = False
     if as_it_was and _period_end(fresh) != change.period_end:
         log.error("billing.scheduled_change_lost", subscription=stripe_id, phases=[next_items],
                   error=f"the upgrade lapsed after the period it was scheduled for ended ({change.period_end.isoformat()})")
     elif as_it_was:
+        _note_putting_back(subscription_id, claim)
         try:
-            schedules.write(client, stripe_id, None, fresh.stripe_sub["items"]["data"][0], next_items, change.end_behavior)
-            put_back = True
-            log.info("billing.scheduled_change_restored", subscription=stripe_id, phases=[next_items])
+            put_back = schedules.write(client, stripe_id, unfinished, fresh.stripe_sub["items"]["data"][0], next_items,
+                                       change.end_behavior)
+            # Not written: the subscription changed since it was read (the portal), and that stands.
+            log.info("billing.scheduled_change_restored" if put_back else "billing.scheduled_change_superseded",
+                     subscription=stripe_id, phases=[next_items])
         except gateway.StripeFailure as failure:  # the mirror shows it gone, which is the truth at Stripe
             log.error("billing.scheduled_change_lost", subscription=stripe_id, phases=[next_items], error=failure.message)
     _forget(subscription_id, claim)
     return put_back
+
+
+def _note_putting_back(subscription_id: int, claim: str) -> None:
+    with session_scope() as session:
+        session.execute(update(T).where(T.c.subscription_id == subscription_id, T.c.claim_id == claim)
+                        .values(putting_back=True))

@@ -389,7 +389,9 @@ def _schedule_downgrade(client, sub: OrgSubscription, fresh: Fresh, target: Plan
     if not change.applied:
         return change
     try:
-        schedules.write(client, sub.stripe_id, fresh.schedule_id, item, [{"price": target.stripe_price_id, "quantity": quantity}])
+        if not schedules.write(client, sub.stripe_id, fresh.schedule_id, item, [{"price": target.stripe_price_id, "quantity": quantity}]):
+            raise AppError(ErrorCode.SEAT_CHANGE_IN_PROGRESS, "Your organization's plan changed while the downgrade was being "
+                           "scheduled, so nothing was scheduled. Please try again.")
     except gateway.StripeFailure as failure:
         raise _refusal(client, sub, failure, AppError(
             ErrorCode.STRIPE_PLAN_CHANGE_FAILED, "We could not schedule the plan change. Please try again.")) from None

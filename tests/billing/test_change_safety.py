@@ -10,14 +10,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
 
-from billing_app.billing import gateway, retention, set_aside
+from billing_app.billing import gateway, reservations, retention, set_aside
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.billing.subscriptions import (
@@ -31,7 +33,7 @@ from billing_app.billing.views import billing_view, subscription_detail
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.formatting import format_date
-from billing_app.models import PlanPeriod, SetAsideChange
+from billing_app.models import PlanPeriod, SeatClaim, SetAsideChange
 from tests.billing.helpers import (
     access,
     advance,
@@ -280,13 +282,23 @@ def test_a_downgrade_set_aside_survives_the_process_dying_after_the_upgrade(org,
     _kept(stripe_env, db, org)
 
 
-def test_two_syncs_at_once_put_a_lapsed_downgrade_back_once(org, stripe_env, db, monkeypatch):
+def _makes_a_schedule(fn) -> bool:
+    return getattr(fn, "__name__", "") == "create" and type(getattr(fn, "__self__", None)).__name__ == "SubscriptionScheduleService"
+
+
+def _lapsed_not_yet_synced(org, stripe_env, db):
+    """`_upgrade_awaiting_3ds_over_a_downgrade`, then the upgrade lapses; its event is not handled yet."""
     clock, customer, _upgrade, expires_at = _upgrade_awaiting_3ds_over_a_downgrade(org, stripe_env, db)
     stripe_env.client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": expires_at + 3600})
+    return clock, customer, subscription(db, org)
+
+
+def test_two_syncs_at_once_put_a_lapsed_downgrade_back_once(org, stripe_env, db, monkeypatch):
+    _clock, customer, _sub = _lapsed_not_yet_synced(org, stripe_env, db)
     real, created = gateway.call, []
 
     def call(fn, *args, **kwargs):  # writing the schedule takes a while: the other sync decides meanwhile
-        if getattr(fn, "__name__", "") == "create" and type(getattr(fn, "__self__", None)).__name__ == "SubscriptionScheduleService":
+        if _makes_a_schedule(fn):
             created.append(kwargs)
             time.sleep(0.5)
         return real(fn, *args, **kwargs)
@@ -297,6 +309,154 @@ def test_two_syncs_at_once_put_a_lapsed_downgrade_back_once(org, stripe_env, db,
     assert len(created) == 1
     assert not [e for e in logs if e["event"] == "billing.scheduled_change_lost"]
     _kept(stripe_env, db, org)
+
+
+def _pays_without_3ds(stripe_env, customer, sub) -> None:
+    """The subscription's card is now one whose payments go through at once."""
+    visa = stripe_env.client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={"default_payment_method": visa.id})
+
+
+def _on_business_with_nothing_scheduled(stripe_env, db, org, clock, customer) -> None:
+    """Stripe bills Business and will go on doing so: no schedule switches it back, now or at the period end."""
+    with session_scope() as s:
+        business = s.get(PlanPeriod, period_id("business", "MONTHLY")).stripe_price_id
+    sub = subscription(db, org)
+    at_stripe = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id, params={"expand": ["schedule"]})
+    phases = [[i.price for i in p["items"]] for p in at_stripe.schedule.phases] if at_stripe.schedule else []
+    assert at_stripe["items"].data[0].price.id == business and all(prices == [business] for prices in phases), (
+        f"Business was paid for, yet Stripe has {at_stripe['items'].data[0].price.id} with phases {phases}")
+    assert sub.scheduled_period_id is None
+    advance(stripe_env, clock, at_stripe["items"].data[0].current_period_end + 3600, customer)
+    assert access(org).plan_key == "business"
+
+
+def _until(done) -> None:
+    deadline = time.monotonic() + 60
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_an_upgrade_paid_while_a_sync_puts_the_lapsed_downgrade_back_is_not_switched_back(org, stripe_env, db, monkeypatch):
+    """The admin sees the upgrade lapsed and upgrades again with a card that needs no 3-D Secure (charged
+    and applied at once) while the lapse's sync, having read the subscription as it was, puts the
+    downgrade back: the admin's request reads the subscription before the sync makes its schedule and
+    upgrades right after. On Stripe the schedule's current phase (Team) would switch the paid-for
+    Business back at once: the two wait for each other (the org's seat claim), and Business stays."""
+    clock, customer, sub = _lapsed_not_yet_synced(org, stripe_env, db)
+    _pays_without_3ds(stripe_env, customer, sub)
+    real_call, real_try_claim = gateway.call, reservations._try_claim
+    upgrades, at_update, schedule_made, upgrade_waits = [], threading.Event(), threading.Event(), threading.Event()
+
+    def try_claim(org_id, claim_id, table=reservations.T):
+        taken = real_try_claim(org_id, claim_id, table)
+        if not taken and table is SeatClaim.__table__:
+            upgrade_waits.set()  # the admin's request waits for the sync
+        return taken
+
+    def call(fn, *args, **kwargs):
+        upgrading = getattr(fn, "__name__", "") == "update" and type(getattr(fn, "__self__", None)).__name__ == "SubscriptionService" \
+            and "items" in (kwargs.get("params") or {})
+        if upgrading:  # the admin's upgrade, decided on the subscription read before the schedule was made
+            at_update.set()
+            schedule_made.wait(60)
+        if upgrading or not _makes_a_schedule(fn) or upgrades:
+            return real_call(fn, *args, **kwargs)
+        upgrades.append(admin.submit(change_plan, org.admin, period_id("business", "MONTHLY"), preview=False))
+        _until(lambda: at_update.is_set() or upgrade_waits.is_set())
+        made = real_call(fn, *args, **kwargs)
+        schedule_made.set()
+        _until(lambda: upgrades[0].done() or upgrade_waits.is_set())
+        return made
+
+    monkeypatch.setattr(reservations, "_try_claim", try_claim)
+    monkeypatch.setattr(gateway, "call", call)
+    with ThreadPoolExecutor(1) as admin:
+        sync_customer(customer.id)  # customer.subscription.pending_update_expired
+        assert upgrades and upgrades[0].result(timeout=120).applied, "the second upgrade was charged and applied"
+    monkeypatch.setattr(gateway, "call", real_call)
+    _on_business_with_nothing_scheduled(stripe_env, db, org, clock, customer)
+
+
+def test_a_plan_changed_in_the_portal_while_a_sync_puts_the_downgrade_back_stands(org, stripe_env, db, monkeypatch):
+    """The customer switches to Business in the billing portal (no seat claim there) between the sync's
+    read and its schedule: the schedule, made from Business, is not the subscription the put-back was
+    decided on, so it is released and the customer's later choice stands."""
+    clock, customer, sub = _lapsed_not_yet_synced(org, stripe_env, db)
+    _pays_without_3ds(stripe_env, customer, sub)
+    with session_scope() as s:
+        business = s.get(PlanPeriod, period_id("business", "MONTHLY")).stripe_price_id
+    real, switched = gateway.call, []
+
+    def call(fn, *args, **kwargs):
+        if _makes_a_schedule(fn) and not switched:
+            item = stripe_env.client.v1.subscriptions.retrieve(sub.stripe_id)["items"].data[0]
+            switched.append(stripe_env.client.v1.subscriptions.update(sub.stripe_id, params={
+                "items": [{"id": item.id, "price": business}], "proration_behavior": "always_invoice"}))
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", call)
+    with capture_logs() as logs:
+        sync_customer(customer.id)
+    monkeypatch.setattr(gateway, "call", real)
+    assert switched and [e["event"] for e in logs if e["event"].startswith("billing.scheduled_change")] == [
+        "billing.scheduled_change_superseded"]
+    assert [s.status for s in _schedules(stripe_env, customer)].count("released") == 2  # the set-aside one, this one
+    _on_business_with_nothing_scheduled(stripe_env, db, org, clock, customer)
+
+
+# The lapse's sync in a process of its own, killed the moment Stripe has made the schedule it puts the
+# downgrade back on (before it writes the phases).
+_SYNC_THEN_DIE = """
+import os, signal, sys
+from billing_app.billing import gateway
+from billing_app.billing.sync import sync_customer
+
+real = gateway.call
+def call(fn, *args, **kwargs):
+    answer = real(fn, *args, **kwargs)
+    if getattr(fn, "__name__", "") == "create" and type(getattr(fn, "__self__", None)).__name__ == "SubscriptionScheduleService":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return answer
+gateway.call = call
+sync_customer(sys.argv[1])
+"""
+
+
+def _finished_by_the_next_sync(stripe_env, db, org, customer) -> None:
+    """The half-made schedule is the put-back's own: the next sync writes its phases, makes no other,
+    and nothing is lost (the org does not renew on the plan it asked to leave)."""
+    with capture_logs() as logs:
+        sync_customer(customer.id)  # the event delivered again, to another worker
+    assert not [e for e in logs if e["event"] == "billing.scheduled_change_lost"]
+    _kept(stripe_env, db, org)
+    assert len(_schedules(stripe_env, customer)) == 2, "the released schedule and the one put back, no other"
+
+
+def test_a_sync_killed_while_putting_the_downgrade_back_is_finished_by_the_next(org, stripe_env, db):
+    _clock, customer, _sub = _lapsed_not_yet_synced(org, stripe_env, db)
+    died = subprocess.run([sys.executable, "-c", _SYNC_THEN_DIE, customer.id], check=False, env=os.environ,
+                          capture_output=True, text=True, timeout=120)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    _finished_by_the_next_sync(stripe_env, db, org, customer)
+
+
+def test_a_sync_stopped_while_putting_the_downgrade_back_is_finished_by_the_next(org, stripe_env, db, monkeypatch):
+    """SystemExit (a worker told to stop) lets go of the row on its way out; the put-back is still noted."""
+    _clock, customer, _sub = _lapsed_not_yet_synced(org, stripe_env, db)
+    real = gateway.call
+
+    def call(fn, *args, **kwargs):
+        answer = real(fn, *args, **kwargs)
+        if _makes_a_schedule(fn):
+            raise SystemExit(0)
+        return answer
+
+    monkeypatch.setattr(gateway, "call", call)
+    with pytest.raises(SystemExit):
+        sync_customer(customer.id)
+    monkeypatch.setattr(gateway, "call", real)
+    _finished_by_the_next_sync(stripe_env, db, org, customer)
 
 
 def test_a_confirmed_upgrade_forgets_the_downgrade_set_aside(org, stripe_env, db):

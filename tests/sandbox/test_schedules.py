@@ -238,3 +238,25 @@ def test_a_schedule_is_previewed_alone(subscribed):
         with pytest.raises(stripe.InvalidRequestError, match="only specify one of these parameters") as info:
             c.v1.invoices.create_preview(params={"schedule": schedule.id, **extra})
         assert info.value.param == "schedule"
+
+
+def test_a_current_phase_updated_to_other_items_changes_the_subscription_now(subscribed):
+    """As on Stripe, the current phase is the subscription: new items or quantities for it apply at once
+    (prorated as the update asks), not at the next phase boundary."""
+    c, _clock, _cust, sub, big, small = subscribed
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    c.v1.subscription_schedules.update(schedule.id, params={"proration_behavior": "always_invoice", "phases": [
+        {"items": [{"price": big.id, "quantity": 2}], "start_date": phase.start_date, "end_date": phase.end_date},
+    ]})
+    now = c.v1.subscriptions.retrieve(sub.id)
+    assert (now["items"].data[0].price.id, now["items"].data[0].quantity) == (big.id, 2)
+    latest = c.v1.invoices.retrieve(now.latest_invoice)
+    assert (latest.billing_reason, latest.amount_paid) == ("subscription_update", 5000)  # the second seat, whole period
+
+    c.v1.subscription_schedules.update(schedule.id, params={"proration_behavior": "none", "phases": [
+        {"items": [{"price": small.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date},
+    ]})
+    now = c.v1.subscriptions.retrieve(sub.id)
+    assert (now["items"].data[0].price.id, now["items"].data[0].quantity) == (small.id, 1)
+    assert now.latest_invoice == latest.id  # nothing prorated

@@ -10,12 +10,13 @@ import copy
 
 from ..api import Ctx, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
-    SCHEDULE_LIVE, cancel_now, end_trial, get_or_404, get_required, now_for, period_end_for, phase_trial_end, release_schedule, set_period,
-    sub_period,
+    SCHEDULE_LIVE, apply_plan_change, cancel_now, end_trial, get_or_404, get_required, now_for, period_end_for, phase_items,
+    phase_trial_end, plan_change, release_schedule, set_period, sub_period,
 )
 from ..errors import invalid
 from ..ids import gen_id
 from ..params import as_bool, as_int, as_list
+from .subscriptions import PRORATION
 
 
 def _phase(store, items: list[dict], start: int, end: int | None, currency: str, proration: str,
@@ -97,6 +98,9 @@ def update_schedule(ctx: Ctx, id):
     before = copy.deepcopy(schedule)
     sub = store.get("subscription", schedule["subscription"])
     now = now_for(store, sub["customer"])
+    behavior = p.get("proration_behavior") or "create_prorations"
+    if behavior not in PRORATION:
+        raise invalid("Invalid proration_behavior: must be one of create_prorations, none, or always_invoice", "proration_behavior")
     if p.get("end_behavior"):
         if p["end_behavior"] not in ("release", "cancel"):
             raise invalid("Invalid end_behavior: must be one of release or cancel", "end_behavior")
@@ -135,9 +139,21 @@ def update_schedule(ctx: Ctx, id):
         schedule["current_phase"] = {"start_date": phases[0]["start_date"], "end_date": phases[0]["end_date"]}
     update_metadata(schedule, p.get("metadata"))
     store.emit("subscription_schedule.updated", schedule, {"phases": before["phases"]} if "phases" in p else {})
+    if "phases" in p:
+        _current_items(store, sub, phases[0], behavior, now)
     if "phases" in p and sub["status"] == "trialing":
         _current_trial(store, sub, phases[0], now)
     return ctx.out(schedule)
+
+
+def _current_items(store, sub: dict, phase: dict, behavior: str, now: int) -> None:
+    """The current phase is the subscription, as on Stripe: other items or quantities sent for it change
+    the subscription now (prorated as the update's proration_behavior says), not at the next boundary."""
+    changes = [{"id": it["id"], "price": store.get("price", planned["price"]), "quantity": planned["quantity"]}
+               for it, planned in zip(sub["items"]["data"], phase_items(sub, phase))
+               if (it["price"], it["quantity"]) != (planned["price"], planned["quantity"])]
+    if changes:
+        apply_plan_change(store, sub, plan_change(store, sub, changes, behavior, now), behavior, now)
 
 
 def _current_trial(store, sub: dict, phase: dict, now: int) -> None:
