@@ -294,13 +294,16 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
     set_aside_claim = set_aside.remember(sub, fresh)
     try:
         with _schedule_set_aside(client, sub, fresh):
-            updated = gateway.call(
-                client.v1.subscriptions.update, sub.stripe_id,
-                # Pending updates: the plan changes only once the prorated invoice is paid. A declined card
-                # leaves the plan as it was (its invoice is voided below); a payment that needs the
-                # customer's bank waits for them on the hosted invoice page.
-                params={"items": items, "proration_behavior": "always_invoice", "payment_behavior": "pending_if_incomplete"},
-            )
+            try:
+                updated = gateway.call(
+                    client.v1.subscriptions.update, sub.stripe_id,
+                    # Pending updates: the plan changes only once the prorated invoice is paid. A declined card
+                    # leaves the plan as it was (its invoice is voided below); a payment that needs the
+                    # customer's bank waits for them on the hosted invoice page.
+                    params={"items": items, "proration_behavior": "always_invoice", "payment_behavior": "pending_if_incomplete"},
+                )
+            except gateway.StripeFailure as failure:
+                updated = _made_despite(client, sub, failure, target.stripe_price_id)
             if updated.get("pending_update"):
                 confirm_url = _awaiting_customer(client, updated["latest_invoice"])
                 if confirm_url is None:
@@ -315,6 +318,21 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
             set_aside.let_go(sub.id, set_aside_claim)  # the sync below judges it on what Stripe has now
         resync_after_change(fresh.customer_id)
     return change
+
+
+def _made_despite(client, sub: OrgSubscription, failure: gateway.StripeFailure, price_id: str) -> dict:
+    """A 5xx, or no answer, can come after Stripe made the update (and the SDK's retries under its
+    key replay the error): when the subscription as Stripe has it now shows the change made (applied,
+    or pending its payment), that is the answer, not "try again"; otherwise the failure stands."""
+    if failure.card_error or (failure.status is not None and failure.status < 500):
+        raise failure
+    try:
+        now = Fresh(gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id))
+    except gateway.StripeFailure:
+        raise failure from None
+    if price_id not in (now.price_id, now.pending_price_id):
+        raise failure
+    return now.stripe_sub
 
 
 @dataclass(frozen=True)

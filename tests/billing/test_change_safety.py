@@ -36,6 +36,7 @@ from billing_app.formatting import format_date
 from billing_app.models import PlanPeriod, SeatClaim, SetAsideChange
 from tests.billing.helpers import (
     access,
+    buy,
     advance,
     buy_on_clock,
     expect,
@@ -53,6 +54,26 @@ def _bought_with_a_card_needing_3ds(org, stripe_env):
 
 def _invoices(stripe_env, org, status: str) -> list:
     return stripe_env.client.v1.invoices.list(params={"customer": customer_id_for(org.id), "status": status}).data
+
+
+@pytest.mark.parametrize("needs_3ds", [False, True])
+def test_an_upgrade_stripe_made_before_answering_500_is_told_as_made(org, stripe_env, db, needs_3ds):
+    """Stripe made the upgrade (charged it, or left it waiting for the bank), then answered 500, kept
+    under the request's key so the SDK's retries get it too: the admin is told what happened, not
+    "try again" (which would say "You are already on this plan"), and nothing is charged twice."""
+    if needs_3ds:
+        _bought_with_a_card_needing_3ds(org, stripe_env)
+    else:
+        buy(org, sandbox=stripe_env)
+    stripe_env.configure(fail_next=["POST /v1/subscriptions/* after"])
+
+    change = change_plan(org.admin, period_id("business", "MONTHLY"), preview=False)
+
+    if needs_3ds:
+        assert not change.applied and change.confirm_url == _invoices(stripe_env, org, "open")[0].hosted_invoice_url
+    else:
+        assert change.applied and change.to_plan == "Business" and access(org).plan_key == "business"
+    assert len(_invoices(stripe_env, org, "paid")) == (1 if needs_3ds else 2)  # the first period, and the upgrade once
 
 
 def test_an_upgrade_awaiting_3ds_clicked_twice_is_charged_once(org, stripe_env, db):
