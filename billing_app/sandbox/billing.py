@@ -211,7 +211,8 @@ def new_invoice(store: Store, cust: dict, currency: str, line_specs: list[dict],
         lines.append(o.invoice_line(
             inv_id, spec["amount"], currency, spec["description"], spec["period"][0], spec["period"][1],
             price_obj=spec.get("price"), quantity=spec.get("quantity", 1), sub_id=sub["id"] if sub else None,
-            sub_item_id=spec.get("item"), proration=spec.get("proration", False), invoice_item=spec.get("invoice_item")))
+            sub_item_id=spec.get("item"), proration=spec.get("proration", False), invoice_item=spec.get("invoice_item"),
+            proration_discounts=spec.get("discounts")))
     p0, p1 = period or (now, now)
     inv = o.invoice(inv_id, now, cust, currency, lines, billing_reason, store.base_url, sub=sub, period_start=p0, period_end=p1)
     if sub is not None:
@@ -397,7 +398,8 @@ def pending_lines(store: Store, sub: dict) -> list[dict]:
         p = store.get("price", ii["pricing"]["price_details"]["price"])
         out.append({"amount": ii["amount"], "description": ii["description"], "price": p, "quantity": 1,
                     "period": (ii["period"]["start"], ii["period"]["end"]), "proration": ii["proration"],
-                    "invoice_item": ii["id"], "item": ii["parent"]["subscription_details"]["subscription_item"], "_ii": ii})
+                    "invoice_item": ii["id"], "item": ii["parent"]["subscription_details"]["subscription_item"], "_ii": ii,
+                    "discounts": [x["discount"] for x in (ii.get("proration_details") or {}).get("discount_amounts", [])]})
     return out
 
 
@@ -520,12 +522,13 @@ def cancel_now(store: Store, sub: dict, now: int, reason: str = "cancellation_re
     if prorate and sub["status"] in ("active", "past_due"):
         start, end = sub_period(sub)
         if end > now:
+            net, ids = period_net(store, sub, sub["items"]["data"], now)
             for it in sub["items"]["data"]:
                 p = store.get("price", it["price"])
-                credit = -round(p["unit_amount"] * it["quantity"] * (end - now) / (end - start))
+                credit = -round(net[it["id"]] * (end - now) / (end - start))
                 if credit:
                     _pending_item(store, sub, p, credit, f"Unused time on {product_name(store, p)} after {fmt_date(now)}", (now, end), now,
-                                  it["id"])
+                                  it["id"], ids)
     if invoice_now:
         lines = pending_lines(store, sub)
         if lines:
@@ -547,9 +550,10 @@ def cancel_now(store: Store, sub: dict, now: int, reason: str = "cancellation_re
     return sub
 
 
-def _pending_item(store, sub, price, amount, desc, period, now, item_id):
+def _pending_item(store, sub, price, amount, desc, period, now, item_id, discounts=()):
     ii = o.invoiceitem(gen_id("ii"), now, sub["customer"], amount, sub["currency"], desc, period[0], period[1],
-                       price_obj=price, sub_id=sub["id"], sub_item_id=item_id, test_clock=sub.get("test_clock"))
+                       price_obj=price, sub_id=sub["id"], sub_item_id=item_id, test_clock=sub.get("test_clock"),
+                       proration_discounts=discounts)
     store.put(ii)
     store.emit("invoiceitem.created", ii)
     return ii
@@ -815,6 +819,15 @@ def run_until(store: Store, sub: dict, target: int) -> None:
 
 
 # --- plan changes and prorations ----------------------------------------------------------------
+def period_net(store: Store, sub: dict, items: list[dict], at: int) -> tuple[dict, list[str]]:
+    """What a whole period of each item costs after the subscription's discounts running at `at` (spread
+    as its invoice spreads them), and their ids. Prorations are these, times the part of the period
+    (Stripe's default `proration_discounts=included`: a proration's amount is net of the discounts)."""
+    live = disc.live_discounts(store, sub["discounts"], at)
+    gross = {it["id"]: store.get("price", it["price"])["unit_amount"] * it["quantity"] for it in items}
+    return disc.net_amounts(store, live, gross, sub["currency"]), [d["id"] for d in live]
+
+
 def plan_change(store: Store, sub: dict, changes: list[dict], behavior: str, at: int) -> dict:
     """Work out a change of items without applying it (shared by update and create_preview).
 
@@ -856,23 +869,25 @@ def plan_change(store: Store, sub: dict, changes: list[dict], behavior: str, at:
     prorate = behavior != "none" and sub["status"] in ("active", "past_due") and end > at
     frac = (end - at) / (end - start) if end > start else 0
     if prorate:
+        was, ids = period_net(store, sub, sub["items"]["data"], at)
         for it in sub["items"]["data"]:
             nxt = next((n for n in new_items if n["id"] == it["id"]), None)
             if nxt and nxt["price"] == it["price"] and nxt["quantity"] == it["quantity"] and not reset:
                 continue
             p = store.get("price", it["price"])
-            lines.append({"amount": -round(p["unit_amount"] * it["quantity"] * frac), "price": p, "quantity": it["quantity"],
+            lines.append({"amount": -round(was[it["id"]] * frac), "price": p, "quantity": it["quantity"],
                           "description": f"Unused time on {product_name(store, p)} after {fmt_date(at)}",
-                          "period": (at, end), "proration": True, "item": it["id"]})
+                          "period": (at, end), "proration": True, "item": it["id"], "discounts": ids})
         if not reset:
+            will = period_net(store, sub, new_items, at)[0]
             for it in new_items:
                 o_it = old.get(it["id"])
                 if o_it and o_it["price"] == it["price"] and o_it["quantity"] == it["quantity"]:
                     continue
                 p = store.get("price", it["price"])
-                lines.append({"amount": round(p["unit_amount"] * it["quantity"] * frac), "price": p, "quantity": it["quantity"],
+                lines.append({"amount": round(will[it["id"]] * frac), "price": p, "quantity": it["quantity"],
                               "description": f"Remaining time on {product_name(store, p)} after {fmt_date(at)}",
-                              "period": (at, end), "proration": True, "item": it["id"]})
+                              "period": (at, end), "proration": True, "item": it["id"], "discounts": ids})
     new_period = (at, period_end_for(at, new_p, at)) if reset else (start, end)
     return {"items": new_items, "lines": lines, "reset": reset, "period": new_period}
 
@@ -901,7 +916,7 @@ def apply_plan_change(store: Store, sub: dict, change: dict, behavior: str, at: 
         invoice_subscription_now(store, sub, lines, "subscription_update", at, (at, at))
     else:
         for l in change["lines"]:
-            _pending_item(store, sub, l["price"], l["amount"], l["description"], l["period"], at, l["item"])
+            _pending_item(store, sub, l["price"], l["amount"], l["description"], l["period"], at, l["item"], l["discounts"])
     return sub
 
 

@@ -188,11 +188,45 @@ def _tax_entry(amount: int, taxable: int, country: str, rate: float) -> dict:
 
 
 # --- pricing an invoice -------------------------------------------------------------------------------------
+def _cuts(c: dict, remaining: dict, currency: str) -> dict | None:
+    """What the coupon takes off each of these positive amounts (an amount_off spread by their size);
+    None when it takes nothing (nothing to discount, or another currency)."""
+    base = sum(remaining.values())
+    if base <= 0:
+        return None
+    if c.get("percent_off") is not None:
+        return {k: round(v * c["percent_off"] / 100) for k, v in remaining.items()}
+    if c.get("currency") != currency:
+        return None
+    total_cut = min(c["amount_off"], base)
+    cuts, given = {}, 0
+    for i, (k, v) in enumerate(remaining.items()):
+        cut = total_cut - given if i == len(remaining) - 1 else total_cut * v // base
+        cuts[k], given = cut, given + cut
+    return cuts
+
+
+def net_amounts(store, discounts: list[dict], gross: dict, currency: str) -> dict:
+    """Each amount after the discounts, applied in order as on an invoice (`price_invoice`)."""
+    net = dict(gross)
+    for d in discounts:
+        c = store.get("coupon", d["source"]["coupon"])
+        for k, cut in ((c and _cuts(c, {k: v for k, v in net.items() if v > 0}, currency)) or {}).items():
+            net[k] -= cut
+    return net
+
+
 def price_invoice(store, inv: dict, discounts: list[dict], cust: dict | None, tax: bool) -> None:
-    """Apply discounts to the discountable lines, then tax; set the invoice's totals (before any balance)."""
+    """Apply discounts to the discountable lines, then tax; set the invoice's totals (before any balance).
+
+    Proration lines are not discountable: their amounts are already net of the discounts, which
+    they name with amount 0 (Stripe's default `proration_discounts=included`).
+    """
     lines = inv["lines"]["data"]
     for line in lines:
-        line["discount_amounts"], line["discounts"], line["taxes"] = [], [], []
+        line["taxes"] = []
+        if line["discountable"]:
+            line["discount_amounts"], line["discounts"] = [], []
     used: dict[str, int] = {}
     for d in discounts:
         c = store.get("coupon", d["source"]["coupon"])
@@ -200,18 +234,8 @@ def price_invoice(store, inv: dict, discounts: list[dict], cust: dict | None, ta
             continue
         eligible = [l for l in lines if l["discountable"] and l["amount"] > 0]
         remaining = {l["id"]: l["amount"] - sum(x["amount"] for x in l["discount_amounts"]) for l in eligible}
-        base = sum(remaining.values())
-        if base <= 0:
-            continue
-        if c.get("percent_off") is not None:
-            cuts = {k: round(v * c["percent_off"] / 100) for k, v in remaining.items()}
-        elif c.get("currency") == inv["currency"]:
-            total_cut = min(c["amount_off"], base)
-            cuts, given = {}, 0
-            for i, (k, v) in enumerate(remaining.items()):
-                cut = total_cut - given if i == len(remaining) - 1 else total_cut * v // base
-                cuts[k], given = cut, given + cut
-        else:
+        cuts = _cuts(c, remaining, inv["currency"])
+        if cuts is None:
             continue
         for line in eligible:
             cut = cuts.get(line["id"], 0)
@@ -228,8 +252,8 @@ def price_invoice(store, inv: dict, discounts: list[dict], cust: dict | None, ta
         if country:
             for line in lines:
                 taxable = line["amount"] - sum(x["amount"] for x in line["discount_amounts"])
-                if taxable <= 0:
-                    continue
+                if taxable == 0:
+                    continue  # a credit (negative) line is taxed too: its tax is credited
                 amount = round(taxable * rate / 100)
                 line["taxes"] = [_tax_entry(amount, taxable, country, rate)]
                 tax_total += amount

@@ -192,8 +192,14 @@ def subscription(id_, now, customer_id, currency, items, **f):
 
 
 # --- invoices and payments -------------------------------------------------------------------
+def proration_discount_amounts(discount_ids) -> list[dict]:
+    """A proration's discounts as Stripe's default `proration_discounts=included` shows them: its
+    amount is already net of them, so each is named with amount 0."""
+    return [{"amount": 0, "discount": d} for d in discount_ids or []]
+
+
 def invoice_line(invoice_id, amount, currency, description, period_start, period_end, *, price_obj=None,
-                 quantity=1, sub_id=None, sub_item_id=None, proration=False, invoice_item=None):
+                 quantity=1, sub_id=None, sub_item_id=None, proration=False, invoice_item=None, proration_discounts=None):
     if sub_id:
         parent = {"type": "subscription_item_details", "invoice_item_details": None, "subscription_item_details": {
             "invoice_item": invoice_item, "proration": proration, "proration_details": {"credited_items": None},
@@ -204,8 +210,9 @@ def invoice_line(invoice_id, amount, currency, description, period_start, period
             "subscription": None}}
     return {
         "id": gen_id("il"), "object": "line_item", "amount": amount, "currency": currency,
-        "description": description, "discount_amounts": [], "discountable": not proration, "discounts": [],
-        "invoice": invoice_id, "livemode": False, "metadata": {}, "period": {"end": period_end, "start": period_start},
+        "description": description, "discount_amounts": proration_discount_amounts(proration_discounts),
+        "discountable": not proration, "discounts": list(proration_discounts or []), "invoice": invoice_id,
+        "livemode": False, "metadata": {}, "period": {"end": period_end, "start": period_start},
         "quantity": quantity, "subscription": sub_id, "pretax_credit_amounts": [], "taxes": [], "parent": parent,
         "pricing": {"type": "price_details", "price_details": {"price": price_obj["id"], "product": price_obj["product"]} if price_obj else None,
                     "unit_amount_decimal": str(price_obj["unit_amount"]) if price_obj else None},
@@ -246,7 +253,7 @@ def invoice(id_, now, cust, currency, lines, billing_reason, base_url, *, sub=No
 
 
 def invoiceitem(id_, now, customer_id, amount, currency, description, period_start, period_end, *, price_obj, sub_id=None,
-                sub_item_id=None, proration=True, test_clock=None, quantity=1):
+                sub_item_id=None, proration=True, test_clock=None, quantity=1, proration_discounts=None):
     """An invoice item: a subscription's proration (``sub_id``) or a one-off line (no parent)."""
     parent = {"type": "subscription_details", "subscription_details": {"subscription": sub_id, "subscription_item": sub_item_id}} \
         if sub_id else None
@@ -258,6 +265,8 @@ def invoiceitem(id_, now, customer_id, amount, currency, description, period_sta
         "pricing": {"type": "price_details", "price_details": {"price": price_obj["id"], "product": price_obj["product"]},
                     "unit_amount_decimal": str(amount // quantity if quantity else amount)},
         "net_amount": amount, "customer_account": None, "quantity_decimal": str(quantity),
+        "proration_details": {"credited_items": None, "discount_amounts": proration_discount_amounts(proration_discounts)}
+        if proration else None,
     }
 
 

@@ -134,7 +134,9 @@ def create_preview(ctx: Ctx):
         change = plan_change(store, sub, changes_from(store, sd["items"], "subscription_details[items]"), behavior, at)
         temp = {**sub, "items": {**sub["items"], "data": [dict(it, current_period_start=change["period"][0], current_period_end=change["period"][1]) for it in change["items"]]}}
         if change["reset"] or behavior == "always_invoice":
-            lines = change["lines"] + (item_lines(store, temp, change["period"]) if change["reset"] else [])
+            # Billed now, as the update bills it: the pending items too, when it makes an invoice.
+            pending = pending_lines(store, sub) if change["reset"] or change["lines"] else []
+            lines = pending + change["lines"] + (item_lines(store, temp, change["period"]) if change["reset"] else [])
             reason, period, created = "subscription_update", (at, at), at
         else:
             p0 = store.get("price", change["items"][0]["price"])
@@ -160,7 +162,7 @@ def create_preview(ctx: Ctx):
         inv["lines"]["data"].append(o.invoice_line(
             inv["id"], spec["amount"], sub["currency"], spec["description"], spec["period"][0], spec["period"][1],
             price_obj=spec.get("price"), quantity=spec.get("quantity", 1), sub_id=sub["id"], sub_item_id=spec.get("item"),
-            proration=spec.get("proration", False)))
+            proration=spec.get("proration", False), proration_discounts=spec.get("discounts")))
     # The discounts still running on the invoice's date, and the subscription's automatic tax.
     disc.price_invoice(store, inv, disc.live_discounts(store, sub["discounts"], created), cust, bool(sub["automatic_tax"]["enabled"]))
     total = inv["total"]
