@@ -257,27 +257,53 @@ def resync_if_changed(change: QuantityChange | None) -> None:
         resync_after_change(change.customer_id)
 
 
-def _prorated(per_seat: PerSeat, quantity: int) -> tuple[int, int]:
-    """(prorated difference for the rest of this period, of which due at once if billed now) for
-    moving to `quantity` seats, from Stripe's preview of the change."""
-    client = gateway.stripe_client()
-    failed = gateway.unavailable()
-    fresh = _fresh_per_seat(client, per_seat, failed)
-    item = fresh.stripe_sub["items"]["data"][0]
-    if (item.get("quantity") or 1) == quantity:
-        return 0, 0
+@dataclass(frozen=True)
+class SeatPrices:
+    """What moving to some seats costs, from Stripe's previews (its discounts applied as it bills them)."""
+
+    prorated: int  # the difference for the rest of this period (negative: a credit)
+    per_period: dict[int, int]  # seats -> each period's bill for them, after the discounts running then
+
+
+def _preview(client, per_seat: PerSeat, customer_id: str, item_id: str, quantity: int, behavior: str) -> dict:
     try:
-        invoice = gateway.call(
+        return gateway.call(
             client.v1.invoices.create_preview,
             params={
-                "customer": fresh.customer_id,
+                "customer": customer_id,
                 "subscription": per_seat.sub.stripe_id,
-                "subscription_details": {"items": [{"id": item["id"], "quantity": quantity}], "proration_behavior": "always_invoice"},
+                "subscription_details": {"items": [{"id": item_id, "quantity": quantity}], "proration_behavior": behavior},
             },
         )
     except gateway.StripeFailure as failure:
-        raise subscriptions._refusal(client, per_seat.sub, failure, failed) from None
-    return invoice["total"], invoice["amount_due"]
+        raise subscriptions._refusal(client, per_seat.sub, failure, gateway.unavailable()) from None
+
+
+def _seat_prices(per_seat: PerSeat, quantity: int, per_period_of: tuple[int, ...]) -> SeatPrices:
+    """Moving to `quantity` seats, from Stripe's previews: the change billed now (the prorated
+    difference), and the next renewal at each of `per_period_of` seats. Stripe prices both with the
+    subscription's discounts, so a coupon holder is shown what it will pay, and a coupon ending before
+    the renewal is not applied to it."""
+    client = gateway.stripe_client()
+    fresh = _fresh_per_seat(client, per_seat, gateway.unavailable())
+    item = fresh.stripe_sub["items"]["data"][0]
+    prorated = 0
+    if (item.get("quantity") or 1) != quantity:
+        prorated = _preview(client, per_seat, fresh.customer_id, item["id"], quantity, "always_invoice")["total"]
+    per_period = {}
+    for seats in per_period_of:
+        renewal = _preview(client, per_seat, fresh.customer_id, item["id"], seats, "none")
+        per_period[seats] = sum(
+            line["amount"] - sum(d["amount"] for d in line.get("discount_amounts") or [])
+            for line in renewal["lines"]["data"] if _period_line_of(line, item["id"])
+        )
+    return SeatPrices(prorated, per_period)
+
+
+def _period_line_of(line: dict, item_id: str) -> bool:
+    """The line billing the period of this subscription item (not a proration, not another item)."""
+    details = (line.get("parent") or {}).get("subscription_item_details") or {}
+    return details.get("subscription_item") == item_id and not details.get("proration")
 
 
 # --- what inviting one more costs ---------------------------------------------------------------------
@@ -286,7 +312,7 @@ def _prorated(per_seat: PerSeat, quantity: int) -> tuple[int, int]:
 @dataclass(frozen=True)
 class CostPreview:
     seats_added: int
-    amount: int  # added to each period's bill, in minor units
+    amount: int  # added to each period's bill (after the org's discounts), in minor units
     currency: str
     interval: str  # month | year
     prorated: int  # for the rest of the current period
@@ -321,8 +347,10 @@ def invite_cost(org_id: int, *, including_new: bool = True) -> CostPreview | Non
         spare = max(before - (taking - 1), 1)
         return CostPreview(0, 0, per_seat.currency, per_seat.interval, 0,
                            f"uses one of your {spare} unused paid seats; no extra charge")
-    prorated, _ = _prorated(per_seat, purchased + added)  # a seat's price for the rest of this period
-    amount = per_seat.unit_amount * added
+    after = purchased + added
+    prices = _seat_prices(per_seat, after, (purchased, after))
+    prorated = prices.prorated  # the seats' price for the rest of this period
+    amount = prices.per_period[after] - prices.per_period[purchased]
     what = "adds" if added == 1 else f"adds {added} seats:"
     message = f"{what} {format_amount(amount, per_seat.currency)} a {per_seat.interval}" + _billing_note(prorated, per_seat.currency)
     return CostPreview(added, amount, per_seat.currency, per_seat.interval, prorated, message)
@@ -339,7 +367,7 @@ class SeatChange:
     unit_amount: int
     currency: str
     interval: str
-    recurring_amount: int  # each period's bill for the seats, after the change
+    recurring_amount: int  # each period's bill for the seats after the change (and the discounts)
     prorated_amount: int  # for the rest of this period (negative: a credit)
     amount_due_now: int  # billed at once (SEAT_PRORATION=always_invoice), else 0
     applied: bool
@@ -366,7 +394,8 @@ def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
         return members
 
     members = refuse_below_members()
-    prorated, _due = _prorated(per_seat, seats)
+    prices = _seat_prices(per_seat, seats, (seats,))
+    prorated = prices.prorated
     before, applied = per_seat.sub.quantity, False
     if not preview:
         with seat_claim(org_id):
@@ -378,6 +407,6 @@ def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
     billed_now = get_settings().seat_proration == "always_invoice"
     return SeatChange(
         from_seats=before, to_seats=seats, members=members, unit_amount=per_seat.unit_amount,
-        currency=per_seat.currency, interval=per_seat.interval, recurring_amount=per_seat.unit_amount * seats,
+        currency=per_seat.currency, interval=per_seat.interval, recurring_amount=prices.per_period[seats],
         prorated_amount=prorated, amount_due_now=max(prorated, 0) if billed_now else 0, applied=applied,
     )

@@ -20,6 +20,7 @@ from tests.teams.helpers import (
     join,
     quantity_at_stripe,
     role_headers,
+    stripe_subscription,
     token_of,
 )
 
@@ -133,6 +134,28 @@ def test_per_seat_invitation_shows_its_cost_and_seats_change(client, tokens, str
     err(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 0}), 422, "VALIDATION_ERROR")
     err(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": "5"}), 422, "VALIDATION_ERROR")
     err(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 5, "extra": 1}), 422, "VALIDATION_ERROR")
+
+
+def test_a_coupon_holder_is_shown_the_seat_price_it_will_pay(client, tokens, stripe_env):
+    """50% off forever: a seat adds $4.00 a month, not the $8.00 list price, beside Stripe's prorated
+    figure, and buying seats shows each period's bill after the discount."""
+    buy_team(tokens.org, stripe_env)  # 3 members: 3 seats at $8
+    c = stripe_env.client
+    sub = stripe_subscription(tokens.org, stripe_env)
+    c.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": c.v1.coupons.create(params={"percent_off": 50, "duration": "forever"}).id}]})
+    created = ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "dave@example.com"}))
+    cost = created["costPreview"]
+    assert (cost["seatsAdded"], cost["amount"]) == (1, 400)
+    assert cost["message"].startswith("adds $4.00 a month; $") and 0 < cost["proratedAmount"] <= 400
+    invitations.accept(invitee("dave@example.com"), token_of(created["inviteUrl"]))
+    pending = c.v1.invoice_items.list(params={"customer": sub.customer, "pending": True}).data
+    assert sum(ii.amount for ii in pending) == cost["proratedAmount"]  # what Stripe will bill for it
+
+    preview = ok(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 6, "preview": True}))
+    assert (preview["fromSeats"], preview["recurringAmount"]) == (4, 6 * 400)
+    renewal = c.v1.invoices.create_preview(params={"subscription": sub.id, "subscription_details": {
+        "items": [{"id": sub["items"]["data"][0]["id"], "quantity": 6}], "proration_behavior": "none"}})
+    assert renewal.total - sum(ii.amount for ii in pending) == preview["recurringAmount"]
 
 
 def test_error_codes_of_the_teams_routes(client, tokens, stripe_env):

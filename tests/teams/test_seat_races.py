@@ -56,15 +56,15 @@ def billed_at_stripe(org, sandbox) -> tuple[str, int]:
 
 def test_a_seat_purchase_racing_a_switch_to_a_flat_plan_does_not_multiply_the_flat_price(org, stripe_env, monkeypatch):
     buy_team(org, stripe_env)  # 3 seats at $8.00
-    real, raced = seat_billing._prorated, []
+    real, raced = seat_billing._seat_prices, []
 
-    def then_another_tab_switches_plan(per_seat, quantity):
-        result = real(per_seat, quantity)
+    def then_another_tab_switches_plan(per_seat, quantity, per_period_of):
+        result = real(per_seat, quantity, per_period_of)
         if not raced:  # after change_seats decided "per seat", before it takes the seat claim
             raced.append(change_plan(org.admin, period_id("business", "MONTHLY"), preview=False))  # $99 flat, at once
         return result
 
-    monkeypatch.setattr(seat_billing, "_prorated", then_another_tab_switches_plan)
+    monkeypatch.setattr(seat_billing, "_seat_prices", then_another_tab_switches_plan)
     error = expect(ErrorCode.SEAT_CHANGE_IN_PROGRESS, seat_billing.change_seats, org.admin, 10, preview=False)
     assert "nothing was changed" in error.message and "try again" in error.message
     assert billed_at_stripe(org, stripe_env) == (price_of("business"), 1)
