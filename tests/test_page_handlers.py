@@ -244,11 +244,9 @@ def test_only_admins_see_why_an_invitation_could_not_be_accepted(org, roomy_free
 SWITCHED = "This page shows Acme, but you switched to Globex in another tab. Reload the page to continue."
 
 
-def _acme_tab_after_a_switch_to_globex(state_cls):
-    """An admin of Acme and Globex (Bob a member of both) with a tab of `state_cls` showing Acme, and
-    another tab of the same browser that switched the session to Globex since."""
+def _acme_tab(state_cls):
+    """An admin of Acme and Globex (Bob a member of both) with a tab of `state_cls` showing Acme, and its session."""
     from billing_app.models import Role
-    from billing_app.state import AuthState
     from tests.api.helpers import add_membership
     from tests.billing.helpers import make_org
 
@@ -262,6 +260,14 @@ def _acme_tab_after_a_switch_to_globex(state_cls):
     acme_tab = session_tab(state_cls, token)
     run_async(run_event(state_cls.load.fn(acme_tab)))
     assert acme_tab.org_name == "Acme"
+    return acme, globex, acme_tab, token
+
+
+def _acme_tab_after_a_switch_to_globex(state_cls):
+    """`_acme_tab`, and another tab of the same browser that switched the session to Globex since."""
+    from billing_app.state import AuthState
+
+    acme, globex, acme_tab, token = _acme_tab(state_cls)
     other_tab = session_tab(AuthState, token)
     run_async(run_event(AuthState.switch_org.fn(other_tab, str(globex.id))))
     return acme, globex, acme_tab
@@ -355,3 +361,4 @@ def test_no_action_of_a_tab_showing_acme_reaches_globex_after_another_tab_switch
     shown = [getattr(acme_tab, field, "") for field in ("error", "flow_error", "details_error", "message")]
     assert SWITCHED in shown or action == "load_cost", shown  # load_cost says nothing when refused
     assert calls == [] and acme_tab.org_name == "Acme"
+

@@ -63,8 +63,8 @@ def test_a_delayed_payment_that_bounced_is_failed(org, stripe_env):
     assert check_outcome(token, started.session_id) == ("failed", "", "")
 
 
-def _switch_in_another_tab(org, monkeypatch):
-    """A tab showing Acme's open checkout; then another tab of the same browser switches to Globex."""
+def _acme_checkout_tab(org, monkeypatch):
+    """A tab showing Acme's open checkout, its admin also an admin of Globex."""
     globex = make_org("Globex", "admin@globex.example", "member@globex.example")
     add_membership(globex.id, org.admin.user_id, Role.ADMIN)
     token = session_of("admin@acme.example", org.id)
@@ -74,6 +74,12 @@ def _switch_in_another_tab(org, monkeypatch):
     monkeypatch.setattr(confirm, "POLL_TIMES", 1)
     run_async(run_event(ConfirmState.load.fn(tab)))
     assert (tab.phase, tab.org_name) == ("checking", "Acme")  # open: still pending
+    return tab, token, globex
+
+
+def _switch_in_another_tab(org, monkeypatch):
+    """`_acme_checkout_tab`; then another tab of the same browser switches to Globex."""
+    tab, token, globex = _acme_checkout_tab(org, monkeypatch)
     other_tab = session_tab(AuthState, token)
     run_async(run_event(AuthState.switch_org.fn(other_tab, str(globex.id))))
     return tab, token, globex
