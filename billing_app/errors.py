@@ -20,6 +20,8 @@ class ErrorCode(str, enum.Enum):
     LAST_ADMIN = "LAST_ADMIN"
     NO_ORGANIZATION = "NO_ORGANIZATION"
     ORG_SWITCHED = "ORG_SWITCHED"
+    # Not (or no longer) a member of the organization named: removed, or left it in another tab.
+    NOT_A_MEMBER = "NOT_A_MEMBER"
     FORBIDDEN = "FORBIDDEN"
     BILLING_NOT_CONFIGURED = "BILLING_NOT_CONFIGURED"
     SUBSCRIPTION_PERIOD_NOT_FOUND = "SUBSCRIPTION_PERIOD_NOT_FOUND"
@@ -93,6 +95,7 @@ HTTP_STATUS = {
     ErrorCode.LAST_ADMIN: 409,
     ErrorCode.NO_ORGANIZATION: 404,
     ErrorCode.ORG_SWITCHED: 409,
+    ErrorCode.NOT_A_MEMBER: 403,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.BILLING_NOT_CONFIGURED: 503,
     ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND: 404,

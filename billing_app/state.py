@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from collections.abc import Iterable
 
 import reflex as rx
 from reflex_base.event import Event
@@ -98,13 +99,19 @@ SIGNED_OUT = (ErrorCode.UNAUTHENTICATED, ErrorCode.SESSION_EXPIRED)  # refusals 
 RELOAD_TO_CONTINUE = "Reload the page to continue."  # a reloaded page shows the org switched to
 
 
-def refuse_if_switched(actor: Actor, shown_id: int, shown_name: str = "") -> None:
+def refuse_if_switched(actor: Actor, orgs: Iterable[accounts.OrgChoice], shown_id: int, shown_name: str = "") -> None:
     """Refuse an action whose tab shows another org than the session's current one (a switch in
-    another tab of the same browser): it would act on an org the page never showed. One in no
-    organization any more (they left, or were removed) did not switch: NO_ORGANIZATION, which sends
-    the tab home as a page load does (`AuthState._signed_out`)."""
+    another tab of the same browser): it would act on an org the page never showed. `orgs`: the
+    user's organizations now. One who is no longer in the org the tab shows did not switch: in no
+    organization any more, NO_ORGANIZATION, which sends the tab home as a page load does
+    (`AuthState._signed_out`); still in another, NOT_A_MEMBER, saying so."""
     if shown_id and actor.org_id is None:
         actor.require_org()
+    if shown_id and all(org.id != shown_id for org in orgs):
+        raise AppError(
+            ErrorCode.NOT_A_MEMBER,
+            f"You are no longer a member of {shown_name or 'the organization this page shows'}. {RELOAD_TO_CONTINUE}",
+        )
     if (actor.org_id or 0) != shown_id:
         shown = shown_name or ("another organization" if shown_id else "no organization")
         raise AppError(
@@ -169,7 +176,7 @@ class AuthState(rx.State):
                 raise found
             actor, orgs = found
         if keep_org:
-            refuse_if_switched(actor, self.org_id, self.org_name)
+            refuse_if_switched(actor, orgs, self.org_id, self.org_name)
         self._show(actor, orgs)
         return actor
 
@@ -203,7 +210,7 @@ class AuthState(rx.State):
             session_hash, shown_id, shown_name = self._session_hash, self.org_id, self.org_name
         actor, orgs = await asyncio.to_thread(self._resolve, session_hash)
         if keep_org:
-            refuse_if_switched(actor, shown_id, shown_name)
+            refuse_if_switched(actor, orgs, shown_id, shown_name)
         async with self:
             self._show(actor, orgs)
         return actor

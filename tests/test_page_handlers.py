@@ -362,3 +362,28 @@ def test_no_action_of_a_tab_showing_acme_reaches_globex_after_another_tab_switch
     assert SWITCHED in shown or action == "load_cost", shown  # load_cost says nothing when refused
     assert calls == [] and acme_tab.org_name == "Acme"
 
+
+# --- a user removed from the org a tab shows, still in another: they did not switch ------------------
+
+NO_LONGER = "You are no longer a member of Acme. Reload the page to continue."
+
+
+@pytest.mark.parametrize(("page", "action"), [("MembersState", "remove"), ("BillingState", "open_portal"),
+                                              ("BillingState", "confirm_cancel_flow")])
+def test_an_action_of_a_tab_showing_an_org_the_user_was_removed_from_says_so(page, action, db, roomy_free_tier, monkeypatch):
+    # It said "This page shows Acme, but you switched to Globex in another tab": an admin removed them.
+    from dataclasses import replace
+
+    from billing_app.auth import members
+    from billing_app.models import Role
+
+    state_cls = _org_page(page)
+    acme, globex, acme_tab, _ = _acme_tab(state_cls)
+    members.change_role(acme.admin, user_id=acme.member.user_id, role=Role.ADMIN)
+    members.remove_member(replace(acme.member, role=Role.ADMIN), acme.admin.user_id)  # Bob removes them; Globex stays
+    calls = _count_stripe_calls(monkeypatch)
+    run_async(run_event(getattr(state_cls, action).fn(acme_tab, *ORG_PAGE_ACTIONS[page][action])))
+    shown = [getattr(acme_tab, field, "") for field in ("error", "flow_error", "details_error", "message")]
+    assert NO_LONGER in shown, shown
+    assert calls == [] and acme_tab.org_name == "Acme"
+    assert _orgs_of(acme.admin.user_id) == [globex.id] and globex.id in _orgs_of(acme.member.user_id)  # nothing changed

@@ -2,8 +2,9 @@
 
 A plain HTTP route (not the websocket) so a large export streams to a file; the
 browser's session cookie authenticates it, with the same checks as the page (the link names the org
-the page shows, so a switch in another tab since is refused, ORG_SWITCHED). The filters are
-checked by `PaymentFilter.parse`, as for the page and the REST API; a refusal is the API's envelope.
+the page shows, so a switch in another tab since is refused, ORG_SWITCHED, and so is a user no longer
+in that org, NOT_A_MEMBER). The filters are checked by `PaymentFilter.parse`, as for the page and
+the REST API; a refusal is the API's envelope.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from billing_app.state import SESSION_COOKIE, refuse_if_switched
 def _admin(cookie: str, shown_org: str | None) -> accounts.Actor:
     with session_scope() as session:
         actor = accounts.actor_for_session(session, cookie)
-    if shown_org is not None:  # the page's link names the org it shows: a switch in another tab since is refused
-        refuse_if_switched(actor, id_from_text(shown_org) or 0)
+        if shown_org is not None:  # the page's link names the org it shows: a switch in another tab since is refused
+            refuse_if_switched(actor, accounts.organizations_of(session, actor.user_id), id_from_text(shown_org) or 0)
     # Checked here too (export_csv checks again) so a refusal gets its status before streaming starts.
     actor.require_role(Role.ADMIN)
     return actor

@@ -480,7 +480,7 @@ def switch_org_hash(session: Session, session_hash: str, org_id: int) -> Actor:
         select(Membership).where(Membership.user_id == actor.user_id, Membership.org_id == org_id)
     ).first()
     if member is None:
-        raise AppError(ErrorCode.FORBIDDEN, "You are not a member of that organization.")
+        raise AppError(ErrorCode.NOT_A_MEMBER, "You are not a member of that organization.")
     _session_row(session, session_hash).current_org_id = org_id
     member.last_used_at = utcnow()  # the next login starts here (start_session)
     session.flush()

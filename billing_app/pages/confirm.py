@@ -28,19 +28,21 @@ def check_outcome(session_ref: str, session_id: str, shown: tuple[int, str] | No
     so it runs in a thread outside the state lock. Each check counts against a Stripe rate limit
     (limits.hit_stripe: an admin's against the organization's, a member's against their own).
     `shown`: the (id, name) of the org the tab shows; a session switched to another org since is
-    refused (ORG_SWITCHED) before any check. Raises AppError only for those two: the browser session
-    is not valid, or it switched. A user in no organization (they left, or were removed from, the
-    checkout's while it was open) is told so: every checkout is an organization's, none is theirs.
+    refused (ORG_SWITCHED) before any check, and so is a user no longer in it (NOT_A_MEMBER). Raises
+    AppError only for those: the browser session is not valid, it switched, or the org is not theirs.
+    A user in no organization (they left, or were removed from, the checkout's while it was open) is
+    told so: every checkout is an organization's, none is theirs.
     """
     with session_scope() as session:
         if session_ref.startswith("sess_"):
             actor = accounts.actor_for_session(session, session_ref)
         else:
             actor = accounts.actor_for_session_hash(session, session_ref)
+        orgs = accounts.organizations_of(session, actor.user_id) if shown is not None else []
     if actor.org_id is None:  # before the switch check: they switched to nothing, they left
         return "no_organization", "", ""
     if shown is not None:
-        refuse_if_switched(actor, *shown)
+        refuse_if_switched(actor, orgs, *shown)
     try:
         limits.hit_stripe(actor)
         status = checkout_status(actor, session_id)
@@ -57,7 +59,7 @@ def check_outcome(session_ref: str, session_id: str, shown: tuple[int, str] | No
 
 class ConfirmState(AuthState):
     # checking | success | clearing | failed | expired | processing | not_found | no_organization
-    # | switched (`error` says why)
+    # | switched (`error` says why) | not_member (no longer in the org shown, still in another)
     phase: str = "checking"
     error: str = ""
     plan_name: str = ""
@@ -92,19 +94,26 @@ class ConfirmState(AuthState):
             outcome = await asyncio.to_thread(check_outcome, await self._hash(), session_id, shown)
         except AppError as error:
             async with self:
-                if error.code == ErrorCode.ORG_SWITCHED:
-                    self._show_switched(visit, error)
-                    return
-                redirect = self._signed_out(error)
-            yield redirect
+                redirect = self._after_refusal(visit, error)
+            if redirect is not None:
+                yield redirect
             return
         if await self._show_outcome(visit, outcome):
             yield ConfirmState.poll(visit)
 
-    def _show_switched(self, visit: int, error: AppError) -> None:
-        """The "switched" panel, whose buttons are the ways on (a reload would adopt the other org)."""
-        if self.visit == visit:
-            self.phase, self.error = "switched", error.message.removesuffix(" " + RELOAD_TO_CONTINUE)
+    def _after_refusal(self, visit: int, error: AppError):
+        """A check's refusal: a panel for the org this tab shows, else the way out (`_signed_out`:
+        login, or home for a user in no organization)."""
+        return None if self._show_not_shown_org(visit, error) else self._signed_out(error)
+
+    def _show_not_shown_org(self, visit: int, error: AppError) -> bool:
+        """A refusal to act for the org this tab shows: the "switched" panel, whose buttons are the
+        ways on (a reload would adopt the other org), or "not_member" when it is not the user's any
+        more (nothing to switch back to). False for any other refusal."""
+        phase = {ErrorCode.ORG_SWITCHED: "switched", ErrorCode.NOT_A_MEMBER: "not_member"}.get(error.code)
+        if phase is not None and self.visit == visit:
+            self.phase, self.error = phase, error.message.removesuffix(" " + RELOAD_TO_CONTINUE)
+        return phase is not None
 
     async def _show_outcome(self, visit: int, outcome: tuple[str, str, str]) -> bool:
         """Show a check's outcome (unless the page was opened again meanwhile); True: still pending, poll."""
@@ -140,13 +149,9 @@ class ConfirmState(AuthState):
         try:
             outcome = await asyncio.to_thread(switch_and_check)
             await self._actor_in_background(keep_org=True)  # the navbar shows the org switched back to
-        except AppError as error:
-            redirect = None
+        except AppError as error:  # no longer a member, switched again meanwhile, or signed out
             async with self:
-                if error.code in (ErrorCode.UNAUTHENTICATED, ErrorCode.SESSION_EXPIRED):
-                    redirect = self._signed_out(error)
-                else:  # no longer a member, or switched again meanwhile
-                    self._show_switched(visit, error)
+                redirect = self._after_refusal(visit, error)
             if redirect is not None:
                 yield redirect
             return
@@ -182,9 +187,8 @@ class ConfirmState(AuthState):
                 # Stripe and the database are read outside the lock, so the page stays responsive.
                 outcome = await asyncio.to_thread(check_outcome, token, session_id, shown)
             except AppError as error:
-                if error.code == ErrorCode.ORG_SWITCHED:
-                    async with self:
-                        self._show_switched(visit, error)
+                async with self:
+                    self._show_not_shown_org(visit, error)
                 return
             if outcome[0] not in ("processing", "checking"):
                 async with self:
@@ -208,6 +212,15 @@ def _panel(icon: str, color: str, title: str, *children) -> rx.Component:
         ),
         width="100%",
         max_width="32em",
+    )
+
+
+def _no_longer_in_the_org(way_on: rx.Component) -> rx.Component:
+    return _panel(
+        "building-2", "gray", "You are no longer in this organization",
+        rx.text("This checkout was for an organization you have left or were removed from, so its "
+                "outcome is for that organization's admins to see on their billing page."),
+        way_on,
     )
 
 
@@ -241,12 +254,9 @@ def confirm_page() -> rx.Component:
                                     rx.button("Switch back to " + ConfirmState.org_name, on_click=ConfirmState.switch_back,
                                               id="switch-back"),
                                     link_button("Go to billing", href=routes.BILLING, variant="soft"))),
-                ("no_organization", _panel(
-                    "building-2", "gray", "You are no longer in this organization",
-                    rx.text("This checkout was for an organization you have left or were removed from, so its "
-                            "outcome is for that organization's admins to see on their billing page."),
-                    link_button("Go to the home page", href=routes.HOME),
-                )),
+                ("no_organization", _no_longer_in_the_org(link_button("Go to the home page", href=routes.HOME))),
+                # Still in another organization: its billing page (the session's current org).
+                ("not_member", _no_longer_in_the_org(link_button("Go to billing", href=routes.BILLING))),
                 ("not_found", _panel("search-x", "gray", "We could not find this checkout",
                                      rx.text("The link may be wrong or belong to another organization."), _back_to_pricing())),
                 _panel("loader", "iris", "Confirming your payment…", rx.spinner(size="3"), rx.text("This takes a few seconds.", color_scheme="gray")),

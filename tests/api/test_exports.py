@@ -99,3 +99,26 @@ def test_the_pages_link_exports_the_org_it_shows_or_is_refused(database_url, db)
     refused = client.get(f"/api/billing/payments.csv?org={own}", cookies=cookie)
     assert refused.status_code == 409 and refused.json()["error_code"] == "ORG_SWITCHED", refused.text
     assert "switched to Acme in another tab" in refused.json()["message"]
+
+
+def test_the_pages_link_of_an_org_the_user_was_removed_from_says_so(database_url, db):
+    """Removed from the org the payments page shows while still in another: not "you switched"."""
+    from dataclasses import replace
+
+    from billing_app.auth import members
+    from billing_app.models import Role
+    from tests.api.helpers import add_membership
+
+    acme = make_org("Acme", "admin@acme.example", "bob@acme.example")
+    globex = make_org("Globex", "admin@globex.example", "carol@globex.example")
+    add_membership(globex.id, acme.admin.user_id, Role.ADMIN)
+    client = TestClient(build_api())
+    cookie = cookie_for("admin@acme.example", acme.id)
+    assert client.get(f"/api/billing/payments.csv?org={acme.id}", cookies=cookie).status_code == 200
+    members.change_role(acme.admin, user_id=acme.member.user_id, role=Role.ADMIN)
+    members.remove_member(replace(acme.member, role=Role.ADMIN), acme.admin.user_id)  # by Bob; Globex stays
+    refused = client.get(f"/api/billing/payments.csv?org={acme.id}", cookies=cookie)
+    # It answered 409 ORG_SWITCHED: "… but you switched to Globex in another tab."
+    assert refused.status_code == 403 and refused.json()["error_code"] == "NOT_A_MEMBER", refused.text
+    assert refused.json()["message"] == ("You are no longer a member of the organization this page shows. "
+                                         "Reload the page to continue.")

@@ -193,7 +193,7 @@ def test_switching_org_needs_membership(db):
     register(email="eve@example.com", org="Eve's Org")
     eve_org = db.exec(select(Organization.id).where(Organization.name == "Eve's Org")).one()
     with session_scope() as s:
-        expect(ErrorCode.FORBIDDEN, accounts.switch_org, s, token, eve_org)
+        expect(ErrorCode.NOT_A_MEMBER, accounts.switch_org, s, token, eve_org)
     assert actor(token).org_name == "Bob's Org"
 
 

@@ -1,10 +1,12 @@
 """The confirmation page's check, as its poller runs it (a plain function, outside the state lock)."""
 
+from dataclasses import replace
+
 import pytest
 from sqlmodel import delete
 
 from billing_app import limits, routes
-from billing_app.auth import accounts
+from billing_app.auth import accounts, members
 from billing_app.billing.checkout import start_checkout
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -151,6 +153,29 @@ def test_switching_back_to_an_org_one_has_left_is_refused_and_checks_nothing(org
 
     run_async(run_event(ConfirmState.switch_back.fn(tab)))
 
-    assert tab.phase == "switched" and tab.error == "You are not a member of that organization."
+    # It showed the "switched" panel again, offering "Switch back to Acme" once more.
+    assert tab.phase == "not_member" and tab.org_name == "Acme"
     with session_scope() as s:
         assert accounts.actor_for_session(s, token).org_id == globex.id
+
+
+def _removed_from_acme(org, monkeypatch):
+    """`_acme_checkout_tab`; then Acme's member, made an admin, removes its admin (still in Globex)."""
+    tab = _acme_checkout_tab(org, monkeypatch)[0]
+    members.change_role(org.admin, user_id=org.member.user_id, role=Role.ADMIN)
+    members.remove_member(replace(org.member, role=Role.ADMIN), org.admin.user_id)
+    monkeypatch.setattr(limits, "hit_stripe", lambda actor: pytest.fail("a Stripe check for an org the user is not in"))
+    return tab
+
+
+@pytest.mark.parametrize("check", ["poll", "check again"])
+def test_the_confirmation_page_of_one_removed_from_the_checkouts_org_says_so_not_switch_back(org, stripe_env, monkeypatch, check):
+    # It said "You switched organization … you switched to Globex in another tab" and offered
+    # "Switch back to Acme", an org they are no longer in.
+    tab = _removed_from_acme(org, monkeypatch)
+    if check == "poll":
+        run_async(ConfirmState._poll(tab, tab.visit))
+    else:
+        tab.phase = "processing"
+        run_async(run_event(ConfirmState.retry.fn(tab)))
+    assert (tab.phase, tab.org_name) == ("not_member", "Acme")
