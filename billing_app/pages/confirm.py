@@ -89,10 +89,20 @@ class ConfirmState(AuthState):
             self.phase, self.plan_name, self.renewal, self.error = "checking", "", "", ""
             session_id = self.router.url.query_parameters.get("session_id", "")
             shown = (self.org_id, self.org_name) if for_shown_org else None
-        try:
+
+        async def check() -> tuple[str, str, str]:
             await self._actor_in_background(keep_org=for_shown_org)  # refreshes the navbar; raises when signed out
-            outcome = await asyncio.to_thread(check_outcome, await self._hash(), session_id, shown)
-        except AppError as error:
+            return await asyncio.to_thread(check_outcome, await self._hash(), session_id, shown)
+
+        async for event in self._show_check(visit, check):
+            yield event
+
+    async def _show_check(self, visit: int, check):
+        """Await `check` and show what it found: the outcome (polling while it is pending), or for a
+        refusal its panel or the way out."""
+        try:
+            outcome = await check()
+        except AppError as error:  # no longer a member, switched meanwhile, or signed out
             async with self:
                 redirect = self._after_refusal(visit, error)
             if redirect is not None:
@@ -146,17 +156,13 @@ class ConfirmState(AuthState):
             # `shown`: if yet another switch came in between, it is refused before any Stripe check.
             return check_outcome(session_hash, session_id, shown)
 
-        try:
+        async def check() -> tuple[str, str, str]:
             outcome = await asyncio.to_thread(switch_and_check)
             await self._actor_in_background(keep_org=True)  # the navbar shows the org switched back to
-        except AppError as error:  # no longer a member, switched again meanwhile, or signed out
-            async with self:
-                redirect = self._after_refusal(visit, error)
-            if redirect is not None:
-                yield redirect
-            return
-        if await self._show_outcome(visit, outcome):
-            yield ConfirmState.poll(visit)
+            return outcome
+
+        async for event in self._show_check(visit, check):
+            yield event
 
     async def _hash(self) -> str:
         async with self:
