@@ -423,7 +423,9 @@ _RENEW = update(T).where(T.c.id.in_(select(T.c.id).where(_OURS).with_for_update(
 )
 
 
-_START = update(T).where(_OURS).values(claimed_by=_TOKEN + bindparam("mark", type_=String()))
+_MARKED = _TOKEN + bindparam("mark", type_=String())
+# Rows already bearing the mark are left alone: each round of slots filled names every row beside it again.
+_START = update(T).where(_OURS, T.c.claimed_by != _MARKED).values(claimed_by=_MARKED)
 
 
 def start(ids: Iterable[int], token: str, *, alone: bool, beside: Iterable[int] = ()) -> int:

@@ -7,6 +7,7 @@ The killed worker is a real process that dies in the middle of its sync
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -317,3 +318,18 @@ def test_a_live_workers_last_attempt_whose_lease_just_ran_out_is_taken_over_not_
     Worker(other, clock=lambda: last + lease + timedelta(seconds=1)).run_once()
 
     assert other.calls == ["cus_slow"] and row(ev["id"]).state == "processed"
+
+
+def test_starting_syncs_rewrites_each_row_about_once_not_once_per_round(database_url, monkeypatch):
+    """`start` marks the rows beside the syncs it starts (in flight, or synced and not yet recorded): only
+    those not marked so already, or a burst of quick customers rewrote rows customers x flush_every times."""
+    customers = 200
+    assert all(eventlog.store_events([(e, json.dumps(e)) for e in (event("invoice.paid", f"cus_{i}") for i in range(customers))]))
+    real_start, rewritten = eventlog.start, []
+    monkeypatch.setattr(eventlog, "start", lambda *args, **kwargs: rewritten.append(real_start(*args, **kwargs)))
+
+    report = Worker(CountingSync(), ingest_busy=None, concurrency=4, batch_size=customers).run_once()
+
+    assert len(report.synced) == customers
+    # Each row once as its sync starts, and once more at most: a row started alone, then beside a later one.
+    assert sum(rewritten) <= 2 * customers, f"{sum(rewritten)} rows rewritten in {len(rewritten)} statements"
