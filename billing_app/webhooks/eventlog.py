@@ -174,7 +174,15 @@ _CHOOSE = (
     .limit(bindparam("limit"))
 )
 _suspect = T.alias("suspect")
-_AT_LIMIT = and_(_due(_NOW, _suspect), _suspect.c.attempts >= _MAX_ATTEMPTS, _suspect.c.customer_id.is_not(None))
+_LONG_RUN_OUT = bindparam("long_run_out")  # a lease before now: a lease that ran out before it is its dead holder's
+# A row whose sync ran alone and whose lease ran out less than a lease ago is not claimed again: its worker
+# either lives (its heartbeat renews or it records) or died, and `_GIVE_UP` then fails it once that lease has
+# passed. Claimed at once, a worker of another host would die of it in turn, and so on without end.
+_AT_LIMIT = and_(
+    _due(_NOW, _suspect), _suspect.c.attempts >= _MAX_ATTEMPTS, _suspect.c.customer_id.is_not(None),
+    or_(_suspect.c.claimed_by.is_(None), _suspect.c.claimed_by.not_like("%" + STARTED_ALONE),
+        _suspect.c.claimed_until < _LONG_RUN_OUT),
+)
 _HAS_DUE_AT_LIMIT = select(_suspect.c.id).where(_AT_LIMIT).limit(1)
 # The oldest such customer nobody holds, alone: all its due events, and no one else's.
 _CHOOSE_ALONE = (
@@ -215,7 +223,7 @@ DIED_ERROR = "worker died during its sync"
 _DIED = dict(state=FAILED, last_error=DIED_ERROR, next_attempt_at=None, **_UNCLAIMED)
 _DIED_AT_LIMIT = and_(T.c.claimed_by.like("%" + STARTED_ALONE), T.c.attempts >= _MAX_ATTEMPTS)
 _GIVE_UP = update(T).where(
-    T.c.id.in_(select(T.c.id).where(_due(_NOW), _DIED_AT_LIMIT, T.c.claimed_until < bindparam("long_run_out"))
+    T.c.id.in_(select(T.c.id).where(_due(_NOW), _DIED_AT_LIMIT, T.c.claimed_until < _LONG_RUN_OUT)
                .with_for_update(skip_locked=True)),
 ).values(**_DIED).returning(*_RETURNING)
 

@@ -320,6 +320,31 @@ def test_a_live_workers_last_attempt_whose_lease_just_ran_out_is_taken_over_not_
     assert other.calls == ["cus_slow"] and row(ev["id"]).state == "processed"
 
 
+def test_a_poison_event_at_the_limit_is_given_up_not_ping_ponged_between_two_hosts(database_url):
+    """Workers on two hosts (neither's restart can prove the other's process dead) poll a second after the
+    other's lease ran out: the poison event at the limit waits out the dead claim's last lease, untaken,
+    then is given up. Each death is a claim that started its sync alone and never recorded."""
+    ev = event("invoice.paid", "cus_poison")
+    eventlog.store_events([(ev, json.dumps(ev))])
+    hosts = [owners.Owner("host-a@00000000", 4242, "aaaa0000"), owners.Owner("host-b@00000000", 4343, "bbbb0000")]
+    now, deaths, given_up = utcnow(), 0, []
+    for turn in range(3 * MAX_ATTEMPTS):
+        by = hosts[turn % 2]
+        now += SHORT_LEASE + timedelta(seconds=1)
+        if deaths < MAX_ATTEMPTS:  # the climb to the limit: claimed in batches, started alone, died
+            token, claimed = eventlog.claim(10, SHORT_LEASE, now, by=by, max_attempts=MAX_ATTEMPTS)
+        else:
+            token, claimed, given_up = eventlog.claim_alone(10, SHORT_LEASE, now, by=by, max_attempts=MAX_ATTEMPTS)
+        if given_up:
+            break
+        if claimed:
+            eventlog.start([c.id for c in claimed], token, alone=True)
+            deaths += 1
+    stored = row(ev["id"])
+    assert [e.stripe_event_id for e in given_up] == [ev["id"]], f"{deaths} deaths, still {stored.state}"
+    assert (stored.state, stored.attempts, deaths) == ("failed", MAX_ATTEMPTS, MAX_ATTEMPTS)
+
+
 def test_starting_syncs_rewrites_each_row_about_once_not_once_per_round(database_url, monkeypatch):
     """`start` marks the rows beside the syncs it starts (in flight, or synced and not yet recorded): only
     those not marked so already, or a burst of quick customers rewrote rows customers x flush_every times."""
