@@ -53,8 +53,8 @@ log = structlog.get_logger(__name__)
 # Longer than the Stripe calls an upgrade makes while it holds the row (each at most
 # gateway.worst_case_call_seconds()); a holder of this host that died is taken over at once.
 CLAIM_SECONDS = 600
-# How long a sync waits for a plan or seat change holding the org's seat claim; past that the
-# change's own re-sync (or a later sync) judges the rows.
+# How long a sync waits for a plan or seat change holding the org's seat claim; past that a later sync
+# judges the rows (the webhook worker retries the deferred sync's events).
 SEAT_WAIT_SECONDS = 5
 
 T = SetAsideChange.__table__
@@ -128,9 +128,15 @@ def dropped(subscription_id: int) -> Iterator[bool]:
     _forget(subscription_id, claim)
 
 
+class Deferred(Exception):
+    """The org's seat claim stayed busy: the set-aside changes to judge are left for a later sync."""
+
+
 def judge_lapsed(client, org_id: int, subscriptions: list[dict]) -> bool:
     """Judge the org's set-aside changes whose upgrade no longer waits in `subscriptions` (a sync's
-    reads); True when one was put back at Stripe (the mirror is then behind)."""
+    reads); True when one was put back at Stripe (the mirror is then behind). Raises `Deferred` when
+    a plan or seat change holds the org's seat claim too long: nothing else may judge them before the
+    period ends, so the webhook worker retries the sync's events (the rows stay; judging is idempotent)."""
     with session_scope() as session:
         rows = session.exec(select(SetAsideChange.subscription_id, OrgSubscription.stripe_id)
                             .join(OrgSubscription, OrgSubscription.id == SetAsideChange.subscription_id)
@@ -144,7 +150,7 @@ def judge_lapsed(client, org_id: int, subscriptions: list[dict]) -> bool:
             held.enter_context(seat_claim(org_id, SEAT_WAIT_SECONDS))
         except AppError:
             log.info("billing.set_aside_change_deferred", org=org_id, reason="a plan or seat change is being made")
-            return False
+            raise Deferred("judging a set-aside change deferred: a plan or seat change is being made") from None
         put_back = False
         for subscription_id, stripe_id in rows:
             claim = _claim(subscription_id)

@@ -61,6 +61,8 @@ class SyncReport:
     changes: list[str] = field(default_factory=list)
     snapshot: Snapshot | None = field(default=None, repr=False)
     stale: bool = False  # a sync that read Stripe later had already written; this one wrote nothing
+    # Written, but a set-aside change is left to judge (set_aside.Deferred): the webhook worker retries.
+    deferred: str | None = None
 
 
 def _from_epoch(value: int | None) -> datetime | None:
@@ -526,13 +528,18 @@ def sync_customer(customer_id: str) -> SyncReport:
 
     A purchase beyond the org's first (a second charge) is canceled and refunded, and a downgrade
     set aside for an upgrade that lapsed is put back (billing/set_aside.py); either way the customer
-    is read again so the mirror shows the outcome (billing/duplicates.py).
+    is read again so the mirror shows the outcome (billing/duplicates.py). A set-aside change that cannot
+    be judged now (`set_aside.Deferred`) is noted in the report's `deferred`: the webhook worker retries.
     """
     client = gateway.stripe_client()
     report = _sync_snapshot(customer_id, _read(client, customer_id))
     if report.org_id is None:
         return report
-    if set_aside.judge_lapsed(client, report.org_id, report.snapshot.subscriptions):
+    try:
+        put_back = set_aside.judge_lapsed(client, report.org_id, report.snapshot.subscriptions)
+    except set_aside.Deferred as deferred:  # the rest of the sync still stands, and is done
+        put_back, report.deferred = False, str(deferred)
+    if put_back:
         # A downgrade put back after the upgrade it was set aside for lapsed: the mirror shows it.
         restored = _sync_snapshot(customer_id, _read(client, customer_id))
         restored.changes = report.changes + ["scheduled change put back (its upgrade lapsed)"] + restored.changes
@@ -549,6 +556,7 @@ def sync_customer(customer_id: str) -> SyncReport:
         _record_duplicate(customer_id, report.org_id, extra)
     repaired = _sync_snapshot(customer_id, _read(client, customer_id))
     repaired.changes = report.changes + [f"{e.kind} {e.stripe_id}: {_undone(e)} ({duplicates.REASON})" for e in extras] + repaired.changes
+    repaired.deferred = report.deferred
     return repaired
 
 

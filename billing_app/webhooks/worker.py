@@ -270,18 +270,25 @@ class Worker(PassWorker):
         try:
             covers_upto, result = sync.result()
         except Exception as error:  # any failure is retried; the error text is kept on the rows for the admin
-            message = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
-            report.failed.append(customer_id)
-            report.errors.setdefault(message, []).append(customer_id)
-            return eventlog.Failed(events, message)
-        report.synced.append(customer_id)
+            return self._failed(customer_id, events, f"{type(error).__name__}: {getattr(error, 'message', None) or error}", report)
         org_id = getattr(result, "org_id", None)
         if org_id is not None and getattr(result, "changes", True):
             report.changed_orgs.add(org_id)
             if self.announce is not None:
                 self.announce({org_id})
+        # The mirror is written, but a judgment the sync had to leave (sync.SyncReport.deferred) is made
+        # only by a later sync: a failure, so its events are retried.
+        if deferred := getattr(result, "deferred", None):
+            return self._failed(customer_id, events, deferred, report)
+        report.synced.append(customer_id)
         notices = tuple(notification_events.rows_for(result, events))
         return eventlog.Synced([e.id for e in events], customer_id, covers_upto, notices)
+
+    @staticmethod
+    def _failed(customer_id: str, events: list[eventlog.Claimed], message: str, report: PassReport) -> eventlog.Failed:
+        report.failed.append(customer_id)
+        report.errors.setdefault(message, []).append(customer_id)
+        return eventlog.Failed(events, message)
 
     @staticmethod
     def _log(report: PassReport) -> None:

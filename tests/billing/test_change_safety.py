@@ -13,15 +13,17 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlmodel import select
 from structlog.testing import capture_logs
 
 from billing_app.billing import gateway, reservations, retention, set_aside
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.customers import customer_id_for
+from billing_app.billing.seats import seat_claim
 from billing_app.billing.subscriptions import (
     cancel,
     cancel_scheduled_change,
@@ -33,7 +35,9 @@ from billing_app.billing.views import billing_view, subscription_detail
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
 from billing_app.formatting import format_date
-from billing_app.models import PlanPeriod, SeatClaim, SetAsideChange
+from billing_app.models import Payment, PlanPeriod, SeatClaim, SetAsideChange, utcnow
+from billing_app.webhooks import eventlog
+from billing_app.webhooks.worker import Worker
 from tests.billing.helpers import (
     access,
     buy,
@@ -43,6 +47,7 @@ from tests.billing.helpers import (
     period_id,
     subscription,
 )
+from tests.webhooks.helpers import row
 
 
 def _bought_with_a_card_needing_3ds(org, stripe_env):
@@ -547,3 +552,48 @@ def test_keep_current_plan_waits_its_turn_while_a_sync_judges_the_set_aside_down
     expect(ErrorCode.SEAT_CHANGE_IN_PROGRESS, cancel_scheduled_change, org.admin)
     with session_scope() as s:
         assert s.get(SetAsideChange, sub.id) is not None  # still there for the sync to judge
+
+
+def test_a_lapse_whose_judgment_waits_for_a_seat_change_is_retried_by_the_worker_and_put_back(org, stripe_env, db, monkeypatch):
+    """A change holding the org's seat claim past the sync's wait that makes no re-sync of its own (a role
+    change; a member removed on a flat plan): the lapse's event is not recorded processed with its downgrade
+    still set aside, but retried after its backoff, once the claim is free, and the downgrade put back."""
+    monkeypatch.setattr(set_aside, "SEAT_WAIT_SECONDS", 0.2)  # the 5 s wait, shortened (same code path)
+    _clock, customer, sub = _lapsed_not_yet_synced(org, stripe_env, db)
+    holding, done = threading.Event(), threading.Event()
+
+    def seat_change():
+        with seat_claim(org.id):
+            holding.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=seat_change)
+    holder.start()
+    assert holding.wait(10)
+    lapse = {"id": "evt_lapse", "object": "event", "type": "customer.subscription.pending_update_expired",
+             "created": int(time.time()), "data": {"object": {"id": sub.stripe_id, "object": "subscription",
+                                                             "customer": customer.id}}}
+    assert eventlog.store_events([(lapse, json.dumps(lapse))]) == [True]
+    reports = []
+
+    def sync(customer_id):
+        reports.append(sync_customer(customer_id))
+        return reports[-1]
+
+    try:
+        deferred = Worker(sync, ingest_busy=None, concurrency=1).run_once()
+    finally:
+        done.set()
+        holder.join()
+
+    assert deferred.failed == [customer.id]
+    with session_scope() as s:  # the mirror was written all the same: the upgrade's invoice waits no more
+        assert not s.exec(select(Payment).where(Payment.org_id == org.id, Payment.action_required)).all()
+    stored = row("evt_lapse")
+    assert (stored.state, stored.attempts) == ("pending", 1) and "deferred" in stored.last_error
+    assert Worker(sync, ingest_busy=None, concurrency=1).run_once().claimed == 0  # its backoff first
+    later = Worker(sync, ingest_busy=None, concurrency=1, clock=lambda: utcnow() + timedelta(minutes=1)).run_once()
+    assert later.synced == [customer.id] and row("evt_lapse").state == "processed"
+    with session_scope() as s:
+        assert s.get(SetAsideChange, sub.id) is None
+    _kept(stripe_env, db, org)
