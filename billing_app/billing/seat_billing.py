@@ -26,6 +26,7 @@ from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, schedules, subscriptions
 from billing_app.billing.entitlements import count_members, current_subscription
 from billing_app.billing.fresh import Fresh
+from billing_app.billing.profile import NO_UPCOMING_INVOICE
 from billing_app.billing.seats import required_quantity, seat_claim, seats_of
 from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
@@ -265,7 +266,9 @@ class SeatPrices:
     per_period: dict[int, int]  # seats -> each period's bill for them, after the discounts running then
 
 
-def _preview(client, per_seat: PerSeat, customer_id: str, item_id: str, quantity: int, behavior: str) -> dict:
+def _preview(client, per_seat: PerSeat, customer_id: str, item_id: str, quantity: int, behavior: str) -> dict | None:
+    """Stripe's preview of the subscription at `quantity` seats; None for a renewal there is none of
+    (Stripe's "no upcoming invoice": the subscription ends at the period end)."""
     try:
         return gateway.call(
             client.v1.invoices.create_preview,
@@ -276,6 +279,8 @@ def _preview(client, per_seat: PerSeat, customer_id: str, item_id: str, quantity
             },
         )
     except gateway.StripeFailure as failure:
+        if behavior == "none" and failure.code == NO_UPCOMING_INVOICE:
+            return None
         raise subscriptions._refusal(client, per_seat.sub, failure, gateway.unavailable()) from None
 
 
@@ -293,7 +298,7 @@ def _seat_prices(per_seat: PerSeat, quantity: int, per_period_of: tuple[int, ...
     per_period = {}
     for seats in per_period_of:
         renewal = _preview(client, per_seat, fresh.customer_id, item["id"], seats, "none")
-        per_period[seats] = sum(
+        per_period[seats] = per_seat.unit_amount * seats if renewal is None else sum(  # no renewal: the list price
             line["amount"] - sum(d["amount"] for d in line.get("discount_amounts") or [])
             for line in renewal["lines"]["data"] if _period_line_of(line, item["id"])
         )

@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import func, select
 
 from billing_app.auth import invitations
+from billing_app.billing import gateway
 from billing_app.db import session_scope
 from billing_app.models import Invitation, Notification
 from tests.api.helpers import add_membership, err, ok
@@ -156,6 +157,24 @@ def test_a_coupon_holder_is_shown_the_seat_price_it_will_pay(client, tokens, str
     renewal = c.v1.invoices.create_preview(params={"subscription": sub.id, "subscription_details": {
         "items": [{"id": sub["items"]["data"][0]["id"], "quantity": 6}], "proration_behavior": "none"}})
     assert renewal.total - sum(ii.amount for ii in pending) == preview["recurringAmount"]
+
+
+def test_a_seat_price_without_a_renewal_to_preview_is_the_list_price(client, tokens, stripe_env, monkeypatch):
+    """Set to cancel, a subscription may have no next invoice to preview (Stripe's invoice_upcoming_none,
+    which the sandbox does not answer here, so it stands in): the seat's price per period is then its
+    list price, and the invitation still shows its cost rather than none."""
+    buy_team(tokens.org, stripe_env)  # 3 members: 3 seats at $8
+    real_call = gateway.call
+
+    def no_renewal(fn, *args, **kwargs):
+        details = (kwargs.get("params") or {}).get("subscription_details") or {}
+        if fn.__name__ == "create_preview" and details.get("proration_behavior") == "none":
+            raise gateway.StripeFailure("No upcoming invoices for customer", status=400, code="invoice_upcoming_none")
+        return real_call(fn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "call", no_renewal)
+    cost = ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "dave@example.com"}))["costPreview"]
+    assert (cost["seatsAdded"], cost["amount"]) == (1, 800) and cost["message"].startswith("adds $8.00 a month")
 
 
 def test_error_codes_of_the_teams_routes(client, tokens, stripe_env):
