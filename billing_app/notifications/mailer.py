@@ -121,10 +121,7 @@ class SmtpConnection:
     def send(self, smtp_url: str, message: EmailMessage) -> None:
         """Deliver one message through SMTP_URL; raises SmtpError (or OSError) on any failure."""
         try:
-            if self._client is None or self._url != smtp_url:
-                self.close()
-                self._client, self._url = _connect(smtp_url), smtp_url
-            refused = self._client.send_message(message)
+            refused = self._ready(smtp_url).send_message(message)
             if refused:
                 raise SmtpError(f"refused recipients: {', '.join(sorted(refused))}")
         except smtplib.SMTPException as error:
@@ -133,6 +130,20 @@ class SmtpConnection:
         except BaseException:
             self.close()
             raise
+
+    def _ready(self, smtp_url: str) -> smtplib.SMTP:
+        """The connection to send on: the open one while the server still answers it (a provider may
+        close a connection after some messages, or an idle one: found by a NOOP, before anything of
+        the message is sent, so nothing goes twice), else a new one."""
+        if self._client is not None and self._url == smtp_url:
+            try:
+                if self._client.noop()[0] == 250:
+                    return self._client
+            except (smtplib.SMTPException, OSError):
+                pass
+        self.close()
+        self._client, self._url = _connect(smtp_url), smtp_url
+        return self._client
 
     def close(self) -> None:
         client, self._client = self._client, None

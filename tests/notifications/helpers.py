@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import hashlib
@@ -126,6 +127,20 @@ class RefusingServer(SmtpServer):
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+
+@dataclass
+class ClosingServer(SmtpServer):
+    """Like providers that cap messages per connection (or drop an idle one): after `per_connection`
+    messages on a connection the server closes it (the client finds out at its next command)."""
+
+    per_connection: int = 2
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's handler API)
+        answer = await super().handle_DATA(server, session, envelope)
+        if sum(1 for r in self.received if r.connection == session.peer) >= self.per_connection:
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return answer
 
 
 @dataclass

@@ -12,7 +12,7 @@ from billing_app.models import Membership, Notification, Role, User
 from billing_app.notifications import outbox
 from billing_app.notifications.kinds import Kind
 from billing_app.notifications.worker import MailWorker
-from tests.notifications.helpers import CappedServer, RefusingServer
+from tests.notifications.helpers import CappedServer, ClosingServer, RefusingServer
 
 CTX = {"org_name": "Acme", "plan": "Pro", "amount": "$29.00", "next_retry": "Dec 4, 2026", "update_url": "http://x/b",
        "billing_url": "http://x/b", "pricing_url": "http://x/p"}
@@ -70,5 +70,21 @@ def test_an_org_with_more_admins_than_a_providers_cap_reaches_each_once_alone(or
         assert {len(r.message["To"].addresses) for r in received} == {1}  # nobody sees the other admins
         # One SMTP connection (one TLS handshake and login) per pass, not one per message.
         assert passes == 4 and len({r.connection for r in server.received}) == passes
+    finally:
+        server.stop()
+
+
+def test_a_connection_the_server_closed_between_messages_costs_no_message_an_attempt(mail_settings):
+    """A provider that closes a connection after two messages: the next message goes on a new
+    connection in the same pass, not put off by the backoff with an error."""
+    server = ClosingServer(per_connection=2)
+    server.start()
+    try:
+        with session_scope() as s:
+            outbox.enqueue(s, Kind.PAYMENT_FAILED, "in_1:1", [f"admin{i}@acme.test" for i in range(5)], CTX)
+        report = MailWorker(smtp_url=server.url).run_once()
+        assert (len(report.sent), report.retrying) == (5, [])
+        assert sorted(a for r in server.of_kind("payment_failed") for a in r.to) == [f"admin{i}@acme.test" for i in range(5)]
+        assert len({r.connection for r in server.received}) == 3  # 2 + 2 + 1
     finally:
         server.stop()
