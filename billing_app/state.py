@@ -108,10 +108,10 @@ def refuse_if_switched(actor: Actor, orgs: Iterable[accounts.OrgChoice], shown_i
     if shown_id and actor.org_id is None:
         actor.require_org()
     if shown_id and all(org.id != shown_id for org in orgs):
-        raise AppError(
-            ErrorCode.NOT_A_MEMBER,
-            f"You are no longer a member of {shown_name or 'the organization this page shows'}. {RELOAD_TO_CONTINUE}",
-        )
+        # Without the name (a link's bare id) it may be an org they never were in: no "no longer".
+        said = f"You are no longer a member of {shown_name}." if shown_name else \
+            "You are not a member of the organization this page shows."
+        raise AppError(ErrorCode.NOT_A_MEMBER, f"{said} {RELOAD_TO_CONTINUE}")
     if (actor.org_id or 0) != shown_id:
         shown = shown_name or ("another organization" if shown_id else "no organization")
         raise AppError(

@@ -120,5 +120,10 @@ def test_the_pages_link_of_an_org_the_user_was_removed_from_says_so(database_url
     refused = client.get(f"/api/billing/payments.csv?org={acme.id}", cookies=cookie)
     # It answered 409 ORG_SWITCHED: "… but you switched to Globex in another tab."
     assert refused.status_code == 403 and refused.json()["error_code"] == "NOT_A_MEMBER", refused.text
-    assert refused.json()["message"] == ("You are no longer a member of the organization this page shows. "
+    assert refused.json()["message"] == ("You are not a member of the organization this page shows. "
                                          "Reload the page to continue.")
+    # The link carries only an id, which may be an org the user never was in: the same answer,
+    # with no "no longer", for another org and for an org that does not exist.
+    never = client.get(f"/api/billing/payments.csv?org={make_org('Initech', 'a@initech.example', 'b@initech.example').id}",
+                       cookies=cookie)
+    assert never.json() == refused.json() == client.get("/api/billing/payments.csv?org=987654", cookies=cookie).json()
