@@ -262,8 +262,9 @@ def resync_if_changed(change: QuantityChange | None) -> None:
 class SeatPrices:
     """What moving to some seats costs, from Stripe's previews (its discounts applied as it bills them)."""
 
-    prorated: int  # the difference for the rest of this period (negative: a credit)
+    prorated: int  # this change's difference for the rest of this period (negative: a credit)
     per_period: dict[int, int]  # seats -> each period's bill for them, after the discounts running then
+    due_now: int  # what billing the change at once charges (always_invoice: earlier pending items too)
 
 
 def _preview(client, per_seat: PerSeat, customer_id: str, item_id: str, quantity: int, behavior: str) -> dict | None:
@@ -279,30 +280,61 @@ def _preview(client, per_seat: PerSeat, customer_id: str, item_id: str, quantity
             },
         )
     except gateway.StripeFailure as failure:
-        if behavior == "none" and failure.code == NO_UPCOMING_INVOICE:
+        if behavior != "always_invoice" and failure.code == NO_UPCOMING_INVOICE:
             return None
         raise subscriptions._refusal(client, per_seat.sub, failure, gateway.unavailable()) from None
 
 
 def _seat_prices(per_seat: PerSeat, quantity: int, per_period_of: tuple[int, ...]) -> SeatPrices:
-    """Moving to `quantity` seats, from Stripe's previews: the change billed now (the prorated
-    difference), and the next renewal at each of `per_period_of` seats. Stripe prices both with the
-    subscription's discounts, so a coupon holder is shown what it will pay, and a coupon ending before
-    the renewal is not applied to it."""
+    """Moving to `quantity` seats, from Stripe's previews: the change's prorated difference, what
+    billing it at once charges, and the next renewal at each of `per_period_of` seats. Stripe prices
+    them with the subscription's discounts, so a coupon holder is shown what it will pay, and a coupon
+    ending before the renewal is not applied to it."""
     client = gateway.stripe_client()
     fresh = _fresh_per_seat(client, per_seat, gateway.unavailable())
     item = fresh.stripe_sub["items"]["data"][0]
-    prorated = 0
-    if (item.get("quantity") or 1) != quantity:
-        prorated = _preview(client, per_seat, fresh.customer_id, item["id"], quantity, "always_invoice")["total"]
-    per_period = {}
-    for seats in per_period_of:
-        renewal = _preview(client, per_seat, fresh.customer_id, item["id"], seats, "none")
-        per_period[seats] = per_seat.unit_amount * seats if renewal is None else sum(  # no renewal: the list price
-            line["amount"] - sum(d["amount"] for d in line.get("discount_amounts") or [])
-            for line in renewal["lines"]["data"] if _period_line_of(line, item["id"])
-        )
-    return SeatPrices(prorated, per_period)
+    current = item.get("quantity") or 1
+
+    def preview(seats: int, behavior: str) -> dict | None:
+        return _preview(client, per_seat, fresh.customer_id, item["id"], seats, behavior)
+
+    renewals = {seats: preview(seats, "none") for seats in {*per_period_of, quantity}}
+    per_period = {
+        seats: per_seat.unit_amount * seats if renewals[seats] is None else _period_bill(renewals[seats], item["id"])
+        for seats in per_period_of  # no renewal: the list price
+    }
+    prorated = due_now = 0
+    if current != quantity:
+        # This change alone: the renewal with its prorations less the same renewal without them. Both
+        # carry what earlier changes left pending, which a preview billing the change at once
+        # (always_invoice) sweeps into its total too.
+        prorating, plain = preview(quantity, "create_prorations"), renewals[quantity]
+        billed_now = get_settings().seat_proration == "always_invoice"
+        at_once = preview(quantity, "always_invoice") if billed_now or None in (prorating, plain) else None
+        if billed_now:
+            due_now = at_once["amount_due"]
+        if None in (prorating, plain):  # no renewal: billed at once, less what earlier changes left pending
+            prorated = at_once["total"] - _pending(client, fresh.customer_id, per_seat.sub.stripe_id)
+        else:
+            prorated = prorating["total"] - plain["total"]
+    return SeatPrices(prorated, per_period, due_now)
+
+
+def _pending(client, customer_id: str, stripe_id: str) -> int:
+    """The subscription's invoice items waiting for its next invoice (earlier changes' prorations)."""
+    try:
+        items = gateway.call(client.v1.invoice_items.list, params={"customer": customer_id, "pending": True, "limit": 100})
+    except gateway.StripeFailure:
+        raise gateway.unavailable() from None
+    return sum(ii["amount"] for ii in items["data"]
+               if ((ii.get("parent") or {}).get("subscription_details") or {}).get("subscription") == stripe_id)
+
+
+def _period_bill(renewal: dict, item_id: str) -> int:
+    return sum(
+        line["amount"] - sum(d["amount"] for d in line.get("discount_amounts") or [])
+        for line in renewal["lines"]["data"] if _period_line_of(line, item_id)
+    )
 
 
 def _period_line_of(line: dict, item_id: str) -> bool:
@@ -324,12 +356,15 @@ class CostPreview:
     message: str
 
 
-def _billing_note(prorated: int, currency: str) -> str:
+def _billing_note(prices: SeatPrices, currency: str) -> str:
     proration = get_settings().seat_proration
     if proration == "none":
         return "; nothing now (billed from the next renewal)"
     when = "on the next invoice" if proration == "create_prorations" else "charged when the invitation is accepted"
-    return f"; {format_amount(prorated, currency)} now, prorated ({when})"
+    if proration == "always_invoice" and prices.due_now != max(prices.prorated, 0):
+        # That invoice also takes what earlier changes left pending, less any account credit.
+        when = f"{format_amount(prices.due_now, currency)} charged when the invitation is accepted, with the pending charges and credit"
+    return f"; {format_amount(prices.prorated, currency)} now, prorated ({when})"
 
 
 def invite_cost(org_id: int, *, including_new: bool = True) -> CostPreview | None:
@@ -357,7 +392,7 @@ def invite_cost(org_id: int, *, including_new: bool = True) -> CostPreview | Non
     prorated = prices.prorated  # the seats' price for the rest of this period
     amount = prices.per_period[after] - prices.per_period[purchased]
     what = "adds" if added == 1 else f"adds {added} seats:"
-    message = f"{what} {format_amount(amount, per_seat.currency)} a {per_seat.interval}" + _billing_note(prorated, per_seat.currency)
+    message = f"{what} {format_amount(amount, per_seat.currency)} a {per_seat.interval}" + _billing_note(prices, per_seat.currency)
     return CostPreview(added, amount, per_seat.currency, per_seat.interval, prorated, message)
 
 
@@ -374,7 +409,7 @@ class SeatChange:
     interval: str
     recurring_amount: int  # each period's bill for the seats after the change (and the discounts)
     prorated_amount: int  # for the rest of this period (negative: a credit)
-    amount_due_now: int  # billed at once (SEAT_PRORATION=always_invoice), else 0
+    amount_due_now: int  # billed at once (SEAT_PRORATION=always_invoice: with what is pending), else 0
     applied: bool
 
 
@@ -400,7 +435,6 @@ def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
 
     members = refuse_below_members()
     prices = _seat_prices(per_seat, seats, (seats,))
-    prorated = prices.prorated
     before, applied = per_seat.sub.quantity, False
     if not preview:
         with seat_claim(org_id):
@@ -409,9 +443,8 @@ def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
             change = set_quantity(per_seat, lambda _current: seats)
         resync_after_change(change.customer_id)
         before, applied = change.before, True
-    billed_now = get_settings().seat_proration == "always_invoice"
     return SeatChange(
         from_seats=before, to_seats=seats, members=members, unit_amount=per_seat.unit_amount,
         currency=per_seat.currency, interval=per_seat.interval, recurring_amount=prices.per_period[seats],
-        prorated_amount=prorated, amount_due_now=max(prorated, 0) if billed_now else 0, applied=applied,
+        prorated_amount=prices.prorated, amount_due_now=prices.due_now, applied=applied,
     )

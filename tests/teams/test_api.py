@@ -159,6 +159,40 @@ def test_a_coupon_holder_is_shown_the_seat_price_it_will_pay(client, tokens, str
     assert renewal.total - sum(ii.amount for ii in pending) == preview["recurringAmount"]
 
 
+def _pending(c, customer):
+    return sum(ii.amount for ii in c.v1.invoice_items.list(params={"customer": customer, "pending": True}).data)
+
+
+def test_the_prorated_figure_of_a_second_seat_is_that_seat_alone(client, tokens, stripe_env, fast_password_hashing):
+    """SEAT_PRORATION=create_prorations (the default): the first accepted invitation leaves a pending
+    proration for the next invoice; the second invitation's "$X now, prorated" is what the second seat
+    adds, not that plus the first seat's pending proration."""
+    buy_team(tokens.org, stripe_env)  # 3 members: 3 seats at $8
+    c = stripe_env.client
+    sub = stripe_subscription(tokens.org, stripe_env)
+    first = ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "dave@example.com"}))
+    invitations.accept(invitee("dave@example.com"), token_of(first["inviteUrl"]))
+    after_first = _pending(c, sub.customer)
+    assert after_first == first["costPreview"]["proratedAmount"] > 0
+
+    second = ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "erin@example.com"}))
+    invitations.accept(invitee("erin@example.com"), token_of(second["inviteUrl"]))
+    shown = second["costPreview"]
+    assert shown["proratedAmount"] == _pending(c, sub.customer) - after_first, shown["message"]
+
+
+def test_the_seats_preview_prorated_amount_is_this_change_alone(client, tokens, stripe_env):
+    buy_team(tokens.org, stripe_env)
+    c = stripe_env.client
+    sub = stripe_subscription(tokens.org, stripe_env)
+    ok(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 5, "preview": False}))
+    after_first = _pending(c, sub.customer)
+    preview = ok(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 6, "preview": True}))
+    assert preview["amountDueNow"] == 0  # create_prorations: on the next invoice
+    ok(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 6, "preview": False}))
+    assert preview["proratedAmount"] == _pending(c, sub.customer) - after_first > 0
+
+
 def test_a_seat_price_without_a_renewal_to_preview_is_the_list_price(client, tokens, stripe_env, monkeypatch):
     """Set to cancel, a subscription may have no next invoice to preview (Stripe's invoice_upcoming_none,
     which the sandbox does not answer here, so it stands in): the seat's price per period is then its

@@ -228,6 +228,34 @@ def test_seat_changes_preview_then_apply(org, stripe_env):
     assert invitations.invite(org.admin, email="e@example.com").cost.seats_added == 0
 
 
+def test_billed_at_once_the_amount_due_now_includes_what_was_pending(org, stripe_env, monkeypatch):
+    """A seat change made with create_prorations waits for the next invoice; switched to always_invoice,
+    the next change's invoice sweeps that pending proration in: amount_due_now says so, while the
+    prorated amount stays this change's own."""
+    from billing_app.settings import get_settings
+
+    buy_team(org, stripe_env)
+    seat_billing.change_seats(org.admin, 4, preview=False)  # create_prorations: left pending
+    c, sub = stripe_env.client, stripe_subscription(org, stripe_env)
+    pending = sum(ii.amount for ii in c.v1.invoice_items.list(params={"customer": sub.customer, "pending": True}).data)
+    monkeypatch.setenv("SEAT_PRORATION", "always_invoice")
+    get_settings.cache_clear()
+    try:
+        for spare in ("dave@example.com", "erin@example.com"):  # the 3rd and 4th seats are paid for
+            assert invitations.invite(org.admin, email=spare).cost.seats_added == 0
+        message = invitations.invite(org.admin, email="frank@example.com").cost.message
+        assert message == ("adds $8.00 a month; $8.00 now, prorated ($16.00 charged when the invitation is accepted, "
+                           "with the pending charges and credit)")
+        preview = seat_billing.change_seats(org.admin, 5, preview=True)
+        assert preview.prorated_amount == pending > 0  # one seat each, at the same point of the period
+        assert preview.amount_due_now == pending + preview.prorated_amount
+        seat_billing.change_seats(org.admin, 5, preview=False)
+        charged = c.v1.invoices.retrieve(c.v1.subscriptions.retrieve(sub.id).latest_invoice)
+        assert charged.amount_due == preview.amount_due_now
+    finally:
+        get_settings.cache_clear()
+
+
 def test_the_seat_claim_serialises_and_a_stuck_one_gives_a_clear_conflict(org, stripe_env, monkeypatch):
     from datetime import timedelta
 
