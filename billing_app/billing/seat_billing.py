@@ -263,7 +263,7 @@ class SeatPrices:
     """What moving to some seats costs, from Stripe's previews (its discounts applied as it bills them)."""
 
     prorated: int  # this change's difference for the rest of this period (negative: a credit)
-    per_period: dict[int, int]  # seats -> each period's bill for them, after the discounts running then
+    per_period: dict[int, int]  # seats -> each period's bill for them, after the discounts running then, with tax
     due_now: int  # what billing the change at once charges (always_invoice: earlier pending items too)
 
 
@@ -331,8 +331,11 @@ def _pending(client, customer_id: str, stripe_id: str) -> int:
 
 
 def _period_bill(renewal: dict, item_id: str) -> int:
+    """What the renewal bills for the item's period: after its discounts, with its tax (as the prorated
+    figure, a difference of totals, is). An inclusive tax is in the amount already."""
     return sum(
         line["amount"] - sum(d["amount"] for d in line.get("discount_amounts") or [])
+        + sum(t["amount"] for t in line.get("taxes") or [] if t.get("tax_behavior") != "inclusive")
         for line in renewal["lines"]["data"] if _period_line_of(line, item_id)
     )
 
@@ -349,7 +352,7 @@ def _period_line_of(line: dict, item_id: str) -> bool:
 @dataclass(frozen=True)
 class CostPreview:
     seats_added: int
-    amount: int  # added to each period's bill (after the org's discounts), in minor units
+    amount: int  # added to each period's bill (after the org's discounts, with tax), in minor units
     currency: str
     interval: str  # month | year
     prorated: int  # for the rest of the current period
@@ -407,7 +410,7 @@ class SeatChange:
     unit_amount: int
     currency: str
     interval: str
-    recurring_amount: int  # each period's bill for the seats after the change (and the discounts)
+    recurring_amount: int  # each period's bill for the seats after the change (after the discounts, with tax)
     prorated_amount: int  # for the rest of this period (negative: a credit)
     amount_due_now: int  # billed at once (SEAT_PRORATION=always_invoice: with what is pending), else 0
     applied: bool

@@ -193,6 +193,27 @@ def test_the_seats_preview_prorated_amount_is_this_change_alone(client, tokens, 
     assert preview["proratedAmount"] == _pending(c, sub.customer) - after_first > 0
 
 
+def test_with_tax_both_seat_figures_are_what_the_customer_pays(client, tokens, stripe_env):
+    """Automatic tax (US 8% in the sandbox): "adds $X a month" is what each renewal bill grows by, tax
+    included, as the prorated figure beside it is."""
+    buy_team(tokens.org, stripe_env)  # 3 members: 3 seats at $8
+    c = stripe_env.client
+    sub = stripe_subscription(tokens.org, stripe_env)
+    c.v1.customers.update(sub.customer, params={"address": {"country": "US", "postal_code": "94103", "line1": "1 Main St", "city": "SF", "state": "CA"}})
+    c.v1.subscriptions.update(sub.id, params={"automatic_tax": {"enabled": True}})
+    item = sub["items"]["data"][0]["id"]
+
+    def renewal(seats):
+        return c.v1.invoices.create_preview(params={"subscription": sub.id, "subscription_details": {
+            "items": [{"id": item, "quantity": seats}], "proration_behavior": "none"}}).total
+
+    cost = ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "dave@example.com"}))["costPreview"]
+    assert cost["amount"] == renewal(4) - renewal(3) == 864, cost["message"]
+    assert cost["message"] == "adds $8.64 a month; $8.64 now, prorated (on the next invoice)"
+    preview = ok(client.post("/api/subscriptions/seats", headers=tokens.admin, json={"seats": 6, "preview": True}))
+    assert preview["recurringAmount"] == renewal(6) == 6 * 864
+
+
 def test_a_seat_price_without_a_renewal_to_preview_is_the_list_price(client, tokens, stripe_env, monkeypatch):
     """Set to cancel, a subscription may have no next invoice to preview (Stripe's invoice_upcoming_none,
     which the sandbox does not answer here, so it stands in): the seat's price per period is then its

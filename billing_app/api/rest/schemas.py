@@ -305,10 +305,10 @@ class MembersResponse(_Response):
 
 class CostPreviewOut(BaseModel):
     seatsAdded: int = Field(description="Seats the invitation adds once accepted (0: it takes an unused paid seat).")  # noqa: N815
-    amount: int = Field(description="Added to each period's bill, in minor units.")
+    amount: int = Field(description="Added to each period's bill (after the discounts, with tax), in minor units.")
     currency: str
     interval: Literal["month", "year"]
-    proratedAmount: int = Field(description="For the rest of the current period, in minor units.")  # noqa: N815
+    proratedAmount: int = Field(description="This change alone, for the rest of the current period (with tax), in minor units.")  # noqa: N815
     message: str = Field(description="e.g. 'adds $8.00 a month; $2.40 now, prorated (on the next invoice)'.")
 
 
@@ -328,9 +328,9 @@ class SeatChangeResponse(_Response):
     unitAmount: int = Field(description="Price of one seat per period, in minor units.")  # noqa: N815
     currency: str
     interval: Literal["month", "year"]
-    recurringAmount: int = Field(description="Each period's bill for toSeats seats.")  # noqa: N815
-    proratedAmount: int = Field(description="The prorated difference for the rest of this period (negative: a credit).")  # noqa: N815
-    amountDueNow: int = Field(description="Billed at once (SEAT_PRORATION=always_invoice); otherwise 0 and the proration lands on the next invoice.")  # noqa: N815
+    recurringAmount: int = Field(description="Each period's bill for toSeats seats (after the discounts, with tax).")  # noqa: N815
+    proratedAmount: int = Field(description="This change alone: its prorated difference for the rest of this period, with tax (negative: a credit).")  # noqa: N815
+    amountDueNow: int = Field(description="Billed at once (SEAT_PRORATION=always_invoice), with whatever is pending on the subscription and less any account credit; otherwise 0 and the proration lands on the next invoice.")  # noqa: N815
     applied: bool
     seats: SeatsOut
 
