@@ -121,7 +121,7 @@ def test_cancel_flow_pause_then_offer_then_cancel(page, app_server):
     expect(page.locator("#status-badge")).to_have_text(re.compile(r"^Cancels on [A-Z][a-z]{2} \d{1,2}, \d{4}$"))
 
     page.goto(f"{app_server.url}/billing/payments")
-    cancelled = page.locator(".payment-row", has_text="Cancelled")
+    cancelled = page.locator(".payment-row").filter(has=page.get_by_text("Canceled", exact=True))
     expect(cancelled).to_have_count(1)
     expect(cancelled).to_contain_text(re.compile(r"Starter \(monthly\) — canceled at period end on [A-Z][a-z]{2} \d{1,2}, \d{4}"))
 
@@ -137,7 +137,7 @@ def test_cancel_now(page, app_server):
     dialog.get_by_role("button", name="Cancel subscription").click()
     expect(page.locator("#status-badge")).to_have_text("Canceled")
     page.goto(f"{app_server.url}/billing/payments")
-    expect(page.locator(".payment-row", has_text="Cancelled")).to_contain_text("Starter (monthly) — canceled now")
+    expect(page.locator(".payment-row").filter(has=page.get_by_text("Canceled", exact=True))).to_contain_text("Starter (monthly) — canceled now")
 
 
 def test_keyboard_focus_leaving_the_cancel_flow_goes_back_to_its_button_or_to_the_outcome(page, app_server):

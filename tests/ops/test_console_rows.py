@@ -30,7 +30,7 @@ def test_an_orgs_payments_read_as_its_history_does_without_their_links(db):
 
 
 def test_an_undone_extra_lifetime_purchase_reads_refunded_only_when_money_came_back(org, stripe_env, db):
-    # A free one (a 100%-off code) read "Refunded" too, though nothing was charged; its payment reads Cancelled.
+    # A free one (a 100%-off code) read "Refunded" too, though nothing was charged; its payment reads Canceled.
     from billing_app.billing.customers import customer_id_for
     from billing_app.billing.sync import sync_customer
     from billing_app.models import PlanPeriod
@@ -54,7 +54,7 @@ def test_an_undone_extra_lifetime_purchase_reads_refunded_only_when_money_came_b
     status_of = {line.stripe_id: line.status for line in page.subscriptions}
     assert (status_of[free.id], status_of[paid.payment_intent]) == ("Canceled", "Refunded")
     # As the org's payment history reads them: its plan paid, the paid extra refunded, the free one void.
-    assert sorted(row.status for row in page.payments) == ["Cancelled", "Completed", "Refunded"]
+    assert sorted(row.status for row in page.payments) == ["Canceled", "Completed", "Refunded"]
 
 
 def test_an_undone_extra_lifetime_purchase_whose_refund_failed_reads_refund_failed(org, stripe_env, db):
