@@ -83,7 +83,7 @@ def _viewer() -> rx.Component:
         detail.id != "",
         rx.card(
             rx.vstack(
-                rx.heading(detail.subject, size="4", id="mail-subject"),
+                rx.heading(detail.subject, size="4", as_="h2", id="mail-subject"),  # under the page's h1
                 rx.text("To: ", detail.recipients, " · ", detail.state, size="2", color_scheme="gray"),
                 rx.cond(detail.error != "", rx.callout(detail.error, color_scheme="red", icon="triangle-alert")),
                 rx.tabs.root(

@@ -192,7 +192,7 @@ def _stats() -> rx.Component:
             rx.foreach(S.revenue, lambda r: rx.card(
                 rx.vstack(
                     rx.text("MRR · ", r.currency, size="1", color_scheme="gray", weight="medium"),
-                    rx.heading(r.mrr, size="6", class_name="mrr-value"),
+                    rx.text(r.mrr, size="6", weight="bold", class_name="mrr-value"),
                     rx.text("ARR ", r.arr, size="1", color_scheme="gray", class_name="arr-value"),
                     spacing="1",
                 ),
@@ -225,7 +225,7 @@ def _stats() -> rx.Component:
 
 def _chart_card(title: str, chart: rx.Component, *extra: rx.Component, id: str) -> rx.Component:
     return rx.card(
-        rx.vstack(rx.hstack(rx.heading(title, size="4"), rx.spacer(), *extra, width="100%", align="center", wrap="wrap"),
+        rx.vstack(rx.hstack(rx.heading(title, size="4", as_="h2"), rx.spacer(), *extra, width="100%", align="center", wrap="wrap"),
                   chart, spacing="3", width="100%"),
         width="100%",
         id=id,
@@ -270,7 +270,7 @@ def _reconcile() -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.hstack(
-                rx.heading("Reconcile every customer", size="4"),
+                rx.heading("Reconcile every customer", size="4", as_="h2"),
                 rx.spacer(),
                 rx.button("Reconcile all", on_click=S.reconcile_all(False), loading=S.running, id="reconcile-all"),
                 rx.button("Only what changed", variant="soft", on_click=S.reconcile_all(True), disabled=S.running,

@@ -154,7 +154,7 @@ def _table(headers: list[str], rows, cells, row_class: str) -> rx.Component:
 
 
 def _section(title: str, *children, id: str) -> rx.Component:
-    return rx.vstack(rx.heading(title, size="4"), *children, spacing="2", width="100%", id=id)
+    return rx.vstack(rx.heading(title, size="4", as_="h3"), *children, spacing="2", width="100%", id=id)
 
 
 def _payments_table(rows) -> rx.Component:
@@ -171,7 +171,7 @@ def _members_table(rows) -> rx.Component:
 def _detail() -> rx.Component:
     return rx.vstack(
         rx.hstack(
-            rx.heading(O.org.name, size="6", id="org-name"),
+            rx.heading(O.org.name, size="6", as_="h2", id="org-name"),  # under the page's h1; its sections are h3
             rx.badge(O.org.status, color_scheme=O.org.color, variant="soft", size="2", id="org-status-badge"),
             rx.spacer(),
             rx.button(rx.icon("refresh-cw", size=16), "Reconcile now", on_click=O.reconcile_now, loading=O.busy, id="reconcile-now"),
@@ -227,7 +227,7 @@ def _read_only() -> rx.Component:
         rx.card(rx.vstack(
             rx.hstack(
                 rx.vstack(rx.text("Current plan", size="1", color_scheme="gray", weight="medium"),
-                          rx.heading(rx.cond(V.has_subscription, V.plan_name, "No subscription"), size="6", id="plan-name"),
+                          rx.heading(rx.cond(V.has_subscription, V.plan_name, "No subscription"), size="6", as_="h2", id="plan-name"),
                           rx.text(V.price, size="2", color_scheme="gray"), spacing="1"),
                 rx.badge(V.status, color_scheme=V.status_color, size="3", variant="soft", id="status-badge"),
                 justify="between", align="start", width="100%", wrap="wrap",

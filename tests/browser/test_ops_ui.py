@@ -31,7 +31,16 @@ def no_horizontal_scroll(page) -> None:
     assert width <= page.viewport_size["width"] + 1, f"{page.url} is {width}px wide"
 
 
-def both_widths(page, name: str) -> None:
+def one_h1(page) -> None:
+    """As on the billing pages (test_accessibility): the title is the page's one h1, every heading inside <main>."""
+    expect(page.locator(":is(h1, h2, h3, h4, h5, h6):not(main *)")).to_have_count(0)
+    h1s = page.locator("main h1").all_inner_texts()
+    assert len(h1s) == 1, f"{page.url}: {h1s}"
+
+
+def check_page(page, name: str) -> None:
+    """One h1; no horizontal scroll at 1280 and 375 px (a screenshot of each)."""
+    one_h1(page)
     for width in (1280, 375):
         page.set_viewport_size({"width": width, "height": 900})
         page.wait_for_timeout(200)
@@ -70,7 +79,7 @@ def test_an_operator_runs_the_console(page, app_server):
     expect(page.locator("#chart-mrr svg.recharts-surface[role=application]")).to_be_visible()
     expect(page.locator("#chart-status svg.recharts-surface[role=application]")).to_be_visible()
     expect(page.locator("#chart-churn svg.recharts-surface[role=application]")).to_be_visible()
-    both_widths(page, "ops-overview")
+    check_page(page, "ops-overview")
 
     # Reconcile every customer from the UI; the run shows its progress, then done.
     page.locator("#reconcile-all").click()
@@ -83,7 +92,7 @@ def test_an_operator_runs_the_console(page, app_server):
     page.locator("#apply-org-filters").click()
     expect(page.locator(".org-row")).to_have_count(1)
     expect(page.locator(".org-row")).to_contain_text("Starter")
-    both_widths(page, "ops-orgs")
+    check_page(page, "ops-orgs")
     page.locator(".org-row a").click()
     expect(page.locator("#org-name")).to_be_visible()
     expect(page.locator("#stripe-customer")).to_contain_text("cus_")
@@ -92,7 +101,7 @@ def test_an_operator_runs_the_console(page, app_server):
     expect(page.locator("#org-payments .payment-row").first).to_contain_text("Completed")
     page.locator("#reconcile-now").click()
     expect(page.get_by_text("Reconciled with Stripe")).to_be_visible(timeout=30_000)
-    both_widths(page, "ops-org")
+    check_page(page, "ops-org")
 
     # Open as read-only: the billing as the admin sees it, and nothing that acts.
     page.locator("#open-read-only").click()
@@ -101,7 +110,7 @@ def test_an_operator_runs_the_console(page, app_server):
     expect(page.locator("#read-only-payments .payment-row").first).to_contain_text("Completed")
     expect(page.locator("#read-only button")).to_have_count(0)
     expect(page.locator("#read-only a")).to_have_count(0)
-    both_widths(page, "ops-read-only")
+    check_page(page, "ops-read-only")
 
     # Events: a failed event with its error; replay it from the UI.
     event_id = f"evt_ops_{uuid.uuid4().hex[:10]}"
@@ -114,7 +123,7 @@ def test_an_operator_runs_the_console(page, app_server):
     row = page.locator(".event-row").filter(has_text=event_id)
     expect(row).to_contain_text("Stripe could not be reached")
     expect(page.locator("#count-failed")).not_to_have_text("Failed: 0")
-    both_widths(page, "ops-events")
+    check_page(page, "ops-events")
     row.get_by_role("button", name=f"Replay {event_id}").click()
     expect(page.get_by_text("Queued again")).to_be_visible()
     with app_server.engine().connect() as connection:
@@ -124,12 +133,12 @@ def test_an_operator_runs_the_console(page, app_server):
     # Orphans and the audit log.
     page.goto(f"{app_server.url}/ops/orphans")
     expect(page.get_by_role("heading", name="Orphan customers")).to_be_visible()
-    both_widths(page, "ops-orphans")
+    check_page(page, "ops-orphans")
     page.goto(f"{app_server.url}/ops/audit")
     audit = page.locator(".audit-row")
     for action in ("replay", "impersonate read", "reconcile", "bulk reconcile", "grant operator"):
         expect(audit.filter(has_text=action).first).to_be_visible()
-    both_widths(page, "ops-audit")
+    check_page(page, "ops-audit")
 
 
 def test_a_revoked_operator_is_shown_the_404_again(page, app_server):
