@@ -18,6 +18,7 @@ with `hit_in_thread`: a count may wait for Redis, the event loop must not.
     ACCOUNT_USER            password changes, answers to invitations, creating an organization (home page):
                             a user's account actions
     INVITATION_EMAIL        invitation emails per recipient address, whichever org sends them
+    INVITATION_ORG          invitation emails per sending organization, whatever the addresses
     RESET_IP                password reset emails asked for, per client address
 """
 
@@ -49,6 +50,7 @@ STRIPE_USER = "stripe_user"
 API_TOKEN = "api_token"
 ACCOUNT_USER = "account_user"
 INVITATION_EMAIL = "invitation_email"
+INVITATION_ORG = "invitation_org"
 RESET_IP = "reset_ip"
 
 _MESSAGES = {
@@ -60,6 +62,7 @@ _MESSAGES = {
     API_TOKEN: "Too many requests with this API token. Try again in {s} seconds.",
     ACCOUNT_USER: "Too many attempts. Try again in {s} seconds.",
     INVITATION_EMAIL: "Too many invitations were sent to this email address. Try again in {s} seconds.",
+    INVITATION_ORG: "Too many invitations were sent from your organization. Try again in {s} seconds.",
     RESET_IP: "Too many password reset requests from your network. Try again in {s} seconds.",
 }
 

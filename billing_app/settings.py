@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # Invitation emails to one address (lower-cased), from any org: anyone can sign up as an admin and
     # name the org and inviter the email shows, so re-inviting must not make the app a spam relay.
     rate_limit_invitation_email: str = "5/hour;20/day"
+    # Invitation emails from one organization, whatever the addresses: without it one org could
+    # invite (and revoke) a new address each time and mail anyone.
+    rate_limit_invitation_org: str = "20/hour;100/day"
     # Reset emails asked for from one client address, whatever the emails: one browser must not mail
     # every account it can name (each email also has its own limit, LOGIN_EMAIL).
     rate_limit_reset_ip: str = "5/minute;20/hour"

@@ -87,13 +87,16 @@ def list_invitations(session: Session, actor: Actor) -> list[InvitationRow]:
 def invite(actor: Actor, *, email: str, role: Role = Role.MEMBER) -> Invited:
     """Invite `email` with `role` (admins). A new invitation for an email replaces its pending one
     (whose link then stops working). Refused at the seat cap (409 SEAT_LIMIT_REACHED), and past
-    RATE_LIMIT_INVITATION_EMAIL for the address (429 RATE_LIMITED)."""
+    RATE_LIMIT_INVITATION_ORG for the org or RATE_LIMIT_INVITATION_EMAIL for the address (429 RATE_LIMITED)."""
     org_id = actor.require_role(Role.ADMIN)
     role = Role(role)
     _check_can_grant(actor, role)
     email = normalize_email(email)
     # Each invitation emails the address (with names the inviter chose): a few an hour per address,
-    # from any org. Counted before the seat claim, so a slow rate-limit store never holds it.
+    # from any org, and a few dozen an hour per org, to any addresses (inviting then revoking keeps
+    # the seats free, so only this stops an org mailing anyone). The org's first: an org over its
+    # limit spends no address's. Counted before the seat claim, so a slow rate-limit store never holds it.
+    limits.hit(limits.INVITATION_ORG, org_id)
     limits.hit(limits.INVITATION_EMAIL, email)
     token = new_token(TOKEN_PREFIX)
     now = utcnow()

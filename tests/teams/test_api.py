@@ -11,8 +11,10 @@ from billing_app.auth import invitations
 from billing_app.billing import gateway
 from billing_app.db import session_scope
 from billing_app.models import Invitation, Notification
+from tests.aio import run_async
 from tests.api.helpers import add_membership, err, ok
 from tests.billing.helpers import buy, period_id
+from tests.pages import run_event, signed_in_page
 from tests.teams.helpers import (
     ANONYMOUS,
     ROLES,
@@ -296,6 +298,37 @@ def test_invitation_emails_to_one_address_are_limited(client, tokens, roomy_free
         pending = s.exec(select(Invitation).where(Invitation.email == "victim@example.org", Invitation.revoked_at.is_(None))).all()
     assert len(pending) == 1  # the last one sent still works
     ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "someone-else@example.org"}))
+
+
+def test_one_organization_cannot_email_any_number_of_addresses(client, tokens, roomy_free_tier, fresh_limits):
+    # The per-address limit alone let one org invite (and revoke, to keep its seats free) a new
+    # address each time: a relay mailing anyone. RATE_LIMIT_INVITATION_ORG's default: 20 an hour.
+    for i in range(20):
+        sent = ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": f"target{i}@example.org"}))
+        ok(client.delete(f"/api/org/invitations/{sent['invitation']['id']}", headers=tokens.admin))
+    refused = err(client.post("/api/org/invitations", headers=tokens.super_admin, json={"email": "target20@example.org"}),
+                  429, "RATE_LIMITED")  # whichever admin sends it
+    assert "Too many invitations were sent from your organization" in refused["message"]
+    assert 1 <= int(client.post("/api/org/invitations", headers=tokens.admin,
+                                json={"email": "target21@example.org"}).headers["retry-after"]) <= 3600
+    assert invitation_emails_to("target20@example.org") == invitation_emails_to("target21@example.org") == 0
+    ok(client.post("/api/org/invitations", headers=tokens.other_admin, json={"email": "target20@example.org"}))  # another org
+
+
+def test_the_members_page_counts_in_the_organizations_invitation_limit(client, tokens, roomy_free_tier, monkeypatch, fresh_limits):
+    from billing_app.pages.members import MembersState
+    from billing_app.settings import get_settings
+
+    monkeypatch.setenv("RATE_LIMIT_INVITATION_ORG", "2/hour")
+    get_settings.cache_clear()
+    ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "first@example.org"}))
+    tab = signed_in_page(MembersState, "admin@acme.example")
+    run_async(run_event(MembersState.invite.fn(tab, {"email": "second@example.org", "role": "member"})))
+    assert tab.error == ""
+    run_async(run_event(MembersState.invite.fn(tab, {"email": "third@example.org", "role": "member"})))
+    assert tab.error.startswith("Too many invitations were sent from your organization")
+    assert invitation_emails_to("third@example.org") == 0
+    err(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "fourth@example.org"}), 429, "RATE_LIMITED")
 
 
 @pytest.mark.parametrize("email", ["a\x00b@example.com", "a\rb@example.com", "ab@exa\u200bmple.com"])
