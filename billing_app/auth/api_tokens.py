@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, select
 
+from billing_app import limits
 from billing_app.auth import accounts
 from billing_app.auth.accounts import LOCAL_CLIENT, Actor, Client, normalize_email
 from billing_app.auth.tokens import new_token, token_hash
@@ -109,7 +110,10 @@ def create_token_confirmed(session: Session, actor: Actor, password: str, name: 
     A token outlives browser sessions, so a borrowed session alone must not be able to make one.
     The check is a login attempt for the login throttle (per email and client, auth/throttle.py),
     so this form cannot be used to guess the password either. Runs argon2: not on the event loop.
+    Each try counts first against the user's RATE_LIMIT_ACCOUNT_USER (429 RATE_LIMITED): argon2
+    runs in the pool every login waits for, so one user must not keep it busy.
     """
+    limits.hit(limits.ACCOUNT_USER, actor.user_id)
     try:
         accounts.authenticate(session, email=actor.email, password=password if isinstance(password, str) else "", client=client)
     except AppError as error:

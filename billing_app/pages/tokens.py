@@ -4,7 +4,7 @@ A new token goes to the browser once, into a client-side variable (`NEW_TOKEN`, 
 never comes back to the server), and is dropped there on the next visit: no state holds it, since
 Reflex persists states. Making a token asks for the current password (a token outlives every
 browser session, so a borrowed session alone must not mint one); wrong guesses count in the login
-throttle.
+throttle, and every try (argon2) in the user's account limit (RATE_LIMIT_ACCOUNT_USER).
 """
 
 from __future__ import annotations

@@ -112,6 +112,56 @@ def test_minting_an_api_token_needs_the_current_password(org, monkeypatch):
     assert _live_tokens(org.member.user_id) == 1
 
 
+@pytest.fixture
+def password_checks(monkeypatch) -> list[str]:
+    """Each argon2 verification run (the costly step a flood of token requests would repeat)."""
+    from billing_app.auth import passwords
+
+    runs: list[str] = []
+    real = passwords._verify
+
+    def spy(password_hash, password):
+        runs.append(password)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(passwords, "_verify", spy)
+    return runs
+
+
+def test_minting_api_tokens_counts_in_the_users_account_limit(org, password_checks, fresh_limits):
+    # Each try runs argon2 in the pool logins share: without a limit, one signed-in user could keep
+    # it busy and have everyone's logins refused. RATE_LIMIT_ACCOUNT_USER's default: 10 a minute.
+    from billing_app.pages.tokens import TokensState
+
+    tab = signed_in_page(TokensState, "admin@acme.example")
+    for _ in range(10):
+        _mint(tab, PASSWORD)
+        assert tab.error == ""
+    checked = len(password_checks)
+    _mint(tab, PASSWORD)
+    assert tab.error.startswith("Too many attempts") and _live_tokens(org.admin.user_id) == 10
+    assert len(password_checks) == checked  # refused before any hashing
+    member_tab = signed_in_page(TokensState, "member@acme.example")  # per user: others are not held back
+    _mint(member_tab, PASSWORD)
+    assert member_tab.error == "" and _live_tokens(org.member.user_id) == 1
+
+
+def test_wrong_passwords_on_the_token_form_count_in_the_account_limit_too(org, password_checks, monkeypatch, fresh_limits):
+    from billing_app.pages.tokens import TokensState
+
+    monkeypatch.setenv("RATE_LIMIT_ACCOUNT_USER", "2/minute")
+    monkeypatch.setenv("LOGIN_MAX_FAILURES", "10")  # the login throttle stays out of the way
+    get_settings.cache_clear()
+    tab = signed_in_page(TokensState, "admin@acme.example")
+    for guess in ("guess-1", "guess-2"):
+        _mint(tab, guess)
+        assert tab.error == "Your current password is not correct."
+    checked = len(password_checks)
+    _mint(tab, PASSWORD)
+    assert tab.error.startswith("Too many attempts") and _live_tokens(org.admin.user_id) == 0
+    assert len(password_checks) == checked
+
+
 # --- the operator console's API ------------------------------------------------------
 
 
