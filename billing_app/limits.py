@@ -2,7 +2,8 @@
 
 One call per costly entry point: `hit(LOGIN_IP, client_ip)` raises `RateLimited` (429
 RATE_LIMITED, with the seconds until the next allowed request for `Retry-After`) when the
-caller is over its limit. The limits themselves are settings (RATE_LIMIT_*); the counts live in
+caller is over its limit. What only failures should spend is "checked before, counted on failure":
+`check` refuses without counting, `hit` after the failure counts it. The limits themselves are settings (RATE_LIMIT_*); the counts live in
 RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to share them (keys
 under REDIS_KEY_PREFIX). When the shared storage cannot be reached (or takes longer than
 SOCKET_SECONDS), this process counts in memory and asks it again RETRY_SECONDS later: a Redis
@@ -14,7 +15,8 @@ with `hit_in_thread`: a count may wait for Redis, the event loop must not.
     STRIPE_ORG              every admin action that calls Stripe, per organization (pages and REST)
     STRIPE_USER             a member's Stripe reads (a checkout's outcome), per user: a member cannot
                             spend the limit the admins' actions need (`hit_stripe` picks the key)
-    API_TOKEN               every REST request, per token
+    API_TOKEN               every REST request with a well-formed token, per token (revoked and expired ones too)
+    API_AUTH_FAILURES_IP    REST requests whose well-formed token was refused, per client address
     ACCOUNT_USER            password changes, answers to invitations, creating an organization (home page):
                             a user's account actions
     INVITATION_EMAIL        invitation emails per recipient address, whichever org sends them
@@ -48,6 +50,7 @@ REGISTER_IP = "register_ip"
 STRIPE_ORG = "stripe_org"
 STRIPE_USER = "stripe_user"
 API_TOKEN = "api_token"
+API_AUTH_FAILURES_IP = "api_auth_failures_ip"
 ACCOUNT_USER = "account_user"
 INVITATION_EMAIL = "invitation_email"
 INVITATION_ORG = "invitation_org"
@@ -60,6 +63,7 @@ _MESSAGES = {
     STRIPE_ORG: "Too many billing requests for your organization. Try again in {s} seconds.",
     STRIPE_USER: "Too many billing requests. Try again in {s} seconds.",
     API_TOKEN: "Too many requests with this API token. Try again in {s} seconds.",
+    API_AUTH_FAILURES_IP: "Too many refused API tokens from your network. Try again in {s} seconds.",
     ACCOUNT_USER: "Too many attempts. Try again in {s} seconds.",
     INVITATION_EMAIL: "Too many invitations were sent to this email address. Try again in {s} seconds.",
     INVITATION_ORG: "Too many invitations were sent from your organization. Try again in {s} seconds.",
@@ -105,14 +109,24 @@ def hit(kind: str, identity: str | int) -> None:
 
     A refused request is not counted, so a client that waits as told gets in.
     """
+    _apply(kind, identity, count=True)
+
+
+def check(kind: str, identity: str | int) -> None:
+    """Raise RateLimited when `identity` is over a limit of `kind`, counting nothing: for limits
+    that only failures spend (`hit` once the request failed)."""
+    _apply(kind, identity, count=False)
+
+
+def _apply(kind: str, identity: str | int, *, count: bool) -> None:
     state, key = _state(), _key(identity)
     if time.monotonic() >= state.down_until:
         try:
-            return _hit(state.limiter, state.items[kind], kind, key)
+            return _hit(state.limiter, state.items[kind], kind, key, count=count)
         except StorageError as error:
             log.warning("rate-limit storage unreachable, counting in this process for %.0f s: %s", RETRY_SECONDS, error)
             state.down_until = time.monotonic() + RETRY_SECONDS
-    _hit(state.fallback, state.items[kind], kind, key)
+    _hit(state.fallback, state.items[kind], kind, key, count=count)
 
 
 def hit_stripe(actor) -> None:
@@ -131,10 +145,12 @@ async def hit_in_thread(kind: str, identity: str | int) -> None:
     await asyncio.to_thread(hit, kind, identity)
 
 
-def _hit(limiter, items: tuple[RateLimitItem, ...], kind: str, key: str) -> None:
+def _hit(limiter, items: tuple[RateLimitItem, ...], kind: str, key: str, *, count: bool = True) -> None:
     for item in items:
         if not limiter.test(item, kind, key):
             _refuse(limiter, item, kind, key)
+    if not count:
+        return
     for item in items:
         if not limiter.hit(item, kind, key):  # a concurrent request took the last slot
             _refuse(limiter, item, kind, key)

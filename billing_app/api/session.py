@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from billing_app import limits, routes
+from billing_app.api.clients import client_ip
 from billing_app.api.rest.errors import envelope
 from billing_app.auth import accounts, cookies, form_errors, passwords
 from billing_app.auth.tokens import new_token
@@ -32,23 +33,6 @@ from billing_app.errors import AppError, ErrorCode, RateLimited
 from billing_app.settings import get_settings
 
 MAX_FORM_BYTES = 16_384
-
-
-def client_ip(request: Request) -> str:
-    """The caller's address; X-Forwarded-For only through Reflex's trusted_proxy_hops (as the socket does).
-
-    With N trusted hops it is the Nth address from the right over every X-Forwarded-For line: each
-    proxy appends the address it saw, so anything to the left of ours is what the client wrote.
-    """
-    from reflex.config import get_config
-
-    hops = get_config().trusted_proxy_hops
-    if hops:
-        chain = ",".join(request.headers.getlist("x-forwarded-for"))
-        forwarded = [ip.strip() for ip in chain.split(",") if ip.strip()]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return request.client.host if request.client else "unknown"
 
 
 def _wants_json(request: Request) -> bool:

@@ -177,13 +177,18 @@ def revoke_token(session: Session, actor: Actor, token_id: int) -> None:
         session.flush()
 
 
+def is_well_formed(token: str | None) -> bool:
+    """Whether `token` could be one of ours (anything else is refused without a lookup)."""
+    return isinstance(token, str) and token.startswith(f"{TOKEN_KIND}_") and len(token) <= 200
+
+
 def actor_for_token(session: Session, token: str | None) -> Actor:
     """The actor behind a bearer token, with the user's current role in the token's organization.
 
     Missing, unknown, revoked and expired tokens, and tokens of users who are no longer members
     of the organization, all raise UNAUTHENTICATED with the same message.
     """
-    if not token or not token.startswith(f"{TOKEN_KIND}_") or len(token) > 200:
+    if not is_well_formed(token):
         raise AppError(ErrorCode.UNAUTHENTICATED, BAD_TOKEN)
     found = session.exec(
         select(ApiToken, User, Organization, Membership.role)

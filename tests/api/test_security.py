@@ -67,6 +67,70 @@ def test_a_member_cannot_lock_admins_out_through_checkout_session_lookups(client
     err(client.post("/api/subscriptions/portal", headers=tokens.admin), 429, "RATE_LIMITED")
 
 
+@pytest.fixture
+def token_lookups(monkeypatch) -> list[str]:
+    """Each bearer token looked up in the database (what a guesser makes the server do)."""
+    from billing_app.auth import api_tokens
+
+    looked: list[str] = []
+    real = api_tokens.actor_for_token
+
+    def spy(session, token):
+        if token.startswith("bapi_"):  # a malformed one is refused without a query
+            looked.append(token)
+        return real(session, token)
+
+    monkeypatch.setattr(api_tokens, "actor_for_token", spy)
+    return looked
+
+
+def test_refused_tokens_are_limited_per_client_address_before_any_lookup(client, tokens, token_lookups, monkeypatch, fresh_limits):
+    # Made-up tokens were answered 401 forever: a client could try as many as it liked.
+    from billing_app.ops.access import set_operator
+
+    limit(monkeypatch, "RATE_LIMIT_API_AUTH_FAILURES_IP", "3/minute")
+    made_up = [{"Authorization": f"Bearer bapi_made-up-{i:038d}"} for i in range(5)]
+    for headers in made_up[:2]:
+        err(client.get("/api/billing/summary", headers=headers), 401, "UNAUTHENTICATED")
+    ok(client.get("/api/billing/summary", headers=tokens.admin))  # a good token does not count
+    err(client.get("/api/billing/summary", headers={"Authorization": "Bearer not-a-token"}), 401, "UNAUTHENTICATED")  # no lookup
+    assert client.get("/api/ops/metrics", headers=made_up[2]).status_code == 404  # the console's routes count too
+    assert len(token_lookups) == 4
+    refused = err(client.get("/api/billing/summary", headers=made_up[3]), 429, "RATE_LIMITED")
+    assert "Too many refused API tokens" in refused["message"]
+    assert 1 <= int(client.get("/api/billing/summary", headers=made_up[4]).headers["retry-after"]) <= 60
+    err(client.get("/api/billing/summary", headers=tokens.admin), 429, "RATE_LIMITED")  # this address, whatever the token
+    set_operator("admin@acme.example", True)
+    assert client.get("/api/ops/metrics", headers=tokens.admin).status_code == 404  # the console still says nothing
+    assert len(token_lookups) == 4  # nothing looked up once over the limit
+    with TestClient(client.app, client=("198.51.100.4", 50000)) as elsewhere:  # another client is not held back
+        ok(elsewhere.get("/api/billing/summary", headers=tokens.admin))
+        assert elsewhere.get("/api/ops/metrics", headers=tokens.admin).status_code == 200
+
+
+def test_revoked_and_expired_tokens_count_against_their_own_limit(client, org, monkeypatch, fresh_limits):
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from billing_app.auth import api_tokens
+    from billing_app.models import ApiToken, utcnow
+    from tests.api.helpers import bearer, token_for
+
+    limit(monkeypatch, "RATE_LIMIT_API_TOKEN", "2/minute")
+    revoked, expired = token_for(org.admin), token_for(org.admin)
+    with session_scope() as s:
+        api_tokens.revoke_all(s, org.admin.user_id)
+        row = s.exec(select(ApiToken).where(ApiToken.prefix == expired[:api_tokens.PREFIX_LENGTH])).one()
+        row.revoked_at, row.expires_at = None, utcnow() - timedelta(minutes=1)
+        s.add(row)
+    for token in (revoked, expired):
+        for _ in range(2):
+            err(client.get("/api/billing/summary", headers=bearer(token)), 401, "UNAUTHENTICATED")
+        err(client.get("/api/billing/summary", headers=bearer(token)), 429, "RATE_LIMITED")
+    ok(client.get("/api/billing/summary", headers=bearer(token_for(org.member))))  # per token
+
+
 def test_the_document_says_every_authenticated_route_may_answer_429(client):
     doc = client.get("/api/openapi.json").json()
     for path, item in doc["paths"].items():

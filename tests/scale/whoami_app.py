@@ -12,7 +12,7 @@ from starlette.routing import Route, WebSocketRoute
 
 import billing_app.api.rest  # noqa: F401  (first, as in the backend: api.session alone would import it half-way)
 from billing_app.api.body_limit import BodyLimit
-from billing_app.api.session import client_ip
+from billing_app.api.clients import client_ip
 
 
 async def whoami(request):

@@ -4,8 +4,10 @@ Auth is `Authorization: Bearer <token>` (billing_app/auth/api_tokens.py). The se
 themselves; `Admin` also refuses non-admins up front (403) so a member learns nothing from
 validation errors.
 
-Rate limits (billing_app/limits.py), applied here so no route can forget them: every request counts
-against its token's limit, and every route that calls Stripe (`STRIPE_ROUTES`) also, after the role
+Rate limits (billing_app/limits.py), applied here so no route can forget them: a client address
+whose tokens were refused too often (RATE_LIMIT_API_AUTH_FAILURES_IP) is refused before any token
+is looked up, every request with a well-formed token counts against that token's limit (revoked and
+expired ones too) before the lookup, and every route that calls Stripe (`STRIPE_ROUTES`) also, after the role
 check (a refused call spends only its token's), against the organization's for an admin and the
 user's own for a member (`limits.hit_stripe`: a member cannot lock the admins out); over a limit the
 answer is `429 RATE_LIMITED` with `Retry-After`. A change runs in one of its organization's turns
@@ -22,6 +24,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from billing_app import limits
+from billing_app.api.clients import client_ip
 from billing_app.auth import api_tokens
 from billing_app.auth.accounts import Actor
 from billing_app.billing import reservations, turns
@@ -43,14 +46,33 @@ STRIPE_ROUTES = frozenset({
 })
 
 
+def token_actor(request: Request, token: str | None) -> Actor:
+    """The user of a bearer token, with the limits a token guesser meets (also for /api/ops).
+
+    Check before, count on failure: a client address over its refused-token limit is refused
+    before the lookup, whatever the token, and a token that is refused spends the address's limit.
+    The token's own limit is counted before the lookup, so revoked and expired tokens count too.
+    A malformed token is refused without a lookup, so it counts nowhere. Clients behind one NAT
+    share the address's limit, as they share the login limit per address.
+    """
+    if not api_tokens.is_well_formed(token):
+        return api_tokens.authenticate_bearer(token)  # refused at once
+    address = client_ip(request)
+    limits.check(limits.API_AUTH_FAILURES_IP, address)
+    limits.hit(limits.API_TOKEN, token)
+    try:
+        return api_tokens.authenticate_bearer(token)
+    except AppError as error:
+        if error.code == ErrorCode.UNAUTHENTICATED:
+            limits.hit(limits.API_AUTH_FAILURES_IP, address)
+        raise
+
+
 def current_actor(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Actor:
-    """The token's user, counted against the token's limit (every request, refused ones too)."""
-    token = credentials.credentials if credentials else None
-    actor = api_tokens.authenticate_bearer(token)
-    limits.hit(limits.API_TOKEN, token)
-    return actor
+    """The token's user (`token_actor`: refused ones are counted too)."""
+    return token_actor(request, credentials.credentials if credentials else None)
 
 
 def _count_stripe_call(request: Request, actor: Actor) -> None:

@@ -4,7 +4,8 @@
 CSV link). The cookie reaches a POST only from APP_URL's own pages (Origin, else Referer, as the
 session routes check): SameSite=Strict still sends it from a sibling subdomain, whose page must not
 replay events or attach customers in an operator's name. Anyone else (no credentials, a member, an org admin, a revoked token) gets exactly
-the unknown-route answer: 404 NOT_FOUND "No such API route.", never 401 or 403, and the routes
+the unknown-route answer: 404 NOT_FOUND "No such API route.", never 401 or 403 (nor 429 from the
+token limits, `deps.token_actor`), and the routes
 are left out of the OpenAPI document. The check is the first dependency of every route, and no
 route takes a body, so nothing is validated before it; a wrong method is a 404 here too (the
 catch-all at the end), where elsewhere it would be a 405 that names the route.
@@ -22,8 +23,7 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
-from billing_app.api.rest.deps import bearer, only_query_params
-from billing_app.auth import api_tokens
+from billing_app.api.rest.deps import bearer, only_query_params, token_actor
 from billing_app.auth.cookies import same_origin
 from billing_app.db import session_scope
 from billing_app.errors import AppError
@@ -42,7 +42,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # read only: a cookie need
 def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> OperatorUser:
     try:
         if credentials is not None:
-            actor = api_tokens.authenticate_bearer(credentials.credentials)
+            actor = token_actor(request, credentials.credentials)  # refused tokens count as on every route
             with session_scope() as session:
                 return access.operator_of(session, actor)
         if request.method not in SAFE_METHODS and not same_origin(request):
