@@ -280,8 +280,12 @@ class AuthState(rx.State):
 
     @in_a_thread
     def logout(self):
-        """End the session here, then have the backend clear the HttpOnly cookie (only it can)."""
+        """End the session here, then have the backend clear the HttpOnly cookie (only it can).
+
+        The tab's whole signed-in state goes too (every page's, all substates of this one): whoever
+        signs in next on this tab must not receive the last user's figures, nor see them while a
+        page loads (the operator console's gate, for one)."""
         with session_scope() as session:
             accounts.end_session_hash(session, self._session_hash)
-        self._show(None)
+        self.reset()
         return [clear_cookie_script(), rx.redirect(routes.login_url(reason="logged_out"))]

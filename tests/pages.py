@@ -19,12 +19,10 @@ def signed_in_page(state_cls, email: str, path: str = ""):
 def session_tab(state_cls, token: str, path: str = ""):
     """A tab of the browser session `token` (its tabs share the session's current org), as a page
     load leaves it before the user can act: showing the session's current org."""
-    from reflex.istate.data import RouterData
     from reflex.state import State
 
     root = State(_reflex_internal_init=True)
-    located = {"pathname": path, "asPath": path} if path else {}
-    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}, **located})
+    _route(root, token, path)
     tab = root.get_substate(state_cls.get_full_name().split(".")[1:])
     tab._actor()  # what every page's load does first
     return tab
@@ -35,3 +33,34 @@ async def run_event(event):
     if hasattr(event, "__anext__"):
         return [step async for step in event]
     return await event
+
+
+def _root(tab):
+    while tab.parent_state is not None:
+        tab = tab.parent_state
+    return tab
+
+
+def _route(root, token: str, path: str = "") -> None:
+    """What the backend puts on the tab's states for its socket: the session's hash (the cookie,
+    replaced), and the page when given."""
+    from reflex.istate.data import RouterData
+
+    located = {"pathname": path, "asPath": path} if path else {}
+    root.router = RouterData.from_router_data({"headers": {SESSION_HEADER: SESSION_SCHEME + token_hash(token)}, **located})
+
+
+def log_out(tab) -> None:
+    """The navbar's "Log out" on this tab (every page state of the tab shares it)."""
+    from billing_app.state import AuthState
+    from tests.aio import run_async
+
+    auth = _root(tab).get_substate(AuthState.get_full_name().split(".")[1:])
+    run_async(run_event(AuthState.logout.fn(auth)))
+
+
+def sign_in_on(tab, email: str, path: str = "") -> None:
+    """`email` signs in on the same browser tab: its page states stay, its socket carries the new session."""
+    with session_scope() as s:
+        token = accounts.login(s, email=email, password=PASSWORD)
+    _route(_root(tab), token, path)

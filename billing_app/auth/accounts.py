@@ -351,6 +351,12 @@ def _session_row(session: Session, session_hash: str) -> AuthSession:
     return _session_and_user(session, session_hash)[0]
 
 
+def user_of_session(session: Session, session_hash: str) -> User:
+    """The user of a live session (one query); raises when missing or expired. "Last seen" stays:
+    for the server's own checks (a page's live loop), not the user's actions."""
+    return _session_and_user(session, session_hash)[1]
+
+
 def actor_and_orgs(session: Session, session_hash: str) -> tuple[Actor, list[OrgChoice]]:
     """The actor behind a session, named by the SHA-256 of its token (what pages hold), and the
     user's organizations (by name); raises when missing or expired. Two queries."""

@@ -33,12 +33,25 @@ def not_found() -> AppError:
     return AppError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE)
 
 
-def operator_of(session: Session, actor: Actor | None) -> Operator:
-    """The actor as an operator (re-read from the database), or NOT_FOUND."""
-    user = session.get(User, actor.user_id) if actor is not None else None
+def _operator(user: User | None) -> Operator:
     if user is None or not user.is_operator:
         raise not_found()
     return Operator(user.id, user.email)
+
+
+def operator_of(session: Session, actor: Actor | None) -> Operator:
+    """The actor as an operator (re-read from the database), or NOT_FOUND."""
+    return _operator(session.get(User, actor.user_id) if actor is not None else None)
+
+
+def operator_of_session_hash(session_hash: str) -> Operator:
+    """For each round of a console page's live loop: the operator signed in with this session (the
+    SHA-256 pages hold) now, or NOT_FOUND. One query; the session's "last seen" stays."""
+    with session_scope() as session:
+        try:
+            return _operator(accounts.user_of_session(session, session_hash))
+        except AppError:
+            raise not_found() from None
 
 
 def operator_for_session(token: str | None) -> Operator:

@@ -135,19 +135,24 @@ class OpsDashboardState(OpsState):
                 self.error, self.running = error.message, False
             return
         task = asyncio.ensure_future(asyncio.to_thread(job.run))
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())  # a failure is on the run itself
         while not task.done():
             await asyncio.sleep(PROGRESS_SECONDS)
+            if not await self._still_operator():
+                return  # the run goes on; this tab, no longer an operator's, stops following it
             await self._refresh_runs()
+        error, message = "", ""
         try:
             result = task.result()
-        except Exception as error:  # recorded on the run; it resumes next time
-            async with self:
-                self.error = f"The reconcile stopped: {getattr(error, 'message', error)}. Run it again to resume."
+        except Exception as failure:  # recorded on the run; it resumes next time
+            error = f"The reconcile stopped: {getattr(failure, 'message', failure)}. Run it again to resume."
         else:
-            async with self:
-                self.message = (f"Reconciled {result.customers:,} customers: {len(result.changes):,} changes, "
-                                f"{result.orphans:,} orphan customers, {result.calls:,} Stripe calls.")
+            message = (f"Reconciled {result.customers:,} customers: {len(result.changes):,} changes, "
+                       f"{result.orphans:,} orphan customers, {result.calls:,} Stripe calls.")
+        if not await self._still_operator():
+            return
         async with self:
+            self.error, self.message = error, message
             await asyncio.to_thread(self._load)  # database reads: off the event loop
 
     async def _refresh_runs(self) -> None:
@@ -168,6 +173,8 @@ class OpsDashboardState(OpsState):
                 async with self:
                     if not self.router.url.path.rstrip("/").endswith(routes.OPS) or self.gate != "ok":
                         return
+                if not await self._still_operator():  # revoked, or another user on this tab since the load
+                    return
                 await self._refresh_runs()
                 async with self:
                     if not self.running:

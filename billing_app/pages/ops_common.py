@@ -3,7 +3,10 @@
 `OpsState._operator()` is the one server-side check of the pages: every page's on_load and
 every handler that acts calls it (through `_gate` or directly). A visitor, a member or an org
 admin sees what an unknown page shows ("404: Page not found"), and no data is ever loaded
-for them; the console is not advertised in the navbar or anywhere else.
+for them; the console is not advertised in the navbar or anywhere else. A loop that keeps a page
+live (event counts, a run's progress) asks again each round (`_still_operator`): the operator may
+have been revoked since the page loaded, or logged out and someone else signed in on the tab.
+A refused page holds none of its data (`_not_found`).
 """
 
 from __future__ import annotations
@@ -70,16 +73,35 @@ class OpsState(AuthState):
             return await asyncio.to_thread(_operator_of, actor)
         except AppError:
             async with self:
-                self.gate = NOT_FOUND
+                self._not_found()
             return None
+
+    async def _still_operator(self) -> bool:
+        """For each round of a live loop (call it outside `async with self`): whether the tab's
+        session is an operator's now, one read in a thread. The gate passed at load is not enough.
+        False after turning the page into the not-found answer: the loop stops."""
+        async with self:
+            session_hash = self._session_hash
+        try:
+            await asyncio.to_thread(access.operator_of_session_hash, session_hash)
+        except AppError:
+            async with self:
+                self._not_found()
+            return False
+        return True
 
     def _acting_operator(self) -> Operator | None:
         """For a handler that acts: the operator, or None after turning the page into the not-found answer."""
         try:
             return self._operator()
         except AppError:
-            self.gate = NOT_FOUND
+            self._not_found()
             return None
+
+    def _not_found(self) -> None:
+        """The not-found answer, and none of the page's data (figures, rows) left in the tab's state."""
+        self.reset()  # the page's own fields; the gate is OpsState's
+        self.gate = NOT_FOUND
 
     def _gate(self) -> Operator | None:
         """For on_load: `_acting_operator`, and the page shown when it is one."""

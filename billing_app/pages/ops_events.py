@@ -108,6 +108,8 @@ class OpsEventsState(KeysetPages, OpsState):
             async with self:
                 if visit != self._live or self.gate != "ok" or not self.router.url.path.rstrip("/").endswith(routes.OPS_EVENTS):
                     return
+            if not await self._still_operator():  # revoked, or another user on this tab since the load
+                return
             counts = await asyncio.to_thread(events.counts)
             async with self:
                 self.counts = counts
