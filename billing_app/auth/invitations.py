@@ -27,7 +27,7 @@ from billing_app.auth.accounts import Actor, _check_can_grant, actor_now, normal
 from billing_app.notifications import hooks as notification_hooks
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.billing.seat_billing import (
-    CostPreview, invite_cost, per_seat_at_stripe, resync_if_changed, set_quantity, undone_on_failure,
+    CostPreview, invite_cost, per_seat_at_stripe, resync_if_changed, set_quantity, set_scheduled_seats, undone_on_failure,
 )
 from billing_app.billing.seats import refuse_acceptance, refuse_invitation, required_quantity, seat_claim, seats_of
 from billing_app.db import session_scope
@@ -292,23 +292,25 @@ def accept(actor: Actor, token: str) -> int:
             seats = seats_of(session, org_id)
             refuse_acceptance(session, seats)
             members_after = seats.used + 1
-        change = None
-        if per_seat is not None:
-            needed = required_quantity(per_seat.plan.min_seats, members_after)
-            # Counted here, where Stripe is called: a repeated acceptance that fails earlier costs
-            # the organization's billing nothing.
-            limits.hit(limits.STRIPE_ORG, org_id)
-            try:
+        try:
+            if per_seat is not None:
+                needed = required_quantity(per_seat.plan.min_seats, members_after)
+                # Counted here, where Stripe is called: a repeated acceptance that fails earlier costs
+                # the organization's billing nothing.
+                limits.hit(limits.STRIPE_ORG, org_id)
                 change = set_quantity(per_seat, lambda current: max(current, needed))
-            except AppError as error:
-                if error.code == ErrorCode.SEAT_CHANGE_IN_PROGRESS:
-                    raise  # the plan changed meanwhile: nothing for the admins to fix, trying again works
-                _note_failure(invitation_id, f"{actor.email} could not join: {error.message}")
-                raise AppError(
-                    error.code,
-                    f"We could not add you to {org_name}: the payment provider did not accept the extra seat. "
-                    "Nothing was changed, and the organization's admins can see why on their members page.",
-                ) from None
+            else:
+                # A flat plan switching to a per-seat one at the period end: the switch bills them too.
+                change = set_scheduled_seats(org_id, members_after)
+        except AppError as error:
+            if error.code == ErrorCode.SEAT_CHANGE_IN_PROGRESS:
+                raise  # the plan changed meanwhile: nothing for the admins to fix, trying again works
+            _note_failure(invitation_id, f"{actor.email} could not join: {error.message}")
+            raise AppError(
+                error.code,
+                f"We could not add you to {org_name}: the payment provider did not accept the extra seat. "
+                "Nothing was changed, and the organization's admins can see why on their members page.",
+            ) from None
         with undone_on_failure(change), session_scope() as session:
             if not _mark(session, inv, accepted_at=utcnow(), accepted_by_id=actor.user_id, last_error=None):
                 _refuse_unless_open(session.get(Invitation, invitation_id))

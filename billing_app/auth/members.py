@@ -7,7 +7,8 @@ All three run under the org's seat claim, one after the other, so no check is de
 another of them is changing, nor on an acting admin's role from before the wait (accounts.actor_now:
 a request whose sender was demoted or removed meanwhile is refused). On a per-seat plan the Stripe
 quantity follows a removal: max(min_seats, members left), set before the membership is deleted and
-put back if the database then fails.
+put back if the database then fails (so does a per-seat plan's that a flat one switches to at the
+period end).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from billing_app.billing.seat_billing import (
     per_seat_at_stripe,
     resync_if_changed,
     set_quantity,
+    set_scheduled_seats,
     undone_on_failure,
 )
 from billing_app.billing.seats import required_quantity, seat_claim
@@ -100,11 +102,12 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
             user = session.get(User, user_id)
             row = MemberRow(user.id, user.email, user.name, Role(target.role))
             members_left = len(memberships) - 1
-        change = None
         per_seat = per_seat_at_stripe(org_id)  # as Stripe bills now: a portal switch may not be mirrored yet
         if per_seat is not None:
             needed = required_quantity(per_seat.plan.min_seats, members_left)
             change = set_quantity(per_seat, lambda _current: needed)
+        else:
+            change = set_scheduled_seats(org_id, members_left)  # a switch to a per-seat plan waiting for the period end
         with undone_on_failure(change), session_scope() as session:
             # Decided again on the rows as they are now: the check above was another transaction.
             _locked_memberships(session, org_id)

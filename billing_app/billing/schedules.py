@@ -8,6 +8,8 @@ takes them from here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from billing_app.billing import gateway
 
 LIVE_STATUSES = ("not_started", "active")
@@ -62,3 +64,27 @@ def write(client, subscription_id: str, schedule_id: str | None, item: dict, nex
         params={"end_behavior": end_behavior, "phases": [keep, {"items": next_items, "proration_behavior": "none"}]},
     )
     return True
+
+
+def set_scheduled_quantity(client, schedule: dict, quantity: int, per_seat_minimum: Callable[[str], int | None]) -> None:
+    """Give the phases from the running one on `quantity` seats wherever they bill a per-seat price
+    (never below its min_seats: `per_seat_minimum(price)`, None for a flat price, which stays one item).
+
+    Each phase names its own quantities, and Stripe sets the next phase's at the phase change: a seat
+    change (a purchase, a member joining or leaving) must reach a waiting plan change this way, or the
+    switch bills the seats counted when it was scheduled."""
+    phases = []
+    for phase in from_current(schedule):
+        items = []
+        for item in phase_items(phase):
+            minimum = per_seat_minimum(item["price"])
+            items.append(item if minimum is None else {**item, "quantity": max(quantity, minimum)})
+        planned = {"items": items, "end_date": phase["end_date"]}
+        if not phases:
+            planned["start_date"] = phase["start_date"]
+        if phase.get("proration_behavior"):
+            planned["proration_behavior"] = phase["proration_behavior"]
+        if phase.get("trial_end"):
+            planned["trial_end"] = phase["trial_end"]  # a phase sent without it would end its trial
+        phases.append(planned)
+    gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})

@@ -3,7 +3,8 @@
 Accepting an invitation raises the quantity to cover the members (never below the plan's
 `min_seats`, never lowering seats already bought); removing a member sets it to
 max(min_seats, members). A downgrade scheduled for the period end (a subscription schedule) gets
-the new quantity in its phases too, or Stripe would put the old one back at the phase change.
+the new quantity in its phases too, or Stripe would put the old one back at the phase change; and
+while a flat plan waits to switch to a per-seat one, joins and leaves set that phase's quantity.
 Each change re-reads the subscription from Stripe first, is refused with nothing changed when its
 price is no longer the per-seat plan the caller decided on (a flat plan is never billed N times),
 and is billed as SEAT_PRORATION says (create_prorations by default: the prorated amount waits for
@@ -81,6 +82,9 @@ class QuantityChange:
     item_id: str
     before: int
     after: int
+    # Set when only this schedule's per-seat phase changed (a flat plan switching to a per-seat one at
+    # the period end); the subscription's own flat item was not touched.
+    schedule_id: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -123,27 +127,8 @@ def _price_id(item: dict) -> str:
 
 
 def _carry_into_schedule(client, schedule: dict, quantity: int) -> None:
-    """A downgrade waiting for the period end is a schedule whose phases name their own quantities;
-    at the phase change Stripe sets the next phase's, so a seat change must reach them too, or the
-    seats silently revert. The current phase takes `quantity` (what the subscription has now); a
-    later per-seat phase takes it too (never below its plan's min_seats); a flat plan's stays 1."""
-    phases = []
-    for phase in schedules.from_current(schedule):
-        items = []
-        for item in phase["items"]:
-            price = _price_id(item)
-            minimum = _per_seat_minimum(price)
-            keep = item.get("quantity") or 1
-            items.append({"price": price, "quantity": keep if minimum is None else max(quantity, minimum)})
-        planned = {"items": items, "end_date": phase["end_date"]}
-        if not phases:
-            planned["start_date"] = phase["start_date"]
-        if phase.get("proration_behavior"):
-            planned["proration_behavior"] = phase["proration_behavior"]
-        if phase.get("trial_end"):
-            planned["trial_end"] = phase["trial_end"]  # a phase sent without it would end its trial
-        phases.append(planned)
-    gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})
+    """A plan change waiting for the period end keeps the seats: its phases take `quantity`."""
+    schedules.set_scheduled_quantity(client, schedule, quantity, _per_seat_minimum)
 
 
 def _plan_moved() -> AppError:
@@ -221,12 +206,44 @@ def set_quantity(per_seat: PerSeat, decide: Callable[[int], int]) -> QuantityCha
     return change
 
 
+def set_scheduled_seats(org_id: int, members: int) -> QuantityChange | None:
+    """A flat plan switching to a per-seat one at the period end (a schedule's waiting phase): the
+    members joining or leaving before then set that phase's quantity, max(min_seats, members), as they
+    would the per-seat plan's own; the flat plan stays one item. None when no such switch waits
+    (Stripe read only when the mirror has one scheduled). Call under the org's seat claim, when the
+    plan Stripe bills now is flat (`per_seat_at_stripe` is None)."""
+    with session_scope() as session:
+        sub = current_subscription(session, org_id)
+        if sub is None or not sub.is_manageable or sub.scheduled_period is None or not sub.scheduled_period.plan.per_seat:
+            return None
+    client = gateway.stripe_client()
+    fresh = subscriptions._fresh(client, sub, _failed())
+    scheduled = [item for phase in schedules.waiting(fresh.stripe_sub.get("schedule")) for item in schedules.phase_items(phase)
+                 if _per_seat_minimum(item["price"]) is not None]
+    if not scheduled:
+        return None
+    item = fresh.stripe_sub["items"]["data"][0]
+    before = scheduled[0]["quantity"]
+    needed = required_quantity(_per_seat_minimum(scheduled[0]["price"]), members)
+    change = QuantityChange(fresh.customer_id, sub.stripe_id, item["id"], before, needed, schedule_id=fresh.schedule_id)
+    if change.changed:
+        try:
+            _carry_into_schedule(client, fresh.stripe_sub["schedule"], change.after)
+        except gateway.StripeFailure as failure:
+            raise subscriptions._refusal(client, sub, failure, _failed()) from None
+    return change
+
+
 def undo(change: QuantityChange) -> None:
     """Put the quantity back after the database refused what Stripe already agreed to (best effort)."""
     if not change.changed:
         return
     client = gateway.stripe_client()
     try:
+        if change.schedule_id:
+            schedule = gateway.call(client.v1.subscription_schedules.retrieve, change.schedule_id)
+            _carry_into_schedule(client, schedule, change.before)
+            return
         updated = gateway.call(
             client.v1.subscriptions.update, change.stripe_id,
             params={"items": [{"id": change.item_id, "quantity": change.before}],

@@ -4,6 +4,8 @@ plan's next phase stays one item. Through the real SDK and the sandbox's test cl
 
 from __future__ import annotations
 
+import pytest
+
 from billing_app.auth import members
 from billing_app.billing import seat_billing
 from billing_app.billing.subscriptions import change_plan
@@ -84,3 +86,42 @@ def test_a_schedule_gone_between_the_read_and_its_update_leaves_nothing_half_don
     monkeypatch.setattr(seat_billing, "_update", real_update)
     seat_billing.change_seats(org.admin, 6, preview=False)  # no schedule any more: the subscription alone
     assert quantity_at_stripe(org, stripe_env) == 6 and stripe_subscription(org, stripe_env).schedule is None
+
+
+def test_members_joining_or_leaving_before_a_scheduled_switch_to_per_seat_are_its_seats(org, stripe_env, monkeypatch):
+    """A flat plan scheduled to become a per-seat one at the period end: the members who join (or
+    leave) meanwhile are the per-seat phase's quantity, so the switch bills everyone, not the members
+    counted when it was scheduled."""
+    from billing_app.auth import invitations
+    from tests.teams.helpers import invitee, token_of
+
+    clock, customer = buy_on_clock(org, stripe_env, plan="business")  # $99 flat, unlimited seats, 2 members
+    change = change_plan(org.admin, period_id("team", "MONTHLY"), preview=False)  # 3 seats x $8 < $99: at the period end
+    assert not change.upgrade
+    business_price = stripe_subscription(org, stripe_env)["items"].data[0].price.id
+    team_price = _schedule(org, stripe_env).phases[1].items[0].price
+    assert _phase_quantities(org, stripe_env) == [(business_price, 1), (team_price, 3)]  # min_seats
+
+    carol, dave = join(org, "carol@example.com"), join(org, "dave@example.com")
+    assert _phase_quantities(org, stripe_env) == [(business_price, 1), (team_price, 4)]
+    erin_invite = invitations.invite(org.admin, email="erin@example.com")
+    invitations.accept(invitee("erin@example.com"), token_of(erin_invite.url))
+    assert _phase_quantities(org, stripe_env) == [(business_price, 1), (team_price, 5)]
+    assert quantity_at_stripe(org, stripe_env) == 1  # the flat plan is still one item until the switch
+    members.remove_member(org.admin, carol.user_id)
+    members.remove_member(org.admin, dave.user_id)
+    assert _phase_quantities(org, stripe_env) == [(business_price, 1), (team_price, 3)]
+    # A database failure after Stripe agreed puts the phase's quantity back, as it does the subscription's.
+    frank_invite = invitations.invite(org.admin, email="frank@example.com")
+    frank = invitee("frank@example.com")
+    with monkeypatch.context() as patched:
+        patched.setattr(invitations, "_mark", lambda *_args, **_kwargs: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            invitations.accept(frank, token_of(frank_invite.url))
+    assert _phase_quantities(org, stripe_env) == [(business_price, 1), (team_price, 3)]
+    invitations.accept(frank, token_of(frank_invite.url))  # 4 members
+
+    _past_the_period_end(org, stripe_env, clock, customer)
+    sub = stripe_subscription(org, stripe_env)
+    assert (sub["items"].data[0].price.id, sub["items"].data[0].quantity) == (team_price, 4)
+    assert mirror_quantity(org) == 4
