@@ -2,7 +2,9 @@
 
 Seats used are the org's members. A pending invitation reserves a seat against a cap (so an
 admin cannot invite past it), and is not billed until it is accepted. Caps come from the one
-entitlement rule (`entitlements.grants`): the live plan's `limits.seats`, else the free tier's.
+entitlement rule (`entitlements.grants`): the live plan's `limits.seats`, else the free tier's;
+a downgrade waiting for the period end to a plan with a smaller cap holds already (the members
+must fit it then).
 A per-seat plan bills the members as the Stripe quantity, never below `min_seats`
 (billing/seat_billing.py makes those Stripe calls); this module reads the mirror only.
 
@@ -23,11 +25,21 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from billing_app.billing import reservations
-from billing_app.billing.entitlements import Grants, count_members, grants
+from billing_app.billing.entitlements import Grants, count_members, current_subscription, grants
 from billing_app.errors import AppError, ErrorCode
+from billing_app.formatting import format_date
 from billing_app.models import Invitation, Plan, SeatClaim, utcnow
 
 FREE_PLAN_NAME = "Free"
+
+
+@dataclass(frozen=True)
+class ScheduledCap:
+    """A plan change waiting for the period end to a plan with a seat cap: the members must fit it then."""
+
+    plan_name: str
+    limit: int
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class Seats:
     min_seats: int
     plan_key: str | None  # None on the free tier
     plan_name: str
+    scheduled: ScheduledCap | None = None  # a scheduled downgrade's cap, judged already now
 
     @property
     def below_members(self) -> bool:
@@ -66,6 +79,14 @@ def count_pending(session: Session, org_id: int, now: datetime | None = None) ->
     ).one()
 
 
+def _scheduled_cap(session: Session, org_id: int) -> ScheduledCap | None:
+    sub = current_subscription(session, org_id)
+    plan = sub.scheduled_period.plan if sub is not None and sub.scheduled_period is not None else None
+    if plan is None or plan.per_seat or plan.seat_cap is None or sub.scheduled_change_at is None:
+        return None
+    return ScheduledCap(plan.name, plan.seat_cap, sub.scheduled_change_at)
+
+
 def seats_of(session: Session, org_id: int, granted: Grants | None = None) -> Seats:
     granted = granted or grants(session, org_id)
     return Seats(
@@ -77,6 +98,7 @@ def seats_of(session: Session, org_id: int, granted: Grants | None = None) -> Se
         min_seats=granted.min_seats,
         plan_key=granted.plan_key,
         plan_name=granted.plan_name or FREE_PLAN_NAME,
+        scheduled=_scheduled_cap(session, org_id),
     )
 
 
@@ -115,15 +137,30 @@ def _seats_word(n: int) -> str:
     return _count(n, "seat")
 
 
+def _taken(seats: Seats) -> str:
+    return _count(seats.used, "member") + (f" and {_count(seats.pending, 'pending invitation')}" if seats.pending else "")
+
+
+def _changes_to(later: ScheduledCap) -> str:
+    return f"{later.plan_name} on {format_date(later.at)}, which allows {_seats_word(later.limit)}"
+
+
 def refuse_invitation(session: Session, seats: Seats) -> None:
-    """Inviting one more: refused at the cap (members and pending invitations), or while a per-seat
-    plan pays for fewer seats than it has members."""
+    """Inviting one more: refused at the cap (members and pending invitations), at a scheduled
+    downgrade's cap (they must all fit it then), or while a per-seat plan pays for fewer seats than
+    it has members."""
     if seats.limit is not None and seats.used + seats.pending + 1 > seats.limit:
-        taken = _count(seats.used, "member") + (f" and {_count(seats.pending, 'pending invitation')}" if seats.pending else "")
         raise AppError(
             ErrorCode.SEAT_LIMIT_REACHED,
-            f"Your {seats.plan_name} plan allows {_seats_word(seats.limit)}, and all are taken ({taken}). "
+            f"Your {seats.plan_name} plan allows {_seats_word(seats.limit)}, and all are taken ({_taken(seats)}). "
             + _how_to_lift(session, seats, seats.used + seats.pending + 1),
+        )
+    later = seats.scheduled
+    if later is not None and seats.used + seats.pending + 1 > later.limit:
+        raise AppError(
+            ErrorCode.SEAT_LIMIT_REACHED,
+            f"Your plan changes to {_changes_to(later)}, and all are taken ({_taken(seats)}). "
+            "Keep your current plan (on the billing page) to add more members.",
         )
     if seats.below_members:
         raise AppError(
@@ -134,12 +171,20 @@ def refuse_invitation(session: Session, seats: Seats) -> None:
 
 
 def refuse_acceptance(session: Session, seats: Seats) -> None:
-    """Accepting an invitation (whose own seat was reserved): refused when the members fill the cap."""
+    """Accepting an invitation (whose own seat was reserved): refused when the members fill the cap,
+    or a scheduled downgrade's."""
     if seats.limit is not None and seats.used + 1 > seats.limit:
         raise AppError(
             ErrorCode.SEAT_LIMIT_REACHED,
             f"This organization's {seats.plan_name} plan allows {_seats_word(seats.limit)}, and all are taken. "
             "Ask an admin of the organization to upgrade: " + _how_to_lift(session, seats, seats.used + 1),
+        )
+    later = seats.scheduled
+    if later is not None and seats.used + 1 > later.limit:
+        raise AppError(
+            ErrorCode.SEAT_LIMIT_REACHED,
+            f"This organization's plan changes to {_changes_to(later)}, and all are taken ({_count(seats.used, 'member')}). "
+            "Ask an admin of the organization to keep the current plan (on the billing page) to add more members.",
         )
 
 

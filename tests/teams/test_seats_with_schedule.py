@@ -125,3 +125,43 @@ def test_members_joining_or_leaving_before_a_scheduled_switch_to_per_seat_are_it
     sub = stripe_subscription(org, stripe_env)
     assert (sub["items"].data[0].price.id, sub["items"].data[0].quantity) == (team_price, 4)
     assert mirror_quantity(org) == 4
+
+
+def test_a_scheduled_downgrades_seat_cap_holds_already_for_invitations_and_acceptances(org, stripe_env, client):
+    """A downgrade to Starter (3 seats) waits for the period end: the members must still fit then, so
+    inviting and accepting are judged against its cap already, by the one check the members page and
+    the REST API share."""
+    from billing_app.auth import invitations
+    from billing_app.errors import ErrorCode
+    from billing_app.formatting import format_date
+    from billing_app.pages.members import MembersState
+    from tests.api.helpers import add_membership, bearer, err, token_for
+    from tests.aio import run_async
+    from tests.billing.helpers import buy, expect
+    from tests.pages import run_event, signed_in_page
+    from tests.teams.helpers import invitee, token_of
+
+    buy(org, "business", sandbox=stripe_env)  # no seat cap; 2 members
+    change = change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    assert not change.upgrade and change.effective_at is not None
+    when = format_date(change.effective_at)
+
+    carol_invite = invitations.invite(org.admin, email="carol@example.com")  # the third seat Starter allows
+    error = expect(ErrorCode.SEAT_LIMIT_REACHED, invitations.invite, org.admin, email="dave@example.com")
+    assert error.message == (
+        f"Your plan changes to Starter on {when}, which allows 3 seats, and all are taken (2 members and "
+        "1 pending invitation). Keep your current plan (on the billing page) to add more members.")
+    body = err(client.post("/api/org/invitations", json={"email": "dave@example.com"}, headers=bearer(token_for(org.admin))),
+               409, "SEAT_LIMIT_REACHED")
+    assert body["message"] == error.message
+    tab = signed_in_page(MembersState, "admin@acme.example")
+    run_async(run_event(MembersState.invite.fn(tab, {"email": "dave@example.com", "role": "member"})))
+    assert tab.error == error.message
+
+    add_membership(org.id, invitee("outsider@example.com").user_id)  # the third seat taken meanwhile
+    carol = invitee("carol@example.com")
+    error = expect(ErrorCode.SEAT_LIMIT_REACHED, invitations.accept, carol, token_of(carol_invite.url))
+    assert error.message == (
+        f"This organization's plan changes to Starter on {when}, which allows 3 seats, and all are taken "
+        "(3 members). Ask an admin of the organization to keep the current plan (on the billing page) to add more members.")
+    assert invitations.find(token_of(carol_invite.url)).status == "pending"
