@@ -29,7 +29,9 @@ from billing_app.auth.tokens import new_token, token_hash
 from billing_app.billing.seat_billing import (
     CostPreview, invite_cost, per_seat_at_stripe, resync_if_changed, set_quantity, set_scheduled_seats, undone_on_failure,
 )
-from billing_app.billing.seats import refuse_acceptance, refuse_invitation, required_quantity, seat_claim, seats_of
+from billing_app.billing.seats import (
+    confirm_seat_claim, refuse_acceptance, refuse_invitation, required_quantity, seat_claim, seats_of,
+)
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Invitation, Membership, Organization, Role, User, utcnow
@@ -271,7 +273,9 @@ def accept(actor: Actor, token: str) -> int:
 
     Under the org's seat claim: the cap is checked on the members now, a per-seat plan's Stripe
     quantity is raised first, and the member is added only once Stripe agreed (the quantity is put
-    back if the database then fails). Two acceptances at once are decided one after the other.
+    back if the database then fails). Two acceptances at once are decided one after the other; one
+    whose claim lapsed during a slow Stripe call is refused there (409 SEAT_CHANGE_IN_PROGRESS), so
+    two never share the seat it bought.
     """
     org_id = open_invitation_org(actor, token)
     with seat_claim(org_id):
@@ -312,6 +316,7 @@ def accept(actor: Actor, token: str) -> int:
                 "Nothing was changed, and the organization's admins can see why on their members page.",
             ) from None
         with undone_on_failure(change), session_scope() as session:
+            confirm_seat_claim(session, org_id)  # not lapsed during the Stripe call, and another acceptance given this seat
             if not _mark(session, inv, accepted_at=utcnow(), accepted_by_id=actor.user_id, last_error=None):
                 _refuse_unless_open(session.get(Invitation, invitation_id))
                 raise AppError(ErrorCode.INVITATION_USED, "This invitation can no longer be used.")

@@ -24,7 +24,7 @@ from billing_app.billing.seat_billing import (
     set_scheduled_seats,
     undone_on_failure,
 )
-from billing_app.billing.seats import required_quantity, seat_claim
+from billing_app.billing.seats import confirm_seat_claim, required_quantity, seat_claim
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import Membership, Role, User
@@ -109,6 +109,7 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
         else:
             change = set_scheduled_seats(org_id, members_left)  # a switch to a per-seat plan waiting for the period end
         with undone_on_failure(change), session_scope() as session:
+            confirm_seat_claim(session, org_id)  # not lapsed during the Stripe call
             # Decided again on the rows as they are now: the check above was another transaction.
             _locked_memberships(session, org_id)
             if not leaving:

@@ -100,15 +100,22 @@ def purchase_claim(org_id: int) -> Iterator[Reservation]:
         yield reservation
 
 
+def still_ours(session, table, org_id: int, claim_id: str) -> bool:
+    """Extend the claim in the caller's transaction, if it is still `claim_id`'s; False when it lapsed
+    and another request took it over. On PostgreSQL the row stays locked until that transaction ends,
+    so nobody takes the claim over before what the caller writes there is committed."""
+    result = session.execute(
+        update(table).where(table.c.org_id == org_id, table.c.claim_id == claim_id)
+        .values(claimed_until=utcnow() + timedelta(seconds=CLAIM_SECONDS))
+    )
+    return result.rowcount == 1
+
+
 def renew(reservation: Reservation) -> None:
     """Extend the claim; refuse to go on if it lapsed and another request holds it now."""
     with session_scope() as session:
-        result = session.execute(
-            update(T)
-            .where(T.c.org_id == reservation.org_id, T.c.claim_id == reservation.claim_id)
-            .values(claimed_until=utcnow() + timedelta(seconds=CLAIM_SECONDS))
-        )
-    if result.rowcount != 1:
+        ours = still_ours(session, T, reservation.org_id, reservation.claim_id)
+    if not ours:
         raise taken_over()
 
 

@@ -77,6 +77,8 @@ def _failed() -> AppError:
 
 @dataclass(frozen=True)
 class QuantityChange:
+    org_id: int
+    members: int  # the members when it was decided
     customer_id: str
     stripe_id: str
     item_id: str
@@ -193,7 +195,8 @@ def set_quantity(per_seat: PerSeat, decide: Callable[[int], int]) -> QuantityCha
     fresh = _fresh_per_seat(client, per_seat, _failed())
     item = fresh.stripe_sub["items"]["data"][0]
     before = item.get("quantity") or 1
-    change = QuantityChange(fresh.customer_id, per_seat.sub.stripe_id, item["id"], before, decide(before))
+    change = QuantityChange(per_seat.sub.org_id, _members(per_seat.sub.org_id), fresh.customer_id, per_seat.sub.stripe_id,
+                            item["id"], before, decide(before))
     if not change.changed:
         return change
     _update(client, per_seat.sub, change.item_id, change.after)
@@ -225,7 +228,8 @@ def set_scheduled_seats(org_id: int, members: int) -> QuantityChange | None:
     item = fresh.stripe_sub["items"]["data"][0]
     before = scheduled[0]["quantity"]
     needed = required_quantity(_per_seat_minimum(scheduled[0]["price"]), members)
-    change = QuantityChange(fresh.customer_id, sub.stripe_id, item["id"], before, needed, schedule_id=fresh.schedule_id)
+    change = QuantityChange(org_id, _members(org_id), fresh.customer_id, sub.stripe_id, item["id"], before, needed,
+                            schedule_id=fresh.schedule_id)
     if change.changed:
         try:
             _carry_into_schedule(client, fresh.stripe_sub["schedule"], change.after)
@@ -234,26 +238,37 @@ def set_scheduled_seats(org_id: int, members: int) -> QuantityChange | None:
     return change
 
 
+def _members(org_id: int) -> int:
+    with session_scope() as session:
+        return count_members(session, org_id)
+
+
 def undo(change: QuantityChange) -> None:
-    """Put the quantity back after the database refused what Stripe already agreed to (best effort)."""
+    """Put the quantity back after the database refused what Stripe already agreed to (best effort).
+    Not below the members, though, when some joined since it was decided: a seat claim that lapsed
+    during the Stripe call let another acceptance in, on the seat this change bought."""
     if not change.changed:
         return
+    members = _members(change.org_id)
+    back = change.before if members <= change.members else max(change.before, members)
     client = gateway.stripe_client()
     try:
+        if back == change.after:
+            return
         if change.schedule_id:
             schedule = gateway.call(client.v1.subscription_schedules.retrieve, change.schedule_id)
-            _carry_into_schedule(client, schedule, change.before)
+            _carry_into_schedule(client, schedule, back)
             return
         updated = gateway.call(
             client.v1.subscriptions.update, change.stripe_id,
-            params={"items": [{"id": change.item_id, "quantity": change.before}],
+            params={"items": [{"id": change.item_id, "quantity": back}],
                     "proration_behavior": get_settings().seat_proration, "expand": ["schedule"]},
         )
         schedule = schedules.live(updated.get("schedule"))
         if schedule:
-            _carry_into_schedule(client, schedule, change.before)
+            _carry_into_schedule(client, schedule, back)
     except gateway.StripeFailure as failure:
-        log.error("seat quantity of %s left at %s (wanted %s back): %s", change.stripe_id, change.after, change.before, failure.message)
+        log.error("seat quantity of %s left at %s (wanted %s back): %s", change.stripe_id, change.after, back, failure.message)
     finally:
         resync_after_change(change.customer_id)
 

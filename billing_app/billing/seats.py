@@ -10,16 +10,19 @@ A per-seat plan bills the members as the Stripe quantity, never below `min_seats
 
 Every change that adds or removes a seat (an invitation, an acceptance, a removal, a seat
 purchase, a plan change) runs under the org's seat claim (`seat_claim`: the checkout's claim
-logic, on a row of its own in `seatclaim`), so two of them never decide on the same count.
+logic, on a row of its own in `seatclaim`), so two of them never decide on the same count. The claim
+lapses after CLAIM_SECONDS, which a slow Stripe call can outlast: the transaction writing the members
+confirms it is still held (`confirm_seat_claim`), or writes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -202,9 +205,13 @@ def refuse_plan_too_small(session: Session, org_id: int, plan: Plan) -> None:
         )
 
 
-# The orgs whose seat claim this thread holds: the re-sync a change runs under its claim judges set-aside
-# changes (billing/set_aside.py), which takes the claim too.
-_held: ContextVar[frozenset[int]] = ContextVar("seat_claims_held", default=frozenset())
+# The orgs whose seat claim this thread holds, with its token: the re-sync a change runs under its
+# claim judges set-aside changes (billing/set_aside.py), which takes the claim too.
+_held: ContextVar[Mapping[int, str]] = ContextVar("seat_claims_held", default=MappingProxyType({}))
+
+
+def _busy(message: str) -> AppError:
+    return AppError(ErrorCode.SEAT_CHANGE_IN_PROGRESS, message)
 
 
 @contextlib.contextmanager
@@ -214,13 +221,20 @@ def seat_claim(org_id: int, wait_seconds: float = reservations.WAIT_SECONDS) -> 
     if org_id in _held.get():
         yield
         return
-    busy = AppError(
-        ErrorCode.SEAT_CHANGE_IN_PROGRESS,
-        "Another change to your organization's seats or plan is in progress. Please try again in a moment.",
-    )
-    with reservations.org_claim(SeatClaim.__table__, org_id, busy, wait_seconds):
-        token = _held.set(_held.get() | {org_id})
+    busy = _busy("Another change to your organization's seats or plan is in progress. Please try again in a moment.")
+    with reservations.org_claim(SeatClaim.__table__, org_id, busy, wait_seconds) as claim_id:
+        token = _held.set({**_held.get(), org_id: claim_id})
         try:
             yield
         finally:
             _held.reset(token)
+
+
+def confirm_seat_claim(session: Session, org_id: int) -> None:
+    """In the transaction that writes a seat change's members: the seat claim is still this request's
+    (renewed until the commit). A claim lapses after CLAIM_SECONDS, which a slow Stripe call can
+    outlast; another change may then have taken it and decided on the same seats. Refused (409
+    SEAT_CHANGE_IN_PROGRESS) then: the caller puts its Stripe change back (seat_billing.undo)."""
+    if not reservations.still_ours(session, SeatClaim.__table__, org_id, _held.get()[org_id]):
+        raise _busy("Another change to your organization's seats was made while this one waited for the payment "
+                    "provider, so nothing was changed. Please try again.")

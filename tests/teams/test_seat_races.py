@@ -130,3 +130,41 @@ def test_removing_a_member_after_a_portal_switch_to_a_per_seat_plan_lowers_the_s
     assert erin.user_id not in member_ids(org.id)
     assert billed_at_stripe(org, stripe_env) == (price_of("team"), 4)  # not paying for the seat left behind
     assert mirror_quantity(org) == 4
+
+
+def test_a_lapsed_seat_claim_never_lets_two_acceptances_share_one_seat(org, stripe_env, monkeypatch):
+    """Dave's acceptance raises the quantity at Stripe so slowly that its seat claim lapses; Erin's
+    acceptance takes the claim meanwhile and joins on the seat Dave's call bought. Dave's write then
+    finds the claim no longer his: refused (409), nobody added for him, and the quantity covers the
+    members as they are."""
+    import threading
+    from datetime import timedelta
+
+    from billing_app.models import SeatClaim, utcnow
+
+    buy_team(org, stripe_env)
+    join(org, "carol@example.com")  # 3 members: Team's 3 seats
+    dave_invite = invitations.invite(org.admin, email="dave@example.com")
+    erin_invite = invitations.invite(org.admin, email="erin@example.com")
+    dave, erin = invitee("dave@example.com"), invitee("erin@example.com")
+    real_update, erin_done = seat_billing._update, []
+
+    def slow_then_erin_comes(*args):
+        real_update(*args)
+        monkeypatch.setattr(seat_billing, "_update", real_update)
+        with session_scope() as s:  # the 120 s are up before Stripe answered
+            s.get(SeatClaim, org.id).claimed_until = utcnow() - timedelta(seconds=1)
+        other = threading.Thread(target=lambda: erin_done.append(invitations.accept(erin, token_of(erin_invite.url))))
+        other.start()
+        other.join(60)
+
+    monkeypatch.setattr(seat_billing, "_update", slow_then_erin_comes)
+    error = expect(ErrorCode.SEAT_CHANGE_IN_PROGRESS, invitations.accept, dave, token_of(dave_invite.url))
+    assert "try again" in error.message
+    assert erin_done == [org.id]
+    assert dave.user_id not in member_ids(org.id) and erin.user_id in member_ids(org.id)
+    assert invitations.find(token_of(dave_invite.url)).status == "pending"
+    assert billed_at_stripe(org, stripe_env) == (price_of("team"), 4) and mirror_quantity(org) == 4  # 4 members
+
+    invitations.accept(dave, token_of(dave_invite.url))  # tried again, Dave gets a seat of his own
+    assert len(member_ids(org.id)) == 5 and billed_at_stripe(org, stripe_env) == (price_of("team"), 5)
