@@ -294,6 +294,7 @@ def resync_if_changed(change: QuantityChange | None) -> None:
 class SeatPrices:
     """What moving to some seats costs, from Stripe's previews (its discounts applied as it bills them)."""
 
+    from_seats: int  # the quantity Stripe had when priced: the change priced is from there
     prorated: int  # this change's difference for the rest of this period (negative: a credit)
     per_period: dict[int, int]  # seats -> each period's bill for them, after the discounts running then, with tax
     due_now: int  # what billing the change at once charges (always_invoice: earlier pending items too)
@@ -349,7 +350,7 @@ def _seat_prices(per_seat: PerSeat, quantity: int, per_period_of: tuple[int, ...
             prorated = at_once["total"] - _pending(client, fresh.customer_id, per_seat.sub.stripe_id)
         else:
             prorated = prorating["total"] - plain["total"]
-    return SeatPrices(prorated, per_period, due_now)
+    return SeatPrices(current, prorated, per_period, due_now)
 
 
 def _pending(client, customer_id: str, stripe_id: str) -> int:
@@ -449,7 +450,8 @@ class SeatChange:
 
 
 def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
-    """Buy more seats, or give back unused ones (never below the members, nor min_seats)."""
+    """Buy more seats, or give back unused ones (never below the members, nor min_seats). Applied, it
+    reports what it charged: priced again under the seat claim when the quantity moved meanwhile."""
     org_id = actor.require_role(Role.ADMIN)
     subscriptions._manageable_subscription(org_id)  # the usual refusals: none, lifetime, ended
     per_seat = per_seat_subscription(org_id)
@@ -470,12 +472,19 @@ def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
 
     members = refuse_below_members()
     prices = _seat_prices(per_seat, seats, (seats,))
-    before, applied = per_seat.sub.quantity, False
+    before, applied = prices.from_seats, False
     if not preview:
+
+        def priced_from(current: int) -> int:
+            nonlocal prices
+            if current != prices.from_seats:  # another change landed meanwhile (it held the claim): price it from here
+                prices = _seat_prices(per_seat, seats, (seats,))
+            return seats
+
         with seat_claim(org_id):
             admin_now(actor)  # the role as it is now: the request may have waited for the claim
             members = refuse_below_members()
-            change = set_quantity(per_seat, lambda _current: seats)
+            change = set_quantity(per_seat, priced_from)
         resync_after_change(change.customer_id)
         before, applied = change.before, True
     return SeatChange(

@@ -228,6 +228,34 @@ def test_seat_changes_preview_then_apply(org, stripe_env):
     assert invitations.invite(org.admin, email="e@example.com").cost.seats_added == 0
 
 
+def test_an_applied_seat_change_reports_the_proration_it_charged(org, stripe_env, monkeypatch):
+    """Another tab's seat change lands between this one's pricing and its turn: this one is priced
+    again from the seats Stripe has then, so it reports what it charged (5 -> 6, not 3 -> 6)."""
+    buy_team(org, stripe_env)  # 3 seats
+    c, customer = stripe_env.client, stripe_subscription(org, stripe_env).customer
+
+    def pending() -> int:
+        return sum(ii.amount for ii in c.v1.invoice_items.list(params={"customer": customer, "pending": True, "limit": 100}).data)
+
+    real, before_ours = seat_billing._seat_prices, []
+
+    def then_another_tab_buys_two(per_seat, quantity, per_period_of):
+        prices = real(per_seat, quantity, per_period_of)
+        if not before_ours:
+            before_ours.append(None)  # the other tab's own pricing goes through as usual
+            seat_billing.change_seats(org.admin, 5, preview=False)
+            before_ours[0] = pending()
+        return prices
+
+    monkeypatch.setattr(seat_billing, "_seat_prices", then_another_tab_buys_two)
+    done = seat_billing.change_seats(org.admin, 6, preview=False)
+    assert (done.from_seats, done.to_seats, done.applied) == (5, 6, True)
+    charged = pending() - before_ours[0]
+    assert 0 < charged <= 800 and done.prorated_amount == charged  # one seat, not three
+    assert done.recurring_amount == 6 * 800
+    assert quantity_at_stripe(org, stripe_env) == mirror_quantity(org) == 6
+
+
 def test_billed_at_once_the_amount_due_now_includes_what_was_pending(org, stripe_env, monkeypatch):
     """A seat change made with create_prorations waits for the next invoice; switched to always_invoice,
     the next change's invoice sweeps that pending proration in: amount_due_now says so, while the
