@@ -6,7 +6,8 @@ API tokens they made in the organization when they leave or are removed.
 All three run under the org's seat claim, one after the other, so no check is decided on members
 another of them is changing, nor on an acting admin's role from before the wait (accounts.actor_now:
 a request whose sender was demoted or removed meanwhile is refused). On a per-seat plan the Stripe
-quantity follows a removal: max(min_seats, members left), set before the membership is deleted and
+quantity follows a removal down to max(min_seats, members left) (never up: seats lowered in the
+billing portal below the members stay as they are), set before the membership is deleted and
 put back if the database then fails (so does a per-seat plan's that a flat one switches to at the
 period end).
 """
@@ -105,7 +106,8 @@ def _remove(actor: Actor, org_id: int, user_id: int, *, leaving: bool) -> Member
         per_seat = per_seat_at_stripe(org_id)  # as Stripe bills now: a portal switch may not be mirrored yet
         if per_seat is not None:
             needed = required_quantity(per_seat.plan.min_seats, members_left)
-            change = set_quantity(per_seat, lambda _current: needed)
+            # Lowered, never raised: seats lowered in the billing portal below the members stay as they are.
+            change = set_quantity(per_seat, lambda current: min(current, needed))
         else:
             change = set_scheduled_seats(org_id, members_left)  # a switch to a per-seat plan waiting for the period end
         with undone_on_failure(change), session_scope() as session:

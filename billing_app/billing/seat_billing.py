@@ -1,10 +1,11 @@
 """Per-seat billing at Stripe: the subscription item's quantity follows the members.
 
 Accepting an invitation raises the quantity to cover the members (never below the plan's
-`min_seats`, never lowering seats already bought); removing a member sets it to
-max(min_seats, members). A downgrade scheduled for the period end (a subscription schedule) gets
-the new quantity in its phases too, or Stripe would put the old one back at the phase change; and
-while a flat plan waits to switch to a per-seat one, joins and leaves set that phase's quantity.
+`min_seats`, never lowering seats already bought); removing a member lowers it to
+max(min_seats, members), never raising it (seats lowered in the billing portal below the members).
+A downgrade scheduled for the period end (a subscription schedule) gets the new quantity in its
+phases too, or Stripe would put the old one back at the phase change; and while a flat plan waits
+to switch to a per-seat one, joins and leaves set that phase's quantity.
 Each change re-reads the subscription from Stripe first, is refused with nothing changed when its
 price is no longer the per-seat plan the caller decided on (a flat plan is never billed N times),
 and is billed as SEAT_PRORATION says (create_prorations by default: the prorated amount waits for

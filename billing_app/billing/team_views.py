@@ -67,3 +67,15 @@ def seat_warning(seats: Seats) -> str:
         f"Your plan pays for {seats.purchased} seats, but your organization has {seats.used} members. "
         "Nobody was removed; new invitations are paused until the seats cover everyone."
     )
+
+
+def removal_note(seats: Seats) -> str:
+    """What removing a member does to a per-seat plan's seats, said in the removal dialog: they go down
+    to the members left (not below min_seats), but are never raised, so seats lowered in the billing
+    portal below the members stay as they are."""
+    if not seats.per_seat:
+        return ""
+    if seats.below_members:
+        return (f" Your plan pays for {seats.purchased} seats, fewer than its {seats.used} members (lowered in the "
+                f"billing portal): the paid seats stay at {seats.purchased}, and so does the bill.")
+    return " Your plan is billed per seat: the paid seats go down to the members left (not below the plan's minimum), and so does the bill."

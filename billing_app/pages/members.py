@@ -21,7 +21,7 @@ from billing_app import limits, live, routes
 from billing_app.auth import invitations, members
 from billing_app.billing import turns
 from billing_app.billing.seat_billing import invite_cost
-from billing_app.billing.team_views import seat_warning, seats_cap, seats_summary, team_view
+from billing_app.billing.team_views import removal_note, seat_warning, seats_cap, seats_summary, team_view
 from billing_app.components.layout import data_table, error_callout, info_callout, page_frame, shown_once
 from billing_app.components.seats import seats_card
 from billing_app.db import session_scope
@@ -65,6 +65,7 @@ class TeamData:
     seats_cap: int  # 0: no cap shown (unlimited)
     warning: str
     per_seat: bool
+    removal_note: str
 
 
 def _read(actor) -> TeamData:
@@ -84,6 +85,7 @@ def _read(actor) -> TeamData:
         seats_cap=seats_cap(seats),
         warning=seat_warning(seats),
         per_seat=seats.per_seat,
+        removal_note=removal_note(seats),
     )
 
 
@@ -95,6 +97,7 @@ class MembersState(AuthState):
     seats_cap: int = 0
     seat_warning: str = ""
     per_seat: bool = False
+    removal_note: str = ""  # what removing a member does to the paid seats (the removal dialog)
     # What one more member costs on a per-seat plan, shown before inviting.
     cost_preview: str = ""
     error: str = ""
@@ -104,7 +107,7 @@ class MembersState(AuthState):
     def _show_team(self, data: TeamData) -> None:
         self.members, self.invitations = data.members, data.invitations
         self.seats_text, self.seats_used, self.seats_cap = data.seats_text, data.seats_used, data.seats_cap
-        self.seat_warning, self.per_seat = data.warning, data.per_seat
+        self.seat_warning, self.per_seat, self.removal_note = data.warning, data.per_seat, data.removal_note
 
     def _reload(self, actor) -> None:
         self._show_team(_read(actor))
@@ -337,11 +340,7 @@ def _remove_button(m) -> rx.Component:
         rx.button("Remove", size="1", variant="soft", color_scheme="red", loading=MembersState.busy == "remove:" + m.user_id,
                   class_name="remove-member"),
         rx.fragment("Remove ", m.email, " from ", AuthState.org_name, "?"),
-        rx.fragment(
-            "They lose access at once and need a new invitation to come back.",
-            rx.cond(MembersState.per_seat, " Your plan is billed per seat: the paid seats go down to the members left "
-                    "(not below the plan's minimum), and so does the bill.", ""),
-        ),
+        rx.fragment("They lose access at once and need a new invitation to come back.", MembersState.removal_note),
         rx.button("Remove", color_scheme="red", on_click=MembersState.remove(m.user_id), class_name="confirm-remove"),
     )
 

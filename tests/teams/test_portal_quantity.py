@@ -50,3 +50,32 @@ def test_a_portal_quantity_below_the_members_is_mirrored_warned_and_blocks_invit
     stripe_env.http.post(f"/portal/{session_id}/quantity", data={"subscription": sub_id, "quantity": "5"})
     wait_for(lambda: mirror_quantity(org) == 5, "the raised quantity")
     assert invitations.invite(org.admin, email="erin@example.com").cost.seats_added == 0
+
+
+def test_removing_a_member_never_raises_seats_lowered_below_the_members(org, stripe_env):
+    """The portal lowered the seats to 3 for 5 members: removing one (4 left) leaves the 3 as they are,
+    it does not raise them to 4; the removal dialog says so beforehand."""
+    from billing_app.auth import members
+    from billing_app.billing.sync import sync_customer
+    from billing_app.billing.team_views import removal_note
+    from tests.teams.helpers import customer, stripe_subscription
+
+    buy_team(org, stripe_env)
+    carol, dave = join(org, "carol@example.com"), join(org, "dave@example.com")
+    join(org, "erin@example.com")
+    assert quantity_at_stripe(org, stripe_env) == 5
+    with session_scope() as s:
+        assert "the paid seats go down to the members left" in removal_note(seats_of(s, org.id))
+
+    session_id = portal_url(org.admin).rsplit("/", 1)[1]
+    stripe_env.http.post(f"/portal/{session_id}/quantity", data={"subscription": stripe_subscription(org, stripe_env).id, "quantity": "3"})
+    sync_customer(customer(org))  # as its webhook would
+    assert mirror_quantity(org) == 3
+    with session_scope() as s:
+        note = removal_note(seats_of(s, org.id))
+    assert "pays for 3 seats, fewer than its 5 members" in note and "stay at 3" in note
+
+    members.remove_member(org.admin, carol.user_id)  # 4 members: max(3, 4) would raise the bill
+    assert quantity_at_stripe(org, stripe_env) == mirror_quantity(org) == 3
+    members.remove_member(org.admin, dave.user_id)  # 3 members, 3 seats
+    assert quantity_at_stripe(org, stripe_env) == 3
