@@ -2,8 +2,9 @@
 
 One call per costly entry point: `hit(LOGIN_IP, client_ip)` raises `RateLimited` (429
 RATE_LIMITED, with the seconds until the next allowed request for `Retry-After`) when the
-caller is over its limit. What only failures should spend is "checked before, counted on failure":
-`check` refuses without counting, `hit` after the failure counts it. The limits themselves are settings (RATE_LIMIT_*); the counts live in
+caller is over its limit. What only some requests should spend is checked before and counted when
+it happens: `check` refuses without counting, `hit` counts once the request turned out to spend it
+(a refused token, an invitation that is sent). The limits themselves are settings (RATE_LIMIT_*); the counts live in
 RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to share them (keys
 under REDIS_KEY_PREFIX). When the shared storage cannot be reached (or takes longer than
 SOCKET_SECONDS), this process counts in memory and asks it again RETRY_SECONDS later: a Redis
@@ -114,7 +115,7 @@ def hit(kind: str, identity: str | int) -> None:
 
 def check(kind: str, identity: str | int) -> None:
     """Raise RateLimited when `identity` is over a limit of `kind`, counting nothing: for limits
-    that only failures spend (`hit` once the request failed)."""
+    that only some requests spend (`hit` once the request turned out to spend it)."""
     _apply(kind, identity, count=False)
 
 

@@ -86,6 +86,26 @@ def list_invitations(session: Session, actor: Actor) -> list[InvitationRow]:
     return [_row(session, inv) for inv in rows]
 
 
+def _refuse_or_replace(session: Session, actor: Actor, org_id: int, email: str, role: Role, now: datetime) -> Actor:
+    """What refuses inviting `email` as `session` reads the org now (the actor's role changed,
+    ALREADY_MEMBER, the seat cap), once the email's pending invitation, which the new one replaces,
+    is revoked. The actor as they are now."""
+    actor = actor_now(session, actor, Role.ADMIN)
+    _check_can_grant(actor, role)
+    member = session.exec(
+        select(Membership.id).join(User, User.id == Membership.user_id)
+        .where(Membership.org_id == org_id, User.email == email)
+    ).first()
+    if member is not None:
+        raise AppError(ErrorCode.ALREADY_MEMBER, f"{email} is already a member of this organization.")
+    for old in session.exec(_pending_query(org_id, now).where(Invitation.email == email)).all():
+        old.revoked_at = now
+        session.add(old)
+    session.flush()
+    refuse_invitation(session, seats_of(session, org_id))
+    return actor
+
+
 def invite(actor: Actor, *, email: str, role: Role = Role.MEMBER) -> Invited:
     """Invite `email` with `role` (admins). A new invitation for an email replaces its pending one
     (whose link then stops working). Refused at the seat cap (409 SEAT_LIMIT_REACHED), and past
@@ -96,27 +116,22 @@ def invite(actor: Actor, *, email: str, role: Role = Role.MEMBER) -> Invited:
     email = normalize_email(email)
     # Each invitation emails the address (with names the inviter chose): a few an hour per address,
     # from any org, and a few dozen an hour per org, to any addresses (inviting then revoking keeps
-    # the seats free, so only this stops an org mailing anyone). The org's first: an org over its
-    # limit spends no address's. Counted before the seat claim, so a slow rate-limit store never holds it.
-    limits.hit(limits.INVITATION_ORG, org_id)
+    # the seats free, so only this stops an org mailing anyone). Only invitations that are sent
+    # count: an org over its limit is refused first, without counting (it spends no address's);
+    # then a dry run of the refusals (a bulk invite names current members), and only then the counts.
+    # Counted before the seat claim, so a slow rate-limit store never holds it; the claim asks
+    # again (an invitation refused by a change made in between has been counted).
+    limits.check(limits.INVITATION_ORG, org_id)
+    with session_scope() as session:
+        _refuse_or_replace(session, actor, org_id, email, role, utcnow())
+        session.rollback()  # a dry run: nothing of it is kept
     limits.hit(limits.INVITATION_EMAIL, email)
+    limits.hit(limits.INVITATION_ORG, org_id)
     token = new_token(TOKEN_PREFIX)
     now = utcnow()
     with seat_claim(org_id):
         with session_scope() as session:
-            actor = actor_now(session, actor, Role.ADMIN)  # as it is now: the request waited for the claim
-            _check_can_grant(actor, role)
-            member = session.exec(
-                select(Membership.id).join(User, User.id == Membership.user_id)
-                .where(Membership.org_id == org_id, User.email == email)
-            ).first()
-            if member is not None:
-                raise AppError(ErrorCode.ALREADY_MEMBER, f"{email} is already a member of this organization.")
-            for old in session.exec(_pending_query(org_id, now).where(Invitation.email == email)).all():
-                old.revoked_at = now
-                session.add(old)
-            session.flush()
-            refuse_invitation(session, seats_of(session, org_id))
+            actor = _refuse_or_replace(session, actor, org_id, email, role, now)  # as it is now: the request waited for the claim
             inv = Invitation(
                 org_id=org_id, email=email, role=role.value, token_hash=token_hash(token), invited_by_id=actor.user_id,
                 created_at=now, expires_at=now + timedelta(days=INVITATION_DAYS),

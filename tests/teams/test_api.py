@@ -331,6 +331,35 @@ def test_the_members_page_counts_in_the_organizations_invitation_limit(client, t
     err(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "fourth@example.org"}), 429, "RATE_LIMITED")
 
 
+def org_invitation_limit(monkeypatch, value: str, **others: str) -> None:
+    from billing_app.settings import get_settings
+
+    for name, limit in {"RATE_LIMIT_INVITATION_ORG": value, **others}.items():
+        monkeypatch.setenv(name, limit)
+    get_settings.cache_clear()
+
+
+def test_invitations_refused_as_already_member_do_not_spend_the_orgs_limit(client, tokens, roomy_free_tier, monkeypatch, fresh_limits):
+    # A bulk invite (a CSV of the team) naturally names people already in the org: nothing is sent.
+    org_invitation_limit(monkeypatch, "3/hour")
+    for _ in range(3):
+        err(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "member@acme.example"}), 409, "ALREADY_MEMBER")
+    for i in range(3):
+        ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": f"new-hire{i}@example.org"}))
+    err(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "new-hire3@example.org"}), 429, "RATE_LIMITED")
+
+
+def test_another_org_spending_an_address_limit_does_not_spend_this_orgs(client, tokens, roomy_free_tier, monkeypatch, fresh_limits):
+    # Globex (anyone can sign up as an admin) spends new-hire@'s address limit: Acme's admin retrying
+    # that invitation is refused, and sends nothing, so Acme's own limit is untouched.
+    org_invitation_limit(monkeypatch, "3/hour", RATE_LIMIT_INVITATION_EMAIL="2/hour")
+    for _ in range(2):
+        ok(client.post("/api/org/invitations", headers=tokens.other_admin, json={"email": "new-hire@example.org"}))
+    for _ in range(3):
+        err(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "new-hire@example.org"}), 429, "RATE_LIMITED")
+    ok(client.post("/api/org/invitations", headers=tokens.admin, json={"email": "someone-else@example.org"}))
+
+
 @pytest.mark.parametrize("email", ["a\x00b@example.com", "a\rb@example.com", "ab@exa\u200bmple.com"])
 def test_an_invitation_to_an_email_with_a_control_character_is_a_clear_refusal(client, tokens, roomy_free_tier, email):
     """A NUL passed the email check and reached PostgreSQL, which answered a 500 (SQLite stored it)."""
