@@ -2,9 +2,10 @@
 
 One call per costly entry point: `hit(LOGIN_IP, client_ip)` raises `RateLimited` (429
 RATE_LIMITED, with the seconds until the next allowed request for `Retry-After`) when the
-caller is over its limit. What only some requests should spend is checked before and counted when
-it happens: `check` refuses without counting, `hit` counts once the request turned out to spend it
-(a refused token, an invitation that is sent). The limits themselves are settings (RATE_LIMIT_*); the counts live in
+caller is over its limit. What only some requests should spend is counted once the request turned
+out to spend it: `hit` after a token was refused (past the limit, the refusal is the 429), or once
+an invitation is going to be sent; `check` refuses without counting, for a caller that must be
+refused up front (an org over its invitation limit). The limits themselves are settings (RATE_LIMIT_*); the counts live in
 RATE_LIMIT_STORAGE: memory:// for one process (the default), redis://... to share them (keys
 under REDIS_KEY_PREFIX). When the shared storage cannot be reached (or takes longer than
 SOCKET_SECONDS), this process counts in memory and asks it again RETRY_SECONDS later: a Redis
@@ -17,7 +18,8 @@ with `hit_in_thread`: a count may wait for Redis, the event loop must not.
     STRIPE_USER             a member's Stripe reads (a checkout's outcome), per user: a member cannot
                             spend the limit the admins' actions need (`hit_stripe` picks the key)
     API_TOKEN               every REST request with a well-formed token, per token (revoked and expired ones too)
-    API_AUTH_FAILURES_IP    REST requests whose well-formed token was refused, per client address
+    API_AUTH_FAILURES_IP    REST requests whose well-formed token was refused, per client address (only
+                            refused tokens are held back: a valid one from that address still works)
     ACCOUNT_USER            password changes, answers to invitations, creating an organization (home page):
                             a user's account actions
     INVITATION_EMAIL        invitation emails per recipient address, whichever org sends them

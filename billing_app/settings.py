@@ -91,8 +91,9 @@ class Settings(BaseSettings):
     rate_limit_stripe_org: str = "120/minute;1000/hour"
     rate_limit_stripe_user: str = "30/minute;300/hour"
     rate_limit_api_token: str = "600/minute"
-    # REST requests whose (well-formed) token was refused, per client address: checked before the
-    # lookup, so nobody can try made-up, revoked or expired tokens forever.
+    # REST requests whose (well-formed) token was refused, per client address: past it, refused tokens
+    # from there answer 429, so nobody can try made-up, revoked or expired tokens forever; a valid
+    # token is never refused by it (a neighbour behind the same NAT keeps working).
     rate_limit_api_auth_failures_ip: str = "60/minute"
     rate_limit_account_user: str = "10/minute"
     # Invitation emails to one address (lower-cased), from any org: anyone can sign up as an admin and

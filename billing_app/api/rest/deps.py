@@ -4,14 +4,15 @@ Auth is `Authorization: Bearer <token>` (billing_app/auth/api_tokens.py). The se
 themselves; `Admin` also refuses non-admins up front (403) so a member learns nothing from
 validation errors.
 
-Rate limits (billing_app/limits.py), applied here so no route can forget them: a client address
-whose tokens were refused too often (RATE_LIMIT_API_AUTH_FAILURES_IP) is refused before any token
-is looked up, every request with a well-formed token counts against that token's limit (revoked and
-expired ones too) before the lookup, and every route that calls Stripe (`STRIPE_ROUTES`) also, after the role
-check (a refused call spends only its token's), against the organization's for an admin and the
-user's own for a member (`limits.hit_stripe`: a member cannot lock the admins out); over a limit the
-answer is `429 RATE_LIMITED` with `Retry-After`. A change runs in one of its organization's turns
-(billing/turns.py): one org's burst waits on the event loop, not in threads.
+Rate limits (billing_app/limits.py), applied here so no route can forget them: every request with a
+well-formed token counts against that token's limit (revoked and expired ones too) before the
+lookup, a refused token also against its client address's (RATE_LIMIT_API_AUTH_FAILURES_IP: past
+it, refused tokens from there answer 429, valid ones still work), and every route that calls
+Stripe (`STRIPE_ROUTES`) also, after the role check (a refused call spends only its token's),
+against the organization's for an admin and the user's own for a member (`limits.hit_stripe`: a
+member cannot lock the admins out); over a limit the answer is `429 RATE_LIMITED` with
+`Retry-After`. A change runs in one of its organization's turns (billing/turns.py): one org's burst
+waits on the event loop, not in threads.
 """
 
 from __future__ import annotations
@@ -49,22 +50,21 @@ STRIPE_ROUTES = frozenset({
 def token_actor(request: Request, token: str | None) -> Actor:
     """The user of a bearer token, with the limits a token guesser meets (also for /api/ops).
 
-    Check before, count on failure: a client address over its refused-token limit is refused
-    before the lookup, whatever the token, and a token that is refused spends the address's limit.
     The token's own limit is counted before the lookup, so revoked and expired tokens count too.
-    A malformed token is refused without a lookup, so it counts nowhere. Clients behind one NAT
-    share the address's limit, as they share the login limit per address.
+    A token that is refused counts against its client address, and past RATE_LIMIT_API_AUTH_FAILURES_IP
+    the refusal is a 429 (with Retry-After) instead of a 401. A valid token is never refused by the
+    address's limit: one client polling with an expired token, or a neighbour behind the same NAT,
+    must not lock out the others (and tokens are 256-bit: refusing before the lookup would stop no
+    guesser). A malformed token is refused without a lookup, so it counts nowhere.
     """
     if not api_tokens.is_well_formed(token):
         return api_tokens.authenticate_bearer(token)  # refused at once
-    address = client_ip(request)
-    limits.check(limits.API_AUTH_FAILURES_IP, address)
     limits.hit(limits.API_TOKEN, token)
     try:
         return api_tokens.authenticate_bearer(token)
     except AppError as error:
         if error.code == ErrorCode.UNAUTHENTICATED:
-            limits.hit(limits.API_AUTH_FAILURES_IP, address)
+            limits.hit(limits.API_AUTH_FAILURES_IP, client_ip(request))  # RateLimited once over the limit
         raise
 
 
