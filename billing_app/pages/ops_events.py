@@ -12,7 +12,7 @@ from billing_app.components.layout import data_table, error_callout, info_callou
 from billing_app.components.pagination import KeysetPages, pager
 from billing_app.errors import AppError
 from billing_app.ops import events
-from billing_app.pages.ops_common import NOT_FOUND, EventLine, OpsState, event_line, field, ops_page
+from billing_app.pages.ops_common import EventLine, OpsState, event_line, field, ops_page
 from billing_app.state import form_text, id_from_page, in_a_thread
 
 ALL = "all"
@@ -39,14 +39,12 @@ class OpsEventsState(KeysetPages, OpsState):
     def _fetch(self, cursor: str) -> bool:
         """`cursor` is the event id the page starts below, as text ("" for the newest)."""
         self.error = ""
+        if self._acting_operator() is None:  # the not-found answer: none of the page's data stays
+            return False
         try:
-            self._operator()
             rows, next_before = events.list_events(self._filters(), before_id=int(cursor) if cursor else None)
         except AppError as error:
-            if error.code.value == "NOT_FOUND" and error.message == "Page not found.":
-                self.gate, self.rows = NOT_FOUND, []
-            else:
-                self.error, self.rows, self.next_cursor = error.message, [], ""
+            self.error, self.rows, self.next_cursor = error.message, [], ""
             return False
         self.rows = [event_line(e) for e in rows]
         self.next_cursor = str(next_before) if next_before else ""

@@ -56,16 +56,14 @@ class OpsOrgsState(KeysetPages, OpsState):
 
     def _fetch(self, cursor: str) -> bool:
         self.error = ""
+        if self._acting_operator() is None:  # the not-found answer: none of the page's data stays
+            return False
         try:
-            self._operator()
             filters = orgs.OrgFilter.parse(self.q, self.status, self.sort)
             with session_scope() as session:
                 page = orgs.list_orgs(session, filters, cursor=cursor or None)
         except AppError as error:
-            if error.code.value == "NOT_FOUND":
-                self.gate, self.rows = "404", []
-            else:
-                self.error, self.rows, self.next_cursor = error.message, [], ""
+            self.error, self.rows, self.next_cursor = error.message, [], ""
             return False
         self.rows = [org_line(r) for r in page.rows]
         self.next_cursor = page.next_cursor or ""

@@ -86,3 +86,21 @@ def test_after_a_logout_the_next_user_on_the_tab_gets_nothing(org):
     add_event("failed")
     run_async(run_event(OpsEventsState.keep_counts_live.fn(tab, visit)))  # the loop of the operator's visit
     assert tab.gate != "ok" and shows_nothing(tab)
+
+
+
+REFETCHES = {  # each handler that reads the list again
+    "filters": lambda tab: OpsEventsState.apply_filters.fn(tab, {"state": "failed"}),
+    "show_failed": lambda tab: OpsEventsState.show_failed.fn(tab),
+    "next_page": lambda tab: OpsEventsState.next_page.fn(tab),
+}
+
+
+@pytest.mark.parametrize("action", list(REFETCHES))
+def test_a_revoked_operators_filters_or_pages_leave_no_figures(database_url, action):
+    # Refused there, the page set only its gate and rows: the counts, types and cursors stayed in the tab.
+    tab = operators_tab()
+    tab.next_cursor = "1000"  # as if there were a next page
+    set_operator("ops@saas.example", False)
+    run_async(run_event(REFETCHES[action](tab)))
+    assert tab.gate == "404" and shows_nothing(tab) and (tab.cursors, tab.next_cursor) == ([], "")
