@@ -4,8 +4,9 @@
 every handler that acts calls it (through `_gate` or directly). A visitor, a member or an org
 admin sees what an unknown page shows ("404: Page not found"), and no data is ever loaded
 for them; the console is not advertised in the navbar or anywhere else. A loop that keeps a page
-live (event counts, a run's progress) asks again each round (`_still_operator`): the operator may
-have been revoked since the page loaded, or logged out and someone else signed in on the tab.
+live (event counts, a run's progress) asks again each round (`_still_operator`), as does an action
+that waited on Stripe before it reads the page's data again: the operator may have been revoked
+since the page loaded, or logged out and someone else signed in on the tab.
 A refused page holds none of its data (`_not_found`).
 """
 
@@ -77,9 +78,10 @@ class OpsState(AuthState):
             return None
 
     async def _still_operator(self) -> bool:
-        """For each round of a live loop (call it outside `async with self`): whether the tab's
-        session is an operator's now, one read in a thread. The gate passed at load is not enough.
-        False after turning the page into the not-found answer: the loop stops."""
+        """For each round of a live loop, or after an action's Stripe call (call it outside
+        `async with self`): whether the tab's session is an operator's now, one read in a thread.
+        The gate passed at load is not enough. False after turning the page into the not-found
+        answer: the loop (or the action) stops."""
         async with self:
             session_hash = self._session_hash
         try:

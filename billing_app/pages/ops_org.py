@@ -115,6 +115,8 @@ class OpsOrgState(BusyForm, OpsState):
             async with self:
                 self.error, self.busy = f"The reconcile failed: {getattr(error, 'message', error)}", False
             return
+        if not await self._still_operator():  # revoked while Stripe answered: no data for this tab
+            return
         async with self:
             self.busy = False
             self.changes = changes

@@ -66,6 +66,8 @@ class OpsOrphansState(OpsState):
             async with self:
                 self.error, self.busy = getattr(error, "message", str(error)), ""
             return
+        if not await self._still_operator():  # revoked while Stripe answered: no data for this tab
+            return
         async with self:
             self.busy = ""
             self.message = f"{customer_id} is now organization {org_text}'s Stripe customer ({len(changes)} mirror change(s))."

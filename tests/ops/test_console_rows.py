@@ -1,5 +1,6 @@
 """The console shows an org's payments as the org's own payment history reads them, without the
-invoice and receipt links (those open for anyone holding them; they stay with the org's admins)."""
+invoice and receipt links (those open for anyone holding them; they stay with the org's admins);
+and none of the org's rows once its operator was revoked."""
 
 from __future__ import annotations
 
@@ -83,3 +84,28 @@ def test_an_undone_extra_lifetime_purchase_whose_refund_failed_reads_refund_fail
     line = next(line for line in page.subscriptions if line.stripe_id == paid.payment_intent)
     assert (line.status, line.color) == ("Refund failed", "red")
     assert sorted(row.status for row in page.payments) == ["Completed", "Completed"]  # both paid, neither returned
+
+
+def test_a_reconcile_whose_operator_was_revoked_meanwhile_leaves_no_org_data(org, stripe_env, monkeypatch):
+    # The reconcile re-read the org's rows after Stripe answered, without asking who is signed in now.
+    from billing_app.ops import orgs
+    from billing_app.ops.access import set_operator
+    from billing_app.pages.ops_org import OpsOrgState
+    from tests.billing.helpers import buy
+    from tests.pages import run_event
+
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    make_operator("ops@saas.example")
+    tab = signed_in_page(OpsOrgState, "ops@saas.example", f"/ops/orgs/{org.id}")
+    run_async(run_event(OpsOrgState.load.fn(tab)))
+    assert tab.gate == "ok" and tab.found and tab.members and tab.payments
+    real = orgs.reconcile_org
+
+    def revoked_meanwhile(operator, org_id):
+        changes = real(operator, org_id)  # Stripe answers...
+        set_operator("ops@saas.example", False)  # ...after the operator was revoked
+        return changes
+
+    monkeypatch.setattr(orgs, "reconcile_org", revoked_meanwhile)
+    run_async(run_event(OpsOrgState.reconcile_now.fn(tab)))
+    assert tab.gate == "404" and not tab.found and (tab.members, tab.payments, tab.subscriptions, tab.message) == ([], [], [], "")
