@@ -652,6 +652,11 @@ def live_schedule(store: Store, sub: dict) -> dict | None:
     return schedule if schedule and schedule["status"] in SCHEDULE_LIVE else None
 
 
+def running_phase(schedule: dict) -> dict:
+    """The schedule's current phase (past phases stay listed before it)."""
+    return next(ph for ph in schedule["phases"] if ph["start_date"] == schedule["current_phase"]["start_date"])
+
+
 def phase_beginning(schedule: dict | None, at: int) -> dict | None:
     """The phase after the running one that has begun by `at` (a renewal or a trial's end at `at` switches to it)."""
     if not schedule:
@@ -677,6 +682,13 @@ def advance_phase(store: Store, sub: dict, at: int) -> None:
         return
     for item, planned in zip(sub["items"]["data"], phase_items(sub, phase)):
         item.update(price=planned["price"], quantity=planned["quantity"])
+    # It takes the phase's discounts (one the phase does not list ends) and adds its metadata.
+    disc.take_phase_discounts(store, sub, phase.get("discounts") or [], at)
+    for key, value in (phase.get("metadata") or {}).items():
+        if value == "":
+            sub["metadata"].pop(key, None)
+        else:
+            sub["metadata"][key] = value
     trial_end = phase_trial_end(phase)
     if trial_end and trial_end > at:
         sub.update(status="trialing", trial_start=at, trial_end=trial_end)

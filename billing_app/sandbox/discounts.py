@@ -146,6 +146,68 @@ def set_subscription_discounts(store, sub: dict, wanted: list[tuple[str, object]
     sub["discounts"] = keep
 
 
+# --- a schedule phase's discounts -------------------------------------------------------------------------
+def phase_entry(kind: str, value) -> dict:
+    """One of a phase's `discounts[]` as Stripe lists it: the coupon, the existing discount or the promotion code."""
+    return {"coupon": value["id"] if kind == "coupon" else None, "discount": value if kind == "discount" else None,
+            "promotion_code": value["id"] if kind == "promotion_code" else None}
+
+
+def phase_discounts(store, sub: dict, specs, param: str) -> list[dict]:
+    """A phase's `discounts[]` param, checked, as the phase lists it. An existing discount must be one of
+    this subscription's (Stripe: "an existing discount on the object (or one of its ancestors)")."""
+    entries = []
+    for i, (kind, value) in enumerate(from_params(store, specs, sub["customer"], param)):
+        if kind == "discount" and (store.get("discount", value) or {}).get("subscription") != sub["id"]:
+            raise invalid(f"The discount {value} is not on this subscription.", f"{param}[{i}][discount]")
+        entries.append(phase_entry(kind, value))
+    return entries
+
+
+def _phase_wanted(store, sub: dict, entries: list[dict], at: int) -> list[tuple[str, object]]:
+    """A phase's discounts as (kind, value) pairs for the subscription at `at`: an existing discount that
+    has ended no longer applies; a coupon (or a code's coupon) already running on the subscription keeps
+    that discount rather than being redeemed again (so re-sending a phase does not restart it)."""
+    running = {d["id"]: d for d in live_discounts(store, sub["discounts"], at)}
+    wanted: list[tuple[str, object]] = []
+    for e in entries:
+        if e["discount"]:
+            if e["discount"] in running:
+                wanted.append(("discount", e["discount"]))
+            continue
+        promo = store.get("promotion_code", e["promotion_code"]) if e["promotion_code"] else None
+        coupon_id = promo["promotion"]["coupon"] if promo else e["coupon"]
+        same = next((d["id"] for d in running.values() if d["source"]["coupon"] == coupon_id), None)
+        if same:
+            wanted.append(("discount", same))
+        else:
+            wanted.append(("promotion_code", promo) if promo else ("coupon", store.get("coupon", coupon_id)))
+    return wanted
+
+
+def take_phase_discounts(store, sub: dict, entries: list[dict], at: int) -> bool:
+    """The subscription takes its running phase's discounts (when the phase begins, or when the current
+    phase is updated): Stripe's "the coupon would be removed" in a phase without it. True if they changed."""
+    wanted = _phase_wanted(store, sub, entries, at)
+    if [v for k, v in wanted if k == "discount"] == sub["discounts"] and all(k == "discount" for k, _ in wanted):
+        return False
+    set_subscription_discounts(store, sub, wanted, at)
+    return True
+
+
+def phase_preview_discounts(store, sub: dict, entries: list[dict], at: int) -> list[dict]:
+    """The discounts an invoice at `at` would have once the phase began (a coupon not yet redeemed is
+    priced as a discount that is not stored)."""
+    out = []
+    for kind, value in _phase_wanted(store, sub, entries, at):
+        if kind == "discount":
+            out.append(store.get("discount", value))
+        else:
+            c = value if kind == "coupon" else store.get("coupon", value["promotion"]["coupon"])
+            out.append(o.discount(gen_id("di"), at, sub["customer"], c["id"], subscription=sub["id"]))
+    return out
+
+
 def remove_discount(store, d_id: str, emit_sub: dict | None) -> None:
     """End a discount now: `customer.discount.deleted` (and the subscription's update, when asked)."""
     d = store.get("discount", d_id)

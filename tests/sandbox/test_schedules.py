@@ -192,15 +192,18 @@ def test_a_later_phase_can_start_with_a_trial(subscribed):
 
 def test_a_schedules_preview_is_the_invoice_its_next_phase_sends(subscribed):
     """create_preview with `schedule` (Stripe's way to preview a schedule's next invoice): the phase that
-    begins at the renewal, with its quantity and the discounts still running then, is what the renewal charges."""
+    begins at the renewal, with its quantity and the discounts it keeps (still running then), is what the
+    renewal charges."""
     c, clock, _cust, sub, big, small = subscribed
     coupon = c.v1.coupons.create(params={"percent_off": 10, "duration": "forever"})
     c.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": coupon.id}]})
     schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
     phase = schedule.phases[0]
+    kept = [{"discount": phase.discounts[0].discount}]
     c.v1.subscription_schedules.update(schedule.id, params={"phases": [
-        {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date},
-        {"items": [{"price": small.id, "quantity": 3}], "proration_behavior": "none"},  # e.g. a per-seat plan's seats
+        {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date,
+         "discounts": kept},
+        {"items": [{"price": small.id, "quantity": 3}], "proration_behavior": "none", "discounts": kept},  # e.g. a per-seat plan's seats
     ]})
     preview = c.v1.invoices.create_preview(params={"schedule": schedule.id})
     [line] = preview.lines.data
@@ -260,3 +263,123 @@ def test_a_current_phase_updated_to_other_items_changes_the_subscription_now(sub
     now = c.v1.subscriptions.retrieve(sub.id)
     assert (now["items"].data[0].price.id, now["items"].data[0].quantity) == (small.id, 1)
     assert now.latest_invoice == latest.id  # nothing prorated
+
+
+# --- a phase's discounts ------------------------------------------------------------------------------------
+
+
+def _discounted(c, sub, duration="forever"):
+    coupon = c.v1.coupons.create(params={"percent_off": 20, "duration": duration,
+                                         **({"duration_in_months": 3} if duration == "repeating" else {})})
+    c.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": coupon.id}]})
+    return coupon, c.v1.subscriptions.retrieve(sub.id).discounts[0]
+
+
+def test_a_schedule_from_a_discounted_subscription_lists_its_discounts_on_the_phase(subscribed):
+    """As on Stripe: the phase made from the subscription names the subscription's discounts (by id)."""
+    c, _clock, _cust, sub, _big, _small = subscribed
+    _coupon, discount_id = _discounted(c, sub)
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    assert [(d.coupon, d.discount, d.promotion_code) for d in schedule.phases[0].discounts] == [(None, discount_id, None)]
+
+
+def test_a_discount_named_on_each_phase_runs_on_after_the_phase_change(subscribed):
+    """Re-sent by its id, the same discount runs on the current phase and into the next one: the renewal
+    bills the new price with it, and the discount is the same object (its months not restarted)."""
+    c, clock, _cust, sub, big, small = subscribed
+    _coupon, discount_id = _discounted(c, sub, "repeating")
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    kept = [{"discount": discount_id}]
+    updated = c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+        {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date,
+         "discounts": kept, "metadata": {"plan": "big"}},
+        {"items": [{"price": small.id, "quantity": 1}], "proration_behavior": "none", "discounts": kept,
+         "metadata": {"plan": "small"}},
+    ]})
+    assert [d.discount for d in updated.phases[1].discounts] == [discount_id]
+    assert updated.phases[1].metadata.to_dict() == {"plan": "small"}
+    assert c.v1.subscriptions.retrieve(sub.id).discounts == [discount_id]
+    preview = c.v1.invoices.create_preview(params={"schedule": schedule.id})
+    assert preview.total == 800  # the next phase's price, with its discount
+
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
+    after = c.v1.subscriptions.retrieve(sub.id)
+    assert after.discounts == [discount_id] and after.metadata["plan"] == "small"
+    latest = c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
+    assert (latest.subtotal, latest.total) == (1000, 800)
+
+
+def test_phases_updated_without_their_discounts_drop_them(subscribed):
+    """Stripe replaces the phases: a current phase sent without the discount ends it now, and a next phase
+    without it starts without it ("the coupon would be removed")."""
+    c, clock, _cust, sub, big, small = subscribed
+    _coupon, discount_id = _discounted(c, sub)
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+        {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date,
+         "discounts": [{"discount": discount_id}]},
+        {"items": [{"price": small.id, "quantity": 1}], "proration_behavior": "none"},
+    ]})
+    assert c.v1.subscriptions.retrieve(sub.id).discounts == [discount_id]  # the current phase keeps it
+    assert c.v1.invoices.create_preview(params={"schedule": schedule.id}).total == 1000
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
+    assert c.v1.subscriptions.retrieve(sub.id).discounts == []
+    assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].total == 1000
+
+    running = c.v1.subscription_schedules.retrieve(schedule.id)
+    c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+        {"items": [{"price": small.id, "quantity": 1}], "start_date": running.current_phase.start_date,
+         "end_date": running.current_phase.end_date}]})
+    assert c.v1.subscriptions.retrieve(sub.id).discounts == []
+
+
+def test_a_current_phase_sent_without_its_discount_ends_it_now(subscribed):
+    c, _clock, _cust, sub, big, _small = subscribed
+    _discounted(c, sub)
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+        {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date}]})
+    assert c.v1.subscriptions.retrieve(sub.id).discounts == []
+    assert c.v1.subscription_schedules.retrieve(schedule.id).phases[0].discounts == []
+    assert "customer.discount.deleted" in [e.type for e in c.v1.events.list(params={"limit": 20}).data]
+
+
+def test_a_coupon_on_a_later_phase_is_redeemed_when_it_begins(subscribed):
+    c, clock, _cust, sub, big, small = subscribed
+    coupon = c.v1.coupons.create(params={"percent_off": 50, "duration": "forever"})
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    updated = c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+        {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date},
+        {"items": [{"price": small.id, "quantity": 1}], "proration_behavior": "none", "discounts": [{"coupon": coupon.id}]},
+    ]})
+    assert [(d.coupon, d.discount) for d in updated.phases[1].discounts] == [(coupon.id, None)]
+    assert c.v1.subscriptions.retrieve(sub.id).discounts == []
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": phase.end_date + 3600})
+    assert len(c.v1.subscriptions.retrieve(sub.id).discounts) == 1
+    assert c.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0].total == 500
+
+
+def test_a_discount_added_to_the_subscription_under_a_schedule_shows_on_its_current_phase(subscribed):
+    """The current phase is the subscription: a discount applied to it directly (the retention offer)
+    is listed there, so the phases re-sent as read keep it."""
+    c, _clock, _cust, sub, _big, _small = subscribed
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    _coupon, discount_id = _discounted(c, sub)
+    assert [d.discount for d in c.v1.subscription_schedules.retrieve(schedule.id).phases[0].discounts] == [discount_id]
+
+
+def test_a_phase_may_not_name_another_subscriptions_discount(subscribed):
+    c, _clock, cust, sub, big, _small = subscribed
+    other = c.v1.subscriptions.create(params={"customer": cust.id, "items": [{"price": big.id}]})
+    _coupon, foreign = _discounted(c, other)
+    schedule = c.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    phase = schedule.phases[0]
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        c.v1.subscription_schedules.update(schedule.id, params={"phases": [
+            {"items": [{"price": big.id, "quantity": 1}], "start_date": phase.start_date, "end_date": phase.end_date,
+             "discounts": [{"discount": foreign}]}]})
+    assert info.value.param == "phases[0][discounts][0][discount]"

@@ -102,7 +102,7 @@ def create_preview(ctx: Ctx):
     """What the next invoice would be, optionally after a plan change (for proration previews); for a
     `schedule`, the invoice its next phase sends when it begins at the renewal."""
     store, p = ctx.store, ctx.params
-    sub = schedule = None
+    sub = schedule = phase = None
     if p.get("schedule_details"):
         raise invalid("The sandbox previews an existing schedule (schedule), not schedule_details.", "schedule_details")
     if p.get("schedule"):
@@ -163,8 +163,11 @@ def create_preview(ctx: Ctx):
             inv["id"], spec["amount"], sub["currency"], spec["description"], spec["period"][0], spec["period"][1],
             price_obj=spec.get("price"), quantity=spec.get("quantity", 1), sub_id=sub["id"], sub_item_id=spec.get("item"),
             proration=spec.get("proration", False), proration_discounts=spec.get("discounts")))
-    # The discounts still running on the invoice's date, and the subscription's automatic tax.
-    disc.price_invoice(store, inv, disc.live_discounts(store, sub["discounts"], created), cust, bool(sub["automatic_tax"]["enabled"]))
+    # The discounts still running on the invoice's date (a phase beginning then brings its own), and the
+    # subscription's automatic tax.
+    discounts = disc.phase_preview_discounts(store, sub, phase["discounts"], created) if phase \
+        else disc.live_discounts(store, sub["discounts"], created)
+    disc.price_invoice(store, inv, discounts, cust, bool(sub["automatic_tax"]["enabled"]))
     total = inv["total"]
     credit = min(-cust["balance"], max(total, 0)) if cust["balance"] < 0 else 0
     inv.update(amount_due=max(total - credit, 0), amount_remaining=max(total - credit, 0), starting_balance=cust["balance"])

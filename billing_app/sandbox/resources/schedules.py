@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+from .. import discounts as disc
 from ..api import Ctx, equal_filter, retrieve_route, route, update_metadata
 from ..billing import (
     SCHEDULE_LIVE, apply_plan_change, cancel_now, end_trial, get_or_404, get_required, now_for, period_end_for, phase_items,
@@ -20,17 +21,18 @@ from .subscriptions import PRORATION
 
 
 def _phase(store, items: list[dict], start: int, end: int | None, currency: str, proration: str,
-           trial_end: int | None = None, trial: bool = False) -> dict:
+           trial_end: int | None = None, trial: bool = False, discounts: list[dict] | None = None,
+           metadata: dict | None = None) -> dict:
     first_price = store.get("price", items[0]["price"])
     return {
         "add_invoice_items": [], "application_fee_percent": None, "billing_cycle_anchor": None,
         "collection_method": None, "currency": currency, "default_payment_method": None, "default_tax_rates": [],
-        "description": None, "discounts": [],
+        "description": None, "discounts": discounts or [],
         "end_date": end if end is not None else period_end_for(start, first_price),
         "invoice_settings": None,
         "items": [{"discounts": [], "metadata": {}, "price": it["price"], "quantity": it.get("quantity") or 1,
                    "tax_rates": [], "plan": it["price"], "billing_thresholds": None} for it in items],
-        "metadata": {}, "on_behalf_of": None, "proration_behavior": proration, "start_date": start,
+        "metadata": metadata or {}, "on_behalf_of": None, "proration_behavior": proration, "start_date": start,
         "transfer_data": None, "trial": trial, "trial_end": trial_end, "billing_thresholds": None,
     }
 
@@ -67,7 +69,10 @@ def create_schedule(ctx: Ctx):
     items = [{"price": it["price"], "quantity": it["quantity"]} for it in sub["items"]["data"]]
     now = now_for(store, sub["customer"])
     trial_end = sub["trial_end"] if sub["status"] == "trialing" else None  # a trialing subscription's phase keeps its trial
-    phase = _phase(store, items, start, end, sub["currency"], "create_prorations", trial_end)
+    # As on Stripe, the phase lists the subscription's discounts (by id: the same discounts run on).
+    running = disc.live_discounts(store, sub["discounts"], now)
+    phase = _phase(store, items, start, end, sub["currency"], "create_prorations", trial_end,
+                   discounts=[disc.phase_entry("discount", d["id"]) for d in running])
     schedule = store.put(schedule_object(gen_id("sub_sched"), now, sub, [phase]))
     update_metadata(schedule, p.get("metadata"))
     sub["schedule"] = schedule["id"]
@@ -125,8 +130,12 @@ def update_schedule(ctx: Ctx, id):
             end = as_int(ph.get("end_date"), f"phases[{i}][end_date]") if ph.get("end_date") else None
             proration = ph.get("proration_behavior") or "create_prorations"
             trial_end = now if ph.get("trial_end") == "now" else as_int(ph.get("trial_end"), f"phases[{i}][trial_end]")
+            # A phase sent without discounts has none (Stripe: it would inherit the customer's; the
+            # sandbox has no customer discounts), nor metadata: the phases sent replace the old ones.
             phase = _phase(store, items, phase_start, end, sub["currency"], proration, trial_end,
-                           bool(as_bool(ph.get("trial"), f"phases[{i}][trial]")))
+                           bool(as_bool(ph.get("trial"), f"phases[{i}][trial]")),
+                           disc.phase_discounts(store, sub, ph.get("discounts"), f"phases[{i}][discounts]"),
+                           _phase_metadata(ph.get("metadata"), f"phases[{i}][metadata]"))
             if phase["end_date"] <= phase_start:
                 raise invalid("A phase's end_date must be after its start_date.", f"phases[{i}][end_date]")
             if trial_end is not None and not phase_start <= trial_end <= phase["end_date"]:
@@ -143,6 +152,8 @@ def update_schedule(ctx: Ctx, id):
         _current_items(store, sub, phases[0], behavior, now)
     if "phases" in p and sub["status"] == "trialing":
         _current_trial(store, sub, phases[0], now)
+    if "phases" in p:
+        _current_discounts(store, sub, phases[0], now)
     return ctx.out(schedule)
 
 
@@ -154,6 +165,22 @@ def _current_items(store, sub: dict, phase: dict, behavior: str, now: int) -> No
                if (it["price"], it["quantity"]) != (planned["price"], planned["quantity"])]
     if changes:
         apply_plan_change(store, sub, plan_change(store, sub, changes, behavior, now), behavior, now)
+
+
+def _current_discounts(store, sub: dict, phase: dict, now: int) -> None:
+    """The current phase's discounts are the subscription's, as on Stripe: a current phase sent without
+    a discount ends it now (a coupon sent for it is redeemed now)."""
+    before = list(sub["discounts"])
+    if disc.take_phase_discounts(store, sub, phase["discounts"], now):
+        store.emit("customer.subscription.updated", sub, {"discounts": before})
+
+
+def _phase_metadata(md, param: str) -> dict:
+    if md in (None, ""):
+        return {}
+    if not isinstance(md, dict):
+        raise invalid(f"Invalid object: {param}", param)
+    return dict(md)
 
 
 def _current_trial(store, sub: dict, phase: dict, now: int) -> None:

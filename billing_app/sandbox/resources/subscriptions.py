@@ -10,7 +10,7 @@ from ..billing import (
     apply_plan_change, cancel_now, end_trial, get_or_404, get_required, invoice_subscription_now, item_lines, now_for, pending_lines,
     plan_change, resolve_payment_method, attach, restart_cycle, set_period, start_subscription, sub_period,
 )
-from ..billing import INCOMPLETE_EXPIRY
+from ..billing import INCOMPLETE_EXPIRY, live_schedule, running_phase
 from ..errors import card_declined, invalid
 from ..params import as_bool, as_int, as_list
 
@@ -187,6 +187,9 @@ def update(store, sub: dict, p: dict) -> dict:
     if "discounts" in p:
         disc.set_subscription_discounts(store, sub, disc.from_params(store, p["discounts"] or None, sub["customer"], "discounts"), now)
         keys.add("discounts")
+        schedule = live_schedule(store, sub)
+        if schedule:  # the current phase is the subscription: it lists the discounts now running
+            running_phase(schedule)["discounts"] = [disc.phase_entry("discount", d) for d in sub["discounts"]]
     if "automatic_tax" in p and isinstance(p["automatic_tax"], dict):
         enabled = bool(as_bool(p["automatic_tax"].get("enabled"), "automatic_tax[enabled]"))
         sub["automatic_tax"] = {"enabled": enabled, "liability": {"account": None, "type": "self"} if enabled else None,
