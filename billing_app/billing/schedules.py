@@ -37,6 +37,36 @@ def phase_items(phase: dict) -> list[dict]:
             for i in phase["items"]]
 
 
+def carried(phase: dict) -> dict:
+    """What a phase keeps when the phases are re-sent, besides its items and dates: its discounts (by the
+    existing discount's id, so the same discount runs on: a coupon sent again would be a new one), its
+    tax rates (ids) and its metadata.
+
+    Stripe replaces the phases wholesale on update: a phase sent without `discounts` loses them (and
+    takes the customer's discount instead; the current one ends the subscription's coupon now), one
+    without `default_tax_rates` or `metadata` loses those."""
+    kept = {}
+    discounts = [d for d in map(_discount_param, phase.get("discounts") or []) if d]
+    if discounts:
+        kept["discounts"] = discounts
+    tax_rates = [t["id"] if isinstance(t, dict) else t for t in phase.get("default_tax_rates") or []]
+    if tax_rates:
+        kept["default_tax_rates"] = tax_rates
+    if phase.get("metadata"):
+        kept["metadata"] = dict(phase["metadata"])
+    return kept
+
+
+def _discount_param(entry: dict) -> dict | None:
+    """A phase's discount as an update takes it: the discount itself when the phase names one, else the
+    promotion code or coupon still to be redeemed when the phase begins."""
+    for key in ("discount", "promotion_code", "coupon"):
+        value = entry.get(key)
+        if value:
+            return {key: value["id"] if isinstance(value, dict) else value}
+    return None
+
+
 def write(client, subscription_id: str, schedule_id: str | None, item: dict, next_items: list[dict],
           end_behavior: str = "release") -> bool:
     """Keep `item` until the period end (a schedule's current phase, made from the subscription when
@@ -56,12 +86,16 @@ def write(client, subscription_id: str, schedule_id: str | None, item: dict, nex
         if not waiting(schedule):
             gateway.call(client.v1.subscription_schedules.release, schedule_id)
         return False
-    keep = {"items": kept, "start_date": current_phase["start_date"], "end_date": current_phase["end_date"]}
+    settings = carried(current_phase)
+    keep = {"items": kept, "start_date": current_phase["start_date"], "end_date": current_phase["end_date"], **settings}
     if current_phase.get("trial_end"):
         keep["trial_end"] = current_phase["trial_end"]  # a current phase sent without it would end the trial now
+    # The new plan keeps the subscription's discounts (a retention coupon still running goes on after a
+    # downgrade, its months not restarted), tax rates and metadata: a phase without them would drop them.
+    then = {"items": next_items, "proration_behavior": "none", **settings}
     gateway.call(
         client.v1.subscription_schedules.update, schedule_id,
-        params={"end_behavior": end_behavior, "phases": [keep, {"items": next_items, "proration_behavior": "none"}]},
+        params={"end_behavior": end_behavior, "phases": [keep, then]},
     )
     return True
 
@@ -79,7 +113,7 @@ def set_scheduled_quantity(client, schedule: dict, quantity: int, per_seat_minim
         for item in phase_items(phase):
             minimum = per_seat_minimum(item["price"])
             items.append(item if minimum is None else {**item, "quantity": max(quantity, minimum)})
-        planned = {"items": items, "end_date": phase["end_date"]}
+        planned = {"items": items, "end_date": phase["end_date"], **carried(phase)}
         if not phases:
             planned["start_date"] = phase["start_date"]
         if phase.get("proration_behavior"):

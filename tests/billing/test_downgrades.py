@@ -171,3 +171,26 @@ def test_canceling_in_the_last_phase_releases_the_schedule_first(org, stripe_env
     assert stripe_env.client.v1.subscription_schedules.retrieve(schedule.id).status == "released"
     advance(stripe_env, clock, t2 + 3600, customer)
     assert subscription(db, org).status == "canceled"
+
+
+def test_a_retention_coupon_still_running_applies_after_a_scheduled_downgrade(org, stripe_env, db):
+    """The schedule's phases are re-sent wholesale (Stripe keeps no discount a phase does not name): the
+    current phase and the downgrade's phase both keep the subscription's discount, so the renewal on the
+    new plan still has the retention offer's 20% off, the same discount running on (not restarted)."""
+    from billing_app.billing import retention
+
+    clock, customer = buy_on_clock(org, stripe_env, plan="business")
+    retention.accept(org.admin)
+    client = stripe_env.client
+    sub = subscription(db, org)
+    [discount_id] = client.v1.subscriptions.retrieve(sub.stripe_id).discounts
+    change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    sub = subscription(db, org)
+    assert client.v1.subscriptions.retrieve(sub.stripe_id).discounts == [discount_id]  # not ended now
+    schedule = client.v1.subscription_schedules.retrieve(sub.stripe_schedule_id)
+    assert [[d.discount for d in p.discounts] for p in schedule.phases] == [[discount_id], [discount_id]]
+
+    advance(stripe_env, clock, int(sub.current_period_end.timestamp()) + 3600, customer)
+    assert client.v1.subscriptions.retrieve(sub.stripe_id).discounts == [discount_id]
+    renewal = client.v1.invoices.list(params={"subscription": sub.stripe_id, "limit": 1}).data[0]
+    assert (renewal.subtotal, renewal.total) == (900, 720)

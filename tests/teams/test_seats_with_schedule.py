@@ -165,3 +165,25 @@ def test_a_scheduled_downgrades_seat_cap_holds_already_for_invitations_and_accep
         f"This organization's plan changes to Starter on {when}, which allows 3 seats, and all are taken "
         "(3 members). Ask an admin of the organization to keep the current plan (on the billing page) to add more members.")
     assert invitations.find(token_of(carol_invite.url)).status == "pending"
+
+
+def test_members_joining_while_a_switch_waits_keep_the_retention_coupon_on_both_phases(org, stripe_env):
+    """Each join re-sends the phases with the new seats: each phase keeps the discount it named, so the
+    flat plan keeps its 20% off now and the per-seat plan has it after the switch."""
+    from billing_app.billing import retention
+
+    clock, customer = buy_on_clock(org, stripe_env, plan="business")
+    retention.accept(org.admin)
+    client = stripe_env.client
+    [discount_id] = stripe_subscription(org, stripe_env).discounts
+    change_plan(org.admin, period_id("team", "MONTHLY"), preview=False)
+    join(org, "carol@example.com"), join(org, "dave@example.com")  # 4 members: the per-seat phase's seats
+    sub = stripe_subscription(org, stripe_env)
+    assert sub.discounts == [discount_id]
+    assert [[d.discount for d in p.discounts] for p in _schedule(org, stripe_env).phases] == [[discount_id], [discount_id]]
+
+    _past_the_period_end(org, stripe_env, clock, customer)
+    sub = stripe_subscription(org, stripe_env)
+    assert sub.discounts == [discount_id] and sub["items"].data[0].quantity == 4
+    renewal = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
+    assert (renewal.subtotal, renewal.total) == (3200, 2560)
