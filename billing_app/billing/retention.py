@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from sqlmodel import Session
 
 from billing_app.auth.accounts import Actor, admin_now
-from billing_app.billing import gateway, idempotency, subscriptions
+from billing_app.billing import gateway, idempotency, schedules, subscriptions
 from billing_app.billing.catalog import load_catalog
 from billing_app.billing.coupons import CouponSpec
 from billing_app.billing.subscriptions import _acting_on, _admin_acting_on, _manageable_subscription
@@ -142,19 +142,34 @@ def accept(actor: Actor) -> CouponSpec:
         if fresh.canceling:
             raise AppError(ErrorCode.SUBSCRIPTION_CANCELING,
                            "This subscription is set to cancel at the end of the period. Reactivate it to take the offer.")
-        current = gateway.call(client.v1.subscriptions.retrieve, sub.stripe_id, params={"expand": ["discounts"]})
-        discounts = [d for d in current.get("discounts") or [] if isinstance(d, dict)]
-        if any(((d.get("source") or {}).get("coupon")) == coupon.id for d in discounts):
-            _record(org_id, coupon.id, accepted_at=utcnow())  # already there (a second click): done
-            return coupon
-        kept = [{"discount": d["id"]} for d in discounts]
-        idempotency.call_once(
-            client.v1.subscriptions.update, sub.stripe_id,
-            params={"discounts": [*kept, {"coupon": coupon.id}]},
-            key=f"retention-{sub.stripe_id}-{coupon.id}-{len(kept)}",
-        )
+        discounts = _discounts(client, sub.stripe_id)
+        applied = _from_coupon(discounts, coupon.id)  # already there on a second click
+        if applied is None:
+            kept = [{"discount": d["id"]} for d in discounts]
+            idempotency.call_once(
+                client.v1.subscriptions.update, sub.stripe_id,
+                params={"discounts": [*kept, {"coupon": coupon.id}]},
+                key=f"retention-{sub.stripe_id}-{coupon.id}-{len(kept)}",
+            )
+            applied = _from_coupon(_discounts(client, sub.stripe_id), coupon.id)
+        # A downgrade waiting for the period end: its phase must name the discount too, or Stripe ends it
+        # at the switch (done on a second click too, should the first have stopped before this).
+        if fresh.change_waiting and applied is not None:
+            schedule = gateway.call(client.v1.subscription_schedules.retrieve, fresh.schedule_id)
+            schedules.add_discount(client, schedule, applied)
     _record(org_id, coupon.id, accepted_at=utcnow())
     return coupon
+
+
+def _discounts(client, subscription_id: str) -> list[dict]:
+    """The subscription's discounts as Stripe has them now."""
+    current = gateway.call(client.v1.subscriptions.retrieve, subscription_id, params={"expand": ["discounts"]})
+    return [d for d in current.get("discounts") or [] if isinstance(d, dict)]
+
+
+def _from_coupon(discounts: list[dict], coupon_id: str) -> str | None:
+    """The id of the discount from `coupon_id`, or None."""
+    return next((d["id"] for d in discounts if (d.get("source") or {}).get("coupon") == coupon_id), None)
 
 
 # --- confirming the cancellation --------------------------------------------------------------------------------

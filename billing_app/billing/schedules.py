@@ -113,12 +113,33 @@ def set_scheduled_quantity(client, schedule: dict, quantity: int, per_seat_minim
         for item in phase_items(phase):
             minimum = per_seat_minimum(item["price"])
             items.append(item if minimum is None else {**item, "quantity": max(quantity, minimum)})
-        planned = {"items": items, "end_date": phase["end_date"], **carried(phase)}
-        if not phases:
-            planned["start_date"] = phase["start_date"]
-        if phase.get("proration_behavior"):
-            planned["proration_behavior"] = phase["proration_behavior"]
-        if phase.get("trial_end"):
-            planned["trial_end"] = phase["trial_end"]  # a phase sent without it would end its trial
-        phases.append(planned)
+        phases.append({**_resent(phase, first=not phases), "items": items})
     gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})
+
+
+def add_discount(client, schedule: dict, discount_id: str) -> None:
+    """Name the subscription's discount `discount_id` in the phases from the running one (a coupon just
+    applied to the subscription, such as the retention offer's, while a downgrade waits).
+
+    Stripe keeps no discount a phase does not name: without this the coupon ends at the phase change.
+    The discount is named by its id, so the same discount runs on, its months not restarted."""
+    phases = [_resent(phase, first=not i) for i, phase in enumerate(from_current(schedule))]
+    if all({"discount": discount_id} in phase.get("discounts", []) for phase in phases):
+        return  # named already (a second click)
+    for phase in phases:
+        if {"discount": discount_id} not in phase.get("discounts", []):
+            phase["discounts"] = [*phase.get("discounts", []), {"discount": discount_id}]
+    gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})
+
+
+def _resent(phase: dict, first: bool) -> dict:
+    """A phase from the running one as an update re-sends it, all kept: its items, dates (the start only
+    for the first, the later ones follow on), proration_behavior, trial_end and what carried() keeps."""
+    planned = {"items": phase_items(phase), "end_date": phase["end_date"], **carried(phase)}
+    if first:
+        planned["start_date"] = phase["start_date"]
+    if phase.get("proration_behavior"):
+        planned["proration_behavior"] = phase["proration_behavior"]
+    if phase.get("trial_end"):
+        planned["trial_end"] = phase["trial_end"]  # a phase sent without it would end its trial
+    return planned

@@ -13,7 +13,7 @@ from billing_app.db import session_scope
 from billing_app.models import RetentionOffer
 from tests.api.helpers import backend_app, bearer, err, ok, token_for
 from tests.billing.helpers import period_id
-from tests.dashboard.helpers import dashboard
+from tests.dashboard.helpers import billing, dashboard
 
 
 @pytest.fixture
@@ -130,3 +130,35 @@ def test_amounts_show_discounts_and_taxes(acme, stripe_env, monkeypatch):
     assert [(p["amount"], p["subtotal"], p["discount"], p["tax"]) for p in payments] == [(964, 900, 90, 154)]
     view = dashboard(acme)
     assert view.next_amount == "$9.64" and "Tax $1.54" in view.next_details and "Discount −$0.90" in view.next_details
+
+
+def test_an_offer_accepted_while_a_downgrade_waits_runs_on_after_the_switch(acme, stripe_env):
+    """The cancellation flow reaches the offer while a downgrade waits (the schedule is released only
+    when a cancellation is confirmed). Accepting adds the discount to the waiting phase too: Stripe
+    keeps no discount a phase does not name, so the renewal on the new plan still has 20% off, the
+    same discount running on (its months not restarted)."""
+    from billing_app.billing.subscriptions import change_plan
+    from tests.billing.helpers import advance, buy_on_clock, subscription
+
+    clock, customer = buy_on_clock(acme, stripe_env, plan="business")
+    change_plan(acme.admin, period_id("starter", "MONTHLY"), preview=False)
+    client = stripe_env.client
+    with session_scope() as s:
+        sub = subscription(s, acme)
+    assert sub.stripe_schedule_id and billing(acme).scheduled_change.startswith("Changes to Starter (monthly) on ")
+    assert dashboard(acme).offer_description == "20% off for 3 months"  # the flow's offer step shows
+    with TestClient(backend_app()) as api:
+        admin = bearer(token_for(acme.admin))
+        assert ok(api.get("/api/subscriptions/retention", headers=admin))["offer"]["couponId"] == "stay20_3m"
+        body = ok(api.post("/api/subscriptions/retention/accept", headers=admin))
+    assert body["subscription"]["cancelAtPeriodEnd"] is False
+    [discount_id] = client.v1.subscriptions.retrieve(sub.stripe_id).discounts
+    schedule = client.v1.subscription_schedules.retrieve(sub.stripe_schedule_id)
+    # Both phases name it: the running one (as the subscription has it) and the downgrade's.
+    assert [[d.discount for d in p.discounts] for p in schedule.phases] == [[discount_id], [discount_id]]
+    assert billing(acme).scheduled_change.startswith("Changes to Starter (monthly) on ")  # still waiting
+
+    advance(stripe_env, clock, int(sub.current_period_end.timestamp()) + 3600, customer)
+    assert client.v1.subscriptions.retrieve(sub.stripe_id).discounts == [discount_id]  # the same discount
+    renewal = client.v1.invoices.list(params={"subscription": sub.stripe_id, "limit": 1}).data[0]
+    assert (renewal.subtotal, renewal.total) == (900, 720)  # Starter, 20% off
