@@ -12,7 +12,8 @@ and is billed as SEAT_PRORATION says (create_prorations by default: the prorated
 the next invoice, so a burst of changes makes no burst of invoices). The callers
 (auth/invitations.py, auth/members.py, `change_seats` here) hold the org's seat claim and change
 the database only after Stripe agreed, undoing the Stripe change if the database then fails:
-nobody is half-added.
+nobody is half-added. The undo is compare-and-set (only while Stripe still has what the change
+set), so it never overwrites what a request that took over a lapsed claim decided.
 """
 
 from __future__ import annotations
@@ -134,6 +135,12 @@ def _carry_into_schedule(client, schedule: dict, quantity: int) -> None:
     schedules.set_scheduled_quantity(client, schedule, quantity, _per_seat_minimum)
 
 
+def _scheduled_per_seat(schedule: object) -> list[dict]:
+    """The per-seat items of a schedule's waiting phases: a flat plan switching to a per-seat one."""
+    return [item for phase in schedules.waiting(schedule) for item in schedules.phase_items(phase)
+            if _per_seat_minimum(item["price"]) is not None]
+
+
 def _plan_moved() -> AppError:
     return AppError(
         ErrorCode.SEAT_CHANGE_IN_PROGRESS,
@@ -222,8 +229,7 @@ def set_scheduled_seats(org_id: int, members: int) -> QuantityChange | None:
             return None
     client = gateway.stripe_client()
     fresh = subscriptions._fresh(client, sub, _failed())
-    scheduled = [item for phase in schedules.waiting(fresh.stripe_sub.get("schedule")) for item in schedules.phase_items(phase)
-                 if _per_seat_minimum(item["price"]) is not None]
+    scheduled = _scheduled_per_seat(fresh.stripe_sub.get("schedule"))
     if not scheduled:
         return None
     item = fresh.stripe_sub["items"]["data"][0]
@@ -246,19 +252,41 @@ def _members(org_id: int) -> int:
 
 def undo(change: QuantityChange) -> None:
     """Put the quantity back after the database refused what Stripe already agreed to (best effort).
-    Not below the members, though, when some joined since it was decided: a seat claim that lapsed
-    during the Stripe call let another acceptance in, on the seat this change bought."""
+
+    Compare-and-set: only while Stripe still has `change.after`. A seat claim that lapsed during the
+    Stripe call let another request decide meanwhile: a quantity it set since stands (logged, not
+    overwritten). One that moved the members the way this change went, without changing the
+    quantity, decided with this change's seats in place: an acceptance joined on the seat a raise
+    bought (not put back below the members), a removal found the seats a lowering left enough for
+    the members left (left as they are)."""
     if not change.changed:
         return
     members = _members(change.org_id)
-    back = change.before if members <= change.members else max(change.before, members)
+    raised = change.after > change.before
+    if raised and members > change.members:
+        back = max(change.before, members)
+    elif not raised and members < change.members:
+        back = max(change.after, members)
+    else:
+        back = change.before
+    if back == change.after:
+        resync_after_change(change.customer_id)
+        return
     client = gateway.stripe_client()
     try:
-        if back == change.after:
-            return
         if change.schedule_id:
             schedule = gateway.call(client.v1.subscription_schedules.retrieve, change.schedule_id)
+            now = next((item["quantity"] for item in _scheduled_per_seat(schedule)), None)
+            if now != change.after:
+                _left_as_changed_since(change, now, back)
+                return
             _carry_into_schedule(client, schedule, back)
+            return
+        fresh = Fresh(gateway.call(client.v1.subscriptions.retrieve, change.stripe_id, params={"expand": ["schedule"]}))
+        item = fresh.stripe_sub["items"]["data"][0]
+        now = (item.get("quantity") or 1) if item["id"] == change.item_id else None
+        if now != change.after:
+            _left_as_changed_since(change, now, back)
             return
         updated = gateway.call(
             client.v1.subscriptions.update, change.stripe_id,
@@ -272,6 +300,11 @@ def undo(change: QuantityChange) -> None:
         log.error("seat quantity of %s left at %s (wanted %s back): %s", change.stripe_id, change.after, back, failure.message)
     finally:
         resync_after_change(change.customer_id)
+
+
+def _left_as_changed_since(change: QuantityChange, now: int | None, back: int) -> None:
+    log.warning("seat quantity of %s not put back to %s: it is %s now, not the %s set (changed since under the seat claim)",
+                change.schedule_id or change.stripe_id, back, now, change.after)
 
 
 @contextmanager

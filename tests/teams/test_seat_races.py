@@ -5,14 +5,23 @@ unbilled; a flat plan's seat cap still holds."""
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
+
 from sqlmodel import select
 
 from billing_app.auth import invitations, members
 from billing_app.billing import seat_billing
 from billing_app.billing.subscriptions import change_plan
 from billing_app.db import session_scope
-from billing_app.errors import ErrorCode
-from billing_app.models import Membership, OrgSubscription, PlanPeriod
+from billing_app.errors import AppError, ErrorCode
+from billing_app.models import (
+    Membership,
+    OrgSubscription,
+    PlanPeriod,
+    SeatClaim,
+    utcnow,
+)
 from tests.api.helpers import add_membership
 from tests.billing.helpers import buy, expect, period_id
 from tests.teams.helpers import (
@@ -20,6 +29,7 @@ from tests.teams.helpers import (
     invitee,
     join,
     mirror_quantity,
+    quantity_at_stripe,
     stripe_subscription,
     token_of,
 )
@@ -168,3 +178,69 @@ def test_a_lapsed_seat_claim_never_lets_two_acceptances_share_one_seat(org, stri
 
     invitations.accept(dave, token_of(dave_invite.url))  # tried again, Dave gets a seat of his own
     assert len(member_ids(org.id)) == 5 and billed_at_stripe(org, stripe_env) == (price_of("team"), 5)
+
+
+# --- a seat claim lapsing during a Stripe call (CLAIM_SECONDS): another request takes it meanwhile ---------
+
+
+def lapse_claim(org_id):
+    """The 120 s are up before Stripe answered: the claim is free for the next request."""
+    with session_scope() as s:
+        s.get(SeatClaim, org_id).claimed_until = utcnow() - timedelta(seconds=1)
+
+
+def in_thread(fn, out: list):
+    """Another request, run to its end meanwhile; its answer (or refusal) goes into `out`."""
+    def run():
+        try:
+            out.append(fn())
+        except AppError as error:
+            out.append(error)
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(120)
+
+
+def test_two_removals_a_lapsed_one_undone_leaves_no_seat_billed_for_nobody(org, stripe_env, monkeypatch):
+    """5 members on 5 seats. Removing Carol lowers Stripe to 4; her claim lapses; removing Dave takes
+    the claim, sees 4 seats (= 4 members left), changes nothing, deletes Dave. Carol's removal is then
+    refused (claim gone); its undo finds Stripe still at 4, which it did not leave it at for nobody:
+    it must not put 5 back over what Dave's removal decided."""
+    buy_team(org, stripe_env)
+    carol, dave, _erin = join(org, "carol@example.com"), join(org, "dave@example.com"), join(org, "erin@example.com")
+    assert quantity_at_stripe(org, stripe_env) == 5
+    real_update, other = seat_billing._update, []
+
+    def slow_then_dave_removed(*args):
+        real_update(*args)
+        monkeypatch.setattr(seat_billing, "_update", real_update)
+        lapse_claim(org.id)
+        in_thread(lambda: members.remove_member(org.admin, dave.user_id), other)
+
+    monkeypatch.setattr(seat_billing, "_update", slow_then_dave_removed)
+    expect(ErrorCode.SEAT_CHANGE_IN_PROGRESS, members.remove_member, org.admin, carol.user_id)
+    assert not isinstance(other[0], AppError), other
+    assert carol.user_id in member_ids(org.id) and dave.user_id not in member_ids(org.id)
+    assert quantity_at_stripe(org, stripe_env) == 4 and mirror_quantity(org) == 4  # 4 members: 4 seats
+
+
+def test_a_lapsed_acceptance_undone_keeps_the_seats_an_admin_bought_meanwhile(org, stripe_env, monkeypatch):
+    """Dave's acceptance raises 3 -> 4; its claim lapses; the admin buys 10 seats (4 -> 10, applied).
+    Dave's write is refused, and its undo finds 10 at Stripe, not the 4 it set: the purchase stays."""
+    buy_team(org, stripe_env)
+    join(org, "carol@example.com")  # 3 members, 3 seats
+    dave_invite = invitations.invite(org.admin, email="dave@example.com")
+    dave = invitee("dave@example.com")
+    real_update, bought = seat_billing._update, []
+
+    def slow_then_admin_buys(*args):
+        real_update(*args)
+        monkeypatch.setattr(seat_billing, "_update", real_update)
+        lapse_claim(org.id)
+        in_thread(lambda: seat_billing.change_seats(org.admin, 10, preview=False), bought)
+
+    monkeypatch.setattr(seat_billing, "_update", slow_then_admin_buys)
+    expect(ErrorCode.SEAT_CHANGE_IN_PROGRESS, invitations.accept, dave, token_of(dave_invite.url))
+    assert bought[0].applied and bought[0].to_seats == 10, bought
+    assert dave.user_id not in member_ids(org.id)
+    assert quantity_at_stripe(org, stripe_env) == 10 and mirror_quantity(org) == 10  # as the admin was told
