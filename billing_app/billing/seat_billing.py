@@ -30,7 +30,13 @@ from billing_app.billing import gateway, schedules, subscriptions
 from billing_app.billing.entitlements import count_members, current_subscription
 from billing_app.billing.fresh import Fresh
 from billing_app.billing.profile import NO_UPCOMING_INVOICE
-from billing_app.billing.seats import required_quantity, seat_claim, seats_of
+from billing_app.billing.seats import (
+    confirm_seat_claim,
+    renew_seat_claim,
+    required_quantity,
+    seat_claim,
+    seats_of,
+)
 from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -485,7 +491,9 @@ class SeatChange:
 
 def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
     """Buy more seats, or give back unused ones (never below the members, nor min_seats). Applied, it
-    reports what it charged: priced again under the seat claim when the quantity moved meanwhile."""
+    reports what it charged: priced again under the seat claim when the quantity moved meanwhile.
+    A claim that lapsed during the Stripe call is refused (409 SEAT_CHANGE_IN_PROGRESS), the change
+    put back: the members it was decided on may have changed meanwhile."""
     org_id = actor.require_role(Role.ADMIN)
     subscriptions._manageable_subscription(org_id)  # the usual refusals: none, lifetime, ended
     per_seat = per_seat_subscription(org_id)
@@ -513,12 +521,16 @@ def change_seats(actor: Actor, seats: int, *, preview: bool) -> SeatChange:
             nonlocal prices
             if current != prices.from_seats:  # another change landed meanwhile (it held the claim): price it from here
                 prices = _seat_prices(per_seat, seats, (seats,))
+            renew_seat_claim(org_id)  # pricing took Stripe calls: the write gets a whole claim
             return seats
 
         with seat_claim(org_id):
             admin_now(actor)  # the role as it is now: the request may have waited for the claim
             members = refuse_below_members()
             change = set_quantity(per_seat, priced_from)
+            with undone_on_failure(change), session_scope() as session:
+                # Not lapsed during the Stripe call: nobody joined meanwhile on seats this gives back.
+                confirm_seat_claim(session, org_id)
         resync_after_change(change.customer_id)
         before, applied = change.before, True
     return SeatChange(

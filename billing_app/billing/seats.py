@@ -28,7 +28,13 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from billing_app.billing import reservations
-from billing_app.billing.entitlements import Grants, count_members, current_subscription, grants
+from billing_app.billing.entitlements import (
+    Grants,
+    count_members,
+    current_subscription,
+    grants,
+)
+from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import format_date
 from billing_app.models import Invitation, Plan, SeatClaim, utcnow
@@ -238,3 +244,10 @@ def confirm_seat_claim(session: Session, org_id: int) -> None:
     if not reservations.still_ours(session, SeatClaim.__table__, org_id, _held.get()[org_id]):
         raise _busy("Another change to your organization's seats was made while this one waited for the payment "
                     "provider, so nothing was changed. Please try again.")
+
+
+def renew_seat_claim(org_id: int) -> None:
+    """Right before a Stripe write: the claim held a full CLAIM_SECONDS from here (the reads and
+    previews before it took some), refused as `confirm_seat_claim` is when it lapsed meanwhile."""
+    with session_scope() as session:
+        confirm_seat_claim(session, org_id)

@@ -244,3 +244,26 @@ def test_a_lapsed_acceptance_undone_keeps_the_seats_an_admin_bought_meanwhile(or
     assert bought[0].applied and bought[0].to_seats == 10, bought
     assert dave.user_id not in member_ids(org.id)
     assert quantity_at_stripe(org, stripe_env) == 10 and mirror_quantity(org) == 10  # as the admin was told
+
+
+def test_seats_given_back_with_a_lapsed_claim_never_go_below_a_member_who_joined_meanwhile(org, stripe_env, monkeypatch):
+    """The admin gives back 2 of 5 seats with 3 members; the claim lapses before Stripe answers and Dave
+    accepts meanwhile (5 seats: no Stripe change) and joins. The admin's change, landing at 3 seats
+    for 4 members, is refused (409) and put back: nothing changed, Dave billed."""
+    buy_team(org, stripe_env, seats=5)
+    join(org, "carol@example.com")  # 3 members, 5 seats
+    dave_invite = invitations.invite(org.admin, email="dave@example.com")
+    dave = invitee("dave@example.com")
+    real_update, joined = seat_billing._update, []
+
+    def claim_lapses_before_it_lands(*args):
+        monkeypatch.setattr(seat_billing, "_update", real_update)
+        lapse_claim(org.id)
+        in_thread(lambda: invitations.accept(dave, token_of(dave_invite.url)), joined)
+        real_update(*args)
+
+    monkeypatch.setattr(seat_billing, "_update", claim_lapses_before_it_lands)
+    error = expect(ErrorCode.SEAT_CHANGE_IN_PROGRESS, seat_billing.change_seats, org.admin, 3, preview=False)
+    assert "try again" in error.message
+    assert joined == [org.id] and len(member_ids(org.id)) == 4
+    assert quantity_at_stripe(org, stripe_env) == 5 and mirror_quantity(org) == 5  # as it was: nothing changed
