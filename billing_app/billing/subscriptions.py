@@ -19,7 +19,13 @@ from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, schedules, set_aside
 from billing_app.billing.fresh import Fresh
 from billing_app.billing.entitlements import count_members, current_subscription
-from billing_app.billing.seats import refuse_plan_too_small, required_quantity, seat_claim
+from billing_app.billing.seats import (
+    refuse_plan_too_small,
+    renew_seat_claim,
+    required_quantity,
+    seat_claim,
+    seat_claim_still_held,
+)
 from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -217,12 +223,29 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
     """Move to another recurring period. An upgrade applies now, billing the prorated difference;
     a downgrade waits for the period end. A plan whose seat cap is below the members is refused
     (409 SEAT_LIMIT_EXCEEDED); the change is made under the org's seat claim, so no invitation is
-    accepted meanwhile."""
+    accepted meanwhile. When the claim lapsed during the Stripe call anyway, the change stands (it
+    is not undone) and the seats are decided again, under a claim of its own, on the members now."""
     org_id = actor.require_role(Role.ADMIN)
     if preview:
         return _change_plan(actor, org_id, period_id, preview=True)
     with seat_claim(org_id):
-        return _change_plan(admin_now(actor), org_id, period_id, preview=False)  # as it is now, after the wait
+        change = _change_plan(admin_now(actor), org_id, period_id, preview=False)  # as it is now, after the wait
+        held = seat_claim_still_held(org_id)
+    if not held:
+        _cover_members_after_lapse(org_id)
+    return change
+
+
+def _cover_members_after_lapse(org_id: int) -> None:
+    """Members who joined while a plan change's claim had lapsed were decided on the old plan: the new
+    one bills them (best effort: the plan change itself is made, and stands)."""
+    from billing_app.billing import seat_billing  # it builds on this module
+
+    try:
+        with seat_claim(org_id):
+            seat_billing.cover_members(org_id)
+    except AppError as error:
+        log.error("billing.seats_not_covered_after_plan_change", org_id=org_id, error=error.message)
 
 
 def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) -> PlanChange:
@@ -274,6 +297,8 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
     if awaiting is not None:
         return _answer_pending(awaiting, target, change)
     if not upgrade:
+        if not preview:
+            renew_seat_claim(org_id)  # the reads and checks above took Stripe calls: the write gets a whole claim
         return _schedule_downgrade(client, sub, fresh, target, change, quantity)
     items = [{"id": fresh.stripe_sub["items"]["data"][0]["id"], "price": target.stripe_price_id, "quantity": quantity}]
     if preview:
@@ -289,6 +314,7 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
         except gateway.StripeFailure as failure:
             raise _refusal(client, sub, failure, _change_failed()) from None
         return replace(change, amount_due_now=invoice["amount_due"])
+    renew_seat_claim(org_id)  # the reads and checks above took Stripe calls: the write gets a whole claim
     # A pending downgrade would switch the upgrade back at the period end: set it aside first (back in
     # place if the upgrade fails, or if it waits for 3-D Secure and lapses: billing/set_aside.py).
     set_aside_claim = set_aside.remember(sub, fresh)
