@@ -27,7 +27,7 @@ from billing_app.auth.accounts import Actor, _check_can_grant, actor_now, normal
 from billing_app.notifications import hooks as notification_hooks
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.billing.seat_billing import (
-    CostPreview, invite_cost, per_seat_at_stripe, resync_if_changed, set_quantity, set_scheduled_seats, undone_on_failure,
+    CostPreview, invite_cost, per_seat_at_stripe, per_seat_switch_waiting, resync_if_changed, set_quantity, set_scheduled_seats, undone_on_failure,
 )
 from billing_app.billing.seats import (
     confirm_seat_claim, refuse_acceptance, refuse_invitation, required_quantity, seat_claim, seats_of,
@@ -312,11 +312,12 @@ def accept(actor: Actor, token: str) -> int:
             refuse_acceptance(session, seats)
             members_after = seats.used + 1
         try:
+            # Counted here, where Stripe is called for the seats (a per-seat plan's, or a waiting switch
+            # to one): a repeated acceptance that fails earlier costs the organization's billing nothing.
+            if per_seat is not None or per_seat_switch_waiting(org_id):
+                limits.hit(limits.STRIPE_ORG, org_id)
             if per_seat is not None:
                 needed = required_quantity(per_seat.plan.min_seats, members_after)
-                # Counted here, where Stripe is called: a repeated acceptance that fails earlier costs
-                # the organization's billing nothing.
-                limits.hit(limits.STRIPE_ORG, org_id)
                 change = set_quantity(per_seat, lambda current: max(current, needed))
             else:
                 # A flat plan switching to a per-seat one at the period end: the switch bills them too.

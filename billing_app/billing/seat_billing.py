@@ -223,6 +223,19 @@ def set_quantity(per_seat: PerSeat, decide: Callable[[int], int]) -> QuantityCha
     return change
 
 
+def _switching_to_per_seat(session, org_id: int) -> OrgSubscription | None:
+    """The org's subscription when the mirror has its flat plan switching to a per-seat one at the period end."""
+    sub = current_subscription(session, org_id)
+    waiting = sub is not None and sub.is_manageable and sub.scheduled_period is not None and sub.scheduled_period.plan.per_seat
+    return sub if waiting else None
+
+
+def per_seat_switch_waiting(org_id: int) -> bool:
+    """`set_scheduled_seats` calls Stripe for this org (the mirror has a per-seat switch waiting)."""
+    with session_scope() as session:
+        return _switching_to_per_seat(session, org_id) is not None
+
+
 def set_scheduled_seats(org_id: int, members: int) -> QuantityChange | None:
     """A flat plan switching to a per-seat one at the period end (a schedule's waiting phase): the
     members joining or leaving before then set that phase's quantity, max(min_seats, members), as they
@@ -230,9 +243,9 @@ def set_scheduled_seats(org_id: int, members: int) -> QuantityChange | None:
     (Stripe read only when the mirror has one scheduled). Call under the org's seat claim, when the
     plan Stripe bills now is flat (`per_seat_at_stripe` is None)."""
     with session_scope() as session:
-        sub = current_subscription(session, org_id)
-        if sub is None or not sub.is_manageable or sub.scheduled_period is None or not sub.scheduled_period.plan.per_seat:
-            return None
+        sub = _switching_to_per_seat(session, org_id)
+    if sub is None:
+        return None
     client = gateway.stripe_client()
     fresh = subscriptions._fresh(client, sub, _failed())
     scheduled = _scheduled_per_seat(fresh.stripe_sub.get("schedule"))

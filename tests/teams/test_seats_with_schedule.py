@@ -127,6 +127,29 @@ def test_members_joining_or_leaving_before_a_scheduled_switch_to_per_seat_are_it
     assert mirror_quantity(org) == 4
 
 
+def test_acceptances_before_a_scheduled_switch_to_per_seat_count_against_the_orgs_stripe_limit(
+        org, stripe_env, monkeypatch, fresh_limits):
+    """As on a per-seat plan: each acceptance that calls Stripe for the seats (here the waiting
+    per-seat phase's: a read, and a schedule write when the quantity moves) counts against
+    RATE_LIMIT_STRIPE_ORG."""
+    from billing_app.auth import invitations
+    from billing_app.errors import ErrorCode
+    from billing_app.settings import get_settings
+    from tests.billing.helpers import buy, expect
+    from tests.teams.helpers import invitee, token_of
+
+    buy(org, "business", sandbox=stripe_env)
+    assert not change_plan(org.admin, period_id("team", "MONTHLY"), preview=False).upgrade  # Team at the period end
+    carol_invite = invitations.invite(org.admin, email="carol@example.com")
+    dave_invite = invitations.invite(org.admin, email="dave@example.com")
+    carol, dave = invitee("carol@example.com"), invitee("dave@example.com")
+    monkeypatch.setenv("RATE_LIMIT_STRIPE_ORG", "1/minute")
+    get_settings.cache_clear()
+    invitations.accept(carol, token_of(carol_invite.url))
+    expect(ErrorCode.RATE_LIMITED, invitations.accept, dave, token_of(dave_invite.url))
+    assert _phase_quantities(org, stripe_env)[-1][1] == 3  # Dave refused: the phase still bills the 3 members
+
+
 def test_a_scheduled_downgrades_seat_cap_holds_already_for_invitations_and_acceptances(org, stripe_env, client):
     """A downgrade to Starter (3 seats) waits for the period end: the members must still fit then, so
     inviting and accepting are judged against its cap already, by the one check the members page and
