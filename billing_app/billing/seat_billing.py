@@ -264,21 +264,6 @@ def set_scheduled_seats(org_id: int, members: int) -> QuantityChange | None:
     return change
 
 
-def cover_members(org_id: int) -> None:
-    """The seats the plan Stripe bills now raised to cover the members now: after a plan change whose
-    seat claim lapsed during its Stripe call, members may have joined meanwhile, decided on the old
-    plan (a flat one, which bills nobody per seat). As an acceptance raises them: a per-seat plan's
-    quantity, or a waiting per-seat phase's. Call under the org's seat claim."""
-    members = _members(org_id)
-    per_seat = per_seat_at_stripe(org_id)
-    if per_seat is not None:
-        needed = required_quantity(per_seat.plan.min_seats, members)
-        change = set_quantity(per_seat, lambda current: max(current, needed))
-    else:
-        change = set_scheduled_seats(org_id, members)
-    resync_if_changed(change)
-
-
 def _members(org_id: int) -> int:
     with session_scope() as session:
         return count_members(session, org_id)

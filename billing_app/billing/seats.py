@@ -246,13 +246,6 @@ def confirm_seat_claim(session: Session, org_id: int) -> None:
                     "provider, so nothing was changed. Please try again.")
 
 
-def seat_claim_still_held(org_id: int) -> bool:
-    """The seat claim is still this request's (renewed for CLAIM_SECONDS from now); False when it
-    lapsed and another request took it."""
-    with session_scope() as session:
-        return reservations.still_ours(session, SeatClaim.__table__, org_id, _held.get()[org_id])
-
-
 def renew_seat_claim(org_id: int) -> None:
     """Right before a Stripe write: the claim held a full CLAIM_SECONDS from here (the reads and
     previews before it took some), refused as `confirm_seat_claim` is when it lapsed meanwhile."""

@@ -24,7 +24,6 @@ from billing_app.billing.seats import (
     renew_seat_claim,
     required_quantity,
     seat_claim,
-    seat_claim_still_held,
 )
 from billing_app.billing.sync import resync_after_change
 from billing_app.db import session_scope
@@ -223,29 +222,14 @@ def change_plan(actor: Actor, period_id: int, *, preview: bool) -> PlanChange:
     """Move to another recurring period. An upgrade applies now, billing the prorated difference;
     a downgrade waits for the period end. A plan whose seat cap is below the members is refused
     (409 SEAT_LIMIT_EXCEEDED); the change is made under the org's seat claim, so no invitation is
-    accepted meanwhile. When the claim lapsed during the Stripe call anyway, the change stands (it
-    is not undone) and the seats are decided again, under a claim of its own, on the members now."""
+    accepted meanwhile. The claim is renewed right before the Stripe write (the reads before it take
+    Stripe calls); one that lapsed and was taken meanwhile (a member may have joined on the old plan)
+    refuses the change with nothing changed (409 SEAT_CHANGE_IN_PROGRESS)."""
     org_id = actor.require_role(Role.ADMIN)
     if preview:
         return _change_plan(actor, org_id, period_id, preview=True)
     with seat_claim(org_id):
-        change = _change_plan(admin_now(actor), org_id, period_id, preview=False)  # as it is now, after the wait
-        held = seat_claim_still_held(org_id)
-    if not held:
-        _cover_members_after_lapse(org_id)
-    return change
-
-
-def _cover_members_after_lapse(org_id: int) -> None:
-    """Members who joined while a plan change's claim had lapsed were decided on the old plan: the new
-    one bills them (best effort: the plan change itself is made, and stands)."""
-    from billing_app.billing import seat_billing  # it builds on this module
-
-    try:
-        with seat_claim(org_id):
-            seat_billing.cover_members(org_id)
-    except AppError as error:
-        log.error("billing.seats_not_covered_after_plan_change", org_id=org_id, error=error.message)
+        return _change_plan(admin_now(actor), org_id, period_id, preview=False)  # as it is now, after the wait
 
 
 def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) -> PlanChange:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlmodel import select
 
 from billing_app.auth import invitations, members
-from billing_app.billing import seat_billing, set_aside
+from billing_app.billing import seat_billing, subscriptions
 from billing_app.billing.subscriptions import change_plan
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -269,25 +269,31 @@ def test_seats_given_back_with_a_lapsed_claim_never_go_below_a_member_who_joined
     assert quantity_at_stripe(org, stripe_env) == 5 and mirror_quantity(org) == 5  # as it was: nothing changed
 
 
-def test_a_switch_to_per_seat_with_a_lapsed_claim_still_bills_every_member(org, stripe_env, monkeypatch):
-    """Pro (flat) with 4 members -> Team now (4 x $8 >= $29: an upgrade at 4 seats, counted before the
-    call). The claim lapses right before the update; Eve accepts on Pro meanwhile (no Stripe change)
-    and joins. The upgrade stands, and its seats are decided again on the members now: 5."""
+def test_a_switch_to_per_seat_whose_claim_lapsed_before_its_write_is_refused_and_bills_every_member_when_retried(
+        org, stripe_env, monkeypatch):
+    """Pro (flat) with 4 members -> Team now (4 x $8 >= $29: an upgrade at 4 seats, counted before its
+    Stripe reads). The claim lapses during those reads; Eve accepts on Pro meanwhile (no Stripe change)
+    and joins. The claim renewed right before the write finds it taken: refused, nothing changed (not
+    Team at 4 seats for 5 members); tried again, Team bills all 5."""
     buy(org, "pro", sandbox=stripe_env)
     for name in ("carol", "dave"):
         add_membership(org.id, invitee(f"{name}@example.com").user_id)  # 4 members
     eve_invite = invitations.invite(org.admin, email="eve@example.com")
     eve = invitee("eve@example.com")
-    real_remember, joined = set_aside.remember, []
+    real_fresh, joined = subscriptions._fresh, []
 
-    def right_before_the_update(sub, fresh):
-        monkeypatch.setattr(set_aside, "remember", real_remember)
+    def slow_reads(*args):
+        fresh = real_fresh(*args)
+        monkeypatch.setattr(subscriptions, "_fresh", real_fresh)
         lapse_claim(org.id)
         in_thread(lambda: invitations.accept(eve, token_of(eve_invite.url)), joined)
-        return real_remember(sub, fresh)
+        return fresh
 
-    monkeypatch.setattr(set_aside, "remember", right_before_the_update)
+    monkeypatch.setattr(subscriptions, "_fresh", slow_reads)
+    expect(ErrorCode.SEAT_CHANGE_IN_PROGRESS, change_plan, org.admin, period_id("team", "MONTHLY"), preview=False)
+    assert joined == [org.id] and len(member_ids(org.id)) == 5
+    assert billed_at_stripe(org, stripe_env) == (price_of("pro"), 1)  # still Pro: nothing changed
+
     change = change_plan(org.admin, period_id("team", "MONTHLY"), preview=False)
     assert change.upgrade and change.applied
-    assert joined == [org.id] and len(member_ids(org.id)) == 5
     assert billed_at_stripe(org, stripe_env) == (price_of("team"), 5) and mirror_quantity(org) == 5
