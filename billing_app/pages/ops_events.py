@@ -4,6 +4,7 @@ replay one or all failed, and counts that stay live while the page is open."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import reflex as rx
 
@@ -31,7 +32,9 @@ class OpsEventsState(KeysetPages, OpsState):
     end: str = ""
     error: str = ""
     message: str = ""
-    _live: int = 0  # which page visit the live-count loop belongs to
+    # Which page visit the live-count loop belongs to: unique, so a loop from before a logout (which
+    # resets this state) never passes for the next visit's.
+    _live: str = ""
 
     def _filters(self) -> events.EventFilter:
         return events.EventFilter.parse(self.type, self.state, self.customer, self.start or None, self.end or None)
@@ -59,7 +62,7 @@ class OpsEventsState(KeysetPages, OpsState):
             return
         self.types = [ALL, *events.event_types()]
         self._first_page()
-        self._live += 1
+        self._live = uuid.uuid4().hex
         return OpsEventsState.keep_counts_live(self._live)
 
     @in_a_thread
@@ -100,7 +103,7 @@ class OpsEventsState(KeysetPages, OpsState):
         self._refetch()
 
     @rx.event(background=True)
-    async def keep_counts_live(self, visit: int):
+    async def keep_counts_live(self, visit: str):
         for _ in range(int(LIVE_MAX_MINUTES * 60 / LIVE_SECONDS)):
             await asyncio.sleep(LIVE_SECONDS)
             async with self:

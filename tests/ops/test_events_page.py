@@ -104,3 +104,16 @@ def test_a_revoked_operators_filters_or_pages_leave_no_figures(database_url, act
     set_operator("ops@saas.example", False)
     run_async(run_event(REFETCHES[action](tab)))
     assert tab.gate == "404" and shows_nothing(tab) and (tab.cursors, tab.next_cursor) == ([], "")
+
+
+def test_a_live_loop_from_before_a_logout_is_not_taken_for_the_next_visits(database_url):
+    """Logout resets the tab's states, the visit mark included: the next visit's mark must still differ
+    from the one a loop from before the logout holds, or that loop runs on beside the new one."""
+    make_operator()
+    tab = signed_in_page(OpsEventsState, "ops@saas.example", routes.OPS_EVENTS)
+    run_async(run_event(OpsEventsState.load.fn(tab)))
+    old_visit = tab._live  # the loop started for this visit is sleeping
+    log_out(tab)
+    sign_in_on(tab, "ops@saas.example", routes.OPS_EVENTS)  # signs back in, opens /ops/events again
+    run_async(run_event(OpsEventsState.load.fn(tab)))
+    assert tab._live != old_visit
