@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from billing_app.auth.accounts import Actor, admin_now
@@ -280,7 +281,10 @@ def undo(change: QuantityChange) -> None:
     the members left (left as they are)."""
     if not change.changed:
         return
-    members = _members(change.org_id)
+    try:
+        members = _members(change.org_id)
+    except SQLAlchemyError:  # the database failed, likely why this is undone: judged on the members decided on
+        members = change.members
     raised = change.after > change.before
     if raised and members > change.members:
         back = max(change.before, members)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlmodel import select
 
 from billing_app.auth import invitations, members
@@ -297,3 +298,40 @@ def test_a_switch_to_per_seat_whose_claim_lapsed_before_its_write_is_refused_and
     change = change_plan(org.admin, period_id("team", "MONTHLY"), preview=False)
     assert change.upgrade and change.applied
     assert billed_at_stripe(org, stripe_env) == (price_of("team"), 5) and mirror_quantity(org) == 5
+
+
+def test_an_acceptance_whose_database_fails_after_stripe_agreed_puts_the_seat_back(org, stripe_env, monkeypatch):
+    """3 members on Team's 3 seats. Dave's acceptance raises Stripe to 4, then the database connection
+    drops (the write adding Dave never commits). The put-back must not need the database it lost: Stripe
+    goes back to 3, not 4 seats billed for 3 members."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from billing_app.db import get_engine
+
+    buy_team(org, stripe_env)
+    join(org, "carol@example.com")
+    dave_invite = invitations.invite(org.admin, email="dave@example.com")
+    dave = invitee("dave@example.com")
+    down = {"on": False}
+
+    def database_down(*_args, **_kwargs):
+        if down["on"]:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+
+    real_update = seat_billing._update
+
+    def update_then_database_down(*args):
+        real_update(*args)
+        down["on"] = True
+
+    event.listen(get_engine(), "before_cursor_execute", database_down)
+    monkeypatch.setattr(seat_billing, "_update", update_then_database_down)
+    try:
+        with pytest.raises(OperationalError):
+            invitations.accept(dave, token_of(dave_invite.url))
+    finally:
+        down["on"] = False
+        event.remove(get_engine(), "before_cursor_execute", database_down)
+    assert len(member_ids(org.id)) == 3  # Dave never joined
+    assert quantity_at_stripe(org, stripe_env) == 3
