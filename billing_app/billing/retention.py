@@ -135,8 +135,11 @@ def accept(actor: Actor) -> CouponSpec:
     sub = _manageable_subscription(org_id)
     with session_scope() as session:
         available = offer_for(session, org_id) is not None
-    if not available:
-        raise AppError(ErrorCode.RETENTION_OFFER_USED, "Your organization has already had this offer.")
+    used = AppError(ErrorCode.RETENTION_OFFER_USED, "Your organization has already had this offer.")
+    # Had already, unless a first click applied the coupon but could not name it on a waiting change's
+    # phase (so it would end at the switch): a second click finishes that, and only that.
+    if not available and sub.scheduled_period_id is None:
+        raise used
     failed = AppError(ErrorCode.STRIPE_OFFER_FAILED, "We could not apply the offer. Please try again.")
     with _acting_on(sub, failed) as (client, fresh):
         if fresh.canceling:
@@ -145,6 +148,8 @@ def accept(actor: Actor) -> CouponSpec:
         discounts = _discounts(client, sub.stripe_id)
         applied = _from_coupon(discounts, coupon.id)  # already there on a second click
         if applied is None:
+            if not available:
+                raise used
             kept = [{"discount": d["id"]} for d in discounts]
             idempotency.call_once(
                 client.v1.subscriptions.update, sub.stripe_id,
@@ -153,10 +158,13 @@ def accept(actor: Actor) -> CouponSpec:
             )
             applied = _from_coupon(_discounts(client, sub.stripe_id), coupon.id)
         # A downgrade waiting for the period end: its phase must name the discount too, or Stripe ends it
-        # at the switch (done on a second click too, should the first have stopped before this).
+        # at the switch.
+        named_now = False
         if fresh.change_waiting and applied is not None:
             schedule = gateway.call(client.v1.subscription_schedules.retrieve, fresh.schedule_id)
-            schedules.add_discount(client, schedule, applied)
+            named_now = schedules.add_discount(client, schedule, applied)
+        if not available and not named_now:
+            raise used
     _record(org_id, coupon.id, accepted_at=utcnow())
     return coupon
 

@@ -117,19 +117,21 @@ def set_scheduled_quantity(client, schedule: dict, quantity: int, per_seat_minim
     gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})
 
 
-def add_discount(client, schedule: dict, discount_id: str) -> None:
+def add_discount(client, schedule: dict, discount_id: str) -> bool:
     """Name the subscription's discount `discount_id` in the phases from the running one (a coupon just
     applied to the subscription, such as the retention offer's, while a downgrade waits).
 
     Stripe keeps no discount a phase does not name: without this the coupon ends at the phase change.
-    The discount is named by its id, so the same discount runs on, its months not restarted."""
+    The discount is named by its id, so the same discount runs on, its months not restarted. False when
+    every phase named it already (nothing written)."""
     phases = [_resent(phase, first=not i) for i, phase in enumerate(from_current(schedule))]
     if all({"discount": discount_id} in phase.get("discounts", []) for phase in phases):
-        return  # named already (a second click)
+        return False
     for phase in phases:
         if {"discount": discount_id} not in phase.get("discounts", []):
             phase["discounts"] = [*phase.get("discounts", []), {"discount": discount_id}]
     gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})
+    return True
 
 
 def _resent(phase: dict, first: bool) -> dict:

@@ -162,3 +162,40 @@ def test_an_offer_accepted_while_a_downgrade_waits_runs_on_after_the_switch(acme
     assert client.v1.subscriptions.retrieve(sub.stripe_id).discounts == [discount_id]  # the same discount
     renewal = client.v1.invoices.list(params={"subscription": sub.stripe_id, "limit": 1}).data[0]
     assert (renewal.subtotal, renewal.total) == (900, 720)  # Starter, 20% off
+
+
+def test_a_second_click_finishes_naming_the_offer_on_the_waiting_phase(acme, stripe_env, monkeypatch):
+    """The first click applies the coupon, then naming it on the waiting phase fails (Stripe down): 502.
+    The re-sync now sees the coupon running (offer had), yet the waiting phase does not name it, so it
+    would end at the switch: the second click finishes that step, and a third is refused as had."""
+    from billing_app.billing import gateway, retention, schedules
+    from billing_app.billing.subscriptions import change_plan
+    from billing_app.errors import AppError, ErrorCode
+    from tests.billing.helpers import advance, buy_on_clock, subscription
+
+    clock, customer = buy_on_clock(acme, stripe_env, plan="business")
+    change_plan(acme.admin, period_id("starter", "MONTHLY"), preview=False)
+    client = stripe_env.client
+    with session_scope() as s:
+        sub = subscription(s, acme)
+    real_add = schedules.add_discount
+
+    def stripe_down_once(*args):
+        monkeypatch.setattr(schedules, "add_discount", real_add)
+        raise gateway.StripeFailure("An error occurred with our connection to Stripe.", status=500)
+
+    monkeypatch.setattr(schedules, "add_discount", stripe_down_once)
+    with pytest.raises(AppError) as first:
+        retention.accept(acme.admin)
+    assert first.value.code == ErrorCode.STRIPE_OFFER_FAILED
+    [discount_id] = client.v1.subscriptions.retrieve(sub.stripe_id).discounts
+
+    retention.accept(acme.admin)  # the second click
+    schedule = client.v1.subscription_schedules.retrieve(sub.stripe_schedule_id)
+    assert [[d.discount for d in p.discounts] for p in schedule.phases] == [[discount_id], [discount_id]]
+    with pytest.raises(AppError) as third:
+        retention.accept(acme.admin)
+    assert third.value.code == ErrorCode.RETENTION_OFFER_USED
+
+    advance(stripe_env, clock, int(sub.current_period_end.timestamp()) + 3600, customer)
+    assert client.v1.subscriptions.retrieve(sub.stripe_id).discounts == [discount_id]
