@@ -18,16 +18,7 @@ from sqlmodel import Session, select
 from billing_app.billing import payments
 from billing_app.billing.entitlements import AccessReason, current_subscription, entitlement
 from billing_app.formatting import PERIOD_NAME, format_amount, format_date, plan_label
-from billing_app.models import (
-    OrgSubscription,
-    Payment,
-    PaymentStatus,
-    PeriodType,
-    Plan,
-    PlanPeriod,
-    SetAsideChange,
-    SubscriptionStatus,
-)
+from billing_app.models import OrgSubscription, Payment, PaymentStatus, PeriodType, Plan, PlanPeriod, SetAsideChange, SubscriptionStatus
 
 INTERVAL_LABEL = {"MONTHLY": "/ month", "YEARLY": "/ year", "ALL_TIME": "one-time · lifetime"}
 

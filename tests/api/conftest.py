@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing_app.auth import accounts
-from billing_app.db import session_scope
-from billing_app.models import Role
-from tests.api.helpers import Tokens, add_membership, bearer, token_for
-from tests.billing.helpers import PASSWORD, make_org
+from tests.api.helpers import Tokens, role_tokens
 
 
 @pytest.fixture(autouse=True)
@@ -19,21 +15,4 @@ def fast_password_hashing(fast_password_hashing):
 
 @pytest.fixture
 def tokens(org) -> Tokens:
-    other = make_org("Globex", "admin@globex.example", "member@globex.example")
-    with session_scope() as s:
-        accounts.register(s, email="boss@acme.example", password=PASSWORD, name="Boss", org_name="Boss's own")
-    with session_scope() as s:
-        boss = accounts.actor_for_session(s, accounts.login(s, email="boss@acme.example", password=PASSWORD))
-    # A third member, past the free tier's seats: set up directly (tests/teams tests the seat rules).
-    add_membership(org.id, boss.user_id, Role.SUPER_ADMIN)
-    with session_scope() as s:
-        token = accounts.login(s, email="boss@acme.example", password=PASSWORD)
-        super_admin = accounts.switch_org(s, token, org.id)
-    assert super_admin.role == Role.SUPER_ADMIN
-    return Tokens(
-        org, other,
-        admin=bearer(token_for(org.admin)),
-        member=bearer(token_for(org.member)),
-        super_admin=bearer(token_for(super_admin)),
-        other_admin=bearer(token_for(other.admin)),
-    )
+    return role_tokens(org)

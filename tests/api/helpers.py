@@ -21,12 +21,13 @@ from sqlmodel import select
 from starlette.applications import Starlette
 
 from billing_app.api.rest import create_app, mount
-from billing_app.auth import api_tokens
+from billing_app.auth import accounts, api_tokens
+from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
 from billing_app.errors import ErrorCode
-from billing_app.models import Membership, Role
+from billing_app.models import ApiToken, Membership, Role
 from billing_app.serve import PROJECT_ROOT, stop
-from tests.billing.helpers import Org, period_id
+from tests.billing.helpers import PASSWORD, Org, make_org, period_id
 from tests.sandbox_fixture import free_port
 
 
@@ -66,6 +67,48 @@ class Tokens:
     member: dict
     super_admin: dict
     other_admin: dict
+
+
+def role_tokens(org: Org) -> Tokens:
+    """Acme (`org`: admin, member, and a super admin as a third member) and Globex (admin, member), with a token each."""
+    other = make_org("Globex", "admin@globex.example", "member@globex.example")
+    with session_scope() as s:
+        accounts.register(s, email="boss@acme.example", password=PASSWORD, name="Boss", org_name="Boss's own")
+    with session_scope() as s:
+        boss = accounts.actor_for_session(s, accounts.login(s, email="boss@acme.example", password=PASSWORD))
+    # A third member, past the free tier's seats: set up directly (tests/teams tests the seat rules).
+    add_membership(org.id, boss.user_id, Role.SUPER_ADMIN)
+    with session_scope() as s:
+        token = accounts.login(s, email="boss@acme.example", password=PASSWORD)
+        super_admin = accounts.switch_org(s, token, org.id)
+    assert super_admin.role == Role.SUPER_ADMIN
+    return Tokens(
+        org, other,
+        admin=bearer(token_for(org.admin)),
+        member=bearer(token_for(org.member)),
+        super_admin=bearer(token_for(super_admin)),
+        other_admin=bearer(token_for(other.admin)),
+    )
+
+
+# The role matrix: who calls, from a member to a made-up token.
+ROLES = ["member", "admin", "super_admin", "other_org", "no_token", "revoked", "made_up"]
+ANONYMOUS = {"no_token", "revoked", "made_up"}
+
+
+def role_headers(role: str, tokens: Tokens) -> dict:
+    """Bearer headers for one role of the role matrix."""
+    if role == "no_token":
+        return {}
+    if role == "made_up":
+        return bearer("bapi_" + "x" * 43)
+    if role == "revoked":
+        token = token_for(tokens.org.admin)
+        with session_scope() as s:
+            row = s.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).one()
+            api_tokens.revoke_token(s, tokens.org.admin, row.id)
+        return bearer(token)
+    return {"member": tokens.member, "admin": tokens.admin, "super_admin": tokens.super_admin, "other_org": tokens.other_admin}[role]
 
 
 def ok(response, status=200):

@@ -4,30 +4,12 @@ organization, no token, a revoked token and a made-up token, against an org that
 import pytest
 from sqlmodel import select
 
-from billing_app.auth import api_tokens
-from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
-from billing_app.models import ApiToken, OrgSubscription
-from tests.api.helpers import bearer, buy, token_for
+from billing_app.models import OrgSubscription
+from tests.api.helpers import ANONYMOUS, ROLES, buy, role_headers
 from tests.billing.helpers import period_id
 
-ROLES = ["member", "admin", "super_admin", "other_org", "no_token", "revoked", "made_up"]
 ADMINS = {"admin", "super_admin"}
-ANONYMOUS = {"no_token", "revoked", "made_up"}
-
-
-def headers_for(role, tokens):
-    if role == "no_token":
-        return {}
-    if role == "made_up":
-        return bearer("bapi_" + "x" * 43)
-    if role == "revoked":
-        token = token_for(tokens.org.admin)
-        with session_scope() as s:
-            row = s.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).one()
-            api_tokens.revoke_token(s, tokens.org.admin, row.id)
-        return bearer(token)
-    return {"member": tokens.member, "admin": tokens.admin, "super_admin": tokens.super_admin, "other_org": tokens.other_admin}[role]
 
 
 def expected(role, *, member, admin, other):
@@ -48,7 +30,7 @@ FORBIDDEN = (403, "FORBIDDEN")
 @pytest.mark.parametrize("role", ROLES)
 def test_role_matrix(client, tokens, stripe_env, role):
     session_id = buy(client, tokens, stripe_env)
-    headers = headers_for(role, tokens)
+    headers = role_headers(role, tokens)
     acme_sub = OrgSubscription.model_validate(_acme_sub(tokens.org.id))
     pro = period_id("pro", "MONTHLY")
 

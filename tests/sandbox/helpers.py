@@ -36,6 +36,14 @@ def subscribe(sandbox, customer, price, payment_method="pm_card_visa", **session
     return cs, sub
 
 
+def monthly_on_a_clock(sandbox, frozen_time, **session_params):
+    """A customer on a new test clock with a monthly subscription bought through Checkout: (clock, customer, subscription)."""
+    _, monthly, _, _ = catalog(sandbox.client)
+    clock, cust = clock_customer(sandbox.client, frozen_time)
+    _, sub = subscribe(sandbox, cust, monthly, **session_params)
+    return clock, cust, sub
+
+
 def advance(client, clock, to):
     return client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": to})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from .helpers import advance, catalog, clock_customer, event_types, subscribe
+from .helpers import advance, catalog, clock_customer, event_types, monthly_on_a_clock, subscribe
 
 DAY = 86400
 T0 = 1_767_225_600  # 2026-01-01 00:00 UTC: fixed, so month lengths are known
@@ -13,9 +13,7 @@ T0 = 1_767_225_600  # 2026-01-01 00:00 UTC: fixed, so month lengths are known
 
 def test_cancel_at_period_end_emits_update_with_previous_attributes(sandbox):
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
+    clock, cust, sub = monthly_on_a_clock(sandbox, T0)
     end = sub["items"].data[0].current_period_end
     sub = c.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
     assert sub.cancel_at_period_end is True and sub.cancel_at == end and sub.status == "active"
@@ -29,9 +27,7 @@ def test_cancel_at_period_end_emits_update_with_previous_attributes(sandbox):
 def test_cancel_at_a_chosen_time_ends_the_subscription_then(sandbox):
     """SubscriptionUpdateParams.cancel_at is "Literal['']|int|Literal[...]|str": a Unix time is valid."""
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
+    clock, cust, sub = monthly_on_a_clock(sandbox, T0)
     at = sub["items"].data[0].current_period_end - 10 * DAY
     sub = c.v1.subscriptions.update(sub.id, params={"cancel_at": at})
     assert (sub.cancel_at, sub.cancel_at_period_end, sub.status) == (at, False, "active")
@@ -68,12 +64,19 @@ def test_list_by_customer_and_status_all(sandbox):
     assert [s.id for s in c.v1.subscriptions.list(params={"status": "canceled"}).data] == [s1.id]
 
 
-def test_upgrade_with_create_prorations_then_renewal_collects_them(sandbox):
+def monthly_with_a_premium_price(sandbox):
+    """A monthly subscription (10.00) on a clock at T0, and a 30.00 monthly price of the same product to move it to."""
     c = sandbox.client
     prod, m, _, _ = catalog(c)
     premium = c.v1.prices.create(params={"product": prod.id, "currency": "usd", "unit_amount": 3000, "recurring": {"interval": "month"}})
     clock, cust = clock_customer(c, T0)
     _, sub = subscribe(sandbox, cust, m)
+    return m, premium, clock, cust, sub
+
+
+def test_upgrade_with_create_prorations_then_renewal_collects_them(sandbox):
+    c = sandbox.client
+    m, premium, clock, cust, sub = monthly_with_a_premium_price(sandbox)
     item = sub["items"].data[0]
     start, end = item.current_period_start, item.current_period_end
     assert end - start == 31 * DAY  # January
@@ -98,10 +101,7 @@ def test_upgrade_with_create_prorations_then_renewal_collects_them(sandbox):
 
 def test_always_invoice_charges_now_and_none_does_nothing(sandbox):
     c = sandbox.client
-    prod, m, _, _ = catalog(c)
-    premium = c.v1.prices.create(params={"product": prod.id, "currency": "usd", "unit_amount": 3000, "recurring": {"interval": "month"}})
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
+    m, premium, clock, cust, sub = monthly_with_a_premium_price(sandbox)
     item = sub["items"].data[0]
     advance(c, clock, T0 + 31 * DAY // 2)
     c.v1.subscriptions.update(sub.id, params={"items": [{"id": item.id, "price": premium.id}], "proration_behavior": "always_invoice"})
@@ -130,9 +130,7 @@ def test_switch_to_yearly_restarts_the_period_and_invoices(sandbox):
 
 def test_pause_collection_voids_renewal_invoices(sandbox):
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
+    clock, cust, sub = monthly_on_a_clock(sandbox, T0)
     sub = c.v1.subscriptions.update(sub.id, params={"pause_collection": {"behavior": "void"}})
     assert sub.pause_collection.behavior == "void" and sub.status == "active"
     advance(c, clock, T0 + 32 * DAY)
@@ -144,9 +142,7 @@ def test_pause_collection_voids_renewal_invoices(sandbox):
 
 def test_cancel_immediately_with_prorated_credit(sandbox):
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
+    clock, cust, sub = monthly_on_a_clock(sandbox, T0)
     advance(c, clock, T0 + 31 * DAY // 2)
     sub = c.v1.subscriptions.cancel(sub.id, params={"invoice_now": True, "prorate": True})
     assert sub.status == "canceled" and sub.ended_at == T0 + 31 * DAY // 2 and sub.canceled_at == sub.ended_at

@@ -5,10 +5,19 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from .helpers import advance, catalog, clock_customer, event_types, subscribe
+from .helpers import advance, catalog, clock_customer, event_types, monthly_on_a_clock, subscribe
 
 DAY = 86400
 T0 = 1_767_225_600  # 2026-01-01 00:00 UTC
+
+
+def subscribed_with_failing_card(sandbox):
+    """A monthly subscription bought on a clock at T0, whose renewals will be charged to a card that fails."""
+    c = sandbox.client
+    clock, cust, sub = monthly_on_a_clock(sandbox, T0)
+    bad = c.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": cust.id})
+    c.v1.subscriptions.update(sub.id, params={"default_payment_method": bad.id})
+    return clock, cust, sub
 
 
 def test_clock_crud(sandbox):
@@ -27,9 +36,7 @@ def test_clock_crud(sandbox):
 
 def test_monthly_renewals_pay_a_new_invoice_each_period(sandbox):
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
+    clock, cust, sub = monthly_on_a_clock(sandbox, T0)
     clock = advance(c, clock, T0 + 95 * DAY)  # Jan, Feb, Mar, into April
     assert clock.status == "ready" and clock.frozen_time == T0 + 95 * DAY
     invs = c.v1.invoices.list(params={"subscription": sub.id}).data
@@ -44,11 +51,7 @@ def test_monthly_renewals_pay_a_new_invoice_each_period(sandbox):
 
 def test_failed_renewal_past_due_then_canceled_after_retries(sandbox):
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
-    bad = c.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": cust.id})
-    c.v1.subscriptions.update(sub.id, params={"default_payment_method": bad.id})
+    clock, cust, sub = subscribed_with_failing_card(sandbox)
     advance(c, clock, T0 + 31 * DAY + 60)
     sub = c.v1.subscriptions.retrieve(sub.id)
     assert sub.status == "past_due"
@@ -64,11 +67,7 @@ def test_failed_renewal_past_due_then_canceled_after_retries(sandbox):
 def test_after_final_failure_unpaid_setting_and_recovery(sandbox):
     sandbox.configure(after_final_failure="unpaid", payment_retry_days=[1])
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
-    bad = c.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": cust.id})
-    c.v1.subscriptions.update(sub.id, params={"default_payment_method": bad.id})
+    clock, cust, sub = subscribed_with_failing_card(sandbox)
     advance(c, clock, T0 + 33 * DAY)
     sub = c.v1.subscriptions.retrieve(sub.id)
     assert sub.status == "unpaid"
@@ -80,11 +79,7 @@ def test_after_final_failure_unpaid_setting_and_recovery(sandbox):
 
 def test_retry_succeeds_after_customer_fixes_card(sandbox):
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
-    bad = c.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": cust.id})
-    c.v1.subscriptions.update(sub.id, params={"default_payment_method": bad.id})
+    clock, cust, sub = subscribed_with_failing_card(sandbox)
     advance(c, clock, T0 + 32 * DAY)
     good = c.v1.payment_methods.attach("pm_card_visa", params={"customer": cust.id})
     c.v1.subscriptions.update(sub.id, params={"default_payment_method": good.id})
@@ -96,9 +91,7 @@ def test_retry_succeeds_after_customer_fixes_card(sandbox):
 
 def test_trial_will_end_three_days_before_then_first_charge(sandbox):
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m, subscription_data={"trial_period_days": 10})
+    clock, cust, sub = monthly_on_a_clock(sandbox, T0, subscription_data={"trial_period_days": 10})
     advance(c, clock, T0 + 6 * DAY)
     assert "customer.subscription.trial_will_end" not in event_types(c)
     advance(c, clock, T0 + 7 * DAY)
@@ -114,9 +107,7 @@ def test_trial_will_end_three_days_before_then_first_charge(sandbox):
 
 def test_cancel_at_period_end_ends_subscription_when_clock_passes(sandbox):
     c = sandbox.client
-    _, m, _, _ = catalog(c)
-    clock, cust = clock_customer(c, T0)
-    _, sub = subscribe(sandbox, cust, m)
+    clock, cust, sub = monthly_on_a_clock(sandbox, T0)
     c.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
     advance(c, clock, T0 + 30 * DAY)
     assert c.v1.subscriptions.retrieve(sub.id).status == "active"

@@ -12,7 +12,7 @@ from billing_app.auth.accounts import Actor
 from billing_app.billing.checkout import checkout_status, start_checkout
 from billing_app.billing.customers import customer_id_for
 from billing_app.db import session_scope
-from billing_app.models import Invitation, OrgSubscription
+from billing_app.models import Invitation, Membership, OrgSubscription
 from tests.billing.helpers import PASSWORD, Org, period_id, token_of
 
 __all__ = ["PASSWORD", "Org", "buy_team", "invitee", "join", "quantity_at_stripe", "stripe_subscription", "token_of"]
@@ -57,6 +57,11 @@ def mirror_quantity(org: Org) -> int:
         return s.exec(select(OrgSubscription.quantity).where(OrgSubscription.org_id == org.id)).one()
 
 
+def member_ids(org_id: int) -> list[int]:
+    with session_scope() as s:
+        return sorted(s.exec(select(Membership.user_id).where(Membership.org_id == org_id)).all())
+
+
 def invitation_row(invitation_id: int) -> Invitation:
     with session_scope() as s:
         return s.get(Invitation, invitation_id)
@@ -64,30 +69,3 @@ def invitation_row(invitation_id: int) -> Invitation:
 
 def customer(org: Org) -> str:
     return customer_id_for(org.id)
-
-
-# --- REST ------------------------------------------------------------------------------------------------
-
-ROLES = ["member", "admin", "super_admin", "other_org", "no_token", "revoked", "made_up"]
-ANONYMOUS = {"no_token", "revoked", "made_up"}
-
-
-def role_headers(role: str, tokens) -> dict:
-    """Bearer headers for one role of the role matrix (tokens: tests/api/helpers.Tokens)."""
-    from tests.api.helpers import bearer, token_for
-
-    if role == "no_token":
-        return {}
-    if role == "made_up":
-        return bearer("bapi_" + "x" * 43)
-    if role == "revoked":
-        from billing_app.auth import api_tokens
-        from billing_app.auth.tokens import token_hash
-        from billing_app.models import ApiToken
-
-        token = token_for(tokens.org.admin)
-        with session_scope() as s:
-            row = s.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).one()
-            api_tokens.revoke_token(s, tokens.org.admin, row.id)
-        return bearer(token)
-    return {"member": tokens.member, "admin": tokens.admin, "super_admin": tokens.super_admin, "other_org": tokens.other_admin}[role]

@@ -12,17 +12,14 @@ from billing_app.billing import gateway
 from billing_app.db import session_scope
 from billing_app.models import Invitation, Notification
 from tests.aio import run_async
-from tests.api.helpers import add_membership, err, ok
+from tests.api.helpers import ANONYMOUS, ROLES, add_membership, err, ok, role_headers
 from tests.billing.helpers import buy, period_id
 from tests.pages import run_event, signed_in_page
 from tests.teams.helpers import (
-    ANONYMOUS,
-    ROLES,
     buy_team,
     invitee,
     join,
     quantity_at_stripe,
-    role_headers,
     stripe_subscription,
     token_of,
 )

@@ -17,7 +17,6 @@ from billing_app.billing.subscriptions import change_plan
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
 from billing_app.models import (
-    Membership,
     OrgSubscription,
     PlanPeriod,
     SeatClaim,
@@ -25,20 +24,7 @@ from billing_app.models import (
 )
 from tests.api.helpers import add_membership
 from tests.billing.helpers import buy, expect, period_id
-from tests.teams.helpers import (
-    buy_team,
-    invitee,
-    join,
-    mirror_quantity,
-    quantity_at_stripe,
-    stripe_subscription,
-    token_of,
-)
-
-
-def member_ids(org_id):
-    with session_scope() as s:
-        return sorted(s.exec(select(Membership.user_id).where(Membership.org_id == org_id)).all())
+from tests.teams.helpers import buy_team, invitee, join, member_ids, mirror_quantity, quantity_at_stripe, stripe_subscription, token_of
 
 
 def mirror_price(org) -> str:

@@ -21,17 +21,12 @@ from tests.teams.helpers import (
     invitation_row,
     invitee,
     join,
+    member_ids,
     mirror_quantity,
     quantity_at_stripe,
     stripe_subscription,
     token_of,
 )
-
-
-def member_ids(org_id):
-    with session_scope() as s:
-        return sorted(s.exec(select(Membership.user_id).where(Membership.org_id == org_id)).all())
-
 
 # --- caps: the free tier and flat plans ---------------------------------------------------------------------
 
