@@ -10,8 +10,9 @@ from billing_app.state import in_a_thread
 class KeysetPages(rx.State, mixin=True):
     """`cursors` opened each page so far ("" for the first), `next_cursor` the next ("" at the end).
 
-    A page's State mixes this in and defines `_fetch(cursor) -> bool` (False when the page
-    could not be read, which leaves the position unchanged).
+    A page's State mixes this in, has `rows` (and `error` for `_page_refused`), and defines `_fetch(cursor) -> bool`
+    (False when the page could not be read, which leaves the position unchanged), ending in
+    `_show_page` or `_page_refused`.
     """
 
     cursors: list[str] = []
@@ -19,6 +20,15 @@ class KeysetPages(rx.State, mixin=True):
 
     def _fetch(self, cursor: str) -> bool:
         raise NotImplementedError
+
+    def _show_page(self, rows: list, next_cursor: str | None) -> bool:
+        self.rows, self.next_cursor = rows, next_cursor or ""
+        return True
+
+    def _page_refused(self, message: str) -> bool:
+        """The page could not be read (a filter refused): say why, and show no rows and no next page."""
+        self.error, self.rows, self.next_cursor = message, [], ""
+        return False
 
     def _first_page(self) -> None:
         self.cursors = [""]

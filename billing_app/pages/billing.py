@@ -89,7 +89,7 @@ class BillingState(DashboardMixin, AuthState):
             return
         self.view, self.options, self.dash = copy.deepcopy(live.read_once(shared, ("billing", *key), lambda: self._read(*key)))
 
-    async def _act(self, busy: str, fn, *, changes: bool = True) -> tuple[object, bool]:
+    async def _act(self, busy: str, fn, *, changes: bool = True, done: str = "") -> tuple[object, bool]:
         """Run an admin action that calls Stripe, from a background event.
 
         The state lock is held only to show `busy` and to write the outcome: the Stripe calls and
@@ -100,7 +100,7 @@ class BillingState(DashboardMixin, AuthState):
         The same action again while it runs (a double-click) is ignored: it would fail against the
         first one's outcome ("You are already on this plan.") beside its success. A preview is not
         (the newest pick's counts). `changes`: the action changed the org's billing, so its other
-        open pages refresh (a preview or the portal's link changes nothing).
+        open pages refresh (a preview or the portal's link changes nothing). `done`: the message shown on success.
         """
         async with self:
             if busy != "preview" and self.busy == busy:
@@ -118,6 +118,8 @@ class BillingState(DashboardMixin, AuthState):
             return None, False
         async with self:
             self.view, self.options, self.dash, self.busy = view, options, dash, ""
+            if done:
+                self.message = done
         if changes:
             await live.notify_after_action(org_id)
         return result, True
@@ -179,17 +181,11 @@ class BillingState(DashboardMixin, AuthState):
 
     @rx.event(background=True)
     async def keep_current_plan(self):
-        _, ok = await self._act("keep", cancel_scheduled_change)
-        if ok:
-            async with self:
-                self.message = "You will stay on your current plan."
+        await self._act("keep", cancel_scheduled_change, done="You will stay on your current plan.")
 
     @rx.event(background=True)
     async def do_reactivate(self):
-        _, ok = await self._act("reactivate", reactivate)
-        if ok:
-            async with self:
-                self.message = "Your subscription is active again."
+        await self._act("reactivate", reactivate, done="Your subscription is active again.")
 
 
 V = BillingState.view

@@ -121,10 +121,7 @@ class DashboardMixin(rx.State, mixin=True):
 
     @rx.event(background=True)
     async def resume_now(self):
-        _, ok = await self._act("resume", retention.resume)
-        if ok:
-            async with self:
-                self.message = "Your subscription is active again."
+        await self._act("resume", retention.resume, done="Your subscription is active again.")
 
     # --- billing details ----------------------------------------------------------------------------------
 

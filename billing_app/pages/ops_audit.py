@@ -37,9 +37,8 @@ class OpsAuditState(KeysetPages, OpsState):
             lines = audit.recent(session, before_id=int(cursor) if cursor else None, limit=audit.PAGE_SIZE + 1)
         more = len(lines) > audit.PAGE_SIZE
         lines = lines[:audit.PAGE_SIZE]
-        self.rows = [AuditRow(format_datetime(a.at), a.operator, a.action.replace("_", " "), a.target, a.detail) for a in lines]
-        self.next_cursor = str(lines[-1].id) if more and lines else ""
-        return True
+        rows = [AuditRow(format_datetime(a.at), a.operator, a.action.replace("_", " "), a.target, a.detail) for a in lines]
+        return self._show_page(rows, str(lines[-1].id) if more and lines else "")
 
     @in_a_thread
     def load(self):

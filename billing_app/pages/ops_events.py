@@ -47,12 +47,9 @@ class OpsEventsState(KeysetPages, OpsState):
         try:
             rows, next_before = events.list_events(self._filters(), before_id=int(cursor) if cursor else None)
         except AppError as error:
-            self.error, self.rows, self.next_cursor = error.message, [], ""
-            return False
-        self.rows = [event_line(e) for e in rows]
-        self.next_cursor = str(next_before) if next_before else ""
+            return self._page_refused(error.message)
         self.counts = events.counts()
-        return True
+        return self._show_page([event_line(e) for e in rows], str(next_before) if next_before else "")
 
     @in_a_thread
     def load(self):

@@ -63,11 +63,8 @@ class OpsOrgsState(KeysetPages, OpsState):
             with session_scope() as session:
                 page = orgs.list_orgs(session, filters, cursor=cursor or None)
         except AppError as error:
-            self.error, self.rows, self.next_cursor = error.message, [], ""
-            return False
-        self.rows = [org_line(r) for r in page.rows]
-        self.next_cursor = page.next_cursor or ""
-        return True
+            return self._page_refused(error.message)
+        return self._show_page([org_line(r) for r in page.rows], page.next_cursor)
 
     @in_a_thread
     def load(self):

@@ -89,11 +89,8 @@ class PaymentsState(KeysetPages, AuthState):
             with session_scope() as session:
                 page = list_payments(session, actor, filters, limit=PAGE_SIZE, cursor=cursor or None)
         except AppError as error:
-            self.error, self.rows, self.next_cursor = error.message, [], ""
-            return False
-        self.rows = [payment_row(p) for p in page.rows]
-        self.next_cursor = page.next_cursor or ""
-        return True
+            return self._page_refused(error.message)
+        return self._show_page([payment_row(p) for p in page.rows], page.next_cursor)
 
     @in_a_thread
     def load(self):
