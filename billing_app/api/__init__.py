@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -14,6 +15,8 @@ from starlette.routing import Route
 from billing_app import routes
 from billing_app.db import get_engine
 from billing_app.webhooks.route import PATH as STRIPE_WEBHOOK_PATH, stripe_webhook
+
+log = logging.getLogger(__name__)
 
 
 async def health(_request: Request) -> JSONResponse:
@@ -40,7 +43,8 @@ async def _check_redis(url: str) -> None:
 
 async def ready(_request: Request) -> JSONResponse:
     """Readiness for a load balancer: 200 when the database and Redis (if configured) answer,
-    else 503 in the error envelope naming what is down (`/api/health` stays plain liveness)."""
+    else 503 in the error envelope naming what is down (`/api/health` stays plain liveness). The
+    route is public: why a check failed goes to the log, not to the caller."""
     from billing_app.api.rest.errors import envelope
     from billing_app.errors import ErrorCode
     from billing_app.settings import get_settings
@@ -50,17 +54,19 @@ async def ready(_request: Request) -> JSONResponse:
     try:
         await asyncio.wait_for(asyncio.to_thread(_check_database), timeout=5)
         checks["database"] = "ok"
-    except Exception as error:
+    except Exception:
+        log.warning("readiness: the database does not answer", exc_info=True)
         checks["database"] = "down"
-        problems.append(f"the database does not answer ({type(error).__name__})")
+        problems.append("the database does not answer")
     redis_url = get_settings().redis_url
     if redis_url:
         try:
             await asyncio.wait_for(_check_redis(redis_url), timeout=5)
             checks["redis"] = "ok"
-        except Exception as error:
+        except Exception:
+            log.warning("readiness: Redis does not answer", exc_info=True)
             checks["redis"] = "down"
-            problems.append(f"Redis does not answer ({type(error).__name__}): live updates reach other backends' pages at their next load")
+            problems.append("Redis does not answer: live updates reach other backends' pages at their next load")
     if problems:
         return envelope(503, ErrorCode.NOT_READY, "Not ready: " + "; ".join(problems) + ".")
     return JSONResponse({"status": "ready", "checks": checks})
