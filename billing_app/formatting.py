@@ -42,3 +42,13 @@ def api_time(value: datetime | None) -> str | None:
     """A time in the REST API: UTC to the whole second with a Z, '2026-12-22T14:05:09Z' (as
     Stripe's own times are), whether Stripe or this app made it; None stays null."""
     return value.replace(microsecond=0).isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str) -> str:
+    """Text that a spreadsheet shows as text (every CSV export's text from users or Stripe): a
+    leading formula character gets a ' in front."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value

@@ -46,7 +46,7 @@ async def _fields(request: Request) -> dict[str, str]:
     if _wants_json(request):
         try:
             data = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep, within the size cap
             raise AppError(ErrorCode.VALIDATION_ERROR, "The request body is not valid JSON.") from None
     else:
         from urllib.parse import parse_qsl

@@ -227,8 +227,13 @@ def finish_login(session: Session, attempt: LoginAttempt, password_ok: bool) -> 
     """After the password check: the user, or INVALID_CREDENTIALS (the same for an unknown email)."""
     if not password_ok or attempt.user_id is None:
         raise AppError(ErrorCode.INVALID_CREDENTIALS, BAD_LOGIN)
-    throttle.succeeded(session, list(attempt.keys))
-    return session.get(User, attempt.user_id)
+    throttle.succeeded(session, list(attempt.keys))  # first: on SQLite the write lock, so no reset commits after the read below
+    user = session.exec(select(User).where(User.id == attempt.user_id).with_for_update()).first()
+    if user is None or user.password_hash != attempt.password_hash:
+        # The password was reset or changed while the old one was being checked: that ended every
+        # session, and must end this one before it starts.
+        raise AppError(ErrorCode.INVALID_CREDENTIALS, BAD_LOGIN)
+    return user
 
 
 def authenticate(session: Session, *, email: str, password: str, client: Client = LOCAL_CLIENT) -> User:
@@ -461,8 +466,13 @@ def change_password(session: Session, user_id: int, *, current: str, new: str, k
 
 
 def set_password(session: Session, user: User, password: str) -> None:
-    """Store a new password hash (pool) and void any open password-reset links of the user."""
-    user.password_hash = hash_password(password)
+    """Store a new password's hash (pool) and void any open password-reset links of the user."""
+    store_password_hash(session, user, hash_password(password))
+
+
+def store_password_hash(session: Session, user: User, password_hash: str) -> None:
+    """`set_password` with the hash made beforehand (outside the transaction, when it must be short)."""
+    user.password_hash = password_hash
     session.add(user)
     session.exec(delete(PasswordReset).where(PasswordReset.user_id == user.id))
     session.flush()

@@ -79,6 +79,14 @@ def _issue(session: Session, user_id: int, org_id: int, name: str, expires_in_da
         raise AppError(ErrorCode.VALIDATION_ERROR, f"A token expires in 1 to {MAX_EXPIRY_DAYS} days, or never.")
     # One user's token count is decided one creation at a time (the user row is the lock).
     session.exec(select(User.id).where(User.id == user_id).with_for_update()).first()
+    # A token belongs to a membership: one whose removal committed since the caller read it (the
+    # password check takes a while) would otherwise escape that removal's revocation, and work again
+    # if they are invited back. The row stays locked, so a removal now revokes this token as well.
+    membership = session.exec(
+        select(Membership.id).where(Membership.user_id == user_id, Membership.org_id == org_id).with_for_update()
+    ).first()
+    if membership is None:
+        raise AppError(ErrorCode.NOT_A_MEMBER, "You are no longer a member of this organization. Reload the page.")
     cap = get_settings().api_tokens_per_user
     live = session.exec(_live(select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user_id))).one()
     if live >= cap:

@@ -15,11 +15,12 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlmodel import select
+from sqlalchemy import and_
+from sqlmodel import delete, select
 
-from billing_app.auth.accounts import end_other_sessions, normalize_email, set_password
+from billing_app.auth.accounts import end_other_sessions, normalize_email, store_password_hash
+from billing_app.auth.passwords import check_strength, hash_password
 from billing_app.auth.api_tokens import revoke_all
-from billing_app.auth.passwords import check_strength
 from billing_app.auth.tokens import new_token, token_hash
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
@@ -57,17 +58,29 @@ def request_reset(email: str) -> None:
     _sender(email, get_settings().url(f"{RESET_PATH}?token={token}"))
 
 
+INVALID_LINK = "This reset link is invalid or has expired. Ask for a new one."
+
+
+def _live_link(hashed: str):
+    return and_(PasswordReset.token_hash == hashed, PasswordReset.used_at.is_(None), PasswordReset.expires_at > utcnow())
+
+
 def reset_password(token: str, new_password: str) -> None:
     """Use a reset link once: set the password, end every session, revoke every API token.
     Runs argon2: not on the event loop."""
     check_strength(new_password if isinstance(new_password, str) else "")
+    link = _live_link(token_hash(token or ""))
     with session_scope() as session:
-        row = session.exec(
-            select(PasswordReset).where(PasswordReset.token_hash == token_hash(token or "")).with_for_update()
-        ).first()
-        if row is None or row.used_at is not None or row.expires_at <= utcnow():
-            raise AppError(ErrorCode.INVALID_SESSION, "This reset link is invalid or has expired. Ask for a new one.")
-        user = session.get(User, row.user_id)
-        set_password(session, user, new_password)  # also removes the user's reset links, this one included
+        if session.exec(select(PasswordReset.id).where(link)).first() is None:  # argon2 only for a live link
+            raise AppError(ErrorCode.INVALID_SESSION, INVALID_LINK)
+    new_hash = hash_password(new_password)  # before the claim, so no lock waits on argon2
+    with session_scope() as session:
+        # Claimed by deleting it: of two uses at once, one deletes the row and the other finds none
+        # (on SQLite too, which ignores FOR UPDATE); its password is the one kept.
+        user_id = session.execute(delete(PasswordReset).where(link).returning(PasswordReset.user_id)).scalar_one_or_none()
+        if user_id is None:
+            raise AppError(ErrorCode.INVALID_SESSION, INVALID_LINK)
+        user = session.get(User, user_id)
+        store_password_hash(session, user, new_hash)  # also removes the user's other reset links
         end_other_sessions(session, user.id)
         revoke_all(session, user.id)

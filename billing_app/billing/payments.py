@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from billing_app.auth.accounts import Actor
 from billing_app.errors import AppError, ErrorCode
-from billing_app.formatting import plain_amount
+from billing_app.formatting import csv_cell, plain_amount
 from billing_app.models import Payment, PaymentStatus, Role
 
 MAX_LIMIT = 100
@@ -147,15 +147,6 @@ def list_payments(session: Session, actor: Actor, filters: PaymentFilter, *, lim
 
 CSV_COLUMNS = ["date", "description", "amount", "currency", "status", "invoice_url", "receipt_url", "pdf_url", "stripe_id",
                "amount_refunded"]
-
-
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection, OWASP).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: str) -> str:
-    """Text that a spreadsheet shows as text: a leading formula character gets a ' in front."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def export_csv(session: Session, actor: Actor, filters: PaymentFilter) -> Iterator[str]:

@@ -25,7 +25,7 @@ from billing_app.billing.sync import sync_customer
 from billing_app.billing.views import BillingView, billing_view
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.formatting import plain_amount
+from billing_app.formatting import csv_cell, plain_amount
 from billing_app.models import (
     LIVE_STATUSES,
     BillingCustomer,
@@ -224,10 +224,12 @@ def export_csv(session: Session, filters: OrgFilter) -> Iterator[str]:
     writer.writerow(CSV_COLUMNS)
     for r in session.execute(select(q).order_by(*order).execution_options(yield_per=1000)):
         row = _to_row(r)
+        # The org's name is anyone's who signs up (and plan names an operator's): text cells are neutralised.
         writer.writerow([
-            row.id, row.name, row.plan or "", row.period_type or "", "lifetime" if row.lifetime and row.status == "active" else row.status or "",
+            row.id, csv_cell(row.name), csv_cell(row.plan or ""), row.period_type or "",
+            "lifetime" if row.lifetime and row.status == "active" else row.status or "",
             plain_amount(row.mrr, row.currency) if row.currency else "0", (row.currency or "").upper(), row.seats_used,
-            "" if row.seat_limit is None else row.seat_limit, row.created.date().isoformat(), row.customer_id or "",
+            "" if row.seat_limit is None else row.seat_limit, row.created.date().isoformat(), csv_cell(row.customer_id or ""),
         ])
         if buffer.tell() > 64_000:
             yield buffer.getvalue()

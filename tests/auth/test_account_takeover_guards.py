@@ -210,3 +210,64 @@ def test_one_client_cannot_send_reset_emails_to_any_number_of_accounts(database_
     other = signed_out_page(ForgotState, "198.51.100.4")
     run_async(run_event(ForgotState.request.fn(other, {"email": emails[-1]})))
     assert other.error == "" and sent() == 6
+
+
+# --- races with a reset or a removal ---------------------------------------------------------------
+
+
+def test_a_reset_link_used_twice_at_once_sets_one_password(org, monkeypatch):
+    """A double submit, or the owner and whoever else has the link: one password is set, the other
+    use is refused (SQLite ignores FOR UPDATE, and both used to read the link before either wrote)."""
+    import threading
+
+    from billing_app.errors import AppError, ErrorCode
+
+    link = reset_link_of("admin@acme.example", monkeypatch).split("token=")[1]
+    real_hash = accounts.hash_password
+    both_hashing = threading.Barrier(2)
+
+    def slow_hash(password):  # argon2 takes a while: both requests are past their read of the link
+        try:
+            both_hashing.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return real_hash(password)
+
+    monkeypatch.setattr(reset, "hash_password", slow_hash, raising=False)  # reset hashes first, then claims the link
+    monkeypatch.setattr(accounts, "hash_password", slow_hash)
+    outcomes = {}
+
+    def use(password):
+        try:
+            reset.reset_password(link, password)
+            outcomes[password] = "set"
+        except AppError as error:
+            outcomes[password] = error.code
+
+    threads = [threading.Thread(target=use, args=(p,)) for p in ("first-new-password-1", "second-new-password-2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes.values(), key=str) == sorted(["set", ErrorCode.INVALID_SESSION], key=str), outcomes
+    kept = next(p for p, outcome in outcomes.items() if outcome == "set")
+    with session_scope() as s:
+        accounts.login(s, email="admin@acme.example", password=kept)  # the one told "set" is the one that works
+
+
+def test_a_token_minted_while_its_maker_is_removed_is_refused(org):
+    """The tokens page reads the member, then checks the password (argon2) before issuing: a removal
+    committed between revoked the member's tokens already, so a token made after it would escape that
+    and work again once they are invited back."""
+    from billing_app.auth import api_tokens, members
+    from billing_app.errors import ErrorCode
+    from tests.api.helpers import add_membership
+    from tests.billing.helpers import expect
+
+    as_the_page_read_them = org.member
+    members.remove_member(org.admin, org.member.user_id)
+    with session_scope() as s:
+        expect(ErrorCode.NOT_A_MEMBER, api_tokens.create_token_confirmed, s, as_the_page_read_them, PASSWORD, "nightly")
+    add_membership(org.id, org.member.user_id)  # invited back
+    with session_scope() as s:
+        assert s.exec(select(func.count()).select_from(ApiToken).where(ApiToken.user_id == org.member.user_id)).one() == 0

@@ -10,7 +10,7 @@ from billing_app.auth import accounts, cookies, form_errors
 from billing_app.auth.tokens import token_hash
 from billing_app.db import session_scope
 from billing_app.errors import AppError, ErrorCode
-from billing_app.models import User
+from billing_app.models import AuthSession, User
 from tests.aio import run_async
 from tests.api.helpers import served_api, stream_until_answered
 
@@ -172,6 +172,45 @@ def test_a_form_over_16_kib_is_refused_as_too_large(client):
     response = client.post(routes.API_SESSION_LOGIN, json={"email": "ada@example.com", "password": "x" * 20_000},
                            headers={"Origin": ORIGIN})
     assert response.status_code == 422 and response.json()["message"] == "The form is too large."
+
+
+@pytest.mark.parametrize("path", [routes.API_SESSION_LOGIN, routes.API_SESSION_REGISTER])
+def test_json_nested_thousands_deep_is_refused_as_invalid_not_a_500(client, path):
+    """5 KB (within the form's cap) of nested arrays: json.loads raises RecursionError, not ValueError."""
+    response = client.post(path, content=b"[" * 5000, headers={"Origin": ORIGIN, "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text[:200]
+    assert response.json()["error_code"] == "VALIDATION_ERROR" and response.json()["message"] == "The request body is not valid JSON."
+
+
+def test_a_login_with_the_old_password_while_it_is_reset_starts_no_session(client, monkeypatch):
+    """The route reads the account's hash, then waits for argon2 (longer while the pool is queued): a reset
+    committed meanwhile ends every session, and the old password must not start one after it."""
+    import asyncio
+
+    from billing_app.auth import passwords, reset
+
+    sent = {}
+    monkeypatch.setattr(reset, "_sender", lambda to, url: sent.setdefault(to, url))
+    reset.request_reset("ada@example.com")
+    link = sent["ada@example.com"].split("token=")[1]
+    real_verify = passwords.verify_password_async
+
+    async def verify_while_the_owner_resets(password_hash, password):
+        await asyncio.to_thread(reset.reset_password, link, "owner-chose-a-new-one-9")
+        return await real_verify(password_hash, password)
+
+    monkeypatch.setattr(passwords, "verify_password_async", verify_while_the_owner_resets)
+    response = post_login(client)
+    assert response.status_code == 303 and "error=" in response.headers["location"]
+    assert cookies.SESSION_COOKIE not in set_cookies(response)
+    with session_scope() as s:
+        user = s.exec(select(User).where(User.email == "ada@example.com")).one()
+        assert s.exec(select(AuthSession).where(AuthSession.user_id == user.id)).first() is None
+    monkeypatch.setattr(passwords, "verify_password_async", real_verify)
+    works = post_login(client, password="owner-chose-a-new-one-9")
+    assert works.status_code == 303 and "error=" not in works.headers["location"]
+    with session_scope() as s:
+        assert s.exec(select(AuthSession).where(AuthSession.user_id == user.id)).first() is not None
 
 
 @pytest.mark.parametrize("field, value, key", [

