@@ -48,8 +48,10 @@ R = AccessReason
 
 
 def current_subscription(session: Session, org_id: int) -> OrgSubscription | None:
-    """The row that decides the org's access: a held lifetime purchase, else the newest live
-    subscription, else the newest one of any status (so "Canceled" can still be shown)."""
+    """The row that decides the org's access: a held lifetime purchase, else the newest manageable
+    subscription, else the newest live one (its first payment incomplete), else the newest one of
+    any status (so "Canceled" can still be shown). Manageable first: an unpaid subscription made
+    beside a paid one (Stripe's Dashboard, its API) must not take the paid one's access away."""
     rows = session.exec(select(OrgSubscription).where(OrgSubscription.org_id == org_id)).all()
     if not rows:
         return None
@@ -59,7 +61,7 @@ def current_subscription(session: Session, org_id: int) -> OrgSubscription | Non
     def newest(r):
         return r.started_at or r.updated_at
     live = [r for r in rows if not r.one_off and r.is_live]
-    return max(live or rows, key=newest)
+    return max([r for r in live if r.is_manageable] or live or rows, key=newest)
 
 
 @dataclass(frozen=True)

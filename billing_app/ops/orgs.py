@@ -28,6 +28,7 @@ from billing_app.errors import AppError, ErrorCode
 from billing_app.formatting import csv_cell, plain_amount
 from billing_app.models import (
     LIVE_STATUSES,
+    MANAGEABLE_STATUSES,
     BillingCustomer,
     Membership,
     Organization,
@@ -90,8 +91,10 @@ def _current_subscription_id():
     s = aliased(OrgSubscription)
     rank = case(
         (and_(s.one_off == True, s.status == "active"), 0),  # noqa: E712
-        (and_(s.one_off == False, s.status.in_(LIVE_STATUSES)), 1),  # noqa: E712
-        else_=2,
+        # As entitlements.current_subscription decides it: manageable, then live, then any.
+        (and_(s.one_off == False, s.status.in_(MANAGEABLE_STATUSES)), 1),  # noqa: E712
+        (and_(s.one_off == False, s.status.in_(LIVE_STATUSES)), 2),  # noqa: E712
+        else_=3,
     )
     return (
         select(s.id).where(s.org_id == Organization.id)

@@ -21,7 +21,10 @@ from billing_app.billing.sync import (
 from billing_app.billing.views import billing_view
 from billing_app.db import session_scope
 from billing_app.models import OrgSubscription, Payment, RetentionOffer, WebhookEvent
+from billing_app.ops import orgs
+from tests.api.helpers import bearer, token_for
 from tests.billing.helpers import (
+    access,
     buy,
     free_lifetime_behind_the_apps_back,
     period_id,
@@ -77,6 +80,32 @@ def test_a_second_subscription_is_canceled_and_refunded_and_the_first_kept(org, 
     logged = db.exec(select(WebhookEvent).where(WebhookEvent.type == DUPLICATE_EVENT_TYPE)).one()
     assert extra.subscription in logged.payload and logged.state == "processed"
     assert any("canceled and refunded" in change for change in report.changes)
+
+
+def test_an_unpaid_second_subscription_leaves_the_paid_one_deciding_access(org, stripe_env, db, client):
+    """Made beside the paid one at Stripe (its Dashboard, its API) with its first payment not through, it
+    is `incomplete`: not a plan held, so the guard leaves it to Stripe to expire (in 23 h), and until then
+    the paid subscription decides access, the page and the API (the newest live row did, so the org lost
+    access and was shown the unpaid plan)."""
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    time.sleep(1.1)  # Stripe's times are whole seconds: the unpaid one is the newer
+    unpaid = stripe_env.client.v1.subscriptions.create(params={
+        "customer": customer, "items": [{"price": price_of(db, "pro", "MONTHLY")}], "payment_behavior": "default_incomplete"})
+    assert unpaid.status == "incomplete"
+
+    sync_customer(customer)
+
+    assert stripe_env.client.v1.subscriptions.retrieve(unpaid.id).status == "incomplete"  # left to Stripe
+    ent = access(org)
+    assert (ent.access, ent.plan_key, ent.status) == (True, "starter", "active")
+    with session_scope() as s:
+        assert billing_view(s, org.id).plan_name.startswith("Starter")
+    mine = client.get("/api/subscriptions/my", headers=bearer(token_for(org.admin))).json()["subscription"]
+    assert (mine["planKey"], mine["status"]) == ("starter", "active")
+    with session_scope() as s:  # the operator's list of organizations decides it the same way
+        listed = orgs.list_orgs(s, orgs.OrgFilter.parse("", "", "-created")).rows
+    assert [(r.plan, r.status) for r in listed if r.id == org.id] == [("Starter", "active")]
 
 
 def test_undoing_a_second_subscription_does_not_decline_the_retention_offer(org, stripe_env, db):
