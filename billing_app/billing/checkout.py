@@ -161,10 +161,14 @@ def _close_open_checkouts(client, reservation: reservations.Reservation, custome
               and session["expires_at"] - time.time() > REUSE_MIN_SECONDS_LEFT):
             return CheckoutStarted(session["id"], session["url"])
     for stale in gateway.list_all(client.v1.checkout.sessions.list, {"customer": customer_id, "status": "open"}):
-        # Only a session that stopped being open can refuse to expire: find out how it ended.
-        if not _expire(client, stale["id"]) and \
-                gateway.call(client.v1.checkout.sessions.retrieve, stale["id"])["status"] == "complete":
+        if _expire(client, stale["id"]):
+            continue
+        # Refused (it stopped being open) or Stripe failed: find out where it stands.
+        status = gateway.call(client.v1.checkout.sessions.retrieve, stale["id"])["status"]
+        if status == "complete":
             _completed_purchase(reservation.org_id, stale)
+        elif status == "open":  # still payable: another session now would let the buyer pay twice
+            raise gateway.unavailable()
     if ours:
         reservations.record_checkout(reservation, None, None)  # a claim lost meanwhile: `renew` refuses next
     return None

@@ -92,6 +92,20 @@ def test_a_subscription_paid_a_moment_ago_blocks_the_next_buy(org, stripe_env):
     expect(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, start_checkout, org.admin, period_id("pro", "YEARLY"))
 
 
+def test_a_checkout_stripe_fails_to_expire_is_not_joined_by_a_second(org, stripe_env):
+    """Another period asked for expires the open session first; when Stripe fails that (its retries
+    too), a second session beside the first would let the buyer pay both: refused, nothing new made,
+    and the next try (Stripe back) goes through with one payable session."""
+    first = start_checkout(org.admin, period_id("starter", "MONTHLY"))
+    stripe_env.configure(fail_next=["POST /v1/checkout/sessions/*/expire"] * 3)
+    expect(ErrorCode.STRIPE_UNAVAILABLE, start_checkout, org.admin, period_id("starter", "YEARLY"))
+    stripe_env.configure(fail_next=[])
+    customer = customer_id_for(org.id)
+    assert [s.id for s in open_sessions(stripe_env, customer)] == [first.session_id]
+    second = start_checkout(org.admin, period_id("starter", "YEARLY"))
+    assert [s.id for s in open_sessions(stripe_env, customer)] == [second.session_id]
+
+
 def test_a_double_click_returns_the_same_checkout(org, stripe_env):
     first = start_checkout(org.admin, period_id("pro", "YEARLY"))
     again = start_checkout(org.admin, period_id("pro", "YEARLY"))
