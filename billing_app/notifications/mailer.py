@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import smtplib
+import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -25,7 +27,7 @@ from billing_app.notifications.kinds import Kind
 from billing_app.settings import get_settings
 
 TEMPLATES = Path(__file__).parent / "templates"
-SMTP_TIMEOUT_SECONDS = 20
+SMTP_TIMEOUT_SECONDS = 20  # each reply's; a whole message has the connection's deadline (see SmtpConnection)
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,20 @@ class SmtpConnection:
     """One SMTP session for several messages: a mail pass sends each recipient a message of their
     own, so 500 admins would otherwise cost 500 connections, TLS handshakes and logins (and a
     provider's connection rate limit). Opened at the first message; a failure closes it and the
-    next message opens a new one, so a refused or broken message never takes the others with it."""
+    next message opens a new one, so a refused or broken message never takes the others with it.
 
-    def __init__(self) -> None:
+    Each message's whole conversation (STARTTLS and login included) ends within `deadline_seconds`:
+    a server answering each of its ~10 replies just inside SMTP_TIMEOUT_SECONDS would otherwise
+    hold one message for minutes. Past it the socket is shut, so whatever waits on the server fails
+    at once, and the send fails (retried later); the mail worker keeps this below a row's lease, so
+    no other worker takes the row while it is being sent. (Opening a connection, before there is a
+    socket to shut, is bounded by SMTP_TIMEOUT_SECONDS for the connect and for the greeting.)"""
+
+    def __init__(self, *, deadline_seconds: float) -> None:
+        self.deadline_seconds = deadline_seconds
         self._client: smtplib.SMTP | None = None
         self._url: str | None = None
+        self._late = False
 
     def __enter__(self) -> SmtpConnection:
         return self
@@ -120,16 +131,37 @@ class SmtpConnection:
 
     def send(self, smtp_url: str, message: EmailMessage) -> None:
         """Deliver one message through SMTP_URL; raises SmtpError (or OSError) on any failure."""
+        self._late = False
+        watchdog = threading.Timer(self.deadline_seconds, self._give_up)
+        watchdog.start()
         try:
             refused = self._ready(smtp_url).send_message(message)
             if refused:
                 raise SmtpError(f"refused recipients: {', '.join(sorted(refused))}")
-        except smtplib.SMTPException as error:
+        except (smtplib.SMTPException, OSError) as error:
             self.close()
-            raise SmtpError(f"{type(error).__name__}: {error}") from error
+            if self._late:
+                raise SmtpError(f"no answer within {self.deadline_seconds:g} s; gave up ({type(error).__name__})") from error
+            if isinstance(error, smtplib.SMTPException):
+                raise SmtpError(f"{type(error).__name__}: {error}") from error
+            raise
         except BaseException:
             self.close()
             raise
+        finally:
+            watchdog.cancel()
+            watchdog.join()  # a late watchdog must not shut the next message's connection
+
+    def _give_up(self) -> None:
+        """The deadline passed: shut the socket under the waiting call (it then fails at once). The
+        plain socket's shutdown, so no TLS state is touched from this thread."""
+        self._late = True
+        sock = getattr(self._client, "sock", None)
+        if sock is not None:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
 
     def _ready(self, smtp_url: str) -> smtplib.SMTP:
         """The connection to send on: the open one while the server still answers it (a provider may
@@ -142,7 +174,15 @@ class SmtpConnection:
             except (smtplib.SMTPException, OSError):
                 pass
         self.close()
-        self._client, self._url = _connect(smtp_url), smtp_url
+        self._client, self._url = _open(smtp_url), smtp_url
+        if self._late:  # the deadline passed while connecting, before there was a socket to shut
+            self._give_up()
+        try:
+            _start(self._client, smtp_url)
+        except BaseException:
+            client, self._client = self._client, None
+            client.close()  # not QUIT: the server may be one we refuse to talk to (no STARTTLS, a wrong certificate)
+            raise
         return self._client
 
     def close(self) -> None:
@@ -154,26 +194,25 @@ class SmtpConnection:
                 client.close()
 
 
-def _connect(smtp_url: str) -> smtplib.SMTP:
-    """A connection ready to send: TLS as SMTP_URL says (see the module), logged in."""
+def _open(smtp_url: str) -> smtplib.SMTP:
+    """A connection to SMTP_URL's server that has greeted us (over TLS already for smtps)."""
+    parts = urlsplit(smtp_url)
+    if parts.scheme == "smtps":
+        context = ssl.create_default_context()
+        return smtplib.SMTP_SSL(parts.hostname, parts.port or 465, timeout=SMTP_TIMEOUT_SECONDS, context=context)
+    return smtplib.SMTP(parts.hostname, parts.port or 587, timeout=SMTP_TIMEOUT_SECONDS)
+
+
+def _start(client: smtplib.SMTP, smtp_url: str) -> None:
+    """Make an open connection ready to send: TLS as SMTP_URL says (see the module), logged in."""
     parts = urlsplit(smtp_url)
     host = parts.hostname
-    context = ssl.create_default_context()
-    if parts.scheme == "smtps":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=SMTP_TIMEOUT_SECONDS, context=context)
-    else:
-        client = smtplib.SMTP(host, parts.port or 587, timeout=SMTP_TIMEOUT_SECONDS)
-    try:
-        client.ehlo()
-        if parts.scheme == "smtp":
-            if client.has_extn("starttls"):
-                client.starttls(context=context)
-                client.ehlo()
-            elif not _is_loopback(host):
-                raise SmtpError(f"{host} does not offer STARTTLS; refusing to send in clear text")
-        if parts.username:
-            client.login(unquote(parts.username), unquote(parts.password or ""))
-    except BaseException:
-        client.close()
-        raise
-    return client
+    client.ehlo()
+    if parts.scheme == "smtp":
+        if client.has_extn("starttls"):
+            client.starttls(context=ssl.create_default_context())
+            client.ehlo()
+        elif not _is_loopback(host):
+            raise SmtpError(f"{host} does not offer STARTTLS; refusing to send in clear text")
+    if parts.username:
+        client.login(unquote(parts.username), unquote(parts.password or ""))

@@ -116,7 +116,9 @@ class MailWorker(PassWorker):
         return renewed if held else None
 
     def run_once(self) -> MailReport:
-        with mailer.SmtpConnection() as connection:
+        # A send may take half the lease `_hold` just renewed (the rest records the outcome), so no
+        # other process claims a row while its send is in flight.
+        with mailer.SmtpConnection(deadline_seconds=LEASE_SECONDS / 2) as connection:
             return self._pass(self.send or connection.send)
 
     def _pass(self, send: Sender) -> MailReport:

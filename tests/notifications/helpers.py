@@ -156,6 +156,21 @@ class CappedServer(SmtpServer):
         return "250 OK"
 
 
+@dataclass
+class StallingServer(SmtpServer):
+    """A loaded relay: at the end of the first message's DATA it runs `meanwhile` (in a thread)
+    before it answers, while the client waits for the 250."""
+
+    meanwhile: object = None
+    _stalled: bool = False
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's handler API)
+        if not self._stalled:
+            self._stalled = True
+            await asyncio.to_thread(self.meanwhile)
+        return await super().handle_DATA(server, session, envelope)
+
+
 def signed(event: dict, secret: str) -> tuple[str, dict]:
     """The body and headers Stripe would send for this event."""
     body = json.dumps(event)

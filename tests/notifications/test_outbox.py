@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 from sqlmodel import select
@@ -14,7 +16,7 @@ from billing_app.notifications import hooks, mailer, outbox
 from billing_app.notifications.kinds import Kind
 from billing_app.notifications.worker import MailWorker
 from tests.billing.helpers import PASSWORD, make_org
-from tests.notifications.helpers import SmtpServer
+from tests.notifications.helpers import SmtpServer, StallingServer
 from tests.sandbox_fixture import free_port
 
 
@@ -211,6 +213,36 @@ def test_a_long_pass_never_sends_a_row_another_process_took_over(mail_settings):
     assert sorted(sent) == [f"user{n}@example.com" for n in range(3)]
     with session_scope() as s:
         assert set(s.exec(select(Notification.state)).all()) == {"sent"}
+
+
+def test_a_send_slower_than_its_lease_is_given_up_before_another_process_sends_it_too(mail_settings, monkeypatch):
+    """A relay slow to answer the end of DATA (each reply may take SMTP_TIMEOUT_SECONDS, a message
+    about ten of them): the send is given up, to be retried, before the row's lease runs out, so
+    another process's pass after the lease would have lapsed does not send the row a second time."""
+    monkeypatch.setattr("billing_app.notifications.worker.LEASE_SECONDS", 2.0)
+    other: list = []
+    done = threading.Event()
+
+    def second_process():
+        time.sleep(2.5)  # the first pass's lease has lapsed by now
+        other.append(MailWorker(smtp_url=server.url).run_once())
+        done.set()
+
+    server = StallingServer(meanwhile=second_process)
+    server.start()
+    try:
+        _queue_reset()
+        started = time.monotonic()
+        report = MailWorker(smtp_url=server.url).run_once()
+        took = time.monotonic() - started
+        assert done.wait(30)
+    finally:
+        server.stop()
+    assert len(server.received) <= 1, "the same row was sent by two processes"
+    assert took < 2.0 and len(report.retrying) == 1 and other[0].claimed == 0
+    with session_scope() as s:
+        row = s.exec(select(Notification)).one()
+    assert row.state == "pending" and "gave up" in row.last_error
 
 
 def test_a_row_that_cannot_become_a_message_fails_alone_and_later_mail_still_goes(mail_settings, smtp):
