@@ -642,7 +642,8 @@ class Notification(SQLModel, table=True):
 
     `key` is unique per (kind, cause, recipient), e.g. `receipt:in_123:<address digest>`, so a webhook delivered five times
     (or a sync run twice) writes one row and sends one email. The mail worker sends pending rows
-    (`state` pending -> sent | failed; `kept` when no SMTP_URL is set: shown at /dev/mail only).
+    (`state` pending -> sent | failed | canceled, an invitation withdrawn before its email went; `kept` when no
+    SMTP_URL is set: shown at /dev/mail only).
     """
 
     __table_args__ = (Index("ix_notification_state_next_attempt", "state", "next_attempt_at"),)

@@ -99,8 +99,7 @@ def _refuse_or_replace(session: Session, actor: Actor, org_id: int, email: str, 
     if member is not None:
         raise AppError(ErrorCode.ALREADY_MEMBER, f"{email} is already a member of this organization.")
     for old in session.exec(_pending_query(org_id, now).where(Invitation.email == email)).all():
-        old.revoked_at = now
-        session.add(old)
+        _withdraw(session, old, now)
     session.flush()
     refuse_invitation(session, seats_of(session, org_id))
     return actor
@@ -140,8 +139,8 @@ def invite(actor: Actor, *, email: str, role: Role = Role.MEMBER) -> Invited:
             session.flush()
             row = _row(session, inv)
             # The invitation email, in the invitation's own transaction (billing_app/notifications).
-            notification_hooks.send_invitation(email, invite_url(token), org_name=actor.org_name,
-                                               inviter=actor.name or actor.email, org_id=org_id, session=session)
+            notification_hooks.send_invitation(email, invite_url(token), org_name=actor.org_name, inviter=actor.name or actor.email,
+                                               org_id=org_id, session=session, key=inv.token_hash)
     cost = None
     try:
         cost = invite_cost(org_id)
@@ -158,8 +157,15 @@ def revoke(actor: Actor, invitation_id: int) -> None:
         if inv is None or inv.org_id != org_id:
             raise AppError(ErrorCode.INVITATION_NOT_FOUND, "No such invitation.")
         _refuse_unless_open(inv, for_revoking=True)
-        inv.revoked_at = utcnow()
-        session.add(inv)
+        _withdraw(session, inv, utcnow())
+
+
+def _withdraw(session: Session, inv: Invitation, now: datetime) -> None:
+    """Revoke an invitation: its link stops working, and its email, if still waiting to go (SMTP
+    down), is cancelled in this same transaction (a withdrawn link must not reach anyone)."""
+    inv.revoked_at = now
+    session.add(inv)
+    notification_hooks.cancel_invitation(session, inv.email, inv.token_hash)
 
 
 def revoke_made_by(session: Session, org_id: int, inviter_id: int, *, inviter_role: Role | None = None) -> int:
@@ -176,8 +182,7 @@ def revoke_made_by(session: Session, org_id: int, inviter_id: int, *, inviter_ro
         _pending_query(org_id, now).where(Invitation.invited_by_id == inviter_id, Invitation.role.not_in(still_grantable))
     ).all()
     for inv in stale:
-        inv.revoked_at = now
-        session.add(inv)
+        _withdraw(session, inv, now)
     return len(stale)
 
 

@@ -24,14 +24,23 @@ def send_password_reset(email: str, url: str) -> None:
         outbox.enqueue(session, Kind.PASSWORD_RESET, _key(url), [email], {"email": email, "url": url})
 
 
-def send_invitation(email: str, url: str, *, org_name: str, inviter: str, org_id: int | None = None, session=None) -> None:
-    """Queue the invitation email; pass the caller's `session` to write it with the invitation itself."""
+def send_invitation(
+    email: str, url: str, *, org_name: str, inviter: str, org_id: int | None = None, session=None, key: str | None = None,
+) -> None:
+    """Queue the invitation email; pass the caller's `session` to write it with the invitation itself,
+    and its `key` (the token's hash) so that withdrawing the invitation can cancel the email."""
     context = {"url": url, "org_name": org_name, "inviter": inviter or "An admin"}
+    key = key or _key(url)
     if session is not None:
-        outbox.enqueue(session, Kind.INVITATION, _key(url), [email], context, org_id=org_id)
+        outbox.enqueue(session, Kind.INVITATION, key, [email], context, org_id=org_id)
         return
     with session_scope() as own:
-        outbox.enqueue(own, Kind.INVITATION, _key(url), [email], context, org_id=org_id)
+        outbox.enqueue(own, Kind.INVITATION, key, [email], context, org_id=org_id)
+
+
+def cancel_invitation(session, email: str, key: str) -> None:
+    """The invitation was withdrawn: its email is not to go if it has not yet (in the caller's transaction)."""
+    outbox.cancel(session, Kind.INVITATION, key, email)
 
 
 def install() -> None:

@@ -4,7 +4,8 @@
 that causes it; one row per recipient, keyed per (kind, cause, recipient), and INSERT ... ON
 CONFLICT DO NOTHING on `key` makes repeats (a webhook delivered five times, a second sync) a
 no-op. `org_recipients` is who hears about an org's billing: the billing email (the Stripe
-customer's) and the admins, minus admins who turned an optional kind off.
+customer's) and the admins, minus admins who turned an optional kind off. `cancel` withdraws a
+message not sent yet (a revoked invitation's), in the caller's transaction too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -19,6 +21,7 @@ from sqlmodel import Session, select
 from billing_app.models import Membership, Notification, NotificationOptOut, Role, User, utcnow
 from billing_app.notifications import mailer
 from billing_app.notifications.kinds import Kind, OPTIONAL
+from billing_app.notifications.worker import CANCELED, CLEARED_BODY, PENDING
 
 KEY_MAX = 255
 DIGEST_CHARS = 16
@@ -38,7 +41,7 @@ def rows(kind: Kind, key: str, to: list[str], context: dict, *, org_id: int | No
     address never resends to the others, no provider's recipient cap applies, and nobody sees who
     else received it.
     """
-    to = list(dict.fromkeys(a.strip().lower() for a in to if a and a.strip()))
+    to = list(dict.fromkeys(_address(a) for a in to if a and a.strip()))
     if not to:
         return []
     rendered = mailer.render(kind, context)
@@ -51,6 +54,21 @@ def rows(kind: Kind, key: str, to: list[str], context: dict, *, org_id: int | No
         }
         for address in to
     ]
+
+
+def _address(address: str) -> str:
+    return address.strip().lower()
+
+
+def cancel(session: Session, kind: Kind, key: str, address: str) -> None:
+    """Withdraw the message of (kind, cause) to `address` unless it went already: it is never sent,
+    and its body (an invitation link) is cleared. One being sent now is let go too: its lease is
+    cleared, so the sending pass records no outcome and nothing retries it."""
+    session.execute(
+        update(Notification)
+        .where(Notification.key == recipient_key(kind, key, _address(address)), Notification.state == PENDING)
+        .values(state=CANCELED, claimed_until=None, next_attempt_at=None, **CLEARED_BODY)
+    )
 
 
 def enqueue(session: Session, kind: Kind, key: str, to: list[str], context: dict, *, org_id: int | None = None) -> bool:

@@ -34,7 +34,8 @@ from billing_app.settings import get_settings
 
 log = structlog.get_logger("billing_app.notifications")
 
-PENDING, SENT, FAILED, KEPT = "pending", "sent", "failed", "kept"
+# canceled: withdrawn before it went (an invitation revoked meanwhile; outbox.cancel)
+PENDING, SENT, FAILED, KEPT, CANCELED = "pending", "sent", "failed", "kept", "canceled"
 BATCH_SIZE = 50
 LEASE_SECONDS = 120.0
 MAX_ATTEMPTS = 8

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 from datetime import timedelta
 
+import pytest
 from sqlmodel import select
 
 from billing_app.auth import reset
@@ -188,6 +190,35 @@ def test_an_invitation_is_emailed_to_the_invitee_only(mail_settings, smtp, monke
     got = next(r for r in smtp.received if r.to == ["new.person@example.com"])
     assert got.subject == "[Acme Billing] You are invited to join Acme"
     assert invited.url in got.part("plain") and "Admin invited you" in got.part("plain")
+
+
+@pytest.mark.parametrize("how", ["revoked", "replaced", "inviter removed"])
+def test_an_invitation_withdrawn_before_its_email_went_is_never_emailed(roomy_free_tier, fresh_limits, mail_settings, smtp, how):
+    """Bob invites a mistyped address while the SMTP server is down (the email waits for its retry),
+    and the invitation is withdrawn: revoked, replaced by a new one for the address, or gone with
+    Bob's removal. Once SMTP is back the stranger does not get the withdrawn link (a replacement's own email goes)."""
+    from billing_app.auth import invitations, members
+    from billing_app.models import Role
+
+    org = make_org("Acme", "admin@acme.example", "bob@acme.example")
+    members.change_role(org.admin, user_id=org.member.user_id, role=Role.ADMIN)
+    bob = dataclasses.replace(org.member, role=Role.ADMIN)
+    MailWorker(smtp_url=smtp.url).drain()  # Bob's own invitation
+    smtp.received.clear()
+    invited = invitations.invite(bob, email="typo@example.com")
+    now = [utcnow()]
+    assert MailWorker(smtp_url=f"smtp://127.0.0.1:{free_port()}", clock=lambda: now[0]).run_once().retrying  # refused: down
+    if how == "revoked":
+        invitations.revoke(org.admin, invited.invitation.id)
+    elif how == "replaced":
+        invitations.invite(org.admin, email="typo@example.com")
+    else:
+        members.remove_member(org.admin, bob.user_id)
+    now[0] += timedelta(hours=2)
+    MailWorker(smtp_url=smtp.url, clock=lambda: now[0]).drain()
+    mailed = [r.part("plain") for r in smtp.of_kind("invitation")]
+    assert not any(invited.url in text for text in mailed), "a withdrawn invitation was emailed"
+    assert len(mailed) == (how == "replaced")
 
 
 def test_a_long_pass_never_sends_a_row_another_process_took_over(mail_settings):
