@@ -25,6 +25,8 @@ with `hit_in_thread`: a count may wait for Redis, the event loop must not.
     INVITATION_EMAIL        invitation emails per recipient address, whichever org sends them
     INVITATION_ORG          invitation emails per sending organization, whatever the addresses
     RESET_IP                password reset emails asked for, per client address
+    RESET_EMAIL             password reset emails per address, whichever clients ask (/forgot sends
+                            nothing past it and answers as usual: it must not tell who has an account)
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ ACCOUNT_USER = "account_user"
 INVITATION_EMAIL = "invitation_email"
 INVITATION_ORG = "invitation_org"
 RESET_IP = "reset_ip"
+RESET_EMAIL = "reset_email"
 
 _MESSAGES = {
     LOGIN_IP: "Too many login attempts from your network. Try again in {s} seconds.",
@@ -71,6 +74,7 @@ _MESSAGES = {
     INVITATION_EMAIL: "Too many invitations were sent to this email address. Try again in {s} seconds.",
     INVITATION_ORG: "Too many invitations were sent from your organization. Try again in {s} seconds.",
     RESET_IP: "Too many password reset requests from your network. Try again in {s} seconds.",
+    RESET_EMAIL: "Too many password reset emails were sent to this address. Try again in {s} seconds.",  # never shown (/forgot)
 }
 
 

@@ -103,8 +103,11 @@ class Settings(BaseSettings):
     # invite (and revoke) a new address each time and mail anyone.
     rate_limit_invitation_org: str = "20/hour;100/day"
     # Reset emails asked for from one client address, whatever the emails: one browser must not mail
-    # every account it can name (each email also has its own limit, LOGIN_EMAIL).
+    # every account it can name.
     rate_limit_reset_ip: str = "5/minute;20/hour"
+    # Reset emails to one address (lower-cased), from any clients: many addresses must not flood one
+    # inbox. Past it nothing is sent and /forgot answers as usual (no hint of who has an account).
+    rate_limit_reset_email: str = "3/hour;10/day"
     # Password hashing runs in this many threads (argon2id takes about 64 MiB and 0.1 s each); at
     # most PASSWORD_HASH_QUEUE more wait, beyond that a login is refused as busy (429).
     password_hash_workers: int = Field(default=2, ge=1, le=32)
@@ -154,7 +157,7 @@ class Settings(BaseSettings):
     @field_validator(
         "rate_limit_login_ip", "rate_limit_login_email", "rate_limit_register_ip",
         "rate_limit_stripe_org", "rate_limit_stripe_user", "rate_limit_api_token", "rate_limit_account_user", "rate_limit_invitation_email",
-        "rate_limit_reset_ip",
+        "rate_limit_reset_ip", "rate_limit_reset_email",
     )
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:

@@ -2,8 +2,9 @@
 
 The link is single use and valid for an hour (billing_app/auth/reset.py); using it ends every
 session of the user and revokes their API tokens. Asking answers the same whether or not the email
-has an account, and is limited per email and per client address (one browser cannot mail every
-account). The token is read from the page's URL when the form is sent and never copied into a
+has an account, and is limited per client address (one browser cannot mail every account) and per
+email (many clients cannot flood one inbox: past RATE_LIMIT_RESET_EMAIL nothing is sent, the answer
+unchanged). The token is read from the page's URL when the form is sent and never copied into a
 state variable.
 """
 
@@ -16,7 +17,7 @@ import reflex as rx
 from billing_app import limits, routes
 from billing_app.auth import reset
 from billing_app.components.layout import error_callout, info_callout, page_frame
-from billing_app.errors import AppError, ErrorCode
+from billing_app.errors import AppError, ErrorCode, RateLimited
 from billing_app.state import AuthState, BusyForm, form_text
 
 SENT = "If an account uses this email, a link to reset its password is on its way. It works once, for one hour."
@@ -39,8 +40,12 @@ class ForgotState(BusyForm, AuthState):
                 async with self:
                     client_ip = self.router.session.client_ip or "unknown"
                 await limits.hit_in_thread(limits.RESET_IP, client_ip)
-                await limits.hit_in_thread(limits.LOGIN_EMAIL, f"reset:{email}")
-                await asyncio.to_thread(reset.request_reset, email)
+                try:
+                    await limits.hit_in_thread(limits.RESET_EMAIL, email)
+                except RateLimited:
+                    pass  # enough links went to this inbox: send none, answer as usual (whether it has an account stays unsaid)
+                else:
+                    await asyncio.to_thread(reset.request_reset, email)
         except AppError as error:
             await self._refused(error)
             return

@@ -212,6 +212,27 @@ def test_one_client_cannot_send_reset_emails_to_any_number_of_accounts(database_
     assert other.error == "" and sent() == 6
 
 
+def test_strangers_cannot_flood_one_account_with_reset_emails(database_url, monkeypatch, fresh_limits):
+    """Twelve client addresses ask for one account's reset within a minute: RATE_LIMIT_RESET_EMAIL
+    (3/hour) lets three links go. Past it the answer is the usual one, as for an unknown email, and
+    nothing is sent: the limit says nothing about whether the email has an account."""
+    from billing_app.pages.password_reset import SENT, ForgotState
+
+    monkeypatch.setattr(reset, "_sender", hooks.send_password_reset)
+    with session_scope() as s:
+        accounts.register(s, email="victim@example.com", password=PASSWORD, name="V", org_name="V org")
+    answers = []
+    for n in range(12):
+        for email in ("victim@example.com", "nobody@example.com"):
+            tab = signed_out_page(ForgotState, f"203.0.113.{n}")
+            run_async(run_event(ForgotState.request.fn(tab, {"email": email})))
+            answers.append((tab.error, tab.message))
+    assert set(answers) == {("", SENT)}
+    with session_scope() as s:
+        mailed = s.exec(select(Notification.recipients).where(Notification.kind == "password_reset")).all()
+    assert mailed == ['["victim@example.com"]'] * 3
+
+
 # --- races with a reset or a removal ---------------------------------------------------------------
 
 
