@@ -156,8 +156,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rate_limit_login_ip", "rate_limit_login_email", "rate_limit_register_ip",
-        "rate_limit_stripe_org", "rate_limit_stripe_user", "rate_limit_api_token", "rate_limit_account_user", "rate_limit_invitation_email",
-        "rate_limit_reset_ip", "rate_limit_reset_email",
+        "rate_limit_stripe_org", "rate_limit_stripe_user", "rate_limit_api_token", "rate_limit_api_auth_failures_ip", "rate_limit_account_user", "rate_limit_invitation_email",
+        "rate_limit_invitation_org", "rate_limit_reset_ip", "rate_limit_reset_email",
     )
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:

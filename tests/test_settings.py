@@ -64,3 +64,16 @@ def test_env_example_documents_every_setting():
     example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"{name.upper()}=" not in example]
     assert not missing, f".env.example does not document {missing}"
+
+
+def test_every_rate_limit_is_checked_at_start_up():
+    """A limit that does not parse stops start-up naming it, not the first request that counts against it."""
+    from pydantic import ValidationError
+
+    from billing_app.settings import Settings
+
+    limits = [name for name in Settings.model_fields if name.startswith("rate_limit_") and name != "rate_limit_storage"]
+    assert len(limits) >= 12
+    for name in limits:
+        with pytest.raises(ValidationError, match=name):
+            Settings(**{name: "twenty a minute"})
