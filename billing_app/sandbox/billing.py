@@ -171,6 +171,8 @@ def charge_card(store: Store, amount: int, currency: str, cust_id: str | None, p
         pi.update(status="succeeded", amount_received=amount, last_payment_error=None)
         store.emit("charge.succeeded", ch)
         store.emit("payment_intent.succeeded", pi)
+        if pm["_behaviour"] == "dispute":
+            open_dispute(store, ch, now)
         return pi, ch, True
     pi["status"] = "requires_payment_method"
     pi["last_payment_error"] = {
@@ -180,6 +182,16 @@ def charge_card(store: Store, amount: int, currency: str, cust_id: str | None, p
     store.emit("charge.failed", ch)
     store.emit("payment_intent.payment_failed", pi)
     return pi, ch, False
+
+
+def open_dispute(store: Store, ch: dict, now: int) -> dict:
+    """What Stripe's dispute test card does after paying: the buyer's bank takes the money back and
+    the dispute waits for our response (Stripe does it a moment later; here at once)."""
+    dp = store.put(o.dispute(gen_id("dp"), now, ch))
+    ch["disputed"] = True
+    store.emit("charge.dispute.created", dp)
+    store.emit("charge.dispute.funds_withdrawn", dp)
+    return dp
 
 
 def decline_error(pi: dict | None, ch: dict | None) -> StripeError:

@@ -23,6 +23,7 @@ PREFIXES = {
     "pi": "payment_intent",
     "ch": "charge",
     "re": "refund",
+    "dp": "dispute",
     "bpc": "billing_portal.configuration",
     "bps": "billing_portal.session",
     "clock": "test_helpers.test_clock",

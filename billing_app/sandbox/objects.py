@@ -37,6 +37,9 @@ CARDS = {
     # Pays, but a refund of it fails: `succeeded` at first, `failed` a while later (refund_failure_seconds).
     "pm_card_refundFail": ("visa", "5126", "refund_fail"),
     "4000000000005126": ("visa", "5126", "refund_fail"),
+    # Pays, then the buyer disputes the charge as fraudulent (a dispute waiting for our response).
+    "pm_card_createDispute": ("visa", "0259", "dispute"),
+    "4000000000000259": ("visa", "0259", "dispute"),
 }
 
 
@@ -331,6 +334,31 @@ def refund(id_, now, amount, ch, reason=None, metadata=None):
         "metadata": metadata or {}, "payment_intent": ch["payment_intent"], "reason": reason, "receipt_number": None,
         "source_transfer_reversal": None, "status": "succeeded", "transfer_reversal": None, "customer": ch["customer"],
         "customer_account": None, "payment_method": ch["payment_method"],
+    }
+
+
+EVIDENCE_FIELDS = (
+    "access_activity_log", "billing_address", "cancellation_policy", "cancellation_policy_disclosure", "cancellation_rebuttal",
+    "customer_communication", "customer_email_address", "customer_name", "customer_purchase_ip", "customer_signature",
+    "duplicate_charge_documentation", "duplicate_charge_explanation", "duplicate_charge_id", "product_description", "receipt",
+    "refund_policy", "refund_policy_disclosure", "refund_refusal_explanation", "service_date", "service_documentation",
+    "shipping_address", "shipping_carrier", "shipping_date", "shipping_documentation", "shipping_tracking_number",
+    "uncategorized_file", "uncategorized_text",
+)
+
+
+def dispute(id_, now, ch, reason="fraudulent"):
+    card = ch["payment_method_details"]["card"]
+    return {
+        "id": id_, "object": "dispute", "amount": ch["amount"], "balance_transactions": [], "charge": ch["id"],
+        "created": now, "currency": ch["currency"], "enhanced_eligibility_types": [],
+        "evidence": {**dict.fromkeys(EVIDENCE_FIELDS), "enhanced_evidence": {}},
+        "evidence_details": {"due_by": now + 7 * 86400, "has_evidence": False, "past_due": False, "submission_count": 0,
+                             "submission_method": "not_submitted", "enhanced_eligibility": {}},
+        "is_charge_refundable": True, "livemode": False, "metadata": {}, "payment_intent": ch["payment_intent"],
+        "payment_method_details": {"card": {"brand": card["brand"], "case_type": "chargeback", "network": card["network"],
+                                            "network_reason_code": "10.4"}, "type": "card"},
+        "reason": reason, "status": "needs_response",
     }
 
 

@@ -213,3 +213,65 @@ def test_list_sessions_by_customer_and_line_items_endpoint(sandbox):
     assert [x.id for x in c.v1.checkout.sessions.list(params={"customer": cust.id}).data] == [cs.id]
     items = c.v1.checkout.sessions.line_items.list(cs.id)
     assert items.data[0].amount_total == 1000 and items.data[0].description == "Pro plan"
+
+
+def _disputed_purchase(sandbox, card="pm_card_createDispute", one=None):
+    """A one-off checkout paid with Stripe's dispute test card: (customer, payment intent id, charge)."""
+    c = sandbox.client
+    one = one or catalog(c)[3]
+    cust = c.v1.customers.create(params={"email": "dp@x.test"})
+    cs = c.v1.checkout.sessions.create(params={"mode": "payment", "customer": cust.id, "success_url": SUCCESS,
+                                               "line_items": [{"price": one.id, "quantity": 1}]})
+    sandbox.complete_checkout(cs.id, card)
+    pi = c.v1.checkout.sessions.retrieve(cs.id).payment_intent
+    return cust, pi, c.v1.charges.list(params={"payment_intent": pi}).data[0]
+
+
+def test_the_dispute_card_pays_and_then_is_disputed(sandbox):
+    """4000 0000 0000 0259, as in Stripe's test mode: the charge succeeds, then the buyer disputes it
+    as fraudulent: the charge reads `disputed`, the dispute waits for our response."""
+    c = sandbox.client
+    one = catalog(c)[3]
+    _, pi, ch = _disputed_purchase(sandbox, "4000 0000 0000 0259", one=one)
+    assert (ch.status, ch.paid, ch.disputed, ch.refunded) == ("succeeded", True, True, False)
+    by_charge = c.v1.disputes.list(params={"charge": ch.id}).data
+    assert [d.id for d in c.v1.disputes.list(params={"payment_intent": pi}).data] == [d.id for d in by_charge]
+    dispute = c.v1.disputes.retrieve(by_charge[0].id)
+    assert (dispute.status, dispute.reason, dispute.amount, dispute.charge, dispute.payment_intent) == \
+        ("needs_response", "fraudulent", 500, ch.id, pi)
+    created = c.v1.events.list(params={"type": "charge.dispute.created"}).data[0]
+    assert created.data.object.id == dispute.id and created.data.object.status == "needs_response"
+    assert c.v1.events.list(params={"type": "charge.dispute.funds_withdrawn"}).data[0].data.object.id == dispute.id
+    _, _, plain = _disputed_purchase(sandbox, "pm_card_visa", one=one)
+    assert plain.disputed is False and c.v1.disputes.list(params={"charge": plain.id}).data == []
+
+
+def test_closing_a_dispute_accepts_it_as_lost(sandbox):
+    c = sandbox.client
+    _, _, ch = _disputed_purchase(sandbox)
+    dispute = c.v1.disputes.list(params={"charge": ch.id}).data[0]
+    closed = c.v1.disputes.close(dispute.id)
+    assert (closed.status, closed.is_charge_refundable) == ("lost", False)
+    assert c.v1.disputes.retrieve(dispute.id).status == "lost"
+    ev = c.v1.events.list(params={"type": "charge.dispute.closed"}).data[0]
+    assert ev.data.object.id == dispute.id and ev.data.object.status == "lost"
+    assert c.v1.charges.retrieve(ch.id).refunded is False  # a lost dispute is not a refund
+    with pytest.raises(stripe.InvalidRequestError):
+        c.v1.disputes.close(dispute.id)
+
+
+@pytest.mark.parametrize("evidence, outcome", [("winning_evidence", "won"), ("losing_evidence", "lost")])
+def test_the_evidence_submitted_decides_a_dispute(sandbox, evidence, outcome):
+    """Stripe's test mode: evidence whose uncategorized_text is `winning_evidence` wins the dispute,
+    `losing_evidence` loses it (the sandbox decides at once; Stripe within minutes)."""
+    c = sandbox.client
+    _, _, ch = _disputed_purchase(sandbox)
+    dispute = c.v1.disputes.list(params={"charge": ch.id}).data[0]
+    c.v1.disputes.update(dispute.id, params={"evidence": {"uncategorized_text": evidence}, "submit": True})
+    dispute = c.v1.disputes.retrieve(dispute.id)
+    assert (dispute.status, dispute.evidence.uncategorized_text) == (outcome, evidence)
+    assert dispute.evidence_details.submission_count == 1
+    assert c.v1.events.list(params={"type": "charge.dispute.closed"}).data[0].data.object.status == outcome
+    reinstated = c.v1.events.list(params={"type": "charge.dispute.funds_reinstated"}).data
+    assert bool(reinstated) == (outcome == "won")
+    assert c.v1.charges.retrieve(ch.id).disputed is True
