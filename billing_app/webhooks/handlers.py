@@ -15,7 +15,8 @@ from __future__ import annotations
 # Every one of these carries in data.object a checkout session, a subscription, a subscription
 # schedule, an invoice, a charge, a refund, a discount, a tax ID or a payment method, each naming its
 # customer in the same `customer` field (a detached payment method: in previous_attributes), or the
-# customer itself (tests/webhooks checks the names against the Stripe SDK's own list of event types).
+# customer itself, or a dispute, which names only its charge (tests/webhooks checks the names against
+# the Stripe SDK's own list of event types).
 # The customer's own events keep the dashboard's billing details, card, tax IDs and discounts current
 # (billing/profile.py).
 RESYNC_EVENT_TYPES = frozenset({
@@ -64,15 +65,29 @@ RESYNC_EVENT_TYPES = frozenset({
     # names its charge's customer (since 2026-07-29.dahlia). charge.refunded covers a new refund.
     "refund.updated",
     "refund.failed",
+    # A chargeback: opened, decided (a lost one takes the money back: a lifetime purchase ends), or
+    # the money withdrawn or returned. A dispute names no customer: its charge does (see customer_of).
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
 })
+
+# The prefix of a charge id: an event stored under one (a dispute's) re-syncs the charge's customer,
+# which the worker reads from Stripe (the route makes no Stripe call).
+CHARGE_PREFIX = "ch_"
 
 
 def customer_of(obj: dict, previous: dict | None = None) -> str | None:
     """The `customer` field (an id, or an expanded customer), or the id of a customer object.
 
     A payment method detached from its customer names it no more: the event's `previous_attributes`
-    (`previous`) does. Either only says whom to read again; our own row decides the org."""
+    (`previous`) does. A dispute names only its charge: the charge id stands for its customer (the
+    worker reads it, `worker.customer_to_sync`). Either only says whom to read again; our own row decides the org."""
     customer = obj.get("id") if obj.get("object") == "customer" else obj.get("customer")
+    if customer is None and obj.get("object") == "dispute":
+        customer = obj.get("charge")
     if customer is None and isinstance(previous, dict):
         customer = previous.get("customer")
     if isinstance(customer, dict):

@@ -40,12 +40,14 @@ from datetime import datetime, timedelta
 import structlog
 
 from billing_app import live
+from billing_app.billing import gateway
 from billing_app.billing.sync import sync_customer
 from billing_app.models import utcnow
 from billing_app.notifications import events as notification_events
 from billing_app.passes import Backoff, PassWorker
 from billing_app.settings import get_settings
 from billing_app.webhooks import eventlog, signal
+from billing_app.webhooks.handlers import CHARGE_PREFIX
 
 log = structlog.get_logger("billing_app.webhooks")
 
@@ -83,6 +85,15 @@ class PassReport:
         self.died_at_limit += [e.stripe_event_id for e in events]
         if events:
             self.errors.setdefault(eventlog.DIED_ERROR, []).extend(dict.fromkeys(e.customer_id for e in events))
+
+
+def customer_to_sync(key: str) -> str | None:
+    """The Stripe customer the events stored under `key` ask to re-read: the key itself, or for a
+    dispute's charge (handlers.customer_of) the charge's customer, read from Stripe here, off the route."""
+    if not key.startswith(CHARGE_PREFIX):
+        return key
+    customer = gateway.call(gateway.stripe_client().v1.charges.retrieve, key).get("customer")
+    return customer.get("id") if isinstance(customer, dict) else customer
 
 
 class Worker(PassWorker):
@@ -262,9 +273,10 @@ class Worker(PassWorker):
 
     def _timed_sync(self, customer_id: str) -> tuple[int, object]:
         """On a pool thread: the event log's high water as the sync began (events up to it are covered
-        by it), and its result."""
+        by it), and its result (None: the events name no customer to sync)."""
         covers_upto = eventlog.high_water()
-        return covers_upto, self.sync(customer_id)
+        customer = customer_to_sync(customer_id)
+        return covers_upto, self.sync(customer) if customer else None
 
     def _outcome(self, customer_id: str, events: list[eventlog.Claimed], sync: Future, report: PassReport):
         try:

@@ -99,6 +99,18 @@ def test_a_refund_that_failed_at_stripe_is_no_refund_in_the_mirror(org, stripe_e
     assert (failed.customer_id, failed.state) == (customer_of_org(org.id), "processed")
 
 
+def test_dispute_events_resync_the_customer_of_the_disputed_charge(org, stripe_env, monkeypatch):
+    """A dispute names no customer (it has `charge` and `payment_intent`): the worker must find the
+    charge's customer and re-read it, or a chargeback would never reach the mirror."""
+    buy(org, plan="business", period="ALL_TIME", sandbox=stripe_env, card="pm_card_createDispute")
+    dispute = stripe_env.client.v1.disputes.list().data[0]
+    sync = CountingSync()
+    with served_backend(stripe_env, monkeypatch, sync=sync, poll_seconds=0.2):
+        stripe_env.client.v1.disputes.close(dispute.id)
+        assert _eventually(lambda: [r.state for r in rows() if r.type == "charge.dispute.closed"] == ["processed"])
+    assert customer_of_org(org.id) in sync.calls, "the dispute's customer was never re-read"
+
+
 def _subscriptions_card(org, stripe_env) -> str:
     """The org's subscription's default payment method (Checkout made it so)."""
     with session_scope() as session:
