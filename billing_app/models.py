@@ -478,6 +478,7 @@ class PaymentStatus(str, enum.Enum):
     CANCELLED = "CANCELLED"
     REFUNDED = "REFUNDED"
     PENDING = "PENDING"
+    DISPUTED = "DISPUTED"  # paid, then charged back: the buyer's dispute was lost (the money went back)
 
 
 class Payment(SQLModel, table=True):

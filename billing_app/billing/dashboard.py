@@ -25,7 +25,8 @@ from billing_app.models import BillingProfile, Payment, SubscriptionStatus, utcn
 
 EXPIRES_SOON_DAYS = 30
 LAST_INVOICES = 3
-STATUS_LABEL = {"COMPLETED": "Paid", "FAILED": "Failed", "REFUNDED": "Refunded", "CANCELLED": "Void", "PENDING": "Pending"}
+STATUS_LABEL = {"COMPLETED": "Paid", "FAILED": "Failed", "REFUNDED": "Refunded", "CANCELLED": "Void", "PENDING": "Pending",
+                "DISPUTED": "Disputed"}
 
 
 @dataclass

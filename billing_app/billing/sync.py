@@ -92,6 +92,10 @@ class Snapshot:
     failed_payments: set[str] = field(default_factory=set)
     # Paid invoices with a refund, full or partial: how much was refunded (minor units).
     invoice_refunds: dict[str, int] = field(default_factory=dict)
+    # Payment intents whose charge the buyer disputed and the merchant lost (lost_disputes), and the
+    # paid invoices they paid: the money went back, as with a full refund.
+    lost_disputes: set[str] = field(default_factory=set)
+    disputed_invoices: set[str] = field(default_factory=set)
 
 
 def read_clock() -> datetime:
@@ -136,9 +140,11 @@ def _read(client, customer_id: str) -> Snapshot:
     sessions = list_all(client.v1.checkout.sessions.list, {"customer": customer_id, "expand": list(SESSION_EXPAND)})
     # A refund names a payment intent; find which paid invoices it belongs to (only when there are refunds).
     refunds = refunds_by_intent(charges)
+    lost = lost_disputes(client, charges)
     refunded_invoices: set[str] = set()
     invoice_refunds: dict[str, int] = {}
-    if refunds:
+    disputed_invoices: set[str] = set()
+    if refunds or lost:
         for invoice in invoices:
             if invoice["status"] != "paid":
                 continue
@@ -146,6 +152,8 @@ def _read(client, customer_id: str) -> Snapshot:
             for intent in ((p.get("payment") or {}).get("payment_intent") for p in payments):
                 if intent in refunds:
                     note_refund(refunded_invoices, invoice_refunds, invoice["id"], refunds[intent])
+                if intent in lost:
+                    disputed_invoices.add(invoice["id"])
     preview = profile.read_preview(client, customer_id, subscriptions)
     # Only an open invoice already attempted can wait for the customer (rare: one call each).
     action_required: set[str] = set()
@@ -158,7 +166,22 @@ def _read(client, customer_id: str) -> Snapshot:
                 action_required.add(invoice["id"])
     return Snapshot(customer, subscriptions, invoices, charges, sessions, refunded_invoices, read_at, preview,
                     has_profile=True, has_preview=True, action_required=action_required,
-                    failed_payments=failed_async_payments(client, sessions), invoice_refunds=invoice_refunds)
+                    failed_payments=failed_async_payments(client, sessions), invoice_refunds=invoice_refunds,
+                    lost_disputes=lost, disputed_invoices=disputed_invoices)
+
+
+def lost_disputes(client, charges: list, call=None) -> set[str]:
+    """The payment intents whose charge's dispute the merchant lost. Stripe marks a disputed charge
+    `disputed` (never `refunded`); only its dispute says lost, won or still open, so one call per
+    disputed charge (rare), none otherwise. The bulk reconcile passes its backoff as `call`."""
+    call = call or gateway.call
+    lost = set()
+    for charge in charges:
+        if charge.get("disputed") and charge.get("payment_intent"):
+            disputes = call(client.v1.disputes.list, params={"charge": charge["id"], "limit": 10})["data"]
+            if any(d.get("status") == "lost" for d in disputes):
+                lost.add(charge["payment_intent"])
+    return lost
 
 
 def refunds_by_intent(charges: list) -> dict[str, tuple[bool, int]]:
@@ -339,10 +362,10 @@ def _scheduled_change(session: Session, sub: dict, item: dict) -> tuple[PlanPeri
     return None, None, schedule["id"]
 
 
-def _invoice_status(invoice: dict, refunded: bool) -> str | None:
+def _invoice_status(invoice: dict, refunded: bool, disputed: bool = False) -> str | None:
     status = invoice["status"]
     if status == "paid":
-        return PaymentStatus.REFUNDED.value if refunded else PaymentStatus.COMPLETED.value
+        return (PaymentStatus.REFUNDED if refunded else PaymentStatus.DISPUTED if disputed else PaymentStatus.COMPLETED).value
     if status == "void":
         return PaymentStatus.CANCELLED.value
     if status == "uncollectible" or (status == "open" and invoice.get("attempt_count", 0) > 0):
@@ -424,12 +447,12 @@ def _sync_payment(session: Session, org_id: int, stripe_id: str, status: str, ch
 
 
 def _sync_one_off(session: Session, org_id: int, checkout: dict, charges_by_intent: dict, changes: list[str],
-                  undone: bool) -> None:
+                  undone: bool, lost: bool = False) -> None:
     """A paid (or free) payment-mode checkout is a lifetime purchase, keyed by one_off.key; one refunded,
-    or `undone` (an extra purchase, see undone_purchases), grants nothing."""
+    charged back (`lost`: its dispute lost), or `undone` (an extra purchase, see undone_purchases), grants nothing."""
     key = one_off.key(checkout)
     charge = charges_by_intent.get(checkout.get("payment_intent"))
-    refunded = bool(charge and charge.get("refunded"))
+    refunded = bool(charge and charge.get("refunded")) or lost
     known, period = _paid_period(session, checkout)
     label = f"lifetime purchase {key}"
     exists = session.exec(select(OrgSubscription.id).where(OrgSubscription.stripe_id == key)).first() is not None
@@ -467,7 +490,7 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
         profile.write(session, org_id, snap.customer, snap.subscriptions, snap.preview, changes, preview_read=snap.has_preview)
 
     for invoice in snap.invoices:
-        status = _invoice_status(invoice, invoice["id"] in snap.refunded_invoices)
+        status = _invoice_status(invoice, invoice["id"] in snap.refunded_invoices, invoice["id"] in snap.disputed_invoices)
         if status is None:
             continue
         paid = invoice["status"] == "paid"
@@ -501,9 +524,9 @@ def write(session: Session, org_id: int, snap: Snapshot, changes: list[str]) -> 
             charge = charges_by_intent.get(intent)
             if one_off.paid(checkout):
                 key = one_off.key(checkout)
-                refunded, was_undone = bool(charge and charge.get("refunded")), key in undone
-                _sync_one_off(session, org_id, checkout, charges_by_intent, changes, was_undone)
-                status = (PaymentStatus.REFUNDED if refunded
+                refunded, was_undone, lost = bool(charge and charge.get("refunded")), key in undone, intent in snap.lost_disputes
+                _sync_one_off(session, org_id, checkout, charges_by_intent, changes, was_undone, lost)
+                status = (PaymentStatus.REFUNDED if refunded else PaymentStatus.DISPUTED if lost
                           else PaymentStatus.CANCELLED if was_undone and one_off.took_no_payment(key) else PaymentStatus.COMPLETED).value
             elif awaiting_payment(checkout) and intent and intent not in snap.failed_payments:
                 status = PaymentStatus.PENDING.value  # a delayed payment still settling: held (payments.awaiting_purchase)
@@ -672,7 +695,8 @@ def extra_purchases(snap: Snapshot) -> list[duplicates.ExtraPurchase]:
     """The purchases in this snapshot beyond the one plan the org keeps (billing/duplicates.py)."""
     with session_scope() as session:
         undone = undone_purchases(session, snap.sessions)
-    return duplicates.find_extra_purchases(snap.subscriptions, snap.sessions, snap.charges, undone)
+    # A lifetime purchase charged back (its dispute lost) is held no more, like one refunded.
+    return duplicates.find_extra_purchases(snap.subscriptions, snap.sessions, snap.charges, undone | snap.lost_disputes)
 
 
 def _sync_snapshot(customer_id: str, snap: Snapshot) -> SyncReport:

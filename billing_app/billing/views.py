@@ -207,6 +207,7 @@ STATUS_BADGES = {
 # A lifetime purchase held no more (refunded, or undone as a duplicate), by what its payment says became of the money.
 LIFETIME_NOT_HELD_BADGES = {
     PaymentStatus.REFUNDED.value: ("Refunded", "gray"),
+    PaymentStatus.DISPUTED.value: ("Disputed", "red"),  # charged back: the buyer's dispute was lost
     PaymentStatus.CANCELLED.value: STATUS_BADGES[S.CANCELED.value],  # free (a 100%-off code): nothing charged
     PaymentStatus.COMPLETED.value: ("Refund failed", "red"),  # undone, but its refund failed at Stripe: money kept
 }

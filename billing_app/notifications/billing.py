@@ -42,7 +42,7 @@ from billing_app.notifications import outbox
 from billing_app.notifications.kinds import Kind
 from billing_app.settings import get_settings
 
-PAID = (PaymentStatus.COMPLETED.value, PaymentStatus.REFUNDED.value)
+PAID = (PaymentStatus.COMPLETED.value, PaymentStatus.REFUNDED.value, PaymentStatus.DISPUTED.value)
 # A change older than this is history, not news: a first sync of an existing Stripe account (or a
 # reconcile after a long outage) does not email about it. Test-clock times run ahead, never behind.
 NEWS_WINDOW_SECONDS = 7 * 86400

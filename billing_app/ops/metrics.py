@@ -157,7 +157,8 @@ def overview(session: Session, now: datetime | None = None) -> Overview:
     given_up = session.exec(select(func.count()).where(
         Payment.status == PaymentStatus.CANCELLED.value, Payment.attempt_count >= 1, invoices)).one()
     recovered = session.exec(select(func.count()).where(
-        Payment.status.in_([PaymentStatus.COMPLETED.value, PaymentStatus.REFUNDED.value]), Payment.attempt_count >= 2, invoices)).one()
+        Payment.status.in_([PaymentStatus.COMPLETED.value, PaymentStatus.REFUNDED.value, PaymentStatus.DISPUTED.value]),
+        Payment.attempt_count >= 2, invoices)).one()
     return Overview(
         mrr=current, arr={c: v * 12 for c, v in current.items()},
         counts={status: counts.get(status, 0) for status in COUNTED_STATUSES},

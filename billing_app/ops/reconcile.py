@@ -351,11 +351,12 @@ class BulkReconcile:
         return snaps
 
     def _refunds(self, client, snap: sync.Snapshot) -> None:
-        """Which paid invoices a refund belongs to (as sync_customer decides), one call per refunded
-        payment; an older invoice a refund names is read so its row can say REFUNDED."""
+        """Which paid invoices a refund or a lost dispute belongs to (as sync_customer decides), one call
+        per refunded or charged-back payment; an older invoice one names is read so its row can say so."""
         refunds = sync.refunds_by_intent(snap.charges)
+        snap.lost_disputes = sync.lost_disputes(client, snap.charges, call=lambda *a, **k: with_backoff(gateway.call, *a, **k))
         have = {invoice["id"]: invoice for invoice in snap.invoices}
-        for intent in sorted(refunds):
+        for intent in sorted(set(refunds) | snap.lost_disputes):
             payments = with_backoff(gateway.call, client.v1.invoice_payments.list,
                                     params={"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 10})
             for payment in payments["data"]:
@@ -365,8 +366,10 @@ class BulkReconcile:
                 if invoice_id not in have:
                     have[invoice_id] = with_backoff(gateway.call, client.v1.invoices.retrieve, invoice_id)
                     snap.invoices.append(have[invoice_id])
-                if have[invoice_id]["status"] == "paid":
+                if have[invoice_id]["status"] == "paid" and intent in refunds:
                     sync.note_refund(snap.refunded_invoices, snap.invoice_refunds, invoice_id, refunds[intent])
+                if have[invoice_id]["status"] == "paid" and intent in snap.lost_disputes:
+                    snap.disputed_invoices.add(invoice_id)
 
     def _apply_batch(self, client, pool: ThreadPoolExecutor, batch: list[str], known: dict[str, int]) -> None:
         snaps = self._snapshots(batch)

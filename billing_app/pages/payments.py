@@ -20,8 +20,10 @@ from billing_app.models import Payment, PaymentStatus
 from billing_app.state import AuthState, form_text, in_a_thread
 
 PAGE_SIZE = 25
-STATUS_LABEL = {"COMPLETED": "Completed", "FAILED": "Failed", "EXPIRED": "Expired", "CANCELLED": "Canceled", "REFUNDED": "Refunded", "PENDING": "Pending"}
-STATUS_COLOR = {"COMPLETED": "green", "FAILED": "red", "EXPIRED": "gray", "CANCELLED": "gray", "REFUNDED": "orange", "PENDING": "amber"}
+STATUS_LABEL = {"COMPLETED": "Completed", "FAILED": "Failed", "EXPIRED": "Expired", "CANCELLED": "Canceled", "REFUNDED": "Refunded", "PENDING": "Pending",
+                "DISPUTED": "Disputed"}
+STATUS_COLOR = {"COMPLETED": "green", "FAILED": "red", "EXPIRED": "gray", "CANCELLED": "gray", "REFUNDED": "orange", "PENDING": "amber",
+                "DISPUTED": "red"}
 ALL = "all"
 
 

@@ -190,3 +190,40 @@ def test_a_lifetime_bought_with_a_100_percent_off_code_is_granted_and_mirrored_a
     assert rows == [(started.session_id, "COMPLETED", 0)]
     error = expect(ErrorCode.SUBSCRIPTION_ALREADY_ACTIVE, start_checkout, org.admin, period_id("business", "ALL_TIME"))
     assert "lifetime" in error.message
+
+
+def _disputed_lifetime(org, stripe_env):
+    """A lifetime purchase paid with Stripe's dispute test card: the buyer's bank disputes it at once.
+    Returns (customer, payment intent, dispute id)."""
+    started = start_checkout(org.admin, period_id("business", "ALL_TIME"))
+    done = stripe_env.complete_checkout(started.session_id, payment_method="pm_card_createDispute")
+    sync_customer(done.customer)  # checkout.session.completed, charge.dispute.created
+    dispute = stripe_env.client.v1.disputes.list(params={"payment_intent": done.payment_intent}).data[0]
+    return done.customer, done.payment_intent, dispute.id
+
+
+def _payment_status(stripe_id: str) -> str:
+    with session_scope() as s:
+        return s.exec(select(Payment.status).where(Payment.stripe_id == stripe_id)).one()
+
+
+def test_a_lost_chargeback_ends_a_lifetime_purchase_like_a_full_refund(org, stripe_env):
+    """The charge is `disputed` (never `refunded`) and its dispute `lost`: the money went back to the
+    buyer, so the lifetime plan ends and the payment reads Disputed. While the dispute is open the
+    merchant may still win it: access stays."""
+    customer, intent, dispute = _disputed_lifetime(org, stripe_env)
+    assert access(org).access and _payment_status(intent) == "COMPLETED", "an open dispute may still be won"
+    stripe_env.client.v1.disputes.close(dispute)  # accepted: lost (charge.dispute.closed)
+    sync_customer(customer)
+    state = access(org)
+    assert (state.access, state.reason) == (False, "lifetime_refunded"), "a lost chargeback still grants lifetime access"
+    assert _payment_status(intent) == "DISPUTED"
+    reconcile.bulk_reconcile()  # the bulk reconcile reads it the same way
+    assert not access(org).access and _payment_status(intent) == "DISPUTED"
+
+
+def test_a_won_chargeback_keeps_the_lifetime_purchase(org, stripe_env):
+    customer, intent, dispute = _disputed_lifetime(org, stripe_env)
+    stripe_env.client.v1.disputes.update(dispute, params={"evidence": {"uncategorized_text": "winning_evidence"}})
+    sync_customer(customer)
+    assert access(org).access and _payment_status(intent) == "COMPLETED"

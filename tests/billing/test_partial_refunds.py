@@ -15,7 +15,7 @@ from billing_app.models import Payment
 from billing_app.ops import reconcile
 from billing_app.pages.payments import payment_row
 from tests.api.helpers import bearer, token_for
-from tests.billing.helpers import buy
+from tests.billing.helpers import access, buy
 from tests.ops.helpers import customer_of_org, mirror_of
 
 
@@ -74,3 +74,25 @@ def test_the_bulk_reconcile_mirrors_a_partial_refund_as_sync_customer_does(org, 
     assert _row(invoice_id).amount_refunded == 300
     sync_customer(customer_of_org(org.id))
     assert mirror_of(org.id) == healed
+
+
+def test_a_lost_chargeback_on_a_subscription_payment_reads_disputed_and_cancels_nothing(org, stripe_env, client):
+    """Paid with the dispute test card, the invoice's charge is disputed; once lost the payment is shown
+    Disputed on the page, in the CSV and over the REST API. The subscription is left to the admin."""
+    buy(org, "starter", "MONTHLY", sandbox=stripe_env, card="pm_card_createDispute")
+    dispute = stripe_env.client.v1.disputes.list().data[0]
+    stripe_env.client.v1.disputes.update(dispute.id, params={"evidence": {"uncategorized_text": "losing_evidence"}})
+    sync_customer(customer_of_org(org.id))  # charge.dispute.closed
+    row = _paid_invoice(org.id)
+    assert (row.status, payment_row(row).status, payment_row(row).color) == ("DISPUTED", "Disputed", "red")
+    with session_scope() as s:
+        text = "".join(payments.export_csv(s, org.admin, payments.PaymentFilter.parse(None, None, "DISPUTED")))
+    assert [r["stripe_id"] for r in csv.DictReader(io.StringIO(text))] == [row.stripe_id]
+    answer = client.get("/api/subscriptions/payments?status=DISPUTED", headers=bearer(token_for(org.admin))).json()
+    assert [(p["id"], p["status"]) for p in answer["payments"]] == [(row.stripe_id, "DISPUTED")]
+    assert access(org).access, "a lost chargeback cancels no subscription by itself"
+
+
+def _paid_invoice(org_id: int) -> Payment:
+    with session_scope() as s:
+        return s.exec(select(Payment).where(Payment.org_id == org_id, Payment.stripe_id.startswith("in_"))).one()
