@@ -107,7 +107,9 @@ class Settings(BaseSettings):
     rate_limit_reset_ip: str = "5/minute;20/hour"
     # Reset emails to one address (lower-cased), from any clients: many addresses must not flood one
     # inbox. Past it nothing is sent and /forgot answers as usual (no hint of who has an account).
-    rate_limit_reset_email: str = "3/hour;10/day"
+    # No longer than a link's hour: whenever it holds a request back, a live link is in the inbox
+    # (a daily cap would let a stranger's few requests block the owner's recovery for the day).
+    rate_limit_reset_email: str = "3/hour"
     # Password hashing runs in this many threads (argon2id takes about 64 MiB and 0.1 s each); at
     # most PASSWORD_HASH_QUEUE more wait, beyond that a login is refused as busy (429).
     password_hash_workers: int = Field(default=2, ge=1, le=32)

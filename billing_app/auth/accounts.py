@@ -461,17 +461,21 @@ def change_password(session: Session, user_id: int, *, current: str, new: str, k
     check_strength(new)
     if new == current:
         raise AppError(ErrorCode.VALIDATION_ERROR, "Choose a password different from the current one.")
-    set_password(session, user, new)
+    checked, new_hash = user.password_hash, hash_password(new)
+    # Written only over the hash just checked: a reset (or another change) committed during the
+    # argon2 work wins, or whoever had the old password could undo the owner's recovery.
+    changed = session.execute(
+        update(User).where(User.id == user_id, User.password_hash == checked).values(password_hash=new_hash)
+    ).rowcount
+    if changed != 1:
+        raise AppError(ErrorCode.SESSION_EXPIRED, "Your password was just changed or reset elsewhere. Please log in again.")
+    session.exec(delete(PasswordReset).where(PasswordReset.user_id == user_id))
     return end_other_sessions(session, user_id, keep_hash)
 
 
-def set_password(session: Session, user: User, password: str) -> None:
-    """Store a new password's hash (pool) and void any open password-reset links of the user."""
-    store_password_hash(session, user, hash_password(password))
-
-
 def store_password_hash(session: Session, user: User, password_hash: str) -> None:
-    """`set_password` with the hash made beforehand (outside the transaction, when it must be short)."""
+    """Store a password hash made beforehand (outside the transaction, so no lock waits on argon2)
+    and void any open password-reset links of the user."""
     user.password_hash = password_hash
     session.add(user)
     session.exec(delete(PasswordReset).where(PasswordReset.user_id == user.id))

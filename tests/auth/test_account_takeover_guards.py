@@ -233,6 +233,44 @@ def test_strangers_cannot_flood_one_account_with_reset_emails(database_url, monk
     assert mailed == ['["victim@example.com"]'] * 3
 
 
+def test_strangers_asking_all_day_never_keep_the_owner_without_a_live_link(database_url, monkeypatch, fresh_limits):
+    """A stranger asks for the owner's reset a few times an hour, all day: whenever the owner's own
+    request is held back, a link under an hour old (so still working) is in the inbox. A daily cap
+    let ten requests a day leave the owner with no working link for most of the day."""
+    import time as real_time
+    import types
+
+    import limits.storage.memory as memory
+
+    from billing_app.pages.password_reset import SENT, ForgotState
+
+    offset = [0.0]
+    monkeypatch.setattr(memory, "time", types.SimpleNamespace(time=lambda: real_time.time() + offset[0]))
+    monkeypatch.setattr(reset, "_sender", hooks.send_password_reset)
+    with session_scope() as s:
+        accounts.register(s, email="owner@example.com", password=PASSWORD, name="O", org_name="O org")
+
+    sent_at: list[float] = []  # when (on the limiter's clock) each link went
+
+    def ask(ip: str) -> None:
+        with session_scope() as s:
+            before = s.exec(select(func.count()).select_from(Notification).where(Notification.kind == "password_reset")).one()
+        tab = signed_out_page(ForgotState, ip)
+        run_async(run_event(ForgotState.request.fn(tab, {"email": "owner@example.com"})))
+        assert (tab.error, tab.message) == ("", SENT)
+        with session_scope() as s:
+            after = s.exec(select(func.count()).select_from(Notification).where(Notification.kind == "password_reset")).one()
+        sent_at.extend([offset[0]] * (after - before))
+
+    for hour in range(6):
+        for minute in (1, 2, 3, 4):  # the stranger, from one address, four times an hour
+            offset[0] = hour * 3600 + minute * 60
+            ask(f"203.0.113.{hour}")
+        offset[0] = hour * 3600 + 50 * 60  # the owner, later that hour
+        ask("198.51.100.20")
+        assert any(offset[0] - t < 3600 for t in sent_at), f"hour {hour}: no link under an hour old ({sent_at})"
+
+
 # --- races with a reset or a removal ---------------------------------------------------------------
 
 
@@ -292,3 +330,32 @@ def test_a_token_minted_while_its_maker_is_removed_is_refused(org):
     add_membership(org.id, org.member.user_id)  # invited back
     with session_scope() as s:
         assert s.exec(select(func.count()).select_from(ApiToken).where(ApiToken.user_id == org.member.user_id)).one() == 0
+
+
+def test_a_password_change_during_a_reset_does_not_undo_the_reset(org, monkeypatch):
+    """Whoever has the old password (and a session) changes it while the owner recovers the account by
+    email: the change checked the old password before the reset committed, and must not write its
+    password over the owner's afterwards (the intruder would keep the account)."""
+    import threading
+
+    from billing_app.errors import AppError, ErrorCode
+
+    link = reset_link_of("admin@acme.example", monkeypatch).split("token=")[1]
+    real_verify = accounts.verify_password
+
+    def verify_while_the_owner_resets(stored, password):
+        ok = real_verify(stored, password)
+        owner = threading.Thread(target=reset.reset_password, args=(link, "owners-recovered-password-1"))
+        owner.start()
+        owner.join(30)
+        return ok
+
+    monkeypatch.setattr(accounts, "verify_password", verify_while_the_owner_resets)
+    with pytest.raises(AppError) as refused, session_scope() as s:
+        accounts.change_password(s, org.admin.user_id, current=PASSWORD, new="intruders-new-password-9")
+    assert refused.value.code == ErrorCode.SESSION_EXPIRED
+    monkeypatch.setattr(accounts, "verify_password", real_verify)
+    with session_scope() as s:
+        accounts.login(s, email="admin@acme.example", password="owners-recovered-password-1")
+    with session_scope() as s, pytest.raises(AppError):
+        accounts.login(s, email="admin@acme.example", password="intruders-new-password-9")
