@@ -65,6 +65,10 @@ def subscription_of(invoice: dict) -> str | None:
     return ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
 
 
+# A refund Stripe refuses because the money went back already: refunded before, or charged back.
+MONEY_ALREADY_BACK = {"charge_already_refunded", "charge_disputed"}
+
+
 def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
     """Refund every payment the extra purchase took (a free one took none), then cancel it.
 
@@ -88,7 +92,7 @@ def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
                 key=f"duplicate-refund-{intent}",
             )
         except gateway.StripeFailure as failure:
-            if failure.code != "charge_already_refunded":
+            if failure.code not in MONEY_ALREADY_BACK:
                 raise
     if extra.kind == "subscription":
         idempotency.call_once(

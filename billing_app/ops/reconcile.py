@@ -102,6 +102,15 @@ def _lists(client, incremental: bool) -> list[_List]:
 _EVENT_OBJECTS = {"invoice": "invoice", "charge": "charge", "checkout.session": "session"}
 
 
+def _disputed_charge(dispute: dict) -> dict:
+    """The charge a dispute event names, as Stripe has it now (a lost dispute marks it `disputed`, so
+    applying it reads the dispute: sync.lost_disputes); {} when it names none."""
+    charge = dispute.get("charge")
+    if isinstance(charge, dict) or not charge:
+        return charge or {}
+    return with_backoff(gateway.call, gateway.stripe_client().v1.charges.retrieve, charge)
+
+
 @dataclass
 class RunView:
     """A run as the console shows it; also what the `progress` callback gets after each page and batch."""
@@ -296,6 +305,8 @@ class BulkReconcile:
         rank = 2
         if kind == "event":
             inner = (obj.get("data") or {}).get("object") or {}
+            if inner.get("object") == "dispute":  # it names no customer: its charge does, read now
+                inner = _disputed_charge(inner)
             kind = _EVENT_OBJECTS.get(inner.get("object"))
             if kind is None:
                 return None
@@ -356,9 +367,16 @@ class BulkReconcile:
         refunds = sync.refunds_by_intent(snap.charges)
         snap.lost_disputes = sync.lost_disputes(client, snap.charges, call=lambda *a, **k: with_backoff(gateway.call, *a, **k))
         have = {invoice["id"]: invoice for invoice in snap.invoices}
+        sessions = {checkout.get("payment_intent") for checkout in snap.sessions}
         for intent in sorted(set(refunds) | snap.lost_disputes):
             payments = with_backoff(gateway.call, client.v1.invoice_payments.list,
                                     params={"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 10})
+            if not payments["data"] and intent not in sessions:
+                # A lifetime purchase's payment, bought before the window: its checkout session is what
+                # the sync ends it by (a full refund, a lost chargeback).
+                bought = with_backoff(gateway.call, client.v1.checkout.sessions.list,
+                                      params={"payment_intent": intent, "expand": list(sync.SESSION_EXPAND), "limit": 1})
+                snap.sessions.extend(bought["data"])
             for payment in payments["data"]:
                 invoice_id = payment.get("invoice")
                 if not invoice_id:

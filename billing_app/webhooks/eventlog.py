@@ -488,6 +488,13 @@ def release_orphans(max_attempts: int) -> tuple[int, list[Claimed]]:
         return connection.execute(_RELEASE_HOLDERS, {"tokens": dead}).rowcount, _sorted(given_up)
 
 
+def file_under(key: str, customer_id: str) -> int:
+    """Events stored under another key (a disputed charge's id) belong to `customer_id`, now known:
+    filed under it, as the console lists an org's events by its customer. Returns how many."""
+    with _writing() as connection:
+        return connection.execute(update(T).where(T.c.customer_id == key).values(customer_id=customer_id)).rowcount
+
+
 def replay(event_id: str | int) -> bool:
     """Queue an event again (an admin's "replay"): pending, attempts reset, due now.
 

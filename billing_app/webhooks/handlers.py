@@ -74,9 +74,10 @@ RESYNC_EVENT_TYPES = frozenset({
     "charge.dispute.funds_reinstated",
 })
 
-# The prefix of a charge id: an event stored under one (a dispute's) re-syncs the charge's customer,
-# which the worker reads from Stripe (the route makes no Stripe call).
-CHARGE_PREFIX = "ch_"
+# Every customer id starts so; an event stored under another key (a dispute's charge: `ch_`, or `py_`
+# for a bank debit) re-syncs the charge's customer, which the worker reads from Stripe (the route
+# makes no Stripe call).
+CUSTOMER_PREFIX = "cus_"
 
 
 def customer_of(obj: dict, previous: dict | None = None) -> str | None:

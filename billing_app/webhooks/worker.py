@@ -47,7 +47,7 @@ from billing_app.notifications import events as notification_events
 from billing_app.passes import Backoff, PassWorker
 from billing_app.settings import get_settings
 from billing_app.webhooks import eventlog, signal
-from billing_app.webhooks.handlers import CHARGE_PREFIX
+from billing_app.webhooks.handlers import CUSTOMER_PREFIX
 
 log = structlog.get_logger("billing_app.webhooks")
 
@@ -89,11 +89,16 @@ class PassReport:
 
 def customer_to_sync(key: str) -> str | None:
     """The Stripe customer the events stored under `key` ask to re-read: the key itself, or for a
-    dispute's charge (handlers.customer_of) the charge's customer, read from Stripe here, off the route."""
-    if not key.startswith(CHARGE_PREFIX):
+    dispute's charge (handlers.customer_of: `ch_`, or `py_` for a bank debit) the charge's customer,
+    read from Stripe here, off the route. The events are then filed under that customer, so the
+    operator console finds them with the org's other events (and a retry needs no lookup)."""
+    if key.startswith(CUSTOMER_PREFIX):
         return key
     customer = gateway.call(gateway.stripe_client().v1.charges.retrieve, key).get("customer")
-    return customer.get("id") if isinstance(customer, dict) else customer
+    customer = customer.get("id") if isinstance(customer, dict) else customer
+    if customer:
+        eventlog.file_under(key, customer)
+    return customer
 
 
 class Worker(PassWorker):

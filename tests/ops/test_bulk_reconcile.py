@@ -323,3 +323,35 @@ def test_429_is_answered_with_backoff_that_honours_retry_after(org, stripe_env, 
 def test_ensure_customer_is_no_orphan(org, stripe_env):
     ensure_customer(org.id, "admin@acme.example")
     assert reconcile.bulk_reconcile().orphans == 0
+
+
+@pytest.mark.parametrize("plan, period, after", [("starter", "MONTHLY", "DISPUTED"), ("business", "ALL_TIME", "DISPUTED")])
+def test_an_incremental_run_finds_a_chargeback_lost_on_an_older_payment(org, stripe_env, db, monkeypatch, plan, period, after):
+    """The webhooks were missed: only charge.dispute.* events tell (their object a dispute, naming no
+    customer), so the run reads the dispute's charge: the payment reads DISPUTED, and a lifetime
+    purchase ends as it does after a full refund."""
+    from tests.billing.helpers import access
+
+    monkeypatch.setattr(reconcile, "WINDOW_MARGIN", timedelta(0))
+    buy(org, plan, period, sandbox=stripe_env, card="pm_card_createDispute")
+    time.sleep(1.1)  # Stripe's `created` is in whole seconds
+    assert reconcile.bulk_reconcile().mode == "full"
+    stripe_env.client.v1.disputes.close(stripe_env.client.v1.disputes.list().data[0].id)  # lost; no webhook arrives
+    assert reconcile.bulk_reconcile(incremental=True).mode == "incremental"
+    assert [p["status"] for p in mirror_of(org.id)["payments"]] == [after]
+    assert access(org).access is (period != "ALL_TIME")
+
+
+
+def test_an_incremental_run_ends_an_older_lifetime_purchase_refunded_in_full(org, stripe_env, db, monkeypatch):
+    """Its checkout session is older than the window: read for the refunded payment, so the purchase ends."""
+    from tests.billing.helpers import access
+
+    monkeypatch.setattr(reconcile, "WINDOW_MARGIN", timedelta(0))
+    buy(org, "business", "ALL_TIME", sandbox=stripe_env)
+    time.sleep(1.1)
+    assert reconcile.bulk_reconcile().mode == "full"
+    charge = stripe_env.client.v1.charges.list(params={"customer": customer_of_org(org.id)}).data[0]
+    stripe_env.client.v1.refunds.create(params={"charge": charge.id})  # no webhook arrives
+    reconcile.bulk_reconcile(incremental=True)
+    assert [p["status"] for p in mirror_of(org.id)["payments"]] == ["REFUNDED"] and not access(org).access

@@ -275,3 +275,19 @@ def test_the_evidence_submitted_decides_a_dispute(sandbox, evidence, outcome):
     reinstated = c.v1.events.list(params={"type": "charge.dispute.funds_reinstated"}).data
     assert bool(reinstated) == (outcome == "won")
     assert c.v1.charges.retrieve(ch.id).disputed is True
+
+
+def test_a_charge_whose_dispute_was_lost_cannot_be_refunded(sandbox):
+    """As at Stripe (`charge_disputed`): the chargeback took the money back already, a refund would pay it twice."""
+    c = sandbox.client
+    _, _, _, one = catalog(c)
+    cust = c.v1.customers.create(params={"email": "ada@example.com"})
+    cs = c.v1.checkout.sessions.create(params={"mode": "payment", "customer": cust.id, "line_items": [{"price": one.id, "quantity": 1}],
+                                               "success_url": SUCCESS, "cancel_url": CANCEL})
+    sandbox.complete_checkout(cs.id, "pm_card_createDispute")
+    dispute = c.v1.disputes.list().data[0]
+    c.v1.disputes.close(dispute.id)
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        c.v1.refunds.create(params={"charge": dispute.charge})
+    assert refused.value.code == "charge_disputed"
+

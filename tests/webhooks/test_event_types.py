@@ -109,6 +109,25 @@ def test_dispute_events_resync_the_customer_of_the_disputed_charge(org, stripe_e
         stripe_env.client.v1.disputes.close(dispute.id)
         assert _eventually(lambda: [r.state for r in rows() if r.type == "charge.dispute.closed"] == ["processed"])
     assert customer_of_org(org.id) in sync.calls, "the dispute's customer was never re-read"
+    # Filed under the customer once known, so the operator console lists them with the org's events.
+    assert {r.customer_id for r in rows() if r.type.startswith("charge.dispute.")} == {customer_of_org(org.id)}
+
+
+def test_a_dispute_of_a_bank_debit_resyncs_the_charges_customer(monkeypatch):
+    """A SEPA or ACH debit's charge is `py_...`, not `ch_...`, and is disputed too (a SEPA refund
+    request is one): its customer is read from Stripe like a card charge's, never taken for a customer id."""
+    from types import SimpleNamespace
+
+    from billing_app.webhooks import eventlog, handlers, worker
+
+    read = []
+    monkeypatch.setattr(worker.gateway, "call", lambda method, charge_id: read.append(charge_id) or {"id": charge_id, "customer": "cus_REAL"})
+    monkeypatch.setattr(worker.gateway, "stripe_client",
+                        lambda: SimpleNamespace(v1=SimpleNamespace(charges=SimpleNamespace(retrieve=None))))
+    monkeypatch.setattr(eventlog, "file_under", lambda key, customer: 0)
+    key = handlers.customer_of({"id": "dp_1", "object": "dispute", "charge": "py_3QxSepaDebit", "payment_intent": "pi_1"})
+    assert worker.customer_to_sync(key) == "cus_REAL" and read == ["py_3QxSepaDebit"]
+    assert worker.customer_to_sync("cus_REAL") == "cus_REAL" and read == ["py_3QxSepaDebit"]  # a customer: no lookup
 
 
 def _subscriptions_card(org, stripe_env) -> str:

@@ -224,6 +224,8 @@ def create_refund(ctx: Ctx):
         raise invalid("One of the following params should be provided for this request: payment_intent or charge.", "charge", "parameter_missing")
     if not ch["paid"]:
         raise invalid(f"Charge {ch['id']} has no successful payment to refund.", "charge")
+    if any(d["status"] == "lost" for d in store.all("dispute") if d["charge"] == ch["id"]):  # the chargeback took it back
+        raise invalid(f"Charge {ch['id']} has been charged back; cannot issue a refund.", "charge", "charge_disputed")
     left = ch["amount"] - ch["amount_refunded"]
     amount = as_int(p.get("amount"), "amount")
     amount = left if amount is None else amount
