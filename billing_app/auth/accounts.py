@@ -468,6 +468,9 @@ def change_password(session: Session, user_id: int, *, current: str, new: str, k
         update(User).where(User.id == user_id, User.password_hash == checked).values(password_hash=new_hash)
     ).rowcount
     if changed != 1:
+        if keep_hash and session.exec(select(AuthSession.id).where(AuthSession.token_hash == keep_hash)).first() is not None:
+            # Still signed in here: another tab of this browser changed it a moment before.
+            raise AppError(ErrorCode.VALIDATION_ERROR, "Your password was just changed in another tab. Use the new one.")
         raise AppError(ErrorCode.SESSION_EXPIRED, "Your password was just changed or reset elsewhere. Please log in again.")
     session.exec(delete(PasswordReset).where(PasswordReset.user_id == user_id))
     return end_other_sessions(session, user_id, keep_hash)

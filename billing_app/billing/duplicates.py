@@ -65,8 +65,13 @@ def subscription_of(invoice: dict) -> str | None:
     return ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
 
 
-# A refund Stripe refuses because the money went back already: refunded before, or charged back.
-MONEY_ALREADY_BACK = {"charge_already_refunded", "charge_disputed"}
+def _charged_back(client, failure: gateway.StripeFailure, intent: str) -> bool:
+    """Refused as disputed, and the dispute was lost: the money went back to the buyer already. A
+    dispute still open may yet be won: the refusal stands, and a later sync tries again."""
+    if failure.code != "charge_disputed":
+        return False
+    disputes = gateway.call(client.v1.disputes.list, params={"payment_intent": intent, "limit": 10})["data"]
+    return any(d.get("status") == "lost" for d in disputes)
 
 
 def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
@@ -92,7 +97,7 @@ def undo(client, extra: ExtraPurchase, invoices: list[dict]) -> None:
                 key=f"duplicate-refund-{intent}",
             )
         except gateway.StripeFailure as failure:
-            if failure.code not in MONEY_ALREADY_BACK:
+            if failure.code != "charge_already_refunded" and not _charged_back(client, failure, intent):
                 raise
     if extra.kind == "subscription":
         idempotency.call_once(

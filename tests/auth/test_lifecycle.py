@@ -153,3 +153,37 @@ def test_a_reset_link_goes_through_the_sender_hook_and_works_once(db):
 def test_without_a_sender_a_reset_request_sends_nothing_and_says_nothing(db):
     register()
     reset.request_reset("ada@example.com")  # logged only; notifications will register a sender
+
+
+def test_two_tabs_changing_the_password_at_once_leave_the_loser_signed_in(db, monkeypatch):
+    """One browser, two tabs of the account page, both changing the password within argon2's time: the
+    first keeps this browser's session, so the second is told the password just changed, not sent to
+    log in as if its session had expired."""
+    import threading
+
+    from billing_app.state import SIGNED_OUT
+
+    user = register()
+    here = login()
+    real_verify = accounts.verify_password
+    other_tab: list = []
+
+    def change(new):
+        with session_scope() as s:
+            return accounts.change_password(s, user.id, current=PASSWORD, new=new, keep_hash=token_hash(here))
+
+    def verify_while_the_other_tab_changes(stored, password):
+        ok = real_verify(stored, password)
+        if not other_tab:
+            other_tab.append("running")
+            tab = threading.Thread(target=lambda: other_tab.append(change("the-other-tabs-password-7")))
+            tab.start()
+            tab.join(30)
+        return ok
+
+    monkeypatch.setattr(accounts, "verify_password", verify_while_the_other_tab_changes)
+    with pytest.raises(AppError) as refused:
+        change(NEW_PASSWORD)
+    assert other_tab == ["running", 0]  # the other tab's change won
+    assert actor(here).email == "ada@example.com"  # this browser is still signed in
+    assert refused.value.code not in SIGNED_OUT and "another tab" in refused.value.message

@@ -401,3 +401,18 @@ def test_an_extra_subscription_whose_refund_failed_later_is_left_to_an_operator(
         payment = s.exec(select(Payment).where(Payment.stripe_id == invoice)).one()
     assert (payment.status, payment.amount_refunded) == ("COMPLETED", 0)  # paid, and kept
     assert_left_to_an_operator_once(customer, invoice, caplog)
+
+
+def test_a_second_subscription_already_charged_back_is_canceled_without_a_refund(org, stripe_env, db):
+    """Its payment's dispute was lost: the money is back with the buyer, and Stripe refuses a refund
+    (`charge_disputed`). The undo takes that as done and cancels it, rather than failing every sync."""
+    _, status = buy(org, "starter", "MONTHLY", sandbox=stripe_env)
+    customer = customer_id_for(org.id)
+    extra = buy_behind_the_apps_back(stripe_env, customer, price_of(db, "business", "MONTHLY"), card="pm_card_createDispute")
+    stripe_env.client.v1.disputes.close(stripe_env.client.v1.disputes.list().data[0].id)  # lost
+
+    sync_customer(customer)
+
+    assert stripe_env.client.v1.subscriptions.retrieve(extra.subscription).status == "canceled"
+    assert stripe_env.client.v1.subscriptions.retrieve(status.subscription_id).status == "active"
+    assert refunds_of_customer(stripe_env, customer) == []
