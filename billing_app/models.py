@@ -250,6 +250,14 @@ class PlanPeriod(SQLModel, table=True):
     plan: Plan = Relationship()
 
 
+class RetiredPrice(SQLModel, table=True):
+    """A Stripe price a plan period had before the catalog gave it a new one (prices are immutable:
+    a changed amount is a new price). Subscribers still on it keep that plan period (billing/prices.py)."""
+
+    stripe_price_id: str = Field(primary_key=True, max_length=255)
+    plan_period_id: int = Field(foreign_key="planperiod.id", index=True)
+
+
 class BillingCustomer(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     org_id: int = Field(foreign_key="organization.id", unique=True, index=True)

@@ -13,7 +13,8 @@ from sqlmodel import Session, select
 
 from billing_app.billing import gateway, idempotency
 from billing_app.billing.coupons import CouponSpec, PromotionCodeSpec, RetentionSpec, check_references, sync_coupons
-from billing_app.models import PeriodType, Plan, PlanPeriod
+from billing_app.db import insert_if_absent
+from billing_app.models import PeriodType, Plan, PlanPeriod, RetiredPrice
 
 CATALOG_PATH = Path(__file__).resolve().parent.parent / "plans.toml"
 
@@ -189,6 +190,10 @@ def sync_catalog(session: Session, *, dry_run: bool = False, spec: CatalogSpec |
             ).first() or PlanPeriod(plan_id=plan.id, period_type=period_spec.type.value, amount=0, currency="", lookup_key="")
             period.amount, period.currency = period_spec.amount, period_spec.currency
             period.trial_days, period.lookup_key = period_spec.trial_days, period_spec.lookup_key
+            if period.id is not None and period.stripe_price_id and period.stripe_price_id != price_id:
+                # Its subscribers stay on the old price (Stripe moves no one): it still names this period.
+                insert_if_absent(session, RetiredPrice.__table__, ["stripe_price_id"],
+                                 stripe_price_id=period.stripe_price_id, plan_period_id=period.id)
             period.stripe_price_id, period.active = price_id, True
             session.add(period)
         for period in session.exec(select(PlanPeriod).where(PlanPeriod.plan_id == plan.id)).all():

@@ -24,13 +24,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import select
 
 from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, schedules, subscriptions
 from billing_app.billing.entitlements import count_members, current_subscription
 from billing_app.billing.fresh import Fresh
 from billing_app.billing.profile import NO_UPCOMING_INVOICE
+from billing_app.billing.prices import plan_for_price
 from billing_app.billing.seats import (
     confirm_seat_claim,
     renew_seat_claim,
@@ -126,9 +126,7 @@ def _update(client, sub: OrgSubscription, item_id: str, quantity: int) -> None:
 def _per_seat_minimum(price_id: str) -> int | None:
     """min_seats of the per-seat plan this price belongs to; None for a flat plan (or a price not ours)."""
     with session_scope() as session:
-        plan = session.exec(
-            select(Plan).join(PlanPeriod, PlanPeriod.plan_id == Plan.id).where(PlanPeriod.stripe_price_id == price_id)
-        ).first()
+        plan = plan_for_price(session, price_id)
         return plan.min_seats if plan is not None and plan.per_seat else None
 
 

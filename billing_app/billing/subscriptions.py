@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
-from sqlmodel import select
 
 from billing_app.auth.accounts import Actor, admin_now
 from billing_app.billing import gateway, schedules, set_aside
 from billing_app.billing.fresh import Fresh
 from billing_app.billing.entitlements import count_members, current_subscription
+from billing_app.billing.prices import period_for_price, plan_for_price
 from billing_app.billing.seats import (
     refuse_plan_too_small,
     renew_seat_claim,
@@ -248,12 +248,13 @@ def _change_plan(actor: Actor, org_id: int, period_id: int, *, preview: bool) ->
     fresh = _fresh(client, sub, gateway.unavailable())
     with session_scope() as session:
         # The plan it is on now, by Stripe's price (the mirror's row when the price is not ours).
-        current = session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == fresh.price_id)).first()
+        current = period_for_price(session, fresh.stripe_sub["items"]["data"][0].get("price"))
         current = current or session.get(OrgSubscription, sub.id).period
         current_plan = current.plan if current else None
     if target_plan.legacy != bool(current_plan and current_plan.legacy):
         raise AppError(ErrorCode.SUBSCRIPTION_PERIOD_NOT_FOUND, "That plan is not available to your organization.")
-    if fresh.price_id == target.stripe_price_id:
+    if fresh.price_id == target.stripe_price_id or (current is not None and current.id == target.id):
+        # The same period on an older price is the same plan: moving to its new price is no change asked for.
         raise AppError(ErrorCode.SAME_PLAN, "You are already on this plan.")
     awaiting = _pending_upgrade(client, fresh)
     if fresh.canceling:
@@ -375,8 +376,8 @@ def _answer_pending(awaiting: _PendingUpgrade, target: PlanPeriod, change: PlanC
         return replace(change, applied=False, amount_due_now=awaiting.invoice["amount_due"],
                        confirm_url=awaiting.invoice["hosted_invoice_url"])
     with session_scope() as session:
-        period = session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == awaiting.price_id)).first()
-        name = period.plan.name if period and period.plan else "another plan"
+        plan = plan_for_price(session, awaiting.price_id)
+        name = plan.name if plan else "another plan"
     lapses = f" (it lapses on {format_datetime(datetime.fromtimestamp(awaiting.expires_at, tz=UTC))})" if awaiting.expires_at else ""
     raise AppError(
         ErrorCode.PLAN_CHANGE_PENDING,

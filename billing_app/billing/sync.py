@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from billing_app.billing import duplicates, gateway, history, one_off, orphans, profile, schedules, set_aside
+from billing_app.billing.prices import period_for_price
 from billing_app.db import get_engine, insert_if_absent, session_scope
 from billing_app.formatting import plan_label
 from billing_app.notifications import billing as billing_notices
@@ -40,8 +41,6 @@ from billing_app.models import (
     OrgSubscription,
     Payment,
     PaymentStatus,
-    PeriodType,
-    Plan,
     PlanPeriod,
     RetentionOffer,
     SubscriptionStatus as S,
@@ -257,12 +256,6 @@ def _set(row, changes: list[str], label: str, **values) -> None:
             setattr(row, name, value)
 
 
-def _period_for_price(session: Session, price_id: str | None) -> PlanPeriod | None:
-    if not price_id:
-        return None
-    return session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == price_id)).first()
-
-
 # How sync_customer and the bulk reconcile list checkout sessions.
 SESSION_EXPAND = ("data.line_items",)
 
@@ -280,26 +273,12 @@ def _paid_period(session: Session, checkout: dict) -> tuple[bool, PlanPeriod | N
     prices = {(item.get("price") or {}).get("id"): item.get("price") or {} for item in items.get("data") or []}
     period = None
     if len(prices) == 1:
-        price_id, price = next(iter(prices.items()))
-        period = _period_for_price(session, price_id) or _lifetime_period_of_product(session, price)
+        period = period_for_price(session, next(iter(prices.values())))
     claimed = str((checkout.get("metadata") or {}).get("period_id") or "")
     if claimed and (period is None or claimed != str(period.id)):
         log.warning("checkout %s: metadata period_id %r ignored; the price paid grants %s",
                     checkout["id"], claimed[:40], period.id if period else "no plan")
     return True, period
-
-
-def _lifetime_period_of_product(session: Session, price: dict) -> PlanPeriod | None:
-    """A one-time price of a plan's own product that the catalog no longer points at (prices are
-    immutable: a changed lifetime price is a new price): it still bought that plan's lifetime period."""
-    product = price.get("product")
-    product_id = product.get("id") if isinstance(product, dict) else product
-    if price.get("type") != "one_time" or not product_id:
-        return None
-    return session.exec(
-        select(PlanPeriod).join(Plan, PlanPeriod.plan_id == Plan.id)
-        .where(Plan.stripe_product_id == product_id, PlanPeriod.period_type == PeriodType.ALL_TIME.value)
-    ).first()
 
 
 def _upsert(session: Session, model, stripe_id: str, changes: list[str], label: str, **defaults):
@@ -313,7 +292,7 @@ def _upsert(session: Session, model, stripe_id: str, changes: list[str], label: 
 def _sync_subscription(session: Session, org_id: int, sub: dict, changes: list[str]) -> None:
     item = sub["items"]["data"][0] if sub["items"]["data"] else {}
     price_id = (item.get("price") or {}).get("id")
-    period = _period_for_price(session, price_id)
+    period = period_for_price(session, item.get("price"))
     label = f"subscription {sub['id']}"
     row = _upsert(session, OrgSubscription, sub["id"], changes, label, org_id=org_id, status=sub["status"])
     scheduled_period, scheduled_at, schedule_id = _scheduled_change(session, sub, item)
@@ -358,7 +337,7 @@ def _scheduled_change(session: Session, sub: dict, item: dict) -> tuple[PlanPeri
             price = phase["items"][0].get("price")
             price_id = price["id"] if isinstance(price, dict) else price
             if price_id != (item.get("price") or {}).get("id"):
-                return _period_for_price(session, price_id), _from_epoch(phase["start_date"]), schedule["id"]
+                return period_for_price(session, price), _from_epoch(phase["start_date"]), schedule["id"]
     return None, None, schedule["id"]
 
 
@@ -403,7 +382,7 @@ def _expired_at(session: Session, checkout: dict) -> datetime:
 
 def _plan_label(session: Session, sub: dict) -> str:
     items = sub["items"]["data"]
-    period = _period_for_price(session, (items[0].get("price") or {}).get("id")) if items else None
+    period = period_for_price(session, items[0].get("price")) if items else None
     if period is None:
         return ""
     return plan_label(period.plan.name, period.period_type)

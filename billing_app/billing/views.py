@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from billing_app.billing import payments
 from billing_app.billing.entitlements import AccessReason, current_subscription, entitlement
+from billing_app.billing.prices import period_for_price
 from billing_app.formatting import PERIOD_NAME, format_amount, format_date, plan_label
 from billing_app.models import OrgSubscription, Payment, PaymentStatus, PeriodType, Plan, PlanPeriod, SetAsideChange, SubscriptionStatus
 
@@ -280,7 +281,7 @@ def _set_aside_change(session: Session, sub: OrgSubscription) -> tuple[PlanPerio
     """The plan period and date of a downgrade set aside for an upgrade awaiting 3-D Secure (billing/set_aside.py)."""
     change = session.get(SetAsideChange, sub.id)
     items = json.loads(change.next_items_json) if change else []
-    period = session.exec(select(PlanPeriod).where(PlanPeriod.stripe_price_id == items[0]["price"])).first() if items else None
+    period = period_for_price(session, items[0]["price"]) if items else None
     return (period, change.period_end) if period else None
 
 

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from sqlmodel import Session, select
 
 from billing_app import routes
+from billing_app.billing.prices import plan_for_price
 from billing_app.formatting import format_amount, format_date
 from billing_app.models import (
     ENDED_STATUSES,
@@ -33,8 +34,6 @@ from billing_app.models import (
     OrgSubscription,
     Payment,
     PaymentStatus,
-    Plan,
-    PlanPeriod,
     SubscriptionStatus as S,
     set_to_cancel,
 )
@@ -102,10 +101,8 @@ class _Context:
     def plan_name(self, price_id: str | None) -> str:
         if not price_id:
             return "plan"
-        name = self.session.exec(
-            select(Plan.name).join(PlanPeriod, PlanPeriod.plan_id == Plan.id).where(PlanPeriod.stripe_price_id == price_id)
-        ).first()
-        return name or "plan"
+        plan = plan_for_price(self.session, price_id)
+        return plan.name if plan else "plan"
 
     def base(self, **values) -> dict:
         return {"org_name": self.org_name, "billing_url": self.billing_url, "pricing_url": self.pricing_url, **values}
