@@ -33,8 +33,20 @@ def waiting(schedule: object) -> list[dict]:
 
 def phase_items(phase: dict) -> list[dict]:
     """A phase's items as a schedule update takes them (a price read expanded or as an id)."""
+    return _as_sent(phase["items"])
+
+
+def _as_sent(items: list[dict]) -> list[dict]:
+    """Items, a phase's or a subscription's, as a schedule update takes them."""
     return [{"price": i["price"]["id"] if isinstance(i["price"], dict) else i["price"], "quantity": i.get("quantity") or 1}
-            for i in phase["items"]]
+            for i in items]
+
+
+def _superseded(current_phase: dict, billed: list[dict]) -> bool:
+    """The running phase no longer bills `billed`, the subscription's items: the subscription changed
+    since the phase was written (a switch or quantity in the Customer Portal, a seat change), and the
+    phase re-sent as it is would switch it back at once (Stripe applies the current phase now)."""
+    return phase_items(current_phase) != _as_sent(billed)
 
 
 def carried(phase: dict) -> dict:
@@ -81,13 +93,12 @@ def write(client, subscription_id: str, schedule_id: str | None, item: dict, nex
     schedule = gateway.call(client.v1.subscription_schedules.retrieve, schedule_id)
     # The running phase, not phases[0]: in its last phase a schedule still lists the past ones.
     current_phase = from_current(schedule)[0]
-    kept = [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}]
-    if phase_items(current_phase) != kept:
+    if _superseded(current_phase, [item]):
         if not waiting(schedule):
             gateway.call(client.v1.subscription_schedules.release, schedule_id)
         return False
     settings = carried(current_phase)
-    keep = {"items": kept, "start_date": current_phase["start_date"], "end_date": current_phase["end_date"], **settings}
+    keep = {"items": _as_sent([item]), "start_date": current_phase["start_date"], "end_date": current_phase["end_date"], **settings}
     if current_phase.get("trial_end"):
         keep["trial_end"] = current_phase["trial_end"]  # a current phase sent without it would end the trial now
     # The new plan keeps the subscription's discounts (a retention coupon still running goes on after a
@@ -106,14 +117,15 @@ def set_scheduled_quantity(client, schedule: dict, quantity: int, per_seat_minim
 
     Each phase names its own quantities, and Stripe sets the next phase's at the phase change: a seat
     change (a purchase, a member joining or leaving) must reach a waiting plan change this way, or the
-    switch bills the seats counted when it was scheduled."""
-    phases = []
-    for phase in from_current(schedule):
+    switch bills the seats counted when it was scheduled. The running phase bills what the subscription
+    does now (`_resent_phases`)."""
+    phases = _resent_phases(client, schedule)
+    for phase in phases:
         items = []
-        for item in phase_items(phase):
+        for item in phase["items"]:
             minimum = per_seat_minimum(item["price"])
             items.append(item if minimum is None else {**item, "quantity": max(quantity, minimum)})
-        phases.append({**_resent(phase, first=not phases), "items": items})
+        phase["items"] = items
     gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})
 
 
@@ -123,8 +135,9 @@ def add_discount(client, schedule: dict, discount_id: str) -> bool:
 
     Stripe keeps no discount a phase does not name: without this the coupon ends at the phase change.
     The discount is named by its id, so the same discount runs on, its months not restarted. False when
-    every phase named it already (nothing written)."""
-    phases = [_resent(phase, first=not i) for i, phase in enumerate(from_current(schedule))]
+    every phase named it already (nothing written). The running phase bills what the subscription does
+    now (`_resent_phases`)."""
+    phases = _resent_phases(client, schedule)
     if all({"discount": discount_id} in phase.get("discounts", []) for phase in phases):
         return False
     for phase in phases:
@@ -132,6 +145,21 @@ def add_discount(client, schedule: dict, discount_id: str) -> bool:
             phase["discounts"] = [*phase.get("discounts", []), {"discount": discount_id}]
     gateway.call(client.v1.subscription_schedules.update, schedule["id"], params={"phases": phases})
     return True
+
+
+def _resent_phases(client, schedule: dict) -> list[dict]:
+    """The phases from the running one as an update re-sends them, all kept (`_resent`), except that the
+    running one bills the subscription's items as Stripe has them now when it no longer names them (a
+    plan switched in the Customer Portal): re-sent as it is, it would put back the plan the customer
+    left, prorated. The phases after it (the change waiting) stay as they are."""
+    current = from_current(schedule)
+    phases = [_resent(phase, first=not i) for i, phase in enumerate(current)]
+    subscription = schedule["subscription"]
+    billed = gateway.call(client.v1.subscriptions.retrieve,
+                          subscription if isinstance(subscription, str) else subscription["id"])["items"]["data"]
+    if _superseded(current[0], billed):
+        phases[0]["items"] = _as_sent(billed)
+    return phases
 
 
 def _resent(phase: dict, first: bool) -> dict:

@@ -194,3 +194,34 @@ def test_a_retention_coupon_still_running_applies_after_a_scheduled_downgrade(or
     assert client.v1.subscriptions.retrieve(sub.stripe_id).discounts == [discount_id]
     renewal = client.v1.invoices.list(params={"subscription": sub.stripe_id, "limit": 1}).data[0]
     assert (renewal.subtotal, renewal.total) == (900, 720)
+
+
+def test_the_retention_offer_keeps_a_plan_switched_in_the_portal_while_a_downgrade_waits(org, stripe_env, db):
+    """Business waits to become Starter; the customer switches to Pro in the billing portal (the schedule's
+    running phase still names Business). Accepting the retention offer names its discount on the phases:
+    the running phase is re-sent as the subscription bills it now (Pro), since Stripe applies a running
+    phase at once, so Business is never put back and nothing is prorated; Starter still waits, discounted."""
+    from billing_app.billing import retention
+
+    _clock, customer = buy_on_clock(org, stripe_env, plan="business")
+    change_plan(org.admin, period_id("starter", "MONTHLY"), preview=False)
+    client = stripe_env.client
+    sub = subscription(db, org)
+    with session_scope() as s:
+        pro, starter = (s.get(PlanPeriod, period_id(k, "MONTHLY")).stripe_price_id for k in ("pro", "starter"))
+    item = client.v1.subscriptions.retrieve(sub.stripe_id)["items"].data[0]
+    client.v1.subscriptions.update(sub.stripe_id, params={  # the portal's switch
+        "items": [{"id": item.id, "price": pro}], "proration_behavior": "create_prorations"})
+    sync_customer(customer.id)
+    pending = len(client.v1.invoice_items.list(params={"customer": customer.id}).data)
+
+    retention.accept(org.admin)
+    at_stripe = client.v1.subscriptions.retrieve(sub.stripe_id)
+    assert at_stripe["items"].data[0].price.id == pro, "accepting a coupon switched the plan back to Business"
+    assert len(client.v1.invoice_items.list(params={"customer": customer.id}).data) == pending  # nothing prorated
+    [discount_id] = at_stripe.discounts
+    schedule = client.v1.subscription_schedules.retrieve(sub.stripe_schedule_id)
+    assert [(p.items[0].price, [d.discount for d in p.discounts]) for p in schedule.phases] == \
+        [(pro, [discount_id]), (starter, [discount_id])]
+    sub = subscription(db, org)
+    assert (sub.plan_period_id, sub.scheduled_period_id) == (period_id("pro", "MONTHLY"), period_id("starter", "MONTHLY"))

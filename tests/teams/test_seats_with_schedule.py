@@ -210,3 +210,27 @@ def test_members_joining_while_a_switch_waits_keep_the_retention_coupon_on_both_
     assert sub.discounts == [discount_id] and sub["items"].data[0].quantity == 4
     renewal = client.v1.invoices.list(params={"subscription": sub.id, "limit": 1}).data[0]
     assert (renewal.subtotal, renewal.total) == (3200, 2560)
+
+
+def test_a_member_joining_keeps_a_plan_switched_in_the_portal_while_a_switch_to_per_seat_waits(org, stripe_env):
+    """Business waits to become Team (per seat); the customer switches to Pro in the billing portal (the
+    schedule's running phase still names Business). A member joining sets the Team phase's seats and
+    re-sends the running phase as the subscription bills it now (Pro): Stripe applies a running phase at
+    once, so Business is never put back."""
+    from billing_app.db import session_scope
+    from billing_app.models import PlanPeriod
+
+    _clock, customer = buy_on_clock(org, stripe_env, plan="business")  # 2 members
+    change_plan(org.admin, period_id("team", "MONTHLY"), preview=False)  # at the period end
+    with session_scope() as s:
+        pro, team = (s.get(PlanPeriod, period_id(k, "MONTHLY")).stripe_price_id for k in ("pro", "team"))
+    sub = stripe_subscription(org, stripe_env)
+    stripe_env.client.v1.subscriptions.update(sub.id, params={  # the portal's switch
+        "items": [{"id": sub["items"].data[0].id, "price": pro}], "proration_behavior": "create_prorations"})
+    sync_customer(customer.id)
+
+    join(org, "carol@example.com")
+    join(org, "dave@example.com")  # 4 members
+    item = stripe_subscription(org, stripe_env)["items"].data[0]
+    assert (item.price.id, item.quantity) == (pro, 1), "a member joining switched the plan back to Business"
+    assert _phase_quantities(org, stripe_env) == [(pro, 1), (team, 4)]
